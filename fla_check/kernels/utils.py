@@ -1,0 +1,43 @@
+"""Host-side helpers shared by the built-in kernels."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """`input_precision` for tl.dot: exact IEEE fp32 for fp32 inputs (no TF32 surprises)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def next_pow2(n: int, minimum: int = 16) -> int:
+    """Block size covering a head dim (masked loads handle 60, 100, ...)."""
+    return max(minimum, triton.next_power_of_2(n))
+
+
+def prepare_chunk_indices(cu_seqlens: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """[num_chunks, 2] int32 rows (sequence index, chunk index within it) for varlen grids."""
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+    rows = [(i, c) for i, n in enumerate(lengths) for c in range(triton.cdiv(n, chunk_size))]
+    if not rows:
+        return torch.zeros(0, 2, dtype=torch.int32, device=cu_seqlens.device)
+    return torch.tensor(rows, dtype=torch.int32, device=cu_seqlens.device)
+
+
+def num_sequences(batch: int, cu_seqlens: Optional[torch.Tensor]) -> int:
+    """N of the state tensors: B, or the number of varlen sequences."""
+    return batch if cu_seqlens is None else cu_seqlens.numel() - 1
+
+
+def check_varlen(q: torch.Tensor, cu_seqlens: Optional[torch.Tensor],
+                 initial_state: Optional[torch.Tensor]) -> None:
+    """fla's contract: cu_seqlens needs B == 1 and one initial state per sequence."""
+    if cu_seqlens is None:
+        return
+    if q.shape[0] != 1:
+        raise ValueError(f"cu_seqlens needs batch size 1, got {q.shape[0]}")
+    n = cu_seqlens.numel() - 1
+    if initial_state is not None and initial_state.shape[0] != n:
+        raise ValueError(f"initial_state has {initial_state.shape[0]} states for {n} sequences")

@@ -1,0 +1,147 @@
+"""Op registry: what each op is, its reference recurrence, and its known kernel modes.
+
+Every mode callable has the uniform keyword signature::
+
+    fn(q, k, v, *, g=None, beta=None, scale=None, initial_state=None,
+       output_final_state=False, cu_seqlens=None) -> (o, final_state | None)
+
+`o` comes back in `q.dtype`, the final state in float32 `[N,H,K,V]`. Modes with
+backward are differentiable under torch autograd. Kernel modules are imported lazily
+(``"module:attr"``) so that importing the registry never imports triton.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from fla_check.references import delta_step, gated_delta_step, gla_step
+from fla_check.references.recurrence import StepFn
+
+ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """One way of computing an op (a built-in Triton kernel or a provider's function)."""
+
+    name: str
+    provider: str
+    target: str | Callable  # "module:attr" (lazy) or the callable itself
+    dtypes: frozenset = ALL_DTYPES
+    varlen: bool = True
+    initial_state: bool = True
+    backward: bool = False
+    backward_reason: str = ""
+    description: str = ""
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+    def load(self) -> Callable:
+        """Import and return the callable (first call imports triton)."""
+        if callable(self.target):
+            return self.target
+        module, _, attr = self.target.partition(":")
+        if self.provider == "builtin":
+            from fla_check.backend import select_backend
+
+            select_backend()
+        return getattr(importlib.import_module(module), attr)
+
+    def unsupported_reason(self, *, dtype: torch.dtype, varlen: bool, initial_state: bool,
+                           backward: bool) -> Optional[str]:
+        """Why this mode cannot run a case with these features, or None."""
+        if dtype not in self.dtypes:
+            return f"{self.qualified} does not support {str(dtype).removeprefix('torch.')}"
+        if varlen and not self.varlen:
+            return f"{self.qualified} does not support cu_seqlens"
+        if initial_state and not self.initial_state:
+            return f"{self.qualified} does not support initial_state"
+        if backward and not self.backward:
+            return self.backward_reason or f"{self.qualified} has no backward"
+        return None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A linear-attention op: its inputs and its step-wise recurrence."""
+
+    name: str
+    step: StepFn
+    gate: Optional[str]  # "key" ([B,T,H,K]), "head" ([B,T,H]) or None
+    has_beta: bool
+    description: str
+    modes: dict[str, ModeSpec] = field(default_factory=dict)
+
+    @property
+    def supports_mask_packing(self) -> bool:
+        return self.gate is not None
+
+
+_K = "fla_check.kernels"
+_NO_BWD = "forward only (as in fla: no backward for the per-step gated delta rule)"
+
+OPS: dict[str, OpSpec] = {
+    "gla": OpSpec(
+        "gla", gla_step, gate="key", has_beta=False,
+        description="Gated Linear Attention, per-key-channel log gate",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.gla.recurrent:gla_recurrent",
+                                  backward=True, description="per-step fused recurrence"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.gla.chunk:gla_chunk", backward=True,
+                              description="chunk-local cumsum, sub-chunk blocks, state passing"),
+            "fused_chunk": ModeSpec("fused_chunk", "builtin", f"{_K}.gla.fused_chunk:gla_fused_chunk",
+                                    backward_reason="builtin:fused_chunk is forward only",
+                                    description="one program per (batch, head), q*exp(G)/k*exp(-G), BT=16"),
+        },
+    ),
+    "delta": OpSpec(
+        "delta", delta_step, gate=None, has_beta=True,
+        description="DeltaNet (delta rule, no gate)",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.delta.recurrent:delta_recurrent",
+                                  backward=True, description="per-step fused recurrence"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
+                              description="WY/UT transform by forward substitution, state passing"),
+        },
+    ),
+    "gated_delta": OpSpec(
+        "gated_delta", gated_delta_step, gate="head", has_beta=True,
+        description="Gated DeltaNet, per-head log gate, decay before the delta update",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin",
+                                  f"{_K}.gated_delta.recurrent:gated_delta_recurrent",
+                                  backward_reason=_NO_BWD, description="per-step fused recurrence"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
+                              backward=True, description="gated UT transform, state passing"),
+        },
+    ),
+}
+
+
+class UnknownNameError(ValueError):
+    """An op or mode name that is not registered."""
+
+
+def get_op(name: str) -> OpSpec:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown op {name!r}; valid ops: {', '.join(OPS)}") from None
+
+
+def get_mode(op: OpSpec, name: str) -> ModeSpec:
+    """Resolve 'chunk' or 'builtin:chunk' (or a provider-qualified name) for `op`."""
+    provider, _, bare = name.rpartition(":")
+    for mode in op.modes.values():
+        if mode.name == bare and (provider in ("", mode.provider)):
+            return mode
+    for key, mode in op.modes.items():
+        if key == name:
+            return mode
+    valid = ", ".join(sorted(m.qualified if m.provider != "builtin" else m.name for m in op.modes.values()))
+    raise UnknownNameError(f"unknown mode {name!r} for op {op.name}; valid modes: {valid}")

@@ -1,0 +1,129 @@
+"""One time-step loop shared by GLA, DeltaNet and Gated DeltaNet.
+
+Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,H,V]`, GLA gate `[B,T,H,K]`, Gated DeltaNet gate
+and beta `[B,T,H]`, states `[N,H,K,V]`. Varlen (`cu_seqlens`, B == 1) is run as a padded batch
+of independent sequences; a boolean `reset_mask` `[B,T]` zeroes the state before the marked
+step, which is exactly "each packed segment run on its own" (the ground truth of packing).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]], Tensor]
+
+
+def gla_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
+    """S_t = diag(exp g_t) S_{t-1} + k_t v_t^T.  S: [B,H,K,V], k/g: [B,H,K], v: [B,H,V]."""
+    return S * g.exp()[..., None] + k[..., None] * v[..., None, :]
+
+
+def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
+    """S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T.  beta: [B,H]."""
+    err = v - (S * k[..., None]).sum(-2)
+    return S + k[..., None] * (beta[..., None] * err)[..., None, :]
+
+
+def gated_delta_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor:
+    """Decay first: S' = exp(g_t) S_{t-1}; then the delta rule on S'.  g: [B,H]."""
+    return delta_step(S * g.exp()[..., None, None], k, v, None, beta)
+
+
+def _to_padded(x: Optional[Tensor], cu_seqlens: Tensor, t_max: int) -> Optional[Tensor]:
+    """[1, total, ...] -> [N, t_max, ...] (zeros past each sequence's end)."""
+    if x is None:
+        return None
+    bounds = cu_seqlens.tolist()
+    rows = []
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        pad = x.new_zeros((t_max - (e - s),) + tuple(x.shape[2:]))
+        rows.append(torch.cat([x[0, s:e], pad], 0))
+    return torch.stack(rows, 0)
+
+
+def run_recurrence(
+    step: StepFn,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Optional[Tensor] = None,
+    beta: Optional[Tensor] = None,
+    *,
+    scale: Optional[float] = None,
+    initial_state: Optional[Tensor] = None,
+    output_final_state: bool = False,
+    cu_seqlens: Optional[Tensor] = None,
+    reset_mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Optional[Tensor]]:
+    """Run `step` over time in the dtype of the inputs; returns (o [B,T,H,V], final state or None)."""
+    B, T, H, K = q.shape
+    scale = K**-0.5 if scale is None else scale
+    if cu_seqlens is not None:
+        if B != 1:
+            raise ValueError(f"cu_seqlens needs batch size 1, got {B}")
+        if reset_mask is not None:
+            raise ValueError("cu_seqlens and reset_mask are exclusive")
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+        t_max = max(lengths) if lengths else 0
+        padded = [_to_padded(x, cu_seqlens, t_max) for x in (q, k, v, g, beta)]
+        o_pad, ht = _loop(step, *padded, scale, initial_state, lengths)
+        o = torch.cat([o_pad[i, :n] for i, n in enumerate(lengths)], 0)[None]
+        return o, (ht if output_final_state else None)
+    o, ht = _loop(step, q, k, v, g, beta, scale, initial_state, None, reset_mask)
+    return o, (ht if output_final_state else None)
+
+
+def _loop(
+    step: StepFn,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Optional[Tensor],
+    beta: Optional[Tensor],
+    scale: float,
+    initial_state: Optional[Tensor],
+    lengths: Optional[list[int]],
+    reset_mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if initial_state is None:
+        S = q.new_zeros(B, H, K, V)
+    else:
+        S = initial_state.to(q.dtype)
+    outs = []
+    for t in range(T):
+        S_new = step(
+            S if reset_mask is None else S * (~reset_mask[:, t]).to(S.dtype)[:, None, None, None],
+            k[:, t],
+            v[:, t],
+            None if g is None else g[:, t],
+            None if beta is None else beta[:, t],
+        )
+        if lengths is not None:
+            active = torch.tensor([t < n for n in lengths], device=q.device)[:, None, None, None]
+            S_new = torch.where(active, S_new, S)
+        S = S_new
+        outs.append((S * (scale * q[:, t])[..., None]).sum(-2))
+    o = torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)
+    return o, S
+
+
+def reference(step: StepFn, *tensors: Optional[Tensor], **kwargs) -> tuple[Tensor, Optional[Tensor]]:
+    """The float64 ground truth: every input upcast to float64, outputs in float64."""
+    cast = [None if t is None else t.to(torch.float64) for t in tensors]
+    if kwargs.get("initial_state") is not None:
+        kwargs["initial_state"] = kwargs["initial_state"].to(torch.float64)
+    return run_recurrence(step, *cast, **kwargs)
+
+
+def naive_baseline(step: StepFn, *tensors: Optional[Tensor], **kwargs) -> tuple[Tensor, Optional[Tensor]]:
+    """The precision baseline: inputs in the kernel dtype, fp32 accumulation, o cast back."""
+    dtype = tensors[0].dtype
+    cast = [None if t is None else t.to(torch.float32) for t in tensors]
+    if kwargs.get("initial_state") is not None:
+        kwargs["initial_state"] = kwargs["initial_state"].to(torch.float32)
+    o, ht = run_recurrence(step, *cast, **kwargs)
+    return o.to(dtype), ht

@@ -1,0 +1,100 @@
+"""The float64 references: varlen and reset-mask semantics, autograd, closed forms."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fla_check.references import delta_step, gated_delta_step, gla_step, naive_baseline, reference
+
+STEPS = {"gla": gla_step, "delta": delta_step, "gated_delta": gated_delta_step}
+
+
+def _inputs(op, B=1, T=11, H=2, K=5, V=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
+    v = torch.randn(B, T, H, V, generator=gen)
+    g = beta = None
+    if op == "gla":
+        g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen))
+    if op == "gated_delta":
+        g = F.logsigmoid(torch.randn(B, T, H, generator=gen))
+    if op != "gla":
+        k = F.normalize(k, dim=-1)
+        beta = torch.rand(B, T, H, generator=gen)
+    return q, k, v, g, beta
+
+
+def _slice(x, s, e):
+    return None if x is None else x[:, s:e]
+
+
+@pytest.mark.parametrize("op", list(STEPS))
+def test_cu_seqlens_equals_separate_runs(op):
+    q, k, v, g, beta = _inputs(op, T=12)
+    cu = torch.tensor([0, 1, 5, 12])
+    h0 = torch.randn(3, 2, 5, 3, generator=torch.Generator().manual_seed(1))
+    o, ht = reference(STEPS[op], q, k, v, g, beta, initial_state=h0, output_final_state=True,
+                      cu_seqlens=cu)
+    for i, (s, e) in enumerate(zip(cu[:-1].tolist(), cu[1:].tolist())):
+        xs = [_slice(x, s, e) for x in (q, k, v, g, beta)]
+        o_i, ht_i = reference(STEPS[op], *xs, initial_state=h0[i : i + 1], output_final_state=True)
+        torch.testing.assert_close(o[:, s:e], o_i, rtol=0, atol=1e-12)
+        torch.testing.assert_close(ht[i : i + 1], ht_i, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("op", list(STEPS))
+def test_reset_mask_equals_per_segment_runs(op):
+    q, k, v, g, beta = _inputs(op, B=2, T=10)
+    reset = torch.zeros(2, 10, dtype=torch.bool)
+    reset[0, 4] = reset[1, 1] = reset[1, 2] = True
+    o, _ = reference(STEPS[op], q, k, v, g, beta, reset_mask=reset)
+    for b, starts in ((0, [0, 4, 10]), (1, [0, 1, 2, 10])):
+        for s, e in zip(starts[:-1], starts[1:]):
+            xs = [None if x is None else x[b : b + 1, s:e] for x in (q, k, v, g, beta)]
+            o_i, _ = reference(STEPS[op], *xs)
+            torch.testing.assert_close(o[b : b + 1, s:e], o_i, rtol=0, atol=1e-12)
+
+
+def test_gla_matches_closed_form_attention():
+    """o_t = sum_{s<=t} (q_t * exp(G_t - G_s)) . k_s v_s with G the inclusive gate cumsum."""
+    q, k, v, g, _ = _inputs("gla", T=7)
+    o, _ = reference(gla_step, q, k, v, g, None, scale=1.0)
+    G = g.double().cumsum(1)
+    want = torch.zeros_like(o)
+    for t in range(7):
+        for s in range(t + 1):
+            w = (q[:, t].double() * k[:, s].double() * (G[:, t] - G[:, s]).exp()).sum(-1)
+            want[:, t] += w[..., None] * v[:, s].double()
+    torch.testing.assert_close(o, want, rtol=1e-10, atol=1e-12)
+
+
+def test_gated_delta_decays_before_the_error():
+    """With k orthonormal and beta = 1, one step writes v exactly: S'^T k = v after the update."""
+    K = V = 4
+    S0 = torch.randn(1, 1, K, V, dtype=torch.float64)
+    k = torch.eye(K, dtype=torch.float64)[0].view(1, 1, K)
+    v = torch.randn(1, 1, V, dtype=torch.float64)
+    S1 = gated_delta_step(S0, k, v, torch.full((1, 1), -0.7, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
+    torch.testing.assert_close((S1 * k[..., None]).sum(-2), v)
+    # the other rows are only decayed
+    torch.testing.assert_close(S1[..., 1:, :], S0[..., 1:, :] * torch.exp(torch.tensor(-0.7)))
+
+
+@pytest.mark.parametrize("op", list(STEPS))
+def test_reference_is_differentiable(op):
+    xs = [None if x is None else x.double().requires_grad_() for x in _inputs(op, T=4)]
+    h0 = torch.randn(1, 2, 5, 3, dtype=torch.float64, requires_grad=True)
+    o, ht = reference(STEPS[op], *xs, initial_state=h0, output_final_state=True)
+    (o.sum() + ht.sum()).backward()
+    for x in xs + [h0]:
+        if x is not None:
+            assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_naive_baseline_is_close_but_not_exact_in_half():
+    xs = _inputs("gla", T=16, K=8, V=8)
+    o64, _ = reference(gla_step, *xs)
+    half = [None if x is None else x.half() for x in xs]
+    o16, _ = naive_baseline(gla_step, *half)
+    assert o16.dtype == torch.float16
+    err = (o16.double() - o64).abs().max().item()
+    assert 0 < err < 1e-2
