@@ -12,8 +12,9 @@ backward are differentiable under torch autograd. Kernel modules are imported la
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
@@ -36,6 +37,7 @@ class ModeSpec:
     backward: bool = False
     backward_reason: str = ""
     description: str = ""
+    interpreter_reason: str = ""  # non-empty: cannot run under the Triton interpreter, and why
 
     @property
     def qualified(self) -> str:
@@ -53,8 +55,15 @@ class ModeSpec:
         return getattr(importlib.import_module(module), attr)
 
     def unsupported_reason(self, *, dtype: torch.dtype, varlen: bool, initial_state: bool,
-                           backward: bool) -> Optional[str]:
-        """Why this mode cannot run a case with these features, or None."""
+                           backward: bool, interpreter: Optional[bool] = None) -> Optional[str]:
+        """Why this mode cannot run a case with these features, or None.
+
+        `interpreter=None` means "as selected in this process" (TRITON_INTERPRET=1).
+        """
+        if interpreter is None:
+            interpreter = os.environ.get("TRITON_INTERPRET") == "1"
+        if interpreter and self.interpreter_reason:
+            return self.interpreter_reason
         if dtype not in self.dtypes:
             return f"{self.qualified} does not support {str(dtype).removeprefix('torch.')}"
         if varlen and not self.varlen:
@@ -127,6 +136,14 @@ class UnknownNameError(ValueError):
     """An op or mode name that is not registered."""
 
 
+class ModeRegistrationError(ValueError):
+    """A mode that cannot be added to the registry (reserved or malformed name)."""
+
+
+class DuplicateModeError(ModeRegistrationError):
+    """A different mode is already registered under the same qualified name."""
+
+
 def get_op(name: str) -> OpSpec:
     try:
         return OPS[name]
@@ -135,13 +152,50 @@ def get_op(name: str) -> OpSpec:
 
 
 def get_mode(op: OpSpec, name: str) -> ModeSpec:
-    """Resolve 'chunk' or 'builtin:chunk' (or a provider-qualified name) for `op`."""
+    """Resolve 'chunk' or 'builtin:chunk' (or a provider-qualified name) for `op`.
+
+    Bare names mean built-in modes; provider modes need their qualified name ('fla:chunk').
+    """
     provider, _, bare = name.rpartition(":")
     for mode in op.modes.values():
-        if mode.name == bare and (provider in ("", mode.provider)):
+        if mode.name == bare and (provider or "builtin") == mode.provider:
             return mode
     for key, mode in op.modes.items():
         if key == name:
             return mode
     valid = ", ".join(sorted(m.qualified if m.provider != "builtin" else m.name for m in op.modes.values()))
     raise UnknownNameError(f"unknown mode {name!r} for op {op.name}; valid modes: {valid}")
+
+
+def register_modes(op_name: str, modes: Iterable[ModeSpec]) -> list[str]:
+    """Add provider modes to `op_name` under their qualified names; returns those names.
+
+    Idempotent: re-adding an equal ModeSpec is a no-op. All-or-nothing: nothing is added
+    when one mode is invalid. Raises UnknownNameError, ModeRegistrationError, DuplicateModeError.
+    """
+    op = get_op(op_name)
+    new: dict[str, ModeSpec] = {}
+    for mode in modes:
+        if not isinstance(mode, ModeSpec):
+            raise ModeRegistrationError(f"expected a ModeSpec for op {op_name}, got {type(mode).__name__}")
+        if mode.provider == "builtin":
+            raise ModeRegistrationError(f"provider name 'builtin' is reserved ({mode.qualified})")
+        for part in (mode.provider, mode.name):
+            if not part or ":" in part or part != part.strip():
+                raise ModeRegistrationError(f"invalid mode or provider name {mode.qualified!r}")
+        key = mode.qualified
+        old = new.get(key, op.modes.get(key))
+        if old is not None and old != mode:
+            raise DuplicateModeError(f"op {op_name} already has a different mode {key!r}")
+        new[key] = mode
+    op.modes.update(new)
+    return list(new)
+
+
+def remove_modes(provider: str) -> None:
+    """Remove every mode of `provider` from every op (built-in modes cannot be removed)."""
+    if provider == "builtin":
+        raise ModeRegistrationError("built-in modes cannot be removed")
+    for op in OPS.values():
+        for key in [k for k, m in op.modes.items() if m.provider == provider]:
+            del op.modes[key]
