@@ -38,13 +38,16 @@ def max_err(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> float:
     return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
 
 
-def assert_matches_reference(fn, x: dict, **kwargs) -> tuple[float, float]:
-    """Run kernel `fn` and the float64 reference; check o and the final state.
+def assert_matches_reference(fn, x: dict, chunk_size: Optional[int] = None,
+                             **kwargs) -> tuple[float, float]:
+    """Run kernel `fn` (with `chunk_size` if given) and the float64 reference; check o and ht.
 
     fp32: absolute error below 2e-5 * max(1, |ref|). Other dtypes: within 2x the error of the
     same-dtype naive recurrence plus a small floor (the verdict rule of DESIGN.md).
     """
-    o, ht = fn(x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"], output_final_state=True, **kwargs)
+    extra = {} if chunk_size is None else {"chunk_size": chunk_size}
+    o, ht = fn(x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"], output_final_state=True,
+               **kwargs, **extra)
     ro, rh = run_reference(x, output_final_state=True, **kwargs)
     assert o.dtype == x["q"].dtype and o.shape == ro.shape
     assert ht.dtype == torch.float32 and ht.shape == rh.shape

@@ -1,0 +1,241 @@
+"""Chunked delta rule forward, shared by DeltaNet (no gate) and Gated DeltaNet (USE_G).
+
+Pipeline (all fp32 inside, gates in natural log, `exp` not `exp2`):
+  1. g_cum = chunk-local cumsum of the per-head gate (fla_check.kernels.common.cumsum);
+  2. A_inv, W, U = UT transform per chunk (fla_check.kernels.common.ut_transform, the same
+     code path as the public `ut_transform` entry);
+  3. state passing, one program per (sequence, head, V-block), looping over chunks:
+     h_c is stored (state before chunk c), v_new = U - W h_c,
+     h_{c+1} = exp(g_last) h_c + (K * exp(g_last - g))^T v_new;
+  4. output, one program per (chunk, head, V-block):
+     o = scale * ((q * exp(g)) h_c + tril(q k^T * exp(g_i - g_j)) v_new),
+     the upper triangle is discarded by tl.where selection (overflow there never leaks).
+No guard against huge negative gates: like fla, a -0.1*finfo.max fill at a reset inside a
+chunk is absorbed by the chunk-local cumsum (silently wrong) and -inf gives NaN.
+`chunk_fwd` returns every intermediate (for a backward pass to reuse).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from fla_check.kernels.common.cumsum import chunk_local_cumsum
+from fla_check.kernels.common.ut_transform import check_chunk_size, ut_transform_fwd
+from fla_check.kernels.utils import (
+    check_varlen, dot_precision, next_pow2, num_sequences, prepare_chunk_indices,
+)
+
+MAX_HEAD_DIM = 256
+
+
+@triton.jit
+def chunk_delta_h_kernel(
+    k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Inter-chunk state passing; writes h (before each chunk) and v_new = U - W h."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        NT = tl.cdiv(eos - bos, BT)
+        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+        NT = tl.cdiv(T, BT)
+        boh = i_n.to(tl.int64) * NT
+    o_i = tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_state = o_k[:, None] * V + o_v[None, :]
+
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_INITIAL_STATE:
+        b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + p_state, mask=m_h, other=0.0).to(tl.float32)
+    for i_t in range(0, NT):
+        tl.store(h + ((boh + i_t) * H + i_h) * K * V + p_state, b_h, mask=m_h)
+        o_t = i_t * BT + o_i
+        m_t = o_t < eos - bos
+        row = (bos + o_t) * H + i_h
+        m_tk = m_t[:, None] & m_k[None, :]
+        m_tv = m_t[:, None] & m_v[None, :]
+        b_w = tl.load(w + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
+        b_u = tl.load(u + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
+        b_v = b_u - tl.dot(b_w, b_h, input_precision=DOT_PRECISION)
+        tl.store(v_new + row[:, None] * V + o_v[None, :], b_v, mask=m_tv)
+        b_kt = tl.load(k + row[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
+                       other=0.0).to(tl.float32)
+        if USE_G:
+            last = tl.minimum(i_t * BT + BT, eos - bos) - 1
+            b_g_last = tl.load(g_cum + (bos + last) * H + i_h)
+            b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
+            b_v = b_v * tl.where(m_t, tl.exp(b_g_last - b_g), 0.0)[:, None]
+            b_h *= tl.exp(b_g_last)
+        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)
+    if STORE_FINAL_STATE:
+        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)
+
+
+@triton.jit
+def chunk_delta_o_kernel(
+    q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """o = scale * ((q * exp(g)) h_c + tril(q k^T * exp(g_i - g_j)) v_new) for one chunk."""
+    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        i_tg = i_t.to(tl.int64)
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int64)
+        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        i_tg = i_b.to(tl.int64) * tl.cdiv(T, BT) + i_t
+        bos = i_b.to(tl.int64) * T
+        eos = bos + T
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
+    m_t = o_t < eos - bos
+    row = (bos + o_t) * H + i_h
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+
+    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
+                  other=0.0).to(tl.float32)
+    b_kt = tl.load(k + row[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
+                   other=0.0).to(tl.float32)
+    b_h = tl.load(h + (i_tg * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :],
+                  mask=m_k[:, None] & m_v[None, :], other=0.0)
+    b_A = tl.dot(b_q, b_kt, input_precision=DOT_PRECISION)
+    if USE_G:
+        b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
+        b_q = b_q * tl.exp(b_g)[:, None]
+        b_A = b_A * tl.exp(b_g[:, None] - b_g[None, :])
+    b_o = tl.dot(b_q, b_h, input_precision=DOT_PRECISION)
+    m_A = (o_i[:, None] >= o_i[None, :]) & m_t[:, None] & m_t[None, :]
+    b_A = tl.where(m_A, b_A, 0.0)
+    b_v = tl.load(v_new + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :],
+                  other=0.0)
+    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale
+    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
+             mask=m_t[:, None] & m_v[None, :])
+
+
+@dataclass
+class ChunkFwdOutput:
+    """The output, the final state and every intermediate a backward pass may reuse (fp32)."""
+
+    o: torch.Tensor  # [B,T,H,V], q.dtype
+    final_state: Optional[torch.Tensor]  # [N,H,K,V] or None
+    g_cum: Optional[torch.Tensor]  # [B,T,H] chunk-local cumsum of g (natural log)
+    A_inv: torch.Tensor  # [B,T,H,BT]
+    w: torch.Tensor  # [B,T,H,K]
+    u: torch.Tensor  # [B,T,H,V]
+    h: torch.Tensor  # [B*NT or total chunks, H, K, V]: state before each chunk
+    v_new: torch.Tensor  # [B,T,H,V] = u - w h
+
+
+def chunk_fwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
+    g: Optional[torch.Tensor], scale: float, initial_state: Optional[torch.Tensor],
+    output_final_state: bool, cu_seqlens: Optional[torch.Tensor], chunk_size: int = 64,
+) -> ChunkFwdOutput:
+    """The chunked forward with all intermediates; `g` is the raw per-head gate or None."""
+    check_chunk_size(chunk_size)
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    if K > MAX_HEAD_DIM:
+        raise ValueError(f"chunk kernel supports K <= {MAX_HEAD_DIM}, got {K}")
+    BT = chunk_size
+    N = num_sequences(B, cu_seqlens)
+    q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
+    if cu_seqlens is None:
+        chunk_indices = chunk_offsets = None
+        NT_total = B * triton.cdiv(T, BT)
+    else:
+        chunk_indices = prepare_chunk_indices(cu_seqlens, BT)
+        counts = triton.cdiv(cu_seqlens[1:] - cu_seqlens[:-1], BT)
+        chunk_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+        NT_total = chunk_indices.shape[0]
+    g_cum = None if g is None else chunk_local_cumsum(g, BT, cu_seqlens, chunk_indices)
+    A_inv, w, u = ut_transform_fwd(k, v, beta, g_cum, BT, cu_seqlens, chunk_indices)
+
+    f32 = dict(device=q.device, dtype=torch.float32)
+    h = torch.empty(NT_total, H, K, V, **f32)
+    v_new = torch.empty(B, T, H, V, **f32)
+    ht = torch.empty(N, H, K, V, **f32) if output_final_state else None
+    h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
+    o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    BK = next_pow2(K)
+    BV = min(64, next_pow2(V))
+    NV = triton.cdiv(V, BV)
+    meta = dict(H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_G=g is not None,
+                IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=dot_precision(torch.float32))
+    if N * H > 0:
+        chunk_delta_h_kernel[(NV, N * H)](
+            k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
+            USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta,
+        )
+    NT = triton.cdiv(T, BT) if cu_seqlens is None else NT_total
+    if NT * B * H > 0:
+        chunk_delta_o_kernel[(NV, NT, B * H)](
+            q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, **meta,
+        )
+    return ChunkFwdOutput(o, ht, g_cum, A_inv, w, u, h, v_new)
+
+
+def chunk_delta_rule(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+    g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
+    scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
+    output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Uniform-signature chunked forward; `g` (per-head log gate [B,T,H]) selects Gated DeltaNet.
+
+    `beta=None` means ones.
+    """
+    B, T, H, K = q.shape
+    check_varlen(q, cu_seqlens, initial_state)
+    if g is not None and tuple(g.shape) != (B, T, H):
+        raise ValueError(f"gate g must be [B,T,H]={(B, T, H)}, got {tuple(g.shape)}")
+    if beta is None:
+        beta = q.new_ones(B, T, H)
+    if tuple(beta.shape) != (B, T, H):
+        raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
+    scale = K**-0.5 if scale is None else scale
+    out = chunk_fwd(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
+                    chunk_size)
+    return out.o, out.final_state
+
+
+def delta_chunk(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+    g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
+    scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
+    output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """DeltaNet, chunked (UT transform + state passing). DeltaNet has no gate: `g` must be None."""
+    if g is not None:
+        raise ValueError("DeltaNet takes no gate g; use the gated_delta op for a gated delta rule")
+    return chunk_delta_rule(q, k, v, beta=beta, scale=scale, initial_state=initial_state,
+                            output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                            chunk_size=chunk_size)
