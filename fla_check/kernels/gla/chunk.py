@@ -1,0 +1,348 @@
+"""GLA, chunked (fla's chunk_gla algorithm), forward and backward in Triton.
+
+Gates are natural-log decays; as in fla, the chunk-local cumsum is rescaled to base 2
+(gc = cumsum(g) / ln 2, fp32) and every kernel uses exp2. Like fla, a gate of -finfo.max then
+overflows to -inf in gc (NaN output), while -0.1*finfo.max stays finite and silently wrong.
+Forward, per chunk of BT tokens (BT in {16, 32, 64}, sub-chunks of BC = 16):
+  (a) gc = chunk-local inclusive cumsum of g / ln 2 (resets at every chunk and sequence start),
+  (b) h[c] = state entering chunk c:  h *= exp2(gc_last);  h += (k * exp2(gc_last - gc))^T v,
+  (c) intra-chunk A (scale folded in): off-diagonal sub-chunk blocks through the bounded
+      factorisation (q * exp2(gc_i - gc_n)) (k * exp2(gc_n - gc_j))^T, gc_n = first row of
+      sub-chunk i; diagonal blocks column by column with exact exp2(gc_i - gc_j), upper zeroed,
+  (d) o = scale * (q * exp2(gc)) h[c] + A v.
+No protection beyond fla's: a gate of -0.1*finfo.max is absorbed by the cumsum (silently
+wrong output), -inf gives NaN. That weakness is what fla-check must detect.
+Backward (chunk_gla_bwd below) recomputes gc and h in fp32, carries dh backward over chunks,
+then computes dv, dA, the sub-chunk intra dq/dk and the inter dq/dk/dg per chunk.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from fla_check.kernels.gla.inputs import prepare_gla_args
+from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
+
+BC_MAX = 16
+RCP_LN2 = tl.constexpr(1.4426950408889634)  # 1 / ln 2, as fla's chunk_local_cumsum scale
+
+
+@triton.jit
+def _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
+    """(bos, length) of sequence i_n: from cu_seqlens, or the i_n-th row of a [B, T] batch."""
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        seq_len = eos - bos
+    else:
+        bos = tl.cast(i_n, tl.int64) * T
+        seq_len = T
+    return bos, seq_len
+
+
+@triton.jit
+def _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN: tl.constexpr):
+    """Grid chunk i_c (of batch row i_b) -> (chunk index within its sequence, bos, length)."""
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_c * 2)
+        i_t = tl.load(chunk_indices + i_c * 2 + 1)
+    else:
+        i_n = i_b
+        i_t = i_c
+    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    return i_t, bos, seq_len
+
+
+@triton.jit
+def _state_base(chunk_offsets, i_n, T, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
+    """Index of sequence i_n's first chunk in the per-chunk state tensors."""
+    if IS_VARLEN:
+        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
+    else:
+        boh = tl.cast(i_n, tl.int64) * tl.cdiv(T, BT)
+    return boh
+
+
+@triton.jit
+def chunk_local_cumsum_kernel(
+    g, gc, cu_seqlens, chunk_indices, T,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """gc = inclusive cumsum of g along time, restarting at every chunk, in base 2 (fp32)."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    o_t = i_t * BT + tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m = (o_t < seq_len)[:, None] & (o_k < K)[None, :]
+    offs = ((bos + o_t) * H + i_h)[:, None] * K + o_k[None, :]
+    b_g = tl.load(g + offs, mask=m, other=0.0).to(tl.float32)
+    tl.store(gc + offs, tl.cumsum(b_g, axis=0) * RCP_LN2, mask=m)
+
+
+@triton.jit
+def chunk_fwd_h_kernel(
+    k, v, gc, h, h0, ht, cu_seqlens, chunk_offsets, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """Walk the chunks of one (sequence, head, V-block); h[c] = state entering chunk c."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    o_s = o_k[:, None] * V + o_v[None, :]
+
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + i_nh * K * V + o_s, mask=m_h, other=0.0).to(tl.float32)
+    for i_t in range(0, tl.cdiv(seq_len, BT)):
+        tl.store(h + ((boh + i_t) * H + i_h) * K * V + o_s, b_h.to(h.dtype.element_ty), mask=m_h)
+        o_t = i_t * BT + tl.arange(0, BT)
+        m_t = o_t < seq_len
+        row = (bos + o_t) * H + i_h
+        p_kt = row[None, :] * K + o_k[:, None]  # [BK, BT]
+        b_k = tl.load(k + p_kt, mask=m_k[:, None] & m_t[None, :], other=0.0)
+        b_gk = tl.load(gc + p_kt, mask=m_k[:, None] & m_t[None, :], other=0.0)
+        b_v = tl.load(v + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        last = tl.minimum(i_t * BT + BT, seq_len) - 1
+        b_gl = tl.load(gc + ((bos + last) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_h *= tl.exp2(b_gl)[:, None]
+        b_kg = (b_k * tl.exp2(b_gl[:, None] - b_gk)).to(b_k.dtype)
+        b_h += tl.dot(b_kg, b_v, input_precision=DOT_PRECISION)
+    if STORE_HT:
+        tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)
+
+
+@triton.jit
+def chunk_fwd_A_inter_kernel(
+    q, k, gc, A, cu_seqlens, chunk_indices, scale, T,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    NC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Off-diagonal sub-chunk block (i, j), i > j, of A with the bounded factorisation."""
+    i_c, i_ij, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_i, i_j = i_ij // NC, i_ij % NC
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    if i_i <= i_j:
+        return
+    if i_t * BT + i_i * BC >= seq_len:
+        return
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    o_i = i_t * BT + i_i * BC + tl.arange(0, BC)
+    o_j = i_t * BT + i_j * BC + tl.arange(0, BC)
+    m_i = o_i < seq_len
+    row_i = (bos + o_i) * H + i_h
+    row_j = (bos + o_j) * H + i_h
+    m_qi = m_i[:, None] & m_k[None, :]
+    b_q = tl.load(q + row_i[:, None] * K + o_k[None, :], mask=m_qi, other=0.0)
+    b_g = tl.load(gc + row_i[:, None] * K + o_k[None, :], mask=m_qi, other=0.0)
+    b_kt = tl.load(k + row_j[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+    b_gkt = tl.load(gc + row_j[None, :] * K + o_k[:, None], mask=m_k[:, None], other=0.0)
+    b_gn = tl.load(gc + ((bos + i_t * BT + i_i * BC) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    b_qg = b_q * tl.exp2(b_g - b_gn[None, :]) * scale
+    b_kg = b_kt * tl.exp2(b_gn[:, None] - b_gkt)
+    b_A = tl.dot(b_qg, b_kg, input_precision=DOT_PRECISION)
+    p_A = A + row_i[:, None] * BT + i_j * BC + tl.arange(0, BC)[None, :]
+    tl.store(p_A, b_A, mask=m_i[:, None])
+
+
+@triton.jit
+def chunk_fwd_A_intra_kernel(
+    q, k, gc, A, cu_seqlens, chunk_indices, scale, T,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """Diagonal sub-chunk block i of A, one column at a time with exact gate differences."""
+    i_c, i_i, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    if i_t * BT + i_i * BC >= seq_len:
+        return
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    o_c = tl.arange(0, BC)
+    o_i = i_t * BT + i_i * BC + o_c
+    m_i = o_i < seq_len
+    row_i = (bos + o_i) * H + i_h
+    m_qi = m_i[:, None] & m_k[None, :]
+    b_q = tl.load(q + row_i[:, None] * K + o_k[None, :], mask=m_qi, other=0.0).to(tl.float32)
+    b_g = tl.load(gc + row_i[:, None] * K + o_k[None, :], mask=m_qi, other=0.0)
+    for j in range(0, BC):
+        t_j = i_t * BT + i_i * BC + j
+        m_j = m_k & ((o_k * 0 + t_j) < seq_len)
+        p_j = ((bos + t_j) * H + i_h) * K + o_k
+        b_k = tl.load(k + p_j, mask=m_j, other=0.0).to(tl.float32)
+        b_gk = tl.load(gc + p_j, mask=m_j, other=0.0)
+        b_A = tl.sum(b_q * b_k[None, :] * tl.exp2(b_g - b_gk[None, :]), 1)
+        b_A = tl.where(o_c >= j, b_A * scale, 0.0)
+        tl.store(A + row_i * BT + i_i * BC + j, b_A, mask=m_i)
+
+
+@triton.jit
+def chunk_fwd_o_kernel(
+    q, v, gc, h, A, o, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """o = scale * (q * exp2(gc)) h[c] + tril(A) v for one chunk and V-block."""
+    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_c * 2)
+    else:
+        i_n = i_b
+    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    o_c = tl.arange(0, BT)
+    o_t = i_t * BT + o_c
+    m_k = o_k < K
+    m_v = o_v < V
+    m_t = o_t < seq_len
+    row = (bos + o_t) * H + i_h
+    m_qk = m_t[:, None] & m_k[None, :]
+    m_tv = m_t[:, None] & m_v[None, :]
+    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)
+    b_g = tl.load(gc + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)
+    b_qg = (b_q * tl.exp2(b_g)).to(b_q.dtype)
+    p_h = h + ((boh + i_t) * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_h = tl.load(p_h, mask=m_k[:, None] & m_v[None, :], other=0.0).to(b_qg.dtype)
+    b_o = tl.dot(b_qg, b_h, input_precision=DOT_PRECISION) * scale
+    b_A = tl.load(A + row[:, None] * BT + o_c[None, :], mask=m_t[:, None], other=0.0)
+    b_v = tl.load(v + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
+    b_A = tl.where(o_c[:, None] >= o_c[None, :], b_A, 0.0).to(b_v.dtype)
+    b_o += tl.dot(b_A, b_v, input_precision=DOT_PRECISION)
+    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
+
+
+class ChunkLayout:
+    """Chunk grid of a batch or a varlen pack: chunks to launch and per-sequence state offsets."""
+
+    def __init__(self, B: int, T: int, BT: int, cu_seqlens: Optional[torch.Tensor], device):
+        self.BT = BT
+        self.varlen = cu_seqlens is not None
+        if self.varlen:
+            self.indices = prepare_chunk_indices(cu_seqlens, BT)
+            counts = triton.cdiv(cu_seqlens[1:] - cu_seqlens[:-1], BT)
+            self.offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int64)
+            self.grid_chunks = self.indices.shape[0]  # B == 1
+            self.num_states = int(self.offsets[-1])
+        else:
+            self.indices = self.offsets = None
+            self.grid_chunks = triton.cdiv(T, BT)
+            self.num_states = B * self.grid_chunks
+
+
+def _blocks(K: int, V: int) -> tuple[int, int, int]:
+    BK = next_pow2(K)
+    BV = min(next_pow2(V), 64)
+    return BK, BV, triton.cdiv(V, BV)
+
+
+def chunk_local_cumsum(g: torch.Tensor, lay: ChunkLayout, cu_seqlens) -> torch.Tensor:
+    B, T, H, K = g.shape
+    gc = torch.empty_like(g, dtype=torch.float32)
+    if lay.grid_chunks * B * H > 0:
+        chunk_local_cumsum_kernel[(lay.grid_chunks, B * H)](
+            g, gc, cu_seqlens, lay.indices, T, H=H, K=K, BT=lay.BT, BK=next_pow2(K),
+            IS_VARLEN=lay.varlen,
+        )
+    return gc
+
+
+def chunk_fwd_h(k, v, gc, h0, output_final_state, cu_seqlens, lay: ChunkLayout, N: int,
+                state_dtype: torch.dtype):
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    BK, BV, NV = _blocks(K, V)
+    h = k.new_empty(lay.num_states, H, K, V, dtype=state_dtype)
+    ht = k.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    if N * H > 0:
+        chunk_fwd_h_kernel[(NV, N * H)](
+            k, v, gc, h, h0, ht, cu_seqlens, lay.offsets, T, H=H, K=K, V=V, BT=lay.BT, BK=BK,
+            BV=BV, USE_H0=h0 is not None, STORE_HT=output_final_state, IS_VARLEN=lay.varlen,
+            DOT_PRECISION=dot_precision(k.dtype),
+        )
+    return h, ht
+
+
+def chunk_fwd_A(q, k, gc, scale, cu_seqlens, lay: ChunkLayout) -> torch.Tensor:
+    B, T, H, K = q.shape
+    BT = lay.BT
+    BC = min(BC_MAX, BT)
+    NC = BT // BC
+    A = q.new_empty(B, T, H, BT, dtype=torch.float32)
+    if lay.grid_chunks * B * H == 0:
+        return A
+    common = dict(H=H, K=K, BT=BT, BC=BC, BK=next_pow2(K), IS_VARLEN=lay.varlen)
+    if NC > 1:
+        chunk_fwd_A_inter_kernel[(lay.grid_chunks, NC * NC, B * H)](
+            q, k, gc, A, cu_seqlens, lay.indices, scale, T, NC=NC,
+            DOT_PRECISION=dot_precision(q.dtype), **common,
+        )
+    chunk_fwd_A_intra_kernel[(lay.grid_chunks, NC, B * H)](
+        q, k, gc, A, cu_seqlens, lay.indices, scale, T, **common,
+    )
+    return A
+
+
+def chunk_fwd_o(q, v, gc, h, A, scale, cu_seqlens, lay: ChunkLayout) -> torch.Tensor:
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK, BV, NV = _blocks(K, V)
+    o = torch.empty_like(v, dtype=q.dtype)
+    if lay.grid_chunks * B * H > 0:
+        chunk_fwd_o_kernel[(NV, lay.grid_chunks, B * H)](
+            q, v, gc, h, A, o, cu_seqlens, lay.indices, lay.offsets, scale, T, H=H, K=K, V=V,
+            BT=lay.BT, BK=BK, BV=BV, IS_VARLEN=lay.varlen, DOT_PRECISION=dot_precision(q.dtype),
+        )
+    return o
+
+
+def chunk_gla_fwd(q, k, v, g, scale, h0, output_final_state, cu_seqlens, N, BT):
+    lay = ChunkLayout(q.shape[0], q.shape[1], BT, cu_seqlens, q.device)
+    gc = chunk_local_cumsum(g, lay, cu_seqlens)
+    h, ht = chunk_fwd_h(k, v, gc, h0, output_final_state, cu_seqlens, lay, N, k.dtype)
+    A = chunk_fwd_A(q, k, gc, scale, cu_seqlens, lay)
+    o = chunk_fwd_o(q, v, gc, h, A, scale, cu_seqlens, lay)
+    return o, ht
+
+
+class GlaChunkFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N, BT):
+        o, ht = chunk_gla_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N, BT)
+        ctx.save_for_backward(q, k, v, g, initial_state, cu_seqlens)
+        ctx.scale, ctx.N, ctx.BT = scale, N, BT
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        raise NotImplementedError("chunk backward not implemented yet")
+
+
+def gla_chunk(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: Optional[torch.Tensor] = None,
+    beta: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+    initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False,
+    cu_seqlens: Optional[torch.Tensor] = None, chunk_size: int = 64,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """GLA by fla's chunk algorithm (chunk_size in {16, 32, 64}); differentiable."""
+    if chunk_size not in (16, 32, 64):
+        raise ValueError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
+    a = prepare_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens)
+    return GlaChunkFunction.apply(a.q, a.k, a.v, a.g, a.scale, a.initial_state,
+                                  output_final_state, a.cu_seqlens, a.N, chunk_size)

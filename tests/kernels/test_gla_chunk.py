@@ -1,0 +1,107 @@
+"""builtin GLA chunk (fla's chunk_gla algorithm) vs the float64 reference; planted bug; packing."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fla_check.kernels  # noqa: F401  (selects the backend before triton)
+from fla_check.kernels.gla.chunk import gla_chunk
+from fla_check.kernels.gla.recurrent import gla_recurrent
+from fla_check.mutate import load_mutant
+from fla_check.references import gla_step, reference
+
+
+def _inputs(B, T, H, K, V, n_states, seed=0, gate_norm=8.0):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
+    v = torch.randn(B, T, H, V, generator=gen)
+    g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen)) / gate_norm
+    h0 = torch.randn(n_states, H, K, V, generator=gen)
+    return q, k, v, g, h0
+
+
+def _rel_err(x, ref):
+    return ((x.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm, chunk_size)
+    "T13_B2": (2, 13, 2, 32, 32, None, True, 8.0, 64),
+    "T1": (1, 1, 1, 32, 32, None, False, 8.0, 64),
+    "T70_bt64": (1, 70, 1, 32, 16, None, True, 8.0, 64),
+    "T70_bt32": (1, 70, 1, 32, 16, None, True, 8.0, 32),
+    "T70_bt16": (1, 70, 1, 32, 16, None, True, 8.0, 16),
+    "varlen_len1": (1, 45, 2, 32, 32, [0, 1, 20, 45], True, 8.0, 16),
+    "varlen_empty": (1, 30, 1, 16, 16, [0, 0, 17, 30], True, 8.0, 16),
+    "KV60": (1, 40, 1, 60, 60, None, True, 8.0, 32),
+    "strong_decay": (1, 40, 1, 32, 32, None, True, 0.1, 32),
+}
+
+
+def _run(case):
+    B, T, H, K, V, cu, use_h0, norm, bt = CASES[case]
+    cu = None if cu is None else torch.tensor(cu)
+    q, k, v, g, h0 = _inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
+    return (q, k, v, g, h0 if use_h0 else None), cu, bt
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3)], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_forward_matches_reference(case, dtype, tol):
+    (q, k, v, g, h0), cu, bt = _run(case)
+    ref_o, ref_ht = reference(gla_step, q, k, v, g, None, initial_state=h0,
+                              output_final_state=True, cu_seqlens=cu)
+    o, ht = gla_chunk(*(x.to(dtype) for x in (q, k, v)), g=g.to(dtype), initial_state=h0,
+                      output_final_state=True, cu_seqlens=cu, chunk_size=bt)
+    assert o.dtype == dtype and ht.dtype == torch.float32
+    assert _rel_err(o, ref_o) < tol
+    assert _rel_err(ht, ref_ht) < tol
+
+
+def test_planted_bug_state_not_carried_is_caught():
+    """A mutant that drops the state at every chunk boundary is far off the reference.
+    Weak decay on purpose: logsigmoid(randn) gates decay a 16-token chunk by ~e^-13, which
+    hides exactly this bug (fla RFC #891)."""
+    mutant = load_mutant("fla_check.kernels.gla.chunk",
+                         [("b_h *= tl.exp2(b_gl)[:, None]", "b_h *= 0.0")], tag="gla_no_carry")
+    q, k, v, g, h0 = _inputs(1, 70, 1, 32, 16, 1, gate_norm=20.0)
+    ref_o, _ = reference(gla_step, q, k, v, g, None, initial_state=h0)
+    good, _ = gla_chunk(q, k, v, g=g, initial_state=h0, chunk_size=16)
+    bad, _ = mutant.gla_chunk(q, k, v, g=g, initial_state=h0, chunk_size=16)
+    assert _rel_err(good, ref_o) < 1e-5
+    assert _rel_err(bad, ref_o) > 0.1
+
+
+def _packed_row(fill):
+    """One row packing two sequences; the second starts mid-chunk at t=20 (gate filled there)."""
+    q, k, v, g, _ = _inputs(1, 48, 1, 32, 32, 1, seed=3)
+    reset = torch.zeros(1, 48, dtype=torch.bool)
+    reset[0, 20] = True
+    ref_o, _ = reference(gla_step, q, k, v, g, None, reset_mask=reset)
+    return (q, k, v, g.masked_fill(reset[:, :, None, None], fill)), ref_o
+
+
+def test_packing_with_huge_fill_breaks_chunk_not_recurrent():
+    """fla's weakness, kept on purpose: -0.1*finfo.max is absorbed by the chunk-local cumsum."""
+    (q, k, v, g), ref_o = _packed_row(-0.1 * torch.finfo(torch.float32).max)
+    o_chunk, _ = gla_chunk(q, k, v, g=g)
+    o_rec, _ = gla_recurrent(q, k, v, g=g)
+    assert torch.isfinite(o_chunk).all()  # silently wrong, not NaN
+    assert _rel_err(o_chunk, ref_o) > 0.1
+    assert _rel_err(o_rec, ref_o) < 1e-5
+
+
+@pytest.mark.parametrize("fill", [-torch.finfo(torch.float32).max, float("-inf")])
+def test_packing_with_inf_fill_gives_nan(fill):
+    (q, k, v, g), _ = _packed_row(fill)
+    assert gla_chunk(q, k, v, g=g)[0].isnan().any()
+
+
+def test_packing_with_moderate_fill_is_accurate():
+    (q, k, v, g), ref_o = _packed_row(-20.0)
+    o, _ = gla_chunk(q, k, v, g=g)
+    assert (o.double() - ref_o).abs().max().item() < 1e-4
+
+
+def test_rejects_bad_chunk_size():
+    q, k, v, g, _ = _inputs(1, 4, 1, 16, 16, 1)
+    with pytest.raises(ValueError):
+        gla_chunk(q, k, v, g=g, chunk_size=8)
