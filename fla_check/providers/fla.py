@@ -1,0 +1,136 @@
+"""flash-linear-attention (PyPI ``fla-core``, extra ``fla-check[fla]``) as the ``fla`` provider.
+
+Modes ``fla:chunk`` and ``fla:recurrent`` for gla, delta and gated_delta. fla's positional
+orders differ between modes (``chunk_gla(q,k,v,g)`` but ``fused_recurrent_gla(q,k,v,gk)``;
+``chunk_gated_delta_rule(q,k,v,g,beta)`` but ``fused_recurrent_gated_delta_rule(q,k,v,g,gk,gv,beta)``),
+so every argument is passed by keyword. fla is imported lazily, on the first call, after
+``FLA_DISABLE_BACKEND_DISPATCH=1`` (test the Triton path, not FlashQLA/TileLang) and the
+backend selection; this module itself imports neither fla nor triton.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sys
+import warnings
+from types import SimpleNamespace
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from fla_check.ops import ModeSpec
+from fla_check.providers import Provider, ProviderError, ProviderUnavailableError
+
+NAME = "fla"
+ModeOutput = tuple[Tensor, Optional[Tensor]]
+INSTALL_HINT = "install fla-check[fla] (pip install 'fla-check[fla]': fla-core and einops)"
+NO_FP32 = frozenset({torch.float16, torch.bfloat16})
+ALL = frozenset({torch.float32, torch.float16, torch.bfloat16})
+CHUNK_ON_INTERPRETER = (
+    "fla's chunk kernels call `i_t.to(tl.int64)` on a Python-int loop index, which the Triton "
+    "interpreter rejects (InterpreterError: 'int' object has no attribute 'to'); run on a GPU"
+)
+GDN_RECURRENT_NO_BWD = (
+    "fla's fused_recurrent_gated_delta_rule is forward only (NotImplementedError: \"Backward pass "
+    "is not implemented yet ... compute dg without materializing the full hidden states\")"
+)
+
+
+class FlaSetupError(ProviderError):
+    """fla was imported before fla-check could pin its Triton path."""
+
+
+def _pin_environment() -> None:
+    """FLA_DISABLE_BACKEND_DISPATCH=1 must be set before fla.backends is imported."""
+    os.environ["FLA_DISABLE_BACKEND_DISPATCH"] = "1"
+    backends = sys.modules.get("fla.backends")
+    if backends is not None and not getattr(backends, "_DISPATCH_DISABLED", True):
+        raise FlaSetupError("fla was imported before fla-check set FLA_DISABLE_BACKEND_DISPATCH=1, so "
+                            "its backend dispatch is active; set it in the environment or import "
+                            "fla_check.providers.fla first")
+
+
+@functools.lru_cache(maxsize=None)
+def fla_ops() -> SimpleNamespace:
+    """Import fla's entry points (once), after pinning the environment and the backend."""
+    from fla_check.backend import select_backend
+    from fla_check.providers import interpreter_shims
+
+    _pin_environment()
+    select_backend()
+    if interpreter_shims.is_interpreter():
+        interpreter_shims.pin_autotune()
+    with warnings.catch_warnings():  # fla warns that Triton is unsupported on CPU; the interpreter runs it
+        warnings.filterwarnings("ignore", message="Triton is not supported on current platform")
+        from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+        from fla.ops.gla import chunk_gla, fused_recurrent_gla
+
+    return SimpleNamespace(**{f.__name__: f for f in (
+        chunk_gla, fused_recurrent_gla, chunk_delta_rule, fused_recurrent_delta_rule,
+        chunk_gated_delta_rule, fused_recurrent_gated_delta_rule)})
+
+
+def _fp32(x: Optional[Tensor]) -> Optional[Tensor]:
+    return None if x is None else x.float()  # chunk_gla asserts an fp32 initial_state
+
+
+def _adapter(fla_name: str, gate_kw: Optional[str], takes_beta: bool) -> Callable[..., ModeOutput]:
+    """The uniform mode signature around one fla entry point, every argument by keyword."""
+
+    def call(q: Tensor, k: Tensor, v: Tensor, *, g: Optional[Tensor] = None, beta: Optional[Tensor] = None,
+             scale: Optional[float] = None, initial_state: Optional[Tensor] = None,
+             output_final_state: bool = False, cu_seqlens: Optional[Tensor] = None) -> ModeOutput:
+        kwargs = dict(q=q, k=k, v=v, scale=scale, initial_state=_fp32(initial_state),
+                      output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+        if gate_kw is not None:
+            kwargs[gate_kw] = g
+        if takes_beta:
+            kwargs["beta"] = beta
+        return getattr(fla_ops(), fla_name)(**kwargs)
+
+    call.__name__ = call.__qualname__ = f"fla_{fla_name}"
+    call.__doc__ = f"fla.ops {fla_name} with fla-check's uniform mode signature."
+    return call
+
+
+# Built once, so that every Provider built in this process has equal ModeSpecs (idempotent loading).
+gla_chunk = _adapter("chunk_gla", "g", False)
+gla_recurrent = _adapter("fused_recurrent_gla", "gk", False)
+delta_chunk = _adapter("chunk_delta_rule", None, True)
+delta_recurrent = _adapter("fused_recurrent_delta_rule", None, True)
+gated_delta_chunk = _adapter("chunk_gated_delta_rule", "g", True)
+gated_delta_recurrent = _adapter("fused_recurrent_gated_delta_rule", "g", True)
+
+
+def _mode(name: str, fn: Callable[..., ModeOutput], *, dtypes: frozenset = ALL, backward: bool = True,
+          backward_reason: str = "", interpreter_reason: str = "", description: str = "") -> ModeSpec:
+    return ModeSpec(name, NAME, fn, dtypes=dtypes, backward=backward, backward_reason=backward_reason,
+                    interpreter_reason=interpreter_reason, description=description)
+
+
+def build() -> Provider:
+    """The fla Provider (no fla import here)."""
+    chunk = functools.partial(_mode, "chunk", interpreter_reason=CHUNK_ON_INTERPRETER)
+    recurrent = functools.partial(_mode, "recurrent")
+    return Provider(NAME, {
+        "gla": [chunk(gla_chunk, description="fla.ops.gla.chunk_gla"),
+                recurrent(gla_recurrent, description="fla.ops.gla.fused_recurrent_gla (gate as gk)")],
+        "delta": [chunk(delta_chunk, dtypes=NO_FP32,
+                        description="fla.ops.delta_rule.chunk_delta_rule (asserts no fp32)"),
+                  recurrent(delta_recurrent, description="fla.ops.delta_rule.fused_recurrent_delta_rule")],
+        "gated_delta": [chunk(gated_delta_chunk, description="fla.ops.gated_delta_rule.chunk_gated_delta_rule"),
+                        recurrent(gated_delta_recurrent, backward=False, backward_reason=GDN_RECURRENT_NO_BWD,
+                                  description="fla.ops.gated_delta_rule.fused_recurrent_gated_delta_rule")],
+    }, description="flash-linear-attention (fla-core) Triton kernels")
+
+
+def provider() -> Provider:
+    """Entry point ``fla``: the fla Provider, or ProviderUnavailableError when fla-core is absent."""
+    missing = [m for m in ("fla", "einops") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ProviderUnavailableError(f"the fla provider needs {' and '.join(missing)}: {INSTALL_HINT}")
+    _pin_environment()
+    return build()

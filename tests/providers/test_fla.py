@@ -1,0 +1,156 @@
+"""The fla provider: declared capabilities, lazy loading, and fla's recurrent kernels vs float64.
+
+Kernel tests need fla-core (`python3 -m pip install --no-deps fla-core==0.6.0 einops`); on CPU they
+run fla's own Triton kernels in the interpreter with the autotuner pinned to its first config.
+"""
+import importlib.util
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fla_check import ops
+from fla_check.mutate import load_mutant
+from fla_check.providers import ProviderUnavailableError, load_provider, resolve, unload_provider
+from fla_check.providers import fla as fla_provider
+from fla_check.references import reference
+
+HAVE_FLA = importlib.util.find_spec("fla") is not None and importlib.util.find_spec("einops") is not None
+needs_fla = pytest.mark.skipif(not HAVE_FLA, reason="fla-core not installed: "
+                               "python3 -m pip install --no-deps fla-core==0.6.0 einops")
+OPS = ["gla", "delta", "gated_delta"]
+SPEC = "fla_check.providers.fla:provider"
+
+
+@pytest.fixture
+def fla_modes():
+    load_provider(SPEC)
+    yield
+    unload_provider("fla")
+
+
+def _interpreter() -> bool:
+    from fla_check.backend import get_backend
+
+    return get_backend().interpreter
+
+
+def _inputs(op, *, B=1, T=12, H=2, K=20, V=12, n_states=1, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
+    v = torch.randn(B, T, H, V, generator=gen)
+    g = beta = None
+    if op == "gla":
+        g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen))
+    if op == "gated_delta":
+        g = F.logsigmoid(torch.randn(B, T, H, generator=gen))
+    if op != "gla":
+        k = F.normalize(k, dim=-1)
+        beta = torch.rand(B, T, H, generator=gen)
+    h0 = torch.randn(n_states, H, K, V, generator=gen)
+    device = "cpu" if _interpreter() else "cuda"
+    cast = [None if x is None else x.to(device, dtype) for x in (q, k, v, g, beta)]
+    return (*cast, h0.to(device))
+
+
+def _rel(x, ref):
+    return ((x.double() - ref).norm() / ref.norm()).item()
+
+
+def test_entry_point_is_declared_in_pyproject():
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["entry-points"]["fla_check.providers"]["fla"] == SPEC
+    assert pyproject["project"]["optional-dependencies"]["fla"][0].startswith("fla-core")
+
+
+def test_capabilities_are_declared_honestly():
+    modes = {(op, m.name): m for op, specs in fla_provider.build().modes.items() for m in specs}
+    kw = dict(dtype=torch.float16, varlen=True, initial_state=True, backward=True)
+    for op in OPS:
+        assert modes[op, "chunk"].unsupported_reason(**kw, interpreter=True) == fla_provider.CHUNK_ON_INTERPRETER
+        assert modes[op, "chunk"].unsupported_reason(**kw, interpreter=False) is None
+    assert "float32" in modes["delta", "chunk"].unsupported_reason(**{**kw, "dtype": torch.float32},
+                                                                    interpreter=False)
+    assert modes["gated_delta", "recurrent"].unsupported_reason(**kw) == fla_provider.GDN_RECURRENT_NO_BWD
+    assert modes["gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
+
+
+def test_missing_fla_gives_the_install_hint(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(fla_provider.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fla" else real(name, *a))
+    with pytest.raises(ProviderUnavailableError, match=r"install fla-check\[fla\]"):
+        resolve(SPEC)
+
+
+@needs_fla
+def test_loading_pins_the_triton_path(fla_modes):
+    assert os.environ["FLA_DISABLE_BACKEND_DISPATCH"] == "1"
+    assert {m for m in ops.get_op("gated_delta").modes if m.startswith("fla:")} == {"fla:chunk", "fla:recurrent"}
+    fla_provider.fla_ops()
+    assert sys.modules["fla.backends"]._DISPATCH_DISABLED
+
+
+@needs_fla
+@pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
+@pytest.mark.parametrize("op", OPS)
+def test_recurrent_forward_matches_float64(fla_modes, op, varlen):
+    cu = torch.tensor([0, 0, 1, 5, 12]) if varlen else None
+    q, k, v, g, beta, h0 = _inputs(op, B=1 if varlen else 2, n_states=4 if varlen else 2)
+    cu = None if cu is None else cu.to(q.device)
+    spec = ops.get_op(op)
+    fn = ops.get_mode(spec, "fla:recurrent").load()
+    o, ht = fn(q, k, v, g=g, beta=beta, initial_state=h0, output_final_state=True, cu_seqlens=cu)
+    ro, rh = reference(spec.step, q, k, v, g, beta, initial_state=h0, output_final_state=True, cu_seqlens=cu)
+    assert o.dtype == torch.float32 and ht.dtype == torch.float32 and ht.shape == h0.shape
+    assert _rel(o, ro) < 1e-5 and _rel(ht, rh) < 1e-5
+
+
+@needs_fla
+@pytest.mark.parametrize("op", ["gla", "delta"])
+def test_recurrent_backward_matches_float64(fla_modes, op):
+    spec = ops.get_op(op)
+    inputs = _inputs(op, B=2, T=10, n_states=2)
+    gated = 3 if op == "gla" else 4  # index of g or beta: the op's differentiable gate
+    leaves = [None if x is None else x.clone().requires_grad_() for x in inputs]
+    refs = [None if x is None else x.double().requires_grad_() for x in inputs]
+    fn = ops.get_mode(spec, "fla:recurrent").load()
+    do = torch.randn(inputs[2].shape, generator=torch.Generator().manual_seed(1)).to(inputs[2].device)
+    o, _ = fn(*leaves[:3], g=leaves[3], beta=leaves[4], initial_state=leaves[5])
+    ro, _ = reference(spec.step, *refs[:5], initial_state=refs[5])
+    (o * do).sum().backward()
+    (ro * do.double()).sum().backward()
+    for i in (0, 1, 2, gated, 5):
+        assert _rel(leaves[i].grad, refs[i].grad) < 1e-5, f"input {i}"
+
+
+@needs_fla
+def test_gated_delta_recurrent_really_has_no_backward(fla_modes):
+    q, k, v, g, beta, h0 = _inputs("gated_delta")
+    o, _ = ops.get_mode(ops.get_op("gated_delta"), "fla:recurrent").load()(q.requires_grad_(), k, v, g=g, beta=beta)
+    with pytest.raises(NotImplementedError, match="Backward pass is not implemented"):
+        o.sum().backward()
+
+
+@needs_fla
+@pytest.mark.skipif(HAVE_FLA and not _interpreter(), reason="compiled Triton runs fla's chunk kernels")
+@pytest.mark.parametrize("op", OPS)
+def test_chunk_modes_really_fail_in_the_interpreter(fla_modes, op):
+    q, k, v, g, beta, _ = _inputs(op, T=16, K=16, V=16, dtype=torch.float16)
+    with pytest.raises(Exception, match="'int' object has no attribute 'to'"):
+        ops.get_mode(ops.get_op(op), "fla:chunk").load()(q, k, v, g=g, beta=beta)
+
+
+@needs_fla
+def test_forward_check_catches_a_gate_passed_to_the_wrong_keyword():
+    """Planted bug: the GLA gate fed to fla's value gate gv instead of gk (K == V so it runs)."""
+    mutant = load_mutant("fla_check.providers.fla", [('"fused_recurrent_gla", "gk"',
+                                                       '"fused_recurrent_gla", "gv"')], tag="gv")
+    q, k, v, g, _, h0 = _inputs("gla", K=16, V=16)
+    o, _ = mutant.gla_recurrent(q, k, v, g=g, initial_state=h0)
+    ro, _ = reference(ops.get_op("gla").step, q, k, v, g, initial_state=h0)
+    assert _rel(o, ro) > 1e-2
