@@ -1,8 +1,17 @@
 """Per-step fused recurrence of the (gated) delta rule; one kernel for DeltaNet and Gated DeltaNet.
 
 Per step (fp32 state in registers): S' = exp(g_t) S (only when USE_G),
-S = S' + k_t (beta_t (v_t - S'^T k_t))^T, o_t = S^T (scale q_t).
+S = S' + k_t (beta_t e_t)^T with e_t = v_t - S'^T k_t, o_t = S^T (scale q_t).
 One program per (sequence, head, V-block) holds the full K in one block (next_pow2 + masks).
+
+Backward (DeltaNet only; Gated DeltaNet's recurrent mode is forward-only, as in fla). The
+forward stores the prediction errors e_t (fp32 [B,T,H,V]: the only extra memory, no per-step
+states). Then two passes per (sequence, head, V-block):
+  1. reverse in time, carrying dS (fp32) from dht: dS += scale q_t do_t^T; du = dS^T k_t;
+     dv_t = beta_t du; dbeta_t = du . e_t; dk_t = dS (beta_t e_t); dS -= k_t dv_t^T; dh0 = dS.
+  2. forward in time, recomputing S from h0 and the stored e_t:
+     dk_t -= S_{t-1} dv_t; S_t = S_{t-1} + k_t (beta_t e_t)^T; dq_t = scale S_t do_t.
+dq, dk, dbeta are partial sums over V-blocks, reduced on the host.
 """
 from __future__ import annotations
 
@@ -17,11 +26,12 @@ from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
 
 @triton.jit
 def delta_rule_recurrent_fwd_kernel(
-    q, k, v, g, beta, o, h0, ht, cu_seqlens, scale, T,
+    q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
-    IS_VARLEN: tl.constexpr,
+    IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr,
 ):
+    """Forward; with STORE_ERR also writes e_t = v_t - S'^T k_t (fp32) for the backward."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     if IS_VARLEN:
@@ -46,6 +56,8 @@ def delta_rule_recurrent_fwd_kernel(
     p_v = v + (bos * H + i_h) * V + o_v
     p_o = o + (bos * H + i_h) * V + o_v
     p_beta = beta + bos * H + i_h
+    if STORE_ERR:
+        p_err = err + (bos * H + i_h) * V + o_v
     if USE_G:
         p_g = g + bos * H + i_h
     for _ in range(0, eos - bos):
@@ -56,8 +68,11 @@ def delta_rule_recurrent_fwd_kernel(
         if USE_G:
             b_h *= tl.exp(tl.load(p_g).to(tl.float32))
             p_g += H
-        b_v = (b_v - tl.sum(b_h * b_k[:, None], 0)) * b_beta
-        b_h += b_k[:, None] * b_v[None, :]
+        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)
+        if STORE_ERR:
+            tl.store(p_err, b_v, mask=m_v)
+            p_err += H * V
+        b_h += b_k[:, None] * (b_v * b_beta)[None, :]
         b_o = tl.sum(b_h * b_q[:, None], 0)
         tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)
         p_q += H * K
@@ -70,6 +85,210 @@ def delta_rule_recurrent_fwd_kernel(
         tl.store(ht + p_state, b_h, mask=m_h)
 
 
+@triton.jit
+def delta_rule_recurrent_bwd_reverse_kernel(
+    q, k, err, beta, do, dht, dk, dv, dbeta, dh0, cu_seqlens, scale, T, PART_K, PART_B,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """Pass 1 (reverse in time): dv (fp32, complete), partial dk = dS (beta e), partial dbeta, dh0.
+    PART_K / PART_B: element counts of one V-block slice of dk / dbeta."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_state = i_nh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_FINAL_STATE_GRADIENT:
+        b_dh += tl.load(dht + p_state, mask=m_h, other=0.0).to(tl.float32)
+    last = eos - 1
+    p_q = q + (last * H + i_h) * K + o_k
+    p_k = k + (last * H + i_h) * K + o_k
+    p_dk = dk + i_v * PART_K + (last * H + i_h) * K + o_k
+    p_err = err + (last * H + i_h) * V + o_v
+    p_do = do + (last * H + i_h) * V + o_v
+    p_dv = dv + (last * H + i_h) * V + o_v
+    p_beta = beta + last * H + i_h
+    p_dbeta = dbeta + i_v * PART_B + last * H + i_h
+    for _ in range(0, eos - bos):
+        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale
+        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_e = tl.load(p_err, mask=m_v, other=0.0)
+        b_do = tl.load(p_do, mask=m_v, other=0.0).to(tl.float32)
+        b_beta = tl.load(p_beta).to(tl.float32)
+        b_dh += b_q[:, None] * b_do[None, :]
+        b_du = tl.sum(b_dh * b_k[:, None], 0)
+        b_dv = b_beta * b_du
+        tl.store(p_dv, b_dv, mask=m_v)
+        tl.store(p_dbeta, tl.sum(b_du * b_e, 0))
+        tl.store(p_dk, tl.sum(b_dh * (b_beta * b_e)[None, :], 1), mask=m_k)
+        b_dh -= b_k[:, None] * b_dv[None, :]
+        p_q -= H * K
+        p_k -= H * K
+        p_dk -= H * K
+        p_err -= H * V
+        p_do -= H * V
+        p_dv -= H * V
+        p_beta -= H
+        p_dbeta -= H
+    if USE_INITIAL_STATE:
+        tl.store(dh0 + p_state, b_dh, mask=m_h)
+
+
+@triton.jit
+def delta_rule_recurrent_bwd_forward_kernel(
+    k, err, beta, do, dv, h0, dq, dk, cu_seqlens, scale, T, PART_K,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """Pass 2 (forward in time, S recomputed from h0 and e): dk -= S_{t-1} dv, dq = scale S_t do."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        bos = i_n.to(tl.int64) * T
+        eos = bos + T
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_INITIAL_STATE:
+        p_state = i_nh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+        b_h += tl.load(h0 + p_state, mask=m_h, other=0.0).to(tl.float32)
+    p_k = k + (bos * H + i_h) * K + o_k
+    p_dq = dq + i_v * PART_K + (bos * H + i_h) * K + o_k
+    p_dk = dk + i_v * PART_K + (bos * H + i_h) * K + o_k
+    p_err = err + (bos * H + i_h) * V + o_v
+    p_do = do + (bos * H + i_h) * V + o_v
+    p_dv = dv + (bos * H + i_h) * V + o_v
+    p_beta = beta + bos * H + i_h
+    for _ in range(0, eos - bos):
+        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_e = tl.load(p_err, mask=m_v, other=0.0)
+        b_do = tl.load(p_do, mask=m_v, other=0.0).to(tl.float32)
+        b_dv = tl.load(p_dv, mask=m_v, other=0.0)
+        b_beta = tl.load(p_beta).to(tl.float32)
+        b_dk = tl.load(p_dk, mask=m_k, other=0.0) - tl.sum(b_h * b_dv[None, :], 1)
+        tl.store(p_dk, b_dk, mask=m_k)
+        b_h += b_k[:, None] * (b_beta * b_e)[None, :]
+        tl.store(p_dq, tl.sum(b_h * b_do[None, :], 1) * scale, mask=m_k)
+        p_k += H * K
+        p_dq += H * K
+        p_dk += H * K
+        p_err += H * V
+        p_do += H * V
+        p_dv += H * V
+        p_beta += H
+
+
+def _check_args(q, g, beta):
+    B, T, H, _ = q.shape
+    if g is not None and tuple(g.shape) != (B, T, H):
+        raise ValueError(f"gate g must be [B,T,H]={(B, T, H)}, got {tuple(g.shape)}")
+    if beta is not None and tuple(beta.shape) != (B, T, H):
+        raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
+
+
+def delta_rule_recurrent_fwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
+    beta: torch.Tensor, scale: float, initial_state: Optional[torch.Tensor],
+    output_final_state: bool, cu_seqlens: Optional[torch.Tensor], store_err: bool = False,
+) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Launch the forward kernel on contiguous inputs: (o, final state or None, e or None)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    N = num_sequences(B, cu_seqlens)
+    o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
+    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    err = q.new_zeros(B, T, H, V, dtype=torch.float32) if store_err else None
+    h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
+    BK = next_pow2(K)
+    BV = min(64, next_pow2(V))
+    if N * H > 0:
+        delta_rule_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * H)](
+            q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
+            H=H, K=K, V=V, BK=BK, BV=BV,
+            USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,
+            STORE_FINAL_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
+            STORE_ERR=store_err,
+        )
+    return o, ht, err
+
+
+def delta_rule_recurrent_bwd(
+    q: torch.Tensor, k: torch.Tensor, err: torch.Tensor, beta: torch.Tensor, do: torch.Tensor,
+    dht: Optional[torch.Tensor], scale: float, initial_state: Optional[torch.Tensor],
+    cu_seqlens: Optional[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """DeltaNet gradients (fp32): dq, dk, dv, dbeta, dh0 (None without an initial state)."""
+    B, T, H, K = q.shape
+    V = err.shape[-1]
+    N = num_sequences(B, cu_seqlens)
+    BK = next_pow2(K)
+    BV = min(64, next_pow2(V))
+    NV = triton.cdiv(V, BV)
+    f32 = dict(device=q.device, dtype=torch.float32)
+    dq = torch.zeros(NV, B, T, H, K, **f32)
+    dk = torch.zeros(NV, B, T, H, K, **f32)
+    dbeta = torch.zeros(NV, B, T, H, **f32)
+    dv = torch.zeros(B, T, H, V, **f32)
+    h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
+    dh0 = None if h0 is None else torch.empty_like(h0)
+    meta = dict(H=H, K=K, V=V, BK=BK, BV=BV, USE_INITIAL_STATE=h0 is not None,
+                IS_VARLEN=cu_seqlens is not None)
+    if N * H > 0:
+        delta_rule_recurrent_bwd_reverse_kernel[(NV, N * H)](
+            q, k, err, beta, do, dht, dk, dv, dbeta, dh0, cu_seqlens, scale, T,
+            B * T * H * K, B * T * H, USE_FINAL_STATE_GRADIENT=dht is not None, **meta,
+        )
+        delta_rule_recurrent_bwd_forward_kernel[(NV, N * H)](
+            k, err, beta, do, dv, h0, dq, dk, cu_seqlens, scale, T, B * T * H * K, **meta,
+        )
+    return dq.sum(0), dk.sum(0), dv, dbeta.sum(0), dh0
+
+
+class DeltaRuleRecurrentFunction(torch.autograd.Function):
+    """DeltaNet (no gate) recurrence with the Triton backward above."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, beta, scale, initial_state, output_final_state, cu_seqlens):
+        o, ht, err = delta_rule_recurrent_fwd(q, k, v, None, beta, scale, initial_state,
+                                              output_final_state, cu_seqlens, store_err=True)
+        ctx.save_for_backward(q, k, err, beta, initial_state, cu_seqlens)
+        ctx.scale = scale
+        ctx.dtypes = (v.dtype, beta.dtype)
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, err, beta, initial_state, cu_seqlens = ctx.saved_tensors
+        dq, dk, dv, dbeta, dh0 = delta_rule_recurrent_bwd(
+            q, k, err, beta, do.contiguous(), None if dht is None else dht.contiguous(),
+            ctx.scale, initial_state, cu_seqlens,
+        )
+        v_dtype, beta_dtype = ctx.dtypes
+        if dh0 is not None:
+            dh0 = dh0.to(initial_state.dtype)
+        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v_dtype), dbeta.to(beta_dtype), None, dh0,
+                None, None)
+
+
 def delta_rule_recurrent(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
@@ -78,34 +297,22 @@ def delta_rule_recurrent(
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Uniform-signature forward; `g` (per-head log gate [B,T,H]) selects Gated DeltaNet.
 
-    `beta=None` means ones (as in fla's fused_recurrent_delta_rule).
+    `beta=None` means ones (as in fla's fused_recurrent_delta_rule). Without a gate the result
+    is differentiable (q, k, v, beta, initial_state); with a gate it is forward-only.
     """
     B, T, H, K = q.shape
-    V = v.shape[-1]
     check_varlen(q, cu_seqlens, initial_state)
-    if g is not None and tuple(g.shape) != (B, T, H):
-        raise ValueError(f"gate g must be [B,T,H]={(B, T, H)}, got {tuple(g.shape)}")
+    _check_args(q, g, beta)
     if beta is None:
         beta = q.new_ones(B, T, H)
-    if tuple(beta.shape) != (B, T, H):
-        raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
     scale = K**-0.5 if scale is None else scale
-    N = num_sequences(B, cu_seqlens)
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
-    o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
-    h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
-    BK = next_pow2(K)
-    BV = min(64, next_pow2(V))
-    if N * H > 0:
-        delta_rule_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * H)](
-            q, k, v, None if g is None else g.contiguous(), beta, o, h0, ht, cu_seqlens,
-            scale, T,
-            H=H, K=K, V=V, BK=BK, BV=BV,
-            USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,
-            STORE_FINAL_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
-        )
-    return o, ht
+    if g is not None:
+        o, ht, _ = delta_rule_recurrent_fwd(q, k, v, g.contiguous(), beta, scale, initial_state,
+                                            output_final_state, cu_seqlens)
+        return o, ht
+    return DeltaRuleRecurrentFunction.apply(q, k, v, beta, scale, initial_state,
+                                            output_final_state, cu_seqlens)
 
 
 def delta_recurrent(
