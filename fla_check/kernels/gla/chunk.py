@@ -228,6 +228,255 @@ def chunk_fwd_o_kernel(
     tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
 
 
+# ---------------------------------------------------------------- backward kernels
+
+
+@triton.jit
+def chunk_bwd_dh_kernel(
+    q, gc, do, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """Reverse over chunks: dh[c] = gradient w.r.t. the state leaving chunk c (fp32)."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    o_s = o_k[:, None] * V + o_v[None, :]
+
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dh += tl.load(dht + i_nh * K * V + o_s, mask=m_h, other=0.0).to(tl.float32)
+    NT = tl.cdiv(seq_len, BT)
+    for i_s in range(0, NT):
+        i_t = NT - 1 - i_s
+        tl.store(dh + ((boh + i_t) * H + i_h) * K * V + o_s, b_dh, mask=m_h)
+        o_t = i_t * BT + tl.arange(0, BT)
+        m_t = o_t < seq_len
+        row = (bos + o_t) * H + i_h
+        p_qt = row[None, :] * K + o_k[:, None]  # [BK, BT]
+        b_q = tl.load(q + p_qt, mask=m_k[:, None] & m_t[None, :], other=0.0)
+        b_g = tl.load(gc + p_qt, mask=m_k[:, None] & m_t[None, :], other=0.0)
+        b_do = tl.load(do + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        last = tl.minimum(i_t * BT + BT, seq_len) - 1
+        b_gl = tl.load(gc + ((bos + last) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        b_dh *= tl.exp2(b_gl)[:, None]
+        b_qg = (b_q * tl.exp2(b_g) * scale).to(b_q.dtype)
+        b_dh += tl.dot(b_qg, b_do.to(b_qg.dtype), input_precision=DOT_PRECISION)
+    if STORE_DH0:
+        tl.store(dh0 + i_nh * K * V + o_s, b_dh, mask=m_h)
+
+
+@triton.jit
+def chunk_bwd_dA_kernel(
+    v, do, dA, cu_seqlens, chunk_indices, scale, T,
+    H: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dA = scale * tril(do v^T) within one chunk: the gradient w.r.t. A / scale."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    o_c = tl.arange(0, BT)
+    o_t = i_t * BT + o_c
+    m_t = o_t < seq_len
+    row = (bos + o_t) * H + i_h
+    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_do = tl.load(do + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        b_vt = tl.load(v + row[None, :] * V + o_v[:, None], mask=m_v[:, None] & m_t[None, :], other=0.0)
+        b_dA += tl.dot(b_do, b_vt, input_precision=DOT_PRECISION)
+    b_dA = tl.where(o_c[:, None] >= o_c[None, :], b_dA * scale, 0.0)
+    tl.store(dA + row[:, None] * BT + o_c[None, :], b_dA, mask=m_t[:, None])
+
+
+@triton.jit
+def chunk_bwd_dv_kernel(
+    k, gc, A, do, dh, dv, cu_seqlens, chunk_indices, chunk_offsets, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """dv = tril(A)^T do + (k * exp2(gc_last - gc)) dh[c]."""
+    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_c * 2)
+    else:
+        i_n = i_b
+    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    o_c = tl.arange(0, BT)
+    o_t = i_t * BT + o_c
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_t = o_t < seq_len
+    m_k = o_k < K
+    m_v = o_v < V
+    row = (bos + o_t) * H + i_h
+    m_tv = m_t[:, None] & m_v[None, :]
+    b_do = tl.load(do + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
+    b_At = tl.load(A + row[None, :] * BT + o_c[:, None], mask=m_t[None, :], other=0.0)  # [j, i]
+    b_At = tl.where(o_c[:, None] <= o_c[None, :], b_At, 0.0).to(b_do.dtype)
+    b_dv = tl.dot(b_At, b_do, input_precision=DOT_PRECISION)
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
+    b_g = tl.load(gc + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
+    last = tl.minimum(i_t * BT + BT, seq_len) - 1
+    b_gl = tl.load(gc + ((bos + last) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    b_kg = (b_k * tl.exp2(b_gl[None, :] - b_g)).to(b_k.dtype)
+    p_dh = dh + ((boh + i_t) * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_dh = tl.load(p_dh, mask=m_k[:, None] & m_v[None, :], other=0.0).to(b_kg.dtype)
+    b_dv += tl.dot(b_kg, b_dh, input_precision=DOT_PRECISION)
+    tl.store(dv + row[:, None] * V + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+
+
+@triton.jit
+def chunk_bwd_intra_kernel(
+    q, k, gc, dA, dq, dk, cu_seqlens, chunk_indices, T,
+    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    NC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Intra-chunk dq, dk of sub-chunk i: off-diagonal sub-chunk blocks by the bounded
+    factorisation around a reference row, the diagonal block column by column."""
+    i_c, i_i, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    t0 = i_t * BT + i_i * BC
+    if t0 >= seq_len:
+        return
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    o_c = tl.arange(0, BC)
+    o_i = t0 + o_c
+    m_i = o_i < seq_len
+    row_i = (bos + o_i) * H + i_h
+    m_ik = m_i[:, None] & m_k[None, :]
+    p_i = row_i[:, None] * K + o_k[None, :]
+    b_g = tl.load(gc + p_i, mask=m_ik, other=0.0)
+
+    # dq_i = sum_{j <= i} dA_ij k_j exp2(gc_i - gc_j)
+    b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    if i_i > 0:
+        b_gn = tl.load(gc + ((bos + t0) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+        for i_j in range(0, i_i):
+            o_j = i_t * BT + i_j * BC + o_c
+            p_j = ((bos + o_j) * H + i_h)[:, None] * K + o_k[None, :]
+            b_k = tl.load(k + p_j, mask=m_k[None, :], other=0.0)
+            b_gk = tl.load(gc + p_j, mask=m_k[None, :], other=0.0)
+            b_kg = b_k * tl.exp2(b_gn[None, :] - b_gk)
+            b_dA = tl.load(dA + row_i[:, None] * BT + i_j * BC + o_c[None, :], mask=m_i[:, None], other=0.0)
+            b_dq += tl.dot(b_dA, b_kg, input_precision=DOT_PRECISION)
+        b_dq *= tl.exp2(b_g - b_gn[None, :])
+    for j in range(0, BC):
+        t_j = t0 + j
+        m_j = (o_k * 0 + t_j) < seq_len
+        p_kj = ((bos + t_j) * H + i_h) * K + o_k
+        b_kj = tl.load(k + p_kj, mask=m_k & m_j, other=0.0).to(tl.float32)
+        b_gkj = tl.load(gc + p_kj, mask=m_k & m_j, other=0.0)
+        b_dAj = tl.load(dA + row_i * BT + i_i * BC + j, mask=m_i, other=0.0)
+        m_s = (o_c[:, None] >= j) & m_i[:, None]
+        b_dq += tl.where(m_s, b_dAj[:, None] * b_kj[None, :] * tl.exp2(b_g - b_gkj[None, :]), 0.0)
+    tl.store(dq + p_i, b_dq, mask=m_ik)
+
+    # dk_i = sum_{j >= i} dA_ji q_j exp2(gc_j - gc_i), reference row = last row of sub-chunk i
+    b_dk = tl.zeros([BC, BK], dtype=tl.float32)
+    last = tl.minimum(t0 + BC, seq_len) - 1
+    b_gn = tl.load(gc + ((bos + last) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    for i_j in range(i_i + 1, NC):
+        o_j = i_t * BT + i_j * BC + o_c
+        m_j = o_j < seq_len
+        row_j = (bos + o_j) * H + i_h
+        p_j = row_j[:, None] * K + o_k[None, :]
+        b_q = tl.load(q + p_j, mask=m_j[:, None] & m_k[None, :], other=0.0)
+        b_gq = tl.load(gc + p_j, mask=m_j[:, None] & m_k[None, :], other=0.0)
+        b_qg = b_q * tl.where(m_j[:, None], tl.exp2(b_gq - b_gn[None, :]), 0.0)
+        p_dAt = dA + row_j[None, :] * BT + i_i * BC + o_c[:, None]  # [key i, query j]
+        b_dAt = tl.load(p_dAt, mask=m_j[None, :], other=0.0)
+        b_dk += tl.dot(b_dAt, b_qg, input_precision=DOT_PRECISION)
+    b_dk *= tl.exp2(b_gn[None, :] - b_g)
+    for j in range(0, BC):
+        t_j = t0 + j
+        m_j = (o_k * 0 + t_j) < seq_len
+        p_qj = ((bos + t_j) * H + i_h) * K + o_k
+        b_qj = tl.load(q + p_qj, mask=m_k & m_j, other=0.0).to(tl.float32)
+        b_gqj = tl.load(gc + p_qj, mask=m_k & m_j, other=0.0)
+        m_jc = (o_c * 0 + t_j) < seq_len
+        b_dAj = tl.load(dA + ((bos + t_j) * H + i_h) * BT + i_i * BC + o_c, mask=m_jc, other=0.0)
+        m_s = (o_c[:, None] <= j) & m_jc[:, None]
+        b_dk += tl.where(m_s, b_dAj[:, None] * b_qj[None, :] * tl.exp2(b_gqj[None, :] - b_g), 0.0)
+    tl.store(dk + p_i, b_dk, mask=m_ik)
+
+
+@triton.jit
+def chunk_bwd_dqkg_kernel(
+    q, k, v, gc, h, do, dh, dq, dk, dg, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    """Inter-chunk dq, dk, plus the intra parts already in dq/dk; then
+    dg = reverse_cumsum(q dq - k dk) + exp2(gc_last) sum_v(h dh) + sum_t k dk_inter."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_c * 2)
+    else:
+        i_n = i_b
+    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    o_t = i_t * BT + tl.arange(0, BT)
+    o_k = tl.arange(0, BK)
+    m_t = o_t < seq_len
+    m_k = o_k < K
+    row = (bos + o_t) * H + i_h
+    p_s = ((boh + i_t) * H + i_h) * K * V
+
+    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+    b_dgk = tl.zeros([BK], dtype=tl.float32)
+    for i_v in range(0, tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        m_tv = m_t[:, None] & m_v[None, :]
+        p_ht = p_s + o_k[None, :] * V + o_v[:, None]  # [BV, BK]: h[c]^T
+        m_ht = m_v[:, None] & m_k[None, :]
+        b_ht = tl.load(h + p_ht, mask=m_ht, other=0.0)
+        b_dht = tl.load(dh + p_ht, mask=m_ht, other=0.0)
+        b_do = tl.load(do + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
+        b_v = tl.load(v + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
+        b_dgk += tl.sum(b_ht * b_dht, 0)
+        b_dq += tl.dot(b_do, b_ht.to(b_do.dtype), input_precision=DOT_PRECISION)
+        b_dk += tl.dot(b_v, b_dht.to(b_v.dtype), input_precision=DOT_PRECISION)
+    m_tk = m_t[:, None] & m_k[None, :]
+    p_tk = row[:, None] * K + o_k[None, :]
+    b_g = tl.load(gc + p_tk, mask=m_tk, other=0.0)
+    last = tl.minimum(i_t * BT + BT, seq_len) - 1
+    b_gl = tl.load(gc + ((bos + last) * H + i_h) * K + o_k, mask=m_k, other=0.0)
+    b_dgk *= tl.exp2(b_gl)
+    b_dq = b_dq * tl.exp2(b_g) * scale
+    b_dk = b_dk * tl.exp2(b_gl[None, :] - b_g)
+    b_q = tl.load(q + p_tk, mask=m_tk, other=0.0).to(tl.float32)
+    b_k = tl.load(k + p_tk, mask=m_tk, other=0.0).to(tl.float32)
+    b_dgk += tl.sum(b_dk * b_k, 0)
+    b_dq += tl.load(dq + p_tk, mask=m_tk, other=0.0)
+    b_dk += tl.load(dk + p_tk, mask=m_tk, other=0.0)
+    b_dg = b_q * b_dq - b_k * b_dk
+    b_dg = b_dg - tl.cumsum(b_dg, axis=0) + tl.sum(b_dg, 0)[None, :] + b_dgk[None, :]
+    tl.store(dq + p_tk, b_dq, mask=m_tk)
+    tl.store(dk + p_tk, b_dk, mask=m_tk)
+    tl.store(dg + p_tk, b_dg.to(dg.dtype.element_ty), mask=m_tk)
+
+
+# ---------------------------------------------------------------- host side
+
+
 class ChunkLayout:
     """Chunk grid of a batch or a varlen pack: chunks to launch and per-sequence state offsets."""
 
@@ -321,6 +570,54 @@ def chunk_gla_fwd(q, k, v, g, scale, h0, output_final_state, cu_seqlens, N, BT):
     return o, ht
 
 
+def chunk_bwd_dh(q, gc, do, dht, want_dh0, scale, cu_seqlens, lay: ChunkLayout, N: int):
+    B, T, H, K = q.shape
+    V = do.shape[-1]
+    BK, BV, NV = _blocks(K, V)
+    dh = q.new_empty(lay.num_states, H, K, V, dtype=torch.float32)
+    dh0 = q.new_empty(N, H, K, V, dtype=torch.float32) if want_dh0 else None
+    if N * H > 0:
+        chunk_bwd_dh_kernel[(NV, N * H)](
+            q, gc, do, dh, dht, dh0, cu_seqlens, lay.offsets, scale, T, H=H, K=K, V=V, BT=lay.BT,
+            BK=BK, BV=BV, USE_DHT=dht is not None, STORE_DH0=want_dh0, IS_VARLEN=lay.varlen,
+            DOT_PRECISION=dot_precision(q.dtype),
+        )
+    return dh, dh0
+
+
+def chunk_gla_bwd(q, k, v, g, do, dht, scale, h0, cu_seqlens, N, BT):
+    """All gradients; gc, h (fp32) and A are recomputed from the inputs."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK, BV, NV = _blocks(K, V)
+    BC = min(BC_MAX, BT)
+    lay = ChunkLayout(B, T, BT, cu_seqlens, q.device)
+    gc = chunk_local_cumsum(g, lay, cu_seqlens)
+    h, _ = chunk_fwd_h(k, v, gc, h0, False, cu_seqlens, lay, N, torch.float32)
+    A = chunk_fwd_A(q, k, gc, scale, cu_seqlens, lay)
+    dh, dh0 = chunk_bwd_dh(q, gc, do, dht, h0 is not None, scale, cu_seqlens, lay, N)
+    dA = q.new_empty(B, T, H, BT, dtype=torch.float32)
+    dq = torch.empty_like(q, dtype=torch.float32)
+    dk = torch.empty_like(k, dtype=torch.float32)
+    dv = torch.empty_like(v)
+    dg = torch.empty_like(g)
+    if lay.grid_chunks * B * H > 0:
+        prec = dot_precision(q.dtype)
+        varlen = dict(IS_VARLEN=lay.varlen, DOT_PRECISION=prec)
+        chunk_bwd_dA_kernel[(lay.grid_chunks, B * H)](
+            v, do, dA, cu_seqlens, lay.indices, scale, T, H=H, V=V, BT=BT, BV=BV, **varlen)
+        chunk_bwd_dv_kernel[(NV, lay.grid_chunks, B * H)](
+            k, gc, A, do, dh, dv, cu_seqlens, lay.indices, lay.offsets, T, H=H, K=K, V=V, BT=BT,
+            BK=BK, BV=BV, **varlen)
+        chunk_bwd_intra_kernel[(lay.grid_chunks, BT // BC, B * H)](
+            q, k, gc, dA, dq, dk, cu_seqlens, lay.indices, T, H=H, K=K, BT=BT, BC=BC, BK=BK,
+            NC=BT // BC, **varlen)
+        chunk_bwd_dqkg_kernel[(lay.grid_chunks, B * H)](
+            q, k, v, gc, h, do, dh, dq, dk, dg, cu_seqlens, lay.indices, lay.offsets, scale, T,
+            H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, **varlen)
+    return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dh0
+
+
 class GlaChunkFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N, BT):
@@ -331,7 +628,14 @@ class GlaChunkFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        raise NotImplementedError("chunk backward not implemented yet")
+        q, k, v, g, initial_state, cu_seqlens = ctx.saved_tensors
+        dq, dk, dv, dg, dh0 = chunk_gla_bwd(
+            q, k, v, g, do.contiguous(), None if dht is None else dht.contiguous(), ctx.scale,
+            initial_state, cu_seqlens, ctx.N, ctx.BT,
+        )
+        if dh0 is not None:
+            dh0 = dh0.to(initial_state.dtype)
+        return dq, dk, dv, dg, None, dh0, None, None, None, None
 
 
 def gla_chunk(
