@@ -293,7 +293,7 @@ def chunk_bwd_dA_kernel(
         m_v = o_v < V
         b_do = tl.load(do + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         b_vt = tl.load(v + row[None, :] * V + o_v[:, None], mask=m_v[:, None] & m_t[None, :], other=0.0)
-        b_dA += tl.dot(b_do, b_vt, input_precision=DOT_PRECISION)
+        b_dA += tl.dot(b_do, b_vt.to(b_do.dtype), input_precision=DOT_PRECISION)
     b_dA = tl.where(o_c[:, None] >= o_c[None, :], b_dA * scale, 0.0)
     tl.store(dA + row[:, None] * BT + o_c[None, :], b_dA, mask=m_t[:, None])
 
