@@ -1,0 +1,311 @@
+"""One test case: a frozen, JSON-round-trippable configuration and the tensors it stands for.
+
+A :class:`CaseConfig` names everything that decides a case (op, dtype, shape, gate regime,
+beta range, initial state, packing and its segment layout, mask fill, seed). The tensors are
+built from it by :func:`build_case` with a seeded ``torch.Generator``, so a configuration
+printed in a report rebuilds exactly the same inputs anywhere.
+
+Packing:
+- ``none``: every batch row is one sequence.
+- ``mask``: each row is packed with several sequences (``segments[b]`` = their lengths);
+  the op's gate is filled with ``mask_fill`` at every segment start after the first, the way
+  users pack with ``gk.masked_fill(reset_mask, fill)``.
+- ``varlen``: ``B == 1`` and ``segments[0]`` are the ``cu_seqlens`` lengths (0 allowed).
+
+Mask fills are floats or the symbols ``-0.1max``, ``-max``, ``-inf``, resolved against
+``torch.finfo`` of the kernel dtype; a float beyond the dtype's range becomes -inf, as casting
+an fp32 gate would make it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Fill = Union[str, float]
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+DTYPE_ALIASES = {"fp32": "float32", "f32": "float32", "fp16": "float16", "f16": "float16",
+                 "half": "float16", "bf16": "bfloat16"}
+PACKINGS = ("none", "mask", "varlen")
+GATE_OPS = {"gla": "key", "gated_delta": "head", "delta": None}
+BETA_OPS = {"gla": False, "delta": True, "gated_delta": True}
+SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
+_FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")
+
+
+class CaseError(ValueError):
+    """An inconsistent case configuration (or an unparseable mask fill)."""
+
+
+def dtype_name(dtype: Union[str, torch.dtype]) -> str:
+    """Canonical dtype name ('float32', 'float16', 'bfloat16') from a name, alias or torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).removeprefix("torch.")
+    name = DTYPE_ALIASES.get(dtype.strip().lower(), dtype.strip().lower())
+    if name not in DTYPES:
+        raise CaseError(f"unknown dtype {dtype!r}; use one of: float32 (fp32), float16 (fp16), bfloat16 (bf16)")
+    return name
+
+
+def canonical_fill(fill: Union[str, float, int]) -> Fill:
+    """'-0.1max', '-max', '-inf' (symbols) or a finite float; raises CaseError otherwise."""
+    if isinstance(fill, (int, float)) and not isinstance(fill, bool):
+        value = float(fill)
+    else:
+        text = str(fill).strip().lower().replace(" ", "")
+        match = _FILL_RE.match(text)
+        if match:
+            coef = match.group(1)
+            if coef in ("", "1", "1.0"):
+                return "-max"
+            if coef in ("0.1", ".1"):
+                return "-0.1max"
+            raise CaseError(f"mask fill {fill!r}: only -0.1max and -max are symbolic; give other values as floats")
+        try:
+            value = float(text)
+        except ValueError:
+            raise CaseError(f"mask fill {fill!r} is not a number nor one of {', '.join(SYMBOLIC_FILLS)}") from None
+    if math.isnan(value) or value == math.inf:
+        raise CaseError(f"mask fill {fill!r} must be a negative log-gate (or -inf)")
+    return "-inf" if value == -math.inf else value
+
+
+def resolve_fill(fill: Fill, dtype: torch.dtype) -> float:
+    """The numeric gate value of a (canonical) fill in `dtype`."""
+    fill = canonical_fill(fill)
+    if fill == "-inf":
+        return -math.inf
+    if fill == "-max":
+        return -torch.finfo(dtype).max
+    if fill == "-0.1max":
+        return -0.1 * torch.finfo(dtype).max
+    return float(fill)
+
+
+@dataclass(frozen=True)
+class CaseConfig:
+    """Everything that decides one case; tensors are rebuilt from it by :func:`build_case`."""
+
+    op: str
+    dtype: str
+    B: int
+    T: int
+    H: int
+    K: int
+    V: int
+    gate_norm: float = 1.0  # g = logsigmoid(x) / gate_norm, gate_norm in [0.01, 10]
+    zero_gate_frac: float = 0.0  # this fraction of gates is exactly 0 (no decay)
+    near_zero_decay: bool = False  # gates scaled by 1e-3: exp(g) close to 1
+    beta_max: float = 1.0  # beta ~ U[0, beta_max] (1 or 2)
+    initial_state: bool = False
+    packing: str = "none"
+    segments: tuple[tuple[int, ...], ...] = ()  # per row: segment lengths (see module doc)
+    mask_fill: Optional[Fill] = None  # gate value at segment starts (packing == "mask")
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
+        object.__setattr__(self, "segments", tuple(tuple(int(n) for n in row) for row in self.segments))
+        if self.mask_fill is not None:
+            object.__setattr__(self, "mask_fill", canonical_fill(self.mask_fill))
+        _validate(self)
+
+    # -- derived views -------------------------------------------------------------------
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def varlen(self) -> bool:
+        return self.packing == "varlen"
+
+    @property
+    def num_states(self) -> int:
+        """N of the state tensors: B, or the number of varlen sequences."""
+        return len(self.segments[0]) if self.varlen else self.B
+
+    def segment_starts(self, row: int = 0) -> list[int]:
+        """Start positions of the segments of `row` (``[0]`` when unpacked)."""
+        if self.packing == "none":
+            return [0]
+        lengths = self.segments[row]
+        return [sum(lengths[:i]) for i in range(len(lengths))]
+
+    def cu_seqlens(self) -> Optional[list[int]]:
+        """cu_seqlens for varlen cases, else None."""
+        if not self.varlen:
+            return None
+        return self.segment_starts(0) + [self.T]
+
+    def max_segment_len(self) -> int:
+        """The longest run of steps sharing one state (the accumulation length)."""
+        if self.packing == "none":
+            return self.T
+        return max((n for row in self.segments for n in row), default=0)
+
+    def describe_segments(self) -> str:
+        """Human-readable segment layout, e.g. 'row 0: starts [0, 5, 6] lengths [5, 1, 9]'."""
+        if self.packing == "none":
+            return "unpacked (one sequence per row)"
+        label = "cu_seqlens" if self.varlen else "reset mask"
+        rows = [f"row {b}: starts {self.segment_starts(b)} lengths {list(lengths)}"
+                for b, lengths in enumerate(self.segments)]
+        return f"{label}; " + "; ".join(rows)
+
+    def short(self) -> str:
+        """One-line id in the spirit of fla's test ids."""
+        parts = [self.op, self.dtype, f"B{self.B}T{self.T}H{self.H}K{self.K}V{self.V}"]
+        if GATE_OPS[self.op]:
+            parts.append(f"n{self.gate_norm:g}")
+        if self.packing != "none":
+            parts.append(f"{self.packing}{[list(r) for r in self.segments]}")
+        if self.packing == "mask":
+            parts.append(f"fill={self.mask_fill}")
+        if self.initial_state:
+            parts.append("h0")
+        parts.append(f"seed={self.seed}")
+        return "-".join(parts)
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["segments"] = [list(row) for row in self.segments]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Union[dict[str, Any], str]) -> "CaseConfig":
+        if isinstance(data, str):
+            data = json.loads(data)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise CaseError(f"unknown case fields: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        data["segments"] = tuple(tuple(row) for row in data.get("segments", ()))
+        return cls(**data)
+
+
+def _validate(c: CaseConfig) -> None:
+    if c.op not in GATE_OPS:
+        raise CaseError(f"unknown op {c.op!r}; valid ops: {', '.join(GATE_OPS)}")
+    for name in ("B", "H", "K", "V"):
+        if getattr(c, name) < 1:
+            raise CaseError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.T < 1:
+        raise CaseError(f"T must be >= 1, got {c.T}")
+    if not 0.0 <= c.zero_gate_frac <= 1.0:
+        raise CaseError(f"zero_gate_frac must be in [0, 1], got {c.zero_gate_frac}")
+    if c.gate_norm <= 0:
+        raise CaseError(f"gate_norm must be > 0, got {c.gate_norm}")
+    if c.packing not in PACKINGS:
+        raise CaseError(f"packing must be one of {PACKINGS}, got {c.packing!r}")
+    _validate_segments(c)
+
+
+def _validate_segments(c: CaseConfig) -> None:
+    if c.packing == "none":
+        if c.segments:
+            raise CaseError("segments given but packing is 'none'")
+        return
+    if c.packing == "mask":
+        if GATE_OPS[c.op] is None:
+            raise CaseError(f"op {c.op} has no gate to mask; pack with cu_seqlens (packing='varlen')")
+        if c.mask_fill is None:
+            raise CaseError("packing='mask' needs a mask_fill")
+        if len(c.segments) != c.B:
+            raise CaseError(f"mask packing needs one segment row per batch row ({c.B}), got {len(c.segments)}")
+        if any(n < 1 for row in c.segments for n in row):
+            raise CaseError("mask-packed segments must have length >= 1")
+    if c.varlen:
+        if c.B != 1 or len(c.segments) != 1:
+            raise CaseError("varlen packing needs B == 1 and exactly one row of sequence lengths")
+        if any(n < 0 for n in c.segments[0]) or not c.segments[0]:
+            raise CaseError("varlen lengths must be >= 0 and at least one sequence")
+    for b, row in enumerate(c.segments):
+        if sum(row) != c.T:
+            raise CaseError(f"segment lengths of row {b} sum to {sum(row)}, not T={c.T}")
+
+
+@dataclass
+class CaseInputs:
+    """The kernel inputs of one case (in the kernel dtype) plus the packing metadata."""
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    g: Optional[Tensor]
+    beta: Optional[Tensor]
+    initial_state: Optional[Tensor]  # float32 [N,H,K,V]
+    cu_seqlens: Optional[Tensor]  # int64 [N+1]
+    reset_mask: Optional[Tensor]  # bool [B,T], True at segment starts > 0 (mask packing)
+
+    def mode_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the uniform mode signature (inputs cloned: kernels may write)."""
+        clone = lambda x: None if x is None else x.clone()  # noqa: E731
+        return dict(g=clone(self.g), beta=clone(self.beta), scale=None,
+                    initial_state=clone(self.initial_state), output_final_state=True,
+                    cu_seqlens=clone(self.cu_seqlens))
+
+    def tensors(self) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        return self.q, self.k, self.v, self.g, self.beta
+
+
+def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> CaseInputs:
+    """Build the inputs of `config` deterministically from its seed (on CPU, then moved)."""
+    gen = torch.Generator().manual_seed(config.seed)
+    B, T, H, K, V = config.B, config.T, config.H, config.K, config.V
+    q = torch.randn(B, T, H, K, generator=gen)
+    k = torch.randn(B, T, H, K, generator=gen)
+    v = torch.randn(B, T, H, V, generator=gen)
+    if BETA_OPS[config.op]:
+        k = F.normalize(k, p=2.0, dim=-1)
+    g = _build_gate(config, gen)
+    beta = torch.rand(B, T, H, generator=gen) * config.beta_max if BETA_OPS[config.op] else None
+    h0 = torch.randn(config.num_states, H, K, V, generator=gen) if config.initial_state else None
+    reset = _reset_mask(config)
+    dt = config.torch_dtype
+    if g is not None and reset is not None:  # filled in fp32: fills beyond dt's range cast to -inf
+        g = g.masked_fill(reset.view((B, T) + (1,) * (g.dim() - 2)), resolve_fill(config.mask_fill, dt))
+    cast = lambda x: None if x is None else x.to(device=device, dtype=dt)  # noqa: E731
+    g = cast(g)
+    cu = config.cu_seqlens()
+    return CaseInputs(
+        q=cast(q), k=cast(k), v=cast(v), g=g, beta=cast(beta),
+        initial_state=None if h0 is None else h0.to(device),
+        cu_seqlens=None if cu is None else torch.tensor(cu, dtype=torch.int64, device=device),
+        reset_mask=None if reset is None else reset.to(device),
+    )
+
+
+def _build_gate(config: CaseConfig, gen: torch.Generator) -> Optional[Tensor]:
+    kind = GATE_OPS[config.op]
+    if kind is None:
+        return None
+    shape = (config.B, config.T, config.H) + ((config.K,) if kind == "key" else ())
+    g = F.logsigmoid(torch.randn(shape, generator=gen)) / config.gate_norm
+    if config.near_zero_decay:
+        g = g * 1e-3
+    if config.zero_gate_frac > 0:
+        g = g.masked_fill(torch.rand(shape, generator=gen) < config.zero_gate_frac, 0.0)
+    return g
+
+
+def _reset_mask(config: CaseConfig) -> Optional[Tensor]:
+    if config.packing != "mask":
+        return None
+    mask = torch.zeros(config.B, config.T, dtype=torch.bool)
+    for b in range(config.B):
+        for start in config.segment_starts(b)[1:]:
+            mask[b, start] = True
+    return mask

@@ -1,0 +1,270 @@
+"""The `fla-check` command line: parse, call the engine, render. Nothing else lives here.
+
+Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised,
+2 usage error (one line on stderr), 3 internal error of fla-check itself,
+130 interrupted before anything failed (the partial report is still written).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import click
+
+from fla_check import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class UsageFail(click.ClickException):
+    """A one-line usage error (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:
+        click.echo(f"fla-check: error: {self.format_message()}", err=True)
+
+
+def _guard(fn: Callable) -> Callable:
+    """Usage errors -> exit 2, any other exception -> 'internal error' and exit 3."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            click.echo(f"fla-check: internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo(traceback.format_exc(), err=True)
+            sys.exit(EXIT_INTERNAL)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fla-check")
+def main() -> None:
+    """Numerical-consistency checks for linear-attention Triton kernels."""
+
+
+# -- parsing helpers (each raises UsageFail with one clear line) -----------------------------
+def _select_device(device: Optional[str]) -> str:
+    """Select the backend BEFORE anything imports triton or a kernel module."""
+    from fla_check.backend import BackendError, select_backend
+
+    try:
+        return select_backend(device)
+    except BackendError as exc:
+        raise UsageFail(str(exc)) from None
+
+
+def _parse_op(name: str):
+    from fla_check.ops import UnknownNameError, get_op
+
+    try:
+        return get_op(name)
+    except UnknownNameError as exc:
+        raise UsageFail(str(exc)) from None
+
+
+def _parse_modes(op, text: str) -> list[str]:
+    from fla_check.ops import UnknownNameError, get_mode
+    from fla_check.runner import mode_label
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        valid = ", ".join(op.modes)
+        raise UsageFail(f"empty mode list; give --modes with some of: {valid}")
+    try:
+        return [mode_label(get_mode(op, n)) for n in names]
+    except UnknownNameError as exc:
+        raise UsageFail(str(exc)) from None
+
+
+def _parse_dtypes(text: Optional[str], device: Optional[str]) -> Optional[tuple[str, ...]]:
+    from fla_check.backend import get_backend
+    from fla_check.cases import DTYPES, CaseError, dtype_name
+
+    if text is None:
+        return None
+    try:
+        dtypes = tuple(dict.fromkeys(dtype_name(t) for t in text.split(",") if t.strip()))
+    except CaseError as exc:
+        raise UsageFail(str(exc)) from None
+    if not dtypes:
+        raise UsageFail("empty dtype list; use e.g. --dtypes fp32,fp16")
+    backend = get_backend(device)
+    for d in dtypes:
+        reason = backend.dtype_unsupported_reason(DTYPES[d])
+        if reason:
+            raise UsageFail(f"{d} cannot be checked on {backend.describe()}: {reason}; "
+                            "use --dtypes fp32,fp16 here, bf16 on a GPU")
+    return dtypes
+
+
+def _parse_fills(text: Optional[str], op) -> Optional[tuple]:
+    from fla_check.cases import CaseError, canonical_fill
+
+    if text is None:
+        return None
+    if not op.supports_mask_packing:
+        raise UsageFail(f"--mask-fill: {_op_title(op.name)} has no gate; pack with cu_seqlens "
+                        "(varlen cases are drawn by default)")
+    try:
+        fills = tuple(canonical_fill(f) for f in text.split(",") if f.strip())
+    except CaseError as exc:
+        raise UsageFail(str(exc)) from None
+    if not fills:
+        raise UsageFail("empty --mask-fill list; use e.g. --mask-fill=-0.1max,-inf,-20")
+    return fills
+
+
+def _op_title(name: str) -> str:
+    return {"delta": "DeltaNet", "gla": "GLA", "gated_delta": "Gated DeltaNet"}.get(name, name)
+
+
+# -- run ------------------------------------------------------------------------------------
+@main.command()
+@click.option("--op", "op_name", required=True, help="Op to check: gla, delta, gated_delta.")
+@click.option("--modes", required=True, help="Comma list of modes, e.g. recurrent,chunk (fla:chunk for providers).")
+@click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
+@click.option("--examples", type=int, default=None, help="Number of cases (default: the profile's).")
+@click.option("--seed", type=int, default=None, help="Make the run depend on this seed alone.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="cuda, or cpu (Triton interpreter). Default: cuda when present.")
+@click.option("--max-seq-len", type=int, default=None, help="Largest T drawn (default 130 on CPU, 512 on GPU).")
+@click.option("--mask-fill", "mask_fill", default=None,
+              help="Only mask-packed cases, with these gate fills: -0.1max, -max, -inf or floats (comma list).")
+@click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report file (default reports/run-<op>-<time>.json).")
+@click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
+@_guard
+def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, profile, report,
+        no_color, as_json) -> None:
+    """Search for cases where kernel modes disagree with the float64 reference."""
+    device = _select_device(device)
+    op = _parse_op(op_name)
+    mode_names = _parse_modes(op, modes)
+    if examples is not None and examples < 0:
+        raise UsageFail(f"--examples must be >= 0, got {examples}")
+    if max_seq_len is not None and max_seq_len < 1:
+        raise UsageFail(f"--max-seq-len must be >= 1, got {max_seq_len}")
+    fills = _parse_fills(mask_fill, op)
+    dtype_list = _parse_dtypes(dtypes, device)
+    from fla_check.report import default_report_path, make_console, render_run, write_report
+    from fla_check.search import search
+
+    path = report or default_report_path(op.name)
+    with _progress(no_color) as on_progress:
+        result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
+                        max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
+                        progress=on_progress)
+    write_report(result.to_json(), path)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        render_run(make_console(no_color=no_color), result, path)
+    if result.failed:
+        sys.exit(EXIT_FAIL)
+    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
+
+
+class _progress:
+    """A rich progress bar on stderr fed by search's ProgressEvents."""
+
+    def __init__(self, no_color: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from fla_check.report import make_console
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=make_console(no_color=no_color, stderr=True),
+                            transient=True)
+        self.task = None
+
+    def __enter__(self) -> Callable:
+        self.bar.start()
+        return self.update
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def update(self, event: Any) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("searching", total=event.budget)
+        failing = f" ({', '.join(event.failing)} failing)" if event.failing else ""
+        desc = ("shrinking" if event.phase == "shrink" else "searching") + failing
+        total = max(event.budget, event.examples)
+        self.bar.update(self.task, completed=event.examples, total=total, description=desc)
+
+
+# -- replay ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--case", "case_index", type=int, default=None,
+              help="Case index in the report (default: the first failing case, else 0).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--no-color", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the case result as JSON.")
+@_guard
+def replay(report_file, case_index, device, no_color, as_json) -> None:
+    """Rebuild one case of a report exactly and re-run its modes."""
+    device = _select_device(device)
+    data = _load_report(report_file)
+    cases = data.get("cases", [])
+    if case_index is None:
+        case_index = min(data.get("failures", {}).values(), default=0)
+    if not 0 <= case_index < len(cases):
+        raise UsageFail(f"--case {case_index} out of range: the report has {len(cases)} case(s)")
+    from fla_check.cases import CaseConfig
+    from fla_check.report import make_console, render_case
+    from fla_check.runner import check_case
+
+    op = _parse_op(data["op"])
+    modes = _parse_modes(op, ",".join(data["modes"]))
+    result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        render_case(make_console(no_color=no_color), result, f"replay of case #{case_index} from {report_file}")
+    sys.exit(EXIT_FAIL if result.verdict.failed else EXIT_OK)
+
+
+def _load_report(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageFail(f"cannot read report {path}: {exc}") from None
+    if not isinstance(data, dict) or "op" not in data or "cases" not in data:
+        raise UsageFail(f"{path} is not a fla-check run report")
+    return data
+
+
+# -- list -----------------------------------------------------------------------------------
+@main.command("list")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--no-color", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def list_(device, no_color, as_json) -> None:
+    """Ops, modes, providers, backend and its capabilities."""
+    device = _select_device(device)
+    from fla_check.listing import inventory, render_inventory
+    from fla_check.report import make_console
+
+    info = inventory(device)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        render_inventory(make_console(no_color=no_color), info)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

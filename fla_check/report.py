@@ -1,0 +1,220 @@
+"""Rendering and storage of results: rich tables for people, JSON files for machines.
+
+- :func:`render_run` prints a run: one row per mode (worst max-abs, rel-RMSE, ratio to the
+  baseline, NaN/Inf count, verdict), the pairwise mode-vs-mode table and, for every failing
+  mode, its shrunk case with the segment layout, where it goes wrong and a replay command.
+- :func:`render_case` prints one case (``fla-check replay``).
+- :func:`write_report` writes JSON atomically (temporary file + ``os.replace``) under
+  ``reports/``. Colour follows ``NO_COLOR`` / ``--no-color``; tables fit 80 columns.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
+from fla_check.compare import Verdict
+from fla_check.profiles import REPORTS_DIR
+from fla_check.runner import CaseResult, ModeResult
+from fla_check.search import SearchResult
+
+VERDICT_STYLE = {Verdict.OK: "green", Verdict.DIVERGED: "bold red", Verdict.NONFINITE: "bold magenta",
+                 Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow"}
+
+
+def make_console(*, no_color: bool = False, stderr: bool = False, width: Optional[int] = None) -> Console:
+    """A rich console honouring --no-color and NO_COLOR (any non-empty value)."""
+    no_color = no_color or bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=stderr, no_color=no_color, highlight=False, width=width,
+                   color_system=None if no_color else "auto")
+
+
+def fmt(x: Optional[float]) -> str:
+    """Compact number: 2 significant digits in e-notation, 'inf'/'nan', '-' for None."""
+    if x is None:
+        return "-"
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    return f"{x:.2g}" if 1e-2 <= abs(x) < 1e4 else f"{x:.1e}"
+
+
+def _verdict(v: Verdict) -> str:
+    return f"[{VERDICT_STYLE[v]}]{v.value}[/]"
+
+
+# -- run ------------------------------------------------------------------------------------
+def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
+    """The human view of a run."""
+    opts = result.options
+    console.print(f"[bold]fla-check run[/] op={result.op} modes={','.join(result.modes)} "
+                  f"dtypes={','.join(opts.get('dtypes', []))} device={opts.get('device')} "
+                  f"profile={opts.get('profile')}")
+    stopped = " [yellow](interrupted: partial results)[/]" if result.interrupted else ""
+    console.print(f"{len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
+    console.print(mode_table(result))
+    _print_unsupported(console, result)
+    if len(result.modes) > 1 and result.cases:
+        console.print(pair_table(result))
+    if result.first_failure:
+        ff = result.first_failure
+        console.print(f"first failure: {ff['mode']} at example {ff['example']} after {ff['seconds']:.1f} s")
+    for mode, index in result.failures.items():
+        how = "shrunk by hypothesis" if mode in result.shrunk else "smallest failing case seen"
+        render_failure(console, result.cases[index], mode, index, how, report_path)
+    verdict = "[bold red]FAIL[/]" if result.failed else "[green]OK[/]"
+    console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))
+
+
+def mode_table(result: SearchResult) -> Table:
+    table = Table(title="modes vs float64 reference (worst over cases)", box=box.SIMPLE_HEAD,
+                  title_justify="left")
+    for name, justify in (("mode", "left"), ("verdict", "left"), ("max-abs", "right"),
+                          ("rel-RMSE", "right"), ("x base", "right"), ("NaN/Inf", "right"),
+                          ("cases", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for mode in result.modes:
+        s = result.summary(mode)
+        ran = s.cases > 0
+        cases = f"{s.failed}/{s.cases} bad" if s.failed else str(s.cases)
+        table.add_row(mode, _verdict(s.verdict), fmt(s.max_abs) if ran else "-",
+                      fmt(s.rel_rms) if ran else "-", fmt(s.ratio) if ran else "-",
+                      str(s.nonfinite) if ran else "-", cases)
+    return table
+
+
+def pair_table(result: SearchResult) -> Table:
+    table = Table(title="mode vs mode (worst over cases)",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for name, justify in (("modes", "left"), ("max-abs", "right"), ("rel-RMSE", "right"),
+                          ("agree", "left"), ("cases", "right")):
+        table.add_column(name, justify=justify, no_wrap=name != "modes")
+    for p in result.pair_summaries():
+        agree = "[green]yes[/]" if p.agree else "[red]no[/]"
+        table.add_row(f"{p.a} / {p.b}", fmt(p.max_abs), fmt(p.rel_rms), agree, str(p.cases))
+    return table
+
+
+def _print_unsupported(console: Console, result: SearchResult) -> None:
+    for mode in result.modes:
+        s = result.summary(mode)
+        if s.unsupported and s.reason and s.verdict in (Verdict.UNSUPPORTED, Verdict.OK):
+            console.print(f"  {mode}: unsupported on {s.unsupported} case(s): {s.reason}")
+
+
+def render_failure(console: Console, case: CaseResult, mode: str, index: int, how: str,
+                   report_path: Optional[Path]) -> None:
+    r = case.modes[mode]
+    console.print()
+    console.print(f"[bold]{mode}[/]: {_verdict(r.verdict)} on case #{index} ({how})")
+    for line in describe_config(case.config):
+        console.print(f"  {line}", soft_wrap=True)
+    _print_mode_detail(console, r)
+    others = [m for m in case.failed_modes if m != mode]
+    if others:
+        console.print(f"  also failing on this case: {', '.join(others)}")
+    if report_path:
+        console.print("  replay: " + replay_command(report_path, index), soft_wrap=True)
+
+
+def _print_mode_detail(console: Console, r: ModeResult) -> None:
+    if r.verdict is Verdict.ERROR:
+        console.print(f"  error: {r.reason}", soft_wrap=True)
+        tail = [ln for ln in r.traceback.strip().splitlines()[-4:-1] if ln.strip()]
+        for ln in tail:
+            console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
+        return
+    for c in r.outputs:
+        console.print(f"  {c.name}: {_verdict(c.verdict)} max-abs {fmt(c.kernel.max_abs)} "
+                      f"(allowed {fmt(c.bound_max_abs)}), rel-RMSE {fmt(c.kernel.rel_rms)} "
+                      f"(allowed {fmt(c.bound_rel_rms)}), NaN/Inf {c.kernel.nonfinite}")
+    if r.localization:
+        console.print(f"  {r.localization.describe()}", soft_wrap=True)
+
+
+def describe_config(c: CaseConfig) -> list[str]:
+    """The configuration as a few readable lines (shape, gate, packing and segment layout, seed)."""
+    lines = [f"op {c.op}  dtype {c.dtype}  B={c.B} T={c.T} H={c.H} K={c.K} V={c.V}  "
+             f"initial state {'yes' if c.initial_state else 'no'}  seed {c.seed}"]
+    gate = []
+    if GATE_OPS[c.op]:
+        gate.append(f"gate logsigmoid(x)/{c.gate_norm:g}, zero-gate fraction {c.zero_gate_frac:g}"
+                    + (", near-zero decay" if c.near_zero_decay else ""))
+    if c.op != "gla":
+        gate.append(f"beta in [0, {c.beta_max:g}]")
+    if gate:
+        lines.append("; ".join(gate))
+    packing = f"packing: {c.describe_segments()}"
+    if c.packing == "mask":
+        packing += f"; fill {c.mask_fill} (= {resolve_fill(c.mask_fill, c.torch_dtype):.3g})"
+    lines.append(packing)
+    return lines
+
+
+# -- one case (replay) ----------------------------------------------------------------------
+def render_case(console: Console, case: CaseResult, title: str = "") -> None:
+    if title:
+        console.print(f"[bold]{title}[/]")
+    for line in describe_config(case.config):
+        console.print(f"  {line}", soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD)
+    for name, justify in (("mode", "left"), ("output", "left"), ("verdict", "left"), ("max-abs", "right"),
+                          ("allowed", "right"), ("rel-RMSE", "right"), ("allowed", "right"),
+                          ("NaN/Inf", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for mode, r in case.modes.items():
+        if not r.outputs:
+            table.add_row(mode, "-", _verdict(r.verdict), *["-"] * 5)
+        for c in r.outputs:
+            table.add_row(mode, c.name, _verdict(c.verdict), fmt(c.kernel.max_abs), fmt(c.bound_max_abs),
+                          fmt(c.kernel.rel_rms), fmt(c.bound_rel_rms), str(c.kernel.nonfinite))
+    console.print(table)
+    for mode, r in case.modes.items():
+        if r.verdict is not Verdict.OK and (r.reason or r.localization):
+            console.print(f"{mode}: " + (r.reason or r.localization.describe()), soft_wrap=True)
+    console.print(f"verdict: {_verdict(case.verdict)}")
+
+
+# -- files ----------------------------------------------------------------------------------
+def replay_command(report_path: Path, index: int) -> str:
+    return f"fla-check replay {shlex.quote(str(report_path))} --case {index}"
+
+
+def default_report_path(op: str, kind: str = "run", root: Path = REPORTS_DIR) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return root / f"{kind}-{op}-{stamp}-{os.getpid()}.json"
+
+
+def write_report(data: dict[str, Any], path: Path) -> Path:
+    """Write `data` as JSON atomically: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,313 @@
+"""Hypothesis-driven search over a configuration space (``fla-check run``).
+
+:func:`search` draws case configurations (:mod:`fla_check.strategies`), runs each through
+:func:`fla_check.runner.check_case`, steers hypothesis towards the worst error with
+``hypothesis.target`` (one label per mode: the fraction of the allowed error used) and, when a
+mode fails, lets hypothesis shrink the case to a minimal failing configuration.
+
+Shrinking per failing mode: a failing case raises an exception whose type is specific to the
+first failing mode (in the order given), so hypothesis tracks and shrinks each such mode as a
+distinct bug. A mode that only ever fails together with an earlier one gets the smallest of
+its failing cases seen during the run (shrink attempts run every mode, so this is small too).
+
+Cases are memoised by configuration (hypothesis re-runs the same one while shrinking), and
+after ``Profile.shrink_seconds`` past the first failure new shrink candidates are rejected, so
+a run ends in bounded time. Ctrl-C returns what was found so far (``interrupted=True``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import hypothesis
+from hypothesis import given, reject, target
+
+from fla_check import __version__
+from fla_check.backend import get_backend
+from fla_check.cases import DTYPES, CaseConfig, Fill, dtype_name
+from fla_check.compare import Verdict, json_float, worst
+from fla_check.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
+from fla_check.runner import CaseResult, ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
+from fla_check.strategies import SpaceOptions, case_configs
+
+CPU_MAX_SEQ_LEN = 130
+GPU_MAX_SEQ_LEN = 512
+
+
+class ModeFailure(Exception):
+    """Raised inside the hypothesis test for a failing mode (one subclass per mode name)."""
+
+    mode = ""
+
+    def __init__(self, case: CaseResult):
+        super().__init__(f"{self.mode}: {case.modes[self.mode].verdict.value} on {case.config.short()}")
+        self.case = case
+
+
+_FAILURE_TYPES: dict[str, type] = {}
+
+
+def failure_type(mode: str) -> type:
+    """The ModeFailure subclass of `mode` (distinct types = distinct bugs for hypothesis)."""
+    if mode not in _FAILURE_TYPES:
+        _FAILURE_TYPES[mode] = type(f"ModeFailure[{mode}]", (ModeFailure,), {"mode": mode})
+    return _FAILURE_TYPES[mode]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to the progress callback after each newly evaluated case."""
+
+    examples: int  # cases evaluated so far
+    budget: int  # the example budget (shrinking runs past it)
+    phase: str  # "search" until the first failure, then "shrink"
+    case: CaseResult
+    failing: tuple[str, ...]  # modes that failed so far
+
+
+@dataclass
+class ModeSummary:
+    """One mode over a whole run: worst metrics and verdict."""
+
+    mode: str
+    verdict: Verdict
+    cases: int  # cases the mode ran
+    unsupported: int
+    failed: int
+    max_abs: float
+    rel_rms: float
+    ratio: float
+    nonfinite: int
+    reason: str = ""  # first ERROR/UNSUPPORTED reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "verdict": self.verdict.value, "cases": self.cases,
+                "unsupported": self.unsupported, "failed": self.failed, "max_abs": json_float(self.max_abs),
+                "rel_rms": json_float(self.rel_rms), "ratio": json_float(self.ratio), "nonfinite": self.nonfinite,
+                "reason": self.reason}
+
+
+@dataclass
+class PairSummary:
+    """Two modes over a whole run: worst disagreement."""
+
+    a: str
+    b: str
+    cases: int
+    max_abs: float
+    rel_rms: float
+    agree: bool
+
+
+@dataclass
+class SearchResult:
+    """Everything a run found; JSON round-trippable (the report file)."""
+
+    op: str
+    modes: list[str]
+    options: dict[str, Any]
+    cases: list[CaseResult] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)  # mode -> index of its minimal failing case
+    shrunk: list[str] = field(default_factory=list)  # modes hypothesis shrank itself
+    seconds: float = 0.0
+    interrupted: bool = False
+    first_failure: Optional[dict[str, Any]] = None  # {"mode", "example", "seconds"}
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures)
+
+    def summary(self, mode: str) -> ModeSummary:
+        results = [c.modes[mode] for c in self.cases if mode in c.modes]
+        ran = [r for r in results if r.verdict is not Verdict.UNSUPPORTED]
+        failed = [r for r in ran if r.verdict.failed]
+        reason = next((r.reason for r in failed + results if r.reason), "")
+        return ModeSummary(
+            mode=mode, verdict=worst(r.verdict for r in ran) if ran else Verdict.UNSUPPORTED,
+            cases=len(ran), unsupported=len(results) - len(ran), failed=len(failed),
+            max_abs=max((r.metric("max_abs") for r in ran), default=0.0),
+            rel_rms=max((r.metric("rel_rms") for r in ran), default=0.0),
+            ratio=max((r.metric("ratio") for r in ran), default=0.0),
+            nonfinite=sum(r.nonfinite for r in ran), reason=reason)
+
+    def pair_summaries(self) -> list[PairSummary]:
+        out: dict[tuple[str, str], list] = {}
+        for case in self.cases:
+            for p in case.pairs:
+                out.setdefault((p.a, p.b), []).append(p)
+        return [PairSummary(a, b, len(ps), max(p.metric("max_abs") for p in ps),
+                            max(p.metric("rel_rms") for p in ps), all(p.agree for p in ps))
+                for (a, b), ps in out.items()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool": "fla-check", "version": __version__, "kind": "run", "op": self.op, "modes": self.modes,
+            "options": self.options, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
+            "examples": len(self.cases), "first_failure": self.first_failure,
+            "verdict": "FAIL" if self.failed else "OK",
+            "summary": {m: self.summary(m).to_json() for m in self.modes},
+            "pairs": [dict(a=p.a, b=p.b, cases=p.cases, max_abs=json_float(p.max_abs), rel_rms=json_float(p.rel_rms),
+                           agree=p.agree) for p in self.pair_summaries()],
+            "failures": self.failures, "shrunk": self.shrunk,
+            "cases": [c.to_json() for c in self.cases],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SearchResult":
+        return cls(op=d["op"], modes=list(d["modes"]), options=dict(d.get("options", {})),
+                   cases=[CaseResult.from_json(c) for c in d.get("cases", [])],
+                   failures={m: int(i) for m, i in d.get("failures", {}).items()},
+                   shrunk=list(d.get("shrunk", [])), seconds=float(d.get("seconds", 0.0)),
+                   interrupted=bool(d.get("interrupted", False)), first_failure=d.get("first_failure"))
+
+
+def default_dtypes(device: Optional[str] = None) -> tuple[str, ...]:
+    """Every dtype the backend can test (bf16 only where its tl.dot works)."""
+    backend = get_backend(device)
+    return tuple(d for d in ("float32", "float16", "bfloat16")
+                 if backend.dtype_unsupported_reason(DTYPES[d]) is None)
+
+
+def default_max_seq_len(device: Optional[str] = None) -> int:
+    return CPU_MAX_SEQ_LEN if get_backend(device).interpreter else GPU_MAX_SEQ_LEN
+
+
+class _Evaluator:
+    """Memoised check_case with progress reporting and the shrink time budget."""
+
+    def __init__(self, op, modes, device, budget: int, shrink_seconds: float,
+                 progress: Optional[Callable[[ProgressEvent], None]]):
+        self.op, self.modes, self.device = op, modes, device
+        self.budget, self.shrink_seconds, self.progress = budget, shrink_seconds, progress
+        self.cache: dict[CaseConfig, CaseResult] = {}
+        self.cases: list[CaseResult] = []
+        self.start = time.perf_counter()
+        self.first_failure: Optional[dict[str, Any]] = None
+        self.failing: list[str] = []
+
+    def __call__(self, config: CaseConfig) -> CaseResult:
+        if config in self.cache:
+            return self.cache[config]
+        if self.first_failure and self.elapsed() - self.first_failure["seconds"] > self.shrink_seconds:
+            reject()  # shrink budget spent: only already-seen cases are answered
+        result = check_case(self.op, self.modes, config, device=self.device)
+        self.cache[config] = result
+        self.cases.append(result)
+        self._note_failures(result)
+        if self.progress:
+            phase = "shrink" if self.first_failure else "search"
+            self.progress(ProgressEvent(len(self.cases), self.budget, phase, result, tuple(self.failing)))
+        return result
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def _note_failures(self, result: CaseResult) -> None:
+        for mode in result.failed_modes:
+            if mode not in self.failing:
+                self.failing.append(mode)
+        if result.failed_modes and self.first_failure is None:
+            self.first_failure = {"mode": result.failed_modes[0], "example": len(self.cases),
+                                  "seconds": round(self.elapsed(), 3)}
+
+
+def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[str]] = None,
+           examples: Optional[int] = None, seed: Optional[int] = None,
+           max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
+           profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
+           progress: Optional[Callable[[ProgressEvent], None]] = None,
+           database_root: Optional[Path] = REPORTS_DIR) -> SearchResult:
+    """Search `op`'s configuration space for cases where some of `modes` fail.
+
+    `mask_fills` restricts packing to reset masks filled with those values (the space the
+    masking bug lives in); otherwise every packing is drawn with the default fills (plus the
+    extreme ones in the nightly profile). `examples` overrides the profile's budget; `seed`
+    makes the run depend on the seed alone. `progress` is called after every new case.
+    """
+    op_spec = resolve_op(op)
+    specs = resolve_modes(op_spec, modes)
+    if not specs:
+        raise ValueError("no modes to check")
+    prof = get_profile(profile)
+    space = SpaceOptions(
+        op=op_spec.name, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
+        max_seq_len=max_seq_len or default_max_seq_len(device),
+        packings=("mask",) if mask_fills else None,
+        mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
+        small=get_backend(device).interpreter)
+    labels = [mode_label(s) for s in specs]
+    budget = prof.examples if examples is None else examples
+    options = _options_json(space, prof.name, budget, seed, device)
+    db = database_dir(json.dumps([options, labels], sort_keys=True), database_root) if database_root else None
+    settings = hypothesis_settings(prof, examples=budget, seed=seed, database=db)
+    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_seconds, progress)
+    test = _hypothesis_test(space, evaluate, settings, seed)
+    result = SearchResult(op=op_spec.name, modes=labels, options=options)
+    shrunk: dict[str, CaseResult] = {}
+    try:
+        if budget > 0:
+            test()
+    except KeyboardInterrupt:
+        result.interrupted = True
+    except BaseException as exc:  # noqa: BLE001 - re-raised unless it is our failures
+        shrunk = _collect_failures(exc)
+    result.cases, result.seconds = evaluate.cases, evaluate.elapsed()
+    result.first_failure = evaluate.first_failure
+    _assign_failures(result, shrunk)
+    return result
+
+
+def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, settings, seed: Optional[int]):
+    @settings
+    @given(case_configs(space))
+    def run_case(config: CaseConfig) -> None:
+        result = evaluate(config)
+        for label, r in result.modes.items():
+            if r.verdict is not Verdict.UNSUPPORTED:
+                target(float(r.score), label=label)
+        if result.failed_modes:
+            raise failure_type(result.failed_modes[0])(result)
+
+    return hypothesis.seed(seed)(run_case) if seed is not None else run_case
+
+
+def _collect_failures(exc: BaseException) -> dict[str, CaseResult]:
+    """Mode -> shrunk case from hypothesis' final exception(s); anything else is re-raised."""
+    found = list(getattr(exc, "exceptions", None) or [exc])
+    if not all(isinstance(e, ModeFailure) for e in found):
+        raise exc
+    return {e.mode: e.case for e in found}
+
+
+def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult]) -> None:
+    index = {id(c): i for i, c in enumerate(result.cases)}
+    for mode in result.modes:
+        case = shrunk.get(mode)
+        if case is None:
+            failing = [c for c in result.cases if mode in c.failed_modes]
+            if not failing:
+                continue
+            case = min(failing, key=lambda c: _size(c.config))
+        else:
+            result.shrunk.append(mode)
+        result.failures[mode] = index[id(case)]
+
+
+def _size(c: CaseConfig) -> tuple:
+    return (c.T, c.B * c.H, c.K + c.V, sum(len(r) for r in c.segments), c.initial_state, c.seed)
+
+
+def _options_json(space: SpaceOptions, profile: str, budget: int, seed: Optional[int],
+                  device: Optional[str]) -> dict[str, Any]:
+    return {"profile": profile, "examples": budget, "seed": seed, "device": get_backend(device).device,
+            "dtypes": list(space.dtypes), "max_seq_len": space.max_seq_len,
+            "mask_fills": list(space.mask_fills) if space.mask_fills else None,
+            "extreme_fills": space.extreme_fills}
+
+
+def dtype_list(text: str) -> tuple[str, ...]:
+    """Parse 'fp32,fp16' into canonical dtype names."""
+    return tuple(dtype_name(t) for t in text.split(",") if t.strip())

@@ -1,0 +1,119 @@
+"""CaseConfig validation and JSON round trip; build_case determinism, fills and packing."""
+import json
+import math
+
+import pytest
+import torch
+
+from fla_check.cases import CaseConfig, CaseError, build_case, canonical_fill, dtype_name, resolve_fill
+
+
+def _cfg(**kw):
+    base = dict(op="gla", dtype="float32", B=1, T=12, H=2, K=16, V=8, seed=3)
+    base.update(kw)
+    return CaseConfig(**base)
+
+
+def test_json_round_trip_through_text():
+    c = _cfg(packing="mask", segments=((5, 1, 6),), mask_fill="-inf", gate_norm=0.01,
+             zero_gate_frac=0.5, near_zero_decay=True, initial_state=True)
+    text = json.dumps(c.to_json(), allow_nan=False)
+    back = CaseConfig.from_json(text)
+    assert back == c and hash(back) == hash(c)
+
+
+def test_from_json_rejects_unknown_fields():
+    with pytest.raises(CaseError, match="unknown case fields: bogus"):
+        CaseConfig.from_json({**_cfg().to_json(), "bogus": 1})
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(T=0), "T must be"),
+    (dict(packing="mask", segments=((5, 7),)), "needs a mask_fill"),
+    (dict(packing="mask", segments=((5, 6),), mask_fill=-20), "sum to 11"),
+    (dict(op="delta", packing="mask", segments=((12,),), mask_fill=-20), "no gate"),
+    (dict(packing="varlen", B=2, segments=((12,), (12,))), "B == 1"),
+    (dict(segments=((12,),)), "packing is 'none'"),
+    (dict(dtype="fp8"), "unknown dtype"),
+])
+def test_invalid_configs_are_rejected(kw, msg):
+    with pytest.raises(CaseError, match=msg):
+        _cfg(**kw)
+
+
+def test_dtype_aliases():
+    assert dtype_name("bf16") == "bfloat16" and dtype_name(torch.float16) == "float16"
+    assert _cfg(dtype="fp16").dtype == "float16"
+
+
+@pytest.mark.parametrize("text, want", [("-0.1max", "-0.1max"), ("-0.1*finfo.max", "-0.1max"),
+                                        ("-max", "-max"), ("-inf", "-inf"), ("-20", -20.0),
+                                        (float("-inf"), "-inf"), (-1e4, -1e4)])
+def test_canonical_fill(text, want):
+    assert canonical_fill(text) == want
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-0.3max", "abc"])
+def test_bad_fills(bad):
+    with pytest.raises(CaseError):
+        canonical_fill(bad)
+
+
+def test_resolve_fill_is_per_dtype():
+    assert resolve_fill("-0.1max", torch.float16) == pytest.approx(-6550.4)
+    assert resolve_fill("-max", torch.float32) == -torch.finfo(torch.float32).max
+    assert resolve_fill("-inf", torch.bfloat16) == -math.inf
+    assert resolve_fill(-20, torch.float32) == -20.0
+
+
+def test_build_case_is_deterministic_and_seed_sensitive():
+    a, b = build_case(_cfg()), build_case(_cfg())
+    c = build_case(_cfg(seed=4))
+    assert torch.equal(a.q, b.q) and torch.equal(a.g, b.g)
+    assert not torch.equal(a.q, c.q)
+
+
+def test_gla_inputs_shapes_and_gate():
+    x = build_case(_cfg(dtype="float16", initial_state=True))
+    assert x.q.shape == (1, 12, 2, 16) and x.v.shape == (1, 12, 2, 8) and x.g.shape == (1, 12, 2, 16)
+    assert x.q.dtype == torch.float16 and x.beta is None
+    assert x.initial_state.dtype == torch.float32 and x.initial_state.shape == (1, 2, 16, 8)
+    assert bool((x.g <= 0).all())
+
+
+def test_delta_keys_are_l2_normalised_and_beta_in_range():
+    x = build_case(_cfg(op="delta", beta_max=2.0))
+    assert torch.allclose(x.k.norm(dim=-1), torch.ones(1, 12, 2))
+    assert x.g is None and 0 <= float(x.beta.min()) and float(x.beta.max()) <= 2.0
+    assert float(x.beta.max()) > 1.0
+
+
+def test_gate_regimes():
+    strong = build_case(_cfg(gate_norm=0.01)).g
+    weak = build_case(_cfg(near_zero_decay=True)).g
+    zero = build_case(_cfg(zero_gate_frac=1.0)).g
+    assert float(strong.mean()) < -20 and -1e-2 < float(weak.mean()) < 0 and bool((zero == 0).all())
+
+
+def test_mask_fill_applied_at_segment_starts_only():
+    c = _cfg(op="gated_delta", B=2, packing="mask", segments=((5, 1, 6), (12,)), mask_fill="-0.1max")
+    x = build_case(c)
+    fill = -0.1 * torch.finfo(torch.float32).max
+    assert x.g.shape == (2, 12, 2)
+    assert torch.equal(x.reset_mask[0].nonzero().flatten(), torch.tensor([5, 6]))
+    assert not bool(x.reset_mask[1].any())
+    assert bool((x.g[0, [5, 6]] == fill).all()) and bool((x.g[0, [0, 4, 7]] > -1e3).all())
+    assert c.segment_starts(0) == [0, 5, 6]
+
+
+def test_varlen_cu_seqlens_with_empty_and_length_one_sequences():
+    c = _cfg(packing="varlen", segments=((0, 1, 11),), initial_state=True)
+    x = build_case(c)
+    assert x.cu_seqlens.tolist() == [0, 0, 1, 12] and x.cu_seqlens.dtype == torch.int64
+    assert x.initial_state.shape[0] == 3 and c.num_states == 3 and c.max_segment_len() == 11
+
+
+def test_describe_segments():
+    c = _cfg(packing="mask", segments=((5, 7),), mask_fill=-20)
+    assert c.describe_segments() == "reset mask; row 0: starts [0, 5] lengths [5, 7]"
+    assert "mask[[5, 7]]" in c.short() and "fill=-20.0" in c.short()

@@ -1,0 +1,83 @@
+"""The configuration space: valid draws, the corners it must reach, simple minimal examples."""
+import pytest
+from hypothesis import HealthCheck, find, given, settings
+
+from fla_check.cases import SYMBOLIC_FILLS
+from fla_check.strategies import HEAD_DIMS, SpaceOptions, case_configs
+
+FAST = settings(max_examples=200, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+FIND = settings(max_examples=3000, database=None, deadline=None)
+
+
+@FAST
+@given(case_configs(SpaceOptions(op="gla", dtypes=("fp32", "fp16"), max_seq_len=70)))
+def test_draws_are_valid_and_bounded(c):
+    assert 1 <= c.T <= 70 and c.K in HEAD_DIMS and c.V in HEAD_DIMS and c.dtype in ("float32", "float16")
+    assert c.B <= 2 and c.H <= 2
+    if c.packing == "mask":
+        assert c.mask_fill not in SYMBOLIC_FILLS and -1e4 <= c.mask_fill <= -5
+        assert all(sum(row) == c.T for row in c.segments)
+
+
+@FAST
+@given(case_configs(SpaceOptions(op="delta", max_seq_len=40)))
+def test_delta_never_mask_packed(c):
+    assert c.packing in ("none", "varlen") and c.mask_fill is None
+
+
+@FAST
+@given(case_configs(SpaceOptions(op="gated_delta", max_seq_len=40, mask_fills=("-0.1max", "-inf"))))
+def test_requested_fills_force_mask_packing(c):
+    assert c.packing == "mask" and c.mask_fill in ("-0.1max", "-inf")
+
+
+@pytest.mark.parametrize("name, cond", [
+    ("T on a 64 multiple", lambda c: c.T == 64),
+    ("T just above a 64 multiple", lambda c: c.T == 65),
+    ("several 64-chunks", lambda c: c.T > 128),
+    ("K = 60", lambda c: c.K == 60),
+    ("V = 100", lambda c: c.V == 100),
+    ("reset on a 16-chunk boundary", lambda c: c.packing == "mask" and any(
+        s % 16 == 0 and s > 0 for s in c.segment_starts(0))),
+    ("reset mid-chunk", lambda c: c.packing == "mask" and any(s % 16 == 7 for s in c.segment_starts(0))),
+    ("several resets in one chunk", lambda c: c.packing == "mask" and len(
+        [s for s in c.segment_starts(0) if 0 < s < 16]) >= 3),
+    ("length-1 mask segment", lambda c: c.packing == "mask" and 1 in c.segments[0][1:]),
+    ("empty varlen sequence", lambda c: c.varlen and 0 in c.segments[0]),
+    ("length-1 varlen sequence", lambda c: c.varlen and 1 in c.segments[0]),
+    ("strong decay", lambda c: c.gate_norm <= 0.01),
+    ("weak decay", lambda c: c.gate_norm >= 10),
+    ("zero gates", lambda c: c.zero_gate_frac == 1.0),
+    ("near-zero decay", lambda c: c.near_zero_decay),
+    ("initial state", lambda c: c.initial_state),
+    ("fill -1e4", lambda c: c.mask_fill == -1e4),
+])
+def test_space_reaches(name, cond):
+    find(case_configs(SpaceOptions(op="gla", max_seq_len=200)), cond, settings=FIND)
+
+
+def test_beta_range_two_is_reachable():
+    find(case_configs(SpaceOptions(op="gated_delta", max_seq_len=20)), lambda c: c.beta_max == 2.0,
+         settings=FIND)
+
+
+def test_extreme_fills_only_when_asked():
+    opts = SpaceOptions(op="gla", max_seq_len=20, extreme_fills=True)
+    find(case_configs(opts), lambda c: c.mask_fill == "-inf", settings=FIND)
+    assert set(SYMBOLIC_FILLS) & set(SpaceOptions(op="gla").fills()) == set()
+
+
+def test_minimal_examples_are_simple():
+    opts = SpaceOptions(op="gla", dtypes=("fp32", "fp16"), max_seq_len=200)
+    c = find(case_configs(opts), lambda c: True, settings=FIND)
+    assert (c.T, c.B, c.H, c.K, c.V, c.packing, c.seed, c.dtype) == (1, 1, 1, 16, 16, "none", 0, "float32")
+    m = find(case_configs(opts), lambda c: c.packing == "mask" and len(c.segments[0]) >= 2, settings=FIND)
+    assert m.T == 2 and m.segments == ((1, 1),)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError):
+        SpaceOptions(op="gla", max_seq_len=0)
+    with pytest.raises(ValueError):
+        SpaceOptions(op="gla", dtypes=())
