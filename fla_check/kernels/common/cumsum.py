@@ -1,5 +1,8 @@
 """Chunk-local cumulative sum of a per-head log gate (natural log, fp32 output).
 
+With `reverse=True` the sum runs from the chunk's (or sequence's) last token backwards:
+that is the backward of the forward cumsum (dg_t = sum_{s >= t in its chunk} dg_cum_s).
+
 The sum restarts at every chunk of `chunk_size` tokens and at every sequence start
 (`cu_seqlens`), exactly like fla's `chunk_local_cumsum` except that fla scales by 1/ln 2
 and works in base 2; here the result stays in natural log and kernels use `exp`.
@@ -20,9 +23,9 @@ from fla_check.kernels.utils import prepare_chunk_indices
 @triton.jit
 def chunk_local_cumsum_kernel(
     g, g_cum, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr, REVERSE: tl.constexpr,
 ):
-    """One program per (chunk, batch*head): inclusive cumsum of BT gates."""
+    """One program per (chunk, batch*head): inclusive (reverse with REVERSE) cumsum of BT gates."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:
@@ -37,7 +40,7 @@ def chunk_local_cumsum_kernel(
     m_t = o_t < eos - bos
     p = (bos + o_t) * H + i_h
     b_g = tl.load(g + p, mask=m_t, other=0.0).to(tl.float32)
-    tl.store(g_cum + p, tl.cumsum(b_g, axis=0), mask=m_t)
+    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)
 
 
 def chunk_local_cumsum(
@@ -45,8 +48,9 @@ def chunk_local_cumsum(
     chunk_size: int,
     cu_seqlens: Optional[torch.Tensor] = None,
     chunk_indices: Optional[torch.Tensor] = None,
+    reverse: bool = False,
 ) -> torch.Tensor:
-    """g [B,T,H] (raw log gate, any float dtype) -> fp32 [B,T,H] chunk-local inclusive cumsum."""
+    """g [B,T,H] (any float dtype) -> fp32 [B,T,H] chunk-local inclusive cumsum (or reverse)."""
     if g.dim() != 3:
         raise ValueError(f"per-head gate must be [B,T,H], got shape {tuple(g.shape)}")
     B, T, H = g.shape
@@ -59,6 +63,6 @@ def chunk_local_cumsum(
         return out
     chunk_local_cumsum_kernel[(NT, B * H)](
         g, out, cu_seqlens, chunk_indices, T,
-        H=H, BT=chunk_size, IS_VARLEN=cu_seqlens is not None,
+        H=H, BT=chunk_size, IS_VARLEN=cu_seqlens is not None, REVERSE=reverse,
     )
     return out

@@ -12,6 +12,14 @@ then add the identity. Unlike fla's solve_tril (16x16 diagonal blocks merged by 
 inversion with tl.dot), the substitution here runs directly on the whole BTxBT block, so the
 inverse has no tl.dot and no TF32 on any chunk size. Everything is fp32; A_inv, W, U are
 stored in fp32. Huge negative gates are not guarded against (same as fla).
+
+Backward (`ut_transform_bwd`, fla's prepare_wy_repr_bwd), per chunk, from dW and dU, with
+Kb = diag(beta e^g) K and Vb = diag(beta) V:
+    dKb = A_inv^T dW,  dVb = A_inv^T dU,  dA_inv = dW Kb^T + dU Vb^T,
+    dA  = -strictly_lower(A_inv^T dA_inv A_inv^T),   M = dA * exp(g_i - g_j),
+    dk  = dKb * beta e^g + diag(beta) M K + (diag(beta) M)^T K,   dv = dVb * beta,
+    dbeta = rowsum(dKb * K e^g) + rowsum(dVb * V) + rowsum(M * K K^T),
+    dg_cum = rowsum(dKb * Kb) + rowsum(dA * A) - colsum(dA * A)   (gradient w.r.t. the cumsum).
 """
 from __future__ import annotations
 
@@ -90,6 +98,91 @@ def ut_transform_fwd_kernel(
         tl.store(u + row[:, None] * V + o_v[None, :], b_u, mask=m_tv)
 
 
+@triton.jit
+def ut_transform_bwd_kernel(
+    k, v, beta, g_cum, A_inv, dw, du, dk, dv, dbeta, dg_cum, cu_seqlens, chunk_indices, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """One program per (chunk, batch*head): dk, dv, dbeta (and dg_cum) from dW, dU (all fp32)."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:
+        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int64)
+        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int64)
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+    else:
+        bos = i_b.to(tl.int64) * T
+        eos = bos + T
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
+    m_t = o_t < eos - bos
+    row = (bos + o_t) * H + i_h
+
+    b_beta = tl.load(beta + row, mask=m_t, other=0.0).to(tl.float32)
+    b_Ai = tl.load(A_inv + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
+    b_eg = tl.where(m_t, 1.0, 0.0)
+    if USE_G:
+        b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
+        b_eg = tl.where(m_t, tl.exp(b_g), 0.0)
+    b_dAi = tl.zeros([BT, BT], dtype=tl.float32)
+    b_KK = tl.zeros([BT, BT], dtype=tl.float32)
+    b_dbeta = tl.zeros([BT], dtype=tl.float32)
+    b_dg = tl.zeros([BT], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):  # W = A_inv Kb, Kb = diag(beta e^g) K
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_tk = m_t[:, None] & (o_k < K)[None, :]
+        p = row[:, None] * K + o_k[None, :]
+        b_k = tl.load(k + p, mask=m_tk, other=0.0).to(tl.float32)
+        b_dw = tl.load(dw + p, mask=m_tk, other=0.0)
+        b_kg = b_k * b_eg[:, None]
+        b_kb = b_kg * b_beta[:, None]
+        b_KK += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PRECISION)
+        b_dAi += tl.dot(b_dw, tl.trans(b_kb), input_precision=DOT_PRECISION)
+        b_dkb = tl.dot(tl.trans(b_Ai), b_dw, input_precision=DOT_PRECISION)
+        tl.store(dk + p, b_dkb * (b_eg * b_beta)[:, None], mask=m_tk)
+        b_dbeta += tl.sum(b_dkb * b_kg, 1)
+        b_dg += tl.sum(b_dkb * b_kb, 1)
+    for i_v in range(0, tl.cdiv(V, BV)):  # U = A_inv Vb, Vb = diag(beta) V
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_tv = m_t[:, None] & (o_v < V)[None, :]
+        p = row[:, None] * V + o_v[None, :]
+        b_v = tl.load(v + p, mask=m_tv, other=0.0).to(tl.float32)
+        b_du = tl.load(du + p, mask=m_tv, other=0.0)
+        b_dAi += tl.dot(b_du, tl.trans(b_v * b_beta[:, None]), input_precision=DOT_PRECISION)
+        b_dvb = tl.dot(tl.trans(b_Ai), b_du, input_precision=DOT_PRECISION)
+        tl.store(dv + p, b_dvb * b_beta[:, None], mask=m_tv)
+        b_dbeta += tl.sum(b_dvb * b_v, 1)
+
+    # A_inv = (I + A)^-1  =>  dA = -A_inv^T dA_inv A_inv^T on the strictly-lower part
+    b_dA = tl.dot(tl.dot(tl.trans(b_Ai), b_dAi, input_precision=DOT_PRECISION), tl.trans(b_Ai),
+                  input_precision=DOT_PRECISION)
+    m_A = (o_i[:, None] > o_i[None, :]) & m_t[:, None] & m_t[None, :]
+    if USE_G:
+        b_dA = -tl.where(m_A, b_dA * tl.exp(b_g[:, None] - b_g[None, :]), 0.0)
+    else:
+        b_dA = -tl.where(m_A, b_dA, 0.0)
+    # A_ij = beta_i (k_i . k_j) exp(g_i - g_j); b_dA now holds M = dA * exp(g_i - g_j)
+    b_dbeta += tl.sum(b_dA * b_KK, 1)
+    b_dA = b_dA * b_beta[:, None]
+    b_dAA = b_dA * b_KK
+    b_dg += tl.sum(b_dAA, 1) - tl.sum(b_dAA, 0)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_tk = m_t[:, None] & (o_k < K)[None, :]
+        p = row[:, None] * K + o_k[None, :]
+        b_k = tl.load(k + p, mask=m_tk, other=0.0).to(tl.float32)
+        b_dk = tl.load(dk + p, mask=m_tk, other=0.0)
+        b_dk += tl.dot(b_dA, b_k, input_precision=DOT_PRECISION)
+        b_dk += tl.dot(tl.trans(b_dA), b_k, input_precision=DOT_PRECISION)
+        tl.store(dk + p, b_dk, mask=m_tk)
+    tl.store(dbeta + row, b_dbeta, mask=m_t)
+    if USE_G:
+        tl.store(dg_cum + row, b_dg, mask=m_t)
+
+
 def check_chunk_size(chunk_size: int) -> None:
     if chunk_size not in CHUNK_SIZES:
         raise ValueError(f"chunk_size must be one of {CHUNK_SIZES}, got {chunk_size}")
@@ -120,6 +213,38 @@ def ut_transform_fwd(
             DOT_PRECISION=dot_precision(torch.float32),
         )
     return A_inv, w, u
+
+
+def ut_transform_bwd(
+    k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g_cum: Optional[torch.Tensor],
+    A_inv: torch.Tensor, dw: torch.Tensor, du: torch.Tensor, chunk_size: int,
+    cu_seqlens: Optional[torch.Tensor] = None, chunk_indices: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Backward of `ut_transform_fwd` given dW, dU (fp32): (dk, dv, dbeta, dg_cum or None), fp32.
+
+    dg_cum is the gradient w.r.t. the chunk-local cumsum; chain it through
+    `chunk_local_cumsum(..., reverse=True)` for the raw gate.
+    """
+    check_chunk_size(chunk_size)
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    f32 = dict(device=k.device, dtype=torch.float32)
+    dk = torch.empty(B, T, H, K, **f32)
+    dv = torch.empty(B, T, H, V, **f32)
+    dbeta = torch.empty(B, T, H, **f32)
+    dg_cum = None if g_cum is None else torch.empty(B, T, H, **f32)
+    if cu_seqlens is not None and chunk_indices is None:
+        chunk_indices = prepare_chunk_indices(cu_seqlens, chunk_size)
+    NT = triton.cdiv(T, chunk_size) if cu_seqlens is None else chunk_indices.shape[0]
+    if NT > 0 and B * H > 0:
+        ut_transform_bwd_kernel[(NT, B * H)](
+            k.contiguous(), v.contiguous(), beta.contiguous(), g_cum, A_inv, dw.contiguous(),
+            du.contiguous(), dk, dv, dbeta, dg_cum, cu_seqlens, chunk_indices, T,
+            H=H, K=K, V=V, BT=chunk_size, BK=min(64, next_pow2(K)), BV=min(64, next_pow2(V)),
+            USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
+            DOT_PRECISION=dot_precision(torch.float32),
+        )
+    return dk, dv, dbeta, dg_cum
 
 
 def ut_transform(

@@ -12,7 +12,10 @@ Pipeline (all fp32 inside, gates in natural log, `exp` not `exp2`):
      the upper triangle is discarded by tl.where selection (overflow there never leaks).
 No guard against huge negative gates: like fla, a -0.1*finfo.max fill at a reset inside a
 chunk is absorbed by the chunk-local cumsum (silently wrong) and -inf gives NaN.
-`chunk_fwd` returns every intermediate (for a backward pass to reuse).
+`chunk_fwd` returns every intermediate; the public entries are differentiable (q, k, v, beta,
+g, initial_state) through `ChunkDeltaRuleFunction`, whose Triton backward
+(fla_check.kernels.delta.chunk_bwd) reuses them: the autograd graph keeps g_cum, A_inv, w,
+v_new ([B,T,H,*] fp32) and the per-chunk states h ([chunks,H,K,V] fp32) alive until backward.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import triton.language as tl
 
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.ut_transform import check_chunk_size, ut_transform_fwd
+from fla_check.kernels.delta.chunk_bwd import chunk_bwd
 from fla_check.kernels.utils import (
     check_varlen, dot_precision, next_pow2, num_sequences, prepare_chunk_indices,
 )
@@ -138,6 +142,17 @@ def chunk_delta_o_kernel(
              mask=m_t[:, None] & m_v[None, :])
 
 
+def chunk_layout(B: int, T: int, cu_seqlens: Optional[torch.Tensor], chunk_size: int,
+                 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
+    """(chunk_indices, chunk_offsets (first chunk of each sequence), total number of chunks)."""
+    if cu_seqlens is None:
+        return None, None, B * triton.cdiv(T, chunk_size)
+    chunk_indices = prepare_chunk_indices(cu_seqlens, chunk_size)
+    counts = triton.cdiv(cu_seqlens[1:] - cu_seqlens[:-1], chunk_size)
+    chunk_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
+    return chunk_indices, chunk_offsets, chunk_indices.shape[0]
+
+
 @dataclass
 class ChunkFwdOutput:
     """The output, the final state and every intermediate a backward pass may reuse (fp32)."""
@@ -166,14 +181,7 @@ def chunk_fwd(
     BT = chunk_size
     N = num_sequences(B, cu_seqlens)
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
-    if cu_seqlens is None:
-        chunk_indices = chunk_offsets = None
-        NT_total = B * triton.cdiv(T, BT)
-    else:
-        chunk_indices = prepare_chunk_indices(cu_seqlens, BT)
-        counts = triton.cdiv(cu_seqlens[1:] - cu_seqlens[:-1], BT)
-        chunk_offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)[:-1]])
-        NT_total = chunk_indices.shape[0]
+    chunk_indices, chunk_offsets, NT_total = chunk_layout(B, T, cu_seqlens, BT)
     g_cum = None if g is None else chunk_local_cumsum(g, BT, cu_seqlens, chunk_indices)
     A_inv, w, u = ut_transform_fwd(k, v, beta, g_cum, BT, cu_seqlens, chunk_indices)
 
@@ -201,6 +209,35 @@ def chunk_fwd(
     return ChunkFwdOutput(o, ht, g_cum, A_inv, w, u, h, v_new)
 
 
+class ChunkDeltaRuleFunction(torch.autograd.Function):
+    """chunk_fwd with the Triton backward of fla_check.kernels.delta.chunk_bwd."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
+                chunk_size):
+        out = chunk_fwd(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
+                        chunk_size)
+        ctx.save_for_backward(q, k, v, beta, g, out.g_cum, out.A_inv, out.w, out.h, out.v_new,
+                              initial_state, cu_seqlens)
+        ctx.scale, ctx.chunk_size = scale, chunk_size
+        return out.o, out.final_state
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, beta, g, g_cum, A_inv, w, h, v_new, initial_state, cu_seqlens = ctx.saved_tensors
+        B, T = q.shape[:2]
+        chunk_indices, chunk_offsets, _ = chunk_layout(B, T, cu_seqlens, ctx.chunk_size)
+        grads = chunk_bwd(
+            q, k, v, beta, g_cum, A_inv, w, h, v_new, do.contiguous(),
+            None if dht is None else dht.contiguous(), ctx.scale, initial_state, cu_seqlens,
+            chunk_indices, chunk_offsets, ctx.chunk_size,
+        )
+        dg = None if g is None else grads.dg.to(g.dtype)
+        dh0 = None if initial_state is None else grads.dh0.to(initial_state.dtype)
+        return (grads.dq.to(q.dtype), grads.dk.to(k.dtype), grads.dv.to(v.dtype),
+                grads.dbeta.to(beta.dtype), dg, None, dh0, None, None, None)
+
+
 def chunk_delta_rule(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
@@ -208,9 +245,8 @@ def chunk_delta_rule(
     output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Uniform-signature chunked forward; `g` (per-head log gate [B,T,H]) selects Gated DeltaNet.
-
-    `beta=None` means ones.
+    """Uniform-signature chunked delta rule; `g` (per-head log gate [B,T,H]) selects Gated
+    DeltaNet. `beta=None` means ones. Differentiable in q, k, v, beta, g and initial_state.
     """
     B, T, H, K = q.shape
     check_varlen(q, cu_seqlens, initial_state)
@@ -221,9 +257,12 @@ def chunk_delta_rule(
     if tuple(beta.shape) != (B, T, H):
         raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
     scale = K**-0.5 if scale is None else scale
-    out = chunk_fwd(q, k, v, beta, g, scale, initial_state, output_final_state, cu_seqlens,
-                    chunk_size)
-    return out.o, out.final_state
+    check_chunk_size(chunk_size)
+    if g is not None:
+        g = g.contiguous()
+    return ChunkDeltaRuleFunction.apply(q.contiguous(), k.contiguous(), v.contiguous(),
+                                        beta.contiguous(), g, scale, initial_state,
+                                        output_final_state, cu_seqlens, chunk_size)
 
 
 def delta_chunk(
