@@ -199,10 +199,11 @@ class _progress:
     def update(self, event: Any) -> None:
         if self.task is None:
             self.task = self.bar.add_task("searching", total=event.budget)
-        failing = f" ({', '.join(event.failing)} failing)" if event.failing else ""
-        desc = ("shrinking" if event.phase == "shrink" else "searching") + failing
-        total = max(event.budget, event.examples)
-        self.bar.update(self.task, completed=event.examples, total=total, description=desc)
+        verb = "shrinking" if event.phase == "shrink" else "searching"
+        failing = f"; failing: {','.join(event.failing)}" if event.failing else ""
+        desc = f"{event.mode} {verb} ({event.examples} cases{failing})"
+        self.bar.update(self.task, completed=min(event.calls, event.budget), total=event.budget,
+                        description=desc)
 
 
 # -- replay ---------------------------------------------------------------------------------
@@ -264,6 +265,78 @@ def list_(device, no_color, as_json) -> None:
         click.echo(json.dumps(info))
     else:
         render_inventory(make_console(no_color=no_color), info)
+
+
+# -- ut-transform ---------------------------------------------------------------------------
+@main.command("ut-transform")
+@click.option("--chunk-size", "chunk_sizes", default="16,32,64", show_default=True,
+              help="Comma list of chunk sizes (16, 32, 64).")
+@click.option("--gated/--no-gated", default=False, show_default=True,
+              help="Gated DeltaNet (decay exp(g_i - g_j) inside the chunk) instead of DeltaNet.")
+@click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
+@click.option("--examples", type=int, default=12, show_default=True,
+              help="Chunks per chunk size and dtype (at least one per regime).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the drawn chunks.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
+@_guard
+def ut_transform(chunk_sizes, gated, dtypes, examples, seed, device, no_color, as_json) -> None:
+    """Check the UT/WY transform (sign convention, in-kernel inverse) against float64."""
+    device = _select_device(device)
+    sizes = _parse_chunk_sizes(chunk_sizes)
+    if examples < 1:
+        raise UsageFail(f"--examples must be >= 1, got {examples}")
+    dtype_list = _parse_dtypes(dtypes, device)
+    from fla_check.report import make_console, render_ut
+    from fla_check.ut_check import check_ut
+
+    with _ut_progress(no_color or as_json) as on_progress:
+        result = check_ut(sizes, gated=gated, dtypes=dtype_list, examples=examples, seed=seed, device=device,
+                          progress=on_progress)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        render_ut(make_console(no_color=no_color), result)
+    if result.failed:
+        sys.exit(EXIT_FAIL)
+    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
+
+
+def _parse_chunk_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(dict.fromkeys(int(t) for t in text.split(",") if t.strip()))
+    except ValueError:
+        raise UsageFail(f"--chunk-size: not a comma list of integers: {text!r}") from None
+    bad = [c for c in sizes if c not in (16, 32, 64)]
+    if bad or not sizes:
+        raise UsageFail(f"--chunk-size must be a comma list of 16, 32, 64; got {text!r}")
+    return sizes
+
+
+class _ut_progress:
+    """A transient rich progress bar on stderr, fed with (done, total) chunks."""
+
+    def __init__(self, quiet: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from fla_check.report import make_console
+
+        self.bar = Progress(TextColumn("chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=make_console(no_color=quiet, stderr=True), transient=True, disable=quiet)
+        self.task = None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self.bar.start()
+        return self.update
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def update(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("chunks", total=total)
+        self.bar.update(self.task, completed=done, total=total)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -184,10 +184,10 @@ def _chunk_mass(g: Tensor, chunk: int) -> float:
     B, T = g.shape[:2]
     pad = (-T) % chunk
     if pad:
-        g = torch.cat([g, g.new_zeros((B, pad) + tuple(g.shape[2:]))], 1)
+        g = torch.cat([g, g.new_full((B, pad) + tuple(g.shape[2:]), -math.inf)], 1)  # no mass
     g = g.reshape((B, -1, chunk) + tuple(g.shape[2:]))
     G = g.cumsum(2)
-    mass = (G.abs() * g.exp())[:, :, 1:].nan_to_num(nan=0.0)
+    mass = (G.abs() * g.exp())[:, :, 1:].nan_to_num(nan=0.0, posinf=math.inf)
     return float(mass.max()) if mass.numel() else 0.0
 
 

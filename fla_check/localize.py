@@ -62,6 +62,7 @@ class Localization:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["chunks"] = {str(c): i for c, i in self.chunks.items()}
+        d["chunk_boundary"], d["reset_in_chunk"] = list(self.chunk_boundary), list(self.reset_in_chunk)
         d["error"] = self.error if self.error != float("inf") else "inf"
         return d
 

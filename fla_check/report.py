@@ -16,7 +16,7 @@ import shlex
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from rich import box
 from rich.console import Console
@@ -27,6 +27,9 @@ from fla_check.compare import Verdict
 from fla_check.profiles import REPORTS_DIR
 from fla_check.runner import CaseResult, ModeResult
 from fla_check.search import SearchResult
+
+if TYPE_CHECKING:
+    from fla_check.ut_check import UTResult
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DIVERGED: "bold red", Verdict.NONFINITE: "bold magenta",
                  Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow"}
@@ -60,18 +63,16 @@ def _verdict(v: Verdict) -> str:
 def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
     """The human view of a run."""
     opts = result.options
-    console.print(f"[bold]fla-check run[/] op={result.op} modes={','.join(result.modes)} "
-                  f"dtypes={','.join(opts.get('dtypes', []))} device={opts.get('device')} "
-                  f"profile={opts.get('profile')}")
+    console.print(f"[bold]fla-check run[/]: {result.op} [{', '.join(result.modes)}]")
     stopped = " [yellow](interrupted: partial results)[/]" if result.interrupted else ""
-    console.print(f"{len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
+    console.print(f"dtypes {','.join(opts.get('dtypes', []))}; device {opts.get('device')}; "
+                  f"profile {opts.get('profile')}; {len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
     console.print(mode_table(result))
     _print_unsupported(console, result)
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
-    if result.first_failure:
-        ff = result.first_failure
-        console.print(f"first failure: {ff['mode']} at example {ff['example']} after {ff['seconds']:.1f} s")
+    for mode, ff in result.first_failure.items():
+        console.print(f"{mode} first failed at case {ff['example']} after {ff['seconds']:.1f} s")
     for mode, index in result.failures.items():
         how = "shrunk by hypothesis" if mode in result.shrunk else "smallest failing case seen"
         render_failure(console, result.cases[index], mode, index, how, report_path)
@@ -137,12 +138,28 @@ def _print_mode_detail(console: Console, r: ModeResult) -> None:
         for ln in tail:
             console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
         return
-    for c in r.outputs:
-        console.print(f"  {c.name}: {_verdict(c.verdict)} max-abs {fmt(c.kernel.max_abs)} "
-                      f"(allowed {fmt(c.bound_max_abs)}), rel-RMSE {fmt(c.kernel.rel_rms)} "
-                      f"(allowed {fmt(c.bound_rel_rms)}), NaN/Inf {c.kernel.nonfinite}")
+    console.print(output_table(r))
     if r.localization:
         console.print(f"  {r.localization.describe()}", soft_wrap=True)
+
+
+def output_table(*results: ModeResult, mode_column: bool = False) -> Table:
+    """Per output: verdict, max-abs and rel-RMSE with their bounds, NaN/Inf count."""
+    table = Table(box=box.SIMPLE, padding=(0, 1), show_edge=False)
+    heads = (["mode"] if mode_column else []) + ["out", "verdict", "max-abs", "bound", "rel-RMSE", "bound",
+                                                 "NaN/Inf"]
+    for name in heads:
+        table.add_column(name, justify="left" if name in ("mode", "out", "verdict") else "right",
+                         no_wrap=True)
+    for r in results:
+        lead = [r.mode] if mode_column else []
+        if not r.outputs:
+            table.add_row(*lead, "-", _verdict(r.verdict), *["-"] * 5)
+        for i, c in enumerate(r.outputs):
+            lead = ([r.mode if i == 0 else ""]) if mode_column else []
+            table.add_row(*lead, c.name, _verdict(c.verdict), fmt(c.kernel.max_abs), fmt(c.bound_max_abs),
+                          fmt(c.kernel.rel_rms), fmt(c.bound_rel_rms), str(c.kernel.nonfinite))
+    return table
 
 
 def describe_config(c: CaseConfig) -> list[str]:
@@ -167,24 +184,13 @@ def describe_config(c: CaseConfig) -> list[str]:
 # -- one case (replay) ----------------------------------------------------------------------
 def render_case(console: Console, case: CaseResult, title: str = "") -> None:
     if title:
-        console.print(f"[bold]{title}[/]")
+        console.print(f"[bold]{title}[/]", soft_wrap=True)
     for line in describe_config(case.config):
         console.print(f"  {line}", soft_wrap=True)
-    table = Table(box=box.SIMPLE_HEAD)
-    for name, justify in (("mode", "left"), ("output", "left"), ("verdict", "left"), ("max-abs", "right"),
-                          ("allowed", "right"), ("rel-RMSE", "right"), ("allowed", "right"),
-                          ("NaN/Inf", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
-    for mode, r in case.modes.items():
-        if not r.outputs:
-            table.add_row(mode, "-", _verdict(r.verdict), *["-"] * 5)
-        for c in r.outputs:
-            table.add_row(mode, c.name, _verdict(c.verdict), fmt(c.kernel.max_abs), fmt(c.bound_max_abs),
-                          fmt(c.kernel.rel_rms), fmt(c.bound_rel_rms), str(c.kernel.nonfinite))
-    console.print(table)
-    for mode, r in case.modes.items():
+    console.print(output_table(*case.modes.values(), mode_column=True))
+    for r in case.modes.values():
         if r.verdict is not Verdict.OK and (r.reason or r.localization):
-            console.print(f"{mode}: " + (r.reason or r.localization.describe()), soft_wrap=True)
+            console.print(f"{r.mode}: {r.reason or r.localization.describe()}", soft_wrap=True)
     console.print(f"verdict: {_verdict(case.verdict)}")
 
 
@@ -218,3 +224,45 @@ def write_report(data: dict[str, Any], path: Path) -> Path:
 def read_report(path: Path) -> dict[str, Any]:
     with open(path) as f:
         return json.load(f)
+
+
+# -- ut-transform ---------------------------------------------------------------------------
+def render_ut(console: Console, result: "UTResult") -> None:
+    """The human view of ``fla-check ut-transform``: one row per variant and dtype, the
+    reasons of unsupported variants, the worst chunk of failing ones, the conclusion."""
+    o = result.options
+    kind = "Gated DeltaNet (decay in the chunk)" if o["gated"] else "DeltaNet (no gate)"
+    console.print(f"[bold]fla-check ut-transform[/] {kind} chunk sizes={','.join(map(str, o['chunk_sizes']))} "
+                  f"dtypes={','.join(o['dtypes'])} seed={o['seed']} on {o['backend']}")
+    stopped = " [yellow](interrupted: partial results)[/]" if result.interrupted else ""
+    console.print(f"{len(result.cases)} chunks in {result.seconds:.1f} s{stopped}")
+    table = Table(title="A_inv, w, u vs the float64 per-row recursion, worst over chunks",
+                  box=box.SIMPLE_HEAD, title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
+    for name, justify in (("variant", "left"), ("dtype", "left"), ("max-abs", "right"), ("rel", "right"),
+                          ("/allowed", "right"), ("cond", "right"), ("chunks", "right"), ("verdict", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    short = {"float64": "fp64", "float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+    rows = result.summaries()
+    for s in rows:
+        ran = s.cases > 0
+        chunks = f"{s.failed}/{s.cases}" if s.failed else str(s.cases)
+        table.add_row(s.variant, short.get(s.dtype, s.dtype), fmt(s.max_abs) if ran else "-",
+                      fmt(s.max_rel) if ran else "-", fmt(s.score) if ran else "-", fmt(s.cond) if ran else "-",
+                      chunks, _verdict(s.verdict))
+    console.print(table)
+    console.print("rel = max-abs / max|ref|; /allowed = max-abs / allowed error; cond = cond(I + A)")
+    for s in rows:
+        if s.reason and not s.cases:
+            console.print(f"  {s.variant} {s.dtype}: {s.reason}", soft_wrap=True, markup=False)
+        elif s.verdict.failed and s.worst_case is not None:
+            c = result.cases[s.worst_case]
+            outs = ", ".join(f"{x.name} {fmt(x.max_abs)} (allowed {fmt(x.allowed)})"
+                             for x in c.variants[s.variant].outputs)
+            console.print(f"  {s.variant} {s.dtype} worst chunk #{s.worst_case} {c.case.short()}: "
+                          f"{outs or c.variants[s.variant].reason}", soft_wrap=True, markup=False)
+    console.print("time: " + ", ".join(f"{s.variant} {short.get(s.dtype, s.dtype)} {s.seconds:.1f} s" for s in rows))
+    from fla_check.ut_check import TOLERANCE_RULE
+
+    console.print(f"allowed error: {TOLERANCE_RULE}", soft_wrap=True, markup=False)
+    console.print(f"conclusion: {result.conclusion()}", soft_wrap=True, markup=False)
+    console.print("verdict: " + ("[bold red]FAIL[/]" if result.failed else "[green]OK[/]"))

@@ -5,14 +5,15 @@
 ``hypothesis.target`` (one label per mode: the fraction of the allowed error used) and, when a
 mode fails, lets hypothesis shrink the case to a minimal failing configuration.
 
-Shrinking per failing mode: a failing case raises an exception whose type is specific to the
-first failing mode (in the order given), so hypothesis tracks and shrinks each such mode as a
-distinct bug. A mode that only ever fails together with an earlier one gets the smallest of
-its failing cases seen during the run (shrink attempts run every mode, so this is small too).
+One hypothesis run per mode, in the order given: run ``m`` raises (and so stops generating
+and shrinks) only when ``m`` fails, so every failing mode gets its own minimal configuration
+and a mode that fails everywhere (fused_chunk at -0.1*finfo.max) cannot hide the others.
+Every case runs all modes and is memoised by configuration: the runs draw the same cases
+(same seed, same targets) and share their results, so a later run mostly replays the cache.
 
-Cases are memoised by configuration (hypothesis re-runs the same one while shrinking), and
-after ``Profile.shrink_seconds`` past the first failure new shrink candidates are rejected, so
-a run ends in bounded time. Ctrl-C returns what was found so far (``interrupted=True``).
+After ``Profile.shrink_seconds`` past a run's first failure new shrink candidates are
+rejected, so a run ends in bounded time. Ctrl-C returns what was found so far
+(``interrupted=True``; a mode without a finished shrink gets its smallest failing case).
 """
 from __future__ import annotations
 
@@ -61,11 +62,13 @@ def failure_type(mode: str) -> type:
 class ProgressEvent:
     """Sent to the progress callback after each newly evaluated case."""
 
-    examples: int  # cases evaluated so far
-    budget: int  # the example budget (shrinking runs past it)
-    phase: str  # "search" until the first failure, then "shrink"
+    examples: int  # distinct cases evaluated so far
+    budget: int  # the example budget of one mode's run (shrinking runs past it)
+    phase: str  # "search" until the active mode fails, then "shrink"
     case: CaseResult
     failing: tuple[str, ...]  # modes that failed so far
+    mode: str = ""  # the mode whose hypothesis run is active
+    calls: int = 0  # test calls in that run (cache hits included)
 
 
 @dataclass
@@ -114,7 +117,7 @@ class SearchResult:
     shrunk: list[str] = field(default_factory=list)  # modes hypothesis shrank itself
     seconds: float = 0.0
     interrupted: bool = False
-    first_failure: Optional[dict[str, Any]] = None  # {"mode", "example", "seconds"}
+    first_failure: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> {"example", "seconds"}
 
     @property
     def failed(self) -> bool:
@@ -161,7 +164,7 @@ class SearchResult:
                    cases=[CaseResult.from_json(c) for c in d.get("cases", [])],
                    failures={m: int(i) for m, i in d.get("failures", {}).items()},
                    shrunk=list(d.get("shrunk", [])), seconds=float(d.get("seconds", 0.0)),
-                   interrupted=bool(d.get("interrupted", False)), first_failure=d.get("first_failure"))
+                   interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}))
 
 
 def default_dtypes(device: Optional[str] = None) -> tuple[str, ...]:
@@ -176,7 +179,7 @@ def default_max_seq_len(device: Optional[str] = None) -> int:
 
 
 class _Evaluator:
-    """Memoised check_case with progress reporting and the shrink time budget."""
+    """Memoised check_case shared by the per-mode runs: progress and the shrink budget."""
 
     def __init__(self, op, modes, device, budget: int, shrink_seconds: float,
                  progress: Optional[Callable[[ProgressEvent], None]]):
@@ -185,33 +188,44 @@ class _Evaluator:
         self.cache: dict[CaseConfig, CaseResult] = {}
         self.cases: list[CaseResult] = []
         self.start = time.perf_counter()
-        self.first_failure: Optional[dict[str, Any]] = None
+        self.first_failure: dict[str, dict[str, Any]] = {}  # mode -> {"example", "seconds"}
         self.failing: list[str] = []
+        self.mode, self.calls, self.mode_failed_at = "", 0, None
+
+    def begin(self, mode: str) -> None:
+        """Start the hypothesis run that hunts for failures of `mode`."""
+        self.mode, self.calls, self.mode_failed_at = mode, 0, None
 
     def __call__(self, config: CaseConfig) -> CaseResult:
-        if config in self.cache:
-            return self.cache[config]
-        if self.first_failure and self.elapsed() - self.first_failure["seconds"] > self.shrink_seconds:
-            reject()  # shrink budget spent: only already-seen cases are answered
-        result = check_case(self.op, self.modes, config, device=self.device)
-        self.cache[config] = result
-        self.cases.append(result)
-        self._note_failures(result)
-        if self.progress:
-            phase = "shrink" if self.first_failure else "search"
-            self.progress(ProgressEvent(len(self.cases), self.budget, phase, result, tuple(self.failing)))
+        self.calls += 1
+        result = self.cache.get(config)
+        if result is None:
+            if self.mode_failed_at is not None and self.elapsed() - self.mode_failed_at > self.shrink_seconds:
+                reject()  # shrink budget spent: only already-seen cases are answered
+            result = self._evaluate(config)
+        if self.mode in result.failed_modes and self.mode_failed_at is None:
+            self.mode_failed_at = self.elapsed()
+        self._report(result)
         return result
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def _note_failures(self, result: CaseResult) -> None:
+    def _evaluate(self, config: CaseConfig) -> CaseResult:
+        result = check_case(self.op, self.modes, config, device=self.device)
+        self.cache[config] = result
+        self.cases.append(result)
         for mode in result.failed_modes:
             if mode not in self.failing:
                 self.failing.append(mode)
-        if result.failed_modes and self.first_failure is None:
-            self.first_failure = {"mode": result.failed_modes[0], "example": len(self.cases),
-                                  "seconds": round(self.elapsed(), 3)}
+                self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
+        return result
+
+    def _report(self, result: CaseResult) -> None:
+        if self.progress:
+            phase = "shrink" if self.mode_failed_at is not None else "search"
+            self.progress(ProgressEvent(len(self.cases), self.budget, phase, result, tuple(self.failing),
+                                        self.mode, self.calls))
 
 
 def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[str]] = None,
@@ -222,45 +236,54 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            database_root: Optional[Path] = REPORTS_DIR) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
-    `mask_fills` restricts packing to reset masks filled with those values (the space the
-    masking bug lives in); otherwise every packing is drawn with the default fills (plus the
-    extreme ones in the nightly profile). `examples` overrides the profile's budget; `seed`
-    makes the run depend on the seed alone. `progress` is called after every new case.
+    One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
+    every case runs all modes and is memoised, so the runs share their cases. `mask_fills`
+    restricts packing to reset masks filled with those values (the space the masking bug lives
+    in); otherwise every packing is drawn with the default fills (plus the extreme ones in the
+    nightly profile). `examples` overrides the profile's budget (per mode run); `seed` makes
+    the run depend on the seed alone. `progress` is called after every case.
     """
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
     if not specs:
         raise ValueError("no modes to check")
     prof = get_profile(profile)
-    space = SpaceOptions(
-        op=op_spec.name, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
-        max_seq_len=max_seq_len or default_max_seq_len(device),
-        packings=("mask",) if mask_fills else None,
-        mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
-        small=get_backend(device).interpreter)
+    space = _space(op_spec.name, prof, dtypes, max_seq_len, mask_fills, device)
     labels = [mode_label(s) for s in specs]
     budget = prof.examples if examples is None else examples
-    options = _options_json(space, prof.name, budget, seed, device)
-    db = database_dir(json.dumps([options, labels], sort_keys=True), database_root) if database_root else None
-    settings = hypothesis_settings(prof, examples=budget, seed=seed, database=db)
+    result = SearchResult(op=op_spec.name, modes=labels,
+                          options=_options_json(space, prof.name, budget, seed, device))
     evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_seconds, progress)
-    test = _hypothesis_test(space, evaluate, settings, seed)
-    result = SearchResult(op=op_spec.name, modes=labels, options=options)
     shrunk: dict[str, CaseResult] = {}
-    try:
-        if budget > 0:
-            test()
-    except KeyboardInterrupt:
-        result.interrupted = True
-    except BaseException as exc:  # noqa: BLE001 - re-raised unless it is our failures
-        shrunk = _collect_failures(exc)
+    for label in labels if budget > 0 else []:
+        db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
+            if database_root else None
+        settings = hypothesis_settings(prof, examples=budget, seed=seed, database=db)
+        evaluate.begin(label)
+        try:
+            _hypothesis_test(space, evaluate, label, settings, seed)()
+        except KeyboardInterrupt:
+            result.interrupted = True
+            break
+        except ModeFailure as exc:
+            shrunk[label] = exc.case
     result.cases, result.seconds = evaluate.cases, evaluate.elapsed()
     result.first_failure = evaluate.first_failure
     _assign_failures(result, shrunk)
     return result
 
 
-def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, settings, seed: Optional[int]):
+def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device) -> SpaceOptions:
+    return SpaceOptions(
+        op=op, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
+        max_seq_len=max_seq_len or default_max_seq_len(device),
+        mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
+        small=get_backend(device).interpreter)
+
+
+def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, settings, seed: Optional[int]):
+    """The test of one mode's run: targets every mode's score (so all runs draw alike)."""
+
     @settings
     @given(case_configs(space))
     def run_case(config: CaseConfig) -> None:
@@ -268,21 +291,14 @@ def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, settings, seed: 
         for label, r in result.modes.items():
             if r.verdict is not Verdict.UNSUPPORTED:
                 target(float(r.score), label=label)
-        if result.failed_modes:
-            raise failure_type(result.failed_modes[0])(result)
+        if mode in result.failed_modes:
+            raise failure_type(mode)(result)
 
     return hypothesis.seed(seed)(run_case) if seed is not None else run_case
 
 
-def _collect_failures(exc: BaseException) -> dict[str, CaseResult]:
-    """Mode -> shrunk case from hypothesis' final exception(s); anything else is re-raised."""
-    found = list(getattr(exc, "exceptions", None) or [exc])
-    if not all(isinstance(e, ModeFailure) for e in found):
-        raise exc
-    return {e.mode: e.case for e in found}
-
-
 def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult]) -> None:
+    """Mode -> index of its shrunk case, or of its smallest failing case (interrupted runs)."""
     index = {id(c): i for i, c in enumerate(result.cases)}
     for mode in result.modes:
         case = shrunk.get(mode)
