@@ -1,0 +1,52 @@
+"""The UT-transform variants: closed forms of both signs, the kernel entry, fla's availability."""
+import pytest
+import torch
+
+from fla_check import ut_variants
+from fla_check.references.ut import ut_recursion
+from fla_check.ut_cases import UTCase, build_inputs
+from fla_check.ut_variants import (VariantUnsupported, closed_minus, closed_plus, default_variants,
+                                   fla_variant, kernel_variant)
+
+
+def _chunk(decay="moderate"):
+    return build_inputs(UTCase(16, "fp32", T=12, H=2, K=16, V=16, beta_max=2.0, decay=decay, seed=1))
+
+
+def test_plus_form_is_the_recursion_and_minus_is_not():
+    x = _chunk()
+    rw, ru = ut_recursion(x.k, x.v, x.beta, x.g, chunk_size=16)
+    _, w, u = closed_plus().run(x, 16)
+    assert (w - rw).abs().max() < 1e-12 and (u - ru).abs().max() < 1e-12
+    A_minus, w, u = closed_minus().run(x, 16)
+    assert (w - rw).abs().max() > 1e-2 and A_minus.shape == (1, 12, 2, 16)
+
+
+def test_precision_of_each_variant():
+    assert closed_plus().precision(torch.float16) == (torch.float64, torch.float64)
+    assert kernel_variant().precision(torch.float16) == (torch.float32, torch.float32)
+    assert fla_variant().precision(torch.float16) == (torch.float32, torch.float16)
+    assert [v.name for v in default_variants()] == ["closed(+)", "closed(-)", "kernel", "fla"]
+
+
+def test_kernel_variant_calls_the_given_entry():
+    seen = {}
+
+    def entry(k, v, beta, g, *, chunk_size):
+        seen.update(chunk_size=chunk_size, gated=g is not None)
+        return k, k, v
+
+    kernel_variant(entry, name="mutant").run(_chunk(), 16)
+    assert seen == {"chunk_size": 16, "gated": True}
+
+
+def test_fla_missing_is_unsupported_with_reason(monkeypatch):
+    real = ut_variants.importlib.util.find_spec
+    monkeypatch.setattr(ut_variants.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fla" else real(name, *a))
+    ut_variants.fla_wy.cache_clear()
+    try:
+        with pytest.raises(VariantUnsupported, match="fla-core not importable"):
+            fla_variant().run(_chunk(), 16)
+    finally:
+        ut_variants.fla_wy.cache_clear()
