@@ -41,6 +41,7 @@ PACKINGS = ("none", "mask", "varlen")
 GATE_OPS = {"gla": "key", "gated_delta": "head", "delta": None}
 BETA_OPS = {"gla": False, "delta": True, "gated_delta": True}
 SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
+GUARD_STEPS = 64  # NaN padding around every kernel input, in time steps (one chunk)
 _FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")
 
 
@@ -237,6 +238,26 @@ def _validate_segments(c: CaseConfig) -> None:
             raise CaseError(f"segment lengths of row {b} sum to {sum(row)}, not T={c.T}")
 
 
+def guarded(x: Optional[Tensor]) -> Optional[Tensor]:
+    """A contiguous copy of `x` placed inside a NaN-filled buffer.
+
+    ``GUARD_STEPS`` time steps' worth of NaN (``prod(shape[2:])`` elements each) sit on both
+    sides, so a kernel that reads past either end of the tensor (an unmasked load of a head
+    dim that is not a power of two, a sequence offset off by one) gets NaN -- reported as
+    NONFINITE -- instead of whatever happens to lie next in memory. Reads inside the tensor
+    (row t's padding lanes are row t+1's data) are not guarded; the last row's are.
+    """
+    if x is None:
+        return None
+    if not x.is_floating_point():
+        return x.clone()
+    pad = GUARD_STEPS * max(1, math.prod(x.shape[2:]))
+    buf = torch.full((x.numel() + 2 * pad,), math.nan, dtype=x.dtype, device=x.device)
+    view = buf[pad:pad + x.numel()].view(x.shape)
+    view.copy_(x)
+    return view
+
+
 @dataclass
 class CaseInputs:
     """The kernel inputs of one case (in the kernel dtype) plus the packing metadata."""
@@ -250,12 +271,16 @@ class CaseInputs:
     cu_seqlens: Optional[Tensor]  # int64 [N+1]
     reset_mask: Optional[Tensor]  # bool [B,T], True at segment starts > 0 (mask packing)
 
+    def mode_args(self) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v for one mode call: NaN-guarded copies (see :func:`guarded`)."""
+        return guarded(self.q), guarded(self.k), guarded(self.v)
+
     def mode_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the uniform mode signature (inputs cloned: kernels may write)."""
-        clone = lambda x: None if x is None else x.clone()  # noqa: E731
-        return dict(g=clone(self.g), beta=clone(self.beta), scale=None,
-                    initial_state=clone(self.initial_state), output_final_state=True,
-                    cu_seqlens=clone(self.cu_seqlens))
+        """Keyword arguments of the uniform mode signature (copies: kernels may write; float
+        inputs NaN-guarded, see :func:`guarded`)."""
+        return dict(g=guarded(self.g), beta=guarded(self.beta), scale=None,
+                    initial_state=guarded(self.initial_state), output_final_state=True,
+                    cu_seqlens=None if self.cu_seqlens is None else self.cu_seqlens.clone())
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         return self.q, self.k, self.v, self.g, self.beta

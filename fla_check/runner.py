@@ -227,7 +227,7 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
         fn = spec.load()
         with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = fn(inputs.q.clone(), inputs.k.clone(), inputs.v.clone(), **inputs.mode_kwargs())
+            raw = fn(*inputs.mode_args(), **inputs.mode_kwargs())
         if backend.device == "cuda":
             torch.cuda.synchronize()
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from fla_check.cases import CaseConfig, CaseError, build_case, canonical_fill, dtype_name, resolve_fill
+from fla_check.cases import (GUARD_STEPS, CaseConfig, CaseError, build_case, canonical_fill, dtype_name, guarded,
+                             resolve_fill)
 
 
 def _cfg(**kw):
@@ -117,3 +118,26 @@ def test_describe_segments():
     c = _cfg(packing="mask", segments=((5, 7),), mask_fill=-20)
     assert c.describe_segments() == "reset mask; row 0: starts [0, 5] lengths [5, 7]"
     assert "mask[[5, 7]]" in c.short() and "fill=-20.0" in c.short()
+
+
+def test_guarded_copy_sits_between_nan_guards():
+    x = torch.randn(1, 3, 2, 5)
+    g = guarded(x)
+    assert torch.equal(g, x) and g.is_contiguous() and g.data_ptr() != x.data_ptr()
+    whole = torch.empty(0).set_(g.untyped_storage())  # the buffer the kernel pointer lives in
+    pad = GUARD_STEPS * 2 * 5  # GUARD_STEPS time steps of H*D elements on each side
+    assert whole.numel() == x.numel() + 2 * pad
+    assert whole[:pad].isnan().all() and whole[pad + x.numel():].isnan().all()
+    assert guarded(None) is None
+    ints = torch.arange(3)
+    assert torch.equal(guarded(ints), ints)
+
+
+def test_mode_inputs_are_guarded_copies():
+    inputs = build_case(CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=3, V=2, initial_state=True))
+    q, k, v = inputs.mode_args()
+    kw = inputs.mode_kwargs()
+    for got, want in ((q, inputs.q), (k, inputs.k), (v, inputs.v), (kw["g"], inputs.g),
+                      (kw["initial_state"], inputs.initial_state)):
+        assert torch.equal(got, want) and got.data_ptr() != want.data_ptr()
+        assert got.untyped_storage().nbytes() > want.untyped_storage().nbytes()
