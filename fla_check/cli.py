@@ -128,6 +128,17 @@ def _op_title(name: str) -> str:
     return {"delta": "DeltaNet", "gla": "GLA", "gated_delta": "Gated DeltaNet"}.get(name, name)
 
 
+def _parse_shard(text: Optional[str]):
+    from fla_check.sharding import ShardError, parse_shard
+
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ShardError as exc:
+        raise UsageFail(f"--shard: {exc}") from None
+
+
 # -- run ------------------------------------------------------------------------------------
 @main.command()
 @click.option("--op", "op_name", required=True, help="Op to check: gla, delta, gated_delta.")
@@ -141,12 +152,14 @@ def _op_title(name: str) -> str:
 @click.option("--mask-fill", "mask_fill", default=None,
               help="Only mask-packed cases, with these gate fills: -0.1max, -max, -inf or floats (comma list).")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
+@click.option("--shard", "shard_text", default=None, metavar="I/N",
+              help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report file (default reports/run-<op>-<time>.json).")
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
-def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, profile, report,
+def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, profile, shard_text, report,
         no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
@@ -158,14 +171,21 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         raise UsageFail(f"--max-seq-len must be >= 1, got {max_seq_len}")
     fills = _parse_fills(mask_fill, op)
     dtype_list = _parse_dtypes(dtypes, device)
+    shard = _parse_shard(shard_text)
+    from fla_check.gate import git_commit
+    from fla_check.profiles import get_profile
     from fla_check.report import default_report_path, make_console, render_run, write_report
     from fla_check.search import search
+    from fla_check.sharding import run_budget
 
+    prof = get_profile(profile)
+    examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
     path = report or default_report_path(op.name)
     with _progress(no_color) as on_progress:
         result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                         max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
                         progress=on_progress)
+    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
     write_report(result.to_json(), path)
     if as_json:
         click.echo(json.dumps(result.to_json(), allow_nan=False))
@@ -246,6 +266,85 @@ def _load_report(path: Path) -> dict:
     if not isinstance(data, dict) or "op" not in data or "cases" not in data:
         raise UsageFail(f"{path} is not a fla-check run report")
     return data
+
+
+# -- gate / compare -------------------------------------------------------------------------
+def _gate_options(fn: Callable) -> Callable:
+    for option in reversed([
+        click.option("--factor", type=float, default=2.0, show_default=True,
+                     help="Fail when a mode's error on a case grows by more than this factor."),
+        click.option("--min-score", type=float, default=0.05, show_default=True,
+                     help="Ignore growth of errors using less than this fraction of the allowed error."),
+        click.option("--all", "show_all", is_flag=True, help="Print every paired output, not only regressions."),
+        click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON on stdout instead of tables."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.option("--baseline", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Run report of the reference commit, e.g. reports/main.json.")
+@click.option("--provider", "providers", multiple=True, metavar="MODULE:OBJECT",
+              help="Load a provider whose modes the baseline checked (repeatable).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the re-run is saved (default reports/gate-<op>-<time>.json); it can be the next baseline.")
+@_gate_options
+@_guard
+def gate(baseline, providers, device, report, factor, min_score, show_all, no_color, as_json) -> None:
+    """Re-run the cases of a baseline report; exit 1 when an error grew by more than --factor."""
+    device = _select_device(device)
+    data = _load_report(baseline)
+    from fla_check.gate import GateError, check_thresholds, diff_reports, report_label, rerun
+    from fla_check.gate_report import case_progress
+    from fla_check.report import default_report_path, write_report
+
+    try:
+        check_thresholds(factor, min_score)
+        with case_progress(no_color or as_json) as on_progress:
+            result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline))
+        path = write_report(result.to_json(), report or default_report_path(data["op"], "gate"))
+        diff = diff_reports(data, result.to_json(), factor=factor, min_score=min_score,
+                            base_label=report_label(baseline, data), new_label=f"re-run {path}")
+    except GateError as exc:
+        raise UsageFail(str(exc)) from None
+    _finish_diff(diff, "fla-check gate", show_all, no_color, as_json, interrupted=result.interrupted)
+
+
+@main.command("compare")
+@click.argument("report_a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("report_b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_gate_options
+@_guard
+def compare_reports(report_a, report_b, factor, min_score, show_all, no_color, as_json) -> None:
+    """Diff two saved run reports case by case (paired by configuration); exit 1 when B regressed."""
+    a, b = _load_report(report_a), _load_report(report_b)
+    from fla_check.gate import GateError, diff_reports, report_label
+
+    try:
+        diff = diff_reports(a, b, factor=factor, min_score=min_score, base_label=report_label(report_a, a),
+                            new_label=report_label(report_b, b))
+    except GateError as exc:
+        raise UsageFail(str(exc)) from None
+    _finish_diff(diff, "fla-check compare", show_all, no_color, as_json)
+
+
+def _finish_diff(diff, title: str, show_all: bool, no_color: bool, as_json: bool,
+                 interrupted: bool = False) -> None:
+    from fla_check.gate_report import render_gate
+    from fla_check.report import make_console
+
+    if as_json:
+        click.echo(json.dumps(diff.to_json(), allow_nan=False))
+    else:
+        render_gate(make_console(no_color=no_color), diff, title=title, show_all=show_all)
+    if not any(r.status != "not compared" for r in diff.rows):
+        raise UsageFail(f"nothing to compare: {diff.matched} paired case(s), no mode ran on both sides")
+    if diff.failed:
+        sys.exit(EXIT_FAIL)
+    sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_OK)
 
 
 # -- list -----------------------------------------------------------------------------------

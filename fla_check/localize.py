@@ -49,9 +49,9 @@ class Localization:
                  f"error {self.error:.3g}): {chunks}"]
         if self.chunk_boundary:
             parts.append("on a chunk boundary (" + "/".join(map(str, self.chunk_boundary)) + ")")
-        if self.at_segment_start:
+        if self.at_segment_start and self.segment_start > 0:
             parts.append(f"at the start of segment {self.segment}")
-        else:
+        elif self.segment_start > 0 or self.segment > 0:
             parts.append(f"{self.t - self.segment_start} steps into segment {self.segment} "
                          f"(starts at t={self.segment_start})")
         if self.reset_in_chunk:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
@@ -63,7 +65,7 @@ def _verdict(v: Verdict) -> str:
 def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
     """The human view of a run."""
     opts = result.options
-    console.print(f"[bold]fla-check run[/]: {result.op} [{', '.join(result.modes)}]")
+    console.print(f"[bold]fla-check run[/]: {result.op} " + escape(f"[{', '.join(result.modes)}]"))
     stopped = " [yellow](interrupted: partial results)[/]" if result.interrupted else ""
     console.print(f"dtypes {','.join(opts.get('dtypes', []))}; device {opts.get('device')}; "
                   f"profile {opts.get('profile')}; {len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
@@ -72,7 +74,7 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
     for mode, ff in result.first_failure.items():
-        console.print(f"{mode} first failed at case {ff['example']} after {ff['seconds']:.1f} s")
+        console.print(f"{mode} first failed at case {ff['example']} after {ff['seconds']:.1f} s", markup=False)
     for mode, index in result.failures.items():
         how = "shrunk by hypothesis" if mode in result.shrunk else "smallest failing case seen"
         render_failure(console, result.cases[index], mode, index, how, report_path)
@@ -89,11 +91,9 @@ def mode_table(result: SearchResult) -> Table:
         table.add_column(name, justify=justify, no_wrap=True)
     for mode in result.modes:
         s = result.summary(mode)
-        ran = s.cases > 0
         cases = f"{s.failed}/{s.cases} bad" if s.failed else str(s.cases)
-        table.add_row(mode, _verdict(s.verdict), fmt(s.max_abs) if ran else "-",
-                      fmt(s.rel_rms) if ran else "-", fmt(s.ratio) if ran else "-",
-                      str(s.nonfinite) if ran else "-", cases)
+        table.add_row(escape(mode), _verdict(s.verdict), fmt(s.max_abs), fmt(s.rel_rms), fmt(s.ratio),
+                      "-" if s.max_abs is None else str(s.nonfinite), cases)
     return table
 
 
@@ -105,7 +105,7 @@ def pair_table(result: SearchResult) -> Table:
         table.add_column(name, justify=justify, no_wrap=name != "modes")
     for p in result.pair_summaries():
         agree = "[green]yes[/]" if p.agree else "[red]no[/]"
-        table.add_row(f"{p.a} / {p.b}", fmt(p.max_abs), fmt(p.rel_rms), agree, str(p.cases))
+        table.add_row(escape(f"{p.a} / {p.b}"), fmt(p.max_abs), fmt(p.rel_rms), agree, str(p.cases))
     return table
 
 
@@ -113,34 +113,35 @@ def _print_unsupported(console: Console, result: SearchResult) -> None:
     for mode in result.modes:
         s = result.summary(mode)
         if s.unsupported and s.reason and s.verdict in (Verdict.UNSUPPORTED, Verdict.OK):
-            console.print(f"  {mode}: unsupported on {s.unsupported} case(s): {s.reason}")
+            console.print(f"  {mode}: unsupported on {s.unsupported} case(s): {s.reason}", markup=False)
 
 
 def render_failure(console: Console, case: CaseResult, mode: str, index: int, how: str,
                    report_path: Optional[Path]) -> None:
     r = case.modes[mode]
     console.print()
-    console.print(f"[bold]{mode}[/]: {_verdict(r.verdict)} on case #{index} ({how})")
+    console.print(f"[bold]{escape(mode)}[/]: {_verdict(r.verdict)} on case #{index} ({how})")
     for line in describe_config(case.config):
-        console.print(f"  {line}", soft_wrap=True)
+        console.print(f"  {line}", soft_wrap=True, markup=False)
     _print_mode_detail(console, r)
     others = [m for m in case.failed_modes if m != mode]
     if others:
-        console.print(f"  also failing on this case: {', '.join(others)}")
+        console.print(f"  also failing on this case: {', '.join(others)}", markup=False)
     if report_path:
         console.print("  replay: " + replay_command(report_path, index), soft_wrap=True)
 
 
 def _print_mode_detail(console: Console, r: ModeResult) -> None:
     if r.verdict is Verdict.ERROR:
-        console.print(f"  error: {r.reason}", soft_wrap=True)
-        tail = [ln for ln in r.traceback.strip().splitlines()[-4:-1] if ln.strip()]
+        console.print(f"  error: {r.reason}", soft_wrap=True, markup=False)
+        lines = [ln for ln in r.traceback.strip().splitlines() if ln.strip().strip("^~")]
+        tail = lines[-3:-1]  # the kernel's last frame (the exception line is in the reason)
         for ln in tail:
             console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
         return
-    console.print(output_table(r))
+    console.print(Padding(output_table(r), (0, 0, 0, 2)))
     if r.localization:
-        console.print(f"  {r.localization.describe()}", soft_wrap=True)
+        console.print(f"  {r.localization.describe()}", soft_wrap=True, markup=False)
 
 
 def output_table(*results: ModeResult, mode_column: bool = False) -> Table:
@@ -152,11 +153,11 @@ def output_table(*results: ModeResult, mode_column: bool = False) -> Table:
         table.add_column(name, justify="left" if name in ("mode", "out", "verdict") else "right",
                          no_wrap=True)
     for r in results:
-        lead = [r.mode] if mode_column else []
+        lead = [escape(r.mode)] if mode_column else []
         if not r.outputs:
             table.add_row(*lead, "-", _verdict(r.verdict), *["-"] * 5)
         for i, c in enumerate(r.outputs):
-            lead = ([r.mode if i == 0 else ""]) if mode_column else []
+            lead = ([escape(r.mode) if i == 0 else ""]) if mode_column else []
             table.add_row(*lead, c.name, _verdict(c.verdict), fmt(c.kernel.max_abs), fmt(c.bound_max_abs),
                           fmt(c.kernel.rel_rms), fmt(c.bound_rel_rms), str(c.kernel.nonfinite))
     return table
@@ -186,11 +187,11 @@ def render_case(console: Console, case: CaseResult, title: str = "") -> None:
     if title:
         console.print(f"[bold]{title}[/]", soft_wrap=True)
     for line in describe_config(case.config):
-        console.print(f"  {line}", soft_wrap=True)
+        console.print(f"  {line}", soft_wrap=True, markup=False)
     console.print(output_table(*case.modes.values(), mode_column=True))
     for r in case.modes.values():
         if r.verdict is not Verdict.OK and (r.reason or r.localization):
-            console.print(f"{r.mode}: {r.reason or r.localization.describe()}", soft_wrap=True)
+            console.print(f"{r.mode}: {r.reason or r.localization.describe()}", soft_wrap=True, markup=False)
     console.print(f"verdict: {_verdict(case.verdict)}")
 
 

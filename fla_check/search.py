@@ -80,16 +80,16 @@ class ModeSummary:
     cases: int  # cases the mode ran
     unsupported: int
     failed: int
-    max_abs: float
-    rel_rms: float
-    ratio: float
+    max_abs: Optional[float]  # None when no case produced outputs
+    rel_rms: Optional[float]
+    ratio: Optional[float]
     nonfinite: int
     reason: str = ""  # first ERROR/UNSUPPORTED reason
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "verdict": self.verdict.value, "cases": self.cases,
-                "unsupported": self.unsupported, "failed": self.failed, "max_abs": json_float(self.max_abs),
-                "rel_rms": json_float(self.rel_rms), "ratio": json_float(self.ratio), "nonfinite": self.nonfinite,
+                "unsupported": self.unsupported, "failed": self.failed, "max_abs": _opt(self.max_abs),
+                "rel_rms": _opt(self.rel_rms), "ratio": _opt(self.ratio), "nonfinite": self.nonfinite,
                 "reason": self.reason}
 
 
@@ -126,15 +126,15 @@ class SearchResult:
     def summary(self, mode: str) -> ModeSummary:
         results = [c.modes[mode] for c in self.cases if mode in c.modes]
         ran = [r for r in results if r.verdict is not Verdict.UNSUPPORTED]
+        measured = [r for r in ran if r.outputs]
         failed = [r for r in ran if r.verdict.failed]
         reason = next((r.reason for r in failed + results if r.reason), "")
+        worst_of = lambda name: max((r.metric(name) for r in measured), default=None)  # noqa: E731
         return ModeSummary(
             mode=mode, verdict=worst(r.verdict for r in ran) if ran else Verdict.UNSUPPORTED,
             cases=len(ran), unsupported=len(results) - len(ran), failed=len(failed),
-            max_abs=max((r.metric("max_abs") for r in ran), default=0.0),
-            rel_rms=max((r.metric("rel_rms") for r in ran), default=0.0),
-            ratio=max((r.metric("ratio") for r in ran), default=0.0),
-            nonfinite=sum(r.nonfinite for r in ran), reason=reason)
+            max_abs=worst_of("max_abs"), rel_rms=worst_of("rel_rms"), ratio=worst_of("ratio"),
+            nonfinite=sum(r.nonfinite for r in measured), reason=reason)
 
     def pair_summaries(self) -> list[PairSummary]:
         out: dict[tuple[str, str], list] = {}
@@ -167,6 +167,10 @@ class SearchResult:
                    interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}))
 
 
+def _opt(x: Optional[float]) -> Any:
+    return None if x is None else json_float(x)
+
+
 def default_dtypes(device: Optional[str] = None) -> tuple[str, ...]:
     """Every dtype the backend can test (bf16 only where its tl.dot works)."""
     backend = get_backend(device)
@@ -179,11 +183,17 @@ def default_max_seq_len(device: Optional[str] = None) -> int:
 
 
 class _Evaluator:
-    """Memoised check_case shared by the per-mode runs: progress and the shrink budget."""
+    """Memoised check_case shared by the per-mode runs: progress and the shrink budget.
 
-    def __init__(self, op, modes, device, budget: int, shrink_seconds: float,
+    While a run searches, a new case runs every mode; once the run's mode has failed, shrink
+    candidates run that mode only (the others have their own runs), and :meth:`complete`
+    later re-runs the final failing cases with every mode for the report.
+    """
+
+    def __init__(self, op, specs, device, budget: int, shrink_seconds: float,
                  progress: Optional[Callable[[ProgressEvent], None]]):
-        self.op, self.modes, self.device = op, modes, device
+        self.op, self.device = op, device
+        self.specs = {mode_label(s): s for s in specs}
         self.budget, self.shrink_seconds, self.progress = budget, shrink_seconds, progress
         self.cache: dict[CaseConfig, CaseResult] = {}
         self.cases: list[CaseResult] = []
@@ -199,10 +209,12 @@ class _Evaluator:
     def __call__(self, config: CaseConfig) -> CaseResult:
         self.calls += 1
         result = self.cache.get(config)
-        if result is None:
-            if self.mode_failed_at is not None and self.elapsed() - self.mode_failed_at > self.shrink_seconds:
+        if result is None or self.mode not in result.modes:
+            shrinking = self.mode_failed_at is not None
+            if shrinking and self.elapsed() - self.mode_failed_at > self.shrink_seconds:
                 reject()  # shrink budget spent: only already-seen cases are answered
-            result = self._evaluate(config)
+            wanted = [self.mode] if shrinking else list(self.specs)
+            result = self._evaluate(config, [m for m in wanted if result is None or m not in result.modes])
         if self.mode in result.failed_modes and self.mode_failed_at is None:
             self.mode_failed_at = self.elapsed()
         self._report(result)
@@ -211,15 +223,30 @@ class _Evaluator:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def _evaluate(self, config: CaseConfig) -> CaseResult:
-        result = check_case(self.op, self.modes, config, device=self.device)
-        self.cache[config] = result
-        self.cases.append(result)
-        for mode in result.failed_modes:
+    def _evaluate(self, config: CaseConfig, labels: list[str]) -> CaseResult:
+        fresh = check_case(self.op, [self.specs[m] for m in labels], config, device=self.device)
+        result = self.cache.get(config)
+        if result is None:
+            result = self.cache[config] = fresh
+            self.cases.append(result)
+        else:  # add the missing modes (no pairs across separately run modes)
+            merged = {**result.modes, **fresh.modes}
+            result.modes = {m: merged[m] for m in self.specs if m in merged}
+            result.pairs += fresh.pairs
+            result.seconds += fresh.seconds
+        for mode in fresh.failed_modes:
             if mode not in self.failing:
                 self.failing.append(mode)
                 self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
         return result
+
+    def complete(self, case: CaseResult) -> None:
+        """Re-run `case` with every mode (pairs included) if shrinking ran only some."""
+        if list(case.modes) == list(self.specs) and len(case.pairs) == len(self.specs) * (len(self.specs) - 1) // 2:
+            return
+        full = check_case(self.op, list(self.specs.values()), case.config, device=self.device)
+        case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
+        case.seconds += full.seconds
 
     def _report(self, result: CaseResult) -> None:
         if self.progress:
@@ -267,9 +294,13 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
             break
         except ModeFailure as exc:
             shrunk[label] = exc.case
-    result.cases, result.seconds = evaluate.cases, evaluate.elapsed()
+    result.cases = evaluate.cases
     result.first_failure = evaluate.first_failure
     _assign_failures(result, shrunk)
+    if not result.interrupted:
+        for index in set(result.failures.values()):
+            evaluate.complete(result.cases[index])
+    result.seconds = evaluate.elapsed()
     return result
 
 

@@ -1,0 +1,180 @@
+"""The CLI: usage errors (exit 2, one line), run/replay/list, exit codes, Ctrl-C, and the
+end-to-end done-when checks on the built-in kernels (Triton interpreter, tiny budgets)."""
+import json
+import re
+import shlex
+
+import pytest
+from _fake_modes import PROVIDER, make_clean, registered
+from click.testing import CliRunner
+
+from fla_check import ops
+from fla_check.cli import main
+from fla_check.ops import ModeSpec
+
+
+@pytest.fixture(autouse=True)
+def fake_modes():
+    with registered():
+        yield
+
+
+def _run(*args, **env):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env or None)
+
+
+FAST = ["--examples", 3, "--seed", 1, "--max-seq-len", 20, "--dtypes", "fp32"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--op", "foo", "--modes", "chunk"], "unknown op 'foo'; valid ops: gla, delta, gated_delta"),
+    (["--op", "gla", "--modes", "chunky"], "unknown mode 'chunky' for op gla; valid modes: chunk, fused_chunk,"),
+    (["--op", "gla", "--modes", " , "], "empty mode list; give --modes with some of: recurrent, chunk"),
+    (["--op", "gla", "--modes", "chunk", "--examples", "-1"], "--examples must be >= 0, got -1"),
+    (["--op", "gla", "--modes", "chunk", "--dtypes", "fp8"], "unknown dtype 'fp8'"),
+    (["--op", "delta", "--modes", "chunk", "--mask-fill=-0.1max"],
+     "DeltaNet has no gate; pack with cu_seqlens"),
+    (["--op", "gla", "--modes", "chunk", "--mask-fill", "-0.3max"], "only -0.1max and -max are symbolic"),
+    (["--op", "gla", "--modes", "chunk", "--max-seq-len", "0"], "--max-seq-len must be >= 1"),
+])
+def test_usage_errors_are_one_line_exit_2(args, message):
+    r = _run("run", *args)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fla-check: error: ") and message in lines[0]
+
+
+def test_bf16_on_the_interpreter_is_explained():
+    from fla_check.backend import get_backend
+
+    if get_backend().bf16_dot_ok:
+        pytest.skip("bf16 works here")
+    r = _run("run", "--op", "gla", "--modes", "chunk", "--dtypes", "fp32,bf16")
+    assert r.exit_code == 2 and "bfloat16 cannot be checked on cpu / Triton interpreter" in r.stderr
+    assert "triton issue 11584" in r.stderr and "use --dtypes fp32,fp16 here" in r.stderr
+
+
+def test_cuda_without_a_gpu_is_a_usage_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("has CUDA")
+    r = _run("run", "--op", "gla", "--modes", "chunk", "--device", "cuda")
+    assert r.exit_code == 2 and "no CUDA device" in r.stderr
+
+
+def test_run_ok_writes_report_and_json(tmp_path):
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", path)
+    assert r.exit_code == 0, r.output
+    assert "verdict: OK" in r.stdout and path.exists()
+    r = _run("run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", path, "--json")
+    data = json.loads(r.stdout)
+    assert r.exit_code == 0 and data["summary"]["test:clean"]["verdict"] == "OK"
+    assert json.loads(path.read_text())["examples"] == data["examples"]
+
+
+def test_run_fail_then_replay_reproduces(tmp_path):
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", "gla", "--modes", "test:clean,test:dropped", "--examples", 10, "--seed", 3,
+             "--max-seq-len", 40, "--dtypes", "fp32", "--report", path)
+    assert r.exit_code == 1, r.output
+    assert "test:dropped: DIVERGED on case" in r.stdout and "packing: unpacked" in r.stdout
+    cmd = re.search(r"replay: (fla-check replay .*)", r.stdout).group(1)
+    replay = _run(*shlex.split(cmd)[1:])
+    assert replay.exit_code == 1 and "DIVERGED" in replay.stdout and "T=17" in replay.stdout
+    as_json = json.loads(_run(*shlex.split(cmd)[1:], "--json").stdout)
+    assert as_json["modes"]["test:dropped"]["verdict"] == "DIVERGED"
+    assert as_json["modes"]["test:clean"]["verdict"] == "OK"
+
+
+def test_replay_errors(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    assert "not a fla-check run report" in _run("replay", bad).stderr
+    path = tmp_path / "r.json"
+    _run("run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", path)
+    r = _run("replay", path, "--case", 99)
+    assert r.exit_code == 2 and "--case 99 out of range" in r.stderr
+    assert _run("replay", path).exit_code == 0  # default: first failing case, else case 0
+
+
+def test_internal_error_exit_3(monkeypatch):
+    import fla_check.search
+
+    def boom(*a, **k):
+        raise RuntimeError("harness bug")
+
+    monkeypatch.setattr(fla_check.search, "search", boom)
+    r = _run("run", "--op", "gla", "--modes", "test:clean", *FAST)
+    assert r.exit_code == 3 and "internal error: RuntimeError: harness bug" in r.stderr
+
+
+def test_ctrl_c_writes_the_partial_report(tmp_path):
+    calls = []
+    clean = make_clean(ops.get_op("gla").step)
+
+    def interrupted(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return clean(*a, **kw)
+
+    ops.register_modes("gla", [ModeSpec("ctrlc", PROVIDER, interrupted)])
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", "gla", "--modes", "test:ctrlc", "--examples", 10, "--report", path)
+    assert r.exit_code == 130 and "interrupted" in r.stdout
+    data = json.loads(path.read_text())
+    assert data["interrupted"] and data["examples"] == 2
+
+
+def test_no_color(tmp_path):
+    args = ["run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", tmp_path / "r.json"]
+    assert "\x1b[" in _run(*args, FORCE_COLOR="1").stdout
+    assert "\x1b[" not in _run(*args, "--no-color", FORCE_COLOR="1").stdout
+    assert "\x1b[" not in _run(*args, FORCE_COLOR="1", NO_COLOR="1").stdout
+
+
+def test_list():
+    r = _run("list")
+    assert r.exit_code == 0
+    for text in ("backend: cpu", "bf16 tl.dot probe", "gated_delta", "fused_chunk", "providers:", "test"):
+        assert text in r.stdout
+    data = json.loads(_run("list", "--json").stdout)
+    assert [o["name"] for o in data["ops"]] == ["gla", "delta", "gated_delta"]
+    assert data["backend"]["interpreter"] in (True, False) and "bf16_dot_ok" in data["backend"]
+
+
+# -- end to end on the built-in kernels (the issue's done-when, tiny budgets) -----------------
+def test_builtin_gla_clean_run_exits_0(tmp_path):
+    r = _run("run", "--op", "gla", "--modes", "recurrent,chunk", "--examples", 4, "--seed", 0,
+             "--max-seq-len", 24, "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.fixture
+def short_shrink(monkeypatch):
+    """The smoke profile with a 10 s shrink budget (the interpreter runs chunk kernels slowly)."""
+    import dataclasses
+
+    from fla_check import profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "smoke",
+                        dataclasses.replace(profiles.PROFILES["smoke"], shrink_seconds=10.0))
+
+
+@pytest.mark.parametrize("op, modes", [("gla", "recurrent,chunk,fused_chunk"), ("gated_delta", "recurrent,chunk")])
+def test_builtin_masking_failure_found_shrunk_and_replayed(op, modes, tmp_path, short_shrink):
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", op, "--modes", modes, "--mask-fill=-0.1max", "--examples", 8, "--seed", 0,
+             "--max-seq-len", 24, "--dtypes", "fp32", "--profile", "smoke", "--report", path)
+    assert r.exit_code == 1, r.output
+    summary = json.loads(path.read_text())["summary"]
+    assert summary["recurrent"]["verdict"] == "OK"
+    assert summary["chunk"]["verdict"] in ("DIVERGED", "NONFINITE")
+    block = r.stdout[r.stdout.index("chunk: "):]
+    assert "packing: reset mask; row 0: starts [0, " in block and "fill -0.1max" in block
+    cmd = re.search(r"replay: (fla-check replay .*)", block).group(1)
+    replay = _run(*shlex.split(cmd)[1:], "--json")
+    assert replay.exit_code == 1
+    assert json.loads(replay.stdout)["modes"]["chunk"]["verdict"] == summary["chunk"]["verdict"]
