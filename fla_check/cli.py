@@ -438,5 +438,64 @@ class _ut_progress:
         self.bar.update(self.task, completed=done, total=total)
 
 
+# -- sweep-mask-values ----------------------------------------------------------------------
+@main.command("sweep-mask-values")
+@click.option("--op", "op_name", default="gla", show_default=True,
+              help="gla or gated_delta (DeltaNet has no gate: pack it with cu_seqlens).")
+@click.option("--modes", default=None, help="Comma list of modes (default: the op's built-in modes).")
+@click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
+@click.option("--values", default=None,
+              help="Comma list of fills: floats, -0.1max, -max, -inf, e.g. --values=-1,-20,-inf (default: "
+                   "-1 ... -1e6, -0.1max, -max, -inf). A cu_seqlens control row is always added.")
+@click.option("--cases", type=int, default=3, show_default=True, help="Packed cases per cell (fixed layouts).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first case (case i: seed + i).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Report file (default reports/sweep-<op>-<time>.json).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a PNG heatmap here (needs matplotlib: pip install 'fla-check[plot]').")
+@click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
+@_guard
+def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, report, plot, no_color,
+                      as_json) -> None:
+    """Which reset-mask gate fills are safe, per mode and dtype (exit 1: a mode raised or
+    failed the cu_seqlens control)."""
+    device = _select_device(device)
+    op = _parse_op(op_name)
+    if not op.supports_mask_packing:
+        raise UsageFail(f"--op {op.name}: {_op_title(op.name)} has no gate to fill at sequence starts; "
+                        "pack its sequences with cu_seqlens instead (fla-check run draws varlen cases)")
+    mode_names = _parse_modes(op, modes) if modes is not None else None
+    dtype_list = _parse_dtypes(dtypes, device)
+    if cases < 1:
+        raise UsageFail(f"--cases must be >= 1, got {cases}")
+    from fla_check.cases import CaseError
+    from fla_check.report import default_report_path, make_console, write_report
+    from fla_check.sweep import SweepError, parse_value_list, sweep
+    from fla_check.sweep_report import PlotUnavailable, SweepProgress, render_sweep, write_plot
+
+    try:
+        fills = parse_value_list(values) if values is not None else None
+    except (CaseError, SweepError) as exc:
+        raise UsageFail(f"--values: {exc}") from None
+    with SweepProgress(quiet=as_json, no_color=no_color) as on_progress:
+        result = sweep(op, mode_names, dtypes=dtype_list, values=fills, cases=cases, seed=seed, device=device,
+                       progress=on_progress)
+    path = write_report(result.to_json(), report or default_report_path(op.name, "sweep"))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        render_sweep(make_console(no_color=no_color), result, path)
+    if plot is not None:
+        try:
+            click.echo(f"plot: {write_plot(result, plot)}", err=True)
+        except PlotUnavailable as exc:
+            click.echo(f"fla-check: --plot: {exc}; no plot written", err=True)
+    if result.failed:
+        sys.exit(EXIT_FAIL)
+    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
