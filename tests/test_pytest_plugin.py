@@ -75,10 +75,17 @@ def test_pyproject_registers_the_entry_point():
 
 
 def test_a_session_without_fla_check_options_stays_light(tmp_path):
+    """Autoloaded plugin, no --fla-check: no torch; fla-check's hypothesis profiles selectable."""
     (tmp_path / "test_light.py").write_text(
-        "import sys\n\ndef test_light():\n    assert 'torch' not in sys.modules\n")
-    res = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "test_light.py", autoload=True)
+        "import sys\nfrom hypothesis import settings\n\n"
+        "def test_light():\n    assert 'torch' not in sys.modules\n\n"
+        "def test_profile():\n"
+        "    assert settings.default.max_examples == 8 and settings.default.deadline is None\n"
+        "    assert settings.default.derandomize and settings.default.database is None\n")
+    res = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "--hypothesis-profile", "fla-check-smoke",
+                  "test_light.py", autoload=True)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "2 passed" in res.stdout
     bad = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "--fla-check-shard", "3/2", "test_light.py",
                   autoload=True)
     assert bad.returncode == 4 and "--fla-check-shard" in bad.stderr

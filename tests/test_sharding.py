@@ -73,3 +73,30 @@ def test_pin_worker_gpu_respects_visible_devices_and_off(monkeypatch):
 def test_query_gpus_without_nvidia_smi(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     assert sharding.query_gpus() == []
+
+
+def test_run_shard_option(tmp_path):
+    """`fla-check run --shard i/n`: the shard's share of the budget, its own seed, recorded."""
+    import json
+
+    from _fake_modes import registered
+    from click.testing import CliRunner
+
+    from fla_check.cli import main
+
+    args = ["run", "--op", "gla", "--modes", "test:clean", "--examples", "5", "--profile", "smoke",
+            "--dtypes", "fp32", "--max-seq-len", "12", "--device", "cpu", "--json"]
+    runs = {}
+    with registered("gla"):
+        for shard in ("1/2", "2/2"):
+            res = CliRunner().invoke(main, args + ["--shard", shard, "--report", str(tmp_path / "r.json")])
+            assert res.exit_code == 0, res.output
+            runs[shard] = json.loads(res.output)
+        bad = CliRunner().invoke(main, args + ["--shard", "0/2"])
+    assert bad.exit_code == 2 and "--shard" in bad.output
+    assert [len(runs[s]["cases"]) for s in ("1/2", "2/2")] == [3, 2]
+    assert {runs[s]["options"]["shard"] for s in runs} == {"1/2", "2/2"}
+    assert runs["1/2"]["options"]["seed"] == Shard(1, 2).seed(None, derandomize=True)
+    first = {json.dumps(c["config"], sort_keys=True) for c in runs["1/2"]["cases"]}
+    second = {json.dumps(c["config"], sort_keys=True) for c in runs["2/2"]["cases"]}
+    assert len(first & second) <= 1  # both start with hypothesis' simplest case
