@@ -83,8 +83,7 @@ def safe_table(result: SweepResult) -> Table:
         for dtype in result.dtypes:
             iv = result.safe_interval(mode, dtype)
             safe = "none" if iv is None else (iv[0] if iv[0] == iv[1] else f"{iv[0]} .. {iv[1]}")
-            flagged = next((v for v in result.ordered_fills(dtype)
-                            if (o := result.outcome(v, mode, dtype)) is not None and o.flagged), "-")
+            flagged = _first_flagged(result, mode, dtype)
             ctrl = result.outcome(CONTROL, mode, dtype)
             if not result.varlen.get(mode):
                 cu = "not supported"
@@ -92,6 +91,16 @@ def safe_table(result: SweepResult) -> Table:
                 cu = "-" if ctrl is None else f"[{STYLE[ctrl]}]{ctrl.value}[/]"
             table.add_row(mode, dtype, safe, flagged, cu)
     return table
+
+
+def _first_flagged(result: SweepResult, mode: str, dtype: str) -> str:
+    """'-50 (cases 0,2)': the weakest flagged fill and the cases where it broke, or '-'."""
+    for v in result.ordered_fills(dtype):
+        cell = result.cell(v, mode, dtype)
+        if cell is not None and cell.outcome.flagged:
+            cases = [str(c.case) for c in cell.cases if c.outcome.flagged]
+            return f"{v} (case{'s' if len(cases) > 1 else ''} {','.join(cases)})"
+    return "-"
 
 
 def render_sweep(console: Console, result: SweepResult, report_path: Optional[Path] = None) -> None:
