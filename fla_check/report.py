@@ -77,6 +77,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         console.print(f"{mode} first failed at case {ff['example']} after {ff['seconds']:.1f} s", markup=False)
     for mode, index in result.failures.items():
         how = "shrunk by hypothesis" if mode in result.shrunk else "smallest failing case seen"
+        if mode in result.simplified:
+            how += ", then simplified"
         render_failure(console, result.cases[index], mode, index, how, report_path)
     verdict = "[bold red]FAIL[/]" if result.failed else "[green]OK[/]"
     console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))

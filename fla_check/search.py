@@ -11,8 +11,9 @@ and a mode that fails everywhere (fused_chunk at -0.1*finfo.max) cannot hide the
 Every case runs all modes and is memoised by configuration: the runs draw the same cases
 (same seed, same targets) and share their results, so a later run mostly replays the cache.
 
-After ``Profile.shrink_seconds`` past a run's first failure new shrink candidates are
-rejected, so a run ends in bounded time. Ctrl-C returns what was found so far
+After ``Profile.shrink_cases`` new cases past a run's first failure, new shrink candidates
+are rejected (a count, not a time, so runs stay deterministic); then the case is cut further
+by :func:`fla_check.simplify.simplify` within the same count. Ctrl-C returns what was found so far
 (``interrupted=True``; a mode without a finished shrink gets its smallest failing case).
 """
 from __future__ import annotations
@@ -115,6 +116,7 @@ class SearchResult:
     cases: list[CaseResult] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)  # mode -> index of its minimal failing case
     shrunk: list[str] = field(default_factory=list)  # modes hypothesis shrank itself
+    simplified: list[str] = field(default_factory=list)  # modes whose case fla_check.simplify cut further
     seconds: float = 0.0
     interrupted: bool = False
     first_failure: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> {"example", "seconds"}
@@ -154,7 +156,7 @@ class SearchResult:
             "summary": {m: self.summary(m).to_json() for m in self.modes},
             "pairs": [dict(a=p.a, b=p.b, cases=p.cases, max_abs=json_float(p.max_abs), rel_rms=json_float(p.rel_rms),
                            agree=p.agree) for p in self.pair_summaries()],
-            "failures": self.failures, "shrunk": self.shrunk,
+            "failures": self.failures, "shrunk": self.shrunk, "simplified": self.simplified,
             "cases": [c.to_json() for c in self.cases],
         }
 
@@ -163,7 +165,7 @@ class SearchResult:
         return cls(op=d["op"], modes=list(d["modes"]), options=dict(d.get("options", {})),
                    cases=[CaseResult.from_json(c) for c in d.get("cases", [])],
                    failures={m: int(i) for m, i in d.get("failures", {}).items()},
-                   shrunk=list(d.get("shrunk", [])), seconds=float(d.get("seconds", 0.0)),
+                   shrunk=list(d.get("shrunk", [])), simplified=list(d.get("simplified", [])), seconds=float(d.get("seconds", 0.0)),
                    interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}))
 
 
@@ -190,17 +192,17 @@ class _Evaluator:
     later re-runs the final failing cases with every mode for the report.
     """
 
-    def __init__(self, op, specs, device, budget: int, shrink_seconds: float,
+    def __init__(self, op, specs, device, budget: int, shrink_cases: int,
                  progress: Optional[Callable[[ProgressEvent], None]]):
         self.op, self.device = op, device
         self.specs = {mode_label(s): s for s in specs}
-        self.budget, self.shrink_seconds, self.progress = budget, shrink_seconds, progress
+        self.budget, self.shrink_cases, self.progress = budget, shrink_cases, progress
         self.cache: dict[CaseConfig, CaseResult] = {}
         self.cases: list[CaseResult] = []
         self.start = time.perf_counter()
         self.first_failure: dict[str, dict[str, Any]] = {}  # mode -> {"example", "seconds"}
         self.failing: list[str] = []
-        self.mode, self.calls, self.mode_failed_at = "", 0, None
+        self.mode, self.calls, self.mode_failed_at = "", 0, None  # mode_failed_at: len(cases) then
 
     def begin(self, mode: str) -> None:
         """Start the hypothesis run that hunts for failures of `mode`."""
@@ -211,12 +213,12 @@ class _Evaluator:
         result = self.cache.get(config)
         if result is None or self.mode not in result.modes:
             shrinking = self.mode_failed_at is not None
-            if shrinking and self.elapsed() - self.mode_failed_at > self.shrink_seconds:
+            if shrinking and len(self.cases) - self.mode_failed_at >= self.shrink_cases:
                 reject()  # shrink budget spent: only already-seen cases are answered
             wanted = [self.mode] if shrinking else list(self.specs)
             result = self._evaluate(config, [m for m in wanted if result is None or m not in result.modes])
         if self.mode in result.failed_modes and self.mode_failed_at is None:
-            self.mode_failed_at = self.elapsed()
+            self.mode_failed_at = len(self.cases)
         self._report(result)
         return result
 
@@ -239,6 +241,13 @@ class _Evaluator:
                 self.failing.append(mode)
                 self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
         return result
+
+    def mode_result(self, mode: str, config: CaseConfig):
+        """`mode` on `config` (cached; runs that mode only when missing)."""
+        result = self.cache.get(config)
+        if result is None or mode not in result.modes:
+            result = self._evaluate(config, [mode])
+        return result.modes[mode]
 
     def complete(self, case: CaseResult) -> None:
         """Re-run `case` with every mode (pairs included) if shrinking ran only some."""
@@ -280,7 +289,7 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     budget = prof.examples if examples is None else examples
     result = SearchResult(op=op_spec.name, modes=labels,
                           options=_options_json(space, prof.name, budget, seed, device))
-    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_seconds, progress)
+    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress)
     shrunk: dict[str, CaseResult] = {}
     for label in labels if budget > 0 else []:
         db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
@@ -294,9 +303,11 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
             break
         except ModeFailure as exc:
             shrunk[label] = exc.case
-    result.cases = evaluate.cases
     result.first_failure = evaluate.first_failure
-    _assign_failures(result, shrunk)
+    _assign_failures(result, shrunk, evaluate.cases)
+    if not result.interrupted:
+        _simplify_failures(result, evaluate, prof.shrink_cases)
+    result.cases = evaluate.cases
     if not result.interrupted:
         for index in set(result.failures.values()):
             evaluate.complete(result.cases[index])
@@ -328,19 +339,42 @@ def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, setti
     return hypothesis.seed(seed)(run_case) if seed is not None else run_case
 
 
-def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult]) -> None:
+def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult], cases: list[CaseResult]) -> None:
     """Mode -> index of its shrunk case, or of its smallest failing case (interrupted runs)."""
-    index = {id(c): i for i, c in enumerate(result.cases)}
+    index = {id(c): i for i, c in enumerate(cases)}
     for mode in result.modes:
         case = shrunk.get(mode)
         if case is None:
-            failing = [c for c in result.cases if mode in c.failed_modes]
+            failing = [c for c in cases if mode in c.failed_modes]
             if not failing:
                 continue
             case = min(failing, key=lambda c: _size(c.config))
         else:
             result.shrunk.append(mode)
         result.failures[mode] = index[id(case)]
+
+
+def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) -> None:
+    """Localization-guided simplification of each failing mode's case (see fla_check.simplify)."""
+    from fla_check.simplify import simplify
+
+    for mode, i in list(result.failures.items()):
+        case = evaluate.cases[i]
+        verdict = case.modes[mode].verdict
+
+        def fails(config: CaseConfig, mode=mode, verdict=verdict):
+            r = evaluate.mode_result(mode, config)
+            return r if r.verdict is verdict else None
+
+        try:
+            config = simplify(case.config, case.modes[mode], fails, budget)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            return
+        if config != case.config:
+            found = evaluate.cache[config]
+            result.failures[mode] = next(j for j, c in enumerate(evaluate.cases) if c is found)
+            result.simplified.append(mode)
 
 
 def _size(c: CaseConfig) -> tuple:

@@ -154,13 +154,13 @@ def test_builtin_gla_clean_run_exits_0(tmp_path):
 
 @pytest.fixture
 def short_shrink(monkeypatch):
-    """The smoke profile with a 10 s shrink budget (the interpreter runs chunk kernels slowly)."""
+    """The smoke profile with a budget of 8 shrink cases (the interpreter runs chunk kernels slowly)."""
     import dataclasses
 
     from fla_check import profiles
 
     monkeypatch.setitem(profiles.PROFILES, "smoke",
-                        dataclasses.replace(profiles.PROFILES["smoke"], shrink_seconds=10.0))
+                        dataclasses.replace(profiles.PROFILES["smoke"], shrink_cases=8))
 
 
 @pytest.mark.parametrize("op, modes", [("gla", "recurrent,chunk,fused_chunk"), ("gated_delta", "recurrent,chunk")])
