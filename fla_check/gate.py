@@ -289,7 +289,7 @@ def resolve_report_modes(op: str, modes: Sequence[str], providers: Sequence[str]
                 load_provider(provider)
             get_mode(op_spec, mode)
         except (ProviderError, UnknownNameError) as exc:
-            hint = f" (load its provider with --provider module:object)" if provider else ""
+            hint = " (load its provider with --provider module:object)" if provider else ""
             raise GateError(f"cannot re-run mode {mode!r} of the baseline: {exc}{hint}") from None
     return list(modes)
 

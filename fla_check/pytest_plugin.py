@@ -101,11 +101,11 @@ def parse_spec(text: str) -> tuple[str, tuple[str, ...]]:
 
     Provider modes keep their prefix: 'gla:fla:chunk,recurrent' -> ('gla', ('fla:chunk', 'recurrent')).
     """
-    op, _, modes = str(text).strip().partition(":")
+    op, sep, modes = str(text).strip().partition(":")
     if not _SPEC_RE.match(op):
         raise pytest.UsageError(f"--fla-check={text!r}: expected OP[:MODE,MODE...], e.g. gla:recurrent,chunk")
     names = tuple(m.strip() for m in modes.split(",") if m.strip())
-    if _ and not names:
+    if sep and not names:
         raise pytest.UsageError(f"--fla-check={text!r}: empty mode list after 'OP:'")
     return op, names
 
@@ -174,9 +174,9 @@ def pytest_make_collect_report(collector: pytest.Collector):
     """With --fla-check, the session also collects a FlaCheckCollector (after the test files)."""
     outcome = yield
     if isinstance(collector, pytest.Session):
-        opts = collector.config.stash[_OPTIONS]
+        opts = collector.config.stash.get(_OPTIONS, None)
         report = outcome.get_result()
-        if opts.specs and report.passed:
+        if opts is not None and opts.specs and report.passed:
             report.result.append(FlaCheckCollector.from_parent(collector, name="fla_check", nodeid="fla_check"))
 
 
