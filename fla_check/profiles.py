@@ -83,7 +83,10 @@ def hypothesis_settings(profile: Profile, *, examples: Optional[int] = None, see
     )
 
 
-def register_hypothesis_profiles() -> None:
-    """Register ``fla-check-<name>`` hypothesis profiles (for pytest's --hypothesis-profile)."""
+def register_hypothesis_profiles(root: Path = REPORTS_DIR) -> None:
+    """Register ``fla-check-<name>`` hypothesis profiles (for pytest's --hypothesis-profile): the
+    same budgets, normal verbosity (users' own tests print their falsifying examples) and, for
+    nightly, one example database under ``root/.hypothesis/pytest``."""
     for profile in PROFILES.values():
-        settings.register_profile(f"fla-check-{profile.name}", hypothesis_settings(profile))
+        base = hypothesis_settings(profile, database=root / ".hypothesis" / "pytest")
+        settings.register_profile(f"fla-check-{profile.name}", base, verbosity=Verbosity.normal)

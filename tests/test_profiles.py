@@ -29,6 +29,10 @@ def test_budgets_grow_and_unknown_profile():
         get_profile("weekly")
 
 
-def test_registered_hypothesis_profiles():
-    register_hypothesis_profiles()
+def test_registered_hypothesis_profiles(tmp_path):
+    register_hypothesis_profiles(tmp_path)
     assert settings.get_profile("fla-check-ci").derandomize
+    assert settings.get_profile("fla-check-ci").database is None
+    nightly = settings.get_profile("fla-check-nightly")
+    assert nightly.database is not None and nightly.max_examples == PROFILES["nightly"].examples
+    assert nightly.verbosity.name == "normal"
