@@ -1,0 +1,318 @@
+"""Harness throughput: cases per second of ``fla-check run`` per op, split into its steps.
+
+    python bench/harness_throughput.py --out bench_out --ops gla,delta,gated_delta --examples 8
+
+Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` does
+(:func:`fla_check.search.search`, profile ``ci``, the backend's default dtypes and space,
+``--seed`` fixed) with timing wrappers installed around the runner's steps (module globals of
+:mod:`fla_check.runner`, restored afterwards; runner.py itself is untouched):
+
+- ``build``: :func:`~fla_check.cases.build_case` (seeded tensors, moved to the device);
+- ``reference``: the float64 step-wise recurrence; ``baseline``: the same loop in fp32;
+- ``kernels``: the mode calls (``ModeResult.seconds``: NaN-guarded input copies + kernel, synced;
+  on a GPU the first call of each compile key includes Triton's JIT);
+- ``judge``: verdict rule, localization and pairwise agreement;
+- ``other``: the rest of ``check_case``; ``hypothesis``: search wall time outside ``check_case``.
+
+"cold" is that search (fresh process: compilation included); "warm" re-runs the same cases
+through ``check_case`` (everything compiled). The ``scaling`` section times one reference,
+baseline and warm kernel call per mode over T (and B) at fixed head dims -- on a GPU also a
+CUDA-graph replay of the reference, the cheapest fix for its per-step launch overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from _common import Bench, Table, add_common_args, environment, fmt, log, sync
+
+PIECES = ("build", "reference", "baseline", "kernels", "judge", "other")
+
+
+@dataclass
+class CaseTiming:
+    """Seconds per step of one check_case call."""
+
+    total: float = 0.0
+    parts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PIECES, 0.0))
+    modes: dict[str, float] = field(default_factory=dict)
+
+
+class Recorder:
+    """Timing wrappers around fla_check.runner's steps (installed by :meth:`installed`)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.cases: list[CaseTiming] = []
+        self._now: CaseTiming | None = None
+
+    def _timed(self, piece: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            sync(self.device)
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync(self.device)
+            if self._now is not None:
+                self._now.parts[piece] += time.perf_counter() - t0
+            return out
+
+        return wrapper
+
+    def _run_mode(self, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            result, out = fn(*args, **kwargs)
+            spent = time.perf_counter() - t0
+            if self._now is not None:
+                self._now.parts["kernels"] += result.seconds
+                self._now.parts["judge"] += spent - result.seconds
+                self._now.modes[result.mode] = self._now.modes.get(result.mode, 0.0) + result.seconds
+            return result, out
+
+        return wrapper
+
+    def _check_case(self, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            outer, self._now = self._now, CaseTiming()
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timing, self._now = self._now, outer
+                timing.total = time.perf_counter() - t0
+                timing.parts["other"] = max(0.0, timing.total - sum(timing.parts.values()))
+                self.cases.append(timing)
+
+        return wrapper
+
+    @contextmanager
+    def installed(self) -> Iterator["Recorder"]:
+        """Patch runner/search globals with the wrappers; restore them on exit."""
+        import fla_check.runner as runner
+        import fla_check.search as search_mod
+
+        patches = [(runner, "build_case", self._timed("build", runner.build_case)),
+                   (runner, "reference", self._timed("reference", runner.reference)),
+                   (runner, "naive_baseline", self._timed("baseline", runner.naive_baseline)),
+                   (runner, "_pairs", self._timed("judge", runner._pairs)),
+                   (runner, "_run_mode", self._run_mode(runner._run_mode)),
+                   (search_mod, "check_case", self._check_case(search_mod.check_case))]
+        saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+        for mod, name, fn in patches:
+            setattr(mod, name, fn)
+        try:
+            yield self
+        finally:
+            for mod, name, fn in saved:
+                setattr(mod, name, fn)
+
+
+def summarize(cases: list[CaseTiming], wall: float) -> dict:
+    """Totals per step, cases/s and the dominant step."""
+    inside = sum(c.total for c in cases)
+    parts = {p: sum(c.parts[p] for c in cases) for p in PIECES}
+    parts["hypothesis"] = max(0.0, wall - inside)
+    modes: dict[str, float] = {}
+    for c in cases:
+        for m, s in c.modes.items():
+            modes[m] = modes.get(m, 0.0) + s
+    return {"cases": len(cases), "wall_s": round(wall, 4), "cases_per_s": len(cases) / wall if wall else None,
+            "parts_s": {k: round(v, 4) for k, v in parts.items()},
+            "parts_frac": {k: round(v / wall, 4) for k, v in parts.items()} if wall else {},
+            "modes_s": {k: round(v, 4) for k, v in modes.items()},
+            "dominant": max(parts, key=parts.get) if cases else None}
+
+
+def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dict:
+    """Cold search (as `fla-check run`) then a warm re-run of the same cases."""
+    from fla_check.ops import get_op
+    from fla_check.runner import check_case
+    from fla_check.search import search
+
+    modes = [m for m, s in get_op(op).modes.items() if s.provider == "builtin"]
+    rec = Recorder(device)
+
+    def stop_at_deadline(event) -> None:  # search returns what it has on KeyboardInterrupt
+        if time.perf_counter() > deadline:
+            raise KeyboardInterrupt
+
+    with rec.installed():
+        t0 = time.perf_counter()
+        result = search(op, modes, examples=args.examples, seed=args.seed, profile="ci", device=device,
+                        max_seq_len=args.max_seq_len, progress=stop_at_deadline, database_root=None)
+        cold_wall = time.perf_counter() - t0
+    cold = summarize(rec.cases, cold_wall)
+    cold.update(interrupted=result.interrupted, options=result.options,
+                failed_modes=sorted(result.failures), distinct_cases=len(result.cases))
+    log(f"  {op} cold: {cold['cases']} check_case calls in {cold_wall:.1f} s, dominant {cold['dominant']}")
+    warm_rec = Recorder(device)
+    configs = [c.config for c in result.cases]
+    with warm_rec.installed():
+        import fla_check.search as search_mod
+
+        t0 = time.perf_counter()
+        for config in configs:
+            if time.perf_counter() > deadline + args.warm_grace:
+                break
+            search_mod.check_case(op, modes, config, device=device)
+        warm_wall = time.perf_counter() - t0
+    warm = summarize(warm_rec.cases, warm_wall)
+    warm["parts_s"].pop("hypothesis"), warm["parts_frac"].pop("hypothesis", None)  # a plain loop, no search
+    log(f"  {op} warm: {warm['cases']} cases in {warm_wall:.1f} s, dominant {warm['dominant']}")
+    shapes = [dict(T=c.T, B=c.B, H=c.H, K=c.K, V=c.V, dtype=c.dtype, packing=c.packing) for c in configs]
+    return {"modes": modes, "cold": cold, "warm": warm, "shapes": shapes,
+            "median_T": statistics.median([c.T for c in configs]) if configs else None,
+            "max_T": max((c.T for c in configs), default=None), "check_case": check_case.__module__}
+
+
+def scaling(bench: Bench, op: str, args, device: str) -> list[dict]:
+    """One reference / baseline / warm kernel call per mode for each T (and B) at fixed H, K, V."""
+    from fla_check.cases import CaseConfig, build_case
+    from fla_check.ops import get_op
+    from fla_check.references import naive_baseline, reference
+
+    spec = get_op(op)
+    modes = {m: s.load() for m, s in spec.modes.items() if s.provider == "builtin"}
+    rows = []
+    points = [(args.scale_B, T) for T in args.scale_T] + [(B, args.scale_T[0]) for B in args.scale_Bs if B != args.scale_B]
+    for B, T in points:
+        if not bench.has_time(f"scaling.{op}.B{B}T{T}", 5.0):
+            break
+        cfg = CaseConfig(op=op, dtype="float32", B=B, T=T, H=args.scale_H, K=args.scale_K, V=args.scale_K, seed=1)
+        x = build_case(cfg, device)
+        row = {"op": op, "B": B, "T": T, "H": cfg.H, "K": cfg.K, "V": cfg.V}
+        kw = dict(initial_state=None, output_final_state=True)
+        row["reference_s"] = _time_call(device, lambda: reference(spec.step, *x.tensors(), **kw))
+        row["baseline_s"] = _time_call(device, lambda: naive_baseline(spec.step, *x.tensors(), **kw))
+        if device == "cuda":
+            row["reference_graph_s"], row["graph_capture_s"] = _graph_reference(spec.step, x.tensors())
+        for m, fn in modes.items():
+            call = lambda fn=fn: fn(x.q, x.k, x.v, g=x.g, beta=x.beta, output_final_state=True)  # noqa: E731
+            call()  # compile / warm
+            row[f"{m}_s"] = _time_call(device, call)
+        rows.append(row)
+        log(f"  scaling {op} B={B} T={T}: ref {row['reference_s']:.4f} s, "
+            + ", ".join(f"{m} {row[m + '_s']:.4f} s" for m in modes))
+    return rows
+
+
+def _time_call(device: str, fn: Callable, repeat: int = 1) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / repeat
+
+
+def _graph_reference(step, tensors) -> tuple[float, float]:
+    """Capture the float64 reference on static inputs in a CUDA graph; (replay s, capture s)."""
+    import torch
+
+    from fla_check.references import reference
+
+    static = [None if t is None else t.clone() for t in tensors]
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up on a side stream, as torch.cuda.graphs requires
+        reference(step, *static, output_final_state=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    t0 = time.perf_counter()
+    with torch.cuda.graph(graph):
+        reference(step, *static, output_final_state=True)
+    torch.cuda.synchronize()
+    capture = time.perf_counter() - t0
+    graph.replay()
+    return _time_call("cuda", graph.replay, repeat=3), capture
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if x < 0.1 else f"{100 * x:.0f}%"
+
+
+def tables(bench: Bench, args) -> list[Table]:
+    secs = bench.data["sections"]
+    hdr = ["op", "pass", "cases", "wall s", "cases/s", "build", "reference (f64)", "baseline", "kernels",
+           "judge", "other", "hypothesis", "dominant", "kernel s per mode"]
+    rows = []
+    for op in args.ops:
+        rec = secs.get(f"throughput.{op}", {})
+        for pas in ("cold", "warm"):
+            s = rec.get(pas)
+            if not s:
+                continue
+            frac = s["parts_frac"]
+            rows.append([op, pas, s["cases"], fmt(s["wall_s"]), fmt(s["cases_per_s"])]
+                        + [_pct(frac[p]) if p in frac else "-" for p in PIECES + ("hypothesis",)]
+                        + [s["dominant"], ", ".join(f"{m} {fmt(v)}" for m, v in s["modes_s"].items())])
+    out = [Table("Throughput of `run` per op (share of wall time per step)", bench.command, hdr, rows,
+                      note="cold = the search as `fla-check run` runs it in a fresh process; warm = the same "
+                           "cases again (compiled). kernels = all built-in modes of the op.")]
+    srows = []
+    for op in args.ops:
+        for r in secs.get(f"scaling.{op}", {}).get("rows", []):
+            mode_cols = [f"{k[:-2]} {fmt(v)}" for k, v in r.items()
+                         if k.endswith("_s") and k not in ("reference_s", "baseline_s", "reference_graph_s",
+                                                            "graph_capture_s")]
+            srows.append([op, r["B"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", fmt(r["reference_s"]),
+                          fmt(r["baseline_s"]), fmt(r.get("reference_graph_s")), ", ".join(mode_cols)])
+    out.append(Table("Reference vs kernels, one call each (seconds, fp32 inputs)", bench.command,
+                     ["op", "B", "T", "H/K/V", "reference f64", "baseline f32", "reference f64, CUDA graph",
+                      "kernels (warm)"], srows))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(p, budget=300)
+    p.add_argument("--ops", default="gla,delta,gated_delta")
+    p.add_argument("--examples", type=int, default=None, help="examples per mode run (default: 6 on CPU, 30 on GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seq-len", type=int, default=None, help="default: the backend's (130 CPU, 512 GPU)")
+    p.add_argument("--warm-grace", type=float, default=10.0, help="seconds the warm pass may run past an op's deadline")
+    p.add_argument("--scale-T", default=None, help="T values of the scaling section (default CPU 32,64; GPU 64,256,1024)")
+    p.add_argument("--scale-Bs", default=None, help="B values at the first T (default CPU 1; GPU 1,8,32)")
+    p.add_argument("--scale-H", type=int, default=None)
+    p.add_argument("--scale-K", type=int, default=None)
+    p.add_argument("--no-scaling", action="store_true")
+    args = p.parse_args()
+    from fla_check.backend import get_backend
+
+    device = get_backend(args.device).device
+    gpu = device == "cuda"
+    args.ops = [o for o in args.ops.split(",") if o]
+    args.examples = args.examples if args.examples is not None else (30 if gpu else 6)
+    args.scale_T = [int(t) for t in (args.scale_T or ("64,256,1024" if gpu else "32,64")).split(",")]
+    args.scale_Bs = [int(b) for b in (args.scale_Bs or ("1,8,32" if gpu else "1")).split(",")]
+    args.scale_B = args.scale_Bs[0]
+    args.scale_H = args.scale_H or (4 if gpu else 2)
+    args.scale_K = args.scale_K or (64 if gpu else 32)
+    bench = Bench("harness_throughput", args.out, args.budget)
+    bench.data["environment"] = environment(device)
+    bench.data["args"] = dict(vars(args))
+    bench.render = lambda: tables(bench, args)
+    share = 0.7 if not args.no_scaling else 1.0
+    try:
+        for i, op in enumerate(args.ops):
+            if not bench.has_time(f"throughput.{op}", 10.0):
+                continue
+            deadline = time.perf_counter() + share * bench.remaining() / (len(args.ops) - i) / 2
+            with bench.section(f"throughput.{op}") as rec:
+                rec.update(throughput(bench, op, args, device, deadline))
+        for op in [] if args.no_scaling else args.ops:
+            if bench.has_time(f"scaling.{op}", 10.0):
+                with bench.section(f"scaling.{op}") as rec:
+                    rec["rows"] = scaling(bench, op, args, device)
+    except KeyboardInterrupt:
+        log("interrupted: writing what was measured")
+    bench.write()
+    log(f"wrote {bench.out}/harness_throughput.json and .md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Time to detect: examples and seconds until ``fla-check run`` finds a known failure.
+
+    python bench/time_to_detect.py --out bench_out --mask-ops gla,gated_delta --mutants per-kind
+
+- ``mask.<op>``: ``fla-check run --op OP --modes recurrent,chunk --mask-fill=-0.1max``
+  (:func:`fla_check.search.search`, same profile, fixed seed): the example index and seconds of
+  the first failing case of each mode (``SearchResult.first_failure``), the total search time
+  including shrinking, and the shrunk case. The chunk mode must fail, the recurrent one pass.
+- ``selftest.<id>``: per planted mutant, :func:`fla_check.selftest.run_selftest` (the same
+  search on the mutated mode): examples / seconds to the first *killing* case (the mutant fails
+  and the clean mode passes it), whole-search seconds, the shrunk case.
+
+Seconds include Triton compilation of each new compile key (on a GPU) and, under the CPU
+interpreter, the interpreter's run time; examples do not depend on the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from _common import Bench, Table, add_common_args, environment, fmt, log
+
+
+def mask_search(op: str, args, device: str, deadline: float) -> dict[str, Any]:
+    """One `run --mask-fill` search with a progress clock; stops (partial result) at the deadline."""
+    from fla_check.search import search
+
+    seen: dict[int, float] = {}
+    start = time.perf_counter()
+
+    def progress(event) -> None:
+        seen.setdefault(event.examples, time.perf_counter() - start)
+        if time.perf_counter() > deadline:
+            raise KeyboardInterrupt  # search returns what it found so far (interrupted=True)
+
+    modes = args.modes.split(",")
+    result = search(op, modes, mask_fills=[args.fill], examples=args.examples, seed=args.seed,
+                    profile=args.profile, device=device, max_seq_len=args.max_seq_len, progress=progress,
+                    database_root=None)
+    out: dict[str, Any] = {"command": f"fla-check run --op {op} --modes {args.modes} --mask-fill={args.fill} "
+                                      f"--profile {args.profile} --seed {args.seed}"
+                                      + (f" --examples {args.examples}" if args.examples is not None else ""),
+                           "search_seconds": round(result.seconds, 3), "cases": len(result.cases),
+                           "interrupted": result.interrupted, "first_case_seconds": seen.get(1),
+                           "options": result.options, "modes": {}}
+    for mode in result.modes:
+        first = result.first_failure.get(mode)
+        entry: dict[str, Any] = {"failed": mode in result.failures, "first_failure": first}
+        if first:
+            case = result.cases[first["example"] - 1]
+            entry["first_verdict"] = case.modes[mode].verdict.value
+            entry["first_case"] = case.config.short()
+        if mode in result.failures:
+            shrunk = result.cases[result.failures[mode]]
+            entry["shrunk_case"] = shrunk.config.short()
+            entry["shrunk_verdict"] = shrunk.modes[mode].verdict.value
+        out["modes"][mode] = entry
+        log(f"  {op}:{mode}: first failure {first}, failed={entry['failed']}")
+    return out
+
+
+def pick_mutants(spec: str, ops: list[str]) -> list[str]:
+    """Catalog ids: 'all', 'per-kind' (first source mutant of each bug class per op), or ids."""
+    from fla_check.mutants import Mutant, all_entries
+
+    entries = [e for e in all_entries() if e.op in ops]
+    if spec == "all":
+        return [e.id for e in entries]
+    if spec == "per-kind":
+        picked, kinds = [], set()
+        for e in entries:
+            if isinstance(e, Mutant) and (e.op, e.kind) not in kinds:
+                kinds.add((e.op, e.kind))
+                picked.append(e.id)
+        return picked
+    return [s for s in spec.split(",") if s]
+
+
+def selftest_entries(bench: Bench, args, device: str) -> None:
+    """One run_selftest call per entry (sections), until the budget runs out."""
+    try:
+        from fla_check.selftest import run_selftest
+    except ImportError as exc:  # TODO(selftest): fla_check.selftest not present in this checkout
+        bench.data["sections"]["selftest"] = {"todo": f"fla_check.selftest unavailable ({exc}); "
+                                                      "hook: run_selftest(ids=[id], profile=..., examples=...)"}
+        return
+    ids = pick_mutants(args.mutants, args.mutant_ops)
+    bench.data["mutant_ids"] = ids
+    for mid in ids:
+        if not bench.has_time(f"selftest.{mid}", args.min_entry_s):
+            continue
+        with bench.section(f"selftest.{mid}") as rec:
+            result = run_selftest(ids=[mid], profile=args.selftest_profile, examples=args.selftest_examples,
+                                  max_seq_len=args.max_seq_len, device=device)
+            rec["results"] = [r.to_json() for r in result.results]
+            rec["seconds"] = round(result.seconds, 3)
+            for r in result.results:
+                log(f"  {r.id} [{r.mode}]: caught={r.caught} examples={r.examples} seconds={r.seconds}")
+
+
+def tables(bench: Bench, args) -> list[Table]:
+    secs = bench.data["sections"]
+    rows = []
+    for op in args.mask_ops:
+        rec = secs.get(f"mask.{op}", {})
+        for mode, m in rec.get("modes", {}).items():
+            first = m.get("first_failure") or {}
+            rows.append([op, mode, "FAIL" if m["failed"] else "pass", first.get("example", "-"),
+                         fmt(first.get("seconds")), m.get("first_verdict", "-"), rec.get("cases", "-"),
+                         fmt(rec.get("search_seconds")), m.get("shrunk_case", "-")])
+    cmds = "; ".join(secs[f"mask.{op}"]["command"] for op in args.mask_ops if "command" in secs.get(f"mask.{op}", {}))
+    out = [Table("Masking failure (-0.1*finfo.max fill): time to the first failing case", bench.command,
+                 ["op", "mode", "verdict", "examples to 1st failure", "seconds to 1st failure", "1st verdict",
+                  "cases in run", "run seconds (incl. shrink)", "shrunk case"], rows,
+                 note=f"Equivalent CLI: {cmds}" if cmds else "")]
+    mrows = []
+    for key, rec in secs.items():
+        if not key.startswith("selftest."):
+            continue
+        for r in rec.get("results", []):
+            mrows.append([r["id"], r["mode"], "caught" if r["caught"] else "MISSED", r["examples"] or "-",
+                          fmt(r["seconds"]), r["verdict"] or "-", r["searched"], fmt(r["search_seconds"])])
+    out.append(Table(f"Selftest mutants: time to the first killing case (profile {args.selftest_profile})",
+                     bench.command, ["mutant", "mode", "result", "examples", "seconds", "verdict", "cases searched",
+                                     "search seconds (incl. shrink)"], mrows))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(p, budget=600)
+    p.add_argument("--mask-ops", default="gla,gated_delta", help="ops of the masking search ('' to skip)")
+    p.add_argument("--modes", default="recurrent,chunk")
+    p.add_argument("--fill", default="-0.1max")
+    p.add_argument("--profile", default="ci", help="profile of the masking search (fla-check run's default: ci)")
+    p.add_argument("--examples", type=int, default=None, help="masking search budget per mode (default: profile's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seq-len", type=int, default=None)
+    p.add_argument("--mask-share", type=float, default=0.5, help="share of the budget for the masking searches")
+    p.add_argument("--mutants", default="per-kind", help="'per-kind', 'all', 'none' or comma-separated catalog ids")
+    p.add_argument("--mutant-ops", default="gla,delta,gated_delta")
+    p.add_argument("--selftest-profile", default="smoke")
+    p.add_argument("--selftest-examples", type=int, default=None)
+    p.add_argument("--min-entry-s", type=float, default=20.0, help="do not start a mutant with less time left")
+    args = p.parse_args()
+    from fla_check.backend import get_backend
+
+    device = get_backend(args.device).device
+    args.mask_ops = [o for o in args.mask_ops.split(",") if o]
+    args.mutant_ops = [o for o in args.mutant_ops.split(",") if o]
+    bench = Bench("time_to_detect", args.out, args.budget)
+    bench.data["environment"] = environment(device)
+    bench.data["args"] = dict(vars(args))
+    bench.render = lambda: tables(bench, args)
+    try:
+        for i, op in enumerate(args.mask_ops):
+            if not bench.has_time(f"mask.{op}", 10.0):
+                continue
+            deadline = time.perf_counter() + args.mask_share * bench.budget_s / len(args.mask_ops)
+            deadline = min(deadline, time.perf_counter() + bench.remaining())
+            with bench.section(f"mask.{op}") as rec:
+                rec.update(mask_search(op, args, device, deadline))
+        if args.mutants != "none":
+            selftest_entries(bench, args, device)
+    except KeyboardInterrupt:
+        log("interrupted: writing what was measured")
+    bench.write()
+    log(f"wrote {bench.out}/time_to_detect.json and .md")
+
+
+if __name__ == "__main__":
+    main()
