@@ -106,7 +106,8 @@ def tables(bench: Bench, args) -> list[Table]:
         rec = secs.get(f"mask.{op}", {})
         for mode, m in rec.get("modes", {}).items():
             first = m.get("first_failure") or {}
-            rows.append([op, mode, "FAIL" if m["failed"] else "pass", first.get("example", "-"),
+            verdict = "FAIL" if m["failed"] else ("not found (budget)" if rec.get("interrupted") else "pass")
+            rows.append([op, mode, verdict, first.get("example", "-"),
                          fmt(first.get("seconds")), m.get("first_verdict", "-"), rec.get("cases", "-"),
                          fmt(rec.get("search_seconds")), m.get("shrunk_case", "-")])
     cmds = "; ".join(secs[f"mask.{op}"]["command"] for op in args.mask_ops if "command" in secs.get(f"mask.{op}", {}))
