@@ -308,9 +308,11 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     if not result.interrupted:
         _simplify_failures(result, evaluate, prof.shrink_cases)
     result.cases = evaluate.cases
-    if not result.interrupted:
-        for index in set(result.failures.values()):
+    try:
+        for index in sorted(set(result.failures.values())) if not result.interrupted else []:
             evaluate.complete(result.cases[index])
+    except KeyboardInterrupt:
+        result.interrupted = True
     result.seconds = evaluate.elapsed()
     return result
 
