@@ -9,15 +9,15 @@ mkdir -p "$OUT"
 cd "$(dirname "$0")/.." || exit 2
 export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
 LOG="$OUT/gpu_check_$PART.log"
-fc() { echo; echo "\$ fla-check $*"; timeout 240 python -m fla_check.cli "$@"; echo "[exit $?]"; }
+fc() { echo; echo "\$ fla-check $*"; timeout ${FC_TIMEOUT:-100} python -m fla_check.cli "$@"; echo "[exit $?]"; }
 {
   python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
   python -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
   if [ "$PART" = builtin ]; then
     fc list
-    fc run --op gla --modes recurrent,chunk,fused_chunk --dtypes fp32,fp16,bf16 --seed 0
-    fc run --op delta --modes recurrent,chunk --dtypes fp32,fp16,bf16 --seed 0
-    fc run --op gated_delta --modes recurrent,chunk --dtypes fp32,fp16,bf16 --seed 0
+    fc run --op gla --modes recurrent,chunk,fused_chunk --dtypes fp32,fp16,bf16 --seed 0 --examples 24
+    fc run --op delta --modes recurrent,chunk --dtypes fp32,fp16,bf16 --seed 0 --examples 24
+    fc run --op gated_delta --modes recurrent,chunk --dtypes fp32,fp16,bf16 --seed 0 --examples 24
     fc run --op gla --modes recurrent,chunk,fused_chunk --dtypes fp32,bf16 --mask-fill=-0.1max --seed 0
     fc ut-transform --gated --dtypes fp32,bf16 --seed 0
   else
