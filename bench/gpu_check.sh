@@ -21,12 +21,14 @@ fc() { echo; echo "\$ fla-check $*"; timeout ${FC_TIMEOUT:-100} python -m fla_ch
     fc run --op gla --modes recurrent,chunk,fused_chunk --dtypes fp32,bf16 --mask-fill=-0.1max --seed 0
     fc ut-transform --gated --dtypes fp32,bf16 --seed 0
   else
+    export FLA_CHECK_PIN_AUTOTUNE=1
+    P="--provider fla_check.providers.fla:provider"
     for op in gla delta gated_delta; do
-      fc run --op $op --modes fla:recurrent,fla:chunk --dtypes fp32,bf16 --seed 0
+      fc run --op $op $P --modes fla:recurrent,fla:chunk --dtypes fp32,bf16 --seed 0 --examples 16
     done
-    fc run --op gla --modes fla:recurrent,fla:chunk --dtypes fp32,bf16 --mask-fill=-0.1max --seed 0
-    fc sweep-mask-values --op gla --modes fla:recurrent,fla:chunk --dtypes fp32,bf16
-    fc sweep-mask-values --op gated_delta --modes fla:recurrent,fla:chunk --dtypes fp32,bf16
+    fc run --op gla $P --modes fla:recurrent,fla:chunk --dtypes fp32,bf16 --mask-fill=-0.1max --seed 0 --examples 16
+    fc sweep-mask-values --op gla $P --modes fla:recurrent,fla:chunk --dtypes fp32,bf16
+    fc sweep-mask-values --op gated_delta $P --modes fla:recurrent,fla:chunk --dtypes fp32,bf16
   fi
 } 2>&1 | tee "$LOG"
 tar czf "$OUT/reports_$PART.tar.gz" reports 2>/dev/null

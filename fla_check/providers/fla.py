@@ -38,6 +38,12 @@ GDN_RECURRENT_NO_BWD = (
 )
 
 
+# On a GPU, fla autotunes every new shape (89 s for chunk_gla's first call on an H100); a
+# consistency search draws many shapes, so this variable pins each kernel to its first config.
+# Configs change tiling, not the algorithm, so the numerics under test stay fla's.
+PIN_AUTOTUNE_ENV = "FLA_CHECK_PIN_AUTOTUNE"
+
+
 class FlaSetupError(ProviderError):
     """fla was imported before fla-check could pin its Triton path."""
 
@@ -60,7 +66,7 @@ def fla_ops() -> SimpleNamespace:
 
     _pin_environment()
     select_backend()
-    if interpreter_shims.is_interpreter():
+    if interpreter_shims.is_interpreter() or os.environ.get(PIN_AUTOTUNE_ENV) == "1":
         interpreter_shims.pin_autotune()
     with warnings.catch_warnings():  # fla warns that Triton is unsupported on CPU; the interpreter runs it
         warnings.filterwarnings("ignore", message="Triton is not supported on current platform")
