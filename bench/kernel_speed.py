@@ -187,12 +187,22 @@ def units(args) -> list[tuple[Pair, Shape, bool]]:
 
 
 def tables(bench: Bench) -> list[Table]:
-    rows = []
+    rows, reasons = [], []
+
+    def cell(side: dict) -> str:
+        if "ms" in side:
+            return fmt(side["ms"])
+        why = side.get("skipped") or side.get("error")
+        if not why:
+            return "-"
+        if why not in reasons:
+            reasons.append(why)
+        return f"{'skipped' if 'skipped' in side else 'ERROR'} [{reasons.index(why) + 1}]"
+
     for key, r in bench.data["sections"].items():
         if "op" not in r:
             continue
         b, f = r.get("builtin", {}), r.get("fla", {})
-        cell = lambda s: fmt(s.get("ms")) if "ms" in s else (s.get("skipped") or s.get("error", "-"))[:60]  # noqa: E731
         rows.append([f"{r['op']}:{r['mode']}", r["fla_fn"], "x".join(map(str, r["shape"])), r["pass"], cell(b), cell(f),
                      fmt(r.get("ratio")), fmt(b.get("first_call_s")), fmt(f.get("first_call_s")),
                      fmt(r.get("rel_diff"), 2)])
@@ -201,7 +211,7 @@ def tables(bench: Bench) -> list[Table]:
                   ["built-in", "fla", "shape", "pass", "built-in ms", "fla ms", "ratio built-in/fla",
                    "built-in 1st call s", "fla 1st call s", "rel diff o"], rows,
                   note="1st call = first call in this process: Triton JIT (+ fla's autotuning), cold disk cache "
-                       "if TRITON_CACHE_DIR is fresh.")]
+                       "if TRITON_CACHE_DIR is fresh." + "".join(f"\n\n[{i + 1}] {w}" for i, w in enumerate(reasons)))]
 
 
 def parse_shape(text: str) -> Shape:
