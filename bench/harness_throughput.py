@@ -14,8 +14,9 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
 - ``judge``: verdict rule, localization and pairwise agreement;
 - ``other``: the rest of ``check_case``; ``hypothesis``: search wall time outside ``check_case``.
 
-"cold" is that search (fresh process: compilation included); "warm" re-runs the same cases
-through ``check_case`` (everything compiled). The ``scaling`` section times one reference,
+"cold" is that search (fresh process: compilation included); "warm" replays the same
+``check_case`` calls (same cases, same modes: shrink candidates run only the failing mode) with
+everything compiled. The ``scaling`` section times one reference,
 baseline and warm kernel call per mode over T (and B) at fixed head dims -- on a GPU also a
 CUDA-graph replay of the reference, the cheapest fix for its per-step launch overhead.
 """
@@ -40,6 +41,7 @@ class CaseTiming:
     total: float = 0.0
     parts: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PIECES, 0.0))
     modes: dict[str, float] = field(default_factory=dict)
+    call: tuple = ()  # (args, kwargs) of the check_case call, replayed by the warm pass
 
 
 class Recorder:
@@ -77,7 +79,7 @@ class Recorder:
 
     def _check_case(self, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):
-            outer, self._now = self._now, CaseTiming()
+            outer, self._now = self._now, CaseTiming(call=(args, kwargs))
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
@@ -120,7 +122,7 @@ def summarize(cases: list[CaseTiming], wall: float) -> dict:
     for c in cases:
         for m, s in c.modes.items():
             modes[m] = modes.get(m, 0.0) + s
-    return {"cases": len(cases), "wall_s": round(wall, 4), "cases_per_s": len(cases) / wall if wall else None,
+    return {"cases": len(cases), "wall_s": round(wall, 4), "case_s": [round(c.total, 4) for c in cases], "cases_per_s": len(cases) / wall if wall else None,
             "parts_s": {k: round(v, 4) for k, v in parts.items()},
             "parts_frac": {k: round(v / wall, 4) for k, v in parts.items()} if wall else {},
             "modes_s": {k: round(v, 4) for k, v in modes.items()},
@@ -151,15 +153,16 @@ def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dic
     log(f"  {op} cold: {cold['cases']} check_case calls in {cold_wall:.1f} s, dominant {cold['dominant']}")
     warm_rec = Recorder(device)
     configs = [c.config for c in result.cases]
-    with warm_rec.installed():
+    with warm_rec.installed():  # the same check_case calls (shrink candidates run only the shrunk mode)
         import fla_check.search as search_mod
 
         t0 = time.perf_counter()
-        stop = t0 + max(1.2 * cold_wall, args.warm_grace)  # warm <= cold: normally every case runs
-        for config in configs:
+        stop = t0 + max(1.2 * cold_wall, args.warm_grace)  # warm <= cold: normally every call runs
+        for timing in rec.cases:
             if time.perf_counter() > stop:
                 break
-            search_mod.check_case(op, modes, config, device=device)
+            call_args, call_kwargs = timing.call
+            search_mod.check_case(*call_args, **call_kwargs)
         warm_wall = time.perf_counter() - t0
     warm = summarize(warm_rec.cases, warm_wall)
     warm["parts_s"].pop("hypothesis"), warm["parts_frac"].pop("hypothesis", None)  # a plain loop, no search
@@ -242,7 +245,7 @@ def _pct(x: float) -> str:
 def tables(bench: Bench, args) -> list[Table]:
     secs = bench.data["sections"]
     hdr = ["op", "pass", "cases", "wall s", "cases/s", "build", "reference (f64)", "baseline", "kernels",
-           "judge", "other", "hypothesis", "dominant", "kernel s per mode"]
+           "judge", "other", "hypothesis", "dominant", "kernel s per mode", "failing modes (shrunk)"]
     rows = []
     for op in args.ops:
         rec = secs.get(f"throughput.{op}", {})
@@ -253,10 +256,12 @@ def tables(bench: Bench, args) -> list[Table]:
             frac = s["parts_frac"]
             rows.append([op, pas, s["cases"], fmt(s["wall_s"]), fmt(s["cases_per_s"])]
                         + [_pct(frac[p]) if p in frac else "-" for p in PIECES + ("hypothesis",)]
-                        + [s["dominant"], ", ".join(f"{m} {fmt(v)}" for m, v in s["modes_s"].items())])
+                        + [s["dominant"], ", ".join(f"{m} {fmt(v)}" for m, v in s["modes_s"].items()),
+                           ", ".join(rec["cold"].get("failed_modes", [])) or "-"])
     out = [Table("Throughput of `run` per op (share of wall time per step)", bench.command, hdr, rows,
                       note="cold = the search as `fla-check run` runs it in a fresh process; warm = the same "
-                           "cases again (compiled). kernels = all built-in modes of the op.")]
+                           "check_case calls again (compiled). kernels = the built-in modes of the op that each "
+                           "call ran (shrink candidates of a failing mode run that mode only).")]
     srows = []
     for op in args.ops:
         for r in secs.get(f"scaling.{op}", {}).get("rows", []):
