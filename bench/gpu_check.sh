@@ -20,6 +20,10 @@ fc() { echo; echo "\$ fla-check $*"; timeout ${FC_TIMEOUT:-100} python -m fla_ch
     fc run --op gated_delta --modes recurrent,chunk --dtypes fp32,fp16,bf16 --seed 0 --examples 24
     fc run --op gla --modes recurrent,chunk,fused_chunk --dtypes fp32,bf16 --mask-fill=-0.1max --seed 0
     fc ut-transform --gated --dtypes fp32,bf16 --seed 0
+  elif [ "$PART" = diag ]; then
+    for op in delta gated_delta; do
+      fc run --op $op --modes recurrent,chunk --dtypes fp32,bf16 --seed 0 --examples 8
+    done
   else
     export FLA_CHECK_PIN_AUTOTUNE=1
     P="--provider fla_check.providers.fla:provider"
