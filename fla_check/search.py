@@ -192,6 +192,9 @@ class _Evaluator:
     later re-runs the final failing cases with every mode for the report.
     """
 
+    # modes that count as failing a case (search's `failing`; default: verdict failed)
+    counts: Callable[[CaseResult], Sequence[str]] = staticmethod(lambda case: case.failed_modes)
+
     def __init__(self, op, specs, device, budget: int, shrink_cases: int,
                  progress: Optional[Callable[[ProgressEvent], None]]):
         self.op, self.device = op, device
@@ -217,7 +220,7 @@ class _Evaluator:
                 reject()  # shrink budget spent: only already-seen cases are answered
             wanted = [self.mode] if shrinking else list(self.specs)
             result = self._evaluate(config, [m for m in wanted if result is None or m not in result.modes])
-        if self.mode in result.failed_modes and self.mode_failed_at is None:
+        if self.mode in self.counts(result) and self.mode_failed_at is None:
             self.mode_failed_at = len(self.cases)
         self._report(result)
         return result
@@ -236,7 +239,7 @@ class _Evaluator:
             result.modes = {m: merged[m] for m in self.specs if m in merged}
             result.pairs += fresh.pairs
             result.seconds += fresh.seconds
-        for mode in fresh.failed_modes:
+        for mode in self.counts(result):
             if mode not in self.failing:
                 self.failing.append(mode)
                 self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
@@ -269,7 +272,8 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
            profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
            progress: Optional[Callable[[ProgressEvent], None]] = None,
-           database_root: Optional[Path] = REPORTS_DIR) -> SearchResult:
+           database_root: Optional[Path] = REPORTS_DIR,
+           failing: Optional[Callable[[CaseResult], Sequence[str]]] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -278,6 +282,8 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     in); otherwise every packing is drawn with the default fills (plus the extreme ones in the
     nightly profile). `examples` overrides the profile's budget (per mode run); `seed` makes
     the run depend on the seed alone. `progress` is called after every case.
+    `failing(case)` names the modes that count as failing a case (default: those whose verdict
+    failed); ``fla-check selftest`` counts a planted bug only where the clean kernel passes.
     """
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
@@ -290,6 +296,8 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     result = SearchResult(op=op_spec.name, modes=labels,
                           options=_options_json(space, prof.name, budget, seed, device))
     evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress)
+    if failing is not None:
+        evaluate.counts = failing
     shrunk: dict[str, CaseResult] = {}
     for label in labels if budget > 0 else []:
         db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
@@ -304,7 +312,7 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
         except ModeFailure as exc:
             shrunk[label] = exc.case
     result.first_failure = evaluate.first_failure
-    _assign_failures(result, shrunk, evaluate.cases)
+    _assign_failures(result, shrunk, evaluate.cases, evaluate.counts)
     if not result.interrupted:
         _simplify_failures(result, evaluate, prof.shrink_cases)
     result.cases = evaluate.cases
@@ -335,19 +343,20 @@ def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, setti
         for label, r in result.modes.items():
             if r.verdict is not Verdict.UNSUPPORTED:
                 target(float(r.score), label=label)
-        if mode in result.failed_modes:
+        if mode in evaluate.counts(result):
             raise failure_type(mode)(result)
 
     return hypothesis.seed(seed)(run_case) if seed is not None else run_case
 
 
-def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult], cases: list[CaseResult]) -> None:
+def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult], cases: list[CaseResult],
+                     counts: Callable[[CaseResult], Sequence[str]]) -> None:
     """Mode -> index of its shrunk case, or of its smallest failing case (interrupted runs)."""
     index = {id(c): i for i, c in enumerate(cases)}
     for mode in result.modes:
         case = shrunk.get(mode)
         if case is None:
-            failing = [c for c in cases if mode in c.failed_modes]
+            failing = [c for c in cases if mode in counts(c)]
             if not failing:
                 continue
             case = min(failing, key=lambda c: _size(c.config))
@@ -366,7 +375,7 @@ def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) 
 
         def fails(config: CaseConfig, mode=mode, verdict=verdict):
             r = evaluate.mode_result(mode, config)
-            return r if r.verdict is verdict else None
+            return r if r.verdict is verdict and mode in evaluate.counts(evaluate.cache[config]) else None
 
         try:
             config = simplify(case.config, case.modes[mode], fails, budget)
