@@ -497,5 +497,49 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, repor
     sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
 
 
+# -- selftest -------------------------------------------------------------------------------
+@main.command()
+@click.option("--op", "ops", multiple=True, help="Only this op's mutants (repeat or comma list: gla,delta).")
+@click.option("--mutants", default=None,
+              help="Comma list of mutant ids, id prefixes (gla.chunk) or bug classes (no-carry); see --list.")
+@click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--list", "list_only", is_flag=True, help="Print the mutant catalog and exit.")
+@click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
+@_guard
+def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> None:
+    """Plant known kernel bugs and check that the normal search catches each (exit 1: one escaped)."""
+    device = _select_device(device)
+    op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
+    ids = [m.strip() for m in mutants.split(",") if m.strip()] if mutants is not None else None
+    from fla_check.mutants import select
+    from fla_check.report import make_console
+    from fla_check.selftest import run_selftest
+    from fla_check.selftest_report import catalog_table, render_selftest
+
+    try:
+        entries = select(op_names, ids)
+    except ValueError as exc:
+        raise UsageFail(str(exc)) from None
+    if not entries:
+        raise UsageFail("no mutant selected")
+    if list_only:
+        make_console(no_color=no_color).print(catalog_table(entries))
+        return
+
+    def on_result(r) -> None:
+        if not as_json:
+            how = f"after {r.examples} example(s), {r.seconds:.1f} s" if r.caught else r.note
+            click.echo(f"{'caught' if r.caught else 'MISSED'} {r.id} ({r.op}/{r.mode}): {how}", err=True)
+
+    result = run_selftest(op_names, ids, profile=profile, device=device, on_result=on_result)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), allow_nan=False))
+    else:
+        render_selftest(make_console(no_color=no_color), result)
+    sys.exit(EXIT_OK if result.all_caught else EXIT_FAIL)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,56 @@
+"""Rendering of ``fla-check selftest`` results and of the mutant catalog (rich tables)."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from fla_check.cases import CaseConfig
+from fla_check.mutants import KINDS, Mutant, UsageCase
+from fla_check.selftest import EntryResult, SelftestResult
+
+
+def _short(config: dict | None) -> str:
+    return CaseConfig.from_json(config).short() if config else "-"
+
+
+def _num(x: float | int | None, digits: int = 1) -> str:
+    return "-" if x is None else (str(x) if isinstance(x, int) else f"{x:.{digits}f}")
+
+
+def results_table(results: list[EntryResult]) -> Table:
+    """One row per mutant and mode: caught, examples and seconds to the first killing case."""
+    table = Table(title="mutants (caught = a case the mutant fails and the clean mode passes)", title_justify="left")
+    for name, justify in (("mutant", "left"), ("op/mode", "left"), ("caught", "left"), ("examples", "right"),
+                          ("seconds", "right"), ("verdict", "left"), ("shrunk case (clean verdict on it)", "left")):
+        table.add_column(name, justify=justify, no_wrap=name in ("mutant", "op/mode"))
+    for r in results:
+        caught = "[green]yes[/]" if r.caught else "[bold red]NO[/]"
+        shrunk = f"{_short(r.shrunk)} ({r.shrunk_control or '-'})" if r.shrunk else (r.note or "-")
+        table.add_row(r.id, f"{r.op}/{r.mode}", caught, _num(r.examples), _num(r.seconds), r.verdict or "-", shrunk)
+    return table
+
+
+def render_selftest(console: Console, result: SelftestResult) -> None:
+    """The results table, the misses with their reason, and the mutation score."""
+    console.print(results_table(result.results))
+    for r in result.results:
+        if not r.caught:
+            console.print(f"[bold red]missed[/] {r.id} ({r.op}/{r.mode}): {r.note}")
+        elif r.control_failures:
+            console.print(f"note: {r.id}: the clean {r.mode} also failed {r.control_failures} case(s) of that run "
+                          "(its own failures; the catch is a case it passes)")
+    style = "green" if result.all_caught else "bold red"
+    console.print(f"mutation score: [{style}]{result.caught}/{result.total} ({100 * result.score:.1f}%)[/] "
+                  f"in {result.seconds:.1f} s (profile {result.options.get('profile')})")
+
+
+def catalog_table(entries: list[Mutant | UsageCase]) -> Table:
+    """The catalog: id, op, modes, bug class, what the rewrite does."""
+    table = Table(title="mutant catalog", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    for name in ("op", "modes", "class", "description"):
+        table.add_column(name)
+    for e in entries:
+        modes = ", ".join(e.modes) if isinstance(e, Mutant) else f"{', '.join(e.flagged)} (clean: {', '.join(e.clean)})"
+        table.add_row(e.id, e.op, modes, KINDS[e.kind], e.description)
+    return table
