@@ -72,14 +72,35 @@ def _parse_op(name: str):
         raise UsageFail(str(exc)) from None
 
 
+def _load_providers(specs) -> None:
+    """--provider SPEC...: load and register each provider (one-line usage error on failure).
+    'module:object' specs are also looked up in the current directory (as `python -m` would)."""
+    import os
+
+    from fla_check.providers import ProviderError, load_provider
+
+    if specs and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    for spec in specs:
+        try:
+            load_provider(spec)
+        except ProviderError as exc:
+            raise UsageFail(f"--provider: {exc}") from None
+
+
 def _parse_modes(op, text: str) -> list[str]:
     from fla_check.ops import UnknownNameError, get_mode
+    from fla_check.providers import ProviderError, load_missing_providers
     from fla_check.runner import mode_label
 
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
         valid = ", ".join(op.modes)
         raise UsageFail(f"empty mode list; give --modes with some of: {valid}")
+    try:
+        load_missing_providers(names)  # 'fla:chunk' loads the entry point 'fla' when not loaded
+    except ProviderError as exc:
+        raise UsageFail(f"--modes {text}: {exc}") from None
     try:
         return [mode_label(get_mode(op, n)) for n in names]
     except UnknownNameError as exc:
@@ -148,9 +169,14 @@ def _parse_shard(text: Optional[str]):
 @click.option("--seed", type=int, default=None, help="Make the run depend on this seed alone.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="cuda, or cpu (Triton interpreter). Default: cuda when present.")
-@click.option("--max-seq-len", type=int, default=None, help="Largest T drawn (default 130 on CPU, 512 on GPU).")
+@click.option("--max-seq-len", type=int, default=None,
+              help="Largest T drawn (default 130 on CPU, 80 with --backward, 512 on GPU).")
 @click.option("--mask-fill", "mask_fill", default=None,
               help="Only mask-packed cases, with these gate fills: -0.1max, -max, -inf or floats (comma list).")
+@click.option("--backward", is_flag=True,
+              help="Also check the gradients dq, dk, dv, dg/dbeta, dh0 (forward-only modes: UNSUPPORTED).")
+@click.option("--provider", "providers", multiple=True, metavar="SPEC",
+              help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
@@ -159,10 +185,11 @@ def _parse_shard(text: Optional[str]):
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
-def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, profile, shard_text, report,
-        no_color, as_json) -> None:
+def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, providers, profile,
+        shard_text, report, no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
+    _load_providers(providers)
     op = _parse_op(op_name)
     mode_names = _parse_modes(op, modes)
     if examples is not None and examples < 0:
@@ -184,7 +211,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     with _progress(no_color) as on_progress:
         result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                         max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
-                        progress=on_progress)
+                        progress=on_progress, backward=backward)
     result.options.update(shard=str(shard) if shard else None, commit=git_commit())
     write_report(result.to_json(), path)
     if as_json:
@@ -232,12 +259,15 @@ class _progress:
 @click.option("--case", "case_index", type=int, default=None,
               help="Case index in the report (default: the first failing case, else 0).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--provider", "providers", multiple=True, metavar="SPEC",
+              help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--no-color", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the case result as JSON.")
 @_guard
-def replay(report_file, case_index, device, no_color, as_json) -> None:
-    """Rebuild one case of a report exactly and re-run its modes."""
+def replay(report_file, case_index, device, providers, no_color, as_json) -> None:
+    """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
     device = _select_device(device)
+    _load_providers(providers)
     data = _load_report(report_file)
     cases = data.get("cases", [])
     if case_index is None:
@@ -250,7 +280,9 @@ def replay(report_file, case_index, device, no_color, as_json) -> None:
 
     op = _parse_op(data["op"])
     modes = _parse_modes(op, ",".join(data["modes"]))
-    result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device)
+    backward = bool(cases[case_index].get("backward", data.get("options", {}).get("backward", False)))
+    result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
+                        backward=backward)
     if as_json:
         click.echo(json.dumps(result.to_json(), allow_nan=False))
     else:
@@ -350,12 +382,15 @@ def _finish_diff(diff, title: str, show_all: bool, no_color: bool, as_json: bool
 # -- list -----------------------------------------------------------------------------------
 @main.command("list")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--provider", "providers", multiple=True, metavar="SPEC",
+              help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--no-color", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 @_guard
-def list_(device, no_color, as_json) -> None:
+def list_(device, providers, no_color, as_json) -> None:
     """Ops, modes, providers, backend and its capabilities."""
     device = _select_device(device)
+    _load_providers(providers)
     from fla_check.listing import inventory, render_inventory
     from fla_check.report import make_console
 
@@ -450,6 +485,8 @@ class _ut_progress:
 @click.option("--cases", type=int, default=3, show_default=True, help="Packed cases per cell (fixed layouts).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first case (case i: seed + i).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--provider", "providers", multiple=True, metavar="SPEC",
+              help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Report file (default reports/sweep-<op>-<time>.json).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -457,11 +494,12 @@ class _ut_progress:
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
 @_guard
-def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, report, plot, no_color,
+def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, providers, report, plot, no_color,
                       as_json) -> None:
     """Which reset-mask gate fills are safe, per mode and dtype (exit 1: a mode raised or
     failed the cu_seqlens control)."""
     device = _select_device(device)
+    _load_providers(providers)
     op = _parse_op(op_name)
     if not op.supports_mask_packing:
         raise UsageFail(f"--op {op.name}: {_op_title(op.name)} has no gate to fill at sequence starts; "

@@ -319,7 +319,8 @@ def rerun(report: dict[str, Any], *, device: Optional[str] = None, providers: Se
     start = time.perf_counter()
     for i, config in enumerate(configs):
         try:
-            result.cases.append(check_case(report["op"], modes, config, device=device))
+            result.cases.append(check_case(report["op"], modes, config, device=device,
+                                           backward=bool(options.get("backward"))))  # gradients too
         except KeyboardInterrupt:
             result.interrupted = True
             break

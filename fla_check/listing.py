@@ -22,18 +22,22 @@ def _mode_info(mode: ModeSpec, interpreter: bool) -> dict[str, Any]:
 
 
 def _providers() -> list[dict[str, Any]]:
-    """Providers with registered modes, plus installed entry points (registered or not)."""
+    """Providers with registered modes, plus installed entry points (registered or not), each
+    with its modes per op ('fla:chunk', ...) or, when unavailable, why (the install hint)."""
     found: dict[str, dict[str, Any]] = {}
     for op in OPS.values():
         for mode in op.modes.values():
-            found.setdefault(mode.provider, {"name": mode.provider, "registered": True, "status": "ok"})
+            entry = found.setdefault(mode.provider, {"name": mode.provider, "registered": True, "status": "ok",
+                                                     "modes": {}})
+            entry["modes"].setdefault(op.name, []).append(mode.name if mode.provider == "builtin" else mode.qualified)
     try:
         from fla_check.providers import discover
     except ImportError:  # pragma: no cover - providers package absent
         return list(found.values())
     for d in discover():
         status = "available" if d.error is None else f"unavailable: {d.error}"
-        found.setdefault(d.name, {"name": d.name, "registered": False, "status": status})
+        modes = d.provider.qualified_modes() if d.provider is not None else {}
+        found.setdefault(d.name, {"name": d.name, "registered": False, "status": status, "modes": modes})
         found[d.name]["entry_point"] = d.value
     return list(found.values())
 
@@ -81,9 +85,15 @@ def render_inventory(console, info: dict[str, Any]) -> None:
         gate = {"key": "per-key gate [B,T,H,K]", "head": "per-head gate [B,T,H]", None: "no gate"}[op["gate"]]
         console.print(f"  {op['name']}: {op['description']}; {gate}"
                       + ("; beta [B,T,H]" if op["beta"] else ""), soft_wrap=True)
-    console.print("[bold]providers[/]: " + ", ".join(
-        f"{p['name']} ({'registered' if p['registered'] else p['status']})" for p in info["providers"]),
-        soft_wrap=True)
+    console.print("[bold]providers[/]:")
+    for p in info["providers"]:
+        state = "loaded" if p["registered"] else p["status"]
+        if p.get("entry_point"):
+            state += f", entry point {p['entry_point']}"
+        modes = "; ".join(f"{op}: {', '.join(names)}" for op, names in p.get("modes", {}).items() if names)
+        hint = "" if p["registered"] else f" (use with --modes {p['name']}:MODE or --provider {p['name']})"
+        console.print(f"  {p['name']} ({state})" + (f": {modes}" if modes else "")
+                      + (hint if modes else ""), soft_wrap=True, markup=False)
 
 
 def _yn(flag: bool) -> str:

@@ -60,6 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fla-check-examples", type=int, default=None, help="Override the profile's example budget.")
     group.addoption("--fla-check-seed", type=int, default=None, help="Make every check depend on this seed.")
     group.addoption("--fla-check-dtypes", default=None, help="Comma list, e.g. fp32,fp16 (default: all supported).")
+    group.addoption("--fla-check-backward", action="store_true", default=False, dest="fla_check_backward",
+                    help="Also check gradients (dq, dk, dv, dg/dbeta, dh0); forward-only modes are UNSUPPORTED.")
     group.addoption("--fla-check-max-seq-len", type=int, default=None, help="Largest T drawn.")
     group.addoption("--fla-check-device", choices=("cpu", "cuda"), default=None,
                     help="cuda, or cpu (Triton interpreter). Default: cuda when present.")
@@ -87,6 +89,7 @@ class Options:
     max_seq_len: Optional[int] = None
     device: Optional[str] = None
     shard: Shard = field(default_factory=Shard)
+    backward: bool = False
     split: int = 1
     report_dir: Path = Path("reports/pytest")
     database_root: Path = Path("reports")
@@ -130,6 +133,7 @@ def options_from_config(config: pytest.Config) -> Options:
                    providers=tuple(get("fla_check_providers")), examples=examples, seed=get("fla_check_seed"),
                    dtypes=get("fla_check_dtypes"), max_seq_len=get("fla_check_max_seq_len"),
                    device=get("fla_check_device"), shard=shard, split=split, report_dir=report_dir,
+                   backward=bool(_getoption(config, "fla_check_backward")),
                    database_root=root / "reports", invocation_dir=Path(config.invocation_params.dir))
 
 
@@ -253,8 +257,9 @@ class FlaCheck:
               seed: Optional[int] = None, max_seq_len: Optional[int] = None,
               mask_fills: Optional[Sequence[Any]] = None, profile: Optional[str] = None,
               providers: Sequence[str] = (), device: Optional[str] = None,
-              split: tuple[int, int] = (1, 1)) -> "SearchResult":
-        """Search `op`'s modes (all of them when None); fail the test when one fails.
+              split: tuple[int, int] = (1, 1), backward: Optional[bool] = None) -> "SearchResult":
+        """Search `op`'s modes (all of them when None); fail the test when one fails
+        (`backward`: gradients too; None follows --fla-check-backward).
 
         Keyword arguments override the command-line options for this check. Returns the
         SearchResult; records its numbers as test properties; skips when no mode could run.
@@ -275,7 +280,8 @@ class FlaCheck:
             dtypes = dtype_list(dtypes)
         result = search(op, labels, dtypes=dtypes, examples=budget, seed=run_seed,
                         max_seq_len=max_seq_len or opts.max_seq_len, mask_fills=mask_fills, profile=prof.name,
-                        device=dev, database_root=opts.database_root)
+                        device=dev, database_root=opts.database_root,
+                        backward=opts.backward if backward is None else backward)
         result.options.update(shard=str(shard))
         self.results.append(result)
         path = self._write(result)

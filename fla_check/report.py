@@ -25,7 +25,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
-from fla_check.compare import Verdict
+from fla_check.compare import Verdict, worst
 from fla_check.profiles import REPORTS_DIR
 from fla_check.runner import CaseResult, ModeResult
 from fla_check.search import SearchResult
@@ -70,6 +70,11 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     console.print(f"dtypes {','.join(opts.get('dtypes', []))}; device {opts.get('device')}; "
                   f"profile {opts.get('profile')}; {len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
     console.print(mode_table(result))
+    if result.options.get("backward"):
+        console.print(output_summary_table(result))
+        console.print("  /allowed: fraction of the verdict's bound used (> 1 fails); dg is exactly 0 where the gate "
+                      "cannot matter (T=1 without states): its rel-RMSE and x base are not meaningful there, its "
+                      "bound is absolute at the scale of q*dq, k*dk", soft_wrap=True, markup=False)
     _print_unsupported(console, result)
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
@@ -96,6 +101,28 @@ def mode_table(result: SearchResult) -> Table:
         cases = f"{s.failed}/{s.cases} bad" if s.failed else str(s.cases)
         table.add_row(escape(mode), _verdict(s.verdict), fmt(s.max_abs), fmt(s.rel_rms), fmt(s.ratio),
                       "-" if s.max_abs is None else str(s.nonfinite), cases)
+    return table
+
+
+def output_summary_table(result: SearchResult) -> Table:
+    """One row per mode and output (o, ht and the gradients of --backward runs), worst over
+    cases: verdict, max-abs, rel-RMSE, ratio to the baseline, fraction of the allowed error."""
+    table = Table(title="outputs and gradients vs float64 reference (worst over cases)", box=box.SIMPLE_HEAD,
+                  title_justify="left")
+    for name, justify in (("mode", "left"), ("out", "left"), ("verdict", "left"), ("max-abs", "right"),
+                          ("rel-RMSE", "right"), ("x base", "right"), ("/allowed", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for mode in result.modes:
+        rows: dict[str, list] = {}
+        for case in result.cases:
+            r = case.modes.get(mode)
+            for c in r.outputs if r else ():
+                rows.setdefault(c.name, []).append(c)
+        for i, (out, comps) in enumerate(rows.items()):
+            verdict = worst(c.verdict for c in comps)
+            table.add_row(escape(mode) if i == 0 else "", out, _verdict(verdict),
+                          fmt(max(c.kernel.max_abs for c in comps)), fmt(max(c.kernel.rel_rms for c in comps)),
+                          fmt(max(c.ratio for c in comps)), fmt(max(c.score for c in comps)))
     return table
 
 

@@ -17,7 +17,9 @@ Semantics of one case:
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
 - named outputs ``o`` and ``ht`` (the final state) are compared with the verdict rule of
-  :mod:`fla_check.compare` (``backward=True`` will add gradients with ``a = 3``).
+  :mod:`fla_check.compare`; ``backward=True`` adds the gradients ``dq, dk, dv, dg/dbeta, dh0``
+  of ``<o, do> + <ht, dht>`` (upstream drawn from the case seed, fresh leaves per pass: see
+  :mod:`fla_check.gradients`), judged with ``a = 3``; modes without backward are UNSUPPORTED.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor
 
 from fla_check.backend import Backend, get_backend
+from fla_check import gradients
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.compare import (Agreement, Comparison, Metrics, Verdict, agreement, compare, gate_mass, json_float,
                                measure, worst)
@@ -41,7 +44,7 @@ from fla_check.references import naive_baseline, reference
 
 ModeLike = Union[str, ModeSpec]
 OpLike = Union[str, OpSpec]
-STATE_OUTPUTS = frozenset({"ht"})  # outputs shaped [N,H,K,V]; the others are [B,T,H,*]
+STATE_OUTPUTS = frozenset({"ht", "dh0"})  # outputs shaped [N,H,K,V]; the others are [B,T,H,*]
 
 
 def mode_label(mode: ModeSpec) -> str:
@@ -135,6 +138,7 @@ class CaseResult:
     baseline: dict[str, Metrics] = field(default_factory=dict)  # baseline error per output
     seconds: float = 0.0
     gate_mass: float = 0.0  # see fla_check.compare.gate_mass
+    backward: bool = False  # gradients were checked too
 
     @property
     def verdict(self) -> Verdict:
@@ -147,6 +151,7 @@ class CaseResult:
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config.to_json(), "verdict": self.verdict.value,
                 "seconds": round(self.seconds, 4), "gate_mass": json_float(self.gate_mass),
+                "backward": self.backward,
                 "baseline": {k: m.to_json() for k, m in self.baseline.items()},
                 "modes": {k: r.to_json() for k, r in self.modes.items()},
                 "pairs": [p.to_json() for p in self.pairs]}
@@ -157,13 +162,15 @@ class CaseResult:
                    {k: ModeResult.from_json(r) for k, r in d.get("modes", {}).items()},
                    [PairResult.from_json(p) for p in d.get("pairs", [])],
                    {k: Metrics.from_json(m) for k, m in d.get("baseline", {}).items()},
-                   float(d.get("seconds", 0.0)), float(d.get("gate_mass", 0.0)))
+                   float(d.get("seconds", 0.0)), float(d.get("gate_mass", 0.0)),
+                   bool(d.get("backward", False)))
 
 
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
-               device: Optional[str] = None) -> CaseResult:
-    """Run `config` through reference, baseline and each of `modes`; judge every output."""
+               device: Optional[str] = None, backward: bool = False) -> CaseResult:
+    """Run `config` through reference, baseline and each of `modes`; judge every output
+    (and, with `backward`, every gradient)."""
     start = time.perf_counter()
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
@@ -171,9 +178,12 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     specs = resolve_modes(op_spec, modes)
     backend = get_backend(device)
     inputs = build_case(config, backend.device)
-    ref = _recurrence_outputs(op_spec, inputs, reference)
-    base = _recurrence_outputs(op_spec, inputs, naive_baseline)
-    judge = _Judge(config, ref, base, gate_mass(inputs.g, inputs.cu_seqlens))
+    up = gradients.upstream(config, backend.device) if backward else None
+    ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
+    base = _recurrence_outputs(op_spec, inputs, naive_baseline, up)
+    judge = _Judge(config, ref, base, gate_mass(inputs.g, inputs.cu_seqlens), up,
+                   gradients.cancellation_scales(inputs, ref, up) if up is not None else {},
+                   gradients.state_gate_masses(inputs) if up is not None else {})
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
@@ -183,20 +193,25 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
             produced[label] = out
     pairs = _pairs(produced, ref, results)
     baseline = {name: measure(base[name], ref[name]) for name in ref}
-    return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, judge.gate)
+    return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, judge.gate, backward)
 
 
-def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable) -> dict[str, Tensor]:
-    """Named outputs of the reference/baseline (fill applied literally: no reset_mask)."""
+def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Optional[gradients.Upstream],
+                        dtype: Optional[torch.dtype] = None) -> dict[str, Tensor]:
+    """Named outputs of the reference/baseline (fill applied literally: no reset_mask);
+    with upstream gradients `up`, the gradients too (leaves cast to `dtype` when given)."""
+    if up is not None:
+        return gradients.recurrence_outputs(op, inputs, up, fn, dtype)
     o, ht = fn(op.step, *inputs.tensors(), initial_state=inputs.initial_state,
                output_final_state=True, cu_seqlens=inputs.cu_seqlens)
     return {"o": o, "ht": ht}
 
 
-def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend) -> Optional[str]:
+def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
+                       backward: bool = False) -> Optional[str]:
     """Why `spec` cannot run `config` on `backend` (mode capabilities first), or None."""
     reason = spec.unsupported_reason(dtype=config.torch_dtype, varlen=config.varlen,
-                                     initial_state=config.initial_state, backward=False,
+                                     initial_state=config.initial_state, backward=backward,
                                      interpreter=backend.interpreter)
     return reason or backend.dtype_unsupported_reason(config.torch_dtype)
 
@@ -209,17 +224,21 @@ class _Judge:
     ref: dict[str, Tensor]
     base: dict[str, Tensor]
     gate: float  # gate_mass of the case
+    up: Optional[gradients.Upstream] = None  # upstream gradients (backward cases)
+    scales: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
+    masses: dict[str, float] = field(default_factory=dict)  # per-output gate masses (dh0)
 
     def compare(self, name: str, kernel: Tensor) -> Comparison:
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
         return compare(name, kernel, self.base[name], self.ref[name], dtype=c.torch_dtype, steps=steps,
-                       gate=self.gate)
+                       gate=max(self.gate, self.masses.get(name, 0.0)), backward=name in gradients.GRADIENTS,
+                       scale=self.scales.get(name, 0.0))
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
               backend: Backend) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
-    reason = unsupported_reason(spec, config, backend)
+    reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
@@ -227,14 +246,17 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
         fn = spec.load()
         with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
             warnings.simplefilter("ignore", RuntimeWarning)
-            raw = fn(*inputs.mode_args(), **inputs.mode_kwargs())
+            if judge.up is None:
+                raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
+            else:
+                raw, grads = gradients.mode_outputs(fn, inputs, judge.up)
         if backend.device == "cuda":
             torch.cuda.synchronize()
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
         return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
     seconds = time.perf_counter() - start
-    out, problem = _named_outputs(raw, judge.ref)
+    out, problem = _named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
     comps = [judge.compare(name, out[name]) for name in judge.ref]
@@ -243,15 +265,18 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     return ModeResult(label, verdict, comps, loc, seconds=seconds), out
 
 
-def _named_outputs(raw: Any, ref: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
-    """Check a mode's return value against the reference shapes; ('', problem) on mismatch."""
+def _named_outputs(raw: Any, ref: dict[str, Tensor],
+                   grads: Optional[dict[str, Optional[Tensor]]] = None) -> tuple[dict[str, Tensor], str]:
+    """Check a mode's return value (and gradients) against the reference shapes;
+    ('', problem) on mismatch."""
     if not isinstance(raw, (tuple, list)) or len(raw) != 2:
         return {}, f"expected (o, final_state), got {type(raw).__name__}"
-    out = dict(zip(("o", "ht"), raw))
+    out = {**dict(zip(("o", "ht"), raw)), **(grads or {})}
     for name, want in ref.items():
         got = out.get(name)
         if not isinstance(got, Tensor):
-            what = "no final state" if name == "ht" else f"no tensor for {name}"
+            what = ("no final state" if name == "ht" else f"no gradient {name}" if name in gradients.GRADIENTS
+                    else f"no tensor for {name}")
             return {}, f"wrong output: {what} (got {type(got).__name__})"
         if tuple(got.shape) != tuple(want.shape):
             return {}, f"wrong output shape: {name} is {tuple(got.shape)}, expected {tuple(want.shape)}"
@@ -265,6 +290,8 @@ def _localize(comps: list[Comparison], out: dict[str, Tensor], ref: dict[str, Te
     failing.sort(key=lambda c: c.name in STATE_OUTPUTS)
     cmp = failing[0]
     k, r = out[cmp.name], ref[cmp.name]
+    if k.dim() == 3:  # per-head [B,T,H] gradients (dbeta, Gated DeltaNet's dg)
+        k, r = k[..., None], r[..., None]
     if cmp.name in STATE_OUTPUTS:
         return localize_state(cmp.name, k, r)
     loc = localize_output(cmp.name, k, r, cmp.bound_max_abs, config)

@@ -36,6 +36,7 @@ from fla_check.runner import CaseResult, ModeLike, OpLike, check_case, mode_labe
 from fla_check.strategies import SpaceOptions, case_configs
 
 CPU_MAX_SEQ_LEN = 130
+CPU_BACKWARD_MAX_SEQ_LEN = 80  # interpreted backward kernels cost ~5x the forward; still > one 64-chunk
 GPU_MAX_SEQ_LEN = 512
 
 
@@ -180,8 +181,10 @@ def default_dtypes(device: Optional[str] = None) -> tuple[str, ...]:
                  if backend.dtype_unsupported_reason(DTYPES[d]) is None)
 
 
-def default_max_seq_len(device: Optional[str] = None) -> int:
-    return CPU_MAX_SEQ_LEN if get_backend(device).interpreter else GPU_MAX_SEQ_LEN
+def default_max_seq_len(device: Optional[str] = None, backward: bool = False) -> int:
+    if get_backend(device).interpreter:
+        return CPU_BACKWARD_MAX_SEQ_LEN if backward else CPU_MAX_SEQ_LEN
+    return GPU_MAX_SEQ_LEN
 
 
 class _Evaluator:
@@ -196,8 +199,8 @@ class _Evaluator:
     counts: Callable[[CaseResult], Sequence[str]] = staticmethod(lambda case: case.failed_modes)
 
     def __init__(self, op, specs, device, budget: int, shrink_cases: int,
-                 progress: Optional[Callable[[ProgressEvent], None]]):
-        self.op, self.device = op, device
+                 progress: Optional[Callable[[ProgressEvent], None]], backward: bool = False):
+        self.op, self.device, self.backward = op, device, backward
         self.specs = {mode_label(s): s for s in specs}
         self.budget, self.shrink_cases, self.progress = budget, shrink_cases, progress
         self.cache: dict[CaseConfig, CaseResult] = {}
@@ -229,7 +232,8 @@ class _Evaluator:
         return time.perf_counter() - self.start
 
     def _evaluate(self, config: CaseConfig, labels: list[str]) -> CaseResult:
-        fresh = check_case(self.op, [self.specs[m] for m in labels], config, device=self.device)
+        fresh = check_case(self.op, [self.specs[m] for m in labels], config, device=self.device,
+                           backward=self.backward)
         result = self.cache.get(config)
         if result is None:
             result = self.cache[config] = fresh
@@ -256,7 +260,8 @@ class _Evaluator:
         """Re-run `case` with every mode (pairs included) if shrinking ran only some."""
         if list(case.modes) == list(self.specs) and len(case.pairs) == len(self.specs) * (len(self.specs) - 1) // 2:
             return
-        full = check_case(self.op, list(self.specs.values()), case.config, device=self.device)
+        full = check_case(self.op, list(self.specs.values()), case.config, device=self.device,
+                          backward=self.backward)
         case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
         case.seconds += full.seconds
 
@@ -272,7 +277,7 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
            profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
            progress: Optional[Callable[[ProgressEvent], None]] = None,
-           database_root: Optional[Path] = REPORTS_DIR,
+           database_root: Optional[Path] = REPORTS_DIR, backward: bool = False,
            failing: Optional[Callable[[CaseResult], Sequence[str]]] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
@@ -281,7 +286,9 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     restricts packing to reset masks filled with those values (the space the masking bug lives
     in); otherwise every packing is drawn with the default fills (plus the extreme ones in the
     nightly profile). `examples` overrides the profile's budget (per mode run); `seed` makes
-    the run depend on the seed alone. `progress` is called after every case.
+    the run depend on the seed alone. `progress` is called after every case. `backward`
+    checks the gradients too (:mod:`fla_check.gradients`; modes without backward are
+    UNSUPPORTED) and is recorded in the options.
     `failing(case)` names the modes that count as failing a case (default: those whose verdict
     failed); ``fla-check selftest`` counts a planted bug only where the clean kernel passes.
     """
@@ -290,12 +297,15 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     if not specs:
         raise ValueError("no modes to check")
     prof = get_profile(profile)
-    space = _space(op_spec.name, prof, dtypes, max_seq_len, mask_fills, device)
+    space = _space(op_spec.name, prof, dtypes, max_seq_len or default_max_seq_len(device, backward), mask_fills,
+                   device)
     labels = [mode_label(s) for s in specs]
     budget = prof.examples if examples is None else examples
     result = SearchResult(op=op_spec.name, modes=labels,
                           options=_options_json(space, prof.name, budget, seed, device))
-    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress)
+    if backward:
+        result.options["backward"] = True
+    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward)
     if failing is not None:
         evaluate.counts = failing
     shrunk: dict[str, CaseResult] = {}

@@ -184,6 +184,20 @@ def load_provider(spec: str) -> Provider:
     return _LOADED[spec]
 
 
+def load_missing_providers(mode_names: Sequence[str]) -> list[str]:
+    """Load, by entry-point name, the provider of each qualified mode name ('fla:chunk') whose
+    provider has no registered modes yet; returns the providers loaded. Bare and 'builtin:'
+    names are left alone; unknown names are the registry's business (ops.get_mode)."""
+    loaded = []
+    for name in mode_names:
+        provider = name.rpartition(":")[0]
+        registered = any(m.provider == provider for op in ops.OPS.values() for m in op.modes.values())
+        if provider and provider != "builtin" and not registered and provider not in loaded:
+            load_provider(provider)
+            loaded.append(provider)
+    return loaded
+
+
 def discover() -> list[Discovered]:
     """Every entry point of the group, resolved (not registered); unavailable ones carry their error."""
     found = []
@@ -205,5 +219,6 @@ def unload_provider(name: str) -> None:
 __all__ = [
     "ENTRY_POINT_GROUP", "Discovered", "DuplicateProviderModeError", "Provider", "ProviderError",
     "ProviderNotFoundError", "ProviderOpError", "ProviderSpecError", "ProviderTypeError",
-    "ProviderUnavailableError", "discover", "load_provider", "register", "resolve", "unload_provider",
+    "ProviderUnavailableError", "discover", "load_missing_providers", "load_provider", "register", "resolve",
+    "unload_provider",
 ]
