@@ -220,8 +220,10 @@ def gate_allowance(mass: float) -> float:
 
 
 def compare(name: str, kernel: Tensor, baseline: Tensor, ref: Tensor, *, dtype: torch.dtype,
-            steps: int, gate: float = 0.0, backward: bool = False, scale: float = 0.0) -> Comparison:
-    """Apply the verdict rule to one output. `dtype` is the kernel dtype, `steps` the
+            steps: int, gate: float = 0.0, backward: bool = False, scale: float = 0.0,
+            floor_dtype: Optional[torch.dtype] = None) -> Comparison:
+    """Apply the verdict rule to one output. `dtype` is the kernel dtype (`floor_dtype`, when
+    given, the dtype whose floors apply: see ModeSpec.floor_dtype), `steps` the
     accumulation length (longest sequence) that grows the absolute floor, `gate` the
     :func:`gate_mass` of the case's gate, `scale` the magnitude of the terms of a cancelling
     sum (module doc; 0: none)."""
@@ -229,8 +231,9 @@ def compare(name: str, kernel: Tensor, baseline: Tensor, ref: Tensor, *, dtype: 
     k, p = measure(kernel, ref), measure(baseline, ref)
     r = ref.detach().double()
     allowance = gate_allowance(gate)
-    bound_max = a * p.max_abs + abs_floor(r, dtype, steps) + allowance * _amax(r)
-    bound_rms = a * p.rel_rms + FLOORS[dtype].tau + allowance
+    floors = floor_dtype or dtype
+    bound_max = a * p.max_abs + abs_floor(r, floors, steps) + allowance * _amax(r)
+    bound_rms = a * p.rel_rms + FLOORS[floors].tau + allowance
     if scale > 0:
         cancel = FLOORS[torch.float32].floor_ulps * EPS32 * scale * math.sqrt(max(1, steps))
         bound_max += cancel

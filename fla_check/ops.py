@@ -38,6 +38,15 @@ class ModeSpec:
     backward_reason: str = ""
     description: str = ""
     interpreter_reason: str = ""  # non-empty: cannot run under the Triton interpreter, and why
+    fp32_dot: str = "ieee"  # "tf32": fp32 inputs hit tensor-core TF32 dots on GPU (10-bit mantissa)
+
+    def floor_dtype(self, dtype: torch.dtype, interpreter: bool) -> torch.dtype:
+        """The dtype whose verdict floors apply: a declared TF32 mode is judged at fp16-level
+        floors for fp32 inputs on a GPU (TF32 keeps fp16's 10-bit mantissa); the interpreter
+        computes exact fp32 dots, so there the fp32 floors stay."""
+        if dtype == torch.float32 and self.fp32_dot == "tf32" and not interpreter:
+            return torch.float16
+        return dtype
 
     @property
     def qualified(self) -> str:

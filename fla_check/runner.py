@@ -228,12 +228,12 @@ class _Judge:
     scales: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
     masses: dict[str, float] = field(default_factory=dict)  # per-output gate masses (dh0)
 
-    def compare(self, name: str, kernel: Tensor) -> Comparison:
+    def compare(self, name: str, kernel: Tensor, floor_dtype: Optional[torch.dtype] = None) -> Comparison:
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
         return compare(name, kernel, self.base[name], self.ref[name], dtype=c.torch_dtype, steps=steps,
                        gate=max(self.gate, self.masses.get(name, 0.0)), backward=name in gradients.GRADIENTS,
-                       scale=self.scales.get(name, 0.0))
+                       scale=self.scales.get(name, 0.0), floor_dtype=floor_dtype)
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
@@ -259,7 +259,8 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     out, problem = _named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
-    comps = [judge.compare(name, out[name]) for name in judge.ref]
+    floor_dtype = spec.floor_dtype(config.torch_dtype, backend.interpreter)
+    comps = [judge.compare(name, out[name], floor_dtype) for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     return ModeResult(label, verdict, comps, loc, seconds=seconds), out

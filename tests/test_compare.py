@@ -203,3 +203,25 @@ def test_planted_bug_margin(op, dtype, factor):
     result = _check(spec, ["chunk", "test:dropped"])
     assert result.modes["chunk"].score < 0.5
     assert result.modes["test:dropped"].score > factor
+
+
+def test_tf32_mode_gets_half_precision_floors_on_gpu_only():
+    """fla's chunk kernels use TF32 dots for fp32 inputs: a TF32-level error (~8.6e-4 measured on
+    an H100) fails the fp32 floors but passes the fp16-level ones it is then judged by; a seed
+    bug (error ~1) fails both."""
+    from fla_check.ops import ModeSpec
+
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(256, generator=gen, dtype=torch.float64)
+    base = ref.float()
+    tf32_like = (ref * (1 + 8.6e-4 * torch.randn(256, generator=gen, dtype=torch.float64))).float()
+    spec = ModeSpec("chunk", "x", lambda: None, fp32_dot="tf32")
+    assert spec.floor_dtype(torch.float32, interpreter=True) == torch.float32
+    assert spec.floor_dtype(torch.float16, interpreter=False) == torch.float16
+    on_gpu = spec.floor_dtype(torch.float32, interpreter=False)
+    assert on_gpu == torch.float16
+    judge = lambda k, fd: compare("o", k, base, ref, dtype=torch.float32, steps=16, floor_dtype=fd).verdict
+    assert judge(tf32_like, None) == Verdict.DIVERGED
+    assert judge(tf32_like, on_gpu) == Verdict.OK
+    assert judge(tf32_like * 0 + 1.0, on_gpu) == Verdict.DIVERGED
+    assert ModeSpec("chunk", "x", lambda: None).floor_dtype(torch.float32, interpreter=False) == torch.float32
