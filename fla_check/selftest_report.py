@@ -1,6 +1,7 @@
 """Rendering of ``fla-check selftest`` results and of the mutant catalog (rich tables)."""
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,20 +20,27 @@ def _num(x: float | int | None, digits: int = 1) -> str:
 
 def results_table(results: list[EntryResult]) -> Table:
     """One row per mutant and mode: caught, examples and seconds to the first killing case."""
-    table = Table(title="mutants (caught = a case the mutant fails and the clean mode passes)", title_justify="left")
-    for name, justify in (("mutant", "left"), ("op/mode", "left"), ("caught", "left"), ("examples", "right"),
-                          ("seconds", "right"), ("verdict", "left"), ("shrunk case (clean verdict on it)", "left")):
-        table.add_column(name, justify=justify, no_wrap=name in ("mutant", "op/mode"))
+    table = Table(title="caught = a case the mutant fails and the clean mode passes", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("mutant", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
+    table.add_column("caught")
+    table.add_column("examples", justify="right")
+    table.add_column("seconds", justify="right")
     for r in results:
         caught = "[green]yes[/]" if r.caught else "[bold red]NO[/]"
-        shrunk = f"{_short(r.shrunk)} ({r.shrunk_control or '-'})" if r.shrunk else (r.note or "-")
-        table.add_row(r.id, f"{r.op}/{r.mode}", caught, _num(r.examples), _num(r.seconds), r.verdict or "-", shrunk)
+        table.add_row(r.id, r.mode, caught, _num(r.examples), _num(r.seconds))
     return table
 
 
 def render_selftest(console: Console, result: SelftestResult) -> None:
-    """The results table, the misses with their reason, and the mutation score."""
+    """The results table, each shrunk case, the misses with their reason, and the mutation score."""
     console.print(results_table(result.results))
+    console.print("shrunk cases (mutant verdict on it; clean verdict on it):")
+    for r in result.results:
+        if r.shrunk:
+            console.print(f"  {r.id}: {r.shrunk_verdict} on {_short(r.shrunk)} (clean {r.mode}: {r.shrunk_control})",
+                          soft_wrap=True)
     for r in result.results:
         if not r.caught:
             console.print(f"[bold red]missed[/] {r.id} ({r.op}/{r.mode}): {r.note}")
