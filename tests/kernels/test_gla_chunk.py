@@ -1,7 +1,6 @@
 """builtin GLA chunk (fla's chunk_gla algorithm) vs the float64 reference; planted bug; packing."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fla_check.kernels  # noqa: F401  (selects the backend before triton)
 from fla_check.kernels.gla.chunk import gla_chunk
@@ -9,18 +8,7 @@ from fla_check.kernels.gla.recurrent import gla_recurrent
 from fla_check.mutate import load_mutant
 from fla_check.references import gla_step, reference
 
-
-def _inputs(B, T, H, K, V, n_states, seed=0, gate_norm=8.0):
-    gen = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
-    v = torch.randn(B, T, H, V, generator=gen)
-    g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen)) / gate_norm
-    h0 = torch.randn(n_states, H, K, V, generator=gen)
-    return q, k, v, g, h0
-
-
-def _rel_err(x, ref):
-    return ((x.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+from gla_inputs import make_inputs, rel_err
 
 
 CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm, chunk_size)
@@ -39,7 +27,7 @@ CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm, chunk_size)
 def _run(case):
     B, T, H, K, V, cu, use_h0, norm, bt = CASES[case]
     cu = None if cu is None else torch.tensor(cu)
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
+    q, k, v, g, h0 = make_inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
     return (q, k, v, g, h0 if use_h0 else None), cu, bt
 
 
@@ -52,8 +40,8 @@ def test_forward_matches_reference(case, dtype, tol):
     o, ht = gla_chunk(*(x.to(dtype) for x in (q, k, v)), g=g.to(dtype), initial_state=h0,
                       output_final_state=True, cu_seqlens=cu, chunk_size=bt)
     assert o.dtype == dtype and ht.dtype == torch.float32
-    assert _rel_err(o, ref_o) < tol
-    assert _rel_err(ht, ref_ht) < tol
+    assert rel_err(o, ref_o) < tol
+    assert rel_err(ht, ref_ht) < tol
 
 
 def _grads(fn, inputs, do, dht, dtype):
@@ -93,7 +81,7 @@ def test_backward_matches_reference_autograd(case, dtype, tol):
         tol = 1e-4
     for name, a, b in zip(("dq", "dk", "dv", "dg", "dh0"), got, want):
         assert a.dtype == dtype, name
-        assert _rel_err(a, b) < tol, (name, _rel_err(a, b))
+        assert rel_err(a, b) < tol, (name, rel_err(a, b))
 
 
 def test_backward_without_state_grads():
@@ -104,7 +92,7 @@ def test_backward_without_state_grads():
     ref = [x.double().requires_grad_() for x in (q, k, v, g)]
     reference(gla_step, *ref[:3], ref[3], None)[0].pow(2).sum().backward()
     for a, b in zip(leaves, ref):
-        assert _rel_err(a.grad, b.grad) < 1e-5
+        assert rel_err(a.grad, b.grad) < 1e-5
 
 
 def test_planted_bug_state_not_carried_is_caught():
@@ -113,17 +101,17 @@ def test_planted_bug_state_not_carried_is_caught():
     hides exactly this bug (fla RFC #891)."""
     mutant = load_mutant("fla_check.kernels.gla.chunk",
                          [("b_h *= tl.exp2(b_gl)[:, None]", "b_h *= 0.0")], tag="gla_no_carry")
-    q, k, v, g, h0 = _inputs(1, 70, 1, 32, 16, 1, gate_norm=20.0)
+    q, k, v, g, h0 = make_inputs(1, 70, 1, 32, 16, 1, gate_norm=20.0)
     ref_o, _ = reference(gla_step, q, k, v, g, None, initial_state=h0)
     good, _ = gla_chunk(q, k, v, g=g, initial_state=h0, chunk_size=16)
     bad, _ = mutant.gla_chunk(q, k, v, g=g, initial_state=h0, chunk_size=16)
-    assert _rel_err(good, ref_o) < 1e-5
-    assert _rel_err(bad, ref_o) > 0.1
+    assert rel_err(good, ref_o) < 1e-5
+    assert rel_err(bad, ref_o) > 0.1
 
 
 def _packed_row(fill):
     """One row packing two sequences; the second starts mid-chunk at t=20 (gate filled there)."""
-    q, k, v, g, _ = _inputs(1, 48, 1, 32, 32, 1, seed=3)
+    q, k, v, g, _ = make_inputs(1, 48, 1, 32, 32, 1, seed=3)
     reset = torch.zeros(1, 48, dtype=torch.bool)
     reset[0, 20] = True
     ref_o, _ = reference(gla_step, q, k, v, g, None, reset_mask=reset)
@@ -136,8 +124,8 @@ def test_packing_with_huge_fill_breaks_chunk_not_recurrent():
     o_chunk, _ = gla_chunk(q, k, v, g=g)
     o_rec, _ = gla_recurrent(q, k, v, g=g)
     assert torch.isfinite(o_chunk).all()  # silently wrong, not NaN
-    assert _rel_err(o_chunk, ref_o) > 0.1
-    assert _rel_err(o_rec, ref_o) < 1e-5
+    assert rel_err(o_chunk, ref_o) > 0.1
+    assert rel_err(o_rec, ref_o) < 1e-5
 
 
 @pytest.mark.parametrize("fill", [-torch.finfo(torch.float32).max, float("-inf")])
@@ -153,6 +141,6 @@ def test_packing_with_moderate_fill_is_accurate():
 
 
 def test_rejects_bad_chunk_size():
-    q, k, v, g, _ = _inputs(1, 4, 1, 16, 16, 1)
+    q, k, v, g, _ = make_inputs(1, 4, 1, 16, 16, 1)
     with pytest.raises(ValueError):
         gla_chunk(q, k, v, g=g, chunk_size=8)

@@ -1,24 +1,12 @@
 """builtin GLA recurrent (per-step Triton kernel): forward and backward vs the float64 reference."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 import fla_check.kernels  # noqa: F401  (selects the backend before triton)
 from fla_check.kernels.gla.recurrent import gla_recurrent
 from fla_check.references import gla_step, reference
 
-
-def _inputs(B, T, H, K, V, n_states, seed=0, gate_norm=8.0):
-    gen = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
-    v = torch.randn(B, T, H, V, generator=gen)
-    g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen)) / gate_norm
-    h0 = torch.randn(n_states, H, K, V, generator=gen)
-    return q, k, v, g, h0
-
-
-def _rel_err(x, ref):
-    return ((x.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+from gla_inputs import make_inputs, rel_err
 
 
 CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm)
@@ -35,7 +23,7 @@ CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm)
 def _run(case, dtype):
     B, T, H, K, V, cu, use_h0, norm = CASES[case]
     cu = None if cu is None else torch.tensor(cu)
-    q, k, v, g, h0 = _inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
+    q, k, v, g, h0 = make_inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
     return (q, k, v, g, h0 if use_h0 else None), cu
 
 
@@ -48,8 +36,8 @@ def test_forward_matches_reference(case, dtype, tol):
     o, ht = gla_recurrent(*(x.to(dtype) for x in (q, k, v)), g=g.to(dtype), initial_state=h0,
                           output_final_state=True, cu_seqlens=cu)
     assert o.dtype == dtype and ht.dtype == torch.float32
-    assert _rel_err(o, ref_o) < tol
-    assert _rel_err(ht, ref_ht) < tol
+    assert rel_err(o, ref_o) < tol
+    assert rel_err(ht, ref_ht) < tol
 
 
 def _grads(fn, inputs, do, dht, cu, dtype):
@@ -81,7 +69,7 @@ def test_backward_matches_reference_autograd(case, dtype, tol):
     want = _grads(_ref, (q, k, v, g, h0), do, dht, cu, torch.float64)
     for name, a, b in zip(("dq", "dk", "dv", "dg", "dh0"), got, want):
         assert a.dtype == dtype, name
-        assert _rel_err(a, b) < tol, (name, _rel_err(a, b))
+        assert rel_err(a, b) < tol, (name, rel_err(a, b))
 
 
 def test_backward_without_state_grads():
@@ -92,4 +80,4 @@ def test_backward_without_state_grads():
     ref = [x.double().requires_grad_() for x in (q, k, v, g)]
     reference(gla_step, *ref[:3], ref[3], None)[0].pow(2).sum().backward()
     for a, b in zip(leaves, ref):
-        assert _rel_err(a.grad, b.grad) < 1e-5
+        assert rel_err(a.grad, b.grad) < 1e-5
