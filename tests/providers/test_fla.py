@@ -18,6 +18,7 @@ from fla_check.mutate import load_mutant
 from fla_check.providers import ProviderUnavailableError, load_provider, resolve, unload_provider
 from fla_check.providers import fla as fla_provider
 from fla_check.references import reference
+from op_inputs import random_inputs
 
 HAVE_FLA = importlib.util.find_spec("fla") is not None and importlib.util.find_spec("einops") is not None
 needs_fla = pytest.mark.skipif(not HAVE_FLA, reason="fla-core not installed: "
@@ -41,16 +42,7 @@ def _interpreter() -> bool:
 
 def _inputs(op, *, B=1, T=12, H=2, K=20, V=12, n_states=1, dtype=torch.float32, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
-    v = torch.randn(B, T, H, V, generator=gen)
-    g = beta = None
-    if op == "gla":
-        g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen))
-    if op == "gated_delta":
-        g = F.logsigmoid(torch.randn(B, T, H, generator=gen))
-    if op != "gla":
-        k = F.normalize(k, dim=-1)
-        beta = torch.rand(B, T, H, generator=gen)
+    q, k, v, g, beta = random_inputs(op, B, T, H, K, V, gen)
     h0 = torch.randn(n_states, H, K, V, generator=gen)
     device = "cpu" if _interpreter() else "cuda"
     cast = [None if x is None else x.to(device, dtype) for x in (q, k, v, g, beta)]

@@ -4,23 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from fla_check.references import delta_step, gated_delta_step, gla_step, naive_baseline, reference
+from op_inputs import random_inputs
 
 STEPS = {"gla": gla_step, "delta": delta_step, "gated_delta": gated_delta_step}
 
 
 def _inputs(op, B=1, T=11, H=2, K=5, V=3, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
-    v = torch.randn(B, T, H, V, generator=gen)
-    g = beta = None
-    if op == "gla":
-        g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen))
-    if op == "gated_delta":
-        g = F.logsigmoid(torch.randn(B, T, H, generator=gen))
-    if op != "gla":
-        k = F.normalize(k, dim=-1)
-        beta = torch.rand(B, T, H, generator=gen)
-    return q, k, v, g, beta
+    return random_inputs(op, B, T, H, K, V, torch.Generator().manual_seed(seed))
 
 
 def _slice(x, s, e):
