@@ -11,7 +11,7 @@ import sys
 import traceback
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import click
 
@@ -201,14 +201,14 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     shard = _parse_shard(shard_text)
     from fla_check.gate import git_commit
     from fla_check.profiles import get_profile
-    from fla_check.report import default_report_path, make_console, render_run, write_report
+    from fla_check.report import SearchProgress, default_report_path, make_console, render_run, write_report
     from fla_check.search import search
     from fla_check.sharding import run_budget
 
     prof = get_profile(profile)
     examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
     path = report or default_report_path(op.name)
-    with _progress(no_color) as on_progress:
+    with SearchProgress(no_color) as on_progress:
         result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                         max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
                         progress=on_progress, backward=backward)
@@ -221,36 +221,6 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     if result.failed:
         sys.exit(EXIT_FAIL)
     sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
-
-
-class _progress:
-    """A rich progress bar on stderr fed by search's ProgressEvents."""
-
-    def __init__(self, no_color: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from fla_check.report import make_console
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=make_console(no_color=no_color, stderr=True),
-                            transient=True)
-        self.task = None
-
-    def __enter__(self) -> Callable:
-        self.bar.start()
-        return self.update
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-    def update(self, event: Any) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("searching", total=event.budget)
-        verb = "shrinking" if event.phase == "shrink" else "searching"
-        failing = f"; failing: {','.join(event.failing)}" if event.failing else ""
-        desc = f"{event.mode} {verb} ({event.examples} cases{failing})"
-        self.bar.update(self.task, completed=min(event.calls, event.budget), total=event.budget,
-                        description=desc)
 
 
 # -- replay ---------------------------------------------------------------------------------
@@ -422,10 +392,10 @@ def ut_transform(chunk_sizes, gated, dtypes, examples, seed, device, no_color, a
     if examples < 1:
         raise UsageFail(f"--examples must be >= 1, got {examples}")
     dtype_list = _parse_dtypes(dtypes, device)
-    from fla_check.report import make_console, render_ut
+    from fla_check.report import ChunkProgress, make_console, render_ut
     from fla_check.ut_check import check_ut
 
-    with _ut_progress(no_color or as_json) as on_progress:
+    with ChunkProgress(no_color or as_json) as on_progress:
         result = check_ut(sizes, gated=gated, dtypes=dtype_list, examples=examples, seed=seed, device=device,
                           progress=on_progress)
     if as_json:
@@ -446,31 +416,6 @@ def _parse_chunk_sizes(text: str) -> tuple[int, ...]:
     if bad or not sizes:
         raise UsageFail(f"--chunk-size must be a comma list of 16, 32, 64; got {text!r}")
     return sizes
-
-
-class _ut_progress:
-    """A transient rich progress bar on stderr, fed with (done, total) chunks."""
-
-    def __init__(self, quiet: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        from fla_check.report import make_console
-
-        self.bar = Progress(TextColumn("chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=make_console(no_color=quiet, stderr=True), transient=True, disable=quiet)
-        self.task = None
-
-    def __enter__(self) -> Callable[[int, int], None]:
-        self.bar.start()
-        return self.update
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
-
-    def update(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task("chunks", total=total)
-        self.bar.update(self.task, completed=done, total=total)
 
 
 # -- sweep-mask-values ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fla_check.gate import FAILING, METRICS, GateResult, Row
-from fla_check.report import fmt, make_console
+from fla_check.report import fmt, make_progress
 
 STATUS_STYLE = {"new failure": "bold red", "regressed": "bold red", "improved": "green", "same": "",
                 "not compared": "yellow"}
@@ -105,10 +105,7 @@ def render_gate(console: Console, result: GateResult, *, title: str = "fla-check
 @contextmanager
 def case_progress(quiet: bool) -> Iterator[Callable[[int, int], None]]:
     """A transient progress bar on stderr for re-run cases; yields update(done, total)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("re-running cases"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=make_console(no_color=quiet, stderr=True), transient=True, disable=quiet)
+    bar = make_progress("re-running cases", no_color=quiet, quiet=quiet)
     task = bar.add_task("cases", total=None)
 
     def update(done: int, total: int) -> None:

@@ -16,12 +16,13 @@ import shlex
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
@@ -42,6 +43,59 @@ def make_console(*, no_color: bool = False, stderr: bool = False, width: Optiona
     no_color = no_color or bool(os.environ.get("NO_COLOR"))
     return Console(stderr=stderr, no_color=no_color, highlight=False, width=width,
                    color_system=None if no_color else "auto")
+
+
+def make_progress(text: str = "{task.description}", *, no_color: bool = False,
+                  quiet: bool = False) -> Progress:
+    """A transient rich progress bar on stderr: label `text`, bar, done/total, elapsed time."""
+    return Progress(TextColumn(text), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=make_console(no_color=no_color, stderr=True), transient=True, disable=quiet)
+
+
+class ProgressFeed:
+    """Context manager around a started/stopped progress bar; entering yields ``self.update``."""
+
+    def __init__(self, bar: Progress):
+        self.bar = bar
+        self.task: Optional[TaskID] = None
+
+    def __enter__(self) -> Callable[..., None]:
+        self.bar.start()
+        return self.update
+
+    def __exit__(self, *exc) -> None:
+        self.bar.stop()
+
+    def update(self, *args: Any) -> None:
+        raise NotImplementedError
+
+
+class SearchProgress(ProgressFeed):
+    """A rich progress bar on stderr fed by search's ProgressEvents (``fla-check run``)."""
+
+    def __init__(self, no_color: bool):
+        super().__init__(make_progress(no_color=no_color))
+
+    def update(self, event: Any) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("searching", total=event.budget)
+        verb = "shrinking" if event.phase == "shrink" else "searching"
+        failing = f"; failing: {','.join(event.failing)}" if event.failing else ""
+        desc = f"{event.mode} {verb} ({event.examples} cases{failing})"
+        self.bar.update(self.task, completed=min(event.calls, event.budget), total=event.budget,
+                        description=desc)
+
+
+class ChunkProgress(ProgressFeed):
+    """A transient rich progress bar on stderr, fed with (done, total) chunks (``ut-transform``)."""
+
+    def __init__(self, quiet: bool):
+        super().__init__(make_progress("chunks", no_color=quiet, quiet=quiet))
+
+    def update(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("chunks", total=total)
+        self.bar.update(self.task, completed=done, total=total)
 
 
 def fmt(x: Optional[float]) -> str:
@@ -234,21 +288,34 @@ def default_report_path(op: str, kind: str = "run", root: Path = REPORTS_DIR) ->
     return root / f"{kind}-{op}-{stamp}-{os.getpid()}.json"
 
 
-def write_report(data: dict[str, Any], path: Path) -> Path:
-    """Write `data` as JSON atomically: a temporary file in the same folder, then os.replace."""
+def atomic_write(path: Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Call write(tmp) on a temporary file in path's folder, then os.replace it onto `path`.
+
+    The folder is created; on any error the temporary file is removed and the error re-raised.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_report(data: dict[str, Any], path: Path) -> Path:
+    """Write `data` as JSON atomically: a temporary file in the same folder, then os.replace."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+            f.write("\n")
+
+    return atomic_write(path, write)
 
 
 def read_report(path: Path) -> dict[str, Any]:

@@ -10,19 +10,16 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fla_check.cases import DTYPES
-from fla_check.report import fmt, make_console
+from fla_check.report import ProgressFeed, atomic_write, fmt, make_progress
 from fla_check.sweep import CONTROL, TOLERANCE_RULE, Cell, Outcome, SweepResult, effective_fill
 
 STYLE = {Outcome.OK: "green", Outcome.LEAK: "yellow", Outcome.DIVERGED: "bold red",
@@ -167,35 +164,15 @@ def write_plot(result: SweepResult, path: Path) -> Path:
     ax.set_yticks(range(len(result.values)), result.values, fontsize=7)
     ax.set_title(f"{result.op}: reset-mask fills vs per-segment float64 truth", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120), suffix=".png")
 
 
 # -- progress --------------------------------------------------------------------------------
-class SweepProgress:
+class SweepProgress(ProgressFeed):
     """A transient rich progress bar on stderr, fed with (done, total, label)."""
 
     def __init__(self, quiet: bool, no_color: bool = False):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=make_console(no_color=no_color, stderr=True), transient=True, disable=quiet)
-        self.task = None
-
-    def __enter__(self) -> Callable[[int, int, str], None]:
-        self.bar.start()
-        return self.update
-
-    def __exit__(self, *exc) -> None:
-        self.bar.stop()
+        super().__init__(make_progress(no_color=no_color, quiet=quiet))
 
     def update(self, done: int, total: int, label: str) -> None:
         if self.task is None:
