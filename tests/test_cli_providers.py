@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 from fla_check import ops
 from fla_check.cli import main
-from fla_check.providers import ENTRY_POINT_GROUP, unload_provider
+from fla_check.providers import unload_provider
+from fake_dist import install_fake_dist
 
 PROVIDERS = Path(__file__).parent / "providers"
 SPEC = "thirdparty_provider:provider"
@@ -24,15 +25,6 @@ def _clean(monkeypatch):
 
 def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _dist(tmp_path: Path, monkeypatch, entries: str) -> None:
-    """A fake installed distribution declaring `entries` in the providers group."""
-    info = tmp_path / "thirdparty_kernels-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-kernels\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entries}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
 
 
 def test_run_with_a_provider_checks_its_modes(tmp_path):
@@ -70,7 +62,7 @@ def test_provider_errors_are_one_line_usage_errors(command, spec, message):
 
 
 def test_qualified_mode_names_auto_load_entry_point_providers(tmp_path, monkeypatch):
-    _dist(tmp_path, monkeypatch, f"thirdparty = {SPEC}")
+    install_fake_dist(tmp_path, monkeypatch, f"thirdparty = {SPEC}")
     assert "thirdparty:ref" not in ops.get_op("gla").modes
     r = _run("run", "--op", "gla", "--modes", "thirdparty:ref", *FAST, "--report", tmp_path / "r.json")
     assert r.exit_code == 0, r.output
@@ -91,7 +83,7 @@ def test_fla_modes_load_the_fla_provider_by_name():
 
 
 def test_list_shows_loaded_and_discovered_providers(tmp_path, monkeypatch):
-    _dist(tmp_path, monkeypatch, f"thirdparty = {SPEC}\nbroken = thirdparty_provider:factory_raises")
+    install_fake_dist(tmp_path, monkeypatch, f"thirdparty = {SPEC}\nbroken = thirdparty_provider:factory_raises")
     r = _run("list", "--no-color")
     assert r.exit_code == 0, r.output
     assert ("thirdparty (available, entry point thirdparty_provider:provider): gla: thirdparty:ref, "

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from fla_check import ops
 from fla_check.providers import (
-    ENTRY_POINT_GROUP,
     DuplicateProviderModeError,
     Provider,
     ProviderError,
@@ -22,6 +21,7 @@ from fla_check.providers import (
     unload_provider,
 )
 from fla_check.references import reference
+from fake_dist import install_fake_dist
 
 HERE = Path(__file__).parent
 SPEC = "thirdparty_provider:provider"
@@ -32,15 +32,6 @@ def _clean(monkeypatch):
     monkeypatch.syspath_prepend(str(HERE))
     yield
     unload_provider("thirdparty")
-
-
-def _dist(tmp_path: Path, monkeypatch, entries: str) -> None:
-    """A fake installed distribution declaring `entries` in the providers group."""
-    info = tmp_path / "thirdparty_kernels-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-kernels\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entries}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
 
 
 def _gla_inputs(B=2, T=9, H=2, K=6, V=5):
@@ -102,7 +93,7 @@ def test_loading_is_idempotent():
 
 
 def test_entry_point_discovery(tmp_path, monkeypatch):
-    _dist(tmp_path, monkeypatch, f"thirdparty = {SPEC}\nbroken = thirdparty_provider:not_a_provider")
+    install_fake_dist(tmp_path, monkeypatch, f"thirdparty = {SPEC}\nbroken = thirdparty_provider:not_a_provider")
     found = {d.name: d for d in discover()}
     assert found["thirdparty"].provider.name == "thirdparty" and found["thirdparty"].error is None
     assert isinstance(found["broken"].error, ProviderTypeError) and found["broken"].provider is None
