@@ -39,11 +39,16 @@ class ModeSpec:
     description: str = ""
     interpreter_reason: str = ""  # non-empty: cannot run under the Triton interpreter, and why
     fp32_dot: str = "ieee"  # "tf32": fp32 inputs hit tensor-core TF32 dots on GPU (10-bit mantissa)
+    fp32_state: bool = False  # the state lives in fp32 throughout: the final state is judged at fp32 floors
 
-    def floor_dtype(self, dtype: torch.dtype, interpreter: bool) -> torch.dtype:
-        """The dtype whose verdict floors apply: a declared TF32 mode is judged at fp16-level
-        floors for fp32 inputs on a GPU (TF32 keeps fp16's 10-bit mantissa); the interpreter
-        computes exact fp32 dots, so there the fp32 floors stay."""
+    def floor_dtype(self, dtype: torch.dtype, interpreter: bool, output: str = "o") -> torch.dtype:
+        """The dtype whose verdict floors apply to `output`. A declared TF32 mode is judged at
+        fp16-level floors for fp32 inputs on a GPU (TF32 keeps fp16's 10-bit mantissa; the
+        interpreter computes exact fp32 dots). A mode that declares an fp32 state has its final
+        state ``ht`` (fp32 by contract) judged at fp32 floors whatever the input dtype: its only
+        half-precision rounding is in the inputs, which the baseline shares."""
+        if output == "ht" and self.fp32_state:
+            return torch.float32
         if dtype == torch.float32 and self.fp32_dot == "tf32" and not interpreter:
             return torch.float16
         return dtype
@@ -109,7 +114,7 @@ OPS: dict[str, OpSpec] = {
         description="Gated Linear Attention, per-key-channel log gate",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.gla.recurrent:gla_recurrent",
-                                  backward=True, description="per-step fused recurrence"),
+                                  backward=True, fp32_state=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gla.chunk:gla_chunk", backward=True,
                               description="chunk-local cumsum, sub-chunk blocks, state passing"),
             "fused_chunk": ModeSpec("fused_chunk", "builtin", f"{_K}.gla.fused_chunk:gla_fused_chunk",
@@ -122,7 +127,7 @@ OPS: dict[str, OpSpec] = {
         description="DeltaNet (delta rule, no gate)",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.delta.recurrent:delta_recurrent",
-                                  backward=True, description="per-step fused recurrence"),
+                                  backward=True, fp32_state=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
                               description="WY/UT transform by forward substitution, state passing"),
         },
@@ -133,7 +138,7 @@ OPS: dict[str, OpSpec] = {
         modes={
             "recurrent": ModeSpec("recurrent", "builtin",
                                   f"{_K}.gated_delta.recurrent:gated_delta_recurrent",
-                                  backward_reason=_NO_BWD, description="per-step fused recurrence"),
+                                  backward_reason=_NO_BWD, fp32_state=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, description="gated UT transform, state passing"),
         },

@@ -259,8 +259,8 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     out, problem = _named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
-    floor_dtype = spec.floor_dtype(config.torch_dtype, backend.interpreter)
-    comps = [judge.compare(name, out[name], floor_dtype) for name in judge.ref]
+    comps = [judge.compare(name, out[name], spec.floor_dtype(config.torch_dtype, backend.interpreter, name))
+             for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     return ModeResult(label, verdict, comps, loc, seconds=seconds), out

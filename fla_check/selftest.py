@@ -153,8 +153,6 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
         entry = EntryResult(mutant.id, mutant.kind, mutant.op, spec.name, caught=False,
                             search_seconds=round(result.seconds, 3), searched=len(result.cases))
         _find_kill(entry, result, label, controls[label], clock)
-        if not entry.caught and mutant.known_escape:
-            entry.note = f"{entry.note}; known escape: {mutant.known_escape}"
         _describe_shrunk(entry, result, label, controls[label])
         out.append(entry)
     return out

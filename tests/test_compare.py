@@ -225,3 +225,13 @@ def test_tf32_mode_gets_half_precision_floors_on_gpu_only():
     assert judge(tf32_like, on_gpu) == Verdict.OK
     assert judge(tf32_like * 0 + 1.0, on_gpu) == Verdict.DIVERGED
     assert ModeSpec("chunk", "x", lambda: None).floor_dtype(torch.float32, interpreter=False) == torch.float32
+
+
+def test_declared_fp32_state_judges_the_final_state_at_fp32_floors():
+    from fla_check.ops import ModeSpec
+
+    spec = ModeSpec("recurrent", "x", lambda: None, fp32_state=True)
+    assert spec.floor_dtype(torch.float16, interpreter=True, output="ht") == torch.float32
+    assert spec.floor_dtype(torch.bfloat16, interpreter=False, output="ht") == torch.float32
+    assert spec.floor_dtype(torch.float16, interpreter=True, output="o") == torch.float16
+    assert ModeSpec("chunk", "x", lambda: None).floor_dtype(torch.float16, True, "ht") == torch.float16

@@ -18,8 +18,6 @@ from fla_check.profiles import PROFILES
 from fla_check.runner import check_case
 from fla_check.selftest import run_mutant, run_selftest, run_usage
 
-CAUGHT = [m for m in MUTANTS if not m.known_escape]
-ESCAPES = [m for m in MUTANTS if m.known_escape]
 
 
 @pytest.fixture
@@ -27,7 +25,7 @@ def no_shrink(monkeypatch):
     monkeypatch.setitem(PROFILES, "ci", dataclasses.replace(PROFILES["ci"], shrink_cases=0))
 
 
-@pytest.mark.parametrize("mutant", CAUGHT, ids=lambda m: m.id)
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
 def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
     (r,) = run_mutant(mutant, profile="ci")
     assert r.caught, r.note
@@ -44,20 +42,23 @@ def test_mask_fill_flags_chunk_and_not_recurrent(case, no_shrink):
     assert r.mode == "chunk" and r.control_failures == 0 and "recurrent: OK" in r.shrunk_control
 
 
-@pytest.mark.parametrize("mutant", ESCAPES, ids=lambda m: m.id)
-def test_known_escapes_stay_inside_the_tolerance_but_far_from_clean(mutant):
-    """Why the fp16-state mutants escape on CPU: at the longest CPU sequence, no decay, their
-    error is far above the clean kernel's yet inside the fp16 bound. When the verdict rule
-    tightens (this test fails), drop their `known_escape`."""
+FP16_STATE = [m for m in MUTANTS if m.kind == "fp16-accumulator"]
+
+
+@pytest.mark.parametrize("mutant", FP16_STATE, ids=lambda m: m.id)
+def test_fp16_state_is_caught_on_the_fp32_final_state_with_margin(mutant):
+    """An fp16 state costs ~1e-3 rel-RMSE at T=130 (fp16, no decay): inside the fp16 floors of
+    `o`, but the recurrent modes declare an fp32 state, so `ht` is judged at fp32 floors, where
+    the clean kernel sits >= 10x inside its bound and the mutant >= 10x outside it."""
     (spec,) = mutant.mode_specs()
     gate = {} if mutant.op == "delta" else dict(zero_gate_frac=1.0)
     config = CaseConfig(op=mutant.op, dtype="float16", B=1, T=130, H=1, K=16, V=16, seed=0, **gate)
     r = check_case(mutant.op, [spec, "recurrent"], config)
     bad, clean = r.modes["mutant:recurrent"], r.modes["recurrent"]
-    assert not bad.verdict.failed
+    assert bad.verdict.failed and not clean.verdict.failed
     ht, clean_ht = (next(c for c in m.outputs if c.name == "ht") for m in (bad, clean))
-    assert 5e-4 < ht.kernel.rel_rms < ht.bound_rel_rms  # the fp32 final state is off by ~1e-3 ...
-    assert ht.kernel.rel_rms > 1000 * clean_ht.kernel.rel_rms  # ... where the clean one is exact
+    assert ht.kernel.rel_rms > 10 * ht.bound_rel_rms
+    assert clean_ht.kernel.rel_rms < 0.1 * clean_ht.bound_rel_rms
 
 
 def _cli(*args):
