@@ -21,7 +21,7 @@ def _num(x: float | int | None, digits: int = 1) -> str:
 def results_table(results: list[EntryResult]) -> Table:
     """One row per mutant and mode: caught, examples and seconds to the first killing case."""
     table = Table(title="caught = a case the mutant fails and the clean mode passes", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+                  box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     table.add_column("mutant", no_wrap=True)
     table.add_column("mode", no_wrap=True)
     table.add_column("caught")
@@ -39,8 +39,8 @@ def render_selftest(console: Console, result: SelftestResult) -> None:
     console.print("shrunk cases (mutant verdict on it; clean verdict on it):")
     for r in result.results:
         if r.shrunk:
-            console.print(f"  {r.id}: {r.shrunk_verdict} on {_short(r.shrunk)} (clean {r.mode}: {r.shrunk_control})",
-                          soft_wrap=True)
+            control = r.shrunk_control if ":" in r.shrunk_control else f"{r.mode}: {r.shrunk_control}"
+            console.print(f"  {r.id}: {r.shrunk_verdict} on {_short(r.shrunk)} (clean {control})", soft_wrap=True)
     for r in result.results:
         if not r.caught:
             console.print(f"[bold red]missed[/] {r.id} ({r.op}/{r.mode}): {r.note}")
