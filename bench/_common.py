@@ -162,20 +162,10 @@ class Bench:
 
     def write(self) -> None:
         self.data["seconds"] = round(self.elapsed(), 3)
-        _atomic(self.out / f"{self.name}.json", json.dumps(self.data, indent=1, default=_json_default))
-        _atomic(self.out / f"{self.name}.md", self.markdown())
+        from fla_check.report import atomic_write  # lazy: budgets count from this module's import
 
-
-def _json_default(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return str(x)
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        for suffix, text in ((".json", json.dumps(self.data, indent=1, default=str)), (".md", self.markdown())):
+            atomic_write(self.out / f"{self.name}{suffix}", lambda tmp, text=text: Path(tmp).write_text(text))
 
 
 def add_common_args(parser, *, budget: float, out: str = "bench_out") -> None:
