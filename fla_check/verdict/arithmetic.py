@@ -1,0 +1,80 @@
+"""What a mode declares about its arithmetic: the input of the error model (docs/verdict.md).
+
+A mode's baseline is computed from its declaration, so the bound a kernel is judged against
+grows only with rounding the kernel's algorithm really does:
+
+- ``algorithm``: ``"recurrent"`` (one step at a time, state in registers) or ``"chunk"``
+  (chunk-local gate cumsum, intra-chunk scores, inter-chunk state passing);
+- ``chunk``: the chunk length a chunk mode uses (16, 32, 64);
+- ``store``: the dtype its intermediates (UT inverse A, w, u, v_new, chunk states h, intra-chunk
+  scores) are stored in between kernels: ``"input"`` (the input dtype: fla) or ``"fp32"``;
+- ``dot``: how fp32 ``tl.dot`` operands are treated on a GPU: ``"ieee"`` (exact) or ``"tf32"``
+  (operands truncated to TF32, 10 mantissa bits, round toward zero, as measured on an H200);
+  half-precision dots are exact products with fp32 accumulation either way;
+- ``inverse``: the UT inverse's structure for delta-rule chunk modes: ``"substitution"`` (row by
+  row forward substitution, fp32) or ``"blocked"`` (16x16 diagonal blocks merged with dots at the
+  ``dot`` precision, as fla's solve_tril); None for ops without one;
+- ``state``: the dtype a recurrent mode keeps its state in (``"fp32"`` or ``"input"``).
+
+Under the Triton interpreter a ``"tf32"`` declaration is honoured only when the interpreter
+shim applies the truncation (:mod:`fla_check.backend`); otherwise dots are exact there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+ALGORITHMS = ("recurrent", "chunk")
+STORES = ("input", "fp32")
+DOTS = ("ieee", "tf32")
+INVERSES = (None, "substitution", "blocked")
+
+
+class DeclarationError(ValueError):
+    """A malformed arithmetic declaration."""
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """A mode's declared arithmetic (see the module doc)."""
+
+    algorithm: str = "recurrent"
+    chunk: int = 64
+    store: str = "fp32"
+    dot: str = "ieee"
+    inverse: Optional[str] = None
+    state: str = "fp32"
+
+    def __post_init__(self) -> None:
+        for name, value, valid in (("algorithm", self.algorithm, ALGORITHMS), ("store", self.store, STORES),
+                                   ("dot", self.dot, DOTS), ("inverse", self.inverse, INVERSES),
+                                   ("state", self.state, STORES)):
+            if value not in valid:
+                raise DeclarationError(f"arithmetic {name}={value!r}; valid: {', '.join(map(str, valid))}")
+        if self.chunk not in (16, 32, 64, 128):
+            raise DeclarationError(f"arithmetic chunk={self.chunk}; valid: 16, 32, 64, 128")
+
+    @property
+    def chunked(self) -> bool:
+        """Whether the mode takes a chunk-local cumulative sum of log-gates (gate allowance)."""
+        return self.algorithm == "chunk"
+
+    def with_dot(self, dot: str) -> "Arithmetic":
+        return replace(self, dot=dot)
+
+    def describe(self) -> str:
+        if self.algorithm == "recurrent":
+            return f"recurrent, {self.state} state"
+        inv = f", {self.inverse} inverse" if self.inverse else ""
+        return f"chunk {self.chunk}, stores {self.store}, {self.dot} fp32 dots{inv}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "chunk": self.chunk, "store": self.store, "dot": self.dot,
+                "inverse": self.inverse, "state": self.state}
+
+
+RECURRENT_FP32 = Arithmetic()
+# A user's kernel that declares nothing: judged as a chunk kernel that stores intermediates in
+# the input dtype and uses TF32 dots -- the loosest arithmetic fla itself uses, so an unknown
+# but honest chunk kernel is not a false alarm (docs/verdict.md, "Unknown kernels").
+UNKNOWN_DEFAULT = Arithmetic(algorithm="chunk", chunk=64, store="input", dot="tf32", inverse="blocked")
