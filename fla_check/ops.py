@@ -20,6 +20,7 @@ import torch
 
 from fla_check.references import delta_step, gated_delta_step, gla_step
 from fla_check.references.recurrence import StepFn
+from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 
 ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
@@ -40,6 +41,7 @@ class ModeSpec:
     interpreter_reason: str = ""  # non-empty: cannot run under the Triton interpreter, and why
     fp32_dot: str = "ieee"  # "tf32": fp32 inputs hit tensor-core TF32 dots on GPU (10-bit mantissa)
     fp32_state: bool = False  # the state lives in fp32 throughout: the final state is judged at fp32 floors
+    arithmetic: Arithmetic = RECURRENT_FP32  # declared arithmetic: what the error model's baseline emulates
 
     def floor_dtype(self, dtype: torch.dtype, interpreter: bool, output: str = "o") -> torch.dtype:
         """The dtype whose verdict floors apply to `output`. A declared TF32 mode is judged at
