@@ -1,53 +1,36 @@
-"""Metrics and the verdict rule (DESIGN.md, "Verdict rule").
+"""Metrics and the verdict rule: an error model (docs/verdict.md).
 
-For one named output with ``r`` = float64 reference, ``p`` = the naive recurrence in the kernel
-dtype (the precision baseline) and ``k`` = the kernel mode::
+For one named output with ``r`` = the float64 reference and ``k`` = the kernel mode, the
+*baseline* is the error the mode's declared arithmetic
+(:class:`~fla_check.verdict.arithmetic.Arithmetic`) makes on the same inputs, sampled by a
+Monte Carlo emulation (:mod:`fla_check.verdict.emulation`, :mod:`fla_check.verdict.baselines`):
+``s`` = the samples' largest rel-RMSE, ``m`` = their largest max-abs error. Then ::
 
     NONFINITE  if k has NaN/Inf where r is finite
-    DIVERGED   unless  max|k-r| <= a*max|p-r| + floor   and   relrms(k) <= a*relrms(p) + tau
+    DIVERGED   unless  relrms(k) <= a * s + TAU32 + cancel / rms(r)
+                  and  max|k-r| <= a_max * m + SLACK_ULPS * eps32 * max|r| * sqrt(L) + cancel
     OK         otherwise
 
-with ``relrms(x) = rms(x-r) / (rms(r) + 1e-8)`` (fla's ``get_err_ratio``), ``a = 2`` forward and
-``3`` backward. The floors are per kernel dtype (:data:`FLOORS`):
+with ``relrms(x) = rms(x-r) / (rms(r) + 1e-8)`` (fla's ``get_err_ratio``), ``a = 2``,
+``a_max = 3`` forward and ``3``, ``4`` backward (gradients: the backward kernels round on their
+own, which the emulation's autograd does not sample).
 
-    floor = floor_ulps * eps(dtype) * max|r| * sqrt(L)     (L = accumulation length in steps)
-    tau   = the rel-RMSE floor
+fp32 slack. ``TAU32`` and the max-abs term are fp32-sized whatever the dtype: every mode
+accumulates in fp32 in an order the emulation does not sample (``L`` = the longest sequence,
+a random walk over the steps that feed one output). They matter only where the sampled error
+is itself at fp32 level, and are 100x below a 0.3% error.
 
-``floor`` is a few ulps at the output's scale, grown like a random walk over the steps that
-feed one output; it only matters when the baseline happens to be (nearly) exact. ``tau`` sits
-near fla's own ratios for fp16/bf16 (0.004-0.008) and far below them for fp32.
+Cancelling sums (backward). The log-gate gradient ``dg`` is computed by every fast algorithm
+(recurrent and chunk) as a reverse cumulative sum of ``q*dq - k*dk``, terms much larger than
+the result, accumulated in fp32, while autograd on the emulation never forms them. For ``dg``
+the caller passes ``cancel_scale``, the magnitude of those terms
+(:func:`fla_check.gradients.cancellation_scales`), and both bounds grow by ::
 
-Gate allowance. Chunked algorithms hold a chunk-local cumulative log-gate ``G`` in fp32 and
-take differences ``G_i - G_j``; after a large offset (a mask fill of -1e4, say) those
-differences lose ``eps32 * |G|`` absolutely, whatever the kernel does right. That loss is the
-algorithm's, not a bug, so both bounds grow by ::
+    cancel = SLACK_ULPS * eps32 * cancel_scale * sqrt(L)     (max-abs; / rms(r) for rel-RMSE)
 
-    allowance = min(GATE_CAP, GATE_ULPS * eps32 * M)      (relative; times max|r| for max-abs)
-    M = max_i |G_i| * exp(g_i)   over steps i that are not first in their 64-step chunk
-
-``M`` only counts cumulative gates behind a non-negligible decay factor (strong decay is
-harmless: its differences multiply terms that are ~0). It is 0 for ops without a gate and
-for moderate gates, and capped at ``GATE_CAP`` (about fla's own ratios) so a fill that
-destroys the result (-0.1*finfo.max: error ~1) or a NaN is still flagged.
-Calibration on the built-in kernels: ``tests/test_compare.py::test_calibration_margins``.
-
-Cancelling sums (backward). Some gradients are computed by every fast algorithm as a sum of
-terms much larger than the result: the log-gate gradient ``dg`` is a reverse cumulative sum of
-``q*dq - k*dk`` (fla's identity, used by recurrent and chunk kernels alike, accumulated in
-fp32), while the autograd baseline never forms those terms. For such an output the caller
-passes ``scale``, the magnitude of the terms (:func:`fla_check.gradients.cancellation_scales`),
-and both bounds grow by the fp32 rounding of that sum ::
-
-    cancel = FLOORS[fp32].floor_ulps * eps32 * scale * sqrt(L)     (max-abs; / rms(r) for rel-RMSE)
-
-so ``dg = 0`` exactly (a gate that cannot matter, e.g. ``T = 1`` without states: relative
-error undefined, measured 4.8e-7 absolute in fp32) is not DIVERGED at rounding noise. fp32,
-not the kernel dtype: the kernel dtype's rounding is the baseline's business, and an fp16
-``eps`` here would hide a dg that is 20% off. The chunk kernels' loss under strong decay
-(fp32 rel. error 2.2e-5 at gate/0.1, the same algorithm as fla) is the gate allowance's
-(it scores 0.23 of the bound without ``cancel``). ``dh0``, every term of which is scaled by
-``exp(G_t)``, gets a gate mass of its own (:func:`fla_check.gradients.state_gate_masses`).
-Calibration: ``tests/test_gradients.py``.
+The gate cumsum's own rounding (what a -1e4 mask fill costs a chunk kernel: ``eps32 |G|`` in
+the exponent) is not an allowance: the emulation of a chunk mode rounds its cumsum and so
+samples it, scoped to the modes that take one; recurrent modes get none.
 """
 from __future__ import annotations
 
@@ -60,11 +43,12 @@ import torch
 from torch import Tensor
 
 A_FORWARD = 2.0
-GATE_CHUNK = 64
-GATE_ULPS = 4.0
-GATE_CAP = 1e-2
-EPS32 = torch.finfo(torch.float32).eps
+A_MAX_FORWARD = 3.0
 A_BACKWARD = 3.0
+A_MAX_BACKWARD = 4.0
+EPS32 = torch.finfo(torch.float32).eps
+TAU32 = 2e-5  # fp32 slack, rel-RMSE
+SLACK_ULPS = 8.0  # fp32 slack, max-abs: fp32 ulps at the output's scale times sqrt(L)
 RMS_EPS = 1e-8  # fla's get_err_ratio denominator guard
 
 
@@ -91,22 +75,6 @@ def worst(verdicts) -> Verdict:
     """The most severe verdict (UNSUPPORTED < OK < DIVERGED < NONFINITE < ERROR)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
-
-
-@dataclass(frozen=True)
-class Floors:
-    """Per-dtype absolute floor (in ulps at the output scale) and rel-RMSE floor."""
-
-    floor_ulps: float
-    tau: float
-
-
-# The documented table (see module doc). eps: fp32 1.2e-7, fp16 9.8e-4, bf16 7.8e-3.
-FLOORS: dict[torch.dtype, Floors] = {
-    torch.float32: Floors(floor_ulps=8.0, tau=2e-5),
-    torch.float16: Floors(floor_ulps=4.0, tau=3e-3),
-    torch.bfloat16: Floors(floor_ulps=4.0, tau=4e-3),
-}
 
 
 @dataclass(frozen=True)
@@ -146,14 +114,14 @@ class Comparison:
 
     name: str
     kernel: Metrics
-    baseline: Metrics
-    bound_max_abs: float  # a * baseline.max_abs + floor
-    bound_rel_rms: float  # a * baseline.rel_rms + tau
+    baseline: Metrics  # the sampled error of the declared arithmetic (m, s)
+    bound_max_abs: float  # a_max * m + slack (+ cancel)
+    bound_rel_rms: float  # a * s + TAU32 (+ cancel)
     verdict: Verdict
 
     @property
     def ratio(self) -> float:
-        """Kernel rel-RMSE over baseline rel-RMSE (how many times the baseline's error)."""
+        """Kernel rel-RMSE over the baseline's (how many times the declared arithmetic's error)."""
         return _ratio(self.kernel.rel_rms, self.baseline.rel_rms)
 
     @property
@@ -186,56 +154,19 @@ def _amax(ref: Tensor) -> float:
     return finite.abs().max().item() if finite.numel() else 0.0
 
 
-def abs_floor(ref: Tensor, dtype: torch.dtype, steps: int) -> float:
-    """floor_ulps * eps(dtype) * max|ref| * sqrt(steps) (ulps at the output scale, random walk)."""
-    return FLOORS[dtype].floor_ulps * torch.finfo(dtype).eps * _amax(ref) * math.sqrt(max(1, steps))
-
-
-def gate_mass(g: Optional[Tensor], cu_seqlens: Optional[Tensor] = None, chunk: int = GATE_CHUNK) -> float:
-    """M = max |G_i| * exp(g_i) over steps not first in their chunk (G: chunk-local cumsum,
-    restarting at varlen sequence starts). `g` is [B,T,H] or [B,T,H,K]; None gives 0."""
-    if g is None or g.numel() == 0:
-        return 0.0
-    g = g.detach().to(torch.float64)
-    if cu_seqlens is None:
-        return _chunk_mass(g, chunk)
-    bounds = cu_seqlens.tolist()
-    return max((_chunk_mass(g[:, s:e], chunk) for s, e in zip(bounds[:-1], bounds[1:]) if e > s), default=0.0)
-
-
-def _chunk_mass(g: Tensor, chunk: int) -> float:
-    B, T = g.shape[:2]
-    pad = (-T) % chunk
-    if pad:
-        g = torch.cat([g, g.new_full((B, pad) + tuple(g.shape[2:]), -math.inf)], 1)  # no mass
-    g = g.reshape((B, -1, chunk) + tuple(g.shape[2:]))
-    G = g.cumsum(2)
-    mass = (G.abs() * g.exp())[:, :, 1:].nan_to_num(nan=0.0, posinf=math.inf)
-    return float(mass.max()) if mass.numel() else 0.0
-
-
-def gate_allowance(mass: float) -> float:
-    """Relative error a chunked algorithm may lose to a cumulative log-gate of size `mass`."""
-    return min(GATE_CAP, GATE_ULPS * EPS32 * mass)
-
-
-def compare(name: str, kernel: Tensor, baseline: Tensor, ref: Tensor, *, dtype: torch.dtype,
-            steps: int, gate: float = 0.0, backward: bool = False, scale: float = 0.0,
-            floor_dtype: Optional[torch.dtype] = None) -> Comparison:
-    """Apply the verdict rule to one output. `dtype` is the kernel dtype (`floor_dtype`, when
-    given, the dtype whose floors apply: see ModeSpec.floor_dtype), `steps` the
-    accumulation length (longest sequence) that grows the absolute floor, `gate` the
-    :func:`gate_mass` of the case's gate, `scale` the magnitude of the terms of a cancelling
-    sum (module doc; 0: none)."""
-    a = A_BACKWARD if backward else A_FORWARD
-    k, p = measure(kernel, ref), measure(baseline, ref)
+def compare(name: str, kernel: Tensor, ref: Tensor, baseline: Metrics, *, steps: int,
+            backward: bool = False, cancel_scale: float = 0.0) -> Comparison:
+    """Apply the verdict rule (module doc) to one output: `baseline` is the sampled error
+    (max-abs m, rel-RMSE s) of the mode's declared arithmetic, `steps` the accumulation length
+    (longest sequence), `cancel_scale` the magnitude of the terms of a cancelling sum (dg)."""
+    a, a_max = (A_BACKWARD, A_MAX_BACKWARD) if backward else (A_FORWARD, A_MAX_FORWARD)
+    k = measure(kernel, ref)
     r = ref.detach().double()
-    allowance = gate_allowance(gate)
-    floors = floor_dtype or dtype
-    bound_max = a * p.max_abs + abs_floor(r, floors, steps) + allowance * _amax(r)
-    bound_rms = a * p.rel_rms + FLOORS[floors].tau + allowance
-    if scale > 0:
-        cancel = FLOORS[torch.float32].floor_ulps * EPS32 * scale * math.sqrt(max(1, steps))
+    walk = math.sqrt(max(1, steps))
+    bound_max = a_max * baseline.max_abs + SLACK_ULPS * EPS32 * _amax(r) * walk
+    bound_rms = a * baseline.rel_rms + TAU32
+    if cancel_scale > 0:
+        cancel = SLACK_ULPS * EPS32 * cancel_scale * walk
         bound_max += cancel
         bound_rms += cancel / (_rms(r) + RMS_EPS)
     if k.nonfinite:
@@ -244,7 +175,7 @@ def compare(name: str, kernel: Tensor, baseline: Tensor, ref: Tensor, *, dtype: 
         verdict = Verdict.OK
     else:
         verdict = Verdict.DIVERGED
-    return Comparison(name, k, p, bound_max, bound_rms, verdict)
+    return Comparison(name, k, baseline, bound_max, bound_rms, verdict)
 
 
 @dataclass(frozen=True)

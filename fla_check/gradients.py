@@ -14,7 +14,8 @@ ever read or accumulated (fla's ``test_delta.py::test_chunk_varlen`` compares gr
 themselves because its leaves' ``.grad`` is never cleared between the passes).
 
 - reference: float64 leaves through :func:`fla_check.references.reference`;
-- baseline: kernel-dtype leaves (fp32 ``h0``) through :func:`fla_check.references.naive_baseline`;
+- baseline: per-sample float64 leaves through the emulation of the mode's declared arithmetic
+  (:mod:`fla_check.verdict.baselines`);
 - a mode: NaN-guarded kernel-dtype leaves (:func:`fla_check.cases.guarded`) through its entry.
 """
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _grads(loss: Tensor, leaves: dict[str, Optional[Tensor]]) -> dict[str, Optio
 
 def recurrence_outputs(op: OpSpec, inputs: CaseInputs, up: Upstream, fn: Callable,
                        dtype: Optional[torch.dtype] = None) -> dict[str, Tensor]:
-    """o, ht and the gradients of the step-wise recurrence `fn` (reference or naive_baseline).
+    """o, ht and the gradients of the step-wise recurrence `fn` (the reference).
 
     `dtype` None keeps the kernel dtype (baseline; fp32 h0), else every leaf is cast to it.
     """
@@ -136,33 +137,3 @@ def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream
     if inputs.g.dim() == 3:
         terms, state = terms.sum(-1), state.sum(-1)
     return {"dg": max((float(x.max()) for x in (terms, state) if x.numel()), default=0.0)}
-
-
-def state_gate_masses(inputs: CaseInputs) -> dict[str, float]:
-    """Gate mass (see :func:`fla_check.compare.gate_mass`) for ``dh0``, whose every term is
-    scaled by ``exp(G_t)``, ``G_t`` the gate cumulated from the sequence start (h0 is decayed
-    from the first step on). Kernels form ``exp(G_t)`` from a rounded fp32 cumsum: relative
-    error ~ ``eps32 |G_t|`` on the term, and nothing undecayed sets the output's scale (unlike
-    ``o``, ``ht``, whose current ``k v^T`` term does). So the mass is, per sequence and head,
-    ``max_t,k |G_t| exp(G_t) / max_t,k exp(G_t)``: the relative error of the dominant terms
-    (measured: 6 fp32 ulps on chunk ``dh0`` at T=2, gate/0.01, above the 8-ulp floor's half).
-    """
-    g = inputs.g
-    if g is None or inputs.initial_state is None or g.shape[1] == 0:
-        return {}
-    g = g.detach().double()
-    if inputs.cu_seqlens is None:
-        rows = [g[b] for b in range(g.shape[0])]
-    else:
-        bounds = inputs.cu_seqlens.tolist()
-        rows = [g[0, s:e] for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
-    mass = 0.0
-    for row in rows:  # [T_n, H(, K)]
-        G = row.cumsum(0)
-        w = G.exp()
-        per_head = (G.abs() * w).flatten(2).amax((0, 2)) if G.dim() == 3 else (G.abs() * w).amax(0)
-        top = w.flatten(2).amax((0, 2)) if w.dim() == 3 else w.amax(0)
-        ok = top > 0
-        if bool(ok.any()):
-            mass = max(mass, float((per_head[ok] / top[ok]).max()))
-    return {"dh0": mass}

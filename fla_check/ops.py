@@ -22,6 +22,11 @@ from fla_check.references import delta_step, gated_delta_step, gla_step
 from fla_check.references.recurrence import StepFn
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 
+# What the built-in kernels do (read off their sources; docs/verdict.md):
+_GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and operands in the input dtype
+_GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 operands, TF32 dots for half inputs
+_DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")  # fp32 throughout
+
 ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
 
@@ -39,21 +44,8 @@ class ModeSpec:
     backward_reason: str = ""
     description: str = ""
     interpreter_reason: str = ""  # non-empty: cannot run under the Triton interpreter, and why
-    fp32_dot: str = "ieee"  # "tf32": fp32 inputs hit tensor-core TF32 dots on GPU (10-bit mantissa)
-    fp32_state: bool = False  # the state lives in fp32 throughout: the final state is judged at fp32 floors
+    triton: bool = True  # runs Triton kernels (built-ins, fla); False: plain torch, never limited by the interpreter
     arithmetic: Arithmetic = RECURRENT_FP32  # declared arithmetic: what the error model's baseline emulates
-
-    def floor_dtype(self, dtype: torch.dtype, interpreter: bool, output: str = "o") -> torch.dtype:
-        """The dtype whose verdict floors apply to `output`. A declared TF32 mode is judged at
-        fp16-level floors for fp32 inputs on a GPU (TF32 keeps fp16's 10-bit mantissa; the
-        interpreter computes exact fp32 dots). A mode that declares an fp32 state has its final
-        state ``ht`` (fp32 by contract) judged at fp32 floors whatever the input dtype: its only
-        half-precision rounding is in the inputs, which the baseline shares."""
-        if output == "ht" and self.fp32_state:
-            return torch.float32
-        if dtype == torch.float32 and self.fp32_dot == "tf32" and not interpreter:
-            return torch.float16
-        return dtype
 
     @property
     def qualified(self) -> str:
@@ -116,11 +108,11 @@ OPS: dict[str, OpSpec] = {
         description="Gated Linear Attention, per-key-channel log gate",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.gla.recurrent:gla_recurrent",
-                                  backward=True, fp32_state=True, description="per-step fused recurrence"),
+                                  backward=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gla.chunk:gla_chunk", backward=True,
-                              description="chunk-local cumsum, sub-chunk blocks, state passing"),
+                              arithmetic=_GLA_CHUNK, description="chunk-local cumsum, sub-chunk blocks, state passing"),
             "fused_chunk": ModeSpec("fused_chunk", "builtin", f"{_K}.gla.fused_chunk:gla_fused_chunk",
-                                    backward_reason="builtin:fused_chunk is forward only",
+                                    backward_reason="builtin:fused_chunk is forward only", arithmetic=_GLA_FUSED,
                                     description="one program per (batch, head), q*exp(G)/k*exp(-G), BT=16"),
         },
     ),
@@ -129,8 +121,9 @@ OPS: dict[str, OpSpec] = {
         description="DeltaNet (delta rule, no gate)",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.delta.recurrent:delta_recurrent",
-                                  backward=True, fp32_state=True, description="per-step fused recurrence"),
+                                  backward=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
+                              arithmetic=_DELTA_CHUNK,
                               description="WY/UT transform by forward substitution, state passing"),
         },
     ),
@@ -140,9 +133,9 @@ OPS: dict[str, OpSpec] = {
         modes={
             "recurrent": ModeSpec("recurrent", "builtin",
                                   f"{_K}.gated_delta.recurrent:gated_delta_recurrent",
-                                  backward_reason=_NO_BWD, fp32_state=True, description="per-step fused recurrence"),
+                                  backward_reason=_NO_BWD, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
-                              backward=True, description="gated UT transform, state passing"),
+                              backward=True, arithmetic=_DELTA_CHUNK, description="gated UT transform, state passing"),
         },
     ),
 }

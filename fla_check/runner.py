@@ -12,7 +12,8 @@ Semantics of one case:
 - reference: :func:`fla_check.references.reference` (float64) on the SAME inputs the kernels
   get; a mask-packed case is run with the filled gate as is (no ``reset_mask``), so the
   reference applies the fill literally and the verdict is about the kernel's arithmetic.
-- baseline: :func:`fla_check.references.naive_baseline` in the kernel dtype (fp32 accumulate).
+- baseline: per mode, the error of its declared arithmetic (``ModeSpec.arithmetic``) on the same
+  inputs, sampled by :mod:`fla_check.verdict.baselines` (one emulation per distinct declaration).
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -36,11 +37,12 @@ from torch import Tensor
 from fla_check.backend import Backend, get_backend
 from fla_check import gradients
 from fla_check.cases import CaseConfig, CaseInputs, build_case
-from fla_check.compare import (Agreement, Comparison, Metrics, Verdict, agreement, compare, gate_mass, json_float,
-                               measure, worst)
+from fla_check.compare import Agreement, Comparison, Metrics, Verdict, agreement, compare, json_float, worst
 from fla_check.localize import Localization, localize_output, localize_state
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
-from fla_check.references import naive_baseline, reference
+from fla_check.references import reference
+from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
 
 ModeLike = Union[str, ModeSpec]
 OpLike = Union[str, OpSpec]
@@ -135,9 +137,8 @@ class CaseResult:
     config: CaseConfig
     modes: dict[str, ModeResult]
     pairs: list[PairResult] = field(default_factory=list)
-    baseline: dict[str, Metrics] = field(default_factory=dict)  # baseline error per output
+    baseline: dict[str, Metrics] = field(default_factory=dict)  # the first judged mode's baseline, per output
     seconds: float = 0.0
-    gate_mass: float = 0.0  # see fla_check.compare.gate_mass
     backward: bool = False  # gradients were checked too
 
     @property
@@ -150,8 +151,7 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config.to_json(), "verdict": self.verdict.value,
-                "seconds": round(self.seconds, 4), "gate_mass": json_float(self.gate_mass),
-                "backward": self.backward,
+                "seconds": round(self.seconds, 4), "backward": self.backward,
                 "baseline": {k: m.to_json() for k, m in self.baseline.items()},
                 "modes": {k: r.to_json() for k, r in self.modes.items()},
                 "pairs": [p.to_json() for p in self.pairs]}
@@ -162,8 +162,7 @@ class CaseResult:
                    {k: ModeResult.from_json(r) for k, r in d.get("modes", {}).items()},
                    [PairResult.from_json(p) for p in d.get("pairs", [])],
                    {k: Metrics.from_json(m) for k, m in d.get("baseline", {}).items()},
-                   float(d.get("seconds", 0.0)), float(d.get("gate_mass", 0.0)),
-                   bool(d.get("backward", False)))
+                   float(d.get("seconds", 0.0)), bool(d.get("backward", False)))
 
 
 # -- one case --------------------------------------------------------------------------------
@@ -180,10 +179,8 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     inputs = build_case(config, backend.device)
     up = gradients.upstream(config, backend.device) if backward else None
     ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
-    base = _recurrence_outputs(op_spec, inputs, naive_baseline, up)
-    judge = _Judge(config, ref, base, gate_mass(inputs.g, inputs.cu_seqlens), up,
-                   gradients.cancellation_scales(inputs, ref, up) if up is not None else {},
-                   gradients.state_gate_masses(inputs) if up is not None else {})
+    judge = _Judge(config, op_spec, inputs, ref, up,
+                   gradients.cancellation_scales(inputs, ref, up) if up is not None else {})
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
@@ -192,8 +189,8 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         if out is not None:
             produced[label] = out
     pairs = _pairs(produced, ref, results)
-    baseline = {name: measure(base[name], ref[name]) for name in ref}
-    return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, judge.gate, backward)
+    baseline = next(iter(judge.scales.values()), {})
+    return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
 
 
 def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Optional[gradients.Upstream],
@@ -209,7 +206,8 @@ def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Option
 
 def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
                        backward: bool = False) -> Optional[str]:
-    """Why `spec` cannot run `config` on `backend` (mode capabilities first), or None."""
+    """Why `spec` cannot run `config` on `backend` (mode capabilities first), or None. The
+    backend's bf16 capability only limits modes that run Triton kernels (``spec.triton``)."""
     reason = spec.unsupported_reason(dtype=config.torch_dtype, varlen=config.varlen,
                                      initial_state=config.initial_state, backward=backward,
                                      interpreter=backend.interpreter)
@@ -218,22 +216,30 @@ def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
 
 @dataclass
 class _Judge:
-    """Reference and baseline outputs of one case, and how to judge a mode's outputs."""
+    """The reference outputs of one case, and how to judge a mode's outputs against them."""
 
     config: CaseConfig
+    op: OpSpec
+    inputs: CaseInputs
     ref: dict[str, Tensor]
-    base: dict[str, Tensor]
-    gate: float  # gate_mass of the case
     up: Optional[gradients.Upstream] = None  # upstream gradients (backward cases)
-    scales: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
-    masses: dict[str, float] = field(default_factory=dict)  # per-output gate masses (dh0)
+    cancel: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
+    scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
 
-    def compare(self, name: str, kernel: Tensor, floor_dtype: Optional[torch.dtype] = None) -> Comparison:
+    def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
+        """The sampled error of `arith` on this case, per output (computed once per declaration)."""
+        if arith not in self.scales:
+            c = self.config
+            samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
+                                       up=self.up)
+            self.scales[arith] = noise_scales(samples, self.ref)
+        return self.scales[arith]
+
+    def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
-        return compare(name, kernel, self.base[name], self.ref[name], dtype=c.torch_dtype, steps=steps,
-                       gate=max(self.gate, self.masses.get(name, 0.0)), backward=name in gradients.GRADIENTS,
-                       scale=self.scales.get(name, 0.0), floor_dtype=floor_dtype)
+        return compare(name, kernel, self.ref[name], self.baseline(arith)[name], steps=steps,
+                       backward=name in gradients.GRADIENTS, cancel_scale=self.cancel.get(name, 0.0))
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
@@ -259,8 +265,7 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     out, problem = _named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
-    comps = [judge.compare(name, out[name], spec.floor_dtype(config.torch_dtype, backend.interpreter, name))
-             for name in judge.ref]
+    comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     return ModeResult(label, verdict, comps, loc, seconds=seconds), out

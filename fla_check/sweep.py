@@ -11,10 +11,10 @@ references on the SAME inputs:
 - *truth*: :func:`~fla_check.references.reference` with ``reset_mask`` (each segment on its own);
 - *literal*: the same reference applying the fill as a plain gate (what ``fla-check run`` uses).
 
-Both judgements are :func:`fla_check.compare.compare` (the verdict rule), each against the
-same-dtype baseline run the same way as its reference: per segment with ``steps`` = the longest
-segment for the truth, unsplit with ``steps = T`` for the literal reference; the gate allowance
-comes from the filled gate the kernel sees (:func:`~fla_check.compare.gate_mass`). Per case:
+Both judgements are :func:`fla_check.compare.compare` (the verdict rule) with the mode's
+baseline: the error its declared arithmetic makes on the inputs the kernel sees (the filled
+gate; :mod:`fla_check.verdict.baselines`), scaled by the RMS of the reference it is judged
+against; ``steps`` = the longest segment for the truth, ``T`` for the literal reference. Per case:
 
     NONFINITE  NaN/Inf where the truth is finite
     OK         within tolerance of the truth
@@ -42,18 +42,20 @@ from torch import Tensor
 from fla_check import __version__
 from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, CaseConfig, CaseInputs, Fill, build_case, canonical_fill, dtype_name, resolve_fill
-from fla_check.compare import Comparison, Verdict, compare, gate_mass, json_float
+from fla_check.compare import Comparison, Metrics, Verdict, compare, json_float
 from fla_check.ops import ModeSpec, OpSpec
-from fla_check.references import naive_baseline, reference
+from fla_check.references import reference
+from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
 from fla_check.runner import ModeLike, OpLike, _named_outputs, mode_label, resolve_modes, resolve_op, unsupported_reason
 
 CONTROL = "cu_seqlens"
 DEFAULT_VALUES: tuple[str, ...] = ("-1", "-5", "-10", "-20", "-50", "-100", "-1e3", "-1e4", "-1e6",
                                    "-0.1max", "-max", "-inf")
 SHAPE = {"H": 1, "K": 16, "V": 16}  # per case; T is the sum of the layout's segments
-TOLERANCE_RULE = ("fla_check.compare.compare (a=2, per-dtype floors, gate allowance of the filled gate) vs "
-                  "the per-segment float64 truth, baseline = same-dtype recurrence per segment; LEAK when "
-                  "the same rule holds against the float64 reference applying the fill literally")
+TOLERANCE_RULE = ("fla_check.compare.compare (a=2, a_max=3, fp32 slack) vs the per-segment float64 truth, "
+                  "baseline = the sampled error of the mode's declared arithmetic on the filled inputs; LEAK "
+                  "when the same rule holds against the float64 reference applying the fill literally")
 
 
 class SweepError(ValueError):
@@ -361,25 +363,32 @@ def sweep(op: OpLike, modes: Optional[Sequence[ModeLike]] = None, *, dtypes: Opt
 
 @dataclass
 class _CaseJudge:
-    """One case's inputs, its references and baselines, and how to classify a mode on it."""
+    """One case's inputs and references, and how to classify a mode on it."""
 
+    op: OpSpec
     config: CaseConfig
     inputs: CaseInputs
     truth: dict[str, Tensor]
-    truth_base: dict[str, Tensor]
     literal: Optional[dict[str, Tensor]]  # None for the control (truth == literal)
-    literal_base: Optional[dict[str, Tensor]]
-    gate: float
+    scales: dict[Arithmetic, tuple[dict[str, Metrics], Optional[dict[str, Metrics]]]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, op: OpSpec, config: CaseConfig, device: str) -> "_CaseJudge":
         inputs = build_case(config, device)
-        split = dict(cu_seqlens=inputs.cu_seqlens, reset_mask=inputs.reset_mask)
-        truth, truth_base = (_outputs(op, inputs, fn, **split) for fn in (reference, naive_baseline))
-        literal = literal_base = None
-        if not config.varlen:
-            literal, literal_base = (_outputs(op, inputs, fn) for fn in (reference, naive_baseline))
-        return cls(config, inputs, truth, truth_base, literal, literal_base, gate_mass(inputs.g, inputs.cu_seqlens))
+        truth = _outputs(op, inputs, cu_seqlens=inputs.cu_seqlens, reset_mask=inputs.reset_mask)
+        literal = None if config.varlen else _outputs(op, inputs)
+        return cls(op, config, inputs, truth, literal)
+
+    def baseline(self, arith: Arithmetic) -> tuple[dict[str, Metrics], Optional[dict[str, Metrics]]]:
+        """The sampled error of `arith` on the inputs the kernel sees (the filled gate), scaled
+        by the truth's RMS and by the literal reference's (once per declaration)."""
+        if arith not in self.scales:
+            c = self.config
+            samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith))
+            exact = self.truth if self.literal is None else self.literal
+            self.scales[arith] = (noise_scales(samples, exact, self.truth),
+                                  None if self.literal is None else noise_scales(samples, exact))
+        return self.scales[arith]
 
     def run(self, mode: ModeSpec, index: int, backend) -> CaseOutcome:
         reason = unsupported_reason(mode, self.config, backend)
@@ -398,12 +407,13 @@ class _CaseJudge:
         out, problem = _named_outputs(raw, self.truth)
         if problem:
             return CaseOutcome(index, Outcome.ERROR, reason=problem, seconds=seconds)
-        return self.classify(out, index, seconds)
+        return self.classify(out, index, mode.arithmetic, seconds)
 
-    def classify(self, out: dict[str, Tensor], index: int, seconds: float = 0.0) -> CaseOutcome:
+    def classify(self, out: dict[str, Tensor], index: int, arith: Arithmetic, seconds: float = 0.0) -> CaseOutcome:
         """OK / NONFINITE / LEAK / DIVERGED of a mode's outputs (see the module doc)."""
         c = self.config
-        vs_truth = self._compare(out, self.truth, self.truth_base, c.max_segment_len())
+        vs_truth_scale, vs_literal_scale = self.baseline(arith)
+        vs_truth = _compare(out, self.truth, vs_truth_scale, c.max_segment_len())
         error = max(x.kernel.rel_rms for x in vs_truth)
         score = max(x.score for x in vs_truth)
         lit_error = None
@@ -414,18 +424,19 @@ class _CaseJudge:
         elif self.literal is None:
             outcome = Outcome.DIVERGED
         else:
-            vs_lit = self._compare(out, self.literal, self.literal_base, c.T)
+            vs_lit = _compare(out, self.literal, vs_literal_scale, c.T)
             lit_error = max(x.kernel.rel_rms for x in vs_lit)
             outcome = Outcome.LEAK if all(x.verdict is Verdict.OK for x in vs_lit) else Outcome.DIVERGED
         return CaseOutcome(index, outcome, error, score, lit_error, seconds=seconds)
 
-    def _compare(self, out: dict[str, Tensor], ref: dict[str, Tensor], base: dict[str, Tensor],
-                 steps: int) -> list[Comparison]:
-        dt = self.config.torch_dtype
-        return [compare(name, out[name], base[name], ref[name], dtype=dt, steps=steps, gate=self.gate)
-                for name in ref]
+
+def _compare(out: dict[str, Tensor], ref: dict[str, Tensor], scales: dict[str, Metrics],
+             steps: int) -> list[Comparison]:
+    return [compare(name, out[name], ref[name], scales[name], steps=steps) for name in ref]
 
 
-def _outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, **split: Any) -> dict[str, Tensor]:
-    o, ht = fn(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True, **split)
+def _outputs(op: OpSpec, inputs: CaseInputs, **split: Any) -> dict[str, Tensor]:
+    """The float64 reference's o and ht (split: cu_seqlens / reset_mask)."""
+    o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True,
+                      **split)
     return {"o": o, "ht": ht}

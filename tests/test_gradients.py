@@ -111,17 +111,6 @@ def test_reference_gradients_are_float64_and_baseline_in_the_kernel_dtype():
     assert 1e-5 < rel < 5e-3  # fp16 rounding, not a different function
 
 
-def test_dh0_gate_mass_is_the_relative_exponent_of_its_dominant_terms():
-    cfg = _cfg(T=3, K=2, V=2)
-    inputs = build_case(cfg)
-    inputs.g = torch.tensor([-15.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 1, 2).clone()
-    # G = -15, -16, -17: the dominant term (t=0) carries |G| = 15
-    assert gradients.state_gate_masses(inputs)["dh0"] == pytest.approx(15.0)
-    inputs.g = torch.zeros_like(inputs.g)
-    assert gradients.state_gate_masses(inputs)["dh0"] == 0.0
-    assert gradients.state_gate_masses(build_case(_cfg(initial_state=False))) == {}
-    assert gradients.state_gate_masses(build_case(_cfg("delta"))) == {}
-
 
 # -- verdicts (fast modes in plain PyTorch) ----------------------------------------------------
 @pytest.mark.parametrize("op, extra", [

@@ -9,6 +9,7 @@ import torch
 from _fake_modes import chunk_cumsum_gla, make_clean, raises
 from fla_check.cases import CaseError
 from fla_check.ops import ModeSpec, get_op
+from fla_check.verdict.arithmetic import RECURRENT_FP32
 from fla_check.sweep import (CONTROL, LAYOUTS, Cell, CaseOutcome, Outcome, SweepError, SweepResult, _CaseJudge,
                              case_config, case_layouts, effective_fill, fill_label, parse_value_list, parse_values,
                              sweep)
@@ -51,14 +52,14 @@ def _judge(fill, op="gla"):
 def test_classification_against_truth_and_literal_reference():
     judge = _judge(-1.0)
     f32 = lambda d: {k: v.float() for k, v in d.items()}  # noqa: E731
-    assert judge.classify(f32(judge.truth), 0).outcome is Outcome.OK
-    leak = judge.classify(f32(judge.literal), 0)  # a correct kernel applying a too-weak fill
+    assert judge.classify(f32(judge.truth), 0, RECURRENT_FP32).outcome is Outcome.OK
+    leak = judge.classify(f32(judge.literal), 0, RECURRENT_FP32)  # a correct kernel applying a too-weak fill
     assert leak.outcome is Outcome.LEAK and leak.error > 1e-2 and leak.literal_error < 1e-5
     noisy = {k: v.float() + 0.1 * torch.randn_like(v.float()) for k, v in judge.truth.items()}
-    assert judge.classify(noisy, 0).outcome is Outcome.DIVERGED
+    assert judge.classify(noisy, 0, RECURRENT_FP32).outcome is Outcome.DIVERGED
     nan = f32(judge.truth)
     nan["o"][0, 20] = math.nan
-    got = judge.classify(nan, 0)
+    got = judge.classify(nan, 0, RECURRENT_FP32)
     assert got.outcome is Outcome.NONFINITE and got.error == math.inf
 
 
@@ -66,7 +67,7 @@ def test_control_has_no_literal_reference_so_a_wrong_result_diverges():
     judge = _judge(CONTROL)
     assert judge.config.varlen and judge.literal is None
     wrong = {k: 1.01 * v.float() for k, v in judge.truth.items()}
-    assert judge.classify(wrong, 0).outcome is Outcome.DIVERGED
+    assert judge.classify(wrong, 0, RECURRENT_FP32).outcome is Outcome.DIVERGED
 
 
 def test_sweep_with_plain_pytorch_modes():

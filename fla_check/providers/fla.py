@@ -21,6 +21,10 @@ import torch
 from torch import Tensor
 
 from fla_check.ops import ModeSpec
+from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
+
+FLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="tf32")
+FLA_DELTA_CHUNK = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
 from fla_check.providers import Provider, ProviderError, ProviderUnavailableError
 
 NAME = "fla"
@@ -112,25 +116,29 @@ gated_delta_recurrent = _adapter("fused_recurrent_gated_delta_rule", "g", True)
 
 
 def _mode(name: str, fn: Callable[..., ModeOutput], *, dtypes: frozenset = ALL, backward: bool = True,
-          backward_reason: str = "", interpreter_reason: str = "", fp32_dot: str = "ieee",
+          backward_reason: str = "", interpreter_reason: str = "", arithmetic: Arithmetic = RECURRENT_FP32,
           description: str = "") -> ModeSpec:
     return ModeSpec(name, NAME, fn, dtypes=dtypes, backward=backward, backward_reason=backward_reason,
-                    interpreter_reason=interpreter_reason, fp32_dot=fp32_dot, description=description)
+                    interpreter_reason=interpreter_reason, arithmetic=arithmetic, description=description)
 
 
 def build() -> Provider:
     """The fla Provider (no fla import here)."""
-    # fla's chunk kernels run fp32 tl.dot at its default precision (TF32 on sm80+); measured on an
-    # H100: rel-RMSE 8.6e-4 with cu_seqlens and no fill (docs/fla-gpu.md), fp16-level, not fp32-level.
-    chunk = functools.partial(_mode, "chunk", interpreter_reason=CHUNK_ON_INTERPRETER, fp32_dot="tf32")
+    # fla 0.6.0's chunk kernels store h, A_inv, w, u, v_new in the input dtype, cast dot operands
+    # to it, run fp32 tl.dot at the default precision (TF32 on sm80+) and merge solve_tril's 16x16
+    # blocks with dots whose precision the autotuner picks (ieee or tf32: declared tf32, the
+    # looser of the two). Measured on an H100: rel-RMSE 8.6e-4 with fp32 inputs (docs/fla-gpu.md).
+    chunk = functools.partial(_mode, "chunk", interpreter_reason=CHUNK_ON_INTERPRETER, arithmetic=FLA_CHUNK)
+    delta_chunk_mode = functools.partial(_mode, "chunk", interpreter_reason=CHUNK_ON_INTERPRETER,
+                                         arithmetic=FLA_DELTA_CHUNK)
     recurrent = functools.partial(_mode, "recurrent")
     return Provider(NAME, {
         "gla": [chunk(gla_chunk, description="fla.ops.gla.chunk_gla"),
                 recurrent(gla_recurrent, description="fla.ops.gla.fused_recurrent_gla (gate as gk)")],
-        "delta": [chunk(delta_chunk, dtypes=NO_FP32,
+        "delta": [delta_chunk_mode(delta_chunk, dtypes=NO_FP32,
                         description="fla.ops.delta_rule.chunk_delta_rule (asserts no fp32)"),
                   recurrent(delta_recurrent, description="fla.ops.delta_rule.fused_recurrent_delta_rule")],
-        "gated_delta": [chunk(gated_delta_chunk, description="fla.ops.gated_delta_rule.chunk_gated_delta_rule"),
+        "gated_delta": [delta_chunk_mode(gated_delta_chunk, description="fla.ops.gated_delta_rule.chunk_gated_delta_rule"),
                         recurrent(gated_delta_recurrent, backward=False, backward_reason=GDN_RECURRENT_NO_BWD,
                                   description="fla.ops.gated_delta_rule.fused_recurrent_gated_delta_rule")],
     }, description="flash-linear-attention (fla-core) Triton kernels")

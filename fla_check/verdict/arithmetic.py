@@ -10,7 +10,8 @@ grows only with rounding the kernel's algorithm really does:
   scores) are stored in between kernels: ``"input"`` (the input dtype: fla) or ``"fp32"``;
 - ``dot``: how fp32 ``tl.dot`` operands are treated on a GPU: ``"ieee"`` (exact) or ``"tf32"``
   (operands truncated to TF32, 10 mantissa bits, round toward zero, as measured on an H200);
-  half-precision dots are exact products with fp32 accumulation either way;
+  ``"fp32-ieee"``: exact for fp32 inputs, TF32 for half inputs (the built-ins' ``dot_precision``);
+  half-precision operands are exact products with fp32 accumulation either way;
 - ``inverse``: the UT inverse's structure for delta-rule chunk modes: ``"substitution"`` (row by
   row forward substitution, fp32) or ``"blocked"`` (16x16 diagonal blocks merged with dots at the
   ``dot`` precision, as fla's solve_tril); None for ops without one;
@@ -26,7 +27,7 @@ from typing import Any, Optional
 
 ALGORITHMS = ("recurrent", "chunk")
 STORES = ("input", "fp32")
-DOTS = ("ieee", "tf32")
+DOTS = ("ieee", "tf32", "fp32-ieee")
 INVERSES = (None, "substitution", "blocked")
 
 
@@ -61,6 +62,10 @@ class Arithmetic:
 
     def with_dot(self, dot: str) -> "Arithmetic":
         return replace(self, dot=dot)
+
+    def tf32(self, half_inputs: bool) -> bool:
+        """Whether fp32-operand dots truncate to TF32 for inputs of this kind."""
+        return self.dot == "tf32" or (self.dot == "fp32-ieee" and half_inputs)
 
     def describe(self) -> str:
         if self.algorithm == "recurrent":

@@ -1,0 +1,83 @@
+"""A mode's baseline: the error its declared arithmetic makes on a case, sampled.
+
+:func:`baseline_samples` runs :func:`~fla_check.verdict.emulation.emulate` for a case (all
+``SAMPLES`` at once, each sample its own autograd leaves, so gradients come per sample) and
+:func:`noise_scales` reduces the samples to the two numbers the verdict scales by, per output:
+``s = max_j rms(e_j - x) / rms(r)`` and ``m = max_j max|e_j - x|`` where ``x`` is the exact
+answer of the problem the samples solve and ``r`` the reference the kernel is judged against
+(the same tensor in ``run``; the per-segment truth in ``sweep-mask-values``).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from fla_check.cases import CaseInputs
+from fla_check.compare import RMS_EPS, Metrics
+from fla_check.gradients import GRAD_NAMES, Upstream
+from fla_check.ops import OpSpec
+from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate
+
+_INPUTS = ("q", "k", "v", "g", "beta", "initial_state")
+_GRAD_SALT = 0x5DEECE66D
+
+
+def sample_seed(case_seed: int, arith: Arithmetic, truth: bool = False) -> int:
+    """The noise seed of a case and declaration (stable across processes: replays are exact)."""
+    tag = f"{arith.to_json()}|{truth}".encode()
+    return (case_seed * 1_000_003 + zlib.crc32(tag)) % 2**63
+
+
+def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
+                     up: Optional[Upstream] = None, truth: bool = False) -> dict[str, Tensor]:
+    """Named outputs (o, ht and, with `up`, the gradients) of the emulation, each with a
+    leading sample dimension. `truth`: run each reset-mask segment on its own."""
+    tensors = dict(zip(_INPUTS, (*inputs.tensors(), inputs.initial_state)))
+    leaves = {n: None if x is None else x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
+              for n, x in tensors.items()}
+    if up is not None:
+        for x in leaves.values():
+            if x is not None:
+                x.requires_grad_()
+    with torch.enable_grad() if up is not None else torch.no_grad():
+        o, ht = emulate(op.name, op.step, arith, *(leaves[n] for n in _INPUTS), inputs.cu_seqlens, dtype=dtype,
+                        seed=seed, reset_mask=inputs.reset_mask if truth else None)
+        out = {"o": o, "ht": ht}
+        if up is not None:
+            loss = (o * up.do).sum() + (ht * up.dht).sum()
+            present = {n: x for n, x in leaves.items() if x is not None}
+            grads = torch.autograd.grad(loss, list(present.values()), allow_unused=True)
+            rnd = Rounding(arith, dtype, seed ^ _GRAD_SALT, o.device)
+            for (n, x), d in zip(present.items(), grads):  # returned in the input's dtype (h0: fp32)
+                d = torch.zeros_like(x) if d is None else d
+                out[GRAD_NAMES[n]] = rnd.relative(d, U32) if n == "initial_state" else rnd.output(d)
+    return {n: x.detach() for n, x in out.items()}
+
+
+def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
+                 ref: Optional[dict[str, Tensor]] = None) -> dict[str, Metrics]:
+    """Per output: the samples' largest max-abs deviation from `exact` and largest RMS
+    deviation relative to rms(`ref`) (default: `exact`)."""
+    ref = exact if ref is None else ref
+    scales = {}
+    for name, x in exact.items():
+        if name not in samples:
+            continue
+        e = samples[name].double()
+        x64 = x.detach().double().to(e.device)
+        finite = torch.isfinite(x64)
+        if not bool(finite.any()):
+            scales[name] = Metrics(0.0, 0.0, 0)
+            continue
+        diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
+        diff = torch.nan_to_num(diff, nan=math.inf)
+        r = ref[name].detach().double()
+        rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item() if r.numel() else 0.0
+        rms = diff.square().sum(1).div(int(finite.sum())).sqrt().max().item()
+        scales[name] = Metrics(diff.abs().max().item(), rms / (rms_ref + RMS_EPS), 0)
+    return scales

@@ -1,0 +1,305 @@
+"""Monte Carlo emulation of a chunk mode's declared arithmetic: the baseline of chunk modes.
+
+The chunked algorithm (chunk-local gate cumsum, intra-chunk scores, UT transform for the delta
+rule, inter-chunk state passing) is run in float64 on the kernel's own inputs, ``SAMPLES`` times
+at once (a leading sample dimension), with random relative rounding noise ``x -> x (1 + d)``
+injected exactly where the declared arithmetic (:class:`~fla_check.verdict.arithmetic.Arithmetic`)
+rounds:
+
+==================  ================================================================  ==========
+point               what                                                              ``d``
+==================  ================================================================  ==========
+gate cumsum         chunk-local cumsum of log-gates, held in fp32                     U(+-2 u32)
+dot operand         ``store="input"`` with half inputs: the operand cast to the input     U(+-u_in)
+                    dtype; else an fp32 operand: TF32 truncation (``dot="tf32"``)     U(-2^-10,0]
+                    or fp32 (``"ieee"``)                                              U(+-u32)
+dot accumulation    fp32 accumulation of an n-term dot: ``u32 sqrt(n) (|a| @ |b|)``   U(+-1)
+store               intermediates (h, A_inv, w, u, v_new) in the declared store dtype  U(+-u_st)
+inverse             substitution: each row update in fp32; blocked: 16x16 blocks by   U(+-u32),
+                    substitution, merged with dots at the declared dot precision      operand
+output              o in the input dtype, the final state in fp32                     U(+-u_out)
+==================  ================================================================  ==========
+
+(``u`` = unit roundoff: 2^-24 fp32, 2^-11 fp16, 2^-8 bf16.) Log-gates are clamped at
+``-GATE_CLAMP`` before the cumsum: fills up to that size are modelled with their real fp32
+cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk kernel), larger
+ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
+
+The noise is seeded (replays are exact) and differentiable inputs flow through it: autograd on
+the emulation gives the baseline of the gradients. The float64 reference stays the simple
+step-wise loop of :mod:`fla_check.references`; this module only sizes the rounding a correct
+chunk kernel of the declared arithmetic cannot avoid.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from fla_check.references.recurrence import StepFn, run_recurrence
+from fla_check.verdict.arithmetic import Arithmetic
+
+SAMPLES = 16
+GATE_CLAMP = 1e5
+U32 = 2.0**-24
+TF32_TRUNC = 2.0**-10
+UNIT_ROUNDOFF = {torch.float32: U32, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+BLOCK = 16  # diagonal block of a blocked inverse
+
+
+class Rounding:
+    """Seeded rounding noise at the points a declared arithmetic rounds (module table)."""
+
+    def __init__(self, arith: Arithmetic, dtype: torch.dtype, seed: int, device: torch.device):
+        self.gen = torch.Generator(device="cpu").manual_seed(seed % 2**63)
+        self.device = device
+        self.u_in = UNIT_ROUNDOFF[dtype]
+        self.half = dtype != torch.float32
+        self.u_store = self.u_in if arith.store == "input" else U32
+        self.tf32 = arith.tf32(self.half)
+        # fp32-operand dots (blocked-inverse merges run on fp32 operands whatever the input dtype)
+        self.fp32_operand = (-TF32_TRUNC, 0.0) if self.tf32 else (-U32, U32)
+        # half inputs: a kernel that stores in the input dtype also casts dot operands to it;
+        # one that keeps fp32 intermediates dots fp32 operands
+        cast = self.half and arith.store == "input"
+        self.operand_range = (-self.u_in, self.u_in) if cast else self.fp32_operand
+
+    def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
+        d = torch.rand(x.shape, generator=self.gen, dtype=torch.float64) * (hi - lo) + lo
+        return x * (1.0 + d.to(x.device))
+
+    def relative(self, x: Tensor, u: float) -> Tensor:
+        return self._noise(x, -u, u)
+
+    def operand(self, x: Tensor, stored: bool = False) -> Tensor:
+        """A dot operand; `stored`: already held in the store dtype (no second rounding when
+        that is the half input dtype)."""
+        if stored and self.half and self.u_store == self.u_in:
+            return x
+        return self._noise(x, *self.operand_range)
+
+    def store(self, x: Tensor) -> Tensor:
+        return self.relative(x, self.u_store)
+
+    def output(self, x: Tensor) -> Tensor:
+        return self.relative(x, self.u_in)
+
+    def dot(self, a: Tensor, b: Tensor) -> Tensor:
+        """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
+        n = a.shape[-1]
+        acc = (a.abs() @ b.abs()) * (U32 * math.sqrt(max(1, n)))
+        d = torch.rand(acc.shape, generator=self.gen, dtype=torch.float64).to(acc.device) * 2 - 1
+        return a @ b + acc * d
+
+    def fp32_dot(self, a: Tensor, b: Tensor) -> Tensor:
+        """A dot on fp32 operands at the declared precision (inverse merges)."""
+        return self.dot(self._noise(a, *self.fp32_operand), self._noise(b, *self.fp32_operand))
+
+    def gate_cumsum(self, g: Tensor, chunk: int) -> Tensor:
+        """Chunk-local inclusive cumsum over dim 2 of [S,T',H(,K)] (T' a multiple of chunk)."""
+        S, T = g.shape[:2]
+        G = g.clamp(min=-GATE_CLAMP).reshape((S, T // chunk, chunk) + tuple(g.shape[2:])).cumsum(2)
+        return self.relative(G, 2 * U32).reshape(g.shape)
+
+
+def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor],
+            beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
+            dtype: torch.dtype, seed: int, scale: Optional[float] = None,
+            reset_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'delta', 'gated_delta';
+    `step` its reference step) computed by the algorithm `arith` declares, with rounding noise.
+
+    Every tensor input carries a leading sample dimension S and holds the kernel-dtype input
+    values in float64. `reset_mask` [B,T] splits rows into segments run on their own (state
+    zeroed at each marked step, as the reference's reset_mask), the truth of packing."""
+    S, B, T, H, K = q.shape
+    V = v.shape[-1]
+    scale = K**-0.5 if scale is None else scale
+    rnd = Rounding(arith, dtype, seed, q.device)
+    if arith.algorithm == "recurrent":
+        run = functools.partial(_recurrent_sequence, rnd, arith, step)
+    else:
+        run = functools.partial(_gla_sequence if op == "gla" else _delta_sequence, rnd, arith.chunk, arith)
+    o_rows: list[Tensor] = []
+    states = []
+    for n, (b, cuts) in enumerate(_spans(B, T, cu_seqlens, reset_mask)):
+        parts = []
+        state = None if h0 is None else h0[:, n]
+        for i, (s, e) in enumerate(cuts):
+            part = [None if x is None else x[:, b, s:e] for x in (q, k, v, g, beta)]
+            o_n, state = run(*part, state if i == 0 or reset_mask is None else None, scale)
+            parts.append(o_n)
+        if cu_seqlens is None:
+            o_rows.append(torch.cat(parts, 1))
+        else:
+            o_rows.extend(parts)
+        states.append(state if state is not None else q.new_zeros(S, H, K, V))
+    o = torch.cat(o_rows, 1)[:, None] if cu_seqlens is not None else torch.stack(o_rows, 1)
+    ht = torch.stack(states, 1) if states else q.new_zeros(S, 0, H, K, V)
+    return rnd.output(o), rnd.relative(ht, U32)
+
+
+def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
+           reset_mask: Optional[Tensor]) -> list[tuple[int, list[tuple[int, int]]]]:
+    """Per state (sequence): its batch row and its time spans [(start, end)], one span per
+    segment when a reset mask splits the row."""
+    if cu_seqlens is not None:
+        bounds = cu_seqlens.tolist()
+        return [(0, [(s, e)]) for s, e in zip(bounds[:-1], bounds[1:])]
+    spans = []
+    for b in range(B):
+        starts = [0] if reset_mask is None else [0] + [t for t in range(1, T) if bool(reset_mask[b, t])]
+        spans.append((b, list(zip(starts, starts[1:] + [T]))))
+    return spans
+
+
+def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale):
+    """One sequence [S,T,H,*] step by step (the samples as the batch), the state rounded at
+    every step in the declared state dtype."""
+    u_state = rnd.u_in if arith.state == "input" else U32
+    noisy = lambda S, *xs: rnd.relative(step(S, *xs), u_state)  # noqa: E731
+    o, ht = run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=h0, output_final_state=True)
+    return o, ht
+
+
+def _pad(x: Optional[Tensor], chunk: int) -> Optional[Tensor]:
+    """Zero-pad dim 1 (time) to a multiple of `chunk` (zero k, v, beta, g: the state is kept)."""
+    if x is None:
+        return None
+    pad = (-x.shape[1]) % chunk
+    return torch.cat([x, x.new_zeros((x.shape[0], pad) + tuple(x.shape[2:]))], 1) if pad else x
+
+
+def _chunks(x: Tensor, chunk: int) -> Tensor:
+    """[S,T',H,D] -> [S,NT,H,C,D] (or [S,T',H] -> [S,NT,H,C])."""
+    S, T = x.shape[:2]
+    x = x.reshape((S, T // chunk, chunk) + tuple(x.shape[2:]))
+    return x.transpose(2, 3)
+
+
+def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
+    """One GLA sequence [S,T,H,*]: chunk-local cumsum, intra scores, state passing."""
+    S, T, H, K = q.shape
+    V = v.shape[-1]
+    if T == 0:
+        return q.new_zeros(S, 0, H, V), (q.new_zeros(S, H, K, V) if h0 is None else h0)
+    q, k, v, g = (_pad(x, C) for x in (q, k, v, g))
+    qc, kc, vc = (_chunks(x, C) for x in (q, k, v))  # [S,NT,H,C,*]
+    G = _chunks(rnd.gate_cumsum(g, C), C)  # [S,NT,H,C,K]
+    A = rnd.operand(rnd.store(_gla_scores(rnd, rnd.operand(qc), rnd.operand(kc), G) * scale))
+    o_intra = rnd.dot(A, rnd.operand(vc))
+    qg = rnd.operand(qc * G.exp())
+    g_last = G[..., -1:, :]  # [S,NT,H,1,K]
+    kg = rnd.operand(kc * (g_last - G).exp())
+    h = q.new_zeros(S, H, K, V) if h0 is None else h0
+    o_inter = []
+    for c in range(qc.shape[1]):
+        hs = rnd.store(h)
+        o_inter.append(rnd.dot(qg[:, c], rnd.operand(hs, stored=True)) * scale)
+        h = rnd.relative(h * g_last[:, c, :, 0, :, None].exp() + rnd.dot(kg[:, c].transpose(-1, -2),
+                                                                          rnd.operand(vc[:, c])), U32)
+    o = (torch.stack(o_inter, 1) + o_intra) if o_inter else o_intra
+    return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
+
+
+def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
+    """Lower-triangular sum_k q_ik k_jk exp(G_ik - G_jk) over [...,C,K] chunks, by 16-row
+    sub-chunks as fla does: off-diagonal blocks as dots of (q_i exp(G_i - G_r)) and
+    (k_j exp(G_r - G_j)), r the sub-chunk's first row (both factors <= 1 for log-gates <= 0,
+    so nothing overflows), diagonal blocks elementwise with the exact exp(G_i - G_j)."""
+    C, K = q.shape[-2:]
+    bc = min(BLOCK, C)
+    ns = C // bc
+    sub = lambda x: x.reshape(x.shape[:-2] + (ns, bc, K))  # noqa: E731 - [...,NS,BC,K]
+    qs, ks, Gs = sub(q), sub(k), sub(G)
+    Gr = Gs[..., :, :1, :]  # first row of each sub-chunk [...,NS,1,K]
+    qf = qs * (Gs - Gr).exp()  # [...,NS(a),BC,K]
+    kf = ks[..., None, :, :, :] * (Gr[..., :, None, :, :] - Gs[..., None, :, :, :]).exp()  # [...,a,b,BC,K]
+    blocks = rnd.dot(qf[..., :, None, :, :], kf.transpose(-1, -2))  # [...,a,b,BC,BC]
+    keep = torch.ones(ns, ns, dtype=torch.bool, device=q.device).tril(-1)[:, :, None, None]
+    blocks = blocks * keep
+    lower = torch.ones(bc, bc, dtype=torch.bool, device=q.device).tril()
+    diff = (Gs[..., :, None, :] - Gs[..., None, :, :]).masked_fill(~lower[..., None], -math.inf)
+    diag = (qs[..., :, None, :] * ks[..., None, :, :] * diff.exp()).sum(-1)  # [...,NS,BC,BC]
+    eye = torch.eye(ns, dtype=torch.bool, device=q.device)[:, :, None, None]
+    blocks = torch.where(eye, diag[..., :, None, :, :], blocks)
+    return blocks.transpose(-3, -2).reshape(q.shape[:-2] + (C, C))
+
+
+def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
+    """One DeltaNet / Gated DeltaNet sequence [S,T,H,*]: UT transform, state passing, output."""
+    S, T, H, K = q.shape
+    V = v.shape[-1]
+    if T == 0:
+        return q.new_zeros(S, 0, H, V), (q.new_zeros(S, H, K, V) if h0 is None else h0)
+    q, k, v, g, beta = (_pad(x, C) for x in (q, k, v, g, beta))
+    qc, kc, vc = (_chunks(x, C) for x in (q, k, v))  # [S,NT,H,C,*]
+    bc = _chunks(beta, C)[..., None]  # [S,NT,H,C,1]
+    if g is None:
+        G = torch.zeros_like(bc)
+    else:
+        G = _chunks(rnd.gate_cumsum(g, C), C)[..., None]  # [S,NT,H,C,1]
+    lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    decay = (G - G.transpose(-1, -2)).masked_fill(~lower, -math.inf).exp()  # exp(G_i - G_j), j <= i
+    kb = rnd.operand(kc * bc)
+    A = rnd.relative(rnd.dot(kb, rnd.operand(kc).transpose(-1, -2)) * decay, U32).tril(-1)
+    A_inv = rnd.store(_inverse(rnd, arith, A))
+    w = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(kc * bc * G.exp())))
+    u = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(vc * bc)))
+    Aqk = rnd.operand((rnd.dot(rnd.operand(qc), rnd.operand(kc).transpose(-1, -2)) * decay).tril() * scale)
+    qg = rnd.operand(qc * G.exp())
+    g_last = G[..., -1:, :]
+    kg = rnd.operand(kc * (g_last - G).exp())
+    h = q.new_zeros(S, H, K, V) if h0 is None else h0
+    outs = []
+    for c in range(qc.shape[1]):
+        hs = rnd.store(h)
+        hs_op = rnd.operand(hs, stored=True)
+        v_new = rnd.store(u[:, c] - rnd.dot(rnd.operand(w[:, c], stored=True), hs_op))
+        vn_op = rnd.operand(v_new, stored=True)
+        outs.append(rnd.dot(qg[:, c], hs_op) * scale + rnd.dot(Aqk[:, c], vn_op))
+        h = rnd.relative(h * g_last[:, c, :, 0, :, None].exp() + rnd.dot(kg[:, c].transpose(-1, -2), vn_op), U32)
+    o = torch.stack(outs, 1)
+    return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
+
+
+def _inverse(rnd: Rounding, arith: Arithmetic, A: Tensor) -> Tensor:
+    """(I + A)^-1 for strictly lower-triangular A [...,C,C], by the declared structure."""
+    C = A.shape[-1]
+    if arith.inverse == "blocked" and C > BLOCK:
+        return _blocked_inverse(rnd, A)
+    return _substitution_inverse(rnd, A)
+
+
+def _substitution_inverse(rnd: Rounding, A: Tensor) -> Tensor:
+    """Row r of X = (I + A)^-1: e_r - A[r,:r] X[:r], each row rounded in fp32."""
+    C = A.shape[-1]
+    eye = torch.eye(C, dtype=A.dtype, device=A.device)
+    rows = [eye[0].expand(A.shape[:-2] + (C,))]
+    for r in range(1, C):
+        X = torch.stack(rows, -2)  # [...,r,C]
+        row = eye[r] - rnd.dot(A[..., r:r + 1, :r], X)[..., 0, :]
+        rows.append(rnd.relative(row, U32))
+    return torch.stack(rows, -2)
+
+
+def _blocked_inverse(rnd: Rounding, A: Tensor) -> Tensor:
+    """16x16 diagonal blocks by substitution, merged pairwise (16 -> 32 -> 64) with dots at
+    the declared precision: [[X1, 0], [-X2 A21 X1, X2]]."""
+    C = A.shape[-1]
+    blocks = [_substitution_inverse(rnd, A[..., i:i + BLOCK, i:i + BLOCK]) for i in range(0, C, BLOCK)]
+    size = BLOCK
+    while len(blocks) > 1:
+        merged = []
+        for j in range(0, len(blocks), 2):
+            X1, X2 = blocks[j], blocks[j + 1]
+            o = j * size
+            A21 = A[..., o + size:o + 2 * size, o:o + size]
+            X21 = -rnd.fp32_dot(X2, rnd.fp32_dot(A21, X1))
+            top = torch.cat([X1, torch.zeros_like(X1)], -1)
+            merged.append(torch.cat([top, torch.cat([X21, X2], -1)], -2))
+        blocks, size = merged, 2 * size
+    return blocks[0]
