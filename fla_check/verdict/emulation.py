@@ -15,8 +15,9 @@ dot operand         ``store="input"`` with half inputs: the operand cast to the 
                     or fp32 (``"ieee"``)                                              U(+-u32)
 dot accumulation    fp32 accumulation of an n-term dot: ``u32 sqrt(n) (|a| @ |b|)``   U(+-1)
 store               intermediates (h, A_inv, w, u, v_new) in the declared store dtype  U(+-u_st)
-inverse             substitution: each row update in fp32; blocked: 16x16 blocks by   U(+-u32),
-                    substitution, merged with dots at the declared dot precision      operand
+inverse             substitution: its backward error, every entry of A perturbed by    U(+-2 sqrt(n) u32)
+                    (n = rows); blocked: 16x16 blocks so, merged with dots at the     operand
+                    declared dot precision
 output              o in the input dtype, the final state in fp32                     U(+-u_out)
 ==================  ================================================================  ==========
 
@@ -242,13 +243,8 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
         G = torch.zeros_like(bc)
     else:
         G = _chunks(rnd.gate_cumsum(g, C), C)[..., None]  # [S,NT,H,C,1]
-    lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    decay = (G - G.transpose(-1, -2)).masked_fill(~lower, -math.inf).exp()  # exp(G_i - G_j), j <= i
-    kb = rnd.operand(kc * bc)
-    A = rnd.relative(rnd.dot(kb, rnd.operand(kc).transpose(-1, -2)) * decay, U32).tril(-1)
-    A_inv = rnd.store(_inverse(rnd, arith, A))
-    w = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(kc * bc * G.exp())))
-    u = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(vc * bc)))
+    decay = _decay(G)
+    _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, decay)
     Aqk = rnd.operand((rnd.dot(rnd.operand(qc), rnd.operand(kc).transpose(-1, -2)) * decay).tril() * scale)
     qg = rnd.operand(qc * G.exp())
     g_last = G[..., -1:, :]
@@ -266,6 +262,39 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
 
+def _decay(G: Tensor) -> Tensor:
+    """exp(G_i - G_j) for j <= i, else 0, from per-row cumulative gates [...,C,1]."""
+    C = G.shape[-2]
+    lower = torch.ones(C, C, dtype=torch.bool, device=G.device).tril()
+    return (G - G.transpose(-1, -2)).masked_fill(~lower, -math.inf).exp()
+
+
+def _ut_transform(rnd: Rounding, arith: Arithmetic, k: Tensor, v: Tensor, beta: Tensor, G: Tensor,
+                  decay: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A_inv = (I + strictly_lower(diag(beta) K K^T exp(G_i - G_j)))^-1, w = A_inv diag(beta exp(G)) K,
+    u = A_inv diag(beta) V, for chunks k [...,C,K], v [...,C,V], beta and G [...,C,1]."""
+    kb = rnd.operand(k * beta)
+    A = rnd.relative(rnd.dot(kb, rnd.operand(k).transpose(-1, -2)) * decay, U32).tril(-1)
+    A_inv = rnd.store(_inverse(rnd, arith, A))
+    w = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(k * beta * G.exp())))
+    u = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(v * beta)))
+    return A_inv, w, u
+
+
+def emulate_ut(arith: Arithmetic, k: Tensor, v: Tensor, beta: Tensor, g: Optional[Tensor], *,
+               dtype: torch.dtype, seed: int) -> dict[str, Tensor]:
+    """The UT transform of one chunk per head by `arith`, with rounding noise: inputs
+    k [S,H,n,K], v [S,H,n,V], beta [S,H,n], g [S,H,n] or None (float64, leading sample
+    dimension); returns A_inv [S,H,n,n], w, u (the chunk-local gate cumsum is taken here)."""
+    rnd = Rounding(arith, dtype, seed, k.device)
+    if g is None:
+        G = torch.zeros_like(beta)[..., None]
+    else:
+        G = rnd.relative(g.clamp(min=-GATE_CLAMP).cumsum(-1), 2 * U32)[..., None]
+    A_inv, w, u = _ut_transform(rnd, arith, k, v, beta[..., None], G, _decay(G))
+    return {"A_inv": A_inv, "w": w, "u": u}
+
+
 def _inverse(rnd: Rounding, arith: Arithmetic, A: Tensor) -> Tensor:
     """(I + A)^-1 for strictly lower-triangular A [...,C,C], by the declared structure."""
     C = A.shape[-1]
@@ -275,15 +304,13 @@ def _inverse(rnd: Rounding, arith: Arithmetic, A: Tensor) -> Tensor:
 
 
 def _substitution_inverse(rnd: Rounding, A: Tensor) -> Tensor:
-    """Row r of X = (I + A)^-1: e_r - A[r,:r] X[:r], each row rounded in fp32."""
-    C = A.shape[-1]
-    eye = torch.eye(C, dtype=A.dtype, device=A.device)
-    rows = [eye[0].expand(A.shape[:-2] + (C,))]
-    for r in range(1, C):
-        X = torch.stack(rows, -2)  # [...,r,C]
-        row = eye[r] - rnd.dot(A[..., r:r + 1, :r], X)[..., 0, :]
-        rows.append(rnd.relative(row, U32))
-    return torch.stack(rows, -2)
+    """(I + A)^-1 by fp32 forward substitution, as its backward error: the exact inverse of
+    I + A with every entry of A perturbed by U(+-2 sqrt(n) u32) (a triangular solve is
+    backward stable; Higham, Accuracy and Stability of Numerical Algorithms, Thm 8.5)."""
+    n = A.shape[-1]
+    eye = torch.eye(n, dtype=A.dtype, device=A.device)
+    noisy = rnd.relative(A, 2 * math.sqrt(n) * U32)
+    return torch.linalg.solve_triangular(eye + noisy, eye.expand(A.shape), upper=False, unitriangular=True)
 
 
 def _blocked_inverse(rnd: Rounding, A: Tensor) -> Tensor:
