@@ -211,7 +211,7 @@ def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
     reason = spec.unsupported_reason(dtype=config.torch_dtype, varlen=config.varlen,
                                      initial_state=config.initial_state, backward=backward,
                                      interpreter=backend.interpreter)
-    return reason or backend.dtype_unsupported_reason(config.torch_dtype)
+    return reason or backend.dtype_unsupported_reason(config.torch_dtype, triton=spec.triton)
 
 
 @dataclass
