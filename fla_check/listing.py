@@ -43,12 +43,13 @@ def _providers() -> list[dict[str, Any]]:
 
 
 def inventory(device: Optional[str] = None) -> dict[str, Any]:
-    """Everything `fla-check list` shows, as JSON-ready data (runs the bf16 dot probe)."""
+    """Everything `fla-check list` shows, as JSON-ready data (runs the bf16 and tf32 dot probes)."""
     backend = get_backend(device)
     return {
         "backend": {"device": backend.device, "interpreter": backend.interpreter,
                     "describe": backend.describe(), "bf16_dot_ok": backend.bf16_dot_ok,
-                    "bf16_dot_reason": backend.bf16_dot_reason},
+                    "bf16_dot_reason": backend.bf16_dot_reason, "bf16_dot": backend.describe_bf16(),
+                    "shim": backend.shim, "tf32_dots": backend.tf32_dots, "tf32": backend.describe_tf32()},
         "ops": [{"name": op.name, "description": op.description, "gate": op.gate, "beta": op.has_beta,
                  "mask_packing": op.supports_mask_packing,
                  "modes": [_mode_info(m, backend.interpreter) for m in op.modes.values()]}
@@ -64,8 +65,10 @@ def render_inventory(console, info: dict[str, Any]) -> None:
 
     b = info["backend"]
     console.print(f"[bold]backend[/]: {b['describe']}")
-    bf16 = "ok" if b["bf16_dot_ok"] else f"unsupported ({b['bf16_dot_reason']})"
-    console.print(f"  bf16 tl.dot probe: {bf16}", soft_wrap=True)
+    console.print(f"  bf16 tl.dot probe: {b['bf16_dot']}", soft_wrap=True, markup=False)
+    console.print(f"  fp32 tl.dot at tf32: {b['tf32']}", soft_wrap=True, markup=False)
+    if b["shim"] and b["shim"] != "installed":
+        console.print(f"  interpreter shim: {b['shim']}", soft_wrap=True, markup=False)
     table = Table(title="ops and modes", box=box.SIMPLE_HEAD, title_justify="left")
     for name in ("op", "mode", "dtypes", "varlen", "h0", "backward"):
         table.add_column(name, no_wrap=True)

@@ -44,14 +44,24 @@ def test_usage_errors_are_one_line_exit_2(args, message):
     assert len(lines) == 1 and lines[0].startswith("fla-check: error: ") and message in lines[0]
 
 
-def test_bf16_on_the_interpreter_is_explained():
-    from fla_check.backend import get_backend
+def test_unproven_bf16_is_explained(monkeypatch):
+    from fla_check import backend
 
-    if get_backend().bf16_dot_ok:
-        pytest.skip("bf16 works here")
+    reason = "bf16 tl.dot is wrong on this backend (the Triton interpreter ..., triton issue 11584)"
+    monkeypatch.setattr(backend, "get_backend", lambda device=None: backend.Backend("cpu", True, False, reason))
     r = _run("run", "--op", "gla", "--modes", "chunk", "--dtypes", "fp32,bf16")
     assert r.exit_code == 2 and "bfloat16 cannot be checked on cpu / Triton interpreter" in r.stderr
     assert "triton issue 11584" in r.stderr and "use --dtypes fp32,fp16 here" in r.stderr
+
+
+def test_bf16_runs_where_the_probe_proves_it():
+    from fla_check.backend import get_backend
+
+    if not get_backend().bf16_dot_ok:
+        pytest.skip("bf16 unproven here (test_unproven_bf16_is_explained)")
+    r = _run("run", "--op", "gla", "--modes", "test:clean", "--examples", 2, "--seed", 1, "--max-seq-len", 20,
+             "--dtypes", "bf16")
+    assert r.exit_code == 0, r.output
 
 
 def test_cuda_without_a_gpu_is_a_usage_error():
@@ -138,11 +148,15 @@ def test_no_color(tmp_path):
 def test_list():
     r = _run("list")
     assert r.exit_code == 0
-    for text in ("backend: cpu", "bf16 tl.dot probe", "gated_delta", "fused_chunk", "providers:", "test"):
+    for text in ("backend: cpu", "bf16 tl.dot probe", "fp32 tl.dot at tf32", "gated_delta", "fused_chunk",
+                 "providers:", "test"):
         assert text in r.stdout
     data = json.loads(_run("list", "--json").stdout)
     assert [o["name"] for o in data["ops"]] == ["gla", "delta", "gated_delta"]
-    assert data["backend"]["interpreter"] in (True, False) and "bf16_dot_ok" in data["backend"]
+    b = data["backend"]
+    assert b["interpreter"] in (True, False) and {"bf16_dot_ok", "bf16_dot", "shim", "tf32_dots", "tf32"} <= set(b)
+    if b["interpreter"] and b["bf16_dot_ok"]:
+        assert "bf16 tl.dot probe: ok via interpreter shim" in r.stdout and b["shim"] == "installed"
 
 
 # -- end to end on the built-in kernels (the issue's done-when, tiny budgets) -----------------
