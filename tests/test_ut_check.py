@@ -96,10 +96,20 @@ def test_planted_sign_flip_in_the_kernel_is_flagged(old, new):
 
 
 def test_fla_step_runs_or_is_reported_unsupported():
+    """fla's fp32 solve_tril runs its dots at TF32 (its first autotune config): exact where dots are
+    exact, TF32-level error (~1e-3, which the fp32 verdict flags) where they are truncated: on a
+    GPU, and on the interpreter with the shim's TF32 emulation (fla_check.backend)."""
+    from fla_check.backend import get_backend
+
     pytest.importorskip("fla")
     result = check_ut((16,), dtypes=("float32",), examples=1, seed=0, variants=[fla_variant()])
     s = _summary(result, "fla", "float32")
-    assert s.verdict is Verdict.OK or (s.verdict is Verdict.UNSUPPORTED and "interpreter" in s.reason), s
+    if s.verdict is Verdict.UNSUPPORTED:
+        assert "interpreter" in s.reason, s
+    elif get_backend().tf32_dots:
+        assert s.verdict in (Verdict.OK, Verdict.DIVERGED) and 1e-4 < s.max_rel < 1e-2, s
+    else:
+        assert s.verdict is Verdict.OK, s
 
 
 def _raising(exc, external):
