@@ -218,10 +218,10 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
     qs, ks, Gs = sub(q), sub(k), sub(G)
     Gr = Gs[..., :, :1, :]  # first row of each sub-chunk [...,NS,1,K]
     qf = qs * (Gs - Gr).exp()  # [...,NS(a),BC,K]
-    kf = ks[..., None, :, :, :] * (Gr[..., :, None, :, :] - Gs[..., None, :, :, :]).exp()  # [...,a,b,BC,K]
+    keep = torch.ones(ns, ns, dtype=torch.bool, device=q.device).tril(-1)[:, :, None, None]  # b < a
+    expo = (Gr[..., :, None, :, :] - Gs[..., None, :, :, :]).masked_fill(~keep, -math.inf)  # never exp(+big)
+    kf = ks[..., None, :, :, :] * expo.exp()  # [...,a,b,BC,K]
     blocks = rnd.dot(qf[..., :, None, :, :], kf.transpose(-1, -2))  # [...,a,b,BC,BC]
-    keep = torch.ones(ns, ns, dtype=torch.bool, device=q.device).tril(-1)[:, :, None, None]
-    blocks = blocks * keep
     lower = torch.ones(bc, bc, dtype=torch.bool, device=q.device).tril()
     diff = (Gs[..., :, None, :] - Gs[..., None, :, :]).masked_fill(~lower[..., None], -math.inf)
     diag = (qs[..., :, None, :] * ks[..., None, :, :] * diff.exp()).sum(-1)  # [...,NS,BC,BC]

@@ -1,0 +1,50 @@
+"""Baseline samples and the scales the verdict takes from them."""
+import math
+
+import pytest
+import torch
+
+from fla_check import gradients
+from fla_check.cases import CaseConfig, build_case
+from fla_check.ops import get_op
+from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
+from fla_check.verdict.baselines import EmulationError, baseline_samples, noise_scales, sample_seed
+from fla_check.verdict.emulation import SAMPLES
+
+
+def test_noise_scales_take_the_worst_sample():
+    exact = {"o": torch.ones(4, 4, dtype=torch.float64)}
+    samples = torch.ones(3, 4, 4, dtype=torch.float64)
+    samples[1, 0, 0] += 0.5
+    samples[2] += 0.01
+    s = noise_scales({"o": samples}, exact)["o"]
+    assert s.max_abs == pytest.approx(0.5)
+    assert s.rel_rms == pytest.approx(max(0.5 / 4, 0.01), rel=1e-6)
+    other = {"o": 2 * torch.ones(4, 4, dtype=torch.float64)}  # normalised by another reference's RMS
+    assert noise_scales({"o": samples}, exact, other)["o"].rel_rms == pytest.approx(s.rel_rms / 2, rel=1e-6)
+
+
+def test_a_nonfinite_baseline_is_an_error_not_an_infinite_bound():
+    exact = {"o": torch.ones(2, dtype=torch.float64)}
+    bad = torch.ones(3, 2, dtype=torch.float64)
+    bad[0, 1] = math.nan
+    with pytest.raises(EmulationError):
+        noise_scales({"o": bad}, exact)
+    exact["o"][1] = math.inf  # where the reference is not finite, nothing is asked
+    assert noise_scales({"o": bad}, exact)["o"].max_abs == 0.0
+
+
+def test_sample_seed_is_stable_and_depends_on_the_declaration():
+    a = Arithmetic("chunk", 64, store="input", dot="tf32")
+    assert sample_seed(3, a) == sample_seed(3, Arithmetic("chunk", 64, store="input", dot="tf32"))
+    assert len({sample_seed(3, a), sample_seed(4, a), sample_seed(3, RECURRENT_FP32), sample_seed(3, a, True)}) == 4
+
+
+def test_backward_samples_carry_every_gradient_rounded_like_the_kernel_returns_it():
+    cfg = CaseConfig(op="gated_delta", dtype="float16", B=1, T=20, H=1, K=16, V=16, initial_state=True, seed=1)
+    inputs, up = build_case(cfg), gradients.upstream(cfg)
+    out = baseline_samples(get_op("gated_delta"), Arithmetic("chunk", 16), inputs, torch.float16, 0, up=up)
+    assert set(out) == {"o", "ht", "dq", "dk", "dv", "dg", "dbeta", "dh0"}
+    assert all(x.shape[0] == SAMPLES and x.dtype == torch.float64 for x in out.values())
+    assert out["dq"].shape[1:] == inputs.q.shape and out["dh0"].shape[1:] == inputs.initial_state.shape
+    assert not torch.equal(out["dq"][0], out["dq"][1])

@@ -1,0 +1,163 @@
+"""The Monte Carlo emulation: exact without noise, noise where the declaration puts it, seeded."""
+import math
+
+import pytest
+import torch
+
+from fla_check.cases import CaseConfig, build_case
+from fla_check.ops import get_op
+from fla_check.references import reference
+from fla_check.verdict import emulation
+from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
+from fla_check.verdict.emulation import SAMPLES, emulate, emulate_ut
+
+FLA_LIKE = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
+EXACT_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
+
+
+def _samples(x):
+    return None if x is None else x.double()[None].expand((SAMPLES,) + tuple(x.shape))
+
+
+def _run(cfg: CaseConfig, arith: Arithmetic, truth: bool = False, seed: int = 0):
+    inputs = build_case(cfg)
+    op = get_op(cfg.op)
+    split = dict(reset_mask=inputs.reset_mask) if truth else {}
+    o_ref, ht_ref = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state,
+                              output_final_state=True, cu_seqlens=inputs.cu_seqlens, **split)
+    o, ht = emulate(cfg.op, op.step, arith, *(_samples(x) for x in inputs.tensors()), _samples(inputs.initial_state),
+                    inputs.cu_seqlens, dtype=cfg.torch_dtype, seed=seed,
+                    reset_mask=inputs.reset_mask if truth else None)
+    return o, ht, o_ref, ht_ref
+
+
+def _rel(x, ref):
+    return ((x - ref).square().mean().sqrt() / ref.square().mean().sqrt()).item()
+
+
+@pytest.fixture
+def no_noise(monkeypatch):
+    """Every rounding point rounds by 0: the emulation must be the exact chunked algorithm."""
+    monkeypatch.setattr(emulation.Rounding, "_noise", lambda self, x, lo, hi: x)
+    monkeypatch.setattr(emulation.Rounding, "dot", lambda self, a, b: a @ b)
+
+
+CORNERS = [
+    dict(op="gla", T=150, K=16, V=24, initial_state=True, gate_norm=0.1),
+    dict(op="gla", T=70, K=20, V=16, packing="mask", segments=((5, 1, 40, 24),), mask_fill=-1e4),
+    dict(op="gla", T=41, K=16, V=16, packing="varlen", segments=((0, 1, 17, 0, 23),), initial_state=True),
+    dict(op="delta", T=130, K=16, V=16, beta_max=2.0, initial_state=True),
+    dict(op="delta", T=41, K=16, V=8, packing="varlen", segments=((20, 0, 21),)),
+    dict(op="gated_delta", T=100, K=16, V=16, beta_max=2.0, gate_norm=0.01, initial_state=True),
+    dict(op="gated_delta", T=66, K=16, V=16, packing="mask", segments=((3, 30, 33),), mask_fill=-20.0),
+]
+
+
+@pytest.mark.parametrize("corner", CORNERS, ids=lambda c: f"{c['op']}-{c['T']}")
+@pytest.mark.parametrize("arith", [RECURRENT_FP32, FLA_LIKE, Arithmetic("chunk", 16, inverse="substitution")],
+                         ids=["recurrent", "chunk64-blocked", "chunk16"])
+def test_without_noise_the_emulation_is_the_reference(no_noise, corner, arith):
+    cfg = CaseConfig(dtype="float32", B=1 if corner.get("packing") in ("varlen", "mask") else 2, H=2, seed=4,
+                     **{k: v for k, v in corner.items()})
+    o, ht, o_ref, ht_ref = _run(cfg, arith)
+    assert torch.allclose(o[0], o_ref, rtol=1e-9, atol=1e-10)
+    assert torch.allclose(ht[0], ht_ref, rtol=1e-9, atol=1e-10)
+
+
+def test_truth_runs_each_reset_segment_on_its_own(no_noise):
+    cfg = CaseConfig(op="gla", dtype="float32", B=1, T=70, H=1, K=16, V=16, packing="mask",
+                     segments=((5, 1, 40, 24),), mask_fill=-1.0, initial_state=True, seed=2)
+    o, ht, o_ref, ht_ref = _run(cfg, FLA_LIKE, truth=True)
+    assert torch.allclose(o[0], o_ref, rtol=1e-9, atol=1e-10) and torch.allclose(ht[0], ht_ref, rtol=1e-9)
+    o_lit, *_ = _run(cfg, FLA_LIKE)
+    assert _rel(o_lit[0], o_ref) > 1e-3  # a -1 fill leaks: the literal problem is another one
+
+
+@pytest.mark.parametrize("dtype, arith, lo, hi", [
+    ("float32", EXACT_CHUNK, 1e-8, 2e-5),  # fp32 everywhere: fp32-level noise
+    ("float32", FLA_LIKE, 3e-4, 2e-2),  # TF32 operands
+    ("bfloat16", RECURRENT_FP32, 1e-3, 5e-3),  # only o's rounding to bf16
+    ("bfloat16", FLA_LIKE, 3e-3, 3e-2),  # stores and operands in bf16 too
+])
+def test_noise_size_follows_the_declaration(dtype, arith, lo, hi):
+    cfg = CaseConfig(op="gated_delta", dtype=dtype, B=1, T=100, H=2, K=32, V=32, beta_max=2.0, seed=3)
+    o, ht, o_ref, ht_ref = _run(cfg, arith)
+    worst = max(_rel(o[s], o_ref) for s in range(SAMPLES))
+    assert lo < worst < hi, worst
+
+
+def test_recurrent_arithmetic_keeps_the_final_state_at_fp32():
+    cfg = CaseConfig(op="gla", dtype="bfloat16", B=1, T=60, H=1, K=16, V=16, seed=1)
+    _, ht, _, ht_ref = _run(cfg, RECURRENT_FP32)
+    assert max(_rel(ht[s], ht_ref) for s in range(SAMPLES)) < 1e-5
+    _, ht16, _, _ = _run(cfg, Arithmetic(state="input"))
+    assert max(_rel(ht16[s], ht_ref) for s in range(SAMPLES)) > 1e-3
+
+
+def test_a_large_fill_is_sampled_up_to_the_clamp_only():
+    """A -1e4 fill costs a chunk kernel eps32*|G| in the exponent (sampled); -0.1*finfo.max is
+    clamped to -GATE_CLAMP, so the emulation's error stays small and the kernel's (~1) is flagged."""
+    base = dict(op="gla", dtype="float32", B=1, T=64, H=1, K=16, V=16, packing="mask",
+                segments=((10, 54),), seed=5, gate_norm=10.0)
+    errs = {}
+    for fill in (-20.0, -1e4, "-0.1max"):
+        o, _, o_ref, _ = _run(CaseConfig(mask_fill=fill, **base), EXACT_CHUNK)
+        errs[fill] = max(_rel(o[s], o_ref) for s in range(SAMPLES))
+    assert errs[-20.0] < 1e-5 < errs[-1e4] < 1e-2
+    assert errs["-0.1max"] < 0.05
+    assert emulation.GATE_CLAMP * emulation.U32 < 0.01
+
+
+def test_recurrent_modes_get_no_gate_cumsum_noise():
+    cfg = CaseConfig(op="gla", dtype="float32", B=1, T=64, H=1, K=16, V=16, packing="mask",
+                     segments=((10, 54),), seed=5, mask_fill=-1e4)
+    o, _, o_ref, _ = _run(cfg, RECURRENT_FP32)
+    assert max(_rel(o[s], o_ref) for s in range(SAMPLES)) < 1e-6
+
+
+def test_samples_are_seeded():
+    cfg = CaseConfig(op="delta", dtype="float16", B=1, T=40, H=1, K=16, V=16, seed=1)
+    a, *_ = _run(cfg, FLA_LIKE, seed=7)
+    b, *_ = _run(cfg, FLA_LIKE, seed=7)
+    c, *_ = _run(cfg, FLA_LIKE, seed=8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # the samples differ from each other
+
+
+@pytest.mark.parametrize("n", [16, 32, 64])
+def test_inverses_without_noise_are_exact(no_noise, n):
+    gen = torch.Generator().manual_seed(n)
+    k = torch.nn.functional.normalize(torch.randn(2, n, 8, generator=gen, dtype=torch.float64), dim=-1)
+    A = (torch.rand(2, n, 1, generator=gen, dtype=torch.float64) * 2 * (k @ k.transpose(-1, -2))).tril(-1)
+    want = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + A)
+    rnd = emulation.Rounding(FLA_LIKE, torch.float32, 0, A.device)
+    for arith in (FLA_LIKE, EXACT_CHUNK):
+        assert torch.allclose(emulation._inverse(rnd, arith, A), want, atol=1e-9)
+
+
+def test_emulate_ut_matches_the_closed_form(no_noise):
+    gen = torch.Generator().manual_seed(0)
+    S, H, n, K, V = SAMPLES, 1, 32, 16, 8
+    k = torch.nn.functional.normalize(torch.randn(H, n, K, generator=gen, dtype=torch.float64), dim=-1)
+    v = torch.randn(H, n, V, generator=gen, dtype=torch.float64)
+    beta = torch.rand(H, n, generator=gen, dtype=torch.float64)
+    g = -torch.rand(H, n, generator=gen, dtype=torch.float64) * 0.1
+    out = emulate_ut(FLA_LIKE, *(x[None].expand((S,) + x.shape) for x in (k, v, beta, g)), dtype=torch.float32,
+                     seed=0)
+    G = g.cumsum(-1)
+    L = (beta[..., None] * (k @ k.transpose(-1, -2)) * (G[..., :, None] - G[..., None, :]).exp()).tril(-1)
+    A_inv = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + L)
+    assert torch.allclose(out["A_inv"][0], A_inv, atol=1e-10)
+    assert torch.allclose(out["w"][0], A_inv @ (k * (beta * G.exp())[..., None]), atol=1e-10)
+    assert torch.allclose(out["u"][0], A_inv @ (v * beta[..., None]), atol=1e-10)
+
+
+def test_gradients_flow_per_sample():
+    cfg = CaseConfig(op="gated_delta", dtype="float32", B=1, T=20, H=1, K=16, V=16, seed=2)
+    inputs = build_case(cfg)
+    q = inputs.q.double()[None].repeat(SAMPLES, 1, 1, 1, 1).requires_grad_()
+    rest = [_samples(x) for x in inputs.tensors()[1:]]
+    o, ht = emulate("gated_delta", get_op("gated_delta").step, FLA_LIKE, q, *rest, None, None,
+                    dtype=torch.float32, seed=0)
+    (dq,) = torch.autograd.grad(o.sum(), [q])
+    assert dq.shape == q.shape and not torch.equal(dq[0], dq[1]) and math.isfinite(dq.abs().max().item())
