@@ -8,7 +8,8 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
 :mod:`fla_check.runner`, restored afterwards; runner.py itself is untouched):
 
 - ``build``: :func:`~fla_check.cases.build_case` (seeded tensors, moved to the device);
-- ``reference``: the float64 step-wise recurrence; ``baseline``: the same loop in fp32;
+- ``reference``: the float64 step-wise recurrence; ``baseline``: the emulation of each mode's
+  declared arithmetic (16 Monte Carlo samples, :mod:`fla_check.verdict.baselines`);
 - ``kernels``: the mode calls (``ModeResult.seconds``: NaN-guarded input copies + kernel, synced;
   on a GPU the first call of each compile key includes Triton's JIT);
 - ``judge``: verdict rule, localization and pairwise agreement;
@@ -99,7 +100,7 @@ class Recorder:
 
         patches = [(runner, "build_case", self._timed("build", runner.build_case)),
                    (runner, "reference", self._timed("reference", runner.reference)),
-                   (runner, "naive_baseline", self._timed("baseline", runner.naive_baseline)),
+                   (runner, "baseline_samples", self._timed("baseline", runner.baseline_samples)),
                    (runner, "_pairs", self._timed("judge", runner._pairs)),
                    (runner, "_run_mode", self._run_mode(runner._run_mode)),
                    (search_mod, "check_case", self._check_case(search_mod.check_case))]
@@ -177,7 +178,8 @@ def scaling(bench: Bench, op: str, args, device: str) -> list[dict]:
     """One reference / baseline / warm kernel call per mode for each T (and B) at fixed H, K, V."""
     from fla_check.cases import CaseConfig, build_case
     from fla_check.ops import get_op
-    from fla_check.references import naive_baseline, reference
+    from fla_check.references import reference
+    from fla_check.verdict.baselines import baseline_samples
 
     spec = get_op(op)
     modes = {m: s.load() for m, s in spec.modes.items() if s.provider == "builtin"}
@@ -191,7 +193,9 @@ def scaling(bench: Bench, op: str, args, device: str) -> list[dict]:
         row = {"op": op, "B": B, "T": T, "H": cfg.H, "K": cfg.K, "V": cfg.V}
         kw = dict(initial_state=None, output_final_state=True)
         row["reference_s"] = _time_call(device, lambda: reference(spec.step, *x.tensors(), **kw))
-        row["baseline_s"] = _time_call(device, lambda: naive_baseline(spec.step, *x.tensors(), **kw))
+        for m, mode in ((m, s) for m, s in spec.modes.items() if s.provider == "builtin"):
+            row[f"baseline_{m}_s"] = _time_call(device, lambda a=mode.arithmetic: baseline_samples(
+                spec, a, x, cfg.torch_dtype, 0))
         if device == "cuda":
             row["reference_graph_s"], row["graph_capture_s"] = _graph_reference(spec.step, x.tensors())
         for m, fn in modes.items():
@@ -266,13 +270,14 @@ def tables(bench: Bench, args) -> list[Table]:
     for op in args.ops:
         for r in secs.get(f"scaling.{op}", {}).get("rows", []):
             mode_cols = [f"{k[:-2]} {fmt(v)}" for k, v in r.items()
-                         if k.endswith("_s") and k not in ("reference_s", "baseline_s", "reference_graph_s",
-                                                            "graph_capture_s")]
+                         if k.endswith("_s") and not k.startswith("baseline_")
+                         and k not in ("reference_s", "reference_graph_s", "graph_capture_s")]
+            base_cols = ", ".join(f"{k[9:-2]} {fmt(v)}" for k, v in r.items() if k.startswith("baseline_"))
             srows.append([op, r["B"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", fmt(r["reference_s"]),
                           fmt(1e3 * r["reference_s"] / r["T"]),
-                          fmt(r["baseline_s"]), fmt(r.get("reference_graph_s")), ", ".join(mode_cols)])
+                          base_cols, fmt(r.get("reference_graph_s")), ", ".join(mode_cols)])
     out.append(Table("Reference vs kernels, one call each (seconds, fp32 inputs)", bench.command,
-                     ["op", "B", "T", "H/K/V", "reference f64", "ref ms/step", "baseline f32", "reference f64, CUDA graph",
+                     ["op", "B", "T", "H/K/V", "reference f64", "ref ms/step", "baselines (per mode)", "reference f64, CUDA graph",
                       "kernels (warm)"], srows))
     return out
 

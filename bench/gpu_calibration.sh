@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Verdict calibration on a GPU (issue 13): fla's clean kernels and the built-ins under the error model.
+#   bash bench/gpu_calibration.sh OUT_DIR [CAP_SECONDS]
+# Runs independent jobs in parallel (one GPU, many CPU cores), each capped at CAP_SECONDS with
+# SIGINT (a run interrupted so still writes the cases it finished). Writes OUT_DIR/calibration.tar.gz
+# (every log and JSON report) and OUT_DIR/summary.md (bench/calibration_summary.py over the reports).
+# Jobs:
+#   fla-{first,picked}-{op}-{fwd,bwd}: fla:recurrent + fla:chunk, fp32/fp16/bf16, ci profile, with
+#       fla's autotuners pinned to their first config (FLA_CHECK_PIN_AUTOTUNE=1) or left to pick;
+#   fla-nightly-{op}: 70 seeded cases per op (210 in all) with ordinary fills, first config;
+#   fla-seedbug-{op}: the -0.1*finfo.max mask fill (must stay flagged on fla:chunk);
+#   ut-{plain,gated}: fla-check ut-transform (built-in and fla UT steps);
+#   builtin-{op}: the built-in kernels, ci profile, fp32/fp16/bf16;
+#   proxies: tests/controls' fla-like torch modes against fla's kernels (bench/fla_like_vs_fla.py).
+set -u
+OUT=${1:?usage: bash bench/gpu_calibration.sh OUT_DIR [CAP_SECONDS]}
+CAP=${2:-420}
+cd "$(dirname "$0")/.." || exit 2
+WORK=$(mktemp -d)
+export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100 PYTHONPATH=$PWD:${PYTHONPATH:-}
+P="--provider fla_check.providers.fla:provider"
+FLA="--modes fla:recurrent,fla:chunk"
+{
+  python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
+  python -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
+  git rev-parse HEAD 2>/dev/null || true
+} > "$WORK/versions.txt" 2>&1
+
+job() {  # job NAME "ENV=VAL ..." fla-check-args...   (run jobs also write WORK/NAME.report.json)
+  local name=$1 envs=$2; shift 2
+  local report=()
+  [ "$1" = run ] && report=(--report "$WORK/$name.report.json")
+  (
+    start=$(date +%s)
+    env $envs timeout -s INT -k 30 "$CAP" python -m fla_check.cli "$@" "${report[@]}" --json \
+      > "$WORK/$name.json" 2> "$WORK/$name.log"
+    echo "[$name exit $? in $(( $(date +%s) - start )) s] fla-check $*" >> "$WORK/$name.log"
+  ) &
+}
+FIRST=FLA_CHECK_PIN_AUTOTUNE=1
+PICKED=FLA_CHECK_PIN_AUTOTUNE=0
+
+for op in gla delta gated_delta; do
+  job fla-first-$op-fwd $FIRST run --op $op $P $FLA --dtypes fp32,fp16,bf16
+  job fla-first-$op-bwd $FIRST run --op $op $P $FLA --dtypes fp32,fp16,bf16 --backward
+  job fla-picked-$op-fwd $PICKED run --op $op $P $FLA --dtypes fp32,fp16,bf16
+  job fla-picked-$op-bwd $PICKED run --op $op $P $FLA --dtypes fp32,fp16,bf16 --backward
+  job fla-nightly-$op $FIRST run --op $op $P $FLA --dtypes fp32,fp16,bf16 --examples 70 --seed 11
+  job builtin-$op "" run --op $op --modes recurrent,chunk --dtypes fp32,fp16,bf16
+done
+for op in gla gated_delta; do
+  job fla-seedbug-$op $FIRST run --op $op $P $FLA --dtypes fp32,bf16 --mask-fill=-0.1max --examples 8 --seed 0
+done
+job ut-plain $PICKED ut-transform --dtypes fp32,fp16,bf16 --seed 0
+job ut-gated $PICKED ut-transform --gated --dtypes fp32,fp16,bf16 --seed 0
+( timeout -s INT "$CAP" python bench/fla_like_vs_fla.py --out "$WORK/proxies" --budget $((CAP - 60)) \
+    > "$WORK/proxies.log" 2>&1; echo "[proxies exit $?]" >> "$WORK/proxies.log" ) &
+wait
+python bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
+for f in "$WORK"/*.log; do tail -n 3 "$f"; done > "$WORK/exits.txt"
+mkdir -p "$OUT"
+cp "$WORK/summary.md" "$WORK/exits.txt" "$WORK/versions.txt" "$OUT/"
+tar czf "$OUT/calibration.tar.gz" -C "$WORK" .
