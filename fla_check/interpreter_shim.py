@@ -100,7 +100,10 @@ def tf32_truncate(x: np.ndarray) -> np.ndarray:
 _ORIGINALS: dict[tuple[type, str], Any] = {}
 _STATE = {"tf32": False}
 
-# (owner attribute in triton.runtime.interpreter, method, parameter names after self)
+# (owner attribute in triton.runtime.interpreter, method, parameter names after self); the methods
+# in _OPTIONAL are added where missing (Triton 3.6's builder has no get_bf16: bf16 constants raise)
+_OPTIONAL = frozenset({"get_bf16"})
+_ABSENT = object()  # _ORIGINALS value of a method the shim added (uninstall deletes it)
 _TARGETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("InterpreterBuilder", "binary_op", ("lhs", "rhs", "op")),
     ("InterpreterBuilder", "unary_op", ("arg", "op")),
@@ -210,10 +213,10 @@ def _create_fp_to_fp(orig: Callable) -> Callable:
     return create_fp_to_fp
 
 
-def _get_bf16(orig: Callable) -> Callable:
+def _get_bf16(orig: Any) -> Callable:
     import triton.language as tl
 
-    def get_bf16(self, value):
+    def get_bf16(self, value):  # a GPU rounds a bf16 constant once (`orig` is never needed)
         return _handle(to_bf16_bits(np.array([value], dtype=np.float64)), tl.bfloat16)
     return get_bf16
 
@@ -300,6 +303,8 @@ def check_internals() -> Optional[str]:
     for owner_name, method, params in _TARGETS:
         owner = getattr(interp, owner_name, None)
         fn = _ORIGINALS.get((owner, method)) or getattr(owner, method, None)
+        if (fn is None or fn is _ABSENT) and owner is not None and method in _OPTIONAL:
+            continue
         if owner is None or fn is None:
             return f"triton.runtime.interpreter.{owner_name}.{method} is missing"
         try:
@@ -323,12 +328,12 @@ def install(tf32: bool = True) -> ShimStatus:
         try:
             for owner_name, method, _ in _TARGETS:
                 owner = getattr(interp, owner_name)
-                orig = owner.__dict__[method]
+                absent = method in _OPTIONAL and method not in owner.__dict__
+                orig = _ABSENT if absent else owner.__dict__[method]
                 patched[(owner, method)] = orig
                 setattr(owner, method, _WRAPPERS[method](orig))
         except Exception as exc:  # noqa: BLE001 - restore whatever was patched
-            for (owner, method), orig in patched.items():
-                setattr(owner, method, orig)
+            _restore(patched)
             return ShimStatus(False, False, f"patching failed: {type(exc).__name__}: {exc}")
         _ORIGINALS.update(patched)
     _STATE["tf32"] = bool(tf32)
@@ -347,9 +352,16 @@ def status() -> ShimStatus:
     return ShimStatus(True, _STATE["tf32"])
 
 
+def _restore(originals: dict[tuple[type, str], Any]) -> None:
+    for (owner, method), orig in originals.items():
+        if orig is _ABSENT:
+            delattr(owner, method)
+        else:
+            setattr(owner, method, orig)
+
+
 def uninstall() -> None:
     """Restore Triton's own interpreter methods (no-op when not installed)."""
-    for (owner, method), orig in _ORIGINALS.items():
-        setattr(owner, method, orig)
+    _restore(_ORIGINALS)
     _ORIGINALS.clear()
     _STATE["tf32"] = False

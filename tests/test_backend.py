@@ -13,6 +13,8 @@ from fla_check.ops import ModeSpec
 from fla_check.runner import check_case
 
 interpreter_only = pytest.mark.skipif(not get_backend().interpreter, reason="probes the CPU interpreter")
+shim_applies = pytest.mark.skipif(not get_backend().interpreter or interpreter_shim.check_internals() is not None,
+                                  reason="the shim patches Triton 3.9's CPU interpreter")
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def _break_shim(monkeypatch):
     monkeypatch.setattr(interpreter_shim, "check_internals", lambda: "simulated: internals changed")
 
 
-@interpreter_only
+@shim_applies
 def test_interpreter_backend_is_proven_by_the_probes():
     b = get_backend()
     assert b.bf16_dot_ok and b.bf16_dot_reason == "" and b.shim == "installed"
@@ -69,7 +71,7 @@ def test_without_the_shim_bf16_is_unsupported_with_the_reason(fresh_backend, mon
     assert backend_mod._probe_tf32_dot("cpu")[0] == "exact"  # Triton's interpreter: exact fp32 dots
 
 
-@interpreter_only
+@shim_applies
 def test_a_shim_that_fails_the_probe_is_taken_out(fresh_backend, monkeypatch):
     monkeypatch.setitem(interpreter_shim._WRAPPERS, "create_dot", lambda orig: orig)  # dots left unfixed
     b = get_backend()
@@ -77,7 +79,7 @@ def test_a_shim_that_fails_the_probe_is_taken_out(fresh_backend, monkeypatch):
     assert not interpreter_shim.status() and not b.tf32_dots
 
 
-@interpreter_only
+@shim_applies
 def test_tf32_emulation_is_off_with_the_env_var(fresh_backend, monkeypatch):
     monkeypatch.setenv(TF32_ENV, "0")
     b = get_backend()
@@ -86,7 +88,7 @@ def test_tf32_emulation_is_off_with_the_env_var(fresh_backend, monkeypatch):
     assert backend_mod._probe_tf32_dot("cpu")[0] == "exact"
 
 
-@interpreter_only
+@shim_applies
 def test_unproven_tf32_emulation_is_switched_off(fresh_backend, monkeypatch):
     monkeypatch.setattr(backend_mod, "_probe_tf32_dot", lambda device: ("rounded", "simulated"))
     b = get_backend()

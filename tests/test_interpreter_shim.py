@@ -13,7 +13,8 @@ import triton.language as tl
 from fla_check import interpreter_shim as shim
 from fla_check.backend import get_backend
 
-interpreter_only = pytest.mark.skipif(not get_backend().interpreter, reason="the shim patches the CPU interpreter")
+interpreter_only = pytest.mark.skipif(not get_backend().interpreter or shim.check_internals() is not None,
+                                      reason="the shim patches Triton 3.9's CPU interpreter")
 
 
 @pytest.fixture
@@ -192,3 +193,16 @@ def test_install_is_idempotent_and_uninstall_restores(shim_state):
     assert interpreter.InterpreterBuilder.create_dot is not original
     shim.uninstall()
     assert interpreter.InterpreterBuilder.create_dot is original and not shim.status()
+
+
+@interpreter_only
+def test_a_missing_get_bf16_is_supplied(shim_state, monkeypatch):
+    """Triton 3.6's builder has no get_bf16 (bf16 constants raise there): the shim adds one."""
+    from triton.runtime import interpreter
+
+    shim.uninstall()
+    monkeypatch.delattr(interpreter.InterpreterBuilder, "get_bf16", raising=False)
+    assert shim.check_internals() is None and shim.install()
+    assert shim.bf16_bits_to_f32(interpreter.interpreter_builder.get_bf16(1 + 2.0**-8 + 2.0**-30).data)[0] == 1 + 2**-7
+    shim.uninstall()
+    assert not hasattr(interpreter.InterpreterBuilder, "get_bf16")
