@@ -1,0 +1,1 @@
+"""Honest control kernels for the verdict's tests (plain torch, no Triton)."""
