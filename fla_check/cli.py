@@ -492,7 +492,7 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
 @_guard
 def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> None:
-    """Plant known kernel bugs and check that the normal search catches each (exit 1: one escaped)."""
+    """Plant known kernel bugs and check that the normal search catches each (exit 1: one escaped or broken)."""
     device = _select_device(device)
     op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
     ids = [m.strip() for m in mutants.split(",") if m.strip()] if mutants is not None else None
@@ -514,7 +514,9 @@ def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> Non
     def on_result(r) -> None:
         if not as_json:
             how = f"after {r.examples} example(s), {r.seconds:.1f} s" if r.caught else r.note
-            click.echo(f"{'caught' if r.caught else 'MISSED'} {r.id} ({r.op}/{r.mode}): {how}", err=True)
+            what = "caught" if r.caught else "BROKEN" if r.status == "broken" else "MISSED"
+            mode = f"{r.mode} bwd" if r.backward else r.mode
+            click.echo(f"{what} {r.id} ({r.op}/{mode}): {how}", err=True)
 
     result = run_selftest(op_names, ids, profile=profile, device=device, on_result=on_result)
     if as_json:

@@ -12,6 +12,9 @@ mutated ``fla_check.kernels.delta.chunk`` (or ``common.ut_transform``) exactly a
 Shared kernels get one mutant per op (``delta.*`` and ``gated_delta.*``): same rewrite, but
 the gated one is exercised through the gated entry point and the gated search space.
 
+A mutant with ``backward=True`` rewrites a backward kernel (a gradient scaled by 1.02): the
+selftest searches it with gradients (``fla-check run --backward``); its forward is clean.
+
 :class:`UsageCase` is not a source mutant: a clean kernel used in a way known to break it
 (packing by a -0.1*finfo.max gate fill), which the normal search must flag in the chunk mode
 and not in the recurrent one.
@@ -57,6 +60,7 @@ class Mutant:
     module: str
     replacements: tuple[tuple[str, str], ...]
     description: str
+    backward: bool = False  # the bug is in a backward kernel: the selftest searches with gradients
 
     def source(self) -> str:
         """The mutated module source (raises MutationError when a pattern does not match once)."""

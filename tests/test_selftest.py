@@ -13,11 +13,14 @@ from click.testing import CliRunner
 from fla_check import mutants as catalog
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
+from fla_check.compare import Verdict
 from fla_check.mutants import MUTANTS, USAGE_CASES, Mutant
 from fla_check.profiles import PROFILES
-from fla_check.runner import check_case
-from fla_check.selftest import run_mutant, run_selftest, run_usage
-
+from fla_check.runner import CaseResult, ModeResult, check_case
+from fla_check.search import SearchResult
+from fla_check.selftest import (BROKEN, CAUGHT, EntryResult, _check_broken, _Clock, _Control, _find_kill,
+                                run_mutant, run_selftest, run_usage)
+from fla_check.selftest_report import results_table
 
 
 @pytest.fixture
@@ -28,8 +31,9 @@ def no_shrink(monkeypatch):
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
 def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
     (r,) = run_mutant(mutant, profile="ci")
-    assert r.caught, r.note
-    assert r.verdict in ("DIVERGED", "NONFINITE", "ERROR") and r.examples <= PROFILES["ci"].examples
+    assert r.caught and r.status == CAUGHT, r.note
+    assert r.backward == mutant.backward
+    assert r.verdict in ("DIVERGED", "NONFINITE") and r.examples <= PROFILES["ci"].examples  # not ERROR
     assert r.shrunk is not None and r.shrunk_control == "OK"  # the reported case kills it
     if mutant.modes != ("fused_chunk",):  # the clean fused_chunk fails strong decay on its own
         assert r.control_failures == 0  # the clean kernel passes every case of that run
@@ -97,3 +101,76 @@ def test_selftest_result_counts_the_score(no_shrink):
     result = run_selftest(ids=["gla.chunk.scale"])
     assert (result.caught, result.total, result.all_caught) == (1, 1, True)
     assert json.loads(json.dumps(result.to_json()))["results"][0]["mode"] == "chunk"
+
+
+# -- the kill rule: ERROR is a broken mutant, not a caught bug ---------------------------------
+NOT_COMPILING = Mutant("gla.recurrent.not-compiling", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
+                       (("        b_o = tl.sum(b_h * b_q[:, None], 0)\n",
+                         "        b_o = tl.sum(b_h * b_q[:, None], 0) + name_that_is_not_defined\n"),),
+                       "a rewrite that does not compile")
+
+
+def test_a_mutant_that_does_not_compile_is_broken_not_caught():
+    (r,) = run_mutant(NOT_COMPILING, profile="smoke")
+    assert (r.caught, r.status) == (False, BROKEN)
+    assert r.errors == r.searched > 0 and "name_that_is_not_defined" in r.error
+    assert r.examples is None and r.verdict == "" and "broken mutant" in r.note
+
+
+def test_broken_counts_as_not_caught_in_the_score_and_the_cli(monkeypatch):
+    monkeypatch.setattr(catalog, "MUTANTS", (NOT_COMPILING,))
+    result = run_selftest(ids=["gla.recurrent"], profile="smoke")
+    assert (result.caught, result.total, result.broken, result.all_caught) == (0, 1, 1, False)
+    assert json.loads(json.dumps(result.to_json()))["results"][0]["status"] == "broken"
+    res = _cli("--mutants", "gla.recurrent", "--profile", "smoke", "--no-color")
+    assert res.exit_code == 1, res.output
+    assert "mutation score: 0/1 (0.0%), 1 broken (not caught)" in res.stdout
+    assert "broken gla.recurrent.not-compiling" in res.stdout and "BROKEN" in res.stdout
+
+
+def _fake_case(config, label, verdict):
+    return CaseResult(config, {label: ModeResult(label, verdict, reason="boom" if verdict is Verdict.ERROR else "")})
+
+
+def test_a_kill_does_not_count_when_the_mutant_also_raises():
+    """A DIVERGED case the clean mode passes, then a case where the mutant raises and the clean
+    mode does not: broken (not caught); an ERROR where the clean mode raises too is not the mutant's."""
+    a = CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=1)
+    b = CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=2)
+    control = _Control("gla", "recurrent", None)
+    control.cache = {a: _fake_case(a, "recurrent", Verdict.OK), b: _fake_case(b, "recurrent", Verdict.OK)}
+    result = SearchResult("gla", ["mutant:recurrent"], {}, cases=[_fake_case(a, "mutant:recurrent", Verdict.DIVERGED),
+                                                                  _fake_case(b, "mutant:recurrent", Verdict.ERROR)])
+    entry = EntryResult("x", "scale", "gla", "recurrent", caught=False)
+    _find_kill(entry, result, "mutant:recurrent", control, _Clock())
+    assert entry.caught and entry.examples == 1
+    _check_broken(entry, result, "mutant:recurrent", control)
+    assert (entry.caught, entry.status, entry.errors, entry.error) == (False, BROKEN, 1, "boom")
+    control.cache[b] = _fake_case(b, "recurrent", Verdict.ERROR)  # the clean kernel raises too
+    entry = EntryResult("x", "scale", "gla", "recurrent", caught=False)
+    _find_kill(entry, result, "mutant:recurrent", control, _Clock())
+    _check_broken(entry, result, "mutant:recurrent", control)
+    assert (entry.caught, entry.status, entry.errors) == (True, CAUGHT, 0)
+
+
+def test_an_error_alone_does_not_kill():
+    a = CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=1)
+    control = _Control("gla", "recurrent", None)
+    control.cache = {a: _fake_case(a, "recurrent", Verdict.OK)}
+    result = SearchResult("gla", ["mutant:recurrent"], {}, cases=[_fake_case(a, "mutant:recurrent", Verdict.ERROR)])
+    entry = EntryResult("x", "scale", "gla", "recurrent", caught=False)
+    _find_kill(entry, result, "mutant:recurrent", control, _Clock())
+    assert not entry.caught and entry.examples is None
+
+
+def test_report_marks_backward_entries():
+    from rich.console import Console
+
+    rows = [EntryResult("gla.chunk.dq-scale", "grad-scale", "gla", "chunk", True, 2, 1.5, status=CAUGHT,
+                        backward=True),
+            EntryResult("gla.chunk.o-late", "o-late", "gla", "chunk", True, 3, 2.0, status=CAUGHT)]
+    console = Console(width=80, no_color=True, record=True)
+    console.print(results_table(rows))
+    lines = console.export_text().splitlines()
+    assert any("gla.chunk.dq-scale" in line and "chunk bwd" in line for line in lines)
+    assert any("gla.chunk.o-late" in line and "bwd" not in line for line in lines)
