@@ -231,7 +231,7 @@ class _Judge:
         if arith not in self.scales:
             c = self.config
             samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
-                                       up=self.up)
+                                       up=self.up, exact=self.ref)
             self.scales[arith] = noise_scales(samples, self.ref)
         return self.scales[arith]
 

@@ -384,8 +384,9 @@ class _CaseJudge:
         by the truth's RMS and by the literal reference's (once per declaration)."""
         if arith not in self.scales:
             c = self.config
-            samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith))
             exact = self.truth if self.literal is None else self.literal
+            samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
+                                       exact=exact)
             self.scales[arith] = (noise_scales(samples, exact, self.truth),
                                   None if self.literal is None else noise_scales(samples, exact))
         return self.scales[arith]

@@ -19,7 +19,7 @@ from fla_check.cases import CaseInputs
 from fla_check.compare import RMS_EPS, Metrics
 from fla_check.gradients import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
-from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate
 
 _INPUTS = ("q", "k", "v", "g", "beta", "initial_state")
@@ -38,9 +38,17 @@ def sample_seed(case_seed: int, arith: Arithmetic, truth: bool = False) -> int:
 
 
 def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
-                     up: Optional[Upstream] = None, truth: bool = False) -> dict[str, Tensor]:
+                     up: Optional[Upstream] = None, truth: bool = False,
+                     exact: Optional[dict[str, Tensor]] = None) -> dict[str, Tensor]:
     """Named outputs (o, ht and, with `up`, the gradients) of the emulation, each with a
-    leading sample dimension. `truth`: run each reset-mask segment on its own."""
+    leading sample dimension. `truth`: run each reset-mask segment on its own.
+
+    `exact`: the float64 answer of the same problem, when the caller has it. A recurrent mode
+    with an fp32 state then needs no emulated loop: its only rounding above fp32 level is each
+    output's rounding to the dtype it is returned in (the state's fp32 rounding is inside the
+    verdict's fp32 slack), so the samples are `exact` rounded that way."""
+    if exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32":
+        return rounded_outputs(exact, dtype, seed)
     tensors = dict(zip(_INPUTS, (*inputs.tensors(), inputs.initial_state)))
     leaves = {n: None if x is None else x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
               for n, x in tensors.items()}
@@ -61,6 +69,17 @@ def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: t
                 d = torch.zeros_like(x) if d is None else d
                 out[GRAD_NAMES[n]] = rnd.relative(d, U32) if n == "initial_state" else rnd.output(d)
     return {n: x.detach() for n, x in out.items()}
+
+
+def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int) -> dict[str, Tensor]:
+    """SAMPLES copies of each output rounded to the dtype it is returned in: the final state and
+    dh0 in fp32, everything else in the input dtype (x -> x (1 + d), d ~ U(+-u))."""
+    rnd = Rounding(RECURRENT_FP32, dtype, seed, next(iter(exact.values())).device)
+    out = {}
+    for name, x in exact.items():
+        many = x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
+        out[name] = rnd.relative(many, U32) if name in ("ht", "dh0") else rnd.output(many)
+    return out
 
 
 def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],

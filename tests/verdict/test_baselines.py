@@ -48,3 +48,23 @@ def test_backward_samples_carry_every_gradient_rounded_like_the_kernel_returns_i
     assert all(x.shape[0] == SAMPLES and x.dtype == torch.float64 for x in out.values())
     assert out["dq"].shape[1:] == inputs.q.shape and out["dh0"].shape[1:] == inputs.initial_state.shape
     assert not torch.equal(out["dq"][0], out["dq"][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_recurrent_shortcut_agrees_with_the_emulated_loop(dtype):
+    """With the exact answer at hand a recurrent fp32-state baseline is the answer rounded to the
+    output dtypes; the full step loop's extra (fp32 state) error stays inside the fp32 slack."""
+    from fla_check.references import reference
+    from fla_check.verdict.baselines import noise_scales
+
+    cfg = CaseConfig(op="gla", dtype=str(dtype).removeprefix("torch."), B=1, T=50, H=2, K=16, V=16, seed=3)
+    inputs, op = build_case(cfg), get_op("gla")
+    o, ht = reference(op.step, *inputs.tensors(), output_final_state=True)
+    exact = {"o": o, "ht": ht}
+    short = noise_scales(baseline_samples(op, RECURRENT_FP32, inputs, dtype, 1, exact=exact), exact)
+    loop = noise_scales(baseline_samples(op, RECURRENT_FP32, inputs, dtype, 1), exact)
+    u = {torch.float32: 2.0**-24, torch.bfloat16: 2.0**-8}[dtype]
+    assert short["o"].rel_rms <= u and short["ht"].rel_rms <= 2.0**-24
+    assert loop["o"].rel_rms <= short["o"].rel_rms + 2e-5 and short["o"].rel_rms <= loop["o"].rel_rms + 2e-5
+    if dtype == torch.bfloat16:  # there the output rounding dominates both
+        assert 0.5 < short["o"].rel_rms / loop["o"].rel_rms < 2
