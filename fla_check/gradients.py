@@ -51,10 +51,15 @@ class Upstream:
 
 
 def upstream(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> Upstream:
-    """do and dht of `config`, deterministic in its seed (drawn on CPU, then moved)."""
+    """do and dht of `config`, deterministic in its seed (drawn on CPU, then moved), held as
+    float64 but representable in the dtypes autograd hands them to a mode in: ``do`` in the case
+    dtype (o's), ``dht`` in fp32 (ht's). Every pass, the reference included, then differentiates
+    the same scalar, and the cast of ``do`` into a mode's backward loses nothing."""
     gen = torch.Generator().manual_seed((config.seed ^ _SALT) % 2**63)
     do = torch.randn(config.B, config.T, config.H, config.V, generator=gen, dtype=torch.float64)
     dht = torch.randn(config.num_states, config.H, config.K, config.V, generator=gen, dtype=torch.float64)
+    do = do.to(config.torch_dtype).double()
+    dht = dht.float().double()
     return Upstream(do.to(device), dht.to(device))
 
 
