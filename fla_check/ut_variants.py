@@ -1,15 +1,23 @@
 """The ways of computing one chunk's UT transform that ``fla-check ut-transform`` compares.
 
-Every variant maps ``(UTInputs, chunk_size)`` to ``(A_inv [1,T,H,BT], w [1,T,H,K], u [1,T,H,V])``:
+Every variant maps ``(UTInputs, chunk_size)`` to ``(A_inv [1,T,H,BT], w [1,T,H,K], u [1,T,H,V])``
+and declares its arithmetic (:class:`~fla_check.verdict.arithmetic.Arithmetic`, the chunk size
+filled in per case), from which its baseline is emulated (:mod:`fla_check.ut_check`):
 
 - ``closed(+)``: float64 ``(I + A)^-1`` by ``torch.linalg.inv`` (the DeltaNet paper's form);
-- ``closed(-)``: float64 ``(I - A)^-1``, the sign printed in the Gated DeltaNet paper;
+- ``closed(-)``: float64 ``(I - A)^-1``, the sign printed in the Gated DeltaNet paper. Both
+  closed forms are judged against the tightest declaration any variant makes (the built-in
+  kernel's: fp32 throughout, IEEE dots, substitution): closed(+) is float64, thousands of times
+  inside it; a sign error is an O(1) error, thousands of times outside it;
 - ``kernel``: fla-check's Triton ``ut_transform`` (the step inside the built-in delta /
-  gated_delta chunk kernels), fp32 arithmetic on inputs in the case dtype, fp32 outputs;
+  gated_delta chunk kernels): inputs loaded in the case dtype and converted to fp32, IEEE fp32
+  dots, forward substitution over the whole chunk, A_inv, w, u stored in fp32;
 - ``fla``: flash-linear-attention's own step, when fla-core is importable: DeltaNet
   ``prepare_wy_repr_fwd`` (``chunk_scaled_dot_kkt_fwd`` + ``solve_tril`` + ``recompute_w_u_fwd``),
   Gated DeltaNet ``chunk_local_cumsum(scale=1/ln 2)`` + ``chunk_gated_delta_rule_fwd_intra``
-  (fused kkt + solve_tril at BT=64). fla stores A_inv, w, u in the input dtype.
+  (fused kkt + solve_tril at BT=64). fla stores A_inv, w, u in the input dtype and merges the
+  16x16 blocks of its inverse with TF32 dots (``solve_tril`` autotunes ieee vs tf32; the fused
+  Gated DeltaNet kernel always uses tf32): declared as the loosest of those.
 
 A variant that cannot run raises :class:`VariantUnsupported` with the reason.
 """
@@ -18,17 +26,21 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Callable, Optional
 
-import torch
 from torch import Tensor
 
 from fla_check.ut_cases import UTInputs
+from fla_check.verdict.arithmetic import Arithmetic
 
 UTOutputs = tuple[Tensor, Tensor, Tensor]
 OUTPUT_NAMES = ("A_inv", "w", "u")
+# the built-in kernel: fp32 throughout, IEEE dots, forward substitution (also the closed forms' judge)
+FP32_SUBSTITUTION = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
+# fla: A_inv, w, u stored in the input dtype, 16x16 blocks merged with TF32 dots
+FLA_BLOCKED = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
 
 
 class VariantUnsupported(RuntimeError):
@@ -37,20 +49,23 @@ class VariantUnsupported(RuntimeError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of computing the UT transform, with the precision it works in."""
+    """One way of computing the UT transform, with the arithmetic it declares."""
 
     name: str
     description: str
     run: Callable[[UTInputs, int], UTOutputs]
-    float64: bool = False  # closed forms: float64 arithmetic and storage
-    stores_input_dtype: bool = False  # outputs rounded to the input dtype (fla) instead of fp32
+    arithmetic: Arithmetic = FP32_SUBSTITUTION  # its chunk is replaced by the case's chunk size
+    float64: bool = False  # closed forms: float64, summarised once over every dtype
     external: bool = False  # a provider's kernel (errors under the interpreter -> UNSUPPORTED)
 
-    def precision(self, input_dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
-        """(arithmetic dtype, output storage dtype) for inputs of `input_dtype`."""
-        if self.float64:
-            return torch.float64, torch.float64
-        return torch.float32, input_dtype if self.stores_input_dtype else torch.float32
+    def declared(self, chunk_size: int) -> Arithmetic:
+        """The declared arithmetic at `chunk_size` (the chunk the case runs)."""
+        return replace(self.arithmetic, chunk=chunk_size)
+
+    def declaration(self) -> str:
+        """The declaration in words, without the chunk size (it is the case's)."""
+        a = self.arithmetic
+        return f"stores {a.store}, {a.dot} fp32 dots, {a.inverse} inverse"
 
 
 def _closed(sign: int) -> Callable[[UTInputs, int], UTOutputs]:
@@ -64,11 +79,13 @@ def _closed(sign: int) -> Callable[[UTInputs, int], UTOutputs]:
 
 
 def closed_plus() -> Variant:
-    return Variant("closed(+)", "(I + A)^-1, float64 torch.linalg.inv", _closed(+1), float64=True)
+    return Variant("closed(+)", "(I + A)^-1, float64 torch.linalg.inv", _closed(+1), arithmetic=FP32_SUBSTITUTION,
+                   float64=True)
 
 
 def closed_minus() -> Variant:
-    return Variant("closed(-)", "(I - A)^-1 (GDN paper's printed sign), float64", _closed(-1), float64=True)
+    return Variant("closed(-)", "(I - A)^-1 (GDN paper's printed sign), float64", _closed(-1),
+                   arithmetic=FP32_SUBSTITUTION, float64=True)
 
 
 def kernel_variant(fn: Optional[Callable] = None, name: str = "kernel") -> Variant:
@@ -80,7 +97,8 @@ def kernel_variant(fn: Optional[Callable] = None, name: str = "kernel") -> Varia
             from fla_check.kernels.common.ut_transform import ut_transform as entry
         return entry(x.k, x.v, x.beta, x.g, chunk_size=chunk_size)
 
-    return Variant(name, "fla_check.kernels.common.ut_transform (Triton, in-kernel inverse)", run)
+    return Variant(name, "fla_check.kernels.common.ut_transform (Triton, in-kernel inverse)", run,
+                   arithmetic=FP32_SUBSTITUTION)
 
 
 # -- fla ------------------------------------------------------------------------------------
@@ -118,7 +136,7 @@ def _fla_run(x: UTInputs, chunk_size: int) -> UTOutputs:
 
 def fla_variant() -> Variant:
     return Variant("fla", "fla.ops chunk_scaled_dot_kkt + solve_tril + recompute_w_u (prepare_wy_repr_fwd / "
-                   "chunk_gated_delta_rule_fwd_intra)", _fla_run, stores_input_dtype=True, external=True)
+                   "chunk_gated_delta_rule_fwd_intra)", _fla_run, arithmetic=FLA_BLOCKED, external=True)
 
 
 def default_variants() -> list[Variant]:

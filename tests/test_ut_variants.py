@@ -1,12 +1,12 @@
 """The UT-transform variants: closed forms of both signs, the kernel entry, fla's availability."""
 import pytest
-import torch
 
 from fla_check import ut_variants
 from fla_check.references.ut import ut_recursion
 from fla_check.ut_cases import UTCase, build_inputs
 from fla_check.ut_variants import (VariantUnsupported, closed_minus, closed_plus, default_variants,
                                    fla_variant, kernel_variant)
+from fla_check.verdict.arithmetic import Arithmetic
 
 
 def _chunk(decay="moderate"):
@@ -22,10 +22,16 @@ def test_plus_form_is_the_recursion_and_minus_is_not():
     assert (w - rw).abs().max() > 1e-2 and A_minus.shape == (1, 12, 2, 16)
 
 
-def test_precision_of_each_variant():
-    assert closed_plus().precision(torch.float16) == (torch.float64, torch.float64)
-    assert kernel_variant().precision(torch.float16) == (torch.float32, torch.float32)
-    assert fla_variant().precision(torch.float16) == (torch.float32, torch.float16)
+def test_declared_arithmetic_of_each_variant():
+    """kernel: fp32 throughout, IEEE dots, substitution (its source: ``.to(tl.float32)`` loads,
+    ``dot_precision(torch.float32)``, fp32 stores); fla: input-dtype stores, TF32 merges of a
+    blocked inverse; the closed forms are judged at the kernel's (the tightest) declaration."""
+    kernel = kernel_variant().declared(32)
+    assert kernel == Arithmetic("chunk", 32, store="fp32", dot="ieee", inverse="substitution")
+    assert fla_variant().declared(16) == Arithmetic("chunk", 16, store="input", dot="tf32", inverse="blocked")
+    assert closed_plus().declared(32) == closed_minus().declared(32) == kernel
+    assert closed_plus().float64 and not kernel_variant().float64
+    assert fla_variant().declaration() == "stores input, tf32 fp32 dots, blocked inverse"
     assert [v.name for v in default_variants()] == ["closed(+)", "closed(-)", "kernel", "fla"]
 
 
