@@ -1,5 +1,5 @@
 """The ut-transform engine: ground truth, the error model's baseline, drawing, verdicts, planted
-sign flips."""
+bugs (sign flips, a 2% error), and the fla false alarm (TF32 merges, input-dtype stores) fixed."""
 import json
 
 import pytest
@@ -143,6 +143,58 @@ def test_fla_step_runs_or_is_reported_unsupported():
     assert s.verdict is Verdict.OK and s.score < 1, s
     if get_backend().tf32_dots:
         assert 1e-4 < s.max_rel < 1e-2, s
+
+
+# -- the fla false alarm, reproduced on CPU with a torch proxy (tests/ut_fla_like.py) -----------
+def test_fla_like_step_passes_at_its_declaration_and_not_at_fp32():
+    """The torch fla-like step (A_inv, w, u stored in the input dtype; 16x16 blocks merged with
+    TF32-truncated dots) passes at fla's declaration in fp32 and fp16, gated (the GPU's false
+    alarm, chunk 64: two levels of merges) and not (chunk 32), on every regime. Judged as if it
+    declared the built-in kernel's fp32-IEEE arithmetic it DIVERGES: its TF32 error is real, and
+    the declaration is what the bound follows."""
+    from ut_fla_like import fla_like_variant
+
+    variants = [fla_like_variant(), fla_like_variant("fla-like@fp32", arithmetic=FP32_SUBSTITUTION)]
+    for gated, chunk in ((True, 64), (False, 32)):
+        result = check_ut((chunk,), gated=gated, dtypes=("float32", "float16"), examples=1, seed=2,
+                          variants=variants)
+        assert {c.case.regime for c in result.cases} == set(regimes(gated))
+        for dt in ("float32", "float16"):
+            s = _summary(result, "fla-like", dt)
+            assert s.verdict is Verdict.OK and s.score < 0.7, (gated, s)
+        tight = _summary(result, "fla-like@fp32", "float32")
+        assert tight.verdict is Verdict.DIVERGED and tight.failed > tight.cases // 2, (gated, tight)
+        assert _summary(result, "fla-like@fp32", "float16").verdict is Verdict.DIVERGED
+
+
+def test_fp16_store_underflow_is_not_a_divergence(monkeypatch):
+    """Strong decay in fp16: w ~ exp(G) ~ 1e-9 lies below fp16's subnormal spacing (6e-8), fla
+    stores it as 0 (a 100% relative error). Rounding to fp16 errs by max(u|x|, 2^-25): with the
+    absolute part sampled the fla-like step passes; without it (the emulation's relative noise
+    alone) this is the false alarm."""
+    from fla_check import ut_check
+    from ut_fla_like import fla_like_variant
+
+    case = UTCase(16, "fp16", T=13, H=1, K=60, V=16, beta_max=2.0, keys="unnormalized", decay="strong", seed=1)
+    w = ut_check.check_chunk(case, [fla_like_variant()]).variants["fla-like"]
+    assert w.verdict is Verdict.OK, w
+    assert w.outputs[1].name == "w" and w.outputs[1].max_abs < 2e-9 and w.outputs[1].rel > 0.99
+    monkeypatch.setattr(ut_check, "store_underflow", lambda samples, *a: samples)
+    w = ut_check.check_chunk(case, [fla_like_variant()]).variants["fla-like"]
+    assert w.verdict is Verdict.DIVERGED and w.outputs[1].verdict is Verdict.DIVERGED
+
+
+def test_planted_two_percent_error_is_flagged_at_fla_declaration():
+    """beta off by 2% in the fla-like step: DIVERGED on every chunk even at the loosest
+    declaration (fla's), in fp32 and fp16."""
+    from ut_fla_like import fla_like_variant
+
+    result = check_ut((64,), gated=True, dtypes=("float32", "float16"), examples=1, seed=3,
+                      variants=[fla_like_variant("2%", beta_scale=1.02)])
+    for dt in ("float32", "float16"):
+        s = _summary(result, "2%", dt)
+        assert s.verdict is Verdict.DIVERGED and s.failed == s.cases == 12, s
+    assert result.failed and "2% float16 DIVERGED" in result.conclusion()
 
 
 def _raising(exc, external):
