@@ -46,6 +46,11 @@ KINDS: dict[str, str] = {
     "fp16-accumulator": "fp32 accumulator demoted to the input dtype",
     "unmasked-load": "masked load without mask for non-power-of-two K",
     "mask-fill": "-0.1*finfo.max packing fill (usage-level)",
+    "o-late": "output x1.02 from the second chunk on",
+    "ht-late": "final state x0.98 when the sequence spans more than one chunk",
+    "fp16-state": "inter-chunk state held in fp16",
+    "o-small": "output x1.003 everywhere (a 0.3% error)",
+    "grad-scale": "one gradient x1.02 in a backward kernel",
 }
 
 
@@ -339,6 +344,103 @@ _GLA = [
            "q loaded without the K mask (reads past K when K < BK)"),
 ]
 
+# -- subtle bugs (issue 13): a few percent or less, in one output, on multi-chunk cases only ---
+_F16 = ".to(tl.float16).to(tl.float32)"  # a value held in fp16, whatever the input dtype
+_GLA_C_O = ("    b_o += tl.dot(b_A, b_v, input_precision=DOT_PRECISION)\n"
+            "    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n")
+_GLA_C_HT = "    if STORE_HT:\n        tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)\n"
+_GLA_C_H = "        b_h += tl.dot(b_kg, b_v, input_precision=DOT_PRECISION)\n"
+_GLA_F_O = "        tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n"
+_GLA_F_HT = "    if STORE_HT:\n        tl.store(ht + o_s, b_h, mask=m_h)\n"
+_GLA_F_H = ("        b_h = b_h * tl.exp(b_gl)[:, None] + tl.dot(tl.trans(b_kd), b_v, "
+            "input_precision=DOT_PRECISION)\n")
+_DELTA_C_O = "    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n"
+_DELTA_C_HT = ("    if STORE_FINAL_STATE:\n"
+               "        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)\n")
+_DELTA_C_H = "        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n"
+_O_LATE = "o x1.02 in every chunk after the first (chunk index >= 1)"
+_HT_LATE = "final state x0.98 when the sequence has more than one chunk"
+_FP16_STATE = "the running inter-chunk state is rounded to fp16 after every chunk (h and ht from it)"
+
+
+def _x102(grad: str) -> str:
+    return f"{grad} x1.02 in the backward kernel"
+
+
+_SUBTLE_GLA = [
+    Mutant("gla.chunk.o-late", "o-late", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    if i_t >= 1:\n        b_o = b_o * 1.02\n    tl.store(")),),
+           _O_LATE),
+    Mutant("gla.chunk.ht-late", "ht-late", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_HT, _GLA_C_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
+                                          "            b_h = b_h * 0.98\n        tl.store(")),),
+           _HT_LATE),
+    Mutant("gla.chunk.fp16-state", "fp16-state", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_H, _GLA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+    Mutant("gla.chunk.o-small", "o-small", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    b_o = b_o * 1.003\n    tl.store(")),),
+           "o x1.003 in every chunk: a 0.3% error (the clean fp32 error after a -1e4 mask fill is ~1e-4)"),
+    Mutant("gla.fused_chunk.o-late", "o-late", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_O, "        if i_t >= 1:\n            b_o = b_o * 1.02\n" + _GLA_F_O),), _O_LATE),
+    Mutant("gla.fused_chunk.ht-late", "ht-late", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_HT, _GLA_F_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
+                                          "            b_h = b_h * 0.98\n        tl.store(")),),
+           _HT_LATE),
+    Mutant("gla.fused_chunk.fp16-state", "fp16-state", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_H, _GLA_F_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+    # backward: gradients scaled by 1.02 where the kernel stores them
+    Mutant("gla.chunk.dq-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),
+           _x102("dq (inter + intra, chunk_bwd_dqkg_kernel)"), backward=True),
+    Mutant("gla.chunk.dk-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(dk + p_tk, b_dk, mask=m_tk)\n", "    tl.store(dk + p_tk, b_dk * 1.02, mask=m_tk)\n"),),
+           _x102("dk (inter + intra, chunk_bwd_dqkg_kernel)"), backward=True),
+    Mutant("gla.chunk.dg-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(dg + p_tk, b_dg.to(dg.dtype.element_ty), mask=m_tk)\n",
+             "    tl.store(dg + p_tk, (b_dg * 1.02).to(dg.dtype.element_ty), mask=m_tk)\n"),),
+           _x102("dg (chunk_bwd_dqkg_kernel)"), backward=True),
+    Mutant("gla.recurrent.dq-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+           (("        tl.store(p_dq, b_dq, mask=m_k)\n", "        tl.store(p_dq, b_dq * 1.02, mask=m_k)\n"),),
+           _x102("dq (and the dg built from it)"), backward=True),
+    Mutant("gla.recurrent.dk-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+           (("        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1), mask=m_k)\n",
+             "        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1) * 1.02, mask=m_k)\n"),),
+           _x102("dk (and the dg built from it)"), backward=True),
+    Mutant("gla.recurrent.dg-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+           (("        tl.store(p_dg, b_dg.to(p_dg.dtype.element_ty), mask=m_k)\n",
+             "        tl.store(p_dg, (b_dg * 1.02).to(p_dg.dtype.element_ty), mask=m_k)\n"),),
+           _x102("dg (gla_recurrent_bwd_dg_kernel)"), backward=True),
+]
+
+
+def _subtle_delta(op: str) -> list[Mutant]:
+    """Subtle mutants of the delta-rule kernels shared by DeltaNet and Gated DeltaNet, for `op`."""
+    p = op
+    return [
+        Mutant(f"{p}.chunk.o-late", "o-late", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_O, _DELTA_C_O + "    if i_t >= 1:\n        b_o = b_o * 1.02\n"),), _O_LATE),
+        Mutant(f"{p}.chunk.ht-late", "ht-late", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_HT, _DELTA_C_HT.replace("        tl.store(", "        if NT > 1:\n"
+                                                  "            b_h = b_h * 0.98\n        tl.store(")),),
+               _HT_LATE),
+        Mutant(f"{p}.chunk.fp16-state", "fp16-state", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_H, _DELTA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+        Mutant(f"{p}.chunk.dbeta-scale", "grad-scale", op, ("chunk",), _UT,
+               (("    tl.store(dbeta + row, b_dbeta, mask=m_t)\n",
+                 "    tl.store(dbeta + row, b_dbeta * 1.02, mask=m_t)\n"),),
+               _x102("dbeta (ut_transform_bwd_kernel, called by delta.chunk_bwd)"), backward=True),
+    ]
+
+
+_SUBTLE_DELTA_RECURRENT = [  # gated_delta:recurrent has no backward
+    Mutant("delta.recurrent.dbeta-scale", "grad-scale", "delta", ("recurrent",), _DELTA_R,
+           (("        tl.store(p_dbeta, tl.sum(b_du * b_e, 0))\n",
+             "        tl.store(p_dbeta, tl.sum(b_du * b_e, 0) * 1.02)\n"),),
+           _x102("dbeta (reverse pass)"), backward=True),
+]
+SUBTLE: tuple[Mutant, ...] = tuple(_SUBTLE_GLA + _subtle_delta("delta") + _SUBTLE_DELTA_RECURRENT
+                                   + _subtle_delta("gated_delta"))
+
 USAGE_CASES: tuple[UsageCase, ...] = (
     UsageCase("gla.usage.mask-fill-0.1max", "mask-fill", "gla", ("chunk",), ("recurrent",), ("-0.1max",),
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
@@ -347,7 +449,8 @@ USAGE_CASES: tuple[UsageCase, ...] = (
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
 )
 
-MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY)
+MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
+                                    + list(SUBTLE))
 
 
 def all_entries() -> list[Mutant | UsageCase]:

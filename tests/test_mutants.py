@@ -68,3 +68,23 @@ def test_select_by_op_id_prefix_and_class():
     assert select(["gla"], ["mask-fill"]) == [USAGE_CASES[0]]
     with pytest.raises(ValueError, match="no mutant matches"):
         select(ids=["gla.nope"])
+
+
+CHUNK_MODES = {("gla", "chunk"), ("gla", "fused_chunk"), ("delta", "chunk"), ("gated_delta", "chunk")}
+
+
+@pytest.mark.parametrize("kind", ["o-late", "ht-late", "fp16-state"])
+def test_subtle_mutants_cover_every_chunk_mode(kind):
+    assert {(m.op, mode) for m in MUTANTS if m.kind == kind for mode in m.modes} == CHUNK_MODES
+
+
+def test_backward_mutants_are_the_gradient_ones_and_their_modes_have_a_backward():
+    backward = [m for m in MUTANTS if m.backward]
+    assert {m.id for m in backward} == {m.id for m in MUTANTS if m.kind == "grad-scale"}
+    assert {m.id for m in backward} == {
+        "gla.chunk.dq-scale", "gla.chunk.dk-scale", "gla.chunk.dg-scale",
+        "gla.recurrent.dq-scale", "gla.recurrent.dk-scale", "gla.recurrent.dg-scale",
+        "delta.chunk.dbeta-scale", "gated_delta.chunk.dbeta-scale", "delta.recurrent.dbeta-scale"}
+    for m in backward:
+        assert all(OPS[m.op].modes[mode].backward for mode in m.modes), m.id
+    assert select(ids=["grad-scale"]) == backward

@@ -14,7 +14,7 @@ from fla_check import mutants as catalog
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
 from fla_check.compare import Verdict
-from fla_check.mutants import MUTANTS, USAGE_CASES, Mutant
+from fla_check.mutants import MUTANTS, SUBTLE, USAGE_CASES, Mutant
 from fla_check.profiles import PROFILES
 from fla_check.runner import CaseResult, ModeResult, check_case
 from fla_check.search import SearchResult
@@ -174,3 +174,81 @@ def test_report_marks_backward_entries():
     lines = console.export_text().splitlines()
     assert any("gla.chunk.dq-scale" in line and "chunk bwd" in line for line in lines)
     assert any("gla.chunk.o-late" in line and "bwd" not in line for line in lines)
+
+
+# -- subtle mutants (issue 13): each one on a hand-picked multi-chunk case ---------------------
+# Which output each rewrite touches (a backward mutant of GLA's recurrent dq/dk also moves dg,
+# which is built from them; only the named output is asserted).
+_OUTPUT = {"o-late": "o", "o-small": "o", "ht-late": "ht", "fp16-state": "ht", "dq-scale": "dq",
+           "dk-scale": "dk", "dg-scale": "dg", "dbeta-scale": "dbeta"}
+
+
+def _subtle_case(mutant: Mutant, dtype: str = "float32", **kw) -> CaseConfig:
+    """T = 100: two 64-token chunks (chunk, delta chunk), seven 16-token ones (fused_chunk)."""
+    return CaseConfig(op=mutant.op, dtype=dtype, B=1, T=100, H=1, K=16, V=16, seed=0, **kw)
+
+
+def _run_subtle(mutant: Mutant, config: CaseConfig):
+    (spec,) = mutant.mode_specs()
+    r = check_case(mutant.op, [spec, spec.name], config, backward=mutant.backward)
+    return r.modes[f"mutant:{spec.name}"], r.modes[spec.name]
+
+
+def _assert_caught(mutant: Mutant, config: CaseConfig) -> None:
+    bad, clean = _run_subtle(mutant, config)
+    assert clean.verdict is Verdict.OK, [(c.name, c.score) for c in clean.outputs]
+    name = _OUTPUT[mutant.id.rsplit(".", 1)[1]]
+    out = next(c for c in bad.outputs if c.name == name)
+    assert bad.verdict is Verdict.DIVERGED and out.verdict is Verdict.DIVERGED, \
+        f"{name}: rel_rms {out.kernel.rel_rms:.3g} bound {out.bound_rel_rms:.3g}"
+
+
+@pytest.mark.parametrize("mutant", SUBTLE, ids=lambda m: m.id)
+def test_subtle_mutant_diverges_on_a_two_chunk_fp32_case(mutant):
+    _assert_caught(mutant, _subtle_case(mutant))
+
+
+FP16_CAUGHT = [m for m in SUBTLE if m.kind in ("o-late", "ht-late", "grad-scale")]
+
+
+@pytest.mark.parametrize("mutant", FP16_CAUGHT, ids=lambda m: m.id)
+def test_subtle_mutant_diverges_on_a_two_chunk_fp16_case(mutant):
+    """A 2% error is far outside fp16's error (about 3e-4 rel-RMSE here)."""
+    _assert_caught(mutant, _subtle_case(mutant, "float16"))
+
+
+FP16_STATE_FP32_DOTS = [m for m in SUBTLE if m.kind == "fp16-state" and m.op in ("delta", "gated_delta")]
+
+
+@pytest.mark.parametrize("mutant", FP16_STATE_FP32_DOTS, ids=lambda m: m.id)
+def test_fp16_chunk_state_diverges_on_fp16_inputs(mutant):
+    """The delta-rule chunk kernels compute in fp32 with IEEE dots whatever the input dtype:
+    their ht error on this fp16 case is ~1e-7, the fp16 state's ~2e-4. (Not decisive for GLA on
+    fp16 inputs, by declared arithmetic: chunk stores h in the input dtype, clean ht error
+    ~8e-5; fused_chunk's fp32 dots are TF32 for fp16 inputs, clean ht error ~1.8e-4. Their
+    fp16 state is caught on fp32 inputs, above.)"""
+    _assert_caught(mutant, _subtle_case(mutant, "float16"))
+
+
+O_SMALL = next(m for m in SUBTLE if m.kind == "o-small")
+
+
+def test_a_0_3_percent_error_diverges_in_fp32_with_a_1e4_mask_fill():
+    """o x1.003 on a packed fp32 case with the -1e4 fill inside the first chunk: the clean chunk
+    kernel's error is ~1e-4 (the fp32 chunk-local cumsum holds the gates after the fill to
+    ~1e-3 absolute), the mutant's 3e-3. A flat large-fill allowance (the verdict before the
+    error model: bound 4.5e-3) let it through; the bound from the emulated chunked algorithm
+    (~5e-4) must not."""
+    _assert_caught(O_SMALL, _subtle_case(O_SMALL, packing="mask", segments=((40, 60),), mask_fill=-1e4))
+
+
+@pytest.mark.parametrize("mutant", [m for m in SUBTLE if m.kind in ("o-late", "ht-late")], ids=lambda m: m.id)
+def test_late_mutants_are_invisible_on_a_single_chunk(mutant):
+    """The o-late / ht-late rewrites only act from the second chunk on: the search has to reach a
+    multi-chunk case to catch them."""
+    (spec,) = mutant.mode_specs()
+    T = 16 if spec.name == "fused_chunk" else 40
+    config = CaseConfig(op=mutant.op, dtype="float32", B=1, T=T, H=1, K=16, V=16, seed=0)
+    bad, clean = _run_subtle(mutant, config)
+    assert bad.verdict is Verdict.OK and clean.verdict is Verdict.OK
+    assert [c.kernel.rel_rms for c in bad.outputs] == [c.kernel.rel_rms for c in clean.outputs]
