@@ -5,8 +5,8 @@ chunked algorithms in plain torch and round where fla-core 0.6.0's chunk kernels
 H100/H200 (input-dtype stores, TF32-truncated fp32 dots, blocked UT inverse); checked against
 fla on an H200 with bench/fla_like_vs_fla.py. Each declares that arithmetic, so the verdict's
 baseline emulates it. Over the corners of the case space -- fp32/fp16/bf16, beta up to 2, K=16
-and K=64/100, T in 35/176/320, strong and zero decay, mask fills -5/-20/-1e4, varlen with
-empty sequences, h0 -- forward and backward:
+and K=64/100, T in 35/176/320, strong, zero and near-zero decay, mask fills -5/-20/-1e4, varlen
+with empty sequences, h0 -- forward and backward:
 
 - every verdict is OK (``test_honest_control_is_ok``);
 - the score (the fraction of the allowed error used) stays below 1/a: 1/2 for o and ht, 1/3
@@ -50,6 +50,10 @@ def _corners(op: str) -> dict[str, tuple[dict, tuple[str, ...]]]:
     if gated:
         corners["T176-K64-strong-decay"] = (dict(T=176, K=64, V=64, gate_norm=0.01, **beta), ("fla64", "fla16"))
         corners["T176-K64-zero-decay"] = (dict(T=176, K=64, V=64, zero_gate_frac=1.0, **beta), ("fla64", "fla16"))
+        # exp(G) within ~an ulp of 1: GLA's cross-sub-chunk TF32 dot truncates operands that sit
+        # just below a representable value by a whole ulp, every time (the tightest corner: ~0.45)
+        corners["T176-K16-near-zero-decay"] = (dict(T=176, K=16, V=64, near_zero_decay=True, gate_norm=0.5,
+                                                    **beta), ("fla64", "fla32"))
         for fill in (-5.0, -20.0, -1e4):
             corners[f"fill{fill:g}"] = (dict(T=176, K=16, V=16, packing="mask", segments=FILL_SEGMENTS,
                                              mask_fill=fill, **beta), ("fla64", "fla16"))
