@@ -21,8 +21,8 @@ export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100 PYTHONPATH=$PWD:${PYTHONPATH:-}
 P="--provider fla_check.providers.fla:provider"
 FLA="--modes fla:recurrent,fla:chunk"
 {
-  python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
-  python -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
+  python3 -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
   git rev-parse HEAD 2>/dev/null || true
 } > "$WORK/versions.txt" 2>&1
 
@@ -32,7 +32,7 @@ job() {  # job NAME "ENV=VAL ..." fla-check-args...   (run jobs also write WORK/
   [ "$1" = run ] && report=(--report "$WORK/$name.report.json")
   (
     start=$(date +%s)
-    env $envs timeout -s INT -k 30 "$CAP" python -m fla_check.cli "$@" "${report[@]}" --json \
+    env $envs timeout -s INT -k 30 "$CAP" python3 -m fla_check.cli "$@" "${report[@]}" --json \
       > "$WORK/$name.json" 2> "$WORK/$name.log"
     echo "[$name exit $? in $(( $(date +%s) - start )) s] fla-check $*" >> "$WORK/$name.log"
   ) &
@@ -53,10 +53,10 @@ for op in gla gated_delta; do
 done
 job ut-plain $PICKED ut-transform --dtypes fp32,fp16,bf16 --seed 0
 job ut-gated $PICKED ut-transform --gated --dtypes fp32,fp16,bf16 --seed 0
-( timeout -s INT "$CAP" python bench/fla_like_vs_fla.py --out "$WORK/proxies" --budget $((CAP - 60)) \
+( timeout -s INT "$CAP" python3 bench/fla_like_vs_fla.py --out "$WORK/proxies" --budget $((CAP - 60)) \
     > "$WORK/proxies.log" 2>&1; echo "[proxies exit $?]" >> "$WORK/proxies.log" ) &
 wait
-python bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
+python3 bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
 for f in "$WORK"/*.log; do tail -n 3 "$f"; done > "$WORK/exits.txt"
 mkdir -p "$OUT"
 cp "$WORK/summary.md" "$WORK/exits.txt" "$WORK/versions.txt" "$OUT/"

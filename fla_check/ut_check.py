@@ -19,10 +19,9 @@ chunk::
 
 (NONFINITE when NaN/Inf appear where the reference is finite). The seed comes from the case and
 the declaration (:func:`~fla_check.verdict.baselines.sample_seed`): replays are exact. Stores
-also flush to the store dtype's subnormal grid, which the emulation's relative noise does not
-sample: under strong decay all of w (~ exp(G)) can lie below fp16's normal range, so the samples
-get absolute noise of half that spacing at the final store (:func:`store_underflow`; fp16:
-2^-25, fp32 and bf16: negligible). The condition number ``cond(I + L)`` is reported, not used:
+also flush to the store dtype's subnormal grid, which the emulation samples as absolute noise
+of half that spacing (under strong decay all of w ~ exp(G) can lie below fp16's normal range).
+The condition number ``cond(I + L)`` is reported, not used:
 the emulation amplifies its noise through the same inverse. A sign error is an O(1) relative
 error; the closed forms are judged against the built-in kernel's fp32 declaration.
 """
@@ -46,7 +45,7 @@ from fla_check.compare import (A_FORWARD, A_MAX_FORWARD, SLACK_ULPS, TAU32, Comp
 from fla_check.ut_cases import UTCase, UTInputs, build_inputs, free_params, regimes
 from fla_check.ut_variants import OUTPUT_NAMES, Variant, VariantUnsupported, default_variants
 from fla_check.verdict.arithmetic import Arithmetic
-from fla_check.verdict.baselines import noise_scales, sample_seed
+from fla_check.verdict.baselines import noise_scales, sample_seed, single_thread
 from fla_check.verdict.emulation import SAMPLES, emulate_ut
 
 TOLERANCE_RULE = (f"relrms <= {A_FORWARD:g} s + {TAU32:g} and max-abs <= {A_MAX_FORWARD:g} m + "
@@ -55,7 +54,6 @@ TOLERANCE_RULE = (f"relrms <= {A_FORWARD:g} s + {TAU32:g} and max-abs <= {A_MAX_
 DEFAULT_EXAMPLES = 12
 MINUS = "closed(-)"  # expected to diverge: it decides the sign, it does not fail a run
 PLUS = "closed(+)"
-_UNDERFLOW_SALT = 0x9E3779B9
 
 
 # -- float64 ground truth ----------------------------------------------------------------------
@@ -104,8 +102,7 @@ def condition(L: Tensor) -> float:
 def emulated_samples(case: UTCase, x: UTInputs, arith: Arithmetic) -> dict[str, Tensor]:
     """A_inv [S,1,T,H,BT], w [S,1,T,H,K], u [S,1,T,H,V]: :func:`emulate_ut` of `arith` on the
     chunk's inputs (their case-dtype values in float64), zero-padded to the chunk size as the
-    kernels pad their loads (beta = 0 rows leave the first T rows unchanged), with the store's
-    underflow added (:func:`store_underflow`)."""
+    kernels pad their loads (beta = 0 rows leave the first T rows unchanged)."""
     BT, T = case.chunk_size, case.T
 
     def samples(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -117,33 +114,14 @@ def emulated_samples(case: UTCase, x: UTInputs, arith: Arithmetic) -> dict[str, 
 
     seed = sample_seed(case.seed, arith)
     out = emulate_ut(arith, *(samples(t) for t in (x.k, x.v, x.beta, x.g)), dtype=case.torch_dtype, seed=seed)
-    out = {n: y[:, :, :T].transpose(1, 2)[:, None] for n, y in out.items()}  # [S,H,BT,D] -> [S,1,T,H,D]
-    return store_underflow(out, arith.store, case.torch_dtype, seed ^ _UNDERFLOW_SALT)
-
-
-def store_underflow(samples: dict[str, Tensor], store: str, dtype: torch.dtype, seed: int) -> dict[str, Tensor]:
-    """Absolute noise U(+-tiny/2) on stored outputs, ``tiny`` the subnormal spacing of the store
-    dtype (the input dtype for ``store="input"``, else fp32): rounding to a float format errs by
-    ``max(u |x|, tiny/2)``, and the emulation samples the relative part only."""
-    fin = torch.finfo(dtype if store == "input" else torch.float32)
-    half = fin.smallest_normal * fin.eps / 2  # fp16: 2^-25, bf16: 2^-134, fp32: 2^-150
-    gen = torch.Generator().manual_seed(seed % 2**63)
-    return {n: y + (torch.rand(y.shape, generator=gen, dtype=torch.float64) * 2 - 1) * half
-            for n, y in samples.items()}
+    return {n: y[:, :, :T].transpose(1, 2)[:, None] for n, y in out.items()}  # [S,H,BT,D] -> [S,1,T,H,D]
 
 
 def baseline_scales(case: UTCase, x: UTInputs, arith: Arithmetic, refs: dict[str, Tensor]) -> dict[str, Metrics]:
-    """Per output: the samples' largest max-abs error ``m`` and rel-RMSE ``s`` against `refs`.
-
-    Runs on one intra-op thread: the tensors are small (16 samples of one chunk), and on a busy
-    machine torch's thread pool made a 64-row emulation 40x slower (1.45 s with 2 threads vs
-    0.035 s with 1 on a loaded 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    """Per output: the samples' largest max-abs error ``m`` and rel-RMSE ``s`` against `refs`
+    (on one intra-op thread: see :func:`~fla_check.verdict.baselines.single_thread`)."""
+    with single_thread():
         return noise_scales(emulated_samples(case, x, arith), refs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 # -- results -----------------------------------------------------------------------------------

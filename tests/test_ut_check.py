@@ -9,7 +9,7 @@ from fla_check.compare import Verdict
 from fla_check.mutate import load_mutant
 from fla_check.ut_cases import UTCase, build_inputs, regimes
 from fla_check.ut_check import (TOLERANCE_RULE, _check_variant, baseline_scales, check_ut, condition,
-                                draw_cases, emulated_samples, ground_truth, inverse_recursion, store_underflow)
+                                draw_cases, emulated_samples, ground_truth, inverse_recursion)
 from fla_check.ut_variants import (FLA_BLOCKED, FP32_SUBSTITUTION, Variant, VariantUnsupported, closed_minus,
                                    closed_plus, fla_variant, kernel_variant)
 from fla_check.verdict.emulation import SAMPLES
@@ -60,12 +60,7 @@ def test_baseline_is_the_emulated_declaration():
     assert other != fla  # another case, other noise (same inputs here: only the seed differs)
 
 
-def test_store_underflow_is_half_the_subnormal_spacing():
-    zeros = {"w": torch.zeros(SAMPLES, 1000, dtype=torch.float64)}
-    fp16 = store_underflow(zeros, "input", torch.float16, 0)["w"].abs()
-    assert 2.0**-26 < fp16.max() <= 2.0**-25
-    assert store_underflow(zeros, "fp32", torch.float16, 0)["w"].abs().max() <= 2.0**-150
-    assert store_underflow(zeros, "input", torch.bfloat16, 0)["w"].abs().max() <= 2.0**-134
+def test_tolerance_rule_names_the_error_model():
     assert "emulations of the variant's declared arithmetic" in TOLERANCE_RULE
 
 
@@ -170,8 +165,8 @@ def test_fla_like_step_passes_at_its_declaration_and_not_at_fp32():
 def test_fp16_store_underflow_is_not_a_divergence(monkeypatch):
     """Strong decay in fp16: w ~ exp(G) ~ 1e-9 lies below fp16's subnormal spacing (6e-8), fla
     stores it as 0 (a 100% relative error). Rounding to fp16 errs by max(u|x|, 2^-25): with the
-    absolute part sampled the fla-like step passes; without it (the emulation's relative noise
-    alone) this is the false alarm."""
+    absolute part sampled (emulation.Rounding._underflow) the fla-like step passes; without it
+    (the relative noise alone) this is the false alarm."""
     from fla_check import ut_check
     from ut_fla_like import fla_like_variant
 
@@ -179,7 +174,9 @@ def test_fp16_store_underflow_is_not_a_divergence(monkeypatch):
     w = ut_check.check_chunk(case, [fla_like_variant()]).variants["fla-like"]
     assert w.verdict is Verdict.OK, w
     assert w.outputs[1].name == "w" and w.outputs[1].max_abs < 2e-9 and w.outputs[1].rel > 0.99
-    monkeypatch.setattr(ut_check, "store_underflow", lambda samples, *a: samples)
+    from fla_check.verdict import emulation
+
+    monkeypatch.setattr(emulation.Rounding, "_underflow", lambda self, x, tiny: x)
     w = ut_check.check_chunk(case, [fla_like_variant()]).variants["fla-like"]
     assert w.verdict is Verdict.DIVERGED and w.outputs[1].verdict is Verdict.DIVERGED
 

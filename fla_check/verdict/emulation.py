@@ -21,6 +21,9 @@ inverse             substitution: its backward error, every entry of A perturbed
 output              o in the input dtype, the final state in fp32                     U(+-u_out)
 ==================  ================================================================  ==========
 
+Stores and outputs also get absolute noise U(+-tiny/2), ``tiny`` the subnormal spacing of their
+dtype (fp16: 2^-24): what rounding costs a value below the normal range.
+
 (``u`` = unit roundoff: 2^-24 fp32, 2^-11 fp16, 2^-8 bf16.) Log-gates are clamped at
 ``-GATE_CLAMP`` before the cumsum: fills up to that size are modelled with their real fp32
 cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk kernel), larger
@@ -51,6 +54,11 @@ UNIT_ROUNDOFF = {torch.float32: U32, torch.float16: 2.0**-11, torch.bfloat16: 2.
 BLOCK = 16  # diagonal block of a blocked inverse
 
 
+def _subnormal_spacing(dtype: torch.dtype) -> float:
+    fin = torch.finfo(dtype)
+    return fin.smallest_normal * fin.eps  # fp16 2^-24, bf16 2^-133, fp32 2^-149
+
+
 class Rounding:
     """Seeded rounding noise at the points a declared arithmetic rounds (module table)."""
 
@@ -60,6 +68,8 @@ class Rounding:
         self.u_in = UNIT_ROUNDOFF[dtype]
         self.half = dtype != torch.float32
         self.u_store = self.u_in if arith.store == "input" else U32
+        self.tiny_in = _subnormal_spacing(dtype)
+        self.tiny_store = self.tiny_in if arith.store == "input" else _subnormal_spacing(torch.float32)
         self.tf32 = arith.tf32(self.half)
         # fp32-operand dots (blocked-inverse merges run on fp32 operands whatever the input dtype)
         self.fp32_operand = (-TF32_TRUNC, 0.0) if self.tf32 else (-U32, U32)
@@ -82,11 +92,17 @@ class Rounding:
             return x
         return self._noise(x, *self.operand_range)
 
+    def _underflow(self, x: Tensor, tiny: float) -> Tensor:
+        """Absolute noise U(+-tiny/2): a format's rounding errs by max(u |x|, tiny/2), tiny its
+        subnormal spacing (matters where whole outputs sit below fp16's normal range)."""
+        d = torch.rand(x.shape, generator=self.gen, dtype=torch.float64) * 2 - 1
+        return x + d.to(x.device) * (tiny / 2)
+
     def store(self, x: Tensor) -> Tensor:
-        return self.relative(x, self.u_store)
+        return self._underflow(self.relative(x, self.u_store), self.tiny_store)
 
     def output(self, x: Tensor) -> Tensor:
-        return self.relative(x, self.u_in)
+        return self._underflow(self.relative(x, self.u_in), self.tiny_in)
 
     def dot(self, a: Tensor, b: Tensor) -> Tensor:
         """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""

@@ -161,3 +161,14 @@ def test_gradients_flow_per_sample():
                     dtype=torch.float32, seed=0)
     (dq,) = torch.autograd.grad(o.sum(), [q])
     assert dq.shape == q.shape and not torch.equal(dq[0], dq[1]) and math.isfinite(dq.abs().max().item())
+
+
+def test_stores_and_outputs_sample_the_subnormal_spacing():
+    """Rounding to a format errs by max(u |x|, tiny/2): zero stays within half fp16's subnormal
+    spacing, and fp32 stores add nothing visible."""
+    zeros = torch.zeros(SAMPLES, 1000, dtype=torch.float64)
+    half = emulation.Rounding(FLA_LIKE, torch.float16, 0, zeros.device)
+    assert 2.0**-26 < half.store(zeros).abs().max() <= 2.0**-25
+    assert half.output(zeros).abs().max() <= 2.0**-25
+    exact = emulation.Rounding(EXACT_CHUNK, torch.float16, 0, zeros.device)
+    assert exact.store(zeros).abs().max() <= 2.0**-150
