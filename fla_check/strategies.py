@@ -6,20 +6,32 @@ handful of meaningful choices (T, head dims, segment layout, fill, ...) and ever
 value comes first: shrinking heads for T=1, K=V=16, B=H=1, one segment, seed 0.
 
 Shape space: head dims from a few compile buckets (``HEAD_DIMS``, including the non-powers of
-two 60 and 100), small ones favoured on CPU; T from 1, just below/at/above multiples of the
-chunk sizes 16 and 64, and anything up to ``max_seq_len``. Packing: reset masks with starts
+two 60 and 100), small ones favoured on CPU; T from buckets (:func:`seq_lens`: 1..3 in one
+draw of ten, within the first 64-chunk, chunk boundaries beyond it, anything up to
+``max_seq_len``). Packing: reset masks with starts
 mid-chunk, on chunk boundaries, several per chunk and length-1 segments; varlen ``cu_seqlens``
 with empty and length-1 sequences. Default mask fills span -5 .. -1e4; the extreme fills
 (-0.1*finfo.max, -finfo.max, -inf) only when asked for (``mask_fills`` or ``extreme_fills``).
+
+Also here: the strata of the search's covering phase (:func:`strata`, :func:`covering_configs`:
+T beyond one, two and three 64-chunks for every dtype, beyond one, two, three 16-sub-chunks)
+and :func:`digits_at_risk`, which builds a drawn configuration's tensors to score how long and
+ill-conditioned it is (a target of the search).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import math
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Optional, Sequence
 
+import hypothesis
+import torch
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
-from fla_check.cases import GATE_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, canonical_fill, dtype_name
+from fla_check.cases import GATE_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case, canonical_fill, dtype_name
 
 HEAD_DIMS = (16, 32, 60, 64, 100)
 SMALL_HEAD_DIMS = (16, 32, 16, 60, 32, 64, 16, 100)  # CPU: weighted towards the cheap buckets
@@ -37,6 +49,7 @@ class SpaceOptions:
     op: str
     dtypes: tuple[str, ...] = ("float32",)
     max_seq_len: int = 128
+    min_seq_len: int = 1  # a stratum of the space (fla_check.search's covering phase)
     packings: Optional[tuple[str, ...]] = None  # None: every packing the op supports
     mask_fills: Optional[tuple[Fill, ...]] = None  # None: DEFAULT_FILLS (+ EXTREME_FILLS)
     extreme_fills: bool = False
@@ -47,6 +60,8 @@ class SpaceOptions:
     def __post_init__(self) -> None:
         if self.max_seq_len < 1:
             raise ValueError(f"max_seq_len must be >= 1, got {self.max_seq_len}")
+        if not 1 <= self.min_seq_len <= self.max_seq_len:
+            raise ValueError(f"min_seq_len must be in [1, max_seq_len={self.max_seq_len}], got {self.min_seq_len}")
         object.__setattr__(self, "dtypes", tuple(dtype_name(d) for d in self.dtypes))
         if not self.dtypes:
             raise ValueError("no dtypes to draw from")
@@ -64,15 +79,52 @@ class SpaceOptions:
         return DEFAULT_FILLS + (EXTREME_FILLS if self.extreme_fills else ())
 
 
+TINY_LENS = (1, 2, 3)
+SUB_CHUNK, CHUNK = CHUNK_SIZES
+# T buckets, drawn by index (shrinking goes to the first: tiny); short cases are a minority.
+T_BUCKETS = ("tiny", "sub", "boundary", "long", "sub", "boundary", "long", "sub", "long", "boundary")
+
+
 def seq_lens(max_len: int, min_len: int = 1) -> st.SearchStrategy[int]:
-    """T: 1, just below/at/above chunk multiples (several chunks), or anything up to max_len."""
-    min_len = min(min_len, max_len)
-    special = {1, 2, 3}
-    for c in CHUNK_SIZES:
-        for m in range(1, max_len // c + 2):
-            special |= {m * c - 1, m * c, m * c + 1}
-    special = sorted(t for t in special if min_len <= t <= max_len)
-    return st.one_of(st.sampled_from(special), st.integers(min_len, max_len))
+    """T in [min_len, max_len] from buckets drawn by index (``T_BUCKETS``; empty ones skipped,
+    shrinking goes to the first): tiny (1..3, one draw in ten); sub-chunk (4..64, just
+    below/at/above multiples of 16 favoured); chunk boundaries beyond one chunk (just
+    below/at/above multiples of 64 or of 16); long (anything in 65..max_len)."""
+    lo = min(min_len, max_len)
+    buckets = _t_buckets(lo, max_len)
+    names = [b for b in T_BUCKETS if b in buckets]
+    if not names:  # [lo, max_len] misses every bucket (e.g. 5..14)
+        return st.integers(lo, max_len)
+    return _bucketed(tuple(names), buckets)
+
+
+@st.composite
+def _bucketed(draw, names: tuple[str, ...], buckets: dict[str, st.SearchStrategy[int]]) -> int:
+    return draw(buckets[draw(st.sampled_from(names))])
+
+
+@lru_cache(maxsize=64)
+def _t_buckets(lo: int, hi: int) -> dict[str, st.SearchStrategy[int]]:
+    def ints(a: int, b: int) -> list:
+        a, b = max(a, lo), min(b, hi)
+        return [st.integers(a, b)] if a <= b else []
+
+    def special(values) -> list:
+        values = sorted({t for t in values if lo <= t <= hi})
+        return [st.sampled_from(values)] if values else []
+
+    def near(c: int, first: int, last: int) -> set[int]:
+        return {m * c + d for m in range(first, last + 1) for d in (-1, 0, 1)}
+
+    beyond = lambda values: {t for t in values if t > CHUNK}  # noqa: E731
+    options = {
+        "tiny": special(TINY_LENS),
+        "sub": special(near(SUB_CHUNK, 1, CHUNK // SUB_CHUNK) - {CHUNK + 1}) + ints(4, CHUNK),
+        "boundary": special(beyond(near(CHUNK, 1, hi // CHUNK + 1)))
+        + special(beyond(near(SUB_CHUNK, 1, hi // SUB_CHUNK + 1))),
+        "long": ints(CHUNK + 1, hi),
+    }
+    return {name: st.one_of(opts) for name, opts in options.items() if opts}
 
 
 def head_dims(small: bool) -> st.SearchStrategy[int]:
@@ -109,30 +161,34 @@ def _lengths(cuts: Sequence[int], T: int) -> tuple[int, ...]:
 
 @st.composite
 def case_configs(draw, options: SpaceOptions) -> CaseConfig:
-    """A full case configuration (with its seed) from `options`' space."""
+    """A full case configuration (with its seed) from `options`' space.
+
+    The seed is drawn early and the knobs that make a case ill-conditioned (gate regime, beta
+    range, mask fill) last: hypothesis' targeting hill-climbs the last choices of its best
+    example first, so it moves these (then the segment layout and T) rather than the seed."""
     op = options.op
     dtype = draw(st.sampled_from(options.dtypes))
     packing = draw(st.sampled_from(options.allowed_packings()))
-    T = draw(seq_lens(options.max_seq_len, min_len=2 if packing == "mask" else 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     max_b = options.max_batch or (2 if options.small else 4)
     max_h = options.max_heads or (2 if options.small else 4)
     B = 1 if packing == "varlen" else draw(st.integers(1, max_b))
     H = draw(st.integers(1, max_h))
     K = draw(head_dims(options.small))
     V = draw(head_dims(options.small))
+    initial_state = draw(st.booleans())
+    T = draw(seq_lens(options.max_seq_len, min_len=max(options.min_seq_len, 2 if packing == "mask" else 1)))
     segments: tuple[tuple[int, ...], ...] = ()
-    fill = None
     if packing == "mask":
         segments = tuple(draw(reset_segments(T)) for _ in range(B))
-        fill = draw(st.sampled_from(options.fills()))
     elif packing == "varlen":
         segments = (draw(varlen_segments(T)),)
     gate = _draw_gate(draw) if GATE_OPS[op] else {}
     beta_max = draw(st.sampled_from((1.0, 2.0))) if op != "gla" else 1.0
+    fill = draw(st.sampled_from(options.fills())) if packing == "mask" else None
     return CaseConfig(
-        op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max,
-        initial_state=draw(st.booleans()), packing=packing, segments=segments, mask_fill=fill,
-        seed=draw(st.integers(0, 2**32 - 1)), **gate,
+        op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max, initial_state=initial_state,
+        packing=packing, segments=segments, mask_fill=fill, seed=seed, **gate,
     )
 
 
@@ -141,3 +197,108 @@ def _draw_gate(draw) -> dict:
     norm = draw(st.one_of(st.sampled_from(GATE_NORMS), st.floats(0.01, 10.0)))
     return dict(gate_norm=norm, zero_gate_frac=draw(st.sampled_from(ZERO_GATE_FRACS)),
                 near_zero_decay=draw(st.booleans()))
+
+
+# -- the covering phase: one case per stratum ------------------------------------------------
+@dataclass(frozen=True)
+class Stratum:
+    """A slice of the space the covering phase draws one case from: a dtype and a T range."""
+
+    dtype: str
+    min_len: int
+    max_len: int
+
+    def __str__(self) -> str:
+        return f"{self.dtype} T={self.min_len}..{self.max_len}"
+
+
+def length_bands(max_seq_len: int, chunk: int, count: int) -> list[tuple[int, int]]:
+    """T ranges just beyond 1, 2, ... `count` chunks: (chunk+1..2 chunk), ..., the last one open
+    up to `max_seq_len`; those beyond `max_seq_len` are left out, the others clipped to it."""
+    bands = []
+    for m in range(1, count + 1):
+        lo, hi = m * chunk + 1, (m + 1) * chunk if m < count else max_seq_len
+        if lo <= max_seq_len:
+            bands.append((lo, min(hi, max_seq_len)))
+    return bands
+
+
+def strata(options: SpaceOptions) -> list[Stratum]:
+    """The covering phase's strata: beyond one, two and three chunks (64) for every dtype,
+    then beyond one, two and three 16-sub-chunks inside the first chunk, one dtype each in turn.
+    A stratum's case has its :func:`chunked_length` in the stratum's T range."""
+    out = [Stratum(d, lo, hi) for lo, hi in length_bands(options.max_seq_len, CHUNK, 3) for d in options.dtypes]
+    sub = [(lo, hi) for lo, hi in length_bands(min(options.max_seq_len, CHUNK), SUB_CHUNK, 3)]
+    out += [Stratum(options.dtypes[i % len(options.dtypes)], lo, hi) for i, (lo, hi) in enumerate(sub)]
+    return out
+
+
+def covering_configs(options: SpaceOptions, seed: Optional[int] = 0) -> list[CaseConfig]:
+    """One configuration per stratum (:func:`strata`), drawn from :func:`case_configs`
+    restricted to it (a random draw, not the stratum's simplest case). `seed` makes the draws
+    repeatable (a different seed per stratum is derived from it); None draws at random."""
+    out = []
+    for stratum in strata(options):
+        space = replace(options, dtypes=(stratum.dtype,), min_seq_len=stratum.min_len,
+                        max_seq_len=stratum.max_len)
+        derived = None if seed is None else int.from_bytes(
+            hashlib.sha256(f"{seed}:{options.op}:{stratum}".encode()).digest()[:8], "big")
+        lo = stratum.min_len
+        out.append(_draw_one(case_configs(space).filter(lambda c, lo=lo: chunked_length(c) >= lo), derived))
+    return out
+
+
+def chunked_length(config: CaseConfig) -> int:
+    """The length a chunked kernel splits into chunks: the longest ``cu_seqlens`` sequence, else
+    T (a reset mask restarts the state through the gates, not the chunking)."""
+    return max(config.segments[0]) if config.varlen else config.T
+
+
+def _draw_one(strategy: st.SearchStrategy, seed: Optional[int]):
+    """One random (not minimal) value of `strategy`: hypothesis' second call (its first is the
+    simplest value), with `seed` fixing the draw."""
+    drawn = []
+
+    @settings(max_examples=2, database=None, deadline=None, derandomize=False, phases=(Phase.generate,),
+              suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
+    @given(strategy)
+    def collect(value) -> None:
+        drawn.append(value)
+
+    (hypothesis.seed(seed)(collect) if seed is not None else collect)()
+    return drawn[-1]
+
+
+# -- targeting: how hard a case is ------------------------------------------------------------
+def digits_at_risk(config: CaseConfig) -> float:
+    """A rough count of the decimal digits a correct kernel can lose on `config`, from its
+    inputs alone (float64, no kernel); the search targets it to drive towards long and
+    ill-conditioned cases. The sum of:
+
+    - ``0.5 log10(L)``, L the longest state-sharing run: rounding errors of L accumulated
+      updates grow like a random walk;
+    - ``log10(1 + |G|)``, G the largest chunk-local cumulative log-gate (64-chunks, per
+      sequence): chunked kernels take exp of differences of such sums, losing ``eps |G|``;
+    - ``log10 ||A^-1||_inf``, A = I + tril(diag(beta) K K^T, -1) of a 64-chunk (delta rule):
+      the UT transform's amplification of the errors of its inputs.
+    """
+    x = build_case(config)
+    spans = [(s, s + n) for s, n in zip(config.segment_starts(0), config.segments[0])] if config.varlen \
+        else [(0, config.T)]
+    chunks = [(a, min(a + CHUNK, e)) for s, e in spans for a in range(s, e, CHUNK)]
+    digits = 0.5 * math.log10(max(1, config.max_segment_len()))
+    if x.g is not None and chunks:
+        g = x.g.double()
+        G = max(float(g[:, a:e].cumsum(1).abs().max()) for a, e in chunks)
+        digits += math.log10(1.0 + min(G, 1e300))
+    if x.beta is not None and chunks:
+        k, beta = x.k.double(), x.beta.double()
+        worst = 1.0
+        for a, e in chunks:
+            kc = k[:, a:e].transpose(1, 2)  # [B, H, n, K]
+            A = torch.tril(beta[:, a:e].transpose(1, 2).unsqueeze(-1) * (kc @ kc.transpose(-1, -2)), -1)
+            eye = torch.eye(e - a, dtype=torch.float64)
+            inv = torch.linalg.solve_triangular(eye + A, eye.expand_as(A), upper=False, unitriangular=True)
+            worst = max(worst, float(inv.abs().sum(-1).max()))
+        digits += math.log10(min(worst, 1e300))
+    return digits

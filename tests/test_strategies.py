@@ -1,9 +1,13 @@
 """The configuration space: valid draws, the corners it must reach, simple minimal examples."""
+import dataclasses
+import math
+
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
-from fla_check.cases import SYMBOLIC_FILLS
-from fla_check.strategies import HEAD_DIMS, SpaceOptions, case_configs
+from fla_check.cases import SYMBOLIC_FILLS, CaseConfig
+from fla_check.strategies import (HEAD_DIMS, SpaceOptions, case_configs, chunked_length, covering_configs,
+                                  digits_at_risk, seq_lens, strata)
 
 FAST = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -81,3 +85,47 @@ def test_bad_options():
         SpaceOptions(op="gla", max_seq_len=0)
     with pytest.raises(ValueError):
         SpaceOptions(op="gla", dtypes=())
+    with pytest.raises(ValueError):
+        SpaceOptions(op="gla", max_seq_len=10, min_seq_len=11)
+
+
+@pytest.mark.parametrize("lo, hi", [(1, 256), (2, 256), (65, 128), (129, 192), (193, 256), (5, 14), (1, 1), (2, 2)])
+def test_seq_lens_stay_in_range(lo, hi):
+    @FAST
+    @given(seq_lens(hi, lo))
+    def in_range(t):
+        assert lo <= t <= hi
+
+    in_range()
+
+
+def test_strata_beyond_one_two_three_chunks_per_dtype_and_sub_chunks():
+    opts = SpaceOptions(op="gla", dtypes=("fp32", "fp16", "bf16"), max_seq_len=256)
+    got = [(s.dtype, s.min_len, s.max_len) for s in strata(opts)]
+    chunks = [(d, lo, hi) for lo, hi in ((65, 128), (129, 192), (193, 256)) for d in opts.dtypes]
+    assert got == chunks + [("float32", 17, 32), ("float16", 33, 48), ("bfloat16", 49, 64)]
+    short = strata(SpaceOptions(op="gla", dtypes=("fp32",), max_seq_len=130))
+    assert [(s.min_len, s.max_len) for s in short] == [(65, 128), (129, 130), (17, 32), (33, 48), (49, 64)]
+    assert [(s.min_len, s.max_len) for s in strata(SpaceOptions(op="gla", max_seq_len=40))] == [(17, 32), (33, 40)]
+
+
+@pytest.mark.parametrize("op", ["gla", "delta", "gated_delta"])
+def test_covering_configs_one_per_stratum_repeatable(op):
+    opts = SpaceOptions(op=op, dtypes=("fp32", "fp16", "bf16"), max_seq_len=256)
+    cases = covering_configs(opts, seed=0)
+    assert len(cases) == len(strata(opts)) == len(set(cases))
+    for stratum, c in zip(strata(opts), cases):
+        assert c.dtype == stratum.dtype and stratum.min_len <= chunked_length(c) <= c.T <= stratum.max_len
+    assert covering_configs(opts, seed=0) == cases != covering_configs(opts, seed=1)
+    assert len({(c.B, c.H, c.K, c.V, c.packing) for c in cases}) > 1  # random draws, not the minimal ones
+
+
+def test_digits_at_risk_grow_with_decay_fills_and_length():
+    base = CaseConfig(op="gla", dtype="float16", B=1, T=64, H=1, K=16, V=16, seed=0)
+    strong = dataclasses.replace(base, gate_norm=0.01)
+    filled = dataclasses.replace(base, packing="mask", segments=((30, 34),), mask_fill=-1e4)
+    longer = dataclasses.replace(base, T=256)
+    d = digits_at_risk
+    assert d(strong) > d(base) + 1.5 and d(filled) > d(base) + 2 and d(longer) > d(base)
+    delta = CaseConfig(op="delta", dtype="float32", B=1, T=64, H=1, K=16, V=16, seed=0)
+    assert d(delta) > 0.5 * math.log10(64)  # the UT inverse's amplification counts
