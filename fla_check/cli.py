@@ -170,7 +170,7 @@ def _parse_shard(text: Optional[str]):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="cuda, or cpu (Triton interpreter). Default: cuda when present.")
 @click.option("--max-seq-len", type=int, default=None,
-              help="Largest T drawn (default 130 on CPU, 80 with --backward, 512 on GPU).")
+              help="Largest T drawn (default 256 on CPU, 80 with --backward, 512 on GPU).")
 @click.option("--mask-fill", "mask_fill", default=None,
               help="Only mask-packed cases, with these gate fills: -0.1max, -max, -inf or floats (comma list).")
 @click.option("--backward", is_flag=True,

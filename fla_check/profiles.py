@@ -1,12 +1,17 @@
 """Run profiles: smoke / ci / nightly budgets and their hypothesis settings.
 
-=======  ========  ===========  ========  =============  ==============================
-profile  examples  derandomize  database  extreme fills  shrink budget (new cases/mode)
-=======  ========  ===========  ========  =============  ==============================
-smoke    8         yes          none      no             15
-ci       30        yes          none      no             40  (default of ``fla-check run``)
-nightly  500       no           reports/  yes            400
-=======  ========  ===========  ========  =============  ==============================
+=======  ========  ===========  ========  =============  ========  ==============================
+profile  examples  derandomize  database  extreme fills  covering  shrink budget (new cases/mode)
+=======  ========  ===========  ========  =============  ========  ==============================
+smoke    8         yes          none      no             no        15
+ci       30        yes          none      no             yes       40  (default of ``fla-check run``)
+nightly  500       no           reports/  yes            yes       400
+=======  ========  ===========  ========  =============  ========  ==============================
+
+``examples`` counts different configurations per mode run. The covering phase
+(:func:`fla_check.search.search`) draws one case per stratum of
+:func:`fla_check.strategies.strata` (T beyond one, two and three 64-chunks for every dtype,
+beyond one, two, three 16-sub-chunks) out of that budget: 12 of ci's 30 cases with three dtypes.
 
 The shrink budget counts new cases (not seconds, so that a run stays deterministic) and
 applies twice per failing mode: to hypothesis' shrinking and then to the localization-guided
@@ -41,13 +46,14 @@ class Profile:
     extreme_fills: bool
     shrink_cases: int  # new cases per failing mode, for hypothesis' shrinking and for simplify
     description: str
+    cover: bool = False  # a covering phase: one case per length band and dtype (fla_check.search)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", 8, True, False, False, 15, "a few cases, seconds on CPU"),
-    "ci": Profile("ci", 30, True, False, False, 40, "deterministic cases for merge gates"),
+    "ci": Profile("ci", 30, True, False, False, 40, "deterministic cases for merge gates", cover=True),
     "nightly": Profile("nightly", 500, False, True, True, 400,
-                       "wide random search incl. extreme mask fills, database under reports/"),
+                       "wide random search incl. extreme mask fills, database under reports/", cover=True),
 }
 DEFAULT_PROFILE = "ci"
 

@@ -79,9 +79,9 @@ class SearchProgress(ProgressFeed):
     def update(self, event: Any) -> None:
         if self.task is None:
             self.task = self.bar.add_task("searching", total=event.budget)
-        verb = "shrinking" if event.phase == "shrink" else "searching"
+        verb = {"shrink": "shrinking", "cover": "covering"}.get(event.phase, "searching")
         failing = f"; failing: {','.join(event.failing)}" if event.failing else ""
-        desc = f"{event.mode} {verb} ({event.examples} cases{failing})"
+        desc = f"{event.mode} {verb} ({event.examples} cases{failing})".lstrip()
         self.bar.update(self.task, completed=min(event.calls, event.budget), total=event.budget,
                         description=desc)
 

@@ -2,8 +2,17 @@
 
 :func:`search` draws case configurations (:mod:`fla_check.strategies`), runs each through
 :func:`fla_check.runner.check_case`, steers hypothesis towards the worst error with
-``hypothesis.target`` (one label per mode: the fraction of the allowed error used) and, when a
-mode fails, lets hypothesis shrink the case to a minimal failing configuration.
+``hypothesis.target`` and, when a mode fails, lets hypothesis shrink the case to a minimal
+failing configuration. Targets: the case's digits at risk
+(:func:`fla_check.strategies.digits_at_risk`: length, chunk-local gate cumsum, UT inverse),
+which hypothesis climbs first, so that its targeting phase moves towards long and
+ill-conditioned cases; then one label per mode, the fraction of the allowed error used.
+
+A run never counts a configuration twice: a draw equal to one the run already made is
+answered from the cache and the run goes on until it has drawn its budget of different
+configurations. Profiles with ``cover`` (ci, nightly) add a covering phase after the runs:
+one case per stratum of :func:`fla_check.strategies.strata` (T beyond one, two and three
+64-chunks for every dtype; beyond one, two, three 16-sub-chunks), see :func:`search`.
 
 One hypothesis run per mode, in the order given: run ``m`` raises (and so stops generating
 and shrinks) only when ``m`` fails, so every failing mode gets its own minimal configuration
@@ -32,12 +41,29 @@ from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, CaseConfig, Fill, dtype_name
 from fla_check.compare import Verdict, json_float, worst
 from fla_check.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
-from fla_check.runner import CaseResult, ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
-from fla_check.strategies import SpaceOptions, case_configs
+from fla_check.runner import (CaseResult, ModeLike, ModeResult, OpLike, check_case, mode_label, resolve_modes,
+                              resolve_op)
+from fla_check.strategies import SpaceOptions, case_configs, covering_configs, digits_at_risk, strata
 
-CPU_MAX_SEQ_LEN = 130
+CPU_MAX_SEQ_LEN = 256  # four 64-chunks: the covering phase reaches beyond three
 CPU_BACKWARD_MAX_SEQ_LEN = 80  # interpreted backward kernels cost ~5x the forward; still > one 64-chunk
 GPU_MAX_SEQ_LEN = 512
+TINY_T = 2  # see tiny_quota
+DIGITS_LABEL = "digits at risk"  # hypothesis.target label of fla_check.strategies.digits_at_risk
+
+
+def tiny_quota(distinct: int) -> int:
+    """How many of a run's `distinct` configurations may have T <= 2: hypothesis keeps coming
+    back to that corner (its simplest examples, mutations of a tiny one) and it is cheap to
+    cover; later such draws are skipped (passing, no target observed)."""
+    return max(3, distinct // 6)
+
+
+class _BudgetSpent(BaseException):
+    """Ends a mode's hypothesis run once it has drawn its budget of different configurations
+    (a BaseException, so hypothesis does not take it for a failure of the test). Rejecting the
+    repeated draws instead would make hypothesis report a flaky test: it sometimes replays a
+    choice sequence it has run, which must then give the same outcome."""
 
 
 class ModeFailure(Exception):
@@ -66,10 +92,10 @@ class ProgressEvent:
 
     examples: int  # distinct cases evaluated so far
     budget: int  # the example budget of one mode's run (shrinking runs past it)
-    phase: str  # "search" until the active mode fails, then "shrink"
+    phase: str  # "search" until the active mode fails, then "shrink"; "cover": the covering phase
     case: CaseResult
     failing: tuple[str, ...]  # modes that failed so far
-    mode: str = ""  # the mode whose hypothesis run is active
+    mode: str = ""  # the mode whose hypothesis run is active ("" in the covering phase)
     calls: int = 0  # test calls in that run (cache hits included)
 
 
@@ -199,8 +225,9 @@ class _Evaluator:
     counts: Callable[[CaseResult], Sequence[str]] = staticmethod(lambda case: case.failed_modes)
 
     def __init__(self, op, specs, device, budget: int, shrink_cases: int,
-                 progress: Optional[Callable[[ProgressEvent], None]], backward: bool = False):
-        self.op, self.device, self.backward = op, device, backward
+                 progress: Optional[Callable[[ProgressEvent], None]], backward: bool = False,
+                 check: Callable[..., CaseResult] = check_case):
+        self.op, self.device, self.backward, self.check = op, device, backward, check
         self.specs = {mode_label(s): s for s in specs}
         self.budget, self.shrink_cases, self.progress = budget, shrink_cases, progress
         self.cache: dict[CaseConfig, CaseResult] = {}
@@ -209,16 +236,29 @@ class _Evaluator:
         self.first_failure: dict[str, dict[str, Any]] = {}  # mode -> {"example", "seconds"}
         self.failing: list[str] = []
         self.mode, self.calls, self.mode_failed_at = "", 0, None  # mode_failed_at: len(cases) then
+        self.seen: set[CaseConfig] = set()  # configurations the active run has drawn
+        self.phase = "search"
 
-    def begin(self, mode: str) -> None:
-        """Start the hypothesis run that hunts for failures of `mode`."""
+    def begin(self, mode: str, distinct: int) -> None:
+        """Start the hypothesis run that hunts for failures of `mode`; it ends (searching) after
+        `distinct` different configurations, at most `tiny_quota(distinct)` of them with T <= 2."""
         self.mode, self.calls, self.mode_failed_at = mode, 0, None
+        self.seen, self.distinct, self.tiny = set(), distinct, tiny_quota(distinct)
 
-    def __call__(self, config: CaseConfig) -> CaseResult:
+    def __call__(self, config: CaseConfig) -> Optional[CaseResult]:
+        """`config`'s result; None for a T <= 2 draw past the run's quota (not run, not counted)."""
         self.calls += 1
+        shrinking = self.mode_failed_at is not None
+        if not shrinking and config not in self.seen:  # a repeated draw is answered, not counted
+            if len(self.seen) >= self.distinct:
+                raise _BudgetSpent
+            if config.T <= TINY_T:
+                if self.tiny <= 0:
+                    return None
+                self.tiny -= 1
+            self.seen.add(config)
         result = self.cache.get(config)
         if result is None or self.mode not in result.modes:
-            shrinking = self.mode_failed_at is not None
             if shrinking and len(self.cases) - self.mode_failed_at >= self.shrink_cases:
                 reject()  # shrink budget spent: only already-seen cases are answered
             wanted = [self.mode] if shrinking else list(self.specs)
@@ -231,8 +271,23 @@ class _Evaluator:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    def cover(self, configs: Sequence[CaseConfig]) -> None:
+        """The covering phase: run `configs` with every mode that has not failed yet."""
+        self.mode, self.mode_failed_at, self.phase = "", None, "cover"
+        self.calls = self.budget - len(configs)  # the progress bar's last steps
+        for config in configs:
+            wanted = [m for m in self.specs if m not in self.failing]
+            if not wanted:
+                return
+            self.calls += 1
+            result = self.cache.get(config)
+            missing = [m for m in wanted if result is None or m not in result.modes]
+            if missing:
+                result = self._evaluate(config, missing)
+            self._report(result)
+
     def _evaluate(self, config: CaseConfig, labels: list[str]) -> CaseResult:
-        fresh = check_case(self.op, [self.specs[m] for m in labels], config, device=self.device,
+        fresh = self.check(self.op, [self.specs[m] for m in labels], config, device=self.device,
                            backward=self.backward)
         result = self.cache.get(config)
         if result is None:
@@ -260,14 +315,14 @@ class _Evaluator:
         """Re-run `case` with every mode (pairs included) if shrinking ran only some."""
         if list(case.modes) == list(self.specs) and len(case.pairs) == len(self.specs) * (len(self.specs) - 1) // 2:
             return
-        full = check_case(self.op, list(self.specs.values()), case.config, device=self.device,
+        full = self.check(self.op, list(self.specs.values()), case.config, device=self.device,
                           backward=self.backward)
         case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
         case.seconds += full.seconds
 
     def _report(self, result: CaseResult) -> None:
         if self.progress:
-            phase = "shrink" if self.mode_failed_at is not None else "search"
+            phase = "shrink" if self.mode_failed_at is not None else self.phase
             self.progress(ProgressEvent(len(self.cases), self.budget, phase, result, tuple(self.failing),
                                         self.mode, self.calls))
 
@@ -282,7 +337,15 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
-    every case runs all modes and is memoised, so the runs share their cases. `mask_fills`
+    every case runs all modes and is memoised, so the runs share their cases. A run draws
+    `examples` different configurations (a repeated draw is answered from the cache and not
+    counted; T <= 2 draws past :func:`tiny_quota` are skipped). Profiles with ``cover`` (ci, nightly) then run a covering phase: one case per stratum of
+    :func:`fla_check.strategies.strata` (beyond one, two, three 64-chunks for every dtype;
+    beyond one, two, three 16-sub-chunks), drawn from the same strategy with a fixed seed (the
+    run's seed if given; random in non-derandomized profiles), with every mode that has not
+    failed yet; the hypothesis runs get the rest of the budget. It is left out where it would
+    take more than half the budget. A failure found there is not shrunk by hypothesis, only
+    simplified (:mod:`fla_check.simplify`). `mask_fills`
     restricts packing to reset masks filled with those values (the space the masking bug lives
     in); otherwise every packing is drawn with the default fills (plus the extreme ones in the
     nightly profile). `examples` overrides the profile's budget (per mode run); `seed` makes
@@ -292,6 +355,33 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     `failing(case)` names the modes that count as failing a case (default: those whose verdict
     failed); ``fla-check selftest`` counts a planted bug only where the clean kernel passes.
     """
+    return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
+                   mask_fills=mask_fills, profile=profile, device=device, progress=progress,
+                   database_root=database_root, backward=backward, failing=failing)
+
+
+def planned_cases(op: OpLike, *, modes: Sequence[ModeLike] = ("recurrent",), dtypes: Optional[Sequence[str]] = None,
+                  examples: Optional[int] = None, seed: Optional[int] = None, max_seq_len: Optional[int] = None,
+                  mask_fills: Optional[Sequence[Fill]] = None, profile: str = DEFAULT_PROFILE,
+                  device: Optional[str] = None, backward: bool = False) -> list[CaseConfig]:
+    """The configurations a search with these arguments draws when every case passes with a
+    score of 0, in order, without running a kernel (the hypothesis runs and the covering phase
+    as :func:`search`; a real run differs where hypothesis' targeting follows the scores)."""
+    result = _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
+                     mask_fills=mask_fills, profile=profile, device=device, database_root=None,
+                     backward=backward, check=_passing_check)
+    return [c.config for c in result.cases]
+
+
+def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool = False) -> CaseResult:
+    """check_case's stand-in for :func:`planned_cases`: every mode OK, no outputs (score 0)."""
+    return CaseResult(config, {mode_label(m): ModeResult(mode_label(m), Verdict.OK) for m in modes},
+                      backward=backward)
+
+
+def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
+            database_root, backward, failing=None, progress=None,
+            check: Callable[..., CaseResult] = check_case) -> SearchResult:
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
     if not specs:
@@ -305,22 +395,34 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
                           options=_options_json(space, prof.name, budget, seed, device))
     if backward:
         result.options["backward"] = True
-    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward)
+    cover = _covering(space, prof, budget, seed)
+    result.options["covering"] = len(cover)
+    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)
     if failing is not None:
         evaluate.counts = failing
     shrunk: dict[str, CaseResult] = {}
-    for label in labels if budget > 0 else []:
+    for label in labels if budget > len(cover) else []:
         db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
             if database_root else None
-        settings = hypothesis_settings(prof, examples=budget, seed=seed, database=db)
-        evaluate.begin(label)
+        distinct = budget - len(cover)
+        # room for repeated draws (answered from the cache, not counted); hypothesis' targeting
+        # starts at half of max_examples
+        settings = hypothesis_settings(prof, examples=distinct + distinct // 4, seed=seed, database=db)
+        evaluate.begin(label, distinct)
         try:
             _hypothesis_test(space, evaluate, label, settings, seed)()
+        except _BudgetSpent:
+            pass
         except KeyboardInterrupt:
             result.interrupted = True
             break
         except ModeFailure as exc:
             shrunk[label] = exc.case
+    if cover and not result.interrupted:
+        try:
+            evaluate.cover(cover)
+        except KeyboardInterrupt:
+            result.interrupted = True
     result.first_failure = evaluate.first_failure
     _assign_failures(result, shrunk, evaluate.cases, evaluate.counts)
     if not result.interrupted:
@@ -335,6 +437,14 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     return result
 
 
+def _covering(space: SpaceOptions, prof, budget: int, seed: Optional[int]) -> list[CaseConfig]:
+    """The covering phase's cases (none where the profile has none, or they would take more
+    than half of `budget`)."""
+    if not prof.cover or 2 * len(strata(space)) > budget:
+        return []
+    return covering_configs(space, seed if seed is not None else 0 if prof.derandomize else None)
+
+
 def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device) -> SpaceOptions:
     return SpaceOptions(
         op=op, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
@@ -344,12 +454,16 @@ def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device) -> SpaceOptio
 
 
 def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, settings, seed: Optional[int]):
-    """The test of one mode's run: targets every mode's score (so all runs draw alike)."""
+    """The test of one mode's run: targets the case's digits at risk, then every mode's score
+    (so all runs draw alike)."""
 
     @settings
     @given(case_configs(space))
     def run_case(config: CaseConfig) -> None:
         result = evaluate(config)
+        if result is None:
+            return
+        target(digits_at_risk(config), label=DIGITS_LABEL)  # first: hypothesis climbs it first
         for label, r in result.modes.items():
             if r.verdict is not Verdict.UNSUPPORTED:
                 target(float(r.score), label=label)
