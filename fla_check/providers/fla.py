@@ -25,6 +25,8 @@ from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 
 FLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="tf32")
 FLA_DELTA_CHUNK = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
+# fused_recurrent_delta_rule stores u = v - S^T k in the input dtype for its backward (dbeta, dk)
+FLA_DELTA_RECURRENT = Arithmetic("recurrent", store="input")
 from fla_check.providers import Provider, ProviderError, ProviderUnavailableError
 
 NAME = "fla"
@@ -137,9 +139,11 @@ def build() -> Provider:
                 recurrent(gla_recurrent, description="fla.ops.gla.fused_recurrent_gla (gate as gk)")],
         "delta": [delta_chunk_mode(delta_chunk, dtypes=NO_FP32,
                         description="fla.ops.delta_rule.chunk_delta_rule (asserts no fp32)"),
-                  recurrent(delta_recurrent, description="fla.ops.delta_rule.fused_recurrent_delta_rule")],
+                  recurrent(delta_recurrent, arithmetic=FLA_DELTA_RECURRENT,
+                            description="fla.ops.delta_rule.fused_recurrent_delta_rule")],
         "gated_delta": [delta_chunk_mode(gated_delta_chunk, description="fla.ops.gated_delta_rule.chunk_gated_delta_rule"),
                         recurrent(gated_delta_recurrent, backward=False, backward_reason=GDN_RECURRENT_NO_BWD,
+                                  arithmetic=FLA_DELTA_RECURRENT,
                                   description="fla.ops.gated_delta_rule.fused_recurrent_gated_delta_rule")],
     }, description="flash-linear-attention (fla-core) Triton kernels")
 

@@ -69,7 +69,7 @@ class Arithmetic:
 
     def describe(self) -> str:
         if self.algorithm == "recurrent":
-            return f"recurrent, {self.state} state"
+            return f"recurrent, {self.state} state" + (", stores input" if self.store == "input" else "")
         inv = f", {self.inverse} inverse" if self.inverse else ""
         return f"chunk {self.chunk}, stores {self.store}, {self.dot} fp32 dots{inv}"
 

@@ -47,8 +47,10 @@ def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: t
     `exact`: the float64 answer of the same problem, when the caller has it. A recurrent mode
     with an fp32 state then needs no emulated loop: its only rounding above fp32 level is each
     output's rounding to the dtype it is returned in (the state's fp32 rounding is inside the
-    verdict's fp32 slack), so the samples are `exact` rounded that way."""
-    if exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32":
+    verdict's fp32 slack), so the samples are `exact` rounded that way -- except the delta rule's
+    gradients, whose dbeta sums stored terms (emulation._stored_delta_step)."""
+    if exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32" and not (
+            up is not None and inputs.beta is not None):  # dbeta: a cancelling sum, emulated
         return rounded_outputs(exact, dtype, seed)
     with single_thread():
         return _emulated_samples(op, arith, inputs, dtype, seed, up, truth)

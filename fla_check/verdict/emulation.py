@@ -15,6 +15,8 @@ dot operand         ``store="input"`` with half inputs: the operand cast to the 
                     or fp32 (``"ieee"``)                                              U(+-u32)
 dot accumulation    fp32 accumulation of an n-term dot: ``u32 sqrt(n) (|a| @ |b|)``   U(+-1)
 store               intermediates (h, A_inv, w, u, v_new) in the declared store dtype  U(+-u_st)
+recurrent u         delta rule, recurrent modes: u = v - S^T k as the backward reads it  U(+-u_st)
+                    (forward exact, straight-through)
 inverse             substitution: its backward error, every entry of A perturbed by    U(+-2 sqrt(n) u32)
                     (n = rows); blocked: 16x16 blocks so, merged with dots at the     operand
                     declared dot precision
@@ -137,7 +139,7 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     scale = K**-0.5 if scale is None else scale
     rnd = Rounding(arith, dtype, seed, q.device)
     if arith.algorithm == "recurrent":
-        run = functools.partial(_recurrent_sequence, rnd, arith, step)
+        run = functools.partial(_recurrent_sequence, rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step)
     else:
         run = functools.partial(_gla_sequence if op == "gla" else _delta_sequence, rnd, arith.chunk, arith)
     o_rows: list[Tensor] = []
@@ -171,6 +173,24 @@ def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
         starts = [0] if reset_mask is None else [0] + [t for t in range(1, T) if bool(reset_mask[b, t])]
         spans.append((b, list(zip(starts, starts[1:] + [T]))))
     return spans
+
+
+def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
+    """The delta rule's step as recurrent kernels run it: the forward uses the exact error
+    ``u = v - S^T k``, the backward reads ``u`` as stored (rounded at the store dtype: fla's
+    fused_recurrent keeps it in the input dtype) -- dbeta = sum_v du_v u_v is a cancelling sum
+    of those stored terms. Straight-through: forward value exact, gradient through the rounded u."""
+    gated = op == "gated_delta"
+
+    def step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
+        if gated:
+            S = S * g.exp()[..., None, None]
+        err = v - (S * k[..., None]).sum(-2)
+        stored = rnd.store(err)
+        update = beta[..., None] * stored + (beta[..., None] * (err - stored)).detach()
+        return S + k[..., None] * update[..., None, :]
+
+    return step
 
 
 def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale):
