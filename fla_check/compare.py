@@ -56,6 +56,7 @@ class Verdict(str, enum.Enum):
     """Outcome for one output, one mode on one case, or one mode over a whole run."""
 
     OK = "OK"
+    NONDETERMINISTIC = "NONDETERMINISTIC"  # within tolerance, but a second run on the same inputs differs
     DIVERGED = "DIVERGED"
     NONFINITE = "NONFINITE"
     ERROR = "ERROR"
@@ -63,16 +64,16 @@ class Verdict(str, enum.Enum):
 
     @property
     def failed(self) -> bool:
-        return self in (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
+        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
 
 
 # Severity when combining verdicts: the worst one wins.
-_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.DIVERGED: 2, Verdict.NONFINITE: 3,
-             Verdict.ERROR: 4}
+_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
+             Verdict.NONFINITE: 4, Verdict.ERROR: 5}
 
 
 def worst(verdicts) -> Verdict:
-    """The most severe verdict (UNSUPPORTED < OK < DIVERGED < NONFINITE < ERROR)."""
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
 

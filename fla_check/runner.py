@@ -14,6 +14,10 @@ Semantics of one case:
   reference applies the fill literally and the verdict is about the kernel's arithmetic.
 - baseline: per mode, the error of its declared arithmetic (``ModeSpec.arithmetic``) on the same
   inputs, sampled by :mod:`fla_check.verdict.baselines` (one emulation per distinct declaration).
+- determinism (``repeat``, ``FLA_CHECK_REPEAT``: off by default until calibrated on a GPU, or
+  ``bucket``: the first case of each compile bucket, or ``all``): the mode runs twice on the same
+  inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
+  DIVERGED in severity) with the largest difference;
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -25,6 +29,8 @@ Semantics of one case:
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import time
 import traceback
 import warnings
@@ -46,7 +52,14 @@ from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_s
 
 ModeLike = Union[str, ModeSpec]
 OpLike = Union[str, OpSpec]
-STATE_OUTPUTS = frozenset({"ht", "dh0"})  # outputs shaped [N,H,K,V]; the others are [B,T,H,*]
+STATE_OUTPUTS = frozenset({"ht", "dh0"})
+REPEAT_ENV = "FLA_CHECK_REPEAT"
+REPEAT_POLICIES = ("off", "bucket", "all")
+_REPEATED: set[tuple] = set()  # compile buckets already run twice in this process (policy "bucket")
+
+
+class RepeatPolicyError(ValueError):
+    """An unknown determinism-check policy."""  # outputs shaped [N,H,K,V]; the others are [B,T,H,*]
 
 
 def mode_label(mode: ModeSpec) -> str:
@@ -167,9 +180,10 @@ class CaseResult:
 
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
-               device: Optional[str] = None, backward: bool = False) -> CaseResult:
+               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
-    (and, with `backward`, every gradient)."""
+    (and, with `backward`, every gradient). `repeat`: the determinism check's policy
+    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off)."""
     start = time.perf_counter()
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
@@ -185,7 +199,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
         label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend)
+        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat)
         if out is not None:
             produced[label] = out
     pairs = _pairs(produced, ref, results)
@@ -243,21 +257,14 @@ class _Judge:
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
-              backend: Backend) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+              backend: Backend, repeat: Optional[str] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
     try:
         fn = spec.load()
-        with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
-            warnings.simplefilter("ignore", RuntimeWarning)
-            if judge.up is None:
-                raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
-            else:
-                raw, grads = gradients.mode_outputs(fn, inputs, judge.up)
-        if backend.device == "cuda":
-            torch.cuda.synchronize()
+        raw, grads = _call(fn, inputs, judge.up, backend)
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
         return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
@@ -268,7 +275,63 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
-    return ModeResult(label, verdict, comps, loc, seconds=seconds), out
+    result = ModeResult(label, verdict, comps, loc, seconds=seconds)
+    if repeat_wanted(spec, config, judge.up is not None, repeat):
+        _check_repeat(result, fn, out, inputs, judge, backend)
+    return result, out
+
+
+def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],
+          backend: Backend) -> tuple[Any, dict[str, Optional[Tensor]]]:
+    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)."""
+    with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if up is None:
+            raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
+        else:
+            raw, grads = gradients.mode_outputs(fn, inputs, up)
+    if backend.device == "cuda":
+        torch.cuda.synchronize()
+    return raw, grads
+
+
+def _check_repeat(result: ModeResult, fn: Callable, first: dict[str, Tensor], inputs: CaseInputs,
+                  judge: _Judge, backend: Backend) -> None:
+    """Run the mode again on the same inputs: any output or gradient that is not bitwise equal
+    (NaN equal to NaN) makes an otherwise passing result NONDETERMINISTIC."""
+    try:
+        raw, grads = _call(fn, inputs, judge.up, backend)
+    except Exception as exc:  # noqa: BLE001 - a kernel that raises on its second call
+        result.verdict, result.reason = Verdict.ERROR, f"second call raised {type(exc).__name__}: {exc}"
+        result.traceback = traceback.format_exc()
+        return
+    second, problem = _named_outputs(raw, judge.ref, grads)
+    if problem:
+        result.verdict, result.reason = Verdict.ERROR, f"second call: {problem}"
+        return
+    for name in judge.ref:
+        a, b = first[name].detach(), second[name].detach()
+        if not bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all()):
+            diff = (a.double() - b.double()).abs().nan_to_num(nan=math.inf).max().item()
+            result.verdict = worst([result.verdict, Verdict.NONDETERMINISTIC])
+            result.reason = result.reason or f"run twice on the same inputs, {name} differs by up to {diff:.3g}"
+            return
+
+
+def repeat_wanted(spec: ModeSpec, config: CaseConfig, backward: bool, policy: Optional[str] = None) -> bool:
+    """Whether to run `spec` twice on `config` (the determinism check), by policy: ``off``,
+    ``all`` cases, or ``bucket``: the first case of each compile bucket (mode, dtype, H, K, V,
+    varlen, initial state, backward) in this process. Default: ``FLA_CHECK_REPEAT`` or off."""
+    policy = policy or os.environ.get(REPEAT_ENV, "off")
+    if policy not in REPEAT_POLICIES:
+        raise RepeatPolicyError(f"{REPEAT_ENV}={policy!r}; valid: {', '.join(REPEAT_POLICIES)}")
+    if policy != "bucket":
+        return policy == "all"
+    key = (spec.qualified, config.dtype, config.H, config.K, config.V, config.varlen, config.initial_state, backward)
+    if key in _REPEATED:
+        return False
+    _REPEATED.add(key)
+    return True
 
 
 def _named_outputs(raw: Any, ref: dict[str, Tensor],
