@@ -7,6 +7,7 @@ import shlex
 import pytest
 from _fake_modes import PROVIDER, make_clean, registered
 from click.testing import CliRunner
+from device import DEVICE
 
 from fla_check import ops
 from fla_check.cli import main
@@ -148,7 +149,7 @@ def test_no_color(tmp_path):
 def test_list():
     r = _run("list")
     assert r.exit_code == 0
-    for text in ("backend: cpu", "bf16 tl.dot probe", "fp32 tl.dot at tf32", "gated_delta", "fused_chunk",
+    for text in (f"backend: {DEVICE}", "bf16 tl.dot probe", "fp32 tl.dot at tf32", "gated_delta", "fused_chunk",
                  "providers:", "test"):
         assert text in r.stdout
     data = json.loads(_run("list", "--json").stdout)

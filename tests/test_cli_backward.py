@@ -8,6 +8,7 @@ import pytest
 import torch
 from _fake_modes import PROVIDER, make_clean, registered
 from click.testing import CliRunner
+from device import DEVICE
 
 from fla_check import ops
 from fla_check.cli import main
@@ -88,7 +89,7 @@ def test_forward_runs_are_unchanged(tmp_path):
 
 
 def test_pytest_plugin_backward(tmp_path):
-    opts = Options(profile="smoke", examples=2, dtypes="fp32", max_seq_len=12, device="cpu",
+    opts = Options(profile="smoke", examples=2, dtypes="fp32", max_seq_len=12, device=DEVICE,
                    report_dir=tmp_path, database_root=tmp_path, invocation_dir=tmp_path, backward=True)
     node = SimpleNamespace(name="t", nodeid="test_m.py::t", user_properties=[])
     with pytest.raises(pytest.fail.Exception, match="test:dg110: DIVERGED"):

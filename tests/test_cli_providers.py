@@ -10,6 +10,7 @@ from fla_check import ops
 from fla_check.cli import main
 from fla_check.providers import unload_provider
 from fake_dist import install_fake_dist
+from optional_deps import FLA_HINT, require
 
 PROVIDERS = Path(__file__).parent / "providers"
 SPEC = "thirdparty_provider:provider"
@@ -72,7 +73,7 @@ def test_qualified_mode_names_auto_load_entry_point_providers(tmp_path, monkeypa
 
 
 def test_fla_modes_load_the_fla_provider_by_name():
-    pytest.importorskip("fla")
+    require("fla", "einops", hint=FLA_HINT)
     unload_provider("fla")
     try:
         r = _run("run", "--op", "gla", "--modes", "fla:recurrent,fla:chunk", "--examples", 0)
@@ -101,11 +102,12 @@ def test_list_shows_loaded_and_discovered_providers(tmp_path, monkeypatch):
 def test_unavailable_provider_shows_its_install_hint(monkeypatch):
     import importlib.util
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fla" else real(name, *a))
+    real = importlib.util.find_spec  # neither fla nor einops, whatever this machine has
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("fla", "einops") else real(name, *a))
     r = _run("list", "--no-color")
     assert r.exit_code == 0, r.output
-    assert "fla (unavailable: the fla provider needs fla: install fla-check[fla]" in r.stdout
+    assert "fla (unavailable: the fla provider needs fla and einops: install fla-check[fla]" in r.stdout
 
 
 def test_sweep_accepts_provider_modes(tmp_path):

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from _fake_modes import registered
 from fla_check.cli import main
+from optional_deps import PLOT_HINT, require
 
 FAST = ["sweep-mask-values", "--dtypes", "fp32", "--cases", "1", "--no-color"]
 
@@ -63,7 +64,7 @@ def test_plot_without_matplotlib_says_so(tmp_path, monkeypatch):
 
 
 def test_plot_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib", hint=PLOT_HINT)
     with registered("gla"):
         res = _invoke(["--modes", "test:clean,test:chunk16", "--values=-1,-inf", "--plot",
                        str(tmp_path / "plots" / "h.png")], tmp_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from device import DEVICE
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
 from fla_check.gate import GateError, case_key, diff_reports, ratio
@@ -129,21 +130,18 @@ def _gate(*args: str):
 
 
 def test_gate_flags_a_3x_regression_inside_tolerance_and_passes_a_clean_rerun(tmp_path, example_provider):
-    from fla_check.backend import select_backend
-
-    select_backend("cpu")
     from fla_check.providers import load_provider, unload_provider
     from fla_check.report import write_report
     from fla_check.search import search
 
     load_provider("example_kernels:provider")
     result = search("gla", ["example:fused", "example:recurrent"], dtypes=["float32"], examples=6, seed=3,
-                    max_seq_len=40, profile="smoke", device="cpu", database_root=None)
+                    max_seq_len=40, profile="smoke", device=DEVICE, database_root=None)
     assert not result.failed and len(result.cases) == 6
     base = write_report(result.to_json(), tmp_path / "main.json")
 
     # the same kernels: every error is replayed exactly
-    clean = _gate("gate", "--baseline", str(base), "--provider", "example_kernels:provider", "--device", "cpu",
+    clean = _gate("gate", "--baseline", str(base), "--provider", "example_kernels:provider", "--device", DEVICE,
                   "--report", str(tmp_path / "clean.json"), "--json")
     assert clean.exit_code == 0, clean.output
     data = json.loads(clean.output)
@@ -154,7 +152,7 @@ def test_gate_flags_a_3x_regression_inside_tolerance_and_passes_a_clean_rerun(tm
     # the next commit: fused's error x3, still inside the tolerance
     unload_provider("example")
     regressed = _gate("gate", "--baseline", str(base), "--provider", "example_kernels:provider_v2",
-                      "--device", "cpu", "--report", str(tmp_path / "v2.json"), "--json")
+                      "--device", DEVICE, "--report", str(tmp_path / "v2.json"), "--json")
     assert regressed.exit_code == 1, regressed.output
     data = json.loads(regressed.output)
     assert data["verdict"] == "FAIL" and data["regressions"]
@@ -175,7 +173,7 @@ def test_gate_flags_a_3x_regression_inside_tolerance_and_passes_a_clean_rerun(tm
 def test_gate_usage_errors(tmp_path, example_provider):
     base = tmp_path / "base.json"
     base.write_text(json.dumps(_report([_case(1, {"nope:fused": (1e-6, 1e-7)})], modes=("nope:fused",))))
-    res = _gate("gate", "--baseline", str(base), "--device", "cpu")
+    res = _gate("gate", "--baseline", str(base), "--device", DEVICE)
     assert res.exit_code == 2 and "--provider" in res.output
     other = tmp_path / "other.json"
     other.write_text(json.dumps(_report([], modes=("nope:fused",), op="delta")))

@@ -7,6 +7,7 @@ from fla_check.search import default_max_seq_len, planned_cases, search, tiny_qu
 from fla_check.strategies import SpaceOptions, chunked_length, covering_configs, strata
 
 from _fake_modes import registered
+from device import DEVICE
 
 
 def test_ci_is_derandomized_without_database():
@@ -49,8 +50,12 @@ def test_ci_and_nightly_cover_smoke_does_not():
 ALL_DTYPES = ("float32", "float16", "bfloat16")
 CHUNK_BANDS = ((65, 128), (129, 192), (193, 256))  # beyond one, two, three 64-chunks (T <= 256 on CPU)
 SUB_CHUNK_BANDS = ((17, 32), (33, 48), (49, 64))  # beyond one, two, three 16-sub-chunks
+# The CPU interpreter's default space (T <= 256): a process whose Triton runs compiled on a GPU
+# cannot switch to the interpreter, so that plan is only drawn where the backend is the CPU.
+cpu_space = pytest.mark.skipif(DEVICE != "cpu", reason="draws the CPU interpreter's default search space")
 
 
+@cpu_space
 @pytest.mark.parametrize("op", ["gla", "delta", "gated_delta"])
 def test_ci_profile_draws_distinct_cases_beyond_one_two_three_chunks_for_every_dtype(op):
     """What the ci search of `fla-check run --op <op> --modes recurrent,chunk` draws on CPU
@@ -72,7 +77,7 @@ def test_ci_profile_draws_distinct_cases_beyond_one_two_three_chunks_for_every_d
 
 
 def test_fewer_dtypes_and_shorter_spaces_keep_their_bands():
-    cases = planned_cases("gla", modes=("recurrent",), dtypes=("fp16",), device="cpu", max_seq_len=130)
+    cases = planned_cases("gla", modes=("recurrent",), dtypes=("fp16",), device=DEVICE, max_seq_len=130)
     assert len(set(cases)) == len(cases) == 30 and all(c.dtype == "float16" and c.T <= 130 for c in cases)
     assert any(chunked_length(c) >= 129 for c in cases) and any(65 <= chunked_length(c) <= 128 for c in cases)
 
@@ -81,7 +86,7 @@ def test_small_budgets_have_no_covering_phase():
     """The covering phase takes at most half of the budget: smoke runs and small --examples only
     draw with hypothesis (still all different)."""
     for profile, examples in (("smoke", None), ("ci", 10)):
-        cases = planned_cases("delta", dtypes=ALL_DTYPES, device="cpu", profile=profile, examples=examples)
+        cases = planned_cases("delta", dtypes=ALL_DTYPES, device=DEVICE, profile=profile, examples=examples)
         assert len(set(cases)) == len(cases) == (examples or PROFILES[profile].examples)
     assert tiny_quota(10) == 3 and tiny_quota(500) == 83
 
@@ -89,11 +94,11 @@ def test_small_budgets_have_no_covering_phase():
 def test_ci_search_ends_with_the_covering_phase_and_reports_its_failures():
     """A real ci search (plain-torch test mode): 30 different cases, the last ones one per
     stratum; a failure only the covering phase finds is reported (simplified, not shrunk)."""
-    space = SpaceOptions(op="gla", dtypes=("float32",), max_seq_len=70, small=True)
+    space = SpaceOptions(op="gla", dtypes=("float32",), max_seq_len=70, small=DEVICE == "cpu")  # as search's
     cover = covering_configs(space, seed=0)
     assert [(s.min_len, s.max_len) for s in strata(space)] == [(65, 70), (17, 32), (33, 48), (49, 64)]
     with registered("gla"):
-        result = search("gla", ["test:clean"], dtypes=["fp32"], max_seq_len=70, device="cpu", database_root=None,
+        result = search("gla", ["test:clean"], dtypes=["fp32"], max_seq_len=70, device=DEVICE, database_root=None,
                         failing=lambda case: ["test:clean"] if case.config == cover[-1] else [])
     configs = [c.config for c in result.cases]  # the run's 30, then simplify's candidates
     assert len(set(configs[:30])) == 30 and result.options["covering"] == 4 and configs[26:30] == cover

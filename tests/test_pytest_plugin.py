@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from fla_check.pytest_plugin import PROFILE_NAMES, FlaCheck, Options, parse_spec
+from optional_deps import XDIST_HINT, require
 
 EXAMPLE_DIR = Path(__file__).parent / "example_kernel_pkg"
 REPO = Path(__file__).resolve().parents[1]
@@ -75,17 +76,19 @@ def test_pyproject_registers_the_entry_point():
 
 
 def test_a_session_without_fla_check_options_stays_light(tmp_path):
-    """Autoloaded plugin, no --fla-check: no torch; fla-check's hypothesis profiles selectable."""
+    """No --fla-check: no torch; fla-check's hypothesis profiles selectable. Only our plugin and
+    hypothesis' are loaded: what other installed plugins import is theirs, not ours to test."""
     (tmp_path / "test_light.py").write_text(
         "import sys\nfrom hypothesis import settings\n\n"
         "def test_light():\n    assert 'torch' not in sys.modules\n\n"
         "def test_profile():\n"
         "    assert settings.default.max_examples == 8 and settings.default.deadline is None\n"
         "    assert settings.default.derandomize and settings.default.database is None\n")
-    res = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "--hypothesis-profile", "fla-check-smoke",
-                  "test_light.py", autoload=True)
+    res = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "-p", "_hypothesis_pytestplugin",
+                  "--hypothesis-profile", "fla-check-smoke", "test_light.py")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "2 passed" in res.stdout
+    # autoloaded through its pytest11 entry point (with whatever else is installed): its options are known
     bad = _pytest(tmp_path, "-q", "-p", "no:cacheprovider", "--fla-check-shard", "3/2", "test_light.py",
                   autoload=True)
     assert bad.returncode == 4 and "--fla-check-shard" in bad.stderr
@@ -144,6 +147,7 @@ def test_fixture_marker_and_generated_tests_with_junit(example_repo, tmp_path):
 def _check_replay(example_repo: Path, replay: str) -> None:
     """The recorded replay command rebuilds the failing case (provider loaded in-process)."""
     from click.testing import CliRunner
+    from device import DEVICE
 
     from fla_check.cli import main
     from fla_check.providers import load_provider, unload_provider
@@ -151,7 +155,7 @@ def _check_replay(example_repo: Path, replay: str) -> None:
     sys.path.insert(0, str(example_repo))
     try:
         load_provider("example_kernels:provider")
-        args = replay.split()[1:] + ["--device", "cpu", "--no-color"]
+        args = replay.split()[1:] + ["--device", DEVICE, "--no-color"]
         res = CliRunner().invoke(main, args, catch_exceptions=False)
         assert res.exit_code == 1 and "DIVERGED" in res.output
     finally:
@@ -161,7 +165,7 @@ def _check_replay(example_repo: Path, replay: str) -> None:
 
 
 def test_xdist_workers_get_one_gpu_each_and_split_the_budget(example_repo, tmp_path):
-    pytest.importorskip("xdist")
+    require("xdist", hint=XDIST_HINT)
     (example_repo / "check_env.py").write_text(
         "import os\n\n"
         "def test_env(request):\n"
@@ -197,10 +201,12 @@ def example_modes(monkeypatch):
 
 
 def test_check_records_properties_and_shards_the_budget(tmp_path, example_modes):
+    from device import DEVICE
+
     from fla_check.sharding import Shard
 
     opts = Options(profile="smoke", providers=example_modes, examples=5, dtypes="fp32", max_seq_len=16,
-                   device="cpu", shard=Shard(2, 2), report_dir=tmp_path, database_root=tmp_path,
+                   device=DEVICE, shard=Shard(2, 2), report_dir=tmp_path, database_root=tmp_path,
                    invocation_dir=tmp_path)
     node = _node()
     result = FlaCheck(node, opts).check("gla", "example:recurrent")
@@ -216,7 +222,9 @@ def test_check_records_properties_and_shards_the_budget(tmp_path, example_modes)
 
 
 def test_check_skips_when_nothing_runs_and_fails_with_the_case(tmp_path, example_modes):
-    opts = Options(profile="smoke", providers=example_modes, examples=0, device="cpu", report_dir=tmp_path,
+    from device import DEVICE
+
+    opts = Options(profile="smoke", providers=example_modes, examples=0, device=DEVICE, report_dir=tmp_path,
                    database_root=tmp_path, invocation_dir=tmp_path)
     with pytest.raises(pytest.skip.Exception, match="nothing ran"):
         FlaCheck(_node(), opts).check("gla", ["example:recurrent"])

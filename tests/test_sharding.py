@@ -81,11 +81,12 @@ def test_run_shard_option(tmp_path):
 
     from _fake_modes import registered
     from click.testing import CliRunner
+    from device import DEVICE
 
     from fla_check.cli import main
 
     args = ["run", "--op", "gla", "--modes", "test:clean", "--examples", "5", "--profile", "smoke",
-            "--dtypes", "fp32", "--max-seq-len", "12", "--device", "cpu", "--json"]
+            "--dtypes", "fp32", "--max-seq-len", "12", "--device", DEVICE, "--json"]
     runs = {}
     with registered("gla"):
         for shard in ("1/2", "2/2"):

@@ -9,9 +9,10 @@ from fla_check.cases import SYMBOLIC_FILLS, CaseConfig
 from fla_check.strategies import (HEAD_DIMS, SpaceOptions, case_configs, chunked_length, covering_configs,
                                   digits_at_risk, seq_lens, strata)
 
-FAST = settings(max_examples=200, deadline=None, database=None,
+# derandomize: the same draws on every run and machine (no test depends on an unseeded draw)
+FAST = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
-FIND = settings(max_examples=3000, database=None, deadline=None)
+FIND = settings(max_examples=3000, database=None, deadline=None, derandomize=True)
 
 
 @FAST

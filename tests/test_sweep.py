@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from _fake_modes import chunk_cumsum_gla, make_clean, raises
+from device import DEVICE
 from fla_check.cases import CaseError
 from fla_check.ops import ModeSpec, get_op
 from fla_check.verdict.arithmetic import RECURRENT_FP32
@@ -46,7 +47,7 @@ def test_default_layouts_cover_the_packing_regimes():
 
 
 def _judge(fill, op="gla"):
-    return _CaseJudge.build(get_op(op), case_config(op, "float32", LAYOUTS[0], 0, fill), "cpu")
+    return _CaseJudge.build(get_op(op), case_config(op, "float32", LAYOUTS[0], 0, fill), DEVICE)
 
 
 def test_classification_against_truth_and_literal_reference():
@@ -55,7 +56,8 @@ def test_classification_against_truth_and_literal_reference():
     assert judge.classify(f32(judge.truth), 0, RECURRENT_FP32).outcome is Outcome.OK
     leak = judge.classify(f32(judge.literal), 0, RECURRENT_FP32)  # a correct kernel applying a too-weak fill
     assert leak.outcome is Outcome.LEAK and leak.error > 1e-2 and leak.literal_error < 1e-5
-    noisy = {k: v.float() + 0.1 * torch.randn_like(v.float()) for k, v in judge.truth.items()}
+    gen = torch.Generator().manual_seed(0)
+    noisy = {k: v.float() + 0.1 * torch.randn(v.shape, generator=gen).to(v.device) for k, v in judge.truth.items()}
     assert judge.classify(noisy, 0, RECURRENT_FP32).outcome is Outcome.DIVERGED
     nan = f32(judge.truth)
     nan["o"][0, 20] = math.nan

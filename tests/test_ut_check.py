@@ -13,6 +13,7 @@ from fla_check.ut_check import (TOLERANCE_RULE, _check_variant, baseline_scales,
 from fla_check.ut_variants import (FLA_BLOCKED, FP32_SUBSTITUTION, Variant, VariantUnsupported, closed_minus,
                                    closed_plus, fla_variant, kernel_variant)
 from fla_check.verdict.emulation import SAMPLES
+from optional_deps import FLA_HINT, require
 
 UT_MODULE = "fla_check.kernels.common.ut_transform"
 
@@ -129,7 +130,7 @@ def test_fla_step_runs_or_is_reported_unsupported():
     covers both: the GPU's false alarm (130x the old cond-based allowance) is gone."""
     from fla_check.backend import get_backend
 
-    pytest.importorskip("fla")
+    require("fla", "einops", hint=FLA_HINT)
     result = check_ut((16,), dtypes=("float32",), examples=1, seed=0, variants=[fla_variant()])
     s = _summary(result, "fla", "float32")
     if s.verdict is Verdict.UNSUPPORTED:

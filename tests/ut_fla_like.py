@@ -30,7 +30,7 @@ def fla_like_ut(x: UTInputs, chunk_size: int, merge: str = "tf32",
     C = chunk_size
     pad = lambda t: torch.cat([t, t.new_zeros((H, C - T) + tuple(t.shape[2:]))], 1)  # noqa: E731
     k, v, beta = pad(k), pad(v), pad(beta)[..., None]
-    strict = torch.ones(C, C, dtype=torch.bool).tril(-1)
+    strict = torch.ones(C, C, dtype=torch.bool, device=k.device).tril(-1)
     A = r.dot(k, k.transpose(-1, -2))
     G = None
     if g is not None:

@@ -45,13 +45,13 @@ def ut_recursion(
     w = torch.zeros_like(k)
     u = torch.zeros_like(v)
     for b, c0, c1 in chunk_spans(B, T, chunk_size, cu_seqlens):
-        G_r = torch.zeros(H, dtype=torch.float64)  # sum of g over [c0, r]
+        G_r = k.new_zeros(H)  # sum of g over [c0, r]
         for r in range(c0, c1):
             if g is not None:
                 G_r = G_r + g[b, r]
             w_r = G_r.exp()[:, None] * k[b, r]
             u_r = v[b, r].clone()
-            window = torch.zeros(H, dtype=torch.float64)  # sum of g over (i, r]
+            window = k.new_zeros(H)  # sum of g over (i, r]
             for i in range(r - 1, c0 - 1, -1):
                 if g is not None:
                     window = window + g[b, i + 1]
@@ -71,7 +71,7 @@ def ut_closed_form(
     k, v, beta = k.double(), v.double(), beta.double()
     g = None if g is None else g.double()
     B, T, H, _ = k.shape
-    A_inv = torch.zeros(B, T, H, chunk_size, dtype=torch.float64)
+    A_inv = k.new_zeros(B, T, H, chunk_size)
     w = torch.zeros_like(k)
     u = torch.zeros_like(v)
     for b, c0, c1 in chunk_spans(B, T, chunk_size, cu_seqlens):
@@ -79,13 +79,13 @@ def ut_closed_form(
         kc = k[b, c0:c1].transpose(0, 1)  # [H,n,K]
         bc = beta[b, c0:c1].transpose(0, 1)  # [H,n]
         A = bc[..., None] * (kc @ kc.transpose(1, 2))
-        gexp = torch.ones(H, n, dtype=torch.float64)
+        gexp = k.new_ones(H, n)
         if g is not None:
             G = g[b, c0:c1].transpose(0, 1).cumsum(-1)
             A = A * (G[:, :, None] - G[:, None, :]).tril(-1).exp()
             gexp = G.exp()
         A = A.tril(-1)
-        Ai = torch.linalg.inv(torch.eye(n, dtype=torch.float64) + sign * A)
+        Ai = torch.linalg.inv(torch.eye(n, dtype=torch.float64, device=k.device) + sign * A)
         A_inv[b, c0:c1, :, :n] = Ai.transpose(0, 1)
         w[b, c0:c1] = (Ai @ (kc * (bc * gexp)[..., None])).transpose(0, 1)
         u[b, c0:c1] = (Ai @ (v[b, c0:c1].transpose(0, 1) * bc[..., None])).transpose(0, 1)

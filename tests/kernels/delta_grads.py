@@ -11,6 +11,7 @@ import torch
 
 from fla_check.references import delta_step, gated_delta_step, naive_baseline, reference
 from delta_inputs import initial_state, make_inputs, max_err
+from device import DEVICE
 
 GRADS = ("q", "k", "v", "beta", "g", "h0")
 
@@ -19,12 +20,12 @@ def case(B: int, T: int, H: int, K: int, V: int, *, gated: bool, cu_seqlens=None
          dtype: torch.dtype = torch.float32, use_h0: bool = True) -> dict:
     """Inputs plus upstream gradients do (for o) and dht (for the final state), float64."""
     x = make_inputs(B, T, H, K, V, gated=gated, seed=seed, dtype=dtype)
-    cu = None if cu_seqlens is None else torch.tensor(cu_seqlens)
+    cu = None if cu_seqlens is None else torch.tensor(cu_seqlens, device=DEVICE)
     N = B if cu is None else cu.numel() - 1
     x["h0"] = initial_state(N, H, K, V, seed=seed + 1) if use_h0 else None
     gen = torch.Generator().manual_seed(seed + 2)
-    x["do"] = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
-    x["dht"] = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64)
+    x["do"] = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64).to(DEVICE)
+    x["dht"] = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64).to(DEVICE)
     x["cu_seqlens"] = cu
     return x
 

@@ -6,13 +6,15 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from device import DEVICE
 from fla_check.references import delta_step, gated_delta_step, naive_baseline, reference
 
 
 def make_inputs(B: int, T: int, H: int, K: int, V: int, *, gated: bool, seed: int = 0,
                 dtype: torch.dtype = torch.float32, normalize: bool = True,
                 beta_max: float = 1.0) -> dict:
-    """q, k (L2-normalised unless told), v, beta in [0, beta_max), logsigmoid gate when gated."""
+    """q, k (L2-normalised unless told), v, beta in [0, beta_max), logsigmoid gate when gated;
+    drawn on the CPU from `seed`, on the backend's device."""
     gen = torch.Generator().manual_seed(seed)
     q = torch.randn(B, T, H, K, generator=gen)
     k = torch.randn(B, T, H, K, generator=gen)
@@ -21,12 +23,12 @@ def make_inputs(B: int, T: int, H: int, K: int, V: int, *, gated: bool, seed: in
     v = torch.randn(B, T, H, V, generator=gen)
     beta = beta_max * torch.rand(B, T, H, generator=gen)
     g = F.logsigmoid(torch.randn(B, T, H, generator=gen)) if gated else None
-    cast = lambda x: None if x is None else x.to(dtype)  # noqa: E731
+    cast = lambda x: None if x is None else x.to(DEVICE, dtype)  # noqa: E731
     return dict(q=cast(q), k=cast(k), v=cast(v), beta=cast(beta), g=cast(g))
 
 
 def initial_state(N: int, H: int, K: int, V: int, seed: int = 1) -> torch.Tensor:
-    return 0.5 * torch.randn(N, H, K, V, generator=torch.Generator().manual_seed(seed))
+    return 0.5 * torch.randn(N, H, K, V, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
 
 
 def run_reference(x: dict, *, fn=reference, **kwargs):

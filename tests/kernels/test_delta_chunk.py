@@ -6,6 +6,7 @@ from fla_check.kernels.common.ut_transform import ut_transform
 from fla_check.kernels.delta.chunk import chunk_fwd, delta_chunk
 from fla_check.mutate import load_mutant
 from fla_check.references import delta_step, reference
+from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs, max_err
 
 
@@ -38,7 +39,7 @@ def test_unnormalized_keys_small():
 
 def test_varlen_with_empty_and_length_one_sequences():
     x = make_inputs(1, 50, 2, 60, 60, gated=False)
-    cu = torch.tensor([0, 1, 1, 20, 50])
+    cu = torch.tensor([0, 1, 1, 20, 50], device=DEVICE)
     assert_matches_reference(delta_chunk, x, chunk_size=16, cu_seqlens=cu,
                              initial_state=initial_state(4, 2, 60, 60))
 

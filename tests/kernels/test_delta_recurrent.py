@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from fla_check.kernels.delta.recurrent import delta_recurrent
+from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs
 
 
@@ -29,14 +30,14 @@ def test_fp16():
 
 def test_varlen_with_empty_and_length_one_sequences():
     x = make_inputs(1, 21, 2, 60, 60, gated=False)
-    cu = torch.tensor([0, 1, 1, 13, 21])
+    cu = torch.tensor([0, 1, 1, 13, 21], device=DEVICE)
     assert_matches_reference(delta_recurrent, x, cu_seqlens=cu, initial_state=initial_state(4, 2, 60, 60))
 
 
 def test_beta_none_means_ones():
     x = make_inputs(1, 5, 1, 16, 16, gated=False)
     o1, _ = delta_recurrent(x["q"], x["k"], x["v"])
-    o2, _ = delta_recurrent(x["q"], x["k"], x["v"], beta=torch.ones(1, 5, 1))
+    o2, _ = delta_recurrent(x["q"], x["k"], x["v"], beta=torch.ones(1, 5, 1, device=DEVICE))
     torch.testing.assert_close(o1, o2, rtol=0, atol=0)
 
 

@@ -10,6 +10,7 @@ from fla_check.kernels.gated_delta.recurrent import gated_delta_recurrent
 from fla_check.mutate import load_mutant
 from fla_check.ops import OPS
 from fla_check.references.ut import ut_closed_form
+from device import DEVICE
 from delta_grads import assert_gradients_match, case, gradient_errors
 from delta_inputs import make_inputs, max_err
 
@@ -36,19 +37,19 @@ def test_chunk_gradients_fp16():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # upper-triangle exp overflow, discarded
 def test_chunk_zero_and_strong_gates():
     x = case(1, 40, 1, 16, 16, gated=True)
-    x["g"] = torch.where(torch.rand(1, 40, 1, generator=torch.Generator().manual_seed(3)) > 0.5,
-                         0.0, 20 * x["g"])
+    zero = torch.rand(1, 40, 1, generator=torch.Generator().manual_seed(3)).to(DEVICE) > 0.5
+    x["g"] = torch.where(zero, 0.0, 20 * x["g"])
     assert_gradients_match(gated_delta_chunk, x, chunk_size=16)
 
 
 @pytest.mark.parametrize("cu_seqlens", [None, [0, 1, 1, 22, 40]])
 def test_ut_transform_backward_matches_float64_autograd(cu_seqlens):
     """ut_transform_bwd + reverse cumsum == autograd of the float64 closed form (I + A)^-1."""
-    cu = None if cu_seqlens is None else torch.tensor(cu_seqlens)
+    cu = None if cu_seqlens is None else torch.tensor(cu_seqlens, device=DEVICE)
     x = make_inputs(1, 40, 2, 60, 24, gated=True, beta_max=2.0)
     gen = torch.Generator().manual_seed(3)
-    dw = torch.randn(x["k"].shape, generator=gen, dtype=torch.float64)
-    du = torch.randn(x["v"].shape, generator=gen, dtype=torch.float64)
+    dw = torch.randn(x["k"].shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    du = torch.randn(x["v"].shape, generator=gen, dtype=torch.float64).to(DEVICE)
     leaves = {n: x[n].double().requires_grad_() for n in ("k", "v", "beta", "g")}
     _, w, u = ut_closed_form(*leaves.values(), chunk_size=16, cu_seqlens=cu)
     ((w * dw).sum() + (u * du).sum()).backward()
@@ -62,8 +63,8 @@ def test_ut_transform_backward_matches_float64_autograd(cu_seqlens):
 
 
 def test_reverse_cumsum_restarts_at_chunks_and_sequences():
-    g = torch.randn(1, 40, 2)
-    cu = torch.tensor([0, 1, 1, 23, 40])
+    g = torch.randn(1, 40, 2, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    cu = torch.tensor([0, 1, 1, 23, 40], device=DEVICE)
     pieces = [g[:, s:e] for s, e in ((0, 1), (1, 17), (17, 23), (23, 39), (39, 40))]
     want = torch.cat([p.flip(1).cumsum(1).flip(1) for p in pieces], 1)
     assert max_err(chunk_local_cumsum(g, 16, cu, reverse=True), want) < 1e-5

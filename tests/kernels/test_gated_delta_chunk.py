@@ -5,6 +5,7 @@ import torch
 from fla_check.kernels.delta.chunk import chunk_fwd
 from fla_check.kernels.gated_delta.chunk import gated_delta_chunk
 from fla_check.references import gated_delta_step, reference
+from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs, max_err
 
 FMAX = torch.finfo(torch.float32).max
@@ -36,13 +37,14 @@ def test_unnormalized_keys_small():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # upper-triangle exp overflow, discarded
 def test_zero_and_strong_gates():
     x = make_inputs(1, 40, 1, 16, 16, gated=True)
-    x["g"] = torch.where(torch.rand(1, 40, 1) > 0.5, 0.0, 50 * x["g"])
+    zero = torch.rand(1, 40, 1, generator=torch.Generator().manual_seed(3)).to(DEVICE) > 0.5
+    x["g"] = torch.where(zero, 0.0, 50 * x["g"])
     assert_matches_reference(gated_delta_chunk, x, chunk_size=16, initial_state=initial_state(1, 1, 16, 16))
 
 
 def test_varlen_with_empty_and_length_one_sequences():
     x = make_inputs(1, 50, 2, 60, 60, gated=True)
-    cu = torch.tensor([0, 1, 1, 20, 50])
+    cu = torch.tensor([0, 1, 1, 20, 50], device=DEVICE)
     assert_matches_reference(gated_delta_chunk, x, chunk_size=16, cu_seqlens=cu,
                              initial_state=initial_state(4, 2, 60, 60))
 
@@ -57,7 +59,7 @@ def test_intermediates_gate_cumsum_is_chunk_local():
 def _packed(fill, chunk_size=32):
     """One row, resets at 13 and 45 (mid-chunk), gate filled there; error vs per-segment truth."""
     x = make_inputs(1, 64, 1, 16, 16, gated=True)
-    reset = torch.zeros(1, 64, dtype=torch.bool)
+    reset = torch.zeros(1, 64, dtype=torch.bool, device=DEVICE)
     reset[0, [13, 45]] = True
     o, _ = gated_delta_chunk(x["q"], x["k"], x["v"], g=x["g"].masked_fill(reset[..., None], fill),
                              beta=x["beta"], chunk_size=chunk_size)

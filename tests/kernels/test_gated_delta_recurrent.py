@@ -4,6 +4,7 @@ import torch
 
 from fla_check.kernels.gated_delta.recurrent import gated_delta_recurrent
 from fla_check.references import gated_delta_step, reference
+from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs, max_err
 
 
@@ -25,7 +26,7 @@ def test_unnormalized_keys_small():
 
 def test_varlen_with_empty_and_length_one_sequences():
     x = make_inputs(1, 21, 2, 60, 60, gated=True)
-    cu = torch.tensor([0, 1, 1, 13, 21])
+    cu = torch.tensor([0, 1, 1, 13, 21], device=DEVICE)
     assert_matches_reference(gated_delta_recurrent, x, cu_seqlens=cu,
                              initial_state=initial_state(4, 2, 60, 60))
 
@@ -34,7 +35,7 @@ def test_varlen_with_empty_and_length_one_sequences():
 def test_packing_by_huge_gate_is_exact_per_step(fill):
     """The per-step kernel resets cleanly even at -inf (only the chunk form breaks)."""
     x = make_inputs(1, 30, 1, 16, 16, gated=True)
-    reset = torch.zeros(1, 30, dtype=torch.bool)
+    reset = torch.zeros(1, 30, dtype=torch.bool, device=DEVICE)
     reset[0, 11] = True
     g = x["g"].masked_fill(reset[..., None], fill)
     o, _ = gated_delta_recurrent(x["q"], x["k"], x["v"], g=g, beta=x["beta"])

@@ -8,6 +8,7 @@ from fla_check.kernels.gla.recurrent import gla_recurrent
 from fla_check.mutate import load_mutant
 from fla_check.references import gla_step, reference
 
+from device import DEVICE
 from gla_inputs import make_inputs, rel_err
 
 
@@ -26,7 +27,7 @@ CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm, chunk_size)
 
 def _run(case):
     B, T, H, K, V, cu, use_h0, norm, bt = CASES[case]
-    cu = None if cu is None else torch.tensor(cu)
+    cu = None if cu is None else torch.tensor(cu, device=DEVICE)
     q, k, v, g, h0 = make_inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
     return (q, k, v, g, h0 if use_h0 else None), cu, bt
 
@@ -62,8 +63,8 @@ BWD_CASES = [(c, *FP32) for c in ("T13_B2", "T70_bt16", "T70_bt64", "varlen_len1
 def test_backward_matches_reference_autograd(case, dtype, tol):
     (q, k, v, g, h0), cu, bt = _run(case)
     gen = torch.Generator().manual_seed(7)
-    do = torch.randn(v.shape, generator=gen, dtype=torch.float64)
-    dht = torch.randn(h0.shape, generator=gen, dtype=torch.float64)
+    do = torch.randn(v.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    dht = torch.randn(h0.shape, generator=gen, dtype=torch.float64).to(DEVICE)
 
     def kernel(q, k, v, g, h0):
         return gla_chunk(q, k, v, g=g, initial_state=h0, output_final_state=True, cu_seqlens=cu,
@@ -112,7 +113,7 @@ def test_planted_bug_state_not_carried_is_caught():
 def _packed_row(fill):
     """One row packing two sequences; the second starts mid-chunk at t=20 (gate filled there)."""
     q, k, v, g, _ = make_inputs(1, 48, 1, 32, 32, 1, seed=3)
-    reset = torch.zeros(1, 48, dtype=torch.bool)
+    reset = torch.zeros(1, 48, dtype=torch.bool, device=DEVICE)
     reset[0, 20] = True
     ref_o, _ = reference(gla_step, q, k, v, g, None, reset_mask=reset)
     return (q, k, v, g.masked_fill(reset[:, :, None, None], fill)), ref_o

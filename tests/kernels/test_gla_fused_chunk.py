@@ -6,6 +6,7 @@ import fla_check.kernels  # noqa: F401  (selects the backend before triton)
 from fla_check.kernels.gla.fused_chunk import gla_fused_chunk
 from fla_check.references import gla_step, reference
 
+from device import DEVICE
 from gla_inputs import make_inputs, rel_err
 
 
@@ -23,7 +24,7 @@ CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0)
 @pytest.mark.parametrize("case", list(CASES))
 def test_forward_matches_reference(case, dtype, tol):
     B, T, H, K, V, cu, use_h0 = CASES[case]
-    cu = None if cu is None else torch.tensor(cu)
+    cu = None if cu is None else torch.tensor(cu, device=DEVICE)
     q, k, v, g, h0 = make_inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1)
     h0 = h0 if use_h0 else None
     ref_o, ref_ht = reference(gla_step, q, k, v, g, None, initial_state=h0,
@@ -43,7 +44,7 @@ def test_no_final_state_unless_asked():
 def test_strong_gate_breaks_k_exp_minus_G():
     """k * exp(-G) overflows once a chunk's cumulative gate passes about -88: NaN, not a wrong value."""
     q, k, v, g, _ = make_inputs(1, 32, 1, 16, 16, 1)
-    reset = torch.zeros(1, 32, dtype=torch.bool)
+    reset = torch.zeros(1, 32, dtype=torch.bool, device=DEVICE)
     reset[0, 20] = True
     g = g.masked_fill(reset[:, :, None, None], -1e4)
     o, _ = gla_fused_chunk(q, k, v, g=g)

@@ -6,6 +6,7 @@ import fla_check.kernels  # noqa: F401  (selects the backend before triton)
 from fla_check.kernels.gla.recurrent import gla_recurrent
 from fla_check.references import gla_step, reference
 
+from device import DEVICE
 from gla_inputs import make_inputs, rel_err
 
 
@@ -22,7 +23,7 @@ CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm)
 
 def _run(case, dtype):
     B, T, H, K, V, cu, use_h0, norm = CASES[case]
-    cu = None if cu is None else torch.tensor(cu)
+    cu = None if cu is None else torch.tensor(cu, device=DEVICE)
     q, k, v, g, h0 = make_inputs(B, T, H, K, V, B if cu is None else cu.numel() - 1, gate_norm=norm)
     return (q, k, v, g, h0 if use_h0 else None), cu
 
@@ -63,8 +64,8 @@ def _ref(q, k, v, g, h0, cu):
 def test_backward_matches_reference_autograd(case, dtype, tol):
     (q, k, v, g, h0), cu = _run(case, dtype)
     gen = torch.Generator().manual_seed(7)
-    do = torch.randn(v.shape, generator=gen, dtype=torch.float64)
-    dht = torch.randn(h0.shape, generator=gen, dtype=torch.float64)
+    do = torch.randn(v.shape, generator=gen, dtype=torch.float64).to(DEVICE)
+    dht = torch.randn(h0.shape, generator=gen, dtype=torch.float64).to(DEVICE)
     got = _grads(_kernel, (q, k, v, g, h0), do, dht, cu, dtype)
     want = _grads(_ref, (q, k, v, g, h0), do, dht, cu, torch.float64)
     for name, a, b in zip(("dq", "dk", "dv", "dg", "dh0"), got, want):

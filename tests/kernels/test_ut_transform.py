@@ -5,6 +5,7 @@ import torch
 from fla_check.kernels.common.ut_transform import ut_transform
 from fla_check.mutate import load_mutant
 from fla_check.references.ut import ut_closed_form, ut_recursion
+from device import DEVICE
 from delta_inputs import make_inputs, max_err
 
 
@@ -30,7 +31,7 @@ def test_matches_recursion(gated, chunk_size, T):
 @pytest.mark.parametrize("gated", [False, True])
 def test_varlen_with_empty_and_length_one_sequences(gated):
     x = make_inputs(1, 40, 1, 32, 16, gated=gated, beta_max=2.0)
-    _check(x, 16, cu_seqlens=torch.tensor([0, 1, 1, 22, 40]))
+    _check(x, 16, cu_seqlens=torch.tensor([0, 1, 1, 22, 40], device=DEVICE))
 
 
 def test_near_duplicate_keys_and_beta_two():

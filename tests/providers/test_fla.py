@@ -6,7 +6,6 @@ run fla's own Triton kernels in the interpreter with the autotuner pinned to its
 import importlib.util
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,9 @@ from fla_check.mutate import load_mutant
 from fla_check.providers import ProviderUnavailableError, load_provider, resolve, unload_provider
 from fla_check.providers import fla as fla_provider
 from fla_check.references import reference
+from device import DEVICE
 from op_inputs import random_inputs
-
-HAVE_FLA = importlib.util.find_spec("fla") is not None and importlib.util.find_spec("einops") is not None
-needs_fla = pytest.mark.skipif(not HAVE_FLA, reason="fla-core not installed: "
-                               "python3 -m pip install --no-deps fla-core==0.6.0 einops")
+from optional_deps import HAVE_FLA, needs_fla, require
 OPS = ["gla", "delta", "gated_delta"]
 SPEC = "fla_check.providers.fla:provider"
 
@@ -44,9 +41,8 @@ def _inputs(op, *, B=1, T=12, H=2, K=20, V=12, n_states=1, dtype=torch.float32, 
     gen = torch.Generator().manual_seed(seed)
     q, k, v, g, beta = random_inputs(op, B, T, H, K, V, gen)
     h0 = torch.randn(n_states, H, K, V, generator=gen)
-    device = "cpu" if _interpreter() else "cuda"
-    cast = [None if x is None else x.to(device, dtype) for x in (q, k, v, g, beta)]
-    return (*cast, h0.to(device))
+    cast = [None if x is None else x.to(DEVICE, dtype) for x in (q, k, v, g, beta)]
+    return (*cast, h0.to(DEVICE))
 
 
 def _rel(x, ref):
@@ -54,6 +50,11 @@ def _rel(x, ref):
 
 
 def test_entry_point_is_declared_in_pyproject():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10 (pyproject allows >= 3.10): tomli is its tomllib
+        require("tomli", hint="Python 3.10 reads TOML with tomli: pip install tomli")
+        import tomli as tomllib
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert pyproject["project"]["entry-points"]["fla_check.providers"]["fla"] == SPEC
     assert pyproject["project"]["optional-dependencies"]["fla"][0].startswith("fla-core")

@@ -60,9 +60,10 @@ def test_gla_matches_closed_form_attention():
 def test_gated_delta_decays_before_the_error():
     """With k orthonormal and beta = 1, one step writes v exactly: S'^T k = v after the update."""
     K = V = 4
-    S0 = torch.randn(1, 1, K, V, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    S0 = torch.randn(1, 1, K, V, generator=gen, dtype=torch.float64)
     k = torch.eye(K, dtype=torch.float64)[0].view(1, 1, K)
-    v = torch.randn(1, 1, V, dtype=torch.float64)
+    v = torch.randn(1, 1, V, generator=gen, dtype=torch.float64)
     S1 = gated_delta_step(S0, k, v, torch.full((1, 1), -0.7, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
     torch.testing.assert_close((S1 * k[..., None]).sum(-2), v)
     # the other rows are only decayed
@@ -72,7 +73,7 @@ def test_gated_delta_decays_before_the_error():
 @pytest.mark.parametrize("op", list(STEPS))
 def test_reference_is_differentiable(op):
     xs = [None if x is None else x.double().requires_grad_() for x in _inputs(op, T=4)]
-    h0 = torch.randn(1, 2, 5, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, 2, 5, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64, requires_grad=True)
     o, ht = reference(STEPS[op], *xs, initial_state=h0, output_final_state=True)
     (o.sum() + ht.sum()).backward()
     for x in xs + [h0]:

@@ -9,16 +9,16 @@ import dataclasses
 
 import pytest
 
-pytest.importorskip("fla")
-pytest.importorskip("einops")
+from fla_check import ops
+from fla_check.cases import CaseConfig
+from fla_check.compare import Verdict
+from fla_check.providers import load_provider, unload_provider
+from fla_check.providers.fla import FLA_DELTA_RECURRENT
+from fla_check.runner import check_case
+from fla_check.verdict.arithmetic import RECURRENT_FP32
+from optional_deps import needs_fla
 
-from fla_check import ops  # noqa: E402
-from fla_check.cases import CaseConfig  # noqa: E402
-from fla_check.compare import Verdict  # noqa: E402
-from fla_check.providers import load_provider, unload_provider  # noqa: E402
-from fla_check.providers.fla import FLA_DELTA_RECURRENT  # noqa: E402
-from fla_check.runner import check_case  # noqa: E402
-from fla_check.verdict.arithmetic import RECURRENT_FP32  # noqa: E402
+pytestmark = needs_fla
 
 
 @pytest.fixture
