@@ -60,7 +60,9 @@ def dtype_name(dtype: Union[str, torch.dtype]) -> str:
 
 
 def canonical_fill(fill: Union[str, float, int]) -> Fill:
-    """'-0.1max', '-max', '-inf' (symbols) or a finite float; raises CaseError otherwise."""
+    """'-0.1max', '-max', '-inf' (symbols) or a finite float <= 0; raises CaseError otherwise.
+    A fill is a log-gate (the state is multiplied by exp(fill)): a positive one would amplify
+    the state at a sequence start instead of resetting it."""
     if isinstance(fill, (int, float)) and not isinstance(fill, bool):
         value = float(fill)
     else:
@@ -77,8 +79,9 @@ def canonical_fill(fill: Union[str, float, int]) -> Fill:
             value = float(text)
         except ValueError:
             raise CaseError(f"mask fill {fill!r} is not a number nor one of {', '.join(SYMBOLIC_FILLS)}") from None
-    if math.isnan(value) or value == math.inf:
-        raise CaseError(f"mask fill {fill!r} must be a negative log-gate (or -inf)")
+    if not value <= 0:  # NaN, +inf and positive values
+        raise CaseError(f"mask fill {fill!r}: a log-gate fill must be <= 0 (a negative log-decay, "
+                        "e.g. -20, -0.1max or -inf)")
     return "-inf" if value == -math.inf else value
 
 

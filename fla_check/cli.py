@@ -1,7 +1,8 @@
 """The `fla-check` command line: parse, call the engine, render. Nothing else lives here.
 
 Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised,
-2 usage error (one line on stderr), 3 internal error of fla-check itself,
+2 usage error (one line on stderr; also a run that checked no case: `--examples 0`, an empty
+shard, every mode UNSUPPORTED), 3 internal error of fla-check itself,
 130 interrupted before anything failed (the partial report is still written).
 """
 from __future__ import annotations
@@ -165,14 +166,15 @@ def _parse_shard(text: Optional[str]):
 @click.option("--op", "op_name", required=True, help="Op to check: gla, delta, gated_delta.")
 @click.option("--modes", required=True, help="Comma list of modes, e.g. recurrent,chunk (fla:chunk for providers).")
 @click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
-@click.option("--examples", type=int, default=None, help="Number of cases (default: the profile's).")
+@click.option("--examples", type=int, default=None, help="Number of cases, >= 1 (default: the profile's).")
 @click.option("--seed", type=int, default=None, help="Make the run depend on this seed alone.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="cuda, or cpu (Triton interpreter). Default: cuda when present.")
 @click.option("--max-seq-len", type=int, default=None,
               help="Largest T drawn (default 256 on CPU, 80 with --backward, 512 on GPU).")
 @click.option("--mask-fill", "mask_fill", default=None,
-              help="Only mask-packed cases, with these gate fills: -0.1max, -max, -inf or floats (comma list).")
+              help="Only mask-packed cases, with these log-gate fills (<= 0): -0.1max, -max, -inf or floats "
+                   "(comma list).")
 @click.option("--backward", is_flag=True,
               help="Also check the gradients dq, dk, dv, dg/dbeta, dh0 (forward-only modes: UNSUPPORTED).")
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
@@ -192,8 +194,8 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     _load_providers(providers)
     op = _parse_op(op_name)
     mode_names = _parse_modes(op, modes)
-    if examples is not None and examples < 0:
-        raise UsageFail(f"--examples must be >= 0, got {examples}")
+    if examples is not None and examples < 1:
+        raise UsageFail(f"--examples must be >= 1, got {examples} (a run that checks no case proves nothing)")
     if max_seq_len is not None and max_seq_len < 1:
         raise UsageFail(f"--max-seq-len must be >= 1, got {max_seq_len}")
     fills = _parse_fills(mask_fill, op)
@@ -201,12 +203,17 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     shard = _parse_shard(shard_text)
     from fla_check.gate import git_commit
     from fla_check.profiles import get_profile
-    from fla_check.report import SearchProgress, default_report_path, make_console, render_run, write_report
+    from fla_check.report import (SearchProgress, default_report_path, make_console, render_run, unchecked_reason,
+                                  write_report)
     from fla_check.search import search
     from fla_check.sharding import run_budget
 
     prof = get_profile(profile)
+    total = prof.examples if examples is None else examples
     examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
+    if examples < 1:
+        raise UsageFail(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
+                        "shards); use fewer shards or more --examples")
     path = report or default_report_path(op.name)
     with SearchProgress(no_color) as on_progress:
         result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
@@ -220,7 +227,12 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         render_run(make_console(no_color=no_color), result, path)
     if result.failed:
         sys.exit(EXIT_FAIL)
-    sys.exit(EXIT_INTERRUPTED if result.interrupted else EXIT_OK)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    unchecked = unchecked_reason(result)
+    if unchecked:
+        raise UsageFail(f"nothing was checked: {unchecked}; report: {path}")
+    sys.exit(EXIT_OK)
 
 
 # -- replay ---------------------------------------------------------------------------------

@@ -139,8 +139,24 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         if mode in result.simplified:
             how += ", then simplified"
         render_failure(console, result.cases[index], mode, index, how, report_path)
-    verdict = "[bold red]FAIL[/]" if result.failed else "[green]OK[/]"
+    if result.failed:
+        verdict = "[bold red]FAIL[/]"
+    elif unchecked_reason(result):
+        verdict = "[bold yellow]NOTHING CHECKED[/]"
+    else:
+        verdict = "[green]OK[/]"
     console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))
+
+
+def unchecked_reason(result: SearchResult) -> Optional[str]:
+    """Why no mode of `result` checked a single case (no case drawn, or every mode UNSUPPORTED on
+    every case), or None when one did. Such a run proves nothing, so it is never reported OK."""
+    if any(result.summary(m).cases for m in result.modes):
+        return None
+    if not result.cases:
+        return "no case was drawn"
+    why = "; ".join(f"{m}: {result.summary(m).reason}" for m in result.modes if result.summary(m).reason)
+    return "every mode was UNSUPPORTED on every case" + (f" ({why})" if why else "")
 
 
 def mode_table(result: SearchResult) -> Table:

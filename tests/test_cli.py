@@ -31,7 +31,13 @@ FAST = ["--examples", 3, "--seed", 1, "--max-seq-len", 20, "--dtypes", "fp32"]
     (["--op", "foo", "--modes", "chunk"], "unknown op 'foo'; valid ops: gla, delta, gated_delta"),
     (["--op", "gla", "--modes", "chunky"], "unknown mode 'chunky' for op gla; valid modes: chunk, fused_chunk,"),
     (["--op", "gla", "--modes", " , "], "empty mode list; give --modes with some of: recurrent, chunk"),
-    (["--op", "gla", "--modes", "chunk", "--examples", "-1"], "--examples must be >= 0, got -1"),
+    (["--op", "gla", "--modes", "chunk", "--examples", "-1"], "--examples must be >= 1, got -1"),
+    (["--op", "gla", "--modes", "chunk", "--examples", "0"], "--examples must be >= 1, got 0 (a run that checks no"),
+    (["--op", "gla", "--modes", "chunk", "--examples", "3", "--shard", "4/4"],
+     "--shard 4/4: this shard has no example (3 example(s) over 4 shards)"),
+    (["--op", "gla", "--modes", "chunk", "--mask-fill=5"], "mask fill '5': a log-gate fill must be <= 0"),
+    (["--op", "gla", "--modes", "chunk", "--mask-fill=-20,1e-3"], "mask fill '1e-3': a log-gate fill must be <= 0"),
+    (["--op", "gla", "--modes", "chunk", "--mask-fill=inf"], "a log-gate fill must be <= 0"),
     (["--op", "gla", "--modes", "chunk", "--dtypes", "fp8"], "unknown dtype 'fp8'"),
     (["--op", "delta", "--modes", "chunk", "--mask-fill=-0.1max"],
      "DeltaNet has no gate; pack with cu_seqlens"),
@@ -83,6 +89,31 @@ def test_run_ok_writes_report_and_json(tmp_path):
     data = json.loads(r.stdout)
     assert r.exit_code == 0 and data["summary"]["test:clean"]["verdict"] == "OK"
     assert json.loads(path.read_text())["examples"] == data["examples"]
+
+
+def test_a_run_that_checks_no_case_is_not_ok(tmp_path):
+    """Every mode UNSUPPORTED on every case: the tables and the report say why, the verdict is
+    NOTHING CHECKED (not OK) and the exit code is the usage error's, with the reason on stderr."""
+    import torch
+
+    ops.register_modes("gla", [ModeSpec("fp32only", PROVIDER, make_clean(ops.get_op("gla").step),
+                                        dtypes=frozenset({torch.float32}))])
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", "gla", "--modes", "test:fp32only", "--examples", 2, "--seed", 1, "--max-seq-len", 8,
+             "--dtypes", "fp16", "--report", path, "--no-color")
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.stdout.split())  # rich wraps at 80 columns
+    assert "verdict: NOTHING CHECKED" in out and "verdict: OK" not in out
+    assert "test:fp32only: unsupported on 2 case(s): test:fp32only does not support float16" in out
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "fla-check: error: nothing was checked: every mode was UNSUPPORTED on every case "
+        "(test:fp32only: test:fp32only does not support float16)")
+    assert json.loads(path.read_text())["summary"]["test:fp32only"]["verdict"] == "UNSUPPORTED"
+    as_json = _run("run", "--op", "gla", "--modes", "test:fp32only,test:clean", "--examples", 2, "--seed", 1,
+                   "--max-seq-len", 8, "--dtypes", "fp16", "--report", path, "--json")
+    assert as_json.exit_code == 0, as_json.output  # one mode checked every case: a verdict
+    assert json.loads(as_json.stdout)["summary"]["test:clean"]["cases"] == 2
 
 
 def test_run_fail_then_replay_reproduces(tmp_path):

@@ -76,6 +76,7 @@ def test_plot_writes_a_png(tmp_path):
     (["--op", "delta"], "DeltaNet has no gate"),
     (["--values=-1,abc"], "--values"),
     (["--values=cu_seqlens"], "empty value list"),
+    (["--values=-20,5"], "a log-gate fill must be <= 0"),
     (["--cases", "0"], "--cases must be >= 1"),
     (["--modes", "nope"], "unknown mode"),
     (["--dtypes", "fp8"], "unknown dtype"),
