@@ -122,8 +122,10 @@ class Comparison:
 
     @property
     def ratio(self) -> float:
-        """Kernel rel-RMSE over the baseline's (how many times the declared arithmetic's error)."""
-        return _ratio(self.kernel.rel_rms, self.baseline.rel_rms)
+        """Kernel rel-RMSE over the baseline's, the baseline taken at least at the fp32 slack's
+        share (TAU32 / a): how many times the error the declared arithmetic allows ("x base").
+        A clean fp32 kernel whose bound is the slack then reads ~0.1x, not 10x its rounding."""
+        return _ratio(self.kernel.rel_rms, max(self.baseline.rel_rms, TAU32 / A_FORWARD))
 
     @property
     def score(self) -> float:
