@@ -3,12 +3,13 @@
 The public API, loaded lazily (``import fla_check`` imports neither torch nor triton, so the
 pytest plugin stays import-light)::
 
-    from fla_check import CaseConfig, check_case, search, Verdict
+    from fla_check import CaseConfig, Verdict, check_case
     result = check_case("gla", ["recurrent", "chunk"], CaseConfig(op="gla", dtype="bf16", B=1, T=130,
                                                                   H=2, K=64, V=64, seed=0))
 
-- :func:`check_case` one case through modes, judged against the float64 reference;
-  :func:`search` the hypothesis search ``fla-check run`` drives;
+- :func:`check_case` one case through modes, judged against the float64 reference (the
+  hypothesis search ``fla-check run`` drives is ``fla_check.search.search``: the name ``search``
+  stays the submodule's);
 - :class:`CaseConfig`, :class:`CaseResult`, :class:`SearchResult`, :class:`Verdict`;
 - :class:`ModeSpec` (a kernel mode, with its declared :class:`Arithmetic`), :class:`Provider`,
   :func:`get_op`, :func:`register_modes`: plug in your own kernels.
@@ -23,7 +24,6 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "check_case": "fla_check.runner",
     "CaseResult": "fla_check.runner",
-    "search": "fla_check.search",
     "SearchResult": "fla_check.search",
     "CaseConfig": "fla_check.cases",
     "Verdict": "fla_check.compare",
