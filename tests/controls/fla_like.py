@@ -203,6 +203,15 @@ def blocked_inverse(A: Tensor, merge: str) -> Tensor:
 
 
 # -- one sequence ----------------------------------------------------------------------------
+def _chunked(q: Tensor, k: Tensor, v: Tensor, chunk: int) -> tuple[Tensor, Tensor, Tensor, int]:
+    """q, k [H,T,K] and v [H,T,V] zero-padded to whole chunks and split: [H,NT,C,*], and NT."""
+    H, T, K = k.shape
+    NT = -(-T // chunk)
+    Tp = NT * chunk
+    return (_pad(q, Tp).view(H, NT, chunk, K), _pad(k, Tp).view(H, NT, chunk, K),
+            _pad(v, Tp).view(H, NT, chunk, v.shape[-1]), NT)
+
+
 def delta_rule_sequence(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor,
                         h0: Optional[Tensor], scale: float, r: Rounding, chunk: int,
                         merge: str) -> tuple[Tensor, Tensor]:
@@ -215,10 +224,8 @@ def delta_rule_sequence(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], be
     if T == 0:
         return v.new_zeros(H, 0, V), h
     C = chunk
-    NT = -(-T // C)
+    qc, kc, vc, NT = _chunked(q, k, v, C)
     Tp = NT * C
-    qc, kc = _pad(q, Tp).view(H, NT, C, K), _pad(k, Tp).view(H, NT, C, K)
-    vc = _pad(v, Tp).view(H, NT, C, V)
     bc = _pad(beta, Tp).view(H, NT, C, 1)
     G = None if g is None else _chunk_cumsum(_pad(g, Tp), C)  # [H,NT,C]
     ones = torch.ones(C, C, dtype=torch.bool, device=k.device)
@@ -270,10 +277,8 @@ def gla_sequence(q: Tensor, k: Tensor, v: Tensor, g: Tensor, h0: Optional[Tensor
     if T == 0:
         return v.new_zeros(H, 0, V), h
     C = chunk
-    NT = -(-T // C)
+    qc, kc, vc, NT = _chunked(q, k, v, C)
     Tp = NT * C
-    qc, kc = _pad(q, Tp).view(H, NT, C, K), _pad(k, Tp).view(H, NT, C, K)
-    vc = _pad(v, Tp).view(H, NT, C, V)
     G = _chunk_cumsum(_pad(g, Tp), C)  # [H,NT,C,K]
 
     # 1. state passing (chunk_fwd_h with gk, states stored in the input dtype)
