@@ -257,6 +257,7 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     if not 0 <= case_index < len(cases):
         raise UsageFail(f"--case {case_index} out of range: the report has {len(cases)} case(s)")
     from fla_check.cases import CaseConfig
+    from fla_check.compare import Verdict
     from fla_check.report import make_console, render_case
     from fla_check.runner import check_case
 
@@ -269,6 +270,9 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
         click.echo(json.dumps(result.to_json(), allow_nan=False))
     else:
         render_case(make_console(no_color=no_color), result, f"replay of case #{case_index} from {report_file}")
+    if result.verdict is Verdict.UNSUPPORTED:  # no mode could run the case here: nothing was replayed
+        reasons = "; ".join(f"{m}: {r.reason}" for m, r in result.modes.items())
+        raise UsageFail(f"nothing was checked: every mode is UNSUPPORTED here ({reasons})")
     sys.exit(EXIT_FAIL if result.verdict.failed else EXIT_OK)
 
 

@@ -114,6 +114,13 @@ def test_a_run_that_checks_no_case_is_not_ok(tmp_path):
                    "--max-seq-len", 8, "--dtypes", "fp16", "--report", path, "--json")
     assert as_json.exit_code == 0, as_json.output  # one mode checked every case: a verdict
     assert json.loads(as_json.stdout)["summary"]["test:clean"]["cases"] == 2
+    replay = _run("replay", path, "--case", 0)  # the report's modes include a runnable one
+    assert replay.exit_code == 0, replay.output
+    data = json.loads(path.read_text())
+    data["modes"] = ["test:fp32only"]  # a report of a mode that cannot run its case here
+    path.write_text(json.dumps(data))
+    replay = _run("replay", path, "--case", 0)
+    assert replay.exit_code == 2 and "nothing was checked: every mode is UNSUPPORTED here" in replay.stderr
 
 
 def test_run_fail_then_replay_reproduces(tmp_path):
