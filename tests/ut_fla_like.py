@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from controls.fla_like import Rounding, _chunk_cumsum, _exp2_where, blocked_inverse
+from controls.fla_like import Rounding, _chunk_cumsum, ut_step
 from fla_check.ut_cases import UTInputs
 from fla_check.ut_variants import FLA_BLOCKED, Variant
 
@@ -30,19 +30,8 @@ def fla_like_ut(x: UTInputs, chunk_size: int, merge: str = "tf32",
     C = chunk_size
     pad = lambda t: torch.cat([t, t.new_zeros((H, C - T) + tuple(t.shape[2:]))], 1)  # noqa: E731
     k, v, beta = pad(k), pad(v), pad(beta)[..., None]
-    strict = torch.ones(C, C, dtype=torch.bool, device=k.device).tril(-1)
-    A = r.dot(k, k.transpose(-1, -2))
-    G = None
-    if g is not None:
-        G = _chunk_cumsum(pad(g), C)[:, 0]  # [H,C], log2 units
-        A = A * _exp2_where(strict, G[:, :, None] - G[:, None, :])
-    A = torch.where(strict, A * beta, torch.zeros_like(A))
-    Ai = r.st(blocked_inverse(A, merge))
-    u = r.st(Ai @ r.st(v * beta))  # allow_tf32=False
-    if G is None:
-        w = r.st(Ai @ r.st(k * beta))  # allow_tf32=False
-    else:
-        w = r.st(r.dot(Ai, r.st(r.st(k * beta) * torch.exp2(G)[..., None])))
+    G = None if g is None else _chunk_cumsum(pad(g), C)[:, 0]  # [H,C], log2 units
+    Ai, w, u = ut_step(k, v, beta, G, r, merge)
     back = lambda t: t[:, :T].transpose(0, 1)[None].to(x.k.dtype)  # noqa: E731
     return back(Ai), back(w), back(u)
 

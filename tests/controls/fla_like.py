@@ -202,6 +202,26 @@ def blocked_inverse(A: Tensor, merge: str) -> Tensor:
     return torch.cat([torch.cat([inv.get((i, j), zero) for j in range(nb)], -1) for i in range(nb)], -2)
 
 
+def ut_step(k: Tensor, v: Tensor, beta: Tensor, G: Optional[Tensor], r: Rounding,
+            merge: str) -> tuple[Tensor, Tensor, Tensor]:
+    """fla's UT step on chunks k [...,C,K], v [...,C,V], beta [...,C,1], G [...,C] (log2 chunk
+    cumsum, or None): 1-2. A = beta K K^T (strictly lower, gated) and its blocked inverse,
+    stored; 3. w and u, stored. Returns (A_inv, w, u)."""
+    C = k.shape[-2]
+    strict = torch.ones(C, C, dtype=torch.bool, device=k.device).tril(-1)
+    A = r.dot(k, k.transpose(-1, -2))
+    if G is not None:
+        A = A * _exp2_where(strict, G[..., :, None] - G[..., None, :])
+    A = torch.where(strict, A * beta, torch.zeros_like(A))
+    Ai = r.st(blocked_inverse(A, merge))
+    u = r.st(Ai @ r.st(v * beta))  # allow_tf32=False
+    if G is None:
+        w = r.st(Ai @ r.st(k * beta))  # allow_tf32=False
+    else:
+        w = r.st(r.dot(Ai, r.st(r.st(k * beta) * torch.exp2(G)[..., None])))
+    return Ai, w, u
+
+
 # -- one sequence ----------------------------------------------------------------------------
 def _chunked(q: Tensor, k: Tensor, v: Tensor, chunk: int) -> tuple[Tensor, Tensor, Tensor, int]:
     """q, k [H,T,K] and v [H,T,V] zero-padded to whole chunks and split: [H,NT,C,*], and NT."""
@@ -228,21 +248,8 @@ def delta_rule_sequence(q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], be
     Tp = NT * C
     bc = _pad(beta, Tp).view(H, NT, C, 1)
     G = None if g is None else _chunk_cumsum(_pad(g, Tp), C)  # [H,NT,C]
-    ones = torch.ones(C, C, dtype=torch.bool, device=k.device)
-    strict, causal = ones.tril(-1), ones.tril()
-
-    # 1-2. A = beta K K^T (strictly lower, gated) and its blocked inverse, stored
-    A = r.dot(kc, kc.transpose(-1, -2))
-    if G is not None:
-        A = A * _exp2_where(strict, G[..., :, None] - G[..., None, :])
-    A = torch.where(strict, A * bc, torch.zeros_like(A))
-    Ai = r.st(blocked_inverse(A, merge))
-    # 3. w, u
-    u = r.st(Ai @ r.st(vc * bc))  # allow_tf32=False
-    if G is None:
-        w = r.st(Ai @ r.st(kc * bc))  # allow_tf32=False
-    else:
-        w = r.st(r.dot(Ai, r.st(r.st(kc * bc) * torch.exp2(G)[..., None])))
+    causal = torch.ones(C, C, dtype=torch.bool, device=k.device).tril()
+    _, w, u = ut_step(kc, vc, bc, G, r, merge)  # 1-3
     # 4. state passing
     hs, vn = [], []
     for c in range(NT):
