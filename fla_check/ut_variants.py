@@ -33,14 +33,17 @@ from typing import Callable, Optional
 from torch import Tensor
 
 from fla_check.ut_cases import UTInputs
+from fla_check.ops import get_op
+from fla_check.providers.fla import FLA_DELTA_CHUNK
 from fla_check.verdict.arithmetic import Arithmetic
 
 UTOutputs = tuple[Tensor, Tensor, Tensor]
 OUTPUT_NAMES = ("A_inv", "w", "u")
-# the built-in kernel: fp32 throughout, IEEE dots, forward substitution (also the closed forms' judge)
-FP32_SUBSTITUTION = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
-# fla: A_inv, w, u stored in the input dtype, 16x16 blocks merged with TF32 dots
-FLA_BLOCKED = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
+# the built-in delta chunk kernel's declaration: fp32 throughout, IEEE dots, forward substitution
+# (also the closed forms' judge)
+FP32_SUBSTITUTION = get_op("delta").modes["chunk"].arithmetic
+# fla's delta-rule chunk declaration: A_inv, w, u stored in the input dtype, 16x16 blocks merged with TF32 dots
+FLA_BLOCKED = FLA_DELTA_CHUNK
 
 
 class VariantUnsupported(RuntimeError):

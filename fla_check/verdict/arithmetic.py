@@ -22,7 +22,7 @@ shim applies the truncation (:mod:`fla_check.backend`); otherwise dots are exact
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Optional
 
 ALGORITHMS = ("recurrent", "chunk")
@@ -55,31 +55,16 @@ class Arithmetic:
         if self.chunk not in (16, 32, 64, 128):
             raise DeclarationError(f"arithmetic chunk={self.chunk}; valid: 16, 32, 64, 128")
 
-    @property
-    def chunked(self) -> bool:
-        """Whether the mode takes a chunk-local cumulative sum of log-gates (gate allowance)."""
-        return self.algorithm == "chunk"
-
-    def with_dot(self, dot: str) -> "Arithmetic":
-        return replace(self, dot=dot)
-
     def tf32(self, half_inputs: bool) -> bool:
         """Whether fp32-operand dots truncate to TF32 for inputs of this kind."""
         return self.dot == "tf32" or (self.dot == "fp32-ieee" and half_inputs)
-
-    def describe(self) -> str:
-        if self.algorithm == "recurrent":
-            return f"recurrent, {self.state} state" + (", stores input" if self.store == "input" else "")
-        inv = f", {self.inverse} inverse" if self.inverse else ""
-        return f"chunk {self.chunk}, stores {self.store}, {self.dot} fp32 dots{inv}"
 
     def to_json(self) -> dict[str, Any]:
         return {"algorithm": self.algorithm, "chunk": self.chunk, "store": self.store, "dot": self.dot,
                 "inverse": self.inverse, "state": self.state}
 
 
-RECURRENT_FP32 = Arithmetic()
-# A user's kernel that declares nothing: judged as a chunk kernel that stores intermediates in
-# the input dtype and uses TF32 dots -- the loosest arithmetic fla itself uses, so an unknown
-# but honest chunk kernel is not a false alarm (docs/verdict.md, "Unknown kernels").
+RECURRENT_FP32 = Arithmetic()  # ModeSpec's default: a mode that declares nothing is judged as this
+# What to declare for a chunk kernel of unknown precision: intermediates stored in the input
+# dtype, TF32 dots, a blocked inverse -- the loosest arithmetic fla itself uses (docs/verdict.md)
 UNKNOWN_DEFAULT = Arithmetic(algorithm="chunk", chunk=64, store="input", dot="tf32", inverse="blocked")
