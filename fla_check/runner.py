@@ -52,14 +52,14 @@ from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_s
 
 ModeLike = Union[str, ModeSpec]
 OpLike = Union[str, OpSpec]
-STATE_OUTPUTS = frozenset({"ht", "dh0"})
+STATE_OUTPUTS = frozenset({"ht", "dh0"})  # outputs shaped [N,H,K,V]; the others are [B,T,H,*]
 REPEAT_ENV = "FLA_CHECK_REPEAT"
 REPEAT_POLICIES = ("off", "bucket", "all")
 _REPEATED: set[tuple] = set()  # compile buckets already run twice in this process (policy "bucket")
 
 
 class RepeatPolicyError(ValueError):
-    """An unknown determinism-check policy."""  # outputs shaped [N,H,K,V]; the others are [B,T,H,*]
+    """An unknown determinism-check policy."""
 
 
 def mode_label(mode: ModeSpec) -> str:
