@@ -30,6 +30,7 @@ class EmulationError(RuntimeError):
     """The emulation produced NaN/Inf where the reference is finite (a bug of fla-check)."""
 
 _GRAD_SALT = 0x5DEECE66D
+FP32_OUTPUTS = frozenset({"ht", "dh0"})  # returned in fp32 whatever the input dtype
 
 
 def sample_seed(case_seed: int, arith: Arithmetic, truth: bool = False) -> int:
@@ -71,8 +72,7 @@ def single_thread() -> Iterator[None]:
 def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int,
                       up: Optional[Upstream], truth: bool) -> dict[str, Tensor]:
     tensors = dict(zip(_INPUTS, (*inputs.tensors(), inputs.initial_state)))
-    leaves = {n: None if x is None else x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
-              for n, x in tensors.items()}
+    leaves = {n: None if x is None else _sampled(x) for n, x in tensors.items()}
     if up is not None:
         for x in leaves.values():
             if x is not None:
@@ -86,9 +86,8 @@ def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: 
             present = {n: x for n, x in leaves.items() if x is not None}
             grads = torch.autograd.grad(loss, list(present.values()), allow_unused=True)
             rnd = Rounding(arith, dtype, seed ^ _GRAD_SALT, o.device)
-            for (n, x), d in zip(present.items(), grads):  # returned in the input's dtype (h0: fp32)
-                d = torch.zeros_like(x) if d is None else d
-                out[GRAD_NAMES[n]] = rnd.relative(d, U32) if n == "initial_state" else rnd.output(d)
+            for (n, x), d in zip(present.items(), grads):
+                out[GRAD_NAMES[n]] = _returned(rnd, GRAD_NAMES[n], torch.zeros_like(x) if d is None else d)
     return {n: x.detach() for n, x in out.items()}
 
 
@@ -98,9 +97,19 @@ def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int) -> 
     rnd = Rounding(RECURRENT_FP32, dtype, seed, next(iter(exact.values())).device)
     out = {}
     for name, x in exact.items():
-        many = x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
-        out[name] = rnd.relative(many, U32) if name in ("ht", "dh0") else rnd.output(many)
+        out[name] = _returned(rnd, name, _sampled(x))
     return out
+
+
+def _sampled(x: Tensor) -> Tensor:
+    """SAMPLES float64 copies of `x` on a leading dimension."""
+    return x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
+
+
+def _returned(rnd: Rounding, name: str, x: Tensor) -> Tensor:
+    """`x` rounded to the dtype output `name` is returned in: states (ht, dh0) in fp32, the rest
+    (o and the input gradients) in the input dtype."""
+    return rnd.relative(x, U32) if name in FP32_OUTPUTS else rnd.output(x)
 
 
 def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
