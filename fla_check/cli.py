@@ -92,7 +92,7 @@ def _load_providers(specs) -> None:
 def _parse_modes(op, text: str) -> list[str]:
     from fla_check.ops import UnknownNameError, get_mode
     from fla_check.providers import ProviderError, load_missing_providers
-    from fla_check.runner import mode_label
+    from fla_check.engine.runner import mode_label
 
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
@@ -151,7 +151,7 @@ def _op_title(name: str) -> str:
 
 
 def _parse_shard(text: Optional[str]):
-    from fla_check.sharding import ShardError, parse_shard
+    from fla_check.engine.sharding import ShardError, parse_shard
 
     if text is None:
         return None
@@ -201,12 +201,12 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     fills = _parse_fills(mask_fill, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
-    from fla_check.gate import git_commit
-    from fla_check.profiles import get_profile
-    from fla_check.report import (SearchProgress, default_report_path, make_console, render_run, unchecked_reason,
+    from fla_check.commands.gate.engine import git_commit
+    from fla_check.engine.profiles import get_profile
+    from fla_check.report.console import (SearchProgress, default_report_path, make_console, render_run, unchecked_reason,
                                   write_report)
-    from fla_check.search import search
-    from fla_check.sharding import run_budget
+    from fla_check.engine.search import search
+    from fla_check.engine.sharding import run_budget
 
     prof = get_profile(profile)
     total = prof.examples if examples is None else examples
@@ -257,9 +257,9 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     if not 0 <= case_index < len(cases):
         raise UsageFail(f"--case {case_index} out of range: the report has {len(cases)} case(s)")
     from fla_check.cases import CaseConfig
-    from fla_check.compare import Verdict
-    from fla_check.report import make_console, render_case
-    from fla_check.runner import check_case
+    from fla_check.verdict.compare import Verdict
+    from fla_check.report.console import make_console, render_case
+    from fla_check.engine.runner import check_case
 
     op = _parse_op(data["op"])
     modes = _parse_modes(op, ",".join(data["modes"]))
@@ -315,9 +315,9 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
     """Re-run the cases of a baseline report; exit 1 when an error grew by more than --factor."""
     device = _select_device(device)
     data = _load_report(baseline)
-    from fla_check.gate import GateError, check_thresholds, diff_reports, report_label, rerun
-    from fla_check.gate_report import case_progress
-    from fla_check.report import default_report_path, write_report
+    from fla_check.commands.gate.engine import GateError, check_thresholds, diff_reports, report_label, rerun
+    from fla_check.commands.gate.render import case_progress
+    from fla_check.report.console import default_report_path, write_report
 
     try:
         check_thresholds(factor, min_score)
@@ -339,7 +339,7 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
 def compare_reports(report_a, report_b, factor, min_score, show_all, no_color, as_json) -> None:
     """Diff two saved run reports case by case (paired by configuration); exit 1 when B regressed."""
     a, b = _load_report(report_a), _load_report(report_b)
-    from fla_check.gate import GateError, diff_reports, report_label
+    from fla_check.commands.gate.engine import GateError, diff_reports, report_label
 
     try:
         diff = diff_reports(a, b, factor=factor, min_score=min_score, base_label=report_label(report_a, a),
@@ -351,8 +351,8 @@ def compare_reports(report_a, report_b, factor, min_score, show_all, no_color, a
 
 def _finish_diff(diff, title: str, show_all: bool, no_color: bool, as_json: bool,
                  interrupted: bool = False) -> None:
-    from fla_check.gate_report import render_gate
-    from fla_check.report import make_console
+    from fla_check.commands.gate.render import render_gate
+    from fla_check.report.console import make_console
 
     if as_json:
         click.echo(json.dumps(diff.to_json(), allow_nan=False))
@@ -377,8 +377,8 @@ def list_(device, providers, no_color, as_json) -> None:
     """Ops, modes, providers, backend and its capabilities."""
     device = _select_device(device)
     _load_providers(providers)
-    from fla_check.listing import inventory, render_inventory
-    from fla_check.report import make_console
+    from fla_check.commands.listing.engine import inventory, render_inventory
+    from fla_check.report.console import make_console
 
     info = inventory(device)
     if as_json:
@@ -408,8 +408,8 @@ def ut_transform(chunk_sizes, gated, dtypes, examples, seed, device, no_color, a
     if examples < 1:
         raise UsageFail(f"--examples must be >= 1, got {examples}")
     dtype_list = _parse_dtypes(dtypes, device)
-    from fla_check.report import ChunkProgress, make_console, render_ut
-    from fla_check.ut_check import check_ut
+    from fla_check.report.console import ChunkProgress, make_console, render_ut
+    from fla_check.commands.ut_transform.engine import check_ut
 
     with ChunkProgress(no_color or as_json) as on_progress:
         result = check_ut(sizes, gated=gated, dtypes=dtype_list, examples=examples, seed=seed, device=device,
@@ -470,9 +470,9 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
     if cases < 1:
         raise UsageFail(f"--cases must be >= 1, got {cases}")
     from fla_check.cases import CaseError
-    from fla_check.report import default_report_path, make_console, write_report
-    from fla_check.sweep import SweepError, parse_value_list, sweep
-    from fla_check.sweep_report import PlotUnavailable, SweepProgress, render_sweep, write_plot
+    from fla_check.report.console import default_report_path, make_console, write_report
+    from fla_check.commands.sweep.engine import SweepError, parse_value_list, sweep
+    from fla_check.commands.sweep.render import PlotUnavailable, SweepProgress, render_sweep, write_plot
 
     try:
         fills = parse_value_list(values) if values is not None else None
@@ -512,10 +512,10 @@ def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> Non
     device = _select_device(device)
     op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
     ids = [m.strip() for m in mutants.split(",") if m.strip()] if mutants is not None else None
-    from fla_check.mutants import select
-    from fla_check.report import make_console
-    from fla_check.selftest import run_selftest
-    from fla_check.selftest_report import catalog_table, render_selftest
+    from fla_check.commands.selftest.mutants import select
+    from fla_check.report.console import make_console
+    from fla_check.commands.selftest.engine import run_selftest
+    from fla_check.commands.selftest.render import catalog_table, render_selftest
 
     try:
         entries = select(op_names, ids)

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
-from fla_check.compare import RMS_EPS, Metrics
-from fla_check.gradients import GRAD_NAMES, Upstream
+from fla_check.verdict.compare import RMS_EPS, Metrics
+from fla_check.engine.gradients import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate
