@@ -23,8 +23,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "check_case": "fla_check.engine.runner",
-    "CaseResult": "fla_check.engine.runner",
-    "SearchResult": "fla_check.engine.search",
+    "CaseResult": "fla_check.verdict.results",
+    "SearchResult": "fla_check.verdict.results",
     "CaseConfig": "fla_check.cases",
     "Verdict": "fla_check.verdict.compare",
     "ModeSpec": "fla_check.ops",

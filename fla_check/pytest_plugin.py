@@ -299,7 +299,7 @@ class FlaCheck:
 
     def _write(self, result: "SearchResult") -> Path:
         from fla_check.commands.gate.engine import git_commit
-        from fla_check.report.console import write_report
+        from fla_check.report.storage import write_report
 
         result.options.setdefault("commit", git_commit(self.options.invocation_dir))
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.node.nodeid).strip("_") or "check"
@@ -313,13 +313,13 @@ class FlaCheck:
             return path
 
     def _record(self, result: "SearchResult", path: Path) -> None:
-        from fla_check.report.console import replay_command
+        from fla_check.commands.run.render import replay_command
 
         props = self.node.user_properties
         shown = self._display(path)
         props += [("fla_check.op", result.op), ("fla_check.profile", result.options.get("profile")),
                   ("fla_check.shard", result.options.get("shard")), ("fla_check.cases", len(result.cases)),
-                  ("fla_check.verdict", "FAIL" if result.failed else "OK"), ("fla_check.report.console", str(shown))]
+                  ("fla_check.verdict", "FAIL" if result.failed else "OK"), ("fla_check.report", str(shown))]
         for mode in result.modes:
             s = result.summary(mode)
             p = f"fla_check.{mode}."
@@ -357,7 +357,8 @@ def _resolve_modes(op: str, modes: Union[str, Sequence[str], None]) -> list[str]
 
 def failure_text(result: "SearchResult", report_path: Path) -> str:
     """What a failing check prints: the mode table and each failing mode's shrunk case."""
-    from fla_check.report.console import make_console, mode_table, render_failure
+    from fla_check.commands.run.render import mode_table, render_failure
+    from fla_check.report.console import make_console
 
     console = make_console(no_color=True, width=110)
     console.file = io.StringIO()

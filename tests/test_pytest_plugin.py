@@ -137,7 +137,7 @@ def test_fixture_marker_and_generated_tests_with_junit(example_repo, tmp_path):
     assert float(bad["fla_check.example:buggy.rel_rms"]) > 0.1
     replay = bad["fla_check.example:buggy.replay"]
     assert replay.startswith("fla-check replay ") and "--case" in replay
-    report = Path(bad["fla_check.report.console"])
+    report = Path(bad["fla_check.report"])
     assert report.exists() and report.parent == reports
     assert "shrunk by hypothesis" in out and "replay: fla-check replay" in out  # the failure text
 

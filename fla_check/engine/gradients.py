@@ -20,48 +20,15 @@ themselves because its leaves' ``.grad`` is never cleared between the passes).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
-from fla_check.cases import CaseConfig, CaseInputs, guarded
+from fla_check.cases import (GRAD_NAMES, GRADIENTS, CaseInputs, Upstream, guarded,  # noqa: F401 (re-exported)
+                             upstream)  # noqa: F401
+from fla_check.errors import GradientError
 from fla_check.ops import OpSpec
-
-# input name (as in the uniform signature) -> gradient name
-GRAD_NAMES: dict[str, str] = {"q": "dq", "k": "dk", "v": "dv", "g": "dg", "beta": "dbeta", "initial_state": "dh0"}
-GRADIENTS = frozenset(GRAD_NAMES.values())
-_SALT = 0x9E3779B97F4A7C15  # upstream gradients use their own stream, not the inputs'
-
-
-class GradientError(RuntimeError):
-    """A mode's outputs cannot be differentiated (no autograd graph)."""
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """The upstream gradients of a case (float64)."""
-
-    do: Tensor  # [B,T,H,V]
-    dht: Tensor  # [N,H,K,V]
-
-    def loss(self, o: Tensor, ht: Tensor) -> Tensor:
-        return (o.double() * self.do).sum() + (ht.double() * self.dht).sum()
-
-
-def upstream(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> Upstream:
-    """do and dht of `config`, deterministic in its seed (drawn on CPU, then moved), held as
-    float64 but representable in the dtypes autograd hands them to a mode in: ``do`` in the case
-    dtype (o's), ``dht`` in fp32 (ht's). Every pass, the reference included, then differentiates
-    the same scalar, and the cast of ``do`` into a mode's backward loses nothing."""
-    gen = torch.Generator().manual_seed((config.seed ^ _SALT) % 2**63)
-    do = torch.randn(config.B, config.T, config.H, config.V, generator=gen, dtype=torch.float64)
-    dht = torch.randn(config.num_states, config.H, config.K, config.V, generator=gen, dtype=torch.float64)
-    do = do.to(config.torch_dtype).double()
-    dht = dht.float().double()
-    return Upstream(do.to(device), dht.to(device))
-
 
 def grad_names(inputs: CaseInputs) -> list[str]:
     """The gradient names of a case, in signature order (dq, dk, dv[, dg][, dbeta][, dh0])."""

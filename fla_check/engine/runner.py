@@ -41,14 +41,16 @@ import torch
 from torch import Tensor
 
 from fla_check.backend import Backend, get_backend
-from fla_check.engine import gradients
 from fla_check.cases import CaseConfig, CaseInputs, build_case
-from fla_check.verdict.compare import Agreement, Comparison, Metrics, Verdict, agreement, compare, json_float, worst
-from fla_check.verdict.localize import Localization, localize_output, localize_state
+from fla_check.engine import gradients
+from fla_check.errors import RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
+from fla_check.verdict.compare import Comparison, Metrics, Verdict, agreement, compare, worst
+from fla_check.verdict.localize import Localization, localize_output, localize_state
+from fla_check.verdict.results import CaseResult, ModeResult, PairResult  # noqa: F401 (CaseResult: re-exported)
 
 ModeLike = Union[str, ModeSpec]
 OpLike = Union[str, OpSpec]
@@ -56,10 +58,6 @@ STATE_OUTPUTS = frozenset({"ht", "dh0"})  # outputs shaped [N,H,K,V]; the others
 REPEAT_ENV = "FLA_CHECK_REPEAT"
 REPEAT_POLICIES = ("off", "bucket", "all")
 _REPEATED: set[tuple] = set()  # compile buckets already run twice in this process (policy "bucket")
-
-
-class RepeatPolicyError(ValueError):
-    """An unknown determinism-check policy."""
 
 
 def mode_label(mode: ModeSpec) -> str:
@@ -77,107 +75,6 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 
 
 # -- results ---------------------------------------------------------------------------------
-@dataclass
-class ModeResult:
-    """One mode on one case."""
-
-    mode: str
-    verdict: Verdict
-    outputs: list[Comparison] = field(default_factory=list)
-    localization: Optional[Localization] = None
-    reason: str = ""  # UNSUPPORTED reason or ERROR summary
-    traceback: str = ""  # ERROR: the kernel's traceback
-    seconds: float = 0.0
-
-    @property
-    def score(self) -> float:
-        """Largest fraction of the allowed error used by any output (> 1: DIVERGED)."""
-        if self.verdict is Verdict.ERROR:
-            return 1e6
-        return max((c.score for c in self.outputs), default=0.0)
-
-    def metric(self, name: str) -> float:
-        """Worst kernel metric ('max_abs', 'rel_rms') or 'ratio' over the outputs."""
-        if name == "ratio":
-            return max((c.ratio for c in self.outputs), default=0.0)
-        return max((getattr(c.kernel, name) for c in self.outputs), default=0.0)
-
-    @property
-    def nonfinite(self) -> int:
-        return sum(c.kernel.nonfinite for c in self.outputs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
-                "traceback": self.traceback, "seconds": round(self.seconds, 4),
-                "outputs": [c.to_json() for c in self.outputs],
-                "localization": self.localization.to_json() if self.localization else None}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ModeResult":
-        loc = d.get("localization")
-        return cls(d["mode"], Verdict(d["verdict"]), [Comparison.from_json(c) for c in d.get("outputs", [])],
-                   Localization.from_json(loc) if loc else None, d.get("reason", ""),
-                   d.get("traceback", ""), float(d.get("seconds", 0.0)))
-
-
-@dataclass
-class PairResult:
-    """Agreement of two modes on one case (only when both produced outputs)."""
-
-    a: str
-    b: str
-    outputs: list[Agreement] = field(default_factory=list)
-
-    @property
-    def agree(self) -> bool:
-        return all(o.agree for o in self.outputs)
-
-    def metric(self, name: str) -> float:
-        return max((getattr(o, name) for o in self.outputs), default=0.0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "agree": self.agree, "outputs": [o.to_json() for o in self.outputs]}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "PairResult":
-        return cls(d["a"], d["b"], [Agreement.from_json(o) for o in d.get("outputs", [])])
-
-
-@dataclass
-class CaseResult:
-    """Every requested mode on one case."""
-
-    config: CaseConfig
-    modes: dict[str, ModeResult]
-    pairs: list[PairResult] = field(default_factory=list)
-    baseline: dict[str, Metrics] = field(default_factory=dict)  # the first judged mode's baseline, per output
-    seconds: float = 0.0
-    backward: bool = False  # gradients were checked too
-
-    @property
-    def verdict(self) -> Verdict:
-        return worst(r.verdict for r in self.modes.values())
-
-    @property
-    def failed_modes(self) -> list[str]:
-        return [m for m, r in self.modes.items() if r.verdict.failed]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"config": self.config.to_json(), "verdict": self.verdict.value,
-                "seconds": round(self.seconds, 4), "backward": self.backward,
-                "baseline": {k: m.to_json() for k, m in self.baseline.items()},
-                "modes": {k: r.to_json() for k, r in self.modes.items()},
-                "pairs": [p.to_json() for p in self.pairs]}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "CaseResult":
-        return cls(CaseConfig.from_json(d["config"]),
-                   {k: ModeResult.from_json(r) for k, r in d.get("modes", {}).items()},
-                   [PairResult.from_json(p) for p in d.get("pairs", [])],
-                   {k: Metrics.from_json(m) for k, m in d.get("baseline", {}).items()},
-                   float(d.get("seconds", 0.0)), bool(d.get("backward", False)))
-
-
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None) -> CaseResult:
@@ -269,7 +166,7 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
         return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
     seconds = time.perf_counter() - start
-    out, problem = _named_outputs(raw, judge.ref, grads)
+    out, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
     comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
@@ -305,7 +202,7 @@ def _check_repeat(result: ModeResult, fn: Callable, first: dict[str, Tensor], in
         result.verdict, result.reason = Verdict.ERROR, f"second call raised {type(exc).__name__}: {exc}"
         result.traceback = traceback.format_exc()
         return
-    second, problem = _named_outputs(raw, judge.ref, grads)
+    second, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         result.verdict, result.reason = Verdict.ERROR, f"second call: {problem}"
         return
@@ -334,8 +231,8 @@ def repeat_wanted(spec: ModeSpec, config: CaseConfig, backward: bool, policy: Op
     return True
 
 
-def _named_outputs(raw: Any, ref: dict[str, Tensor],
-                   grads: Optional[dict[str, Optional[Tensor]]] = None) -> tuple[dict[str, Tensor], str]:
+def named_outputs(raw: Any, ref: dict[str, Tensor],
+                  grads: Optional[dict[str, Optional[Tensor]]] = None) -> tuple[dict[str, Tensor], str]:
     """Check a mode's return value (and gradients) against the reference shapes;
     ('', problem) on mismatch."""
     if not isinstance(raw, (tuple, list)) or len(raw) != 2:
@@ -381,12 +278,3 @@ def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
             for name in ref
         ]))
     return pairs
-
-
-def __getattr__(name: str):
-    """`search`, `SearchResult`, `ProgressEvent` live in fla_check.engine.search (re-exported lazily)."""
-    if name in ("search", "SearchResult", "ProgressEvent", "ModeSummary"):
-        from fla_check.engine import search as _search
-
-        return getattr(_search, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,21 +29,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import hypothesis
 from hypothesis import given, reject, target
 
-from fla_check import __version__
 from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, CaseConfig, Fill, dtype_name
-from fla_check.verdict.compare import Verdict, json_float, worst
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
-from fla_check.engine.runner import (CaseResult, ModeLike, ModeResult, OpLike, check_case, mode_label, resolve_modes,
-                              resolve_op)
+from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
+from fla_check.engine.simplify import simplify
 from fla_check.strategies import SpaceOptions, case_configs, covering_configs, digits_at_risk, strata
+from fla_check.verdict.compare import Verdict
+from fla_check.verdict.results import (CaseResult, ModeResult, ModeSummary, PairSummary,  # noqa: F401 (re-exported)
+                                       SearchResult)
 
 CPU_MAX_SEQ_LEN = 256  # four 64-chunks: the covering phase reaches beyond three
 CPU_BACKWARD_MAX_SEQ_LEN = 80  # interpreted backward kernels cost ~5x the forward; still > one 64-chunk
@@ -97,107 +98,6 @@ class ProgressEvent:
     failing: tuple[str, ...]  # modes that failed so far
     mode: str = ""  # the mode whose hypothesis run is active ("" in the covering phase)
     calls: int = 0  # test calls in that run (cache hits included)
-
-
-@dataclass
-class ModeSummary:
-    """One mode over a whole run: worst metrics and verdict."""
-
-    mode: str
-    verdict: Verdict
-    cases: int  # cases the mode ran
-    unsupported: int
-    failed: int
-    max_abs: Optional[float]  # None when no case produced outputs
-    rel_rms: Optional[float]
-    ratio: Optional[float]
-    nonfinite: int
-    reason: str = ""  # first ERROR/UNSUPPORTED reason
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "verdict": self.verdict.value, "cases": self.cases,
-                "unsupported": self.unsupported, "failed": self.failed, "max_abs": _opt(self.max_abs),
-                "rel_rms": _opt(self.rel_rms), "ratio": _opt(self.ratio), "nonfinite": self.nonfinite,
-                "reason": self.reason}
-
-
-@dataclass
-class PairSummary:
-    """Two modes over a whole run: worst disagreement."""
-
-    a: str
-    b: str
-    cases: int
-    max_abs: float
-    rel_rms: float
-    agree: bool
-
-
-@dataclass
-class SearchResult:
-    """Everything a run found; JSON round-trippable (the report file)."""
-
-    op: str
-    modes: list[str]
-    options: dict[str, Any]
-    cases: list[CaseResult] = field(default_factory=list)
-    failures: dict[str, int] = field(default_factory=dict)  # mode -> index of its minimal failing case
-    shrunk: list[str] = field(default_factory=list)  # modes hypothesis shrank itself
-    simplified: list[str] = field(default_factory=list)  # modes whose case fla_check.engine.simplify cut further
-    seconds: float = 0.0
-    interrupted: bool = False
-    first_failure: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> {"example", "seconds"}
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.failures)
-
-    def summary(self, mode: str) -> ModeSummary:
-        results = [c.modes[mode] for c in self.cases if mode in c.modes]
-        ran = [r for r in results if r.verdict is not Verdict.UNSUPPORTED]
-        measured = [r for r in ran if r.outputs]
-        failed = [r for r in ran if r.verdict.failed]
-        reason = next((r.reason for r in failed + results if r.reason), "")
-        worst_of = lambda name: max((r.metric(name) for r in measured), default=None)  # noqa: E731
-        return ModeSummary(
-            mode=mode, verdict=worst(r.verdict for r in ran) if ran else Verdict.UNSUPPORTED,
-            cases=len(ran), unsupported=len(results) - len(ran), failed=len(failed),
-            max_abs=worst_of("max_abs"), rel_rms=worst_of("rel_rms"), ratio=worst_of("ratio"),
-            nonfinite=sum(r.nonfinite for r in measured), reason=reason)
-
-    def pair_summaries(self) -> list[PairSummary]:
-        out: dict[tuple[str, str], list] = {}
-        for case in self.cases:
-            for p in case.pairs:
-                out.setdefault((p.a, p.b), []).append(p)
-        return [PairSummary(a, b, len(ps), max(p.metric("max_abs") for p in ps),
-                            max(p.metric("rel_rms") for p in ps), all(p.agree for p in ps))
-                for (a, b), ps in out.items()]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tool": "fla-check", "version": __version__, "kind": "run", "op": self.op, "modes": self.modes,
-            "options": self.options, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
-            "examples": len(self.cases), "first_failure": self.first_failure,
-            "verdict": "FAIL" if self.failed else "OK",
-            "summary": {m: self.summary(m).to_json() for m in self.modes},
-            "pairs": [dict(a=p.a, b=p.b, cases=p.cases, max_abs=json_float(p.max_abs), rel_rms=json_float(p.rel_rms),
-                           agree=p.agree) for p in self.pair_summaries()],
-            "failures": self.failures, "shrunk": self.shrunk, "simplified": self.simplified,
-            "cases": [c.to_json() for c in self.cases],
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "SearchResult":
-        return cls(op=d["op"], modes=list(d["modes"]), options=dict(d.get("options", {})),
-                   cases=[CaseResult.from_json(c) for c in d.get("cases", [])],
-                   failures={m: int(i) for m, i in d.get("failures", {}).items()},
-                   shrunk=list(d.get("shrunk", [])), simplified=list(d.get("simplified", [])), seconds=float(d.get("seconds", 0.0)),
-                   interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}))
-
-
-def _opt(x: Optional[float]) -> Any:
-    return None if x is None else json_float(x)
 
 
 def default_dtypes(device: Optional[str] = None) -> tuple[str, ...]:
@@ -491,8 +391,6 @@ def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult], cases:
 
 def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) -> None:
     """Localization-guided simplification of each failing mode's case (see fla_check.engine.simplify)."""
-    from fla_check.engine.simplify import simplify
-
     for mode, i in list(result.failures.items()):
         case = evaluate.cases[i]
         verdict = case.modes[mode].verdict

@@ -18,12 +18,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
+from fla_check.errors import ShardError  # noqa: F401 (re-exported)
+
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _WORKER_RE = re.compile(r"^gw(\d+)$")
-
-
-class ShardError(ValueError):
-    """A malformed ``i/n`` shard spec."""
 
 
 @dataclass(frozen=True)

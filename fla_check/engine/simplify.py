@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional
 
 from fla_check.cases import CaseConfig, CaseError
 from fla_check.verdict.localize import Localization
-from fla_check.engine.runner import ModeResult
+from fla_check.verdict.results import ModeResult
 
 SIMPLE = dict(gate_norm=1.0, zero_gate_frac=0.0, near_zero_decay=False, beta_max=1.0, initial_state=False)
 

@@ -131,7 +131,7 @@ def _gate(*args: str):
 
 def test_gate_flags_a_3x_regression_inside_tolerance_and_passes_a_clean_rerun(tmp_path, example_provider):
     from fla_check.providers import load_provider, unload_provider
-    from fla_check.report.console import write_report
+    from fla_check.report.storage import write_report
     from fla_check.engine.search import search
 
     load_provider("example_kernels:provider")

@@ -32,15 +32,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from fla_check.verdict.compare import Verdict, json_float
+from fla_check.errors import GateError  # noqa: F401 (re-exported)
 
 METRICS = ("max_abs", "rel_rms")
 DEFAULT_FACTOR = 2.0
 DEFAULT_MIN_SCORE = 0.05
 FAILING = ("new failure", "regressed")
-
-
-class GateError(ValueError):
-    """A report that cannot be gated or compared (wrong kind, other op, unknown mode)."""
 
 
 def case_key(config: dict[str, Any]) -> str:

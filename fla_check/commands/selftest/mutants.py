@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Callable, Optional, Sequence
 
 from fla_check.commands.selftest.mutate import load_mutant, mutate_source
+from fla_check.errors import SelectionError
 from fla_check.ops import ModeSpec, get_op
 
 MUTANT_PROVIDER = "mutant"
@@ -460,7 +461,7 @@ def all_entries() -> list[Mutant | UsageCase]:
 
 def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None) -> list[Mutant | UsageCase]:
     """Catalog entries of `ops` (all when None) whose id is in `ids` or starts with one of them
-    followed by '.' (e.g. 'gla.chunk'); raises ValueError for an id that selects nothing."""
+    followed by '.' (e.g. 'gla.chunk'); raises SelectionError (a ValueError) for an id that selects nothing."""
     entries = [e for e in all_entries() if not ops or e.op in ops]
     if not ids:
         return entries
@@ -468,6 +469,6 @@ def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = N
     for want in ids:
         hits = [e for e in entries if e.id == want or e.id.startswith(want + ".") or e.kind == want]
         if not hits:
-            raise ValueError(f"no mutant matches {want!r} (ids, id prefixes such as gla.chunk, or bug classes); see `fla-check selftest --list`")
+            raise SelectionError(f"no mutant matches {want!r} (ids, id prefixes such as gla.chunk, or bug classes); see `fla-check selftest --list`")
         picked += [e for e in hits if e not in picked]
     return picked

@@ -13,11 +13,9 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from fla_check.errors import MutationError  # noqa: F401 (re-exported)
+
 _TMP = Path(tempfile.mkdtemp(prefix="fla_check_mutants_"))
-
-
-class MutationError(ValueError):
-    """A replacement did not match the module source exactly once."""
 
 
 def mutate_source(source: str, replacements: list[tuple[str, str]]) -> str:

@@ -47,7 +47,9 @@ from fla_check.ops import ModeSpec, OpSpec
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
-from fla_check.engine.runner import ModeLike, OpLike, _named_outputs, mode_label, resolve_modes, resolve_op, unsupported_reason
+from fla_check.engine.runner import (ModeLike, OpLike, mode_label, named_outputs, resolve_modes, resolve_op,
+                                     unsupported_reason)
+from fla_check.errors import SweepError  # noqa: F401 (re-exported)
 
 CONTROL = "cu_seqlens"
 DEFAULT_VALUES: tuple[str, ...] = ("-1", "-5", "-10", "-20", "-50", "-100", "-1e3", "-1e4", "-1e6",
@@ -56,10 +58,6 @@ SHAPE = {"H": 1, "K": 16, "V": 16}  # per case; T is the sum of the layout's seg
 TOLERANCE_RULE = ("fla_check.verdict.compare.compare (a=2, a_max=3, fp32 slack) vs the per-segment float64 truth, "
                   "baseline = the sampled error of the mode's declared arithmetic on the filled inputs; LEAK "
                   "when the same rule holds against the float64 reference applying the fill literally")
-
-
-class SweepError(ValueError):
-    """An op or a value list the sweep cannot run (usage error)."""
 
 
 @dataclass(frozen=True)
@@ -405,7 +403,7 @@ class _CaseJudge:
             return CaseOutcome(index, Outcome.ERROR, reason=f"{type(exc).__name__}: {exc}",
                                seconds=time.perf_counter() - start)
         seconds = time.perf_counter() - start
-        out, problem = _named_outputs(raw, self.truth)
+        out, problem = named_outputs(raw, self.truth)
         if problem:
             return CaseOutcome(index, Outcome.ERROR, reason=problem, seconds=seconds)
         return self.classify(out, index, mode.arithmetic, seconds)

@@ -19,8 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from fla_check.cases import DTYPES
-from fla_check.report.console import ProgressFeed, atomic_write, fmt, make_progress
+from fla_check.report.console import ProgressFeed, fmt, make_progress
+from fla_check.report.storage import atomic_write
 from fla_check.commands.sweep.engine import CONTROL, TOLERANCE_RULE, Cell, Outcome, SweepResult, effective_fill
+from fla_check.errors import PlotUnavailable  # noqa: F401 (re-exported)
 
 STYLE = {Outcome.OK: "green", Outcome.LEAK: "yellow", Outcome.DIVERGED: "bold red",
          Outcome.NONFINITE: "bold magenta", Outcome.ERROR: "bold red", Outcome.UNSUPPORTED: "dim"}
@@ -29,10 +31,6 @@ COLOURS = {Outcome.OK: "#4caf50", Outcome.LEAK: "#ffc107", Outcome.DIVERGED: "#e
 LEGEND = ("LEAK: the fill is too weak (state crosses the segment start)",
           "DIVERGED / NONFINITE: the kernel's arithmetic breaks at this fill (absorption or cancellation "
           "in the chunk cumsum, exp overflow, inf - inf)")
-
-
-class PlotUnavailable(RuntimeError):
-    """No heatmap can be drawn (matplotlib missing)."""
 
 
 def cell_text(cell: Optional[Cell], markup: bool = True) -> str:

@@ -36,6 +36,7 @@ from fla_check.commands.ut_transform.cases import UTInputs
 from fla_check.ops import get_op
 from fla_check.providers.fla import FLA_DELTA_CHUNK
 from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.errors import VariantUnsupported  # noqa: F401 (re-exported)
 
 UTOutputs = tuple[Tensor, Tensor, Tensor]
 OUTPUT_NAMES = ("A_inv", "w", "u")
@@ -44,10 +45,6 @@ OUTPUT_NAMES = ("A_inv", "w", "u")
 FP32_SUBSTITUTION = get_op("delta").modes["chunk"].arithmetic
 # fla's delta-rule chunk declaration: A_inv, w, u stored in the input dtype, 16x16 blocks merged with TF32 dots
 FLA_BLOCKED = FLA_DELTA_CHUNK
-
-
-class VariantUnsupported(RuntimeError):
-    """The variant cannot run here (missing package, backend limitation); str() is the reason."""
 
 
 @dataclass(frozen=True)

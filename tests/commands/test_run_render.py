@@ -1,12 +1,12 @@
-"""Rendering (80 columns, no colour when asked) and atomic report files."""
+"""The run renderer: 80 columns, no colour when asked, strict JSON reports."""
 import json
-import os
 
 import pytest
 from _fake_modes import registered
 
-from fla_check.report.console import (default_report_path, fmt, make_console, read_report, render_case, render_run,
-                              replay_command, write_report)
+from fla_check.commands.run.render import render_case, render_run, replay_command
+from fla_check.report.console import make_console
+from fla_check.report.storage import SCHEMA_VERSION, write_report
 from fla_check.engine.search import search
 
 
@@ -53,28 +53,11 @@ def test_render_case(failing_run):
     assert "test:dropped" in out and "first exceeds tolerance" in out and "verdict: ERROR" in out
 
 
-def test_fmt():
-    assert [fmt(x) for x in (0.0, 1.234e-7, 0.5, 12345.0, float("inf"), float("nan"), None)] == \
-        ["0", "1.2e-07", "0.5", "1.2e+04", "inf", "nan", "-"]
-
-
-def test_write_report_is_atomic(tmp_path):
-    path = tmp_path / "sub" / "r.json"
-    write_report({"a": 1}, path)
-    assert read_report(path) == {"a": 1}
-    with pytest.raises(ValueError):
-        write_report({"a": float("nan")}, path)  # not valid JSON: the old file stays intact
-    assert read_report(path) == {"a": 1}
-    assert os.listdir(path.parent) == ["r.json"]
-
-
 def test_report_json_is_strict(failing_run, tmp_path):
     path = write_report(failing_run.to_json(), tmp_path / "r.json")
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
-    assert data["failures"] and data["cases"][data["failures"]["test:dropped"]]["config"]["op"] == "gla"
+    assert data["schema_version"] == SCHEMA_VERSION and data["failures"] and data["cases"][data["failures"]["test:dropped"]]["config"]["op"] == "gla"
 
 
-def test_paths_and_replay_command(tmp_path):
-    p = default_report_path("gla", root=tmp_path)
-    assert p.parent == tmp_path and p.name.startswith("run-gla-") and p.suffix == ".json"
+def test_replay_command(tmp_path):
     assert replay_command(tmp_path / "a b.json", 3) == f"fla-check replay '{tmp_path}/a b.json' --case 3"
