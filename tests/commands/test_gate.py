@@ -14,7 +14,7 @@ from fla_check.cases import CaseConfig
 from fla_check.cli import main
 from fla_check.commands.gate.engine import GateError, case_key, diff_reports, ratio
 
-EXAMPLE_DIR = Path(__file__).parent / "example_kernel_pkg"
+EXAMPLE_DIR = Path(__file__).parent.parent / "example_kernel_pkg"
 
 
 # -- synthetic reports ------------------------------------------------------------------------

@@ -118,6 +118,11 @@ class SelftestResult:
                 "broken": self.broken,
                 "score": self.score, "results": [r.to_json() for r in self.results]}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SelftestResult":
+        return cls(dict(d.get("options", {})), [EntryResult.from_json(r) for r in d.get("results", [])],
+                   float(d.get("seconds", 0.0)))
+
 
 def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None, *,
                  profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,

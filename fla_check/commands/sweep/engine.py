@@ -280,6 +280,21 @@ class SweepResult:
                 "cells": [c.to_json() for c in self.cells.values()], "safe": safe,
                 "common_safe": list(common) if common else None, "advice": self.advice()}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SweepResult":
+        """The result a sweep report holds (fills from their labels, cu_seqlens support from "safe")."""
+        cells = {}
+        for c in d.get("cells", []):
+            outcomes = [CaseOutcome(o["case"], Outcome(o["outcome"]), float(o["error"]), float(o["score"]),
+                                    None if o.get("literal_error") is None else float(o["literal_error"]),
+                                    o.get("reason", ""), float(o.get("seconds", 0.0))) for o in c.get("cases", [])]
+            cells[(c["value"], c["mode"], c["dtype"])] = Cell(c["value"], c["mode"], c["dtype"], outcomes)
+        return cls(op=d["op"], modes=list(d["modes"]), dtypes=list(d["dtypes"]), values=list(d["values"]),
+                   fills={v: canonical_fill(v) for v in d["values"] if v != CONTROL},
+                   varlen={s["mode"]: bool(s.get("cu_seqlens_supported")) for s in d.get("safe", [])},
+                   cases=list(d.get("cases", [])), cells=cells, options=dict(d.get("options", {})),
+                   seconds=float(d.get("seconds", 0.0)), interrupted=bool(d.get("interrupted", False)))
+
 
 def _longest_run(labels: list[str], ok: Callable[[str], bool]) -> Optional[tuple[str, str]]:
     best: Optional[tuple[int, int]] = None
