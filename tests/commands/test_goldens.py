@@ -19,6 +19,8 @@ from fla_check.commands.selftest.engine import SelftestResult
 from fla_check.commands.selftest.render import render_selftest
 from fla_check.commands.sweep.engine import SweepResult
 from fla_check.commands.sweep.render import render_sweep
+from fla_check.commands.ut_transform.engine import UTResult
+from fla_check.commands.ut_transform.render import render_ut
 from fla_check.report.storage import read_report
 from fla_check.verdict.results import CaseResult, SearchResult
 
@@ -52,12 +54,32 @@ def _selftest(console: Console) -> None:
     render_selftest(console, SelftestResult.from_json(_source("selftest")))
 
 
+def _ut_transform(console: Console) -> None:
+    render_ut(console, UTResult.from_json(_source("ut-transform")))
+
+
 def _list(console: Console) -> None:
     render_inventory(console, _source("list"))
 
 
 RENDERERS: dict[str, Callable[[Console], None]] = {
-    "run": _run, "replay": _replay, "gate": _gate, "sweep": _sweep, "selftest": _selftest, "list": _list}
+    "run": _run, "replay": _replay, "gate": _gate, "sweep": _sweep, "ut-transform": _ut_transform,
+    "selftest": _selftest, "list": _list}
+
+
+@pytest.mark.parametrize("name, cls", [("run", SearchResult), ("sweep", SweepResult), ("ut-transform", UTResult),
+                                       ("selftest", SelftestResult)])
+def test_results_read_back_from_a_report_give_the_same_report(name, cls):
+    data = _source(name)
+    del data["schema_version"]
+    assert _timeless(cls.from_json(data).to_json()) == _timeless(data)
+
+
+def _timeless(x):
+    """`x` without its "seconds" (stored rounded: a sum of rounded times can differ in the last digit)."""
+    if isinstance(x, dict):
+        return {k: _timeless(v) for k, v in x.items() if k != "seconds"}
+    return [_timeless(v) for v in x] if isinstance(x, list) else x
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +113,7 @@ def _dropping(column: str, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("name, column", [("run", "rel-RMSE"), ("sweep", "recurrent"), ("gate", "now"),
-                                          ("selftest", "caught")])
+                                          ("selftest", "caught"), ("ut-transform", "score")])
 def test_a_dropped_column_fails_the_golden_check(name, column, monkeypatch):
     honest = render(RENDERERS[name])
     assert not golden_diff(name, honest)  # the honest renderer matches...

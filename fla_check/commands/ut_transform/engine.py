@@ -31,7 +31,7 @@ import math
 import time
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
 import hypothesis
@@ -43,7 +43,8 @@ from fla_check import __version__
 from fla_check.verdict.compare import (A_FORWARD, A_MAX_FORWARD, SLACK_ULPS, TAU32, Comparison, Metrics, Verdict, compare,
                                json_float, worst)
 from fla_check.commands.ut_transform.cases import UTCase, UTInputs, build_inputs, free_params, regimes
-from fla_check.commands.ut_transform.variants import OUTPUT_NAMES, Variant, VariantUnsupported, default_variants
+from fla_check.commands.ut_transform.variants import (FP32_SUBSTITUTION, OUTPUT_NAMES, Variant, VariantUnsupported,
+                                                     default_variants)
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import noise_scales, sample_seed, single_thread
 from fla_check.verdict.emulation import SAMPLES, emulate_ut
@@ -300,6 +301,26 @@ class UTResult:
             "summary": [s.to_json() for s in self.summaries()],
             "cases": [c.to_json() for c in self.cases],
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "UTResult":
+        """The result a ut-transform report holds, for rendering: its variants keep their names,
+        descriptions and declared arithmetic but cannot run again."""
+        float64 = {s["variant"] for s in d.get("summary", []) if s["dtype"] == "float64"}
+        declared = d.get("arithmetic", {})
+        variants = [Variant(name, text, _not_rerunnable, replace(FP32_SUBSTITUTION, **declared.get(name, {})),
+                            float64=name in float64) for name, text in d.get("variants", {}).items()]
+        cases = [CaseCheck(UTCase.from_json(c["config"]), float(c["cond"]), {
+            n: VariantCheck(n, Verdict(v["verdict"]),
+                            tuple(OutputCheck(Comparison.from_json(o), float(o["scale"])) for o in v.get("outputs", [])),
+                            v.get("reason", ""), float(v.get("seconds", 0.0)))
+            for n, v in c.get("variants", {}).items()}) for c in d.get("cases", [])]
+        return cls(dict(d.get("options", {})), variants, cases, float(d.get("seconds", 0.0)),
+                   bool(d.get("interrupted", False)))
+
+
+def _not_rerunnable(x: UTInputs, chunk_size: int) -> Any:
+    raise VariantUnsupported("a variant read back from a report cannot run")
 
 
 def _div(x: float, bound: float) -> float:
