@@ -45,6 +45,7 @@ from fla_check.verdict.compare import (A_FORWARD, A_MAX_FORWARD, SLACK_ULPS, TAU
 from fla_check.commands.ut_transform.cases import UTCase, UTInputs, build_inputs, free_params, regimes
 from fla_check.commands.ut_transform.variants import (FP32_SUBSTITUTION, OUTPUT_NAMES, Variant, VariantUnsupported,
                                                      default_variants)
+from fla_check.references.ut import condition, inverse_recursion, lower_matrix, ut_recursion  # noqa: F401 (re-exported)
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import noise_scales, sample_seed, single_thread
 from fla_check.verdict.emulation import SAMPLES, emulate_ut
@@ -58,45 +59,15 @@ PLUS = "closed(+)"
 
 
 # -- float64 ground truth ----------------------------------------------------------------------
-def lower_matrix(x: UTInputs) -> Tensor:
-    """[H, n, n] float64 ``strictly_lower(diag(beta) K K^T * exp(G_i - G_j))`` of a one-chunk case."""
-    k = x.k[0].double().cpu().transpose(0, 1)  # [H,n,K]
-    beta = x.beta[0].double().cpu().transpose(0, 1)  # [H,n]
-    L = beta[..., None] * (k @ k.transpose(1, 2))
-    if x.g is not None:
-        G = x.g[0].double().cpu().transpose(0, 1).cumsum(-1)
-        L = L * (G[:, :, None] - G[:, None, :]).tril(-1).exp()
-    return L.tril(-1)
-
-
-def inverse_recursion(L: Tensor) -> Tensor:
-    """``(I + L)^-1`` for strictly lower ``L`` [H,n,n] by forward substitution, row by row."""
-    H, n, _ = L.shape
-    T = torch.zeros_like(L)
-    for r in range(n):
-        T[:, r, r] = 1.0
-        if r:
-            T[:, r] -= (L[:, r, :r, None] * T[:, :r]).sum(1)
-    return T
-
-
 def ground_truth(x: UTInputs, chunk_size: int) -> tuple[dict[str, Tensor], Tensor]:
     """The float64 A_inv [1,T,H,BT] (zero beyond column T), w, u of a one-chunk case (CPU
     tensors), and its ``L`` [H,T,T]."""
-    from fla_check.references.ut import ut_recursion
-
     w, u = ut_recursion(x.k, x.v, x.beta, x.g, chunk_size=chunk_size)
-    L = lower_matrix(x)
+    L = lower_matrix(x.k, x.beta, x.g)
     _, T, H, _ = x.k.shape
     A = torch.zeros(1, T, H, chunk_size, dtype=torch.float64)
     A[0, :, :, :T] = inverse_recursion(L).transpose(0, 1)
     return dict(zip(OUTPUT_NAMES, (A, w, u))), L
-
-
-def condition(L: Tensor) -> float:
-    """2-norm condition number of ``I + L``, worst head (float64)."""
-    eye = torch.eye(L.shape[-1], dtype=L.dtype)
-    return float(torch.linalg.cond(eye + L).max()) if L.numel() else 1.0
 
 
 # -- the baseline: the declared arithmetic, emulated ---------------------------------------------
