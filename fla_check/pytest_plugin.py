@@ -188,8 +188,8 @@ class FlaCheckCollector(pytest.Collector):
     """Generates one FlaCheckItem per (op, mode, sub-shard) of the --fla-check options."""
 
     def collect(self) -> list[pytest.Item]:
-        from fla_check.ops import UnknownNameError, get_mode, get_op
-        from fla_check.providers import ProviderError
+        from fla_check.errors import FlaCheckError
+        from fla_check.ops import get_mode, get_op
 
         opts = self.config.stash[_OPTIONS]
         items = []
@@ -201,7 +201,9 @@ class FlaCheckCollector(pytest.Collector):
                 for mode in dict.fromkeys(_label(get_mode(op, m)) for m in names):
                     for j in range(1, opts.split + 1):
                         items.append(FlaCheckItem.create(self, op_name, mode, j, opts.split))
-        except (UnknownNameError, ProviderError) as exc:
+        except FlaCheckError as exc:  # unknown op or mode, provider, backend
+            if not exc.usage:
+                raise
             raise self.CollectError(f"--fla-check: {exc}") from None
         return items
 
