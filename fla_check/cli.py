@@ -202,27 +202,15 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     fills = _parse_fills(mask_fill, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
-    from fla_check.commands.gate.engine import git_commit
-    from fla_check.engine.profiles import get_profile
-    from fla_check.commands.run.render import SearchProgress, render_run, unchecked_reason
+    from fla_check.commands.run.engine import run as run_command
+    from fla_check.commands.run.engine import unchecked_reason
+    from fla_check.commands.run.render import SearchProgress, render_run
     from fla_check.report.console import make_console
-    from fla_check.report.storage import default_report_path, write_report
-    from fla_check.engine.search import search
-    from fla_check.engine.sharding import run_budget
 
-    prof = get_profile(profile)
-    total = prof.examples if examples is None else examples
-    examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
-    if examples < 1:
-        raise UsageError(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
-                        "shards); use fewer shards or more --examples")
-    path = report or default_report_path(op.name)
     with SearchProgress(no_color) as on_progress:
-        result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
-                        max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
-                        progress=on_progress, backward=backward)
-    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
-    write_report(result.to_json(), path)
+        result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
+                                   max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
+                                   shard=shard, device=device, report=report, progress=on_progress)
     if as_json:
         _echo_json(result.to_json())
     else:

@@ -19,6 +19,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
+from fla_check.commands.run.engine import unchecked_reason
 from fla_check.engine.runner import CaseResult, ModeResult
 from fla_check.engine.search import SearchResult
 from fla_check.report.console import ProgressFeed, fmt, make_progress, verdict_text
@@ -72,17 +73,6 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     else:
         verdict = "[green]OK[/]"
     console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))
-
-
-def unchecked_reason(result: SearchResult) -> Optional[str]:
-    """Why no mode of `result` checked a single case (no case drawn, or every mode UNSUPPORTED on
-    every case), or None when one did. Such a run proves nothing, so it is never reported OK."""
-    if any(result.summary(m).cases for m in result.modes):
-        return None
-    if not result.cases:
-        return "no case was drawn"
-    why = "; ".join(f"{m}: {result.summary(m).reason}" for m in result.modes if result.summary(m).reason)
-    return "every mode was UNSUPPORTED on every case" + (f" ({why})" if why else "")
 
 
 def mode_table(result: SearchResult) -> Table:
