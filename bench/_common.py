@@ -162,7 +162,7 @@ class Bench:
 
     def write(self) -> None:
         self.data["seconds"] = round(self.elapsed(), 3)
-        from fla_check.report import atomic_write  # lazy: budgets count from this module's import
+        from fla_check.report.storage import atomic_write  # lazy: budgets count from this module's import
 
         for suffix, text in ((".json", json.dumps(self.data, indent=1, default=str)), (".md", self.markdown())):
             atomic_write(self.out / f"{self.name}{suffix}", lambda tmp, text=text: Path(tmp).write_text(text))

@@ -3,9 +3,9 @@
     python bench/harness_throughput.py --out bench_out --ops gla,delta,gated_delta --examples 8
 
 Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` does
-(:func:`fla_check.search.search`, profile ``ci``, the backend's default dtypes and space,
+(:func:`fla_check.engine.search.search`, profile ``ci``, the backend's default dtypes and space,
 ``--seed`` fixed) with timing wrappers installed around the runner's steps (module globals of
-:mod:`fla_check.runner`, restored afterwards; runner.py itself is untouched):
+:mod:`fla_check.engine.runner`, restored afterwards; runner.py itself is untouched):
 
 - ``build``: :func:`~fla_check.cases.build_case` (seeded tensors, moved to the device);
 - ``reference``: the float64 step-wise recurrence; ``baseline``: the emulation of each mode's
@@ -46,7 +46,7 @@ class CaseTiming:
 
 
 class Recorder:
-    """Timing wrappers around fla_check.runner's steps (installed by :meth:`installed`)."""
+    """Timing wrappers around fla_check.engine.runner's steps (installed by :meth:`installed`)."""
 
     def __init__(self, device: str):
         self.device = device
@@ -95,8 +95,8 @@ class Recorder:
     @contextmanager
     def installed(self) -> Iterator["Recorder"]:
         """Patch runner/search globals with the wrappers; restore them on exit."""
-        import fla_check.runner as runner
-        import fla_check.search as search_mod
+        import fla_check.engine.runner as runner
+        import fla_check.engine.search as search_mod
 
         patches = [(runner, "build_case", self._timed("build", runner.build_case)),
                    (runner, "reference", self._timed("reference", runner.reference)),
@@ -133,8 +133,8 @@ def summarize(cases: list[CaseTiming], wall: float) -> dict:
 def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dict:
     """Cold search (as `fla-check run`) then a warm re-run of the same cases."""
     from fla_check.ops import get_op
-    from fla_check.runner import check_case
-    from fla_check.search import search
+    from fla_check.engine.runner import check_case
+    from fla_check.engine.search import search
 
     modes = [m for m, s in get_op(op).modes.items() if s.provider == "builtin"]
     rec = Recorder(device)
@@ -155,7 +155,7 @@ def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dic
     warm_rec = Recorder(device)
     configs = [c.config for c in result.cases]
     with warm_rec.installed():  # the same check_case calls (shrink candidates run only the shrunk mode)
-        import fla_check.search as search_mod
+        import fla_check.engine.search as search_mod
 
         t0 = time.perf_counter()
         stop = t0 + max(1.2 * cold_wall, args.warm_grace)  # warm <= cold: normally every call runs

@@ -3,7 +3,7 @@
 Draws N case configurations per op from ``fla_check.strategies`` (the space ``fla-check run``
 explores: default mask fills -5 .. -1e4, beta in {1, 2}, head dims 16-100, T up to
 --max-seq-len, varlen with empty sequences, h0), seeded, and runs each through
-``fla_check.runner.check_case`` for the fla-like proxies (forward; with --backward also the
+``fla_check.engine.runner.check_case`` for the fla-like proxies (forward; with --backward also the
 gradients). Prints per op / dtype / mode / part (fwd = o and ht, bwd = gradients) the number of
 outputs judged, the max and median score (the fraction of the allowed error used: > 1 is
 DIVERGED; the issue's target for an honest kernel is < 1/a = 0.5 forward, 0.33 backward) and
@@ -11,7 +11,7 @@ every non-OK verdict with its case.
 
     python bench/honest_controls.py --n 20 --seed 0 [--backward] [--modes fla64,fla16] [--json OUT]
 
-One torch thread by default (tiny tensors: see tests/test_honest_controls.py).
+One torch thread by default (tiny tensors: see tests/verdict/test_honest_controls.py).
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, Phase, given, seed as hypothesis_seed, setti
 
 from controls import fla_like  # noqa: E402
 from fla_check.cases import CaseConfig  # noqa: E402
-from fla_check.compare import A_BACKWARD, A_FORWARD  # noqa: E402
-from fla_check.gradients import GRADIENTS  # noqa: E402
-from fla_check.runner import check_case  # noqa: E402
+from fla_check.verdict.compare import A_BACKWARD, A_FORWARD  # noqa: E402
+from fla_check.engine.gradients import GRADIENTS  # noqa: E402
+from fla_check.engine.runner import check_case  # noqa: E402
 from fla_check.strategies import SpaceOptions, case_configs  # noqa: E402
 
 

@@ -3,10 +3,10 @@
     python bench/time_to_detect.py --out bench_out --mask-ops gla,gated_delta --mutants per-kind
 
 - ``mask.<op>``: ``fla-check run --op OP --modes recurrent,chunk --mask-fill=-0.1max``
-  (:func:`fla_check.search.search`, same profile, fixed seed): the example index and seconds of
+  (:func:`fla_check.engine.search.search`, same profile, fixed seed): the example index and seconds of
   the first failing case of each mode (``SearchResult.first_failure``), the total search time
   including shrinking, and the shrunk case. The chunk mode must fail, the recurrent one pass.
-- ``selftest.<id>``: per planted mutant, :func:`fla_check.selftest.run_selftest` (the same
+- ``selftest.<id>``: per planted mutant, :func:`fla_check.commands.selftest.engine.run_selftest` (the same
   search on the mutated mode): examples / seconds to the first *killing* case (the mutant fails
   and the clean mode passes it), whole-search seconds, the shrunk case.
 
@@ -24,7 +24,7 @@ from _common import Bench, Table, add_common_args, environment, fmt, log
 
 def mask_search(op: str, args, device: str, deadline: float) -> dict[str, Any]:
     """One `run --mask-fill` search with a progress clock; stops (partial result) at the deadline."""
-    from fla_check.search import search
+    from fla_check.engine.search import search
 
     seen: dict[int, float] = {}
     start = time.perf_counter()
@@ -62,7 +62,7 @@ def mask_search(op: str, args, device: str, deadline: float) -> dict[str, Any]:
 
 def pick_mutants(spec: str, ops: list[str]) -> list[str]:
     """Catalog ids: 'all', 'per-kind' (first source mutant of each bug class per op), or ids."""
-    from fla_check.mutants import Mutant, all_entries
+    from fla_check.commands.selftest.mutants import Mutant, all_entries
 
     entries = [e for e in all_entries() if e.op in ops]
     if spec == "all":
@@ -80,9 +80,9 @@ def pick_mutants(spec: str, ops: list[str]) -> list[str]:
 def selftest_entries(bench: Bench, args, device: str) -> None:
     """One run_selftest call per entry (sections), until the budget runs out."""
     try:
-        from fla_check.selftest import run_selftest
-    except ImportError as exc:  # TODO(selftest): fla_check.selftest not present in this checkout
-        bench.data["sections"]["selftest"] = {"todo": f"fla_check.selftest unavailable ({exc}); "
+        from fla_check.commands.selftest.engine import run_selftest
+    except ImportError as exc:  # TODO(selftest): fla_check.commands.selftest.engine not present in this checkout
+        bench.data["sections"]["selftest"] = {"todo": f"fla_check.commands.selftest.engine unavailable ({exc}); "
                                                       "hook: run_selftest(ids=[id], profile=..., examples=...)"}
         return
     ids = pick_mutants(args.mutants, args.mutant_ops)

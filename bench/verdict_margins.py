@@ -28,8 +28,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from controls import fla_like  # noqa: E402
 from fla_check import ops  # noqa: E402
 from fla_check.cases import CaseConfig  # noqa: E402
-from fla_check.mutants import select  # noqa: E402
-from fla_check.runner import check_case, mode_label  # noqa: E402
+from fla_check.commands.selftest.mutants import select  # noqa: E402
+from fla_check.engine.runner import check_case, mode_label  # noqa: E402
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 

@@ -8,7 +8,7 @@ pytest plugin stays import-light)::
                                                                   H=2, K=64, V=64, seed=0))
 
 - :func:`check_case` one case through modes, judged against the float64 reference (the
-  hypothesis search ``fla-check run`` drives is ``fla_check.search.search``: the name ``search``
+  hypothesis search ``fla-check run`` drives is ``fla_check.engine.search.search``: the name ``search``
   stays the submodule's);
 - :class:`CaseConfig`, :class:`CaseResult`, :class:`SearchResult`, :class:`Verdict`;
 - :class:`ModeSpec` (a kernel mode, with its declared :class:`Arithmetic`), :class:`Provider`,
@@ -22,11 +22,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "check_case": "fla_check.runner",
-    "CaseResult": "fla_check.runner",
-    "SearchResult": "fla_check.search",
+    "check_case": "fla_check.engine.runner",
+    "CaseResult": "fla_check.verdict.results",
+    "SearchResult": "fla_check.verdict.results",
     "CaseConfig": "fla_check.cases",
-    "Verdict": "fla_check.compare",
+    "Verdict": "fla_check.verdict.compare",
     "ModeSpec": "fla_check.ops",
     "get_op": "fla_check.ops",
     "register_modes": "fla_check.ops",

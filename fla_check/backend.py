@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fla_check.errors import BackendError  # noqa: F401 (re-exported)
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -49,10 +51,6 @@ class Backend:
 
 
 _SELECTED: str | None = None
-
-
-class BackendError(RuntimeError):
-    """The requested backend cannot be used in this process."""
 
 
 def select_backend(device: str | None = None) -> str:

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fla_check.errors import CaseError  # noqa: F401 (re-exported)
+
 Fill = Union[str, float]
 
 DTYPES: dict[str, torch.dtype] = {
@@ -43,10 +45,6 @@ BETA_OPS = {"gla": False, "delta": True, "gated_delta": True}
 SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
 GUARD_STEPS = 64  # NaN padding around every kernel input, in time steps (one chunk)
 _FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")
-
-
-class CaseError(ValueError):
-    """An inconsistent case configuration (or an unparseable mask fill)."""
 
 
 def dtype_name(dtype: Union[str, torch.dtype]) -> str:
@@ -337,3 +335,34 @@ def _reset_mask(config: CaseConfig) -> Optional[Tensor]:
         for start in config.segment_starts(b)[1:]:
             mask[b, start] = True
     return mask
+
+
+# -- upstream gradients of backward cases (drawn from the case seed) -----------------------
+# input name (as in the uniform signature) -> gradient name
+GRAD_NAMES: dict[str, str] = {"q": "dq", "k": "dk", "v": "dv", "g": "dg", "beta": "dbeta", "initial_state": "dh0"}
+GRADIENTS = frozenset(GRAD_NAMES.values())
+_UPSTREAM_SALT = 0x9E3779B97F4A7C15  # upstream gradients use their own stream, not the inputs'
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The upstream gradients of a case (float64)."""
+
+    do: Tensor  # [B,T,H,V]
+    dht: Tensor  # [N,H,K,V]
+
+    def loss(self, o: Tensor, ht: Tensor) -> Tensor:
+        return (o.double() * self.do).sum() + (ht.double() * self.dht).sum()
+
+
+def upstream(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> Upstream:
+    """do and dht of `config`, deterministic in its seed (drawn on CPU, then moved), held as
+    float64 but representable in the dtypes autograd hands them to a mode in: ``do`` in the case
+    dtype (o's), ``dht`` in fp32 (ht's). Every pass, the reference included, then differentiates
+    the same scalar, and the cast of ``do`` into a mode's backward loses nothing."""
+    gen = torch.Generator().manual_seed((config.seed ^ _UPSTREAM_SALT) % 2**63)
+    do = torch.randn(config.B, config.T, config.H, config.V, generator=gen, dtype=torch.float64)
+    dht = torch.randn(config.num_states, config.H, config.K, config.V, generator=gen, dtype=torch.float64)
+    do = do.to(config.torch_dtype).double()
+    dht = dht.float().double()
+    return Upstream(do.to(device), dht.to(device))

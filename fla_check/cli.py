@@ -4,34 +4,31 @@ Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised
 2 usage error (one line on stderr; also a run that checked no case: `--examples 0`, an empty
 shard, every mode UNSUPPORTED), 3 internal error of fla-check itself,
 130 interrupted before anything failed (the partial report is still written).
+
+Errors: every error fla-check raises derives from :class:`fla_check.errors.FlaCheckError`;
+:func:`_guard` maps them, here and nowhere else: ``usage`` ones to exit 2, the rest to exit 3.
 """
 from __future__ import annotations
 
-import json
+import re
 import sys
 import traceback
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import click
 
 from fla_check import __version__
+from fla_check.errors import FlaCheckError, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-class UsageFail(click.ClickException):
-    """A one-line usage error (exit code 2)."""
-
-    exit_code = EXIT_USAGE
-
-    def show(self, file=None) -> None:
-        click.echo(f"fla-check: error: {self.format_message()}", err=True)
-
-
 def _guard(fn: Callable) -> Callable:
-    """Usage errors -> exit 2, any other exception -> 'internal error' and exit 3."""
+    """The one place errors become exit codes: a usage :class:`FlaCheckError` -> one line and
+    exit 2; any other exception (fla-check's own failures included) -> 'internal error', exit 3."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -39,12 +36,37 @@ def _guard(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except FlaCheckError as exc:
+            if not exc.usage:
+                _internal(exc)
+            click.echo(f"fla-check: error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
         except Exception as exc:  # noqa: BLE001
-            click.echo(f"fla-check: internal error: {type(exc).__name__}: {exc}", err=True)
-            click.echo(traceback.format_exc(), err=True)
-            sys.exit(EXIT_INTERNAL)
+            _internal(exc)
 
     return wrapper
+
+
+def _internal(exc: BaseException) -> None:
+    click.echo(f"fla-check: internal error: {type(exc).__name__}: {exc}", err=True)
+    click.echo(traceback.format_exc(), err=True)
+    sys.exit(EXIT_INTERNAL)
+
+
+@contextmanager
+def _about(what: str) -> Iterator[None]:
+    """Prefix the message of a FlaCheckError raised inside with `what` (e.g. the option), keeping its type."""
+    try:
+        yield
+    except FlaCheckError as exc:
+        exc.args = (f"{what}: {exc}",)
+        raise
+
+
+def _echo_json(data: dict) -> None:
+    from fla_check.report.storage import dumps
+
+    click.echo(dumps(data))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,24 +75,18 @@ def main() -> None:
     """Numerical-consistency checks for linear-attention Triton kernels."""
 
 
-# -- parsing helpers (each raises UsageFail with one clear line) -----------------------------
+# -- parsing helpers (each raises a FlaCheckError with one clear line) ----------------------
 def _select_device(device: Optional[str]) -> str:
     """Select the backend BEFORE anything imports triton or a kernel module."""
-    from fla_check.backend import BackendError, select_backend
+    from fla_check.backend import select_backend
 
-    try:
-        return select_backend(device)
-    except BackendError as exc:
-        raise UsageFail(str(exc)) from None
+    return select_backend(device)
 
 
 def _parse_op(name: str):
-    from fla_check.ops import UnknownNameError, get_op
+    from fla_check.ops import get_op
 
-    try:
-        return get_op(name)
-    except UnknownNameError as exc:
-        raise UsageFail(str(exc)) from None
+    return get_op(name)
 
 
 def _load_providers(specs) -> None:
@@ -78,71 +94,58 @@ def _load_providers(specs) -> None:
     'module:object' specs are also looked up in the current directory (as `python -m` would)."""
     import os
 
-    from fla_check.providers import ProviderError, load_provider
+    from fla_check.providers import load_provider
 
     if specs and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     for spec in specs:
-        try:
+        with _about("--provider"):
             load_provider(spec)
-        except ProviderError as exc:
-            raise UsageFail(f"--provider: {exc}") from None
 
 
 def _parse_modes(op, text: str) -> list[str]:
-    from fla_check.ops import UnknownNameError, get_mode
-    from fla_check.providers import ProviderError, load_missing_providers
-    from fla_check.runner import mode_label
+    from fla_check.ops import get_mode
+    from fla_check.providers import load_missing_providers
+    from fla_check.engine.runner import mode_label
 
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
         valid = ", ".join(op.modes)
-        raise UsageFail(f"empty mode list; give --modes with some of: {valid}")
-    try:
+        raise UsageError(f"empty mode list; give --modes with some of: {valid}")
+    with _about(f"--modes {text}"):
         load_missing_providers(names)  # 'fla:chunk' loads the entry point 'fla' when not loaded
-    except ProviderError as exc:
-        raise UsageFail(f"--modes {text}: {exc}") from None
-    try:
-        return [mode_label(get_mode(op, n)) for n in names]
-    except UnknownNameError as exc:
-        raise UsageFail(str(exc)) from None
+    return [mode_label(get_mode(op, n)) for n in names]
 
 
 def _parse_dtypes(text: Optional[str], device: Optional[str]) -> Optional[tuple[str, ...]]:
     from fla_check.backend import get_backend
-    from fla_check.cases import DTYPES, CaseError, dtype_name
+    from fla_check.cases import DTYPES, dtype_name
 
     if text is None:
         return None
-    try:
-        dtypes = tuple(dict.fromkeys(dtype_name(t) for t in text.split(",") if t.strip()))
-    except CaseError as exc:
-        raise UsageFail(str(exc)) from None
+    dtypes = tuple(dict.fromkeys(dtype_name(t) for t in text.split(",") if t.strip()))
     if not dtypes:
-        raise UsageFail("empty dtype list; use e.g. --dtypes fp32,fp16")
+        raise UsageError("empty dtype list; use e.g. --dtypes fp32,fp16")
     backend = get_backend(device)
     for d in dtypes:
         reason = backend.dtype_unsupported_reason(DTYPES[d])
         if reason:
-            raise UsageFail(f"{d} cannot be checked on {backend.describe()}: {reason}; "
+            raise UsageError(f"{d} cannot be checked on {backend.describe()}: {reason}; "
                             "use --dtypes fp32,fp16 here, bf16 on a GPU")
     return dtypes
 
 
 def _parse_fills(text: Optional[str], op) -> Optional[tuple]:
-    from fla_check.cases import CaseError, canonical_fill
+    from fla_check.cases import canonical_fill
 
     if text is None:
         return None
     if not op.supports_mask_packing:
-        raise UsageFail(f"--mask-fill: {_op_title(op.name)} has no gate; pack with cu_seqlens "
+        raise UsageError(f"--mask-fill: {_op_title(op.name)} has no gate; pack with cu_seqlens "
                         "(varlen cases are drawn by default)")
-    try:
-        fills = tuple(canonical_fill(f) for f in text.split(",") if f.strip())
-    except CaseError as exc:
-        raise UsageFail(str(exc)) from None
+    fills = tuple(canonical_fill(f) for f in text.split(",") if f.strip())
     if not fills:
-        raise UsageFail("empty --mask-fill list; use e.g. --mask-fill=-0.1max,-inf,-20")
+        raise UsageError("empty --mask-fill list; use e.g. --mask-fill=-0.1max,-inf,-20")
     return fills
 
 
@@ -151,14 +154,12 @@ def _op_title(name: str) -> str:
 
 
 def _parse_shard(text: Optional[str]):
-    from fla_check.sharding import ShardError, parse_shard
+    from fla_check.engine.sharding import parse_shard
 
     if text is None:
         return None
-    try:
+    with _about("--shard"):
         return parse_shard(text)
-    except ShardError as exc:
-        raise UsageFail(f"--shard: {exc}") from None
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -195,34 +196,23 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     op = _parse_op(op_name)
     mode_names = _parse_modes(op, modes)
     if examples is not None and examples < 1:
-        raise UsageFail(f"--examples must be >= 1, got {examples} (a run that checks no case proves nothing)")
+        raise UsageError(f"--examples must be >= 1, got {examples} (a run that checks no case proves nothing)")
     if max_seq_len is not None and max_seq_len < 1:
-        raise UsageFail(f"--max-seq-len must be >= 1, got {max_seq_len}")
+        raise UsageError(f"--max-seq-len must be >= 1, got {max_seq_len}")
     fills = _parse_fills(mask_fill, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
-    from fla_check.gate import git_commit
-    from fla_check.profiles import get_profile
-    from fla_check.report import (SearchProgress, default_report_path, make_console, render_run, unchecked_reason,
-                                  write_report)
-    from fla_check.search import search
-    from fla_check.sharding import run_budget
+    from fla_check.commands.run.engine import run as run_command
+    from fla_check.commands.run.engine import unchecked_reason
+    from fla_check.commands.run.render import SearchProgress, render_run
+    from fla_check.report.console import make_console
 
-    prof = get_profile(profile)
-    total = prof.examples if examples is None else examples
-    examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
-    if examples < 1:
-        raise UsageFail(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
-                        "shards); use fewer shards or more --examples")
-    path = report or default_report_path(op.name)
     with SearchProgress(no_color) as on_progress:
-        result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
-                        max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
-                        progress=on_progress, backward=backward)
-    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
-    write_report(result.to_json(), path)
+        result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
+                                   max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
+                                   shard=shard, device=device, report=report, progress=on_progress)
     if as_json:
-        click.echo(json.dumps(result.to_json(), allow_nan=False))
+        _echo_json(result.to_json())
     else:
         render_run(make_console(no_color=no_color), result, path)
     if result.failed:
@@ -231,7 +221,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         sys.exit(EXIT_INTERRUPTED)
     unchecked = unchecked_reason(result)
     if unchecked:
-        raise UsageFail(f"nothing was checked: {unchecked}; report: {path}")
+        raise UsageError(f"nothing was checked: {unchecked}; report: {path}")
     sys.exit(EXIT_OK)
 
 
@@ -251,15 +241,16 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     device = _select_device(device)
     _load_providers(providers)
     data = _load_report(report_file)
-    cases = data.get("cases", [])
+    cases = data["cases"]
     if case_index is None:
         case_index = min(data.get("failures", {}).values(), default=0)
     if not 0 <= case_index < len(cases):
-        raise UsageFail(f"--case {case_index} out of range: the report has {len(cases)} case(s)")
+        raise UsageError(f"--case {case_index} out of range: the report has {len(cases)} case(s)")
     from fla_check.cases import CaseConfig
-    from fla_check.compare import Verdict
-    from fla_check.report import make_console, render_case
-    from fla_check.runner import check_case
+    from fla_check.verdict.compare import Verdict
+    from fla_check.commands.run.render import render_case
+    from fla_check.report.console import make_console
+    from fla_check.engine.runner import check_case
 
     op = _parse_op(data["op"])
     modes = _parse_modes(op, ",".join(data["modes"]))
@@ -267,23 +258,19 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
                         backward=backward)
     if as_json:
-        click.echo(json.dumps(result.to_json(), allow_nan=False))
+        _echo_json(result.to_json())
     else:
         render_case(make_console(no_color=no_color), result, f"replay of case #{case_index} from {report_file}")
     if result.verdict is Verdict.UNSUPPORTED:  # no mode could run the case here: nothing was replayed
         reasons = "; ".join(f"{m}: {r.reason}" for m, r in result.modes.items())
-        raise UsageFail(f"nothing was checked: every mode is UNSUPPORTED here ({reasons})")
+        raise UsageError(f"nothing was checked: every mode is UNSUPPORTED here ({reasons})")
     sys.exit(EXIT_FAIL if result.verdict.failed else EXIT_OK)
 
 
 def _load_report(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageFail(f"cannot read report {path}: {exc}") from None
-    if not isinstance(data, dict) or "op" not in data or "cases" not in data:
-        raise UsageFail(f"{path} is not a fla-check run report")
-    return data
+    from fla_check.report.storage import read_run_report
+
+    return read_run_report(path)
 
 
 # -- gate / compare -------------------------------------------------------------------------
@@ -315,19 +302,16 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
     """Re-run the cases of a baseline report; exit 1 when an error grew by more than --factor."""
     device = _select_device(device)
     data = _load_report(baseline)
-    from fla_check.gate import GateError, check_thresholds, diff_reports, report_label, rerun
-    from fla_check.gate_report import case_progress
-    from fla_check.report import default_report_path, write_report
+    from fla_check.commands.gate.engine import check_thresholds, diff_reports, report_label, rerun
+    from fla_check.commands.gate.render import case_progress
+    from fla_check.report.storage import default_report_path, write_report
 
-    try:
-        check_thresholds(factor, min_score)
-        with case_progress(no_color or as_json) as on_progress:
-            result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline))
-        path = write_report(result.to_json(), report or default_report_path(data["op"], "gate"))
-        diff = diff_reports(data, result.to_json(), factor=factor, min_score=min_score,
-                            base_label=report_label(baseline, data), new_label=f"re-run {path}")
-    except GateError as exc:
-        raise UsageFail(str(exc)) from None
+    check_thresholds(factor, min_score)
+    with case_progress(no_color or as_json) as on_progress:
+        result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline))
+    path = write_report(result.to_json(), report or default_report_path(data["op"], "gate"))
+    diff = diff_reports(data, result.to_json(), factor=factor, min_score=min_score,
+                        base_label=report_label(baseline, data), new_label=f"re-run {path}")
     _finish_diff(diff, "fla-check gate", show_all, no_color, as_json, interrupted=result.interrupted)
 
 
@@ -339,27 +323,24 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
 def compare_reports(report_a, report_b, factor, min_score, show_all, no_color, as_json) -> None:
     """Diff two saved run reports case by case (paired by configuration); exit 1 when B regressed."""
     a, b = _load_report(report_a), _load_report(report_b)
-    from fla_check.gate import GateError, diff_reports, report_label
+    from fla_check.commands.gate.engine import diff_reports, report_label
 
-    try:
-        diff = diff_reports(a, b, factor=factor, min_score=min_score, base_label=report_label(report_a, a),
-                            new_label=report_label(report_b, b))
-    except GateError as exc:
-        raise UsageFail(str(exc)) from None
+    diff = diff_reports(a, b, factor=factor, min_score=min_score, base_label=report_label(report_a, a),
+                        new_label=report_label(report_b, b))
     _finish_diff(diff, "fla-check compare", show_all, no_color, as_json)
 
 
 def _finish_diff(diff, title: str, show_all: bool, no_color: bool, as_json: bool,
                  interrupted: bool = False) -> None:
-    from fla_check.gate_report import render_gate
-    from fla_check.report import make_console
+    from fla_check.commands.gate.render import render_gate
+    from fla_check.report.console import make_console
 
     if as_json:
-        click.echo(json.dumps(diff.to_json(), allow_nan=False))
+        _echo_json(diff.to_json())
     else:
         render_gate(make_console(no_color=no_color), diff, title=title, show_all=show_all)
     if not any(r.status != "not compared" for r in diff.rows):
-        raise UsageFail(f"nothing to compare: {diff.matched} paired case(s), no mode ran on both sides")
+        raise UsageError(f"nothing to compare: {diff.matched} paired case(s), no mode ran on both sides")
     if diff.failed:
         sys.exit(EXIT_FAIL)
     sys.exit(EXIT_INTERRUPTED if interrupted else EXIT_OK)
@@ -377,12 +358,13 @@ def list_(device, providers, no_color, as_json) -> None:
     """Ops, modes, providers, backend and its capabilities."""
     device = _select_device(device)
     _load_providers(providers)
-    from fla_check.listing import inventory, render_inventory
-    from fla_check.report import make_console
+    from fla_check.commands.listing.engine import inventory
+    from fla_check.commands.listing.render import render_inventory
+    from fla_check.report.console import make_console
 
     info = inventory(device)
     if as_json:
-        click.echo(json.dumps(info))
+        _echo_json(info)
     else:
         render_inventory(make_console(no_color=no_color), info)
 
@@ -406,16 +388,17 @@ def ut_transform(chunk_sizes, gated, dtypes, examples, seed, device, no_color, a
     device = _select_device(device)
     sizes = _parse_chunk_sizes(chunk_sizes)
     if examples < 1:
-        raise UsageFail(f"--examples must be >= 1, got {examples}")
+        raise UsageError(f"--examples must be >= 1, got {examples}")
     dtype_list = _parse_dtypes(dtypes, device)
-    from fla_check.report import ChunkProgress, make_console, render_ut
-    from fla_check.ut_check import check_ut
+    from fla_check.commands.ut_transform.render import ChunkProgress, render_ut
+    from fla_check.report.console import make_console
+    from fla_check.commands.ut_transform.engine import check_ut
 
     with ChunkProgress(no_color or as_json) as on_progress:
         result = check_ut(sizes, gated=gated, dtypes=dtype_list, examples=examples, seed=seed, device=device,
                           progress=on_progress)
     if as_json:
-        click.echo(json.dumps(result.to_json(), allow_nan=False))
+        _echo_json(result.to_json())
     else:
         render_ut(make_console(no_color=no_color), result)
     if result.failed:
@@ -424,13 +407,13 @@ def ut_transform(chunk_sizes, gated, dtypes, examples, seed, device, no_color, a
 
 
 def _parse_chunk_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(dict.fromkeys(int(t) for t in text.split(",") if t.strip()))
-    except ValueError:
-        raise UsageFail(f"--chunk-size: not a comma list of integers: {text!r}") from None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not all(re.fullmatch(r"[+-]?\d+", t) for t in items):
+        raise UsageError(f"--chunk-size: not a comma list of integers: {text!r}")
+    sizes = tuple(dict.fromkeys(int(t) for t in items))
     bad = [c for c in sizes if c not in (16, 32, 64)]
     if bad or not sizes:
-        raise UsageFail(f"--chunk-size must be a comma list of 16, 32, 64; got {text!r}")
+        raise UsageError(f"--chunk-size must be a comma list of 16, 32, 64; got {text!r}")
     return sizes
 
 
@@ -463,27 +446,26 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
     _load_providers(providers)
     op = _parse_op(op_name)
     if not op.supports_mask_packing:
-        raise UsageFail(f"--op {op.name}: {_op_title(op.name)} has no gate to fill at sequence starts; "
+        raise UsageError(f"--op {op.name}: {_op_title(op.name)} has no gate to fill at sequence starts; "
                         "pack its sequences with cu_seqlens instead (fla-check run draws varlen cases)")
     mode_names = _parse_modes(op, modes) if modes is not None else None
     dtype_list = _parse_dtypes(dtypes, device)
     if cases < 1:
-        raise UsageFail(f"--cases must be >= 1, got {cases}")
-    from fla_check.cases import CaseError
-    from fla_check.report import default_report_path, make_console, write_report
-    from fla_check.sweep import SweepError, parse_value_list, sweep
-    from fla_check.sweep_report import PlotUnavailable, SweepProgress, render_sweep, write_plot
+        raise UsageError(f"--cases must be >= 1, got {cases}")
+    from fla_check.commands.sweep.engine import parse_value_list, sweep
+    from fla_check.commands.sweep.render import SweepProgress, render_sweep, write_plot
+    from fla_check.errors import PlotUnavailable
+    from fla_check.report.console import make_console
+    from fla_check.report.storage import default_report_path, write_report
 
-    try:
+    with _about("--values"):
         fills = parse_value_list(values) if values is not None else None
-    except (CaseError, SweepError) as exc:
-        raise UsageFail(f"--values: {exc}") from None
     with SweepProgress(quiet=as_json, no_color=no_color) as on_progress:
         result = sweep(op, mode_names, dtypes=dtype_list, values=fills, cases=cases, seed=seed, device=device,
                        progress=on_progress)
     path = write_report(result.to_json(), report or default_report_path(op.name, "sweep"))
     if as_json:
-        click.echo(json.dumps(result.to_json(), allow_nan=False))
+        _echo_json(result.to_json())
     else:
         render_sweep(make_console(no_color=no_color), result, path)
     if plot is not None:
@@ -512,17 +494,14 @@ def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> Non
     device = _select_device(device)
     op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
     ids = [m.strip() for m in mutants.split(",") if m.strip()] if mutants is not None else None
-    from fla_check.mutants import select
-    from fla_check.report import make_console
-    from fla_check.selftest import run_selftest
-    from fla_check.selftest_report import catalog_table, render_selftest
+    from fla_check.commands.selftest.mutants import select
+    from fla_check.report.console import make_console
+    from fla_check.commands.selftest.engine import run_selftest
+    from fla_check.commands.selftest.render import catalog_table, render_selftest
 
-    try:
-        entries = select(op_names, ids)
-    except ValueError as exc:
-        raise UsageFail(str(exc)) from None
+    entries = select(op_names, ids)
     if not entries:
-        raise UsageFail("no mutant selected")
+        raise UsageError("no mutant selected")
     if list_only:
         make_console(no_color=no_color).print(catalog_table(entries))
         return
@@ -536,7 +515,7 @@ def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> Non
 
     result = run_selftest(op_names, ids, profile=profile, device=device, on_result=on_result)
     if as_json:
-        click.echo(json.dumps(result.to_json(), allow_nan=False))
+        _echo_json(result.to_json())
     else:
         render_selftest(make_console(no_color=no_color), result)
     sys.exit(EXIT_OK if result.all_caught else EXIT_FAIL)

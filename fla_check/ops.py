@@ -21,6 +21,7 @@ import torch
 from fla_check.references import delta_step, gated_delta_step, gla_step
 from fla_check.references.recurrence import StepFn
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
+from fla_check.errors import UnknownNameError, ModeRegistrationError, DuplicateModeError  # noqa: F401 (re-exported)
 
 # What the built-in kernels do (read off their sources; docs/verdict.md):
 _GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and operands in the input dtype
@@ -139,18 +140,6 @@ OPS: dict[str, OpSpec] = {
         },
     ),
 }
-
-
-class UnknownNameError(ValueError):
-    """An op or mode name that is not registered."""
-
-
-class ModeRegistrationError(ValueError):
-    """A mode that cannot be added to the registry (reserved or malformed name)."""
-
-
-class DuplicateModeError(ModeRegistrationError):
-    """A different mode is already registered under the same qualified name."""
 
 
 def get_op(name: str) -> OpSpec:

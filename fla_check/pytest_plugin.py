@@ -37,12 +37,12 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import pytest
 
-from fla_check.sharding import Shard, ShardError, parse_shard, pin_worker_gpu
+from fla_check.engine.sharding import Shard, ShardError, parse_shard, pin_worker_gpu
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fla_check.search import SearchResult
+    from fla_check.engine.search import SearchResult
 
-PROFILE_NAMES = ("smoke", "ci", "nightly")  # fla_check.profiles.PROFILES (not imported: import-light)
+PROFILE_NAMES = ("smoke", "ci", "nightly")  # fla_check.engine.profiles.PROFILES (not imported: import-light)
 DEFAULT_PROFILE = "ci"
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w]*$")
 
@@ -152,7 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_OPTIONS] = options_from_config(config)
     profile = _getoption(config, "hypothesis_profile")
     if isinstance(profile, str) and profile.startswith("fla-check-"):
-        from fla_check.profiles import register_hypothesis_profiles  # before hypothesis loads it
+        from fla_check.engine.profiles import register_hypothesis_profiles  # before hypothesis loads it
 
         register_hypothesis_profiles()
 
@@ -188,8 +188,8 @@ class FlaCheckCollector(pytest.Collector):
     """Generates one FlaCheckItem per (op, mode, sub-shard) of the --fla-check options."""
 
     def collect(self) -> list[pytest.Item]:
-        from fla_check.ops import UnknownNameError, get_mode, get_op
-        from fla_check.providers import ProviderError
+        from fla_check.errors import FlaCheckError
+        from fla_check.ops import get_mode, get_op
 
         opts = self.config.stash[_OPTIONS]
         items = []
@@ -201,13 +201,15 @@ class FlaCheckCollector(pytest.Collector):
                 for mode in dict.fromkeys(_label(get_mode(op, m)) for m in names):
                     for j in range(1, opts.split + 1):
                         items.append(FlaCheckItem.create(self, op_name, mode, j, opts.split))
-        except (UnknownNameError, ProviderError) as exc:
+        except FlaCheckError as exc:  # unknown op or mode, provider, backend
+            if not exc.usage:
+                raise
             raise self.CollectError(f"--fla-check: {exc}") from None
         return items
 
 
 def _label(mode: Any) -> str:
-    from fla_check.runner import mode_label
+    from fla_check.engine.runner import mode_label
 
     return mode_label(mode)
 
@@ -264,9 +266,9 @@ class FlaCheck:
         Keyword arguments override the command-line options for this check. Returns the
         SearchResult; records its numbers as test properties; skips when no mode could run.
         """
-        from fla_check.profiles import get_profile
-        from fla_check.search import dtype_list, search
-        from fla_check.sharding import run_budget
+        from fla_check.engine.profiles import get_profile
+        from fla_check.engine.search import dtype_list, search
+        from fla_check.engine.sharding import run_budget
 
         opts = self.options
         dev = _prepare(device or opts.device, tuple(opts.providers) + tuple(providers))
@@ -298,8 +300,8 @@ class FlaCheck:
         return result
 
     def _write(self, result: "SearchResult") -> Path:
-        from fla_check.gate import git_commit
-        from fla_check.report import write_report
+        from fla_check.commands.gate.engine import git_commit
+        from fla_check.report.storage import write_report
 
         result.options.setdefault("commit", git_commit(self.options.invocation_dir))
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.node.nodeid).strip("_") or "check"
@@ -313,7 +315,7 @@ class FlaCheck:
             return path
 
     def _record(self, result: "SearchResult", path: Path) -> None:
-        from fla_check.report import replay_command
+        from fla_check.commands.run.render import replay_command
 
         props = self.node.user_properties
         shown = self._display(path)
@@ -357,7 +359,8 @@ def _resolve_modes(op: str, modes: Union[str, Sequence[str], None]) -> list[str]
 
 def failure_text(result: "SearchResult", report_path: Path) -> str:
     """What a failing check prints: the mode table and each failing mode's shrunk case."""
-    from fla_check.report import make_console, mode_table, render_failure
+    from fla_check.commands.run.render import mode_table, render_failure
+    from fla_check.report.console import make_console
 
     console = make_console(no_color=True, width=110)
     console.file = io.StringIO()

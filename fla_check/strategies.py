@@ -49,7 +49,7 @@ class SpaceOptions:
     op: str
     dtypes: tuple[str, ...] = ("float32",)
     max_seq_len: int = 128
-    min_seq_len: int = 1  # a stratum of the space (fla_check.search's covering phase)
+    min_seq_len: int = 1  # a stratum of the space (fla_check.engine.search's covering phase)
     packings: Optional[tuple[str, ...]] = None  # None: every packing the op supports
     mask_fills: Optional[tuple[Fill, ...]] = None  # None: DEFAULT_FILLS (+ EXTREME_FILLS)
     extreme_fills: bool = False

@@ -8,9 +8,9 @@ from fla_check import backend as backend_mod
 from fla_check import interpreter_shim, ops
 from fla_check.backend import TF32_ENV, Backend, get_backend
 from fla_check.cases import CaseConfig
-from fla_check.compare import Verdict
+from fla_check.verdict.compare import Verdict
 from fla_check.ops import ModeSpec
-from fla_check.runner import check_case
+from fla_check.engine.runner import check_case
 
 interpreter_only = pytest.mark.skipif(not get_backend().interpreter, reason="probes the CPU interpreter")
 shim_applies = pytest.mark.skipif(not get_backend().interpreter or interpreter_shim.check_internals() is not None,

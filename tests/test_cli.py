@@ -149,12 +149,12 @@ def test_replay_errors(tmp_path):
 
 
 def test_internal_error_exit_3(monkeypatch):
-    import fla_check.search
+    import fla_check.engine.search
 
     def boom(*a, **k):
         raise RuntimeError("harness bug")
 
-    monkeypatch.setattr(fla_check.search, "search", boom)
+    monkeypatch.setattr(fla_check.engine.search, "search", boom)
     r = _run("run", "--op", "gla", "--modes", "test:clean", *FAST)
     assert r.exit_code == 3 and "internal error: RuntimeError: harness bug" in r.stderr
 
@@ -210,7 +210,7 @@ def short_shrink(monkeypatch):
     """The smoke profile with a budget of 8 shrink cases (the interpreter runs chunk kernels slowly)."""
     import dataclasses
 
-    from fla_check import profiles
+    from fla_check.engine import profiles
 
     monkeypatch.setitem(profiles.PROFILES, "smoke",
                         dataclasses.replace(profiles.PROFILES["smoke"], shrink_cases=8))

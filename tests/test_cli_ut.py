@@ -4,17 +4,17 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fla_check import ut_check
+from fla_check.commands.ut_transform import engine as ut_check
 from fla_check.cli import main
-from fla_check.mutate import load_mutant
-from fla_check.ut_variants import closed_minus, closed_plus, kernel_variant
+from fla_check.commands.selftest.mutate import load_mutant
+from fla_check.commands.ut_transform.variants import closed_minus, closed_plus, kernel_variant
 
 FAST = ["ut-transform", "--chunk-size", "16", "--dtypes", "fp32", "--examples", "1", "--no-color"]
 
 
 @pytest.fixture
 def no_fla(monkeypatch):
-    """The built-in variants only (fla's import alone costs seconds; tests/test_ut_check.py runs it)."""
+    """The built-in variants only (fla's import alone costs seconds; tests/commands/test_ut_check.py runs it)."""
     monkeypatch.setattr(ut_check, "default_variants", lambda: [closed_plus(), closed_minus(), kernel_variant()])
 
 

@@ -104,7 +104,7 @@ def test_parse_spec():
 
 
 def test_profile_names_match_the_profiles():
-    from fla_check.profiles import PROFILES
+    from fla_check.engine.profiles import PROFILES
 
     assert set(PROFILE_NAMES) == set(PROFILES)
     assert all(p.derandomize for n, p in PROFILES.items() if n != "nightly")
@@ -203,7 +203,7 @@ def example_modes(monkeypatch):
 def test_check_records_properties_and_shards_the_budget(tmp_path, example_modes):
     from device import DEVICE
 
-    from fla_check.sharding import Shard
+    from fla_check.engine.sharding import Shard
 
     opts = Options(profile="smoke", providers=example_modes, examples=5, dtypes="fp32", max_seq_len=16,
                    device=DEVICE, shard=Shard(2, 2), report_dir=tmp_path, database_root=tmp_path,

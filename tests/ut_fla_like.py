@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from controls.fla_like import Rounding, _chunk_cumsum, ut_step
-from fla_check.ut_cases import UTInputs
-from fla_check.ut_variants import FLA_BLOCKED, Variant
+from fla_check.commands.ut_transform.cases import UTInputs
+from fla_check.commands.ut_transform.variants import FLA_BLOCKED, Variant
 
 
 def fla_like_ut(x: UTInputs, chunk_size: int, merge: str = "tf32",

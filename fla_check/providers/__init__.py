@@ -20,36 +20,10 @@ from typing import Mapping, Optional, Sequence
 
 from fla_check import ops
 from fla_check.ops import ModeSpec
+from fla_check.errors import (DuplicateProviderModeError, ProviderError, ProviderNotFoundError,  # noqa: F401
+                              ProviderOpError, ProviderSpecError, ProviderTypeError, ProviderUnavailableError)
 
 ENTRY_POINT_GROUP = "fla_check.providers"
-
-
-class ProviderError(Exception):
-    """Base class: a provider could not be found, loaded or registered."""
-
-
-class ProviderSpecError(ProviderError, ValueError):
-    """A malformed provider spec or provider definition."""
-
-
-class ProviderNotFoundError(ProviderError, LookupError):
-    """No module, attribute or entry point matches the spec."""
-
-
-class ProviderTypeError(ProviderError, TypeError):
-    """The spec names an object that is neither a Provider nor a factory returning one."""
-
-
-class ProviderUnavailableError(ProviderError):
-    """The provider exists but its optional dependencies are missing (message says what to install)."""
-
-
-class ProviderOpError(ProviderError, ops.UnknownNameError):
-    """A provider contributes modes to an op fla-check does not know."""
-
-
-class DuplicateProviderModeError(ProviderError, ops.DuplicateModeError):
-    """A different mode is already registered under the same qualified name."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ FLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="tf32")
 FLA_DELTA_CHUNK = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
 # fused_recurrent_delta_rule stores u = v - S^T k in the input dtype for its backward (dbeta, dk)
 FLA_DELTA_RECURRENT = Arithmetic("recurrent", store="input")
-from fla_check.providers import Provider, ProviderError, ProviderUnavailableError
+from fla_check.providers import Provider, ProviderUnavailableError
+from fla_check.errors import FlaSetupError  # noqa: F401 (re-exported)
 
 NAME = "fla"
 ModeOutput = tuple[Tensor, Optional[Tensor]]
@@ -48,10 +49,6 @@ GDN_RECURRENT_NO_BWD = (
 # consistency search draws many shapes, so this variable pins each kernel to its first config.
 # Configs change tiling, not the algorithm, so the numerics under test stay fla's.
 PIN_AUTOTUNE_ENV = "FLA_CHECK_PIN_AUTOTUNE"
-
-
-class FlaSetupError(ProviderError):
-    """fla was imported before fla-check could pin its Triton path."""
 
 
 def _pin_environment() -> None:

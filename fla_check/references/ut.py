@@ -90,3 +90,33 @@ def ut_closed_form(
         w[b, c0:c1] = (Ai @ (kc * (bc * gexp)[..., None])).transpose(0, 1)
         u[b, c0:c1] = (Ai @ (v[b, c0:c1].transpose(0, 1) * bc[..., None])).transpose(0, 1)
     return A_inv, w, u
+
+
+# -- the chunk's inverse, for ut-transform's float64 ground truth ------------------------------
+def lower_matrix(k: Tensor, beta: Tensor, g: Optional[Tensor] = None) -> Tensor:
+    """[H, n, n] float64 ``strictly_lower(diag(beta) K K^T * exp(G_i - G_j))`` of one chunk
+    (``k`` [1,n,H,K], ``beta`` [1,n,H], ``g`` [1,n,H] or None; CPU result)."""
+    k = k[0].double().cpu().transpose(0, 1)  # [H,n,K]
+    beta = beta[0].double().cpu().transpose(0, 1)  # [H,n]
+    L = beta[..., None] * (k @ k.transpose(1, 2))
+    if g is not None:
+        G = g[0].double().cpu().transpose(0, 1).cumsum(-1)
+        L = L * (G[:, :, None] - G[:, None, :]).tril(-1).exp()
+    return L.tril(-1)
+
+
+def inverse_recursion(L: Tensor) -> Tensor:
+    """``(I + L)^-1`` for strictly lower ``L`` [H,n,n] by forward substitution, row by row."""
+    H, n, _ = L.shape
+    T = torch.zeros_like(L)
+    for r in range(n):
+        T[:, r, r] = 1.0
+        if r:
+            T[:, r] -= (L[:, r, :r, None] * T[:, :r]).sum(1)
+    return T
+
+
+def condition(L: Tensor) -> float:
+    """2-norm condition number of ``I + L``, worst head (float64)."""
+    eye = torch.eye(L.shape[-1], dtype=L.dtype)
+    return float(torch.linalg.cond(eye + L).max()) if L.numel() else 1.0

@@ -25,14 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from fla_check.errors import DeclarationError  # noqa: F401 (re-exported)
+
 ALGORITHMS = ("recurrent", "chunk")
 STORES = ("input", "fp32")
 DOTS = ("ieee", "tf32", "fp32-ieee")
 INVERSES = (None, "substitution", "blocked")
-
-
-class DeclarationError(ValueError):
-    """A malformed arithmetic declaration."""
 
 
 @dataclass(frozen=True)

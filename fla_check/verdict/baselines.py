@@ -17,17 +17,15 @@ import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
-from fla_check.compare import RMS_EPS, Metrics
-from fla_check.gradients import GRAD_NAMES, Upstream
+from fla_check.verdict.compare import RMS_EPS, Metrics
+from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate
+from fla_check.errors import EmulationError  # noqa: F401 (re-exported)
 
 _INPUTS = ("q", "k", "v", "g", "beta", "initial_state")
 
-
-class EmulationError(RuntimeError):
-    """The emulation produced NaN/Inf where the reference is finite (a bug of fla-check)."""
 
 _GRAD_SALT = 0x5DEECE66D
 FP32_OUTPUTS = frozenset({"ht", "dh0"})  # returned in fp32 whatever the input dtype

@@ -5,7 +5,7 @@ import torch
 import fla_check.kernels.delta.chunk as chunk_module
 from fla_check.kernels.delta.chunk import delta_chunk
 from fla_check.kernels.delta.recurrent import delta_recurrent
-from fla_check.mutate import load_mutant
+from fla_check.commands.selftest.mutate import load_mutant
 from delta_grads import assert_gradients_match, case, gradient_errors, gradients
 
 RECURRENT_CASES = {  # name: (B, T, H, K, V, cu_seqlens)

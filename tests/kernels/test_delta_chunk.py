@@ -4,7 +4,7 @@ import torch
 
 from fla_check.kernels.common.ut_transform import ut_transform
 from fla_check.kernels.delta.chunk import chunk_fwd, delta_chunk
-from fla_check.mutate import load_mutant
+from fla_check.commands.selftest.mutate import load_mutant
 from fla_check.references import delta_step, reference
 from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs, max_err

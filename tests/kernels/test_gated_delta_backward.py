@@ -7,7 +7,7 @@ from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.ut_transform import ut_transform, ut_transform_bwd
 from fla_check.kernels.gated_delta.chunk import gated_delta_chunk
 from fla_check.kernels.gated_delta.recurrent import gated_delta_recurrent
-from fla_check.mutate import load_mutant
+from fla_check.commands.selftest.mutate import load_mutant
 from fla_check.ops import OPS
 from fla_check.references.ut import ut_closed_form
 from device import DEVICE

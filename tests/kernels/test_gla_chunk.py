@@ -5,7 +5,7 @@ import torch
 import fla_check.kernels  # noqa: F401  (selects the backend before triton)
 from fla_check.kernels.gla.chunk import gla_chunk
 from fla_check.kernels.gla.recurrent import gla_recurrent
-from fla_check.mutate import load_mutant
+from fla_check.commands.selftest.mutate import load_mutant
 from fla_check.references import gla_step, reference
 
 from device import DEVICE

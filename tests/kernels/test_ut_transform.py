@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fla_check.kernels.common.ut_transform import ut_transform
-from fla_check.mutate import load_mutant
+from fla_check.commands.selftest.mutate import load_mutant
 from fla_check.references.ut import ut_closed_form, ut_recursion
 from device import DEVICE
 from delta_inputs import make_inputs, max_err

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fla_check import ops
-from fla_check.mutate import load_mutant
+from fla_check.commands.selftest.mutate import load_mutant
 from fla_check.providers import ProviderUnavailableError, load_provider, resolve, unload_provider
 from fla_check.providers import fla as fla_provider
 from fla_check.references import reference

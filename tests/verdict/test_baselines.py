@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from fla_check import gradients
+from fla_check.engine import gradients
 from fla_check.cases import CaseConfig, build_case
 from fla_check.ops import get_op
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic

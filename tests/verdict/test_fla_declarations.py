@@ -11,10 +11,10 @@ import pytest
 
 from fla_check import ops
 from fla_check.cases import CaseConfig
-from fla_check.compare import Verdict
+from fla_check.verdict.compare import Verdict
 from fla_check.providers import load_provider, unload_provider
 from fla_check.providers.fla import FLA_DELTA_RECURRENT
-from fla_check.runner import check_case
+from fla_check.engine.runner import check_case
 from fla_check.verdict.arithmetic import RECURRENT_FP32
 from optional_deps import needs_fla
 

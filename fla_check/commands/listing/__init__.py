@@ -1,0 +1,1 @@
+"""``fla-check list``: ops, modes, providers, backend and its capabilities."""

@@ -1,0 +1,54 @@
+"""``fla-check run``: the example budget of a (shard of a) run, the search, the report file.
+
+The search itself is :func:`fla_check.engine.search.search`; this module adds what the command
+does around it: the profile's budget split over shards, the commit, the saved report, and the
+rule that a run which checked no case proves nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from fla_check.cases import Fill
+from fla_check.commands.gate.engine import git_commit
+from fla_check.engine.profiles import get_profile
+from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
+from fla_check.engine.search import ProgressEvent
+from fla_check.engine.sharding import Shard, run_budget
+from fla_check.errors import UsageError
+from fla_check.ops import OpSpec
+from fla_check.report.storage import default_report_path, write_report
+from fla_check.verdict.results import SearchResult
+
+
+def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = None, examples: Optional[int] = None,
+        seed: Optional[int] = None, max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
+        backward: bool = False, profile: str = "ci", shard: Optional[Shard] = None, device: Optional[str] = None,
+        report: Optional[Path] = None,
+        progress: Optional[Callable[[ProgressEvent], None]] = None) -> tuple[SearchResult, Path]:
+    """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
+    report was written. Raises :class:`UsageError` for a shard left without an example."""
+    prof = get_profile(profile)
+    total = prof.examples if examples is None else examples
+    examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
+    if examples < 1:
+        raise UsageError(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
+                         "shards); use fewer shards or more --examples")
+    path = report or default_report_path(op.name)
+    result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
+                                  max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile, device=device,
+                                  progress=progress, backward=backward)
+    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
+    write_report(result.to_json(), path)
+    return result, path
+
+
+def unchecked_reason(result: SearchResult) -> Optional[str]:
+    """Why no mode of `result` checked a single case (no case drawn, or every mode UNSUPPORTED on
+    every case), or None when one did. Such a run proves nothing, so it is never reported OK."""
+    if any(result.summary(m).cases for m in result.modes):
+        return None
+    if not result.cases:
+        return "no case was drawn"
+    why = "; ".join(f"{m}: {result.summary(m).reason}" for m in result.modes if result.summary(m).reason)
+    return "every mode was UNSUPPORTED on every case" + (f" ({why})" if why else "")

@@ -1,0 +1,214 @@
+"""The renderer of ``fla-check run`` and ``fla-check replay``.
+
+- :func:`render_run` prints a run: one row per mode (worst max-abs, rel-RMSE, ratio to the
+  baseline, NaN/Inf count, verdict), the pairwise mode-vs-mode table and, for every failing
+  mode, its shrunk case with the segment layout, where it goes wrong and a replay command.
+- :func:`render_case` prints one case (``fla-check replay``).
+Colour follows ``NO_COLOR`` / ``--no-color``; tables fit 80 columns.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.padding import Padding
+from rich.table import Table
+
+from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
+from fla_check.commands.run.engine import unchecked_reason
+from fla_check.engine.runner import CaseResult, ModeResult
+from fla_check.engine.search import SearchResult
+from fla_check.report.console import ProgressFeed, fmt, make_progress, verdict_text
+from fla_check.verdict.compare import Verdict, worst
+
+
+class SearchProgress(ProgressFeed):
+    """A rich progress bar on stderr fed by search's ProgressEvents (``fla-check run``)."""
+
+    def __init__(self, no_color: bool):
+        super().__init__(make_progress(no_color=no_color))
+
+    def update(self, event: Any) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task("searching", total=event.budget)
+        verb = {"shrink": "shrinking", "cover": "covering"}.get(event.phase, "searching")
+        failing = f"; failing: {','.join(event.failing)}" if event.failing else ""
+        desc = f"{event.mode} {verb} ({event.examples} cases{failing})".lstrip()
+        self.bar.update(self.task, completed=min(event.calls, event.budget), total=event.budget,
+                        description=desc)
+
+
+
+def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
+    """The human view of a run."""
+    opts = result.options
+    console.print(f"[bold]fla-check run[/]: {result.op} " + escape(f"[{', '.join(result.modes)}]"))
+    stopped = " [yellow](interrupted: partial results)[/]" if result.interrupted else ""
+    console.print(f"dtypes {','.join(opts.get('dtypes', []))}; device {opts.get('device')}; "
+                  f"profile {opts.get('profile')}; {len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
+    console.print(mode_table(result))
+    if result.options.get("backward"):
+        console.print(output_summary_table(result))
+        console.print("  /allowed: fraction of the verdict's bound used (> 1 fails); dg is exactly 0 where the gate "
+                      "cannot matter (T=1 without states): its rel-RMSE and x base are not meaningful there, its "
+                      "bound is absolute at the scale of q*dq, k*dk", soft_wrap=True, markup=False)
+    _print_unsupported(console, result)
+    if len(result.modes) > 1 and result.cases:
+        console.print(pair_table(result))
+    for mode, ff in result.first_failure.items():
+        console.print(f"{mode} first failed at case {ff['example']} after {ff['seconds']:.1f} s", markup=False)
+    for mode, index in result.failures.items():
+        how = "shrunk by hypothesis" if mode in result.shrunk else "smallest failing case seen"
+        if mode in result.simplified:
+            how += ", then simplified"
+        render_failure(console, result.cases[index], mode, index, how, report_path)
+    if result.failed:
+        verdict = "[bold red]FAIL[/]"
+    elif unchecked_reason(result):
+        verdict = "[bold yellow]NOTHING CHECKED[/]"
+    else:
+        verdict = "[green]OK[/]"
+    console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))
+
+
+def mode_table(result: SearchResult) -> Table:
+    table = Table(title="modes vs float64 reference (worst over cases)", box=box.SIMPLE_HEAD,
+                  title_justify="left")
+    for name, justify in (("mode", "left"), ("verdict", "left"), ("max-abs", "right"),
+                          ("rel-RMSE", "right"), ("x base", "right"), ("NaN/Inf", "right"),
+                          ("cases", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for mode in result.modes:
+        s = result.summary(mode)
+        cases = f"{s.failed}/{s.cases} bad" if s.failed else str(s.cases)
+        table.add_row(escape(mode), verdict_text(s.verdict), fmt(s.max_abs), fmt(s.rel_rms), fmt(s.ratio),
+                      "-" if s.max_abs is None else str(s.nonfinite), cases)
+    return table
+
+
+def output_summary_table(result: SearchResult) -> Table:
+    """One row per mode and output (o, ht and the gradients of --backward runs), worst over
+    cases: verdict, max-abs, rel-RMSE, ratio to the baseline, fraction of the allowed error."""
+    table = Table(title="outputs and gradients vs float64 reference (worst over cases)", box=box.SIMPLE_HEAD,
+                  title_justify="left")
+    for name, justify in (("mode", "left"), ("out", "left"), ("verdict", "left"), ("max-abs", "right"),
+                          ("rel-RMSE", "right"), ("x base", "right"), ("/allowed", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for mode in result.modes:
+        rows: dict[str, list] = {}
+        for case in result.cases:
+            r = case.modes.get(mode)
+            for c in r.outputs if r else ():
+                rows.setdefault(c.name, []).append(c)
+        for i, (out, comps) in enumerate(rows.items()):
+            verdict = worst(c.verdict for c in comps)
+            table.add_row(escape(mode) if i == 0 else "", out, verdict_text(verdict),
+                          fmt(max(c.kernel.max_abs for c in comps)), fmt(max(c.kernel.rel_rms for c in comps)),
+                          fmt(max(c.ratio for c in comps)), fmt(max(c.score for c in comps)))
+    return table
+
+
+def pair_table(result: SearchResult) -> Table:
+    table = Table(title="mode vs mode (worst over cases)",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for name, justify in (("modes", "left"), ("max-abs", "right"), ("rel-RMSE", "right"),
+                          ("agree", "left"), ("cases", "right")):
+        table.add_column(name, justify=justify, no_wrap=name != "modes")
+    for p in result.pair_summaries():
+        agree = "[green]yes[/]" if p.agree else "[red]no[/]"
+        table.add_row(escape(f"{p.a} / {p.b}"), fmt(p.max_abs), fmt(p.rel_rms), agree, str(p.cases))
+    return table
+
+
+def _print_unsupported(console: Console, result: SearchResult) -> None:
+    for mode in result.modes:
+        s = result.summary(mode)
+        if s.unsupported and s.reason and s.verdict in (Verdict.UNSUPPORTED, Verdict.OK):
+            console.print(f"  {mode}: unsupported on {s.unsupported} case(s): {s.reason}", markup=False)
+
+
+def render_failure(console: Console, case: CaseResult, mode: str, index: int, how: str,
+                   report_path: Optional[Path]) -> None:
+    r = case.modes[mode]
+    console.print()
+    console.print(f"[bold]{escape(mode)}[/]: {verdict_text(r.verdict)} on case #{index} ({how})")
+    for line in describe_config(case.config):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
+    _print_mode_detail(console, r)
+    others = [m for m in case.failed_modes if m != mode]
+    if others:
+        console.print(f"  also failing on this case: {', '.join(others)}", markup=False)
+    if report_path:
+        console.print("  replay: " + replay_command(report_path, index), soft_wrap=True)
+
+
+def _print_mode_detail(console: Console, r: ModeResult) -> None:
+    if r.verdict is Verdict.ERROR:
+        console.print(f"  error: {r.reason}", soft_wrap=True, markup=False)
+        lines = [ln for ln in r.traceback.strip().splitlines() if ln.strip().strip("^~")]
+        tail = lines[-3:-1]  # the kernel's last frame (the exception line is in the reason)
+        for ln in tail:
+            console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
+        return
+    console.print(Padding(output_table(r), (0, 0, 0, 2)))
+    if r.localization:
+        console.print(f"  {r.localization.describe()}", soft_wrap=True, markup=False)
+
+
+def output_table(*results: ModeResult, mode_column: bool = False) -> Table:
+    """Per output: verdict, max-abs and rel-RMSE with their bounds, NaN/Inf count."""
+    table = Table(box=box.SIMPLE, padding=(0, 1), show_edge=False)
+    heads = (["mode"] if mode_column else []) + ["out", "verdict", "max-abs", "bound", "rel-RMSE", "bound",
+                                                 "NaN/Inf"]
+    for name in heads:
+        table.add_column(name, justify="left" if name in ("mode", "out", "verdict") else "right",
+                         no_wrap=True)
+    for r in results:
+        lead = [escape(r.mode)] if mode_column else []
+        if not r.outputs:
+            table.add_row(*lead, "-", verdict_text(r.verdict), *["-"] * 5)
+        for i, c in enumerate(r.outputs):
+            lead = ([escape(r.mode) if i == 0 else ""]) if mode_column else []
+            table.add_row(*lead, c.name, verdict_text(c.verdict), fmt(c.kernel.max_abs), fmt(c.bound_max_abs),
+                          fmt(c.kernel.rel_rms), fmt(c.bound_rel_rms), str(c.kernel.nonfinite))
+    return table
+
+
+def describe_config(c: CaseConfig) -> list[str]:
+    """The configuration as a few readable lines (shape, gate, packing and segment layout, seed)."""
+    lines = [f"op {c.op}  dtype {c.dtype}  B={c.B} T={c.T} H={c.H} K={c.K} V={c.V}  "
+             f"initial state {'yes' if c.initial_state else 'no'}  seed {c.seed}"]
+    gate = []
+    if GATE_OPS[c.op]:
+        gate.append(f"gate logsigmoid(x)/{c.gate_norm:g}, zero-gate fraction {c.zero_gate_frac:g}"
+                    + (", near-zero decay" if c.near_zero_decay else ""))
+    if c.op != "gla":
+        gate.append(f"beta in [0, {c.beta_max:g}]")
+    if gate:
+        lines.append("; ".join(gate))
+    packing = f"packing: {c.describe_segments()}"
+    if c.packing == "mask":
+        packing += f"; fill {c.mask_fill} (= {resolve_fill(c.mask_fill, c.torch_dtype):.3g})"
+    lines.append(packing)
+    return lines
+
+
+# -- one case (replay) ----------------------------------------------------------------------
+def render_case(console: Console, case: CaseResult, title: str = "") -> None:
+    if title:
+        console.print(f"[bold]{title}[/]", soft_wrap=True)
+    for line in describe_config(case.config):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
+    console.print(output_table(*case.modes.values(), mode_column=True))
+    for r in case.modes.values():
+        if r.verdict is not Verdict.OK and (r.reason or r.localization):
+            console.print(f"{r.mode}: {r.reason or r.localization.describe()}", soft_wrap=True, markup=False)
+    console.print(f"verdict: {verdict_text(case.verdict)}")
+
+
+def replay_command(report_path: Path, index: int) -> str:
+    return f"fla-check replay {shlex.quote(str(report_path))} --case {index}"

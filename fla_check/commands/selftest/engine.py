@@ -1,0 +1,304 @@
+"""``fla-check selftest``: the normal search against planted kernel bugs (mutation testing).
+
+For every :class:`~fla_check.commands.selftest.mutants.Mutant`, :func:`fla_check.engine.search.search` runs the
+mutated mode (``mutant:<mode>``) with the same strategies, verdict rule and profile as
+``fla-check run`` (with gradients, ``backward=True``, for a mutant planted in a backward
+kernel). Killing follows mutation testing: a case *kills* the mutant when the mutant's verdict
+on it is DIVERGED or NONFINITE and the clean mode passes it. The search is told so (its
+``failing`` predicate runs the clean mode on each such failure of the mutant), so hypothesis
+hunts and shrinks distinguishing cases -- a clean mode with failures of its own (fused_chunk
+under strong decay) cannot hide a planted bug.
+
+ERROR is not a kill: a mutant that does not compile or raises where the clean mode runs is a
+*broken* mutant (a bad rewrite, not a caught numerical bug). It is reported as such
+(``status == "broken"``, with the error) and counts as not caught, whatever else its run found.
+Reported per mutant and mode:
+
+- ``examples`` / ``seconds``: distinct cases evaluated / seconds since the search started, up
+  to and including the first killing case (what a user of ``fla-check run`` would wait);
+- the shrunk case: the minimal killing case, with the clean verdict on it;
+- ``control_failures``: cases of that same run, up to the killing one, that the clean mode
+  fails (the control: the clean mode runs every one of them; 0 unless the clean mode has
+  failures of its own in that space);
+- ``status``: ``caught``, ``escaped`` or ``broken`` (then ``error`` is the mutant's first
+  error and ``errors`` how many cases raised).
+
+A :class:`~fla_check.commands.selftest.mutants.UsageCase` runs the clean modes, each in its own search, with the
+given mask fills, and is caught when every flagged mode fails and every clean mode passes its
+whole run (a flagged mode that raises is ``broken``). Mutation score = caught / total.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from fla_check import __version__
+from fla_check.cases import CaseConfig
+from fla_check.verdict.compare import Verdict
+from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
+from fla_check.ops import get_op
+from fla_check.engine.profiles import DEFAULT_PROFILE
+from fla_check.engine.runner import CaseResult, check_case, mode_label
+from fla_check.engine.search import ProgressEvent, SearchResult, search
+
+KILLING = (Verdict.DIVERGED, Verdict.NONFINITE)  # the verdicts that can kill a mutant (not ERROR)
+CAUGHT, ESCAPED, BROKEN = "caught", "escaped", "broken"
+
+
+def numeric_failures(case: CaseResult) -> list[str]:
+    """Modes whose verdict on `case` is a numerical failure (DIVERGED or NONFINITE, not ERROR)."""
+    return [m for m, r in case.modes.items() if r.verdict in KILLING]
+
+
+@dataclass
+class EntryResult:
+    """One catalog entry on one mode: caught or not, and how fast."""
+
+    id: str
+    kind: str
+    op: str
+    mode: str
+    caught: bool
+    examples: Optional[int] = None  # distinct cases evaluated up to the first killing case
+    seconds: Optional[float] = None  # seconds from the search start to that case
+    search_seconds: float = 0.0  # the whole search, shrinking included
+    searched: int = 0  # distinct cases the search evaluated
+    verdict: str = ""  # the mutant's verdict on the killing case
+    killing: Optional[dict[str, Any]] = None  # CaseConfig JSON of the first killing case
+    shrunk: Optional[dict[str, Any]] = None  # CaseConfig JSON of the shrunk failing case
+    shrunk_verdict: str = ""  # the mutant's verdict on the shrunk case
+    shrunk_control: str = ""  # the clean mode's verdict on the shrunk case
+    control_failures: int = 0  # cases up to the killing one that the clean mode fails too
+    note: str = ""
+    status: str = ""  # CAUGHT, ESCAPED or BROKEN (the mutant raised where the clean mode runs)
+    backward: bool = False  # searched with gradients (a mutant in a backward kernel)
+    error: str = ""  # BROKEN: the mutant's first error
+    errors: int = 0  # cases of the run on which the mutant raised and the clean mode did not
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "EntryResult":
+        return cls(**d)
+
+
+@dataclass
+class SelftestResult:
+    """Every entry's result; the mutation score."""
+
+    options: dict[str, Any]
+    results: list[EntryResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def caught(self) -> int:
+        return sum(r.caught for r in self.results)
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    @property
+    def broken(self) -> int:
+        return sum(r.status == BROKEN for r in self.results)
+
+    @property
+    def score(self) -> float:
+        return self.caught / self.total if self.total else 1.0
+
+    @property
+    def all_caught(self) -> bool:
+        return self.caught == self.total
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tool": "fla-check", "version": __version__, "kind": "selftest", "options": self.options,
+                "seconds": round(self.seconds, 3), "caught": self.caught, "total": self.total,
+                "broken": self.broken,
+                "score": self.score, "results": [r.to_json() for r in self.results]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SelftestResult":
+        return cls(dict(d.get("options", {})), [EntryResult.from_json(r) for r in d.get("results", [])],
+                   float(d.get("seconds", 0.0)))
+
+
+def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None, *,
+                 profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
+                 max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
+                 device: Optional[str] = None,
+                 on_result: Optional[Callable[[EntryResult], None]] = None) -> SelftestResult:
+    """Run every selected catalog entry (see :func:`fla_check.commands.selftest.mutants.select`)."""
+    entries = select(ops, ids)
+    options = {"profile": profile, "examples": examples, "max_seq_len": max_seq_len,
+               "dtypes": list(dtypes) if dtypes else None, "ops": list(ops) if ops else None,
+               "mutants": [e.id for e in entries]}
+    out = SelftestResult(options)
+    start = time.perf_counter()
+    for entry in entries:
+        run = run_usage if isinstance(entry, UsageCase) else run_mutant
+        for result in run(entry, profile=profile, examples=examples, max_seq_len=max_seq_len, dtypes=dtypes,
+                          device=device):
+            out.results.append(result)
+            if on_result:
+                on_result(result)
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+class _Clock:
+    """Progress callback: when each distinct case was first evaluated (seconds from start)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.at: dict[int, float] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        self.at.setdefault(event.examples, time.perf_counter() - self.start)
+
+
+def _search(op: str, modes: list, clock: _Clock, *, profile, examples, max_seq_len, dtypes, device,
+            mask_fills=None, failing=None, backward: bool = False) -> SearchResult:
+    return search(op, modes, dtypes=dtypes, examples=examples, max_seq_len=max_seq_len, mask_fills=mask_fills,
+                  profile=profile, device=device, progress=clock, database_root=None, failing=failing,
+                  backward=backward)
+
+
+def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
+               max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
+               device: Optional[str] = None) -> list[EntryResult]:
+    """Search the mutated modes of `mutant` (with gradients for a backward mutant); one result
+    per affected mode."""
+    specs = mutant.mode_specs()
+    clock = _Clock()
+    controls = {mode_label(s): _Control(mutant.op, mode_label(get_op(mutant.op).modes[s.name]), device,
+                                        mutant.backward)
+                for s in specs}
+
+    def failing(case: CaseResult) -> list[str]:
+        return [m for m in numeric_failures(case) if m not in controls or controls[m].passes(case.config)]
+
+    result = _search(mutant.op, specs, clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
+                     dtypes=dtypes, device=device, failing=failing, backward=mutant.backward)
+    out = []
+    for spec in specs:
+        label = mode_label(spec)
+        entry = EntryResult(mutant.id, mutant.kind, mutant.op, spec.name, caught=False,
+                            search_seconds=round(result.seconds, 3), searched=len(result.cases),
+                            backward=mutant.backward)
+        _find_kill(entry, result, label, controls[label], clock)
+        _describe_shrunk(entry, result, label, controls[label])
+        _check_broken(entry, result, label, controls[label])
+        out.append(entry)
+    return out
+
+
+class _Control:
+    """The clean mode's results on the cases of a mutant's run (memoised by configuration)."""
+
+    def __init__(self, op: str, clean: str, device: Optional[str], backward: bool = False):
+        self.op, self.clean, self.device, self.backward = op, clean, device, backward
+        self.cache: dict[CaseConfig, CaseResult] = {}
+
+    def verdict(self, config: CaseConfig):
+        if config not in self.cache:
+            self.cache[config] = check_case(self.op, [self.clean], config, device=self.device,
+                                            backward=self.backward)
+        return self.cache[config].modes[self.clean].verdict
+
+    def passes(self, config: CaseConfig) -> bool:
+        return not self.verdict(config).failed
+
+
+def _find_kill(entry: EntryResult, result: SearchResult, label: str, control: _Control, clock: _Clock) -> None:
+    """The first case (search order) that `label` fails numerically (DIVERGED or NONFINITE)
+    and the clean mode passes; the clean mode also runs every case before it (the same run must
+    not fail the clean kernel)."""
+    for index, case in enumerate(result.cases, start=1):
+        if label not in case.modes:
+            continue
+        clean_ok = control.passes(case.config)
+        entry.control_failures += not clean_ok
+        if case.modes[label].verdict in KILLING and clean_ok:
+            entry.caught, entry.status = True, CAUGHT
+            entry.examples = index
+            entry.seconds = round(clock.at.get(index, result.seconds), 3)
+            entry.verdict = case.modes[label].verdict.value
+            entry.killing = case.config.to_json()
+            return
+    entry.status = ESCAPED
+    failed = sum(label in numeric_failures(c) for c in result.cases)
+    entry.note = (f"the clean mode fails all {failed} failing case(s) of the mutant too" if failed
+                  else f"no DIVERGED/NONFINITE case in {len(result.cases)} case(s)")
+
+
+def _check_broken(entry: EntryResult, result: SearchResult, label: str, control: _Control) -> None:
+    """A mutant that raised (ERROR) on a case the clean mode runs without error is broken:
+    not caught, whatever else its run found."""
+    for case in result.cases:
+        mode = case.modes.get(label)
+        if mode is None or mode.verdict is not Verdict.ERROR or control.verdict(case.config) is Verdict.ERROR:
+            continue
+        entry.errors += 1
+        entry.error = entry.error or mode.reason
+    if entry.errors:
+        entry.caught, entry.status = False, BROKEN
+        entry.note = (f"broken mutant: raised on {entry.errors} case(s) where the clean mode runs: "
+                      f"{entry.error.splitlines()[0] if entry.error else 'ERROR'}")
+
+
+def _describe_shrunk(entry: EntryResult, result: SearchResult, label: str, control: _Control) -> None:
+    index = result.failures.get(label)
+    if index is None:
+        return
+    case = result.cases[index]
+    entry.shrunk = case.config.to_json()
+    entry.shrunk_verdict = case.modes[label].verdict.value
+    entry.shrunk_control = control.verdict(case.config).value
+
+
+def run_usage(case: UsageCase, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
+              max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
+              device: Optional[str] = None) -> list[EntryResult]:
+    """Search each mode of `case` with its mask fills: flagged modes must fail, clean ones pass."""
+    runs: dict[str, tuple[SearchResult, _Clock]] = {}
+    for mode in case.modes:  # one search per mode: a clean mode's run does not pay for the others
+        clock = _Clock()
+        runs[mode] = _search(case.op, [mode], clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
+                             dtypes=dtypes, device=device, mask_fills=case.mask_fills,
+                             failing=numeric_failures if mode in case.flagged else None), clock
+    failed_clean = [m for m in case.clean if runs[m][0].failed]
+    out = []
+    for mode in case.flagged:
+        result, clock = runs[mode]
+        entry = EntryResult(case.id, case.kind, case.op, mode, caught=False,
+                            search_seconds=round(sum(r.seconds for r, _ in runs.values()), 3),
+                            searched=sum(len(r.cases) for r, _ in runs.values()),
+                            control_failures=sum(m in c.failed_modes for m in case.clean for c in runs[m][0].cases))
+        first = result.first_failure.get(mode)
+        if first:
+            entry.examples = int(first["example"])
+            entry.seconds = round(clock.at.get(entry.examples, float(first["seconds"])), 3)
+            killing = result.cases[entry.examples - 1]
+            entry.verdict = killing.modes[mode].verdict.value
+            entry.killing = killing.config.to_json()
+        index = result.failures.get(mode)
+        if index is not None:
+            entry.shrunk = result.cases[index].config.to_json()
+            entry.shrunk_verdict = result.cases[index].modes[mode].verdict.value
+        entry.shrunk_control = ", ".join(
+            f"{m}: {'FAIL' if m in failed_clean else 'OK'} ({len(runs[m][0].cases)} cases)" for m in case.clean)
+        errors = [c.modes[mode].reason for c in result.cases
+                  if mode in c.modes and c.modes[mode].verdict is Verdict.ERROR]
+        entry.errors, entry.error = len(errors), errors[0] if errors else ""
+        entry.caught = bool(first) and not failed_clean and not errors
+        entry.status = CAUGHT if entry.caught else BROKEN if errors else ESCAPED
+        if errors:
+            entry.note = f"{mode} raised on {len(errors)} case(s): {errors[0].splitlines()[0] if errors[0] else 'ERROR'}"
+        elif not first:
+            entry.note = f"{mode} had no DIVERGED/NONFINITE case in {len(result.cases)} case(s)"
+        elif failed_clean:
+            entry.note = "a mode that must pass failed: " + ", ".join(failed_clean)
+        out.append(entry)
+    return out

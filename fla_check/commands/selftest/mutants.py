@@ -1,0 +1,474 @@
+"""Catalog of planted kernel bugs (mutants) for ``fla-check selftest``.
+
+Each :class:`Mutant` rewrites the source of ONE built-in kernel module at run time (exact
+textual ``(old, new)`` replacements, each matching once, applied by
+:func:`fla_check.commands.selftest.mutate.load_mutant`); the shipped kernels are never touched. The mutated
+module's entry is exposed as a mode of the op (a :class:`~fla_check.ops.ModeSpec` named
+``mutant:<mode>``, with the capabilities of the clean mode) by importing fresh copies of the
+modules between the mode's registered entry and the mutated module with their imported
+functions rebound to the mutant's -- so ``gated_delta:chunk`` runs its own wrapper over a
+mutated ``fla_check.kernels.delta.chunk`` (or ``common.ut_transform``) exactly as shipped.
+
+Shared kernels get one mutant per op (``delta.*`` and ``gated_delta.*``): same rewrite, but
+the gated one is exercised through the gated entry point and the gated search space.
+
+A mutant with ``backward=True`` rewrites a backward kernel (a gradient scaled by 1.02): the
+selftest searches it with gradients (``fla-check run --backward``); its forward is clean.
+
+:class:`UsageCase` is not a source mutant: a clean kernel used in a way known to break it
+(packing by a -0.1*finfo.max gate fill), which the normal search must flag in the chunk mode
+and not in the recurrent one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Optional, Sequence
+
+from fla_check.commands.selftest.mutate import load_mutant, mutate_source
+from fla_check.errors import SelectionError
+from fla_check.ops import ModeSpec, get_op
+
+MUTANT_PROVIDER = "mutant"
+_KERNELS = "fla_check.kernels"
+
+KINDS: dict[str, str] = {
+    "no-carry": "state not carried across chunks",
+    "cumsum-off-by-one": "off-by-one at a chunk boundary in the gate cumsum",
+    "gate-after-write": "gate applied after the write instead of before",
+    "scale": "missing or doubled scale",
+    "ut-sign": "UT inverse sign flipped",
+    "beta-side": "beta applied to the wrong side",
+    "h0-ignored": "initial state ignored",
+    "cu-seqlens": "cu_seqlens offset off by one",
+    "fp16-accumulator": "fp32 accumulator demoted to the input dtype",
+    "unmasked-load": "masked load without mask for non-power-of-two K",
+    "mask-fill": "-0.1*finfo.max packing fill (usage-level)",
+    "o-late": "output x1.02 from the second chunk on",
+    "ht-late": "final state x0.98 when the sequence spans more than one chunk",
+    "fp16-state": "inter-chunk state held in fp16",
+    "o-small": "output x1.003 everywhere (a 0.3% error)",
+    "grad-scale": "one gradient x1.02 in a backward kernel",
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A planted bug: rewrite `module` with `replacements`; breaks `modes` of `op`."""
+
+    id: str
+    kind: str  # a key of KINDS
+    op: str
+    modes: tuple[str, ...]
+    module: str
+    replacements: tuple[tuple[str, str], ...]
+    description: str
+    backward: bool = False  # the bug is in a backward kernel: the selftest searches with gradients
+
+    def source(self) -> str:
+        """The mutated module source (raises MutationError when a pattern does not match once)."""
+        import inspect
+
+        return mutate_source(inspect.getsource(importlib.import_module(self.module)), list(self.replacements))
+
+    def mode_specs(self) -> list[ModeSpec]:
+        """One ``mutant:<mode>`` ModeSpec per affected mode, calling the mutated code."""
+        tag = re.sub(r"\W", "_", self.id)
+        mutated = load_mutant(self.module, list(self.replacements), tag=tag)
+        specs = []
+        for mode in self.modes:
+            clean = get_op(self.op).modes[mode]
+            fn = _entry_through(mutated, self.module, clean.target, tag)
+            specs.append(dataclasses.replace(clean, provider=MUTANT_PROVIDER, target=fn,
+                                             description=f"{self.id}: {self.description}"))
+        return specs
+
+
+@dataclass(frozen=True)
+class UsageCase:
+    """A clean kernel misused: `flagged` modes must fail, `clean` modes must pass."""
+
+    id: str
+    kind: str
+    op: str
+    flagged: tuple[str, ...]
+    clean: tuple[str, ...]
+    mask_fills: tuple[str, ...]
+    description: str
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self.flagged + self.clean
+
+
+# -- exposing a mutated module through a mode's entry point ---------------------------------
+def _defined_in(value: object, module: str) -> bool:
+    """Whether `value` (a function, class or Triton JIT function) was defined in `module`."""
+    return getattr(getattr(value, "fn", value), "__module__", None) == module
+
+
+def _kernel_imports(name: str) -> set[str]:
+    """Kernel modules whose functions `name` imported (by the defining module of its globals)."""
+    out = set()
+    for value in vars(importlib.import_module(name)).values():
+        if isinstance(value, ModuleType):
+            continue
+        src = getattr(getattr(value, "fn", value), "__module__", None)
+        if isinstance(src, str) and src.startswith(_KERNELS) and src != name:
+            out.add(src)
+    return out
+
+
+def _chain(entry: str, target: str) -> list[str]:
+    """Modules from `entry` that (transitively) import `target`, dependencies first (excl. target)."""
+    order: list[str] = []
+    reaches: dict[str, bool] = {target: True}
+
+    def visit(name: str) -> bool:
+        if name not in reaches:
+            reaches[name] = False
+            reaches[name] = any([visit(dep) for dep in sorted(_kernel_imports(name))])
+            if reaches[name]:
+                order.append(name)
+        return reaches[name]
+
+    visit(entry)
+    return order
+
+
+def _entry_through(mutated: ModuleType, original: str, target: str | Callable, tag: str) -> Callable:
+    """The mode entry `target` ("module:attr") with every path to `original` going to `mutated`."""
+    if callable(target):
+        raise ValueError("mutants need a mode whose target is a 'module:attr' string")
+    module, _, attr = target.partition(":")
+    replaced: dict[str, ModuleType] = {original: mutated}
+    for name in _chain(module, original) if module != original else []:
+        copy = load_mutant(name, [], tag=f"{tag}_via")
+        for key, value in list(vars(copy).items()):
+            for src, new in replaced.items():
+                if not isinstance(value, ModuleType) and _defined_in(value, src):
+                    setattr(copy, key, getattr(new, getattr(getattr(value, "fn", value), "__name__", key)))
+        replaced[name] = copy
+    return getattr(replaced[module], attr)
+
+
+# -- the catalog ----------------------------------------------------------------------------
+_GLA_R = f"{_KERNELS}.gla.recurrent"
+_GLA_C = f"{_KERNELS}.gla.chunk"
+_GLA_F = f"{_KERNELS}.gla.fused_chunk"
+_DELTA_R = f"{_KERNELS}.delta.recurrent"
+_DELTA_C = f"{_KERNELS}.delta.chunk"
+_CUMSUM = f"{_KERNELS}.common.cumsum"
+_UT = f"{_KERNELS}.common.ut_transform"
+
+# GLA recurrent forward: the loop head and the state update (both also exist in the backward,
+# so the patterns carry enough context to match the forward kernel only).
+_GLA_R_LOOP = ("        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.float32)\n"
+               "    for _ in range(0, seq_len):\n"
+               "        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n")
+_GLA_R_UPDATE = ("        b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]\n"
+                 "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
+_DELTA_R_FWD_HEAD = ('    """Forward; with STORE_ERR also writes e_t = v_t - S\'^T k_t (fp32) for the backward."""\n'
+                     "    i_v, i_nh = tl.program_id(0), tl.program_id(1)\n"
+                     "    i_n, i_h = i_nh // H, i_nh % H\n"
+                     "    if IS_VARLEN:\n"
+                     "        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n")
+_DELTA_R_LOADS = ("        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n"
+                  "        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)\n"
+                  "        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)\n")
+_DELTA_R_STEP = ("        if USE_G:\n"
+                 "            b_h *= tl.exp(tl.load(p_g).to(tl.float32))\n"
+                 "            p_g += H\n"
+                 "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
+                 "        if STORE_ERR:\n"
+                 "            tl.store(p_err, b_v, mask=m_v)\n"
+                 "            p_err += H * V\n"
+                 "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n")
+_DELTA_R_WRITE = ("        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
+                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
+_DELTA_C_H_BOS = ("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n"
+                  "        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)\n"
+                  "        NT = tl.cdiv(eos - bos, BT)\n")
+_DELTA_C_LOOP = ("    for i_t in range(0, NT):\n"
+                 "        tl.store(h + ((boh + i_t) * H + i_h) * K * V + p_state, b_h, mask=m_h)\n")
+_GLA_C_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
+               "        tl.store(h + ((boh + i_t) * H + i_h) * K * V + o_s, b_h.to(h.dtype.element_ty), mask=m_h)\n")
+_GLA_F_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
+               "        o_t = i_t * BT + o_c\n")
+_RESET = "        if i_t > 0:\n            b_h = tl.zeros([BK, BV], dtype=tl.float32)\n"
+
+
+def _delta_family(op: str) -> list[Mutant]:
+    """Mutants of the delta-rule kernels shared by DeltaNet and Gated DeltaNet, for `op`."""
+    p = op
+    return [
+        Mutant(f"{p}.chunk.no-carry", "no-carry", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_LOOP, _DELTA_C_LOOP.replace("    for i_t in range(0, NT):\n", "    for i_t in range(0, NT):\n" + _RESET)),),
+               "state passing restarts from zero at every chunk after the first"),
+        Mutant(f"{p}.chunk.ut-sign", "ut-sign", op, ("chunk",), _UT,
+               (("    b_Ai = -tl.where(m_A, b_A, 0.0)\n", "    b_Ai = tl.where(m_A, b_A, 0.0)\n"),),
+               "UT inverse (I - A)^-1 instead of (I + A)^-1 (the GDN paper's typo)"),
+        Mutant(f"{p}.chunk.beta-side", "beta-side", op, ("chunk",), _UT,
+               (("    b_A = b_A * b_beta[:, None]\n", "    b_A = b_A * b_beta[None, :]\n"),),
+               "A = K K^T diag(beta) instead of diag(beta) K K^T in the UT transform"),
+        Mutant(f"{p}.chunk.scale", "scale", op, ("chunk",), _DELTA_C,
+               (("    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n",
+                 "    b_o = b_o * scale + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)\n"),),
+               "scale missing on the intra-chunk term of the output"),
+        Mutant(f"{p}.chunk.h0-ignored", "h0-ignored", op, ("chunk",), _DELTA_C,
+               (("USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta,",
+                 "USE_INITIAL_STATE=False, STORE_FINAL_STATE=output_final_state, **meta,"),),
+               "initial state not passed to the state-passing kernel"),
+        Mutant(f"{p}.chunk.cu-seqlens", "cu-seqlens", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_H_BOS, _DELTA_C_H_BOS.replace(".to(tl.int64)\n        eos", ".to(tl.int64) + 1\n        eos")),),
+               "state passing reads each sequence start one token late (cu_seqlens[n] + 1)"),
+        Mutant(f"{p}.chunk.unmasked-load", "unmasked-load", op, ("chunk",), _DELTA_C,
+               (("    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],\n",
+                 "    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
+               "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
+        Mutant(f"{p}.recurrent.scale", "scale", op, ("recurrent",), _DELTA_R,
+               ((_DELTA_R_LOADS, _DELTA_R_LOADS.replace(".to(tl.float32) * scale\n", ".to(tl.float32)\n", 1)),),
+               "scale missing on q"),
+        Mutant(f"{p}.recurrent.h0-ignored", "h0-ignored", op, ("recurrent",), _DELTA_R,
+               (("USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,",
+                 "USE_G=g is not None, USE_INITIAL_STATE=False,"),),
+               "initial state not passed to the forward kernel"),
+        Mutant(f"{p}.recurrent.cu-seqlens", "cu-seqlens", op, ("recurrent",), _DELTA_R,
+               ((_DELTA_R_FWD_HEAD, _DELTA_R_FWD_HEAD.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
+               "each sequence starts one token late (cu_seqlens[n] + 1)"),
+        Mutant(f"{p}.recurrent.fp16-accumulator", "fp16-accumulator", op, ("recurrent",), _DELTA_R,
+               ((_DELTA_R_WRITE, _DELTA_R_WRITE.replace(
+                   "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n",
+                   "        b_h = (b_h + b_k[:, None] * (b_v * b_beta)[None, :]).to(p_o.dtype.element_ty).to(tl.float32)\n")),),
+               "the state is rounded to the input dtype after every step"),
+        Mutant(f"{p}.recurrent.unmasked-load", "unmasked-load", op, ("recurrent",), _DELTA_R,
+               ((_DELTA_R_LOADS, _DELTA_R_LOADS.replace("b_k = tl.load(p_k, mask=m_k, other=0.0)",
+                                                        "b_k = tl.load(p_k)")),),
+               "k loaded without the K mask (reads past K when K < BK)"),
+    ]
+
+
+_GATED_ONLY = [
+    Mutant("gated_delta.recurrent.gate-after-write", "gate-after-write", "gated_delta", ("recurrent",), _DELTA_R,
+           ((_DELTA_R_STEP,
+             "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
+             "        if STORE_ERR:\n"
+             "            tl.store(p_err, b_v, mask=m_v)\n"
+             "            p_err += H * V\n"
+             "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
+             "        if USE_G:\n"
+             "            b_h *= tl.exp(tl.load(p_g).to(tl.float32))\n"
+             "            p_g += H\n"),),
+           "decay applied after the delta update instead of before it"),
+    Mutant("gated_delta.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gated_delta", ("chunk",), _CUMSUM,
+           (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
+             "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
+             "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
+           "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
+]
+
+_GLA = [
+    Mutant("gla.recurrent.gate-after-write", "gate-after-write", "gla", ("recurrent",), _GLA_R,
+           ((_GLA_R_UPDATE, _GLA_R_UPDATE.replace(
+               "b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]",
+               "b_h = (b_h + b_k[:, None] * b_v[None, :]) * tl.exp(b_g)[:, None]")),),
+           "decay applied after the write k v^T instead of before it"),
+    Mutant("gla.recurrent.scale", "scale", "gla", ("recurrent",), _GLA_R,
+           ((_GLA_R_LOOP, _GLA_R_LOOP.replace(".to(tl.float32) * scale\n", ".to(tl.float32)\n")),),
+           "scale missing on q"),
+    Mutant("gla.recurrent.h0-ignored", "h0-ignored", "gla", ("recurrent",), _GLA_R,
+           (("BV=BV, USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
+             "BV=BV, USE_H0=False,\n            STORE_HT=output_final_state,"),),
+           "initial state not passed to the forward kernel"),
+    Mutant("gla.recurrent.cu-seqlens", "cu-seqlens", "gla", ("recurrent",), _GLA_R,
+           (("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
+             "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n"),),
+           "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("gla.recurrent.fp16-accumulator", "fp16-accumulator", "gla", ("recurrent",), _GLA_R,
+           ((_GLA_R_UPDATE, _GLA_R_UPDATE.replace(
+               "b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]",
+               "b_h = (b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]).to(p_o.dtype.element_ty)"
+               ".to(tl.float32)")),),
+           "the state is rounded to the input dtype after every step"),
+    Mutant("gla.recurrent.unmasked-load", "unmasked-load", "gla", ("recurrent",), _GLA_R,
+           ((_GLA_R_LOOP, _GLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
+           "q loaded without the K mask (reads past K when K < BK)"),
+    Mutant("gla.chunk.no-carry", "no-carry", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_LOOP, _GLA_C_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
+                                              "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
+           "state passing restarts from zero at every chunk after the first"),
+    Mutant("gla.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(gc + offs, tl.cumsum(b_g, axis=0) * RCP_LN2, mask=m)\n",
+             "    b_first = tl.sum(tl.where((o_t == i_t * BT)[:, None], b_g, 0.0), 0)\n"
+             "    tl.store(gc + offs, (tl.cumsum(b_g, axis=0) - b_first[None, :]) * RCP_LN2, mask=m)\n"),),
+           "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
+    Mutant("gla.chunk.scale", "scale", "gla", ("chunk",), _GLA_C,
+           (("        b_A = tl.where(o_c >= j, b_A * scale, 0.0)\n",
+             "        b_A = tl.where(o_c >= j, b_A * scale * scale, 0.0)\n"),),
+           "scale applied twice in the diagonal sub-chunk blocks of A"),
+    Mutant("gla.chunk.h0-ignored", "h0-ignored", "gla", ("chunk",), _GLA_C,
+           (("BV=BV, USE_H0=h0 is not None, STORE_HT=output_final_state,",
+             "BV=BV, USE_H0=False, STORE_HT=output_final_state,"),),
+           "initial state not passed to the state-passing kernel"),
+    Mutant("gla.chunk.cu-seqlens", "cu-seqlens", "gla", ("chunk",), _GLA_C,
+           (("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
+             "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n"),),
+           "each sequence starts one token late (cu_seqlens[n] + 1) in every kernel"),
+    Mutant("gla.chunk.unmasked-load", "unmasked-load", "gla", ("chunk",), _GLA_C,
+           (("    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)\n",
+             "    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None], other=0.0)\n"),),
+           "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
+    Mutant("gla.fused_chunk.no-carry", "no-carry", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_LOOP, _GLA_F_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
+                                              "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
+           "state restarts from zero at every chunk after the first"),
+    Mutant("gla.fused_chunk.cumsum-off-by-one", "cumsum-off-by-one", "gla", ("fused_chunk",), _GLA_F,
+           (("        b_G = tl.cumsum(b_g, axis=0)\n",
+             "        b_G = tl.cumsum(b_g, axis=0) - tl.sum(tl.where((o_c == 0)[:, None], b_g, 0.0), 0)[None, :]\n"),),
+           "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
+    Mutant("gla.fused_chunk.scale", "scale", "gla", ("fused_chunk",), _GLA_F,
+           (("        b_qg = b_q * tl.exp(b_G) * scale\n", "        b_qg = b_q * tl.exp(b_G)\n"),),
+           "scale missing on q"),
+    Mutant("gla.fused_chunk.h0-ignored", "h0-ignored", "gla", ("fused_chunk",), _GLA_F,
+           (("USE_H0=a.initial_state is not None,", "USE_H0=False,"),),
+           "initial state not passed to the kernel"),
+    Mutant("gla.fused_chunk.cu-seqlens", "cu-seqlens", "gla", ("fused_chunk",), _GLA_F,
+           (("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
+             "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n"),),
+           "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("gla.fused_chunk.unmasked-load", "unmasked-load", "gla", ("fused_chunk",), _GLA_F,
+           (("        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)",
+             "        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None], other=0.0)"),),
+           "q loaded without the K mask (reads past K when K < BK)"),
+]
+
+# -- subtle bugs (issue 13): a few percent or less, in one output, on multi-chunk cases only ---
+_F16 = ".to(tl.float16).to(tl.float32)"  # a value held in fp16, whatever the input dtype
+_GLA_C_O = ("    b_o += tl.dot(b_A, b_v, input_precision=DOT_PRECISION)\n"
+            "    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n")
+_GLA_C_HT = "    if STORE_HT:\n        tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)\n"
+_GLA_C_H = "        b_h += tl.dot(b_kg, b_v, input_precision=DOT_PRECISION)\n"
+_GLA_F_O = "        tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n"
+_GLA_F_HT = "    if STORE_HT:\n        tl.store(ht + o_s, b_h, mask=m_h)\n"
+_GLA_F_H = ("        b_h = b_h * tl.exp(b_gl)[:, None] + tl.dot(tl.trans(b_kd), b_v, "
+            "input_precision=DOT_PRECISION)\n")
+_DELTA_C_O = "    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n"
+_DELTA_C_HT = ("    if STORE_FINAL_STATE:\n"
+               "        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)\n")
+_DELTA_C_H = "        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n"
+_O_LATE = "o x1.02 in every chunk after the first (chunk index >= 1)"
+_HT_LATE = "final state x0.98 when the sequence has more than one chunk"
+_FP16_STATE = "the running inter-chunk state is rounded to fp16 after every chunk (h and ht from it)"
+
+
+def _x102(grad: str) -> str:
+    return f"{grad} x1.02 in the backward kernel"
+
+
+_SUBTLE_GLA = [
+    Mutant("gla.chunk.o-late", "o-late", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    if i_t >= 1:\n        b_o = b_o * 1.02\n    tl.store(")),),
+           _O_LATE),
+    Mutant("gla.chunk.ht-late", "ht-late", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_HT, _GLA_C_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
+                                          "            b_h = b_h * 0.98\n        tl.store(")),),
+           _HT_LATE),
+    Mutant("gla.chunk.fp16-state", "fp16-state", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_H, _GLA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+    Mutant("gla.chunk.o-small", "o-small", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    b_o = b_o * 1.003\n    tl.store(")),),
+           "o x1.003 in every chunk: a 0.3% error (the clean fp32 error after a -1e4 mask fill is ~1e-4)"),
+    Mutant("gla.fused_chunk.o-late", "o-late", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_O, "        if i_t >= 1:\n            b_o = b_o * 1.02\n" + _GLA_F_O),), _O_LATE),
+    Mutant("gla.fused_chunk.ht-late", "ht-late", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_HT, _GLA_F_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
+                                          "            b_h = b_h * 0.98\n        tl.store(")),),
+           _HT_LATE),
+    Mutant("gla.fused_chunk.fp16-state", "fp16-state", "gla", ("fused_chunk",), _GLA_F,
+           ((_GLA_F_H, _GLA_F_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+    # backward: gradients scaled by 1.02 where the kernel stores them
+    Mutant("gla.chunk.dq-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),
+           _x102("dq (inter + intra, chunk_bwd_dqkg_kernel)"), backward=True),
+    Mutant("gla.chunk.dk-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(dk + p_tk, b_dk, mask=m_tk)\n", "    tl.store(dk + p_tk, b_dk * 1.02, mask=m_tk)\n"),),
+           _x102("dk (inter + intra, chunk_bwd_dqkg_kernel)"), backward=True),
+    Mutant("gla.chunk.dg-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+           (("    tl.store(dg + p_tk, b_dg.to(dg.dtype.element_ty), mask=m_tk)\n",
+             "    tl.store(dg + p_tk, (b_dg * 1.02).to(dg.dtype.element_ty), mask=m_tk)\n"),),
+           _x102("dg (chunk_bwd_dqkg_kernel)"), backward=True),
+    Mutant("gla.recurrent.dq-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+           (("        tl.store(p_dq, b_dq, mask=m_k)\n", "        tl.store(p_dq, b_dq * 1.02, mask=m_k)\n"),),
+           _x102("dq (and the dg built from it)"), backward=True),
+    Mutant("gla.recurrent.dk-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+           (("        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1), mask=m_k)\n",
+             "        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1) * 1.02, mask=m_k)\n"),),
+           _x102("dk (and the dg built from it)"), backward=True),
+    Mutant("gla.recurrent.dg-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+           (("        tl.store(p_dg, b_dg.to(p_dg.dtype.element_ty), mask=m_k)\n",
+             "        tl.store(p_dg, (b_dg * 1.02).to(p_dg.dtype.element_ty), mask=m_k)\n"),),
+           _x102("dg (gla_recurrent_bwd_dg_kernel)"), backward=True),
+]
+
+
+def _subtle_delta(op: str) -> list[Mutant]:
+    """Subtle mutants of the delta-rule kernels shared by DeltaNet and Gated DeltaNet, for `op`."""
+    p = op
+    return [
+        Mutant(f"{p}.chunk.o-late", "o-late", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_O, _DELTA_C_O + "    if i_t >= 1:\n        b_o = b_o * 1.02\n"),), _O_LATE),
+        Mutant(f"{p}.chunk.ht-late", "ht-late", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_HT, _DELTA_C_HT.replace("        tl.store(", "        if NT > 1:\n"
+                                                  "            b_h = b_h * 0.98\n        tl.store(")),),
+               _HT_LATE),
+        Mutant(f"{p}.chunk.fp16-state", "fp16-state", op, ("chunk",), _DELTA_C,
+               ((_DELTA_C_H, _DELTA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+        Mutant(f"{p}.chunk.dbeta-scale", "grad-scale", op, ("chunk",), _UT,
+               (("    tl.store(dbeta + row, b_dbeta, mask=m_t)\n",
+                 "    tl.store(dbeta + row, b_dbeta * 1.02, mask=m_t)\n"),),
+               _x102("dbeta (ut_transform_bwd_kernel, called by delta.chunk_bwd)"), backward=True),
+    ]
+
+
+_SUBTLE_DELTA_RECURRENT = [  # gated_delta:recurrent has no backward
+    Mutant("delta.recurrent.dbeta-scale", "grad-scale", "delta", ("recurrent",), _DELTA_R,
+           (("        tl.store(p_dbeta, tl.sum(b_du * b_e, 0))\n",
+             "        tl.store(p_dbeta, tl.sum(b_du * b_e, 0) * 1.02)\n"),),
+           _x102("dbeta (reverse pass)"), backward=True),
+]
+SUBTLE: tuple[Mutant, ...] = tuple(_SUBTLE_GLA + _subtle_delta("delta") + _SUBTLE_DELTA_RECURRENT
+                                   + _subtle_delta("gated_delta"))
+
+USAGE_CASES: tuple[UsageCase, ...] = (
+    UsageCase("gla.usage.mask-fill-0.1max", "mask-fill", "gla", ("chunk",), ("recurrent",), ("-0.1max",),
+              "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
+    UsageCase("gated_delta.usage.mask-fill-0.1max", "mask-fill", "gated_delta", ("chunk",), ("recurrent",),
+              ("-0.1max",),
+              "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
+)
+
+MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
+                                    + list(SUBTLE))
+
+
+def all_entries() -> list[Mutant | UsageCase]:
+    """Every catalog entry: source mutants, then usage cases."""
+    return [*MUTANTS, *USAGE_CASES]
+
+
+def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None) -> list[Mutant | UsageCase]:
+    """Catalog entries of `ops` (all when None) whose id is in `ids` or starts with one of them
+    followed by '.' (e.g. 'gla.chunk'); raises SelectionError (a ValueError) for an id that selects nothing."""
+    entries = [e for e in all_entries() if not ops or e.op in ops]
+    if not ids:
+        return entries
+    picked = []
+    for want in ids:
+        hits = [e for e in entries if e.id == want or e.id.startswith(want + ".") or e.kind == want]
+        if not hits:
+            raise SelectionError(f"no mutant matches {want!r} (ids, id prefixes such as gla.chunk, or bug classes); see `fla-check selftest --list`")
+        picked += [e for e in hits if e not in picked]
+    return picked

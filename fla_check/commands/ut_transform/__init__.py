@@ -1,0 +1,1 @@
+"""``fla-check ut-transform``: the UT/WY transform of the delta rule against float64."""

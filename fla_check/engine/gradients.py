@@ -1,0 +1,111 @@
+"""Gradients of one case (``fla-check run --backward``): upstream gradients, fresh leaves, autograd.
+
+Every pass differentiates the same scalar ::
+
+    L = <o, do> + <ht, dht>        (float64 sums)
+
+with upstream gradients ``do [B,T,H,V]`` and ``dht [N,H,K,V]`` drawn from the case seed
+(:func:`upstream`), so a printed configuration rebuilds them exactly (replay). The gradients
+are taken w.r.t. every differentiable input: ``dq``, ``dk``, ``dv``, ``dg`` (gated ops),
+``dbeta`` (delta-rule ops) and ``dh0`` (cases with an initial state).
+
+Each pass builds FRESH leaf tensors and calls :func:`torch.autograd.grad`; no ``.grad`` is
+ever read or accumulated (fla's ``test_delta.py::test_chunk_varlen`` compares gradients with
+themselves because its leaves' ``.grad`` is never cleared between the passes).
+
+- reference: float64 leaves through :func:`fla_check.references.reference`;
+- baseline: per-sample float64 leaves through the emulation of the mode's declared arithmetic
+  (:mod:`fla_check.verdict.baselines`);
+- a mode: NaN-guarded kernel-dtype leaves (:func:`fla_check.cases.guarded`) through its entry.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from fla_check.cases import (GRAD_NAMES, GRADIENTS, CaseInputs, Upstream, guarded,  # noqa: F401 (re-exported)
+                             upstream)  # noqa: F401
+from fla_check.errors import GradientError
+from fla_check.ops import OpSpec
+
+def grad_names(inputs: CaseInputs) -> list[str]:
+    """The gradient names of a case, in signature order (dq, dk, dv[, dg][, dbeta][, dh0])."""
+    return [GRAD_NAMES[n] for n, x in _inputs(inputs).items() if x is not None]
+
+
+def _inputs(inputs: CaseInputs) -> dict[str, Optional[Tensor]]:
+    return {"q": inputs.q, "k": inputs.k, "v": inputs.v, "g": inputs.g, "beta": inputs.beta,
+            "initial_state": inputs.initial_state}
+
+
+def _leaves(inputs: CaseInputs, make: Callable[[Tensor], Tensor]) -> dict[str, Optional[Tensor]]:
+    """Fresh leaves (``make(x)`` detached, requiring grad) for every input present."""
+    return {n: None if x is None else make(x).detach().requires_grad_() for n, x in _inputs(inputs).items()}
+
+
+def _grads(loss: Tensor, leaves: dict[str, Optional[Tensor]]) -> dict[str, Optional[Tensor]]:
+    present = {n: x for n, x in leaves.items() if x is not None}
+    got = torch.autograd.grad(loss, list(present.values()), allow_unused=True)
+    return {GRAD_NAMES[n]: None if d is None else d.detach() for n, d in zip(present, got)}
+
+
+def recurrence_outputs(op: OpSpec, inputs: CaseInputs, up: Upstream, fn: Callable,
+                       dtype: Optional[torch.dtype] = None) -> dict[str, Tensor]:
+    """o, ht and the gradients of the step-wise recurrence `fn` (the reference).
+
+    `dtype` None keeps the kernel dtype (baseline; fp32 h0), else every leaf is cast to it.
+    """
+    leaves = _leaves(inputs, (lambda x: x.clone()) if dtype is None else (lambda x: x.to(dtype, copy=True)))
+    with torch.enable_grad():
+        o, ht = fn(op.step, *(leaves[n] for n in ("q", "k", "v", "g", "beta")),
+                   initial_state=leaves["initial_state"], output_final_state=True, cu_seqlens=inputs.cu_seqlens)
+        grads = _grads(up.loss(o, ht), leaves)
+    return {"o": o.detach(), "ht": ht.detach(), **grads}
+
+
+def mode_outputs(fn: Callable, inputs: CaseInputs, up: Upstream) -> tuple[Any, dict[str, Optional[Tensor]]]:
+    """A mode's raw return value and its gradients (None where the mode gave none).
+
+    The gradients are empty when the raw value is not ``(o, ht)`` of the expected shapes
+    (the runner reports that). Raises :class:`GradientError` when ``o`` has no graph.
+    """
+    leaves = _leaves(inputs, guarded)
+    with torch.enable_grad():
+        raw = fn(leaves["q"], leaves["k"], leaves["v"], g=leaves["g"], beta=leaves["beta"], scale=None,
+                 initial_state=leaves["initial_state"], output_final_state=True,
+                 cu_seqlens=None if inputs.cu_seqlens is None else inputs.cu_seqlens.clone())
+        if not _well_formed(raw, up):
+            return raw, {}
+        o, ht = raw
+        if not (o.requires_grad or ht.requires_grad):
+            raise GradientError("the mode's outputs are not differentiable (no autograd graph)")
+        grads = _grads(up.loss(o, ht), leaves)
+    return (o.detach(), ht.detach()), grads
+
+
+def _well_formed(raw: Any, up: Upstream) -> bool:
+    if not isinstance(raw, (tuple, list)) or len(raw) != 2:
+        return False
+    o, ht = raw
+    return (isinstance(o, Tensor) and isinstance(ht, Tensor) and tuple(o.shape) == tuple(up.do.shape)
+            and tuple(ht.shape) == tuple(up.dht.shape))
+
+
+def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream) -> dict[str, float]:
+    """Per gradient, the magnitude of the terms it is a cancelling sum of (see
+    :mod:`fla_check.verdict.compare`, "Cancelling sums"); only ``dg`` has one.
+
+    Kernels compute the log-gate gradient from ``dL/dG_t = q_t dq_t - k_t dk_t`` (plus
+    ``sum_v ht dht`` for the final state) by a reverse cumulative sum over t; a per-head gate
+    (Gated DeltaNet) sums those terms over K as well. The scale is the largest such term
+    (absolute values, float64 reference gradients).
+    """
+    if "dg" not in ref or inputs.g is None:
+        return {}
+    terms = (inputs.q.double() * ref["dq"]).abs() + (inputs.k.double() * ref["dk"]).abs()  # [B,T,H,K]
+    state = (ref["ht"].double() * up.dht).abs().sum(-1)  # [N,H,K]
+    if inputs.g.dim() == 3:
+        terms, state = terms.sum(-1), state.sum(-1)
+    return {"dg": max((float(x.max()) for x in (terms, state) if x.numel()), default=0.0)}

@@ -1,0 +1,427 @@
+"""Hypothesis-driven search over a configuration space (``fla-check run``).
+
+:func:`search` draws case configurations (:mod:`fla_check.strategies`), runs each through
+:func:`fla_check.engine.runner.check_case`, steers hypothesis towards the worst error with
+``hypothesis.target`` and, when a mode fails, lets hypothesis shrink the case to a minimal
+failing configuration. Targets: the case's digits at risk
+(:func:`fla_check.strategies.digits_at_risk`: length, chunk-local gate cumsum, UT inverse),
+which hypothesis climbs first, so that its targeting phase moves towards long and
+ill-conditioned cases; then one label per mode, the fraction of the allowed error used.
+
+A run never counts a configuration twice: a draw equal to one the run already made is
+answered from the cache and the run goes on until it has drawn its budget of different
+configurations. Profiles with ``cover`` (ci, nightly) add a covering phase after the runs:
+one case per stratum of :func:`fla_check.strategies.strata` (T beyond one, two and three
+64-chunks for every dtype; beyond one, two, three 16-sub-chunks), see :func:`search`.
+
+One hypothesis run per mode, in the order given: run ``m`` raises (and so stops generating
+and shrinks) only when ``m`` fails, so every failing mode gets its own minimal configuration
+and a mode that fails everywhere (fused_chunk at -0.1*finfo.max) cannot hide the others.
+Every case runs all modes and is memoised by configuration: the runs draw the same cases
+(same seed, same targets) and share their results, so a later run mostly replays the cache.
+
+After ``Profile.shrink_cases`` new cases past a run's first failure, new shrink candidates
+are rejected (a count, not a time, so runs stay deterministic); then the case is cut further
+by :func:`fla_check.engine.simplify.simplify` within the same count. Ctrl-C returns what was found so far
+(``interrupted=True``; a mode without a finished shrink gets its smallest failing case).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import hypothesis
+from hypothesis import given, reject, target
+
+from fla_check.backend import get_backend
+from fla_check.cases import DTYPES, CaseConfig, Fill, dtype_name
+from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
+from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
+from fla_check.engine.simplify import simplify
+from fla_check.strategies import SpaceOptions, case_configs, covering_configs, digits_at_risk, strata
+from fla_check.verdict.compare import Verdict
+from fla_check.verdict.results import (CaseResult, ModeResult, ModeSummary, PairSummary,  # noqa: F401 (re-exported)
+                                       SearchResult)
+
+CPU_MAX_SEQ_LEN = 256  # four 64-chunks: the covering phase reaches beyond three
+CPU_BACKWARD_MAX_SEQ_LEN = 80  # interpreted backward kernels cost ~5x the forward; still > one 64-chunk
+GPU_MAX_SEQ_LEN = 512
+TINY_T = 2  # see tiny_quota
+DIGITS_LABEL = "digits at risk"  # hypothesis.target label of fla_check.strategies.digits_at_risk
+
+
+def tiny_quota(distinct: int) -> int:
+    """How many of a run's `distinct` configurations may have T <= 2: hypothesis keeps coming
+    back to that corner (its simplest examples, mutations of a tiny one) and it is cheap to
+    cover; later such draws are skipped (passing, no target observed)."""
+    return max(3, distinct // 6)
+
+
+class _BudgetSpent(BaseException):
+    """Ends a mode's hypothesis run once it has drawn its budget of different configurations
+    (a BaseException, so hypothesis does not take it for a failure of the test). Rejecting the
+    repeated draws instead would make hypothesis report a flaky test: it sometimes replays a
+    choice sequence it has run, which must then give the same outcome."""
+
+
+class ModeFailure(Exception):
+    """Raised inside the hypothesis test for a failing mode (one subclass per mode name)."""
+
+    mode = ""
+
+    def __init__(self, case: CaseResult):
+        super().__init__(f"{self.mode}: {case.modes[self.mode].verdict.value} on {case.config.short()}")
+        self.case = case
+
+
+_FAILURE_TYPES: dict[str, type] = {}
+
+
+def failure_type(mode: str) -> type:
+    """The ModeFailure subclass of `mode` (distinct types = distinct bugs for hypothesis)."""
+    if mode not in _FAILURE_TYPES:
+        _FAILURE_TYPES[mode] = type(f"ModeFailure[{mode}]", (ModeFailure,), {"mode": mode})
+    return _FAILURE_TYPES[mode]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to the progress callback after each newly evaluated case."""
+
+    examples: int  # distinct cases evaluated so far
+    budget: int  # the example budget of one mode's run (shrinking runs past it)
+    phase: str  # "search" until the active mode fails, then "shrink"; "cover": the covering phase
+    case: CaseResult
+    failing: tuple[str, ...]  # modes that failed so far
+    mode: str = ""  # the mode whose hypothesis run is active ("" in the covering phase)
+    calls: int = 0  # test calls in that run (cache hits included)
+
+
+def default_dtypes(device: Optional[str] = None) -> tuple[str, ...]:
+    """Every dtype the backend can test (bf16 only where its tl.dot works)."""
+    backend = get_backend(device)
+    return tuple(d for d in ("float32", "float16", "bfloat16")
+                 if backend.dtype_unsupported_reason(DTYPES[d]) is None)
+
+
+def default_max_seq_len(device: Optional[str] = None, backward: bool = False) -> int:
+    if get_backend(device).interpreter:
+        return CPU_BACKWARD_MAX_SEQ_LEN if backward else CPU_MAX_SEQ_LEN
+    return GPU_MAX_SEQ_LEN
+
+
+class _Evaluator:
+    """Memoised check_case shared by the per-mode runs: progress and the shrink budget.
+
+    While a run searches, a new case runs every mode; once the run's mode has failed, shrink
+    candidates run that mode only (the others have their own runs), and :meth:`complete`
+    later re-runs the final failing cases with every mode for the report.
+    """
+
+    # modes that count as failing a case (search's `failing`; default: verdict failed)
+    counts: Callable[[CaseResult], Sequence[str]] = staticmethod(lambda case: case.failed_modes)
+
+    def __init__(self, op, specs, device, budget: int, shrink_cases: int,
+                 progress: Optional[Callable[[ProgressEvent], None]], backward: bool = False,
+                 check: Callable[..., CaseResult] = check_case):
+        self.op, self.device, self.backward, self.check = op, device, backward, check
+        self.specs = {mode_label(s): s for s in specs}
+        self.budget, self.shrink_cases, self.progress = budget, shrink_cases, progress
+        self.cache: dict[CaseConfig, CaseResult] = {}
+        self.cases: list[CaseResult] = []
+        self.start = time.perf_counter()
+        self.first_failure: dict[str, dict[str, Any]] = {}  # mode -> {"example", "seconds"}
+        self.failing: list[str] = []
+        self.mode, self.calls, self.mode_failed_at = "", 0, None  # mode_failed_at: len(cases) then
+        self.seen: set[CaseConfig] = set()  # configurations the active run has drawn
+        self.phase = "search"
+
+    def begin(self, mode: str, distinct: int) -> None:
+        """Start the hypothesis run that hunts for failures of `mode`; it ends (searching) after
+        `distinct` different configurations, at most `tiny_quota(distinct)` of them with T <= 2."""
+        self.mode, self.calls, self.mode_failed_at = mode, 0, None
+        self.seen, self.distinct, self.tiny = set(), distinct, tiny_quota(distinct)
+
+    def __call__(self, config: CaseConfig) -> Optional[CaseResult]:
+        """`config`'s result; None for a T <= 2 draw past the run's quota (not run, not counted)."""
+        self.calls += 1
+        shrinking = self.mode_failed_at is not None
+        if not shrinking and config not in self.seen:  # a repeated draw is answered, not counted
+            if len(self.seen) >= self.distinct:
+                raise _BudgetSpent
+            if config.T <= TINY_T:
+                if self.tiny <= 0:
+                    return None
+                self.tiny -= 1
+            self.seen.add(config)
+        result = self.cache.get(config)
+        if result is None or self.mode not in result.modes:
+            if shrinking and len(self.cases) - self.mode_failed_at >= self.shrink_cases:
+                reject()  # shrink budget spent: only already-seen cases are answered
+            wanted = [self.mode] if shrinking else list(self.specs)
+            result = self._evaluate(config, [m for m in wanted if result is None or m not in result.modes])
+        if self.mode in self.counts(result) and self.mode_failed_at is None:
+            self.mode_failed_at = len(self.cases)
+        self._report(result)
+        return result
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def cover(self, configs: Sequence[CaseConfig]) -> None:
+        """The covering phase: run `configs` with every mode that has not failed yet."""
+        self.mode, self.mode_failed_at, self.phase = "", None, "cover"
+        self.calls = self.budget - len(configs)  # the progress bar's last steps
+        for config in configs:
+            wanted = [m for m in self.specs if m not in self.failing]
+            if not wanted:
+                return
+            self.calls += 1
+            result = self.cache.get(config)
+            missing = [m for m in wanted if result is None or m not in result.modes]
+            if missing:
+                result = self._evaluate(config, missing)
+            self._report(result)
+
+    def _evaluate(self, config: CaseConfig, labels: list[str]) -> CaseResult:
+        fresh = self.check(self.op, [self.specs[m] for m in labels], config, device=self.device,
+                           backward=self.backward)
+        result = self.cache.get(config)
+        if result is None:
+            result = self.cache[config] = fresh
+            self.cases.append(result)
+        else:  # add the missing modes (no pairs across separately run modes)
+            merged = {**result.modes, **fresh.modes}
+            result.modes = {m: merged[m] for m in self.specs if m in merged}
+            result.pairs += fresh.pairs
+            result.seconds += fresh.seconds
+        for mode in self.counts(result):
+            if mode not in self.failing:
+                self.failing.append(mode)
+                self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
+        return result
+
+    def mode_result(self, mode: str, config: CaseConfig):
+        """`mode` on `config` (cached; runs that mode only when missing)."""
+        result = self.cache.get(config)
+        if result is None or mode not in result.modes:
+            result = self._evaluate(config, [mode])
+        return result.modes[mode]
+
+    def complete(self, case: CaseResult) -> None:
+        """Re-run `case` with every mode (pairs included) if shrinking ran only some."""
+        if list(case.modes) == list(self.specs) and len(case.pairs) == len(self.specs) * (len(self.specs) - 1) // 2:
+            return
+        full = self.check(self.op, list(self.specs.values()), case.config, device=self.device,
+                          backward=self.backward)
+        case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
+        case.seconds += full.seconds
+
+    def _report(self, result: CaseResult) -> None:
+        if self.progress:
+            phase = "shrink" if self.mode_failed_at is not None else self.phase
+            self.progress(ProgressEvent(len(self.cases), self.budget, phase, result, tuple(self.failing),
+                                        self.mode, self.calls))
+
+
+def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[str]] = None,
+           examples: Optional[int] = None, seed: Optional[int] = None,
+           max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
+           profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
+           progress: Optional[Callable[[ProgressEvent], None]] = None,
+           database_root: Optional[Path] = REPORTS_DIR, backward: bool = False,
+           failing: Optional[Callable[[CaseResult], Sequence[str]]] = None) -> SearchResult:
+    """Search `op`'s configuration space for cases where some of `modes` fail.
+
+    One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
+    every case runs all modes and is memoised, so the runs share their cases. A run draws
+    `examples` different configurations (a repeated draw is answered from the cache and not
+    counted; T <= 2 draws past :func:`tiny_quota` are skipped). Profiles with ``cover`` (ci, nightly) then run a covering phase: one case per stratum of
+    :func:`fla_check.strategies.strata` (beyond one, two, three 64-chunks for every dtype;
+    beyond one, two, three 16-sub-chunks), drawn from the same strategy with a fixed seed (the
+    run's seed if given; random in non-derandomized profiles), with every mode that has not
+    failed yet; the hypothesis runs get the rest of the budget. It is left out where it would
+    take more than half the budget. A failure found there is not shrunk by hypothesis, only
+    simplified (:mod:`fla_check.engine.simplify`). `mask_fills`
+    restricts packing to reset masks filled with those values (the space the masking bug lives
+    in); otherwise every packing is drawn with the default fills (plus the extreme ones in the
+    nightly profile). `examples` overrides the profile's budget (per mode run); `seed` makes
+    the run depend on the seed alone. `progress` is called after every case. `backward`
+    checks the gradients too (:mod:`fla_check.engine.gradients`; modes without backward are
+    UNSUPPORTED) and is recorded in the options.
+    `failing(case)` names the modes that count as failing a case (default: those whose verdict
+    failed); ``fla-check selftest`` counts a planted bug only where the clean kernel passes.
+    """
+    return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
+                   mask_fills=mask_fills, profile=profile, device=device, progress=progress,
+                   database_root=database_root, backward=backward, failing=failing)
+
+
+def planned_cases(op: OpLike, *, modes: Sequence[ModeLike] = ("recurrent",), dtypes: Optional[Sequence[str]] = None,
+                  examples: Optional[int] = None, seed: Optional[int] = None, max_seq_len: Optional[int] = None,
+                  mask_fills: Optional[Sequence[Fill]] = None, profile: str = DEFAULT_PROFILE,
+                  device: Optional[str] = None, backward: bool = False) -> list[CaseConfig]:
+    """The configurations a search with these arguments draws when every case passes with a
+    score of 0, in order, without running a kernel (the hypothesis runs and the covering phase
+    as :func:`search`; a real run differs where hypothesis' targeting follows the scores)."""
+    result = _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
+                     mask_fills=mask_fills, profile=profile, device=device, database_root=None,
+                     backward=backward, check=_passing_check)
+    return [c.config for c in result.cases]
+
+
+def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool = False) -> CaseResult:
+    """check_case's stand-in for :func:`planned_cases`: every mode OK, no outputs (score 0)."""
+    return CaseResult(config, {mode_label(m): ModeResult(mode_label(m), Verdict.OK) for m in modes},
+                      backward=backward)
+
+
+def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
+            database_root, backward, failing=None, progress=None,
+            check: Callable[..., CaseResult] = check_case) -> SearchResult:
+    op_spec = resolve_op(op)
+    specs = resolve_modes(op_spec, modes)
+    if not specs:
+        raise ValueError("no modes to check")
+    prof = get_profile(profile)
+    space = _space(op_spec.name, prof, dtypes, max_seq_len or default_max_seq_len(device, backward), mask_fills,
+                   device)
+    labels = [mode_label(s) for s in specs]
+    budget = prof.examples if examples is None else examples
+    result = SearchResult(op=op_spec.name, modes=labels,
+                          options=_options_json(space, prof.name, budget, seed, device))
+    if backward:
+        result.options["backward"] = True
+    cover = _covering(space, prof, budget, seed)
+    result.options["covering"] = len(cover)
+    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)
+    if failing is not None:
+        evaluate.counts = failing
+    shrunk: dict[str, CaseResult] = {}
+    for label in labels if budget > len(cover) else []:
+        db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
+            if database_root else None
+        distinct = budget - len(cover)
+        # room for repeated draws (answered from the cache, not counted); hypothesis' targeting
+        # starts at half of max_examples
+        settings = hypothesis_settings(prof, examples=distinct + distinct // 4, seed=seed, database=db)
+        evaluate.begin(label, distinct)
+        try:
+            _hypothesis_test(space, evaluate, label, settings, seed)()
+        except _BudgetSpent:
+            pass
+        except KeyboardInterrupt:
+            result.interrupted = True
+            break
+        except ModeFailure as exc:
+            shrunk[label] = exc.case
+    if cover and not result.interrupted:
+        try:
+            evaluate.cover(cover)
+        except KeyboardInterrupt:
+            result.interrupted = True
+    result.first_failure = evaluate.first_failure
+    _assign_failures(result, shrunk, evaluate.cases, evaluate.counts)
+    if not result.interrupted:
+        _simplify_failures(result, evaluate, prof.shrink_cases)
+    result.cases = evaluate.cases
+    try:
+        for index in sorted(set(result.failures.values())) if not result.interrupted else []:
+            evaluate.complete(result.cases[index])
+    except KeyboardInterrupt:
+        result.interrupted = True
+    result.seconds = evaluate.elapsed()
+    return result
+
+
+def _covering(space: SpaceOptions, prof, budget: int, seed: Optional[int]) -> list[CaseConfig]:
+    """The covering phase's cases (none where the profile has none, or they would take more
+    than half of `budget`)."""
+    if not prof.cover or 2 * len(strata(space)) > budget:
+        return []
+    return covering_configs(space, seed if seed is not None else 0 if prof.derandomize else None)
+
+
+def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device) -> SpaceOptions:
+    return SpaceOptions(
+        op=op, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
+        max_seq_len=max_seq_len or default_max_seq_len(device),
+        mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
+        small=get_backend(device).interpreter)
+
+
+def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, settings, seed: Optional[int]):
+    """The test of one mode's run: targets the case's digits at risk, then every mode's score
+    (so all runs draw alike)."""
+
+    @settings
+    @given(case_configs(space))
+    def run_case(config: CaseConfig) -> None:
+        result = evaluate(config)
+        if result is None:
+            return
+        target(digits_at_risk(config), label=DIGITS_LABEL)  # first: hypothesis climbs it first
+        for label, r in result.modes.items():
+            if r.verdict is not Verdict.UNSUPPORTED:
+                target(float(r.score), label=label)
+        if mode in evaluate.counts(result):
+            raise failure_type(mode)(result)
+
+    return hypothesis.seed(seed)(run_case) if seed is not None else run_case
+
+
+def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult], cases: list[CaseResult],
+                     counts: Callable[[CaseResult], Sequence[str]]) -> None:
+    """Mode -> index of its shrunk case, or of its smallest failing case (interrupted runs)."""
+    index = {id(c): i for i, c in enumerate(cases)}
+    for mode in result.modes:
+        case = shrunk.get(mode)
+        if case is None:
+            failing = [c for c in cases if mode in counts(c)]
+            if not failing:
+                continue
+            case = min(failing, key=lambda c: _size(c.config))
+        else:
+            result.shrunk.append(mode)
+        result.failures[mode] = index[id(case)]
+
+
+def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) -> None:
+    """Localization-guided simplification of each failing mode's case (see fla_check.engine.simplify)."""
+    for mode, i in list(result.failures.items()):
+        case = evaluate.cases[i]
+        verdict = case.modes[mode].verdict
+
+        def fails(config: CaseConfig, mode=mode, verdict=verdict):
+            r = evaluate.mode_result(mode, config)
+            return r if r.verdict is verdict and mode in evaluate.counts(evaluate.cache[config]) else None
+
+        try:
+            config = simplify(case.config, case.modes[mode], fails, budget)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            return
+        if config != case.config:
+            found = evaluate.cache[config]
+            result.failures[mode] = next(j for j, c in enumerate(evaluate.cases) if c is found)
+            result.simplified.append(mode)
+
+
+def _size(c: CaseConfig) -> tuple:
+    return (c.T, c.B * c.H, c.K + c.V, sum(len(r) for r in c.segments), c.initial_state, c.seed)
+
+
+def _options_json(space: SpaceOptions, profile: str, budget: int, seed: Optional[int],
+                  device: Optional[str]) -> dict[str, Any]:
+    return {"profile": profile, "examples": budget, "seed": seed, "device": get_backend(device).device,
+            "dtypes": list(space.dtypes), "max_seq_len": space.max_seq_len,
+            "mask_fills": list(space.mask_fills) if space.mask_fills else None,
+            "extreme_fills": space.extreme_fills}
+
+
+def dtype_list(text: str) -> tuple[str, ...]:
+    """Parse 'fp32,fp16' into canonical dtype names."""
+    return tuple(dtype_name(t) for t in text.split(",") if t.strip())

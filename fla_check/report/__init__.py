@@ -1,0 +1,1 @@
+"""Console helpers and report storage shared by the commands' renderers."""

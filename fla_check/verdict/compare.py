@@ -1,0 +1,228 @@
+"""Metrics and the verdict rule: an error model (docs/verdict.md).
+
+For one named output with ``r`` = the float64 reference and ``k`` = the kernel mode, the
+*baseline* is the error the mode's declared arithmetic
+(:class:`~fla_check.verdict.arithmetic.Arithmetic`) makes on the same inputs, sampled by a
+Monte Carlo emulation (:mod:`fla_check.verdict.emulation`, :mod:`fla_check.verdict.baselines`):
+``s`` = the samples' largest rel-RMSE, ``m`` = their largest max-abs error. Then ::
+
+    NONFINITE  if k has NaN/Inf where r is finite
+    DIVERGED   unless  relrms(k) <= a * s + TAU32 + cancel / rms(r)
+                  and  max|k-r| <= a_max * m + SLACK_ULPS * eps32 * max|r| * sqrt(L) + cancel
+    OK         otherwise
+
+with ``relrms(x) = rms(x-r) / (rms(r) + 1e-8)`` (fla's ``get_err_ratio``), ``a = 2``,
+``a_max = 3`` forward and ``3``, ``4`` backward (gradients: the backward kernels round on their
+own, which the emulation's autograd does not sample).
+
+fp32 slack. ``TAU32`` and the max-abs term are fp32-sized whatever the dtype: every mode
+accumulates in fp32 in an order the emulation does not sample (``L`` = the longest sequence,
+a random walk over the steps that feed one output). They matter only where the sampled error
+is itself at fp32 level, and are 100x below a 0.3% error.
+
+Cancelling sums (backward). The log-gate gradient ``dg`` is computed by every fast algorithm
+(recurrent and chunk) as a reverse cumulative sum of ``q*dq - k*dk``, terms much larger than
+the result, accumulated in fp32, while autograd on the emulation never forms them. For ``dg``
+the caller passes ``cancel_scale``, the magnitude of those terms
+(:func:`fla_check.engine.gradients.cancellation_scales`), and both bounds grow by ::
+
+    cancel = SLACK_ULPS * eps32 * cancel_scale * sqrt(L)     (max-abs; / rms(r) for rel-RMSE)
+
+The gate cumsum's own rounding (what a -1e4 mask fill costs a chunk kernel: ``eps32 |G|`` in
+the exponent) is not an allowance: the emulation of a chunk mode rounds its cumsum and so
+samples it, scoped to the modes that take one; recurrent modes get none.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+A_FORWARD = 2.0
+A_MAX_FORWARD = 3.0
+A_BACKWARD = 3.0
+A_MAX_BACKWARD = 4.0
+EPS32 = torch.finfo(torch.float32).eps
+TAU32 = 2e-5  # fp32 slack, rel-RMSE
+SLACK_ULPS = 8.0  # fp32 slack, max-abs: fp32 ulps at the output's scale times sqrt(L)
+RMS_EPS = 1e-8  # fla's get_err_ratio denominator guard
+
+
+class Verdict(str, enum.Enum):
+    """Outcome for one output, one mode on one case, or one mode over a whole run."""
+
+    OK = "OK"
+    NONDETERMINISTIC = "NONDETERMINISTIC"  # within tolerance, but a second run on the same inputs differs
+    DIVERGED = "DIVERGED"
+    NONFINITE = "NONFINITE"
+    ERROR = "ERROR"
+    UNSUPPORTED = "UNSUPPORTED"
+
+    @property
+    def failed(self) -> bool:
+        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
+
+
+# Severity when combining verdicts: the worst one wins.
+_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
+             Verdict.NONFINITE: 4, Verdict.ERROR: 5}
+
+
+def worst(verdicts) -> Verdict:
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR)."""
+    verdicts = list(verdicts)
+    return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Error of one tensor against the float64 reference."""
+
+    max_abs: float  # max |x - r| over elements where r is finite (inf when x is not)
+    rel_rms: float  # rms(x - r) / (rms(r) + 1e-8)
+    nonfinite: int  # NaN/Inf elements of x where r is finite
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_abs": json_float(self.max_abs), "rel_rms": json_float(self.rel_rms), "nonfinite": self.nonfinite}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Metrics":
+        return cls(float(d["max_abs"]), float(d["rel_rms"]), int(d["nonfinite"]))
+
+
+def measure(x: Tensor, ref: Tensor) -> Metrics:
+    """Max-abs error, fla-style relative RMSE and non-finite count of `x` against `ref`."""
+    x = x.detach().to(torch.float64)
+    ref = ref.detach().to(torch.float64)
+    ok = torch.isfinite(ref)
+    nonfinite = int((~torch.isfinite(x) & ok).sum())
+    if nonfinite:
+        return Metrics(math.inf, math.inf, nonfinite)
+    if not bool(ok.any()):
+        return Metrics(0.0, 0.0, 0)
+    diff = (x - ref)[ok]
+    rms_ref = ref[ok].square().mean().sqrt().item()
+    return Metrics(diff.abs().max().item(), diff.square().mean().sqrt().item() / (rms_ref + RMS_EPS), 0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One named output of one mode, judged against reference and baseline."""
+
+    name: str
+    kernel: Metrics
+    baseline: Metrics  # the sampled error of the declared arithmetic (m, s)
+    bound_max_abs: float  # a_max * m + slack (+ cancel)
+    bound_rel_rms: float  # a * s + TAU32 (+ cancel)
+    verdict: Verdict
+
+    @property
+    def ratio(self) -> float:
+        """Kernel rel-RMSE over the baseline's, the baseline taken at least at the fp32 slack's
+        share (TAU32 / a): how many times the error the declared arithmetic allows ("x base").
+        A clean fp32 kernel whose bound is the slack then reads ~0.1x, not 10x its rounding."""
+        return _ratio(self.kernel.rel_rms, max(self.baseline.rel_rms, TAU32 / A_FORWARD))
+
+    @property
+    def score(self) -> float:
+        """Fraction of the allowed error used (> 1 means DIVERGED); 1e6 for non-finite."""
+        if self.kernel.nonfinite:
+            return 1e6
+        return min(1e6, max(_ratio(self.kernel.max_abs, self.bound_max_abs),
+                            _ratio(self.kernel.rel_rms, self.bound_rel_rms)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "verdict": self.verdict.value, "kernel": self.kernel.to_json(),
+                "baseline": self.baseline.to_json(), "bound_max_abs": json_float(self.bound_max_abs),
+                "bound_rel_rms": json_float(self.bound_rel_rms), "ratio": json_float(self.ratio),
+                "score": json_float(self.score)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Comparison":
+        return cls(d["name"], Metrics.from_json(d["kernel"]), Metrics.from_json(d["baseline"]),
+                   float(d["bound_max_abs"]), float(d["bound_rel_rms"]), Verdict(d["verdict"]))
+
+
+def _rms(ref: Tensor) -> float:
+    finite = ref[torch.isfinite(ref)]
+    return finite.square().mean().sqrt().item() if finite.numel() else 0.0
+
+
+def _amax(ref: Tensor) -> float:
+    finite = ref[torch.isfinite(ref)]
+    return finite.abs().max().item() if finite.numel() else 0.0
+
+
+def compare(name: str, kernel: Tensor, ref: Tensor, baseline: Metrics, *, steps: int,
+            backward: bool = False, cancel_scale: float = 0.0) -> Comparison:
+    """Apply the verdict rule (module doc) to one output: `baseline` is the sampled error
+    (max-abs m, rel-RMSE s) of the mode's declared arithmetic, `steps` the accumulation length
+    (longest sequence), `cancel_scale` the magnitude of the terms of a cancelling sum (dg)."""
+    a, a_max = (A_BACKWARD, A_MAX_BACKWARD) if backward else (A_FORWARD, A_MAX_FORWARD)
+    k = measure(kernel, ref)
+    r = ref.detach().double()
+    walk = math.sqrt(max(1, steps))
+    bound_max = a_max * baseline.max_abs + SLACK_ULPS * EPS32 * _amax(r) * walk
+    bound_rms = a * baseline.rel_rms + TAU32
+    if cancel_scale > 0:
+        cancel = SLACK_ULPS * EPS32 * cancel_scale * walk
+        bound_max += cancel
+        bound_rms += cancel / (_rms(r) + RMS_EPS)
+    if k.nonfinite:
+        verdict = Verdict.NONFINITE
+    elif k.max_abs <= bound_max and k.rel_rms <= bound_rms:
+        verdict = Verdict.OK
+    else:
+        verdict = Verdict.DIVERGED
+    return Comparison(name, k, baseline, bound_max, bound_rms, verdict)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Mode-vs-mode difference on one output: max|a-b| and rms(a-b)/rms(ref)."""
+
+    name: str
+    max_abs: float
+    rel_rms: float
+    agree: bool  # max|a-b| <= bound_a + bound_b (both within their bound implies this)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "max_abs": json_float(self.max_abs), "rel_rms": json_float(self.rel_rms),
+                "agree": self.agree}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Agreement":
+        return cls(d["name"], float(d["max_abs"]), float(d["rel_rms"]), bool(d["agree"]))
+
+
+def agreement(name: str, a: Tensor, b: Tensor, ref: Tensor, bound_a: float, bound_b: float) -> Agreement:
+    """Pairwise agreement of two modes on one output (scaled by the reference's RMS)."""
+    a64, b64, r64 = (t.detach().to(torch.float64) for t in (a, b, ref))
+    diff = a64 - b64
+    if not bool(torch.isfinite(diff).all()):
+        both_nan = torch.isnan(a64) & torch.isnan(b64)
+        same = bool(((a64 == b64) | both_nan).all())
+        return Agreement(name, 0.0 if same else math.inf, 0.0 if same else math.inf, same)
+    rms_ref = r64[torch.isfinite(r64)].square().mean().sqrt().item() if r64.numel() else 0.0
+    max_abs = diff.abs().max().item() if diff.numel() else 0.0
+    rel = diff.square().mean().sqrt().item() / (rms_ref + RMS_EPS) if diff.numel() else 0.0
+    return Agreement(name, max_abs, rel, max_abs <= bound_a + bound_b)
+
+
+def _ratio(x: float, bound: float) -> float:
+    if x == 0:
+        return 0.0
+    if bound <= 0 or math.isinf(x):
+        return math.inf
+    return x / bound
+
+
+def json_float(x: float) -> Any:
+    """JSON-safe float: non-finite values become the strings 'inf', '-inf', 'nan'."""
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")

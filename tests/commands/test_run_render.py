@@ -1,0 +1,63 @@
+"""The run renderer: 80 columns, no colour when asked, strict JSON reports."""
+import json
+
+import pytest
+from _fake_modes import registered
+
+from fla_check.commands.run.render import render_case, render_run, replay_command
+from fla_check.report.console import make_console
+from fla_check.report.storage import SCHEMA_VERSION, write_report
+from fla_check.engine.search import search
+
+
+@pytest.fixture(scope="module")
+def failing_run():
+    with registered("gla"):
+        return search("gla", ["test:clean", "test:dropped", "test:raises"], examples=6, seed=2, max_seq_len=40,
+                      dtypes=["fp32"], database_root=None)
+
+
+def _render(fn, *args, **console_kw):
+    console = make_console(width=80, **console_kw)
+    with console.capture() as cap:
+        fn(console, *args)
+    return cap.get()
+
+
+def test_run_report_content(failing_run, tmp_path):
+    out = _render(render_run, failing_run, tmp_path / "r.json")
+    assert "test:dropped" in out and "DIVERGED" in out and "test:raises" in out and "ERROR" in out
+    assert "packing:" in out and "seed" in out and "planted kernel crash" in out
+    assert f"replay: fla-check replay {tmp_path / 'r.json'} --case " in out
+    assert "mode vs mode" in out and "verdict: FAIL" in out
+
+
+def test_tables_fit_80_columns(failing_run, tmp_path):
+    out = _render(render_run, failing_run, tmp_path / "r.json")
+    soft = ("  replay:", "  packing:", "  o first", "  error:", "    ")  # soft-wrapped, copy-pasteable
+    long = [ln for ln in out.splitlines() if len(ln) > 80 and not ln.startswith(soft)]
+    assert not long, long
+
+
+def test_no_color(failing_run, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert "\x1b[" in _render(render_run, failing_run)
+    assert "\x1b[" not in _render(render_run, failing_run, no_color=True)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in _render(render_run, failing_run)
+
+
+def test_render_case(failing_run):
+    case = failing_run.cases[failing_run.failures["test:dropped"]]
+    out = _render(render_case, case, "replay")
+    assert "test:dropped" in out and "first exceeds tolerance" in out and "verdict: ERROR" in out
+
+
+def test_report_json_is_strict(failing_run, tmp_path):
+    path = write_report(failing_run.to_json(), tmp_path / "r.json")
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+    assert data["schema_version"] == SCHEMA_VERSION and data["failures"] and data["cases"][data["failures"]["test:dropped"]]["config"]["op"] == "gla"
+
+
+def test_replay_command(tmp_path):
+    assert replay_command(tmp_path / "a b.json", 3) == f"fla-check replay '{tmp_path}/a b.json' --case 3"

@@ -1,0 +1,255 @@
+"""`fla-check selftest` on CPU: every planted bug is caught by the ci search, the clean kernels
+pass the same runs, and the CLI reports the mutation score with the right exit code.
+
+Budget: the ci profile's strategies and example budget, but no shrinking (the shrink budget
+only polishes the reported case, it never decides a catch) -- see docs/selftest.md.
+"""
+import dataclasses
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fla_check.commands.selftest import mutants as catalog
+from fla_check.cases import CaseConfig
+from fla_check.cli import main
+from fla_check.verdict.compare import Verdict
+from fla_check.commands.selftest.mutants import MUTANTS, SUBTLE, USAGE_CASES, Mutant
+from fla_check.engine.profiles import PROFILES
+from fla_check.engine.runner import CaseResult, ModeResult, check_case
+from fla_check.engine.search import SearchResult
+from fla_check.commands.selftest.engine import (BROKEN, CAUGHT, EntryResult, _check_broken, _Clock, _Control, _find_kill,
+                                run_mutant, run_selftest, run_usage)
+from fla_check.commands.selftest.render import results_table
+
+
+@pytest.fixture
+def no_shrink(monkeypatch):
+    monkeypatch.setitem(PROFILES, "ci", dataclasses.replace(PROFILES["ci"], shrink_cases=0))
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
+def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
+    (r,) = run_mutant(mutant, profile="ci")
+    assert r.caught and r.status == CAUGHT, r.note
+    assert r.backward == mutant.backward
+    assert r.verdict in ("DIVERGED", "NONFINITE") and r.examples <= PROFILES["ci"].examples  # not ERROR
+    assert r.shrunk is not None and r.shrunk_control == "OK"  # the reported case kills it
+    if mutant.modes != ("fused_chunk",):  # the clean fused_chunk fails strong decay on its own
+        assert r.control_failures == 0  # the clean kernel passes every case of that run
+
+
+@pytest.mark.parametrize("case", USAGE_CASES, ids=lambda c: c.id)
+def test_mask_fill_flags_chunk_and_not_recurrent(case, no_shrink):
+    (r,) = run_usage(case, profile="ci")
+    assert r.caught, r.note
+    assert r.mode == "chunk" and r.control_failures == 0 and "recurrent: OK" in r.shrunk_control
+
+
+FP16_STATE = [m for m in MUTANTS if m.kind == "fp16-accumulator"]
+
+
+@pytest.mark.parametrize("mutant", FP16_STATE, ids=lambda m: m.id)
+def test_fp16_state_is_caught_on_the_fp32_final_state_with_margin(mutant):
+    """An fp16 state costs ~1e-3 rel-RMSE at T=130 (fp16, no decay). The recurrent modes declare
+    an fp32 state, so the emulated baseline of `ht` rounds no state: the clean kernel sits >= 10x
+    inside its bound and the mutant >= 10x outside it. (Before the error model this took a
+    per-mode fp32_state flag judging `ht` at fp32 floors.)"""
+    (spec,) = mutant.mode_specs()
+    gate = {} if mutant.op == "delta" else dict(zero_gate_frac=1.0)
+    config = CaseConfig(op=mutant.op, dtype="float16", B=1, T=130, H=1, K=16, V=16, seed=0, **gate)
+    r = check_case(mutant.op, [spec, "recurrent"], config)
+    bad, clean = r.modes["mutant:recurrent"], r.modes["recurrent"]
+    assert bad.verdict.failed and not clean.verdict.failed
+    ht, clean_ht = (next(c for c in m.outputs if c.name == "ht") for m in (bad, clean))
+    assert ht.kernel.rel_rms > 10 * ht.bound_rel_rms
+    assert clean_ht.kernel.rel_rms < 0.1 * clean_ht.bound_rel_rms
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, ["selftest", *map(str, args)])
+
+
+def test_cli_json_and_exit_0_when_caught(no_shrink):
+    res = _cli("--mutants", "gla.recurrent.scale", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert (data["caught"], data["total"], data["score"]) == (1, 1, 1.0)
+    (row,) = data["results"]
+    assert row["id"] == "gla.recurrent.scale" and row["examples"] >= 1 and row["seconds"] >= 0
+
+
+def test_cli_table_and_exit_1_when_a_mutant_escapes(monkeypatch):
+    # an equivalent mutant (multiplies by one): nothing can catch it
+    same = Mutant("gla.recurrent.times-one", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
+                  (("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
+                    "        tl.store(p_o, (b_o * 1.0).to(p_o.dtype.element_ty), mask=m_v)\n"),), "no-op")
+    monkeypatch.setattr(catalog, "MUTANTS", (same,))
+    res = _cli("--mutants", "gla.recurrent", "--profile", "smoke", "--no-color")
+    assert res.exit_code == 1, res.output
+    assert "mutation score: 0/1 (0.0%)" in res.stdout and "missed gla.recurrent.times-one" in res.stdout
+
+
+def test_cli_list_and_usage_errors():
+    res = _cli("--list", "--op", "delta", "--no-color")
+    assert res.exit_code == 0 and "delta.chunk.ut-sign" in res.stdout and "gla.chunk" not in res.stdout
+    res = _cli("--mutants", "gla.nope")
+    assert res.exit_code == 2 and "no mutant matches 'gla.nope'" in res.output
+    assert _cli("--op", "foo").exit_code == 2
+
+
+def test_selftest_result_counts_the_score(no_shrink):
+    result = run_selftest(ids=["gla.chunk.scale"])
+    assert (result.caught, result.total, result.all_caught) == (1, 1, True)
+    assert json.loads(json.dumps(result.to_json()))["results"][0]["mode"] == "chunk"
+
+
+# -- the kill rule: ERROR is a broken mutant, not a caught bug ---------------------------------
+NOT_COMPILING = Mutant("gla.recurrent.not-compiling", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
+                       (("        b_o = tl.sum(b_h * b_q[:, None], 0)\n",
+                         "        b_o = tl.sum(b_h * b_q[:, None], 0) + name_that_is_not_defined\n"),),
+                       "a rewrite that does not compile")
+
+
+def test_a_mutant_that_does_not_compile_is_broken_not_caught():
+    (r,) = run_mutant(NOT_COMPILING, profile="smoke")
+    assert (r.caught, r.status) == (False, BROKEN)
+    assert r.errors == r.searched > 0 and "name_that_is_not_defined" in r.error
+    assert r.examples is None and r.verdict == "" and "broken mutant" in r.note
+
+
+def test_broken_counts_as_not_caught_in_the_score_and_the_cli(monkeypatch):
+    monkeypatch.setattr(catalog, "MUTANTS", (NOT_COMPILING,))
+    result = run_selftest(ids=["gla.recurrent"], profile="smoke")
+    assert (result.caught, result.total, result.broken, result.all_caught) == (0, 1, 1, False)
+    assert json.loads(json.dumps(result.to_json()))["results"][0]["status"] == "broken"
+    res = _cli("--mutants", "gla.recurrent", "--profile", "smoke", "--no-color")
+    assert res.exit_code == 1, res.output
+    assert "mutation score: 0/1 (0.0%), 1 broken (not caught)" in res.stdout
+    assert "broken gla.recurrent.not-compiling" in res.stdout and "BROKEN" in res.stdout
+
+
+def _fake_case(config, label, verdict):
+    return CaseResult(config, {label: ModeResult(label, verdict, reason="boom" if verdict is Verdict.ERROR else "")})
+
+
+def test_a_kill_does_not_count_when_the_mutant_also_raises():
+    """A DIVERGED case the clean mode passes, then a case where the mutant raises and the clean
+    mode does not: broken (not caught); an ERROR where the clean mode raises too is not the mutant's."""
+    a = CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=1)
+    b = CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=2)
+    control = _Control("gla", "recurrent", None)
+    control.cache = {a: _fake_case(a, "recurrent", Verdict.OK), b: _fake_case(b, "recurrent", Verdict.OK)}
+    result = SearchResult("gla", ["mutant:recurrent"], {}, cases=[_fake_case(a, "mutant:recurrent", Verdict.DIVERGED),
+                                                                  _fake_case(b, "mutant:recurrent", Verdict.ERROR)])
+    entry = EntryResult("x", "scale", "gla", "recurrent", caught=False)
+    _find_kill(entry, result, "mutant:recurrent", control, _Clock())
+    assert entry.caught and entry.examples == 1
+    _check_broken(entry, result, "mutant:recurrent", control)
+    assert (entry.caught, entry.status, entry.errors, entry.error) == (False, BROKEN, 1, "boom")
+    control.cache[b] = _fake_case(b, "recurrent", Verdict.ERROR)  # the clean kernel raises too
+    entry = EntryResult("x", "scale", "gla", "recurrent", caught=False)
+    _find_kill(entry, result, "mutant:recurrent", control, _Clock())
+    _check_broken(entry, result, "mutant:recurrent", control)
+    assert (entry.caught, entry.status, entry.errors) == (True, CAUGHT, 0)
+
+
+def test_an_error_alone_does_not_kill():
+    a = CaseConfig(op="gla", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=1)
+    control = _Control("gla", "recurrent", None)
+    control.cache = {a: _fake_case(a, "recurrent", Verdict.OK)}
+    result = SearchResult("gla", ["mutant:recurrent"], {}, cases=[_fake_case(a, "mutant:recurrent", Verdict.ERROR)])
+    entry = EntryResult("x", "scale", "gla", "recurrent", caught=False)
+    _find_kill(entry, result, "mutant:recurrent", control, _Clock())
+    assert not entry.caught and entry.examples is None
+
+
+def test_report_marks_backward_entries():
+    from rich.console import Console
+
+    rows = [EntryResult("gla.chunk.dq-scale", "grad-scale", "gla", "chunk", True, 2, 1.5, status=CAUGHT,
+                        backward=True),
+            EntryResult("gla.chunk.o-late", "o-late", "gla", "chunk", True, 3, 2.0, status=CAUGHT)]
+    console = Console(width=80, no_color=True, record=True)
+    console.print(results_table(rows))
+    lines = console.export_text().splitlines()
+    assert any("gla.chunk.dq-scale" in line and "chunk bwd" in line for line in lines)
+    assert any("gla.chunk.o-late" in line and "bwd" not in line for line in lines)
+
+
+# -- subtle mutants (issue 13): each one on a hand-picked multi-chunk case ---------------------
+# Which output each rewrite touches (a backward mutant of GLA's recurrent dq/dk also moves dg,
+# which is built from them; only the named output is asserted).
+_OUTPUT = {"o-late": "o", "o-small": "o", "ht-late": "ht", "fp16-state": "ht", "dq-scale": "dq",
+           "dk-scale": "dk", "dg-scale": "dg", "dbeta-scale": "dbeta"}
+
+
+def _subtle_case(mutant: Mutant, dtype: str = "float32", **kw) -> CaseConfig:
+    """T = 100: two 64-token chunks (chunk, delta chunk), seven 16-token ones (fused_chunk)."""
+    return CaseConfig(op=mutant.op, dtype=dtype, B=1, T=100, H=1, K=16, V=16, seed=0, **kw)
+
+
+def _run_subtle(mutant: Mutant, config: CaseConfig):
+    (spec,) = mutant.mode_specs()
+    r = check_case(mutant.op, [spec, spec.name], config, backward=mutant.backward)
+    return r.modes[f"mutant:{spec.name}"], r.modes[spec.name]
+
+
+def _assert_caught(mutant: Mutant, config: CaseConfig) -> None:
+    bad, clean = _run_subtle(mutant, config)
+    assert clean.verdict is Verdict.OK, [(c.name, c.score) for c in clean.outputs]
+    name = _OUTPUT[mutant.id.rsplit(".", 1)[1]]
+    out = next(c for c in bad.outputs if c.name == name)
+    assert bad.verdict is Verdict.DIVERGED and out.verdict is Verdict.DIVERGED, \
+        f"{name}: rel_rms {out.kernel.rel_rms:.3g} bound {out.bound_rel_rms:.3g}"
+
+
+@pytest.mark.parametrize("mutant", SUBTLE, ids=lambda m: m.id)
+def test_subtle_mutant_diverges_on_a_two_chunk_fp32_case(mutant):
+    _assert_caught(mutant, _subtle_case(mutant))
+
+
+FP16_CAUGHT = [m for m in SUBTLE if m.kind in ("o-late", "ht-late", "grad-scale")]
+
+
+@pytest.mark.parametrize("mutant", FP16_CAUGHT, ids=lambda m: m.id)
+def test_subtle_mutant_diverges_on_a_two_chunk_fp16_case(mutant):
+    """A 2% error is far outside fp16's error (about 3e-4 rel-RMSE here)."""
+    _assert_caught(mutant, _subtle_case(mutant, "float16"))
+
+
+FP16_STATE_FP32_DOTS = [m for m in SUBTLE if m.kind == "fp16-state" and m.op in ("delta", "gated_delta")]
+
+
+@pytest.mark.parametrize("mutant", FP16_STATE_FP32_DOTS, ids=lambda m: m.id)
+def test_fp16_chunk_state_diverges_on_fp16_inputs(mutant):
+    """The delta-rule chunk kernels compute in fp32 with IEEE dots whatever the input dtype:
+    their ht error on this fp16 case is ~1e-7, the fp16 state's ~2e-4. (Not decisive for GLA on
+    fp16 inputs, by declared arithmetic: chunk stores h in the input dtype, clean ht error
+    ~8e-5; fused_chunk's fp32 dots are TF32 for fp16 inputs, clean ht error ~1.8e-4. Their
+    fp16 state is caught on fp32 inputs, above.)"""
+    _assert_caught(mutant, _subtle_case(mutant, "float16"))
+
+
+O_SMALL = next(m for m in SUBTLE if m.kind == "o-small")
+
+
+def test_a_0_3_percent_error_diverges_in_fp32_with_a_1e4_mask_fill():
+    """o x1.003 on a packed fp32 case with the -1e4 fill inside the first chunk: the clean chunk
+    kernel's error is ~1e-4 (the fp32 chunk-local cumsum holds the gates after the fill to
+    ~1e-3 absolute), the mutant's 3e-3. A flat large-fill allowance (the verdict before the
+    error model: bound 4.5e-3) let it through; the bound from the emulated chunked algorithm
+    (~5e-4) must not."""
+    _assert_caught(O_SMALL, _subtle_case(O_SMALL, packing="mask", segments=((40, 60),), mask_fill=-1e4))
+
+
+@pytest.mark.parametrize("mutant", [m for m in SUBTLE if m.kind in ("o-late", "ht-late")], ids=lambda m: m.id)
+def test_late_mutants_are_invisible_on_a_single_chunk(mutant):
+    """The o-late / ht-late rewrites only act from the second chunk on: the search has to reach a
+    multi-chunk case to catch them."""
+    (spec,) = mutant.mode_specs()
+    T = 16 if spec.name == "fused_chunk" else 40
+    config = CaseConfig(op=mutant.op, dtype="float32", B=1, T=T, H=1, K=16, V=16, seed=0)
+    bad, clean = _run_subtle(mutant, config)
+    assert bad.verdict is Verdict.OK and clean.verdict is Verdict.OK
+    assert [c.kernel.rel_rms for c in bad.outputs] == [c.kernel.rel_rms for c in clean.outputs]

@@ -1,0 +1,180 @@
+"""The verdict rule: metrics, bounds, fp32 slack, the cancelling-sum term, and calibration margins."""
+import math
+
+import pytest
+import torch
+
+from fla_check.verdict.compare import (A_BACKWARD, A_FORWARD, A_MAX_BACKWARD, A_MAX_FORWARD, Verdict, agreement, compare,
+                               measure, worst)
+
+
+def _ref(shape=(1, 32, 2, 16), seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _noise(ref, rel, seed=1):
+    return ref + rel * torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_measure_exact_and_nonfinite():
+    r = _ref()
+    assert measure(r, r) == measure(r.float(), r.float().double())
+    m = measure(r, r)
+    assert m.max_abs == 0 and m.rel_rms == 0 and m.nonfinite == 0
+    bad = r.clone()
+    bad[0, 3, 1, :4] = math.nan
+    bad[0, 4, 0, 0] = math.inf
+    assert measure(bad, r).nonfinite == 5 and measure(bad, r).max_abs == math.inf
+
+
+def test_measure_ignores_elements_where_reference_is_not_finite():
+    r = _ref()
+    r[0, 0, 0, 0] = math.inf
+    k = r.clone()
+    k[0, 0, 0, 0] = math.nan
+    assert measure(k, r).nonfinite == 0 and measure(k, r).max_abs == 0
+
+
+def test_relative_rmse_is_fla_ratio():
+    r = _ref()
+    k = r * 1.01
+    assert measure(k, r).rel_rms == pytest.approx(0.01, rel=1e-6)
+
+
+def _scale(p, r):
+    """The baseline as the verdict sees it: one sample's max-abs and rel-RMSE error."""
+    return measure(p, r)
+
+
+def test_ok_within_twice_the_baseline():
+    r = _ref()
+    p, k = _noise(r, 1e-3, 1), _noise(r, 1.5e-3, 2)
+    c = compare("o", k, r, _scale(p, r), steps=32)
+    assert c.verdict is Verdict.OK and 0 < c.score < 1 and c.ratio == pytest.approx(1.5, rel=0.1)
+
+
+def test_diverged_past_twice_the_baseline_rms():
+    r = _ref()
+    p, k = _noise(r, 1e-3, 1), _noise(r, 2.3e-3, 2)
+    c = compare("o", k, r, _scale(p, r), steps=32)
+    assert c.verdict is Verdict.DIVERGED and c.kernel.rel_rms > c.bound_rel_rms
+
+
+def test_diverged_on_max_abs_alone():
+    r = _ref()
+    p = _noise(r, 1e-7)
+    k = p.clone()
+    k[0, 5, 1, 3] += 2e-4  # one element: rel-RMSE stays tiny
+    c = compare("o", k, r, _scale(p, r), steps=32)
+    assert c.verdict is Verdict.DIVERGED and c.kernel.rel_rms < c.bound_rel_rms
+    assert c.kernel.max_abs > c.bound_max_abs and c.score > 1
+
+
+def test_diverged_on_rel_rmse_alone():
+    r = _ref()
+    p = _noise(r, 1e-6)
+    k = _noise(r, 4e-5, 3)
+    c = compare("o", k, r, _scale(p, r), steps=10000)  # long accumulation: big abs slack
+    assert c.kernel.max_abs <= c.bound_max_abs and c.verdict is Verdict.DIVERGED
+
+
+def test_nonfinite_verdict():
+    r = _ref()
+    k = r.clone()
+    k[0, 16] = math.nan
+    assert compare("o", k, r, _scale(r, r), steps=32).verdict is Verdict.NONFINITE
+
+
+def test_fp32_slack_covers_an_exact_baseline_and_nothing_more():
+    """A baseline may be exact (tiny cases): a few fp32 ulps of reordering must pass, 0.3% must not."""
+    r = _ref().float().double()
+    k = (r.float() * (1 + 2 * torch.finfo(torch.float32).eps)).double()
+    c = compare("o", k, r, _scale(r, r), steps=1)
+    assert c.baseline.max_abs == 0 and c.verdict is Verdict.OK
+    assert compare("o", r * 1.003, r, _scale(r, r), steps=4096).verdict is Verdict.DIVERGED
+
+
+def test_backward_uses_a_three():
+    r = _ref()
+    p = _noise(r, 1e-4)
+    k = r + 2.5 * (p - r)  # exactly 2.5 times the baseline's error
+    assert compare("dq", k, r, _scale(p, r), steps=1).verdict is Verdict.DIVERGED
+    assert compare("dq", k, r, _scale(p, r), steps=1, backward=True).verdict is Verdict.OK
+    assert (A_FORWARD, A_MAX_FORWARD, A_BACKWARD, A_MAX_BACKWARD) == (2, 3, 3, 4)
+
+
+def test_cancelling_sum_term_only_where_passed():
+    r = _ref()
+    k = _noise(r, 1e-5, 3)
+    assert compare("dg", k, r, _scale(r, r), steps=32, backward=True).verdict is Verdict.DIVERGED
+    assert compare("dg", k, r, _scale(r, r), steps=32, backward=True, cancel_scale=1e3).verdict is Verdict.OK
+
+
+def test_agreement():
+    r = _ref()
+    a, b = _noise(r, 1e-4, 1), _noise(r, 1e-4, 2)
+    ok = agreement("o", a, b, r, 1e-3, 1e-3)
+    assert ok.agree and ok.max_abs < 2e-3
+    assert not agreement("o", a, b + 1, r, 1e-3, 1e-3).agree
+    nan = a.clone()
+    nan[0, 0] = math.nan
+    assert not agreement("o", nan, b, r, 1.0, 1.0).agree and agreement("o", nan, nan, r, 0, 0).agree
+
+
+def test_worst_ordering():
+    V = Verdict
+    assert worst([V.OK, V.UNSUPPORTED]) is V.OK
+    assert worst([V.OK, V.DIVERGED, V.NONFINITE]) is V.NONFINITE
+    assert worst([V.NONFINITE, V.ERROR]) is V.ERROR
+    assert worst([]) is V.UNSUPPORTED
+    assert V.DIVERGED.failed and not V.UNSUPPORTED.failed
+
+
+# -- calibration on the built-in kernels (Triton interpreter on CPU) ---------------------------
+CALIBRATION = [  # (case, built-in modes): default-space corners, fp32 and fp16
+    (dict(op="gla", dtype="float32", T=70, H=2, K=60, V=32, gate_norm=0.1, packing="mask",
+          segments=((5, 1, 40, 24),), mask_fill=-1e4, initial_state=True), ("recurrent", "chunk")),
+    (dict(op="gla", dtype="float16", T=33, H=1, K=16, V=100, zero_gate_frac=0.5, packing="varlen",
+          segments=((0, 1, 32),)), ("recurrent", "chunk", "fused_chunk")),
+    (dict(op="gla", dtype="float32", T=48, H=1, K=32, V=16, packing="mask", segments=((7, 9, 32),),
+          mask_fill=-20.0), ("recurrent", "chunk", "fused_chunk")),
+    (dict(op="gated_delta", dtype="float32", T=64, H=2, K=32, V=32, gate_norm=0.01, beta_max=2.0,
+          initial_state=True), ("recurrent", "chunk")),
+    (dict(op="gated_delta", dtype="float16", T=50, H=1, K=64, V=16, packing="mask",
+          segments=((16, 1, 33),), mask_fill=-1e3), ("recurrent", "chunk")),
+    (dict(op="delta", dtype="float32", T=47, H=1, K=100, V=16, beta_max=2.0, packing="varlen",
+          segments=((17, 0, 30),)), ("recurrent", "chunk")),
+    (dict(op="delta", dtype="float16", T=65, H=2, K=16, V=60, initial_state=True), ("recurrent", "chunk")),
+]
+
+
+def _check(spec, modes):
+    from _fake_modes import registered
+
+    from fla_check.cases import CaseConfig
+    from fla_check.engine.runner import check_case
+
+    with registered(spec["op"]):
+        return check_case(spec["op"], modes, CaseConfig(B=1, seed=7, **spec))
+
+
+@pytest.mark.parametrize("spec, modes", CALIBRATION, ids=lambda x: x["op"] + "-" + x["dtype"]
+                         if isinstance(x, dict) else "")
+def test_calibration_margins(spec, modes):
+    """Clean built-in kernels use < 1/2 of the allowed error on default-space corners
+    (strong decay, fills up to -1e4, zero gates, varlen with empty sequences, K/V 60 and 100)."""
+    result = _check(spec, modes)
+    clean = {m: round(result.modes[m].score, 4) for m in modes}
+    assert all(result.modes[m].verdict is Verdict.OK for m in modes), clean
+    assert max(clean.values()) < 0.5, clean
+
+
+@pytest.mark.parametrize("op", ["gla", "delta", "gated_delta"])
+@pytest.mark.parametrize("dtype, factor", [("float32", 1000), ("float16", 20)])
+def test_planted_bug_margin(op, dtype, factor):
+    """A planted bug (state dropped every 16 steps: error ~1) exceeds the allowed error by
+    orders of magnitude where it is observable (moderate decay), while the kernel passes."""
+    spec = dict(op=op, dtype=dtype, T=40, H=1, K=32, V=16, initial_state=True)
+    result = _check(spec, ["chunk", "test:dropped"])
+    assert result.modes["chunk"].score < 0.5
+    assert result.modes["test:dropped"].score > factor
