@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from fla_check.references import delta_step, gated_delta_step, gla_step
+from fla_check.references import delta_step, gated_delta_step, gla_step, simple_gla_step
 from fla_check.references.recurrence import StepFn
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 
@@ -26,6 +26,7 @@ from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 _GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and operands in the input dtype
 _GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 operands, TF32 dots for half inputs
 _DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")  # fp32 throughout
+_SIMPLE_GLA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee")  # loads to fp32, h fp32, IEEE dots
 
 ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
@@ -114,6 +115,17 @@ OPS: dict[str, OpSpec] = {
             "fused_chunk": ModeSpec("fused_chunk", "builtin", f"{_K}.gla.fused_chunk:gla_fused_chunk",
                                     backward_reason="builtin:fused_chunk is forward only", arithmetic=_GLA_FUSED,
                                     description="one program per (batch, head), q*exp(G)/k*exp(-G), BT=16"),
+        },
+    ),
+    "simple_gla": OpSpec(
+        "simple_gla", simple_gla_step, gate="head", has_beta=False,
+        description="simple GLA, one scalar log gate per head (RetNet/Mamba2-style decay)",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.simple_gla.recurrent:simple_gla_recurrent",
+                                  backward=True, description="per-step fused recurrence"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
+                              arithmetic=_SIMPLE_GLA_CHUNK,
+                              description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
         },
     ),
     "delta": OpSpec(

@@ -25,7 +25,7 @@ from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
+from fla_check.cases import BETA_OPS, GATE_OPS, CaseConfig, resolve_fill
 from fla_check.compare import Verdict, worst
 from fla_check.profiles import REPORTS_DIR
 from fla_check.runner import CaseResult, ModeResult
@@ -270,7 +270,7 @@ def describe_config(c: CaseConfig) -> list[str]:
     if GATE_OPS[c.op]:
         gate.append(f"gate logsigmoid(x)/{c.gate_norm:g}, zero-gate fraction {c.zero_gate_frac:g}"
                     + (", near-zero decay" if c.near_zero_decay else ""))
-    if c.op != "gla":
+    if BETA_OPS[c.op]:
         gate.append(f"beta in [0, {c.beta_max:g}]")
     if gate:
         lines.append("; ".join(gate))
