@@ -117,17 +117,6 @@ OPS: dict[str, OpSpec] = {
                                     description="one program per (batch, head), q*exp(G)/k*exp(-G), BT=16"),
         },
     ),
-    "simple_gla": OpSpec(
-        "simple_gla", simple_gla_step, gate="head", has_beta=False,
-        description="simple GLA, one scalar log gate per head (RetNet/Mamba2-style decay)",
-        modes={
-            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.simple_gla.recurrent:simple_gla_recurrent",
-                                  backward=True, description="per-step fused recurrence"),
-            "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
-                              arithmetic=_SIMPLE_GLA_CHUNK,
-                              description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
-        },
-    ),
     "delta": OpSpec(
         "delta", delta_step, gate=None, has_beta=True,
         description="DeltaNet (delta rule, no gate)",
@@ -148,6 +137,17 @@ OPS: dict[str, OpSpec] = {
                                   backward_reason=_NO_BWD, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, arithmetic=_DELTA_CHUNK, description="gated UT transform, state passing"),
+        },
+    ),
+    "simple_gla": OpSpec(
+        "simple_gla", simple_gla_step, gate="head", has_beta=False,
+        description="simple GLA, one scalar log gate per head (RetNet/Mamba2-style decay)",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.simple_gla.recurrent:simple_gla_recurrent",
+                                  backward=True, description="per-step fused recurrence"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
+                              arithmetic=_SIMPLE_GLA_CHUNK,
+                              description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
         },
     ),
 }
