@@ -70,6 +70,8 @@ def test_capabilities_are_declared_honestly():
                                                                     interpreter=False)
     assert modes["gated_delta", "recurrent"].unsupported_reason(**kw) == fla_provider.GDN_RECURRENT_NO_BWD
     assert modes["gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
+    assert modes["simple_gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
+    assert modes["simple_gla", "chunk"].arithmetic == fla_provider.FLA_CHUNK  # h in the input dtype, TF32 dots
 
 
 def test_missing_fla_gives_the_install_hint(monkeypatch):
