@@ -473,6 +473,11 @@ _SIMPLE_GLA = [
     Mutant("simple_gla.recurrent.cu-seqlens", "cu-seqlens", "simple_gla", ("recurrent",), _SGLA_R,
            ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
            "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("simple_gla.recurrent.fp16-accumulator", "fp16-accumulator", "simple_gla", ("recurrent",), _SGLA_R,
+           ((_SGLA_R_UPDATE, _SGLA_R_UPDATE.replace(
+               "b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]",
+               "b_h = (b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]).to(p_o.dtype.element_ty).to(tl.float32)")),),
+           "the state is rounded to the input dtype after every step"),
     Mutant("simple_gla.recurrent.unmasked-load", "unmasked-load", "simple_gla", ("recurrent",), _SGLA_R,
            ((_SGLA_R_LOOP, _SGLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
            "q loaded without the K mask (reads past K when K < BK)"),
