@@ -46,7 +46,7 @@ def main() -> None:
 
     from fla_check.cases import CaseConfig
     from fla_check.providers import load_provider
-    from fla_check.runner import check_case
+    from fla_check import check_case
 
     load_provider(args.provider)
     fields = json.loads(args.case)

@@ -30,7 +30,8 @@ os.environ.setdefault("FLA_DISABLE_BACKEND_DISPATCH", "1")
 import torch  # noqa: E402
 
 from controls import fla_like  # noqa: E402
-from fla_check import gradients, ops  # noqa: E402
+from fla_check import ops  # noqa: E402
+from fla_check.engine import gradients  # noqa: E402
 from fla_check.cases import CaseConfig, build_case  # noqa: E402
 from fla_check.references import reference  # noqa: E402
 

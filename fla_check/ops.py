@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from fla_check.references import delta_step, gated_delta_step, gla_step
+from fla_check.references import delta_step, gated_delta_step, gla_step, simple_gla_step
 from fla_check.references.recurrence import StepFn
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 from fla_check.errors import UnknownNameError, ModeRegistrationError, DuplicateModeError  # noqa: F401 (re-exported)
@@ -27,6 +27,7 @@ from fla_check.errors import UnknownNameError, ModeRegistrationError, DuplicateM
 _GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and operands in the input dtype
 _GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 operands, TF32 dots for half inputs
 _DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")  # fp32 throughout
+_SIMPLE_GLA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee")  # loads to fp32, h fp32, IEEE dots
 
 ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
@@ -137,6 +138,17 @@ OPS: dict[str, OpSpec] = {
                                   backward_reason=_NO_BWD, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, arithmetic=_DELTA_CHUNK, description="gated UT transform, state passing"),
+        },
+    ),
+    "simple_gla": OpSpec(
+        "simple_gla", simple_gla_step, gate="head", has_beta=False,
+        description="simple GLA, one scalar log gate per head (RetNet/Mamba2-style decay)",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.simple_gla.recurrent:simple_gla_recurrent",
+                                  backward=True, description="per-step fused recurrence"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
+                              arithmetic=_SIMPLE_GLA_CHUNK,
+                              description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
         },
     ),
 }

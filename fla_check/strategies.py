@@ -31,7 +31,7 @@ import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
-from fla_check.cases import GATE_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case, canonical_fill, dtype_name
+from fla_check.cases import BETA_OPS, GATE_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case, canonical_fill, dtype_name
 
 HEAD_DIMS = (16, 32, 60, 64, 100)
 SMALL_HEAD_DIMS = (16, 32, 16, 60, 32, 64, 16, 100)  # CPU: weighted towards the cheap buckets
@@ -184,7 +184,7 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
     elif packing == "varlen":
         segments = (draw(varlen_segments(T)),)
     gate = _draw_gate(draw) if GATE_OPS[op] else {}
-    beta_max = draw(st.sampled_from((1.0, 2.0))) if op != "gla" else 1.0
+    beta_max = draw(st.sampled_from((1.0, 2.0))) if BETA_OPS[op] else 1.0
     fill = draw(st.sampled_from(options.fills())) if packing == "mask" else None
     return CaseConfig(
         op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max, initial_state=initial_state,

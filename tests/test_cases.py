@@ -107,6 +107,13 @@ def test_mask_fill_applied_at_segment_starts_only():
     assert c.segment_starts(0) == [0, 5, 6]
 
 
+def test_simple_gla_gate_is_per_head_filled_at_resets_and_no_beta():
+    c = _cfg(op="simple_gla", B=1, packing="mask", segments=((5, 7),), mask_fill=-20.0)
+    x = build_case(c)
+    assert x.g.shape == (1, 12, 2) and x.beta is None and bool((x.g <= 0).all())
+    assert bool((x.g[0, 5] == -20.0).all()) and bool((x.g[0, [0, 4, 6]] > -20.0).all())
+
+
 def test_varlen_cu_seqlens_with_empty_and_length_one_sequences():
     c = _cfg(packing="varlen", segments=((0, 1, 11),), initial_state=True)
     x = build_case(c)

@@ -32,6 +32,18 @@ def test_delta_never_mask_packed(c):
 
 
 @FAST
+@given(case_configs(SpaceOptions(op="simple_gla", max_seq_len=40)))
+def test_simple_gla_draws_no_beta_range(c):
+    assert c.beta_max == 1.0
+
+
+def test_simple_gla_is_mask_packed_through_its_gate():
+    c = find(case_configs(SpaceOptions(op="simple_gla", max_seq_len=40)), lambda c: c.packing == "mask",
+             settings=FIND)
+    assert c.mask_fill is not None
+
+
+@FAST
 @given(case_configs(SpaceOptions(op="gated_delta", max_seq_len=40, mask_fills=("-0.1max", "-inf"))))
 def test_requested_fills_force_mask_packing(c):
     assert c.packing == "mask" and c.mask_fill in ("-0.1max", "-inf")

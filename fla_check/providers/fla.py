@@ -1,6 +1,6 @@
 """flash-linear-attention (PyPI ``fla-core``, extra ``fla-check[fla]``) as the ``fla`` provider.
 
-Modes ``fla:chunk`` and ``fla:recurrent`` for gla, delta and gated_delta. fla's positional
+Modes ``fla:chunk`` and ``fla:recurrent`` for gla, simple_gla, delta and gated_delta. fla's positional
 orders differ between modes (``chunk_gla(q,k,v,g)`` but ``fused_recurrent_gla(q,k,v,gk)``;
 ``chunk_gated_delta_rule(q,k,v,g,beta)`` but ``fused_recurrent_gated_delta_rule(q,k,v,g,gk,gv,beta)``),
 so every argument is passed by keyword. fla is imported lazily, on the first call, after
@@ -76,10 +76,11 @@ def fla_ops() -> SimpleNamespace:
         from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
         from fla.ops.gla import chunk_gla, fused_recurrent_gla
+        from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
 
     return SimpleNamespace(**{f.__name__: f for f in (
-        chunk_gla, fused_recurrent_gla, chunk_delta_rule, fused_recurrent_delta_rule,
-        chunk_gated_delta_rule, fused_recurrent_gated_delta_rule)})
+        chunk_gla, fused_recurrent_gla, chunk_simple_gla, fused_recurrent_simple_gla, chunk_delta_rule,
+        fused_recurrent_delta_rule, chunk_gated_delta_rule, fused_recurrent_gated_delta_rule)})
 
 
 def _fp32(x: Optional[Tensor]) -> Optional[Tensor]:
@@ -108,6 +109,8 @@ def _adapter(fla_name: str, gate_kw: Optional[str], takes_beta: bool) -> Callabl
 # Built once, so that every Provider built in this process has equal ModeSpecs (idempotent loading).
 gla_chunk = _adapter("chunk_gla", "g", False)
 gla_recurrent = _adapter("fused_recurrent_gla", "gk", False)
+simple_gla_chunk = _adapter("chunk_simple_gla", "g", False)
+simple_gla_recurrent = _adapter("fused_recurrent_simple_gla", "g", False)
 delta_chunk = _adapter("chunk_delta_rule", None, True)
 delta_recurrent = _adapter("fused_recurrent_delta_rule", None, True)
 gated_delta_chunk = _adapter("chunk_gated_delta_rule", "g", True)
@@ -134,6 +137,11 @@ def build() -> Provider:
     return Provider(NAME, {
         "gla": [chunk(gla_chunk, description="fla.ops.gla.chunk_gla"),
                 recurrent(gla_recurrent, description="fla.ops.gla.fused_recurrent_gla (gate as gk)")],
+        # chunk_simple_gla: chunk_fwd_h(states_in_fp32=False) keeps h in the input dtype, dots at
+        # the default precision: the same declaration as chunk_gla
+        "simple_gla": [chunk(simple_gla_chunk, description="fla.ops.simple_gla.chunk_simple_gla (gate as g)"),
+                       recurrent(simple_gla_recurrent,
+                                 description="fla.ops.simple_gla.fused_recurrent_simple_gla (gate as g)")],
         "delta": [delta_chunk_mode(delta_chunk, dtypes=NO_FP32,
                         description="fla.ops.delta_rule.chunk_delta_rule (asserts no fp32)"),
                   recurrent(delta_recurrent, arithmetic=FLA_DELTA_RECURRENT,

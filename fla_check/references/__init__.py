@@ -10,6 +10,7 @@ from fla_check.references.recurrence import (
     naive_baseline,
     reference,
     run_recurrence,
+    simple_gla_step,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "naive_baseline",
     "reference",
     "run_recurrence",
+    "simple_gla_step",
 ]

@@ -1,7 +1,7 @@
-"""One time-step loop shared by GLA, DeltaNet and Gated DeltaNet.
+"""One time-step loop shared by GLA, simple GLA, DeltaNet and Gated DeltaNet.
 
-Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,H,V]`, GLA gate `[B,T,H,K]`, Gated DeltaNet gate
-and beta `[B,T,H]`, states `[N,H,K,V]`. Varlen (`cu_seqlens`, B == 1) is run as a padded batch
+Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,H,V]`, GLA gate `[B,T,H,K]`, simple GLA and Gated
+DeltaNet gate and beta `[B,T,H]`, states `[N,H,K,V]`. Varlen (`cu_seqlens`, B == 1) is run as a padded batch
 of independent sequences; a boolean `reset_mask` `[B,T]` zeroes the state before the marked
 step, which is exactly "each packed segment run on its own" (the ground truth of packing).
 """
@@ -18,6 +18,11 @@ StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]], 
 def gla_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
     """S_t = diag(exp g_t) S_{t-1} + k_t v_t^T.  S: [B,H,K,V], k/g: [B,H,K], v: [B,H,V]."""
     return S * g.exp()[..., None] + k[..., None] * v[..., None, :]
+
+
+def simple_gla_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Optional[Tensor]) -> Tensor:
+    """S_t = exp(g_t) S_{t-1} + k_t v_t^T, one scalar log-gate per head.  g: [B,H]."""
+    return S * g.exp()[..., None, None] + k[..., None] * v[..., None, :]
 
 
 def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:

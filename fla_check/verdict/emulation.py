@@ -128,7 +128,7 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
             beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
             dtype: torch.dtype, seed: int, scale: Optional[float] = None,
             reset_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'delta', 'gated_delta';
+    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta';
     `step` its reference step) computed by the algorithm `arith` declares, with rounding noise.
 
     Every tensor input carries a leading sample dimension S and holds the kernel-dtype input
@@ -141,7 +141,8 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     if arith.algorithm == "recurrent":
         run = functools.partial(_recurrent_sequence, rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step)
     else:
-        run = functools.partial(_gla_sequence if op == "gla" else _delta_sequence, rnd, arith.chunk, arith)
+        sequence = {"gla": _gla_sequence, "simple_gla": _simple_gla_sequence}.get(op, _delta_sequence)
+        run = functools.partial(sequence, rnd, arith.chunk, arith)
     o_rows: list[Tensor] = []
     states = []
     for n, (b, cuts) in enumerate(_spans(B, T, cu_seqlens, reset_mask)):
@@ -264,6 +265,31 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
     eye = torch.eye(ns, dtype=torch.bool, device=q.device)[:, :, None, None]
     blocks = torch.where(eye, diag[..., :, None, :, :], blocks)
     return blocks.transpose(-3, -2).reshape(q.shape[:-2] + (C, C))
+
+
+def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
+    """One simple GLA sequence [S,T,H,*] (scalar gate per head): chunk-local cumsum, one
+    exp(G_i - G_j) decay matrix per chunk, state passing (values decayed to the chunk's end)."""
+    S, T, H, K = q.shape
+    V = v.shape[-1]
+    if T == 0:
+        return q.new_zeros(S, 0, H, V), (q.new_zeros(S, H, K, V) if h0 is None else h0)
+    q, k, v, g = (_pad(x, C) for x in (q, k, v, g))
+    qc, kc, vc = (_chunks(x, C) for x in (q, k, v))  # [S,NT,H,C,*]
+    G = _chunks(rnd.gate_cumsum(g, C), C)[..., None]  # [S,NT,H,C,1]
+    kop = rnd.operand(kc)
+    A = rnd.operand((rnd.dot(rnd.operand(qc), kop.transpose(-1, -2)) * _decay(G)).tril())
+    o_intra = rnd.dot(A, rnd.operand(vc))
+    qg = rnd.operand(qc * G.exp())
+    g_last = G[..., -1:, :]  # [S,NT,H,1,1]
+    vg = rnd.operand(vc * (g_last - G).exp())
+    h = q.new_zeros(S, H, K, V) if h0 is None else h0
+    o_inter = []
+    for c in range(qc.shape[1]):
+        o_inter.append(rnd.dot(qg[:, c], rnd.operand(rnd.store(h), stored=True)))
+        h = rnd.relative(h * g_last[:, c].exp() + rnd.dot(kop[:, c].transpose(-1, -2), vg[:, c]), U32)
+    o = (torch.stack(o_inter, 1) + o_intra) * scale
+    return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
 
 def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):

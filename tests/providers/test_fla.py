@@ -20,7 +20,7 @@ from fla_check.references import reference
 from device import DEVICE
 from op_inputs import random_inputs
 from optional_deps import HAVE_FLA, needs_fla, require
-OPS = ["gla", "delta", "gated_delta"]
+OPS = ["gla", "simple_gla", "delta", "gated_delta"]
 SPEC = "fla_check.providers.fla:provider"
 
 
@@ -70,6 +70,8 @@ def test_capabilities_are_declared_honestly():
                                                                     interpreter=False)
     assert modes["gated_delta", "recurrent"].unsupported_reason(**kw) == fla_provider.GDN_RECURRENT_NO_BWD
     assert modes["gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
+    assert modes["simple_gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
+    assert modes["simple_gla", "chunk"].arithmetic == fla_provider.FLA_CHUNK  # h in the input dtype, TF32 dots
 
 
 def test_missing_fla_gives_the_install_hint(monkeypatch):
@@ -104,11 +106,11 @@ def test_recurrent_forward_matches_float64(fla_modes, op, varlen):
 
 
 @needs_fla
-@pytest.mark.parametrize("op", ["gla", "delta"])
+@pytest.mark.parametrize("op", ["gla", "simple_gla", "delta"])
 def test_recurrent_backward_matches_float64(fla_modes, op):
     spec = ops.get_op(op)
     inputs = _inputs(op, B=2, T=10, n_states=2)
-    gated = 3 if op == "gla" else 4  # index of g or beta: the op's differentiable gate
+    gated = 4 if op == "delta" else 3  # index of g or beta: the op's differentiable gate
     leaves = [None if x is None else x.clone().requires_grad_() for x in inputs]
     refs = [None if x is None else x.double().requires_grad_() for x in inputs]
     fn = ops.get_mode(spec, "fla:recurrent").load()

@@ -3,10 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fla_check.references import delta_step, gated_delta_step, gla_step, naive_baseline, reference
+from fla_check.references import delta_step, gated_delta_step, gla_step, naive_baseline, reference, simple_gla_step
 from op_inputs import random_inputs
 
-STEPS = {"gla": gla_step, "delta": delta_step, "gated_delta": gated_delta_step}
+STEPS = {"gla": gla_step, "simple_gla": simple_gla_step, "delta": delta_step, "gated_delta": gated_delta_step}
 
 
 def _inputs(op, B=1, T=11, H=2, K=5, V=3, seed=0):
@@ -55,6 +55,23 @@ def test_gla_matches_closed_form_attention():
             w = (q[:, t].double() * k[:, s].double() * (G[:, t] - G[:, s]).exp()).sum(-1)
             want[:, t] += w[..., None] * v[:, s].double()
     torch.testing.assert_close(o, want, rtol=1e-10, atol=1e-12)
+
+
+def test_simple_gla_matches_closed_form_attention():
+    """o_t = scale sum_{s<=t} exp(G_t - G_s) (q_t . k_s) v_s with G the per-head gate cumsum,
+    which is also GLA with the head's gate repeated over every key channel."""
+    q, k, v, g, _ = _inputs("simple_gla", T=7)
+    o, ht = reference(simple_gla_step, q, k, v, g, None, output_final_state=True)
+    G = g.double().cumsum(1)
+    want = torch.zeros_like(o)
+    for t in range(7):
+        for s in range(t + 1):
+            w = (q[:, t].double() * k[:, s].double()).sum(-1) * (G[:, t] - G[:, s]).exp()
+            want[:, t] += 5**-0.5 * w[..., None] * v[:, s].double()
+    torch.testing.assert_close(o, want, rtol=1e-10, atol=1e-12)
+    o_gla, ht_gla = reference(gla_step, q, k, v, g[..., None].expand_as(q), None, output_final_state=True)
+    torch.testing.assert_close(o, o_gla, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ht, ht_gla, rtol=1e-12, atol=1e-12)
 
 
 def test_gated_delta_decays_before_the_error():

@@ -50,6 +50,9 @@ CORNERS = [
     dict(op="delta", T=41, K=16, V=8, packing="varlen", segments=((20, 0, 21),)),
     dict(op="gated_delta", T=100, K=16, V=16, beta_max=2.0, gate_norm=0.01, initial_state=True),
     dict(op="gated_delta", T=66, K=16, V=16, packing="mask", segments=((3, 30, 33),), mask_fill=-20.0),
+    dict(op="simple_gla", T=150, K=16, V=24, initial_state=True, gate_norm=0.1),
+    dict(op="simple_gla", T=70, K=20, V=16, packing="mask", segments=((5, 1, 40, 24),), mask_fill=-1e4),
+    dict(op="simple_gla", T=41, K=16, V=16, packing="varlen", segments=((0, 1, 17, 0, 23),), initial_state=True),
 ]
 
 

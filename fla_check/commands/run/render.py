@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
-from fla_check.cases import GATE_OPS, CaseConfig, resolve_fill
+from fla_check.cases import BETA_OPS, GATE_OPS, CaseConfig, resolve_fill
 from fla_check.commands.run.engine import unchecked_reason
 from fla_check.engine.runner import CaseResult, ModeResult
 from fla_check.engine.search import SearchResult
@@ -186,7 +186,7 @@ def describe_config(c: CaseConfig) -> list[str]:
     if GATE_OPS[c.op]:
         gate.append(f"gate logsigmoid(x)/{c.gate_norm:g}, zero-gate fraction {c.zero_gate_frac:g}"
                     + (", near-zero decay" if c.near_zero_decay else ""))
-    if c.op != "gla":
+    if BETA_OPS[c.op]:
         gate.append(f"beta in [0, {c.beta_max:g}]")
     if gate:
         lines.append("; ".join(gate))

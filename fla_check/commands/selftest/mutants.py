@@ -52,6 +52,8 @@ KINDS: dict[str, str] = {
     "fp16-state": "inter-chunk state held in fp16",
     "o-small": "output x1.003 everywhere (a 0.3% error)",
     "grad-scale": "one gradient x1.02 in a backward kernel",
+    "decay-off-by-one": "intra-chunk decay exp(G_i - G_j) taken one position off",
+    "last-gate-missing": "inter-chunk state decay misses the chunk's last gate",
 }
 
 
@@ -442,16 +444,110 @@ _SUBTLE_DELTA_RECURRENT = [  # gated_delta:recurrent has no backward
 SUBTLE: tuple[Mutant, ...] = tuple(_SUBTLE_GLA + _subtle_delta("delta") + _SUBTLE_DELTA_RECURRENT
                                    + _subtle_delta("gated_delta"))
 
+# -- simple GLA (issue 16): a scalar gate per head ------------------------------------------
+_SGLA_R = f"{_KERNELS}.simple_gla.recurrent"
+_SGLA_C = f"{_KERNELS}.simple_gla.chunk"
+_SGLA_R_LOOP = ("        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.float32)\n"
+                "    for _ in range(0, seq_len):\n"
+                "        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n")
+_SGLA_R_UPDATE = ("        b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]\n"
+                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
+_SGLA_C_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
+                "        tl.store(h + ((boh + i_t) * H + i_h) * K * V + o_s, b_h, mask=m_h)\n")
+_SGLA_C_O = "    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n"
+_SGLA_C_HT = "    if STORE_HT:\n        tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)\n"
+_SGLA_C_H = "        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n"
+_SGLA_C_BOS = "        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n"
+
+_SIMPLE_GLA = [
+    Mutant("simple_gla.recurrent.gate-after-write", "gate-after-write", "simple_gla", ("recurrent",), _SGLA_R,
+           ((_SGLA_R_UPDATE, _SGLA_R_UPDATE.replace("b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]",
+                                                    "b_h = (b_h + b_k[:, None] * b_v[None, :]) * tl.exp(b_g)")),),
+           "decay applied after the write k v^T instead of before it"),
+    Mutant("simple_gla.recurrent.scale", "scale", "simple_gla", ("recurrent",), _SGLA_R,
+           ((_SGLA_R_LOOP, _SGLA_R_LOOP.replace(".to(tl.float32) * scale\n", ".to(tl.float32)\n")),),
+           "scale missing on q"),
+    Mutant("simple_gla.recurrent.h0-ignored", "h0-ignored", "simple_gla", ("recurrent",), _SGLA_R,
+           (("USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
+             "USE_H0=False,\n            STORE_HT=output_final_state,"),),
+           "initial state not passed to the forward kernel"),
+    Mutant("simple_gla.recurrent.cu-seqlens", "cu-seqlens", "simple_gla", ("recurrent",), _SGLA_R,
+           ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
+           "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("simple_gla.recurrent.fp16-accumulator", "fp16-accumulator", "simple_gla", ("recurrent",), _SGLA_R,
+           ((_SGLA_R_UPDATE, _SGLA_R_UPDATE.replace(
+               "b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]",
+               "b_h = (b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]).to(p_o.dtype.element_ty).to(tl.float32)")),),
+           "the state is rounded to the input dtype after every step"),
+    Mutant("simple_gla.recurrent.unmasked-load", "unmasked-load", "simple_gla", ("recurrent",), _SGLA_R,
+           ((_SGLA_R_LOOP, _SGLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
+           "q loaded without the K mask (reads past K when K < BK)"),
+    Mutant("simple_gla.recurrent.dg-scale", "grad-scale", "simple_gla", ("recurrent",), _SGLA_R,
+           (("        tl.store(p_dg, tl.sum(b_dg, 0).to(p_dg.dtype.element_ty))\n",
+             "        tl.store(p_dg, (tl.sum(b_dg, 0) * 1.02).to(p_dg.dtype.element_ty))\n"),),
+           _x102("dg (simple_gla_recurrent_bwd_dg_kernel)"), backward=True),
+    Mutant("simple_gla.chunk.decay-off-by-one", "decay-off-by-one", "simple_gla", ("chunk",), _SGLA_C,
+           (("    b_A = b_A * tl.exp(b_g[:, None] - b_g[None, :])\n",
+             "    b_gp = tl.load(g_cum + row - H, mask=m_t & (o_i > 0), other=0.0)\n"
+             "    b_A = b_A * tl.exp(b_gp[:, None] - b_g[None, :])\n"),),
+           "intra-chunk decay exp(G_{i-1} - G_j): the query row's own gate g_i left out"),
+    Mutant("simple_gla.chunk.last-gate-missing", "last-gate-missing", "simple_gla", ("chunk",), _SGLA_C,
+           (("        b_h *= tl.exp(b_gl)\n",
+             "        b_h *= tl.exp(tl.load(g_cum + (bos + tl.maximum(last - 1, i_t * BT)) * H + i_h))\n"),),
+           "state decayed by exp(G) of the chunk's second-to-last token: the last gate is missing"),
+    Mutant("simple_gla.chunk.cumsum-off-by-one", "cumsum-off-by-one", "simple_gla", ("chunk",), _CUMSUM,
+           (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
+             "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
+             "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
+           "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
+    Mutant("simple_gla.chunk.no-carry", "no-carry", "simple_gla", ("chunk",), _SGLA_C,
+           ((_SGLA_C_LOOP, _SGLA_C_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
+                                                "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
+           "state passing restarts from zero at every chunk after the first"),
+    Mutant("simple_gla.chunk.scale", "scale", "simple_gla", ("chunk",), _SGLA_C,
+           (("    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n",
+             "    b_o = b_o * scale + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)\n"),),
+           "scale missing on the intra-chunk term of the output"),
+    Mutant("simple_gla.chunk.h0-ignored", "h0-ignored", "simple_gla", ("chunk",), _SGLA_C,
+           (("USE_H0=h0 is not None, STORE_HT=output_final_state,", "USE_H0=False, STORE_HT=output_final_state,"),),
+           "initial state not passed to the state-passing kernel"),
+    Mutant("simple_gla.chunk.cu-seqlens", "cu-seqlens", "simple_gla", ("chunk",), _SGLA_C,
+           ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
+           "each sequence starts one token late (cu_seqlens[n] + 1) in every kernel"),
+    Mutant("simple_gla.chunk.unmasked-load", "unmasked-load", "simple_gla", ("chunk",), _SGLA_C,
+           (("    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)",
+             "    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None], other=0.0)"),),
+           "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
+    Mutant("simple_gla.chunk.o-late", "o-late", "simple_gla", ("chunk",), _SGLA_C,
+           ((_SGLA_C_O, "    if i_t >= 1:\n        b_o = b_o * 1.02\n" + _SGLA_C_O),), _O_LATE),
+    Mutant("simple_gla.chunk.ht-late", "ht-late", "simple_gla", ("chunk",), _SGLA_C,
+           ((_SGLA_C_HT, _SGLA_C_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
+                                            "            b_h = b_h * 0.98\n        tl.store(")),),
+           _HT_LATE),
+    Mutant("simple_gla.chunk.fp16-state", "fp16-state", "simple_gla", ("chunk",), _SGLA_C,
+           ((_SGLA_C_H, _SGLA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+    Mutant("simple_gla.chunk.dq-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C,
+           (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),
+           _x102("dq (simple_gla_bwd_dqkg_kernel)"), backward=True),
+    Mutant("simple_gla.chunk.dg-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C,
+           (("    tl.store(dg + row, b_dg.to(dg.dtype.element_ty), mask=m_t)\n",
+             "    tl.store(dg + row, (b_dg * 1.02).to(dg.dtype.element_ty), mask=m_t)\n"),),
+           _x102("dg (simple_gla_bwd_dqkg_kernel)"), backward=True),
+]
+
 USAGE_CASES: tuple[UsageCase, ...] = (
     UsageCase("gla.usage.mask-fill-0.1max", "mask-fill", "gla", ("chunk",), ("recurrent",), ("-0.1max",),
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
     UsageCase("gated_delta.usage.mask-fill-0.1max", "mask-fill", "gated_delta", ("chunk",), ("recurrent",),
               ("-0.1max",),
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
+    UsageCase("simple_gla.usage.mask-fill-0.1max", "mask-fill", "simple_gla", ("chunk",), ("recurrent",),
+              ("-0.1max",),
+              "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
 )
 
 MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + list(SUBTLE))
+                                    + list(SUBTLE) + _SIMPLE_GLA)
 
 
 def all_entries() -> list[Mutant | UsageCase]:

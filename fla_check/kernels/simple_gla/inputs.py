@@ -1,0 +1,51 @@
+"""Host-side argument handling shared by the simple GLA modes (uniform mode signature)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from fla_check.kernels.utils import check_varlen, num_sequences
+
+
+@dataclass
+class SimpleGlaArgs:
+    """Validated, contiguous simple GLA inputs."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    g: torch.Tensor  # [B,T,H]
+    scale: float
+    initial_state: Optional[torch.Tensor]
+    cu_seqlens: Optional[torch.Tensor]
+    N: int  # number of independent sequences (states)
+
+
+def prepare_simple_gla_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
+                            beta: Optional[torch.Tensor], scale: Optional[float],
+                            initial_state: Optional[torch.Tensor],
+                            cu_seqlens: Optional[torch.Tensor]) -> SimpleGlaArgs:
+    """Check shapes (fla's contract), default the scale to K**-0.5 and a missing gate to 0."""
+    if beta is not None:
+        raise ValueError("simple GLA takes no beta")
+    B, T, H, K = q.shape
+    if k.shape != q.shape or v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"shape mismatch: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if g is None:
+        g = q.new_zeros(B, T, H)
+    if tuple(g.shape) != (B, T, H):
+        raise ValueError(f"simple GLA gate must be [B,T,H] = {(B, T, H)}, got {tuple(g.shape)}")
+    check_varlen(q, cu_seqlens, initial_state)
+    N = num_sequences(B, cu_seqlens)
+    if initial_state is not None and tuple(initial_state.shape) != (N, H, K, v.shape[-1]):
+        raise ValueError(f"initial_state must be {(N, H, K, v.shape[-1])}, got {tuple(initial_state.shape)}")
+    if cu_seqlens is not None:
+        cu_seqlens = cu_seqlens.to(device=q.device, dtype=torch.int64).contiguous()
+    return SimpleGlaArgs(
+        q=q.contiguous(), k=k.contiguous(), v=v.contiguous(), g=g.contiguous(),
+        scale=K**-0.5 if scale is None else float(scale),
+        initial_state=None if initial_state is None else initial_state.contiguous(),
+        cu_seqlens=cu_seqlens, N=N,
+    )

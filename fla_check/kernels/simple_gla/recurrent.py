@@ -1,0 +1,259 @@
+"""Simple GLA, per-step recurrence (fla's fused_recurrent_simple_gla), forward and backward in Triton.
+
+One program per (sequence, head, V-block) keeps the state tile S [BK, BV] in fp32 registers,
+with one scalar log-gate per (time step, head):
+    S_t = exp(g_t) S_{t-1} + k_t v_t^T,   o_t = sum(S_t * (scale q_t)[:, None], 0).
+Backward: a forward-in-time pass recomputes S for dq = scale S_t do_t, a reverse-in-time pass
+carries dS (dS += scale q_t do_t^T; dk_t = dS v_t; dv_t = dS^T k_t; dS *= exp(g_t)) down to
+dh0, and dg_t = sum_{s >= t} sum_k (q_s dq_s - k_s dk_s) + sum(dht * S_T) by a reverse
+cumulative sum (GLA's identity summed over the key channels the scalar gate is shared by).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from fla_check.kernels.simple_gla.inputs import prepare_simple_gla_args
+from fla_check.kernels.utils import next_pow2
+
+
+@triton.jit
+def _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
+    """(bos, length) of sequence i_n: from cu_seqlens, or the i_n-th row of a [B, T] batch."""
+    if IS_VARLEN:
+        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
+        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
+        seq_len = eos - bos
+    else:
+        bos = tl.cast(i_n, tl.int64) * T
+        seq_len = T
+    return bos, seq_len
+
+
+@triton.jit
+def simple_gla_recurrent_fwd_kernel(
+    q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_q = q + (bos * H + i_h) * K + o_k
+    p_k = k + (bos * H + i_h) * K + o_k
+    p_g = g + bos * H + i_h
+    p_v = v + (bos * H + i_h) * V + o_v
+    p_o = o + (bos * H + i_h) * V + o_v
+    p_s = i_nh * K * V + o_k[:, None] * V + o_v[None, :]
+
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.float32)
+    for _ in range(0, seq_len):
+        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale
+        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_g = tl.load(p_g).to(tl.float32)
+        b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]
+        b_o = tl.sum(b_h * b_q[:, None], 0)
+        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)
+        p_q += H * K
+        p_k += H * K
+        p_g += H
+        p_v += H * V
+        p_o += H * V
+    if STORE_HT:
+        tl.store(ht + p_s, b_h, mask=m_h)
+
+
+@triton.jit
+def simple_gla_recurrent_bwd_kernel(
+    q, k, v, g, do, h0, dht, dq, dk, dv, dh0, dg_last, cu_seqlens, scale, T, PART,
+    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    USE_H0: tl.constexpr, USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """dq, dk are partial sums over this V-block ([NV, ...]); dv, dh0 are complete.
+    dg_last[i_v, n, h] = sum(dht * S_T) over this V-block (the final-state term of dg).
+    PART is the element count of one V-block slice of dq / dk."""
+    i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k = o_k < K
+    m_v = o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_s = i_nh * K * V + o_k[:, None] * V + o_v[None, :]
+
+    # forward in time: recompute S_t, dq_t = scale * S_t do_t
+    base_k = (bos * H + i_h) * K + o_k
+    base_v = (bos * H + i_h) * V + o_v
+    base_g = bos * H + i_h
+    p_k, p_g, p_v, p_do = k + base_k, g + base_g, v + base_v, do + base_v
+    part = tl.cast(i_v, tl.int64) * PART
+    p_dq = dq + part + base_k
+    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.float32)
+    for _ in range(0, seq_len):
+        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_g = tl.load(p_g).to(tl.float32)
+        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_do = tl.load(p_do, mask=m_v, other=0.0).to(tl.float32)
+        b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]
+        b_dq = tl.sum(b_h * b_do[None, :], 1) * scale
+        tl.store(p_dq, b_dq, mask=m_k)
+        p_k += H * K
+        p_g += H
+        p_v += H * V
+        p_do += H * V
+        p_dq += H * K
+    b_dh = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        b_dh += tl.load(dht + p_s, mask=m_h, other=0.0).to(tl.float32)
+        tl.store(dg_last + i_v * tl.num_programs(1) + i_nh, tl.sum(tl.sum(b_dh * b_h, 1), 0))
+
+    # reverse in time: dS_t = dS_{t+1} * exp(g_{t+1}) + scale q_t do_t^T
+    last_k = base_k + (seq_len - 1) * H * K
+    last_v = base_v + (seq_len - 1) * H * V
+    p_q, p_k, p_dk = q + last_k, k + last_k, dk + part + last_k
+    p_g = g + base_g + (seq_len - 1) * H
+    p_v, p_do, p_dv = v + last_v, do + last_v, dv + last_v
+    for _ in range(0, seq_len):
+        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale
+        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_g = tl.load(p_g).to(tl.float32)
+        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
+        b_do = tl.load(p_do, mask=m_v, other=0.0).to(tl.float32)
+        b_dh += b_q[:, None] * b_do[None, :]
+        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1), mask=m_k)
+        tl.store(p_dv, tl.sum(b_dh * b_k[:, None], 0).to(p_dv.dtype.element_ty), mask=m_v)
+        b_dh = b_dh * tl.exp(b_g)
+        p_q -= H * K
+        p_k -= H * K
+        p_g -= H
+        p_dk -= H * K
+        p_v -= H * V
+        p_do -= H * V
+        p_dv -= H * V
+    if USE_H0:
+        tl.store(dh0 + p_s, b_dh.to(dh0.dtype.element_ty), mask=m_h)
+
+
+@triton.jit
+def simple_gla_recurrent_bwd_dg_kernel(
+    q, k, dq, dk, dg_last, dg, cu_seqlens, T,
+    H: tl.constexpr, K: tl.constexpr, BK: tl.constexpr,
+    USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr,
+):
+    """dg_t = sum_{s >= t} sum_k (q_s dq_s - k_s dk_s) + dg_last, reverse in time, one program per (n, h)."""
+    i_nh = tl.program_id(0)
+    i_n, i_h = i_nh // H, i_nh % H
+    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    last = (bos * H + i_h) * K + (seq_len - 1) * H * K + o_k
+    p_q, p_k, p_dq, p_dk = q + last, k + last, dq + last, dk + last
+    p_dg = dg + (bos + seq_len - 1) * H + i_h
+    b_dg = tl.zeros([BK], dtype=tl.float32)
+    if USE_DHT:
+        b_dg += tl.where(o_k == 0, tl.load(dg_last + i_nh), 0.0)
+    for _ in range(0, seq_len):
+        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)
+        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+        b_dq = tl.load(p_dq, mask=m_k, other=0.0).to(tl.float32)
+        b_dk = tl.load(p_dk, mask=m_k, other=0.0).to(tl.float32)
+        b_dg += b_q * b_dq - b_k * b_dk
+        tl.store(p_dg, tl.sum(b_dg, 0).to(p_dg.dtype.element_ty))
+        p_q -= H * K
+        p_k -= H * K
+        p_dq -= H * K
+        p_dk -= H * K
+        p_dg -= H
+
+
+def _blocks(K: int, V: int) -> tuple[int, int, int]:
+    BK = next_pow2(K)
+    BV = min(next_pow2(V), 64)
+    return BK, BV, triton.cdiv(V, BV)
+
+
+def simple_gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK, BV, NV = _blocks(K, V)
+    o = torch.empty_like(v, dtype=q.dtype)
+    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    if N * H > 0:
+        simple_gla_recurrent_fwd_kernel[(NV, N * H)](
+            q, k, v, g, o, initial_state, ht, cu_seqlens, scale, T,
+            H=H, K=K, V=V, BK=BK, BV=BV, USE_H0=initial_state is not None,
+            STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None,
+        )
+    return o, ht
+
+
+def simple_gla_recurrent_bwd(q, k, v, g, do, dht, scale, initial_state, cu_seqlens, N):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    BK, BV, NV = _blocks(K, V)
+    dq = q.new_zeros(NV, B, T, H, K, dtype=torch.float32)
+    dk = q.new_zeros(NV, B, T, H, K, dtype=torch.float32)
+    dv = torch.empty_like(v)
+    dh0 = torch.empty_like(initial_state, dtype=torch.float32) if initial_state is not None else None
+    dg_last = q.new_zeros(NV, N, H, dtype=torch.float32) if dht is not None else None
+    is_varlen = cu_seqlens is not None
+    if N * H > 0:
+        simple_gla_recurrent_bwd_kernel[(NV, N * H)](
+            q, k, v, g, do, initial_state, dht, dq, dk, dv, dh0, dg_last, cu_seqlens, scale, T,
+            B * T * H * K, H=H, K=K, V=V, BK=BK, BV=BV, USE_H0=initial_state is not None,
+            USE_DHT=dht is not None, IS_VARLEN=is_varlen,
+        )
+    dq, dk = dq.sum(0), dk.sum(0)
+    dg = torch.zeros_like(g)
+    if N * H > 0:
+        simple_gla_recurrent_bwd_dg_kernel[(N * H,)](
+            q, k, dq, dk, None if dg_last is None else dg_last.sum(0), dg, cu_seqlens, T,
+            H=H, K=K, BK=BK, USE_DHT=dht is not None, IS_VARLEN=is_varlen,
+        )
+    return dq.to(q.dtype), dk.to(k.dtype), dv, dg, dh0
+
+
+class SimpleGlaRecurrentFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N):
+        o, ht = simple_gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N)
+        ctx.save_for_backward(q, k, v, g, initial_state, cu_seqlens)
+        ctx.scale, ctx.N = scale, N
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, g, initial_state, cu_seqlens = ctx.saved_tensors
+        dq, dk, dv, dg, dh0 = simple_gla_recurrent_bwd(
+            q, k, v, g, do.contiguous(), None if dht is None else dht.contiguous(), ctx.scale,
+            initial_state, cu_seqlens, ctx.N,
+        )
+        if dh0 is not None:
+            dh0 = dh0.to(initial_state.dtype)
+        return dq, dk, dv, dg, None, dh0, None, None, None
+
+
+def simple_gla_recurrent(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: Optional[torch.Tensor] = None,
+    beta: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+    initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False,
+    cu_seqlens: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Simple GLA by the per-step recurrence; differentiable in q, k, v, g and initial_state."""
+    a = prepare_simple_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens)
+    return SimpleGlaRecurrentFunction.apply(a.q, a.k, a.v, a.g, a.scale, a.initial_state,
+                                            output_final_state, a.cu_seqlens, a.N)
