@@ -9,15 +9,15 @@ import torch.nn.functional as F
 
 def random_inputs(op: str, B: int, T: int, H: int, K: int, V: int,
                   gen: torch.Generator) -> tuple[Optional[torch.Tensor], ...]:
-    """fp32 q, k, v, g, beta of `op` ("gla", "delta", "gated_delta"), drawn from `gen` in that order.
+    """fp32 q, k, v, g, beta of `op` ("gla", "delta", "gated_delta", "kda"), drawn from `gen` in that order.
 
-    g is logsigmoid noise ([B,T,H,K] for gla, [B,T,H] for gated_delta, else None); the delta
+    g is logsigmoid noise ([B,T,H,K] for gla and kda, [B,T,H] for gated_delta, else None); the delta
     rules get L2-normalised keys and beta in [0, 1).
     """
     q, k = (torch.randn(B, T, H, K, generator=gen) for _ in range(2))
     v = torch.randn(B, T, H, V, generator=gen)
     g = beta = None
-    if op == "gla":
+    if op in ("gla", "kda"):
         g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen))
     if op == "gated_delta":
         g = F.logsigmoid(torch.randn(B, T, H, generator=gen))

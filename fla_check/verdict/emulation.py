@@ -128,7 +128,7 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
             beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
             dtype: torch.dtype, seed: int, scale: Optional[float] = None,
             reset_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'delta', 'gated_delta';
+    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'delta', 'gated_delta', 'kda';
     `step` its reference step) computed by the algorithm `arith` declares, with rounding noise.
 
     Every tensor input carries a leading sample dimension S and holds the kernel-dtype input
@@ -180,11 +180,11 @@ def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
     ``u = v - S^T k``, the backward reads ``u`` as stored (rounded at the store dtype: fla's
     fused_recurrent keeps it in the input dtype) -- dbeta = sum_v du_v u_v is a cancelling sum
     of those stored terms. Straight-through: forward value exact, gradient through the rounded u."""
-    gated = op == "gated_delta"
+    gated = op in ("gated_delta", "kda")
 
     def step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
-        if gated:
-            S = S * g.exp()[..., None, None]
+        if gated:  # per-head gate [..,H] (Gated DeltaNet) or per key channel [..,H,K] (KDA)
+            S = S * (g.exp()[..., None, None] if g.dim() == S.dim() - 2 else g.exp()[..., None])
         err = v - (S * k[..., None]).sum(-2)
         stored = rnd.store(err)
         update = beta[..., None] * stored + (beta[..., None] * (err - stored)).detach()
