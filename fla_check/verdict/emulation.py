@@ -267,7 +267,7 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
 
 
 def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
-    """One DeltaNet / Gated DeltaNet sequence [S,T,H,*]: UT transform, state passing, output."""
+    """One DeltaNet / Gated DeltaNet / KDA sequence [S,T,H,*]: UT transform, state passing, output."""
     S, T, H, K = q.shape
     V = v.shape[-1]
     if T == 0:
@@ -275,13 +275,21 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
     q, k, v, g, beta = (_pad(x, C) for x in (q, k, v, g, beta))
     qc, kc, vc = (_chunks(x, C) for x in (q, k, v))  # [S,NT,H,C,*]
     bc = _chunks(beta, C)[..., None]  # [S,NT,H,C,1]
+    per_key = g is not None and g.dim() == q.dim()  # KDA's gate [S,T,H,K]
     if g is None:
         G = torch.zeros_like(bc)
+    elif per_key:
+        G = _chunks(rnd.gate_cumsum(g, C), C)  # [S,NT,H,C,K]
     else:
         G = _chunks(rnd.gate_cumsum(g, C), C)[..., None]  # [S,NT,H,C,1]
-    decay = _decay(G)
-    _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, decay)
-    Aqk = rnd.operand((rnd.dot(rnd.operand(qc), rnd.operand(kc).transpose(-1, -2)) * decay).tril() * scale)
+    if per_key:  # no rank-one decay matrix: scores by sub-chunk blocks, as GLA's
+        kk = _gla_scores(rnd, rnd.operand(kc), rnd.operand(kc), G)
+        _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, None, kk=kk)
+        Aqk = rnd.operand(_gla_scores(rnd, rnd.operand(qc), rnd.operand(kc), G) * scale)
+    else:
+        decay = _decay(G)
+        _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, decay)
+        Aqk = rnd.operand((rnd.dot(rnd.operand(qc), rnd.operand(kc).transpose(-1, -2)) * decay).tril() * scale)
     qg = rnd.operand(qc * G.exp())
     g_last = G[..., -1:, :]
     kg = rnd.operand(kc * (g_last - G).exp())
@@ -306,11 +314,16 @@ def _decay(G: Tensor) -> Tensor:
 
 
 def _ut_transform(rnd: Rounding, arith: Arithmetic, k: Tensor, v: Tensor, beta: Tensor, G: Tensor,
-                  decay: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """A_inv = (I + strictly_lower(diag(beta) K K^T exp(G_i - G_j)))^-1, w = A_inv diag(beta exp(G)) K,
-    u = A_inv diag(beta) V, for chunks k [...,C,K], v [...,C,V], beta and G [...,C,1]."""
-    kb = rnd.operand(k * beta)
-    A = rnd.relative(rnd.dot(kb, rnd.operand(k).transpose(-1, -2)) * decay, U32).tril(-1)
+                  decay: Optional[Tensor], kk: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A_inv = (I + strictly_lower(diag(beta) K K^T exp(G_i - G_j)))^-1, w = A_inv diag(beta) (K exp(G)),
+    u = A_inv diag(beta) V, for chunks k [...,C,K], v [...,C,V], beta [...,C,1] and G [...,C,1]
+    (per head, with `decay` = exp(G_i - G_j)) or [...,C,K] (per key channel, KDA: `kk` holds the
+    already-computed scores sum_c k_ic k_jc exp(G_ic - G_jc))."""
+    if kk is not None:
+        A = rnd.relative(kk * beta, U32).tril(-1)
+    else:
+        kb = rnd.operand(k * beta)
+        A = rnd.relative(rnd.dot(kb, rnd.operand(k).transpose(-1, -2)) * decay, U32).tril(-1)
     A_inv = rnd.store(_inverse(rnd, arith, A))
     w = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(k * beta * G.exp())))
     u = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(v * beta)))
