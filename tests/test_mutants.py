@@ -70,7 +70,8 @@ def test_select_by_op_id_prefix_and_class():
         select(ids=["gla.nope"])
 
 
-CHUNK_MODES = {("gla", "chunk"), ("gla", "fused_chunk"), ("delta", "chunk"), ("gated_delta", "chunk")}
+CHUNK_MODES = {("gla", "chunk"), ("gla", "fused_chunk"), ("delta", "chunk"), ("gated_delta", "chunk"),
+               ("kda", "chunk")}
 
 
 @pytest.mark.parametrize("kind", ["o-late", "ht-late", "fp16-state"])
@@ -84,7 +85,8 @@ def test_backward_mutants_are_the_gradient_ones_and_their_modes_have_a_backward(
     assert {m.id for m in backward} == {
         "gla.chunk.dq-scale", "gla.chunk.dk-scale", "gla.chunk.dg-scale",
         "gla.recurrent.dq-scale", "gla.recurrent.dk-scale", "gla.recurrent.dg-scale",
-        "delta.chunk.dbeta-scale", "gated_delta.chunk.dbeta-scale", "delta.recurrent.dbeta-scale"}
+        "delta.chunk.dbeta-scale", "gated_delta.chunk.dbeta-scale", "delta.recurrent.dbeta-scale",
+        "kda.recurrent.dg-scale"}
     for m in backward:
         assert all(OPS[m.op].modes[mode].backward for mode in m.modes), m.id
     assert select(ids=["grad-scale"]) == backward
