@@ -40,8 +40,8 @@ DTYPES: dict[str, torch.dtype] = {
 DTYPE_ALIASES = {"fp32": "float32", "f32": "float32", "fp16": "float16", "f16": "float16",
                  "half": "float16", "bf16": "bfloat16"}
 PACKINGS = ("none", "mask", "varlen")
-GATE_OPS = {"gla": "key", "gated_delta": "head", "delta": None, "simple_gla": "head"}
-BETA_OPS = {"gla": False, "delta": True, "gated_delta": True, "simple_gla": False}
+GATE_OPS = {"gla": "key", "gated_delta": "head", "delta": None, "simple_gla": "head", "kda": "key"}
+BETA_OPS = {"gla": False, "delta": True, "gated_delta": True, "simple_gla": False, "kda": True}
 SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
 GUARD_STEPS = 64  # NaN padding around every kernel input, in time steps (one chunk)
 _FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")

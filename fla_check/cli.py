@@ -150,7 +150,8 @@ def _parse_fills(text: Optional[str], op) -> Optional[tuple]:
 
 
 def _op_title(name: str) -> str:
-    return {"delta": "DeltaNet", "gla": "GLA", "gated_delta": "Gated DeltaNet", "simple_gla": "simple GLA"}.get(name, name)
+    return {"delta": "DeltaNet", "gla": "GLA", "gated_delta": "Gated DeltaNet", "simple_gla": "simple GLA",
+            "kda": "KDA"}.get(name, name)
 
 
 def _parse_shard(text: Optional[str]):
@@ -164,7 +165,7 @@ def _parse_shard(text: Optional[str]):
 
 # -- run ------------------------------------------------------------------------------------
 @main.command()
-@click.option("--op", "op_name", required=True, help="Op to check: gla, simple_gla, delta, gated_delta.")
+@click.option("--op", "op_name", required=True, help="Op to check: gla, simple_gla, delta, gated_delta, kda.")
 @click.option("--modes", required=True, help="Comma list of modes, e.g. recurrent,chunk (fla:chunk for providers).")
 @click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
 @click.option("--examples", type=int, default=None, help="Number of cases, >= 1 (default: the profile's).")
@@ -420,7 +421,7 @@ def _parse_chunk_sizes(text: str) -> tuple[int, ...]:
 # -- sweep-mask-values ----------------------------------------------------------------------
 @main.command("sweep-mask-values")
 @click.option("--op", "op_name", default="gla", show_default=True,
-              help="gla, simple_gla or gated_delta (DeltaNet has no gate: pack it with cu_seqlens).")
+              help="gla, simple_gla, gated_delta or kda (DeltaNet has no gate: pack it with cu_seqlens).")
 @click.option("--modes", default=None, help="Comma list of modes (default: the op's built-in modes).")
 @click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
 @click.option("--values", default=None,

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from fla_check.references import delta_step, gated_delta_step, gla_step, simple_gla_step
+from fla_check.references import delta_step, gated_delta_step, gla_step, kda_step, simple_gla_step
 from fla_check.references.recurrence import StepFn
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 from fla_check.errors import UnknownNameError, ModeRegistrationError, DuplicateModeError  # noqa: F401 (re-exported)
@@ -28,6 +28,8 @@ _GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and op
 _GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 operands, TF32 dots for half inputs
 _DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")  # fp32 throughout
 _SIMPLE_GLA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee")  # loads to fp32, h fp32, IEEE dots
+# KDA chunk: fp32 intermediates, IEEE fp32 dots, substitution inverse (fla_check/kernels/kda/chunk.py)
+_KDA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
 
 ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 
@@ -149,6 +151,17 @@ OPS: dict[str, OpSpec] = {
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
                               arithmetic=_SIMPLE_GLA_CHUNK,
                               description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
+        },
+    ),
+    "kda": OpSpec(
+        "kda", kda_step, gate="key", has_beta=True,
+        description="Kimi Delta Attention, per-key-channel log gate, decay before the delta update",
+        modes={
+            "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.kda.recurrent:kda_recurrent", backward=True,
+                                  description="per-step fused recurrence, checkpointed backward"),
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.kda.chunk:kda_chunk",
+                              backward_reason="builtin:chunk of kda is forward only", arithmetic=_KDA_CHUNK,
+                              description="per-channel gated UT transform (sub-chunk bounded exponents), state passing"),
         },
     ),
 }

@@ -114,6 +114,15 @@ def test_simple_gla_gate_is_per_head_filled_at_resets_and_no_beta():
     assert bool((x.g[0, 5] == -20.0).all()) and bool((x.g[0, [0, 4, 6]] > -20.0).all())
 
 
+def test_kda_gate_is_per_key_channel_with_beta_and_filled_on_every_channel():
+    c = _cfg(op="kda", packing="mask", segments=((5, 7),), mask_fill=-20, beta_max=2.0)
+    x = build_case(c)
+    assert x.g.shape == (1, 12, 2, 16) and x.beta.shape == (1, 12, 2)
+    assert bool((x.g[0, 5] == -20).all()) and bool((x.g[0, [0, 4, 6]] > -20).all())
+    assert float(x.beta.max()) <= 2.0 and torch.allclose(x.k.norm(dim=-1), torch.ones(1, 12, 2))
+    assert "n1" in c.short()
+
+
 def test_varlen_cu_seqlens_with_empty_and_length_one_sequences():
     c = _cfg(packing="varlen", segments=((0, 1, 11),), initial_state=True)
     x = build_case(c)

@@ -28,7 +28,7 @@ FAST = ["--examples", 3, "--seed", 1, "--max-seq-len", 20, "--dtypes", "fp32"]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--op", "foo", "--modes", "chunk"], "unknown op 'foo'; valid ops: gla, delta, gated_delta, simple_gla"),
+    (["--op", "foo", "--modes", "chunk"], "unknown op 'foo'; valid ops: gla, delta, gated_delta, simple_gla, kda"),
     (["--op", "gla", "--modes", "chunky"], "unknown mode 'chunky' for op gla; valid modes: chunk, fused_chunk,"),
     (["--op", "gla", "--modes", " , "], "empty mode list; give --modes with some of: recurrent, chunk"),
     (["--op", "gla", "--modes", "chunk", "--examples", "-1"], "--examples must be >= 1, got -1"),
@@ -191,7 +191,7 @@ def test_list():
                  "providers:", "test"):
         assert text in r.stdout
     data = json.loads(_run("list", "--json").stdout)
-    assert [o["name"] for o in data["ops"]] == ["gla", "delta", "gated_delta", "simple_gla"]
+    assert [o["name"] for o in data["ops"]] == ["gla", "delta", "gated_delta", "simple_gla", "kda"]
     b = data["backend"]
     assert b["interpreter"] in (True, False) and {"bf16_dot_ok", "bf16_dot", "shim", "tf32_dots", "tf32"} <= set(b)
     if b["interpreter"] and b["bf16_dot_ok"]:

@@ -122,7 +122,7 @@ def test_strata_beyond_one_two_three_chunks_per_dtype_and_sub_chunks():
     assert [(s.min_len, s.max_len) for s in strata(SpaceOptions(op="gla", max_seq_len=40))] == [(17, 32), (33, 40)]
 
 
-@pytest.mark.parametrize("op", ["gla", "delta", "gated_delta"])
+@pytest.mark.parametrize("op", ["gla", "delta", "gated_delta", "kda"])
 def test_covering_configs_one_per_stratum_repeatable(op):
     opts = SpaceOptions(op=op, dtypes=("fp32", "fp16", "bf16"), max_seq_len=256)
     cases = covering_configs(opts, seed=0)

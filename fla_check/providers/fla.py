@@ -1,6 +1,6 @@
 """flash-linear-attention (PyPI ``fla-core``, extra ``fla-check[fla]``) as the ``fla`` provider.
 
-Modes ``fla:chunk`` and ``fla:recurrent`` for gla, simple_gla, delta and gated_delta. fla's positional
+Modes ``fla:chunk`` and ``fla:recurrent`` for gla, simple_gla, delta, gated_delta and kda. fla's positional
 orders differ between modes (``chunk_gla(q,k,v,g)`` but ``fused_recurrent_gla(q,k,v,gk)``;
 ``chunk_gated_delta_rule(q,k,v,g,beta)`` but ``fused_recurrent_gated_delta_rule(q,k,v,g,gk,gv,beta)``),
 so every argument is passed by keyword. fla is imported lazily, on the first call, after
@@ -38,6 +38,10 @@ ALL = frozenset({torch.float32, torch.float16, torch.bfloat16})
 CHUNK_ON_INTERPRETER = (
     "fla's chunk kernels call `i_t.to(tl.int64)` on a Python-int loop index, which the Triton "
     "interpreter rejects (InterpreterError: 'int' object has no attribute 'to'); run on a GPU"
+)
+KDA_RECURRENT_NO_BWD = (
+    "fla's fused_recurrent_kda is forward only (a plain function, no autograd.Function: its output "
+    "has no gradient graph)"
 )
 GDN_RECURRENT_NO_BWD = (
     "fla's fused_recurrent_gated_delta_rule is forward only (NotImplementedError: \"Backward pass "
@@ -77,10 +81,12 @@ def fla_ops() -> SimpleNamespace:
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
         from fla.ops.gla import chunk_gla, fused_recurrent_gla
         from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
+        from fla.ops.kda import chunk_kda, fused_recurrent_kda
 
     return SimpleNamespace(**{f.__name__: f for f in (
         chunk_gla, fused_recurrent_gla, chunk_simple_gla, fused_recurrent_simple_gla, chunk_delta_rule,
-        fused_recurrent_delta_rule, chunk_gated_delta_rule, fused_recurrent_gated_delta_rule)})
+        fused_recurrent_delta_rule, chunk_gated_delta_rule, fused_recurrent_gated_delta_rule, chunk_kda,
+        fused_recurrent_kda)})
 
 
 def _fp32(x: Optional[Tensor]) -> Optional[Tensor]:
@@ -115,6 +121,8 @@ delta_chunk = _adapter("chunk_delta_rule", None, True)
 delta_recurrent = _adapter("fused_recurrent_delta_rule", None, True)
 gated_delta_chunk = _adapter("chunk_gated_delta_rule", "g", True)
 gated_delta_recurrent = _adapter("fused_recurrent_gated_delta_rule", "g", True)
+kda_chunk = _adapter("chunk_kda", "g", True)
+kda_recurrent = _adapter("fused_recurrent_kda", "g", True)
 
 
 def _mode(name: str, fn: Callable[..., ModeOutput], *, dtypes: frozenset = ALL, backward: bool = True,
@@ -150,6 +158,11 @@ def build() -> Provider:
                         recurrent(gated_delta_recurrent, backward=False, backward_reason=GDN_RECURRENT_NO_BWD,
                                   arithmetic=FLA_DELTA_RECURRENT,
                                   description="fla.ops.gated_delta_rule.fused_recurrent_gated_delta_rule")],
+        # chunk_kda: fla's KDA chunk pipeline stores Akk/Aqk, A_inv, w, u, h in the input dtype like the
+        # GDN one (declared as it, the loosest fla arithmetic); fused_recurrent_kda: fp32 state, fp32 u
+        "kda": [delta_chunk_mode(kda_chunk, description="fla.ops.kda.chunk_kda (g [B,T,H,K], beta by keyword)"),
+                recurrent(kda_recurrent, backward=False, backward_reason=KDA_RECURRENT_NO_BWD,
+                          description="fla.ops.kda.fused_recurrent_kda (forward only)")],
     }, description="flash-linear-attention (fla-core) Triton kernels")
 
 

@@ -1,6 +1,6 @@
-"""One time-step loop shared by GLA, simple GLA, DeltaNet and Gated DeltaNet.
+"""One time-step loop shared by GLA, simple GLA, DeltaNet, Gated DeltaNet and KDA.
 
-Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,H,V]`, GLA gate `[B,T,H,K]`, simple GLA and Gated
+Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,H,V]`, GLA and KDA gates `[B,T,H,K]`, simple GLA and Gated
 DeltaNet gate and beta `[B,T,H]`, states `[N,H,K,V]`. Varlen (`cu_seqlens`, B == 1) is run as a padded batch
 of independent sequences; a boolean `reset_mask` `[B,T]` zeroes the state before the marked
 step, which is exactly "each packed segment run on its own" (the ground truth of packing).
@@ -34,6 +34,12 @@ def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tenso
 def gated_delta_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor:
     """Decay first: S' = exp(g_t) S_{t-1}; then the delta rule on S'.  g: [B,H]."""
     return delta_step(S * g.exp()[..., None, None], k, v, None, beta)
+
+
+def kda_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor:
+    """KDA: decay first, per key channel: S' = Diag(exp g_t) S_{t-1}; then the delta rule on S'.
+    g: [B,H,K]."""
+    return delta_step(S * g.exp()[..., None], k, v, None, beta)
 
 
 def _to_padded(x: Optional[Tensor], cu_seqlens: Tensor, t_max: int) -> Optional[Tensor]:

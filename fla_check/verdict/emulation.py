@@ -128,7 +128,7 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
             beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
             dtype: torch.dtype, seed: int, scale: Optional[float] = None,
             reset_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta';
+    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta', 'kda';
     `step` its reference step) computed by the algorithm `arith` declares, with rounding noise.
 
     Every tensor input carries a leading sample dimension S and holds the kernel-dtype input
@@ -181,11 +181,11 @@ def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
     ``u = v - S^T k``, the backward reads ``u`` as stored (rounded at the store dtype: fla's
     fused_recurrent keeps it in the input dtype) -- dbeta = sum_v du_v u_v is a cancelling sum
     of those stored terms. Straight-through: forward value exact, gradient through the rounded u."""
-    gated = op == "gated_delta"
+    gated = op in ("gated_delta", "kda")
 
     def step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
-        if gated:
-            S = S * g.exp()[..., None, None]
+        if gated:  # per-head gate [..,H] (Gated DeltaNet) or per key channel [..,H,K] (KDA)
+            S = S * (g.exp()[..., None, None] if g.dim() == S.dim() - 2 else g.exp()[..., None])
         err = v - (S * k[..., None]).sum(-2)
         stored = rnd.store(err)
         update = beta[..., None] * stored + (beta[..., None] * (err - stored)).detach()
@@ -293,7 +293,7 @@ def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, b
 
 
 def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
-    """One DeltaNet / Gated DeltaNet sequence [S,T,H,*]: UT transform, state passing, output."""
+    """One DeltaNet / Gated DeltaNet / KDA sequence [S,T,H,*]: UT transform, state passing, output."""
     S, T, H, K = q.shape
     V = v.shape[-1]
     if T == 0:
@@ -301,13 +301,21 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
     q, k, v, g, beta = (_pad(x, C) for x in (q, k, v, g, beta))
     qc, kc, vc = (_chunks(x, C) for x in (q, k, v))  # [S,NT,H,C,*]
     bc = _chunks(beta, C)[..., None]  # [S,NT,H,C,1]
+    per_key = g is not None and g.dim() == q.dim()  # KDA's gate [S,T,H,K]
     if g is None:
         G = torch.zeros_like(bc)
+    elif per_key:
+        G = _chunks(rnd.gate_cumsum(g, C), C)  # [S,NT,H,C,K]
     else:
         G = _chunks(rnd.gate_cumsum(g, C), C)[..., None]  # [S,NT,H,C,1]
-    decay = _decay(G)
-    _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, decay)
-    Aqk = rnd.operand((rnd.dot(rnd.operand(qc), rnd.operand(kc).transpose(-1, -2)) * decay).tril() * scale)
+    if per_key:  # no rank-one decay matrix: scores by sub-chunk blocks, as GLA's
+        kk = _gla_scores(rnd, rnd.operand(kc), rnd.operand(kc), G)
+        _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, None, kk=kk)
+        Aqk = rnd.operand(_gla_scores(rnd, rnd.operand(qc), rnd.operand(kc), G) * scale)
+    else:
+        decay = _decay(G)
+        _, w, u = _ut_transform(rnd, arith, kc, vc, bc, G, decay)
+        Aqk = rnd.operand((rnd.dot(rnd.operand(qc), rnd.operand(kc).transpose(-1, -2)) * decay).tril() * scale)
     qg = rnd.operand(qc * G.exp())
     g_last = G[..., -1:, :]
     kg = rnd.operand(kc * (g_last - G).exp())
@@ -332,11 +340,16 @@ def _decay(G: Tensor) -> Tensor:
 
 
 def _ut_transform(rnd: Rounding, arith: Arithmetic, k: Tensor, v: Tensor, beta: Tensor, G: Tensor,
-                  decay: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """A_inv = (I + strictly_lower(diag(beta) K K^T exp(G_i - G_j)))^-1, w = A_inv diag(beta exp(G)) K,
-    u = A_inv diag(beta) V, for chunks k [...,C,K], v [...,C,V], beta and G [...,C,1]."""
-    kb = rnd.operand(k * beta)
-    A = rnd.relative(rnd.dot(kb, rnd.operand(k).transpose(-1, -2)) * decay, U32).tril(-1)
+                  decay: Optional[Tensor], kk: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """A_inv = (I + strictly_lower(diag(beta) K K^T exp(G_i - G_j)))^-1, w = A_inv diag(beta) (K exp(G)),
+    u = A_inv diag(beta) V, for chunks k [...,C,K], v [...,C,V], beta [...,C,1] and G [...,C,1]
+    (per head, with `decay` = exp(G_i - G_j)) or [...,C,K] (per key channel, KDA: `kk` holds the
+    already-computed scores sum_c k_ic k_jc exp(G_ic - G_jc))."""
+    if kk is not None:
+        A = rnd.relative(kk * beta, U32).tril(-1)
+    else:
+        kb = rnd.operand(k * beta)
+        A = rnd.relative(rnd.dot(kb, rnd.operand(k).transpose(-1, -2)) * decay, U32).tril(-1)
     A_inv = rnd.store(_inverse(rnd, arith, A))
     w = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(k * beta * G.exp())))
     u = rnd.store(rnd.dot(rnd.operand(A_inv, stored=True), rnd.operand(v * beta)))

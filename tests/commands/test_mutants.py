@@ -71,7 +71,7 @@ def test_select_by_op_id_prefix_and_class():
 
 
 CHUNK_MODES = {("gla", "chunk"), ("gla", "fused_chunk"), ("delta", "chunk"), ("gated_delta", "chunk"),
-               ("simple_gla", "chunk")}
+               ("simple_gla", "chunk"), ("kda", "chunk")}
 
 
 @pytest.mark.parametrize("kind", ["o-late", "ht-late", "fp16-state"])
@@ -86,7 +86,8 @@ def test_backward_mutants_are_the_gradient_ones_and_their_modes_have_a_backward(
         "gla.chunk.dq-scale", "gla.chunk.dk-scale", "gla.chunk.dg-scale",
         "gla.recurrent.dq-scale", "gla.recurrent.dk-scale", "gla.recurrent.dg-scale",
         "delta.chunk.dbeta-scale", "gated_delta.chunk.dbeta-scale", "delta.recurrent.dbeta-scale",
-        "simple_gla.chunk.dq-scale", "simple_gla.chunk.dg-scale", "simple_gla.recurrent.dg-scale"}
+        "simple_gla.chunk.dq-scale", "simple_gla.chunk.dg-scale", "simple_gla.recurrent.dg-scale",
+        "kda.recurrent.dg-scale"}
     for m in backward:
         assert all(OPS[m.op].modes[mode].backward for mode in m.modes), m.id
     assert select(ids=["grad-scale"]) == backward

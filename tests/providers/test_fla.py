@@ -20,7 +20,7 @@ from fla_check.references import reference
 from device import DEVICE
 from op_inputs import random_inputs
 from optional_deps import HAVE_FLA, needs_fla, require
-OPS = ["gla", "simple_gla", "delta", "gated_delta"]
+OPS = ["gla", "simple_gla", "delta", "gated_delta", "kda"]
 SPEC = "fla_check.providers.fla:provider"
 
 
@@ -69,6 +69,8 @@ def test_capabilities_are_declared_honestly():
     assert "float32" in modes["delta", "chunk"].unsupported_reason(**{**kw, "dtype": torch.float32},
                                                                     interpreter=False)
     assert modes["gated_delta", "recurrent"].unsupported_reason(**kw) == fla_provider.GDN_RECURRENT_NO_BWD
+    assert modes["kda", "recurrent"].unsupported_reason(**kw) == fla_provider.KDA_RECURRENT_NO_BWD
+    assert modes["kda", "recurrent"].unsupported_reason(**{**kw, "backward": False}, interpreter=True) is None
     assert modes["gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
     assert modes["simple_gla", "recurrent"].unsupported_reason(**{**kw, "dtype": torch.float32}, interpreter=True) is None
     assert modes["simple_gla", "chunk"].arithmetic == fla_provider.FLA_CHUNK  # h in the input dtype, TF32 dots
@@ -129,6 +131,13 @@ def test_gated_delta_recurrent_really_has_no_backward(fla_modes):
     o, _ = ops.get_mode(ops.get_op("gated_delta"), "fla:recurrent").load()(q.requires_grad_(), k, v, g=g, beta=beta)
     with pytest.raises(NotImplementedError, match="Backward pass is not implemented"):
         o.sum().backward()
+
+
+@needs_fla
+def test_kda_recurrent_really_has_no_backward(fla_modes):
+    q, k, v, g, beta, _ = _inputs("kda")
+    o, _ = ops.get_mode(ops.get_op("kda"), "fla:recurrent").load()(q.requires_grad_(), k, v, g=g, beta=beta)
+    assert not o.requires_grad
 
 
 @needs_fla

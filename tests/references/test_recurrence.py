@@ -3,10 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fla_check.references import delta_step, gated_delta_step, gla_step, naive_baseline, reference, simple_gla_step
+from fla_check.references import (delta_step, gated_delta_step, gla_step, kda_step, naive_baseline, reference,
+                                   simple_gla_step)
 from op_inputs import random_inputs
 
-STEPS = {"gla": gla_step, "simple_gla": simple_gla_step, "delta": delta_step, "gated_delta": gated_delta_step}
+STEPS = {"gla": gla_step, "simple_gla": simple_gla_step, "delta": delta_step, "gated_delta": gated_delta_step,
+         "kda": kda_step}
 
 
 def _inputs(op, B=1, T=11, H=2, K=5, V=3, seed=0):
@@ -106,3 +108,24 @@ def test_naive_baseline_is_close_but_not_exact_in_half():
     assert o16.dtype == torch.float16
     err = (o16.double() - o64).abs().max().item()
     assert 0 < err < 1e-2
+
+
+def test_kda_with_a_channel_uniform_gate_is_gated_delta():
+    q, k, v, g, beta = _inputs("gated_delta", T=9)
+    o_gdn, ht_gdn = reference(gated_delta_step, q, k, v, g, beta, output_final_state=True)
+    g_key = g[..., None].expand(q.shape).contiguous()
+    o_kda, ht_kda = reference(kda_step, q, k, v, g_key, beta, output_final_state=True)
+    torch.testing.assert_close(o_kda, o_gdn, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ht_kda, ht_gdn, rtol=0, atol=1e-12)
+
+
+def test_kda_decays_each_key_channel_before_the_error():
+    """Two steps by hand: S1 = beta1 k1 v1^T; S2 = D S1 + beta2 k2 (v2 - (D S1)^T k2)^T, D = diag(exp g2)."""
+    q, k, v, g, beta = (x.double() for x in _inputs("kda", B=1, T=2, H=1))
+    o, ht = reference(kda_step, q, k, v, g, beta, output_final_state=True)
+    S1 = beta[0, 0, 0] * torch.outer(k[0, 0, 0], v[0, 0, 0])
+    S1d = g[0, 1, 0].exp()[:, None] * S1
+    S2 = S1d + beta[0, 1, 0] * torch.outer(k[0, 1, 0], v[0, 1, 0] - S1d.T @ k[0, 1, 0])
+    torch.testing.assert_close(ht[0, 0], S2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(o[0, 1, 0], S2.T @ q[0, 1, 0] * 5**-0.5, rtol=0, atol=1e-12)
+

@@ -53,6 +53,9 @@ CORNERS = [
     dict(op="simple_gla", T=150, K=16, V=24, initial_state=True, gate_norm=0.1),
     dict(op="simple_gla", T=70, K=20, V=16, packing="mask", segments=((5, 1, 40, 24),), mask_fill=-1e4),
     dict(op="simple_gla", T=41, K=16, V=16, packing="varlen", segments=((0, 1, 17, 0, 23),), initial_state=True),
+    dict(op="kda", T=100, K=16, V=16, beta_max=2.0, gate_norm=0.01, initial_state=True),
+    dict(op="kda", T=66, K=20, V=16, packing="mask", segments=((3, 30, 33),), mask_fill=-20.0),
+    dict(op="kda", T=41, K=16, V=8, packing="varlen", segments=((20, 0, 21),), initial_state=True),
 ]
 
 
@@ -87,6 +90,20 @@ def test_noise_size_follows_the_declaration(dtype, arith, lo, hi):
     o, ht, o_ref, ht_ref = _run(cfg, arith)
     worst = max(_rel(o[s], o_ref) for s in range(SAMPLES))
     assert lo < worst < hi, worst
+
+
+def test_kda_chunk_noise_is_fp32_level_and_per_channel():
+    """The per-channel gated UT transform: fp32 declaration -> fp32-level noise; a 2% error in one
+    key channel's gate is far outside it."""
+    cfg = CaseConfig(op="kda", dtype="float32", B=1, T=100, H=2, K=32, V=32, beta_max=2.0, seed=3)
+    o, _, o_ref, _ = _run(cfg, EXACT_CHUNK)
+    worst = max(_rel(o[s], o_ref) for s in range(SAMPLES))
+    assert 1e-8 < worst < 2e-5, worst
+    x = build_case(cfg)
+    g = x.g.clone()
+    g[..., 0] *= 1.02
+    o_bad, _ = reference(get_op("kda").step, x.q, x.k, x.v, g, x.beta)
+    assert _rel(o_bad.double(), o_ref) > 20 * worst
 
 
 def test_recurrent_arithmetic_keeps_the_final_state_at_fp32():

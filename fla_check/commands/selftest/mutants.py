@@ -54,6 +54,8 @@ KINDS: dict[str, str] = {
     "grad-scale": "one gradient x1.02 in a backward kernel",
     "decay-off-by-one": "intra-chunk decay exp(G_i - G_j) taken one position off",
     "last-gate-missing": "inter-chunk state decay misses the chunk's last gate",
+    "gate-channel": "per-channel gate read from the wrong key channel",
+    "gate-late": "gate read one step late",
 }
 
 
@@ -165,6 +167,8 @@ _DELTA_R = f"{_KERNELS}.delta.recurrent"
 _DELTA_C = f"{_KERNELS}.delta.chunk"
 _CUMSUM = f"{_KERNELS}.common.cumsum"
 _UT = f"{_KERNELS}.common.ut_transform"
+_KDA_R = f"{_KERNELS}.kda.recurrent"
+_KDA_C = f"{_KERNELS}.kda.chunk"
 
 # GLA recurrent forward: the loop head and the state update (both also exist in the backward,
 # so the patterns carry enough context to match the forward kernel only).
@@ -441,8 +445,60 @@ _SUBTLE_DELTA_RECURRENT = [  # gated_delta:recurrent has no backward
              "        tl.store(p_dbeta, tl.sum(b_du * b_e, 0) * 1.02)\n"),),
            _x102("dbeta (reverse pass)"), backward=True),
 ]
+# -- KDA (issue 16): the per-channel gate's placement, channel and step ---------------------
+_KDA_R_STEP = ("        b_h *= tl.exp(b_g)[:, None]\n"
+               "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
+               "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n")
+_KDA_R_GATE = "        b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32)\n"
+_KDA_C_H = ("        b_h = b_h * tl.exp(b_gl)[:, None] + tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n")
+_KDA_C_GL = "        b_gl = tl.load(g_cum + ((bos + last) * H + i_h) * K + o_k, mask=m_k, other=0.0)\n"
+_KDA_C_O = "    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n"
+_KDA_C_HT = ("    if STORE_FINAL_STATE:\n"
+             "        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)\n")
+
+_KDA = [
+    Mutant("kda.recurrent.gate-after-write", "gate-after-write", "kda", ("recurrent",), _KDA_R,
+           ((_KDA_R_STEP, "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
+                          "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
+                          "        b_h *= tl.exp(b_g)[:, None]\n"),),
+           "per-channel decay applied after the delta update instead of before it"),
+    Mutant("kda.recurrent.gate-channel", "gate-channel", "kda", ("recurrent",), _KDA_R,
+           ((_KDA_R_GATE, "        b_g = tl.load(p_g + 1, mask=(o_k + 1) < K, other=0.0).to(tl.float32)\n"),),
+           "key channel c decays by channel c+1's gate (the last channel by 0)"),
+    Mutant("kda.recurrent.gate-late", "gate-late", "kda", ("recurrent",), _KDA_R,
+           ((_KDA_R_GATE, "        b_g = tl.load(p_g - H * K, mask=m_k & ((o_k * 0 + t) > 0), other=0.0).to(tl.float32)\n"),),
+           "step t decays by step t-1's gate (step 0 by none)"),
+    Mutant("kda.recurrent.dg-scale", "grad-scale", "kda", ("recurrent",), _KDA_R,
+           (("            tl.store(dg + i_v * PART_K + p_tk, tl.sum(b_dh * b_hp, 1), mask=m_k)\n",
+             "            tl.store(dg + i_v * PART_K + p_tk, tl.sum(b_dh * b_hp, 1) * 1.02, mask=m_k)\n"),),
+           _x102("dg (kda_recurrent_bwd_kernel)"), backward=True),
+    Mutant("kda.chunk.gate-after-write", "gate-after-write", "kda", ("chunk",), _KDA_C,
+           ((_KDA_C_H, "        b_h = (b_h + tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)) * tl.exp(b_gl)[:, None]\n"),),
+           "state passing decays the chunk's own update by the chunk's whole gate (decay after the write)"),
+    Mutant("kda.chunk.gate-channel", "gate-channel", "kda", ("chunk",), _KDA_C,
+           ((_KDA_C_GL, _KDA_C_GL.replace("* K + o_k, mask", "* K + (o_k + 1) % K, mask")),),
+           "state passing decays key channel c by channel c+1's chunk gate"),
+    Mutant("kda.chunk.cumsum-off-by-one", "cumsum-off-by-one", "kda", ("chunk",), _CUMSUM,
+           (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
+             "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
+             "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
+           "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
+    Mutant("kda.chunk.ut-sign", "ut-sign", "kda", ("chunk",), _KDA_C,
+           (("    b_Ai = -tl.where(m_A, b_A, 0.0)\n", "    b_Ai = tl.where(m_A, b_A, 0.0)\n"),),
+           "UT inverse (I - A)^-1 instead of (I + A)^-1"),
+]
+_SUBTLE_KDA = [
+    Mutant("kda.chunk.o-late", "o-late", "kda", ("chunk",), _KDA_C,
+           ((_KDA_C_O, "    if i_t >= 1:\n        b_o = b_o * 1.02\n" + _KDA_C_O),), _O_LATE),
+    Mutant("kda.chunk.ht-late", "ht-late", "kda", ("chunk",), _KDA_C,
+           ((_KDA_C_HT, _KDA_C_HT.replace("        tl.store(", "        if NT > 1:\n"
+                                          "            b_h = b_h * 0.98\n        tl.store(")),), _HT_LATE),
+    Mutant("kda.chunk.fp16-state", "fp16-state", "kda", ("chunk",), _KDA_C,
+           ((_KDA_C_H, _KDA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+]
+
 SUBTLE: tuple[Mutant, ...] = tuple(_SUBTLE_GLA + _subtle_delta("delta") + _SUBTLE_DELTA_RECURRENT
-                                   + _subtle_delta("gated_delta"))
+                                   + _subtle_delta("gated_delta") + _SUBTLE_KDA)
 
 # -- simple GLA (issue 16): a scalar gate per head ------------------------------------------
 _SGLA_R = f"{_KERNELS}.simple_gla.recurrent"
@@ -544,10 +600,12 @@ USAGE_CASES: tuple[UsageCase, ...] = (
     UsageCase("simple_gla.usage.mask-fill-0.1max", "mask-fill", "simple_gla", ("chunk",), ("recurrent",),
               ("-0.1max",),
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
+    UsageCase("kda.usage.mask-fill-0.1max", "mask-fill", "kda", ("chunk",), ("recurrent",), ("-0.1max",),
+              "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
 )
 
 MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + list(SUBTLE) + _SIMPLE_GLA)
+                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA)
 
 
 def all_entries() -> list[Mutant | UsageCase]:
