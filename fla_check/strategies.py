@@ -221,7 +221,9 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
         segments = (draw(varlen_segments(T)),)
     kernel = _draw_kernel_options(draw, options.options_to_draw(), packing)
     gate = _draw_gate(draw) if GATE_OPS[op] else {}
-    beta_max = draw(st.sampled_from((1.0, 2.0))) if op != "gla" and not kernel.get("beta_sigmoid") else 1.0
+    beta_max = draw(st.sampled_from((1.0, 2.0))) if op != "gla" else 1.0
+    if kernel.get("beta_sigmoid"):  # logits: beta_max stays 1 (drawn anyway, so that shrinking turns the option off)
+        beta_max = 1.0
     fill = draw(st.sampled_from(options.fills())) if packing == "mask" else None
     return CaseConfig(
         op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max, initial_state=initial_state,
