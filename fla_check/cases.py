@@ -12,6 +12,14 @@ Packing:
   users pack with ``gk.masked_fill(reset_mask, fill)``.
 - ``varlen``: ``B == 1`` and ``segments[0]`` are the ``cu_seqlens`` lengths (0 allowed).
 
+Grouped value heads and in-kernel options (Gated DeltaNet, as fla 0.6.0 takes them by keyword):
+``value_ratio`` r makes v, g, beta, the output and the states carry HV = r H heads (q, k keep H);
+``qk_l2norm`` passes raw q, k (scaled by ``qk_scale``: small norms make fla's 1e-6 epsilon
+count) for ``use_qk_l2norm_in_kernel``; ``gate_in_kernel`` passes the raw gate input ``a``
+(``logsigmoid`` skipped, the gate regime spreads ``a``) plus ``A_log``, ``dt_bias`` [HV];
+``beta_sigmoid`` passes beta logits. The reference applies each exactly
+(:mod:`fla_check.references.options`).
+
 Mask fills are floats or the symbols ``-0.1max``, ``-max``, ``-inf``, resolved against
 ``torch.finfo`` of the kernel dtype; a float beyond the dtype's range becomes -inf, as casting
 an fp32 gate would make it.
@@ -29,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fla_check.errors import CaseError  # noqa: F401 (re-exported)
+from fla_check.references.options import Prepare, make_prepare
 
 Fill = Union[str, float]
 
@@ -42,6 +51,12 @@ DTYPE_ALIASES = {"fp32": "float32", "f32": "float32", "fp16": "float16", "f16": 
 PACKINGS = ("none", "mask", "varlen")
 GATE_OPS = {"gla": "key", "gated_delta": "head", "delta": None, "simple_gla": "head", "kda": "key"}
 BETA_OPS = {"gla": False, "delta": True, "gated_delta": True, "simple_gla": False, "kda": True}
+GVA_RATIOS = (1, 2, 3, 4, 8)  # HV / H as shipped models use them (Qwen3-Next 2, Qwen3.5 up to 4, ratio 3 too)
+GVA_OPS = frozenset({"gated_delta"})
+# case field -> fla keyword of the in-kernel option; the ops that take them
+KERNEL_OPTIONS = {"qk_l2norm": "use_qk_l2norm_in_kernel", "gate_in_kernel": "use_gate_in_kernel",
+                  "beta_sigmoid": "use_beta_sigmoid_in_kernel"}
+OPTION_OPS = frozenset({"gated_delta"})
 SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
 GUARD_STEPS = 64  # NaN padding around every kernel input, in time steps (one chunk)
 _FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")
@@ -115,6 +130,11 @@ class CaseConfig:
     segments: tuple[tuple[int, ...], ...] = ()  # per row: segment lengths (see module doc)
     mask_fill: Optional[Fill] = None  # gate value at segment starts (packing == "mask")
     seed: int = 0
+    value_ratio: int = 1  # GVA: v, g, beta, o and the states have HV = value_ratio * H heads
+    qk_l2norm: bool = False  # use_qk_l2norm_in_kernel: raw q, k (times qk_scale) are passed
+    qk_scale: float = 1.0  # magnitude of the raw q, k of qk_l2norm cases (1 otherwise)
+    gate_in_kernel: bool = False  # use_gate_in_kernel: raw a, A_log, dt_bias are passed
+    beta_sigmoid: bool = False  # use_beta_sigmoid_in_kernel: beta logits are passed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
@@ -127,6 +147,16 @@ class CaseConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    @property
+    def HV(self) -> int:
+        """Value heads (of v, g, beta, o and the states): value_ratio * H."""
+        return self.value_ratio * self.H
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The in-kernel options this case asks for (names of KERNEL_OPTIONS)."""
+        return tuple(name for name in KERNEL_OPTIONS if getattr(self, name))
 
     @property
     def varlen(self) -> bool:
@@ -167,7 +197,11 @@ class CaseConfig:
 
     def short(self) -> str:
         """One-line id in the spirit of fla's test ids."""
-        parts = [self.op, self.dtype, f"B{self.B}T{self.T}H{self.H}K{self.K}V{self.V}"]
+        heads = f"H{self.H}" + (f"HV{self.HV}" if self.value_ratio > 1 else "")
+        parts = [self.op, self.dtype, f"B{self.B}T{self.T}{heads}K{self.K}V{self.V}"]
+        parts += list(self.options)
+        if self.qk_l2norm and self.qk_scale != 1.0:
+            parts.append(f"qk{self.qk_scale:g}")
         if GATE_OPS[self.op]:
             parts.append(f"n{self.gate_norm:g}")
         if self.packing != "none":
@@ -212,7 +246,25 @@ def _validate(c: CaseConfig) -> None:
         raise CaseError(f"gate_norm must be > 0, got {c.gate_norm}")
     if c.packing not in PACKINGS:
         raise CaseError(f"packing must be one of {PACKINGS}, got {c.packing!r}")
+    _validate_options(c)
     _validate_segments(c)
+
+
+def _validate_options(c: CaseConfig) -> None:
+    if c.value_ratio not in GVA_RATIOS:
+        raise CaseError(f"value_ratio must be one of {GVA_RATIOS}, got {c.value_ratio}")
+    if c.value_ratio > 1 and c.op not in GVA_OPS:
+        raise CaseError(f"op {c.op} has no grouped value heads (value_ratio {c.value_ratio}); "
+                        f"GVA ops: {', '.join(sorted(GVA_OPS))}")
+    if c.options and c.op not in OPTION_OPS:
+        raise CaseError(f"op {c.op} takes no in-kernel options ({', '.join(c.options)})")
+    if not c.qk_scale > 0 or (not c.qk_l2norm and c.qk_scale != 1.0):
+        raise CaseError(f"qk_scale must be > 0, and 1 unless qk_l2norm is set; got {c.qk_scale}")
+    if c.beta_sigmoid and c.beta_max != 1.0:
+        raise CaseError("beta_sigmoid cases pass logits (sigmoid in (0, 1)): beta_max must be 1")
+    if c.gate_in_kernel and c.packing == "mask":
+        raise CaseError("gate_in_kernel cannot pack by a gate fill (the fill would go through softplus); "
+                        "pack with cu_seqlens")
 
 
 def _validate_segments(c: CaseConfig) -> None:
@@ -271,6 +323,25 @@ class CaseInputs:
     initial_state: Optional[Tensor]  # float32 [N,H,K,V]
     cu_seqlens: Optional[Tensor]  # int64 [N+1]
     reset_mask: Optional[Tensor]  # bool [B,T], True at segment starts > 0 (mask packing)
+    options: tuple[str, ...] = ()  # in-kernel options (names of KERNEL_OPTIONS)
+    A_log: Optional[Tensor] = None  # float32 [HV] (gate_in_kernel)
+    dt_bias: Optional[Tensor] = None  # float32 [HV] (gate_in_kernel)
+
+    @property
+    def prepare(self) -> Optional[Prepare]:
+        """What the kernel is asked to do to its raw inputs (options, GVA), for the reference and
+        the emulation; None for a plain case (the GVA expansion alone is done by the recurrence)."""
+        if not self.options:
+            return None
+        return make_prepare(qk_l2norm="qk_l2norm" in self.options, beta_sigmoid="beta_sigmoid" in self.options,
+                            A_log=self.A_log, dt_bias=self.dt_bias)
+
+    def option_kwargs(self) -> dict[str, Any]:
+        """The options' keywords for a mode call (fla's names; A_log, dt_bias as fp32 copies)."""
+        out: dict[str, Any] = {KERNEL_OPTIONS[name]: True for name in self.options}
+        if "gate_in_kernel" in self.options:
+            out.update(A_log=self.A_log.clone(), dt_bias=None if self.dt_bias is None else self.dt_bias.clone())
+        return out
 
     def mode_args(self) -> tuple[Tensor, Tensor, Tensor]:
         """q, k, v for one mode call: NaN-guarded copies (see :func:`guarded`)."""
@@ -281,7 +352,8 @@ class CaseInputs:
         inputs NaN-guarded, see :func:`guarded`)."""
         return dict(g=guarded(self.g), beta=guarded(self.beta), scale=None,
                     initial_state=guarded(self.initial_state), output_final_state=True,
-                    cu_seqlens=None if self.cu_seqlens is None else self.cu_seqlens.clone())
+                    cu_seqlens=None if self.cu_seqlens is None else self.cu_seqlens.clone(),
+                    **self.option_kwargs())
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         return self.q, self.k, self.v, self.g, self.beta
@@ -290,15 +362,24 @@ class CaseInputs:
 def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> CaseInputs:
     """Build the inputs of `config` deterministically from its seed (on CPU, then moved)."""
     gen = torch.Generator().manual_seed(config.seed)
-    B, T, H, K, V = config.B, config.T, config.H, config.K, config.V
+    B, T, H, K, V, HV = config.B, config.T, config.H, config.K, config.V, config.HV
     q = torch.randn(B, T, H, K, generator=gen)
     k = torch.randn(B, T, H, K, generator=gen)
-    v = torch.randn(B, T, H, V, generator=gen)
-    if BETA_OPS[config.op]:
+    v = torch.randn(B, T, HV, V, generator=gen)
+    if config.qk_l2norm:  # raw q, k: the kernel normalizes them
+        q, k = q * config.qk_scale, k * config.qk_scale
+    elif BETA_OPS[config.op]:
         k = F.normalize(k, p=2.0, dim=-1)
     g = _build_gate(config, gen)
-    beta = torch.rand(B, T, H, generator=gen) * config.beta_max if BETA_OPS[config.op] else None
-    h0 = torch.randn(config.num_states, H, K, V, generator=gen) if config.initial_state else None
+    beta = torch.rand(B, T, HV, generator=gen) * config.beta_max if BETA_OPS[config.op] else None
+    h0 = torch.randn(config.num_states, HV, K, V, generator=gen) if config.initial_state else None
+    A_log = dt_bias = None
+    if config.gate_in_kernel:  # as models initialize them: A = U(1, 16), dt = logU(1e-3, 0.1)
+        A_log = torch.empty(HV).uniform_(1.0, 16.0, generator=gen).log()
+        dt = torch.empty(HV).uniform_(math.log(1e-3), math.log(0.1), generator=gen).exp()
+        dt_bias = dt + torch.log(-torch.expm1(-dt))  # softplus(dt_bias) = dt
+    if beta is not None and config.beta_sigmoid:  # logits whose sigmoid spreads over (0, 1)
+        beta = torch.logit((beta / config.beta_max).clamp(1e-3, 1 - 1e-3))
     reset = _reset_mask(config)
     dt = config.torch_dtype
     if g is not None and reset is not None:  # filled in fp32: fills beyond dt's range cast to -inf
@@ -311,6 +392,9 @@ def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> 
         initial_state=None if h0 is None else h0.to(device),
         cu_seqlens=None if cu is None else torch.tensor(cu, dtype=torch.int64, device=device),
         reset_mask=None if reset is None else reset.to(device),
+        options=config.options,
+        A_log=None if A_log is None else A_log.to(device),
+        dt_bias=None if dt_bias is None else dt_bias.to(device),
     )
 
 
@@ -318,8 +402,9 @@ def _build_gate(config: CaseConfig, gen: torch.Generator) -> Optional[Tensor]:
     kind = GATE_OPS[config.op]
     if kind is None:
         return None
-    shape = (config.B, config.T, config.H) + ((config.K,) if kind == "key" else ())
-    g = F.logsigmoid(torch.randn(shape, generator=gen)) / config.gate_norm
+    shape = (config.B, config.T, config.HV) + ((config.K,) if kind == "key" else ())
+    x = torch.randn(shape, generator=gen)
+    g = x / config.gate_norm if config.gate_in_kernel else F.logsigmoid(x) / config.gate_norm
     if config.near_zero_decay:
         g = g * 1e-3
     if config.zero_gate_frac > 0:
@@ -348,8 +433,8 @@ _UPSTREAM_SALT = 0x9E3779B97F4A7C15  # upstream gradients use their own stream, 
 class Upstream:
     """The upstream gradients of a case (float64)."""
 
-    do: Tensor  # [B,T,H,V]
-    dht: Tensor  # [N,H,K,V]
+    do: Tensor  # [B,T,HV,V]
+    dht: Tensor  # [N,HV,K,V]
 
     def loss(self, o: Tensor, ht: Tensor) -> Tensor:
         return (o.double() * self.do).sum() + (ht.double() * self.dht).sum()
@@ -361,8 +446,8 @@ def upstream(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> Up
     dtype (o's), ``dht`` in fp32 (ht's). Every pass, the reference included, then differentiates
     the same scalar, and the cast of ``do`` into a mode's backward loses nothing."""
     gen = torch.Generator().manual_seed((config.seed ^ _UPSTREAM_SALT) % 2**63)
-    do = torch.randn(config.B, config.T, config.H, config.V, generator=gen, dtype=torch.float64)
-    dht = torch.randn(config.num_states, config.H, config.K, config.V, generator=gen, dtype=torch.float64)
+    do = torch.randn(config.B, config.T, config.HV, config.V, generator=gen, dtype=torch.float64)
+    dht = torch.randn(config.num_states, config.HV, config.K, config.V, generator=gen, dtype=torch.float64)
     do = do.to(config.torch_dtype).double()
     dht = dht.float().double()
     return Upstream(do.to(device), dht.to(device))

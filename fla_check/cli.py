@@ -149,6 +149,36 @@ def _parse_fills(text: Optional[str], op) -> Optional[tuple]:
     return fills
 
 
+def _parse_value_ratios(text: Optional[str], op) -> Optional[tuple[int, ...]]:
+    from fla_check.cases import GVA_OPS, GVA_RATIOS
+
+    if text is None:
+        return None
+    try:
+        ratios = tuple(int(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        raise UsageFail(f"--value-ratios {text!r}: a comma list of integers, e.g. 1,3") from None
+    allowed = GVA_RATIOS if op.name in GVA_OPS else (1,)
+    bad = [r for r in ratios if r not in allowed]
+    if bad or not ratios:
+        raise UsageFail(f"--value-ratios {text!r}: {_op_title(op.name)} takes {','.join(map(str, allowed))}")
+    return ratios
+
+
+def _parse_kernel_options(text: Optional[str], op) -> Optional[tuple[str, ...]]:
+    from fla_check.cases import KERNEL_OPTIONS, OPTION_OPS
+
+    if text is None:
+        return None
+    names = tuple(o.strip() for o in text.split(",") if o.strip() and o.strip() != "none")
+    allowed = tuple(KERNEL_OPTIONS) if op.name in OPTION_OPS else ()
+    bad = [o for o in names if o not in allowed]
+    if bad:
+        raise UsageFail(f"--kernel-options: {', '.join(bad)} not taken by {_op_title(op.name)}; "
+                        f"valid: {', '.join(allowed) or 'none'}")
+    return names
+
+
 def _op_title(name: str) -> str:
     return {"delta": "DeltaNet", "gla": "GLA", "gated_delta": "Gated DeltaNet", "simple_gla": "simple GLA",
             "kda": "KDA"}.get(name, name)
@@ -179,6 +209,11 @@ def _parse_shard(text: Optional[str]):
                    "(comma list).")
 @click.option("--backward", is_flag=True,
               help="Also check the gradients dq, dk, dv, dg/dbeta, dh0 (forward-only modes: UNSUPPORTED).")
+@click.option("--value-ratios", default=None, metavar="R,..",
+              help="Grouped value heads HV/H to draw (gated_delta: 1,2,3,4,8, the default).")
+@click.option("--kernel-options", default=None, metavar="NAME,..",
+              help="In-kernel options to draw (gated_delta: qk_l2norm, gate_in_kernel, beta_sigmoid, or none; "
+                   "default: those the modes declare).")
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
@@ -189,8 +224,8 @@ def _parse_shard(text: Optional[str]):
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
-def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, providers, profile,
-        shard_text, report, no_color, as_json) -> None:
+def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
+        kernel_options, providers, profile, shard_text, report, no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
     _load_providers(providers)
@@ -201,6 +236,8 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     if max_seq_len is not None and max_seq_len < 1:
         raise UsageError(f"--max-seq-len must be >= 1, got {max_seq_len}")
     fills = _parse_fills(mask_fill, op)
+    ratios = _parse_value_ratios(value_ratios, op)
+    options = _parse_kernel_options(kernel_options, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
     from fla_check.commands.run.engine import run as run_command
@@ -211,7 +248,8 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     with SearchProgress(no_color) as on_progress:
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
-                                   shard=shard, device=device, report=report, progress=on_progress)
+                                   shard=shard, device=device, report=report, progress=on_progress,
+                                   value_ratios=ratios, kernel_options=options)
     if as_json:
         _echo_json(result.to_json())
     else:

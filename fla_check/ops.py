@@ -5,7 +5,11 @@ Every mode callable has the uniform keyword signature::
     fn(q, k, v, *, g=None, beta=None, scale=None, initial_state=None,
        output_final_state=False, cu_seqlens=None) -> (o, final_state | None)
 
-`o` comes back in `q.dtype`, the final state in float32 `[N,H,K,V]`. Modes with
+`o` comes back in `q.dtype`, the final state in float32 `[N,H,K,V]`. A mode that declares
+grouped value heads (``ModeSpec.gva``) also takes v, g, beta with HV = r H heads (o and the
+states have HV), and a mode that declares in-kernel options (``ModeSpec.options``) takes their
+keywords (fla's: ``use_qk_l2norm_in_kernel=True``, ``use_gate_in_kernel=True, A_log, dt_bias``,
+``use_beta_sigmoid_in_kernel=True``); it is never called with what it does not declare. Modes with
 backward are differentiable under torch autograd. Kernel modules are imported lazily
 (``"module:attr"``) so that importing the registry never imports triton.
 """
@@ -50,6 +54,9 @@ class ModeSpec:
     interpreter_reason: str = ""  # non-empty: cannot run under the Triton interpreter, and why
     triton: bool = True  # runs Triton kernels (built-ins, fla); False: plain torch, never limited by the interpreter
     arithmetic: Arithmetic = RECURRENT_FP32  # declared arithmetic: what the error model's baseline emulates
+    gva: bool = False  # takes HV = r*H value heads (value head j reads key head j // r)
+    options: frozenset = frozenset()  # in-kernel options it takes (names of fla_check.cases.KERNEL_OPTIONS)
+    option_reasons: tuple = ()  # (option, why not) for options it does not take, shown as the reason
 
     @property
     def qualified(self) -> str:
@@ -67,7 +74,8 @@ class ModeSpec:
         return getattr(importlib.import_module(module), attr)
 
     def unsupported_reason(self, *, dtype: torch.dtype, varlen: bool, initial_state: bool,
-                           backward: bool, interpreter: Optional[bool] = None) -> Optional[str]:
+                           backward: bool, interpreter: Optional[bool] = None, value_ratio: int = 1,
+                           options: Iterable[str] = ()) -> Optional[str]:
         """Why this mode cannot run a case with these features, or None.
 
         `interpreter=None` means "as selected in this process" (TRITON_INTERPRET=1).
@@ -84,6 +92,12 @@ class ModeSpec:
             return f"{self.qualified} does not support initial_state"
         if backward and not self.backward:
             return self.backward_reason or f"{self.qualified} has no backward"
+        if value_ratio > 1 and not self.gva:
+            return f"{self.qualified} does not support grouped value heads (HV = {value_ratio} H)"
+        for option in options:
+            if option not in self.options:
+                why = dict(self.option_reasons).get(option, "")
+                return f"{self.qualified} does not support {option}" + (f": {why}" if why else "")
         return None
 
 
@@ -105,6 +119,9 @@ class OpSpec:
 
 _K = "fla_check.kernels"
 _NO_BWD = "forward only (as in fla: no backward for the per-step gated delta rule)"
+_L2NORM = frozenset({"qk_l2norm"})
+_NO_GATE_BETA = (("gate_in_kernel", "the built-in kernels take a log gate (no A_log / dt_bias)"),
+                 ("beta_sigmoid", "the built-in kernels take beta, not logits"))
 
 OPS: dict[str, OpSpec] = {
     "gla": OpSpec(
@@ -137,9 +154,12 @@ OPS: dict[str, OpSpec] = {
         modes={
             "recurrent": ModeSpec("recurrent", "builtin",
                                   f"{_K}.gated_delta.recurrent:gated_delta_recurrent",
-                                  backward_reason=_NO_BWD, description="per-step fused recurrence"),
+                                  backward_reason=_NO_BWD, gva=True, options=_L2NORM, option_reasons=_NO_GATE_BETA,
+                                  description="per-step fused recurrence, q/k l2norm in the kernel"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
-                              backward=True, arithmetic=_DELTA_CHUNK, description="gated UT transform, state passing"),
+                              backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM,
+                              option_reasons=_NO_GATE_BETA,
+                              description="gated UT transform, state passing; q/k l2norm by a Triton kernel before it"),
         },
     ),
     "simple_gla": OpSpec(

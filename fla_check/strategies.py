@@ -31,7 +31,11 @@ import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
-from fla_check.cases import BETA_OPS, GATE_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case, canonical_fill, dtype_name
+from fla_check.cases import (
+    BETA_OPS, GATE_OPS, GVA_OPS, GVA_RATIOS, KERNEL_OPTIONS, OPTION_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case,
+    canonical_fill, dtype_name,
+)
+from fla_check.references.options import expand_heads
 
 HEAD_DIMS = (16, 32, 60, 64, 100)
 SMALL_HEAD_DIMS = (16, 32, 16, 60, 32, 64, 16, 100)  # CPU: weighted towards the cheap buckets
@@ -40,6 +44,10 @@ DEFAULT_FILLS: tuple[float, ...] = (-20.0, -5.0, -10.0, -100.0, -1e3, -1e4)
 EXTREME_FILLS: tuple[str, ...] = SYMBOLIC_FILLS
 GATE_NORMS = (1.0, 0.01, 0.1, 10.0, 0.5, 3.0)
 ZERO_GATE_FRACS = (0.0, 0.5, 1.0, 0.1)
+# GVA ratios by index: 1 first (shrinking goes there), then r > 1 in 7 draws of 8, 3 the most often
+RATIO_DRAWS = (1, 3, 2, 3, 4, 8, 3, 2)
+QK_SCALES = (1.0, 1e-3, 1e-2)  # raw q/k magnitude of l2norm cases: small norms make its 1e-6 epsilon count
+SMALL_MAX_VALUE_HEADS = 8  # CPU: HV = r H <= 8 (the interpreter runs one program per value head)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class SpaceOptions:
     small: bool = True  # CPU: favour small head dims, B, H <= 2
     max_batch: Optional[int] = None
     max_heads: Optional[int] = None
+    value_ratios: Optional[tuple[int, ...]] = None  # GVA ratios HV/H to draw; None: all (GVA ops), else (1,)
+    kernel_options: Optional[tuple[str, ...]] = None  # in-kernel options to draw; None: every one the op takes
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1:
@@ -67,6 +77,28 @@ class SpaceOptions:
             raise ValueError("no dtypes to draw from")
         if self.mask_fills is not None:
             object.__setattr__(self, "mask_fills", tuple(canonical_fill(f) for f in self.mask_fills))
+        if self.value_ratios is not None:
+            bad = [r for r in self.value_ratios if r not in GVA_RATIOS or (r > 1 and self.op not in GVA_OPS)]
+            if bad or not self.value_ratios:
+                raise ValueError(f"value ratios {list(self.value_ratios)}: op {self.op} takes "
+                                 f"{list(GVA_RATIOS) if self.op in GVA_OPS else [1]}")
+        if self.kernel_options is not None:
+            bad = [o for o in self.kernel_options if o not in KERNEL_OPTIONS or self.op not in OPTION_OPS]
+            if bad:
+                raise ValueError(f"kernel options {bad}: op {self.op} takes "
+                                 f"{list(KERNEL_OPTIONS) if self.op in OPTION_OPS else []}")
+
+    def ratios(self) -> tuple[int, ...]:
+        """GVA ratios to draw, by index (the first shrinks simplest: 1 when allowed)."""
+        if self.value_ratios is not None:
+            return tuple(sorted(set(self.value_ratios)))
+        return RATIO_DRAWS if self.op in GVA_OPS else (1,)
+
+    def options_to_draw(self) -> tuple[str, ...]:
+        """In-kernel options a case may switch on."""
+        if self.kernel_options is not None:
+            return self.kernel_options
+        return tuple(KERNEL_OPTIONS) if self.op in OPTION_OPS else ()
 
     def allowed_packings(self) -> tuple[str, ...]:
         base = ("none", "mask", "varlen") if GATE_OPS[self.op] else ("none", "varlen")
@@ -173,6 +205,10 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
     max_b = options.max_batch or (2 if options.small else 4)
     max_h = options.max_heads or (2 if options.small else 4)
     B = 1 if packing == "varlen" else draw(st.integers(1, max_b))
+    ratios = options.ratios()
+    ratio = draw(st.sampled_from(ratios)) if len(ratios) > 1 else ratios[0]
+    if options.small:
+        max_h = max(1, min(max_h, SMALL_MAX_VALUE_HEADS // ratio))
     H = draw(st.integers(1, max_h))
     K = draw(head_dims(options.small))
     V = draw(head_dims(options.small))
@@ -183,13 +219,30 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
         segments = tuple(draw(reset_segments(T)) for _ in range(B))
     elif packing == "varlen":
         segments = (draw(varlen_segments(T)),)
+    kernel = _draw_kernel_options(draw, options.options_to_draw(), packing)
     gate = _draw_gate(draw) if GATE_OPS[op] else {}
     beta_max = draw(st.sampled_from((1.0, 2.0))) if BETA_OPS[op] else 1.0
+    if kernel.get("beta_sigmoid"):  # logits: beta_max stays 1 (drawn anyway, so that shrinking turns the option off)
+        beta_max = 1.0
     fill = draw(st.sampled_from(options.fills())) if packing == "mask" else None
     return CaseConfig(
         op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max, initial_state=initial_state,
-        packing=packing, segments=segments, mask_fill=fill, seed=seed, **gate,
+        packing=packing, segments=segments, mask_fill=fill, seed=seed, value_ratio=ratio, **gate, **kernel,
     )
+
+
+def _draw_kernel_options(draw, allowed: tuple[str, ...], packing: str) -> dict:
+    """On/off per allowed in-kernel option (off shrinks first); l2norm cases draw the raw q/k
+    scale; gate_in_kernel is not drawn for mask packing (a fill cannot go through softplus)."""
+    out: dict = {}
+    for name in allowed:
+        if name == "gate_in_kernel" and packing == "mask":
+            continue
+        if draw(st.booleans()):
+            out[name] = True
+    if out.get("qk_l2norm"):
+        out["qk_scale"] = draw(st.sampled_from(QK_SCALES))
+    return out
 
 
 def _draw_gate(draw) -> dict:
@@ -283,16 +336,18 @@ def digits_at_risk(config: CaseConfig) -> float:
       the UT transform's amplification of the errors of its inputs.
     """
     x = build_case(config)
+    q, k, v, g, beta = (None if t is None else t.double() for t in x.tensors())
+    if x.prepare is not None:  # the values the kernel runs on: options applied, k per value head
+        q, k, v, g, beta = x.prepare(q, k, v, g, beta)
+    k = expand_heads(k, v.shape[2])
     spans = [(s, s + n) for s, n in zip(config.segment_starts(0), config.segments[0])] if config.varlen \
         else [(0, config.T)]
     chunks = [(a, min(a + CHUNK, e)) for s, e in spans for a in range(s, e, CHUNK)]
     digits = 0.5 * math.log10(max(1, config.max_segment_len()))
-    if x.g is not None and chunks:
-        g = x.g.double()
+    if g is not None and chunks:
         G = max(float(g[:, a:e].cumsum(1).abs().max()) for a, e in chunks)
         digits += math.log10(1.0 + min(G, 1e300))
-    if x.beta is not None and chunks:
-        k, beta = x.k.double(), x.beta.double()
+    if beta is not None and chunks:
         worst = 1.0
         for a, e in chunks:
             kc = k[:, a:e].transpose(1, 2)  # [B, H, n, K]

@@ -60,7 +60,8 @@ def recurrence_outputs(op: OpSpec, inputs: CaseInputs, up: Upstream, fn: Callabl
     leaves = _leaves(inputs, (lambda x: x.clone()) if dtype is None else (lambda x: x.to(dtype, copy=True)))
     with torch.enable_grad():
         o, ht = fn(op.step, *(leaves[n] for n in ("q", "k", "v", "g", "beta")),
-                   initial_state=leaves["initial_state"], output_final_state=True, cu_seqlens=inputs.cu_seqlens)
+                   initial_state=leaves["initial_state"], output_final_state=True, cu_seqlens=inputs.cu_seqlens,
+                   prepare=inputs.prepare)
         grads = _grads(up.loss(o, ht), leaves)
     return {"o": o.detach(), "ht": ht.detach(), **grads}
 
@@ -75,7 +76,8 @@ def mode_outputs(fn: Callable, inputs: CaseInputs, up: Upstream) -> tuple[Any, d
     with torch.enable_grad():
         raw = fn(leaves["q"], leaves["k"], leaves["v"], g=leaves["g"], beta=leaves["beta"], scale=None,
                  initial_state=leaves["initial_state"], output_final_state=True,
-                 cu_seqlens=None if inputs.cu_seqlens is None else inputs.cu_seqlens.clone())
+                 cu_seqlens=None if inputs.cu_seqlens is None else inputs.cu_seqlens.clone(),
+                 **inputs.option_kwargs())
         if not _well_formed(raw, up):
             return raw, {}
         o, ht = raw
@@ -93,19 +95,46 @@ def _well_formed(raw: Any, up: Upstream) -> bool:
             and tuple(ht.shape) == tuple(up.dht.shape))
 
 
-def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream) -> dict[str, float]:
+def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream,
+                        step: Optional[Callable] = None) -> dict[str, float]:
     """Per gradient, the magnitude of the terms it is a cancelling sum of (see
     :mod:`fla_check.verdict.compare`, "Cancelling sums"); only ``dg`` has one.
 
     Kernels compute the log-gate gradient from ``dL/dG_t = q_t dq_t - k_t dk_t`` (plus
     ``sum_v ht dht`` for the final state) by a reverse cumulative sum over t; a per-head gate
     (Gated DeltaNet) sums those terms over K as well. The scale is the largest such term
-    (absolute values, float64 reference gradients).
+    (absolute values, float64 reference gradients). With grouped value heads or in-kernel
+    options (and the op's reference `step`), the terms are those of the kernel's own variables:
+    q, k per value head after the options, the log gate (times its slope when the kernel
+    computes it from a raw input), from one more float64 pass (:func:`_effective_terms`).
     """
     if "dg" not in ref or inputs.g is None:
         return {}
+    state = (ref["ht"].double() * up.dht).abs().sum(-1)  # [N,HV,K]
+    if step is not None and (inputs.options or inputs.v.shape[2] != inputs.q.shape[2]):
+        terms, slope = _effective_terms(inputs, up, step)
+        return {"dg": slope * max((float(x.max()) for x in (terms, state.sum(-1)) if x.numel()), default=0.0)}
     terms = (inputs.q.double() * ref["dq"]).abs() + (inputs.k.double() * ref["dk"]).abs()  # [B,T,H,K]
-    state = (ref["ht"].double() * up.dht).abs().sum(-1)  # [N,H,K]
     if inputs.g.dim() == 3:
         terms, state = terms.sum(-1), state.sum(-1)
     return {"dg": max((float(x.max()) for x in (terms, state) if x.numel()), default=0.0)}
+
+
+def _effective_terms(inputs: CaseInputs, up: Upstream, step: Callable) -> tuple[Tensor, float]:
+    """|q_e . dq_e| + |k_e . dk_e| per (t, value head) for the prepared (expanded, normalized)
+    q_e, k_e of a per-head gate, and the largest |d g_log / d g_passed| (1 without gate_in_kernel)."""
+    from fla_check.references import reference
+    from fla_check.references.options import expand_heads
+
+    x = {n: None if t is None else t.detach().double() for n, t in _inputs(inputs).items()}
+    with torch.enable_grad():
+        g_raw = x["g"].clone().requires_grad_()
+        q, k, v, g, beta = (inputs.prepare or (lambda *a: a))(x["q"], x["k"], x["v"], g_raw, x["beta"])
+        slope = float(torch.autograd.grad(g.sum(), g_raw)[0].abs().max()) if g.requires_grad else 1.0
+        heads = v.shape[2]
+        q_e, k_e = (expand_heads(t, heads).detach().requires_grad_() for t in (q, k))
+        o, ht = reference(step, q_e, k_e, v, g.detach(), None if beta is None else beta.detach(),
+                          initial_state=x["initial_state"], output_final_state=True, cu_seqlens=inputs.cu_seqlens)
+        dq, dk = torch.autograd.grad(up.loss(o, ht), [q_e, k_e])
+    terms = (q_e.detach() * dq).abs().sum(-1) + (k_e.detach() * dk).abs().sum(-1)  # [B,T,HV]
+    return terms, slope

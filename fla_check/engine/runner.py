@@ -91,7 +91,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     up = gradients.upstream(config, backend.device) if backward else None
     ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
     judge = _Judge(config, op_spec, inputs, ref, up,
-                   gradients.cancellation_scales(inputs, ref, up) if up is not None else {})
+                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {})
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
@@ -111,7 +111,7 @@ def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Option
     if up is not None:
         return gradients.recurrence_outputs(op, inputs, up, fn, dtype)
     o, ht = fn(op.step, *inputs.tensors(), initial_state=inputs.initial_state,
-               output_final_state=True, cu_seqlens=inputs.cu_seqlens)
+               output_final_state=True, cu_seqlens=inputs.cu_seqlens, prepare=inputs.prepare)
     return {"o": o, "ht": ht}
 
 
@@ -121,7 +121,8 @@ def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
     backend's bf16 capability only limits modes that run Triton kernels (``spec.triton``)."""
     reason = spec.unsupported_reason(dtype=config.torch_dtype, varlen=config.varlen,
                                      initial_state=config.initial_state, backward=backward,
-                                     interpreter=backend.interpreter)
+                                     interpreter=backend.interpreter, value_ratio=config.value_ratio,
+                                     options=config.options)
     return reason or backend.dtype_unsupported_reason(config.torch_dtype, triton=spec.triton)
 
 
@@ -224,7 +225,8 @@ def repeat_wanted(spec: ModeSpec, config: CaseConfig, backward: bool, policy: Op
         raise RepeatPolicyError(f"{REPEAT_ENV}={policy!r}; valid: {', '.join(REPEAT_POLICIES)}")
     if policy != "bucket":
         return policy == "all"
-    key = (spec.qualified, config.dtype, config.H, config.K, config.V, config.varlen, config.initial_state, backward)
+    key = (spec.qualified, config.dtype, config.H, config.HV, config.K, config.V, config.varlen, config.initial_state,
+           config.options, backward)
     if key in _REPEATED:
         return False
     _REPEATED.add(key)

@@ -37,10 +37,11 @@ import hypothesis
 from hypothesis import given, reject, target
 
 from fla_check.backend import get_backend
-from fla_check.cases import DTYPES, CaseConfig, Fill, dtype_name
+from fla_check.cases import DTYPES, KERNEL_OPTIONS, OPTION_OPS, CaseConfig, Fill, dtype_name
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
 from fla_check.engine.simplify import simplify
+from fla_check.ops import ModeSpec
 from fla_check.strategies import SpaceOptions, case_configs, covering_configs, digits_at_risk, strata
 from fla_check.verdict.compare import Verdict
 from fla_check.verdict.results import (CaseResult, ModeResult, ModeSummary, PairSummary,  # noqa: F401 (re-exported)
@@ -233,7 +234,9 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
            progress: Optional[Callable[[ProgressEvent], None]] = None,
            database_root: Optional[Path] = REPORTS_DIR, backward: bool = False,
-           failing: Optional[Callable[[CaseResult], Sequence[str]]] = None) -> SearchResult:
+           failing: Optional[Callable[[CaseResult], Sequence[str]]] = None,
+           value_ratios: Optional[Sequence[int]] = None,
+           kernel_options: Optional[Sequence[str]] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -254,10 +257,14 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     UNSUPPORTED) and is recorded in the options.
     `failing(case)` names the modes that count as failing a case (default: those whose verdict
     failed); ``fla-check selftest`` counts a planted bug only where the clean kernel passes.
+    `value_ratios` restricts the grouped-value-head ratios drawn (GVA ops; default all of
+    GVA_RATIOS); `kernel_options` the in-kernel options (default: every option at least one of
+    `modes` declares; a case asking for one a mode lacks is UNSUPPORTED for that mode).
     """
     return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
-                   database_root=database_root, backward=backward, failing=failing)
+                   database_root=database_root, backward=backward, failing=failing,
+                   value_ratios=value_ratios, kernel_options=kernel_options)
 
 
 def planned_cases(op: OpLike, *, modes: Sequence[ModeLike] = ("recurrent",), dtypes: Optional[Sequence[str]] = None,
@@ -281,14 +288,14 @@ def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool
 
 def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
             database_root, backward, failing=None, progress=None,
-            check: Callable[..., CaseResult] = check_case) -> SearchResult:
+            check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None) -> SearchResult:
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
     if not specs:
         raise ValueError("no modes to check")
     prof = get_profile(profile)
     space = _space(op_spec.name, prof, dtypes, max_seq_len or default_max_seq_len(device, backward), mask_fills,
-                   device)
+                   device, value_ratios, _drawn_options(op_spec.name, specs, kernel_options))
     labels = [mode_label(s) for s in specs]
     budget = prof.examples if examples is None else examples
     result = SearchResult(op=op_spec.name, modes=labels,
@@ -345,12 +352,24 @@ def _covering(space: SpaceOptions, prof, budget: int, seed: Optional[int]) -> li
     return covering_configs(space, seed if seed is not None else 0 if prof.derandomize else None)
 
 
-def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device) -> SpaceOptions:
+def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device, value_ratios=None,
+           kernel_options=None) -> SpaceOptions:
     return SpaceOptions(
         op=op, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
         max_seq_len=max_seq_len or default_max_seq_len(device),
         mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
-        small=get_backend(device).interpreter)
+        small=get_backend(device).interpreter,
+        value_ratios=tuple(value_ratios) if value_ratios else None,
+        kernel_options=None if kernel_options is None else tuple(kernel_options))
+
+
+def _drawn_options(op: str, specs: Sequence[ModeSpec], wanted: Optional[Sequence[str]]) -> Optional[tuple[str, ...]]:
+    """The in-kernel options a run draws: `wanted`, else those some mode declares (in catalog order)."""
+    if wanted is not None:
+        return tuple(wanted)
+    if op not in OPTION_OPS:
+        return None
+    return tuple(o for o in KERNEL_OPTIONS if any(o in s.options for s in specs))
 
 
 def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, settings, seed: Optional[int]):
@@ -411,15 +430,18 @@ def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) 
 
 
 def _size(c: CaseConfig) -> tuple:
-    return (c.T, c.B * c.H, c.K + c.V, sum(len(r) for r in c.segments), c.initial_state, c.seed)
+    return (c.T, c.B * c.HV, c.K + c.V, sum(len(r) for r in c.segments), c.initial_state, len(c.options), c.seed)
 
 
 def _options_json(space: SpaceOptions, profile: str, budget: int, seed: Optional[int],
                   device: Optional[str]) -> dict[str, Any]:
-    return {"profile": profile, "examples": budget, "seed": seed, "device": get_backend(device).device,
-            "dtypes": list(space.dtypes), "max_seq_len": space.max_seq_len,
-            "mask_fills": list(space.mask_fills) if space.mask_fills else None,
-            "extreme_fills": space.extreme_fills}
+    out = {"profile": profile, "examples": budget, "seed": seed, "device": get_backend(device).device,
+           "dtypes": list(space.dtypes), "max_seq_len": space.max_seq_len,
+           "mask_fills": list(space.mask_fills) if space.mask_fills else None,
+           "extreme_fills": space.extreme_fills}
+    if space.ratios() != (1,) or space.options_to_draw():  # GVA / option ops only
+        out.update(value_ratios=sorted(set(space.ratios())), kernel_options=list(space.options_to_draw()))
+    return out
 
 
 def dtype_list(text: str) -> tuple[str, ...]:

@@ -4,8 +4,8 @@ Hypothesis shrinks choice by choice; with kernels that take seconds per case und
 interpreter its budget often runs out on a large case. The localization of a failure says
 where to cut: outputs are causal, so the first bad step ``t`` of row ``b`` and head ``h``
 suggests ``T = t + 1``, ``B = 1`` (that row's segment layout), ``H = 1``. Further candidates
-reset the other knobs to their simplest values (K = V = 16, moderate gate, no initial state,
-fewer segments, seed 0). A candidate is kept when the mode still fails the same way; the loop
+reset the other knobs to their simplest values (no grouped value heads, no in-kernel options,
+K = V = 16, moderate gate, no initial state, fewer segments, seed 0). A candidate is kept when the mode still fails the same way; the loop
 restarts from the first candidate after every success, within a budget of candidate runs.
 """
 from __future__ import annotations
@@ -49,6 +49,11 @@ def candidates(config: CaseConfig, loc: Optional[Localization]) -> Iterator[Case
         row = loc.batch if loc is not None and c.packing == "mask" else 0
         yield _replace(c, B=1, segments=(c.segments[row],) if c.packing == "mask" else c.segments)
     yield _replace(c, H=1)
+    yield _replace(c, value_ratio=1)  # grouped value heads off (HV = H)
+    yield _replace(c, qk_l2norm=False, qk_scale=1.0)  # in-kernel options off, one at a time
+    yield _replace(c, gate_in_kernel=False)
+    yield _replace(c, beta_sigmoid=False)
+    yield _replace(c, qk_scale=1.0)
     yield _replace(c, K=16)
     yield _replace(c, V=16)
     for name, value in SIMPLE.items():

@@ -41,3 +41,11 @@ def check_varlen(q: torch.Tensor, cu_seqlens: Optional[torch.Tensor],
     n = cu_seqlens.numel() - 1
     if initial_state is not None and initial_state.shape[0] != n:
         raise ValueError(f"initial_state has {initial_state.shape[0]} states for {n} sequences")
+
+
+def check_value_heads(q: torch.Tensor, v: torch.Tensor) -> int:
+    """HV of grouped value heads (v [B,T,HV,V] over q, k [B,T,H,K]): a multiple of H; returns HV."""
+    H, HV = q.shape[2], v.shape[2]
+    if HV < H or HV % H:
+        raise ValueError(f"value heads HV={HV} must be a multiple of the q/k heads H={H}")
+    return HV

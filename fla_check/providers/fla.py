@@ -3,7 +3,10 @@
 Modes ``fla:chunk`` and ``fla:recurrent`` for gla, simple_gla, delta, gated_delta and kda. fla's positional
 orders differ between modes (``chunk_gla(q,k,v,g)`` but ``fused_recurrent_gla(q,k,v,gk)``;
 ``chunk_gated_delta_rule(q,k,v,g,beta)`` but ``fused_recurrent_gated_delta_rule(q,k,v,g,gk,gv,beta)``),
-so every argument is passed by keyword. fla is imported lazily, on the first call, after
+so every argument is passed by keyword. Gated DeltaNet modes take grouped value heads (fla 0.6.0:
+v, g, beta with HV = r H heads, ``i_h = i_hv // (HV // H)``) and the in-kernel options
+``use_qk_l2norm_in_kernel``, ``use_gate_in_kernel`` (with ``A_log``, ``dt_bias``) and
+``use_beta_sigmoid_in_kernel``, passed by keyword as the case asks for them. fla is imported lazily, on the first call, after
 ``FLA_DISABLE_BACKEND_DISPATCH=1`` (test the Triton path, not FlashQLA/TileLang) and the
 backend selection; this module itself imports neither fla nor triton.
 """
@@ -98,9 +101,10 @@ def _adapter(fla_name: str, gate_kw: Optional[str], takes_beta: bool) -> Callabl
 
     def call(q: Tensor, k: Tensor, v: Tensor, *, g: Optional[Tensor] = None, beta: Optional[Tensor] = None,
              scale: Optional[float] = None, initial_state: Optional[Tensor] = None,
-             output_final_state: bool = False, cu_seqlens: Optional[Tensor] = None) -> ModeOutput:
+             output_final_state: bool = False, cu_seqlens: Optional[Tensor] = None, **options) -> ModeOutput:
+        """`options`: in-kernel option keywords (only those the mode declares are ever passed)."""
         kwargs = dict(q=q, k=k, v=v, scale=scale, initial_state=_fp32(initial_state),
-                      output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+                      output_final_state=output_final_state, cu_seqlens=cu_seqlens, **options)
         if gate_kw is not None:
             kwargs[gate_kw] = g
         if takes_beta:
@@ -125,11 +129,15 @@ kda_chunk = _adapter("chunk_kda", "g", True)
 kda_recurrent = _adapter("fused_recurrent_kda", "g", True)
 
 
+GDN_OPTIONS = frozenset({"qk_l2norm", "gate_in_kernel", "beta_sigmoid"})  # fla 0.6.0, both GDN entry points
+
+
 def _mode(name: str, fn: Callable[..., ModeOutput], *, dtypes: frozenset = ALL, backward: bool = True,
           backward_reason: str = "", interpreter_reason: str = "", arithmetic: Arithmetic = RECURRENT_FP32,
-          description: str = "") -> ModeSpec:
+          description: str = "", gva: bool = False, options: frozenset = frozenset()) -> ModeSpec:
     return ModeSpec(name, NAME, fn, dtypes=dtypes, backward=backward, backward_reason=backward_reason,
-                    interpreter_reason=interpreter_reason, arithmetic=arithmetic, description=description)
+                    interpreter_reason=interpreter_reason, arithmetic=arithmetic, description=description,
+                    gva=gva, options=options)
 
 
 def build() -> Provider:
@@ -154,9 +162,10 @@ def build() -> Provider:
                         description="fla.ops.delta_rule.chunk_delta_rule (asserts no fp32)"),
                   recurrent(delta_recurrent, arithmetic=FLA_DELTA_RECURRENT,
                             description="fla.ops.delta_rule.fused_recurrent_delta_rule")],
-        "gated_delta": [delta_chunk_mode(gated_delta_chunk, description="fla.ops.gated_delta_rule.chunk_gated_delta_rule"),
+        "gated_delta": [delta_chunk_mode(gated_delta_chunk, gva=True, options=GDN_OPTIONS,
+                                         description="fla.ops.gated_delta_rule.chunk_gated_delta_rule"),
                         recurrent(gated_delta_recurrent, backward=False, backward_reason=GDN_RECURRENT_NO_BWD,
-                                  arithmetic=FLA_DELTA_RECURRENT,
+                                  arithmetic=FLA_DELTA_RECURRENT, gva=True, options=GDN_OPTIONS,
                                   description="fla.ops.gated_delta_rule.fused_recurrent_gated_delta_rule")],
         # chunk_kda: fla's KDA chunk pipeline stores Akk/Aqk, A_inv, w, u, h in the input dtype like the
         # GDN one (declared as it, the loosest fla arithmetic); fused_recurrent_kda: fp32 state, fp32 u

@@ -1,7 +1,9 @@
 """One time-step loop shared by GLA, simple GLA, DeltaNet, Gated DeltaNet and KDA.
 
-Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,H,V]`, GLA and KDA gates `[B,T,H,K]`, simple GLA and Gated
-DeltaNet gate and beta `[B,T,H]`, states `[N,H,K,V]`. Varlen (`cu_seqlens`, B == 1) is run as a padded batch
+Shapes follow fla: q, k `[B,T,H,K]`, v `[B,T,HV,V]`, GLA and KDA gates `[B,T,H,K]`, simple GLA and
+Gated DeltaNet gate and beta `[B,T,HV]`, states `[N,HV,K,V]` (HV = H but for grouped value heads, where q
+and k are expanded per value head first: fla_check.references.options). A `prepare` transform (the
+case's in-kernel options, :func:`fla_check.references.options.make_prepare`) runs first. Varlen (`cu_seqlens`, B == 1) is run as a padded batch
 of independent sequences; a boolean `reset_mask` `[B,T]` zeroes the state before the marked
 step, which is exactly "each packed segment run on its own" (the ground truth of packing).
 """
@@ -11,6 +13,8 @@ from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+
+from fla_check.references.options import Prepare, expand_heads
 
 StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]], Tensor]
 
@@ -67,8 +71,13 @@ def run_recurrence(
     output_final_state: bool = False,
     cu_seqlens: Optional[Tensor] = None,
     reset_mask: Optional[Tensor] = None,
+    prepare: Optional[Prepare] = None,
 ) -> tuple[Tensor, Optional[Tensor]]:
-    """Run `step` over time in the dtype of the inputs; returns (o [B,T,H,V], final state or None)."""
+    """Run `step` over time in the dtype of the inputs; returns (o [B,T,HV,V], final state or None).
+    `prepare` (the case's in-kernel options and GVA mapping) is applied to the inputs first."""
+    if prepare is not None:
+        q, k, v, g, beta = prepare(q, k, v, g, beta)
+    q, k = expand_heads(q, v.shape[2]), expand_heads(k, v.shape[2])
     B, T, H, K = q.shape
     scale = K**-0.5 if scale is None else scale
     if cu_seqlens is not None:

@@ -77,7 +77,8 @@ def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: 
                 x.requires_grad_()
     with torch.enable_grad() if up is not None else torch.no_grad():
         o, ht = emulate(op.name, op.step, arith, *(leaves[n] for n in _INPUTS), inputs.cu_seqlens, dtype=dtype,
-                        seed=seed, reset_mask=inputs.reset_mask if truth else None)
+                        seed=seed, reset_mask=inputs.reset_mask if truth else None,
+                        prepare=inputs.prepare)
         out = {"o": o, "ht": ht}
         if up is not None:
             loss = (o * up.do).sum() + (ht * up.dht).sum()

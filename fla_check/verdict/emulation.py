@@ -45,6 +45,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from fla_check.references.options import Prepare, expand_heads
 from fla_check.references.recurrence import StepFn, run_recurrence
 from fla_check.verdict.arithmetic import Arithmetic
 
@@ -127,13 +128,18 @@ class Rounding:
 def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor],
             beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
             dtype: torch.dtype, seed: int, scale: Optional[float] = None,
-            reset_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """o [S,B,T,H,V] and the final state [S,N,H,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta', 'kda';
+            reset_mask: Optional[Tensor] = None, prepare: Optional[Prepare] = None) -> tuple[Tensor, Tensor]:
+    """o [S,B,T,HV,V] and the final state [S,N,HV,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta', 'kda';
     `step` its reference step) computed by the algorithm `arith` declares, with rounding noise.
 
     Every tensor input carries a leading sample dimension S and holds the kernel-dtype input
     values in float64. `reset_mask` [B,T] splits rows into segments run on their own (state
-    zeroed at each marked step, as the reference's reset_mask), the truth of packing."""
+    zeroed at each marked step, as the reference's reset_mask), the truth of packing.
+    `prepare` (the case's in-kernel options) is applied exactly first; grouped value heads
+    are emulated on q, k expanded per value head (gradients sum over the group)."""
+    if prepare is not None:
+        q, k, v, g, beta = prepare(q, k, v, g, beta)
+    q, k = expand_heads(q, v.shape[-2]), expand_heads(k, v.shape[-2])
     S, B, T, H, K = q.shape
     V = v.shape[-1]
     scale = K**-0.5 if scale is None else scale

@@ -24,8 +24,9 @@ from fla_check.verdict.results import SearchResult
 def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = None, examples: Optional[int] = None,
         seed: Optional[int] = None, max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
         backward: bool = False, profile: str = "ci", shard: Optional[Shard] = None, device: Optional[str] = None,
-        report: Optional[Path] = None,
-        progress: Optional[Callable[[ProgressEvent], None]] = None) -> tuple[SearchResult, Path]:
+        report: Optional[Path] = None, progress: Optional[Callable[[ProgressEvent], None]] = None,
+        value_ratios: Optional[Sequence[int]] = None,
+        kernel_options: Optional[Sequence[str]] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. Raises :class:`UsageError` for a shard left without an example."""
     prof = get_profile(profile)
@@ -37,7 +38,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     path = report or default_report_path(op.name)
     result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
                                   max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile, device=device,
-                                  progress=progress, backward=backward)
+                                  progress=progress, backward=backward, value_ratios=value_ratios,
+                                  kernel_options=kernel_options)
     result.options.update(shard=str(shard) if shard else None, commit=git_commit())
     write_report(result.to_json(), path)
     return result, path

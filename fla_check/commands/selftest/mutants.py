@@ -56,6 +56,9 @@ KINDS: dict[str, str] = {
     "last-gate-missing": "inter-chunk state decay misses the chunk's last gate",
     "gate-channel": "per-channel gate read from the wrong key channel",
     "gate-late": "gate read one step late",
+    "gva-map": "grouped value heads: value head j reads key head j (or j mod H) instead of j // r",
+    "l2norm-eps": "q/k l2norm epsilon outside the square root (x / (|x| + eps))",
+    "l2norm-order": "q scaled before the l2norm (the norm removes the scale)",
 }
 
 
@@ -166,6 +169,7 @@ _GLA_F = f"{_KERNELS}.gla.fused_chunk"
 _DELTA_R = f"{_KERNELS}.delta.recurrent"
 _DELTA_C = f"{_KERNELS}.delta.chunk"
 _CUMSUM = f"{_KERNELS}.common.cumsum"
+_L2NORM = f"{_KERNELS}.common.l2norm"
 _UT = f"{_KERNELS}.common.ut_transform"
 _KDA_R = f"{_KERNELS}.kda.recurrent"
 _KDA_C = f"{_KERNELS}.kda.chunk"
@@ -177,21 +181,24 @@ _GLA_R_LOOP = ("        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.floa
                "        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n")
 _GLA_R_UPDATE = ("        b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]\n"
                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
-_DELTA_R_FWD_HEAD = ('    """Forward; with STORE_ERR also writes e_t = v_t - S\'^T k_t (fp32) for the backward."""\n'
-                     "    i_v, i_nh = tl.program_id(0), tl.program_id(1)\n"
-                     "    i_n, i_h = i_nh // H, i_nh % H\n"
+_DELTA_R_GVA = "    i_h = i_hv // (HV // H)\n"
+_DELTA_R_FWD_HEAD = (_DELTA_R_GVA +
                      "    if IS_VARLEN:\n"
                      "        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n")
-_DELTA_R_LOADS = ("        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n"
+_DELTA_R_LOADS = ("        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)\n"
                   "        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)\n"
                   "        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)\n")
+_DELTA_R_NORM = ("        if USE_QK_L2NORM:\n"
+                 "            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)\n"
+                 "            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)\n"
+                 "        b_q = b_q * scale\n")
 _DELTA_R_STEP = ("        if USE_G:\n"
                  "            b_h *= tl.exp(tl.load(p_g).to(tl.float32))\n"
-                 "            p_g += H\n"
+                 "            p_g += HV\n"
                  "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
                  "        if STORE_ERR:\n"
                  "            tl.store(p_err, b_v, mask=m_v)\n"
-                 "            p_err += H * V\n"
+                 "            p_err += HV * V\n"
                  "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n")
 _DELTA_R_WRITE = ("        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
                   "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
@@ -232,11 +239,11 @@ def _delta_family(op: str) -> list[Mutant]:
                ((_DELTA_C_H_BOS, _DELTA_C_H_BOS.replace(".to(tl.int64)\n        eos", ".to(tl.int64) + 1\n        eos")),),
                "state passing reads each sequence start one token late (cu_seqlens[n] + 1)"),
         Mutant(f"{p}.chunk.unmasked-load", "unmasked-load", op, ("chunk",), _DELTA_C,
-               (("    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],\n",
-                 "    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
+               (("    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],\n",
+                 "    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
                "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
         Mutant(f"{p}.recurrent.scale", "scale", op, ("recurrent",), _DELTA_R,
-               ((_DELTA_R_LOADS, _DELTA_R_LOADS.replace(".to(tl.float32) * scale\n", ".to(tl.float32)\n", 1)),),
+               ((_DELTA_R_NORM, _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
                "scale missing on q"),
         Mutant(f"{p}.recurrent.h0-ignored", "h0-ignored", op, ("recurrent",), _DELTA_R,
                (("USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,",
@@ -263,17 +270,49 @@ _GATED_ONLY = [
              "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
              "        if STORE_ERR:\n"
              "            tl.store(p_err, b_v, mask=m_v)\n"
-             "            p_err += H * V\n"
+             "            p_err += HV * V\n"
              "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
              "        if USE_G:\n"
              "            b_h *= tl.exp(tl.load(p_g).to(tl.float32))\n"
-             "            p_g += H\n"),),
+             "            p_g += HV\n"),),
            "decay applied after the delta update instead of before it"),
     Mutant("gated_delta.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gated_delta", ("chunk",), _CUMSUM,
            (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
              "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
              "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
            "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
+]
+
+# GVA and in-kernel options (issue 16): Gated DeltaNet only
+_DELTA_C_O_GVA = ("    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)\n"
+                  "    o_k = tl.arange(0, BK)\n")
+_EPS_OUT = ("            b_q = b_q / (tl.sqrt(tl.sum(b_q * b_q, 0)) + L2NORM_EPS)\n"
+            "            b_k = b_k / (tl.sqrt(tl.sum(b_k * b_k, 0)) + L2NORM_EPS)\n")
+_GATED_OPTIONS = [
+    Mutant("gated_delta.recurrent.gva-map", "gva-map", "gated_delta", ("recurrent",), _DELTA_R,
+           ((_DELTA_R_GVA, "    i_h = i_hv\n"),), "value head j reads key head j instead of j // r"),
+    Mutant("gated_delta.recurrent.gva-interleave", "gva-map", "gated_delta", ("recurrent",), _DELTA_R,
+           ((_DELTA_R_GVA, "    i_h = i_hv % H\n"),),
+           "value head j reads key head j mod H (q/k repeated, not repeat_interleaved)"),
+    Mutant("gated_delta.chunk.gva-map", "gva-map", "gated_delta", ("chunk",), _DELTA_C,
+           ((_DELTA_C_O_GVA, _DELTA_C_O_GVA.replace("i_h // (H // HK)", "i_h")),),
+           "output kernel: value head j reads q/k of key head j instead of j // r"),
+    Mutant("gated_delta.chunk.gva-interleave", "gva-map", "gated_delta", ("chunk",), _DELTA_C,
+           ((_DELTA_C_O_GVA, _DELTA_C_O_GVA.replace("i_h // (H // HK)", "i_h % HK")),),
+           "output kernel: value head j reads q/k of key head j mod H (repeat, not repeat_interleave)"),
+    Mutant("gated_delta.recurrent.l2norm-eps", "l2norm-eps", "gated_delta", ("recurrent",), _DELTA_R,
+           ((_DELTA_R_NORM, _DELTA_R_NORM.replace(
+               "            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)\n"
+               "            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)\n", _EPS_OUT)),),
+           "q, k divided by |x| + 1e-6 instead of sqrt(|x|^2 + 1e-6)"),
+    Mutant("gated_delta.recurrent.l2norm-order", "l2norm-order", "gated_delta", ("recurrent",), _DELTA_R,
+           ((_DELTA_R_LOADS + _DELTA_R_NORM, _DELTA_R_LOADS + "        b_q = b_q * scale\n"
+             + _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
+           "q scaled before the l2norm instead of after it"),
+    Mutant("gated_delta.chunk.l2norm-eps", "l2norm-eps", "gated_delta", ("chunk",), _L2NORM,
+           (("    b_rstd = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) + eps)\n",
+             "    b_rstd = 1.0 / (tl.sqrt(tl.sum(b_x * b_x, 1)) + eps)\n"),),
+           "l2norm kernel: x / (|x| + 1e-6) instead of x / sqrt(|x|^2 + 1e-6)"),
 ]
 
 _GLA = [
@@ -605,7 +644,7 @@ USAGE_CASES: tuple[UsageCase, ...] = (
 )
 
 MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA)
+                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS)
 
 
 def all_entries() -> list[Mutant | UsageCase]:

@@ -452,5 +452,5 @@ def _compare(out: dict[str, Tensor], ref: dict[str, Tensor], scales: dict[str, M
 def _outputs(op: OpSpec, inputs: CaseInputs, **split: Any) -> dict[str, Tensor]:
     """The float64 reference's o and ht (split: cu_seqlens / reset_mask)."""
     o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True,
-                      **split)
+                      prepare=inputs.prepare, **split)
     return {"o": o, "ht": ht}

@@ -38,7 +38,7 @@ CHUNK_SIZES = (16, 32, 64)
 @triton.jit
 def ut_transform_fwd_kernel(
     k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -56,14 +56,15 @@ def ut_transform_fwd_kernel(
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos
-    row = (bos + o_t) * H + i_h  # flat (token, head) index of each chunk row
+    row = (bos + o_t) * H + i_h  # flat (token, value head) index of each chunk row
+    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
 
     b_beta = tl.load(beta + row, mask=m_t, other=0.0).to(tl.float32)
     b_A = tl.zeros([BT, BT], dtype=tl.float32)
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
-        b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
         b_A += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PRECISION)
     b_A = b_A * b_beta[:, None]
     m_A = (o_i[:, None] > o_i[None, :]) & m_t[:, None] & m_t[None, :]
@@ -87,7 +88,7 @@ def ut_transform_fwd_kernel(
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
-        b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
         b_w = tl.dot(b_Ai, b_k * b_kscale[:, None], input_precision=DOT_PRECISION)
         tl.store(w + row[:, None] * K + o_k[None, :], b_w, mask=m_tk)
     for i_v in range(0, tl.cdiv(V, BV)):
@@ -101,7 +102,7 @@ def ut_transform_fwd_kernel(
 @triton.jit
 def ut_transform_bwd_kernel(
     k, v, beta, g_cum, A_inv, dw, du, dk, dv, dbeta, dg_cum, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -120,6 +121,7 @@ def ut_transform_bwd_kernel(
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos
     row = (bos + o_t) * H + i_h
+    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
 
     b_beta = tl.load(beta + row, mask=m_t, other=0.0).to(tl.float32)
     b_Ai = tl.load(A_inv + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
@@ -135,7 +137,7 @@ def ut_transform_bwd_kernel(
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
         p = row[:, None] * K + o_k[None, :]
-        b_k = tl.load(k + p, mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
         b_dw = tl.load(dw + p, mask=m_tk, other=0.0)
         b_kg = b_k * b_eg[:, None]
         b_kb = b_kg * b_beta[:, None]
@@ -173,7 +175,7 @@ def ut_transform_bwd_kernel(
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
         p = row[:, None] * K + o_k[None, :]
-        b_k = tl.load(k + p, mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
         b_dk = tl.load(dk + p, mask=m_tk, other=0.0)
         b_dk += tl.dot(b_dA, b_k, input_precision=DOT_PRECISION)
         b_dk += tl.dot(tl.trans(b_dA), b_k, input_precision=DOT_PRECISION)
@@ -193,10 +195,11 @@ def ut_transform_fwd(
     chunk_size: int, cu_seqlens: Optional[torch.Tensor] = None,
     chunk_indices: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the UT kernel with an already chunk-local-cumsummed gate `g_cum` (fp32 [B,T,H])."""
+    """Launch the UT kernel with an already chunk-local-cumsummed gate `g_cum` (fp32 [B,T,HV]).
+    k [B,T,H,K]; v, beta, g_cum and the outputs per value head (HV = r H: GVA)."""
     check_chunk_size(chunk_size)
-    B, T, H, K = k.shape
-    V = v.shape[-1]
+    B, T, HK, K = k.shape
+    H, V = v.shape[2], v.shape[-1]
     k, v, beta = k.contiguous(), v.contiguous(), beta.contiguous()
     f32 = dict(device=k.device, dtype=torch.float32)
     A_inv = torch.empty(B, T, H, chunk_size, **f32)
@@ -208,7 +211,7 @@ def ut_transform_fwd(
     if NT > 0 and B * H > 0:
         ut_transform_fwd_kernel[(NT, B * H)](
             k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T,
-            H=H, K=K, V=V, BT=chunk_size, BK=min(64, next_pow2(K)), BV=min(64, next_pow2(V)),
+            H=H, HK=HK, K=K, V=V, BT=chunk_size, BK=min(64, next_pow2(K)), BV=min(64, next_pow2(V)),
             USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
             DOT_PRECISION=dot_precision(torch.float32),
         )
@@ -220,14 +223,15 @@ def ut_transform_bwd(
     A_inv: torch.Tensor, dw: torch.Tensor, du: torch.Tensor, chunk_size: int,
     cu_seqlens: Optional[torch.Tensor] = None, chunk_indices: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Backward of `ut_transform_fwd` given dW, dU (fp32): (dk, dv, dbeta, dg_cum or None), fp32.
+    """Backward of `ut_transform_fwd` given dW, dU (fp32): (dk, dv, dbeta, dg_cum or None), fp32;
+    dk per value head [B,T,HV,K] (the caller sums a key head's group).
 
     dg_cum is the gradient w.r.t. the chunk-local cumsum; chain it through
     `chunk_local_cumsum(..., reverse=True)` for the raw gate.
     """
     check_chunk_size(chunk_size)
-    B, T, H, K = k.shape
-    V = v.shape[-1]
+    B, T, HK, K = k.shape
+    H, V = v.shape[2], v.shape[-1]
     f32 = dict(device=k.device, dtype=torch.float32)
     dk = torch.empty(B, T, H, K, **f32)
     dv = torch.empty(B, T, H, V, **f32)
@@ -240,7 +244,7 @@ def ut_transform_bwd(
         ut_transform_bwd_kernel[(NT, B * H)](
             k.contiguous(), v.contiguous(), beta.contiguous(), g_cum, A_inv, dw.contiguous(),
             du.contiguous(), dk, dv, dbeta, dg_cum, cu_seqlens, chunk_indices, T,
-            H=H, K=K, V=V, BT=chunk_size, BK=min(64, next_pow2(K)), BV=min(64, next_pow2(V)),
+            H=H, HK=HK, K=K, V=V, BT=chunk_size, BK=min(64, next_pow2(K)), BV=min(64, next_pow2(V)),
             USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
             DOT_PRECISION=dot_precision(torch.float32),
         )
@@ -257,9 +261,10 @@ def ut_transform(
     (reset at chunk and sequence starts) is computed here. Row t of A_inv holds the row of
     its chunk's inverse, columns indexed within the chunk.
     """
-    B, T, H, K = k.shape
+    B, T, _, K = k.shape
+    H = v.shape[2]
     if tuple(beta.shape) != (B, T, H):
-        raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
+        raise ValueError(f"beta must be [B,T,HV]={(B, T, H)}, got {tuple(beta.shape)}")
     check_chunk_size(chunk_size)
     chunk_indices = None if cu_seqlens is None else prepare_chunk_indices(cu_seqlens, chunk_size)
     g_cum = None if g is None else chunk_local_cumsum(g, chunk_size, cu_seqlens, chunk_indices)

@@ -30,7 +30,7 @@ from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.ut_transform import check_chunk_size, ut_transform_fwd
 from fla_check.kernels.delta.chunk_bwd import chunk_bwd
 from fla_check.kernels.utils import (
-    check_varlen, dot_precision, next_pow2, num_sequences, prepare_chunk_indices,
+    check_value_heads, check_varlen, dot_precision, next_pow2, num_sequences, prepare_chunk_indices,
 )
 
 MAX_HEAD_DIM = 256
@@ -39,7 +39,7 @@ MAX_HEAD_DIM = 256
 @triton.jit
 def chunk_delta_h_kernel(
     k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -73,13 +73,14 @@ def chunk_delta_h_kernel(
         o_t = i_t * BT + o_i
         m_t = o_t < eos - bos
         row = (bos + o_t) * H + i_h
+        row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
         b_w = tl.load(w + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
         b_u = tl.load(u + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
         b_v = b_u - tl.dot(b_w, b_h, input_precision=DOT_PRECISION)
         tl.store(v_new + row[:, None] * V + o_v[None, :], b_v, mask=m_tv)
-        b_kt = tl.load(k + row[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
+        b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
                        other=0.0).to(tl.float32)
         if USE_G:
             last = tl.minimum(i_t * BT + BT, eos - bos) - 1
@@ -95,7 +96,7 @@ def chunk_delta_h_kernel(
 @triton.jit
 def chunk_delta_o_kernel(
     q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -116,14 +117,15 @@ def chunk_delta_o_kernel(
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos
     row = (bos + o_t) * H + i_h
+    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
 
-    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
+    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                   other=0.0).to(tl.float32)
-    b_kt = tl.load(k + row[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
+    b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
                    other=0.0).to(tl.float32)
     b_h = tl.load(h + (i_tg * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :],
                   mask=m_k[:, None] & m_v[None, :], other=0.0)
@@ -174,8 +176,8 @@ def chunk_fwd(
 ) -> ChunkFwdOutput:
     """The chunked forward with all intermediates; `g` is the raw per-head gate or None."""
     check_chunk_size(chunk_size)
-    B, T, H, K = q.shape
-    V = v.shape[-1]
+    B, T, HK, K = q.shape
+    H, V = v.shape[2], v.shape[-1]  # H: value heads (HV = r HK with grouped value heads)
     if K > MAX_HEAD_DIM:
         raise ValueError(f"chunk kernel supports K <= {MAX_HEAD_DIM}, got {K}")
     BT = chunk_size
@@ -194,7 +196,7 @@ def chunk_fwd(
     BK = next_pow2(K)
     BV = min(64, next_pow2(V))
     NV = triton.cdiv(V, BV)
-    meta = dict(H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_G=g is not None,
+    meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_G=g is not None,
                 IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=dot_precision(torch.float32))
     if N * H > 0:
         chunk_delta_h_kernel[(NV, N * H)](
@@ -248,14 +250,15 @@ def chunk_delta_rule(
     """Uniform-signature chunked delta rule; `g` (per-head log gate [B,T,H]) selects Gated
     DeltaNet. `beta=None` means ones. Differentiable in q, k, v, beta, g and initial_state.
     """
-    B, T, H, K = q.shape
+    B, T, _, K = q.shape
     check_varlen(q, cu_seqlens, initial_state)
+    H = check_value_heads(q, v)
     if g is not None and tuple(g.shape) != (B, T, H):
-        raise ValueError(f"gate g must be [B,T,H]={(B, T, H)}, got {tuple(g.shape)}")
+        raise ValueError(f"gate g must be [B,T,HV]={(B, T, H)}, got {tuple(g.shape)}")
     if beta is None:
         beta = q.new_ones(B, T, H)
     if tuple(beta.shape) != (B, T, H):
-        raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
+        raise ValueError(f"beta must be [B,T,HV]={(B, T, H)}, got {tuple(beta.shape)}")
     scale = K**-0.5 if scale is None else scale
     check_chunk_size(chunk_size)
     if g is not None:

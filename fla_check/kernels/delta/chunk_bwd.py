@@ -31,7 +31,7 @@ from fla_check.kernels.utils import dot_precision, next_pow2, num_sequences
 @triton.jit
 def chunk_delta_bwd_dv_local_kernel(
     q, k, g_cum, do, dv, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -50,11 +50,12 @@ def chunk_delta_bwd_dv_local_kernel(
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos
     row = (bos + o_t) * H + i_h
+    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
     o_k = tl.arange(0, BK)
     m_tk = m_t[:, None] & (o_k < K)[None, :]
 
-    b_k = tl.load(k + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
     b_At = tl.dot(b_k, tl.trans(b_q), input_precision=DOT_PRECISION)  # [j, i] = k_j . q_i
     m_At = (o_i[:, None] <= o_i[None, :]) & m_t[:, None] & m_t[None, :]
     if USE_G:
@@ -74,7 +75,7 @@ def chunk_delta_bwd_dv_local_kernel(
 @triton.jit
 def chunk_delta_bwd_dh_kernel(
     q, k, w, g_cum, do, dv_local, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -109,12 +110,14 @@ def chunk_delta_bwd_dh_kernel(
         o_t = i_t * BT + o_i
         m_t = o_t < eos - bos
         row = (bos + o_t) * H + i_h
+        row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
         p_tk = row[:, None] * K + o_k[None, :]
         p_tv = row[:, None] * V + o_v[None, :]
-        b_k = tl.load(k + p_tk, mask=m_tk, other=0.0).to(tl.float32)
-        b_q = tl.load(q + p_tk, mask=m_tk, other=0.0).to(tl.float32) * scale
+        p_qk = row_k[:, None] * K + o_k[None, :]
+        b_k = tl.load(k + p_qk, mask=m_tk, other=0.0).to(tl.float32)
+        b_q = tl.load(q + p_qk, mask=m_tk, other=0.0).to(tl.float32) * scale
         b_w = tl.load(w + p_tk, mask=m_tk, other=0.0)
         b_do = tl.load(do + p_tv, mask=m_tv, other=0.0).to(tl.float32)
         b_dv = tl.load(dv_local + p_tv, mask=m_tv, other=0.0)
@@ -137,7 +140,7 @@ def chunk_delta_bwd_dh_kernel(
 @triton.jit
 def chunk_delta_bwd_dqkw_kernel(
     q, k, v_new, h, dh, g_cum, do, dv2, dq, dk, dw, dg_cum, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -158,6 +161,7 @@ def chunk_delta_bwd_dqkw_kernel(
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos
     row = (bos + o_t) * H + i_h
+    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
     m_tk = m_t[:, None] & m_k[None, :]
@@ -188,8 +192,9 @@ def chunk_delta_bwd_dqkw_kernel(
             b_dhh += tl.sum(b_h * b_dh, 1)
     tl.store(dw + p_tk, b_dw, mask=m_tk)
 
-    b_q = tl.load(q + p_tk, mask=m_tk, other=0.0).to(tl.float32)
-    b_k = tl.load(k + p_tk, mask=m_tk, other=0.0).to(tl.float32)
+    p_qk = row_k[:, None] * K + o_k[None, :]
+    b_q = tl.load(q + p_qk, mask=m_tk, other=0.0).to(tl.float32)
+    b_k = tl.load(k + p_qk, mask=m_tk, other=0.0).to(tl.float32)
     m_A = (o_i[:, None] >= o_i[None, :]) & m_t[:, None] & m_t[None, :]
     if USE_G:
         last = tl.minimum(i_t * BT + BT, eos - bos) - 1
@@ -230,9 +235,11 @@ def chunk_bwd(
     initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
     chunk_indices: Optional[torch.Tensor], chunk_offsets: Optional[torch.Tensor], chunk_size: int,
 ) -> ChunkBwdOutput:
-    """Gradients of the chunked delta rule from the forward's intermediates (see chunk_fwd)."""
-    B, T, H, K = q.shape
-    V = v.shape[-1]
+    """Gradients of the chunked delta rule from the forward's intermediates (see chunk_fwd).
+    With grouped value heads (v [B,T,HV,V], HV = r H) dq and dk are computed per value head
+    and summed over each key head's r value heads."""
+    B, T, HK, K = q.shape
+    H, V = v.shape[2], v.shape[-1]
     BT = chunk_size
     N = num_sequences(B, cu_seqlens)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else chunk_indices.shape[0]
@@ -247,7 +254,7 @@ def chunk_bwd(
     dk = torch.empty(B, T, H, K, **f32)
     dw = torch.empty(B, T, H, K, **f32)
     dg_cum = None if g_cum is None else torch.empty(B, T, H, **f32)
-    meta = dict(H=H, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_G=g_cum is not None,
+    meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_G=g_cum is not None,
                 IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=dot_precision(torch.float32))
     if NT * B * H > 0:
         chunk_delta_bwd_dv_local_kernel[(NT, B * H)](
@@ -265,4 +272,7 @@ def chunk_bwd(
     dg = None
     if g_cum is not None:
         dg = chunk_local_cumsum(dg_cum + dg_cum_ut, BT, cu_seqlens, chunk_indices, reverse=True)
-    return ChunkBwdOutput(dq, dk + dk_ut, dv, dbeta, dg, dh0)
+    dk = dk + dk_ut
+    if H != HK:  # per value head -> per key head
+        dq, dk = (x.view(B, T, HK, H // HK, K).sum(3) for x in (dq, dk))
+    return ChunkBwdOutput(dq, dk, dv, dbeta, dg, dh0)

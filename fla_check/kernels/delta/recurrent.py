@@ -21,19 +21,23 @@ import torch
 import triton
 import triton.language as tl
 
-from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
+from fla_check.kernels.utils import check_varlen, check_value_heads, next_pow2, num_sequences
+
+L2NORM_EPS = tl.constexpr(1e-6)  # use_qk_l2norm_in_kernel: x / sqrt(sum x^2 + eps), fla's epsilon
 
 
 @triton.jit
 def delta_rule_recurrent_fwd_kernel(
     q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
-    IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr,
+    IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr, USE_QK_L2NORM: tl.constexpr,
 ):
-    """Forward; with STORE_ERR also writes e_t = v_t - S'^T k_t (fp32) for the backward."""
+    """Forward; with STORE_ERR also writes e_t = v_t - S'^T k_t (fp32) for the backward.
+    One program per (sequence, value head, V-block); value head i_hv reads key head i_hv // (HV // H)."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
-    i_n, i_h = i_nh // H, i_nh % H
+    i_n, i_hv = i_nh // HV, i_nh % HV
+    i_h = i_hv // (HV // H)
     if IS_VARLEN:
         bos = tl.load(cu_seqlens + i_n).to(tl.int64)
         eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
@@ -53,33 +57,37 @@ def delta_rule_recurrent_fwd_kernel(
 
     p_q = q + (bos * H + i_h) * K + o_k
     p_k = k + (bos * H + i_h) * K + o_k
-    p_v = v + (bos * H + i_h) * V + o_v
-    p_o = o + (bos * H + i_h) * V + o_v
-    p_beta = beta + bos * H + i_h
+    p_v = v + (bos * HV + i_hv) * V + o_v
+    p_o = o + (bos * HV + i_hv) * V + o_v
+    p_beta = beta + bos * HV + i_hv
     if STORE_ERR:
-        p_err = err + (bos * H + i_h) * V + o_v
+        p_err = err + (bos * HV + i_hv) * V + o_v
     if USE_G:
-        p_g = g + bos * H + i_h
+        p_g = g + bos * HV + i_hv
     for _ in range(0, eos - bos):
-        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale
+        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)
         b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
         b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
+        if USE_QK_L2NORM:
+            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)
+            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)
+        b_q = b_q * scale
         b_beta = tl.load(p_beta).to(tl.float32)
         if USE_G:
             b_h *= tl.exp(tl.load(p_g).to(tl.float32))
-            p_g += H
+            p_g += HV
         b_v = b_v - tl.sum(b_h * b_k[:, None], 0)
         if STORE_ERR:
             tl.store(p_err, b_v, mask=m_v)
-            p_err += H * V
+            p_err += HV * V
         b_h += b_k[:, None] * (b_v * b_beta)[None, :]
         b_o = tl.sum(b_h * b_q[:, None], 0)
         tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)
         p_q += H * K
         p_k += H * K
-        p_v += H * V
-        p_o += H * V
-        p_beta += H
+        p_v += HV * V
+        p_o += HV * V
+        p_beta += HV
 
     if STORE_FINAL_STATE:
         tl.store(ht + p_state, b_h, mask=m_h)
@@ -197,36 +205,39 @@ def delta_rule_recurrent_bwd_forward_kernel(
         p_beta += H
 
 
-def _check_args(q, g, beta):
-    B, T, H, _ = q.shape
-    if g is not None and tuple(g.shape) != (B, T, H):
-        raise ValueError(f"gate g must be [B,T,H]={(B, T, H)}, got {tuple(g.shape)}")
-    if beta is not None and tuple(beta.shape) != (B, T, H):
-        raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
+def _check_args(q, v, g, beta):
+    B, T, _, _ = q.shape
+    HV = check_value_heads(q, v)
+    if g is not None and tuple(g.shape) != (B, T, HV):
+        raise ValueError(f"gate g must be [B,T,HV]={(B, T, HV)}, got {tuple(g.shape)}")
+    if beta is not None and tuple(beta.shape) != (B, T, HV):
+        raise ValueError(f"beta must be [B,T,HV]={(B, T, HV)}, got {tuple(beta.shape)}")
 
 
 def delta_rule_recurrent_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
     beta: torch.Tensor, scale: float, initial_state: Optional[torch.Tensor],
     output_final_state: bool, cu_seqlens: Optional[torch.Tensor], store_err: bool = False,
+    qk_l2norm: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Launch the forward kernel on contiguous inputs: (o, final state or None, e or None)."""
+    """Launch the forward kernel on contiguous inputs: (o, final state or None, e or None).
+    v, g, beta may have HV = r H heads (grouped value heads); o and the states have HV."""
     B, T, H, K = q.shape
-    V = v.shape[-1]
+    HV, V = v.shape[2], v.shape[-1]
     N = num_sequences(B, cu_seqlens)
-    o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
-    err = q.new_zeros(B, T, H, V, dtype=torch.float32) if store_err else None
+    o = torch.empty(B, T, HV, V, device=q.device, dtype=q.dtype)
+    ht = q.new_empty(N, HV, K, V, dtype=torch.float32) if output_final_state else None
+    err = q.new_zeros(B, T, HV, V, dtype=torch.float32) if store_err else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     BK = next_pow2(K)
     BV = min(64, next_pow2(V))
-    if N * H > 0:
-        delta_rule_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * H)](
+    if N * HV > 0:
+        delta_rule_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * HV)](
             q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
-            H=H, K=K, V=V, BK=BK, BV=BV,
+            H=H, HV=HV, K=K, V=V, BK=BK, BV=BV,
             USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,
             STORE_FINAL_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
-            STORE_ERR=store_err,
+            STORE_ERR=store_err, USE_QK_L2NORM=qk_l2norm,
         )
     return o, ht, err
 
@@ -294,22 +305,26 @@ def delta_rule_recurrent(
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
     output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+    use_qk_l2norm_in_kernel: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Uniform-signature forward; `g` (per-head log gate [B,T,H]) selects Gated DeltaNet.
+    """Uniform-signature forward; `g` (per-head log gate [B,T,HV]) selects Gated DeltaNet.
 
     `beta=None` means ones (as in fla's fused_recurrent_delta_rule). Without a gate the result
-    is differentiable (q, k, v, beta, initial_state); with a gate it is forward-only.
+    is differentiable (q, k, v, beta, initial_state); with a gate it is forward-only, and then
+    takes grouped value heads (v, g, beta with HV = r H heads) and `use_qk_l2norm_in_kernel`.
     """
     B, T, H, K = q.shape
     check_varlen(q, cu_seqlens, initial_state)
-    _check_args(q, g, beta)
+    _check_args(q, v, g, beta)
+    if g is None and (v.shape[2] != H or use_qk_l2norm_in_kernel):
+        raise ValueError("grouped value heads and use_qk_l2norm_in_kernel need the gated (forward-only) path")
     if beta is None:
-        beta = q.new_ones(B, T, H)
+        beta = q.new_ones(B, T, v.shape[2])
     scale = K**-0.5 if scale is None else scale
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     if g is not None:
         o, ht, _ = delta_rule_recurrent_fwd(q, k, v, g.contiguous(), beta, scale, initial_state,
-                                            output_final_state, cu_seqlens)
+                                            output_final_state, cu_seqlens, qk_l2norm=use_qk_l2norm_in_kernel)
         return o, ht
     return DeltaRuleRecurrentFunction.apply(q, k, v, beta, scale, initial_state,
                                             output_final_state, cu_seqlens)

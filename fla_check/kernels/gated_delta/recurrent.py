@@ -1,5 +1,7 @@
 """Gated DeltaNet, per-step fused recurrence (forward only, like fla): the shared delta-rule
-kernel (fla_check.kernels.delta.recurrent) with USE_G."""
+kernel (fla_check.kernels.delta.recurrent) with USE_G. Grouped value heads (v, g, beta with
+HV = r H heads; value head j reads key head j // r) and use_qk_l2norm_in_kernel (q, k
+normalized in the kernel, in fp32, before the scale) are done in the kernel."""
 from __future__ import annotations
 
 from typing import Optional
@@ -14,9 +16,11 @@ def gated_delta_recurrent(
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
     output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+    use_qk_l2norm_in_kernel: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Decay first (S' = exp(g_t) S), then the delta rule on S'. `g` [B,T,H] is required."""
+    """Decay first (S' = exp(g_t) S), then the delta rule on S'. `g` [B,T,HV] is required."""
     if g is None:
-        raise ValueError("Gated DeltaNet needs a per-head log gate g [B,T,H]")
+        raise ValueError("Gated DeltaNet needs a per-head log gate g [B,T,HV]")
     return delta_rule_recurrent(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
-                                output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+                                output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
