@@ -215,8 +215,13 @@ class CaseConfig:
 
     # -- JSON ----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
+        """Every field, but the GVA and in-kernel option fields only when not at their default
+        (reports of cases without them read as before)."""
         data = asdict(self)
         data["segments"] = [list(row) for row in self.segments]
+        for name in _OPTIONAL_FIELDS:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
         return data
 
     @classmethod
@@ -230,6 +235,10 @@ class CaseConfig:
         data = dict(data)
         data["segments"] = tuple(tuple(row) for row in data.get("segments", ()))
         return cls(**data)
+
+
+_OPTIONAL_FIELDS = ("value_ratio", "qk_l2norm", "qk_scale", "gate_in_kernel", "beta_sigmoid")
+_DEFAULTS = {f.name: f.default for f in fields(CaseConfig)}
 
 
 def _validate(c: CaseConfig) -> None:
