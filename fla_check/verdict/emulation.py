@@ -183,30 +183,46 @@ def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
 
 
 def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
-    """The delta rule's step as recurrent kernels run it: the forward uses the exact error
-    ``u = v - S^T k``, the backward reads ``u`` as stored (rounded at the store dtype: fla's
-    fused_recurrent keeps it in the input dtype) -- dbeta = sum_v du_v u_v is a cancelling sum
-    of those stored terms. Straight-through: forward value exact, gradient through the rounded u."""
+    """The delta rule's step as recurrent kernels with a backward run it (fla's fused_recurrent):
+    the forward keeps an fp32 state S and stores ``u = v - S^T k`` rounded at the store dtype;
+    the backward rebuilds the state from the stored u, ``R_t = R_{t-1} + k_t beta_t u_t``, and
+    takes dq, the dk correction and dbeta (a cancelling sum of stored terms) from R and u.
+
+    The state carries both, [.., K, 2V]: S (values only, exact u) then R (rounded u, the
+    gradient path). :func:`_recurrent_sequence` returns S's values with R's gradients; R's
+    rounding drift grows with T, which an exact-state straight-through misses."""
     gated = op in ("gated_delta", "kda")
 
-    def step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
+    def step(pair: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
         if gated:  # per-head gate [..,H] (Gated DeltaNet) or per key channel [..,H,K] (KDA)
-            S = S * (g.exp()[..., None, None] if g.dim() == S.dim() - 2 else g.exp()[..., None])
-        err = v - (S * k[..., None]).sum(-2)
-        stored = rnd.store(err)
-        update = beta[..., None] * stored + (beta[..., None] * (err - stored)).detach()
-        return S + k[..., None] * update[..., None, :]
+            pair = pair * (g.exp()[..., None, None] if g.dim() == pair.dim() - 2 else g.exp()[..., None])
+        V = v.shape[-1]
+        S, R = pair[..., :V], pair[..., V:]
+        along_r = v - (R * k[..., None]).sum(-2)
+        err = along_r + (v - (S * k[..., None]).sum(-2) - along_r).detach()  # value: S's; gradient: R's
+        u = err + (rnd.store(err) - err).detach()  # value: as stored
+        S = (S + k[..., None] * (beta[..., None] * err)[..., None, :]).detach()
+        R = R + k[..., None] * (beta[..., None] * u)[..., None, :]
+        return torch.cat([S, R], -1)
 
+    step.paired = True  # type: ignore[attr-defined]
     return step
 
 
 def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale):
     """One sequence [S,T,H,*] step by step (the samples as the batch), the state rounded at
-    every step in the declared state dtype."""
+    every step in the declared state dtype. A paired step (:func:`_stored_delta_step`) runs on
+    [values | gradient path] states: outputs take the first half's values, the second's gradients."""
     u_state = rnd.u_in if arith.state == "input" else U32
     noisy = lambda S, *xs: rnd.relative(step(S, *xs), u_state)  # noqa: E731
-    o, ht = run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=h0, output_final_state=True)
-    return o, ht
+    if not getattr(step, "paired", False):
+        return run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=h0, output_final_state=True)
+    V = v.shape[-1]
+    h0 = q.new_zeros(*q.shape[:1], q.shape[2], q.shape[3], V) if h0 is None else h0
+    o, ht = run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=torch.cat([h0, h0], -1),
+                           output_final_state=True)
+    values_with_path = lambda x: x[..., V:] + (x[..., :V] - x[..., V:]).detach()  # noqa: E731
+    return o if o.shape[-1] == V else values_with_path(o), values_with_path(ht)  # o [.., 0, H, V] when T = 0
 
 
 def _pad(x: Optional[Tensor], chunk: int) -> Optional[Tensor]:
