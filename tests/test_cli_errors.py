@@ -65,3 +65,11 @@ def test_every_error_type_has_the_root():
     types = [t for t in vars(errors).values() if isinstance(t, type) and issubclass(t, BaseException)]
     assert len(types) > 20 and all(issubclass(t, FlaCheckError) for t in types)
     assert issubclass(ReportError, ValueError)  # stdlib bases kept
+
+
+def test_a_report_whose_case_is_for_another_op_is_a_usage_error(tmp_path):
+    from fla_check.cases import CaseConfig
+
+    config = CaseConfig(op="delta", dtype="float32", B=1, T=4, H=1, K=16, V=16, seed=0).to_json()
+    out = _run("replay", _report(tmp_path, cases=[{"config": config}]), "--device", DEVICE)
+    assert out.exit_code == 2 and "case is for op 'delta', not 'gla'" in out.stderr

@@ -32,6 +32,8 @@ from typing import Optional
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from fla_check.errors import UnknownNameError
+
 REPORTS_DIR = Path("reports")
 
 
@@ -62,7 +64,7 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}") from None
+        raise UnknownNameError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}") from None
 
 
 def database_dir(space_key: str, root: Path = REPORTS_DIR) -> Path:

@@ -43,7 +43,7 @@ from torch import Tensor
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine import gradients
-from fla_check.errors import RepeatPolicyError
+from fla_check.errors import CaseError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
@@ -84,7 +84,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     start = time.perf_counter()
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
-        raise ValueError(f"case is for op {config.op!r}, not {op_spec.name!r}")
+        raise CaseError(f"case is for op {config.op!r}, not {op_spec.name!r}")
     specs = resolve_modes(op_spec, modes)
     backend = get_backend(device)
     inputs = build_case(config, backend.device)
