@@ -72,11 +72,13 @@ class ModeResult:
         return sum(c.kernel.nonfinite for c in self.outputs)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
-                "traceback": self.traceback, "seconds": round(self.seconds, 4),
-                "outputs": [c.to_json() for c in self.outputs],
-                "localization": self.localization.to_json() if self.localization else None,
-                "config": self.config, "configs": [c.to_json() for c in self.configs]}
+        out = {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
+               "traceback": self.traceback, "seconds": round(self.seconds, 4),
+               "outputs": [c.to_json() for c in self.outputs],
+               "localization": self.localization.to_json() if self.localization else None}
+        if self.config or self.configs:  # only runs with --configs all|sample:N or --config carry them
+            out.update(config=self.config, configs=[c.to_json() for c in self.configs])
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ModeResult":

@@ -62,6 +62,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
                       "cannot matter (T=1 without states): its rel-RMSE and x base are not meaningful there, its "
                       "bound is absolute at the scale of q*dq, k*dk", soft_wrap=True, markup=False)
     _print_unsupported(console, result)
+    if opts.get("configs"):
+        _print_config_summary(console, result)
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
     for mode, ff in result.first_failure.items():
@@ -150,6 +152,19 @@ def render_failure(console: Console, case: CaseResult, mode: str, index: int, ho
         console.print(f"  also failing on this case: {', '.join(others)}", markup=False)
     if report_path:
         console.print("  replay: " + replay_command(report_path, index, r.config), soft_wrap=True)
+
+
+def _print_config_summary(console: Console, result: SearchResult) -> None:
+    """Per mode: how many extra autotune-config runs there were, over which kernels, how many failed."""
+    for mode in result.modes:
+        runs = [c for case in result.cases if mode in case.modes for c in case.modes[mode].configs]
+        ran = [c for c in runs if c.verdict is not Verdict.UNSUPPORTED]
+        kernels = sorted({c.kernel for c in runs})
+        failed = sorted({c.ref for c in ran if c.verdict.failed})
+        console.print(f"  {mode}: {len(ran)} run(s) under other autotune configs of "
+                      f"{', '.join(kernels) or 'no autotuned kernel'}" + (f", {len(runs) - len(ran)} skipped (same "
+                      "kernel under the interpreter)" if len(runs) > len(ran) else "")
+                      + (f"; failing: {', '.join(failed)}" if failed else ""), soft_wrap=True, markup=False)
 
 
 def _print_configs(console: Console, r: ModeResult) -> None:
