@@ -162,7 +162,7 @@ def _print_config_summary(console: Console, result: SearchResult) -> None:
         kernels = sorted({c.kernel for c in runs})
         failed = sorted({c.ref for c in ran if c.verdict.failed})
         console.print(f"  {mode}: {len(ran)} run(s) under other autotune configs of "
-                      f"{', '.join(kernels) or 'no autotuned kernel'}" + (f", {len(runs) - len(ran)} skipped (same "
+                      f"{', '.join(kernels) or 'any kernel (none launched, or none has a config left after its pruning)'}" + (f", {len(runs) - len(ran)} skipped (same "
                       "kernel under the interpreter)" if len(runs) > len(ran) else "")
                       + (f"; failing: {', '.join(failed)}" if failed else ""), soft_wrap=True, markup=False)
 
