@@ -16,7 +16,7 @@ import traceback
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import click
 
@@ -179,6 +179,16 @@ def _parse_kernel_options(text: Optional[str], op) -> Optional[tuple[str, ...]]:
     return names
 
 
+def _parse_configs(text: Optional[str], refs: Sequence[str], device: str):
+    """--configs / --config -> a ConfigPolicy (picked needs a GPU: the interpreter cannot time configs)."""
+    from fla_check.engine.configs import parse_policy
+
+    policy = parse_policy(text, refs)
+    if policy.kind == "picked" and device != "cuda":
+        raise UsageError("--configs picked needs a GPU: the Triton interpreter cannot time configs")
+    return policy
+
+
 def _op_title(name: str) -> str:
     return {"delta": "DeltaNet", "gla": "GLA", "gated_delta": "Gated DeltaNet", "simple_gla": "simple GLA",
             "kda": "KDA"}.get(name, name)
@@ -216,6 +226,11 @@ def _parse_shard(text: Optional[str]):
                    "default: those the modes declare).")
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
+@click.option("--configs", "configs_text", default=None, metavar="first|picked|all|sample:N",
+              help="Autotune configs of triton.autotune kernels: first (default), picked (the autotuner "
+                   "chooses; GPU only), all (each config of each kernel), sample:N (N seeded per kernel).")
+@click.option("--config", "config_refs", multiple=True, metavar="KERNEL:INDEX",
+              help="Run every call with config INDEX of autotuned kernel KERNEL (repeatable; replays one config).")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
@@ -225,7 +240,7 @@ def _parse_shard(text: Optional[str]):
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
 def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, providers, profile, shard_text, report, no_color, as_json) -> None:
+        kernel_options, providers, configs_text, config_refs, profile, shard_text, report, no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
     _load_providers(providers)
@@ -240,6 +255,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     options = _parse_kernel_options(kernel_options, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
+    policy = _parse_configs(configs_text, config_refs, device)
     from fla_check.commands.run.engine import run as run_command
     from fla_check.commands.run.engine import unchecked_reason
     from fla_check.commands.run.render import SearchProgress, render_run
@@ -249,7 +265,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options)
+                                   value_ratios=ratios, kernel_options=options, configs=policy)
     if as_json:
         _echo_json(result.to_json())
     else:
@@ -274,8 +290,13 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--no-color", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the case result as JSON.")
+@click.option("--configs", "configs_text", default=None, metavar="first|picked|all|sample:N",
+              help="Autotune configs of triton.autotune kernels: default: the report's, picked (the autotuner "
+                   "chooses; GPU only), all (each config of each kernel), sample:N (N seeded per kernel).")
+@click.option("--config", "config_refs", multiple=True, metavar="KERNEL:INDEX",
+              help="Run every call with config INDEX of autotuned kernel KERNEL (repeatable; replays one config).")
 @_guard
-def replay(report_file, case_index, device, providers, no_color, as_json) -> None:
+def replay(report_file, case_index, device, providers, no_color, as_json, configs_text, config_refs) -> None:
     """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
     device = _select_device(device)
     _load_providers(providers)
@@ -294,8 +315,11 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     op = _parse_op(data["op"])
     modes = _parse_modes(op, ",".join(data["modes"]))
     backward = bool(cases[case_index].get("backward", data.get("options", {}).get("backward", False)))
+    opts = data.get("options", {})
+    policy = _parse_configs(configs_text or opts.get("configs"), config_refs or tuple(opts.get("config") or ()),
+                            device)
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
-                        backward=backward)
+                        backward=backward, configs=policy)
     if as_json:
         _echo_json(result.to_json())
     else:

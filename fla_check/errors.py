@@ -133,3 +133,7 @@ class MutationError(FlaCheckError, ValueError):
     """A mutant's replacement did not match the kernel source exactly once (a stale catalog)."""
 
     usage = False
+
+
+class ConfigPolicyError(UsageError):
+    """A bad ``--configs`` policy or ``--config KERNEL:INDEX`` (unknown kernel, index out of range)."""

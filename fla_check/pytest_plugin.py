@@ -18,7 +18,7 @@ Three ways in, all sharing the options below::
 A failing mode fails the test with the shrunk case, its error table and a replay command;
 every check records its numbers with ``record_property`` semantics (``item.user_properties``),
 so ``--junitxml`` carries per mode ``fla_check.<mode>.{verdict,max_abs,rel_rms,ratio,cases,
-unsupported,failed_cases,case,replay}`` plus ``fla_check.{op,profile,shard,cases,report,verdict}``.
+unsupported,failed_cases,case,replay}`` (and ``config``, ``KERNEL:INDEX``, when one autotune config failed) plus ``fla_check.{op,profile,shard,cases,report,verdict}``.
 Each check writes its run report under ``reports/pytest/`` (a gate baseline, replay input).
 
 Parallel runs: ``--fla-check-shard i/n`` runs shard i of n of every check's example budget
@@ -259,13 +259,16 @@ class FlaCheck:
               seed: Optional[int] = None, max_seq_len: Optional[int] = None,
               mask_fills: Optional[Sequence[Any]] = None, profile: Optional[str] = None,
               providers: Sequence[str] = (), device: Optional[str] = None,
-              split: tuple[int, int] = (1, 1), backward: Optional[bool] = None) -> "SearchResult":
+              split: tuple[int, int] = (1, 1), backward: Optional[bool] = None,
+              configs: Optional[str] = None) -> "SearchResult":
         """Search `op`'s modes (all of them when None); fail the test when one fails
-        (`backward`: gradients too; None follows --fla-check-backward).
+        (`backward`: gradients too; None follows --fla-check-backward; `configs`: the autotune
+        configs, ``first|picked|all|sample:N`` as ``fla-check run --configs``).
 
         Keyword arguments override the command-line options for this check. Returns the
         SearchResult; records its numbers as test properties; skips when no mode could run.
         """
+        from fla_check.engine.configs import parse_policy
         from fla_check.engine.profiles import get_profile
         from fla_check.engine.search import dtype_list, search
         from fla_check.engine.sharding import run_budget
@@ -283,7 +286,8 @@ class FlaCheck:
         result = search(op, labels, dtypes=dtypes, examples=budget, seed=run_seed,
                         max_seq_len=max_seq_len or opts.max_seq_len, mask_fills=mask_fills, profile=prof.name,
                         device=dev, database_root=opts.database_root,
-                        backward=opts.backward if backward is None else backward)
+                        backward=opts.backward if backward is None else backward,
+                        configs=parse_policy(configs) if configs else None)
         result.options.update(shard=str(shard))
         self.results.append(result)
         path = self._write(result)
@@ -331,8 +335,12 @@ class FlaCheck:
             props += [(p + "cases", s.cases), (p + "failed_cases", s.failed), (p + "unsupported", s.unsupported)]
             if mode in result.failures:
                 index = result.failures[mode]
+                failed = result.cases[index].modes.get(mode)
+                config = failed.config if failed else ""
                 props += [(p + "case", result.cases[index].config.short()),
-                          (p + "replay", replay_command(shown, index))]
+                          (p + "replay", replay_command(shown, index, config))]
+                if config:
+                    props.append((p + "config", config))
 
 
 def _prepare(device: Optional[str], providers: Sequence[str]) -> str:

@@ -25,6 +25,11 @@ Semantics of one case:
   :mod:`fla_check.verdict.compare`; ``backward=True`` adds the gradients ``dq, dk, dv, dg/dbeta, dh0``
   of ``<o, do> + <ht, dht>`` (upstream drawn from the case seed, fresh leaves per pass: see
   :mod:`fla_check.engine.gradients`), judged with ``a = 3``; modes without backward are UNSUPPORTED.
+- autotune configs (``configs``, :mod:`fla_check.engine.configs`): every call runs under the
+  policy (default ``first``: each triton.autotune kernel pinned to its first config); with
+  ``all`` / ``sample:N`` the mode is re-run under other configs of each kernel it launched,
+  each judged like the first; the worst one decides the verdict and is named in
+  ``ModeResult.config`` (``KERNEL:INDEX``), every one is listed in ``ModeResult.configs``.
 """
 from __future__ import annotations
 
@@ -43,14 +48,17 @@ from torch import Tensor
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine import gradients
-from fla_check.errors import CaseError, RepeatPolicyError
+from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, autotune_scope, sweep_plan
+from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
 from fla_check.verdict.compare import Comparison, Metrics, Verdict, agreement, compare, worst
 from fla_check.verdict.localize import Localization, localize_output, localize_state
-from fla_check.verdict.results import CaseResult, ModeResult, PairResult  # noqa: F401 (CaseResult: re-exported)
+from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
+    CaseResult, ConfigResult, ModeResult, PairResult,
+)
 
 ModeLike = Union[str, ModeSpec]
 OpLike = Union[str, OpSpec]
@@ -77,16 +85,22 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 # -- results ---------------------------------------------------------------------------------
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
-               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None) -> CaseResult:
+               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
+               configs: Optional[ConfigPolicy] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
-    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off)."""
+    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
+    `configs`: the autotune-config policy (default: first configs)."""
     start = time.perf_counter()
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
         raise CaseError(f"case is for op {config.op!r}, not {op_spec.name!r}")
     specs = resolve_modes(op_spec, modes)
     backend = get_backend(device)
+    policy = configs or FIRST
+    if policy.kind == "picked" and backend.interpreter:
+        raise ConfigPolicyError("--configs picked needs a GPU: the Triton interpreter cannot time configs "
+                                "(autotuning benchmarks each one)")
     inputs = build_case(config, backend.device)
     up = gradients.upstream(config, backend.device) if backward else None
     ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
@@ -94,11 +108,16 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                    gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {})
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
+    kernels: set[str] = set()
     for spec in specs:
         label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat)
+        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels)
         if out is not None:
             produced[label] = out
+    unknown = [name for name, _ in policy.force if name not in kernels]
+    if unknown and any(r.verdict is not Verdict.UNSUPPORTED for r in results.values()):
+        raise ConfigPolicyError(f"--config {', '.join(unknown)}: no mode launched such an autotuned kernel "
+                                f"(launched: {', '.join(sorted(kernels)) or 'none'})")
     pairs = _pairs(produced, ref, results)
     baseline = next(iter(judge.scales.values()), {})
     return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
@@ -155,28 +174,90 @@ class _Judge:
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
-              backend: Backend, repeat: Optional[str] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+              backend: Backend, repeat: Optional[str] = None, policy: ConfigPolicy = FIRST,
+              kernels: Optional[set[str]] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
     try:
         fn = spec.load()
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        with autotune_scope(policy) as seen:
+            raw, grads = _call(fn, inputs, judge.up, backend)
+    except ConfigPolicyError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
         return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
     seconds = time.perf_counter() - start
+    if kernels is not None:
+        kernels.update(seen.kernels)
+    result, out = _judged(label, raw, grads, spec, judge, config, seconds)
+    if out is None:
+        return result, None
+    if repeat_wanted(spec, config, judge.up is not None, repeat):
+        with autotune_scope(policy):
+            _check_repeat(result, fn, out, inputs, judge, backend)
+    if policy.sweeps:
+        _sweep_configs(result, spec, fn, seen.kernels, inputs, judge, backend, policy)
+    return result, out
+
+
+def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, config: CaseConfig,
+            seconds: float) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+    """A mode's return value judged against the reference (ERROR for a malformed one)."""
     out, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
     comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
-    result = ModeResult(label, verdict, comps, loc, seconds=seconds)
-    if repeat_wanted(spec, config, judge.up is not None, repeat):
-        _check_repeat(result, fn, out, inputs, judge, backend)
-    return result, out
+    return ModeResult(label, verdict, comps, loc, seconds=seconds), out
+
+
+def _sweep_configs(result: ModeResult, spec: ModeSpec, fn: Callable, kernels: dict, inputs: CaseInputs,
+                   judge: _Judge, backend: Backend, policy: ConfigPolicy) -> None:
+    """Re-run the mode under the other configs of each autotuned kernel it launched (one kernel
+    at a time, the others at their first config); the worst config decides `result`."""
+    forced = policy.forced()
+    for name, kernel in kernels.items():
+        if name in forced:  # a config given with --config stays fixed
+            continue
+        for index, duplicate in sweep_plan(policy, kernel, judge.config.seed, backend.interpreter):
+            desc = kernel.describe(index)
+            if duplicate is not None:
+                result.configs.append(ConfigResult(name, index, desc, Verdict.UNSUPPORTED, reason=(
+                    f"not run: the same kernel as config #{duplicate} under the interpreter "
+                    "(num_warps/num_stages are ignored)")))
+                continue
+            start = time.perf_counter()
+            try:
+                with autotune_scope(policy, {**forced, name: index}):
+                    raw, grads = _call(fn, inputs, judge.up, backend)
+            except Exception as exc:  # noqa: BLE001 - a config that raises is a verdict
+                why = f"{type(exc).__name__}: {exc}"
+                result.configs.append(ConfigResult(name, index, desc, Verdict.ERROR, 1e6, why))
+                if result.verdict is not Verdict.ERROR:
+                    result.verdict, result.config, result.outputs, result.localization = (
+                        Verdict.ERROR, f"{name}:{index}", [], None)
+                    result.reason, result.traceback = f"config {name}:{index} ({desc}): {why}", traceback.format_exc()
+                continue
+            one, _ = _judged(result.mode, raw, grads, spec, judge, judge.config, time.perf_counter() - start)
+            result.configs.append(ConfigResult(name, index, desc, one.verdict, one.score, one.reason))
+            if _worse(one, result):
+                result.verdict, result.outputs, result.localization = one.verdict, one.outputs, one.localization
+                result.config = f"{name}:{index}"
+                result.reason = f"config {name}:{index} ({desc}): {one.verdict.value}" + (
+                    f" ({one.reason})" if one.reason else "")
+                if backend.interpreter:
+                    result.reason += f"; {INTERPRETER_NOTE}"
+
+
+def _worse(a: ModeResult, b: ModeResult) -> bool:
+    """Whether `a` is a worse result than `b` (a more severe verdict, or a failure with a higher score)."""
+    if a.verdict is not b.verdict:
+        return worst([a.verdict, b.verdict]) is a.verdict
+    return a.verdict.failed and a.score > b.score
 
 
 def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],

@@ -15,6 +15,32 @@ from fla_check.verdict.localize import Localization
 
 
 @dataclass
+class ConfigResult:
+    """One mode on one case under one autotune config of one kernel (``--configs all|sample:N``)."""
+
+    kernel: str
+    index: int
+    config: str  # 'BV=16, num_warps=4, num_stages=3'
+    verdict: Verdict
+    score: float = 0.0
+    reason: str = ""  # ERROR summary, or why the config was not run (a duplicate under the interpreter)
+
+    @property
+    def ref(self) -> str:
+        """``KERNEL:INDEX``, as ``--config`` takes it."""
+        return f"{self.kernel}:{self.index}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "index": self.index, "config": self.config, "verdict": self.verdict.value,
+                "score": json_float(self.score), "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "ConfigResult":
+        return cls(d["kernel"], int(d["index"]), d.get("config", ""), Verdict(d["verdict"]),
+                   float(d.get("score") or 0.0), d.get("reason", ""))
+
+
+@dataclass
 class ModeResult:
     """One mode on one case."""
 
@@ -25,6 +51,8 @@ class ModeResult:
     reason: str = ""  # UNSUPPORTED reason or ERROR summary
     traceback: str = ""  # ERROR: the kernel's traceback
     seconds: float = 0.0
+    config: str = ""  # KERNEL:INDEX of the autotune config the verdict is about ("": the first configs)
+    configs: list[ConfigResult] = field(default_factory=list)  # the other configs run (--configs all|sample:N)
 
     @property
     def score(self) -> float:
@@ -44,17 +72,21 @@ class ModeResult:
         return sum(c.kernel.nonfinite for c in self.outputs)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
-                "traceback": self.traceback, "seconds": round(self.seconds, 4),
-                "outputs": [c.to_json() for c in self.outputs],
-                "localization": self.localization.to_json() if self.localization else None}
+        out = {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
+               "traceback": self.traceback, "seconds": round(self.seconds, 4),
+               "outputs": [c.to_json() for c in self.outputs],
+               "localization": self.localization.to_json() if self.localization else None}
+        if self.config or self.configs:  # only runs with --configs all|sample:N or --config carry them
+            out.update(config=self.config, configs=[c.to_json() for c in self.configs])
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ModeResult":
         loc = d.get("localization")
         return cls(d["mode"], Verdict(d["verdict"]), [Comparison.from_json(c) for c in d.get("outputs", [])],
                    Localization.from_json(loc) if loc else None, d.get("reason", ""),
-                   d.get("traceback", ""), float(d.get("seconds", 0.0)))
+                   d.get("traceback", ""), float(d.get("seconds", 0.0)), d.get("config", ""),
+                   [ConfigResult.from_json(c) for c in d.get("configs", [])])
 
 
 @dataclass

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from fla_check.cases import BETA_OPS, GATE_OPS, CaseConfig, resolve_fill
 from fla_check.commands.run.engine import unchecked_reason
+from fla_check.engine.configs import INTERPRETER_NOTE
 from fla_check.engine.runner import CaseResult, ModeResult
 from fla_check.engine.search import SearchResult
 from fla_check.report.console import ProgressFeed, fmt, make_progress, verdict_text
@@ -50,6 +51,10 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     stopped = " [yellow](interrupted: partial results)[/]" if result.interrupted else ""
     console.print(f"dtypes {','.join(opts.get('dtypes', []))}; device {opts.get('device')}; "
                   f"profile {opts.get('profile')}; {len(result.cases)} cases in {result.seconds:.1f} s{stopped}")
+    if opts.get("configs"):
+        forced = f" with {', '.join(opts['config'])}" if opts.get("config") else ""
+        note = f" ({INTERPRETER_NOTE})" if opts.get("device") == "cpu" else ""
+        console.print(f"autotune configs: {opts['configs']}{forced}{note}", soft_wrap=True, markup=False)
     console.print(mode_table(result))
     if result.options.get("backward"):
         console.print(output_summary_table(result))
@@ -57,6 +62,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
                       "cannot matter (T=1 without states): its rel-RMSE and x base are not meaningful there, its "
                       "bound is absolute at the scale of q*dq, k*dk", soft_wrap=True, markup=False)
     _print_unsupported(console, result)
+    if opts.get("configs"):
+        _print_config_summary(console, result)
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
     for mode, ff in result.first_failure.items():
@@ -139,11 +146,47 @@ def render_failure(console: Console, case: CaseResult, mode: str, index: int, ho
     for line in describe_config(case.config):
         console.print(f"  {line}", soft_wrap=True, markup=False)
     _print_mode_detail(console, r)
+    _print_configs(console, r)
     others = [m for m in case.failed_modes if m != mode]
     if others:
         console.print(f"  also failing on this case: {', '.join(others)}", markup=False)
     if report_path:
-        console.print("  replay: " + replay_command(report_path, index), soft_wrap=True)
+        console.print("  replay: " + replay_command(report_path, index, r.config), soft_wrap=True)
+
+
+def _print_config_summary(console: Console, result: SearchResult) -> None:
+    """Per mode: how many extra autotune-config runs there were, over which kernels, how many failed."""
+    for mode in result.modes:
+        runs = [c for case in result.cases if mode in case.modes for c in case.modes[mode].configs]
+        ran = [c for c in runs if c.verdict is not Verdict.UNSUPPORTED]
+        kernels = sorted({c.kernel for c in runs})
+        failed = sorted({c.ref for c in ran if c.verdict.failed})
+        console.print(f"  {mode}: {len(ran)} run(s) under other autotune configs of "
+                      f"{', '.join(kernels) or 'any kernel (none launched, or none has a config left after its pruning)'}" + (f", {len(runs) - len(ran)} skipped (same "
+                      "kernel under the interpreter)" if len(runs) > len(ran) else "")
+                      + (f"; failing: {', '.join(failed)}" if failed else ""), soft_wrap=True, markup=False)
+
+
+def _print_configs(console: Console, r: ModeResult) -> None:
+    """The autotune configs the mode ran under (``--configs all|sample:N``) and which one failed."""
+    if r.config:
+        desc = next((c.config for c in r.configs if c.ref == r.config), "")
+        console.print(f"  failing autotune config: {r.config}" + (f" ({desc})" if desc else ""),
+                      soft_wrap=True, markup=False)
+    if r.configs:
+        console.print(Padding(config_table(r), (0, 0, 0, 2)))
+
+
+def config_table(r: ModeResult) -> Table:
+    """One row per autotune config run besides the first ones: kernel, index, config, verdict."""
+    table = Table(box=box.SIMPLE, padding=(0, 1), show_edge=False)
+    for name in ("kernel", "#", "config", "verdict", "/allowed", "note"):
+        table.add_column(name, justify="right" if name in ("#", "/allowed") else "left")
+    for c in r.configs:
+        score = "-" if c.verdict in (Verdict.UNSUPPORTED, Verdict.ERROR) else fmt(c.score)
+        table.add_row(escape(c.kernel), str(c.index), escape(c.config), verdict_text(c.verdict), score,
+                      escape(c.reason))
+    return table
 
 
 def _print_mode_detail(console: Console, r: ModeResult) -> None:
@@ -207,8 +250,13 @@ def render_case(console: Console, case: CaseResult, title: str = "") -> None:
     for r in case.modes.values():
         if r.verdict is not Verdict.OK and (r.reason or r.localization):
             console.print(f"{r.mode}: {r.reason or r.localization.describe()}", soft_wrap=True, markup=False)
+        if r.configs:
+            console.print(f"{r.mode}: autotune configs", soft_wrap=True, markup=False)
+            console.print(Padding(config_table(r), (0, 0, 0, 2)))
     console.print(f"verdict: {verdict_text(case.verdict)}")
 
 
-def replay_command(report_path: Path, index: int) -> str:
-    return f"fla-check replay {shlex.quote(str(report_path))} --case {index}"
+def replay_command(report_path: Path, index: int, config: str = "") -> str:
+    """The command that re-runs case `index` (under one autotune config ``KERNEL:INDEX`` when given)."""
+    return f"fla-check replay {shlex.quote(str(report_path))} --case {index}" + (
+        f" --configs first --config {shlex.quote(config)}" if config else "")

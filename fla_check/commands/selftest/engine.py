@@ -38,6 +38,7 @@ from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
 from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
 from fla_check.ops import get_op
+from fla_check.engine.configs import ConfigPolicy, parse_policy
 from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
@@ -159,10 +160,10 @@ class _Clock:
 
 
 def _search(op: str, modes: list, clock: _Clock, *, profile, examples, max_seq_len, dtypes, device,
-            mask_fills=None, failing=None, backward: bool = False) -> SearchResult:
+            mask_fills=None, failing=None, backward: bool = False, configs=None) -> SearchResult:
     return search(op, modes, dtypes=dtypes, examples=examples, max_seq_len=max_seq_len, mask_fills=mask_fills,
                   profile=profile, device=device, progress=clock, database_root=None, failing=failing,
-                  backward=backward)
+                  backward=backward, configs=configs)
 
 
 def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
@@ -172,15 +173,16 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
     per affected mode."""
     specs = mutant.mode_specs()
     clock = _Clock()
+    policy = parse_policy(mutant.configs)
     controls = {mode_label(s): _Control(mutant.op, mode_label(get_op(mutant.op).modes[s.name]), device,
-                                        mutant.backward)
+                                        mutant.backward, policy)
                 for s in specs}
 
     def failing(case: CaseResult) -> list[str]:
         return [m for m in numeric_failures(case) if m not in controls or controls[m].passes(case.config)]
 
     result = _search(mutant.op, specs, clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
-                     dtypes=dtypes, device=device, failing=failing, backward=mutant.backward)
+                     dtypes=dtypes, device=device, failing=failing, backward=mutant.backward, configs=policy)
     out = []
     for spec in specs:
         label = mode_label(spec)
@@ -197,14 +199,15 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
 class _Control:
     """The clean mode's results on the cases of a mutant's run (memoised by configuration)."""
 
-    def __init__(self, op: str, clean: str, device: Optional[str], backward: bool = False):
-        self.op, self.clean, self.device, self.backward = op, clean, device, backward
+    def __init__(self, op: str, clean: str, device: Optional[str], backward: bool = False,
+                 configs: Optional[ConfigPolicy] = None):
+        self.op, self.clean, self.device, self.backward, self.configs = op, clean, device, backward, configs
         self.cache: dict[CaseConfig, CaseResult] = {}
 
     def verdict(self, config: CaseConfig):
         if config not in self.cache:
             self.cache[config] = check_case(self.op, [self.clean], config, device=self.device,
-                                            backward=self.backward)
+                                            backward=self.backward, configs=self.configs)
         return self.cache[config].modes[self.clean].verdict
 
     def passes(self, config: CaseConfig) -> bool:

@@ -59,6 +59,7 @@ KINDS: dict[str, str] = {
     "gva-map": "grouped value heads: value head j reads key head j (or j mod H) instead of j // r",
     "l2norm-eps": "q/k l2norm epsilon outside the square root (x / (|x| + eps))",
     "l2norm-order": "q scaled before the l2norm (the norm removes the scale)",
+    "config-specific": "wrong at one autotune config only (fla #640-like miscompile at one block size)",
 }
 
 
@@ -74,6 +75,7 @@ class Mutant:
     replacements: tuple[tuple[str, str], ...]
     description: str
     backward: bool = False  # the bug is in a backward kernel: the selftest searches with gradients
+    configs: str = "first"  # the autotune configs the selftest searches under (``--configs``)
 
     def source(self) -> str:
         """The mutated module source (raises MutationError when a pattern does not match once)."""
@@ -621,6 +623,11 @@ _SIMPLE_GLA = [
            _HT_LATE),
     Mutant("simple_gla.chunk.fp16-state", "fp16-state", "simple_gla", ("chunk",), _SGLA_C,
            ((_SGLA_C_H, _SGLA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+    Mutant("simple_gla.chunk.config-specific", "config-specific", "simple_gla", ("chunk",), _SGLA_C,
+           ((_SGLA_C_O, "    if BV == 16:\n        b_o = b_o * 1.02\n" + _SGLA_C_O),),
+           "output x1.02 at the BV=16 config of the autotuned output kernel only (config #2 of "
+           "simple_gla_fwd_o_kernel; the first config, BV=64 for V > 32, is exact): a miscompile at one block size",
+           configs="all"),
     Mutant("simple_gla.chunk.dq-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C,
            (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),
            _x102("dq (simple_gla_bwd_dqkg_kernel)"), backward=True),

@@ -6,7 +6,7 @@ cumulative sum per head and the intra-chunk decay is one [BT, BT] matrix, not on
      every chunk of BT in {16, 32, 64} tokens and every sequence start);
   2. state passing, one program per (sequence, head, V-block), looping over chunks:
      h[c] = state entering chunk c (stored, fp32);  h = exp(G_last) h + (k * exp(G_last - G))^T v;
-  3. output, one program per (chunk, head, V-block):
+  3. output, one program per (chunk, head, V-block), autotuned over BV (FWD_O_CONFIGS):
      o = scale * ((q * exp(G)) h[c] + tril(q k^T * exp(G_i - G_j)) v),
      the upper triangle discarded by tl.where selection (its overflow never leaks).
 Everything is loaded to fp32 and every tl.dot is IEEE fp32 (declared: store fp32, dot ieee).
@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.autotune import pin_on_interpreter
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.simple_gla.inputs import prepare_simple_gla_args
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
@@ -101,6 +102,20 @@ def simple_gla_fwd_h_kernel(
         tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)
 
 
+def _prune_bv(configs: list, named_args: dict, **kwargs) -> list:
+    """Keep the V-blocks no wider than the head dim needs (BV <= next_pow2(V)); at least one."""
+    V = kwargs.get("V", named_args.get("V"))
+    return [c for c in configs if c.kwargs["BV"] <= next_pow2(V)] or configs[-1:]
+
+
+# The output kernel is autotuned over its V-block (each V-block is independent: the results are
+# identical at every BV) and num_warps. The first config surviving the pruning, min(next_pow2(V), 64),
+# is the block the kernel used before it was autotuned. The interpreter ignores num_warps.
+FWD_O_CONFIGS = [triton.Config({"BV": 64}, num_warps=4), triton.Config({"BV": 32}, num_warps=4),
+                 triton.Config({"BV": 16}, num_warps=4), triton.Config({"BV": 64}, num_warps=8)]
+
+
+@triton.autotune(configs=FWD_O_CONFIGS, key=["K", "V", "BT"], prune_configs_by={"early_config_prune": _prune_bv})
 @triton.jit
 def simple_gla_fwd_o_kernel(
     q, k, v, g_cum, h, o, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
@@ -321,11 +336,12 @@ def simple_gla_chunk_fwd(q, k, v, g, scale, h0, output_final_state, cu_seqlens, 
     g_cum = chunk_local_cumsum(g, BT, cu_seqlens, grid.indices)
     h, ht = _fwd_h(k, v, g_cum, h0, output_final_state, cu_seqlens, grid, N, BT)
     o = torch.empty_like(v, dtype=q.dtype)
-    BK, BV, NV = _blocks(K, V)
+    BK = next_pow2(K)
     if grid.chunks * B * H > 0:
-        simple_gla_fwd_o_kernel[(NV, grid.chunks, B * H)](
+        pin_on_interpreter()
+        simple_gla_fwd_o_kernel[lambda meta: (triton.cdiv(V, meta["BV"]), grid.chunks, B * H)](
             q, k, v, g_cum, h, o, cu_seqlens, grid.indices, grid.offsets, scale, T, H=H, K=K, V=V, BT=BT,
-            BK=BK, BV=BV, IS_VARLEN=grid.varlen, DOT_PRECISION=dot_precision(torch.float32),
+            BK=BK, IS_VARLEN=grid.varlen, DOT_PRECISION=dot_precision(torch.float32),
         )
     return o, ht, g_cum, h
 
