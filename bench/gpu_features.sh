@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# GPU run for issues 14-16: the test suite on a GPU host, fla's KDA / simple GLA / GVA Gated DeltaNet
+# modes (every option, forward and backward), fla under --configs all and with the determinism repeat.
+# and the fla:recurrent delta dq margin of calibration run 3 (bf16 T=433) under the rebuilt-state model.
+#   bash bench/gpu_features.sh OUT_DIR [CAP_SECONDS]    (ONLY=REGEX runs the jobs whose name matches)
+# Jobs run in parallel (one GPU, many CPU cores), each capped at CAP_SECONDS with SIGINT (an interrupted
+# run still writes the cases it finished). Writes OUT_DIR/features.tar.gz (logs, JSON reports),
+# OUT_DIR/exits.txt, OUT_DIR/versions.txt and OUT_DIR/summary.md (bench/calibration_summary.py).
+set -u
+OUT=${1:?usage: bash bench/gpu_features.sh OUT_DIR [CAP_SECONDS]}
+CAP=${2:-420}
+cd "$(dirname "$0")/.." || exit 2
+WORK=$(mktemp -d)
+export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100 PYTHONPATH=$PWD:${PYTHONPATH:-}
+P="--provider fla_check.providers.fla:provider"
+FLA="--modes fla:recurrent,fla:chunk"
+{
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
+  python3 -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
+  git rev-parse HEAD 2>/dev/null || true
+} > "$WORK/versions.txt" 2>&1
+
+job() {  # job NAME "ENV=VAL ..." fla-check-args...   (run jobs also write WORK/NAME.report.json)
+  local name=$1 envs=$2; shift 2
+  [[ $name =~ ${ONLY:-.} ]] || return 0
+  local report=()
+  [ "$1" = run ] && report=(--report "$WORK/$name.report.json")
+  (
+    start=$(date +%s)
+    env $envs timeout -s INT -k 30 "$CAP" python3 -m fla_check.cli "$@" "${report[@]}" --json \
+      > "$WORK/$name.json" 2> "$WORK/$name.log"
+    echo "[$name exit $? in $(( $(date +%s) - start )) s] fla-check $*" >> "$WORK/$name.log"
+  ) &
+}
+FIRST=FLA_CHECK_PIN_AUTOTUNE=1
+for op in kda simple_gla; do
+  job fla-$op-fwd $FIRST run --op $op $P $FLA,recurrent,chunk --dtypes fp32,fp16,bf16
+  job fla-$op-bwd $FIRST run --op $op $P $FLA,recurrent --dtypes fp32,fp16,bf16 --backward
+done
+OPTS="--value-ratios 1,2,3,4,8 --kernel-options qk_l2norm,gate_in_kernel,beta_sigmoid"
+job fla-gva-fwd $FIRST run --op gated_delta $P $FLA,chunk --dtypes fp32,fp16,bf16 $OPTS
+job fla-gva-bwd $FIRST run --op gated_delta $P --modes fla:chunk,chunk --dtypes fp16,bf16 --backward --value-ratios 1,2,3,4,8 --kernel-options qk_l2norm
+job fla-configs-all-delta "" run --op delta $P --modes fla:chunk --dtypes bf16,fp16 --configs all --examples 3 --seed 1
+job fla-configs-all-gla "" run --op gla $P --modes fla:chunk --dtypes bf16 --configs all --examples 2 --seed 1
+for op in gla delta gated_delta; do
+  job fla-repeat-$op "$FIRST FLA_CHECK_REPEAT=all" run --op $op $P $FLA --dtypes fp32,fp16,bf16 --examples 20 --seed 3
+done
+C1='{"op": "delta", "dtype": "bf16", "B": 3, "T": 433, "H": 3, "K": 16, "V": 64, "beta_max": 2.0, "seed": 281}'
+[[ recurrent-dq-margin =~ ${ONLY:-.} ]] && ( timeout -s INT "$CAP" python3 bench/autotune_first_call.py --case "$C1" \
+    --mode fla:recurrent --calls 1 --backward > "$WORK/recurrent-dq-margin.jsonl" 2> "$WORK/recurrent-dq-margin.log";
+    echo "[recurrent-dq-margin exit $?]" >> "$WORK/recurrent-dq-margin.log" ) &
+XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 12")
+[[ pytest =~ ${ONLY:-.} ]] && ( start=$(date +%s); timeout -s INT -k 30 "$CAP" python3 -m pytest -q -p no:cacheprovider $XDIST \
+    > "$WORK/pytest.log" 2>&1; echo "[pytest exit $? in $(( $(date +%s) - start )) s] python3 -m pytest -q $XDIST" >> "$WORK/pytest.log" ) &
+wait
+python3 bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
+for f in "$WORK"/*.log; do tail -n 3 "$f"; done > "$WORK/exits.txt"
+mkdir -p "$OUT"
+cp "$WORK/summary.md" "$WORK/exits.txt" "$WORK/versions.txt" "$OUT/"
+tail -n 40 "$WORK/pytest.log" > "$OUT/pytest-tail.txt" 2>/dev/null
+cp "$WORK"/recurrent-dq-margin.jsonl "$OUT/" 2>/dev/null
+tar czf "$OUT/features.tar.gz" -C "$WORK" .
