@@ -157,11 +157,11 @@ def _parse_value_ratios(text: Optional[str], op) -> Optional[tuple[int, ...]]:
     try:
         ratios = tuple(int(r) for r in text.split(",") if r.strip())
     except ValueError:
-        raise UsageFail(f"--value-ratios {text!r}: a comma list of integers, e.g. 1,3") from None
+        raise UsageError(f"--value-ratios {text!r}: a comma list of integers, e.g. 1,3") from None
     allowed = GVA_RATIOS if op.name in GVA_OPS else (1,)
     bad = [r for r in ratios if r not in allowed]
     if bad or not ratios:
-        raise UsageFail(f"--value-ratios {text!r}: {_op_title(op.name)} takes {','.join(map(str, allowed))}")
+        raise UsageError(f"--value-ratios {text!r}: {_op_title(op.name)} takes {','.join(map(str, allowed))}")
     return ratios
 
 
@@ -174,7 +174,7 @@ def _parse_kernel_options(text: Optional[str], op) -> Optional[tuple[str, ...]]:
     allowed = tuple(KERNEL_OPTIONS) if op.name in OPTION_OPS else ()
     bad = [o for o in names if o not in allowed]
     if bad:
-        raise UsageFail(f"--kernel-options: {', '.join(bad)} not taken by {_op_title(op.name)}; "
+        raise UsageError(f"--kernel-options: {', '.join(bad)} not taken by {_op_title(op.name)}; "
                         f"valid: {', '.join(allowed) or 'none'}")
     return names
 
@@ -187,6 +187,23 @@ def _parse_configs(text: Optional[str], refs: Sequence[str], device: str):
     if policy.kind == "picked" and device != "cuda":
         raise UsageError("--configs picked needs a GPU: the Triton interpreter cannot time configs")
     return policy
+
+
+def _preset_op(preset: Optional[str], op: Optional[str], *fixed: Optional[str]) -> str:
+    """The op of a run: --op, or --preset's (which --op must match; the preset fixes the value
+    ratios, kernel options and mask fills, given here as the raw option texts)."""
+    if preset is None:
+        if op is None:
+            raise UsageError("give --op (gla, simple_gla, delta, gated_delta, kda) or --preset (see fla-check list)")
+        return op
+    from fla_check.presets import preset_op
+
+    with _about("--preset"):
+        name = preset_op(preset, op)
+    given = [flag for flag, value in zip(("--value-ratios", "--kernel-options", "--mask-fill"), fixed) if value]
+    if given:
+        raise UsageError(f"--preset {preset} fixes what {', '.join(given)} would set; leave them out")
+    return name
 
 
 def _op_title(name: str) -> str:
@@ -205,8 +222,12 @@ def _parse_shard(text: Optional[str]):
 
 # -- run ------------------------------------------------------------------------------------
 @main.command()
-@click.option("--op", "op_name", required=True, help="Op to check: gla, simple_gla, delta, gated_delta, kda.")
+@click.option("--op", "op_name", default=None,
+              help="Op to check: gla, simple_gla, delta, gated_delta, kda (optional with --preset).")
 @click.option("--modes", required=True, help="Comma list of modes, e.g. recurrent,chunk (fla:chunk for providers).")
+@click.option("--preset", "preset_name", default=None, metavar="NAME",
+              help="Draw shapes, dtypes and options as a model calls the op, e.g. qwen3-next, qwen3.5-27b, "
+                   "kimi-linear (fla-check list shows them).")
 @click.option("--dtypes", default=None, help="Comma list: fp32,fp16,bf16 (default: all the backend supports).")
 @click.option("--examples", type=int, default=None, help="Number of cases, >= 1 (default: the profile's).")
 @click.option("--seed", type=int, default=None, help="Make the run depend on this seed alone.")
@@ -239,12 +260,12 @@ def _parse_shard(text: Optional[str]):
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
-def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
+def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
         kernel_options, providers, configs_text, config_refs, profile, shard_text, report, no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
     _load_providers(providers)
-    op = _parse_op(op_name)
+    op = _parse_op(_preset_op(preset_name, op_name, value_ratios, kernel_options, mask_fill))
     mode_names = _parse_modes(op, modes)
     if examples is not None and examples < 1:
         raise UsageError(f"--examples must be >= 1, got {examples} (a run that checks no case proves nothing)")
@@ -265,7 +286,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options, configs=policy)
+                                   value_ratios=ratios, kernel_options=options, configs=policy, preset=preset_name)
     if as_json:
         _echo_json(result.to_json())
     else:

@@ -38,6 +38,10 @@ class DuplicateModeError(ModeRegistrationError):
     """A different mode is already registered under the same qualified name."""
 
 
+class PresetError(FlaCheckError, ValueError):
+    """An unknown model preset, or one combined with options it fixes (usage error)."""
+
+
 class CaseError(FlaCheckError, ValueError):
     """An inconsistent case configuration (or an unparseable mask fill)."""
 

@@ -35,6 +35,7 @@ from fla_check.cases import (
     BETA_OPS, GATE_OPS, GVA_OPS, GVA_RATIOS, KERNEL_OPTIONS, OPTION_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case,
     canonical_fill, dtype_name,
 )
+from fla_check.presets import Preset
 from fla_check.references.options import expand_heads
 
 HEAD_DIMS = (16, 32, 60, 64, 100)
@@ -66,8 +67,13 @@ class SpaceOptions:
     max_heads: Optional[int] = None
     value_ratios: Optional[tuple[int, ...]] = None  # GVA ratios HV/H to draw; None: all (GVA ops), else (1,)
     kernel_options: Optional[tuple[str, ...]] = None  # in-kernel options to draw; None: every one the op takes
+    preset: Optional[Preset] = None  # a model's heads, K, V, options, packings (fla_check.presets)
 
     def __post_init__(self) -> None:
+        if self.preset is not None and (self.op != self.preset.op or self.value_ratios or self.kernel_options
+                                        or self.mask_fills):
+            raise ValueError(f"preset {self.preset.name} fixes the op ({self.preset.op}), value ratios, "
+                             "kernel options and packing")
         if self.max_seq_len < 1:
             raise ValueError(f"max_seq_len must be >= 1, got {self.max_seq_len}")
         if not 1 <= self.min_seq_len <= self.max_seq_len:
@@ -90,18 +96,24 @@ class SpaceOptions:
 
     def ratios(self) -> tuple[int, ...]:
         """GVA ratios to draw, by index (the first shrinks simplest: 1 when allowed)."""
+        if self.preset is not None:
+            return (self.preset.value_ratio,)
         if self.value_ratios is not None:
             return tuple(sorted(set(self.value_ratios)))
         return RATIO_DRAWS if self.op in GVA_OPS else (1,)
 
     def options_to_draw(self) -> tuple[str, ...]:
-        """In-kernel options a case may switch on."""
+        """In-kernel options a case may switch on (a preset's are always on)."""
+        if self.preset is not None:
+            return self.preset.kernel_options
         if self.kernel_options is not None:
             return self.kernel_options
         return tuple(KERNEL_OPTIONS) if self.op in OPTION_OPS else ()
 
     def allowed_packings(self) -> tuple[str, ...]:
         base = ("none", "mask", "varlen") if GATE_OPS[self.op] else ("none", "varlen")
+        if self.preset is not None:
+            base = tuple(p for p in base if p in self.preset.packings)
         wanted = self.packings or (("mask",) if self.mask_fills else base)
         return tuple(p for p in wanted if p in base)
 
@@ -205,6 +217,8 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
     max_b = options.max_batch or (2 if options.small else 4)
     max_h = options.max_heads or (2 if options.small else 4)
     B = 1 if packing == "varlen" else draw(st.integers(1, max_b))
+    if options.preset is not None:
+        return _preset_config(draw, options, dtype, packing, seed, B)
     ratios = options.ratios()
     ratio = draw(st.sampled_from(ratios)) if len(ratios) > 1 else ratios[0]
     if options.small:
@@ -229,6 +243,23 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
         op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max, initial_state=initial_state,
         packing=packing, segments=segments, mask_fill=fill, seed=seed, value_ratio=ratio, **gate, **kernel,
     )
+
+
+def _preset_config(draw, options: SpaceOptions, dtype: str, packing: str, seed: int, B: int) -> CaseConfig:
+    """The rest of a preset case: heads per GPU at a drawn TP degree (TP 8 shrinks first), the
+    preset's K, V and options (always on), beta in (0, 1); T, layout, h0 and gate drawn as usual."""
+    p = options.preset
+    heads = p.heads(options.small)
+    _, H = draw(st.sampled_from(heads)) if len(heads) > 1 else heads[0]
+    initial_state = draw(st.booleans())
+    T = draw(seq_lens(options.max_seq_len, min_len=options.min_seq_len))
+    segments = (draw(varlen_segments(T)),) if packing == "varlen" else ()
+    kernel = {name: True for name in p.kernel_options}
+    if kernel.get("qk_l2norm"):
+        kernel["qk_scale"] = draw(st.sampled_from(QK_SCALES))
+    gate = _draw_gate(draw) if GATE_OPS[p.op] else {}
+    return CaseConfig(op=p.op, dtype=dtype, B=B, T=T, H=H, K=p.K, V=p.V, initial_state=initial_state, packing=packing,
+                      segments=segments, seed=seed, value_ratio=p.value_ratio, **gate, **kernel)
 
 
 def _draw_kernel_options(draw, allowed: tuple[str, ...], packing: str) -> dict:

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fla_check", "fla_check.errors"),  # __init__ imports nothing eagerly (its exports are lazy strings)
     ("fla_check.interpreter_shim", "fla_check.backend", "fla_check.references", "fla_check.kernels",
      "fla_check.verdict.arithmetic"),
-    ("fla_check.cases", "fla_check.ops", "fla_check.providers", "fla_check.strategies"),
+    ("fla_check.cases", "fla_check.ops", "fla_check.providers", "fla_check.presets", "fla_check.strategies"),
     ("fla_check.verdict",),
     ("fla_check.engine",),
     ("fla_check.report",),

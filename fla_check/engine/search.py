@@ -32,7 +32,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import hypothesis
 from hypothesis import given, reject, target
@@ -43,7 +43,10 @@ from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
 from fla_check.engine.simplify import simplify
+from fla_check.errors import PresetError
 from fla_check.ops import ModeSpec
+from fla_check.presets import GPU_MAX_SEQ_LEN as PRESET_GPU_MAX_SEQ_LEN
+from fla_check.presets import Preset, get_preset, preset_op
 from fla_check.strategies import SpaceOptions, case_configs, covering_configs, digits_at_risk, strata
 from fla_check.verdict.compare import Verdict
 from fla_check.verdict.results import (CaseResult, ModeResult, ModeSummary, PairSummary,  # noqa: F401 (re-exported)
@@ -230,7 +233,7 @@ class _Evaluator:
                                         self.mode, self.calls))
 
 
-def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[str]] = None,
+def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[str]] = None,
            examples: Optional[int] = None, seed: Optional[int] = None,
            max_seq_len: Optional[int] = None, mask_fills: Optional[Sequence[Fill]] = None,
            profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
@@ -239,7 +242,8 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            failing: Optional[Callable[[CaseResult], Sequence[str]]] = None,
            value_ratios: Optional[Sequence[int]] = None,
            kernel_options: Optional[Sequence[str]] = None,
-           configs: Optional[ConfigPolicy] = None) -> SearchResult:
+           configs: Optional[ConfigPolicy] = None,
+           preset: Optional[Union[str, Preset]] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -265,23 +269,30 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     `modes` declares; a case asking for one a mode lacks is UNSUPPORTED for that mode).
     `configs`: the autotune-config policy every case runs under (:mod:`fla_check.engine.configs`;
     default first configs), recorded in the options when it is not the default.
+    `preset` (a name of :data:`fla_check.presets.PRESETS` or a Preset) draws only what that model
+    calls the op with; `op` may then be None (else it must be the preset's op), `dtypes` must be
+    among the preset's, `value_ratios`, `kernel_options` and `mask_fills` must be left out, and the
+    default longest T is the preset's on a GPU (:data:`fla_check.presets.GPU_MAX_SEQ_LEN`), the usual
+    cap on CPU. Shrinking and simplification stay inside the preset.
     """
     return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
                    database_root=database_root, backward=backward, failing=failing,
-                   value_ratios=value_ratios, kernel_options=kernel_options, configs=configs)
+                   value_ratios=value_ratios, kernel_options=kernel_options, configs=configs, preset=preset)
 
 
-def planned_cases(op: OpLike, *, modes: Sequence[ModeLike] = ("recurrent",), dtypes: Optional[Sequence[str]] = None,
+def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurrent",),
+                  dtypes: Optional[Sequence[str]] = None,
                   examples: Optional[int] = None, seed: Optional[int] = None, max_seq_len: Optional[int] = None,
                   mask_fills: Optional[Sequence[Fill]] = None, profile: str = DEFAULT_PROFILE,
-                  device: Optional[str] = None, backward: bool = False) -> list[CaseConfig]:
+                  device: Optional[str] = None, backward: bool = False,
+                  preset: Optional[Union[str, Preset]] = None) -> list[CaseConfig]:
     """The configurations a search with these arguments draws when every case passes with a
     score of 0, in order, without running a kernel (the hypothesis runs and the covering phase
     as :func:`search`; a real run differs where hypothesis' targeting follows the scores)."""
     result = _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                      mask_fills=mask_fills, profile=profile, device=device, database_root=None,
-                     backward=backward, check=_passing_check)
+                     backward=backward, check=_passing_check, preset=preset)
     return [c.config for c in result.cases]
 
 
@@ -294,14 +305,21 @@ def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool
 def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
             database_root, backward, failing=None, progress=None,
             check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
-            configs: Optional[ConfigPolicy] = None) -> SearchResult:
+            configs: Optional[ConfigPolicy] = None, preset=None) -> SearchResult:
+    if preset is not None:
+        preset = get_preset(preset)
+        op = preset_op(preset, None if op is None else resolve_op(op).name)
+        dtypes = _preset_dtypes(preset, dtypes, device, value_ratios, kernel_options, mask_fills)
+        if max_seq_len is None and not get_backend(device).interpreter:
+            max_seq_len = PRESET_GPU_MAX_SEQ_LEN
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
     if not specs:
         raise ValueError("no modes to check")
     prof = get_profile(profile)
+    options = None if preset is not None else _drawn_options(op_spec.name, specs, kernel_options)
     space = _space(op_spec.name, prof, dtypes, max_seq_len or default_max_seq_len(device, backward), mask_fills,
-                   device, value_ratios, _drawn_options(op_spec.name, specs, kernel_options))
+                   device, value_ratios, options, preset)
     labels = [mode_label(s) for s in specs]
     budget = prof.examples if examples is None else examples
     result = SearchResult(op=op_spec.name, modes=labels,
@@ -342,7 +360,7 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     result.first_failure = evaluate.first_failure
     _assign_failures(result, shrunk, evaluate.cases, evaluate.counts)
     if not result.interrupted:
-        _simplify_failures(result, evaluate, prof.shrink_cases)
+        _simplify_failures(result, evaluate, prof.shrink_cases, preset)
     result.cases = evaluate.cases
     try:
         for index in sorted(set(result.failures.values())) if not result.interrupted else []:
@@ -361,15 +379,35 @@ def _covering(space: SpaceOptions, prof, budget: int, seed: Optional[int]) -> li
     return covering_configs(space, seed if seed is not None else 0 if prof.derandomize else None)
 
 
+def _preset_dtypes(preset: Preset, dtypes, device, value_ratios, kernel_options, mask_fills) -> tuple[str, ...]:
+    """The dtypes of a preset run (the preset's, or the asked ones among them); PresetError for a
+    knob the preset fixes or a dtype the preset or the backend cannot run."""
+    fixed = [name for name, value in (("value ratios", value_ratios), ("kernel options", kernel_options),
+                                      ("mask fills", mask_fills)) if value]
+    if fixed:
+        raise PresetError(f"preset {preset.name} fixes the {', '.join(fixed)} (as {preset.model} calls "
+                          f"{preset.op}); leave them out")
+    wanted = tuple(dtype_name(d) for d in dtypes) if dtypes else preset.dtypes
+    outside = [d for d in wanted if d not in preset.dtypes]
+    if outside:
+        raise PresetError(f"preset {preset.name} runs {', '.join(preset.dtypes)}, not {', '.join(outside)}")
+    backend = get_backend(device)
+    for d in wanted:
+        reason = backend.dtype_unsupported_reason(DTYPES[d])
+        if reason:
+            raise PresetError(f"preset {preset.name}: {d} cannot be checked on {backend.describe()}: {reason}")
+    return wanted
+
+
 def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device, value_ratios=None,
-           kernel_options=None) -> SpaceOptions:
+           kernel_options=None, preset: Optional[Preset] = None) -> SpaceOptions:
     return SpaceOptions(
         op=op, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
         max_seq_len=max_seq_len or default_max_seq_len(device),
         mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
         small=get_backend(device).interpreter,
         value_ratios=tuple(value_ratios) if value_ratios else None,
-        kernel_options=None if kernel_options is None else tuple(kernel_options))
+        kernel_options=None if kernel_options is None else tuple(kernel_options), preset=preset)
 
 
 def _drawn_options(op: str, specs: Sequence[ModeSpec], wanted: Optional[Sequence[str]]) -> Optional[tuple[str, ...]]:
@@ -417,8 +455,11 @@ def _assign_failures(result: SearchResult, shrunk: dict[str, CaseResult], cases:
         result.failures[mode] = index[id(case)]
 
 
-def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) -> None:
-    """Localization-guided simplification of each failing mode's case (see fla_check.engine.simplify)."""
+def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int,
+                       preset: Optional[Preset] = None) -> None:
+    """Localization-guided simplification of each failing mode's case (see fla_check.engine.simplify),
+    inside the preset's space when there is one."""
+    allowed = None if preset is None else preset.admits
     for mode, i in list(result.failures.items()):
         case = evaluate.cases[i]
         verdict = case.modes[mode].verdict
@@ -428,7 +469,7 @@ def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int) 
             return r if r.verdict is verdict and mode in evaluate.counts(evaluate.cache[config]) else None
 
         try:
-            config = simplify(case.config, case.modes[mode], fails, budget)
+            config = simplify(case.config, case.modes[mode], fails, budget, allowed)
         except KeyboardInterrupt:
             result.interrupted = True
             return
@@ -448,6 +489,8 @@ def _options_json(space: SpaceOptions, profile: str, budget: int, seed: Optional
            "dtypes": list(space.dtypes), "max_seq_len": space.max_seq_len,
            "mask_fills": list(space.mask_fills) if space.mask_fills else None,
            "extreme_fills": space.extreme_fills}
+    if space.preset is not None:
+        out["preset"] = space.preset.name
     if space.ratios() != (1,) or space.options_to_draw():  # GVA / option ops only
         out.update(value_ratios=sorted(set(space.ratios())), kernel_options=list(space.options_to_draw()))
     return out

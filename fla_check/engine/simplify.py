@@ -74,16 +74,16 @@ def candidates(config: CaseConfig, loc: Optional[Localization]) -> Iterator[Case
 
 
 def simplify(config: CaseConfig, result: ModeResult, fails: Callable[[CaseConfig], Optional[ModeResult]],
-             budget: int) -> CaseConfig:
+             budget: int, allowed: Optional[Callable[[CaseConfig], bool]] = None) -> CaseConfig:
     """Greedily simplify `config` (whose mode result is `result`) while ``fails(candidate)``
     returns the mode's result for a candidate that still fails the same way (else None).
-    At most `budget` candidates are tried."""
+    At most `budget` candidates are tried; with `allowed` (a preset's space), only those it admits."""
     tried: set[CaseConfig] = set()
     improved = True
     while improved and len(tried) < budget:
         improved = False
         for cand in candidates(config, result.localization):
-            if cand is None or cand in tried or len(tried) >= budget:
+            if cand is None or cand in tried or len(tried) >= budget or (allowed and not allowed(cand)):
                 continue
             tried.add(cand)
             outcome = fails(cand)

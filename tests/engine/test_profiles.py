@@ -56,7 +56,7 @@ cpu_space = pytest.mark.skipif(DEVICE != "cpu", reason="draws the CPU interprete
 
 
 @cpu_space
-@pytest.mark.parametrize("op", ["gla", "delta", "gated_delta"])
+@pytest.mark.parametrize("op", ["gla", "delta", "gated_delta", "simple_gla", "kda"])
 def test_ci_profile_draws_distinct_cases_beyond_one_two_three_chunks_for_every_dtype(op):
     """What the ci search of `fla-check run --op <op> --modes recurrent,chunk` draws on CPU
     (all three dtypes), without running a kernel (every case passing, so hypothesis' targeting

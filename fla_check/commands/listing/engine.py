@@ -1,10 +1,11 @@
-"""What this installation can check (``fla-check list``): ops, modes, providers, backend."""
+"""What this installation can check (``fla-check list``): ops, modes, providers, backend, model presets."""
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from fla_check.backend import get_backend
 from fla_check.ops import OPS, ModeSpec
+from fla_check.presets import PRESETS
 
 
 def _mode_info(mode: ModeSpec, interpreter: bool) -> dict[str, Any]:
@@ -55,4 +56,5 @@ def inventory(device: Optional[str] = None) -> dict[str, Any]:
                  "modes": [_mode_info(m, backend.interpreter) for m in op.modes.values()]}
                 for op in OPS.values()],
         "providers": _providers(),
+        "presets": [p.to_json() for p in PRESETS.values()],
     }

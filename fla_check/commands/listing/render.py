@@ -36,6 +36,7 @@ def render_inventory(console: Console, info: dict[str, Any]) -> None:
         gate = {"key": "per-key gate [B,T,H,K]", "head": "per-head gate [B,T,H]", None: "no gate"}[op["gate"]]
         console.print(f"  {op['name']}: {op['description']}; {gate}"
                       + ("; beta [B,T,H]" if op["beta"] else ""), soft_wrap=True)
+    _render_presets(console, info.get("presets", []))
     console.print("[bold]providers[/]:")
     for p in info["providers"]:
         state = "loaded" if p["registered"] else p["status"]
@@ -49,3 +50,17 @@ def render_inventory(console: Console, info: dict[str, Any]) -> None:
 
 def _yn(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def _render_presets(console: Console, presets: list[dict[str, Any]]) -> None:
+    """The model presets (``run --preset NAME``): op, dtypes, options, K/V, heads per GPU at each TP degree."""
+    console.print("[bold]model presets[/] (run --preset NAME; numbers and sources: docs/presets.md):")
+    for p in presets:
+        heads = ", ".join(f"TP{tp} {h}/{hv}" for tp, (h, hv) in sorted(p["heads_per_gpu"].items(),
+                                                                       key=lambda x: int(x[0])))
+        dtypes = ",".join(d.replace("bfloat16", "bf16").replace("float", "fp") for d in p["dtypes"])
+        options = ",".join(p["kernel_options"]) or "no in-kernel options"
+        console.print(f"  {p['name']}: {p['model']}, {p['op']}, {dtypes}, {options}, K={p['K']} V={p['V']}, "
+                      f"H/HV per GPU: {heads}", soft_wrap=True, markup=False)
+        if p["gaps"]:
+            console.print(f"    not modelled: {p['gaps']}", soft_wrap=True, markup=False)

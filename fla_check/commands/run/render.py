@@ -23,6 +23,7 @@ from fla_check.commands.run.engine import unchecked_reason
 from fla_check.engine.configs import INTERPRETER_NOTE
 from fla_check.engine.runner import CaseResult, ModeResult
 from fla_check.engine.search import SearchResult
+from fla_check.presets import GPU_MAX_SEQ_LEN, get_preset
 from fla_check.report.console import ProgressFeed, fmt, make_progress, verdict_text
 from fla_check.verdict.compare import Verdict, worst
 
@@ -55,6 +56,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         forced = f" with {', '.join(opts['config'])}" if opts.get("config") else ""
         note = f" ({INTERPRETER_NOTE})" if opts.get("device") == "cpu" else ""
         console.print(f"autotune configs: {opts['configs']}{forced}{note}", soft_wrap=True, markup=False)
+    if opts.get("preset"):
+        console.print(preset_line(opts["preset"], opts), soft_wrap=True, markup=False)
     console.print(mode_table(result))
     if result.options.get("backward"):
         console.print(output_summary_table(result))
@@ -80,6 +83,17 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     else:
         verdict = "[green]OK[/]"
     console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))
+
+
+def preset_line(name: str, opts: dict) -> str:
+    """What a preset run drew: the model's shapes and, where the run was capped (CPU), by how much."""
+    p = get_preset(name)
+    heads = ", ".join(f"TP{tp}: H={h} HV={h * p.value_ratio}" for tp, h in p.heads(opts.get("device") == "cpu"))
+    line = f"preset {name}: {p.describe()}; drawn here: {heads}; T <= {opts.get('max_seq_len')}"
+    if opts.get("device") == "cpu":
+        line += (f" (CPU interpreter caps: T <= {opts.get('max_seq_len')} instead of {GPU_MAX_SEQ_LEN}, "
+                 f"TP {max(p.tensor_parallel)} only: the fewest heads per GPU)")
+    return line + (f"; not modelled: {p.gaps}" if p.gaps else "")
 
 
 def mode_table(result: SearchResult) -> Table:
