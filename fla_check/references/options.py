@@ -62,4 +62,6 @@ def make_prepare(*, qk_l2norm: bool = False, beta_sigmoid: bool = False, A_log: 
         heads = v.shape[-2]
         return expand_heads(q, heads), expand_heads(k, heads), v, g, beta
 
+    # the scale of the in-kernel gate, exp(A_log) per value head (its fp32 error model needs it)
+    prepare.gate_scale = None if A_log is None else A_log.exp()  # type: ignore[attr-defined]
     return prepare

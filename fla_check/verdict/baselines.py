@@ -49,7 +49,9 @@ def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: t
     verdict's fp32 slack), so the samples are `exact` rounded that way -- except the delta rule's
     gradients, whose dbeta sums stored terms (emulation._stored_delta_step)."""
     if exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32" and not (
-            up is not None and inputs.beta is not None):  # dbeta: a cancelling sum, emulated
+            up is not None and inputs.beta is not None) and inputs.prepare is None:
+        # emulated instead: dbeta (a cancelling sum of stored terms); in-kernel options (fp32
+        # transcendentals on the kernel's own inputs, emulation._computed_in_kernel)
         return rounded_outputs(exact, dtype, seed)
     with single_thread():
         return _emulated_samples(op, arith, inputs, dtype, seed, up, truth)

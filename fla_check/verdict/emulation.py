@@ -137,13 +137,14 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     zeroed at each marked step, as the reference's reset_mask), the truth of packing.
     `prepare` (the case's in-kernel options) is applied exactly first; grouped value heads
     are emulated on q, k expanded per value head (gradients sum over the group)."""
+    rnd = Rounding(arith, dtype, seed, q.device)
     if prepare is not None:
-        q, k, v, g, beta = prepare(q, k, v, g, beta)
+        raw = (q, k, v, g, beta)
+        q, k, v, g, beta = _computed_in_kernel(rnd, prepare, raw, prepare(*raw))
     q, k = expand_heads(q, v.shape[-2]), expand_heads(k, v.shape[-2])
     S, B, T, H, K = q.shape
     V = v.shape[-1]
     scale = K**-0.5 if scale is None else scale
-    rnd = Rounding(arith, dtype, seed, q.device)
     if arith.algorithm == "recurrent":
         run = functools.partial(_recurrent_sequence, rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step)
     else:
@@ -166,6 +167,30 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     o = torch.cat(o_rows, 1)[:, None] if cu_seqlens is not None else torch.stack(o_rows, 1)
     ht = torch.stack(states, 1) if states else q.new_zeros(S, 0, H, K, V)
     return rnd.output(o), rnd.relative(ht, U32)
+
+
+IN_KERNEL_ULPS = 4  # fp32 exp/log/sigmoid/rsqrt on a GPU: approximations a few ulp off (ex2/lg2.approx)
+
+
+def _computed_in_kernel(rnd: Rounding, prepare: Prepare, raw: tuple, prepared: tuple) -> tuple:
+    """The inputs a kernel computes from raw ones in fp32 (the in-kernel options: l2-normed q, k,
+    the gate -exp(A_log) softplus(a + dt_bias), sigmoid beta) with that fp32 arithmetic's error:
+    IN_KERNEL_ULPS relative, and for the gate the same absolute per unit exp(A_log), since
+    softplus as log(1 + exp(x)) errs by ~u32 absolute where it is small. Accumulated over T
+    decays this is what fla's gate-in-kernel recurrence shows on an H200 (ht ~1e-5 rel-RMSE,
+    docs/gpu/features-h200-1); the CPU interpreter's exact numpy transcendentals do not."""
+    u = IN_KERNEL_ULPS * U32
+    out = []
+    for name, before, after in zip("qkvgb", raw, prepared):
+        if after is None or after is before:
+            out.append(after)
+            continue
+        noisy = rnd.relative(after, u)
+        scale = getattr(prepare, "gate_scale", None)
+        if name == "g" and scale is not None:
+            noisy = noisy + (rnd.relative(torch.ones_like(after), 1.0) - 1.0) * u * scale.to(after)
+        out.append(noisy)
+    return tuple(out)
 
 
 def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
