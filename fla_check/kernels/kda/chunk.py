@@ -97,9 +97,9 @@ def kda_intra_kernel(
             b_e = tl.exp(b_g - b_gj[None, :])
             b_aqk = tl.sum(b_q * b_kj[None, :] * b_e, 1)
             b_akk = tl.sum(b_k * b_kj[None, :] * b_e, 1)
-            p_A = row_i * BT + i_i * BC + j
-            tl.store(Aqk + p_A, tl.where(o_c >= j, b_aqk * scale, 0.0), mask=m_i)
-            tl.store(Akk + p_A, tl.where(o_c > j, b_akk * b_beta, 0.0), mask=m_i)
+            p_col = row_i * BT + i_i * BC + j  # its own name: p_A above is 2-D (compiled Triton keeps loop types)
+            tl.store(Aqk + p_col, tl.where(o_c >= j, b_aqk * scale, 0.0), mask=m_i)
+            tl.store(Akk + p_col, tl.where(o_c > j, b_akk * b_beta, 0.0), mask=m_i)
 
 
 @triton.jit
