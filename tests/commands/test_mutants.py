@@ -149,6 +149,21 @@ def test_chain_lists_the_modules_between_entry_and_mutated_module():
     assert _chain(k + "gla.chunk", k + "common.ut_transform") == []
 
 
+def test_varlen_helper_mutants_reach_every_kernel_module_of_their_mode():
+    """A mutant of the shared varlen prologue plants its bug in every kernel module the mode runs
+    (e.g. simple_gla:chunk's own kernels and the shared cumsum): each is rebound to the mutant."""
+    k = "fla_check.kernels."
+    helper = [m for m in MUTANTS if m.module == k + "common.varlen"]
+    assert {(m.op, mode) for m in helper for mode in m.modes} == {
+        ("gla", "recurrent"), ("gla", "chunk"), ("gla", "fused_chunk"), ("simple_gla", "recurrent"),
+        ("simple_gla", "chunk")}
+    for m in helper:
+        for mode in m.modes:
+            entry = OPS[m.op].modes[mode].target.partition(":")[0]
+            assert entry in _chain(entry, m.module), m.id
+    assert _chain(k + "simple_gla.chunk", k + "common.varlen") == [k + "common.cumsum", k + "simple_gla.chunk"]
+
+
 def test_select_by_op_id_prefix_and_class():
     assert {e.op for e in select(["delta"])} == {"delta"}
     assert [e.id for e in select(ids=["gla.chunk.scale"])] == ["gla.chunk.scale"]

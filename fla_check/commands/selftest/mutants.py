@@ -585,7 +585,6 @@ _SGLA_C_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
 _SGLA_C_O = "    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n"
 _SGLA_C_HT = "    if STORE_HT:\n        tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)\n"
 _SGLA_C_H = "        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n"
-_SGLA_C_BOS = "        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n"
 
 _SIMPLE_GLA = [
     Mutant("simple_gla.recurrent.gate-after-write", "gate-after-write", "simple_gla", ("recurrent",), _SGLA_R,
@@ -602,9 +601,9 @@ _SIMPLE_GLA = [
            (("USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
              "USE_H0=False,\n            STORE_HT=output_final_state,"),),
            "initial state not passed to the forward kernel"),
-    Mutant("simple_gla.recurrent.cu-seqlens", "cu-seqlens", "simple_gla", ("recurrent",), _SGLA_R, "_seq_bounds",
-           ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
-           "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("simple_gla.recurrent.cu-seqlens", "cu-seqlens", "simple_gla", ("recurrent",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
+           "each sequence starts one token late (cu_seqlens[n] + 1) in the forward and backward kernels"),
     Mutant("simple_gla.recurrent.fp16-accumulator", "fp16-accumulator", "simple_gla", ("recurrent",), _SGLA_R,
            "simple_gla_recurrent_fwd_kernel",
            ((_SGLA_R_UPDATE, _SGLA_R_UPDATE.replace(
@@ -648,8 +647,8 @@ _SIMPLE_GLA = [
     Mutant("simple_gla.chunk.h0-ignored", "h0-ignored", "simple_gla", ("chunk",), _SGLA_C, "_fwd_h",
            (("USE_H0=h0 is not None, STORE_HT=output_final_state,", "USE_H0=False, STORE_HT=output_final_state,"),),
            "initial state not passed to the state-passing kernel"),
-    Mutant("simple_gla.chunk.cu-seqlens", "cu-seqlens", "simple_gla", ("chunk",), _SGLA_C, "_seq",
-           ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
+    Mutant("simple_gla.chunk.cu-seqlens", "cu-seqlens", "simple_gla", ("chunk",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
            "each sequence starts one token late (cu_seqlens[n] + 1) in every kernel"),
     Mutant("simple_gla.chunk.unmasked-load", "unmasked-load", "simple_gla", ("chunk",), _SGLA_C,
            "simple_gla_fwd_o_kernel",
@@ -744,20 +743,18 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "4e2f562ae8011e1c",
     "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "4a0c504e84577767",
     "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "38e31c25476c39c7",
-    "fla_check.kernels.kda.chunk:kda_h_kernel": "fbf9410220f678bb",
-    "fla_check.kernels.kda.chunk:kda_o_kernel": "3641b250f40e4f7a",
-    "fla_check.kernels.kda.chunk:kda_ut_kernel": "20576ccdb4d8769b",
-    "fla_check.kernels.kda.recurrent:kda_recurrent_bwd_kernel": "10a4f6be28d60b55",
-    "fla_check.kernels.kda.recurrent:kda_recurrent_fwd_kernel": "9f57e6516f10458e",
+    "fla_check.kernels.kda.chunk:kda_h_kernel": "1596ee2b45792f65",
+    "fla_check.kernels.kda.chunk:kda_o_kernel": "674862d48417f701",
+    "fla_check.kernels.kda.chunk:kda_ut_kernel": "98bfda53fa4ae0e4",
+    "fla_check.kernels.kda.recurrent:kda_recurrent_bwd_kernel": "d5c1472205234a42",
+    "fla_check.kernels.kda.recurrent:kda_recurrent_fwd_kernel": "bdd6e25b700def2d",
     "fla_check.kernels.simple_gla.chunk:_fwd_h": "e37d9db63bf2a445",
-    "fla_check.kernels.simple_gla.chunk:_seq": "a5330a2e7c7424eb",
-    "fla_check.kernels.simple_gla.chunk:simple_gla_bwd_dqkg_kernel": "7bebb8221e85aafb",
-    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_h_kernel": "45dc6d439fcfa61c",
-    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_o_kernel": "d4e7f1605275a01b",
-    "fla_check.kernels.simple_gla.recurrent:_seq_bounds": "82bb9b5c007f10d6",
-    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_bwd_dg_kernel": "bf848e2881512e8b",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_bwd_dqkg_kernel": "a6129639361c7265",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_h_kernel": "93b8c5b51ff311bb",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_o_kernel": "59e397d45c0540b4",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_bwd_dg_kernel": "e9cbab4a08774afa",
     "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd": "2e8b08e669ed475b",
-    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd_kernel": "9df783c22be5c880",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd_kernel": "68a45b11f0d21483",
 }  # rehash: end
 REHASH_COMMAND = f"python3 -m {__spec__.name if __spec__ else 'fla_check.commands.selftest.mutants'} --rehash"
 
