@@ -134,7 +134,8 @@ class VariantUnsupported(FlaCheckError, RuntimeError):
 
 
 class MutationError(FlaCheckError, ValueError):
-    """A mutant's replacement did not match the kernel source exactly once (a stale catalog)."""
+    """A mutant's rewrite cannot be applied: its function is missing, or a pattern does not match
+    exactly once inside it (a stale catalog)."""
 
     usage = False
 

@@ -82,7 +82,7 @@ def test_cli_json_and_exit_0_when_caught(no_shrink):
 def test_cli_table_and_exit_1_when_a_mutant_escapes(monkeypatch):
     # an equivalent mutant (multiplies by one): nothing can catch it
     same = Mutant("gla.recurrent.times-one", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
-                  (("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
+                  "gla_recurrent_fwd_kernel", (("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
                     "        tl.store(p_o, (b_o * 1.0).to(p_o.dtype.element_ty), mask=m_v)\n"),), "no-op")
     monkeypatch.setattr(catalog, "MUTANTS", (same,))
     res = _cli("--mutants", "gla.recurrent", "--profile", "smoke", "--no-color")
@@ -106,7 +106,7 @@ def test_selftest_result_counts_the_score(no_shrink):
 
 # -- the kill rule: ERROR is a broken mutant, not a caught bug ---------------------------------
 NOT_COMPILING = Mutant("gla.recurrent.not-compiling", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
-                       (("        b_o = tl.sum(b_h * b_q[:, None], 0)\n",
+                       "gla_recurrent_fwd_kernel", (("        b_o = tl.sum(b_h * b_q[:, None], 0)\n",
                          "        b_o = tl.sum(b_h * b_q[:, None], 0) + name_that_is_not_defined\n"),),
                        "a rewrite that does not compile")
 
@@ -127,6 +127,25 @@ def test_broken_counts_as_not_caught_in_the_score_and_the_cli(monkeypatch):
     assert res.exit_code == 1, res.output
     assert "mutation score: 0/1 (0.0%), 1 broken (not caught)" in res.stdout
     assert "broken gla.recurrent.not-compiling" in res.stdout and "BROKEN" in res.stdout
+
+
+@pytest.mark.parametrize("function, old, reason", [
+    ("gla_recurrent_gone", "b_o", "'gla_recurrent_gone' is defined 0 times"),
+    ("gla_recurrent_bwd_kernel", "        b_o = tl.sum(b_h * b_q[:, None], 0)\n", "occurs 0 times in gla_recurrent_bwd_kernel"),
+    ("gla_recurrent_fwd_kernel", "mask=m_k, other=0.0)", "occurs 3 times in gla_recurrent_fwd_kernel"),
+])
+def test_a_rewrite_that_does_not_apply_to_its_function_is_broken(monkeypatch, function, old, reason):
+    """Missing function, pattern only elsewhere in the module, pattern twice in the function:
+    broken with the reason, not searched; the CLI exits 1 and says why."""
+    stale = dataclasses.replace(NOT_COMPILING, id="gla.recurrent.stale", function=function, replacements=((old, "x"),))
+    (r,) = run_mutant(stale, profile="smoke")
+    assert (r.caught, r.status, r.searched, r.examples) == (False, BROKEN, 0, None)
+    target = "fla_check.kernels.gla.recurrent:" + function
+    assert reason in r.error and target in r.error and reason in r.note and "broken mutant" in r.note
+    monkeypatch.setattr(catalog, "MUTANTS", (stale,))
+    res = _cli("--mutants", "gla.recurrent.stale", "--no-color")
+    assert res.exit_code == 1, res.output
+    assert "1 broken (not caught)" in res.stdout and reason in res.stdout
 
 
 def _fake_case(config, label, verdict):

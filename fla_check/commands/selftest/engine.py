@@ -10,7 +10,8 @@ hunts and shrinks distinguishing cases -- a clean mode with failures of its own 
 under strong decay) cannot hide a planted bug.
 
 ERROR is not a kill: a mutant that does not compile or raises where the clean mode runs is a
-*broken* mutant (a bad rewrite, not a caught numerical bug). It is reported as such
+*broken* mutant (a bad rewrite, not a caught numerical bug); so is a mutant whose rewrite no
+longer applies to its function (missing, or a pattern matching 0 or several times in it). It is reported as such
 (``status == "broken"``, with the error) and counts as not caught, whatever else its run found.
 Reported per mutant and mode:
 
@@ -37,6 +38,7 @@ from fla_check import __version__
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
 from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
+from fla_check.errors import MutationError
 from fla_check.ops import get_op
 from fla_check.engine.configs import ConfigPolicy, parse_policy
 from fla_check.engine.profiles import DEFAULT_PROFILE
@@ -170,8 +172,15 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
                max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
                device: Optional[str] = None) -> list[EntryResult]:
     """Search the mutated modes of `mutant` (with gradients for a backward mutant); one result
-    per affected mode."""
-    specs = mutant.mode_specs()
+    per affected mode. A mutant whose rewrite cannot be applied (its function is missing, or a
+    pattern does not match exactly once inside it) is broken, with the reason, and not searched."""
+    try:
+        specs = mutant.mode_specs()
+    except MutationError as exc:
+        return [EntryResult(mutant.id, mutant.kind, mutant.op, mode, caught=False, status=BROKEN,
+                            backward=mutant.backward, error=f"{mutant.target}: {exc}",
+                            note=f"broken mutant: the rewrite does not apply to {mutant.target}: {exc}")
+                for mode in mutant.modes]
     clock = _Clock()
     policy = parse_policy(mutant.configs)
     controls = {mode_label(s): _Control(mutant.op, mode_label(get_op(mutant.op).modes[s.name]), device,

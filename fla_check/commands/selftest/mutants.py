@@ -1,8 +1,9 @@
 """Catalog of planted kernel bugs (mutants) for ``fla-check selftest``.
 
-Each :class:`Mutant` rewrites the source of ONE built-in kernel module at run time (exact
-textual ``(old, new)`` replacements, each matching once, applied by
-:func:`fla_check.commands.selftest.mutate.load_mutant`); the shipped kernels are never touched. The mutated
+Each :class:`Mutant` rewrites ONE function of a built-in kernel module at run time (exact
+textual ``(old, new)`` replacements, each matching exactly once inside that function, applied
+by :func:`fla_check.commands.selftest.mutate.load_mutant`); the shipped kernels are never
+touched. The mutated
 module's entry is exposed as a mode of the op (a :class:`~fla_check.ops.ModeSpec` named
 ``mutant:<mode>``, with the capabilities of the clean mode) by importing fresh copies of the
 modules between the mode's registered entry and the mutated module with their imported
@@ -11,6 +12,10 @@ mutated ``fla_check.kernels.delta.chunk`` (or ``common.ut_transform``) exactly a
 
 Shared kernels get one mutant per op (``delta.*`` and ``gated_delta.*``): same rewrite, but
 the gated one is exercised through the gated entry point and the gated search space.
+
+Each targeted function's source hash is recorded in :data:`REVIEWED_HASHES`; when a kernel
+edit changes one, tests/commands/test_mutants.py names the mutants to review and the command
+that records the new hashes (``python3 -m fla_check.commands.selftest.mutants --rehash``).
 
 A mutant with ``backward=True`` rewrites a backward kernel (a gradient scaled by 1.02): the
 selftest searches it with gradients (``fla-check run --backward``); its forward is clean.
@@ -21,15 +26,19 @@ and not in the recurrent one.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
+import inspect
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Callable, Optional, Sequence
 
-from fla_check.commands.selftest.mutate import load_mutant, mutate_source
-from fla_check.errors import SelectionError
+from fla_check.commands.selftest.mutate import function_hash, load_mutant, mutate_source
+from fla_check.errors import MutationError, SelectionError
 from fla_check.ops import ModeSpec, get_op
 
 MUTANT_PROVIDER = "mutant"
@@ -65,28 +74,33 @@ KINDS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Mutant:
-    """A planted bug: rewrite `module` with `replacements`; breaks `modes` of `op`."""
+    """A planted bug: rewrite `function` of `module` with `replacements`; breaks `modes` of `op`."""
 
     id: str
     kind: str  # a key of KINDS
     op: str
     modes: tuple[str, ...]
     module: str
+    function: str  # the function of `module` the replacements apply in ('name' or 'Class.name')
     replacements: tuple[tuple[str, str], ...]
     description: str
     backward: bool = False  # the bug is in a backward kernel: the selftest searches with gradients
     configs: str = "first"  # the autotune configs the selftest searches under (``--configs``)
 
-    def source(self) -> str:
-        """The mutated module source (raises MutationError when a pattern does not match once)."""
-        import inspect
+    @property
+    def target(self) -> str:
+        """``module:function``, the key of its reviewed hash."""
+        return f"{self.module}:{self.function}"
 
-        return mutate_source(inspect.getsource(importlib.import_module(self.module)), list(self.replacements))
+    def source(self) -> str:
+        """The mutated module source (MutationError when the function is missing or a pattern
+        does not match exactly once inside it)."""
+        return mutate_source(_module_source(self.module), list(self.replacements), self.function)
 
     def mode_specs(self) -> list[ModeSpec]:
         """One ``mutant:<mode>`` ModeSpec per affected mode, calling the mutated code."""
         tag = re.sub(r"\W", "_", self.id)
-        mutated = load_mutant(self.module, list(self.replacements), tag=tag)
+        mutated = load_mutant(self.module, list(self.replacements), tag=tag, function=self.function)
         specs = []
         for mode in self.modes:
             clean = get_op(self.op).modes[mode]
@@ -111,6 +125,10 @@ class UsageCase:
     @property
     def modes(self) -> tuple[str, ...]:
         return self.flagged + self.clean
+
+
+def _module_source(module: str) -> str:
+    return inspect.getsource(importlib.import_module(module))
 
 
 # -- exposing a mutated module through a mode's entry point ---------------------------------
@@ -175,18 +193,23 @@ _L2NORM = f"{_KERNELS}.common.l2norm"
 _UT = f"{_KERNELS}.common.ut_transform"
 _KDA_R = f"{_KERNELS}.kda.recurrent"
 _KDA_C = f"{_KERNELS}.kda.chunk"
+_VARLEN = f"{_KERNELS}.common.varlen"
 
-# GLA recurrent forward: the loop head and the state update (both also exist in the backward,
-# so the patterns carry enough context to match the forward kernel only).
+# cu_seqlens read one token late: in the shared prologue helper (every kernel of the mode that
+# calls it), or at one kernel's call site (that kernel only), varlen packs only in both cases.
+_BOS_LOAD_LATE = ("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
+                  "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n")
+_SEQ_BOUNDS_CALL = "    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)\n"
+_BOS_LATE = "    if IS_VARLEN:\n        bos = bos + 1\n"
+
+# GLA recurrent forward: the loop head and the state update (both also exist in the backward
+# kernel; the function scope picks the forward one, the context lines pin the spot).
 _GLA_R_LOOP = ("        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.float32)\n"
                "    for _ in range(0, seq_len):\n"
                "        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n")
 _GLA_R_UPDATE = ("        b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]\n"
                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
 _DELTA_R_GVA = "    i_h = i_hv // (HV // H)\n"
-_DELTA_R_FWD_HEAD = (_DELTA_R_GVA +
-                     "    if IS_VARLEN:\n"
-                     "        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n")
 _DELTA_R_LOADS = ("        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)\n"
                   "        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)\n"
                   "        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)\n")
@@ -204,9 +227,6 @@ _DELTA_R_STEP = ("        if USE_G:\n"
                  "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n")
 _DELTA_R_WRITE = ("        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
                   "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
-_DELTA_C_H_BOS = ("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n"
-                  "        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)\n"
-                  "        NT = tl.cdiv(eos - bos, BT)\n")
 _DELTA_C_LOOP = ("    for i_t in range(0, NT):\n"
                  "        tl.store(h + ((boh + i_t) * H + i_h) * K * V + p_state, b_h, mask=m_h)\n")
 _GLA_C_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
@@ -220,46 +240,48 @@ def _delta_family(op: str) -> list[Mutant]:
     """Mutants of the delta-rule kernels shared by DeltaNet and Gated DeltaNet, for `op`."""
     p = op
     return [
-        Mutant(f"{p}.chunk.no-carry", "no-carry", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.no-carry", "no-carry", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
                ((_DELTA_C_LOOP, _DELTA_C_LOOP.replace("    for i_t in range(0, NT):\n", "    for i_t in range(0, NT):\n" + _RESET)),),
                "state passing restarts from zero at every chunk after the first"),
-        Mutant(f"{p}.chunk.ut-sign", "ut-sign", op, ("chunk",), _UT,
+        Mutant(f"{p}.chunk.ut-sign", "ut-sign", op, ("chunk",), _UT, "ut_transform_fwd_kernel",
                (("    b_Ai = -tl.where(m_A, b_A, 0.0)\n", "    b_Ai = tl.where(m_A, b_A, 0.0)\n"),),
                "UT inverse (I - A)^-1 instead of (I + A)^-1 (the GDN paper's typo)"),
-        Mutant(f"{p}.chunk.beta-side", "beta-side", op, ("chunk",), _UT,
+        Mutant(f"{p}.chunk.beta-side", "beta-side", op, ("chunk",), _UT, "ut_transform_fwd_kernel",
                (("    b_A = b_A * b_beta[:, None]\n", "    b_A = b_A * b_beta[None, :]\n"),),
                "A = K K^T diag(beta) instead of diag(beta) K K^T in the UT transform"),
-        Mutant(f"{p}.chunk.scale", "scale", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.scale", "scale", op, ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
                (("    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n",
                  "    b_o = b_o * scale + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)\n"),),
                "scale missing on the intra-chunk term of the output"),
-        Mutant(f"{p}.chunk.h0-ignored", "h0-ignored", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.h0-ignored", "h0-ignored", op, ("chunk",), _DELTA_C, "chunk_fwd",
                (("USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta,",
                  "USE_INITIAL_STATE=False, STORE_FINAL_STATE=output_final_state, **meta,"),),
                "initial state not passed to the state-passing kernel"),
-        Mutant(f"{p}.chunk.cu-seqlens", "cu-seqlens", op, ("chunk",), _DELTA_C,
-               ((_DELTA_C_H_BOS, _DELTA_C_H_BOS.replace(".to(tl.int64)\n        eos", ".to(tl.int64) + 1\n        eos")),),
+        Mutant(f"{p}.chunk.cu-seqlens", "cu-seqlens", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
+               ((_SEQ_BOUNDS_CALL, _SEQ_BOUNDS_CALL + _BOS_LATE),),
                "state passing reads each sequence start one token late (cu_seqlens[n] + 1)"),
-        Mutant(f"{p}.chunk.unmasked-load", "unmasked-load", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.unmasked-load", "unmasked-load", op, ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
                (("    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],\n",
                  "    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
                "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
-        Mutant(f"{p}.recurrent.scale", "scale", op, ("recurrent",), _DELTA_R,
+        Mutant(f"{p}.recurrent.scale", "scale", op, ("recurrent",), _DELTA_R, "delta_rule_recurrent_fwd_kernel",
                ((_DELTA_R_NORM, _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
                "scale missing on q"),
-        Mutant(f"{p}.recurrent.h0-ignored", "h0-ignored", op, ("recurrent",), _DELTA_R,
+        Mutant(f"{p}.recurrent.h0-ignored", "h0-ignored", op, ("recurrent",), _DELTA_R, "delta_rule_recurrent_fwd",
                (("USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,",
                  "USE_G=g is not None, USE_INITIAL_STATE=False,"),),
                "initial state not passed to the forward kernel"),
         Mutant(f"{p}.recurrent.cu-seqlens", "cu-seqlens", op, ("recurrent",), _DELTA_R,
-               ((_DELTA_R_FWD_HEAD, _DELTA_R_FWD_HEAD.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
-               "each sequence starts one token late (cu_seqlens[n] + 1)"),
+               "delta_rule_recurrent_fwd_kernel", ((_SEQ_BOUNDS_CALL, _SEQ_BOUNDS_CALL + _BOS_LATE),),
+               "each sequence starts one token late (cu_seqlens[n] + 1) in the forward kernel"),
         Mutant(f"{p}.recurrent.fp16-accumulator", "fp16-accumulator", op, ("recurrent",), _DELTA_R,
+               "delta_rule_recurrent_fwd_kernel",
                ((_DELTA_R_WRITE, _DELTA_R_WRITE.replace(
                    "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n",
                    "        b_h = (b_h + b_k[:, None] * (b_v * b_beta)[None, :]).to(p_o.dtype.element_ty).to(tl.float32)\n")),),
                "the state is rounded to the input dtype after every step"),
         Mutant(f"{p}.recurrent.unmasked-load", "unmasked-load", op, ("recurrent",), _DELTA_R,
+               "delta_rule_recurrent_fwd_kernel",
                ((_DELTA_R_LOADS, _DELTA_R_LOADS.replace("b_k = tl.load(p_k, mask=m_k, other=0.0)",
                                                         "b_k = tl.load(p_k)")),),
                "k loaded without the K mask (reads past K when K < BK)"),
@@ -268,6 +290,7 @@ def _delta_family(op: str) -> list[Mutant]:
 
 _GATED_ONLY = [
     Mutant("gated_delta.recurrent.gate-after-write", "gate-after-write", "gated_delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_fwd_kernel",
            ((_DELTA_R_STEP,
              "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
              "        if STORE_ERR:\n"
@@ -279,6 +302,7 @@ _GATED_ONLY = [
              "            p_g += HV\n"),),
            "decay applied after the delta update instead of before it"),
     Mutant("gated_delta.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gated_delta", ("chunk",), _CUMSUM,
+           "chunk_local_cumsum_kernel",
            (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
              "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
              "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
@@ -292,26 +316,30 @@ _EPS_OUT = ("            b_q = b_q / (tl.sqrt(tl.sum(b_q * b_q, 0)) + L2NORM_EPS
             "            b_k = b_k / (tl.sqrt(tl.sum(b_k * b_k, 0)) + L2NORM_EPS)\n")
 _GATED_OPTIONS = [
     Mutant("gated_delta.recurrent.gva-map", "gva-map", "gated_delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_fwd_kernel",
            ((_DELTA_R_GVA, "    i_h = i_hv\n"),), "value head j reads key head j instead of j // r"),
     Mutant("gated_delta.recurrent.gva-interleave", "gva-map", "gated_delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_fwd_kernel",
            ((_DELTA_R_GVA, "    i_h = i_hv % H\n"),),
            "value head j reads key head j mod H (q/k repeated, not repeat_interleaved)"),
-    Mutant("gated_delta.chunk.gva-map", "gva-map", "gated_delta", ("chunk",), _DELTA_C,
+    Mutant("gated_delta.chunk.gva-map", "gva-map", "gated_delta", ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
            ((_DELTA_C_O_GVA, _DELTA_C_O_GVA.replace("i_h // (H // HK)", "i_h")),),
            "output kernel: value head j reads q/k of key head j instead of j // r"),
-    Mutant("gated_delta.chunk.gva-interleave", "gva-map", "gated_delta", ("chunk",), _DELTA_C,
+    Mutant("gated_delta.chunk.gva-interleave", "gva-map", "gated_delta", ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
            ((_DELTA_C_O_GVA, _DELTA_C_O_GVA.replace("i_h // (H // HK)", "i_h % HK")),),
            "output kernel: value head j reads q/k of key head j mod H (repeat, not repeat_interleave)"),
     Mutant("gated_delta.recurrent.l2norm-eps", "l2norm-eps", "gated_delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_fwd_kernel",
            ((_DELTA_R_NORM, _DELTA_R_NORM.replace(
                "            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)\n"
                "            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)\n", _EPS_OUT)),),
            "q, k divided by |x| + 1e-6 instead of sqrt(|x|^2 + 1e-6)"),
     Mutant("gated_delta.recurrent.l2norm-order", "l2norm-order", "gated_delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_fwd_kernel",
            ((_DELTA_R_LOADS + _DELTA_R_NORM, _DELTA_R_LOADS + "        b_q = b_q * scale\n"
              + _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
            "q scaled before the l2norm instead of after it"),
-    Mutant("gated_delta.chunk.l2norm-eps", "l2norm-eps", "gated_delta", ("chunk",), _L2NORM,
+    Mutant("gated_delta.chunk.l2norm-eps", "l2norm-eps", "gated_delta", ("chunk",), _L2NORM, "l2norm_fwd_kernel",
            (("    b_rstd = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) + eps)\n",
              "    b_rstd = 1.0 / (tl.sqrt(tl.sum(b_x * b_x, 1)) + eps)\n"),),
            "l2norm kernel: x / (|x| + 1e-6) instead of x / sqrt(|x|^2 + 1e-6)"),
@@ -319,74 +347,75 @@ _GATED_OPTIONS = [
 
 _GLA = [
     Mutant("gla.recurrent.gate-after-write", "gate-after-write", "gla", ("recurrent",), _GLA_R,
+           "gla_recurrent_fwd_kernel",
            ((_GLA_R_UPDATE, _GLA_R_UPDATE.replace(
                "b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]",
                "b_h = (b_h + b_k[:, None] * b_v[None, :]) * tl.exp(b_g)[:, None]")),),
            "decay applied after the write k v^T instead of before it"),
-    Mutant("gla.recurrent.scale", "scale", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.scale", "scale", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            ((_GLA_R_LOOP, _GLA_R_LOOP.replace(".to(tl.float32) * scale\n", ".to(tl.float32)\n")),),
            "scale missing on q"),
-    Mutant("gla.recurrent.h0-ignored", "h0-ignored", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.h0-ignored", "h0-ignored", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd",
            (("BV=BV, USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
              "BV=BV, USE_H0=False,\n            STORE_HT=output_final_state,"),),
            "initial state not passed to the forward kernel"),
-    Mutant("gla.recurrent.cu-seqlens", "cu-seqlens", "gla", ("recurrent",), _GLA_R,
-           (("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
-             "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n"),),
-           "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("gla.recurrent.cu-seqlens", "cu-seqlens", "gla", ("recurrent",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
+           "each sequence starts one token late (cu_seqlens[n] + 1) in the forward and backward kernels"),
     Mutant("gla.recurrent.fp16-accumulator", "fp16-accumulator", "gla", ("recurrent",), _GLA_R,
+           "gla_recurrent_fwd_kernel",
            ((_GLA_R_UPDATE, _GLA_R_UPDATE.replace(
                "b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]",
                "b_h = (b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]).to(p_o.dtype.element_ty)"
                ".to(tl.float32)")),),
            "the state is rounded to the input dtype after every step"),
-    Mutant("gla.recurrent.unmasked-load", "unmasked-load", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.unmasked-load", "unmasked-load", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            ((_GLA_R_LOOP, _GLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
            "q loaded without the K mask (reads past K when K < BK)"),
-    Mutant("gla.chunk.no-carry", "no-carry", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.no-carry", "no-carry", "gla", ("chunk",), _GLA_C, "chunk_fwd_h_kernel",
            ((_GLA_C_LOOP, _GLA_C_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
                                               "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
            "state passing restarts from zero at every chunk after the first"),
-    Mutant("gla.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gla", ("chunk",), _GLA_C, "chunk_local_cumsum_kernel",
            (("    tl.store(gc + offs, tl.cumsum(b_g, axis=0) * RCP_LN2, mask=m)\n",
              "    b_first = tl.sum(tl.where((o_t == i_t * BT)[:, None], b_g, 0.0), 0)\n"
              "    tl.store(gc + offs, (tl.cumsum(b_g, axis=0) - b_first[None, :]) * RCP_LN2, mask=m)\n"),),
            "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
-    Mutant("gla.chunk.scale", "scale", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.scale", "scale", "gla", ("chunk",), _GLA_C, "chunk_fwd_A_intra_kernel",
            (("        b_A = tl.where(o_c >= j, b_A * scale, 0.0)\n",
              "        b_A = tl.where(o_c >= j, b_A * scale * scale, 0.0)\n"),),
            "scale applied twice in the diagonal sub-chunk blocks of A"),
-    Mutant("gla.chunk.h0-ignored", "h0-ignored", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.h0-ignored", "h0-ignored", "gla", ("chunk",), _GLA_C, "chunk_fwd_h",
            (("BV=BV, USE_H0=h0 is not None, STORE_HT=output_final_state,",
              "BV=BV, USE_H0=False, STORE_HT=output_final_state,"),),
            "initial state not passed to the state-passing kernel"),
-    Mutant("gla.chunk.cu-seqlens", "cu-seqlens", "gla", ("chunk",), _GLA_C,
-           (("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
-             "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n"),),
+    Mutant("gla.chunk.cu-seqlens", "cu-seqlens", "gla", ("chunk",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
            "each sequence starts one token late (cu_seqlens[n] + 1) in every kernel"),
-    Mutant("gla.chunk.unmasked-load", "unmasked-load", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.unmasked-load", "unmasked-load", "gla", ("chunk",), _GLA_C, "chunk_fwd_o_kernel",
            (("    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)\n",
              "    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None], other=0.0)\n"),),
            "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
-    Mutant("gla.fused_chunk.no-carry", "no-carry", "gla", ("fused_chunk",), _GLA_F,
+    Mutant("gla.fused_chunk.no-carry", "no-carry", "gla", ("fused_chunk",), _GLA_F, "gla_fused_chunk_fwd_kernel",
            ((_GLA_F_LOOP, _GLA_F_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
                                               "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
            "state restarts from zero at every chunk after the first"),
     Mutant("gla.fused_chunk.cumsum-off-by-one", "cumsum-off-by-one", "gla", ("fused_chunk",), _GLA_F,
+           "gla_fused_chunk_fwd_kernel",
            (("        b_G = tl.cumsum(b_g, axis=0)\n",
              "        b_G = tl.cumsum(b_g, axis=0) - tl.sum(tl.where((o_c == 0)[:, None], b_g, 0.0), 0)[None, :]\n"),),
            "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
-    Mutant("gla.fused_chunk.scale", "scale", "gla", ("fused_chunk",), _GLA_F,
+    Mutant("gla.fused_chunk.scale", "scale", "gla", ("fused_chunk",), _GLA_F, "gla_fused_chunk_fwd_kernel",
            (("        b_qg = b_q * tl.exp(b_G) * scale\n", "        b_qg = b_q * tl.exp(b_G)\n"),),
            "scale missing on q"),
-    Mutant("gla.fused_chunk.h0-ignored", "h0-ignored", "gla", ("fused_chunk",), _GLA_F,
+    Mutant("gla.fused_chunk.h0-ignored", "h0-ignored", "gla", ("fused_chunk",), _GLA_F, "gla_fused_chunk",
            (("USE_H0=a.initial_state is not None,", "USE_H0=False,"),),
            "initial state not passed to the kernel"),
-    Mutant("gla.fused_chunk.cu-seqlens", "cu-seqlens", "gla", ("fused_chunk",), _GLA_F,
-           (("        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n",
-             "        bos = tl.load(cu_seqlens + i_n).to(tl.int64) + 1\n"),),
+    Mutant("gla.fused_chunk.cu-seqlens", "cu-seqlens", "gla", ("fused_chunk",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
            "each sequence starts one token late (cu_seqlens[n] + 1)"),
     Mutant("gla.fused_chunk.unmasked-load", "unmasked-load", "gla", ("fused_chunk",), _GLA_F,
+           "gla_fused_chunk_fwd_kernel",
            (("        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)",
              "        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None], other=0.0)"),),
            "q loaded without the K mask (reads past K when K < BK)"),
@@ -416,45 +445,45 @@ def _x102(grad: str) -> str:
 
 
 _SUBTLE_GLA = [
-    Mutant("gla.chunk.o-late", "o-late", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.o-late", "o-late", "gla", ("chunk",), _GLA_C, "chunk_fwd_o_kernel",
            ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    if i_t >= 1:\n        b_o = b_o * 1.02\n    tl.store(")),),
            _O_LATE),
-    Mutant("gla.chunk.ht-late", "ht-late", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.ht-late", "ht-late", "gla", ("chunk",), _GLA_C, "chunk_fwd_h_kernel",
            ((_GLA_C_HT, _GLA_C_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
                                           "            b_h = b_h * 0.98\n        tl.store(")),),
            _HT_LATE),
-    Mutant("gla.chunk.fp16-state", "fp16-state", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.fp16-state", "fp16-state", "gla", ("chunk",), _GLA_C, "chunk_fwd_h_kernel",
            ((_GLA_C_H, _GLA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
-    Mutant("gla.chunk.o-small", "o-small", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.o-small", "o-small", "gla", ("chunk",), _GLA_C, "chunk_fwd_o_kernel",
            ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    b_o = b_o * 1.003\n    tl.store(")),),
            "o x1.003 in every chunk: a 0.3% error (the clean fp32 error after a -1e4 mask fill is ~1e-4)"),
-    Mutant("gla.fused_chunk.o-late", "o-late", "gla", ("fused_chunk",), _GLA_F,
+    Mutant("gla.fused_chunk.o-late", "o-late", "gla", ("fused_chunk",), _GLA_F, "gla_fused_chunk_fwd_kernel",
            ((_GLA_F_O, "        if i_t >= 1:\n            b_o = b_o * 1.02\n" + _GLA_F_O),), _O_LATE),
-    Mutant("gla.fused_chunk.ht-late", "ht-late", "gla", ("fused_chunk",), _GLA_F,
+    Mutant("gla.fused_chunk.ht-late", "ht-late", "gla", ("fused_chunk",), _GLA_F, "gla_fused_chunk_fwd_kernel",
            ((_GLA_F_HT, _GLA_F_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
                                           "            b_h = b_h * 0.98\n        tl.store(")),),
            _HT_LATE),
-    Mutant("gla.fused_chunk.fp16-state", "fp16-state", "gla", ("fused_chunk",), _GLA_F,
+    Mutant("gla.fused_chunk.fp16-state", "fp16-state", "gla", ("fused_chunk",), _GLA_F, "gla_fused_chunk_fwd_kernel",
            ((_GLA_F_H, _GLA_F_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
     # backward: gradients scaled by 1.02 where the kernel stores them
-    Mutant("gla.chunk.dq-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.dq-scale", "grad-scale", "gla", ("chunk",), _GLA_C, "chunk_bwd_dqkg_kernel",
            (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),
            _x102("dq (inter + intra, chunk_bwd_dqkg_kernel)"), backward=True),
-    Mutant("gla.chunk.dk-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.dk-scale", "grad-scale", "gla", ("chunk",), _GLA_C, "chunk_bwd_dqkg_kernel",
            (("    tl.store(dk + p_tk, b_dk, mask=m_tk)\n", "    tl.store(dk + p_tk, b_dk * 1.02, mask=m_tk)\n"),),
            _x102("dk (inter + intra, chunk_bwd_dqkg_kernel)"), backward=True),
-    Mutant("gla.chunk.dg-scale", "grad-scale", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.dg-scale", "grad-scale", "gla", ("chunk",), _GLA_C, "chunk_bwd_dqkg_kernel",
            (("    tl.store(dg + p_tk, b_dg.to(dg.dtype.element_ty), mask=m_tk)\n",
              "    tl.store(dg + p_tk, (b_dg * 1.02).to(dg.dtype.element_ty), mask=m_tk)\n"),),
            _x102("dg (chunk_bwd_dqkg_kernel)"), backward=True),
-    Mutant("gla.recurrent.dq-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.dq-scale", "grad-scale", "gla", ("recurrent",), _GLA_R, "gla_recurrent_bwd_kernel",
            (("        tl.store(p_dq, b_dq, mask=m_k)\n", "        tl.store(p_dq, b_dq * 1.02, mask=m_k)\n"),),
            _x102("dq (and the dg built from it)"), backward=True),
-    Mutant("gla.recurrent.dk-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.dk-scale", "grad-scale", "gla", ("recurrent",), _GLA_R, "gla_recurrent_bwd_kernel",
            (("        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1), mask=m_k)\n",
              "        tl.store(p_dk, tl.sum(b_dh * b_v[None, :], 1) * 1.02, mask=m_k)\n"),),
            _x102("dk (and the dg built from it)"), backward=True),
-    Mutant("gla.recurrent.dg-scale", "grad-scale", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.dg-scale", "grad-scale", "gla", ("recurrent",), _GLA_R, "gla_recurrent_bwd_dg_kernel",
            (("        tl.store(p_dg, b_dg.to(p_dg.dtype.element_ty), mask=m_k)\n",
              "        tl.store(p_dg, (b_dg * 1.02).to(p_dg.dtype.element_ty), mask=m_k)\n"),),
            _x102("dg (gla_recurrent_bwd_dg_kernel)"), backward=True),
@@ -465,15 +494,15 @@ def _subtle_delta(op: str) -> list[Mutant]:
     """Subtle mutants of the delta-rule kernels shared by DeltaNet and Gated DeltaNet, for `op`."""
     p = op
     return [
-        Mutant(f"{p}.chunk.o-late", "o-late", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.o-late", "o-late", op, ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
                ((_DELTA_C_O, _DELTA_C_O + "    if i_t >= 1:\n        b_o = b_o * 1.02\n"),), _O_LATE),
-        Mutant(f"{p}.chunk.ht-late", "ht-late", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.ht-late", "ht-late", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
                ((_DELTA_C_HT, _DELTA_C_HT.replace("        tl.store(", "        if NT > 1:\n"
                                                   "            b_h = b_h * 0.98\n        tl.store(")),),
                _HT_LATE),
-        Mutant(f"{p}.chunk.fp16-state", "fp16-state", op, ("chunk",), _DELTA_C,
+        Mutant(f"{p}.chunk.fp16-state", "fp16-state", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
                ((_DELTA_C_H, _DELTA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
-        Mutant(f"{p}.chunk.dbeta-scale", "grad-scale", op, ("chunk",), _UT,
+        Mutant(f"{p}.chunk.dbeta-scale", "grad-scale", op, ("chunk",), _UT, "ut_transform_bwd_kernel",
                (("    tl.store(dbeta + row, b_dbeta, mask=m_t)\n",
                  "    tl.store(dbeta + row, b_dbeta * 1.02, mask=m_t)\n"),),
                _x102("dbeta (ut_transform_bwd_kernel, called by delta.chunk_bwd)"), backward=True),
@@ -482,6 +511,7 @@ def _subtle_delta(op: str) -> list[Mutant]:
 
 _SUBTLE_DELTA_RECURRENT = [  # gated_delta:recurrent has no backward
     Mutant("delta.recurrent.dbeta-scale", "grad-scale", "delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_bwd_reverse_kernel",
            (("        tl.store(p_dbeta, tl.sum(b_du * b_e, 0))\n",
              "        tl.store(p_dbeta, tl.sum(b_du * b_e, 0) * 1.02)\n"),),
            _x102("dbeta (reverse pass)"), backward=True),
@@ -499,42 +529,43 @@ _KDA_C_HT = ("    if STORE_FINAL_STATE:\n"
 
 _KDA = [
     Mutant("kda.recurrent.gate-after-write", "gate-after-write", "kda", ("recurrent",), _KDA_R,
+           "kda_recurrent_fwd_kernel",
            ((_KDA_R_STEP, "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
                           "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
                           "        b_h *= tl.exp(b_g)[:, None]\n"),),
            "per-channel decay applied after the delta update instead of before it"),
-    Mutant("kda.recurrent.gate-channel", "gate-channel", "kda", ("recurrent",), _KDA_R,
+    Mutant("kda.recurrent.gate-channel", "gate-channel", "kda", ("recurrent",), _KDA_R, "kda_recurrent_fwd_kernel",
            ((_KDA_R_GATE, "        b_g = tl.load(p_g + 1, mask=(o_k + 1) < K, other=0.0).to(tl.float32)\n"),),
            "key channel c decays by channel c+1's gate (the last channel by 0)"),
-    Mutant("kda.recurrent.gate-late", "gate-late", "kda", ("recurrent",), _KDA_R,
+    Mutant("kda.recurrent.gate-late", "gate-late", "kda", ("recurrent",), _KDA_R, "kda_recurrent_fwd_kernel",
            ((_KDA_R_GATE, "        b_g = tl.load(p_g - H * K, mask=m_k & ((o_k * 0 + t) > 0), other=0.0).to(tl.float32)\n"),),
            "step t decays by step t-1's gate (step 0 by none)"),
-    Mutant("kda.recurrent.dg-scale", "grad-scale", "kda", ("recurrent",), _KDA_R,
+    Mutant("kda.recurrent.dg-scale", "grad-scale", "kda", ("recurrent",), _KDA_R, "kda_recurrent_bwd_kernel",
            (("            tl.store(dg + i_v * PART_K + p_tk, tl.sum(b_dh * b_hp, 1), mask=m_k)\n",
              "            tl.store(dg + i_v * PART_K + p_tk, tl.sum(b_dh * b_hp, 1) * 1.02, mask=m_k)\n"),),
            _x102("dg (kda_recurrent_bwd_kernel)"), backward=True),
-    Mutant("kda.chunk.gate-after-write", "gate-after-write", "kda", ("chunk",), _KDA_C,
+    Mutant("kda.chunk.gate-after-write", "gate-after-write", "kda", ("chunk",), _KDA_C, "kda_h_kernel",
            ((_KDA_C_H, "        b_h = (b_h + tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)) * tl.exp(b_gl)[:, None]\n"),),
            "state passing decays the chunk's own update by the chunk's whole gate (decay after the write)"),
-    Mutant("kda.chunk.gate-channel", "gate-channel", "kda", ("chunk",), _KDA_C,
+    Mutant("kda.chunk.gate-channel", "gate-channel", "kda", ("chunk",), _KDA_C, "kda_h_kernel",
            ((_KDA_C_GL, _KDA_C_GL.replace("* K + o_k, mask", "* K + (o_k + 1) % K, mask")),),
            "state passing decays key channel c by channel c+1's chunk gate"),
-    Mutant("kda.chunk.cumsum-off-by-one", "cumsum-off-by-one", "kda", ("chunk",), _CUMSUM,
+    Mutant("kda.chunk.cumsum-off-by-one", "cumsum-off-by-one", "kda", ("chunk",), _CUMSUM, "chunk_local_cumsum_kernel",
            (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
              "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
              "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
            "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
-    Mutant("kda.chunk.ut-sign", "ut-sign", "kda", ("chunk",), _KDA_C,
+    Mutant("kda.chunk.ut-sign", "ut-sign", "kda", ("chunk",), _KDA_C, "kda_ut_kernel",
            (("    b_Ai = -tl.where(m_A, b_A, 0.0)\n", "    b_Ai = tl.where(m_A, b_A, 0.0)\n"),),
            "UT inverse (I - A)^-1 instead of (I + A)^-1"),
 ]
 _SUBTLE_KDA = [
-    Mutant("kda.chunk.o-late", "o-late", "kda", ("chunk",), _KDA_C,
+    Mutant("kda.chunk.o-late", "o-late", "kda", ("chunk",), _KDA_C, "kda_o_kernel",
            ((_KDA_C_O, "    if i_t >= 1:\n        b_o = b_o * 1.02\n" + _KDA_C_O),), _O_LATE),
-    Mutant("kda.chunk.ht-late", "ht-late", "kda", ("chunk",), _KDA_C,
+    Mutant("kda.chunk.ht-late", "ht-late", "kda", ("chunk",), _KDA_C, "kda_h_kernel",
            ((_KDA_C_HT, _KDA_C_HT.replace("        tl.store(", "        if NT > 1:\n"
                                           "            b_h = b_h * 0.98\n        tl.store(")),), _HT_LATE),
-    Mutant("kda.chunk.fp16-state", "fp16-state", "kda", ("chunk",), _KDA_C,
+    Mutant("kda.chunk.fp16-state", "fp16-state", "kda", ("chunk",), _KDA_C, "kda_h_kernel",
            ((_KDA_C_H, _KDA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
 ]
 
@@ -554,84 +585,94 @@ _SGLA_C_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
 _SGLA_C_O = "    tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)\n"
 _SGLA_C_HT = "    if STORE_HT:\n        tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)\n"
 _SGLA_C_H = "        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n"
-_SGLA_C_BOS = "        bos = tl.load(cu_seqlens + i_n).to(tl.int64)\n"
 
 _SIMPLE_GLA = [
     Mutant("simple_gla.recurrent.gate-after-write", "gate-after-write", "simple_gla", ("recurrent",), _SGLA_R,
+           "simple_gla_recurrent_fwd_kernel",
            ((_SGLA_R_UPDATE, _SGLA_R_UPDATE.replace("b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]",
                                                     "b_h = (b_h + b_k[:, None] * b_v[None, :]) * tl.exp(b_g)")),),
            "decay applied after the write k v^T instead of before it"),
     Mutant("simple_gla.recurrent.scale", "scale", "simple_gla", ("recurrent",), _SGLA_R,
+           "simple_gla_recurrent_fwd_kernel",
            ((_SGLA_R_LOOP, _SGLA_R_LOOP.replace(".to(tl.float32) * scale\n", ".to(tl.float32)\n")),),
            "scale missing on q"),
     Mutant("simple_gla.recurrent.h0-ignored", "h0-ignored", "simple_gla", ("recurrent",), _SGLA_R,
+           "simple_gla_recurrent_fwd",
            (("USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
              "USE_H0=False,\n            STORE_HT=output_final_state,"),),
            "initial state not passed to the forward kernel"),
-    Mutant("simple_gla.recurrent.cu-seqlens", "cu-seqlens", "simple_gla", ("recurrent",), _SGLA_R,
-           ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
-           "each sequence starts one token late (cu_seqlens[n] + 1)"),
+    Mutant("simple_gla.recurrent.cu-seqlens", "cu-seqlens", "simple_gla", ("recurrent",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
+           "each sequence starts one token late (cu_seqlens[n] + 1) in the forward and backward kernels"),
     Mutant("simple_gla.recurrent.fp16-accumulator", "fp16-accumulator", "simple_gla", ("recurrent",), _SGLA_R,
+           "simple_gla_recurrent_fwd_kernel",
            ((_SGLA_R_UPDATE, _SGLA_R_UPDATE.replace(
                "b_h = b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]",
                "b_h = (b_h * tl.exp(b_g) + b_k[:, None] * b_v[None, :]).to(p_o.dtype.element_ty).to(tl.float32)")),),
            "the state is rounded to the input dtype after every step"),
     Mutant("simple_gla.recurrent.unmasked-load", "unmasked-load", "simple_gla", ("recurrent",), _SGLA_R,
+           "simple_gla_recurrent_fwd_kernel",
            ((_SGLA_R_LOOP, _SGLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
            "q loaded without the K mask (reads past K when K < BK)"),
     Mutant("simple_gla.recurrent.dg-scale", "grad-scale", "simple_gla", ("recurrent",), _SGLA_R,
+           "simple_gla_recurrent_bwd_dg_kernel",
            (("        tl.store(p_dg, tl.sum(b_dg, 0).to(p_dg.dtype.element_ty))\n",
              "        tl.store(p_dg, (tl.sum(b_dg, 0) * 1.02).to(p_dg.dtype.element_ty))\n"),),
            _x102("dg (simple_gla_recurrent_bwd_dg_kernel)"), backward=True),
     Mutant("simple_gla.chunk.decay-off-by-one", "decay-off-by-one", "simple_gla", ("chunk",), _SGLA_C,
+           "simple_gla_fwd_o_kernel",
            (("    b_A = b_A * tl.exp(b_g[:, None] - b_g[None, :])\n",
              "    b_gp = tl.load(g_cum + row - H, mask=m_t & (o_i > 0), other=0.0)\n"
              "    b_A = b_A * tl.exp(b_gp[:, None] - b_g[None, :])\n"),),
            "intra-chunk decay exp(G_{i-1} - G_j): the query row's own gate g_i left out"),
     Mutant("simple_gla.chunk.last-gate-missing", "last-gate-missing", "simple_gla", ("chunk",), _SGLA_C,
+           "simple_gla_fwd_h_kernel",
            (("        b_h *= tl.exp(b_gl)\n",
              "        b_h *= tl.exp(tl.load(g_cum + (bos + tl.maximum(last - 1, i_t * BT)) * H + i_h))\n"),),
            "state decayed by exp(G) of the chunk's second-to-last token: the last gate is missing"),
     Mutant("simple_gla.chunk.cumsum-off-by-one", "cumsum-off-by-one", "simple_gla", ("chunk",), _CUMSUM,
+           "chunk_local_cumsum_kernel",
            (("    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE), mask=m_t)\n",
              "    b_first = tl.sum(tl.where(o_t == i_t * BT, b_g, 0.0), 0)\n"
              "    tl.store(g_cum + p, tl.cumsum(b_g, axis=0, reverse=REVERSE) - b_first, mask=m_t)\n"),),
            "chunk-local cumsum starts one token after the chunk boundary (first gate dropped)"),
-    Mutant("simple_gla.chunk.no-carry", "no-carry", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.no-carry", "no-carry", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_fwd_h_kernel",
            ((_SGLA_C_LOOP, _SGLA_C_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
                                                 "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
            "state passing restarts from zero at every chunk after the first"),
-    Mutant("simple_gla.chunk.scale", "scale", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.scale", "scale", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_fwd_o_kernel",
            (("    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n",
              "    b_o = b_o * scale + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)\n"),),
            "scale missing on the intra-chunk term of the output"),
-    Mutant("simple_gla.chunk.h0-ignored", "h0-ignored", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.h0-ignored", "h0-ignored", "simple_gla", ("chunk",), _SGLA_C, "_fwd_h",
            (("USE_H0=h0 is not None, STORE_HT=output_final_state,", "USE_H0=False, STORE_HT=output_final_state,"),),
            "initial state not passed to the state-passing kernel"),
-    Mutant("simple_gla.chunk.cu-seqlens", "cu-seqlens", "simple_gla", ("chunk",), _SGLA_C,
-           ((_SGLA_C_BOS, _SGLA_C_BOS.replace(".to(tl.int64)\n", ".to(tl.int64) + 1\n")),),
+    Mutant("simple_gla.chunk.cu-seqlens", "cu-seqlens", "simple_gla", ("chunk",), _VARLEN, "sequence_bounds",
+           (_BOS_LOAD_LATE,),
            "each sequence starts one token late (cu_seqlens[n] + 1) in every kernel"),
     Mutant("simple_gla.chunk.unmasked-load", "unmasked-load", "simple_gla", ("chunk",), _SGLA_C,
+           "simple_gla_fwd_o_kernel",
            (("    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)",
              "    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None], other=0.0)"),),
            "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
-    Mutant("simple_gla.chunk.o-late", "o-late", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.o-late", "o-late", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_fwd_o_kernel",
            ((_SGLA_C_O, "    if i_t >= 1:\n        b_o = b_o * 1.02\n" + _SGLA_C_O),), _O_LATE),
-    Mutant("simple_gla.chunk.ht-late", "ht-late", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.ht-late", "ht-late", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_fwd_h_kernel",
            ((_SGLA_C_HT, _SGLA_C_HT.replace("        tl.store(", "        if tl.cdiv(seq_len, BT) > 1:\n"
                                             "            b_h = b_h * 0.98\n        tl.store(")),),
            _HT_LATE),
-    Mutant("simple_gla.chunk.fp16-state", "fp16-state", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.fp16-state", "fp16-state", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_fwd_h_kernel",
            ((_SGLA_C_H, _SGLA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
     Mutant("simple_gla.chunk.config-specific", "config-specific", "simple_gla", ("chunk",), _SGLA_C,
+           "simple_gla_fwd_o_kernel",
            ((_SGLA_C_O, "    if BV == 16:\n        b_o = b_o * 1.02\n" + _SGLA_C_O),),
            "output x1.02 at the BV=16 config of the autotuned output kernel only (config #2 of "
            "simple_gla_fwd_o_kernel; the first config, BV=64 for V > 32, is exact): a miscompile at one block size",
            configs="all"),
-    Mutant("simple_gla.chunk.dq-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.dq-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_bwd_dqkg_kernel",
            (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),
            _x102("dq (simple_gla_bwd_dqkg_kernel)"), backward=True),
-    Mutant("simple_gla.chunk.dg-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C,
+    Mutant("simple_gla.chunk.dg-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_bwd_dqkg_kernel",
            (("    tl.store(dg + row, b_dg.to(dg.dtype.element_ty), mask=m_t)\n",
              "    tl.store(dg + row, (b_dg * 1.02).to(dg.dtype.element_ty), mask=m_t)\n"),),
            _x102("dg (simple_gla_bwd_dqkg_kernel)"), backward=True),
@@ -672,3 +713,117 @@ def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = N
             raise SelectionError(f"no mutant matches {want!r} (ids, id prefixes such as gla.chunk, or bug classes); see `fla-check selftest --list`")
         picked += [e for e in hits if e not in picked]
     return picked
+
+
+# -- reviewed function hashes -----------------------------------------------------------------
+# sha256 (first 16 hex digits, fla_check.commands.selftest.mutate.function_hash) of every function a mutant
+# rewrites, as of the last review of its mutants. Written by `--rehash`; edit by hand only to
+# resolve a merge (then rehash).
+REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
+    "fla_check.kernels.common.cumsum:chunk_local_cumsum_kernel": "bf4f69cde51aec39",
+    "fla_check.kernels.common.l2norm:l2norm_fwd_kernel": "f68af65484d41d58",
+    "fla_check.kernels.common.ut_transform:ut_transform_bwd_kernel": "be7d002758837b72",
+    "fla_check.kernels.common.ut_transform:ut_transform_fwd_kernel": "546a36eef9210c7d",
+    "fla_check.kernels.common.varlen:sequence_bounds": "cc8f82763ab6d097",
+    "fla_check.kernels.delta.chunk:chunk_delta_h_kernel": "35943a9d3c83527c",
+    "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "0bafaf589abc67a6",
+    "fla_check.kernels.delta.chunk:chunk_fwd": "225bae8bf8f8265e",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "666e95520de5667d",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "c256443d34f170e3",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "39ccb4366562484b",
+    "fla_check.kernels.gla.chunk:chunk_bwd_dqkg_kernel": "3a47cf9f8e6b7168",
+    "fla_check.kernels.gla.chunk:chunk_fwd_A_intra_kernel": "7e9805042a3e04ba",
+    "fla_check.kernels.gla.chunk:chunk_fwd_h": "b46a02570a2ae1e7",
+    "fla_check.kernels.gla.chunk:chunk_fwd_h_kernel": "6714cea9c6e0d546",
+    "fla_check.kernels.gla.chunk:chunk_fwd_o_kernel": "a2a69c79dc30098a",
+    "fla_check.kernels.gla.chunk:chunk_local_cumsum_kernel": "6a52f59893a49f4b",
+    "fla_check.kernels.gla.fused_chunk:gla_fused_chunk": "05866702b0a4001f",
+    "fla_check.kernels.gla.fused_chunk:gla_fused_chunk_fwd_kernel": "1240e8df8994eb8a",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_dg_kernel": "efb66441c73e01df",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "4e2f562ae8011e1c",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "4a0c504e84577767",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "38e31c25476c39c7",
+    "fla_check.kernels.kda.chunk:kda_h_kernel": "1596ee2b45792f65",
+    "fla_check.kernels.kda.chunk:kda_o_kernel": "674862d48417f701",
+    "fla_check.kernels.kda.chunk:kda_ut_kernel": "98bfda53fa4ae0e4",
+    "fla_check.kernels.kda.recurrent:kda_recurrent_bwd_kernel": "d5c1472205234a42",
+    "fla_check.kernels.kda.recurrent:kda_recurrent_fwd_kernel": "bdd6e25b700def2d",
+    "fla_check.kernels.simple_gla.chunk:_fwd_h": "e37d9db63bf2a445",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_bwd_dqkg_kernel": "a6129639361c7265",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_h_kernel": "93b8c5b51ff311bb",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_o_kernel": "59e397d45c0540b4",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_bwd_dg_kernel": "e9cbab4a08774afa",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd": "2e8b08e669ed475b",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd_kernel": "68a45b11f0d21483",
+}  # rehash: end
+REHASH_COMMAND = f"python3 -m {__spec__.name if __spec__ else 'fla_check.commands.selftest.mutants'} --rehash"
+
+
+def current_hashes(mutants: Sequence[Mutant] = MUTANTS) -> dict[str, str]:
+    """``module:function`` -> hash of that function's source now, for every targeted function
+    (MutationError when a target function is missing)."""
+    return {m.target: function_hash(_module_source(m.module), m.function)
+            for m in sorted(mutants, key=lambda m: m.target)}
+
+
+def stale_targets(reviewed: dict[str, str], mutants: Sequence[Mutant] = MUTANTS) -> dict[str, list[str]]:
+    """Targets whose source differs from the `reviewed` hash (or has none), each with the ids of
+    the mutants to review; a reviewed target no mutant uses any more maps to []."""
+    stale: dict[str, list[str]] = {}
+    for m in mutants:
+        try:
+            changed = function_hash(_module_source(m.module), m.function) != reviewed.get(m.target)
+        except MutationError:
+            changed = True
+        if changed:
+            stale.setdefault(m.target, []).append(m.id)
+    for target in reviewed.keys() - {m.target for m in mutants}:
+        stale[target] = []
+    return stale
+
+
+def review_message(stale: dict[str, list[str]]) -> str:
+    """What to review for `stale` (see :func:`stale_targets`) and how to record the review."""
+    lines = ["kernel functions targeted by mutants changed since their mutants were reviewed:"]
+    for target, ids in sorted(stale.items()):
+        lines.append(f"  {target}: " + (", ".join(ids) if ids else "no mutant targets it any more"))
+    lines.append("check that each listed mutant still plants its bug (its description), then run "
+                 f"`{REHASH_COMMAND}` and commit the updated table")
+    return "\n".join(lines)
+
+
+def rehash(path: Optional[Path] = None, mutants: Sequence[Mutant] = MUTANTS) -> dict[str, str]:
+    """Rewrite the REVIEWED_HASHES table of `path` (this module's file by default) with the
+    current hashes; returns them."""
+    path = Path(path or __file__)
+    text = path.read_text()
+    begin, end = "REVIEWED_HASHES: dict[str, str] = {  # rehash: begin\n", "}  # rehash: end\n"
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"{path}: the REVIEWED_HASHES markers are missing or repeated")
+    hashes = current_hashes(mutants)
+    rows = "".join(f'    "{target}": "{digest}",\n' for target, digest in hashes.items())
+    head, rest = text.split(begin)
+    path.write_text(head + begin + rows + end + rest.split(end, 1)[1])
+    return hashes
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``--rehash``: record the current hashes; ``--check``: exit 1 with the review message when
+    a targeted function changed since its review."""
+    parser = argparse.ArgumentParser(prog=f"python3 -m {__spec__.name if __spec__ else 'fla_check.commands.selftest.mutants'}",
+                                     description="Review table of the functions the selftest mutants rewrite.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--rehash", action="store_true", help="record the current function hashes in this module")
+    group.add_argument("--check", action="store_true", help="list the mutants whose function changed (exit 1)")
+    args = parser.parse_args(argv)
+    if args.rehash:
+        hashes = rehash()
+        print(f"recorded {len(hashes)} function hashes in {Path(__file__)}")
+        return 0
+    stale = stale_targets(REVIEWED_HASHES)
+    print(review_message(stale) if stale else f"all {len(current_hashes())} targeted functions as reviewed")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.varlen import chunk_bounds
 from fla_check.kernels.utils import prepare_chunk_indices
 
 
@@ -26,16 +27,9 @@ def chunk_local_cumsum_kernel(
     H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr, REVERSE: tl.constexpr,
 ):
     """One program per (chunk, batch*head): inclusive (reverse with REVERSE) cumsum of BT gates."""
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int64)
-        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        bos = i_b.to(tl.int64) * T
-        eos = bos + T
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
     o_t = i_t * BT + tl.arange(0, BT)
     m_t = o_t < eos - bos
     p = (bos + o_t) * H + i_h

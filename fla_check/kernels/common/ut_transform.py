@@ -30,6 +30,7 @@ import triton
 import triton.language as tl
 
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
+from fla_check.kernels.common.varlen import chunk_bounds
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
 
 CHUNK_SIZES = (16, 32, 64)
@@ -43,16 +44,9 @@ def ut_transform_fwd_kernel(
     DOT_PRECISION: tl.constexpr,
 ):
     """One program per (chunk, batch*head): A, its inverse, then W and U."""
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int64)
-        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        bos = i_b.to(tl.int64) * T
-        eos = bos + T
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos
@@ -107,16 +101,9 @@ def ut_transform_bwd_kernel(
     DOT_PRECISION: tl.constexpr,
 ):
     """One program per (chunk, batch*head): dk, dv, dbeta (and dg_cum) from dW, dU (all fp32)."""
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int64)
-        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        bos = i_b.to(tl.int64) * T
-        eos = bos + T
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos

@@ -28,6 +28,7 @@ import triton.language as tl
 
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.ut_transform import check_chunk_size, ut_transform_fwd
+from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chunk, sequence_bounds
 from fla_check.kernels.delta.chunk_bwd import chunk_bwd
 from fla_check.kernels.utils import (
     check_value_heads, check_varlen, dot_precision, next_pow2, num_sequences, prepare_chunk_indices,
@@ -47,16 +48,9 @@ def chunk_delta_h_kernel(
     """Inter-chunk state passing; writes h (before each chunk) and v_new = U - W h."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        NT = tl.cdiv(eos - bos, BT)
-        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-        NT = tl.cdiv(T, BT)
-        boh = i_n.to(tl.int64) * NT
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    NT = tl.cdiv(eos - bos, BT)
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_i = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -101,18 +95,10 @@ def chunk_delta_o_kernel(
     DOT_PRECISION: tl.constexpr,
 ):
     """o = scale * ((q * exp(g)) h_c + tril(q k^T * exp(g_i - g_j)) v_new) for one chunk."""
-    i_v, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    if IS_VARLEN:
-        i_tg = i_t.to(tl.int64)
-        i_n = tl.load(chunk_indices + i_t * 2).to(tl.int64)
-        i_t = tl.load(chunk_indices + i_t * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_tg = i_b.to(tl.int64) * tl.cdiv(T, BT) + i_t
-        bos = i_b.to(tl.int64) * T
-        eos = bos + T
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_tg = flat_chunk(i_c, i_b, T, BT, IS_VARLEN)
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < eos - bos

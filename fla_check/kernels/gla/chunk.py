@@ -23,47 +23,12 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, sequence_bounds
 from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
 
 BC_MAX = 16
 RCP_LN2 = tl.constexpr(1.4426950408889634)  # 1 / ln 2, as fla's chunk_local_cumsum scale
-
-
-@triton.jit
-def _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
-    """(bos, length) of sequence i_n: from cu_seqlens, or the i_n-th row of a [B, T] batch."""
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        seq_len = eos - bos
-    else:
-        bos = tl.cast(i_n, tl.int64) * T
-        seq_len = T
-    return bos, seq_len
-
-
-@triton.jit
-def _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN: tl.constexpr):
-    """Grid chunk i_c (of batch row i_b) -> (chunk index within its sequence, bos, length)."""
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_c * 2)
-        i_t = tl.load(chunk_indices + i_c * 2 + 1)
-    else:
-        i_n = i_b
-        i_t = i_c
-    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    return i_t, bos, seq_len
-
-
-@triton.jit
-def _state_base(chunk_offsets, i_n, T, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """Index of sequence i_n's first chunk in the per-chunk state tensors."""
-    if IS_VARLEN:
-        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        boh = tl.cast(i_n, tl.int64) * tl.cdiv(T, BT)
-    return boh
 
 
 @triton.jit
@@ -74,7 +39,8 @@ def chunk_local_cumsum_kernel(
     """gc = inclusive cumsum of g along time, restarting at every chunk, in base 2 (fp32)."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
     o_t = i_t * BT + tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     m = (o_t < seq_len)[:, None] & (o_k < K)[None, :]
@@ -93,8 +59,9 @@ def chunk_fwd_h_kernel(
     """Walk the chunks of one (sequence, head, V-block); h[c] = state entering chunk c."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -133,7 +100,8 @@ def chunk_fwd_A_inter_kernel(
     i_c, i_ij, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_i, i_j = i_ij // NC, i_ij % NC
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
     if i_i <= i_j:
         return
     if i_t * BT + i_i * BC >= seq_len:
@@ -167,7 +135,8 @@ def chunk_fwd_A_intra_kernel(
     """Diagonal sub-chunk block i of A, one column at a time with exact gate differences."""
     i_c, i_i, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
     if i_t * BT + i_i * BC >= seq_len:
         return
     o_k = tl.arange(0, BK)
@@ -199,12 +168,9 @@ def chunk_fwd_o_kernel(
     """o = scale * (q * exp2(gc)) h[c] + tril(A) v for one chunk and V-block."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_c * 2)
-    else:
-        i_n = i_b
-    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     o_c = tl.arange(0, BT)
@@ -241,8 +207,9 @@ def chunk_bwd_dh_kernel(
     """Reverse over chunks: dh[c] = gradient w.r.t. the state leaving chunk c (fp32)."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
-    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -282,7 +249,8 @@ def chunk_bwd_dA_kernel(
     """dA = scale * tril(do v^T) within one chunk: the gradient w.r.t. A / scale."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
     o_c = tl.arange(0, BT)
     o_t = i_t * BT + o_c
     m_t = o_t < seq_len
@@ -307,12 +275,9 @@ def chunk_bwd_dv_kernel(
     """dv = tril(A)^T do + (k * exp2(gc_last - gc)) dh[c]."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_c * 2)
-    else:
-        i_n = i_b
-    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_c = tl.arange(0, BT)
     o_t = i_t * BT + o_c
     o_k = tl.arange(0, BK)
@@ -348,7 +313,8 @@ def chunk_bwd_intra_kernel(
     factorisation around a reference row, the diagonal block column by column."""
     i_c, i_i, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
     t0 = i_t * BT + i_i * BC
     if t0 >= seq_len:
         return
@@ -425,12 +391,9 @@ def chunk_bwd_dqkg_kernel(
     dg = reverse_cumsum(q dq - k dk) + exp2(gc_last) sum_v(h dh) + sum_t k dk_inter."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len = _chunk_coords(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_c * 2)
-    else:
-        i_n = i_b
-    boh = _state_base(chunk_offsets, i_n, T, BT, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_t = i_t * BT + tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     m_t = o_t < seq_len

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.varlen import sequence_bounds
 from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import dot_precision, next_pow2
 
@@ -31,12 +32,8 @@ def gla_fused_chunk_fwd_kernel(
 ):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        seq_len = tl.load(cu_seqlens + i_n + 1).to(tl.int64) - bos
-    else:
-        bos = tl.cast(i_n, tl.int64) * T
-        seq_len = T
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
     o_c = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)

@@ -27,26 +27,12 @@ import triton.language as tl
 
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.ut_transform import check_chunk_size
+from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chunk, sequence_bounds
 from fla_check.kernels.delta.chunk import chunk_layout
 from fla_check.kernels.utils import check_varlen, dot_precision, next_pow2, num_sequences
 
 MAX_HEAD_DIM = 256
 BC = 16  # sub-chunk rows of the intra-chunk scores
-
-
-@triton.jit
-def _chunk_rows(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN: tl.constexpr):
-    """Grid chunk i_c (of batch row i_b) -> (chunk index within its sequence, bos, eos)."""
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_c * 2).to(tl.int64)
-        i_t = tl.load(chunk_indices + i_c * 2 + 1).to(tl.int64)
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-    else:
-        i_t = i_c
-        bos = i_b.to(tl.int64) * T
-        eos = bos + T
-    return i_t, bos, eos
 
 
 @triton.jit
@@ -58,7 +44,7 @@ def kda_intra_kernel(
     """One program per (chunk, batch*head): Aqk (scale folded in) and Akk (beta folded in)."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, eos = _chunk_rows(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
     o_c = tl.arange(0, BC)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
@@ -111,7 +97,7 @@ def kda_ut_kernel(
     """One program per (chunk, batch*head): A_inv = (I + Akk)^-1, w, u."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, eos = _chunk_rows(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
     o_i = tl.arange(0, BT)
     m_t = i_t * BT + o_i < eos - bos
     row = (bos + i_t * BT + o_i) * H + i_h
@@ -152,16 +138,9 @@ def kda_h_kernel(
     """Inter-chunk state passing; writes h (before each chunk) and v_new = u - w h."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        NT = tl.cdiv(eos - bos, BT)
-        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-        NT = tl.cdiv(T, BT)
-        boh = i_n.to(tl.int64) * NT
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    NT = tl.cdiv(eos - bos, BT)
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_i = tl.arange(0, BT)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -205,11 +184,8 @@ def kda_o_kernel(
     """o = scale (q exp(G)) h_c + Aqk v_new for one chunk and V-block."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, eos = _chunk_rows(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
-    if IS_VARLEN:
-        i_tg = i_c.to(tl.int64)
-    else:
-        i_tg = i_b.to(tl.int64) * tl.cdiv(T, BT) + i_t
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    i_tg = flat_chunk(i_c, i_b, T, BT, IS_VARLEN)
     o_i = tl.arange(0, BT)
     m_t = i_t * BT + o_i < eos - bos
     row = (bos + i_t * BT + o_i) * H + i_h

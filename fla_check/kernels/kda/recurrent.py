@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.varlen import first_chunk, sequence_bounds
 from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
 
 CKPT = 16  # steps between stored states in the forward (the backward recomputes inside a block)
@@ -37,14 +38,8 @@ def kda_recurrent_fwd_kernel(
     """Forward; with SAVE_CKPT also stores the state entering every block of CK steps."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        boc = tl.load(ckpt_offsets + i_n).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-        boc = i_n.to(tl.int64) * tl.cdiv(T, CK)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    boc = first_chunk(ckpt_offsets, i_n, T, CK, IS_VARLEN)  # its first checkpoint block
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -97,14 +92,8 @@ def kda_recurrent_bwd_kernel(
     PART_K / PART_B: element counts of one V-block slice of the partial dq, dk, dg / dbeta."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        boc = tl.load(ckpt_offsets + i_n).to(tl.int64)
-    else:
-        bos = i_n.to(tl.int64) * T
-        eos = bos + T
-        boc = i_n.to(tl.int64) * tl.cdiv(T, CK)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    boc = first_chunk(ckpt_offsets, i_n, T, CK, IS_VARLEN)  # its first checkpoint block
     seq_len = eos - bos
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)

@@ -28,38 +28,12 @@ import triton.language as tl
 
 from fla_check.kernels.common.autotune import pin_on_interpreter
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
+from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, sequence_bounds
 from fla_check.kernels.simple_gla.inputs import prepare_simple_gla_args
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
 
 CHUNK_SIZES = (16, 32, 64)
 MAX_HEAD_DIM = 256
-
-
-@triton.jit
-def _seq(cu_seqlens, chunk_offsets, i_n, T, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """(bos, length, index of the first chunk in the per-chunk state tensors) of sequence i_n."""
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        seq_len = tl.load(cu_seqlens + i_n + 1).to(tl.int64) - bos
-        boh = tl.load(chunk_offsets + i_n).to(tl.int64)
-    else:
-        bos = tl.cast(i_n, tl.int64) * T
-        seq_len = T
-        boh = tl.cast(i_n, tl.int64) * tl.cdiv(T, BT)
-    return bos, seq_len, boh
-
-
-@triton.jit
-def _chunk(cu_seqlens, chunk_indices, chunk_offsets, i_c, i_b, T, BT: tl.constexpr, IS_VARLEN: tl.constexpr):
-    """Grid chunk i_c (of batch row i_b) -> (chunk index in its sequence, bos, length, its state row)."""
-    if IS_VARLEN:
-        i_n = tl.load(chunk_indices + i_c * 2)
-        i_t = tl.load(chunk_indices + i_c * 2 + 1)
-    else:
-        i_n = i_b
-        i_t = i_c
-    bos, seq_len, boh = _seq(cu_seqlens, chunk_offsets, i_n, T, BT, IS_VARLEN)
-    return i_t, bos, seq_len, boh + i_t
 
 
 @triton.jit
@@ -72,7 +46,9 @@ def simple_gla_fwd_h_kernel(
     """Walk the chunks of one (sequence, head, V-block); h[c] = state entering chunk c."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len, boh = _seq(cu_seqlens, chunk_offsets, i_n, T, BT, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -125,7 +101,9 @@ def simple_gla_fwd_o_kernel(
     """o = scale * ((q * exp(G)) h[c] + tril(q k^T * exp(G_i - G_j)) v) for one chunk and V-block."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len, i_s = _chunk(cu_seqlens, chunk_indices, chunk_offsets, i_c, i_b, T, BT, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
+    i_s = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN) + i_t  # its row in h / dh
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < seq_len
@@ -163,7 +141,9 @@ def simple_gla_bwd_dh_kernel(
     """Reverse over chunks: dh[c] = gradient w.r.t. the state leaving chunk c (fp32)."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len, boh = _seq(cu_seqlens, chunk_offsets, i_n, T, BT, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
+    boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -203,7 +183,9 @@ def simple_gla_bwd_dv_kernel(
     """dv = A^T do + (k * exp(G_last - G)) dh[c], A = scale tril(q k^T * exp(G_i - G_j))."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len, i_s = _chunk(cu_seqlens, chunk_indices, chunk_offsets, i_c, i_b, T, BT, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
+    i_s = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN) + i_t  # its row in h / dh
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < seq_len
@@ -238,7 +220,9 @@ def simple_gla_bwd_dqkg_kernel(
     """dq, dk and dg of one chunk (all V-blocks looped here: dg needs complete dq, dk)."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
-    i_t, bos, seq_len, i_s = _chunk(cu_seqlens, chunk_indices, chunk_offsets, i_c, i_b, T, BT, IS_VARLEN)
+    i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
+    seq_len = eos - bos
+    i_s = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN) + i_t  # its row in h / dh
     o_i = tl.arange(0, BT)
     o_t = i_t * BT + o_i
     m_t = o_t < seq_len

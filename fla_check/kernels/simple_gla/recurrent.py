@@ -16,21 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.varlen import sequence_bounds
 from fla_check.kernels.simple_gla.inputs import prepare_simple_gla_args
 from fla_check.kernels.utils import next_pow2
-
-
-@triton.jit
-def _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN: tl.constexpr):
-    """(bos, length) of sequence i_n: from cu_seqlens, or the i_n-th row of a [B, T] batch."""
-    if IS_VARLEN:
-        bos = tl.load(cu_seqlens + i_n).to(tl.int64)
-        eos = tl.load(cu_seqlens + i_n + 1).to(tl.int64)
-        seq_len = eos - bos
-    else:
-        bos = tl.cast(i_n, tl.int64) * T
-        seq_len = T
-    return bos, seq_len
 
 
 @triton.jit
@@ -41,7 +29,8 @@ def simple_gla_recurrent_fwd_kernel(
 ):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -85,7 +74,8 @@ def simple_gla_recurrent_bwd_kernel(
     PART is the element count of one V-block slice of dq / dk."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
@@ -157,7 +147,8 @@ def simple_gla_recurrent_bwd_dg_kernel(
     """dg_t = sum_{s >= t} sum_k (q_s dq_s - k_s dk_s) + dg_last, reverse in time, one program per (n, h)."""
     i_nh = tl.program_id(0)
     i_n, i_h = i_nh // H, i_nh % H
-    bos, seq_len = _seq_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
+    seq_len = eos - bos
     o_k = tl.arange(0, BK)
     m_k = o_k < K
     last = (bos * H + i_h) * K + (seq_len - 1) * H * K + o_k
