@@ -391,6 +391,7 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
     from fla_check.report.storage import default_report_path, write_report
 
     check_thresholds(factor, min_score)
+    _load_providers(providers)  # the current directory is searched too, as for run / replay
     with case_progress(no_color or as_json) as on_progress:
         result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline))
     path = write_report(result.to_json(), report or default_report_path(data["op"], "gate"))

@@ -170,6 +170,30 @@ def test_gate_flags_a_3x_regression_inside_tolerance_and_passes_a_clean_rerun(tm
     assert _gate("compare", str(base), str(tmp_path / "clean.json")).exit_code == 0
 
 
+def test_gate_finds_a_provider_module_in_the_current_directory(tmp_path, monkeypatch):
+    """`cd my-kernels && fla-check gate --provider mod:obj` imports mod from the current directory,
+    as `run` does (gate used to skip that lookup: "no module named ...")."""
+    import sys
+
+    from fla_check.providers import unload_provider
+    from fla_check.report.storage import write_report
+
+    monkeypatch.chdir(EXAMPLE_DIR)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(EXAMPLE_DIR))])
+    monkeypatch.delitem(sys.modules, "example_kernels", raising=False)
+    base = tmp_path / "base.json"
+    case = _case(1, {"example:recurrent": (1e-6, 1e-7)})
+    write_report(_report([case], modes=("example:recurrent",)), base)
+    try:
+        res = _gate("gate", "--baseline", str(base), "--provider", "example_kernels:provider", "--device", DEVICE,
+                    "--report", str(tmp_path / "rerun.json"), "--json")
+    finally:
+        unload_provider("example")
+        sys.modules.pop("example_kernels", None)
+    assert "no module named" not in res.output, res.output
+    assert json.loads(res.output)["matched_cases"] == 1
+
+
 def test_gate_usage_errors(tmp_path, example_provider):
     base = tmp_path / "base.json"
     base.write_text(json.dumps(_report([_case(1, {"nope:fused": (1e-6, 1e-7)})], modes=("nope:fused",))))

@@ -61,3 +61,19 @@ def test_report_json_is_strict(failing_run, tmp_path):
 
 def test_replay_command(tmp_path):
     assert replay_command(tmp_path / "a b.json", 3) == f"fla-check replay '{tmp_path}/a b.json' --case 3"
+
+
+def test_long_mode_names_wrap_instead_of_cutting_numbers():
+    """A provider's long mode names must not squeeze the number columns at 80 columns: a cut
+    '1.3e-…' or '9.2e+…' reads as a different number (the mode name wraps instead)."""
+    from pathlib import Path
+
+    from fla_check.report.storage import read_report
+    from fla_check.verdict.results import SearchResult
+
+    text = json.dumps(read_report(Path(__file__).resolve().parent.parent / "goldens" / "run.json"))
+    result = SearchResult.from_json(json.loads(text.replace("test:dropped", "mykernels:fused_recurrent_fwd")))
+    out = _render(render_run, result, None, no_color=True)
+    tables = out.split("mode vs mode")[0]
+    assert "…" not in tables, tables
+    assert "9.2e+04" in tables and "9/25 bad" in tables and "3.0e-06" in tables

@@ -101,8 +101,8 @@ def mode_table(result: SearchResult) -> Table:
                   title_justify="left")
     for name, justify in (("mode", "left"), ("verdict", "left"), ("max-abs", "right"),
                           ("rel-RMSE", "right"), ("x base", "right"), ("NaN/Inf", "right"),
-                          ("cases", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+                          ("cases", "right")):  # a long mode name wraps; numbers are never cut
+        table.add_column(name, justify=justify, no_wrap=name != "mode", overflow="fold")
     for mode in result.modes:
         s = result.summary(mode)
         cases = f"{s.failed}/{s.cases} bad" if s.failed else str(s.cases)
@@ -118,7 +118,7 @@ def output_summary_table(result: SearchResult) -> Table:
                   title_justify="left")
     for name, justify in (("mode", "left"), ("out", "left"), ("verdict", "left"), ("max-abs", "right"),
                           ("rel-RMSE", "right"), ("x base", "right"), ("/allowed", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+        table.add_column(name, justify=justify, no_wrap=name != "mode", overflow="fold")
     for mode in result.modes:
         rows: dict[str, list] = {}
         for case in result.cases:
