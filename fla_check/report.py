@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from fla_check.ut_check import UTResult
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DIVERGED: "bold red", Verdict.NONFINITE: "bold magenta",
-                 Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow", Verdict.NONDETERMINISTIC: "bold yellow"}
+                 Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow", Verdict.NONDETERMINISTIC: "bold yellow",
+                 Verdict.TIMEOUT: "bold red", Verdict.CRASHED: "bold red"}
 
 
 def make_console(*, no_color: bool = False, stderr: bool = False, width: Optional[int] = None) -> Console:

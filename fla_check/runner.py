@@ -18,6 +18,10 @@ Semantics of one case:
   ``bucket``: the first case of each compile bucket, or ``all``): the mode runs twice on the same
   inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
   DIVERGED in severity) with the largest difference;
+- isolation (``isolation=``, :mod:`fla_check.engine.isolation`; in-process by default here, a
+  worker process in ``fla-check run``): a call that kills the worker -> CRASHED (signal or exit
+  code, the worker's last stderr lines), one past the case timeout -> TIMEOUT; the reference and
+  the judge stay in this process;
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -33,7 +37,6 @@ import math
 import os
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -44,6 +47,8 @@ from fla_check.backend import Backend, get_backend
 from fla_check import gradients
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.compare import Agreement, Comparison, Metrics, Verdict, agreement, compare, json_float, worst
+from fla_check.engine.call import call_mode
+from fla_check.engine.isolation import Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated
 from fla_check.localize import Localization, localize_output, localize_state
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -85,14 +90,15 @@ class ModeResult:
     verdict: Verdict
     outputs: list[Comparison] = field(default_factory=list)
     localization: Optional[Localization] = None
-    reason: str = ""  # UNSUPPORTED reason or ERROR summary
+    reason: str = ""  # UNSUPPORTED reason or ERROR / CRASHED / TIMEOUT summary
     traceback: str = ""  # ERROR: the kernel's traceback
     seconds: float = 0.0
+    stderr: str = ""  # CRASHED / TIMEOUT: the last lines the worker process wrote
 
     @property
     def score(self) -> float:
         """Largest fraction of the allowed error used by any output (> 1: DIVERGED)."""
-        if self.verdict is Verdict.ERROR:
+        if self.verdict in (Verdict.ERROR, Verdict.CRASHED, Verdict.TIMEOUT):
             return 1e6
         return max((c.score for c in self.outputs), default=0.0)
 
@@ -108,7 +114,7 @@ class ModeResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
-                "traceback": self.traceback, "seconds": round(self.seconds, 4),
+                "traceback": self.traceback, "seconds": round(self.seconds, 4), "stderr": self.stderr,
                 "outputs": [c.to_json() for c in self.outputs],
                 "localization": self.localization.to_json() if self.localization else None}
 
@@ -117,7 +123,7 @@ class ModeResult:
         loc = d.get("localization")
         return cls(d["mode"], Verdict(d["verdict"]), [Comparison.from_json(c) for c in d.get("outputs", [])],
                    Localization.from_json(loc) if loc else None, d.get("reason", ""),
-                   d.get("traceback", ""), float(d.get("seconds", 0.0)))
+                   d.get("traceback", ""), float(d.get("seconds", 0.0)), d.get("stderr", ""))
 
 
 @dataclass
@@ -180,11 +186,15 @@ class CaseResult:
 
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
-               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None) -> CaseResult:
+               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
+               isolation: Union[Isolation, str, None] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
-    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off)."""
+    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
+    `isolation`: ``"process"`` or an :class:`Isolation` runs the mode calls in a worker process
+    (CRASHED / TIMEOUT verdicts); None or ``"none"``: in this process."""
     start = time.perf_counter()
+    isolation = Isolation.of(isolation)
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
         raise ValueError(f"case is for op {config.op!r}, not {op_spec.name!r}")
@@ -199,7 +209,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
         label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat)
+        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, isolation)
         if out is not None:
             produced[label] = out
     pairs = _pairs(produced, ref, results)
@@ -257,18 +267,21 @@ class _Judge:
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
-              backend: Backend, repeat: Optional[str] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+              backend: Backend, repeat: Optional[str] = None,
+              isolation: Isolation = Isolation()) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
+    again = lambda: _invoke(spec, judge.op.name, inputs, judge.up, backend, isolation)  # noqa: E731
     try:
-        fn = spec.load()
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads, seconds = again()
+    except WorkerFailure as exc:
+        return ModeResult(label, exc.verdict, reason=exc.reason, stderr=exc.stderr,
+                          seconds=time.perf_counter() - start), None
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
-        return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
-    seconds = time.perf_counter() - start
+        return ModeResult(label, Verdict.ERROR, reason=_summary(exc), traceback=_traceback(exc),
+                          seconds=time.perf_counter() - start), None
     out, problem = _named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
@@ -277,33 +290,43 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     result = ModeResult(label, verdict, comps, loc, seconds=seconds)
     if repeat_wanted(spec, config, judge.up is not None, repeat):
-        _check_repeat(result, fn, out, inputs, judge, backend)
+        _check_repeat(result, again, out, judge)
     return result, out
 
 
-def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],
-          backend: Backend) -> tuple[Any, dict[str, Optional[Tensor]]]:
-    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)."""
-    with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if up is None:
-            raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
-        else:
-            raw, grads = gradients.mode_outputs(fn, inputs, up)
-    if backend.device == "cuda":
-        torch.cuda.synchronize()
-    return raw, grads
+def _invoke(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.Upstream], backend: Backend,
+            isolation: Isolation) -> tuple[Any, dict[str, Optional[Tensor]], float]:
+    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`):
+    (raw, grads, seconds), in the worker process when isolated and the worker can load the mode."""
+    if isolation.isolated:
+        try:
+            return call_isolated(spec, op, inputs, up, backend.device, isolation.case_timeout)
+        except NotPortable:
+            pass  # a mode only this process can load (see engine.isolation.in_process_modes)
+    start = time.perf_counter()
+    raw, grads = call_mode(spec.load(), inputs, up, backend.device)
+    return raw, grads, time.perf_counter() - start
 
 
-def _check_repeat(result: ModeResult, fn: Callable, first: dict[str, Tensor], inputs: CaseInputs,
-                  judge: _Judge, backend: Backend) -> None:
+def _summary(exc: BaseException) -> str:
+    return exc.summary if isinstance(exc, RemoteError) else f"{type(exc).__name__}: {exc}"
+
+
+def _traceback(exc: BaseException) -> str:
+    return exc.traceback if isinstance(exc, RemoteError) else traceback.format_exc()
+
+
+def _check_repeat(result: ModeResult, again: Callable[[], tuple], first: dict[str, Tensor], judge: _Judge) -> None:
     """Run the mode again on the same inputs: any output or gradient that is not bitwise equal
     (NaN equal to NaN) makes an otherwise passing result NONDETERMINISTIC."""
     try:
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads, _ = again()
+    except WorkerFailure as exc:  # the second call killed the worker
+        result.verdict, result.reason, result.stderr = exc.verdict, f"second call: {exc.reason}", exc.stderr
+        return
     except Exception as exc:  # noqa: BLE001 - a kernel that raises on its second call
-        result.verdict, result.reason = Verdict.ERROR, f"second call raised {type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc()
+        result.verdict, result.reason = Verdict.ERROR, f"second call raised {_summary(exc)}"
+        result.traceback = _traceback(exc)
         return
     second, problem = _named_outputs(raw, judge.ref, grads)
     if problem:
