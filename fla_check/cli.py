@@ -1,6 +1,6 @@
 """The `fla-check` command line: parse, call the engine, render. Nothing else lives here.
 
-Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised,
+Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised / crashed / timed out,
 2 usage error (one line on stderr; also a run that checked no case: `--examples 0`, an empty
 shard, every mode UNSUPPORTED), 3 internal error of fla-check itself,
 130 interrupted before anything failed (the partial report is still written).
@@ -161,6 +161,40 @@ def _parse_shard(text: Optional[str]):
         raise UsageFail(f"--shard: {exc}") from None
 
 
+def _isolation_options(fn: Callable) -> Callable:
+    for option in reversed([
+        click.option("--isolation", "isolation_kind", type=click.Choice(["process", "none"]), default="process",
+                     show_default=True, help="Run mode calls in a worker process (a crash or hang is a verdict, "
+                                             "CRASHED / TIMEOUT) or in this process."),
+        click.option("--case-timeout", type=float, default=None, metavar="SECONDS",
+                     help="A mode call running longer is TIMEOUT (worker killed and restarted); "
+                          "default 900 with --isolation process."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _parse_isolation(kind: str, case_timeout: Optional[float]):
+    from fla_check.engine.isolation import DEFAULT_CASE_TIMEOUT, Isolation
+
+    if kind == "none" and case_timeout is not None:
+        raise UsageFail("--case-timeout needs --isolation process (a call in this process cannot be stopped)")
+    if case_timeout is not None and not case_timeout > 0:
+        raise UsageFail(f"--case-timeout must be > 0 seconds, got {case_timeout:g}")
+    if kind == "none":
+        return Isolation("none")
+    return Isolation("process", DEFAULT_CASE_TIMEOUT if case_timeout is None else case_timeout)
+
+
+def _warn_in_process(isolation) -> None:
+    """One stderr line per mode that the worker could not load (it ran unisolated)."""
+    from fla_check.engine.isolation import in_process_modes
+
+    if isolation.isolated:
+        for mode, why in in_process_modes().items():
+            click.echo(f"fla-check: warning: {mode} ran in this process, not isolated: {why}", err=True)
+
+
 # -- run ------------------------------------------------------------------------------------
 @main.command()
 @click.option("--op", "op_name", required=True, help="Op to check: gla, delta, gated_delta.")
@@ -183,13 +217,15 @@ def _parse_shard(text: Optional[str]):
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Report file (default reports/run-<op>-<time>.json).")
+              help="Report file (default reports/run-<op>-<time>.json); written as the run goes.")
+@_isolation_options
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
 def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, providers, profile,
-        shard_text, report, no_color, as_json) -> None:
+        shard_text, report, isolation_kind, case_timeout, no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
+    isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
     _load_providers(providers)
     op = _parse_op(op_name)
@@ -201,10 +237,11 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     fills = _parse_fills(mask_fill, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
+    from fla_check.engine.isolation import sigterm_as_interrupt
     from fla_check.gate import git_commit
     from fla_check.profiles import get_profile
-    from fla_check.report import (SearchProgress, default_report_path, make_console, render_run, unchecked_reason,
-                                  write_report)
+    from fla_check.report import (Checkpoints, SearchProgress, default_report_path, make_console, render_run,
+                                  unchecked_reason, write_report)
     from fla_check.search import search
     from fla_check.sharding import run_budget
 
@@ -215,12 +252,22 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         raise UsageFail(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
                         "shards); use fewer shards or more --examples")
     path = report or default_report_path(op.name)
-    with SearchProgress(no_color) as on_progress:
-        result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
-                        max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
-                        progress=on_progress, backward=backward)
-    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
+    extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
+    checkpoints = Checkpoints(path, extra)
+    try:
+        with sigterm_as_interrupt(), SearchProgress(no_color) as on_progress:
+            result = search(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
+                            max_seq_len=max_seq_len, mask_fills=fills, profile=profile, device=device,
+                            progress=on_progress, backward=backward, isolation=isolation, checkpoint=checkpoints)
+    except KeyboardInterrupt:  # outside the search's own handling (e.g. while it was setting up)
+        saved = f"partial report with {checkpoints.written} case(s): {path}" if checkpoints.written else "no report"
+        click.echo(f"fla-check: interrupted; {saved}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    result.options.update(extra)
     write_report(result.to_json(), path)
+    _warn_in_process(isolation)
+    if result.interrupted:
+        click.echo(f"fla-check: interrupted after {len(result.cases)} case(s); partial report: {path}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), allow_nan=False))
     else:
@@ -243,14 +290,19 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
+@_isolation_options
 @click.option("--no-color", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the case result as JSON.")
 @_guard
-def replay(report_file, case_index, device, providers, no_color, as_json) -> None:
+def replay(report_file, case_index, device, providers, isolation_kind, case_timeout, no_color, as_json) -> None:
     """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
+    _parse_isolation(isolation_kind, case_timeout)  # usage errors first
     device = _select_device(device)
     _load_providers(providers)
     data = _load_report(report_file)
+    if case_timeout is None and isolation_kind == "process":  # the run's own timeout, when it recorded one
+        case_timeout = ((data.get("options") or {}).get("isolation") or {}).get("case_timeout")
+    isolation = _parse_isolation(isolation_kind, case_timeout)
     cases = data.get("cases", [])
     if case_index is None:
         case_index = min(data.get("failures", {}).values(), default=0)
@@ -265,7 +317,8 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     modes = _parse_modes(op, ",".join(data["modes"]))
     backward = bool(cases[case_index].get("backward", data.get("options", {}).get("backward", False)))
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
-                        backward=backward)
+                        backward=backward, isolation=isolation)
+    _warn_in_process(isolation)
     if as_json:
         click.echo(json.dumps(result.to_json(), allow_nan=False))
     else:

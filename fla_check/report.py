@@ -39,6 +39,9 @@ VERDICT_STYLE = {Verdict.OK: "green", Verdict.DIVERGED: "bold red", Verdict.NONF
                  Verdict.TIMEOUT: "bold red", Verdict.CRASHED: "bold red"}
 
 
+STDERR_SHOWN = 6  # lines of a CRASHED / TIMEOUT worker's stderr printed under its failure
+
+
 def make_console(*, no_color: bool = False, stderr: bool = False, width: Optional[int] = None) -> Console:
     """A rich console honouring --no-color and NO_COLOR (any non-empty value)."""
     no_color = no_color or bool(os.environ.get("NO_COLOR"))
@@ -232,6 +235,11 @@ def render_failure(console: Console, case: CaseResult, mode: str, index: int, ho
 
 
 def _print_mode_detail(console: Console, r: ModeResult) -> None:
+    if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT):
+        console.print(f"  {r.verdict.value.lower()}: {r.reason}", soft_wrap=True, markup=False)
+        for ln in r.stderr.strip().splitlines()[:STDERR_SHOWN]:
+            console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
+        return
     if r.verdict is Verdict.ERROR:
         console.print(f"  error: {r.reason}", soft_wrap=True, markup=False)
         lines = [ln for ln in r.traceback.strip().splitlines() if ln.strip().strip("^~")]
@@ -333,6 +341,25 @@ def write_report(data: dict[str, Any], path: Path) -> Path:
             f.write("\n")
 
     return atomic_write(path, write)
+
+
+class Checkpoints:
+    """Writes a run's partial report (``search(checkpoint=...)``) to `path` as the run goes, at
+    most every `every` seconds, with `extra` options merged in; each write is atomic, so the
+    file is always a complete report of the cases finished so far."""
+
+    def __init__(self, path: Path, extra: Optional[dict[str, Any]] = None, every: float = 2.0):
+        self.path, self.extra, self.every = Path(path), dict(extra or {}), every
+        self.last = -math.inf
+        self.written = 0  # cases in the last checkpoint
+
+    def __call__(self, partial: SearchResult) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        partial.options.update(self.extra)
+        write_report(partial.to_json(), self.path)
+        self.last, self.written = now, len(partial.cases)
 
 
 def read_report(path: Path) -> dict[str, Any]:

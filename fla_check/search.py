@@ -27,11 +27,12 @@ by :func:`fla_check.simplify.simplify` within the same count. Ctrl-C returns wha
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import hypothesis
 from hypothesis import given, reject, target
@@ -40,6 +41,7 @@ from fla_check import __version__
 from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, CaseConfig, Fill, dtype_name
 from fla_check.compare import Verdict, json_float, worst
+from fla_check.engine.isolation import Isolation
 from fla_check.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.runner import (CaseResult, ModeLike, ModeResult, OpLike, check_case, mode_label, resolve_modes,
                               resolve_op)
@@ -237,6 +239,7 @@ class _Evaluator:
         self.failing: list[str] = []
         self.mode, self.calls, self.mode_failed_at = "", 0, None  # mode_failed_at: len(cases) then
         self.seen: set[CaseConfig] = set()  # configurations the active run has drawn
+        self.after_case: Optional[Callable[[], None]] = None  # called after each evaluation (checkpoints)
         self.phase = "search"
 
     def begin(self, mode: str, distinct: int) -> None:
@@ -302,6 +305,8 @@ class _Evaluator:
             if mode not in self.failing:
                 self.failing.append(mode)
                 self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
+        if self.after_case:
+            self.after_case()
         return result
 
     def mode_result(self, mode: str, config: CaseConfig):
@@ -333,7 +338,9 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            profile: str = DEFAULT_PROFILE, device: Optional[str] = None,
            progress: Optional[Callable[[ProgressEvent], None]] = None,
            database_root: Optional[Path] = REPORTS_DIR, backward: bool = False,
-           failing: Optional[Callable[[CaseResult], Sequence[str]]] = None) -> SearchResult:
+           failing: Optional[Callable[[CaseResult], Sequence[str]]] = None,
+           isolation: Union[Isolation, str, None] = None,
+           checkpoint: Optional[Callable[[SearchResult], None]] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -354,10 +361,17 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     UNSUPPORTED) and is recorded in the options.
     `failing(case)` names the modes that count as failing a case (default: those whose verdict
     failed); ``fla-check selftest`` counts a planted bug only where the clean kernel passes.
+    `isolation`: where mode calls run (:func:`fla_check.runner.check_case`; ``fla-check run``
+    passes ``process``): a CRASHED or TIMEOUT case is a failure like any other and shrinks
+    (the worker restarts after each). `checkpoint(partial)` is called after every evaluated
+    case with the run so far (``interrupted`` set): ``fla-check run`` writes it to the report
+    file, so a killed run leaves every finished case on disk.
     """
+    check = functools.partial(check_case, isolation=Isolation.of(isolation))
     return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
-                   database_root=database_root, backward=backward, failing=failing)
+                   database_root=database_root, backward=backward, failing=failing, check=check,
+                   checkpoint=checkpoint)
 
 
 def planned_cases(op: OpLike, *, modes: Sequence[ModeLike] = ("recurrent",), dtypes: Optional[Sequence[str]] = None,
@@ -381,7 +395,8 @@ def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool
 
 def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
             database_root, backward, failing=None, progress=None,
-            check: Callable[..., CaseResult] = check_case) -> SearchResult:
+            check: Callable[..., CaseResult] = check_case,
+            checkpoint: Optional[Callable[[SearchResult], None]] = None) -> SearchResult:
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
     if not specs:
@@ -400,6 +415,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)
     if failing is not None:
         evaluate.counts = failing
+    if checkpoint is not None:
+        evaluate.after_case = lambda: checkpoint(_partial(result, evaluate))
     shrunk: dict[str, CaseResult] = {}
     for label in labels if budget > len(cover) else []:
         db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
@@ -435,6 +452,14 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
         result.interrupted = True
     result.seconds = evaluate.elapsed()
     return result
+
+
+def _partial(result: SearchResult, evaluate: _Evaluator) -> SearchResult:
+    """The run so far, as an interrupted run's report (each failing mode at its smallest case)."""
+    partial = SearchResult(result.op, list(result.modes), dict(result.options), list(evaluate.cases),
+                           seconds=evaluate.elapsed(), interrupted=True, first_failure=dict(evaluate.first_failure))
+    _assign_failures(partial, {}, partial.cases, evaluate.counts)
+    return partial
 
 
 def _covering(space: SpaceOptions, prof, budget: int, seed: Optional[int]) -> list[CaseConfig]:

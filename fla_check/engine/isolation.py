@@ -17,6 +17,7 @@ caused it. Verdicts:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from fla_check import gradients
 from fla_check.cases import CaseInputs
@@ -150,7 +151,7 @@ class Worker:
         return self.proc is not None and self.proc.is_alive()
 
     def start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _context()
         fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
         os.close(fd)
         parent, child = ctx.Pipe()
@@ -261,6 +262,20 @@ class Worker:
             self.log_path = ""
 
 
+PRELOAD = ["torch", "triton", "fla_check.engine.worker"]  # imported once by the fork server
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` where the platform has it, else ``spawn``. Both are CUDA-safe: the fork
+    server is a fresh process that imports torch and triton (no CUDA call) and forks a worker
+    from that state in milliseconds, so a restart after a crash does not pay torch's import."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
 _WORKERS: dict[str, Worker] = {}
 _IN_PROCESS: dict[str, str] = {}  # qualified mode -> why the worker cannot load it
 
@@ -302,6 +317,24 @@ def _pickled(spec: ModeSpec) -> Optional[bytes]:
 def in_process_modes() -> dict[str, str]:
     """Modes the worker could not load (they ran in this process), with the reason."""
     return dict(_IN_PROCESS)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM stops the run like Ctrl-C (KeyboardInterrupt), so the partial
+    report is written; the previous handler is restored after (main thread only)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def shutdown() -> None:
