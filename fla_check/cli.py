@@ -186,12 +186,12 @@ def _parse_isolation(kind: str, case_timeout: Optional[float]):
     return Isolation("process", DEFAULT_CASE_TIMEOUT if case_timeout is None else case_timeout)
 
 
-def _warn_in_process(isolation) -> None:
-    """One stderr line per mode that the worker could not load (it ran unisolated)."""
+def _warn_in_process(isolation, modes) -> None:
+    """One stderr line per mode of `modes` that the worker could not load (it ran unisolated)."""
     from fla_check.engine.isolation import in_process_modes
 
     if isolation.isolated:
-        for mode, why in in_process_modes().items():
+        for mode, why in in_process_modes(modes).items():
             click.echo(f"fla-check: warning: {mode} ran in this process, not isolated: {why}", err=True)
 
 
@@ -265,7 +265,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         sys.exit(EXIT_INTERRUPTED)
     result.options.update(extra)
     write_report(result.to_json(), path)
-    _warn_in_process(isolation)
+    _warn_in_process(isolation, result.modes)
     if result.interrupted:
         click.echo(f"fla-check: interrupted after {len(result.cases)} case(s); partial report: {path}", err=True)
     if as_json:
@@ -318,7 +318,7 @@ def replay(report_file, case_index, device, providers, isolation_kind, case_time
     backward = bool(cases[case_index].get("backward", data.get("options", {}).get("backward", False)))
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
                         backward=backward, isolation=isolation)
-    _warn_in_process(isolation)
+    _warn_in_process(isolation, result.modes)
     if as_json:
         click.echo(json.dumps(result.to_json(), allow_nan=False))
     else:

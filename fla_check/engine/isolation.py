@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from fla_check import gradients
 from fla_check.cases import CaseInputs
@@ -314,9 +314,13 @@ def _pickled(spec: ModeSpec) -> Optional[bytes]:
         return None
 
 
-def in_process_modes() -> dict[str, str]:
-    """Modes the worker could not load (they ran in this process), with the reason."""
-    return dict(_IN_PROCESS)
+def in_process_modes(modes: Optional[Sequence[str]] = None) -> dict[str, str]:
+    """Modes (of `modes`, labels or qualified names; default all) the worker could not load:
+    they ran in this process. With the reason."""
+    if modes is None:
+        return dict(_IN_PROCESS)
+    wanted = set(modes) | {f"builtin:{m}" for m in modes}
+    return {m: why for m, why in _IN_PROCESS.items() if m in wanted}
 
 
 @contextlib.contextmanager

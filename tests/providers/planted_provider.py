@@ -3,7 +3,7 @@
 Each GLA mode is fla-check's fp32 recurrence (correct) until its trigger, then:
 `planted:abort` calls os.abort(), `planted:segfault` reads address 0 (SIGSEGV), `planted:hang`
 sleeps for an hour, `planted:cuda_fault` raises the RuntimeError torch raises after an illegal
-memory access. The trigger is the case length, ``T >= MIN_T``, so a failing case shrinks to
+memory access, `planted:raises` raises a ValueError. The trigger is the case length, ``T >= MIN_T``, so a failing case shrinks to
 T = MIN_T; `planted:abort3` aborts on the third call its process makes instead (the issue's
 measurement). `planted:ref` never fails.
 """
@@ -58,6 +58,10 @@ def _cuda_fault() -> None:
     raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
+def _raise() -> None:
+    raise ValueError("planted failure")
+
+
 def _never() -> None:
     pass
 
@@ -67,6 +71,7 @@ abort = _mode(_abort)
 segfault = _mode(_segfault)
 hang = _mode(_hang)
 cuda_fault = _mode(_cuda_fault)
+raises = _mode(_raise)
 
 
 def abort3(q: Tensor, k: Tensor, v: Tensor, **kw):
@@ -81,5 +86,5 @@ def _spec(name: str, fn) -> ModeSpec:
 
 provider = Provider("planted", {"gla": [_spec("ref", ref), _spec("abort", abort), _spec("segfault", segfault),
                                         _spec("hang", hang), _spec("cuda_fault", cuda_fault),
-                                        _spec("abort3", abort3)]},
+                                        _spec("raises", raises), _spec("abort3", abort3)]},
                     description="isolation test modes")
