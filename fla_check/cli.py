@@ -175,15 +175,12 @@ def _isolation_options(fn: Callable) -> Callable:
 
 
 def _parse_isolation(kind: str, case_timeout: Optional[float]):
-    from fla_check.engine.isolation import DEFAULT_CASE_TIMEOUT, Isolation
+    from fla_check.engine.isolation import Isolation
 
-    if kind == "none" and case_timeout is not None:
-        raise UsageFail("--case-timeout needs --isolation process (a call in this process cannot be stopped)")
-    if case_timeout is not None and not case_timeout > 0:
-        raise UsageFail(f"--case-timeout must be > 0 seconds, got {case_timeout:g}")
-    if kind == "none":
-        return Isolation("none")
-    return Isolation("process", DEFAULT_CASE_TIMEOUT if case_timeout is None else case_timeout)
+    try:
+        return Isolation.from_options(kind, case_timeout)
+    except ValueError as exc:
+        raise UsageFail(str(exc)) from None
 
 
 def _warn_in_process(isolation, modes) -> None:
@@ -362,10 +359,13 @@ def _gate_options(fn: Callable) -> Callable:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where the re-run is saved (default reports/gate-<op>-<time>.json); it can be the next baseline.")
+@_isolation_options
 @_gate_options
 @_guard
-def gate(baseline, providers, device, report, factor, min_score, show_all, no_color, as_json) -> None:
+def gate(baseline, providers, device, report, isolation_kind, case_timeout, factor, min_score, show_all, no_color,
+         as_json) -> None:
     """Re-run the cases of a baseline report; exit 1 when an error grew by more than --factor."""
+    isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
     data = _load_report(baseline)
     from fla_check.gate import GateError, check_thresholds, diff_reports, report_label, rerun
@@ -375,7 +375,9 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
     try:
         check_thresholds(factor, min_score)
         with case_progress(no_color or as_json) as on_progress:
-            result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline))
+            result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline),
+                           isolation=isolation)
+        result.options["isolation"] = isolation.to_json()
         path = write_report(result.to_json(), report or default_report_path(data["op"], "gate"))
         diff = diff_reports(data, result.to_json(), factor=factor, min_score=min_score,
                             base_label=report_label(baseline, data), new_label=f"re-run {path}")

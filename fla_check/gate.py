@@ -295,8 +295,9 @@ def resolve_report_modes(op: str, modes: Sequence[str], providers: Sequence[str]
 
 
 def rerun(report: dict[str, Any], *, device: Optional[str] = None, providers: Sequence[str] = (),
-          progress: Optional[Callable[[int, int], None]] = None, source: str = "") -> Any:
-    """Re-run every case of `report` (same configurations) through its modes now.
+          progress: Optional[Callable[[int, int], None]] = None, source: str = "", isolation: Any = None) -> Any:
+    """Re-run every case of `report` (same configurations) through its modes now (`isolation`:
+    as :func:`fla_check.runner.check_case`).
 
     Returns a :class:`fla_check.search.SearchResult` (a run report of its own: it can be the
     next baseline); each failing mode points at its first failing case.
@@ -319,7 +320,7 @@ def rerun(report: dict[str, Any], *, device: Optional[str] = None, providers: Se
     start = time.perf_counter()
     for i, config in enumerate(configs):
         try:
-            result.cases.append(check_case(report["op"], modes, config, device=device,
+            result.cases.append(check_case(report["op"], modes, config, device=device, isolation=isolation,
                                            backward=bool(options.get("backward"))))  # gradients too
         except KeyboardInterrupt:
             result.interrupted = True

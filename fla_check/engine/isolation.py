@@ -97,6 +97,18 @@ class Isolation:
         return self.kind == "process"
 
     @classmethod
+    def from_options(cls, kind: str, case_timeout: Optional[float] = None) -> "Isolation":
+        """The command-line options (``--isolation``, ``--case-timeout``): process isolation
+        gets :data:`DEFAULT_CASE_TIMEOUT` unless given; ValueError with one line when invalid."""
+        if kind == "none" and case_timeout is not None:
+            raise ValueError("--case-timeout needs --isolation process (a call in this process cannot be stopped)")
+        if case_timeout is not None and not case_timeout > 0:
+            raise ValueError(f"--case-timeout must be > 0 seconds, got {case_timeout:g}")
+        if kind == "process" and case_timeout is None:
+            case_timeout = DEFAULT_CASE_TIMEOUT
+        return cls(kind, case_timeout)
+
+    @classmethod
     def of(cls, value: Union["Isolation", str, None]) -> "Isolation":
         """None -> no isolation; 'process' / 'none' -> that kind, no timeout."""
         if isinstance(value, Isolation):
