@@ -176,7 +176,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _getoption(config: pytest.Config, name: str) -> Any:
     try:
         return config.getoption(name)
-    except ValueError:
+    except (ValueError, KeyError):  # not registered (e.g. a hand-built config)
         return None
 
 

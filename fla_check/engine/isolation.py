@@ -162,7 +162,17 @@ class Worker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.is_alive()
 
-    def start(self) -> None:
+    def start(self, attempts: int = 2) -> None:
+        """Start the worker and wait for it to be ready; a failed start is retried once (a
+        transient failure must not end the run), then raises :class:`IsolationError`."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except IsolationError:
+                if attempt == attempts - 1:
+                    raise
+
+    def _start_once(self) -> None:
         ctx = _context()
         fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
         os.close(fd)
