@@ -32,6 +32,7 @@ Semantics of one case:
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -273,7 +274,7 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
-    again = lambda: _invoke(spec, judge.op.name, inputs, judge.up, backend, isolation)  # noqa: E731
+    again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation)
     try:
         raw, grads, seconds = again()
     except WorkerFailure as exc:

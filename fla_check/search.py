@@ -322,6 +322,11 @@ class _Evaluator:
             return
         full = self.check(self.op, list(self.specs.values()), case.config, device=self.device,
                           backward=self.backward)
+        for mode, old in case.modes.items():  # a failure that does not reproduce (a crash on the
+            new = full.modes.get(mode)  # worker's n-th call, a race) keeps its evidence
+            if old.verdict.failed and new is not None and not new.verdict.failed:
+                old.reason = f"{old.reason} (not reproduced when re-run with every mode: {new.verdict.value})"
+                full.modes[mode] = old
         case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
         case.seconds += full.seconds
 

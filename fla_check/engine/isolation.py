@@ -171,6 +171,9 @@ class Worker:
             except IsolationError:
                 if attempt == attempts - 1:
                     raise
+            except BaseException:  # Ctrl-C while starting: leave no half-started worker behind
+                self._discard()
+                raise
 
     def _start_once(self) -> None:
         ctx = _context()
