@@ -105,3 +105,20 @@ def test_an_interrupted_run_writes_the_report_of_what_finished(tmp_path):
     assert data["interrupted"] is True and data["cases"]
     for case in data["cases"]:
         assert case["modes"]["planted:ref"]["verdict"] == "OK"
+
+
+def test_a_crash_that_depends_on_the_workers_history_keeps_its_evidence(tmp_path):
+    """planted:abort3 aborts on the third call its worker gets: the report's failing case stays
+    CRASHED even though re-running it with every mode (for the pairs) passes."""
+    from fla_check.engine import isolation
+
+    isolation.shutdown()  # a fresh worker: the planted call count starts at 1
+    path = tmp_path / "r.json"
+    r = _run("run", "--provider", SPEC, "--op", "gla", "--modes", "planted:ref,planted:abort3", "--examples", 8,
+             "--seed", 1, "--dtypes", "fp32", "--max-seq-len", 32, "--report", path, "--no-color")
+    assert r.exit_code == 1, r.output
+    data = json.loads(path.read_text())
+    assert data["summary"]["planted:abort3"]["verdict"] == "CRASHED"
+    assert data["summary"]["planted:ref"]["verdict"] == "OK"
+    failing = data["cases"][data["failures"]["planted:abort3"]]["modes"]["planted:abort3"]
+    assert failing["verdict"] == "CRASHED" and "SIGABRT" in failing["reason"]
