@@ -183,13 +183,16 @@ def _parse_isolation(kind: str, case_timeout: Optional[float]):
         raise UsageFail(str(exc)) from None
 
 
-def _warn_in_process(isolation, modes) -> None:
-    """One stderr line per mode of `modes` that the worker could not load (it ran unisolated)."""
+def _in_process(isolation, modes) -> dict[str, str]:
+    """The modes of `modes` that the worker could not load (they ran unisolated), with why."""
     from fla_check.engine.isolation import in_process_modes
 
-    if isolation.isolated:
-        for mode, why in in_process_modes(modes).items():
-            click.echo(f"fla-check: warning: {mode} ran in this process, not isolated: {why}", err=True)
+    return in_process_modes(modes) if isolation.isolated else {}
+
+
+def _warn_in_process(in_process: dict[str, str]) -> None:
+    for mode, why in in_process.items():
+        click.echo(f"fla-check: warning: {mode} ran in this process, not isolated: {why}", err=True)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -261,8 +264,12 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         click.echo(f"fla-check: interrupted; {saved}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     result.options.update(extra)
+    in_process = _in_process(isolation, result.modes)
+    if in_process:
+        result.options["isolation"] = {**isolation.to_json(), "in_process": in_process}
     write_report(result.to_json(), path)
-    _warn_in_process(isolation, result.modes)
+    if not as_json:  # --json: the report's options.isolation.in_process says it
+        _warn_in_process(in_process)
     if result.interrupted:
         click.echo(f"fla-check: interrupted after {len(result.cases)} case(s); partial report: {path}", err=True)
     if as_json:
@@ -315,7 +322,8 @@ def replay(report_file, case_index, device, providers, isolation_kind, case_time
     backward = bool(cases[case_index].get("backward", data.get("options", {}).get("backward", False)))
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
                         backward=backward, isolation=isolation)
-    _warn_in_process(isolation, result.modes)
+    if not as_json:
+        _warn_in_process(_in_process(isolation, result.modes))
     if as_json:
         click.echo(json.dumps(result.to_json(), allow_nan=False))
     else:
