@@ -18,6 +18,10 @@ Semantics of one case:
   ``bucket``: the first case of each compile bucket, or ``all``): the mode runs twice on the same
   inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
   DIVERGED in severity) with the largest difference;
+- isolation (``isolation=``, :mod:`fla_check.engine.isolation`; in-process by default here, a
+  worker process in ``fla-check run``): a call that kills the worker -> CRASHED (signal or exit
+  code, the worker's last stderr lines), one past the case timeout -> TIMEOUT; the reference and
+  the judge stay in this process (the autotune policy below is applied inside the worker);
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -33,12 +37,12 @@ Semantics of one case:
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -48,7 +52,9 @@ from torch import Tensor
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine import gradients
-from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, autotune_scope, sweep_plan
+from fla_check.engine.call import call_mode
+from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, TunedKernel, sweep_plan
+from fla_check.engine.isolation import Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -86,12 +92,16 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
-               configs: Optional[ConfigPolicy] = None) -> CaseResult:
+               configs: Optional[ConfigPolicy] = None,
+               isolation: Union[Isolation, str, None] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
     (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
-    `configs`: the autotune-config policy (default: first configs)."""
+    `configs`: the autotune-config policy (default: first configs).
+    `isolation`: ``"process"`` or an :class:`Isolation` runs the mode calls in a worker process
+    (CRASHED / TIMEOUT verdicts); None or ``"none"``: in this process."""
     start = time.perf_counter()
+    isolation = Isolation.of(isolation)
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
         raise CaseError(f"case is for op {config.op!r}, not {op_spec.name!r}")
@@ -111,7 +121,8 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     kernels: set[str] = set()
     for spec in specs:
         label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels)
+        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels,
+                                        isolation)
         if out is not None:
             produced[label] = out
     unknown = [name for name, _ in policy.force if name not in kernels]
@@ -175,32 +186,58 @@ class _Judge:
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
               backend: Backend, repeat: Optional[str] = None, policy: ConfigPolicy = FIRST,
-              kernels: Optional[set[str]] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+              kernels: Optional[set[str]] = None, isolation: Isolation = Isolation(),
+              ) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
+    again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation, policy)
     try:
-        fn = spec.load()
-        with autotune_scope(policy) as seen:
-            raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads, seconds, seen = again()
     except ConfigPolicyError:
         raise
+    except WorkerFailure as exc:
+        return ModeResult(label, exc.verdict, reason=exc.reason, stderr=exc.stderr,
+                          seconds=time.perf_counter() - start), None
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
-        return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
-    seconds = time.perf_counter() - start
+        return ModeResult(label, Verdict.ERROR, reason=_summary(exc), traceback=_traceback(exc),
+                          seconds=time.perf_counter() - start), None
     if kernels is not None:
-        kernels.update(seen.kernels)
+        kernels.update(seen)
     result, out = _judged(label, raw, grads, spec, judge, config, seconds)
     if out is None:
         return result, None
     if repeat_wanted(spec, config, judge.up is not None, repeat):
-        with autotune_scope(policy):
-            _check_repeat(result, fn, out, inputs, judge, backend)
+        _check_repeat(result, again, out, judge)
     if policy.sweeps:
-        _sweep_configs(result, spec, fn, seen.kernels, inputs, judge, backend, policy)
+        _sweep_configs(result, spec, again, seen, judge, backend, policy)
     return result, out
+
+
+def _invoke(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.Upstream], backend: Backend,
+            isolation: Isolation, policy: ConfigPolicy = FIRST, force: Optional[dict[str, int]] = None,
+            ) -> tuple[Any, dict[str, Optional[Tensor]], float, dict[str, TunedKernel]]:
+    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)
+    under the autotune `policy` (`force`: config indices per kernel): (raw, grads, seconds,
+    launched autotuned kernels), in the worker process when isolated and the worker can load
+    the mode."""
+    if isolation.isolated:
+        try:
+            return call_isolated(spec, op, inputs, up, backend.device, isolation.case_timeout, policy, force)
+        except NotPortable:
+            pass  # a mode only this process can load (see engine.isolation.in_process_modes)
+    start = time.perf_counter()
+    raw, grads, kernels = call_mode(spec.load(), inputs, up, backend.device, policy, force)
+    return raw, grads, time.perf_counter() - start, kernels
+
+
+def _summary(exc: BaseException) -> str:
+    return exc.summary if isinstance(exc, RemoteError) else f"{type(exc).__name__}: {exc}"
+
+
+def _traceback(exc: BaseException) -> str:
+    return exc.traceback if isinstance(exc, RemoteError) else traceback.format_exc()
 
 
 def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, config: CaseConfig,
@@ -215,7 +252,7 @@ def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, co
     return ModeResult(label, verdict, comps, loc, seconds=seconds), out
 
 
-def _sweep_configs(result: ModeResult, spec: ModeSpec, fn: Callable, kernels: dict, inputs: CaseInputs,
+def _sweep_configs(result: ModeResult, spec: ModeSpec, again: Callable[..., tuple], kernels: dict,
                    judge: _Judge, backend: Backend, policy: ConfigPolicy) -> None:
     """Re-run the mode under the other configs of each autotuned kernel it launched (one kernel
     at a time, the others at their first config); the worst config decides `result`."""
@@ -232,15 +269,18 @@ def _sweep_configs(result: ModeResult, spec: ModeSpec, fn: Callable, kernels: di
                 continue
             start = time.perf_counter()
             try:
-                with autotune_scope(policy, {**forced, name: index}):
-                    raw, grads = _call(fn, inputs, judge.up, backend)
-            except Exception as exc:  # noqa: BLE001 - a config that raises is a verdict
-                why = f"{type(exc).__name__}: {exc}"
-                result.configs.append(ConfigResult(name, index, desc, Verdict.ERROR, 1e6, why))
-                if result.verdict is not Verdict.ERROR:
+                raw, grads, _, _ = again(force={**forced, name: index})
+            except ConfigPolicyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a config that raises (or crashes its worker) is a verdict
+                crash = isinstance(exc, WorkerFailure)
+                verdict, why = (exc.verdict, exc.reason) if crash else (Verdict.ERROR, _summary(exc))
+                result.configs.append(ConfigResult(name, index, desc, verdict, 1e6, why))
+                if worst([verdict, result.verdict]) is verdict and result.verdict is not verdict:
                     result.verdict, result.config, result.outputs, result.localization = (
-                        Verdict.ERROR, f"{name}:{index}", [], None)
-                    result.reason, result.traceback = f"config {name}:{index} ({desc}): {why}", traceback.format_exc()
+                        verdict, f"{name}:{index}", [], None)
+                    result.reason = f"config {name}:{index} ({desc}): {why}"
+                    result.traceback, result.stderr = ("", exc.stderr) if crash else (_traceback(exc), "")
                 continue
             one, _ = _judged(result.mode, raw, grads, spec, judge, judge.config, time.perf_counter() - start)
             result.configs.append(ConfigResult(name, index, desc, one.verdict, one.score, one.reason))
@@ -260,29 +300,17 @@ def _worse(a: ModeResult, b: ModeResult) -> bool:
     return a.verdict.failed and a.score > b.score
 
 
-def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],
-          backend: Backend) -> tuple[Any, dict[str, Optional[Tensor]]]:
-    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)."""
-    with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if up is None:
-            raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
-        else:
-            raw, grads = gradients.mode_outputs(fn, inputs, up)
-    if backend.device == "cuda":
-        torch.cuda.synchronize()
-    return raw, grads
-
-
-def _check_repeat(result: ModeResult, fn: Callable, first: dict[str, Tensor], inputs: CaseInputs,
-                  judge: _Judge, backend: Backend) -> None:
+def _check_repeat(result: ModeResult, again: Callable[[], tuple], first: dict[str, Tensor], judge: _Judge) -> None:
     """Run the mode again on the same inputs: any output or gradient that is not bitwise equal
     (NaN equal to NaN) makes an otherwise passing result NONDETERMINISTIC."""
     try:
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads, _, _ = again()
+    except WorkerFailure as exc:  # the second call killed the worker
+        result.verdict, result.reason, result.stderr = exc.verdict, f"second call: {exc.reason}", exc.stderr
+        return
     except Exception as exc:  # noqa: BLE001 - a kernel that raises on its second call
-        result.verdict, result.reason = Verdict.ERROR, f"second call raised {type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc()
+        result.verdict, result.reason = Verdict.ERROR, f"second call raised {_summary(exc)}"
+        result.traceback = _traceback(exc)
         return
     second, problem = named_outputs(raw, judge.ref, grads)
     if problem:

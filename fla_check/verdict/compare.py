@@ -60,20 +60,24 @@ class Verdict(str, enum.Enum):
     DIVERGED = "DIVERGED"
     NONFINITE = "NONFINITE"
     ERROR = "ERROR"
+    TIMEOUT = "TIMEOUT"  # the mode's call ran past --case-timeout; its worker process was killed
+    CRASHED = "CRASHED"  # the mode's call killed its worker process (abort, segfault, illegal memory access)
     UNSUPPORTED = "UNSUPPORTED"
 
     @property
     def failed(self) -> bool:
-        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
+        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR,
+                        Verdict.TIMEOUT, Verdict.CRASHED)
 
 
 # Severity when combining verdicts: the worst one wins.
 _SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
-             Verdict.NONFINITE: 4, Verdict.ERROR: 5}
+             Verdict.NONFINITE: 4, Verdict.ERROR: 5, Verdict.TIMEOUT: 6, Verdict.CRASHED: 7}
 
 
 def worst(verdicts) -> Verdict:
-    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR)."""
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR
+    < TIMEOUT < CRASHED)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
 

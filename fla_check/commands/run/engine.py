@@ -1,8 +1,10 @@
 """``fla-check run``: the example budget of a (shard of a) run, the search, the report file.
 
 The search itself is :func:`fla_check.engine.search.search`; this module adds what the command
-does around it: the profile's budget split over shards, the commit, the saved report, and the
-rule that a run which checked no case proves nothing.
+does around it: the profile's budget split over shards, the commit, the report file (written
+as the run goes: atomic checkpoints, so a killed run leaves every finished case on disk), SIGTERM
+handled like Ctrl-C, where mode calls ran (isolation), and the rule that a run which checked no
+case proves nothing.
 """
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ from typing import Callable, Optional, Sequence
 from fla_check.cases import Fill
 from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.configs import ConfigPolicy
+from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_interrupt
 from fla_check.engine.profiles import get_profile
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
-from fla_check.errors import UsageError
+from fla_check.errors import RunInterrupted, UsageError
 from fla_check.ops import OpSpec
-from fla_check.report.storage import default_report_path, write_report
+from fla_check.report.storage import Checkpoints, default_report_path, write_report
 from fla_check.verdict.results import SearchResult
 
 
@@ -28,9 +31,15 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         report: Optional[Path] = None, progress: Optional[Callable[[ProgressEvent], None]] = None,
         value_ratios: Optional[Sequence[int]] = None,
         kernel_options: Optional[Sequence[str]] = None,
-        configs: Optional[ConfigPolicy] = None) -> tuple[SearchResult, Path]:
+        configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
+        ) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
-    report was written. Raises :class:`UsageError` for a shard left without an example."""
+    report was written. The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
+    search ends it with a partial result (``interrupted``), written too. `isolation` (default: no
+    isolation) is recorded in ``options.isolation``, with ``in_process``: the modes the worker
+    could not load. Raises :class:`UsageError` for a shard left without an example and
+    :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
+    isolation = isolation or Isolation()
     prof = get_profile(profile)
     total = prof.examples if examples is None else examples
     examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
@@ -38,11 +47,22 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         raise UsageError(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
                          "shards); use fewer shards or more --examples")
     path = report or default_report_path(op.name)
-    result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
-                                  max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile, device=device,
-                                  progress=progress, backward=backward, value_ratios=value_ratios,
-                                  kernel_options=kernel_options, configs=configs)
-    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
+    extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
+    checkpoints = Checkpoints(path, extra)
+    try:
+        with sigterm_as_interrupt():
+            result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
+                                          max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile,
+                                          device=device, progress=progress, backward=backward,
+                                          value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
+                                          isolation=isolation, checkpoint=checkpoints)
+    except KeyboardInterrupt:  # outside the search's own handling (e.g. while it was setting up)
+        saved = f"partial report with {checkpoints.written} case(s): {path}" if checkpoints.written else "no report"
+        raise RunInterrupted(f"interrupted; {saved}") from None
+    result.options.update(extra)
+    in_process = in_process_modes(result.modes) if isolation.isolated else {}
+    if in_process:
+        result.options["isolation"] = {**isolation.to_json(), "in_process": in_process}
     write_report(result.to_json(), path)
     return result, path
 

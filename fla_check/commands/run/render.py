@@ -189,7 +189,20 @@ def config_table(r: ModeResult) -> Table:
     return table
 
 
+def in_process_warnings(in_process: dict[str, str]) -> list[str]:
+    """One line per mode the isolation worker could not load (it ran in this process), with why."""
+    return [f"{mode} ran in this process, not isolated: {why}" for mode, why in in_process.items()]
+
+
+STDERR_SHOWN = 6  # lines of a CRASHED / TIMEOUT worker's stderr printed under its failure
+
+
 def _print_mode_detail(console: Console, r: ModeResult) -> None:
+    if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT):
+        console.print(f"  {r.verdict.value.lower()}: {r.reason}", soft_wrap=True, markup=False)
+        for ln in r.stderr.strip().splitlines()[:STDERR_SHOWN]:
+            console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
+        return
     if r.verdict is Verdict.ERROR:
         console.print(f"  error: {r.reason}", soft_wrap=True, markup=False)
         lines = [ln for ln in r.traceback.strip().splitlines() if ln.strip().strip("^~")]
