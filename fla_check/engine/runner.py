@@ -18,6 +18,11 @@ Semantics of one case:
   ``bucket``: the first case of each compile bucket, or ``all``): the mode runs twice on the same
   inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
   DIVERGED in severity) with the largest difference;
+- memory safety (:mod:`fla_check.engine.memory`, ``memory``: on by default): the mode's empty
+  allocations are poisoned with a sentinel NaN, inputs sit in NaN guards, a ``cu_seqlens`` case
+  gets padded NaN tokens after ``cu_seqlens[-1]`` (cut off its outputs). An output slot still
+  holding the sentinel -> UNWRITTEN (the region named); a NONFINITE result that is finite once
+  the guards or padded tokens are finite -> OVERREAD (what was read named);
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -43,6 +48,8 @@ from torch import Tensor
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine import gradients
+from fla_check.engine.memory import MemoryChecks, describe_unwritten, finite_variants, is_sentinel, \
+    poisoned_allocations, with_slack
 from fla_check.errors import RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -77,10 +84,13 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 # -- results ---------------------------------------------------------------------------------
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
-               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None) -> CaseResult:
+               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
+               memory: Optional[MemoryChecks] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
-    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off)."""
+    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
+    `memory`: the memory checks each mode call runs under (None: all of them;
+    ``MemoryChecks.off()``: a plain call)."""
     start = time.perf_counter()
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
@@ -91,7 +101,8 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     up = gradients.upstream(config, backend.device) if backward else None
     ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
     judge = _Judge(config, op_spec, inputs, ref, up,
-                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {})
+                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {},
+                   memory=memory or MemoryChecks())
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
@@ -137,6 +148,7 @@ class _Judge:
     up: Optional[gradients.Upstream] = None  # upstream gradients (backward cases)
     cancel: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
+    memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -162,7 +174,7 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     start = time.perf_counter()
     try:
         fn = spec.load()
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads = _call(fn, inputs, judge.up, backend, judge.memory)
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
         return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
@@ -174,20 +186,62 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     result = ModeResult(label, verdict, comps, loc, seconds=seconds)
+    unwritten = _unwritten(out, judge)
+    if unwritten:
+        result.verdict, result.reason = Verdict.UNWRITTEN, unwritten
+    elif verdict is Verdict.NONFINITE and judge.memory.nan_guarded:
+        _diagnose_overread(result, fn, inputs, judge, backend)
     if repeat_wanted(spec, config, judge.up is not None, repeat):
         _check_repeat(result, fn, out, inputs, judge, backend)
     return result, out
 
 
-def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],
-          backend: Backend) -> tuple[Any, dict[str, Optional[Tensor]]]:
-    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)."""
-    with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
+def _unwritten(out: dict[str, Tensor], judge: _Judge) -> str:
+    """'; '-joined descriptions of the compared outputs' slots still holding the poison, or ''."""
+    if not judge.memory.sentinel:
+        return ""
+    found = []
+    for name in judge.ref:
+        mask = is_sentinel(out[name])
+        if bool(mask.any()):
+            found.append(describe_unwritten(name, mask.cpu(), name in STATE_OUTPUTS, judge.config.cu_seqlens()))
+    return "; ".join(found)
+
+
+def _diagnose_overread(result: ModeResult, fn: Callable, inputs: CaseInputs, judge: _Judge,
+                       backend: Backend) -> None:
+    """A NONFINITE result under NaN guards: re-run with each guard made finite in turn; the first
+    re-run whose outputs are all finite where the reference is shows what the mode read: OVERREAD."""
+    for what, relaxed in finite_variants(judge.memory, judge.config.varlen):
+        try:
+            raw, grads = _call(fn, inputs, judge.up, backend, relaxed)
+        except Exception:  # noqa: BLE001 - the diagnosis is best effort; the verdict stands
+            return
+        out, problem = named_outputs(raw, judge.ref, grads)
+        if problem:
+            return
+        if all(bool((out[n].isfinite() | ~judge.ref[n].isfinite()).all()) for n in judge.ref):
+            first = result.localization.describe() if result.localization else ""
+            result.verdict = Verdict.OVERREAD
+            result.reason = (f"reads {what}: their NaN reaches the outputs" + (f" ({first})" if first else "")
+                             + "; with finite memory there the outputs are finite")
+            return
+
+
+def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream], backend: Backend,
+          memory: Optional[MemoryChecks] = None) -> tuple[Any, dict[str, Optional[Tensor]]]:
+    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`),
+    under the `memory` checks (None: all): guards, padded tokens (cut off again), poison."""
+    memory = memory or MemoryChecks()
+    T = inputs.q.shape[1]
+    padded = with_slack(inputs, memory.slack, memory.slack_fill)
+    guard = memory.guard_fill
+    with warnings.catch_warnings(), poisoned_allocations(memory.poison, memory.fill):  # overflow in discarded lanes: the verdict's
         warnings.simplefilter("ignore", RuntimeWarning)
         if up is None:
-            raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
+            raw, grads = gradients.cut_tokens(fn(*padded.mode_args(guard), **padded.mode_kwargs(guard)), T), {}
         else:
-            raw, grads = gradients.mode_outputs(fn, inputs, up)
+            raw, grads = gradients.mode_outputs(fn, padded, up, guard, keep=T if padded is not inputs else None)
     if backend.device == "cuda":
         torch.cuda.synchronize()
     return raw, grads
@@ -198,7 +252,7 @@ def _check_repeat(result: ModeResult, fn: Callable, first: dict[str, Tensor], in
     """Run the mode again on the same inputs: any output or gradient that is not bitwise equal
     (NaN equal to NaN) makes an otherwise passing result NONDETERMINISTIC."""
     try:
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads = _call(fn, inputs, judge.up, backend, judge.memory)
     except Exception as exc:  # noqa: BLE001 - a kernel that raises on its second call
         result.verdict, result.reason = Verdict.ERROR, f"second call raised {type(exc).__name__}: {exc}"
         result.traceback = traceback.format_exc()

@@ -59,21 +59,25 @@ class Verdict(str, enum.Enum):
     NONDETERMINISTIC = "NONDETERMINISTIC"  # within tolerance, but a second run on the same inputs differs
     DIVERGED = "DIVERGED"
     NONFINITE = "NONFINITE"
+    UNWRITTEN = "UNWRITTEN"  # an output slot still holds the poison its buffer was allocated with
+    OVERREAD = "OVERREAD"  # NaN from the guards around the inputs (or padded tokens) reached the outputs
     ERROR = "ERROR"
     UNSUPPORTED = "UNSUPPORTED"
 
     @property
     def failed(self) -> bool:
-        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
+        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN,
+                        Verdict.OVERREAD, Verdict.ERROR)
 
 
 # Severity when combining verdicts: the worst one wins.
 _SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
-             Verdict.NONFINITE: 4, Verdict.ERROR: 5}
+             Verdict.NONFINITE: 4, Verdict.UNWRITTEN: 5, Verdict.OVERREAD: 5, Verdict.ERROR: 6}
 
 
 def worst(verdicts) -> Verdict:
-    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR)."""
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE
+    < UNWRITTEN, OVERREAD < ERROR)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
 
