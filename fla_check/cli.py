@@ -223,9 +223,12 @@ def _parse_shard(text: Optional[str]):
               help="Report file (default reports/run-<op>-<time>.json).")
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
+@click.option("--sanitizer", "sanitizer_text", is_flag=False, flag_value="failing", default=None,
+              metavar="[failing|sample:N]",
+              help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, providers, profile, shard_text, report, no_color, as_json) -> None:
+        kernel_options, providers, profile, shard_text, report, no_color, as_json, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
     _load_providers(providers)
@@ -240,6 +243,9 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     options = _parse_kernel_options(kernel_options, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
+    from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitizer_failed
+
+    sanitizer = None if sanitizer_text is None else SanitizerPolicy.parse(sanitizer_text)
     from fla_check.commands.run.engine import run as run_command
     from fla_check.commands.run.engine import unchecked_reason
     from fla_check.commands.run.render import SearchProgress, render_run
@@ -249,12 +255,13 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options)
+                                   value_ratios=ratios, kernel_options=options, sanitizer=sanitizer,
+                                   providers=providers)
     if as_json:
         _echo_json(result.to_json())
     else:
         render_run(make_console(no_color=no_color), result, path)
-    if result.failed:
+    if result.failed or sanitizer_failed(result.options.get("sanitizer")):
         sys.exit(EXIT_FAIL)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from fla_check.backend import get_backend
 from fla_check.cases import Fill
+from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitize
 from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.profiles import get_profile
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
@@ -26,9 +28,13 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         backward: bool = False, profile: str = "ci", shard: Optional[Shard] = None, device: Optional[str] = None,
         report: Optional[Path] = None, progress: Optional[Callable[[ProgressEvent], None]] = None,
         value_ratios: Optional[Sequence[int]] = None,
-        kernel_options: Optional[Sequence[str]] = None) -> tuple[SearchResult, Path]:
+        kernel_options: Optional[Sequence[str]] = None, sanitizer: Optional[SanitizerPolicy] = None,
+        providers: Sequence[str] = ()) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
-    report was written. Raises :class:`UsageError` for a shard left without an example."""
+    report was written. With `sanitizer`, the picked cases' replays are re-run under
+    compute-sanitizer (:mod:`fla_check.commands.run.sanitizer`; `providers`: what the replays
+    load) and its record is ``options.sanitizer`` of the report.
+    Raises :class:`UsageError` for a shard left without an example."""
     prof = get_profile(profile)
     total = prof.examples if examples is None else examples
     examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
@@ -42,6 +48,9 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
                                   kernel_options=kernel_options)
     result.options.update(shard=str(shard) if shard else None, commit=git_commit())
     write_report(result.to_json(), path)
+    if sanitizer is not None:
+        result.options["sanitizer"] = sanitize(result, path, sanitizer, get_backend(device).device, tuple(providers))
+        write_report(result.to_json(), path)
     return result, path
 
 
