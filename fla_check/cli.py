@@ -268,10 +268,13 @@ def _warn(lines: Sequence[str]) -> None:
 @_isolation_options
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
+@click.option("--sanitizer", "sanitizer_text", is_flag=False, flag_value="failing", default=None,
+              metavar="[failing|sample:N]",
+              help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
         kernel_options, providers, configs_text, config_refs, profile, shard_text, report, isolation_kind,
-        case_timeout, no_color, as_json) -> None:
+        case_timeout, no_color, as_json, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
@@ -288,6 +291,9 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
     policy = _parse_configs(configs_text, config_refs, device)
+    from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitizer_failed
+
+    sanitizer = None if sanitizer_text is None else SanitizerPolicy.parse(sanitizer_text)
     from fla_check.commands.run.engine import run as run_command
     from fla_check.commands.run.engine import unchecked_reason
     from fla_check.commands.run.render import SearchProgress, in_process_warnings, render_run
@@ -297,7 +303,8 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation)
+                                   value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation,
+                                   sanitizer=sanitizer, providers=providers)
     if not as_json:  # --json: the report's options.isolation.in_process says it
         _warn(in_process_warnings(result.options["isolation"].get("in_process", {})))
     if result.interrupted:
@@ -306,7 +313,7 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         _echo_json(result.to_json())
     else:
         render_run(make_console(no_color=no_color), result, path)
-    if result.failed:
+    if result.failed or sanitizer_failed(result.options.get("sanitizer")):
         sys.exit(EXIT_FAIL)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)

@@ -32,6 +32,7 @@ from fla_check.cases import CaseInputs
 from fla_check.engine import gradients
 from fla_check.engine import worker as _worker
 from fla_check.engine.configs import FIRST, ConfigPolicy, TunedKernel
+from fla_check.engine.memory import MemoryChecks
 from fla_check.engine.worker import CallRequest, to_device
 from fla_check.errors import ConfigPolicyError, IsolationError, IsolationOptionError
 from fla_check.ops import ModeSpec
@@ -312,10 +313,11 @@ def worker(device: str) -> Worker:
 
 
 def call_isolated(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.Upstream], device: str,
-                  timeout: Optional[float], policy: ConfigPolicy = FIRST, force: Optional[dict[str, int]] = None
-                  ) -> tuple[Any, dict, float, dict[str, TunedKernel]]:
+                  timeout: Optional[float], policy: ConfigPolicy = FIRST, force: Optional[dict[str, int]] = None,
+                  memory: Optional[MemoryChecks] = None) -> tuple[Any, dict, float, dict[str, TunedKernel]]:
     """One call of `spec` in the worker of `device` under the autotune `policy` (`force`: config
-    indices per kernel): (raw, grads, seconds, launched autotuned kernels), tensors on `device`.
+    indices per kernel) and the `memory` checks (None: all): (raw, grads, seconds, launched autotuned
+    kernels), tensors on `device`.
     Raises :class:`RemoteError`, :class:`ModeCrashed`, :class:`ModeTimedOut`, :class:`NotPortable`
     or, for a config the policy cannot apply, :class:`ConfigPolicyError`."""
     if spec.qualified in _IN_PROCESS:
@@ -324,7 +326,7 @@ def call_isolated(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[grad
 
     request = CallRequest(op, spec.qualified, _pickled(spec), loaded_specs(), tuple(sys.path),
                           to_device(inputs, "cpu"), to_device(up, "cpu"), policy,
-                          None if force is None else dict(force))
+                          None if force is None else dict(force), memory)
     reply = worker(device).call(request, timeout)
     if reply[0] == "unportable":
         _IN_PROCESS[spec.qualified] = reply[1]

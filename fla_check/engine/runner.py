@@ -21,7 +21,13 @@ Semantics of one case:
 - isolation (``isolation=``, :mod:`fla_check.engine.isolation`; in-process by default here, a
   worker process in ``fla-check run``): a call that kills the worker -> CRASHED (signal or exit
   code, the worker's last stderr lines), one past the case timeout -> TIMEOUT; the reference and
-  the judge stay in this process (the autotune policy below is applied inside the worker);
+  the judge stay in this process (the autotune policy below and the memory checks are applied
+  inside the worker);
+- memory safety (:mod:`fla_check.engine.memory`, ``memory``: on by default): the mode's empty
+  allocations are poisoned with a sentinel NaN, inputs sit in NaN guards, a ``cu_seqlens`` case
+  gets padded NaN tokens after ``cu_seqlens[-1]`` (cut off its outputs). An output slot still
+  holding the sentinel -> UNWRITTEN (the region named); a NONFINITE result that is finite once
+  the guards or padded tokens are finite -> OVERREAD (what was read named);
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -55,6 +61,7 @@ from fla_check.engine import gradients
 from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, TunedKernel, sweep_plan
 from fla_check.engine.isolation import Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated
+from fla_check.engine.memory import MemoryChecks, describe_unwritten, finite_variants, is_sentinel
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -93,13 +100,15 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
                configs: Optional[ConfigPolicy] = None,
-               isolation: Union[Isolation, str, None] = None) -> CaseResult:
+               isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
     (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
     `configs`: the autotune-config policy (default: first configs).
     `isolation`: ``"process"`` or an :class:`Isolation` runs the mode calls in a worker process
-    (CRASHED / TIMEOUT verdicts); None or ``"none"``: in this process."""
+    (CRASHED / TIMEOUT verdicts); None or ``"none"``: in this process.
+    `memory`: the memory checks each mode call runs under (None: all of them;
+    ``MemoryChecks.off()``: a plain call)."""
     start = time.perf_counter()
     isolation = Isolation.of(isolation)
     op_spec = resolve_op(op)
@@ -115,7 +124,8 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     up = gradients.upstream(config, backend.device) if backward else None
     ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
     judge = _Judge(config, op_spec, inputs, ref, up,
-                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {})
+                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {},
+                   memory=memory or MemoryChecks())
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
@@ -167,6 +177,7 @@ class _Judge:
     up: Optional[gradients.Upstream] = None  # upstream gradients (backward cases)
     cancel: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
+    memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -192,7 +203,8 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
-    again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation, policy)
+    again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation, policy,
+                              memory=judge.memory)
     try:
         raw, grads, seconds, seen = again()
     except ConfigPolicyError:
@@ -208,6 +220,8 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     result, out = _judged(label, raw, grads, spec, judge, config, seconds)
     if out is None:
         return result, None
+    if result.verdict is Verdict.NONFINITE and judge.memory.nan_guarded:
+        _diagnose_overread(result, again, judge)
     if repeat_wanted(spec, config, judge.up is not None, repeat):
         _check_repeat(result, again, out, judge)
     if policy.sweeps:
@@ -217,18 +231,20 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
 
 def _invoke(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.Upstream], backend: Backend,
             isolation: Isolation, policy: ConfigPolicy = FIRST, force: Optional[dict[str, int]] = None,
+            memory: Optional[MemoryChecks] = None,
             ) -> tuple[Any, dict[str, Optional[Tensor]], float, dict[str, TunedKernel]]:
     """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)
-    under the autotune `policy` (`force`: config indices per kernel): (raw, grads, seconds,
-    launched autotuned kernels), in the worker process when isolated and the worker can load
-    the mode."""
+    under the autotune `policy` (`force`: config indices per kernel) and the `memory` checks
+    (None: all): (raw, grads, seconds, launched autotuned kernels), in the worker process when
+    isolated and the worker can load the mode."""
     if isolation.isolated:
         try:
-            return call_isolated(spec, op, inputs, up, backend.device, isolation.case_timeout, policy, force)
+            return call_isolated(spec, op, inputs, up, backend.device, isolation.case_timeout, policy, force,
+                                 memory)
         except NotPortable:
             pass  # a mode only this process can load (see engine.isolation.in_process_modes)
     start = time.perf_counter()
-    raw, grads, kernels = call_mode(spec.load(), inputs, up, backend.device, policy, force)
+    raw, grads, kernels = call_mode(spec.load(), inputs, up, backend.device, policy, force, memory)
     return raw, grads, time.perf_counter() - start, kernels
 
 
@@ -249,7 +265,42 @@ def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, co
     comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
-    return ModeResult(label, verdict, comps, loc, seconds=seconds), out
+    result = ModeResult(label, verdict, comps, loc, seconds=seconds)
+    unwritten = _unwritten(out, judge)
+    if unwritten:
+        result.verdict, result.reason = Verdict.UNWRITTEN, unwritten
+    return result, out
+
+
+def _unwritten(out: dict[str, Tensor], judge: _Judge) -> str:
+    """'; '-joined descriptions of the compared outputs' slots still holding the poison, or ''."""
+    if not judge.memory.sentinel:
+        return ""
+    found = []
+    for name in judge.ref:
+        mask = is_sentinel(out[name])
+        if bool(mask.any()):
+            found.append(describe_unwritten(name, mask.cpu(), name in STATE_OUTPUTS, judge.config.cu_seqlens()))
+    return "; ".join(found)
+
+
+def _diagnose_overread(result: ModeResult, again: Callable[..., tuple], judge: _Judge) -> None:
+    """A NONFINITE result under NaN guards: re-run with each guard made finite in turn; the first
+    re-run whose outputs are all finite where the reference is shows what the mode read: OVERREAD."""
+    for what, relaxed in finite_variants(judge.memory, judge.config.varlen):
+        try:
+            raw, grads, _, _ = again(memory=relaxed)
+        except Exception:  # noqa: BLE001 - the diagnosis is best effort (a crash too); the verdict stands
+            return
+        out, problem = named_outputs(raw, judge.ref, grads)
+        if problem:
+            return
+        if all(bool((out[n].isfinite() | ~judge.ref[n].isfinite()).all()) for n in judge.ref):
+            first = result.localization.describe() if result.localization else ""
+            result.verdict = Verdict.OVERREAD
+            result.reason = (f"reads {what}: their NaN reaches the outputs" + (f" ({first})" if first else "")
+                             + "; with finite memory there the outputs are finite")
+            return
 
 
 def _sweep_configs(result: ModeResult, spec: ModeSpec, again: Callable[..., tuple], kernels: dict,

@@ -37,6 +37,7 @@ from fla_check.cases import CaseInputs
 from fla_check.engine import gradients
 from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, ConfigPolicy
+from fla_check.engine.memory import MemoryChecks
 from fla_check.errors import ConfigPolicyError
 
 FATAL_EXIT = 70  # the worker's exit code after a fatal device error
@@ -60,6 +61,7 @@ class CallRequest:
     up: Optional[gradients.Upstream] = None
     policy: ConfigPolicy = FIRST  # the autotune-config policy the call runs under
     force: Optional[dict[str, int]] = None  # config indices forced per kernel (None: the policy's)
+    memory: Optional[MemoryChecks] = None  # the memory checks the call runs under (None: all)
 
 
 class Unresolvable(Exception):
@@ -131,7 +133,7 @@ def serve(req: CallRequest, device: str, loaded: set[str]) -> tuple:
     try:
         fn = spec.load()
         raw, grads, kernels = call_mode(fn, to_device(req.inputs, device), to_device(req.up, device), device,
-                                        req.policy, req.force)
+                                        req.policy, req.force, req.memory)
         raw, grads, kernels = _portable(raw), _portable(grads), _portable(kernels)
     except ConfigPolicyError as exc:  # a usage error (--config out of range), not a verdict
         return ("policy", str(exc))

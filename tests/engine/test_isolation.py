@@ -135,3 +135,15 @@ def test_exit_descriptions_and_stack_excerpt():
     assert stack_excerpt(log).splitlines() == ["Fatal Python error: Aborted", "Stack (most recent call first):",
                                                '  File "/x/kernel.py", line 3 in bad']
     assert stack_excerpt("a\nb\nc", lines=2) == "b\nc"  # no stack dump: the tail
+
+
+def test_memory_checks_run_in_the_worker(planted):
+    """Poisoned allocations and NaN guards are applied inside the worker: an output slot left
+    unwritten there comes back with the sentinel bits (UNWRITTEN), and the over-read diagnosis
+    re-runs there with finite guards (OVERREAD); neither mode fell back to this process."""
+    result = _check(["planted:unwritten", "planted:overread", "planted:ref"], SHORT)
+    unwritten, over = result.modes["planted:unwritten"], result.modes["planted:overread"]
+    assert unwritten.verdict is Verdict.UNWRITTEN and "o: 16 of 80 elements never written, tokens 4" in unwritten.reason
+    assert over.verdict is Verdict.OVERREAD and "memory past the ends of its input tensors" in over.reason
+    assert result.modes["planted:ref"].verdict is Verdict.OK
+    assert not isolation.in_process_modes(["planted:unwritten", "planted:overread"])

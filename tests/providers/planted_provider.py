@@ -5,7 +5,9 @@ Each GLA mode is fla-check's fp32 recurrence (correct) until its trigger, then:
 sleeps for an hour, `planted:cuda_fault` raises the RuntimeError torch raises after an illegal
 memory access, `planted:raises` raises a ValueError. The trigger is the case length, ``T >= MIN_T``, so a failing case shrinks to
 T = MIN_T; `planted:abort3` aborts on the third call its process makes instead (the issue's
-measurement). `planted:ref` never fails.
+measurement). `planted:ref` never fails. Two memory-unsafe modes (always, no trigger):
+`planted:unwritten` never stores the last token of ``o`` (an empty buffer), `planted:overread`
+reads the element just past the end of ``q``.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import os
 import time
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from fla_check.ops import ModeSpec
@@ -80,11 +83,25 @@ def abort3(q: Tensor, k: Tensor, v: Tensor, **kw):
     return ref(q, k, v, **kw)
 
 
+def unwritten(q: Tensor, k: Tensor, v: Tensor, **kw):
+    o, ht = ref(q, k, v, **kw)
+    out = torch.empty_like(o)  # poisoned under the memory checks
+    out[:, :-1] = o[:, :-1]
+    return out, ht
+
+
+def overread(q: Tensor, k: Tensor, v: Tensor, **kw):
+    o, ht = ref(q, k, v, **kw)
+    past = torch.as_strided(q, (q.numel() + 1,), (1,), q.storage_offset())[-1]  # one element past q
+    return o + 0 * past, ht
+
+
 def _spec(name: str, fn) -> ModeSpec:
     return ModeSpec(name, "planted", fn, triton=False, description=f"planted {name}")
 
 
 provider = Provider("planted", {"gla": [_spec("ref", ref), _spec("abort", abort), _spec("segfault", segfault),
                                         _spec("hang", hang), _spec("cuda_fault", cuda_fault),
-                                        _spec("raises", raises), _spec("abort3", abort3)]},
+                                        _spec("raises", raises), _spec("abort3", abort3),
+                                        _spec("unwritten", unwritten), _spec("overread", overread)]},
                     description="isolation test modes")

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from fla_check.backend import get_backend
 from fla_check.cases import Fill
+from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitize
 from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.configs import ConfigPolicy
 from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_interrupt
@@ -32,12 +34,16 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         value_ratios: Optional[Sequence[int]] = None,
         kernel_options: Optional[Sequence[str]] = None,
         configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
+        sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         ) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
     search ends it with a partial result (``interrupted``), written too. `isolation` (default: no
     isolation) is recorded in ``options.isolation``, with ``in_process``: the modes the worker
-    could not load. Raises :class:`UsageError` for a shard left without an example and
+    could not load. With `sanitizer`, the picked cases' replays are re-run under
+    compute-sanitizer (:mod:`fla_check.commands.run.sanitizer`; `providers`: what the replays
+    load) and its record is ``options.sanitizer`` of the report.
+    Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
     prof = get_profile(profile)
@@ -64,6 +70,9 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     if in_process:
         result.options["isolation"] = {**isolation.to_json(), "in_process": in_process}
     write_report(result.to_json(), path)
+    if sanitizer is not None:
+        result.options["sanitizer"] = sanitize(result, path, sanitizer, get_backend(device).device, tuple(providers))
+        write_report(result.to_json(), path)
     return result, path
 
 

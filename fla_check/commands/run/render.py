@@ -44,6 +44,20 @@ class SearchProgress(ProgressFeed):
 
 
 
+def render_sanitizer(console: Console, record: Optional[dict]) -> None:
+    """The --sanitizer record: UNSUPPORTED with its reason, or one line per case memcheck ran."""
+    if not record:
+        return
+    if record["status"] == "UNSUPPORTED":
+        console.print(f"sanitizer: UNSUPPORTED: {record['reason']}", style="yellow", markup=False)
+        return
+    console.print(f"sanitizer (compute-sanitizer memcheck): {record['status']}", markup=False)
+    for case in record["cases"]:
+        console.print(f"  case #{case['case']}: {case['summary']}", markup=False, soft_wrap=True)
+    if not record["cases"]:
+        console.print("  no case to check (nothing failed; use --sanitizer sample:N)", markup=False)
+
+
 def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
     """The human view of a run."""
     opts = result.options
@@ -73,6 +87,7 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         if mode in result.simplified:
             how += ", then simplified"
         render_failure(console, result.cases[index], mode, index, how, report_path)
+    render_sanitizer(console, opts.get("sanitizer"))
     if result.failed:
         verdict = "[bold red]FAIL[/]"
     elif unchecked_reason(result):
