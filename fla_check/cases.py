@@ -300,8 +300,8 @@ def _validate_segments(c: CaseConfig) -> None:
             raise CaseError(f"segment lengths of row {b} sum to {sum(row)}, not T={c.T}")
 
 
-def guarded(x: Optional[Tensor]) -> Optional[Tensor]:
-    """A contiguous copy of `x` placed inside a NaN-filled buffer.
+def guarded(x: Optional[Tensor], fill: float = math.nan) -> Optional[Tensor]:
+    """A contiguous copy of `x` placed inside a NaN-filled buffer (`fill`: 0 for a plain call).
 
     ``GUARD_STEPS`` time steps' worth of NaN (``prod(shape[2:])`` elements each) sit on both
     sides, so a kernel that reads past either end of the tensor (an unmasked load of a head
@@ -314,7 +314,7 @@ def guarded(x: Optional[Tensor]) -> Optional[Tensor]:
     if not x.is_floating_point():
         return x.clone()
     pad = GUARD_STEPS * max(1, math.prod(x.shape[2:]))
-    buf = torch.full((x.numel() + 2 * pad,), math.nan, dtype=x.dtype, device=x.device)
+    buf = torch.full((x.numel() + 2 * pad,), fill, dtype=x.dtype, device=x.device)
     view = buf[pad:pad + x.numel()].view(x.shape)
     view.copy_(x)
     return view
@@ -352,15 +352,15 @@ class CaseInputs:
             out.update(A_log=self.A_log.clone(), dt_bias=None if self.dt_bias is None else self.dt_bias.clone())
         return out
 
-    def mode_args(self) -> tuple[Tensor, Tensor, Tensor]:
-        """q, k, v for one mode call: NaN-guarded copies (see :func:`guarded`)."""
-        return guarded(self.q), guarded(self.k), guarded(self.v)
+    def mode_args(self, guard: float = math.nan) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v for one mode call: NaN-guarded copies (see :func:`guarded`; `guard`: the fill)."""
+        return guarded(self.q, guard), guarded(self.k, guard), guarded(self.v, guard)
 
-    def mode_kwargs(self) -> dict[str, Any]:
+    def mode_kwargs(self, guard: float = math.nan) -> dict[str, Any]:
         """Keyword arguments of the uniform mode signature (copies: kernels may write; float
         inputs NaN-guarded, see :func:`guarded`)."""
-        return dict(g=guarded(self.g), beta=guarded(self.beta), scale=None,
-                    initial_state=guarded(self.initial_state), output_final_state=True,
+        return dict(g=guarded(self.g, guard), beta=guarded(self.beta, guard), scale=None,
+                    initial_state=guarded(self.initial_state, guard), output_final_state=True,
                     cu_seqlens=None if self.cu_seqlens is None else self.cu_seqlens.clone(),
                     **self.option_kwargs())
 

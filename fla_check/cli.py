@@ -1,6 +1,6 @@
 """The `fla-check` command line: parse, call the engine, render. Nothing else lives here.
 
-Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised,
+Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised / crashed / timed out,
 2 usage error (one line on stderr; also a run that checked no case: `--examples 0`, an empty
 shard, every mode UNSUPPORTED), 3 internal error of fla-check itself,
 130 interrupted before anything failed (the partial report is still written).
@@ -21,14 +21,15 @@ from typing import Callable, Iterator, Optional, Sequence
 import click
 
 from fla_check import __version__
-from fla_check.errors import FlaCheckError, UsageError
+from fla_check.errors import FlaCheckError, RunInterrupted, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _guard(fn: Callable) -> Callable:
     """The one place errors become exit codes: a usage :class:`FlaCheckError` -> one line and
-    exit 2; any other exception (fla-check's own failures included) -> 'internal error', exit 3."""
+    exit 2; :class:`RunInterrupted` -> one line and exit 130; any other exception (fla-check's
+    own failures included) -> 'internal error', exit 3."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -36,6 +37,9 @@ def _guard(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
             raise
+        except RunInterrupted as exc:  # stopped by Ctrl-C / SIGTERM: what was saved, exit 130
+            click.echo(f"fla-check: {exc}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except FlaCheckError as exc:
             if not exc.usage:
                 _internal(exc)
@@ -220,6 +224,31 @@ def _parse_shard(text: Optional[str]):
         return parse_shard(text)
 
 
+def _isolation_options(fn: Callable) -> Callable:
+    for option in reversed([
+        click.option("--isolation", "isolation_kind", type=click.Choice(["process", "none"]), default="process",
+                     show_default=True, help="Run mode calls in a worker process (a crash or hang is a verdict, "
+                                             "CRASHED / TIMEOUT) or in this process."),
+        click.option("--case-timeout", type=float, default=None, metavar="SECONDS",
+                     help="A mode call running longer is TIMEOUT (worker killed and restarted); "
+                          "default 900 with --isolation process."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _parse_isolation(kind: str, case_timeout: Optional[float]):
+    """--isolation / --case-timeout -> an Isolation (IsolationOptionError, a usage error, when invalid)."""
+    from fla_check.engine.isolation import Isolation
+
+    return Isolation.from_options(kind, case_timeout)
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        click.echo(f"fla-check: warning: {line}", err=True)
+
+
 # -- run ------------------------------------------------------------------------------------
 @main.command()
 @click.option("--op", "op_name", default=None,
@@ -256,13 +285,19 @@ def _parse_shard(text: Optional[str]):
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Report file (default reports/run-<op>-<time>.json).")
+              help="Report file (default reports/run-<op>-<time>.json); written as the run goes.")
+@_isolation_options
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
+@click.option("--sanitizer", "sanitizer_text", is_flag=False, flag_value="failing", default=None,
+              metavar="[failing|sample:N]",
+              help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, providers, configs_text, config_refs, profile, shard_text, report, no_color, as_json) -> None:
+        kernel_options, providers, configs_text, config_refs, profile, shard_text, report, isolation_kind,
+        case_timeout, no_color, as_json, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
+    isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
     _load_providers(providers)
     op = _parse_op(_preset_op(preset_name, op_name, value_ratios, kernel_options, mask_fill))
@@ -277,21 +312,29 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
     policy = _parse_configs(configs_text, config_refs, device)
+    from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitizer_failed
+
+    sanitizer = None if sanitizer_text is None else SanitizerPolicy.parse(sanitizer_text)
     from fla_check.commands.run.engine import run as run_command
     from fla_check.commands.run.engine import unchecked_reason
-    from fla_check.commands.run.render import SearchProgress, render_run
+    from fla_check.commands.run.render import SearchProgress, in_process_warnings, render_run
     from fla_check.report.console import make_console
 
     with SearchProgress(no_color) as on_progress:
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options, configs=policy, preset=preset_name)
+                                   value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation,
+                                   sanitizer=sanitizer, providers=providers, preset=preset_name)
+    if not as_json:  # --json: the report's options.isolation.in_process says it
+        _warn(in_process_warnings(result.options["isolation"].get("in_process", {})))
+    if result.interrupted:
+        click.echo(f"fla-check: interrupted after {len(result.cases)} case(s); partial report: {path}", err=True)
     if as_json:
         _echo_json(result.to_json())
     else:
         render_run(make_console(no_color=no_color), result, path)
-    if result.failed:
+    if result.failed or sanitizer_failed(result.options.get("sanitizer")):
         sys.exit(EXIT_FAIL)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
@@ -309,6 +352,7 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
+@_isolation_options
 @click.option("--no-color", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the case result as JSON.")
 @click.option("--configs", "configs_text", default=None, metavar="first|picked|all|sample:N",
@@ -317,11 +361,16 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
 @click.option("--config", "config_refs", multiple=True, metavar="KERNEL:INDEX",
               help="Run every call with config INDEX of autotuned kernel KERNEL (repeatable; replays one config).")
 @_guard
-def replay(report_file, case_index, device, providers, no_color, as_json, configs_text, config_refs) -> None:
+def replay(report_file, case_index, device, providers, isolation_kind, case_timeout, no_color, as_json, configs_text,
+           config_refs) -> None:
     """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
+    _parse_isolation(isolation_kind, case_timeout)  # usage errors first
     device = _select_device(device)
     _load_providers(providers)
     data = _load_report(report_file)
+    if case_timeout is None and isolation_kind == "process":  # the run's own timeout, when it recorded one
+        case_timeout = ((data.get("options") or {}).get("isolation") or {}).get("case_timeout")
+    isolation = _parse_isolation(isolation_kind, case_timeout)
     cases = data["cases"]
     if case_index is None:
         case_index = min(data.get("failures", {}).values(), default=0)
@@ -340,7 +389,12 @@ def replay(report_file, case_index, device, providers, no_color, as_json, config
     policy = _parse_configs(configs_text or opts.get("configs"), config_refs or tuple(opts.get("config") or ()),
                             device)
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
-                        backward=backward, configs=policy)
+                        backward=backward, configs=policy, isolation=isolation)
+    if not as_json:
+        from fla_check.commands.run.render import in_process_warnings
+        from fla_check.engine.isolation import in_process_modes
+
+        _warn(in_process_warnings(in_process_modes(result.modes) if isolation.isolated else {}))
     if as_json:
         _echo_json(result.to_json())
     else:
@@ -380,10 +434,13 @@ def _gate_options(fn: Callable) -> Callable:
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where the re-run is saved (default reports/gate-<op>-<time>.json); it can be the next baseline.")
+@_isolation_options
 @_gate_options
 @_guard
-def gate(baseline, providers, device, report, factor, min_score, show_all, no_color, as_json) -> None:
+def gate(baseline, providers, device, report, isolation_kind, case_timeout, factor, min_score, show_all, no_color,
+         as_json) -> None:
     """Re-run the cases of a baseline report; exit 1 when an error grew by more than --factor."""
+    isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
     data = _load_report(baseline)
     from fla_check.commands.gate.engine import check_thresholds, diff_reports, report_label, rerun
@@ -393,7 +450,8 @@ def gate(baseline, providers, device, report, factor, min_score, show_all, no_co
     check_thresholds(factor, min_score)
     _load_providers(providers)  # the current directory is searched too, as for run / replay
     with case_progress(no_color or as_json) as on_progress:
-        result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline))
+        result = rerun(data, device=device, providers=providers, progress=on_progress, source=str(baseline),
+                       isolation=isolation)
     path = write_report(result.to_json(), report or default_report_path(data["op"], "gate"))
     diff = diff_reports(data, result.to_json(), factor=factor, min_score=min_score,
                         base_label=report_label(baseline, data), new_label=f"re-run {path}")

@@ -142,3 +142,21 @@ class MutationError(FlaCheckError, ValueError):
 
 class ConfigPolicyError(UsageError):
     """A bad ``--configs`` policy or ``--config KERNEL:INDEX`` (unknown kernel, index out of range)."""
+
+
+class IsolationOptionError(UsageError):
+    """Bad isolation options: an unknown ``--isolation`` kind, a ``--case-timeout`` <= 0 or one
+    without process isolation."""
+
+
+class IsolationError(FlaCheckError, RuntimeError):
+    """An isolation worker process could not be started (fla-check's failure, exit 3)."""
+
+    usage = False
+
+
+class RunInterrupted(FlaCheckError, RuntimeError):
+    """Ctrl-C or SIGTERM stopped a run outside the search's own handling; the message says what
+    report was left. The CLI ends with exit 130 (interrupted), not 2 or 3."""
+
+    usage = False

@@ -20,6 +20,9 @@ every check records its numbers with ``record_property`` semantics (``item.user_
 so ``--junitxml`` carries per mode ``fla_check.<mode>.{verdict,max_abs,rel_rms,ratio,cases,
 unsupported,failed_cases,case,replay}`` (and ``config``, ``KERNEL:INDEX``, when one autotune config failed) plus ``fla_check.{op,profile,shard,cases,report,verdict}``.
 Each check writes its run report under ``reports/pytest/`` (a gate baseline, replay input).
+Mode calls run in a worker process (``--fla-check-isolation process``, the default; see
+:mod:`fla_check.engine.isolation`): a kernel that aborts, segfaults or hangs past
+``--fla-check-case-timeout`` fails its test as CRASHED / TIMEOUT instead of killing the session.
 
 Parallel runs: ``--fla-check-shard i/n`` runs shard i of n of every check's example budget
 (one CI job per shard); ``--fla-check-split K`` turns each generated test into K sub-shards
@@ -71,6 +74,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Split each generated test into K sub-shards (spread them with pytest -n).")
     group.addoption("--fla-check-report-dir", default=None, metavar="DIR",
                     help="Where checks write their JSON reports (default <rootdir>/reports/pytest).")
+    group.addoption("--fla-check-isolation", choices=("process", "none"), default="process",
+                    help="Run mode calls in a worker process, so a crash or hang is a verdict (CRASHED / "
+                         "TIMEOUT), or in the test process (default: process).")
+    group.addoption("--fla-check-case-timeout", type=float, default=None, metavar="SECONDS",
+                    help="A mode call running longer is TIMEOUT (default 900 with process isolation).")
     group.addoption("--fla-check-gpus", default="auto", metavar="auto|off|IDS",
                     help="GPUs for pytest-xdist workers (one each): auto = CUDA_VISIBLE_DEVICES or nvidia-smi, "
                          "off, or a comma list.")
@@ -94,6 +102,8 @@ class Options:
     report_dir: Path = Path("reports/pytest")
     database_root: Path = Path("reports")
     invocation_dir: Path = Path(".")
+    isolation: str = "process"
+    case_timeout: Optional[float] = None
 
 
 _OPTIONS = pytest.StashKey[Options]()
@@ -126,6 +136,11 @@ def options_from_config(config: pytest.Config) -> Options:
     examples = get("fla_check_examples")
     if examples is not None and examples < 0:
         raise pytest.UsageError(f"--fla-check-examples must be >= 0, got {examples}")
+    isolation = _getoption(config, "fla_check_isolation") or "process"
+    case_timeout = _getoption(config, "fla_check_case_timeout")
+    if case_timeout is not None and (isolation == "none" or not case_timeout > 0):
+        raise pytest.UsageError(f"--fla-check-case-timeout {case_timeout:g}: needs a value > 0 and "
+                                "--fla-check-isolation process")
     root = Path(config.rootpath)
     report_dir = Path(get("fla_check_report_dir") or root / "reports" / "pytest")
     return Options(specs=tuple(parse_spec(s) for s in get("fla_check_specs")),
@@ -134,7 +149,8 @@ def options_from_config(config: pytest.Config) -> Options:
                    dtypes=get("fla_check_dtypes"), max_seq_len=get("fla_check_max_seq_len"),
                    device=get("fla_check_device"), shard=shard, split=split, report_dir=report_dir,
                    backward=bool(_getoption(config, "fla_check_backward")),
-                   database_root=root / "reports", invocation_dir=Path(config.invocation_params.dir))
+                   database_root=root / "reports", invocation_dir=Path(config.invocation_params.dir),
+                   isolation=isolation, case_timeout=case_timeout)
 
 
 # -- start-up: GPU per xdist worker, hypothesis profiles -------------------------------------
@@ -160,7 +176,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _getoption(config: pytest.Config, name: str) -> Any:
     try:
         return config.getoption(name)
-    except ValueError:
+    except (ValueError, KeyError):  # not registered (e.g. a hand-built config)
         return None
 
 
@@ -269,6 +285,7 @@ class FlaCheck:
         SearchResult; records its numbers as test properties; skips when no mode could run.
         """
         from fla_check.engine.configs import parse_policy
+        from fla_check.engine.isolation import Isolation
         from fla_check.engine.profiles import get_profile
         from fla_check.engine.search import dtype_list, search
         from fla_check.engine.sharding import run_budget
@@ -280,6 +297,7 @@ class FlaCheck:
         shard = opts.shard.split(*split)
         budget, run_seed = run_budget(prof.examples, opts.examples if examples is None else examples,
                                       opts.seed if seed is None else seed, prof.derandomize, shard)
+        isolation = Isolation.from_options(opts.isolation, opts.case_timeout)
         dtypes = dtypes if dtypes is not None else opts.dtypes
         if isinstance(dtypes, str):
             dtypes = dtype_list(dtypes)
@@ -287,8 +305,8 @@ class FlaCheck:
                         max_seq_len=max_seq_len or opts.max_seq_len, mask_fills=mask_fills, profile=prof.name,
                         device=dev, database_root=opts.database_root,
                         backward=opts.backward if backward is None else backward,
-                        configs=parse_policy(configs) if configs else None)
-        result.options.update(shard=str(shard))
+                        configs=parse_policy(configs) if configs else None, isolation=isolation)
+        result.options.update(shard=str(shard), isolation=isolation.to_json())
         self.results.append(result)
         path = self._write(result)
         self._record(result, path)

@@ -20,6 +20,7 @@ themselves because its leaves' ``.grad`` is never cleared between the passes).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import torch
@@ -66,25 +67,41 @@ def recurrence_outputs(op: OpSpec, inputs: CaseInputs, up: Upstream, fn: Callabl
     return {"o": o.detach(), "ht": ht.detach(), **grads}
 
 
-def mode_outputs(fn: Callable, inputs: CaseInputs, up: Upstream) -> tuple[Any, dict[str, Optional[Tensor]]]:
+def mode_outputs(fn: Callable, inputs: CaseInputs, up: Upstream, guard: float = math.nan,
+                 keep: Optional[int] = None) -> tuple[Any, dict[str, Optional[Tensor]]]:
     """A mode's raw return value and its gradients (None where the mode gave none).
 
-    The gradients are empty when the raw value is not ``(o, ht)`` of the expected shapes
-    (the runner reports that). Raises :class:`GradientError` when ``o`` has no graph.
+    `guard`: the fill around the leaves (:func:`guarded`). `keep`: the number of tokens that
+    count when `inputs` carry padded tokens after them (``o`` and the per-token gradients are
+    cut to it; the loss sees only those). The gradients are empty when the raw value is not
+    ``(o, ht)`` of the expected shapes (the runner reports that). Raises :class:`GradientError`
+    when ``o`` has no graph.
     """
-    leaves = _leaves(inputs, guarded)
+    leaves = _leaves(inputs, lambda x: guarded(x, guard))
     with torch.enable_grad():
         raw = fn(leaves["q"], leaves["k"], leaves["v"], g=leaves["g"], beta=leaves["beta"], scale=None,
                  initial_state=leaves["initial_state"], output_final_state=True,
                  cu_seqlens=None if inputs.cu_seqlens is None else inputs.cu_seqlens.clone(),
                  **inputs.option_kwargs())
+        if keep is not None:
+            raw = cut_tokens(raw, keep)
         if not _well_formed(raw, up):
             return raw, {}
         o, ht = raw
         if not (o.requires_grad or ht.requires_grad):
             raise GradientError("the mode's outputs are not differentiable (no autograd graph)")
         grads = _grads(up.loss(o, ht), leaves)
+    if keep is not None:
+        grads = {n: d if d is None or n == "dh0" else d[:, :keep] for n, d in grads.items()}
     return (o.detach(), ht.detach()), grads
+
+
+def cut_tokens(raw: Any, keep: int) -> Any:
+    """``(o[:, :keep], ht)`` when ``o`` is longer than `keep` tokens, else `raw`."""
+    if isinstance(raw, (tuple, list)) and len(raw) == 2 and isinstance(raw[0], Tensor) \
+            and raw[0].dim() >= 2 and raw[0].shape[1] > keep:
+        return (raw[0][:, :keep], raw[1])
+    return raw
 
 
 def _well_formed(raw: Any, up: Upstream) -> bool:

@@ -18,6 +18,16 @@ Semantics of one case:
   ``bucket``: the first case of each compile bucket, or ``all``): the mode runs twice on the same
   inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
   DIVERGED in severity) with the largest difference;
+- isolation (``isolation=``, :mod:`fla_check.engine.isolation`; in-process by default here, a
+  worker process in ``fla-check run``): a call that kills the worker -> CRASHED (signal or exit
+  code, the worker's last stderr lines), one past the case timeout -> TIMEOUT; the reference and
+  the judge stay in this process (the autotune policy below and the memory checks are applied
+  inside the worker);
+- memory safety (:mod:`fla_check.engine.memory`, ``memory``: on by default): the mode's empty
+  allocations are poisoned with a sentinel NaN, inputs sit in NaN guards, a ``cu_seqlens`` case
+  gets padded NaN tokens after ``cu_seqlens[-1]`` (cut off its outputs). An output slot still
+  holding the sentinel -> UNWRITTEN (the region named); a NONFINITE result that is finite once
+  the guards or padded tokens are finite -> OVERREAD (what was read named);
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -33,12 +43,12 @@ Semantics of one case:
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -48,7 +58,10 @@ from torch import Tensor
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine import gradients
-from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, autotune_scope, sweep_plan
+from fla_check.engine.call import call_mode
+from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, TunedKernel, sweep_plan
+from fla_check.engine.isolation import Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated
+from fla_check.engine.memory import MemoryChecks, describe_unwritten, finite_variants, is_sentinel
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -86,12 +99,18 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
-               configs: Optional[ConfigPolicy] = None) -> CaseResult:
+               configs: Optional[ConfigPolicy] = None,
+               isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
     (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
-    `configs`: the autotune-config policy (default: first configs)."""
+    `configs`: the autotune-config policy (default: first configs).
+    `isolation`: ``"process"`` or an :class:`Isolation` runs the mode calls in a worker process
+    (CRASHED / TIMEOUT verdicts); None or ``"none"``: in this process.
+    `memory`: the memory checks each mode call runs under (None: all of them;
+    ``MemoryChecks.off()``: a plain call)."""
     start = time.perf_counter()
+    isolation = Isolation.of(isolation)
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
         raise CaseError(f"case is for op {config.op!r}, not {op_spec.name!r}")
@@ -105,13 +124,15 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     up = gradients.upstream(config, backend.device) if backward else None
     ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
     judge = _Judge(config, op_spec, inputs, ref, up,
-                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {})
+                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {},
+                   memory=memory or MemoryChecks())
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
     for spec in specs:
         label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels)
+        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels,
+                                        isolation)
         if out is not None:
             produced[label] = out
     unknown = [name for name, _ in policy.force if name not in kernels]
@@ -156,6 +177,7 @@ class _Judge:
     up: Optional[gradients.Upstream] = None  # upstream gradients (backward cases)
     cancel: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
+    memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -175,32 +197,63 @@ class _Judge:
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
               backend: Backend, repeat: Optional[str] = None, policy: ConfigPolicy = FIRST,
-              kernels: Optional[set[str]] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+              kernels: Optional[set[str]] = None, isolation: Isolation = Isolation(),
+              ) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
     start = time.perf_counter()
+    again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation, policy,
+                              memory=judge.memory)
     try:
-        fn = spec.load()
-        with autotune_scope(policy) as seen:
-            raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads, seconds, seen = again()
     except ConfigPolicyError:
         raise
+    except WorkerFailure as exc:
+        return ModeResult(label, exc.verdict, reason=exc.reason, stderr=exc.stderr,
+                          seconds=time.perf_counter() - start), None
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
-        return ModeResult(label, Verdict.ERROR, reason=f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc(), seconds=time.perf_counter() - start), None
-    seconds = time.perf_counter() - start
+        return ModeResult(label, Verdict.ERROR, reason=_summary(exc), traceback=_traceback(exc),
+                          seconds=time.perf_counter() - start), None
     if kernels is not None:
-        kernels.update(seen.kernels)
+        kernels.update(seen)
     result, out = _judged(label, raw, grads, spec, judge, config, seconds)
     if out is None:
         return result, None
+    if result.verdict is Verdict.NONFINITE and judge.memory.nan_guarded:
+        _diagnose_overread(result, again, judge)
     if repeat_wanted(spec, config, judge.up is not None, repeat):
-        with autotune_scope(policy):
-            _check_repeat(result, fn, out, inputs, judge, backend)
+        _check_repeat(result, again, out, judge)
     if policy.sweeps:
-        _sweep_configs(result, spec, fn, seen.kernels, inputs, judge, backend, policy)
+        _sweep_configs(result, spec, again, seen, judge, backend, policy)
     return result, out
+
+
+def _invoke(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.Upstream], backend: Backend,
+            isolation: Isolation, policy: ConfigPolicy = FIRST, force: Optional[dict[str, int]] = None,
+            memory: Optional[MemoryChecks] = None,
+            ) -> tuple[Any, dict[str, Optional[Tensor]], float, dict[str, TunedKernel]]:
+    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)
+    under the autotune `policy` (`force`: config indices per kernel) and the `memory` checks
+    (None: all): (raw, grads, seconds, launched autotuned kernels), in the worker process when
+    isolated and the worker can load the mode."""
+    if isolation.isolated:
+        try:
+            return call_isolated(spec, op, inputs, up, backend.device, isolation.case_timeout, policy, force,
+                                 memory)
+        except NotPortable:
+            pass  # a mode only this process can load (see engine.isolation.in_process_modes)
+    start = time.perf_counter()
+    raw, grads, kernels = call_mode(spec.load(), inputs, up, backend.device, policy, force, memory)
+    return raw, grads, time.perf_counter() - start, kernels
+
+
+def _summary(exc: BaseException) -> str:
+    return exc.summary if isinstance(exc, RemoteError) else f"{type(exc).__name__}: {exc}"
+
+
+def _traceback(exc: BaseException) -> str:
+    return exc.traceback if isinstance(exc, RemoteError) else traceback.format_exc()
 
 
 def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, config: CaseConfig,
@@ -212,10 +265,45 @@ def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, co
     comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
-    return ModeResult(label, verdict, comps, loc, seconds=seconds), out
+    result = ModeResult(label, verdict, comps, loc, seconds=seconds)
+    unwritten = _unwritten(out, judge)
+    if unwritten:
+        result.verdict, result.reason = Verdict.UNWRITTEN, unwritten
+    return result, out
 
 
-def _sweep_configs(result: ModeResult, spec: ModeSpec, fn: Callable, kernels: dict, inputs: CaseInputs,
+def _unwritten(out: dict[str, Tensor], judge: _Judge) -> str:
+    """'; '-joined descriptions of the compared outputs' slots still holding the poison, or ''."""
+    if not judge.memory.sentinel:
+        return ""
+    found = []
+    for name in judge.ref:
+        mask = is_sentinel(out[name])
+        if bool(mask.any()):
+            found.append(describe_unwritten(name, mask.cpu(), name in STATE_OUTPUTS, judge.config.cu_seqlens()))
+    return "; ".join(found)
+
+
+def _diagnose_overread(result: ModeResult, again: Callable[..., tuple], judge: _Judge) -> None:
+    """A NONFINITE result under NaN guards: re-run with each guard made finite in turn; the first
+    re-run whose outputs are all finite where the reference is shows what the mode read: OVERREAD."""
+    for what, relaxed in finite_variants(judge.memory, judge.config.varlen):
+        try:
+            raw, grads, _, _ = again(memory=relaxed)
+        except Exception:  # noqa: BLE001 - the diagnosis is best effort (a crash too); the verdict stands
+            return
+        out, problem = named_outputs(raw, judge.ref, grads)
+        if problem:
+            return
+        if all(bool((out[n].isfinite() | ~judge.ref[n].isfinite()).all()) for n in judge.ref):
+            first = result.localization.describe() if result.localization else ""
+            result.verdict = Verdict.OVERREAD
+            result.reason = (f"reads {what}: their NaN reaches the outputs" + (f" ({first})" if first else "")
+                             + "; with finite memory there the outputs are finite")
+            return
+
+
+def _sweep_configs(result: ModeResult, spec: ModeSpec, again: Callable[..., tuple], kernels: dict,
                    judge: _Judge, backend: Backend, policy: ConfigPolicy) -> None:
     """Re-run the mode under the other configs of each autotuned kernel it launched (one kernel
     at a time, the others at their first config); the worst config decides `result`."""
@@ -232,15 +320,18 @@ def _sweep_configs(result: ModeResult, spec: ModeSpec, fn: Callable, kernels: di
                 continue
             start = time.perf_counter()
             try:
-                with autotune_scope(policy, {**forced, name: index}):
-                    raw, grads = _call(fn, inputs, judge.up, backend)
-            except Exception as exc:  # noqa: BLE001 - a config that raises is a verdict
-                why = f"{type(exc).__name__}: {exc}"
-                result.configs.append(ConfigResult(name, index, desc, Verdict.ERROR, 1e6, why))
-                if result.verdict is not Verdict.ERROR:
+                raw, grads, _, _ = again(force={**forced, name: index})
+            except ConfigPolicyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a config that raises (or crashes its worker) is a verdict
+                crash = isinstance(exc, WorkerFailure)
+                verdict, why = (exc.verdict, exc.reason) if crash else (Verdict.ERROR, _summary(exc))
+                result.configs.append(ConfigResult(name, index, desc, verdict, 1e6, why))
+                if worst([verdict, result.verdict]) is verdict and result.verdict is not verdict:
                     result.verdict, result.config, result.outputs, result.localization = (
-                        Verdict.ERROR, f"{name}:{index}", [], None)
-                    result.reason, result.traceback = f"config {name}:{index} ({desc}): {why}", traceback.format_exc()
+                        verdict, f"{name}:{index}", [], None)
+                    result.reason = f"config {name}:{index} ({desc}): {why}"
+                    result.traceback, result.stderr = ("", exc.stderr) if crash else (_traceback(exc), "")
                 continue
             one, _ = _judged(result.mode, raw, grads, spec, judge, judge.config, time.perf_counter() - start)
             result.configs.append(ConfigResult(name, index, desc, one.verdict, one.score, one.reason))
@@ -260,29 +351,17 @@ def _worse(a: ModeResult, b: ModeResult) -> bool:
     return a.verdict.failed and a.score > b.score
 
 
-def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],
-          backend: Backend) -> tuple[Any, dict[str, Optional[Tensor]]]:
-    """One call of a mode on fresh copies of the case's inputs (and its gradients with `up`)."""
-    with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if up is None:
-            raw, grads = fn(*inputs.mode_args(), **inputs.mode_kwargs()), {}
-        else:
-            raw, grads = gradients.mode_outputs(fn, inputs, up)
-    if backend.device == "cuda":
-        torch.cuda.synchronize()
-    return raw, grads
-
-
-def _check_repeat(result: ModeResult, fn: Callable, first: dict[str, Tensor], inputs: CaseInputs,
-                  judge: _Judge, backend: Backend) -> None:
+def _check_repeat(result: ModeResult, again: Callable[[], tuple], first: dict[str, Tensor], judge: _Judge) -> None:
     """Run the mode again on the same inputs: any output or gradient that is not bitwise equal
     (NaN equal to NaN) makes an otherwise passing result NONDETERMINISTIC."""
     try:
-        raw, grads = _call(fn, inputs, judge.up, backend)
+        raw, grads, _, _ = again()
+    except WorkerFailure as exc:  # the second call killed the worker
+        result.verdict, result.reason, result.stderr = exc.verdict, f"second call: {exc.reason}", exc.stderr
+        return
     except Exception as exc:  # noqa: BLE001 - a kernel that raises on its second call
-        result.verdict, result.reason = Verdict.ERROR, f"second call raised {type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc()
+        result.verdict, result.reason = Verdict.ERROR, f"second call raised {_summary(exc)}"
+        result.traceback = _traceback(exc)
         return
     second, problem = named_outputs(raw, judge.ref, grads)
     if problem:

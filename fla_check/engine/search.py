@@ -40,6 +40,7 @@ from hypothesis import given, reject, target
 from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, KERNEL_OPTIONS, OPTION_OPS, CaseConfig, Fill, dtype_name
 from fla_check.engine.configs import FIRST, ConfigPolicy
+from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
 from fla_check.engine.simplify import simplify
@@ -143,6 +144,7 @@ class _Evaluator:
         self.failing: list[str] = []
         self.mode, self.calls, self.mode_failed_at = "", 0, None  # mode_failed_at: len(cases) then
         self.seen: set[CaseConfig] = set()  # configurations the active run has drawn
+        self.after_case: Optional[Callable[[], None]] = None  # called after each evaluation (checkpoints)
         self.phase = "search"
 
     def begin(self, mode: str, distinct: int) -> None:
@@ -208,6 +210,8 @@ class _Evaluator:
             if mode not in self.failing:
                 self.failing.append(mode)
                 self.first_failure[mode] = {"example": len(self.cases), "seconds": round(self.elapsed(), 3)}
+        if self.after_case:
+            self.after_case()
         return result
 
     def mode_result(self, mode: str, config: CaseConfig):
@@ -223,6 +227,11 @@ class _Evaluator:
             return
         full = self.check(self.op, list(self.specs.values()), case.config, device=self.device,
                           backward=self.backward)
+        for mode, old in case.modes.items():  # a failure that does not reproduce (a crash on the
+            new = full.modes.get(mode)  # worker's n-th call, a race) keeps its evidence
+            if old.verdict.failed and new is not None and not new.verdict.failed:
+                old.reason = f"{old.reason} (not reproduced when re-run with every mode: {new.verdict.value})"
+                full.modes[mode] = old
         case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
         case.seconds += full.seconds
 
@@ -243,7 +252,8 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
            value_ratios: Optional[Sequence[int]] = None,
            kernel_options: Optional[Sequence[str]] = None,
            configs: Optional[ConfigPolicy] = None,
-           preset: Optional[Union[str, Preset]] = None) -> SearchResult:
+           preset: Optional[Union[str, Preset]] = None, isolation: Union[Isolation, str, None] = None,
+           checkpoint: Optional[Callable[[SearchResult], None]] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -274,11 +284,18 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
     among the preset's, `value_ratios`, `kernel_options` and `mask_fills` must be left out, and the
     default longest T is the preset's on a GPU (:data:`fla_check.presets.GPU_MAX_SEQ_LEN`), the usual
     cap on CPU. Shrinking and simplification stay inside the preset.
+    `isolation`: where mode calls run (:func:`fla_check.engine.runner.check_case`; ``fla-check run``
+    passes ``process``): a CRASHED or TIMEOUT case is a failure like any other and shrinks
+    (the worker restarts after each). `checkpoint(partial)` is called after every evaluated
+    case with the run so far (``interrupted`` set): ``fla-check run`` writes it to the report
+    file, so a killed run leaves every finished case on disk.
     """
+    check = functools.partial(check_case, isolation=Isolation.of(isolation))
     return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
-                   database_root=database_root, backward=backward, failing=failing,
-                   value_ratios=value_ratios, kernel_options=kernel_options, configs=configs, preset=preset)
+                   database_root=database_root, backward=backward, failing=failing, check=check,
+                   value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
+                   checkpoint=checkpoint, preset=preset)
 
 
 def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurrent",),
@@ -305,7 +322,8 @@ def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool
 def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
             database_root, backward, failing=None, progress=None,
             check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
-            configs: Optional[ConfigPolicy] = None, preset=None) -> SearchResult:
+            configs: Optional[ConfigPolicy] = None, preset=None,
+            checkpoint: Optional[Callable[[SearchResult], None]] = None) -> SearchResult:
     if preset is not None:
         preset = get_preset(preset)
         op = preset_op(preset, None if op is None else resolve_op(op).name)
@@ -334,6 +352,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)
     if failing is not None:
         evaluate.counts = failing
+    if checkpoint is not None:
+        evaluate.after_case = lambda: checkpoint(_partial(result, evaluate))
     shrunk: dict[str, CaseResult] = {}
     for label in labels if budget > len(cover) else []:
         db = database_dir(json.dumps([result.options, label], sort_keys=True), database_root) \
@@ -369,6 +389,14 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
         result.interrupted = True
     result.seconds = evaluate.elapsed()
     return result
+
+
+def _partial(result: SearchResult, evaluate: _Evaluator) -> SearchResult:
+    """The run so far, as an interrupted run's report (each failing mode at its smallest case)."""
+    partial = SearchResult(result.op, list(result.modes), dict(result.options), list(evaluate.cases),
+                           seconds=evaluate.elapsed(), interrupted=True, first_failure=dict(evaluate.first_failure))
+    _assign_failures(partial, {}, partial.cases, evaluate.counts)
+    return partial
 
 
 def _covering(space: SpaceOptions, prof, budget: int, seed: Optional[int]) -> list[CaseConfig]:
@@ -427,8 +455,8 @@ def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, setti
     @given(case_configs(space))
     def run_case(config: CaseConfig) -> None:
         result = evaluate(config)
-        if result is None:
-            return
+        if result is None:  # a T <= 2 draw past the quota: invalid for hypothesis, so it does not use up
+            reject()  # max_examples (the run must still reach its distinct configurations)
         target(digits_at_risk(config), label=DIGITS_LABEL)  # first: hypothesis climbs it first
         for label, r in result.modes.items():
             if r.verdict is not Verdict.UNSUPPORTED:

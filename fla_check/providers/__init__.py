@@ -158,6 +158,11 @@ def load_provider(spec: str) -> Provider:
     return _LOADED[spec]
 
 
+def loaded_specs() -> tuple[str, ...]:
+    """The specs loaded in this process, in order (an isolation worker loads the same)."""
+    return tuple(_LOADED)
+
+
 def load_missing_providers(mode_names: Sequence[str]) -> list[str]:
     """Load, by entry-point name, the provider of each qualified mode name ('fla:chunk') whose
     provider has no registered modes yet; returns the providers loaded. Bare and 'builtin:'
@@ -193,6 +198,6 @@ def unload_provider(name: str) -> None:
 __all__ = [
     "ENTRY_POINT_GROUP", "Discovered", "DuplicateProviderModeError", "Provider", "ProviderError",
     "ProviderNotFoundError", "ProviderOpError", "ProviderSpecError", "ProviderTypeError",
-    "ProviderUnavailableError", "discover", "load_missing_providers", "load_provider", "register", "resolve",
-    "unload_provider",
+    "ProviderUnavailableError", "discover", "load_missing_providers", "load_provider", "loaded_specs", "register",
+    "resolve", "unload_provider",
 ]

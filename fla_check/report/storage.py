@@ -9,11 +9,12 @@ so an absent field reads as 1.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from fla_check import __version__
 from fla_check.engine.profiles import REPORTS_DIR
@@ -22,6 +23,9 @@ from fla_check.errors import ReportError
 SCHEMA_VERSION = 1
 SCHEMA_KEY = "schema_version"
 UNVERSIONED = 1  # the schema of reports that predate the field
+
+if TYPE_CHECKING:
+    from fla_check.verdict.results import SearchResult
 
 
 def default_report_path(op: str, kind: str = "run", root: Path = REPORTS_DIR) -> Path:
@@ -68,6 +72,25 @@ def write_report(data: dict[str, Any], path: Path) -> Path:
             f.write("\n")
 
     return atomic_write(path, write)
+
+
+class Checkpoints:
+    """Writes a run's partial report (``search(checkpoint=...)``) to `path` as the run goes, at
+    most every `every` seconds, with `extra` options merged in; each write is atomic, so the
+    file is always a complete report of the cases finished so far."""
+
+    def __init__(self, path: Path, extra: Optional[dict[str, Any]] = None, every: float = 2.0):
+        self.path, self.extra, self.every = Path(path), dict(extra or {}), every
+        self.last = -math.inf
+        self.written = 0  # cases in the last checkpoint
+
+    def __call__(self, partial: "SearchResult") -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        partial.options.update(self.extra)
+        write_report(partial.to_json(), self.path)
+        self.last, self.written = now, len(partial.cases)
 
 
 def read_report(path: Path) -> dict[str, Any]:

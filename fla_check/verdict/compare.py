@@ -59,21 +59,30 @@ class Verdict(str, enum.Enum):
     NONDETERMINISTIC = "NONDETERMINISTIC"  # within tolerance, but a second run on the same inputs differs
     DIVERGED = "DIVERGED"
     NONFINITE = "NONFINITE"
+    UNWRITTEN = "UNWRITTEN"  # an output slot still holds the poison its buffer was allocated with
+    OVERREAD = "OVERREAD"  # NaN from the guards around the inputs (or padded tokens) reached the outputs
     ERROR = "ERROR"
+    TIMEOUT = "TIMEOUT"  # the mode's call ran past --case-timeout; its worker process was killed
+    CRASHED = "CRASHED"  # the mode's call killed its worker process (abort, segfault, illegal memory access)
     UNSUPPORTED = "UNSUPPORTED"
 
     @property
     def failed(self) -> bool:
-        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
+        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN,
+                        Verdict.OVERREAD, Verdict.ERROR, Verdict.TIMEOUT, Verdict.CRASHED)
 
 
 # Severity when combining verdicts: the worst one wins.
 _SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
-             Verdict.NONFINITE: 4, Verdict.ERROR: 5}
+             Verdict.NONFINITE: 4, Verdict.UNWRITTEN: 5, Verdict.OVERREAD: 5, Verdict.ERROR: 6, Verdict.TIMEOUT: 7,
+             Verdict.CRASHED: 8}
 
 
 def worst(verdicts) -> Verdict:
-    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR)."""
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE
+    < UNWRITTEN, OVERREAD < ERROR < TIMEOUT < CRASHED): wrong numbers, then wrong memory (the
+    mode returned, but wrote too little or read too far), then a call that did not return
+    normally (raised; never returned; killed its process)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
 

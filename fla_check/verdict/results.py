@@ -48,16 +48,17 @@ class ModeResult:
     verdict: Verdict
     outputs: list[Comparison] = field(default_factory=list)
     localization: Optional[Localization] = None
-    reason: str = ""  # UNSUPPORTED reason or ERROR summary
+    reason: str = ""  # UNSUPPORTED reason or ERROR / CRASHED / TIMEOUT summary
     traceback: str = ""  # ERROR: the kernel's traceback
     seconds: float = 0.0
     config: str = ""  # KERNEL:INDEX of the autotune config the verdict is about ("": the first configs)
     configs: list[ConfigResult] = field(default_factory=list)  # the other configs run (--configs all|sample:N)
+    stderr: str = ""  # CRASHED / TIMEOUT: the last lines the worker process wrote
 
     @property
     def score(self) -> float:
         """Largest fraction of the allowed error used by any output (> 1: DIVERGED)."""
-        if self.verdict is Verdict.ERROR:
+        if self.verdict in (Verdict.ERROR, Verdict.CRASHED, Verdict.TIMEOUT):
             return 1e6
         return max((c.score for c in self.outputs), default=0.0)
 
@@ -78,6 +79,8 @@ class ModeResult:
                "localization": self.localization.to_json() if self.localization else None}
         if self.config or self.configs:  # only runs with --configs all|sample:N or --config carry them
             out.update(config=self.config, configs=[c.to_json() for c in self.configs])
+        if self.stderr:  # only CRASHED / TIMEOUT results carry the worker's stderr
+            out["stderr"] = self.stderr
         return out
 
     @classmethod
@@ -86,7 +89,7 @@ class ModeResult:
         return cls(d["mode"], Verdict(d["verdict"]), [Comparison.from_json(c) for c in d.get("outputs", [])],
                    Localization.from_json(loc) if loc else None, d.get("reason", ""),
                    d.get("traceback", ""), float(d.get("seconds", 0.0)), d.get("config", ""),
-                   [ConfigResult.from_json(c) for c in d.get("configs", [])])
+                   [ConfigResult.from_json(c) for c in d.get("configs", [])], d.get("stderr", ""))
 
 
 @dataclass

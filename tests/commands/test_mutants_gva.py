@@ -25,7 +25,9 @@ def test_mutant_fails_where_the_clean_mode_passes(mutant):
     config = CaseConfig(**CASE, **CASES[mutant.kind])
     r = check_case("gated_delta", [spec, spec.name], config)
     assert r.modes[spec.name].verdict is Verdict.OK
-    assert r.modes[spec.qualified].verdict in (Verdict.DIVERGED, Verdict.NONFINITE), r.modes[spec.qualified].reason
+    # gva-map reads key/value heads past the tensor's end: the memory checks call that OVERREAD
+    assert r.modes[spec.qualified].verdict in (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.OVERREAD), \
+        r.modes[spec.qualified].reason
 
 
 @pytest.mark.parametrize("mutant", [m for m in NEW if m.kind == "gva-map"], ids=lambda m: m.id)

@@ -292,8 +292,9 @@ def resolve_report_modes(op: str, modes: Sequence[str], providers: Sequence[str]
 
 
 def rerun(report: dict[str, Any], *, device: Optional[str] = None, providers: Sequence[str] = (),
-          progress: Optional[Callable[[int, int], None]] = None, source: str = "") -> Any:
-    """Re-run every case of `report` (same configurations) through its modes now.
+          progress: Optional[Callable[[int, int], None]] = None, source: str = "", isolation: Any = None) -> Any:
+    """Re-run every case of `report` (same configurations) through its modes now (`isolation`:
+    as :func:`fla_check.engine.runner.check_case`; when given, recorded as ``options.isolation``).
 
     Returns a :class:`fla_check.engine.search.SearchResult` (a run report of its own: it can be the
     next baseline); each failing mode points at its first failing case.
@@ -312,11 +313,15 @@ def rerun(report: dict[str, Any], *, device: Optional[str] = None, providers: Se
             configs.append(CaseConfig.from_json(case["config"]))
     options = dict(report.get("options", {}))
     options.update(replayed_from=source or None, commit=git_commit())
+    if isolation is not None:
+        from fla_check.engine.isolation import Isolation
+
+        options["isolation"] = Isolation.of(isolation).to_json()
     result = SearchResult(op=report["op"], modes=list(modes), options=options)
     start = time.perf_counter()
     for i, config in enumerate(configs):
         try:
-            result.cases.append(check_case(report["op"], modes, config, device=device,
+            result.cases.append(check_case(report["op"], modes, config, device=device, isolation=isolation,
                                            backward=bool(options.get("backward"))))  # gradients too
         except KeyboardInterrupt:
             result.interrupted = True

@@ -1,24 +1,29 @@
 """``fla-check run``: the example budget of a (shard of a) run, the search, the report file.
 
 The search itself is :func:`fla_check.engine.search.search`; this module adds what the command
-does around it: the profile's budget split over shards, the commit, the saved report, and the
-rule that a run which checked no case proves nothing.
+does around it: the profile's budget split over shards, the commit, the report file (written
+as the run goes: atomic checkpoints, so a killed run leaves every finished case on disk), SIGTERM
+handled like Ctrl-C, where mode calls ran (isolation), and the rule that a run which checked no
+case proves nothing.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from fla_check.backend import get_backend
 from fla_check.cases import Fill
+from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitize
 from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.configs import ConfigPolicy
+from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_interrupt
 from fla_check.engine.profiles import get_profile
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
-from fla_check.errors import UsageError
+from fla_check.errors import RunInterrupted, UsageError
 from fla_check.ops import OpSpec
-from fla_check.report.storage import default_report_path, write_report
+from fla_check.report.storage import Checkpoints, default_report_path, write_report
 from fla_check.verdict.results import SearchResult
 
 
@@ -27,11 +32,21 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         backward: bool = False, profile: str = "ci", shard: Optional[Shard] = None, device: Optional[str] = None,
         report: Optional[Path] = None, progress: Optional[Callable[[ProgressEvent], None]] = None,
         value_ratios: Optional[Sequence[int]] = None,
-        kernel_options: Optional[Sequence[str]] = None, configs: Optional[ConfigPolicy] = None,
+        kernel_options: Optional[Sequence[str]] = None,
+        configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
+        sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
-    (:mod:`fla_check.presets`). Raises :class:`UsageError` for a shard left without an example."""
+    (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
+    search ends it with a partial result (``interrupted``), written too. `isolation` (default: no
+    isolation) is recorded in ``options.isolation``, with ``in_process``: the modes the worker
+    could not load. With `sanitizer`, the picked cases' replays are re-run under
+    compute-sanitizer (:mod:`fla_check.commands.run.sanitizer`; `providers`: what the replays
+    load) and its record is ``options.sanitizer`` of the report.
+    Raises :class:`UsageError` for a shard left without an example and
+    :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
+    isolation = isolation or Isolation()
     prof = get_profile(profile)
     total = prof.examples if examples is None else examples
     examples, seed = run_budget(prof.examples, examples, seed, prof.derandomize, shard)
@@ -39,12 +54,26 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         raise UsageError(f"--shard {shard}: this shard has no example ({total} example(s) over {shard.count} "
                          "shards); use fewer shards or more --examples")
     path = report or default_report_path(op.name)
-    result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
-                                  max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile, device=device,
-                                  progress=progress, backward=backward, value_ratios=value_ratios,
-                                  kernel_options=kernel_options, configs=configs, preset=preset)
-    result.options.update(shard=str(shard) if shard else None, commit=git_commit())
+    extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
+    checkpoints = Checkpoints(path, extra)
+    try:
+        with sigterm_as_interrupt():
+            result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
+                                          max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile,
+                                          device=device, progress=progress, backward=backward,
+                                          value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
+                                          isolation=isolation, checkpoint=checkpoints, preset=preset)
+    except KeyboardInterrupt:  # outside the search's own handling (e.g. while it was setting up)
+        saved = f"partial report with {checkpoints.written} case(s): {path}" if checkpoints.written else "no report"
+        raise RunInterrupted(f"interrupted; {saved}") from None
+    result.options.update(extra)
+    in_process = in_process_modes(result.modes) if isolation.isolated else {}
+    if in_process:
+        result.options["isolation"] = {**isolation.to_json(), "in_process": in_process}
     write_report(result.to_json(), path)
+    if sanitizer is not None:
+        result.options["sanitizer"] = sanitize(result, path, sanitizer, get_backend(device).device, tuple(providers))
+        write_report(result.to_json(), path)
     return result, path
 
 

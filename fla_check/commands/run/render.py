@@ -45,6 +45,20 @@ class SearchProgress(ProgressFeed):
 
 
 
+def render_sanitizer(console: Console, record: Optional[dict]) -> None:
+    """The --sanitizer record: UNSUPPORTED with its reason, or one line per case memcheck ran."""
+    if not record:
+        return
+    if record["status"] == "UNSUPPORTED":
+        console.print(f"sanitizer: UNSUPPORTED: {record['reason']}", style="yellow", markup=False)
+        return
+    console.print(f"sanitizer (compute-sanitizer memcheck): {record['status']}", markup=False)
+    for case in record["cases"]:
+        console.print(f"  case #{case['case']}: {case['summary']}", markup=False, soft_wrap=True)
+    if not record["cases"]:
+        console.print("  no case to check (nothing failed; use --sanitizer sample:N)", markup=False)
+
+
 def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
     """The human view of a run."""
     opts = result.options
@@ -76,6 +90,7 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         if mode in result.simplified:
             how += ", then simplified"
         render_failure(console, result.cases[index], mode, index, how, report_path)
+    render_sanitizer(console, opts.get("sanitizer"))
     if result.failed:
         verdict = "[bold red]FAIL[/]"
     elif unchecked_reason(result):
@@ -203,7 +218,20 @@ def config_table(r: ModeResult) -> Table:
     return table
 
 
+def in_process_warnings(in_process: dict[str, str]) -> list[str]:
+    """One line per mode the isolation worker could not load (it ran in this process), with why."""
+    return [f"{mode} ran in this process, not isolated: {why}" for mode, why in in_process.items()]
+
+
+STDERR_SHOWN = 6  # lines of a CRASHED / TIMEOUT worker's stderr printed under its failure
+
+
 def _print_mode_detail(console: Console, r: ModeResult) -> None:
+    if r.verdict in (Verdict.CRASHED, Verdict.TIMEOUT):
+        console.print(f"  {r.verdict.value.lower()}: {r.reason}", soft_wrap=True, markup=False)
+        for ln in r.stderr.strip().splitlines()[:STDERR_SHOWN]:
+            console.print(f"    {ln.strip()}", soft_wrap=True, markup=False)
+        return
     if r.verdict is Verdict.ERROR:
         console.print(f"  error: {r.reason}", soft_wrap=True, markup=False)
         lines = [ln for ln in r.traceback.strip().splitlines() if ln.strip().strip("^~")]

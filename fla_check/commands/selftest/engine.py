@@ -45,12 +45,13 @@ from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
 
-KILLING = (Verdict.DIVERGED, Verdict.NONFINITE)  # the verdicts that can kill a mutant (not ERROR)
+# the verdicts that can kill a mutant (not ERROR); UNWRITTEN/OVERREAD: the memory checks (engine/memory.py)
+KILLING = (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN, Verdict.OVERREAD)
 CAUGHT, ESCAPED, BROKEN = "caught", "escaped", "broken"
 
 
 def numeric_failures(case: CaseResult) -> list[str]:
-    """Modes whose verdict on `case` is a numerical failure (DIVERGED or NONFINITE, not ERROR)."""
+    """Modes whose verdict on `case` is a numerical or memory failure (a KILLING verdict, not ERROR)."""
     return [m for m, r in case.modes.items() if r.verdict in KILLING]
 
 

@@ -69,6 +69,10 @@ KINDS: dict[str, str] = {
     "l2norm-eps": "q/k l2norm epsilon outside the square root (x / (|x| + eps))",
     "l2norm-order": "q scaled before the l2norm (the norm removes the scale)",
     "config-specific": "wrong at one autotune config only (fla #640-like miscompile at one block size)",
+    "unwritten-tail": "output of a sequence's last partial chunk never stored (memory check: poisoned outputs)",
+    "unwritten-state": "final state of an empty sequence never stored (memory check: poisoned outputs)",
+    "overread-last-row": "load mask one element too wide: the last row reads past the tensor (fla #1134)",
+    "past-cu-seqlens": "the last sequence runs to the tensor's T, not cu_seqlens[-1] (fla #892)",
 }
 
 
@@ -691,8 +695,28 @@ USAGE_CASES: tuple[UsageCase, ...] = (
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
 )
 
+# memory safety (issue 15 part 4): caught by engine/memory.py's checks, not by the plain comparison
+_MEMORY = [
+    Mutant("gla.chunk.unwritten-tail", "unwritten-tail", "gla", ("chunk",), _GLA_C,
+           ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    if (i_t + 1) * BT <= seq_len:\n        tl.store(")),),
+           "the output kernel skips the store of a sequence's last chunk when it is partial (T % BT != 0)"),
+    Mutant("gla.recurrent.unwritten-state", "unwritten-state", "gla", ("recurrent",), _GLA_R,
+           (("    if STORE_HT:\n        tl.store(ht + p_s, b_h, mask=m_h)\n",
+             "    if STORE_HT:\n        if seq_len > 0:\n            tl.store(ht + p_s, b_h, mask=m_h)\n"),),
+           "the forward kernel stores no final state for an empty sequence (an early exit)"),
+    Mutant("gla.recurrent.overread-last-row", "overread-last-row", "gla", ("recurrent",), _GLA_R,
+           (("b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32)  # masked: #1165",
+             "b_g = tl.load(p_g, mask=o_k <= K, other=0.0).to(tl.float32)"),),
+           "g loaded with mask o_k <= K: one element past each row, past the tensor on the last row (K < BK)"),
+    Mutant("gla.recurrent.past-cu-seqlens", "past-cu-seqlens", "gla", ("recurrent",), _GLA_R,
+           (("    p_q = q + (bos * H + i_h) * K + o_k\n",
+             "    if IS_VARLEN:\n        if i_n == tl.num_programs(1) // H - 1:\n            seq_len = T - bos\n"
+             "    p_q = q + (bos * H + i_h) * K + o_k\n"),),
+           "the forward kernel runs the last sequence to the end of the tensor (assumes cu_seqlens[-1] == T)"),
+]
+
 MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS)
+                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS + _MEMORY)
 
 
 def all_entries() -> list[Mutant | UsageCase]:
