@@ -697,18 +697,18 @@ USAGE_CASES: tuple[UsageCase, ...] = (
 
 # memory safety (issue 15 part 4): caught by engine/memory.py's checks, not by the plain comparison
 _MEMORY = [
-    Mutant("gla.chunk.unwritten-tail", "unwritten-tail", "gla", ("chunk",), _GLA_C,
+    Mutant("gla.chunk.unwritten-tail", "unwritten-tail", "gla", ("chunk",), _GLA_C, "chunk_fwd_o_kernel",
            ((_GLA_C_O, _GLA_C_O.replace("    tl.store(", "    if (i_t + 1) * BT <= seq_len:\n        tl.store(")),),
            "the output kernel skips the store of a sequence's last chunk when it is partial (T % BT != 0)"),
-    Mutant("gla.recurrent.unwritten-state", "unwritten-state", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.unwritten-state", "unwritten-state", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            (("    if STORE_HT:\n        tl.store(ht + p_s, b_h, mask=m_h)\n",
              "    if STORE_HT:\n        if seq_len > 0:\n            tl.store(ht + p_s, b_h, mask=m_h)\n"),),
            "the forward kernel stores no final state for an empty sequence (an early exit)"),
-    Mutant("gla.recurrent.overread-last-row", "overread-last-row", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.overread-last-row", "overread-last-row", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            (("b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32)  # masked: #1165",
              "b_g = tl.load(p_g, mask=o_k <= K, other=0.0).to(tl.float32)"),),
            "g loaded with mask o_k <= K: one element past each row, past the tensor on the last row (K < BK)"),
-    Mutant("gla.recurrent.past-cu-seqlens", "past-cu-seqlens", "gla", ("recurrent",), _GLA_R,
+    Mutant("gla.recurrent.past-cu-seqlens", "past-cu-seqlens", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            (("    p_q = q + (bos * H + i_h) * K + o_k\n",
              "    if IS_VARLEN:\n        if i_n == tl.num_programs(1) // H - 1:\n            seq_len = T - bos\n"
              "    p_q = q + (bos * H + i_h) * K + o_k\n"),),
