@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import pytest
+from device import DEVICE
 from click.testing import CliRunner
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
@@ -94,14 +95,14 @@ def test_names_and_ops():
 
 
 def test_search_with_a_preset_draws_inside_and_refuses_what_it_fixes():
-    cases = planned_cases(None, modes=("recurrent",), preset="qwen3.5-27b", device="cpu", examples=6, seed=1,
+    cases = planned_cases(None, modes=("recurrent",), preset="qwen3.5-27b", device=DEVICE, examples=6, seed=1,
                           max_seq_len=40)
     assert len(cases) == 6 and all(PRESETS["qwen3.5-27b"].admits(c) and c.value_ratio == 3 for c in cases)
     for bad, message in ((dict(dtypes=("fp32",)), "runs bfloat16, not float32"),
                          (dict(value_ratios=(2,)), "fixes the value ratios"),
                          (dict(mask_fills=(-20.0,)), "fixes the mask fills")):
         with pytest.raises(PresetError, match=message):
-            search("gated_delta", ["recurrent"], preset="qwen3-next", device="cpu", examples=2, database_root=None,
+            search("gated_delta", ["recurrent"], preset="qwen3-next", device=DEVICE, examples=2, database_root=None,
                    **bad)  # refused before any case runs
 
 
@@ -118,14 +119,14 @@ def _cli(*args):
     ([], "give --op"),
 ])
 def test_the_cli_refuses(args, message):
-    out = _cli("run", "--modes", "recurrent", "--device", "cpu", "--examples", "1", *args)
+    out = _cli("run", "--modes", "recurrent", "--device", DEVICE, "--examples", "1", *args)
     assert out.exit_code == 2, out.output
     assert message in out.stderr and "internal error" not in out.stderr
 
 
 def test_list_shows_the_presets():
-    data = json.loads(_cli("list", "--device", "cpu", "--json").stdout)
+    data = json.loads(_cli("list", "--device", DEVICE, "--json").stdout)
     assert [p["name"] for p in data["presets"]] == list(PRESETS)
     assert data["presets"][1]["heads_per_gpu"]["8"] == [2, 6]
-    text = _cli("list", "--device", "cpu", "--no-color").stdout
+    text = _cli("list", "--device", DEVICE, "--no-color").stdout
     assert all(f"  {name}: " in text for name in PRESETS) and "TP8 2/6" in text

@@ -176,7 +176,7 @@ class Worker:
                 raise
 
     def _start_once(self) -> None:
-        ctx = _context()
+        ctx = _context(self.device)
         fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
         os.close(fd)
         parent, child = ctx.Pipe()
@@ -290,11 +290,13 @@ class Worker:
 PRELOAD = ["torch", "triton", "fla_check.engine.worker"]  # imported once by the fork server
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` where the platform has it, else ``spawn``. Both are CUDA-safe: the fork
-    server is a fresh process that imports torch and triton (no CUDA call) and forks a worker
-    from that state in milliseconds, so a restart after a crash does not pay torch's import."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+def _context(device: str) -> multiprocessing.context.BaseContext:
+    """``spawn`` for a GPU worker; on CPU ``forkserver`` where the platform has it (a fresh
+    process that imports torch and triton once and forks a worker from that state in
+    milliseconds, so a restart after a crash does not pay torch's import). On an H200 a worker
+    forked from the fork server could not initialise CUDA ("Cannot re-initialize CUDA in forked
+    subprocess": the preloaded imports touch it), so CUDA workers are spawned (2-5 s to start)."""
+    if device.startswith("cuda") or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)

@@ -3,6 +3,7 @@ import json
 import subprocess
 
 import pytest
+from device import DEVICE
 from _fake_modes import registered
 from click.testing import CliRunner
 
@@ -76,6 +77,7 @@ def test_sanitize_runs_each_replay_under_memcheck(monkeypatch, tmp_path):
     assert sanitize(_result(4, {}), tmp_path / "r.json", SanitizerPolicy(), "cpu")["status"] == "UNSUPPORTED"
 
 
+@pytest.mark.skipif(DEVICE != "cpu", reason="the CPU path of --sanitizer; on a GPU host triton is already set up for cuda")
 def test_cli_run_with_sanitizer_on_cpu_says_unsupported(tmp_path):
     path = tmp_path / "r.json"
     with registered():

@@ -23,7 +23,7 @@ pytestmark = needs_fla
 
 @pytest.fixture
 def fla_recurrent():
-    load_provider("fla")
+    load_provider("fla_check.providers.fla:provider")  # by path: no entry point without a pip install
     spec = ops.get_mode(ops.get_op("delta"), "fla:recurrent")
     undeclared = dataclasses.replace(spec, name="as_fp32_recurrence", arithmetic=RECURRENT_FP32)
     ops.register_modes("delta", [undeclared])
