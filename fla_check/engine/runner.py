@@ -18,6 +18,12 @@ Semantics of one case:
   ``bucket``: the first case of each compile bucket, or ``all``): the mode runs twice on the same
   inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
   DIVERGED in severity) with the largest difference;
+- invariance (``invariance``: checks of :mod:`fla_check.engine.invariance`, default
+  ``FLA_CHECK_INVARIANCE`` or split,layout; ``invariance_scope``: bucket (default) or all): a mode
+  that passes is run again on metamorphic variants of the case (split with the state handed over,
+  packed / one by one, other rows around it, non-contiguous views), each judged against the
+  reference with the same baseline and bounds; a variant that fails -> NOT_INVARIANT (below
+  DIVERGED in severity), the reason naming the check and the variant;
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -42,7 +48,7 @@ from torch import Tensor
 
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
-from fla_check.engine import gradients
+from fla_check.engine import gradients, invariance as invariance_checks
 from fla_check.errors import RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -77,11 +83,18 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 # -- results ---------------------------------------------------------------------------------
 # -- one case --------------------------------------------------------------------------------
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
-               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None) -> CaseResult:
+               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
+               invariance: Optional[Union[str, Sequence[str]]] = None,
+               invariance_scope: Optional[str] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
-    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off)."""
+    (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
+    `invariance`: the metamorphic checks ('split,layout', 'all', 'none' or a sequence of names;
+    None: ``FLA_CHECK_INVARIANCE`` or split,layout), `invariance_scope`: bucket or all."""
     start = time.perf_counter()
+    checks = invariance_checks.parse_checks(
+        invariance if invariance is None or isinstance(invariance, str) else ",".join(invariance) or "none")
+    scope = invariance_checks.parse_scope(invariance_scope)
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
         raise ValueError(f"case is for op {config.op!r}, not {op_spec.name!r}")
@@ -96,7 +109,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     produced: dict[str, dict[str, Tensor]] = {}
     for spec in specs:
         label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat)
+        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, checks, scope)
         if out is not None:
             produced[label] = out
     pairs = _pairs(produced, ref, results)
@@ -155,7 +168,8 @@ class _Judge:
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
-              backend: Backend, repeat: Optional[str] = None) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+              backend: Backend, repeat: Optional[str] = None, checks: Sequence[str] = (),
+              scope: str = "bucket") -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
@@ -176,7 +190,38 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     result = ModeResult(label, verdict, comps, loc, seconds=seconds)
     if repeat_wanted(spec, config, judge.up is not None, repeat):
         _check_repeat(result, fn, out, inputs, judge, backend)
+    if not result.verdict.failed:
+        _check_invariance(result, spec, fn, out, config, inputs, judge, backend, checks, scope)
     return result, out
+
+
+def _check_invariance(result: ModeResult, spec: ModeSpec, fn: Callable, out: dict[str, Tensor], config: CaseConfig,
+                      inputs: CaseInputs, judge: _Judge, backend: Backend, checks: Sequence[str], scope: str) -> None:
+    """Run the metamorphic checks (:mod:`fla_check.engine.invariance`) of a passing mode; a
+    failing variant makes the result NOT_INVARIANT, its reason naming the check."""
+    def call(q, k, v, g, beta, h0, cu):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            raw = fn(q, k, v, g=g, beta=beta, scale=None, initial_state=h0, output_final_state=True,
+                     cu_seqlens=cu, **inputs.option_kwargs())
+        if backend.device == "cuda":
+            torch.cuda.synchronize()
+        if not isinstance(raw, (tuple, list)) or len(raw) != 2 or not isinstance(raw[1], Tensor):
+            raise ValueError(f"expected (o, final_state), got {type(raw).__name__}")
+        return raw[0].detach(), raw[1].detach()
+
+    whole = {name: out[name].detach() for name in ("o", "ht")}
+    for check in checks:
+        if not invariance_checks.wanted(spec.qualified, check, config, scope):
+            continue
+        found = invariance_checks.run_check(
+            check, config, inputs, call, lambda name, t: judge.compare(name, t, spec.arithmetic), whole,
+            varlen_ok=spec.varlen, h0_ok=spec.initial_state)
+        result.invariance += found
+        for r in found:
+            if r.verdict.failed:
+                result.verdict = worst([result.verdict, r.verdict])
+                result.reason = result.reason or r.reason
 
 
 def _call(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream],

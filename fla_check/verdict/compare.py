@@ -57,6 +57,7 @@ class Verdict(str, enum.Enum):
 
     OK = "OK"
     NONDETERMINISTIC = "NONDETERMINISTIC"  # within tolerance, but a second run on the same inputs differs
+    NOT_INVARIANT = "NOT_INVARIANT"  # within tolerance, but a metamorphic variant (split, packing, ...) is not
     DIVERGED = "DIVERGED"
     NONFINITE = "NONFINITE"
     ERROR = "ERROR"
@@ -64,16 +65,16 @@ class Verdict(str, enum.Enum):
 
     @property
     def failed(self) -> bool:
-        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
+        return self in (Verdict.NONDETERMINISTIC, Verdict.NOT_INVARIANT, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.ERROR)
 
 
 # Severity when combining verdicts: the worst one wins.
-_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
-             Verdict.NONFINITE: 4, Verdict.ERROR: 5}
+_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.NOT_INVARIANT: 2.5,
+             Verdict.DIVERGED: 3, Verdict.NONFINITE: 4, Verdict.ERROR: 5}
 
 
 def worst(verdicts) -> Verdict:
-    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE < ERROR)."""
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < NOT_INVARIANT < DIVERGED < NONFINITE < ERROR)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
 

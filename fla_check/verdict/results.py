@@ -15,6 +15,29 @@ from fla_check.verdict.localize import Localization
 
 
 @dataclass
+class InvarianceResult:
+    """One metamorphic check of one mode on one case (:mod:`fla_check.engine.invariance`): the
+    variant's outputs, reassembled into the case's shapes, judged against the case's float64
+    reference by the same error model (same baseline, same bounds) as the whole run."""
+
+    check: str  # split, packing, batch, layout
+    variant: str  # what was run, e.g. "split at t=37 (inside a 16-chunk)"
+    verdict: Verdict  # OK or NOT_INVARIANT
+    outputs: list[Comparison] = field(default_factory=list)
+    bitwise: Optional[bool] = None  # the reassembled outputs equal the whole run's bit for bit
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "variant": self.variant, "verdict": self.verdict.value,
+                "bitwise": self.bitwise, "reason": self.reason, "outputs": [c.to_json() for c in self.outputs]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "InvarianceResult":
+        return cls(d["check"], d.get("variant", ""), Verdict(d["verdict"]),
+                   [Comparison.from_json(c) for c in d.get("outputs", [])], d.get("bitwise"), d.get("reason", ""))
+
+
+@dataclass
 class ModeResult:
     """One mode on one case."""
 
@@ -25,6 +48,7 @@ class ModeResult:
     reason: str = ""  # UNSUPPORTED reason or ERROR summary
     traceback: str = ""  # ERROR: the kernel's traceback
     seconds: float = 0.0
+    invariance: list[InvarianceResult] = field(default_factory=list)  # metamorphic checks run
 
     @property
     def score(self) -> float:
@@ -47,14 +71,16 @@ class ModeResult:
         return {"mode": self.mode, "verdict": self.verdict.value, "reason": self.reason,
                 "traceback": self.traceback, "seconds": round(self.seconds, 4),
                 "outputs": [c.to_json() for c in self.outputs],
-                "localization": self.localization.to_json() if self.localization else None}
+                "localization": self.localization.to_json() if self.localization else None,
+                **({"invariance": [i.to_json() for i in self.invariance]} if self.invariance else {})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ModeResult":
         loc = d.get("localization")
         return cls(d["mode"], Verdict(d["verdict"]), [Comparison.from_json(c) for c in d.get("outputs", [])],
                    Localization.from_json(loc) if loc else None, d.get("reason", ""),
-                   d.get("traceback", ""), float(d.get("seconds", 0.0)))
+                   d.get("traceback", ""), float(d.get("seconds", 0.0)),
+                   [InvarianceResult.from_json(i) for i in d.get("invariance", [])])
 
 
 @dataclass
