@@ -214,6 +214,11 @@ def _parse_shard(text: Optional[str]):
 @click.option("--kernel-options", default=None, metavar="NAME,..",
               help="In-kernel options to draw (gated_delta: qk_l2norm, gate_in_kernel, beta_sigmoid, or none; "
                    "default: those the modes declare).")
+@click.option("--invariance", default=None, metavar="CHECK,..",
+              help="Metamorphic checks of passing modes: split, packing, batch, layout, all or none "
+                   "(default: split,layout, or FLA_CHECK_INVARIANCE).")
+@click.option("--invariance-scope", type=click.Choice(["bucket", "all"]), default=None,
+              help="Run them on the first case of each compile bucket (default) or on every case.")
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
@@ -225,7 +230,7 @@ def _parse_shard(text: Optional[str]):
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
 @_guard
 def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, providers, profile, shard_text, report, no_color, as_json) -> None:
+        kernel_options, invariance, invariance_scope, providers, profile, shard_text, report, no_color, as_json) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     device = _select_device(device)
     _load_providers(providers)
@@ -240,6 +245,9 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
     options = _parse_kernel_options(kernel_options, op)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
+    from fla_check.engine.invariance import parse_checks
+
+    checks = ",".join(parse_checks(invariance)) or "none"
     from fla_check.commands.run.engine import run as run_command
     from fla_check.commands.run.engine import unchecked_reason
     from fla_check.commands.run.render import SearchProgress, render_run
@@ -249,7 +257,8 @@ def run(op_name, modes, dtypes, examples, seed, device, max_seq_len, mask_fill, 
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options)
+                                   value_ratios=ratios, kernel_options=options, invariance=checks,
+                                   invariance_scope=invariance_scope)
     if as_json:
         _echo_json(result.to_json())
     else:
@@ -294,8 +303,10 @@ def replay(report_file, case_index, device, providers, no_color, as_json) -> Non
     op = _parse_op(data["op"])
     modes = _parse_modes(op, ",".join(data["modes"]))
     backward = bool(cases[case_index].get("backward", data.get("options", {}).get("backward", False)))
+    run_options = data.get("options", {})
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
-                        backward=backward)
+                        backward=backward, invariance=run_options.get("invariance"),
+                        invariance_scope=run_options.get("invariance_scope"))
     if as_json:
         _echo_json(result.to_json())
     else:

@@ -326,6 +326,10 @@ class FlaCheck:
             s = result.summary(mode)
             p = f"fla_check.{mode}."
             props.append((p + "verdict", s.verdict.value))
+            failed_checks = sorted({inv.check for c in result.cases if mode in c.modes
+                                    for inv in c.modes[mode].invariance if inv.verdict.failed})
+            if failed_checks:
+                props.append((p + "invariance_failed", ",".join(failed_checks)))
             props += [(p + k, repr(float(v))) for k, v in
                       (("max_abs", s.max_abs), ("rel_rms", s.rel_rms), ("ratio", s.ratio)) if v is not None]
             props += [(p + "cases", s.cases), (p + "failed_cases", s.failed), (p + "unsupported", s.unsupported)]

@@ -27,6 +27,7 @@ by :func:`fla_check.engine.simplify.simplify` within the same count. Ctrl-C retu
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from hypothesis import given, reject, target
 
 from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, KERNEL_OPTIONS, OPTION_OPS, CaseConfig, Fill, dtype_name
+from fla_check.engine import invariance as invariance_checks
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
 from fla_check.engine.simplify import simplify
@@ -236,7 +238,8 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
            database_root: Optional[Path] = REPORTS_DIR, backward: bool = False,
            failing: Optional[Callable[[CaseResult], Sequence[str]]] = None,
            value_ratios: Optional[Sequence[int]] = None,
-           kernel_options: Optional[Sequence[str]] = None) -> SearchResult:
+           kernel_options: Optional[Sequence[str]] = None, invariance: Optional[str] = None,
+           invariance_scope: Optional[str] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -260,11 +263,18 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     `value_ratios` restricts the grouped-value-head ratios drawn (GVA ops; default all of
     GVA_RATIOS); `kernel_options` the in-kernel options (default: every option at least one of
     `modes` declares; a case asking for one a mode lacks is UNSUPPORTED for that mode).
+    `invariance` ('split,layout', 'all', 'none'; None: ``FLA_CHECK_INVARIANCE`` or split,layout)
+    and `invariance_scope` (bucket, all) select the metamorphic checks
+    (:mod:`fla_check.engine.invariance`); both are recorded in the options (replay uses them).
     """
+    checks = ",".join(invariance_checks.parse_checks(invariance)) or "none"
+    scope = invariance_checks.parse_scope(invariance_scope)
     return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
                    database_root=database_root, backward=backward, failing=failing,
-                   value_ratios=value_ratios, kernel_options=kernel_options)
+                   value_ratios=value_ratios, kernel_options=kernel_options,
+                   check=functools.partial(check_case, invariance=checks, invariance_scope=scope),
+                   invariance=(checks, scope))
 
 
 def planned_cases(op: OpLike, *, modes: Sequence[ModeLike] = ("recurrent",), dtypes: Optional[Sequence[str]] = None,
@@ -288,7 +298,8 @@ def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool
 
 def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
             database_root, backward, failing=None, progress=None,
-            check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None) -> SearchResult:
+            check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
+            invariance: Optional[tuple[str, str]] = None) -> SearchResult:
     op_spec = resolve_op(op)
     specs = resolve_modes(op_spec, modes)
     if not specs:
@@ -302,6 +313,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
                           options=_options_json(space, prof.name, budget, seed, device))
     if backward:
         result.options["backward"] = True
+    if invariance is not None:
+        result.options["invariance"], result.options["invariance_scope"] = invariance
     cover = _covering(space, prof, budget, seed)
     result.options["covering"] = len(cover)
     evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)

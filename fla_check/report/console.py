@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from fla_check.verdict.compare import Verdict
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DIVERGED: "bold red", Verdict.NONFINITE: "bold magenta",
-                 Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow", Verdict.NONDETERMINISTIC: "bold yellow"}
+                 Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow", Verdict.NONDETERMINISTIC: "bold yellow",
+                 Verdict.NOT_INVARIANT: "bold red"}
 
 
 def make_console(*, no_color: bool = False, stderr: bool = False, width: Optional[int] = None) -> Console:

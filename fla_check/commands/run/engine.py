@@ -26,7 +26,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         backward: bool = False, profile: str = "ci", shard: Optional[Shard] = None, device: Optional[str] = None,
         report: Optional[Path] = None, progress: Optional[Callable[[ProgressEvent], None]] = None,
         value_ratios: Optional[Sequence[int]] = None,
-        kernel_options: Optional[Sequence[str]] = None) -> tuple[SearchResult, Path]:
+        kernel_options: Optional[Sequence[str]] = None, invariance: Optional[str] = None,
+        invariance_scope: Optional[str] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. Raises :class:`UsageError` for a shard left without an example."""
     prof = get_profile(profile)
@@ -39,7 +40,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
                                   max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile, device=device,
                                   progress=progress, backward=backward, value_ratios=value_ratios,
-                                  kernel_options=kernel_options)
+                                  kernel_options=kernel_options, invariance=invariance,
+                                  invariance_scope=invariance_scope)
     result.options.update(shard=str(shard) if shard else None, commit=git_commit())
     write_report(result.to_json(), path)
     return result, path

@@ -59,6 +59,9 @@ KINDS: dict[str, str] = {
     "gva-map": "grouped value heads: value head j reads key head j (or j mod H) instead of j // r",
     "l2norm-eps": "q/k l2norm epsilon outside the square root (x / (|x| + eps))",
     "l2norm-order": "q scaled before the l2norm (the norm removes the scale)",
+    "non-contiguous": "strides ignored: inputs assumed contiguous (SGLang #22312; invariance check layout)",
+    "split-state": "initial state dropped for short sequences (fla #285/#494; invariance check split)",
+    "row-mixing": "batch index off by one for rows > 0 (invariance check batch)",
 }
 
 
@@ -630,6 +633,22 @@ _SIMPLE_GLA = [
            _x102("dg (simple_gla_bwd_dqkg_kernel)"), backward=True),
 ]
 
+# Caught by the metamorphic checks (fla_check.engine.invariance) on cases the reference check
+# passes: contiguous inputs, no initial state, one row.
+_INVARIANCE = [
+    Mutant("gla.recurrent.non-contiguous", "non-contiguous", "gla", ("recurrent",), f"{_KERNELS}.gla.inputs",
+           (("q=q.contiguous(), k=k.contiguous(), v=v.contiguous(), g=g.contiguous(),", "q=q, k=k, v=v, g=g,"),),
+           "q, k, v, g passed to the kernel as given: a non-contiguous view is read as if contiguous"),
+    Mutant("gla.recurrent.split-state", "split-state", "gla", ("recurrent",), _GLA_R,
+           (("BV=BV, USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
+             "BV=BV, USE_H0=initial_state is not None and T >= 16,\n            STORE_HT=output_final_state,"),),
+           "initial state ignored when T < 16 (a short second part after a split starts from zero)"),
+    Mutant("gla.recurrent.row-mixing", "row-mixing", "gla", ("recurrent",), _GLA_R,
+           (("    p_q = q + (bos * H + i_h) * K + o_k\n",
+             "    p_q = q + ((bos - T * tl.minimum(i_n, 1)) * H + i_h) * K + o_k\n"),),
+           "rows > 0 read q of the row before (batch index off by one)"),
+]
+
 USAGE_CASES: tuple[UsageCase, ...] = (
     UsageCase("gla.usage.mask-fill-0.1max", "mask-fill", "gla", ("chunk",), ("recurrent",), ("-0.1max",),
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
@@ -644,7 +663,7 @@ USAGE_CASES: tuple[UsageCase, ...] = (
 )
 
 MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS)
+                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS + _INVARIANCE)
 
 
 def all_entries() -> list[Mutant | UsageCase]:
