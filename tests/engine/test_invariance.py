@@ -130,3 +130,24 @@ def test_varlen_batch_variant_keeps_the_cases_sequences():
     o, ht = var.run(call)
     assert seen == {"T": 20 + 2 * 17, "cu": [0, 17, 24, 24, 37, 54], "N": 5}
     assert o.shape == (1, 20, 2, 16) and ht.shape == (3, 2, 16, 16)
+
+
+def test_run_reports_the_check_and_replay_reproduces_it(tmp_path):
+    from fla_check import ops
+
+    spec = select(ids=["gla.recurrent.non-contiguous"])[0].mode_specs()[0]
+    ops.register_modes("gla", [spec])
+    try:
+        report = tmp_path / "run.json"
+        out = CliRunner().invoke(main, ["run", "--op", "gla", "--modes", spec.qualified, "--dtypes", "fp32",
+                                        "--examples", "2", "--max-seq-len", "20", "--profile", "smoke", "--seed", "1",
+                                        "--invariance", "layout", "--invariance-scope", "all", "--device", DEVICE,
+                                        "--report", str(report), "--no-color"])
+        assert out.exit_code == 1, out.output
+        assert "NOT_INVARIANT" in out.output and "invariance check layout failed" in out.output
+        again = CliRunner().invoke(main, ["replay", str(report), "--device", DEVICE, "--json"])
+        assert again.exit_code == 1, again.output
+        mode = __import__("json").loads(again.stdout)["modes"][spec.qualified]
+        assert mode["verdict"] == "NOT_INVARIANT" and mode["invariance"][0]["check"] == "layout"
+    finally:
+        ops.remove_modes("mutant")
