@@ -27,8 +27,9 @@ names the check and the variant. An honest kernel differs between variants by ro
 the variant is also bitwise equal to the whole run is recorded (``bitwise``), not judged.
 
 Cost: each check is one more forward pass (packing one by one: B small ones). Default checks
-``split,layout`` (``FLA_CHECK_INVARIANCE``), scope ``bucket``: only the first case of each
-compile bucket per mode and check (``FLA_CHECK_INVARIANCE_SCOPE=all``: every case).
+``split,layout`` (``FLA_CHECK_INVARIANCE``), scope ``bucket``: only the first case (T >= 2) of
+each compile bucket and length class per mode and check (:func:`wanted`;
+``FLA_CHECK_INVARIANCE_SCOPE=all``: every case).
 """
 from __future__ import annotations
 
@@ -88,11 +89,17 @@ def parse_scope(text: Optional[str]) -> str:
 
 def wanted(mode: str, check: str, config: CaseConfig, scope: str) -> bool:
     """Whether to run `check` for `mode` on `config`: always with scope ``all``; with ``bucket``
-    the first case of each compile bucket (dtype, H, HV, K, V, packing, initial state, options)."""
+    the first case with T >= 2 of each compile bucket (dtype, H, HV, K, V, packing, initial
+    state, options) and length class (T <= 16, <= 64, longer): one row of one step has no
+    split and no layout that differs in memory, and short and multi-chunk sequences take other
+    paths through a chunk kernel."""
     if scope == "all":
         return True
+    if config.T < 2:
+        return False
+    length = 0 if config.T <= 16 else 1 if config.T <= 64 else 2
     key = (mode, check, config.dtype, config.H, config.HV, config.K, config.V, config.packing,
-           config.initial_state, config.options)
+           config.initial_state, config.options, length)
     if key in _SEEN:
         return False
     _SEEN.add(key)

@@ -220,6 +220,13 @@ class _Evaluator:
             return
         full = self.check(self.op, list(self.specs.values()), case.config, device=self.device,
                           backward=self.backward)
+        for label, old in case.modes.items():  # invariance checks of scope bucket do not run twice
+            new = full.modes.get(label)
+            if new is not None and old.invariance and not new.invariance:
+                new.invariance = old.invariance
+                failed = [i for i in old.invariance if i.verdict.failed]
+                if failed and not new.verdict.failed:
+                    new.verdict, new.reason = Verdict.NOT_INVARIANT, failed[0].reason
         case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
         case.seconds += full.seconds
 

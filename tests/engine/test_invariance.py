@@ -109,12 +109,26 @@ def test_each_check_catches_its_mutant(mutant_id, check, config):
     assert all(c.verdict is Verdict.OK for c in r.outputs)  # the whole-run comparison itself stays OK
 
 
-def test_bucket_scope_checks_the_first_case_of_a_bucket_only():
-    config = _cfg(B=1, T=5, H=1, seed=11, dtype="float16")
-    first = check_case("gla", ["recurrent"], config, device=DEVICE, invariance="layout").modes["recurrent"]
-    again = check_case("gla", ["recurrent"], _cfg(B=1, T=6, H=1, seed=12, dtype="float16"), device=DEVICE,
-                       invariance="layout").modes["recurrent"]
-    assert [i.check for i in first.invariance] == ["layout"] and again.invariance == []
+def test_bucket_scope_checks_the_first_case_of_a_bucket_and_length_class_only():
+    def layout(**kw):
+        return check_case("gla", ["recurrent"], _cfg(B=1, H=1, dtype="float16", **kw), device=DEVICE,
+                          invariance="layout").modes["recurrent"].invariance
+    assert layout(T=1, seed=10) == []  # one step: nothing to vary, the bucket stays open
+    assert [i.check for i in layout(T=5, seed=11)] == ["layout"]
+    assert layout(T=6, seed=12) == []
+    assert [i.check for i in layout(T=17, seed=13)] == ["layout"]  # another length class
+
+
+def test_search_keeps_a_bucket_scope_failure_in_the_report():
+    from fla_check.engine.search import search
+
+    spec = select(ids=["gla.recurrent.non-contiguous"])[0].mode_specs()[0]
+    result = search("gla", ["recurrent", spec], dtypes=["fp32"], examples=4, seed=5, max_seq_len=20,
+                    profile="smoke", device=DEVICE, database_root=None, invariance="layout")
+    assert spec.qualified in result.failures and "recurrent" not in result.failures
+    case = result.cases[result.failures[spec.qualified]]
+    assert case.modes[spec.qualified].verdict is Verdict.NOT_INVARIANT
+    assert result.options["invariance"] == "layout" and result.options["invariance_scope"] == "bucket"
 
 
 def test_varlen_batch_variant_keeps_the_cases_sequences():
