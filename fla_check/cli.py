@@ -216,7 +216,7 @@ def _parse_shard(text: Optional[str]):
                    "default: those the modes declare).")
 @click.option("--invariance", default=None, metavar="CHECK,..",
               help="Metamorphic checks of passing modes: split, packing, batch, layout, all or none "
-                   "(default: split,layout, or FLA_CHECK_INVARIANCE).")
+                   "(default: layout, or FLA_CHECK_INVARIANCE).")
 @click.option("--invariance-scope", type=click.Choice(["bucket", "all"]), default=None,
               help="Run them on the first case of each compile bucket (default) or on every case.")
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",

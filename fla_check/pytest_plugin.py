@@ -65,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fla-check-backward", action="store_true", default=False, dest="fla_check_backward",
                     help="Also check gradients (dq, dk, dv, dg/dbeta, dh0); forward-only modes are UNSUPPORTED.")
     group.addoption("--fla-check-invariance", default=None, metavar="CHECK,..",
-                    help="Metamorphic checks: split, packing, batch, layout, all or none (default split,layout, "
+                    help="Metamorphic checks: split, packing, batch, layout, all or none (default layout, "
                          "or FLA_CHECK_INVARIANCE).")
     group.addoption("--fla-check-invariance-scope", choices=("bucket", "all"), default=None,
                     help="Invariance checks on the first case of each compile bucket (default) or every case.")
@@ -97,7 +97,7 @@ class Options:
     device: Optional[str] = None
     shard: Shard = field(default_factory=Shard)
     backward: bool = False
-    invariance: Optional[str] = None  # None: FLA_CHECK_INVARIANCE or split,layout
+    invariance: Optional[str] = None  # None: FLA_CHECK_INVARIANCE or layout
     invariance_scope: Optional[str] = None
     split: int = 1
     report_dir: Path = Path("reports/pytest")

@@ -26,8 +26,8 @@ names the check and the variant. An honest kernel differs between variants by ro
 (another chunking, an fp32 state handed over), which the mode's declared noise bounds; whether
 the variant is also bitwise equal to the whole run is recorded (``bitwise``), not judged.
 
-Cost: each check is one more forward pass (packing one by one: B small ones). Default checks
-``split,layout`` (``FLA_CHECK_INVARIANCE``), scope ``bucket``: only the first case (T >= 2) of
+Cost: each check is one more forward pass (packing one by one: B small ones). Default check
+``layout`` (``FLA_CHECK_INVARIANCE``), scope ``bucket``: only the first case (T >= 2) of
 each compile bucket and length class per mode and check (:func:`wanted`;
 ``FLA_CHECK_INVARIANCE_SCOPE=all``: every case).
 """
@@ -49,7 +49,7 @@ from fla_check.verdict.compare import Comparison, Verdict
 from fla_check.verdict.results import InvarianceResult
 
 CHECKS = ("split", "packing", "batch", "layout")
-DEFAULT_CHECKS = ("split", "layout")
+DEFAULT_CHECKS = ("layout",)  # split: opt-in until its baseline is emulated per part (docs/invariance.md)
 CHECKS_ENV = "FLA_CHECK_INVARIANCE"
 SCOPE_ENV = "FLA_CHECK_INVARIANCE_SCOPE"
 SCOPES = ("bucket", "all")

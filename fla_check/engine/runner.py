@@ -19,7 +19,7 @@ Semantics of one case:
   inputs; outputs or gradients that are not bitwise equal -> NONDETERMINISTIC (a failure, below
   DIVERGED in severity) with the largest difference;
 - invariance (``invariance``: checks of :mod:`fla_check.engine.invariance`, default
-  ``FLA_CHECK_INVARIANCE`` or split,layout; ``invariance_scope``: bucket (default) or all): a mode
+  ``FLA_CHECK_INVARIANCE`` or layout; ``invariance_scope``: bucket (default) or all): a mode
   that passes is run again on metamorphic variants of the case (split with the state handed over,
   packed / one by one, other rows around it, non-contiguous views), each judged against the
   reference with the same baseline and bounds; a variant that fails -> NOT_INVARIANT (below
@@ -90,7 +90,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
     (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
     `invariance`: the metamorphic checks ('split,layout', 'all', 'none' or a sequence of names;
-    None: ``FLA_CHECK_INVARIANCE`` or split,layout), `invariance_scope`: bucket or all."""
+    None: ``FLA_CHECK_INVARIANCE`` or layout), `invariance_scope`: bucket or all."""
     start = time.perf_counter()
     checks = invariance_checks.parse_checks(
         invariance if invariance is None or isinstance(invariance, str) else ",".join(invariance) or "none")

@@ -270,7 +270,7 @@ def search(op: OpLike, modes: Sequence[ModeLike], *, dtypes: Optional[Sequence[s
     `value_ratios` restricts the grouped-value-head ratios drawn (GVA ops; default all of
     GVA_RATIOS); `kernel_options` the in-kernel options (default: every option at least one of
     `modes` declares; a case asking for one a mode lacks is UNSUPPORTED for that mode).
-    `invariance` ('split,layout', 'all', 'none'; None: ``FLA_CHECK_INVARIANCE`` or split,layout)
+    `invariance` ('split,layout', 'all', 'none'; None: ``FLA_CHECK_INVARIANCE`` or layout)
     and `invariance_scope` (bucket, all) select the metamorphic checks
     (:mod:`fla_check.engine.invariance`); both are recorded in the options (replay uses them).
     """

@@ -42,7 +42,7 @@ from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
 
-KILLING = (Verdict.DIVERGED, Verdict.NONFINITE)  # the verdicts that can kill a mutant (not ERROR)
+KILLING = (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.NOT_INVARIANT)  # the verdicts that can kill a mutant (not ERROR)
 CAUGHT, ESCAPED, BROKEN = "caught", "escaped", "broken"
 
 
