@@ -274,6 +274,11 @@ def _warn(lines: Sequence[str]) -> None:
 @click.option("--kernel-options", default=None, metavar="NAME,..",
               help="In-kernel options to draw (gated_delta: qk_l2norm, gate_in_kernel, beta_sigmoid, or none; "
                    "default: those the modes declare).")
+@click.option("--invariance", default=None, metavar="CHECK,..",
+              help="Metamorphic checks of passing modes: split, packing, batch, layout, all or none "
+                   "(default: layout, or FLA_CHECK_INVARIANCE).")
+@click.option("--invariance-scope", type=click.Choice(["bucket", "all"]), default=None,
+              help="Run them on the first case of each compile bucket (default) or on every case.")
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
 @click.option("--configs", "configs_text", default=None, metavar="first|picked|all|sample:N",
@@ -294,8 +299,8 @@ def _warn(lines: Sequence[str]) -> None:
               help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, providers, configs_text, config_refs, profile, shard_text, report, isolation_kind,
-        case_timeout, no_color, as_json, sanitizer_text) -> None:
+        kernel_options, invariance, invariance_scope, providers, configs_text, config_refs, profile, shard_text,
+        report, isolation_kind, case_timeout, no_color, as_json, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
@@ -313,8 +318,10 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     shard = _parse_shard(shard_text)
     policy = _parse_configs(configs_text, config_refs, device)
     from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitizer_failed
+    from fla_check.engine.invariance import parse_checks
 
     sanitizer = None if sanitizer_text is None else SanitizerPolicy.parse(sanitizer_text)
+    checks = ",".join(parse_checks(invariance)) or "none"
     from fla_check.commands.run.engine import run as run_command
     from fla_check.commands.run.engine import unchecked_reason
     from fla_check.commands.run.render import SearchProgress, in_process_warnings, render_run
@@ -325,7 +332,8 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
                                    value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation,
-                                   sanitizer=sanitizer, providers=providers, preset=preset_name)
+                                   sanitizer=sanitizer, providers=providers, preset=preset_name, invariance=checks,
+                                   invariance_scope=invariance_scope)
     if not as_json:  # --json: the report's options.isolation.in_process says it
         _warn(in_process_warnings(result.options["isolation"].get("in_process", {})))
     if result.interrupted:
@@ -389,7 +397,8 @@ def replay(report_file, case_index, device, providers, isolation_kind, case_time
     policy = _parse_configs(configs_text or opts.get("configs"), config_refs or tuple(opts.get("config") or ()),
                             device)
     result = check_case(op, modes, CaseConfig.from_json(cases[case_index]["config"]), device=device,
-                        backward=backward, configs=policy, isolation=isolation)
+                        backward=backward, configs=policy, isolation=isolation,
+                        invariance=opts.get("invariance"), invariance_scope=opts.get("invariance_scope"))
     if not as_json:
         from fla_check.commands.run.render import in_process_warnings
         from fla_check.engine.isolation import in_process_modes

@@ -59,6 +59,10 @@ class RepeatPolicyError(FlaCheckError, ValueError):
 
 
 # -- providers ----------------------------------------------------------------------------
+class InvarianceSpecError(FlaCheckError, ValueError):
+    """An unknown invariance check or scope (``--invariance``, ``FLA_CHECK_INVARIANCE``)."""
+
+
 class ProviderError(FlaCheckError):
     """Base class: a provider could not be found, loaded or registered."""
 

@@ -18,7 +18,9 @@ Three ways in, all sharing the options below::
 A failing mode fails the test with the shrunk case, its error table and a replay command;
 every check records its numbers with ``record_property`` semantics (``item.user_properties``),
 so ``--junitxml`` carries per mode ``fla_check.<mode>.{verdict,max_abs,rel_rms,ratio,cases,
-unsupported,failed_cases,case,replay}`` (and ``config``, ``KERNEL:INDEX``, when one autotune config failed) plus ``fla_check.{op,profile,shard,cases,report,verdict}``.
+unsupported,failed_cases,case,replay}`` (and ``config``, ``KERNEL:INDEX``, when one autotune config failed;
+``invariance_failed``: the metamorphic checks it failed, ``--fla-check-invariance`` /
+``--fla-check-invariance-scope``) plus ``fla_check.{op,profile,shard,cases,report,verdict}``.
 Each check writes its run report under ``reports/pytest/`` (a gate baseline, replay input).
 Mode calls run in a worker process (``--fla-check-isolation process``, the default; see
 :mod:`fla_check.engine.isolation`): a kernel that aborts, segfaults or hangs past
@@ -65,6 +67,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fla-check-dtypes", default=None, help="Comma list, e.g. fp32,fp16 (default: all supported).")
     group.addoption("--fla-check-backward", action="store_true", default=False, dest="fla_check_backward",
                     help="Also check gradients (dq, dk, dv, dg/dbeta, dh0); forward-only modes are UNSUPPORTED.")
+    group.addoption("--fla-check-invariance", default=None, metavar="CHECK,..",
+                    help="Metamorphic checks: split, packing, batch, layout, all or none (default layout, "
+                         "or FLA_CHECK_INVARIANCE).")
+    group.addoption("--fla-check-invariance-scope", choices=("bucket", "all"), default=None,
+                    help="Invariance checks on the first case of each compile bucket (default) or every case.")
     group.addoption("--fla-check-max-seq-len", type=int, default=None, help="Largest T drawn.")
     group.addoption("--fla-check-device", choices=("cpu", "cuda"), default=None,
                     help="cuda, or cpu (Triton interpreter). Default: cuda when present.")
@@ -98,6 +105,8 @@ class Options:
     device: Optional[str] = None
     shard: Shard = field(default_factory=Shard)
     backward: bool = False
+    invariance: Optional[str] = None  # None: FLA_CHECK_INVARIANCE or layout
+    invariance_scope: Optional[str] = None
     split: int = 1
     report_dir: Path = Path("reports/pytest")
     database_root: Path = Path("reports")
@@ -149,6 +158,8 @@ def options_from_config(config: pytest.Config) -> Options:
                    dtypes=get("fla_check_dtypes"), max_seq_len=get("fla_check_max_seq_len"),
                    device=get("fla_check_device"), shard=shard, split=split, report_dir=report_dir,
                    backward=bool(_getoption(config, "fla_check_backward")),
+                   invariance=_getoption(config, "fla_check_invariance"),
+                   invariance_scope=_getoption(config, "fla_check_invariance_scope"),
                    database_root=root / "reports", invocation_dir=Path(config.invocation_params.dir),
                    isolation=isolation, case_timeout=case_timeout)
 
@@ -305,7 +316,8 @@ class FlaCheck:
                         max_seq_len=max_seq_len or opts.max_seq_len, mask_fills=mask_fills, profile=prof.name,
                         device=dev, database_root=opts.database_root,
                         backward=opts.backward if backward is None else backward,
-                        configs=parse_policy(configs) if configs else None, isolation=isolation)
+                        configs=parse_policy(configs) if configs else None, isolation=isolation,
+                        invariance=opts.invariance, invariance_scope=opts.invariance_scope)
         result.options.update(shard=str(shard), isolation=isolation.to_json())
         self.results.append(result)
         path = self._write(result)
@@ -348,6 +360,10 @@ class FlaCheck:
             s = result.summary(mode)
             p = f"fla_check.{mode}."
             props.append((p + "verdict", s.verdict.value))
+            failed_checks = sorted({inv.check for c in result.cases if mode in c.modes
+                                    for inv in c.modes[mode].invariance if inv.verdict.failed})
+            if failed_checks:
+                props.append((p + "invariance_failed", ",".join(failed_checks)))
             props += [(p + k, repr(float(v))) for k, v in
                       (("max_abs", s.max_abs), ("rel_rms", s.rel_rms), ("ratio", s.ratio)) if v is not None]
             props += [(p + "cases", s.cases), (p + "failed_cases", s.failed), (p + "unsupported", s.unsupported)]

@@ -234,3 +234,25 @@ def test_check_skips_when_nothing_runs_and_fails_with_the_case(tmp_path, example
         FlaCheck(node, opts).check("gla", ["example:buggy"])
     assert "replay: fla-check replay" in str(exc.value)
     assert dict(node.user_properties)["fla_check.example:buggy.failed_cases"] >= 1
+
+
+def test_check_fails_on_an_invariance_check_and_records_it(tmp_path):
+    from device import DEVICE
+
+    from fla_check import ops
+    from fla_check.commands.selftest.mutants import select
+
+    spec = select(ids=["gla.recurrent.non-contiguous"])[0].mode_specs()[0]
+    ops.register_modes("gla", [spec])
+    try:
+        opts = Options(profile="smoke", examples=3, dtypes="fp32", max_seq_len=8, device=DEVICE,
+                       invariance="layout", invariance_scope="all", report_dir=tmp_path, database_root=tmp_path,
+                       invocation_dir=tmp_path)
+        node = _node()
+        with pytest.raises(pytest.fail.Exception, match="NOT_INVARIANT"):
+            FlaCheck(node, opts).check("gla", [spec.qualified])
+        props = dict(node.user_properties)
+        assert props[f"fla_check.{spec.qualified}.verdict"] == "NOT_INVARIANT"
+        assert props[f"fla_check.{spec.qualified}.invariance_failed"] == "layout"
+    finally:
+        ops.remove_modes("mutant")

@@ -28,6 +28,18 @@ Semantics of one case:
   gets padded NaN tokens after ``cu_seqlens[-1]`` (cut off its outputs). An output slot still
   holding the sentinel -> UNWRITTEN (the region named); a NONFINITE result that is finite once
   the guards or padded tokens are finite -> OVERREAD (what was read named);
+- invariance (``invariance``: checks of :mod:`fla_check.engine.invariance`, default
+  ``FLA_CHECK_INVARIANCE`` or layout; ``invariance_scope``: bucket (default) or all): a mode
+  that passes is run again on metamorphic variants of the case (split with the state handed over,
+  packed / one by one, other rows around it, non-contiguous views), each judged against the
+  reference with the same baseline and bounds; a variant that fails -> NOT_INVARIANT (below
+  DIVERGED in severity), the reason naming the check and the variant. The split, packing and
+  batch variants' calls take the main call's path (:func:`_invoke`: the worker process when
+  isolated, the same autotune policy) without guards or padded tokens (the main call had them),
+  under the main call's allocation poisoning (the layout calls too);
+  the layout variants are called in this process, since both the worker's and the memory checks'
+  input copies are contiguous and would erase the layout under test; a variant that raises,
+  crashes or times out is NOT_INVARIANT (the reason names what happened);
 - a mode that raises -> ERROR (traceback kept); wrong output shape or a missing final state ->
   ERROR (a verdict, not a crash); a mode that cannot run the case (its capabilities, or bf16
   on the Triton interpreter) -> UNSUPPORTED with the reason.
@@ -43,12 +55,14 @@ Semantics of one case:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
 import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -57,11 +71,12 @@ from torch import Tensor
 
 from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
-from fla_check.engine import gradients
+from fla_check.engine import gradients, invariance as invariance_checks
 from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, TunedKernel, sweep_plan
 from fla_check.engine.isolation import Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated
-from fla_check.engine.memory import MemoryChecks, describe_unwritten, finite_variants, is_sentinel
+from fla_check.engine.memory import (MemoryChecks, describe_unwritten, finite_variants, is_sentinel,
+                                     poisoned_allocations)
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
@@ -100,7 +115,9 @@ def resolve_modes(op: OpSpec, modes: Sequence[ModeLike]) -> list[ModeSpec]:
 def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
                configs: Optional[ConfigPolicy] = None,
-               isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None) -> CaseResult:
+               isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None,
+               invariance: Optional[Union[str, Sequence[str]]] = None,
+               invariance_scope: Optional[str] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
     (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
@@ -108,9 +125,14 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     `isolation`: ``"process"`` or an :class:`Isolation` runs the mode calls in a worker process
     (CRASHED / TIMEOUT verdicts); None or ``"none"``: in this process.
     `memory`: the memory checks each mode call runs under (None: all of them;
-    ``MemoryChecks.off()``: a plain call)."""
+    ``MemoryChecks.off()``: a plain call).
+    `invariance`: the metamorphic checks ('split,layout', 'all', 'none' or a sequence of names;
+    None: ``FLA_CHECK_INVARIANCE`` or layout), `invariance_scope`: bucket or all."""
     start = time.perf_counter()
     isolation = Isolation.of(isolation)
+    checks = invariance_checks.parse_checks(
+        invariance if invariance is None or isinstance(invariance, str) else ",".join(invariance) or "none")
+    scope = invariance_checks.parse_scope(invariance_scope)
     op_spec = resolve_op(op)
     if config.op != op_spec.name:
         raise CaseError(f"case is for op {config.op!r}, not {op_spec.name!r}")
@@ -132,7 +154,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     for spec in specs:
         label = mode_label(spec)
         results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels,
-                                        isolation)
+                                        isolation, checks, scope)
         if out is not None:
             produced[label] = out
     unknown = [name for name, _ in policy.force if name not in kernels]
@@ -198,6 +220,7 @@ class _Judge:
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
               backend: Backend, repeat: Optional[str] = None, policy: ConfigPolicy = FIRST,
               kernels: Optional[set[str]] = None, isolation: Isolation = Isolation(),
+              checks: Sequence[str] = (), scope: str = "bucket",
               ) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
@@ -226,6 +249,8 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
         _check_repeat(result, again, out, judge)
     if policy.sweeps:
         _sweep_configs(result, spec, again, seen, judge, backend, policy)
+    if not result.verdict.failed:
+        _check_invariance(result, spec, out, config, inputs, judge, backend, isolation, policy, checks, scope)
     return result, out
 
 
@@ -301,6 +326,56 @@ def _diagnose_overread(result: ModeResult, again: Callable[..., tuple], judge: _
             result.reason = (f"reads {what}: their NaN reaches the outputs" + (f" ({first})" if first else "")
                              + "; with finite memory there the outputs are finite")
             return
+
+
+def _check_invariance(result: ModeResult, spec: ModeSpec, out: dict[str, Tensor], config: CaseConfig,
+                      inputs: CaseInputs, judge: _Judge, backend: Backend, isolation: Isolation,
+                      policy: ConfigPolicy, checks: Sequence[str], scope: str) -> None:
+    """Run the metamorphic checks (:mod:`fla_check.engine.invariance`) of a passing mode; a
+    failing variant makes the result NOT_INVARIANT, its reason naming the check. Variant calls
+    go through :func:`_invoke` (isolated like the main call, same autotune policy) as plain
+    calls, except ``layout``'s, made in this process (module doc: the call path copies inputs
+    contiguous)."""
+    plain = dataclasses.replace(judge.memory, guard=False, slack=0)  # the main call's allocations, no guards
+
+    def via_invoke(q, k, v, g, beta, h0, cu):
+        variant = dataclasses.replace(inputs, q=q, k=k, v=v, g=g, beta=beta, initial_state=h0, cu_seqlens=cu)
+        try:
+            raw, _, _, _ = _invoke(spec, judge.op.name, variant, None, backend, isolation, policy, memory=plain)
+        except RemoteError as exc:
+            raise RuntimeError(exc.summary) from None
+        return _pair(raw)
+
+    def in_process(q, k, v, g, beta, h0, cu):
+        fn = spec.load()
+        with warnings.catch_warnings(), poisoned_allocations(plain.poison, plain.fill):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            raw = fn(q, k, v, g=g, beta=beta, scale=None, initial_state=h0, output_final_state=True,
+                     cu_seqlens=cu, **inputs.option_kwargs())
+        if backend.device == "cuda":
+            torch.cuda.synchronize()
+        return _pair(raw)
+
+    whole = {name: out[name].detach() for name in ("o", "ht")}
+    for check in checks:
+        if not invariance_checks.wanted(spec.qualified, check, config, scope):
+            continue
+        found = invariance_checks.run_check(
+            check, config, inputs, in_process if check == "layout" else via_invoke,
+            lambda name, t: judge.compare(name, t, spec.arithmetic), whole,
+            varlen_ok=spec.varlen, h0_ok=spec.initial_state)
+        result.invariance += found
+        for r in found:
+            if r.verdict.failed:
+                result.verdict = worst([result.verdict, r.verdict])
+                result.reason = result.reason or r.reason
+
+
+def _pair(raw: Any) -> tuple[Tensor, Tensor]:
+    """(o, final_state) of a mode's return value, detached."""
+    if not isinstance(raw, (tuple, list)) or len(raw) != 2 or not isinstance(raw[1], Tensor):
+        raise ValueError(f"expected (o, final_state), got {type(raw).__name__}")
+    return raw[0].detach(), raw[1].detach()
 
 
 def _sweep_configs(result: ModeResult, spec: ModeSpec, again: Callable[..., tuple], kernels: dict,

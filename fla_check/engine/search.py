@@ -39,6 +39,7 @@ from hypothesis import given, reject, target
 
 from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, KERNEL_OPTIONS, OPTION_OPS, CaseConfig, Fill, dtype_name
+from fla_check.engine import invariance as invariance_checks
 from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
@@ -232,6 +233,13 @@ class _Evaluator:
             if old.verdict.failed and new is not None and not new.verdict.failed:
                 old.reason = f"{old.reason} (not reproduced when re-run with every mode: {new.verdict.value})"
                 full.modes[mode] = old
+        for label, old in case.modes.items():  # invariance checks of scope bucket do not run twice
+            new = full.modes.get(label)
+            if new is not None and new is not old and old.invariance and not new.invariance:
+                new.invariance = old.invariance
+                failed = [i for i in old.invariance if i.verdict.failed]
+                if failed and not new.verdict.failed:
+                    new.verdict, new.reason = Verdict.NOT_INVARIANT, failed[0].reason
         case.modes, case.pairs, case.baseline = full.modes, full.pairs, full.baseline
         case.seconds += full.seconds
 
@@ -253,7 +261,8 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
            kernel_options: Optional[Sequence[str]] = None,
            configs: Optional[ConfigPolicy] = None,
            preset: Optional[Union[str, Preset]] = None, isolation: Union[Isolation, str, None] = None,
-           checkpoint: Optional[Callable[[SearchResult], None]] = None) -> SearchResult:
+           checkpoint: Optional[Callable[[SearchResult], None]] = None, invariance: Optional[str] = None,
+           invariance_scope: Optional[str] = None) -> SearchResult:
     """Search `op`'s configuration space for cases where some of `modes` fail.
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
@@ -289,13 +298,19 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
     (the worker restarts after each). `checkpoint(partial)` is called after every evaluated
     case with the run so far (``interrupted`` set): ``fla-check run`` writes it to the report
     file, so a killed run leaves every finished case on disk.
+    `invariance` ('split,layout', 'all', 'none'; None: ``FLA_CHECK_INVARIANCE`` or layout)
+    and `invariance_scope` (bucket, all) select the metamorphic checks
+    (:mod:`fla_check.engine.invariance`); both are recorded in the options (replay uses them).
     """
-    check = functools.partial(check_case, isolation=Isolation.of(isolation))
+    checks = ",".join(invariance_checks.parse_checks(invariance)) or "none"
+    scope = invariance_checks.parse_scope(invariance_scope)
+    check = functools.partial(check_case, isolation=Isolation.of(isolation), invariance=checks,
+                              invariance_scope=scope)
     return _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
                    database_root=database_root, backward=backward, failing=failing, check=check,
                    value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
-                   checkpoint=checkpoint, preset=preset)
+                   checkpoint=checkpoint, preset=preset, invariance=(checks, scope))
 
 
 def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurrent",),
@@ -323,7 +338,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
             database_root, backward, failing=None, progress=None,
             check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
             configs: Optional[ConfigPolicy] = None, preset=None,
-            checkpoint: Optional[Callable[[SearchResult], None]] = None) -> SearchResult:
+            checkpoint: Optional[Callable[[SearchResult], None]] = None,
+            invariance: Optional[tuple[str, str]] = None) -> SearchResult:
     if preset is not None:
         preset = get_preset(preset)
         op = preset_op(preset, None if op is None else resolve_op(op).name)
@@ -347,6 +363,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     if configs is not None and configs != FIRST:
         result.options.update(configs.to_json())
         check = functools.partial(check, configs=configs)
+    if invariance is not None:
+        result.options["invariance"], result.options["invariance_scope"] = invariance
     cover = _covering(space, prof, budget, seed)
     result.options["covering"] = len(cover)
     evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)

@@ -15,7 +15,7 @@ from fla_check.verdict.compare import Verdict
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DIVERGED: "bold red", Verdict.NONFINITE: "bold magenta",
                  Verdict.ERROR: "bold red", Verdict.UNSUPPORTED: "yellow", Verdict.NONDETERMINISTIC: "bold yellow",
-                 Verdict.UNWRITTEN: "bold magenta", Verdict.OVERREAD: "bold magenta",
+                 Verdict.NOT_INVARIANT: "bold red", Verdict.UNWRITTEN: "bold magenta", Verdict.OVERREAD: "bold magenta",
                  Verdict.TIMEOUT: "bold red", Verdict.CRASHED: "bold red"}
 
 

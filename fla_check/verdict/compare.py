@@ -57,6 +57,7 @@ class Verdict(str, enum.Enum):
 
     OK = "OK"
     NONDETERMINISTIC = "NONDETERMINISTIC"  # within tolerance, but a second run on the same inputs differs
+    NOT_INVARIANT = "NOT_INVARIANT"  # within tolerance, but a metamorphic variant (split, packing, ...) is not
     DIVERGED = "DIVERGED"
     NONFINITE = "NONFINITE"
     UNWRITTEN = "UNWRITTEN"  # an output slot still holds the poison its buffer was allocated with
@@ -68,21 +69,21 @@ class Verdict(str, enum.Enum):
 
     @property
     def failed(self) -> bool:
-        return self in (Verdict.NONDETERMINISTIC, Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN,
-                        Verdict.OVERREAD, Verdict.ERROR, Verdict.TIMEOUT, Verdict.CRASHED)
+        return self in (Verdict.NONDETERMINISTIC, Verdict.NOT_INVARIANT, Verdict.DIVERGED, Verdict.NONFINITE,
+                        Verdict.UNWRITTEN, Verdict.OVERREAD, Verdict.ERROR, Verdict.TIMEOUT, Verdict.CRASHED)
 
 
 # Severity when combining verdicts: the worst one wins.
-_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.DIVERGED: 3,
-             Verdict.NONFINITE: 4, Verdict.UNWRITTEN: 5, Verdict.OVERREAD: 5, Verdict.ERROR: 6, Verdict.TIMEOUT: 7,
-             Verdict.CRASHED: 8}
+_SEVERITY = {Verdict.UNSUPPORTED: 0, Verdict.OK: 1, Verdict.NONDETERMINISTIC: 2, Verdict.NOT_INVARIANT: 3,
+             Verdict.DIVERGED: 4, Verdict.NONFINITE: 5, Verdict.UNWRITTEN: 6, Verdict.OVERREAD: 6, Verdict.ERROR: 7,
+             Verdict.TIMEOUT: 8, Verdict.CRASHED: 9}
 
 
 def worst(verdicts) -> Verdict:
-    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < DIVERGED < NONFINITE
-    < UNWRITTEN, OVERREAD < ERROR < TIMEOUT < CRASHED): wrong numbers, then wrong memory (the
-    mode returned, but wrote too little or read too far), then a call that did not return
-    normally (raised; never returned; killed its process)."""
+    """The most severe verdict (UNSUPPORTED < OK < NONDETERMINISTIC < NOT_INVARIANT < DIVERGED < NONFINITE
+    < UNWRITTEN, OVERREAD < ERROR < TIMEOUT < CRASHED): wrong numbers (a metamorphic variant of the call
+    disagrees, then the call itself), then wrong memory (the mode returned, but wrote too little or read
+    too far), then a call that did not return normally (raised; never returned; killed its process)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
 

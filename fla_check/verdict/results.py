@@ -41,6 +41,29 @@ class ConfigResult:
 
 
 @dataclass
+class InvarianceResult:
+    """One metamorphic check of one mode on one case (:mod:`fla_check.engine.invariance`): the
+    variant's outputs, reassembled into the case's shapes, judged against the case's float64
+    reference by the same error model (same baseline, same bounds) as the whole run."""
+
+    check: str  # split, packing, batch, layout
+    variant: str  # what was run, e.g. "split at t=37 (inside a 16-chunk)"
+    verdict: Verdict  # OK or NOT_INVARIANT
+    outputs: list[Comparison] = field(default_factory=list)
+    bitwise: Optional[bool] = None  # the reassembled outputs equal the whole run's bit for bit
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "variant": self.variant, "verdict": self.verdict.value,
+                "bitwise": self.bitwise, "reason": self.reason, "outputs": [c.to_json() for c in self.outputs]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "InvarianceResult":
+        return cls(d["check"], d.get("variant", ""), Verdict(d["verdict"]),
+                   [Comparison.from_json(c) for c in d.get("outputs", [])], d.get("bitwise"), d.get("reason", ""))
+
+
+@dataclass
 class ModeResult:
     """One mode on one case."""
 
@@ -54,6 +77,7 @@ class ModeResult:
     config: str = ""  # KERNEL:INDEX of the autotune config the verdict is about ("": the first configs)
     configs: list[ConfigResult] = field(default_factory=list)  # the other configs run (--configs all|sample:N)
     stderr: str = ""  # CRASHED / TIMEOUT: the last lines the worker process wrote
+    invariance: list[InvarianceResult] = field(default_factory=list)  # metamorphic checks run
 
     @property
     def score(self) -> float:
@@ -81,6 +105,8 @@ class ModeResult:
             out.update(config=self.config, configs=[c.to_json() for c in self.configs])
         if self.stderr:  # only CRASHED / TIMEOUT results carry the worker's stderr
             out["stderr"] = self.stderr
+        if self.invariance:  # only modes whose metamorphic checks ran carry them
+            out["invariance"] = [i.to_json() for i in self.invariance]
         return out
 
     @classmethod
@@ -89,7 +115,8 @@ class ModeResult:
         return cls(d["mode"], Verdict(d["verdict"]), [Comparison.from_json(c) for c in d.get("outputs", [])],
                    Localization.from_json(loc) if loc else None, d.get("reason", ""),
                    d.get("traceback", ""), float(d.get("seconds", 0.0)), d.get("config", ""),
-                   [ConfigResult.from_json(c) for c in d.get("configs", [])], d.get("stderr", ""))
+                   [ConfigResult.from_json(c) for c in d.get("configs", [])], d.get("stderr", ""),
+                   [InvarianceResult.from_json(i) for i in d.get("invariance", [])])
 
 
 @dataclass

@@ -99,7 +99,8 @@ def test_one_element_overread_on_the_last_row_is_caught_by_the_guards(K):
     caught = _verdict("gla.recurrent.overread-last-row", cfg)
     assert caught.verdict is Verdict.OVERREAD
     assert caught.reason.startswith("reads memory past the ends of its input tensors") and "t=8" in caught.reason
-    assert _verdict("gla.recurrent.overread-last-row", cfg, PLAIN).verdict is Verdict.OK
+    # invariance off: the layout check's NaN-padded slices of k, g can see the same over-read
+    assert _verdict("gla.recurrent.overread-last-row", cfg, PLAIN, invariance="none").verdict is Verdict.OK
     assert _verdict("gla.recurrent.overread-last-row", _gla(T=9, K=64, V=8)).verdict is Verdict.OK  # K == BK
 
 

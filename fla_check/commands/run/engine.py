@@ -35,7 +35,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         kernel_options: Optional[Sequence[str]] = None,
         configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
-        preset: Optional[str] = None) -> tuple[SearchResult, Path]:
+        preset: Optional[str] = None, invariance: Optional[str] = None,
+        invariance_scope: Optional[str] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
@@ -62,7 +63,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
                                           max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile,
                                           device=device, progress=progress, backward=backward,
                                           value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
-                                          isolation=isolation, checkpoint=checkpoints, preset=preset)
+                                          isolation=isolation, checkpoint=checkpoints, preset=preset,
+                                          invariance=invariance, invariance_scope=invariance_scope)
     except KeyboardInterrupt:  # outside the search's own handling (e.g. while it was setting up)
         saved = f"partial report with {checkpoints.written} case(s): {path}" if checkpoints.written else "no report"
         raise RunInterrupted(f"interrupted; {saved}") from None

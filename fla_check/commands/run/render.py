@@ -81,6 +81,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     _print_unsupported(console, result)
     if opts.get("configs"):
         _print_config_summary(console, result)
+    if any(r.invariance for c in result.cases for r in c.modes.values()):
+        console.print(invariance_table(result))
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
     for mode, ff in result.first_failure.items():
@@ -145,6 +147,28 @@ def output_summary_table(result: SearchResult) -> Table:
             table.add_row(escape(mode) if i == 0 else "", out, verdict_text(verdict),
                           fmt(max(c.kernel.max_abs for c in comps)), fmt(max(c.kernel.rel_rms for c in comps)),
                           fmt(max(c.ratio for c in comps)), fmt(max(c.score for c in comps)))
+    return table
+
+
+def invariance_table(result: SearchResult) -> Table:
+    """One row per mode and metamorphic check (split, packing, batch, layout): variants run,
+    worst verdict, how many were bitwise equal to the whole run, worst fraction of the bound."""
+    table = Table(title="invariance checks (variants vs float64 reference, same bounds)", box=box.SIMPLE_HEAD,
+                  title_justify="left")
+    for name, justify in (("mode", "left"), ("check", "left"), ("verdict", "left"), ("variants", "right"),
+                          ("bitwise", "right"), ("/allowed", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for mode in result.modes:
+        rows: dict[str, list] = {}
+        for case in result.cases:
+            r = case.modes.get(mode)
+            for inv in r.invariance if r else ():
+                rows.setdefault(inv.check, []).append(inv)
+        for i, (check, invs) in enumerate(rows.items()):
+            score = max((c.score for inv in invs for c in inv.outputs), default=None)
+            table.add_row(escape(mode) if i == 0 else "", check, verdict_text(worst(inv.verdict for inv in invs)),
+                          str(len(invs)), f"{sum(bool(inv.bitwise) for inv in invs)}/{len(invs)}",
+                          "-" if score is None else fmt(score))
     return table
 
 
@@ -242,6 +266,14 @@ def _print_mode_detail(console: Console, r: ModeResult) -> None:
     console.print(Padding(output_table(r), (0, 0, 0, 2)))
     if r.localization:
         console.print(f"  {r.localization.describe()}", soft_wrap=True, markup=False)
+    for inv in r.invariance:
+        if inv.verdict.failed:
+            console.print(f"  invariance check {inv.check} failed: {inv.variant}", soft_wrap=True, markup=False)
+            if inv.outputs:
+                variant = ModeResult(f"{r.mode} ({inv.check})", inv.verdict, inv.outputs)
+                console.print(Padding(output_table(variant, mode_column=True), (0, 0, 0, 2)))
+            else:
+                console.print(f"  {inv.reason}", soft_wrap=True, markup=False)
 
 
 def output_table(*results: ModeResult, mode_column: bool = False) -> Table:

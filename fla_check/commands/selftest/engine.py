@@ -45,8 +45,9 @@ from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
 
-# the verdicts that can kill a mutant (not ERROR); UNWRITTEN/OVERREAD: the memory checks (engine/memory.py)
-KILLING = (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN, Verdict.OVERREAD)
+# the verdicts that can kill a mutant (not ERROR); UNWRITTEN/OVERREAD: the memory checks (engine/memory.py);
+# NOT_INVARIANT: the metamorphic checks (engine/invariance.py)
+KILLING = (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN, Verdict.OVERREAD, Verdict.NOT_INVARIANT)
 CAUGHT, ESCAPED, BROKEN = "caught", "escaped", "broken"
 
 

@@ -73,6 +73,9 @@ KINDS: dict[str, str] = {
     "unwritten-state": "final state of an empty sequence never stored (memory check: poisoned outputs)",
     "overread-last-row": "load mask one element too wide: the last row reads past the tensor (fla #1134)",
     "past-cu-seqlens": "the last sequence runs to the tensor's T, not cu_seqlens[-1] (fla #892)",
+    "non-contiguous": "strides ignored: inputs assumed contiguous (SGLang #22312; invariance check layout)",
+    "split-state": "initial state dropped for short sequences (fla #285/#494; invariance check split)",
+    "row-mixing": "batch index off by one for rows > 0 (invariance check batch)",
 }
 
 
@@ -682,6 +685,22 @@ _SIMPLE_GLA = [
            _x102("dg (simple_gla_bwd_dqkg_kernel)"), backward=True),
 ]
 
+# Caught by the metamorphic checks (fla_check.engine.invariance) on cases the reference check
+# passes: contiguous inputs, no initial state, one row.
+_INVARIANCE = [
+    Mutant("gla.recurrent.non-contiguous", "non-contiguous", "gla", ("recurrent",), f"{_KERNELS}.gla.inputs", "prepare_gla_args",
+           (("q=q.contiguous(), k=k.contiguous(), v=v.contiguous(), g=g.contiguous(),", "q=q, k=k, v=v, g=g,"),),
+           "q, k, v, g passed to the kernel as given: a non-contiguous view is read as if contiguous"),
+    Mutant("gla.recurrent.split-state", "split-state", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd",
+           (("BV=BV, USE_H0=initial_state is not None,\n            STORE_HT=output_final_state,",
+             "BV=BV, USE_H0=initial_state is not None and T >= 16,\n            STORE_HT=output_final_state,"),),
+           "initial state ignored when T < 16 (a short second part after a split starts from zero)"),
+    Mutant("gla.recurrent.row-mixing", "row-mixing", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
+           (("    p_q = q + (bos * H + i_h) * K + o_k\n",
+             "    p_q = q + ((bos - T * tl.minimum(i_n, 1)) * H + i_h) * K + o_k\n"),),
+           "rows > 0 read q of the row before (batch index off by one)"),
+]
+
 USAGE_CASES: tuple[UsageCase, ...] = (
     UsageCase("gla.usage.mask-fill-0.1max", "mask-fill", "gla", ("chunk",), ("recurrent",), ("-0.1max",),
               "packing by a -0.1*finfo.max gate fill: chunk cumsum absorbs later gates, recurrent is exact"),
@@ -716,7 +735,7 @@ _MEMORY = [
 ]
 
 MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS + _MEMORY)
+                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS + _MEMORY + _INVARIANCE)
 
 
 def all_entries() -> list[Mutant | UsageCase]:
@@ -763,6 +782,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.chunk:chunk_local_cumsum_kernel": "6a52f59893a49f4b",
     "fla_check.kernels.gla.fused_chunk:gla_fused_chunk": "05866702b0a4001f",
     "fla_check.kernels.gla.fused_chunk:gla_fused_chunk_fwd_kernel": "1240e8df8994eb8a",
+    "fla_check.kernels.gla.inputs:prepare_gla_args": "6335753596c4c191",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_dg_kernel": "efb66441c73e01df",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "4e2f562ae8011e1c",
     "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "4a0c504e84577767",
