@@ -9,29 +9,7 @@
 set -u
 OUT=${1:?usage: bash bench/gpu_features.sh OUT_DIR [CAP_SECONDS]}
 CAP=${2:-420}
-cd "$(dirname "$0")/.." || exit 2
-WORK=$(mktemp -d)
-export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100 PYTHONPATH=$PWD:${PYTHONPATH:-}
-P="--provider fla_check.providers.fla:provider"
-FLA="--modes fla:recurrent,fla:chunk"
-{
-  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
-  python3 -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
-  git rev-parse HEAD 2>/dev/null || true
-} > "$WORK/versions.txt" 2>&1
-
-job() {  # job NAME "ENV=VAL ..." fla-check-args...   (run jobs also write WORK/NAME.report.json)
-  local name=$1 envs=$2; shift 2
-  [[ $name =~ ${ONLY:-.} ]] || return 0
-  local report=()
-  [ "$1" = run ] && report=(--report "$WORK/$name.report.json")
-  (
-    start=$(date +%s)
-    env $envs timeout -s INT -k 30 "$CAP" python3 -m fla_check.cli "$@" "${report[@]}" --json \
-      > "$WORK/$name.json" 2> "$WORK/$name.log"
-    echo "[$name exit $? in $(( $(date +%s) - start )) s] fla-check $*" >> "$WORK/$name.log"
-  ) &
-}
+source "$(dirname "$0")/_gpu_jobs.sh"
 FIRST=FLA_CHECK_PIN_AUTOTUNE=1
 for op in kda simple_gla; do
   job fla-$op-fwd $FIRST run --op $op $P $FLA,recurrent,chunk --dtypes fp32,fp16,bf16
