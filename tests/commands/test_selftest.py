@@ -18,7 +18,7 @@ from fla_check.commands.selftest.mutants import MUTANTS, SUBTLE, USAGE_CASES, Mu
 from fla_check.engine.profiles import PROFILES
 from fla_check.engine.runner import CaseResult, ModeResult, check_case
 from fla_check.engine.search import SearchResult
-from fla_check.commands.selftest.engine import (BROKEN, CAUGHT, EntryResult, _check_broken, _Clock, _Control, _find_kill,
+from fla_check.commands.selftest.engine import (KILLING, BROKEN, CAUGHT, EntryResult, _check_broken, _Clock, _Control, _find_kill,
                                 run_mutant, run_selftest, run_usage)
 from fla_check.commands.selftest.render import results_table
 
@@ -33,9 +33,9 @@ def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
     (r,) = run_mutant(mutant, profile="ci")
     assert r.caught and r.status == CAUGHT, r.note
     assert r.backward == mutant.backward
-    # wrong numbers, or wrong memory (UNWRITTEN / OVERREAD: a kernel that reads past a tensor or
-    # leaves outputs unwritten is caught by the memory checks first); not ERROR
-    assert r.verdict in ("DIVERGED", "NONFINITE", "UNWRITTEN", "OVERREAD") and r.examples <= PROFILES["ci"].examples
+    # wrong numbers, wrong memory (UNWRITTEN / OVERREAD: the memory checks) or a failed invariance
+    # check (NOT_INVARIANT): the selftest's killing verdicts; not ERROR
+    assert r.verdict in {v.value for v in KILLING} and r.examples <= PROFILES["ci"].examples
     assert r.shrunk is not None and r.shrunk_control == "OK"  # the reported case kills it
     if mutant.modes != ("fused_chunk",):  # the clean fused_chunk fails strong decay on its own
         assert r.control_failures == 0  # the clean kernel passes every case of that run
