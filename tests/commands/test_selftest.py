@@ -19,8 +19,7 @@ from fla_check.engine.profiles import PROFILES
 from fla_check.engine.runner import CaseResult, ModeResult, check_case
 from fla_check.engine.search import SearchResult
 from fla_check.commands.selftest.engine import (KILLING, BROKEN, CAUGHT, EntryResult, _check_broken, _Clock,
-                                                _Control, _find_kill,
-                                run_mutant, run_selftest, run_usage)
+                                                _Control, _find_kill, run_mutant, run_selftest, run_usage)
 from fla_check.commands.selftest.render import results_table
 
 
