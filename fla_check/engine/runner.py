@@ -74,7 +74,8 @@ from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine import gradients, invariance as invariance_checks
 from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, TunedKernel, sweep_plan
-from fla_check.engine.isolation import Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated
+from fla_check.engine.isolation import (Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated,
+                                        in_process_modes)
 from fla_check.engine.memory import (MemoryChecks, describe_unwritten, finite_variants, is_sentinel,
                                      poisoned_allocations)
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
@@ -335,7 +336,7 @@ def _check_invariance(result: ModeResult, spec: ModeSpec, out: dict[str, Tensor]
     failing variant makes the result NOT_INVARIANT, its reason naming the check. Variant calls
     go through :func:`_invoke` (isolated like the main call, same autotune policy) as plain
     calls, except ``layout``'s, made in this process (module doc: the call path copies inputs
-    contiguous)."""
+    contiguous) and so left out for a mode whose calls run isolated."""
     plain = dataclasses.replace(judge.memory, guard=False, slack=0)  # the main call's allocations, no guards
 
     def via_invoke(q, k, v, g, beta, h0, cu):
@@ -359,6 +360,10 @@ def _check_invariance(result: ModeResult, spec: ModeSpec, out: dict[str, Tensor]
     whole = {name: out[name].detach() for name in ("o", "ht")}
     for check in checks:
         if not invariance_checks.wanted(spec.qualified, check, config, scope):
+            continue
+        if check == "layout" and isolation.isolated and not in_process_modes([spec.qualified]):
+            # its calls run in this process (their views cannot cross to the worker): for a mode
+            # that runs isolated a crashing kernel would take the run down, so it is left out there
             continue
         found = invariance_checks.run_check(
             check, config, inputs, in_process if check == "layout" else via_invoke,

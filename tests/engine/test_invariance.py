@@ -170,7 +170,8 @@ def test_run_reports_the_check_and_replay_reproduces_it(tmp_path):
 def test_isolated_variants_run_in_the_worker_and_still_catch_the_mutant(monkeypatch):
     """Under --isolation process the split variants' calls take the main call's isolated path
     (call_isolated; a mutant the worker cannot load then runs in-process, as its main call does),
-    and the split check still fires on its mutant; layout's calls stay in this process."""
+    and the split check still fires on its mutant; layout's calls run in this process, which only
+    happens for modes whose calls run here anyway (like this one: the worker cannot load it)."""
     from fla_check.engine import runner
     from fla_check.engine.isolation import Isolation
 
@@ -189,4 +190,5 @@ def test_isolated_variants_run_in_the_worker_and_still_catch_the_mutant(monkeypa
     assert r.verdict is Verdict.NOT_INVARIANT and r.reason.startswith("split")
     assert sent[0] == config.T and len(sent) > 1  # the main call, then the split parts (shorter T)
     assert all(t < config.T for t in sent[1:])
+    # the mutant cannot be loaded by the worker, so all its calls run here: layout runs too
     assert {inv.check for inv in r.invariance} == {"split", "layout"}
