@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU run for issues 14-16: the test suite on a GPU host, fla's KDA / simple GLA / GVA Gated DeltaNet
 # modes (every option, forward and backward), fla under --configs all and with the determinism repeat.
+# the config-specific mutant under --configs all, the invariance checks over fla's modes,
 # and the fla:recurrent delta dq margin of calibration run 3 (bf16 T=433) under the rebuilt-state model.
 #   bash bench/gpu_features.sh OUT_DIR [CAP_SECONDS]    (ONLY=REGEX runs the jobs whose name matches)
 # Jobs run in parallel (one GPU, many CPU cores), each capped at CAP_SECONDS with SIGINT (an interrupted
@@ -22,6 +23,11 @@ job fla-configs-all-delta "" run --op delta $P --modes fla:chunk --dtypes bf16,f
 job fla-configs-all-gla "" run --op gla $P --modes fla:chunk --dtypes bf16 --configs all --examples 2 --seed 1
 for op in gla delta gated_delta; do
   job fla-repeat-$op "$FIRST FLA_CHECK_REPEAT=all" run --op $op $P $FLA --dtypes fp32,fp16,bf16 --examples 20 --seed 3
+done
+job selftest-config-specific "" selftest --mutants simple_gla.chunk.config-specific
+for op in gla delta gated_delta; do
+  job fla-invariance-$op $FIRST run --op $op $P $FLA --isolation none --invariance all --invariance-scope all \
+    --dtypes fp32,bf16 --examples 12 --seed 5
 done
 C1='{"op": "delta", "dtype": "bf16", "B": 3, "T": 433, "H": 3, "K": 16, "V": 64, "beta_max": 2.0, "seed": 281}'
 [[ recurrent-dq-margin =~ ${ONLY:-.} ]] && ( timeout -s INT "$CAP" python3 bench/autotune_first_call.py --case "$C1" \
