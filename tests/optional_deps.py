@@ -34,6 +34,16 @@ def require(*modules: str, hint: str) -> None:
         pytest.skip(reason(absent, hint))
 
 
+def require_installed() -> None:
+    """Skip the calling test unless fla-check is pip-installed: its entry points (the ``fla``
+    provider's name) exist only then, not on a tree put on PYTHONPATH."""
+    __tracebackhide__ = True
+    from importlib.metadata import entry_points
+
+    if not any(ep.name == "fla" for ep in entry_points(group="fla_check.providers")):
+        pytest.skip("needs fla-check installed (its entry points): pip install -e .")
+
+
 HAVE_FLA = not missing("fla", "einops")
 needs_fla = pytest.mark.skipif(not HAVE_FLA, reason=reason(missing("fla", "einops"), FLA_HINT))
 needs_matplotlib = pytest.mark.skipif(bool(missing("matplotlib")), reason=reason(["matplotlib"], PLOT_HINT))

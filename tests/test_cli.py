@@ -178,7 +178,8 @@ def test_ctrl_c_writes_the_partial_report(tmp_path):
     assert data["interrupted"] and data["examples"] == 2
 
 
-def test_no_color(tmp_path):
+def test_no_color(tmp_path, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)  # the caller's shell may set it
     args = ["run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", tmp_path / "r.json"]
     assert "\x1b[" in _run(*args, FORCE_COLOR="1").stdout
     assert "\x1b[" not in _run(*args, "--no-color", FORCE_COLOR="1").stdout

@@ -10,7 +10,7 @@ from fla_check import ops
 from fla_check.cli import main
 from fla_check.providers import unload_provider
 from fake_dist import install_fake_dist
-from optional_deps import FLA_HINT, require
+from optional_deps import FLA_HINT, require, require_installed
 
 PROVIDERS = Path(__file__).parent / "providers"
 SPEC = "thirdparty_provider:provider"
@@ -74,6 +74,7 @@ def test_qualified_mode_names_auto_load_entry_point_providers(tmp_path, monkeypa
 
 def test_fla_modes_load_the_fla_provider_by_name():
     require("fla", "einops", hint=FLA_HINT)
+    require_installed()
     unload_provider("fla")
     try:
         # --modes is resolved (loading fla) before the budget is checked: --examples 0 stops the
@@ -104,6 +105,7 @@ def test_list_shows_loaded_and_discovered_providers(tmp_path, monkeypatch):
 def test_unavailable_provider_shows_its_install_hint(monkeypatch):
     import importlib.util
 
+    require_installed()  # `list` discovers the fla provider through its entry point
     real = importlib.util.find_spec  # neither fla nor einops, whatever this machine has
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("fla", "einops") else real(name, *a))

@@ -41,6 +41,7 @@ def test_tables_fit_80_columns(failing_run, tmp_path):
 
 def test_no_color(failing_run, monkeypatch):
     monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)  # the caller's shell may set it
     assert "\x1b[" in _render(render_run, failing_run)
     assert "\x1b[" not in _render(render_run, failing_run, no_color=True)
     monkeypatch.setenv("NO_COLOR", "1")

@@ -121,7 +121,8 @@ def test_config_specific_mutant_caught_by_all_missed_by_first():
         render_failure(console, case, "mutant:chunk", 0, "test", None)
     text = cap.get()
     assert "failing autotune config: simple_gla_fwd_o_kernel:2 (BV=16, num_warps=4, num_stages=3)" in text
-    assert "the same kernel as config #0" in text
+    if get_backend().interpreter:  # a warps-only config is the same program there, so not run
+        assert "the same kernel as config #0" in text
     assert replay_command("r.json", 0, bad.config).endswith("--configs first --config simple_gla_fwd_o_kernel:2")
 
 

@@ -198,7 +198,8 @@ CALIBRATION = [  # default-space corners: strong decay, fill -1e4, varlen with e
 def test_clean_kernels_use_a_fraction_of_the_allowed_gradient_error(spec, modes):
     r = check_case(spec["op"], modes, _cfg(**{"seed": 7, **spec}), backward=True)
     scores = {(m, c.name): round(c.score, 3) for m in modes for c in r.modes[m].outputs}
-    assert all(r.modes[m].verdict is Verdict.OK for m in modes), scores
+    why = {m: (r.modes[m].verdict.value, r.modes[m].reason) for m in modes}
+    assert all(r.modes[m].verdict is Verdict.OK for m in modes), (why, scores)
     assert max(scores.values()) < 0.5, scores
     assert {n for _, n in scores} >= {"dq", "dk", "dv"}
 

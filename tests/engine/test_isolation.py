@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from device import DEVICE
 from _fake_modes import PROVIDER, make_clean, registered
 from fla_check import ops
 from fla_check.cases import CaseConfig
@@ -37,7 +38,7 @@ def _check(modes, config=CFG, timeout=None, **kw):
 
 
 def test_abort_and_segfault_are_crashed_with_signal_and_stack_and_the_worker_restarts(planted):
-    w = isolation.worker("cpu")
+    w = isolation.worker(DEVICE)
     result = _check(["planted:abort", "planted:ref", "planted:segfault"])
     abort, ref, segv = (result.modes[m] for m in ("planted:abort", "planted:ref", "planted:segfault"))
     assert abort.verdict is Verdict.CRASHED and "SIGABRT (signal 6)" in abort.reason
@@ -60,7 +61,7 @@ def test_a_hang_past_the_case_timeout_is_timeout_with_the_stuck_stack(planted):
 
 
 def test_a_cuda_context_error_is_crashed_and_the_worker_is_replaced(planted):
-    w = isolation.worker("cpu")
+    w = isolation.worker(DEVICE)
     r = _check(["planted:cuda_fault"]).modes["planted:cuda_fault"]
     assert r.verdict is Verdict.CRASHED and "CUDA context lost" in r.reason and "illegal memory access" in r.reason
     assert "_cuda_fault" in r.stderr and not w.alive  # exited: later calls get a fresh context
@@ -77,7 +78,7 @@ def test_a_crash_on_the_second_call_of_the_determinism_check_is_crashed(planted)
 
 
 def test_a_raising_mode_is_error_with_the_workers_traceback(planted):
-    w = isolation.worker("cpu")
+    w = isolation.worker(DEVICE)
     result = _check(["planted:raises", "planted:ref"])
     r = result.modes["planted:raises"]
     assert r.verdict is Verdict.ERROR and r.reason == "ValueError: planted failure"

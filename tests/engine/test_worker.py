@@ -3,6 +3,7 @@ import pickle
 
 import torch
 
+from device import DEVICE
 from fla_check.cases import CaseConfig, build_case
 from fla_check.engine.worker import CallRequest, is_fatal_device_error, serve, to_device
 from fla_check.ops import get_mode, get_op
@@ -16,17 +17,17 @@ def _request(mode="recurrent", spec=True, **kw):
 
 
 def test_serve_runs_the_mode_and_returns_cpu_tensors():
-    kind, raw, grads, seconds, kernels = serve(_request(), "cpu", set())
+    kind, raw, grads, seconds, kernels = serve(_request(), DEVICE, set())
     assert kind == "ok" and grads == {} and seconds > 0 and kernels == {}  # no autotuned kernel
     o, ht = raw
     assert o.shape == (1, 6, 1, 16) and ht.shape == (1, 1, 16, 16) and not o.requires_grad
 
 
 def test_serve_resolves_by_name_without_a_pickle_and_reports_unknown_modes():
-    assert serve(_request(spec=False), "cpu", set())[0] == "ok"
+    assert serve(_request(spec=False), DEVICE, set())[0] == "ok"
     req = _request(spec=False)
     req.mode = "nowhere:chunk"
-    kind, reason = serve(req, "cpu", set())
+    kind, reason = serve(req, DEVICE, set())
     assert kind == "unportable" and "nowhere:chunk" in reason
 
 
@@ -52,12 +53,12 @@ def test_serve_applies_the_autotune_policy_in_the_worker():
     cfg = CaseConfig(op="simple_gla", dtype="float32", B=1, T=6, H=1, K=16, V=16, seed=1)
     spec = get_mode(get_op("simple_gla"), "chunk")
     req = CallRequest("simple_gla", spec.qualified, pickle.dumps(spec), (), (), build_case(cfg))
-    kind, _, _, _, kernels = serve(req, "cpu", set())
+    kind, _, _, _, kernels = serve(req, DEVICE, set())
     assert kind == "ok" and KERNEL in kernels and len(kernels[KERNEL].configs) > 1
     req.policy = parse_policy("first", [f"{KERNEL}:1"])
-    assert serve(req, "cpu", set())[0] == "ok"
+    assert serve(req, DEVICE, set())[0] == "ok"
     req.policy = parse_policy("first", [f"{KERNEL}:999"])
-    kind, message = serve(req, "cpu", set())
+    kind, message = serve(req, DEVICE, set())
     assert kind == "policy" and f"{KERNEL}:999" in message
 
 

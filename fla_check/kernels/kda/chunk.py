@@ -245,11 +245,12 @@ def kda_chunk_fwd(
             ht = torch.zeros(N, H, K, V, **f32) if h0 is None else h0.clone()
         return o, ht
     kda_intra_kernel[(NT, grid_b * H)](q, k, g_cum, beta, Aqk, Akk, cu_seqlens, chunk_indices, scale, T,
-                                       BC=min(BC, BT), NC=BT // min(BC, BT), **meta)
+                                       BC=min(BC, BT), NC=BT // min(BC, BT), num_stages=1, **meta)
     kda_ut_kernel[(NT, grid_b * H)](k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
                                     V=V, BV=BV, **meta)
     kda_h_kernel[(NV, N * H)](k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, V=V, BV=BV,
-                              USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta)
+                              USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state,
+                              num_stages=1, **meta)  # pipelined [BT, BK] fp32 tiles overflow an H200's smem
     kda_o_kernel[(NV, NT, grid_b * H)](q, g_cum, Aqk, v_new, h, o, cu_seqlens, chunk_indices, scale, T,
                                        V=V, BV=BV, **meta)
     return o, ht
