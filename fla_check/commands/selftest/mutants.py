@@ -20,6 +20,12 @@ that records the new hashes (``python3 -m fla_check.commands.selftest.mutants --
 A mutant with ``backward=True`` rewrites a backward kernel (a gradient scaled by 1.02): the
 selftest searches it with gradients (``fla-check run --backward``); its forward is clean.
 
+The field catalog (issue 15 part 7): a mutant with ``field`` plants a bug users reported, named by
+its public thread ("fla #1134"; ``fla-check selftest --field`` runs only those, see
+docs/field-bugs-caught.md); ``repeat`` turns the determinism check on for its search (a mutant
+caught by NONDETERMINISTIC); ``gpu_only`` (the reason) marks one that needs shapes or hardware
+the CPU interpreter cannot reach: skipped there, with the reason shown.
+
 :class:`UsageCase` is not a source mutant: a clean kernel used in a way known to break it
 (packing by a -0.1*finfo.max gate fill), which the normal search must flag in the chunk mode
 and not in the recurrent one.
