@@ -637,11 +637,13 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
               help="Comma list of mutant ids, id prefixes (gla.chunk) or bug classes (no-carry); see --list.")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
+@click.option("--field", "field_only", is_flag=True,
+              help="Only the field catalog: mutants planting a bug users reported (a public thread, see --list).")
 @click.option("--list", "list_only", is_flag=True, help="Print the mutant catalog and exit.")
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
 @_guard
-def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> None:
+def selftest(ops, mutants, profile, device, field_only, list_only, no_color, as_json) -> None:
     """Plant known kernel bugs and check that the normal search catches each (exit 1: one escaped or broken)."""
     device = _select_device(device)
     op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
@@ -651,9 +653,9 @@ def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> Non
     from fla_check.commands.selftest.engine import run_selftest
     from fla_check.commands.selftest.render import catalog_table, render_selftest
 
-    entries = select(op_names, ids)
+    entries = select(op_names, ids, field_only)
     if not entries:
-        raise UsageError("no mutant selected")
+        raise UsageError("no mutant selected" + (" (--field: none of them has a field thread)" if field_only else ""))
     if list_only:
         make_console(no_color=no_color).print(catalog_table(entries))
         return
@@ -661,11 +663,13 @@ def selftest(ops, mutants, profile, device, list_only, no_color, as_json) -> Non
     def on_result(r) -> None:
         if not as_json:
             how = f"after {r.examples} example(s), {r.seconds:.1f} s" if r.caught else r.note
-            what = "caught" if r.caught else "BROKEN" if r.status == "broken" else "MISSED"
+            what = ("caught" if r.caught else "BROKEN" if r.status == "broken"
+                    else "skipped" if r.status == "skipped" else "MISSED")
             mode = f"{r.mode} bwd" if r.backward else r.mode
             click.echo(f"{what} {r.id} ({r.op}/{mode}): {how}", err=True)
 
-    result = run_selftest(op_names, ids, profile=profile, device=device, on_result=on_result)
+    result = run_selftest(op_names, ids, profile=profile, device=device, field_only=field_only,
+                          on_result=on_result)
     if as_json:
         _echo_json(result.to_json())
     else:

@@ -10,6 +10,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from fla_check.backend import get_backend
 from fla_check.commands.selftest import mutants as catalog
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
@@ -30,11 +31,13 @@ def no_shrink(monkeypatch):
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
 def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
+    if mutant.gpu_only and get_backend().interpreter:
+        pytest.skip(f"GPU only: {mutant.gpu_only}")  # its CPU skip is tested in tests/commands/selftest/
     (r,) = run_mutant(mutant, profile="ci")
     assert r.caught and r.status == CAUGHT, r.note
     assert r.backward == mutant.backward
-    # wrong numbers, wrong memory (UNWRITTEN / OVERREAD: the memory checks) or a failed invariance
-    # check (NOT_INVARIANT): the selftest's killing verdicts; not ERROR
+    # wrong numbers, wrong memory (UNWRITTEN / OVERREAD: the memory checks), a failed invariance
+    # check (NOT_INVARIANT) or a second call that differs (NONDETERMINISTIC): the killing verdicts; not ERROR
     assert r.verdict in {v.value for v in KILLING} and r.examples <= PROFILES["ci"].examples
     assert r.shrunk is not None and r.shrunk_control == "OK"  # the reported case kills it
     if mutant.modes != ("fused_chunk",):  # the clean fused_chunk fails strong decay on its own

@@ -21,7 +21,9 @@ COMMANDS = {
     "sweep.json": ["sweep-mask-values", "--op", "gla", "--modes", "recurrent,chunk", "--values=-20,-0.1max",
                    "--cases", "1", "--dtypes", "fp32", "--json"],
     "ut-transform.json": ["ut-transform", "--chunk-size", "16", "--examples", "2", "--dtypes", "fp32", "--json"],
-    "selftest.json": ["selftest", "--mutants", "gla.recurrent.gate-after-write", "--profile", "smoke", "--json"],
+    "selftest.json": ["selftest", "--mutants",
+                      "gla.recurrent.gate-after-write,gla.recurrent.nondeterministic,gla.recurrent.int32-offset",
+                      "--profile", "smoke", "--json"],
 }
 
 

@@ -27,14 +27,23 @@ Reported per mutant and mode:
 A :class:`~fla_check.commands.selftest.mutants.UsageCase` runs the clean modes, each in its own search, with the
 given mask fills, and is caught when every flagged mode fails and every clean mode passes its
 whole run (a flagged mode that raises is ``broken``). Mutation score = caught / total.
+
+Field mutants (``Mutant.field``: the public thread of the bug they plant) run like the others;
+one with ``repeat`` set is searched (and controlled) with the determinism check on
+(``FLA_CHECK_REPEAT``), so NONDETERMINISTIC kills it. A mutant with ``gpu_only`` (a reason) is
+*skipped* on the CPU interpreter, with that reason in its result (``status == "skipped"``); skipped
+entries are listed but count neither as caught nor in the total.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 from fla_check import __version__
+from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
 from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
@@ -42,13 +51,14 @@ from fla_check.errors import MutationError
 from fla_check.ops import get_op
 from fla_check.engine.configs import ConfigPolicy, parse_policy
 from fla_check.engine.profiles import DEFAULT_PROFILE
-from fla_check.engine.runner import CaseResult, check_case, mode_label
+from fla_check.engine.runner import REPEAT_ENV, CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
 
 # the verdicts that can kill a mutant (not ERROR); UNWRITTEN/OVERREAD: the memory checks (engine/memory.py);
-# NOT_INVARIANT: the metamorphic checks (engine/invariance.py)
-KILLING = (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN, Verdict.OVERREAD, Verdict.NOT_INVARIANT)
-CAUGHT, ESCAPED, BROKEN = "caught", "escaped", "broken"
+# NOT_INVARIANT: the metamorphic checks (engine/invariance.py); NONDETERMINISTIC: the determinism check
+KILLING = (Verdict.DIVERGED, Verdict.NONFINITE, Verdict.UNWRITTEN, Verdict.OVERREAD, Verdict.NOT_INVARIANT,
+           Verdict.NONDETERMINISTIC)
+CAUGHT, ESCAPED, BROKEN, SKIPPED = "caught", "escaped", "broken", "skipped"
 
 
 def numeric_failures(case: CaseResult) -> list[str]:
@@ -76,10 +86,11 @@ class EntryResult:
     shrunk_control: str = ""  # the clean mode's verdict on the shrunk case
     control_failures: int = 0  # cases up to the killing one that the clean mode fails too
     note: str = ""
-    status: str = ""  # CAUGHT, ESCAPED or BROKEN (the mutant raised where the clean mode runs)
+    status: str = ""  # CAUGHT, ESCAPED, BROKEN (raised where the clean mode runs) or SKIPPED (note: why)
     backward: bool = False  # searched with gradients (a mutant in a backward kernel)
     error: str = ""  # BROKEN: the mutant's first error
     errors: int = 0  # cases of the run on which the mutant raised and the clean mode did not
+    field: Optional[str] = None  # the public thread of the field bug (Mutant.field); None: synthetic
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,8 +113,13 @@ class SelftestResult:
         return sum(r.caught for r in self.results)
 
     @property
+    def skipped(self) -> int:
+        return sum(r.status == SKIPPED for r in self.results)
+
+    @property
     def total(self) -> int:
-        return len(self.results)
+        """Entries run (skipped ones excluded)."""
+        return len(self.results) - self.skipped
 
     @property
     def broken(self) -> int:
@@ -120,7 +136,7 @@ class SelftestResult:
     def to_json(self) -> dict[str, Any]:
         return {"tool": "fla-check", "version": __version__, "kind": "selftest", "options": self.options,
                 "seconds": round(self.seconds, 3), "caught": self.caught, "total": self.total,
-                "broken": self.broken,
+                "broken": self.broken, "skipped": self.skipped,
                 "score": self.score, "results": [r.to_json() for r in self.results]}
 
     @classmethod
@@ -132,13 +148,16 @@ class SelftestResult:
 def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None, *,
                  profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
                  max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
-                 device: Optional[str] = None,
+                 device: Optional[str] = None, field_only: bool = False,
                  on_result: Optional[Callable[[EntryResult], None]] = None) -> SelftestResult:
-    """Run every selected catalog entry (see :func:`fla_check.commands.selftest.mutants.select`)."""
-    entries = select(ops, ids)
+    """Run every selected catalog entry (see :func:`fla_check.commands.selftest.mutants.select`;
+    `field_only`: the field catalog only)."""
+    entries = select(ops, ids, field_only)
     options = {"profile": profile, "examples": examples, "max_seq_len": max_seq_len,
                "dtypes": list(dtypes) if dtypes else None, "ops": list(ops) if ops else None,
                "mutants": [e.id for e in entries]}
+    if field_only:
+        options["field"] = True
     out = SelftestResult(options)
     start = time.perf_counter()
     for entry in entries:
@@ -175,29 +194,36 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
                device: Optional[str] = None) -> list[EntryResult]:
     """Search the mutated modes of `mutant` (with gradients for a backward mutant); one result
     per affected mode. A mutant whose rewrite cannot be applied (its function is missing, or a
-    pattern does not match exactly once inside it) is broken, with the reason, and not searched."""
+    pattern does not match exactly once inside it) is broken, with the reason, and not searched;
+    a ``gpu_only`` mutant on the CPU interpreter is skipped, with its reason."""
+    if mutant.gpu_only and get_backend(device).interpreter:
+        return [EntryResult(mutant.id, mutant.kind, mutant.op, mode, caught=False, field=mutant.field,
+                            status=SKIPPED, backward=mutant.backward,
+                            note=f"skipped on the CPU interpreter (GPU only): {mutant.gpu_only}")
+                for mode in mutant.modes]
     try:
         specs = mutant.mode_specs()
     except MutationError as exc:
-        return [EntryResult(mutant.id, mutant.kind, mutant.op, mode, caught=False, status=BROKEN,
+        return [EntryResult(mutant.id, mutant.kind, mutant.op, mode, caught=False, field=mutant.field, status=BROKEN,
                             backward=mutant.backward, error=f"{mutant.target}: {exc}",
                             note=f"broken mutant: the rewrite does not apply to {mutant.target}: {exc}")
                 for mode in mutant.modes]
     clock = _Clock()
     policy = parse_policy(mutant.configs)
     controls = {mode_label(s): _Control(mutant.op, mode_label(get_op(mutant.op).modes[s.name]), device,
-                                        mutant.backward, policy)
+                                        mutant.backward, policy, mutant.repeat)
                 for s in specs}
 
     def failing(case: CaseResult) -> list[str]:
         return [m for m in numeric_failures(case) if m not in controls or controls[m].passes(case.config)]
 
-    result = _search(mutant.op, specs, clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
-                     dtypes=dtypes, device=device, failing=failing, backward=mutant.backward, configs=policy)
+    with _repeat_policy(mutant.repeat):
+        result = _search(mutant.op, specs, clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
+                         dtypes=dtypes, device=device, failing=failing, backward=mutant.backward, configs=policy)
     out = []
     for spec in specs:
         label = mode_label(spec)
-        entry = EntryResult(mutant.id, mutant.kind, mutant.op, spec.name, caught=False,
+        entry = EntryResult(mutant.id, mutant.kind, mutant.op, spec.name, caught=False, field=mutant.field,
                             search_seconds=round(result.seconds, 3), searched=len(result.cases),
                             backward=mutant.backward)
         _find_kill(entry, result, label, controls[label], clock)
@@ -207,18 +233,38 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
     return out
 
 
+@contextlib.contextmanager
+def _repeat_policy(policy: str):
+    """The determinism check's policy (``FLA_CHECK_REPEAT``) for the calls inside, restored after;
+    "off" leaves the environment as it is."""
+    if policy == "off":
+        yield
+        return
+    before = os.environ.get(REPEAT_ENV)
+    os.environ[REPEAT_ENV] = policy
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(REPEAT_ENV, None)
+        else:
+            os.environ[REPEAT_ENV] = before
+
+
 class _Control:
-    """The clean mode's results on the cases of a mutant's run (memoised by configuration)."""
+    """The clean mode's results on the cases of a mutant's run (memoised by configuration), under
+    the mutant's autotune-config and determinism policies."""
 
     def __init__(self, op: str, clean: str, device: Optional[str], backward: bool = False,
-                 configs: Optional[ConfigPolicy] = None):
+                 configs: Optional[ConfigPolicy] = None, repeat: Optional[str] = None):
         self.op, self.clean, self.device, self.backward, self.configs = op, clean, device, backward, configs
+        self.repeat = None if repeat == "off" else repeat
         self.cache: dict[CaseConfig, CaseResult] = {}
 
     def verdict(self, config: CaseConfig):
         if config not in self.cache:
             self.cache[config] = check_case(self.op, [self.clean], config, device=self.device,
-                                            backward=self.backward, configs=self.configs)
+                                            backward=self.backward, configs=self.configs, repeat=self.repeat)
         return self.cache[config].modes[self.clean].verdict
 
     def passes(self, config: CaseConfig) -> bool:
@@ -286,7 +332,7 @@ def run_usage(case: UsageCase, *, profile: str = DEFAULT_PROFILE, examples: Opti
     out = []
     for mode in case.flagged:
         result, clock = runs[mode]
-        entry = EntryResult(case.id, case.kind, case.op, mode, caught=False,
+        entry = EntryResult(case.id, case.kind, case.op, mode, caught=False, field=case.field,
                             search_seconds=round(sum(r.seconds for r, _ in runs.values()), 3),
                             searched=sum(len(r.cases) for r, _ in runs.values()),
                             control_failures=sum(m in c.failed_modes for m in case.clean for c in runs[m][0].cases))

@@ -20,6 +20,12 @@ that records the new hashes (``python3 -m fla_check.commands.selftest.mutants --
 A mutant with ``backward=True`` rewrites a backward kernel (a gradient scaled by 1.02): the
 selftest searches it with gradients (``fla-check run --backward``); its forward is clean.
 
+The field catalog (issue 15 part 7): a mutant with ``field`` plants a bug users reported, named by
+its public thread ("fla #1134"; ``fla-check selftest --field`` runs only those, see
+docs/field-bugs-caught.md); ``repeat`` turns the determinism check on for its search (a mutant
+caught by NONDETERMINISTIC); ``gpu_only`` (the reason) marks one that needs shapes or hardware
+the CPU interpreter cannot reach: skipped there, with the reason shown.
+
 :class:`UsageCase` is not a source mutant: a clean kernel used in a way known to break it
 (packing by a -0.1*finfo.max gate fill), which the normal search must flag in the chunk mode
 and not in the recurrent one.
@@ -76,6 +82,11 @@ KINDS: dict[str, str] = {
     "non-contiguous": "strides ignored: inputs assumed contiguous (SGLang #22312; invariance check layout)",
     "split-state": "initial state dropped for short sequences (fla #285/#494; invariance check split)",
     "row-mixing": "batch index off by one for rows > 0 (invariance check batch)",
+    "nondeterministic": "result changes between two identical calls (determinism check: FLA_CHECK_REPEAT)",
+    "beta-bf16": "beta rounded to bf16 before the fp32 state update",
+    "gate-bf16": "gate rounded to bf16 inside the fp32 recurrence",
+    "gate-overflow": "exp(g_last - g) factorised as exp(g_last) * exp(-g): overflow, inf * 0 = NaN",
+    "int32-offset": "int32 pointer offsets: wrap past 2^31 elements (GPU-only shapes)",
 }
 
 
@@ -93,6 +104,9 @@ class Mutant:
     description: str
     backward: bool = False  # the bug is in a backward kernel: the selftest searches with gradients
     configs: str = "first"  # the autotune configs the selftest searches under (``--configs``)
+    field: Optional[str] = None  # the public thread of the field bug it plants ("fla #1134"); None: synthetic
+    gpu_only: str = ""  # why it can only be planted and caught on a GPU (skipped on CPU with this reason)
+    repeat: str = "off"  # the determinism check's policy the selftest searches under (FLA_CHECK_REPEAT)
 
     @property
     def target(self) -> str:
@@ -128,6 +142,8 @@ class UsageCase:
     clean: tuple[str, ...]
     mask_fills: tuple[str, ...]
     description: str
+    field: Optional[str] = None  # the public thread of the field bug; None: synthetic
+    gpu_only: str = ""  # never: usage cases run on CPU
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -734,8 +750,61 @@ _MEMORY = [
            "the forward kernel runs the last sequence to the end of the tensor (assumes cu_seqlens[-1] == T)"),
 ]
 
-MUTANTS: tuple[Mutant, ...] = tuple(_GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY
-                                    + _KDA + list(SUBTLE) + _SIMPLE_GLA + _GATED_OPTIONS + _MEMORY + _INVARIANCE)
+# -- the field catalog (issue 15 part 7): bugs users reported (research/field-bugs.md) --------
+_GLA_R_WRAPPER_END = ("            STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None,\n"
+                      "        )\n    return o, ht\n")
+_FIELD = [
+    Mutant("gla.recurrent.nondeterministic", "nondeterministic", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd",
+           ((_GLA_R_WRAPPER_END, _GLA_R_WRAPPER_END.replace(
+               "    return o, ht\n",
+               "    gla_recurrent_fwd.calls = getattr(gla_recurrent_fwd, 'calls', 0) + 1\n"
+               "    if o.numel():\n"
+               "        bits = o.view(torch.int32 if o.element_size() == 4 else torch.int16).view(-1)\n"
+               "        bits[gla_recurrent_fwd.calls % o.numel()] ^= 1\n"
+               "    return o, ht\n")),),
+           "the last bit of one output element depends on the call count (what a racy accumulation order "
+           "does): every call is within tolerance, two identical calls differ",
+           field="fla #945/#1228", repeat="all"),
+    Mutant("kda.recurrent.beta-bf16", "beta-bf16", "kda", ("recurrent",), _KDA_R, "kda_recurrent_fwd_kernel",
+           (("        b_beta = tl.load(p_beta).to(tl.float32)\n",
+             "        b_beta = tl.load(p_beta).to(tl.float32).to(tl.bfloat16).to(tl.float32)\n"),),
+           "beta rounded to bf16 before the fp32 state update (fp32 and fp16 inputs lose beta's low bits)",
+           field="vLLM #53877"),
+    Mutant("gla.recurrent.gate-bf16", "gate-bf16", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
+           (("b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32)  # masked: #1165",
+             "b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32).to(tl.bfloat16).to(tl.float32)"),),
+           "the log-gate g rounded to bf16 inside the fp32 recurrence (the bf16-gate half of vLLM #42076)",
+           field="vLLM #42076"),
+    Mutant("gla.chunk.gate-overflow", "gate-overflow", "gla", ("chunk",), _GLA_C, "chunk_fwd_h_kernel",
+           (("        b_kg = (b_k * tl.exp2(b_gl[:, None] - b_gk)).to(b_k.dtype)\n",
+             "        b_kg = (b_k * (tl.exp2(b_gl)[:, None] * tl.exp2(-b_gk))).to(b_k.dtype)\n"),),
+           "state kernel: k * exp(G_last) * exp(-G) instead of k * exp(G_last - G); under strong decay exp(-G) "
+           "overflows and exp(G_last) underflows: inf * 0 = NaN (fla PR #649 fixed this in dv)",
+           field="fla PR #649"),
+    Mutant("gla.recurrent.int32-offset", "int32-offset", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
+           (("    p_q = q + (bos * H + i_h) * K + o_k\n",
+             "    p_q = q + ((bos * H + i_h) * K).to(tl.int32) + o_k\n"),),
+           "q's token offset truncated to int32: wraps once B*T*H*K > 2^31",
+           field="fla #1080",
+           gpu_only="the offset wraps only past 2^31 elements (q alone 8 GiB in fp32): shapes for a GPU's "
+                    "large-index run (issue 15 part 6), out of reach of the CPU interpreter"),
+]
+
+# the public thread of each earlier mutant that plants a field bug (field-bugs.md)
+_THREADS = {
+    "simple_gla.chunk.config-specific": "fla #640",
+    "gla.recurrent.overread-last-row": "fla #1134",
+    "gla.recurrent.past-cu-seqlens": "fla #892",
+    "gla.recurrent.non-contiguous": "SGLang #22312",
+    "gla.recurrent.split-state": "fla #285/#494",
+    "gated_delta.recurrent.l2norm-eps": "transformers #40842",
+    "gated_delta.chunk.l2norm-eps": "transformers #40842",
+}
+
+MUTANTS: tuple[Mutant, ...] = tuple(
+    dataclasses.replace(m, field=_THREADS.get(m.id, m.field))
+    for m in _GLA + _delta_family("delta") + _delta_family("gated_delta") + _GATED_ONLY + _KDA + list(SUBTLE)
+    + _SIMPLE_GLA + _GATED_OPTIONS + _MEMORY + _INVARIANCE + _FIELD)
 
 
 def all_entries() -> list[Mutant | UsageCase]:
@@ -743,17 +812,21 @@ def all_entries() -> list[Mutant | UsageCase]:
     return [*MUTANTS, *USAGE_CASES]
 
 
-def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None) -> list[Mutant | UsageCase]:
+def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None,
+           field_only: bool = False) -> list[Mutant | UsageCase]:
     """Catalog entries of `ops` (all when None) whose id is in `ids` or starts with one of them
-    followed by '.' (e.g. 'gla.chunk'); raises SelectionError (a ValueError) for an id that selects nothing."""
-    entries = [e for e in all_entries() if not ops or e.op in ops]
+    followed by '.' (e.g. 'gla.chunk'); with `field_only`, only those with a public field thread.
+    Raises SelectionError (a ValueError) for an id that selects nothing."""
+    entries = [e for e in all_entries() if (not ops or e.op in ops) and (not field_only or e.field)]
     if not ids:
         return entries
     picked = []
     for want in ids:
         hits = [e for e in entries if e.id == want or e.id.startswith(want + ".") or e.kind == want]
         if not hits:
-            raise SelectionError(f"no mutant matches {want!r} (ids, id prefixes such as gla.chunk, or bug classes); see `fla-check selftest --list`")
+            among = " among the field mutants (--field)" if field_only else ""
+            raise SelectionError(f"no mutant matches {want!r}{among} (ids, id prefixes such as gla.chunk, or bug "
+                                 "classes); see `fla-check selftest --list`")
         picked += [e for e in hits if e not in picked]
     return picked
 

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from fla_check.cases import CaseConfig
 from fla_check.commands.selftest.mutants import KINDS, Mutant, UsageCase
-from fla_check.commands.selftest.engine import BROKEN, EntryResult, SelftestResult
+from fla_check.commands.selftest.engine import BROKEN, SKIPPED, EntryResult, SelftestResult
 
 
 def _short(config: dict | None) -> str:
@@ -26,21 +26,26 @@ def mode_text(r: EntryResult) -> str:
 def caught_text(r: EntryResult) -> str:
     if r.caught:
         return "[green]yes[/]"
+    if r.status == SKIPPED:
+        return "[yellow]skipped[/]"
     return "[bold red]BROKEN[/]" if r.status == BROKEN else "[bold red]NO[/]"
 
 
 def results_table(results: list[EntryResult]) -> Table:
-    """One row per mutant and mode: caught, examples and seconds to the first killing case."""
-    table = Table(title="caught = a case the mutant fails (DIVERGED/NONFINITE) and the clean mode passes; "
-                  "bwd = searched with gradients", title_justify="left",
+    """One row per mutant and mode: the field thread, caught, examples and seconds to the first
+    killing case."""
+    table = Table(title="caught = a case the mutant fails (DIVERGED, NONFINITE, a memory, invariance or "
+                  "determinism verdict) and the clean mode passes; bwd = searched with gradients; "
+                  "field = the public thread of the bug", title_justify="left",
                   box=box.SIMPLE_HEAD, padding=(0, 0), show_edge=False)
     table.add_column("mutant", no_wrap=True)
     table.add_column("mode", no_wrap=True)
+    table.add_column("field", no_wrap=True)
     table.add_column("caught")
     table.add_column("examples", justify="right")
     table.add_column("seconds", justify="right")
     for r in results:
-        table.add_row(r.id, mode_text(r), caught_text(r), _num(r.examples), _num(r.seconds))
+        table.add_row(r.id, mode_text(r), r.field or "-", caught_text(r), _num(r.examples), _num(r.seconds))
     return table
 
 
@@ -55,6 +60,8 @@ def render_selftest(console: Console, result: SelftestResult) -> None:
     for r in result.results:
         if r.status == BROKEN:
             console.print(f"[bold red]broken[/] {r.id} ({r.op}/{mode_text(r)}): {r.note}", soft_wrap=True)
+        elif r.status == SKIPPED:
+            console.print(f"[yellow]skipped[/] {r.id} ({r.op}/{mode_text(r)}): {r.note}", soft_wrap=True)
         elif not r.caught:
             console.print(f"[bold red]missed[/] {r.id} ({r.op}/{mode_text(r)}): {r.note}")
         elif r.control_failures:
@@ -62,19 +69,23 @@ def render_selftest(console: Console, result: SelftestResult) -> None:
                           "(its own failures; the catch is a case it passes)")
     style = "green" if result.all_caught else "bold red"
     broken = f", {result.broken} broken (not caught)" if result.broken else ""
+    broken += f", {result.skipped} skipped (GPU only)" if result.skipped else ""
     console.print(f"mutation score: [{style}]{result.caught}/{result.total} ({100 * result.score:.1f}%)[/]{broken} "
                   f"in {result.seconds:.1f} s (profile {result.options.get('profile')})")
 
 
 def catalog_table(entries: list[Mutant | UsageCase]) -> Table:
-    """The catalog: id, op, modes, bug class, what the rewrite does."""
-    table = Table(title="mutant catalog", title_justify="left")
+    """The catalog: id, op, modes, field thread (GPU only marked), bug class, what the rewrite does."""
+    table = Table(title="mutant catalog (field: the public thread of the bug; GPU only: skipped on CPU)",
+                  title_justify="left")
     table.add_column("id", no_wrap=True)
-    for name in ("op", "modes", "class", "description"):
-        table.add_column(name)
+    for name in ("op", "modes", "field", "class", "description"):
+        table.add_column(name, no_wrap=name == "field")
     for e in entries:
         modes = ", ".join(e.modes) if isinstance(e, Mutant) else f"{', '.join(e.flagged)} (clean: {', '.join(e.clean)})"
         if isinstance(e, Mutant) and e.backward:
             modes += " (backward)"
-        table.add_row(e.id, e.op, modes, KINDS[e.kind], e.description)
+        field = (e.field or "-") + (" (GPU only)" if e.gpu_only else "")
+        description = e.description + (f" [GPU only: {e.gpu_only}]" if e.gpu_only else "")
+        table.add_row(e.id, e.op, modes, field, KINDS[e.kind], description)
     return table
