@@ -51,6 +51,7 @@ GRID_MIN = 1024  # blocks per launched dimension (fla #913: NaN from 1024 blocks
 GRID_YZ_MAX = 65535  # CUDA's limit for a grid's y and z dimensions
 CHUNK = 64  # the chunk size whose count is the chunk kernels' grid axis
 DEFAULT_SHAPE = dict(H=8, K=128, V=128, seq_len=512)  # 4098 sequences, 2^31 + 2^20 elements per tensor
+PLAN: dict[str, Any] = {}  # keyword arguments of large_index_case for the runs' packs (tests: a tiny threshold)
 DEFAULT_BUDGET_GIB = 64.0
 PROXY_SEQS = 16  # sequences of the proxy pack the workspace is measured on (CUDA)
 BLOCK_ELEMENTS = 2**24  # elements per drawn block (64 MiB in fp32)
@@ -172,6 +173,19 @@ def large_index_case(op: str, dtype: str, *, H: int = DEFAULT_SHAPE["H"], K: int
     return case
 
 
+def plan(op: str, dtype: str) -> LargeIndexCase:
+    """The pack a run checks for `op` and `dtype` (:data:`PLAN` overrides the defaults)."""
+    return large_index_case(op, dtype, **PLAN)
+
+
+def check_device(case: LargeIndexCase, device: str) -> None:
+    """UsageError for a pack past 2^31 elements on the CPU interpreter (hours per mode, tens of GiB of
+    host memory): the check is meant for a GPU."""
+    if device != "cuda" and case.elements > INDEX_LIMIT:
+        raise UsageError(f"--large-index needs a GPU: its {case.op} {case.dtype} pack has {case.elements} elements "
+                         "per tensor, beyond what the CPU interpreter can run")
+
+
 def block_seed(seed: int, name: str, block: int) -> int:
     """The generator seed of one drawn block of one input (stable across processes)."""
     return (seed * 1_000_003 + zlib.crc32(f"{name}|{block}".encode())) % 2**63
@@ -209,10 +223,14 @@ def build_inputs(case: LargeIndexCase, device: str, progress: Optional[Progress]
             tenth = 10 * done // total
             if progress and tenth != shown:
                 shown = tenth
-                progress(f"{LABEL} {case.op} {case.dtype}: inputs {done * dt.itemsize / GIB:.1f} / "
-                         f"{total * dt.itemsize / GIB:.1f} GiB drawn on {device}")
+                progress(f"{LABEL} {case.op} {case.dtype}: inputs {_size(done * dt.itemsize)} / "
+                         f"{_size(total * dt.itemsize)} drawn on {device}")
         out[name] = view
     return out
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.2f} MiB"
 
 
 def _call(spec: ModeSpec, inputs: dict[str, Tensor], cu: Tensor, device: str,
@@ -266,7 +284,7 @@ def check_budget(cases: Sequence[LargeIndexCase], specs: Sequence[ModeSpec], dev
         need, how = memory_need(case, specs, device, policy)
         needs[case.dtype] = need / GIB
         if need > budget_gib * GIB:
-            raise UsageError(f"--large-index: the {case.op} {case.dtype} case needs {need / GIB:.1f} GiB ({how}; "
+            raise UsageError(f"--large-index: the {case.op} {case.dtype} case needs {_size(need)} ({how}; "
                              f"{case.elements} elements per tensor), over the budget of {budget_gib:g} GiB; "
                              "raise --large-index-budget or leave that dtype out (--dtypes)")
     return needs
