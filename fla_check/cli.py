@@ -291,7 +291,8 @@ def _warn(lines: Sequence[str]) -> None:
               help="Add per dtype a cu_seqlens pack past 2^31 elements (int32 offsets, >= 1024-block grids; "
                    "GPU; on by default with --profile nightly on a GPU), judged on sampled sequences.")
 @click.option("--large-index-budget", type=float, default=None, metavar="GIB",
-              help="Device memory the large-index check may use (default 64); a case needing more is refused.")
+              help="Device memory the large-index check may use (default: 80% of the GPU's); a case needing "
+                   "more is refused (exit 2, the need named).")
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -323,7 +324,7 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
     policy = _parse_configs(configs_text, config_refs, device)
-    budget = _parse_budget(large_index_budget)
+    budget = _parse_budget(large_index_budget, device)
     from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitizer_failed
     from fla_check.engine.invariance import parse_checks
 
@@ -360,11 +361,11 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     sys.exit(EXIT_OK)
 
 
-def _parse_budget(gib: Optional[float]) -> float:
-    from fla_check.engine.large_index import DEFAULT_BUDGET_GIB
+def _parse_budget(gib: Optional[float], device: str) -> float:
+    from fla_check.engine.large_index import default_budget
 
     if gib is None:
-        return DEFAULT_BUDGET_GIB
+        return default_budget(device)
     if not gib > 0:
         raise UsageError(f"--large-index-budget must be > 0 GiB, got {gib:g}")
     return gib
@@ -378,7 +379,7 @@ def _parse_budget(gib: Optional[float]) -> float:
 @click.option("--large-index", "large_index", type=int, default=None, metavar="I",
               help="Replay the report's large-index case I instead (a pack past 2^31 elements: GPU).")
 @click.option("--large-index-budget", type=float, default=None, metavar="GIB",
-              help="Device memory the large-index replay may use (default 64).")
+              help="Device memory the large-index replay may use (default: 80% of the GPU's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
@@ -395,8 +396,8 @@ def replay(report_file, case_index, large_index, large_index_budget, device, pro
            no_color, as_json, configs_text, config_refs) -> None:
     """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
     _parse_isolation(isolation_kind, case_timeout)  # usage errors first
-    budget = _parse_budget(large_index_budget)
     device = _select_device(device)
+    budget = _parse_budget(large_index_budget, device)
     _load_providers(providers)
     data = _load_report(report_file)
     if large_index is not None:

@@ -22,7 +22,10 @@ corrupt output of #1080 rather than an illegal address.
 
 Memory (:func:`memory_need`): the inputs exactly, plus per mode its outputs and workspace,
 measured on the device on a proxy pack of :data:`PROXY_SEQS` sequences and scaled by the number
-of sequences (CUDA only; on CPU only the tensors are counted, and said so).
+of sequences (CUDA only; on CPU only the tensors are counted, and said so). The budget defaults to
+80% of the GPU's memory (:func:`default_budget`); a pack past 2^31 elements is refused on the CPU
+interpreter (:func:`check_device`). The runs' packs come from :func:`plan` (:data:`PLAN` overrides
+the shape and threshold: the CLI tests shrink it).
 """
 from __future__ import annotations
 
@@ -52,7 +55,8 @@ GRID_YZ_MAX = 65535  # CUDA's limit for a grid's y and z dimensions
 CHUNK = 64  # the chunk size whose count is the chunk kernels' grid axis
 DEFAULT_SHAPE = dict(H=8, K=128, V=128, seq_len=512)  # 4098 sequences, 2^31 + 2^20 elements per tensor
 PLAN: dict[str, Any] = {}  # keyword arguments of large_index_case for the runs' packs (tests: a tiny threshold)
-DEFAULT_BUDGET_GIB = 64.0
+DEFAULT_BUDGET_GIB = 64.0  # without a GPU (where a real pack is refused anyway); see default_budget
+BUDGET_SHARE = 0.8  # of the GPU's memory: the default budget on CUDA
 PROXY_SEQS = 16  # sequences of the proxy pack the workspace is measured on (CUDA)
 BLOCK_ELEMENTS = 2**24  # elements per drawn block (64 MiB in fp32)
 GIB = 2**30
@@ -274,6 +278,14 @@ def memory_need(case: LargeIndexCase, specs: Sequence[ModeSpec], device: str,
         if scaled > outputs:
             outputs, how = scaled, f"inputs, and outputs + workspace measured on a {PROXY_SEQS}-sequence proxy"
     return sizes["inputs"] + outputs, how
+
+
+def default_budget(device: str) -> float:
+    """GiB the check may use when no budget is given: 80% of the GPU's memory on CUDA (an H200:
+    111 GiB, an 80 GB H100: 64 GiB), :data:`DEFAULT_BUDGET_GIB` elsewhere."""
+    if device == "cuda" and torch.cuda.is_available():
+        return round(BUDGET_SHARE * torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB, 1)
+    return DEFAULT_BUDGET_GIB
 
 
 def check_budget(cases: Sequence[LargeIndexCase], specs: Sequence[ModeSpec], device: str, budget_gib: float,

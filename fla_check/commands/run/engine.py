@@ -41,7 +41,7 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
         invariance_scope: Optional[str] = None, large_index: bool = False,
-        large_index_budget: float = large.DEFAULT_BUDGET_GIB) -> tuple[SearchResult, Path]:
+        large_index_budget: Optional[float] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
@@ -51,7 +51,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     compute-sanitizer (:mod:`fla_check.commands.run.sanitizer`; `providers`: what the replays
     load) and its record is ``options.sanitizer`` of the report.
     `large_index` (or the nightly profile on a GPU, :func:`large_index_wanted`) adds the large-index
-    check after the search, within `large_index_budget` GiB (a UsageError naming the need, before
+    check after the search, within `large_index_budget` GiB (default
+    :func:`fla_check.engine.large_index.default_budget`; a UsageError naming the need, before
     the search, when a dtype's case does not fit); its results are ``large_index`` of the report.
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
@@ -67,8 +68,11 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     checkpoints = Checkpoints(path, extra)
     plans = []
     if large_index_wanted(large_index, profile, device) and (shard is None or shard.index == 1):  # once per run
-        plans = large_index_plans(op, modes, dtypes, device, large_index_budget)
-        extra["large_index"] = {"budget_gib": large_index_budget, "min_elements": large.INDEX_LIMIT,
+        budget = large_index_budget
+        if budget is None:
+            budget = large.default_budget(get_backend(device).device)
+        plans = large_index_plans(op, modes, dtypes, device, budget)
+        extra["large_index"] = {"budget_gib": budget, "min_elements": large.INDEX_LIMIT,
                                 "cases": len(plans)}
     try:
         with sigterm_as_interrupt():

@@ -53,7 +53,7 @@ from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
 from fla_check.errors import MutationError
 from fla_check.ops import get_op
 from fla_check.engine.configs import ConfigPolicy, parse_policy
-from fla_check.engine.large_index import DEFAULT_BUDGET_GIB, check_budget, large_index_case, run_large_index
+from fla_check.engine.large_index import check_budget, default_budget, large_index_case, run_large_index
 from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import REPEAT_ENV, CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
@@ -241,19 +241,21 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
 
 def run_large_mutant(mutant: Mutant, specs: Optional[list] = None, *, device: Optional[str] = None,
                      dtypes: Optional[Sequence[str]] = None, shape: Optional[dict[str, int]] = None,
-                     budget_gib: float = DEFAULT_BUDGET_GIB) -> list[EntryResult]:
+                     budget_gib: Optional[float] = None) -> list[EntryResult]:
     """Check a ``large_index`` mutant on the large-index case of its op (the first of `dtypes`,
     default float32; `shape`: keyword arguments of :func:`large_index_case`, e.g. a tiny
     ``min_elements`` in tests), its mutated and clean modes on the same pack: caught when the
     mutant's verdict kills (a KILLING verdict) and the clean mode passes; broken when it raises
-    where the clean mode runs. One case, so ``examples`` is 1."""
+    where the clean mode runs. One case, so ``examples`` is 1. `budget_gib`: default
+    :func:`default_budget` (a UsageError naming the need when the case does not fit)."""
     specs = mutant.mode_specs() if specs is None else specs
     op = get_op(mutant.op)
     backend = get_backend(device)
     case = large_index_case(mutant.op, (dtypes or ("float32",))[0], **(shape or {}))
     clean = [op.modes[s.name] for s in specs]
     labels = [mode_label(s) for s in specs] + [mode_label(c) for c in clean]
-    check_budget([case], list(specs) + clean, backend.device, budget_gib)
+    budget = default_budget(backend.device) if budget_gib is None else budget_gib
+    check_budget([case], list(specs) + clean, backend.device, budget)
     start = time.perf_counter()
     result = run_large_index(op, list(specs) + clean, case, device=backend.device, labels=labels)
     seconds = round(time.perf_counter() - start, 3)
