@@ -57,3 +57,11 @@ def test_a_real_pack_is_refused_on_cpu():
     res = _run("run", "--op", "gla", "--modes", "recurrent", "--dtypes", "fp32", "--examples", "1",
                "--device", "cpu", "--large-index")
     assert res.exit_code == 2 and "needs a GPU" in res.output
+
+
+def test_nightly_turns_it_on_only_on_a_gpu():
+    from fla_check.commands.run.engine import large_index_wanted
+
+    assert large_index_wanted(True, "ci", DEVICE)
+    assert not large_index_wanted(False, "ci", DEVICE)
+    assert large_index_wanted(False, "nightly", DEVICE) is (DEVICE == "cuda")

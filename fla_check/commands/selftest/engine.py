@@ -84,7 +84,7 @@ class EntryResult:
     search_seconds: float = 0.0  # the whole search, shrinking included
     searched: int = 0  # distinct cases the search evaluated
     verdict: str = ""  # the mutant's verdict on the killing case
-    killing: Optional[dict[str, Any]] = None  # CaseConfig JSON of the first killing case
+    killing: Optional[dict[str, Any]] = None  # CaseConfig JSON of the first killing case (large_index: the pack's)
     shrunk: Optional[dict[str, Any]] = None  # CaseConfig JSON of the shrunk failing case
     shrunk_verdict: str = ""  # the mutant's verdict on the shrunk case
     shrunk_control: str = ""  # the clean mode's verdict on the shrunk case
