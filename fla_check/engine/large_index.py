@@ -274,6 +274,7 @@ def memory_need(case: LargeIndexCase, specs: Sequence[ModeSpec], device: str,
                 continue
             peaks.append(torch.cuda.max_memory_allocated() - base)
         del inputs
+        torch.cuda.empty_cache()  # the search's worker processes share the device
         scaled = max(peaks) * case.num_seqs // PROXY_SEQS
         if scaled > outputs:
             outputs, how = scaled, f"inputs, and outputs + workspace measured on a {PROXY_SEQS}-sequence proxy"
