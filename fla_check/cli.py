@@ -452,7 +452,7 @@ def _replay_large(data: dict, report_file: Path, index: int, budget: float, devi
 
     op = _parse_op(data["op"])
     modes = _parse_modes(op, ",".join(data["modes"]))
-    with SearchProgress(no_color or as_json) as on_progress:
+    with SearchProgress(no_color) as on_progress:
         result = replay_large_index(op, modes, cases[index]["case"], device, budget,
                                     None if as_json else on_progress)
     if as_json:

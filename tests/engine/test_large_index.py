@@ -123,6 +123,8 @@ def test_large_index_mutant_is_caught_on_the_large_case_and_skipped_on_cpu():
     clean = dataclasses.replace(WRAP, replacements=((_P_Q, _P_Q),))  # an identity rewrite: the honest kernel
     entry, = run_large_mutant(clean, device=DEVICE, shape=TINY)
     assert entry.status == ESCAPED and not entry.caught
+    small, = run_large_mutant(WRAP, device=DEVICE, shape=TINY, budget_gib=1e-9)  # a device too small: skipped
+    assert small.status == SKIPPED and "0.02 MiB" in small.note and not small.caught
     real, = select(None, ["gla.recurrent.int32-offset"])
     assert real.large_index and real.gpu_only
     if DEVICE == "cpu":

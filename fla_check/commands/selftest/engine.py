@@ -50,7 +50,7 @@ from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
 from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
-from fla_check.errors import MutationError
+from fla_check.errors import MutationError, UsageError
 from fla_check.ops import get_op
 from fla_check.engine.configs import ConfigPolicy, parse_policy
 from fla_check.engine.large_index import check_budget, default_budget, large_index_case, run_large_index
@@ -247,7 +247,7 @@ def run_large_mutant(mutant: Mutant, specs: Optional[list] = None, *, device: Op
     ``min_elements`` in tests), its mutated and clean modes on the same pack: caught when the
     mutant's verdict kills (a KILLING verdict) and the clean mode passes; broken when it raises
     where the clean mode runs. One case, so ``examples`` is 1. `budget_gib`: default
-    :func:`default_budget` (a UsageError naming the need when the case does not fit)."""
+    :func:`default_budget`; a case that does not fit is skipped, with the need as its reason."""
     specs = mutant.mode_specs() if specs is None else specs
     op = get_op(mutant.op)
     backend = get_backend(device)
@@ -255,7 +255,11 @@ def run_large_mutant(mutant: Mutant, specs: Optional[list] = None, *, device: Op
     clean = [op.modes[s.name] for s in specs]
     labels = [mode_label(s) for s in specs] + [mode_label(c) for c in clean]
     budget = default_budget(backend.device) if budget_gib is None else budget_gib
-    check_budget([case], list(specs) + clean, backend.device, budget)
+    try:
+        check_budget([case], list(specs) + clean, backend.device, budget)
+    except UsageError as exc:  # a device too small for the pack: the rest of the selftest still runs
+        return [EntryResult(mutant.id, mutant.kind, mutant.op, s.name, caught=False, field=mutant.field,
+                            status=SKIPPED, note=f"skipped: the large-index case does not fit: {exc}") for s in specs]
     start = time.perf_counter()
     result = run_large_index(op, list(specs) + clean, case, device=backend.device, labels=labels)
     seconds = round(time.perf_counter() - start, 3)
