@@ -33,6 +33,11 @@ def _mutant(name: str, old: str, new: str) -> Mutant:
 # q's offset wraps modulo 320 elements (the int32 wrap at 2^32, scaled down): tokens from offset 320 on read
 # an earlier token's q -- sequence 5 onwards of the tiny pack
 WRAP = _mutant("wrap-320", _P_Q, "    p_q = q + ((bos * H + i_h) * K) % 320 + o_k\n")
+# the int32 wrap itself, scaled to a signed 9-bit offset: offsets in [256, 512) become offset - 512, a read
+# BEFORE q -- into g's memory, since the inputs share one buffer with q last (no fault, a wrong value)
+SIGNED = _mutant("signed-wrap-256", _P_Q,
+                 "    p_q = q + tl.where((bos * H + i_h) * K >= 256, (bos * H + i_h) * K - 512, (bos * H + i_h) * K)"
+                 " + o_k\n")
 # o x1.02 for sequences whose offsets start at or past 320
 LATE = _mutant("o-late-past-320", _STORE_O,
                "        tl.store(p_o, (b_o * tl.where(bos * H * K >= 320, 1.02, 1.0)).to(p_o.dtype.element_ty), "
@@ -88,6 +93,12 @@ def test_honest_kernels_pass_and_a_wrap_past_the_offset_is_caught():
     assert "sequence 5" in result.modes["wrap"].reason
     back = LargeIndexResult.from_json(result.to_json())
     assert back.to_json() == result.to_json() and back.failed_modes == ["wrap"]
+
+
+def test_a_negative_wrapped_offset_reads_the_buffer_before_q_not_a_fault():
+    result = _run([SIGNED.mode_specs()[0]], ["signed"])
+    assert result.modes["signed"].verdict is Verdict.DIVERGED  # not ERROR / NONFINITE: g's values, read as q
+    assert [s.index for s in result.sequences["signed"] if s.verdict.failed] == [4, 5, 6]  # offsets >= 256
 
 
 def test_a_two_percent_error_past_the_offset_is_caught_only_where_sampled():
