@@ -287,6 +287,12 @@ def _warn(lines: Sequence[str]) -> None:
 @click.option("--config", "config_refs", multiple=True, metavar="KERNEL:INDEX",
               help="Run every call with config INDEX of autotuned kernel KERNEL (repeatable; replays one config).")
 @click.option("--profile", type=click.Choice(["smoke", "ci", "nightly"]), default="ci", show_default=True)
+@click.option("--large-index", "large_index", is_flag=True,
+              help="Add per dtype a cu_seqlens pack past 2^31 elements (int32 offsets, >= 1024-block grids; "
+                   "GPU; on by default with --profile nightly on a GPU), judged on sampled sequences.")
+@click.option("--large-index-budget", type=float, default=None, metavar="GIB",
+              help="Device memory the large-index check may use (default: 80% of the GPU's); a case needing "
+                   "more is refused (exit 2, the need named).")
 @click.option("--shard", "shard_text", default=None, metavar="I/N",
               help="Run shard I of N (1-based) of the example budget, with a seed of its own (CI jobs).")
 @click.option("--report", "report", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -299,8 +305,9 @@ def _warn(lines: Sequence[str]) -> None:
               help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, invariance, invariance_scope, providers, configs_text, config_refs, profile, shard_text,
-        report, isolation_kind, case_timeout, no_color, as_json, sanitizer_text) -> None:
+        kernel_options, invariance, invariance_scope, providers, configs_text, config_refs, profile, large_index,
+        large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json,
+        sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
@@ -317,6 +324,7 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
     policy = _parse_configs(configs_text, config_refs, device)
+    budget = _parse_budget(large_index_budget, device)
     from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitizer_failed
     from fla_check.engine.invariance import parse_checks
 
@@ -333,7 +341,8 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
                                    shard=shard, device=device, report=report, progress=on_progress,
                                    value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation,
                                    sanitizer=sanitizer, providers=providers, preset=preset_name, invariance=checks,
-                                   invariance_scope=invariance_scope)
+                                   invariance_scope=invariance_scope, large_index=large_index,
+                                   large_index_budget=budget)
     if not as_json:  # --json: the report's options.isolation.in_process says it
         _warn(in_process_warnings(result.options["isolation"].get("in_process", {})))
     if result.interrupted:
@@ -352,11 +361,25 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     sys.exit(EXIT_OK)
 
 
+def _parse_budget(gib: Optional[float], device: str) -> float:
+    from fla_check.engine.large_index import default_budget
+
+    if gib is None:
+        return default_budget(device)
+    if not gib > 0:
+        raise UsageError(f"--large-index-budget must be > 0 GiB, got {gib:g}")
+    return gib
+
+
 # -- replay ---------------------------------------------------------------------------------
 @main.command()
 @click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--case", "case_index", type=int, default=None,
               help="Case index in the report (default: the first failing case, else 0).")
+@click.option("--large-index", "large_index", type=int, default=None, metavar="I",
+              help="Replay the report's large-index case I instead (a pack past 2^31 elements: GPU).")
+@click.option("--large-index-budget", type=float, default=None, metavar="GIB",
+              help="Device memory the large-index replay may use (default: 80% of the GPU's).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None)
 @click.option("--provider", "providers", multiple=True, metavar="SPEC",
               help="Load a provider of modes: 'module:object' or an entry-point name, e.g. fla (repeatable).")
@@ -369,13 +392,16 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
 @click.option("--config", "config_refs", multiple=True, metavar="KERNEL:INDEX",
               help="Run every call with config INDEX of autotuned kernel KERNEL (repeatable; replays one config).")
 @_guard
-def replay(report_file, case_index, device, providers, isolation_kind, case_timeout, no_color, as_json, configs_text,
-           config_refs) -> None:
+def replay(report_file, case_index, large_index, large_index_budget, device, providers, isolation_kind, case_timeout,
+           no_color, as_json, configs_text, config_refs) -> None:
     """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
     _parse_isolation(isolation_kind, case_timeout)  # usage errors first
     device = _select_device(device)
+    budget = _parse_budget(large_index_budget, device)
     _load_providers(providers)
     data = _load_report(report_file)
+    if large_index is not None:
+        _replay_large(data, report_file, large_index, budget, device, no_color, as_json)
     if case_timeout is None and isolation_kind == "process":  # the run's own timeout, when it recorded one
         case_timeout = ((data.get("options") or {}).get("isolation") or {}).get("case_timeout")
     isolation = _parse_isolation(isolation_kind, case_timeout)
@@ -412,6 +438,29 @@ def replay(report_file, case_index, device, providers, isolation_kind, case_time
         reasons = "; ".join(f"{m}: {r.reason}" for m, r in result.modes.items())
         raise UsageError(f"nothing was checked: every mode is UNSUPPORTED here ({reasons})")
     sys.exit(EXIT_FAIL if result.verdict.failed else EXIT_OK)
+
+
+def _replay_large(data: dict, report_file: Path, index: int, budget: float, device: str, no_color: bool,
+                  as_json: bool) -> None:
+    """replay --large-index I: re-run the report's large-index case I with its modes."""
+    cases = data.get("large_index") or []
+    if not 0 <= index < len(cases):
+        raise UsageError(f"--large-index {index} out of range: the report has {len(cases)} large-index case(s)")
+    from fla_check.commands.run.engine import replay_large_index
+    from fla_check.commands.run.render import SearchProgress, render_large_replay
+    from fla_check.report.console import make_console
+
+    op = _parse_op(data["op"])
+    modes = _parse_modes(op, ",".join(data["modes"]))
+    with SearchProgress(no_color) as on_progress:
+        result = replay_large_index(op, modes, cases[index]["case"], device, budget,
+                                    None if as_json else on_progress)
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        render_large_replay(make_console(no_color=no_color), result,
+                            f"replay of large-index case #{index} from {report_file}")
+    sys.exit(EXIT_FAIL if result.failed_modes else EXIT_OK)
 
 
 def _load_report(path: Path) -> dict:

@@ -178,6 +178,60 @@ class CaseResult:
 
 
 @dataclass
+class SequenceResult:
+    """One sampled sequence of a large-index case, one mode: its slice of the kernel's output and
+    its final state judged against the float64 reference run on that sequence alone."""
+
+    index: int  # the sequence's index in the pack
+    offset: int  # element offset of its first token in the largest [1, T, H, max(K, V)] tensor
+    verdict: Verdict
+    outputs: list[Comparison] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "offset": self.offset, "verdict": self.verdict.value,
+                "outputs": [c.to_json() for c in self.outputs]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SequenceResult":
+        return cls(int(d["index"]), int(d["offset"]), Verdict(d["verdict"]),
+                   [Comparison.from_json(c) for c in d.get("outputs", [])])
+
+
+@dataclass
+class LargeIndexResult:
+    """The large-index check (``--large-index``) of one op and dtype: every mode on one varlen pack
+    whose index arithmetic passes 2^31, judged on its sampled sequences. ``case`` is the pack's
+    JSON (:class:`fla_check.engine.large_index.LargeIndexCase`); ``modes`` the verdict per mode
+    (its outputs: the worst comparison per output over the sampled sequences), ``sequences`` the
+    per-sequence detail."""
+
+    case: dict[str, Any]
+    modes: dict[str, ModeResult] = field(default_factory=dict)
+    sequences: dict[str, list[SequenceResult]] = field(default_factory=dict)
+    seconds: float = 0.0
+    label: str = "large-index"
+
+    @property
+    def verdict(self) -> Verdict:
+        return worst(r.verdict for r in self.modes.values())
+
+    @property
+    def failed_modes(self) -> list[str]:
+        return [m for m, r in self.modes.items() if r.verdict.failed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "case": self.case, "verdict": self.verdict.value,
+                "seconds": round(self.seconds, 4), "modes": {k: r.to_json() for k, r in self.modes.items()},
+                "sequences": {k: [s.to_json() for s in v] for k, v in self.sequences.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "LargeIndexResult":
+        return cls(dict(d["case"]), {k: ModeResult.from_json(r) for k, r in d.get("modes", {}).items()},
+                   {k: [SequenceResult.from_json(s) for s in v] for k, v in d.get("sequences", {}).items()},
+                   float(d.get("seconds", 0.0)), d.get("label", "large-index"))
+
+
+@dataclass
 class ModeSummary:
     """One mode over a whole run: worst metrics and verdict."""
 
@@ -225,10 +279,11 @@ class SearchResult:
     seconds: float = 0.0
     interrupted: bool = False
     first_failure: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> {"example", "seconds"}
+    large_index: list[LargeIndexResult] = field(default_factory=list)  # --large-index: one per dtype
 
     @property
     def failed(self) -> bool:
-        return bool(self.failures)
+        return bool(self.failures) or any(r.failed_modes for r in self.large_index)
 
     def summary(self, mode: str) -> ModeSummary:
         results = [c.modes[mode] for c in self.cases if mode in c.modes]
@@ -253,6 +308,12 @@ class SearchResult:
                 for (a, b), ps in out.items()]
 
     def to_json(self) -> dict[str, Any]:
+        out = self._to_json()
+        if self.large_index:  # only runs with the large-index check carry it
+            out["large_index"] = [r.to_json() for r in self.large_index]
+        return out
+
+    def _to_json(self) -> dict[str, Any]:
         return {
             "tool": "fla-check", "version": __version__, "kind": "run", "op": self.op, "modes": self.modes,
             "options": self.options, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
@@ -271,7 +332,8 @@ class SearchResult:
                    cases=[CaseResult.from_json(c) for c in d.get("cases", [])],
                    failures={m: int(i) for m, i in d.get("failures", {}).items()},
                    shrunk=list(d.get("shrunk", [])), simplified=list(d.get("simplified", [])), seconds=float(d.get("seconds", 0.0)),
-                   interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}))
+                   interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}),
+                   large_index=[LargeIndexResult.from_json(r) for r in d.get("large_index", [])])
 
 
 def _opt(x: Optional[float]) -> Any:

@@ -3,8 +3,10 @@
 The search itself is :func:`fla_check.engine.search.search`; this module adds what the command
 does around it: the profile's budget split over shards, the commit, the report file (written
 as the run goes: atomic checkpoints, so a killed run leaves every finished case on disk), SIGTERM
-handled like Ctrl-C, where mode calls ran (isolation), and the rule that a run which checked no
-case proves nothing.
+handled like Ctrl-C, where mode calls ran (isolation), the rule that a run which checked no
+case proves nothing, and the large-index check (``--large-index``, on by default in the nightly
+profile on a GPU: :mod:`fla_check.engine.large_index`, one pack past 2^31 elements per dtype, its
+memory need checked against the budget before the search starts).
 """
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from fla_check.backend import get_backend
-from fla_check.cases import Fill
+from fla_check.cases import CaseConfig, Fill
 from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitize
 from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.configs import ConfigPolicy
 from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_interrupt
+from fla_check.engine import large_index as large
+from fla_check.engine.runner import resolve_modes, unsupported_reason
 from fla_check.engine.profiles import get_profile
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
@@ -36,7 +40,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
-        invariance_scope: Optional[str] = None) -> tuple[SearchResult, Path]:
+        invariance_scope: Optional[str] = None, large_index: bool = False,
+        large_index_budget: Optional[float] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
@@ -45,6 +50,10 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     could not load. With `sanitizer`, the picked cases' replays are re-run under
     compute-sanitizer (:mod:`fla_check.commands.run.sanitizer`; `providers`: what the replays
     load) and its record is ``options.sanitizer`` of the report.
+    `large_index` (or the nightly profile on a GPU, :func:`large_index_wanted`) adds the large-index
+    check after the search, within `large_index_budget` GiB (default
+    :func:`fla_check.engine.large_index.default_budget`; a UsageError naming the need, before
+    the search, when a dtype's case does not fit); its results are ``large_index`` of the report.
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
@@ -57,6 +66,14 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     path = report or default_report_path(op.name)
     extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
     checkpoints = Checkpoints(path, extra)
+    plans = []
+    if large_index_wanted(large_index, profile, device) and (shard is None or shard.index == 1):  # once per run
+        budget = large_index_budget
+        if budget is None:
+            budget = large.default_budget(get_backend(device).device)
+        plans = large_index_plans(op, modes, dtypes, device, budget)
+        extra["large_index"] = {"budget_gib": budget, "min_elements": large.INDEX_LIMIT,
+                                "cases": len(plans)}
     try:
         with sigterm_as_interrupt():
             result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
@@ -73,10 +90,64 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     if in_process:
         result.options["isolation"] = {**isolation.to_json(), "in_process": in_process}
     write_report(result.to_json(), path)
+    if plans and not result.interrupted:
+        try:
+            with sigterm_as_interrupt():
+                for case in plans:
+                    result.large_index.append(check_large_index(op, result.modes, case, device, progress))
+                    write_report(result.to_json(), path)
+        except KeyboardInterrupt:
+            result.interrupted = True
+            write_report(result.to_json(), path)
     if sanitizer is not None:
         result.options["sanitizer"] = sanitize(result, path, sanitizer, get_backend(device).device, tuple(providers))
         write_report(result.to_json(), path)
     return result, path
+
+
+def large_index_wanted(flag: bool, profile: str, device: Optional[str]) -> bool:
+    """Whether a run does the large-index check: asked for, or the nightly profile on a GPU."""
+    return flag or (profile == "nightly" and get_backend(device).device == "cuda")
+
+
+def large_index_plans(op: OpSpec, modes: Sequence[str], dtypes: Optional[Sequence[str]], device: Optional[str],
+                      budget_gib: float) -> list[large.LargeIndexCase]:
+    """One large-index case per dtype of the run (UsageError when one does not fit `budget_gib`)."""
+    backend = get_backend(device)
+    plans = [large.plan(op.name, d) for d in (dtypes or search_module.default_dtypes(device))]
+    specs = resolve_modes(op, modes)
+    for plan in plans:
+        large.check_device(plan, backend.device)
+        runnable = [s for s in specs if not _unsupported(op, s, plan, backend.device)]
+        large.check_budget([plan], runnable, backend.device, budget_gib)
+    return plans
+
+
+def _unsupported(op: OpSpec, spec, case: large.LargeIndexCase, device: str) -> Optional[str]:
+    config = CaseConfig(op.name, case.dtype, 1, case.seq_len, case.H, case.K, case.V, packing="varlen",
+                        segments=((case.seq_len,),))
+    return unsupported_reason(spec, config, get_backend(device))
+
+
+def check_large_index(op: OpSpec, modes: Sequence[str], case: large.LargeIndexCase, device: Optional[str],
+                      progress: Optional[Callable] = None):
+    """The large-index check of `case` over the run's `modes` (UNSUPPORTED where a mode cannot run
+    a varlen case of that dtype)."""
+    backend = get_backend(device)
+    return large.run_large_index(op, resolve_modes(op, modes), case, device=backend.device, labels=list(modes),
+                                 unsupported=lambda s: _unsupported(op, s, case, backend.device),
+                                 progress=progress)
+
+
+def replay_large_index(op: OpSpec, modes: Sequence[str], case_json: dict, device: Optional[str], budget_gib: float,
+                       progress: Optional[Callable] = None):
+    """Re-run a report's large-index case (its JSON) with `modes`, within `budget_gib`."""
+    case = large.LargeIndexCase.from_json(case_json)
+    backend = get_backend(device)
+    specs = [s for s in resolve_modes(op, modes) if not _unsupported(op, s, case, backend.device)]
+    large.check_device(case, backend.device)
+    large.check_budget([case], specs, backend.device, budget_gib)
+    return check_large_index(op, modes, case, device, progress)
 
 
 def unchecked_reason(result: SearchResult) -> Optional[str]:

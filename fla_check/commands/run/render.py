@@ -26,6 +26,7 @@ from fla_check.engine.search import SearchResult
 from fla_check.presets import GPU_MAX_SEQ_LEN, get_preset
 from fla_check.report.console import ProgressFeed, fmt, make_progress, verdict_text
 from fla_check.verdict.compare import Verdict, worst
+from fla_check.verdict.results import LargeIndexResult
 
 
 class SearchProgress(ProgressFeed):
@@ -35,6 +36,9 @@ class SearchProgress(ProgressFeed):
         super().__init__(make_progress(no_color=no_color))
 
     def update(self, event: Any) -> None:
+        if isinstance(event, str):  # a line of the large-index check (building its tensors, running a mode)
+            self.bar.console.print(event, markup=False, highlight=False, soft_wrap=True)
+            return
         if self.task is None:
             self.task = self.bar.add_task("searching", total=event.budget)
         verb = {"shrink": "shrinking", "cover": "covering"}.get(event.phase, "searching")
@@ -85,6 +89,7 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         console.print(invariance_table(result))
     if len(result.modes) > 1 and result.cases:
         console.print(pair_table(result))
+    render_large_index(console, result.large_index, report_path)
     for mode, ff in result.first_failure.items():
         console.print(f"{mode} first failed at case {ff['example']} after {ff['seconds']:.1f} s", markup=False)
     for mode, index in result.failures.items():
@@ -100,6 +105,59 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
     else:
         verdict = "[green]OK[/]"
     console.print(f"verdict: {verdict}" + (f"   report: {report_path}" if report_path else ""))
+
+
+def large_index_table(results: list[LargeIndexResult]) -> Table:
+    """One row per large-index case (#, dtype) and mode: the verdict over its sampled sequences, the
+    worst max-abs, rel-RMSE and ratio to the baseline, and how many sampled sequences failed."""
+    table = Table(title="large-index: cu_seqlens packs past 2^31 elements, sampled sequences vs float64",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for name in ("case", "mode", "verdict", "max-abs", "rel-RMSE", "x base", "sequences"):
+        table.add_column(name, justify="left" if name in ("case", "mode", "verdict") else "right",
+                         no_wrap=name != "mode", overflow="fold")
+    for i, r in enumerate(results):
+        for mode, m in r.modes.items():
+            seqs = r.sequences.get(mode, [])
+            bad = sum(s.verdict.failed for s in seqs)
+            nums = [fmt(m.metric(n)) if m.outputs else "-" for n in ("max_abs", "rel_rms", "ratio")]
+            table.add_row(f"#{i} {r.case['dtype']}", escape(mode), verdict_text(m.verdict), *nums,
+                          (f"{bad}/{len(seqs)} bad" if bad else str(len(seqs))) if seqs else "-")
+    return table
+
+
+def render_large_index(console: Console, results: list[LargeIndexResult],
+                       report_path: Optional[Path] = None) -> None:
+    """The large-index table, each case's shape and launch axes, and every failing or unsupported
+    mode's reason (with the replay command of a failure)."""
+    if not results:
+        return
+    console.print(large_index_table(results))
+    for i, r in enumerate(results):
+        c = r.case
+        grid = ", ".join(f"{v} {k}" for k, v in c["grid"].items())
+        console.print(f"  {r.label} #{i} {c['op']} {c['dtype']}: {c['num_seqs']} sequences x {c['seq_len']} tokens, "
+                      f"H={c['H']} K={c['K']} V={c['V']}: {c['elements']} elements (> {c['min_elements']}); "
+                      f"grid {grid}; sampled sequences {c['sampled']}; {r.seconds:.1f} s", soft_wrap=True,
+                      markup=False)
+        for mode, m in r.modes.items():
+            if m.reason:
+                console.print(f"  {mode}: {m.verdict.value}: {m.reason}", soft_wrap=True, markup=False)
+            if m.verdict.failed and report_path is not None:
+                console.print(f"  replay: fla-check replay {shlex.quote(str(report_path))} --large-index {i}",
+                              soft_wrap=True, markup=False)
+
+
+def render_large_replay(console: Console, result: LargeIndexResult, title: str) -> None:
+    """``fla-check replay --large-index I``: the case, every mode's verdict and its sampled sequences."""
+    console.print(f"[bold]{escape(title)}[/]", soft_wrap=True)
+    render_large_index(console, [result])
+    for mode, seqs in result.sequences.items():
+        for s in seqs:
+            worst_out = max(s.outputs, key=lambda c: c.score)
+            console.print(f"  {mode} sequence {s.index} (offset {s.offset}): {s.verdict.value}, worst {worst_out.name} "
+                          f"max-abs {fmt(worst_out.kernel.max_abs)} (bound {fmt(worst_out.bound_max_abs)})",
+                          soft_wrap=True, markup=False)
+    console.print(f"verdict: {verdict_text(result.verdict)}")
 
 
 def preset_line(name: str, opts: dict) -> str:

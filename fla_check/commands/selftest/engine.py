@@ -32,7 +32,10 @@ Field mutants (``Mutant.field``: the public thread of the bug they plant) run li
 one with ``repeat`` set is searched (and controlled) with the determinism check on
 (``FLA_CHECK_REPEAT``), so NONDETERMINISTIC kills it. A mutant with ``gpu_only`` (a reason) is
 *skipped* on the CPU interpreter, with that reason in its result (``status == "skipped"``); skipped
-entries are listed but count neither as caught nor in the total.
+entries are listed but count neither as caught nor in the total. A mutant with ``large_index`` is
+not searched: on a GPU its mutated and clean modes run on the large-index case of its op
+(:func:`run_large_mutant`, :mod:`fla_check.engine.large_index`: a pack past 2^31 elements), and it is
+caught when the mutant fails there and the clean mode passes.
 """
 from __future__ import annotations
 
@@ -47,9 +50,10 @@ from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
 from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
-from fla_check.errors import MutationError
+from fla_check.errors import MutationError, UsageError
 from fla_check.ops import get_op
 from fla_check.engine.configs import ConfigPolicy, parse_policy
+from fla_check.engine.large_index import check_budget, default_budget, large_index_case, run_large_index
 from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import REPEAT_ENV, CaseResult, check_case, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
@@ -80,7 +84,7 @@ class EntryResult:
     search_seconds: float = 0.0  # the whole search, shrinking included
     searched: int = 0  # distinct cases the search evaluated
     verdict: str = ""  # the mutant's verdict on the killing case
-    killing: Optional[dict[str, Any]] = None  # CaseConfig JSON of the first killing case
+    killing: Optional[dict[str, Any]] = None  # CaseConfig JSON of the first killing case (large_index: the pack's)
     shrunk: Optional[dict[str, Any]] = None  # CaseConfig JSON of the shrunk failing case
     shrunk_verdict: str = ""  # the mutant's verdict on the shrunk case
     shrunk_control: str = ""  # the clean mode's verdict on the shrunk case
@@ -208,6 +212,8 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
                             backward=mutant.backward, error=f"{mutant.target}: {exc}",
                             note=f"broken mutant: the rewrite does not apply to {mutant.target}: {exc}")
                 for mode in mutant.modes]
+    if mutant.large_index:
+        return run_large_mutant(mutant, specs, device=device, dtypes=dtypes)
     clock = _Clock()
     policy = parse_policy(mutant.configs)
     controls = {mode_label(s): _Control(mutant.op, mode_label(get_op(mutant.op).modes[s.name]), device,
@@ -229,6 +235,50 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
         _find_kill(entry, result, label, controls[label], clock)
         _describe_shrunk(entry, result, label, controls[label])
         _check_broken(entry, result, label, controls[label])
+        out.append(entry)
+    return out
+
+
+def run_large_mutant(mutant: Mutant, specs: Optional[list] = None, *, device: Optional[str] = None,
+                     dtypes: Optional[Sequence[str]] = None, shape: Optional[dict[str, int]] = None,
+                     budget_gib: Optional[float] = None) -> list[EntryResult]:
+    """Check a ``large_index`` mutant on the large-index case of its op (the first of `dtypes`,
+    default float32; `shape`: keyword arguments of :func:`large_index_case`, e.g. a tiny
+    ``min_elements`` in tests), its mutated and clean modes on the same pack: caught when the
+    mutant's verdict kills (a KILLING verdict) and the clean mode passes; broken when it raises
+    where the clean mode runs. One case, so ``examples`` is 1. `budget_gib`: default
+    :func:`default_budget`; a case that does not fit is skipped, with the need as its reason."""
+    specs = mutant.mode_specs() if specs is None else specs
+    op = get_op(mutant.op)
+    backend = get_backend(device)
+    case = large_index_case(mutant.op, (dtypes or ("float32",))[0], **(shape or {}))
+    clean = [op.modes[s.name] for s in specs]
+    labels = [mode_label(s) for s in specs] + [mode_label(c) for c in clean]
+    budget = default_budget(backend.device) if budget_gib is None else budget_gib
+    try:
+        check_budget([case], list(specs) + clean, backend.device, budget)
+    except UsageError as exc:  # a device too small for the pack: the rest of the selftest still runs
+        return [EntryResult(mutant.id, mutant.kind, mutant.op, s.name, caught=False, field=mutant.field,
+                            status=SKIPPED, note=f"skipped: the large-index case does not fit: {exc}") for s in specs]
+    start = time.perf_counter()
+    result = run_large_index(op, list(specs) + clean, case, device=backend.device, labels=labels)
+    seconds = round(time.perf_counter() - start, 3)
+    out = []
+    for spec, control in zip(specs, clean):
+        mine, theirs = result.modes[mode_label(spec)], result.modes[mode_label(control)]
+        entry = EntryResult(mutant.id, mutant.kind, mutant.op, spec.name, caught=False, field=mutant.field,
+                            search_seconds=seconds, searched=1, verdict=mine.verdict.value, killing=case.to_json(),
+                            shrunk_control=theirs.verdict.value, control_failures=int(theirs.verdict.failed))
+        if mine.verdict is Verdict.ERROR and theirs.verdict is not Verdict.ERROR:
+            entry.status, entry.errors, entry.error = BROKEN, 1, mine.reason
+            entry.note = f"broken mutant: raised on the large-index case where the clean mode runs: {mine.reason}"
+        elif mine.verdict in KILLING and not theirs.verdict.failed:
+            entry.caught, entry.status, entry.examples, entry.seconds = True, CAUGHT, 1, seconds
+            entry.note = f"large-index case ({case.describe()}): {mine.reason}"
+        else:
+            entry.status = ESCAPED
+            entry.note = (f"large-index case ({case.describe()}): mutant {mine.verdict.value}, "
+                          f"clean {theirs.verdict.value}" + (f" ({theirs.reason})" if theirs.reason else ""))
         out.append(entry)
     return out
 

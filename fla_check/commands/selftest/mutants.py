@@ -24,7 +24,9 @@ The field catalog (issue 15 part 7): a mutant with ``field`` plants a bug users 
 its public thread ("fla #1134"; ``fla-check selftest --field`` runs only those, see
 docs/field-bugs-caught.md); ``repeat`` turns the determinism check on for its search (a mutant
 caught by NONDETERMINISTIC); ``gpu_only`` (the reason) marks one that needs shapes or hardware
-the CPU interpreter cannot reach: skipped there, with the reason shown.
+the CPU interpreter cannot reach: skipped there, with the reason shown; ``large_index`` makes the
+selftest check it on the large-index case (``fla-check run --large-index``, docs/large-index.md)
+instead of searching: a pack past 2^31 elements (GPU).
 
 :class:`UsageCase` is not a source mutant: a clean kernel used in a way known to break it
 (packing by a -0.1*finfo.max gate fill), which the normal search must flag in the chunk mode
@@ -107,6 +109,7 @@ class Mutant:
     field: Optional[str] = None  # the public thread of the field bug it plants ("fla #1134"); None: synthetic
     gpu_only: str = ""  # why it can only be planted and caught on a GPU (skipped on CPU with this reason)
     repeat: str = "off"  # the determinism check's policy the selftest searches under (FLA_CHECK_REPEAT)
+    large_index: bool = False  # checked on the large-index case (fla_check.engine.large_index), not searched
 
     @property
     def target(self) -> str:
@@ -786,7 +789,7 @@ _FIELD = [
            (("    p_q = q + (bos * H + i_h) * K + o_k\n",
              "    p_q = q + ((bos * H + i_h) * K).to(tl.int32) + o_k\n"),),
            "q's token offset truncated to int32: wraps once B*T*H*K > 2^31",
-           field="fla #1080",
+           field="fla #1080", large_index=True,
            gpu_only="the offset wraps only past 2^31 elements (q alone 8 GiB in fp32): shapes for a GPU's "
                     "large-index run (issue 15 part 6), out of reach of the CPU interpreter"),
 ]
