@@ -859,7 +859,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.chunk:chunk_local_cumsum_kernel": "6a52f59893a49f4b",
     "fla_check.kernels.gla.fused_chunk:gla_fused_chunk": "05866702b0a4001f",
     "fla_check.kernels.gla.fused_chunk:gla_fused_chunk_fwd_kernel": "1240e8df8994eb8a",
-    "fla_check.kernels.gla.inputs:prepare_gla_args": "6335753596c4c191",
+    "fla_check.kernels.gla.inputs:prepare_gla_args": "084b2be0ef680f4a",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_dg_kernel": "efb66441c73e01df",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "4e2f562ae8011e1c",
     "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "4a0c504e84577767",

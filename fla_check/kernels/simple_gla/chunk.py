@@ -29,7 +29,7 @@ import triton.language as tl
 from fla_check.kernels.common.autotune import pin_on_interpreter
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, sequence_bounds
-from fla_check.kernels.simple_gla.inputs import prepare_simple_gla_args
+from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
 
 CHUNK_SIZES = (16, 32, 64)
@@ -392,6 +392,6 @@ def simple_gla_chunk(
     g and initial_state."""
     if chunk_size not in CHUNK_SIZES:
         raise ValueError(f"chunk_size must be 16, 32 or 64, got {chunk_size}")
-    a = prepare_simple_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens)
+    a = prepare_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens, per_head_gate=True)
     return SimpleGlaChunkFunction.apply(a.q, a.k, a.v, a.g, a.scale, a.initial_state,
                                         output_final_state, a.cu_seqlens, a.N, chunk_size)

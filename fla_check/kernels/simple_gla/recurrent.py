@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from fla_check.kernels.common.varlen import sequence_bounds
-from fla_check.kernels.simple_gla.inputs import prepare_simple_gla_args
+from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import next_pow2
 
 
@@ -245,6 +245,6 @@ def simple_gla_recurrent(
     cu_seqlens: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Simple GLA by the per-step recurrence; differentiable in q, k, v, g and initial_state."""
-    a = prepare_simple_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens)
+    a = prepare_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens, per_head_gate=True)
     return SimpleGlaRecurrentFunction.apply(a.q, a.k, a.v, a.g, a.scale, a.initial_state,
                                             output_final_state, a.cu_seqlens, a.N)
