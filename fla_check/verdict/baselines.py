@@ -18,6 +18,7 @@ from torch import Tensor
 
 from fla_check.cases import CaseInputs
 from fla_check.verdict.compare import RMS_EPS, Metrics
+from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
@@ -116,23 +117,31 @@ def _returned(rnd: Rounding, name: str, x: Tensor) -> Tensor:
 def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
                  ref: Optional[dict[str, Tensor]] = None) -> dict[str, Metrics]:
     """Per output: the samples' largest max-abs deviation from `exact` and largest RMS
-    deviation relative to rms(`ref`) (default: `exact`)."""
+    deviation relative to rms(`ref`) (default: `exact`). Reduced on the samples' device and
+    fetched in one host transfer."""
     ref = exact if ref is None else ref
-    scales = {}
-    for name, x in exact.items():
-        if name not in samples:
-            continue
+    names = [n for n in exact if n in samples and exact[n].numel()]
+    terms: list[Tensor] = []
+    for name in names:
         e = samples[name].double()
-        x64 = x.detach().double().to(e.device)
+        x64 = exact[name].detach().double().to(e.device)
         finite = torch.isfinite(x64)
-        if not bool(finite.any()):
-            scales[name] = Metrics(0.0, 0.0, 0)
-            continue
+        count = finite.sum()
         diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
-        if not bool(torch.isfinite(diff).all()):  # a baseline must never be infinitely loose
+        r = ref[name].detach().double()
+        terms += [count, (~torch.isfinite(diff)).sum(), diff.abs().max(),
+                  diff.square().sum(1).div(count).sqrt().max(), torch.isfinite(r).sum(),
+                  r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
+    values = to_host(terms)
+    scales = {n: Metrics(0.0, 0.0, 0) for n in exact if n in samples}  # no finite entry: no noise
+    for i, name in enumerate(names):
+        count, bad, max_abs, rms, ref_ok, rms_ref = values[6 * i:6 * i + 6]
+        if not count:
+            continue
+        if bad:  # a baseline must never be infinitely loose
             raise EmulationError(f"the emulated baseline of {name!r} is not finite where the reference is")
         r = ref[name].detach().double()
-        rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item() if r.numel() else 0.0
-        rms = diff.square().sum(1).div(int(finite.sum())).sqrt().max().item()
-        scales[name] = Metrics(diff.abs().max().item(), rms / (rms_ref + RMS_EPS), 0)
+        if ref_ok < r.numel():  # non-finite reference entries: masked out on the host's schedule
+            rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item()
+        scales[name] = Metrics(max_abs, rms / (rms_ref + RMS_EPS), 0)
     return scales
