@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from host_spy import host_transfers
 
 from fla_check.verdict.compare import (A_BACKWARD, A_FORWARD, A_MAX_BACKWARD, A_MAX_FORWARD, Agreement, Judged,
                                        Metrics, Verdict, agreement, agreements, compare, compare_many, measure, worst)
@@ -181,19 +182,6 @@ def test_planted_bug_margin(op, dtype, factor):
 
 
 # -- one host transfer: compare_many / agreements against the per-output rule ---------------
-def _host_calls(monkeypatch) -> list[str]:
-    """Record every Tensor -> Python transfer (each one a sync on a GPU)."""
-    calls: list[str] = []
-    for name in ("item", "tolist", "cpu", "__bool__", "__float__", "__int__"):
-        original = getattr(torch.Tensor, name)
-
-        def spy(self, *a, _name=name, _original=original, **kw):
-            calls.append(_name)
-            return _original(self, *a, **kw)
-        monkeypatch.setattr(torch.Tensor, name, spy)
-    return calls
-
-
 def _outputs(seed: int):
     g = torch.Generator().manual_seed(seed)
     r = torch.randn(2, 9, 3, 5, generator=g, dtype=torch.float64)
@@ -244,7 +232,7 @@ def test_compare_many_equals_the_per_output_rule_exactly(seed):
 def test_compare_many_fetches_once(monkeypatch):
     r, kernels = _outputs(0)
     items = [Judged(n, k, r, Metrics(1e-4, 1e-4, 0), 9) for n, k in kernels.items()]
-    calls = _host_calls(monkeypatch)
+    calls = host_transfers(monkeypatch)
     compare_many(items)
     assert calls == ["cpu", "tolist"]  # one device-to-host copy, then read on the host
 
@@ -254,7 +242,7 @@ def test_agreements_equal_agreement_one_by_one_and_fetch_once(monkeypatch):
     nan2 = kernels["nan"].clone()
     items = [(n, k, kernels["o"], r, 1e-3, 1e-3) for n, k in kernels.items()] + [("nan2", kernels["nan"], nan2, r,
                                                                                     0.0, 0.0)]
-    calls = _host_calls(monkeypatch)
+    calls = host_transfers(monkeypatch)
     batched = agreements(items)
     assert calls == ["cpu", "tolist"]
     monkeypatch.undo()
