@@ -31,8 +31,9 @@ dtype (fp16: 2^-24): what rounding costs a value below the normal range.
 cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk kernel), larger
 ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
 
-The noise is seeded and drawn on the case's device (replays on the same kind of device are exact) and differentiable inputs flow through it: autograd on
-the emulation gives the baseline of the gradients. The float64 reference stays the simple
+The noise is seeded and drawn on the case's device (replays on the same kind of device are
+exact: :func:`noise_generator`) and differentiable inputs flow through it: autograd on the
+emulation gives the baseline of the gradients. The float64 reference stays the simple
 step-wise loop of :mod:`fla_check.references`; this module only sizes the rounding a correct
 chunk kernel of the declared arithmetic cannot avoid.
 """
