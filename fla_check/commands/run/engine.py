@@ -18,9 +18,11 @@ from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.configs import ConfigPolicy
 from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_interrupt
 from fla_check.engine.profiles import get_profile
+from fla_check.engine import warmup as warmup_module
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
+from fla_check.engine.warmup import Bucket
 from fla_check.errors import RunInterrupted, UsageError
 from fla_check.ops import OpSpec
 from fla_check.report.storage import Checkpoints, default_report_path, write_report
@@ -36,7 +38,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
-        invariance_scope: Optional[str] = None) -> tuple[SearchResult, Path]:
+        invariance_scope: Optional[str] = None, warmup: str = "off", warmup_buckets: Optional[int] = None,
+        warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
@@ -45,6 +48,9 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     could not load. With `sanitizer`, the picked cases' replays are re-run under
     compute-sanitizer (:mod:`fla_check.commands.run.sanitizer`; `providers`: what the replays
     load) and its record is ``options.sanitizer`` of the report.
+    `warmup` (auto: on a GPU, on, off) compiles the run's buckets first, in parallel processes,
+    before the search's clock starts (:mod:`fla_check.engine.warmup`; `warmup_buckets`: only the
+    first that many; `warmup_progress` after each); recorded in ``options.warmup`` when it ran.
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
@@ -56,6 +62,9 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
                          "shards); use fewer shards or more --examples")
     path = report or default_report_path(op.name)
     extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
+    if warmup_module.wanted(warmup, get_backend(device).interpreter):
+        extra["warmup"] = _warm_up(op, modes, dtypes, device, backward, preset, providers, warmup_buckets,
+                                   warmup_progress)
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt():
@@ -77,6 +86,26 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         result.options["sanitizer"] = sanitize(result, path, sanitizer, get_backend(device).device, tuple(providers))
         write_report(result.to_json(), path)
     return result, path
+
+
+def _warm_up(op: OpSpec, modes: Sequence[str], dtypes: Optional[Sequence[str]], device: Optional[str],
+             backward: bool, preset: Optional[str], providers: Sequence[str], limit: Optional[int],
+             progress: Optional[Callable[[int, int, Bucket], None]]) -> dict:
+    """Warm the run's compile buckets (:mod:`fla_check.engine.warmup`); the record for ``options.warmup``."""
+    from fla_check.engine.search import default_dtypes
+    from fla_check.presets import get_preset
+
+    backend = get_backend(device)
+    if dtypes is None:
+        dtypes = [d for d in default_dtypes(device) if preset is None or d in get_preset(preset).dtypes]
+    buckets = warmup_module.run_buckets(op.name, modes, list(dtypes), small=backend.interpreter, preset=preset,
+                                        limit=limit)
+    try:
+        warmed = warmup_module.warm(buckets, backend.device, backward=backward, providers=providers,
+                                    progress=progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted("interrupted while warming the compile cache; no report") from None
+    return warmed.to_json()
 
 
 def unchecked_reason(result: SearchResult) -> Optional[str]:
