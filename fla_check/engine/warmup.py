@@ -10,8 +10,10 @@ of the machine shares (``TRITON_CACHE_DIR``, default ``~/.triton/cache``; docs/P
 milliseconds instead of compiling them. Nothing else crosses back: the run's results cannot
 depend on it.
 
-A bucket is one (mode, dtype, K, V) the run's space can draw; the chunk size is the mode's
-(its declared arithmetic). Each is warmed with :data:`SHAPES`: an unpacked case without and a
+A bucket is one (mode, dtype, H, K, V) the run's space can draw (H, K, V are ``tl.constexpr``
+in the built-in kernels, docs/PERFORMANCE.md section 4); the chunk size is the mode's (its
+declared arithmetic); a preset adds its grouped value heads and in-kernel options. Each is
+warmed with :data:`SHAPES`: an unpacked case without and a
 ``cu_seqlens`` case with an initial state, one T a multiple of 16 and one not (Triton
 specializes integer arguments on divisibility by 16), forward and, for a backward run,
 backward. Other specializations (B or H equal to 1...) still compile during the search.
@@ -45,11 +47,16 @@ class Bucket:
     op: str
     mode: str
     dtype: str
+    H: int
     K: int
     V: int
+    value_ratio: int = 1
+    options: tuple[str, ...] = ()  # in-kernel options (names of fla_check.cases.KERNEL_OPTIONS), all on
 
     def describe(self) -> str:
-        return f"{self.mode} {self.dtype} K={self.K} V={self.V}"
+        extra = (f" HV={self.H * self.value_ratio}" if self.value_ratio > 1 else "") + "".join(
+            f" {o}" for o in self.options)
+        return f"{self.mode} {self.dtype} H={self.H} K={self.K} V={self.V}{extra}"
 
 
 @dataclass(frozen=True)
@@ -75,27 +82,32 @@ def wanted(policy: str, interpreter: bool) -> bool:
     return policy == "on" or (policy == "auto" and not interpreter)
 
 
-def plan(op: str, modes: Sequence[str], dtypes: Sequence[str], head_dims: Sequence[int] = (),
-         pairs: Sequence[tuple[int, int]] = ()) -> list[Bucket]:
-    """Every (mode, dtype, K, V) of the space (K and V from `head_dims`, or the (K, V) `pairs`),
-    the ones hypothesis draws first (its simplest: the first dtype, the smallest head dims) first."""
+def plan(op: str, modes: Sequence[str], dtypes: Sequence[str], heads: Sequence[int], head_dims: Sequence[int] = (),
+         pairs: Sequence[tuple[int, int]] = (), value_ratio: int = 1, options: tuple[str, ...] = ()) -> list[Bucket]:
+    """Every (mode, dtype, H, K, V) of the space (K and V from `head_dims`, or the (K, V) `pairs`),
+    the ones hypothesis draws first (its simplest: the first dtype, the fewest heads, the
+    smallest head dims) first."""
     dims = sorted(set(head_dims))
     pairs = sorted(set(pairs) | {(k, v) for k in dims for v in dims}, key=lambda kv: (kv[0] * kv[1], kv))
-    return [Bucket(op, mode, dtype, k, v) for dtype in dtypes for k, v in pairs for mode in modes]
+    return [Bucket(op, mode, dtype, h, k, v, value_ratio, options)
+            for dtype in dtypes for h in sorted(set(heads)) for k, v in pairs for mode in modes]
 
 
 def run_buckets(op: str, modes: Sequence[str], dtypes: Sequence[str], *, small: bool,
                 preset: Optional[str] = None, limit: Optional[int] = None) -> list[Bucket]:
-    """The buckets of ``fla-check run``'s space (:mod:`fla_check.strategies`: its head dims, or the
-    preset's K and V), the first `limit` of them when given."""
+    """The buckets of ``fla-check run``'s space (:mod:`fla_check.strategies`: H up to 2 on the
+    interpreter and 4 on a GPU, its head dims; or the preset's heads per GPU, K, V, value ratio and
+    options), the first `limit` of them when given. GVA ratios and in-kernel options a run
+    without a preset draws are left to the search."""
     from fla_check.presets import get_preset
     from fla_check.strategies import HEAD_DIMS, SMALL_HEAD_DIMS
 
     if preset is not None:
         p = get_preset(preset)
-        found = plan(op, modes, dtypes, pairs=[(p.K, p.V)])
+        found = plan(op, modes, dtypes, [h for _, h in p.heads(small)], pairs=[(p.K, p.V)],
+                     value_ratio=p.value_ratio, options=tuple(p.kernel_options))
     else:
-        found = plan(op, modes, dtypes, SMALL_HEAD_DIMS if small else HEAD_DIMS)
+        found = plan(op, modes, dtypes, range(1, (2 if small else 4) + 1), SMALL_HEAD_DIMS if small else HEAD_DIMS)
     return found if limit is None else found[:limit]
 
 
@@ -160,8 +172,9 @@ def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[st
         for spec in providers:
             load_provider(spec)
         for packing, T, segments, h0 in SHAPES:
-            config = CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=T, H=1, K=bucket.K, V=bucket.V,
-                                packing=packing, segments=(segments,) if segments else (), initial_state=h0)
+            config = CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=T, H=bucket.H, K=bucket.K, V=bucket.V,
+                                packing=packing, segments=(segments,) if segments else (), initial_state=h0,
+                                value_ratio=bucket.value_ratio, **{o: True for o in bucket.options})
             result = check_case(bucket.op, [bucket.mode], config, device=device, backward=backward,
                                 invariance="none")
             mode = next(iter(result.modes.values()))
