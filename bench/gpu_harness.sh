@@ -31,7 +31,7 @@ step() {  # step NAME BUDGET ARGS...
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 # 1. process start -> first failing masking case: cold/warm cache x --warmup off/on, gla then gated_delta
 step time_to_detect "$TD_BUDGET" --first-ops gla,gated_delta --mask-ops "" --mutants none --min-entry-s 15 \
-  --child-timeout 150
+  --child-timeout 150 --warmup-seconds 90
 # 2. warm cases/s with the reference (T <= 1024, 32 cases per T), then the cold/warm search split
 step harness_throughput "$HT_BUDGET" --ops gla,gated_delta --examples 30 --rate-T 64,256,1024 --rate-cases 32 \
   --no-scaling

@@ -61,7 +61,8 @@ def first_failure_child(op: str, args, spawned_at: float) -> None:
         result, _ = run(get_op(op), args.modes.split(","), mask_fills=[args.fill], seed=args.seed,
                         profile=args.profile, device=device, examples=args.examples, max_seq_len=args.max_seq_len,
                         report=os.path.join(tmp, "run.json"), progress=progress, warmup=args.child_warmup,
-                        warmup_buckets=args.warmup_buckets, warmup_progress=on_warm)
+                        warmup_buckets=args.warmup_buckets, warmup_seconds=args.warmup_seconds,
+                        warmup_progress=on_warm)
     out.update(cases=len(result.cases), warmup_record=result.options.get("warmup"), **warm,
                process_s=time.time() - spawned_at)
     print("RESULT " + json.dumps(out), flush=True)
@@ -84,7 +85,8 @@ def first_failure(bench: Bench, op: str, args) -> dict[str, Any]:
             log(f"  {op} {cache} cache, warm-up {warmup}: first failure {fmt(row.get('first_failure_s'))} s "
                 f"after {row.get('examples', '-')} cases{'; ' + row['error'] if 'error' in row else ''}")
     command = (f"fla-check run --op {op} --modes {args.modes} --mask-fill={args.fill} --profile {args.profile} "
-               f"--seed {args.seed}" + (f" --warmup-buckets {args.warmup_buckets}" if args.warmup_buckets else ""))
+               f"--seed {args.seed}" + (f" --warmup-buckets {args.warmup_buckets}" if args.warmup_buckets else "")
+               + (f" --warmup-seconds {args.warmup_seconds:g}" if args.warmup_seconds else ""))
     return {"rows": rows, "command": command}
 
 
@@ -93,7 +95,8 @@ def _spawn_first(op: str, args, warmup: str, cache_dir: str, timeout: float) -> 
     cmd = [sys.executable, __file__, "--child-first", op, "--child-warmup", warmup, "--spawned-at", repr(time.time()),
            "--modes", args.modes, f"--fill={args.fill}", "--profile", args.profile, "--seed", str(args.seed)]
     for flag, value in (("--examples", args.examples), ("--max-seq-len", args.max_seq_len),
-                        ("--warmup-buckets", args.warmup_buckets), ("--device", args.device)):
+                        ("--warmup-buckets", args.warmup_buckets), ("--warmup-seconds", args.warmup_seconds),
+                        ("--device", args.device)):
         if value is not None:
             cmd += [flag, str(value)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -112,8 +115,8 @@ def _first_table(bench: Bench, args) -> Optional[Table]:
             commands.append(rec["command"])
         for r in rec.get("rows", []):
             w = r.get("warmup_record") or {}
-            warm = (f"{fmt(r['end_s'] - r['start_s'])} s, {w.get('warmed', '-')}/{w.get('buckets', '-')} buckets"
-                    if "end_s" in r else "-")
+            warm = (f"{fmt(w.get('seconds'))} s, {w.get('warmed', '-')}/{w.get('buckets', '-')} buckets"
+                    + (" (stopped)" if w.get("stopped") else "") if w else "-")
             rows.append([op, r["cache"], r["warmup"], fmt(r.get("import_s")), warm, r.get("examples", "-"),
                          fmt(r.get("first_failure_s")), ",".join(r.get("failing", [])) or "-",
                          "ERR: " + r["error"][:80] if "error" in r else r.get("first_case", "-")])
@@ -252,6 +255,7 @@ def main() -> None:
     p.add_argument("--min-entry-s", type=float, default=20.0, help="do not start a mutant with less time left")
     p.add_argument("--first-ops", default="", help="ops of the process-start-to-first-failure rows ('' to skip)")
     p.add_argument("--warmup-buckets", type=int, default=None, help="--warmup-buckets of the warm-up rows")
+    p.add_argument("--warmup-seconds", type=float, default=None, help="--warmup-seconds of the warm-up rows")
     p.add_argument("--child-timeout", type=float, default=180.0, help="seconds per first-failure process")
     p.add_argument("--child-first", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-warmup", default="off", help=argparse.SUPPRESS)

@@ -69,10 +69,11 @@ class WarmupResult:
     jobs: int
     seconds: float
     cache_dir: str
+    stopped: str = ""  # why it stopped before every bucket was done ('' when it did them all)
 
     def to_json(self) -> dict:
         return {"buckets": self.buckets, "warmed": self.warmed, "failed": list(self.failed), "jobs": self.jobs,
-                "seconds": round(self.seconds, 3), "cache_dir": self.cache_dir}
+                "seconds": round(self.seconds, 3), "cache_dir": self.cache_dir, "stopped": self.stopped}
 
 
 def wanted(policy: str, interpreter: bool) -> bool:
@@ -127,37 +128,46 @@ def default_jobs(buckets: int) -> int:
 
 
 def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs: Optional[int] = None,
-         providers: Sequence[str] = (),
+         providers: Sequence[str] = (), seconds: Optional[float] = None,
          progress: Optional[Callable[[int, int, Bucket], None]] = None) -> WarmupResult:
     """Run every bucket's warm-up cases in `jobs` spawned processes (they share Triton's disk
     cache with this one); `progress(done, total, bucket)` after each bucket. A bucket that
     raises is counted in ``failed`` (the search will judge that mode); a process that dies
-    ends the warm-up early (the buckets left compile during the search, as without one)."""
+    ends the warm-up early (the buckets left compile during the search, as without one).
+    `seconds`: return after that long; buckets not started are dropped, the ones being
+    compiled finish in the background (their processes exit after them)."""
     start = time.perf_counter()
     jobs = jobs or default_jobs(len(buckets))
     failed: list[str] = []
-    warmed = 0
-    if buckets:
-        if progress:
-            progress(0, len(buckets), buckets[0])
-        ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(warm_bucket, b, device, backward, tuple(providers), tuple(sys.path)): b
-                       for b in buckets}
-            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                bucket = futures[future]
-                try:
-                    why = future.result()
-                except concurrent.futures.process.BrokenProcessPool as exc:
-                    failed.append(f"{bucket.describe()}: warm-up process died ({exc})")
-                    break
-                if why:
-                    failed.append(f"{bucket.describe()}: {why}")
-                else:
-                    warmed += 1
-                if progress:
-                    progress(done, len(buckets), bucket)
-    return WarmupResult(len(buckets), warmed, tuple(failed), jobs, time.perf_counter() - start, cache_dir())
+    warmed, stopped = 0, ""
+    if not buckets:
+        return WarmupResult(0, 0, (), jobs, 0.0, cache_dir())
+    if progress:
+        progress(0, len(buckets), buckets[0])
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:  # spawn: never fork a process that may hold CUDA
+        futures = {pool.submit(warm_bucket, b, device, backward, tuple(providers), tuple(sys.path)): b
+                   for b in buckets}
+        done = 0
+        for future in concurrent.futures.as_completed(futures, timeout=seconds):
+            done += 1
+            bucket = futures[future]
+            try:
+                why = future.result()
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                failed.append(f"{bucket.describe()}: warm-up process died ({exc})")
+                break
+            if why:
+                failed.append(f"{bucket.describe()}: {why}")
+            else:
+                warmed += 1
+            if progress:
+                progress(done, len(buckets), bucket)
+    except concurrent.futures.TimeoutError:
+        stopped = f"after {seconds:g} s: {len(buckets) - done} bucket(s) left to the search"
+    finally:
+        pool.shutdown(wait=not stopped, cancel_futures=True)
+    return WarmupResult(len(buckets), warmed, tuple(failed), jobs, time.perf_counter() - start, cache_dir(), stopped)
 
 
 def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[str, ...] = (),

@@ -55,3 +55,10 @@ def test_the_jobs_setting_is_checked(monkeypatch):
         warmup.default_jobs(4)
     monkeypatch.setenv(warmup.JOBS_ENV, "8")
     assert warmup.default_jobs(3) == 3
+
+
+def test_a_time_limit_stops_the_warmup_and_says_so():
+    buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
+    result = warmup.warm(buckets, "cpu", jobs=1, seconds=0.2)
+    assert result.warmed == 0 and result.seconds < 2.0
+    assert result.stopped == "after 0.2 s: 3 bucket(s) left to the search"

@@ -39,7 +39,7 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
         invariance_scope: Optional[str] = None, warmup: str = "off", warmup_buckets: Optional[int] = None,
-        warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
+        warmup_seconds: Optional[float] = None, warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
@@ -50,7 +50,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     load) and its record is ``options.sanitizer`` of the report.
     `warmup` (auto: on a GPU, on, off) compiles the run's buckets first, in parallel processes,
     before the search's clock starts (:mod:`fla_check.engine.warmup`; `warmup_buckets`: only the
-    first that many; `warmup_progress` after each); recorded in ``options.warmup`` when it ran.
+    first that many; `warmup_seconds`: at most that long; `warmup_progress` after each bucket);
+    recorded in ``options.warmup`` when it ran.
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
@@ -64,7 +65,7 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
     if warmup_module.wanted(warmup, get_backend(device).interpreter):
         extra["warmup"] = _warm_up(op, modes, dtypes, device, backward, preset, providers, warmup_buckets,
-                                   warmup_progress)
+                                   warmup_seconds, warmup_progress)
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt():
@@ -90,7 +91,7 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
 
 def _warm_up(op: OpSpec, modes: Sequence[str], dtypes: Optional[Sequence[str]], device: Optional[str],
              backward: bool, preset: Optional[str], providers: Sequence[str], limit: Optional[int],
-             progress: Optional[Callable[[int, int, Bucket], None]]) -> dict:
+             seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]]) -> dict:
     """Warm the run's compile buckets (:mod:`fla_check.engine.warmup`); the record for ``options.warmup``."""
     from fla_check.engine.search import default_dtypes
     from fla_check.presets import get_preset
@@ -102,7 +103,7 @@ def _warm_up(op: OpSpec, modes: Sequence[str], dtypes: Optional[Sequence[str]], 
                                         limit=limit)
     try:
         warmed = warmup_module.warm(buckets, backend.device, backward=backward, providers=providers,
-                                    progress=progress)
+                                    seconds=seconds, progress=progress)
     except KeyboardInterrupt:
         raise RunInterrupted("interrupted while warming the compile cache; no report") from None
     return warmed.to_json()
