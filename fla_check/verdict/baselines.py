@@ -128,7 +128,7 @@ def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
         finite = torch.isfinite(x64)
         count = finite.sum()
         diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
-        r = ref[name].detach().double()
+        r = ref[name].detach().double().to(e.device)
         terms += [count, (~torch.isfinite(diff)).sum(), diff.abs().max(),
                   diff.square().sum(1).div(count).sqrt().max(), torch.isfinite(r).sum(),
                   r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]

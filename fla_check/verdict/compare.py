@@ -31,6 +31,11 @@ the caller passes ``cancel_scale``, the magnitude of those terms
 The gate cumsum's own rounding (what a -1e4 mask fill costs a chunk kernel: ``eps32 |G|`` in
 the exponent) is not an allowance: the emulation of a chunk mode rounds its cumsum and so
 samples it, scoped to the modes that take one; recurrent modes get none.
+
+Host transfers. On a GPU every ``.item()`` waits for the device. :func:`compare_many` reduces
+every metric of every output on the case's device and fetches them with one transfer
+(:func:`fla_check.verdict.host.to_host`); :func:`agreements` does the same for the pairwise
+check. Only a reference with non-finite entries (masked out) is measured per metric.
 """
 from __future__ import annotations
 

@@ -15,7 +15,11 @@ from torch import Tensor
 
 def to_host(values: Sequence[Tensor]) -> list[float]:
     """The 0-d (or one-element) tensors `values` as Python floats (counts exact below 2**53),
-    fetched together: one ``.cpu()`` of one stacked float64 tensor. All on one device."""
-    if not values:
-        return []
-    return torch.stack([v.detach().reshape(()).to(torch.float64) for v in values]).cpu().tolist()
+    fetched together: one ``.cpu()`` of one stacked float64 tensor per device they live on."""
+    out: list[float] = [0.0] * len(values)
+    for device in dict.fromkeys(v.device for v in values):
+        at = [i for i, v in enumerate(values) if v.device == device]
+        fetched = torch.stack([values[i].detach().reshape(()).to(torch.float64) for i in at]).cpu().tolist()
+        for i, x in zip(at, fetched):
+            out[i] = x
+    return out
