@@ -21,9 +21,10 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
 everything compiled. The ``rate`` section runs fixed shapes (T from ``--rate-T``, up to 1024)
 warm through ``check_case`` with every built-in mode -- float64 reference, baselines, kernels,
 judge, under ``--rate-isolation`` (``fla-check run`` uses a worker process) -- and reports
-cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports. The ``scaling`` section times one reference,
-baseline and warm kernel call per mode over T (and B) at fixed head dims -- on a GPU also a
-CUDA-graph replay of the reference, the cheapest fix for its per-step launch overhead.
+cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports. The
+``scaling`` section times one reference, baseline and warm kernel call per mode over T (and B)
+at fixed head dims -- on a GPU also a CUDA-graph replay of the reference, the cheapest fix for
+its per-step launch overhead.
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ class Recorder:
             spent = time.perf_counter() - t0
             if self._now is not None:  # the judge computes the baseline lazily: counted there, not here
                 self._now.parts["kernels"] += result.seconds
-                self._now.parts["judge"] += spent - result.seconds - (sum(self._now.parts[p] for p in inner) - before)
+                nested = sum(self._now.parts[p] for p in inner) - before
+                self._now.parts["judge"] += spent - result.seconds - nested
                 self._now.modes[result.mode] = self._now.modes.get(result.mode, 0.0) + result.seconds
             return result, out
 
@@ -360,8 +362,10 @@ def main() -> None:
     p.add_argument("--scale-H", type=int, default=None)
     p.add_argument("--scale-K", type=int, default=None)
     p.add_argument("--no-scaling", action="store_true")
-    p.add_argument("--rate-T", default=None, help="T values of the warm-rate section (default CPU 16,32; GPU 64,256,1024)")
-    p.add_argument("--rate-cases", type=int, default=None, help="cases per T in the warm-rate section (CPU 4, GPU 32)")
+    p.add_argument("--rate-T", default=None,
+                   help="T values of the warm-rate section (default CPU 16,32; GPU 64,256,1024)")
+    p.add_argument("--rate-cases", type=int, default=None,
+                   help="cases per T in the warm-rate section (CPU 4, GPU 32)")
     p.add_argument("--rate-isolation", choices=("none", "process"), default="none")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")
     args = p.parse_args()

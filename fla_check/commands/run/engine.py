@@ -39,7 +39,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
         invariance_scope: Optional[str] = None, warmup: str = "off", warmup_buckets: Optional[int] = None,
-        warmup_seconds: Optional[float] = None, warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
+        warmup_seconds: Optional[float] = None,
+        warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the

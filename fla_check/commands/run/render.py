@@ -48,7 +48,8 @@ class SearchProgress(ProgressFeed):
         """The compile warm-up's progress (before the search): buckets done of `total`."""
         if self.warm_task is None:
             self.warm_task = self.bar.add_task("warming compile buckets", total=total)
-        self.bar.update(self.warm_task, completed=done, description=f"warming compile buckets ({bucket.describe()})")
+        self.bar.update(self.warm_task, completed=done,
+                        description=f"warming compile buckets ({bucket.describe()})")
         if done >= total:
             self.bar.remove_task(self.warm_task)
 
