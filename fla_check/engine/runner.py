@@ -82,8 +82,9 @@ from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
-from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
-from fla_check.verdict.compare import Comparison, Judged, Metrics, Verdict, agreements, compare_many, worst
+from fla_check.verdict.baselines import PendingScales, baseline_samples, sample_seed
+from fla_check.verdict.compare import Comparison, Judged, Metrics, Verdict, agreements, judged, metric_terms, worst
+from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
     CaseResult, ConfigResult, ModeResult, PairResult,
@@ -205,24 +206,36 @@ class _Judge:
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
         if arith not in self.scales:
-            c = self.config
-            samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
-                                       up=self.up, exact=self.ref)
-            self.scales[arith] = noise_scales(samples, self.ref)
+            pending = self._pending(arith)
+            self.scales[arith] = pending.finish(to_host(pending.terms))
         return self.scales[arith]
+
+    def _pending(self, arith: Arithmetic) -> PendingScales:
+        c = self.config
+        samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
+                                   up=self.up, exact=self.ref)
+        return PendingScales(samples, self.ref)
 
     def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:
         return self.compare_all({name: kernel}, arith)[0][0]
 
     def compare_all(self, out: dict[str, Tensor], arith: Arithmetic,
                     extra: Sequence[Tensor] = ()) -> tuple[list[Comparison], list[float]]:
-        """Each of `out` (names of the reference) judged, its metrics and the device scalars
-        `extra` fetched in one host transfer (:func:`fla_check.verdict.compare.compare_many`)."""
+        """Each of `out` (names of the reference) judged; its metrics, the baseline's when this
+        declaration has none yet, and the device scalars `extra` fetched in one host transfer."""
+        pending = None if arith in self.scales else self._pending(arith)
+        before = pending.terms if pending else []
+        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()])
+        values = to_host(before + terms + list(extra))
+        if pending:
+            self.scales[arith] = pending.finish(values[:len(before)])
+        values = values[len(before):]
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
-        scales = self.baseline(arith)
-        return compare_many([Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
-                                    self.cancel.get(name, 0.0)) for name, kernel in out.items()], extra)
+        scales = self.scales[arith]
+        items = [Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
+                        self.cancel.get(name, 0.0)) for name, kernel in out.items()]
+        return judged(items, values[:len(terms)]), values[len(terms):]
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -119,29 +119,42 @@ def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
     """Per output: the samples' largest max-abs deviation from `exact` and largest RMS
     deviation relative to rms(`ref`) (default: `exact`). Reduced on the samples' device and
     fetched in one host transfer."""
-    ref = exact if ref is None else ref
-    names = [n for n in exact if n in samples and exact[n].numel()]
-    terms: list[Tensor] = []
-    for name in names:
-        e = samples[name].double()
-        x64 = exact[name].detach().double().to(e.device)
-        finite = torch.isfinite(x64)
-        count = finite.sum()
-        diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
-        r = ref[name].detach().double().to(e.device)
-        terms += [count, (~torch.isfinite(diff)).sum(), diff.abs().max(),
-                  diff.square().sum(1).div(count).sqrt().max(), torch.isfinite(r).sum(),
-                  r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
-    values = to_host(terms)
-    scales = {n: Metrics(0.0, 0.0, 0) for n in exact if n in samples}  # no finite entry: no noise
-    for i, name in enumerate(names):
-        count, bad, max_abs, rms, ref_ok, rms_ref = values[6 * i:6 * i + 6]
-        if not count:
-            continue
-        if bad:  # a baseline must never be infinitely loose
-            raise EmulationError(f"the emulated baseline of {name!r} is not finite where the reference is")
-        r = ref[name].detach().double()
-        if ref_ok < r.numel():  # non-finite reference entries: masked out on the host's schedule
-            rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item()
-        scales[name] = Metrics(max_abs, rms / (rms_ref + RMS_EPS), 0)
-    return scales
+    pending = PendingScales(samples, exact, ref)
+    return pending.finish(to_host(pending.terms))
+
+
+class PendingScales:
+    """:func:`noise_scales` in two steps: :attr:`terms`, the device scalars to fetch (a caller
+    may fetch them with its own in one transfer), then :meth:`finish` on their values."""
+
+    def __init__(self, samples: dict[str, Tensor], exact: dict[str, Tensor],
+                 ref: Optional[dict[str, Tensor]] = None):
+        self.exact, self.ref = exact, exact if ref is None else ref
+        self.outputs = [n for n in exact if n in samples]
+        self.names = [n for n in self.outputs if exact[n].numel()]
+        self.terms: list[Tensor] = []
+        for name in self.names:
+            e = samples[name].double()
+            x64 = exact[name].detach().double().to(e.device)
+            finite = torch.isfinite(x64)
+            count = finite.sum()
+            diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
+            r = self.ref[name].detach().double().to(e.device)
+            self.terms += [count, (~torch.isfinite(diff)).sum(), diff.abs().max(),
+                           diff.square().sum(1).div(count).sqrt().max(), torch.isfinite(r).sum(),
+                           r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
+
+    def finish(self, values: Sequence[float]) -> dict[str, Metrics]:
+        """The scales from the fetched values of :attr:`terms`."""
+        scales = {n: Metrics(0.0, 0.0, 0) for n in self.outputs}  # no finite entry: no noise
+        for i, name in enumerate(self.names):
+            count, bad, max_abs, rms, ref_ok, rms_ref = values[6 * i:6 * i + 6]
+            if not count:
+                continue
+            if bad:  # a baseline must never be infinitely loose
+                raise EmulationError(f"the emulated baseline of {name!r} is not finite where the reference is")
+            r = self.ref[name].detach().double()
+            if ref_ok < r.numel():  # non-finite reference entries: masked out on the host's schedule
+                rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item()
+            scales[name] = Metrics(max_abs, rms / (rms_ref + RMS_EPS), 0)
+        return scales

@@ -200,16 +200,26 @@ def compare_many(items: Sequence[Judged], extra: Sequence[Tensor] = ()) -> tuple
     one host transfer together with the device scalars `extra` (returned as floats). An output
     whose reference has non-finite entries (never for the built-in ops) is measured by
     :func:`measure` afterwards: masking them out needs the mask's size on the host."""
-    terms: list[Tensor] = []
-    for item in items:
-        terms += _terms(item.kernel, item.ref)
+    terms = metric_terms([(item.kernel, item.ref) for item in items])
     values = to_host(terms + list(extra))
+    return judged(items, values[:len(terms)]), values[len(terms):]
+
+
+def metric_terms(pairs: Sequence[tuple[Tensor, Tensor]]) -> list[Tensor]:
+    """The device scalars :func:`judged` needs for each (kernel, reference) pair, in order: a
+    caller can fetch them with other scalars of its own in one transfer."""
+    return [t for kernel, ref in pairs for t in _terms(kernel, ref)]
+
+
+def judged(items: Sequence[Judged], values: Sequence[float]) -> list[Comparison]:
+    """The verdict rule on each of `items` from the fetched :func:`metric_terms` of their
+    (kernel, ref) pairs."""
     out, at = [], 0
     for item in items:
         n = _TERMS if item.ref.numel() else 0
-        out.append(_judge(item, values[at:at + n]))
+        out.append(_judge(item, list(values[at:at + n])))
         at += n
-    return out, values[at:]
+    return out
 
 
 _TERMS = 6  # device scalars per output (see _terms)
