@@ -258,12 +258,3 @@ def test_agreements_equal_agreement_one_by_one_and_fetch_once(monkeypatch):
                          diff.abs().max().item() <= ba + bb)
         assert got == want
     assert [a.agree for a in batched] == [True, False, True, False, True]
-
-
-def test_to_host_keeps_order_and_exact_counts():
-    from fla_check.verdict.host import to_host
-
-    big = torch.tensor(2**53, dtype=torch.int64)
-    assert to_host([torch.tensor(1.5), big, torch.tensor([True]).sum(), torch.tensor(-0.25, dtype=torch.float64)]) \
-        == [1.5, float(2**53), 1.0, -0.25]
-    assert to_host([]) == []
