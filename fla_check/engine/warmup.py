@@ -13,10 +13,10 @@ depend on it.
 A bucket is one (mode, dtype, H, K, V) the run's space can draw (H, K, V are ``tl.constexpr``
 in the built-in kernels, docs/PERFORMANCE.md section 4); the chunk size is the mode's (its
 declared arithmetic); a preset adds its grouped value heads and in-kernel options. Each is
-warmed with :data:`SHAPES`: an unpacked case without and a
-``cu_seqlens`` case with an initial state, one T a multiple of 16 and one not (Triton
-specializes integer arguments on divisibility by 16), forward and, for a backward run,
-backward. Other specializations (B or H equal to 1...) still compile during the search.
+warmed with :data:`SHAPES`: an unpacked case without and a ``cu_seqlens`` case with an
+initial state, one T a multiple of 16 and one not (Triton specializes integer arguments on
+divisibility by 16), forward and, for a backward run, backward. What else the search draws
+(B > 1, GVA ratios and in-kernel options outside a preset) compiles during the search.
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ SHAPES: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
 
 @dataclass(frozen=True)
 class Bucket:
-    """One compile bucket of a run: a mode (qualified name) at one dtype and head dims."""
+    """One compile bucket of a run: a mode (as the run names it: 'chunk', 'fla:chunk') at one
+    dtype, head count and head dims."""
 
     op: str
     mode: str
