@@ -10,13 +10,14 @@ of the machine shares (``TRITON_CACHE_DIR``, default ``~/.triton/cache``; docs/P
 milliseconds instead of compiling them. Nothing else crosses back: the run's results cannot
 depend on it.
 
-A bucket is one (mode, dtype, H, K, V) the run's space can draw (H, K, V are ``tl.constexpr``
-in the built-in kernels, docs/PERFORMANCE.md section 4); the chunk size is the mode's (its
-declared arithmetic); a preset adds its grouped value heads and in-kernel options. Each is
-warmed with :data:`SHAPES`: an unpacked case without and a ``cu_seqlens`` case with an
+A bucket is one (mode, dtype, H, K, V, value ratio, in-kernel options) (H, K, V are
+``tl.constexpr`` in the built-in kernels, docs/PERFORMANCE.md section 4); the chunk size is the
+mode's (its declared arithmetic). The run's buckets are those of the cases its search will draw
+(:func:`run_buckets`: the search replayed with every case passing), in the order drawn, so the
+first buckets warmed are the first the search needs. Each is warmed with :data:`SHAPES`: an unpacked case without and a ``cu_seqlens`` case with an
 initial state, one T a multiple of 16 and one not (Triton specializes integer arguments on
-divisibility by 16), forward and, for a backward run, backward. What else the search draws
-(B > 1, GVA ratios and in-kernel options outside a preset) compiles during the search.
+divisibility by 16), forward and, for a backward run, backward. What the real search draws
+beyond that plan (where its targeting or shrinking departs from it; B > 1) compiles during it.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from fla_check.cases import CaseConfig
 from fla_check.errors import UsageError
 
 WARMUP_POLICIES = ("auto", "on", "off")
@@ -84,32 +86,21 @@ def wanted(policy: str, interpreter: bool) -> bool:
     return policy == "on" or (policy == "auto" and not interpreter)
 
 
-def plan(op: str, modes: Sequence[str], dtypes: Sequence[str], heads: Sequence[int], head_dims: Sequence[int] = (),
-         pairs: Sequence[tuple[int, int]] = (), value_ratio: int = 1, options: tuple[str, ...] = ()) -> list[Bucket]:
-    """Every (mode, dtype, H, K, V) of the space (K and V from `head_dims`, or the (K, V) `pairs`),
-    the ones hypothesis draws first (its simplest: the first dtype, the fewest heads, the
-    smallest head dims) first."""
-    dims = sorted(set(head_dims))
-    pairs = sorted(set(pairs) | {(k, v) for k in dims for v in dims}, key=lambda kv: (kv[0] * kv[1], kv))
-    return [Bucket(op, mode, dtype, h, k, v, value_ratio, options)
-            for dtype in dtypes for h in sorted(set(heads)) for k, v in pairs for mode in modes]
+def buckets_of(configs: Sequence[CaseConfig], modes: Sequence[str]) -> list[Bucket]:
+    """The distinct buckets of `configs` for each of `modes`, in the order first drawn."""
+    found = [Bucket(c.op, mode, c.dtype, c.H, c.K, c.V, c.value_ratio, c.options) for c in configs for mode in modes]
+    return list(dict.fromkeys(found))
 
 
-def run_buckets(op: str, modes: Sequence[str], dtypes: Sequence[str], *, small: bool,
-                preset: Optional[str] = None, limit: Optional[int] = None) -> list[Bucket]:
-    """The buckets of ``fla-check run``'s space (:mod:`fla_check.strategies`: H up to 2 on the
-    interpreter and 4 on a GPU, its head dims; or the preset's heads per GPU, K, V, value ratio and
-    options), the first `limit` of them when given. GVA ratios and in-kernel options a run
-    without a preset draws are left to the search."""
-    from fla_check.presets import get_preset
-    from fla_check.strategies import HEAD_DIMS, SMALL_HEAD_DIMS
+def run_buckets(op: str, modes: Sequence[str], *, limit: Optional[int] = None, **search_args: Any) -> list[Bucket]:
+    """The buckets of the cases a run with `search_args` (those of
+    :func:`fla_check.engine.search.planned_cases`: dtypes, examples, seed, max_seq_len,
+    mask_fills, profile, device, backward, preset) draws, in draw order: its search replayed
+    with every case passing, no kernel run (a real run differs only where hypothesis'
+    targeting follows the scores, and in what shrinking draws). The first `limit` when given."""
+    from fla_check.engine.search import planned_cases
 
-    if preset is not None:
-        p = get_preset(preset)
-        found = plan(op, modes, dtypes, [h for _, h in p.heads(small)], pairs=[(p.K, p.V)],
-                     value_ratio=p.value_ratio, options=tuple(p.kernel_options))
-    else:
-        found = plan(op, modes, dtypes, range(1, (2 if small else 4) + 1), SMALL_HEAD_DIMS if small else HEAD_DIMS)
+    found = buckets_of(planned_cases(op, modes=modes, **search_args), modes)
     return found if limit is None else found[:limit]
 
 

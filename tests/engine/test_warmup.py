@@ -4,7 +4,7 @@ import pytest
 
 from fla_check.engine import warmup
 from fla_check.errors import UsageError
-from fla_check.strategies import HEAD_DIMS
+from fla_check.engine.search import planned_cases
 
 
 def test_auto_warms_on_a_gpu_only():
@@ -14,27 +14,28 @@ def test_auto_warms_on_a_gpu_only():
         warmup.wanted("sometimes", interpreter=False)
 
 
-def test_the_plan_covers_the_space_simplest_first():
-    buckets = warmup.run_buckets("gla", ["recurrent", "chunk"], ["float16", "float32"], small=False)
-    assert len(buckets) == 2 * 2 * 4 * len(HEAD_DIMS) ** 2 == len(set(buckets))  # H = 1..4 on a GPU
-    assert buckets[0] == warmup.Bucket("gla", "recurrent", "float16", 1, 16, 16)
-    assert buckets[1] == warmup.Bucket("gla", "chunk", "float16", 1, 16, 16)
-    assert {(b.K, b.V) for b in buckets} == {(k, v) for k in HEAD_DIMS for v in HEAD_DIMS}
-    assert [b.dtype for b in buckets[:200]] == ["float16"] * 200  # the first dtype's buckets first
-    assert [b.H for b in buckets[:50]] == [1] * 50  # then the fewest heads
-    areas = [b.K * b.V for b in buckets[:50]]
-    assert areas == sorted(areas)
-    assert {b.H for b in warmup.run_buckets("gla", ["chunk"], ["float32"], small=True)} == {1, 2}
-    assert warmup.run_buckets("gla", ["chunk"], ["float16"], small=False, limit=3) == buckets[1:6:2]
+def test_the_plan_is_the_buckets_the_search_draws_in_draw_order():
+    args = dict(dtypes=["fp32", "fp16"], examples=6, seed=3, profile="ci", device="cpu", max_seq_len=64)
+    drawn = planned_cases("gla", modes=["recurrent", "chunk"], **args)
+    buckets = warmup.run_buckets("gla", ["recurrent", "chunk"], **args)
+    first = drawn[0]
+    assert buckets[:2] == [warmup.Bucket("gla", m, first.dtype, first.H, first.K, first.V) for m in ("recurrent", "chunk")]
+    assert set(buckets) == {warmup.Bucket("gla", m, c.dtype, c.H, c.K, c.V) for c in drawn for m in ("recurrent", "chunk")}
+    assert len(buckets) == len(set(buckets)) < 2 * len(drawn) + 1
+    order = [(b.dtype, b.H, b.K, b.V) for b in buckets[::2]]
+    assert order == list(dict.fromkeys((c.dtype, c.H, c.K, c.V) for c in drawn))  # first drawn, first warmed
+    assert warmup.run_buckets("gla", ["recurrent", "chunk"], limit=3, **args) == buckets[:3]
 
 
-def test_a_preset_warms_its_head_dims_only():
+def test_a_preset_plan_stays_in_the_preset():
     from fla_check.presets import get_preset
 
     p = get_preset("qwen3-next")
-    buckets = warmup.run_buckets("gated_delta", ["chunk"], ["bfloat16"], small=False, preset="qwen3-next")
-    assert {(b.K, b.V, b.value_ratio, b.options) for b in buckets} == {(p.K, p.V, p.value_ratio, p.kernel_options)}
-    assert sorted(b.H for b in buckets) == sorted(h for _, h in p.heads())
+    buckets = warmup.run_buckets("gated_delta", ["chunk"], dtypes=["bf16"], examples=4, seed=0, device="cpu",
+                                 preset="qwen3-next")
+    assert buckets and {(b.K, b.V, b.value_ratio, b.options) for b in buckets} == {
+        (p.K, p.V, p.value_ratio, p.kernel_options)}
+    assert {b.H for b in buckets} <= {h for _, h in p.heads()}
 
 
 def test_warming_runs_each_bucket_in_another_process_and_reports_failures(monkeypatch):

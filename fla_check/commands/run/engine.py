@@ -9,7 +9,7 @@ case proves nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from fla_check.backend import get_backend
 from fla_check.cases import Fill
@@ -65,8 +65,10 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     path = report or default_report_path(op.name)
     extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
     if warmup_module.wanted(warmup, get_backend(device).interpreter):
-        extra["warmup"] = _warm_up(op, modes, dtypes, device, backward, preset, providers, warmup_buckets,
-                                   warmup_seconds, warmup_progress)
+        extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
+                                   dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
+                                   mask_fills=mask_fills, profile=profile, device=device, backward=backward,
+                                   preset=preset, value_ratios=value_ratios, kernel_options=kernel_options)
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt():
@@ -90,20 +92,15 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     return result, path
 
 
-def _warm_up(op: OpSpec, modes: Sequence[str], dtypes: Optional[Sequence[str]], device: Optional[str],
-             backward: bool, preset: Optional[str], providers: Sequence[str], limit: Optional[int],
-             seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]]) -> dict:
-    """Warm the run's compile buckets (:mod:`fla_check.engine.warmup`); the record for ``options.warmup``."""
-    from fla_check.engine.search import default_dtypes
-    from fla_check.presets import get_preset
-
-    backend = get_backend(device)
-    if dtypes is None:
-        dtypes = [d for d in default_dtypes(device) if preset is None or d in get_preset(preset).dtypes]
-    buckets = warmup_module.run_buckets(op.name, modes, list(dtypes), small=backend.interpreter, preset=preset,
-                                        limit=limit)
+def _warm_up(op: OpSpec, modes: Sequence[str], providers: Sequence[str], limit: Optional[int],
+             seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]],
+             **search_args: Any) -> dict:
+    """Warm the buckets of the cases the run's search will draw (:mod:`fla_check.engine.warmup`);
+    the record for ``options.warmup``."""
+    device = get_backend(search_args["device"]).device
+    buckets = warmup_module.run_buckets(op.name, modes, limit=limit, **search_args)
     try:
-        warmed = warmup_module.warm(buckets, backend.device, backward=backward, providers=providers,
+        warmed = warmup_module.warm(buckets, device, backward=search_args["backward"], providers=providers,
                                     seconds=seconds, progress=progress)
     except KeyboardInterrupt:
         raise RunInterrupted("interrupted while warming the compile cache; no report") from None
