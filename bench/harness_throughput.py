@@ -12,14 +12,19 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
   declared arithmetic (16 Monte Carlo samples, :mod:`fla_check.verdict.baselines`);
 - ``kernels``: the mode calls (``ModeResult.seconds``: NaN-guarded input copies + kernel, synced;
   on a GPU the first call of each compile key includes Triton's JIT);
-- ``judge``: verdict rule, localization and pairwise agreement;
+- ``judge``: verdict rule, localization and pairwise agreement; ``invariance``: the metamorphic
+  checks of passing modes (their kernel calls included; first case of each bucket by default);
 - ``other``: the rest of ``check_case``; ``hypothesis``: search wall time outside ``check_case``.
 
 "cold" is that search (fresh process: compilation included); "warm" replays the same
 ``check_case`` calls (same cases, same modes: shrink candidates run only the failing mode) with
-everything compiled. The ``scaling`` section times one reference,
-baseline and warm kernel call per mode over T (and B) at fixed head dims -- on a GPU also a
-CUDA-graph replay of the reference, the cheapest fix for its per-step launch overhead.
+everything compiled. The ``rate`` section runs fixed shapes (T from ``--rate-T``, up to 1024)
+warm through ``check_case`` with every built-in mode -- float64 reference, baselines, kernels,
+judge, under ``--rate-isolation`` (``fla-check run`` uses a worker process) -- and reports
+cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports. The
+``scaling`` section times one reference, baseline and warm kernel call per mode over T (and B)
+at fixed head dims -- on a GPU also a CUDA-graph replay of the reference, the cheapest fix for
+its per-step launch overhead.
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ from typing import Callable, Iterator
 
 from _common import Bench, Table, add_common_args, environment, fmt, log, sync
 
-PIECES = ("build", "reference", "baseline", "kernels", "judge", "other")
+PIECES = ("build", "reference", "baseline", "kernels", "judge", "invariance", "other")
 
 
 @dataclass
@@ -67,12 +72,15 @@ class Recorder:
 
     def _run_mode(self, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):
+            inner = ("baseline", "invariance")  # timed on their own inside a mode's judging
+            before = sum(self._now.parts[p] for p in inner) if self._now is not None else 0.0
             t0 = time.perf_counter()
             result, out = fn(*args, **kwargs)
             spent = time.perf_counter() - t0
-            if self._now is not None:
+            if self._now is not None:  # the judge computes the baseline lazily: counted there, not here
                 self._now.parts["kernels"] += result.seconds
-                self._now.parts["judge"] += spent - result.seconds
+                nested = sum(self._now.parts[p] for p in inner) - before
+                self._now.parts["judge"] += spent - result.seconds - nested
                 self._now.modes[result.mode] = self._now.modes.get(result.mode, 0.0) + result.seconds
             return result, out
 
@@ -102,6 +110,7 @@ class Recorder:
                    (runner, "reference", self._timed("reference", runner.reference)),
                    (runner, "baseline_samples", self._timed("baseline", runner.baseline_samples)),
                    (runner, "_pairs", self._timed("judge", runner._pairs)),
+                   (runner, "_check_invariance", self._timed("invariance", runner._check_invariance)),
                    (runner, "_run_mode", self._run_mode(runner._run_mode)),
                    (search_mod, "check_case", self._check_case(search_mod.check_case))]
         saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
@@ -172,6 +181,54 @@ def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dic
     return {"modes": modes, "cold": cold, "warm": warm, "shapes": shapes,
             "median_T": statistics.median([c.T for c in configs]) if configs else None,
             "max_T": max((c.T for c in configs), default=None), "check_case": check_case.__module__}
+
+
+def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
+    """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
+    from fla_check.cases import CaseConfig
+    from fla_check.engine.runner import check_case
+    from fla_check.engine.search import default_dtypes
+    from fla_check.ops import get_op
+
+    modes = [m for m, s in get_op(op).modes.items() if s.provider == "builtin"]
+    dtypes = list(default_dtypes(device))
+    rows = []
+    for T in args.rate_T:
+        if not bench.has_time(f"rate.{op}.T{T}", 5.0):
+            break
+        configs = [CaseConfig(op=op, dtype=dtypes[i % len(dtypes)], B=1, T=T, H=args.scale_H, K=args.scale_K,
+                              V=args.scale_K, seed=i) for i in range(args.rate_cases)]
+        run = lambda c: check_case(op, modes, c, device=device, isolation=args.rate_isolation)  # noqa: E731
+        for c in configs[:len(dtypes)]:  # compile; the per-bucket checks (invariance) run here
+            run(c)
+        sync(device)
+        t0 = time.perf_counter()
+        verdicts = [run(c).verdict.value for c in configs]
+        sync(device)
+        wall = time.perf_counter() - t0
+        row = {"op": op, "T": T, "H": args.scale_H, "K": args.scale_K, "V": args.scale_K, "dtypes": dtypes,
+               "cases": len(configs), "wall_s": wall, "cases_per_s": len(configs) / wall, "modes": modes,
+               "isolation": args.rate_isolation, "verdicts": sorted(set(verdicts)),
+               "syncs_per_case": _syncs(lambda: run(configs[0])) if device == "cuda" else None}
+        rows.append(row)
+        log(f"  rate {op} T={T}: {row['cases_per_s']:.1f} cases/s, syncs/case {row['syncs_per_case']}")
+    return rows
+
+
+def _syncs(fn: Callable) -> int:
+    """Host syncs torch reports (sync debug mode 'warn') during `fn()`."""
+    import warnings
+
+    import torch
+
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def scaling(bench: Bench, op: str, args, device: str) -> list[dict]:
@@ -249,7 +306,7 @@ def _pct(x: float) -> str:
 def tables(bench: Bench, args) -> list[Table]:
     secs = bench.data["sections"]
     hdr = ["op", "pass", "cases", "wall s", "cases/s", "build", "reference (f64)", "baseline", "kernels",
-           "judge", "other", "hypothesis", "dominant", "kernel s per mode", "failing modes (shrunk)"]
+           "judge", "invariance", "other", "hypothesis", "dominant", "kernel s per mode", "failing modes (shrunk)"]
     rows = []
     for op in args.ops:
         rec = secs.get(f"throughput.{op}", {})
@@ -266,6 +323,15 @@ def tables(bench: Bench, args) -> list[Table]:
                       note="cold = the search as `fla-check run` runs it in a fresh process; warm = the same "
                            "check_case calls again (compiled). kernels = the built-in modes of the op that each "
                            "call ran (shrink candidates of a failing mode run that mode only).")]
+    rrows = [[r["op"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", ",".join(r["dtypes"]), ",".join(r["modes"]),
+              r["isolation"], r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
+              "-" if r["syncs_per_case"] is None else r["syncs_per_case"], ",".join(r["verdicts"])]
+             for op in args.ops for r in secs.get(f"rate.{op}", {}).get("rows", [])]
+    out.append(Table("Warm cases/s with the float64 reference included (fixed shapes, B=1)", bench.command,
+                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "cases", "cases/s", "ms/case",
+                      "host syncs/case", "verdicts"], rrows,
+                     note="check_case on seeded cases, every built-in mode: reference, baselines, kernels, judge; "
+                          "compiled first. Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case."))
     srows = []
     for op in args.ops:
         for r in secs.get(f"scaling.{op}", {}).get("rows", []):
@@ -296,6 +362,12 @@ def main() -> None:
     p.add_argument("--scale-H", type=int, default=None)
     p.add_argument("--scale-K", type=int, default=None)
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--rate-T", default=None,
+                   help="T values of the warm-rate section (default CPU 16,32; GPU 64,256,1024)")
+    p.add_argument("--rate-cases", type=int, default=None,
+                   help="cases per T in the warm-rate section (CPU 4, GPU 32)")
+    p.add_argument("--rate-isolation", choices=("none", "process"), default="none")
+    p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")
     args = p.parse_args()
     from fla_check.backend import get_backend
 
@@ -306,6 +378,8 @@ def main() -> None:
     args.scale_T = [int(t) for t in (args.scale_T or ("64,256,1024" if gpu else "32,64")).split(",")]
     args.scale_Bs = [int(b) for b in (args.scale_Bs or ("1,8,32" if gpu else "1")).split(",")]
     args.scale_B = args.scale_Bs[0]
+    args.rate_T = [int(t) for t in (args.rate_T or ("64,256,1024" if gpu else "16,32")).split(",")]
+    args.rate_cases = args.rate_cases or (32 if gpu else 4)
     args.scale_H = args.scale_H or (4 if gpu else 2)
     args.scale_K = args.scale_K or (64 if gpu else 32)
     bench = Bench("harness_throughput", args.out, args.budget)
@@ -314,12 +388,16 @@ def main() -> None:
     bench.render = lambda: tables(bench, args)
     share = 0.7 if not args.no_scaling else 1.0
     try:
-        for i, op in enumerate(args.ops):
+        for i, op in enumerate([] if args.no_search else args.ops):
             if not bench.has_time(f"throughput.{op}", 10.0):
                 continue
             deadline = time.perf_counter() + share * bench.remaining() / (len(args.ops) - i) / 2
             with bench.section(f"throughput.{op}") as rec:
                 rec.update(throughput(bench, op, args, device, deadline))
+        for op in args.ops:
+            if bench.has_time(f"rate.{op}", 10.0):
+                with bench.section(f"rate.{op}") as rec:
+                    rec["rows"] = warm_rate(bench, op, args, device)
         for op in [] if args.no_scaling else args.ops:
             if bench.has_time(f"scaling.{op}", 10.0):
                 with bench.section(f"scaling.{op}") as rec:

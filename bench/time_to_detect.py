@@ -6,6 +6,10 @@
   (:func:`fla_check.engine.search.search`, same profile, fixed seed): the example index and seconds of
   the first failing case of each mode (``SearchResult.first_failure``), the total search time
   including shrinking, and the shrunk case. The chunk mode must fail, the recurrent one pass.
+- ``first.<op>``: the same masking run as a user starts it, in a fresh process per row
+  (``--child-first``): seconds from spawning the process to the first failing case, with an
+  empty Triton cache (cold) and with the cache a warm-up filled (warm), each with ``--warmup``
+  off and on (:mod:`fla_check.engine.warmup`); the process stops at the first failure.
 - ``selftest.<id>``: per planted mutant, :func:`fla_check.commands.selftest.engine.run_selftest` (the same
   search on the mutated mode): examples / seconds to the first *killing* case (the mutant fails
   and the clean mode passes it), whole-search seconds, the shrunk case.
@@ -16,10 +20,113 @@ interpreter, the interpreter's run time; examples do not depend on the machine.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
-from typing import Any
+from typing import Any, Optional
 
 from _common import Bench, Table, add_common_args, environment, fmt, log
+
+# (label, which cache dir, --warmup): cold rows start from an empty TRITON_CACHE_DIR; the warm rows
+# reuse the one the cold warm-up row filled (every bucket of the run compiled), as a second run would
+FIRST_ROWS = (("cold", "off", "fresh"), ("cold", "on", "filled"), ("warm", "off", "filled"), ("warm", "on", "filled"))
+
+
+def first_failure_child(op: str, args, spawned_at: float) -> None:
+    """In a fresh process: the masking run as ``fla-check run`` starts it; stops at the first
+    failing case and prints one ``RESULT`` JSON line (seconds counted from `spawned_at`)."""
+    from fla_check.backend import get_backend
+    from fla_check.commands.run.engine import run
+    from fla_check.ops import get_op
+
+    device = get_backend(args.device).device
+    out: dict[str, Any] = {"import_s": time.time() - spawned_at, "warmup": args.child_warmup}
+    warm: dict[str, float] = {}
+
+    def on_warm(done: int, total: int, bucket) -> None:
+        warm.setdefault("start_s", time.time() - spawned_at)
+        warm["end_s"] = time.time() - spawned_at
+
+    def progress(event) -> None:
+        out.setdefault("first_case_s", time.time() - spawned_at)
+        if event.failing and "first_failure_s" not in out:
+            out.update(first_failure_s=time.time() - spawned_at, examples=event.examples,
+                       failing=list(event.failing), first_case=event.case.config.short())
+            raise KeyboardInterrupt  # what is measured is the first failure; search returns its partial result
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result, _ = run(get_op(op), args.modes.split(","), mask_fills=[args.fill], seed=args.seed,
+                        profile=args.profile, device=device, examples=args.examples, max_seq_len=args.max_seq_len,
+                        report=os.path.join(tmp, "run.json"), progress=progress, warmup=args.child_warmup,
+                        warmup_buckets=args.warmup_buckets, warmup_seconds=args.warmup_seconds,
+                        warmup_progress=on_warm)
+    out.update(cases=len(result.cases), warmup_record=result.options.get("warmup"), **warm,
+               process_s=time.time() - spawned_at)
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def first_failure(bench: Bench, op: str, args) -> dict[str, Any]:
+    """The FIRST_ROWS of `op`, each a fresh process (``--child-first``) within the budget."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as fresh_root, tempfile.TemporaryDirectory() as filled:
+        for i, (cache, warmup, which) in enumerate(FIRST_ROWS):
+            if not bench.has_time(f"first.{op}.{cache}.{warmup}", args.min_entry_s):
+                break
+            cache_dir = os.path.join(fresh_root, str(i)) if which == "fresh" else filled
+            row = {"cache": cache, "warmup": warmup, "cache_dir": cache_dir}
+            try:
+                row.update(_spawn_first(op, args, warmup, cache_dir, min(args.child_timeout, bench.remaining())))
+            except Exception as exc:  # noqa: BLE001 - one row's failure keeps the others
+                row["error"] = f"{type(exc).__name__}: {str(exc)[-600:]}"
+            rows.append(row)
+            log(f"  {op} {cache} cache, warm-up {warmup}: first failure {fmt(row.get('first_failure_s'))} s "
+                f"after {row.get('examples', '-')} cases{'; ' + row['error'] if 'error' in row else ''}")
+    command = (f"fla-check run --op {op} --modes {args.modes} --mask-fill={args.fill} --profile {args.profile} "
+               f"--seed {args.seed}" + (f" --warmup-buckets {args.warmup_buckets}" if args.warmup_buckets else "")
+               + (f" --warmup-seconds {args.warmup_seconds:g}" if args.warmup_seconds else ""))
+    return {"rows": rows, "command": command}
+
+
+def _spawn_first(op: str, args, warmup: str, cache_dir: str, timeout: float) -> dict[str, Any]:
+    env = dict(os.environ, TRITON_CACHE_DIR=cache_dir, PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, __file__, "--child-first", op, "--child-warmup", warmup, "--spawned-at", repr(time.time()),
+           "--modes", args.modes, f"--fill={args.fill}", "--profile", args.profile, "--seed", str(args.seed)]
+    for flag, value in (("--examples", args.examples), ("--max-seq-len", args.max_seq_len),
+                        ("--warmup-buckets", args.warmup_buckets), ("--warmup-seconds", args.warmup_seconds),
+                        ("--device", args.device)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    line = next((ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"exit {proc.returncode} without a result: {proc.stderr[-1500:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def _first_table(bench: Bench, args) -> Optional[Table]:
+    rows = []
+    commands = []
+    for op in args.first_ops:
+        rec = bench.data["sections"].get(f"first.{op}", {})
+        if "command" in rec:
+            commands.append(rec["command"])
+        for r in rec.get("rows", []):
+            w = r.get("warmup_record") or {}
+            warm = (f"{fmt(w.get('seconds'))} s, {w.get('warmed', '-')}/{w.get('buckets', '-')} buckets"
+                    + (" (stopped)" if w.get("stopped") else "") if w else "-")
+            rows.append([op, r["cache"], r["warmup"], fmt(r.get("import_s")), warm, r.get("examples", "-"),
+                         fmt(r.get("first_failure_s")), ",".join(r.get("failing", [])) or "-",
+                         "ERR: " + r["error"][:80] if "error" in r else r.get("first_case", "-")])
+    if not rows:
+        return None
+    return Table("Masking failure (-0.1*finfo.max fill): process start to the first failing case", bench.command,
+                 ["op", "triton cache", "--warmup", "import s", "warm-up", "cases to 1st failure",
+                  "spawn to 1st failure s", "failing", "first failing case"], rows,
+                 note="cold = empty TRITON_CACHE_DIR; warm = the cache the cold warm-up row filled. Equivalent CLI: "
+                      + "; ".join(commands))
 
 
 def mask_search(op: str, args, device: str, deadline: float) -> dict[str, Any]:
@@ -111,7 +218,9 @@ def tables(bench: Bench, args) -> list[Table]:
                          fmt(first.get("seconds")), m.get("first_verdict", "-"), rec.get("cases", "-"),
                          fmt(rec.get("search_seconds")), m.get("shrunk_case", "-")])
     cmds = "; ".join(secs[f"mask.{op}"]["command"] for op in args.mask_ops if "command" in secs.get(f"mask.{op}", {}))
-    out = [Table("Masking failure (-0.1*finfo.max fill): time to the first failing case", bench.command,
+    first = _first_table(bench, args)
+    out = [first] if first else []
+    out += [Table("Masking failure (-0.1*finfo.max fill): time to the first failing case", bench.command,
                  ["op", "mode", "verdict", "examples to 1st failure", "seconds to 1st failure", "1st verdict",
                   "cases in run", "run seconds (incl. shrink)", "shrunk case"], rows,
                  note=f"Equivalent CLI: {cmds}" if cmds else "")]
@@ -144,17 +253,32 @@ def main() -> None:
     p.add_argument("--selftest-profile", default="smoke")
     p.add_argument("--selftest-examples", type=int, default=None)
     p.add_argument("--min-entry-s", type=float, default=20.0, help="do not start a mutant with less time left")
+    p.add_argument("--first-ops", default="", help="ops of the process-start-to-first-failure rows ('' to skip)")
+    p.add_argument("--warmup-buckets", type=int, default=None, help="--warmup-buckets of the warm-up rows")
+    p.add_argument("--warmup-seconds", type=float, default=None, help="--warmup-seconds of the warm-up rows")
+    p.add_argument("--child-timeout", type=float, default=180.0, help="seconds per first-failure process")
+    p.add_argument("--child-first", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-warmup", default="off", help=argparse.SUPPRESS)
+    p.add_argument("--spawned-at", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.child_first:
+        first_failure_child(args.child_first, args, args.spawned_at)
+        return
     from fla_check.backend import get_backend
 
     device = get_backend(args.device).device
     args.mask_ops = [o for o in args.mask_ops.split(",") if o]
     args.mutant_ops = [o for o in args.mutant_ops.split(",") if o]
+    args.first_ops = [o for o in args.first_ops.split(",") if o]
     bench = Bench("time_to_detect", args.out, args.budget)
     bench.data["environment"] = environment(device)
     bench.data["args"] = dict(vars(args))
     bench.render = lambda: tables(bench, args)
     try:
+        for op in args.first_ops:
+            if bench.has_time(f"first.{op}", args.min_entry_s):
+                with bench.section(f"first.{op}") as rec:
+                    rec.update(first_failure(bench, op, args))
         for i, op in enumerate(args.mask_ops):
             if not bench.has_time(f"mask.{op}", 10.0):
                 continue

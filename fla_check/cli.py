@@ -300,13 +300,21 @@ def _warn(lines: Sequence[str]) -> None:
 @_isolation_options
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
+@click.option("--warmup", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Compile the run's kernels first, in parallel processes sharing TRITON_CACHE_DIR, before the "
+                   "search starts (auto: on a GPU; the interpreter compiles nothing).")
+@click.option("--warmup-buckets", type=int, default=None, metavar="N",
+              help="Warm only the first N compile buckets (mode, dtype, H, K, V), the ones drawn first.")
+@click.option("--warmup-seconds", type=float, default=None, metavar="S",
+              help="Stop warming after S seconds (the buckets left compile during the search).")
 @click.option("--sanitizer", "sanitizer_text", is_flag=False, flag_value="failing", default=None,
               metavar="[failing|sample:N]",
               help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
         kernel_options, invariance, invariance_scope, providers, configs_text, config_refs, profile, large_index,
-        large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json,
+        large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json, warmup,
+        warmup_buckets, warmup_seconds,
         sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     isolation = _parse_isolation(isolation_kind, case_timeout)
@@ -318,6 +326,10 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
         raise UsageError(f"--examples must be >= 1, got {examples} (a run that checks no case proves nothing)")
     if max_seq_len is not None and max_seq_len < 1:
         raise UsageError(f"--max-seq-len must be >= 1, got {max_seq_len}")
+    if warmup_buckets is not None and warmup_buckets < 1:
+        raise UsageError(f"--warmup-buckets must be >= 1, got {warmup_buckets}")
+    if warmup_seconds is not None and warmup_seconds <= 0:
+        raise UsageError(f"--warmup-seconds must be > 0, got {warmup_seconds}")
     fills = _parse_fills(mask_fill, op)
     ratios = _parse_value_ratios(value_ratios, op)
     options = _parse_kernel_options(kernel_options, op)
@@ -335,14 +347,16 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     from fla_check.commands.run.render import SearchProgress, in_process_warnings, render_run
     from fla_check.report.console import make_console
 
-    with SearchProgress(no_color) as on_progress:
+    feed = SearchProgress(no_color)
+    with feed as on_progress:
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
                                    value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation,
                                    sanitizer=sanitizer, providers=providers, preset=preset_name, invariance=checks,
                                    invariance_scope=invariance_scope, large_index=large_index,
-                                   large_index_budget=budget)
+                                   large_index_budget=budget, warmup=warmup, warmup_buckets=warmup_buckets,
+                                   warmup_seconds=warmup_seconds, warmup_progress=feed.warming)
     if not as_json:  # --json: the report's options.isolation.in_process says it
         _warn(in_process_warnings(result.options["isolation"].get("in_process", {})))
     if result.interrupted:

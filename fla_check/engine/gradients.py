@@ -30,6 +30,7 @@ from fla_check.cases import (GRAD_NAMES, GRADIENTS, CaseInputs, Upstream, guarde
                              upstream)  # noqa: F401
 from fla_check.errors import GradientError
 from fla_check.ops import OpSpec
+from fla_check.verdict.host import to_host
 
 def grad_names(inputs: CaseInputs) -> list[str]:
     """The gradient names of a case, in signature order (dq, dk, dv[, dg][, dbeta][, dh0])."""
@@ -130,11 +131,16 @@ def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream
     state = (ref["ht"].double() * up.dht).abs().sum(-1)  # [N,HV,K]
     if step is not None and (inputs.options or inputs.v.shape[2] != inputs.q.shape[2]):
         terms, slope = _effective_terms(inputs, up, step)
-        return {"dg": slope * max((float(x.max()) for x in (terms, state.sum(-1)) if x.numel()), default=0.0)}
+        return {"dg": slope * _largest(terms, state.sum(-1))}
     terms = (inputs.q.double() * ref["dq"]).abs() + (inputs.k.double() * ref["dk"]).abs()  # [B,T,H,K]
     if inputs.g.dim() == 3:
         terms, state = terms.sum(-1), state.sum(-1)
-    return {"dg": max((float(x.max()) for x in (terms, state) if x.numel()), default=0.0)}
+    return {"dg": _largest(terms, state)}
+
+
+def _largest(*xs: Tensor) -> float:
+    """The largest entry over the non-empty `xs` (0 when all are empty), in one host transfer."""
+    return max(to_host([x.max() for x in xs if x.numel()]), default=0.0)
 
 
 def _effective_terms(inputs: CaseInputs, up: Upstream, step: Callable) -> tuple[Tensor, float]:

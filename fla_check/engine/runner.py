@@ -82,8 +82,9 @@ from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
-from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
-from fla_check.verdict.compare import Comparison, Metrics, Verdict, agreement, compare, worst
+from fla_check.verdict.baselines import PendingScales, baseline_samples, sample_seed
+from fla_check.verdict.compare import Comparison, Judged, Metrics, Verdict, agreements, judged, metric_terms, worst
+from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
     CaseResult, ConfigResult, ModeResult, PairResult,
@@ -205,17 +206,36 @@ class _Judge:
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
         if arith not in self.scales:
-            c = self.config
-            samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
-                                       up=self.up, exact=self.ref)
-            self.scales[arith] = noise_scales(samples, self.ref)
+            pending = self._pending(arith)
+            self.scales[arith] = pending.finish(to_host(pending.terms))
         return self.scales[arith]
 
+    def _pending(self, arith: Arithmetic) -> PendingScales:
+        c = self.config
+        samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
+                                   up=self.up, exact=self.ref)
+        return PendingScales(samples, self.ref)
+
     def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:
+        return self.compare_all({name: kernel}, arith)[0][0]
+
+    def compare_all(self, out: dict[str, Tensor], arith: Arithmetic,
+                    extra: Sequence[Tensor] = ()) -> tuple[list[Comparison], list[float]]:
+        """Each of `out` (names of the reference) judged; its metrics, the baseline's when this
+        declaration has none yet, and the device scalars `extra` fetched in one host transfer."""
+        pending = None if arith in self.scales else self._pending(arith)
+        before = pending.terms if pending else []
+        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()])
+        values = to_host(before + terms + list(extra))
+        if pending:
+            self.scales[arith] = pending.finish(values[:len(before)])
+        values = values[len(before):]
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
-        return compare(name, kernel, self.ref[name], self.baseline(arith)[name], steps=steps,
-                       backward=name in gradients.GRADIENTS, cancel_scale=self.cancel.get(name, 0.0))
+        scales = self.scales[arith]
+        items = [Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
+                        self.cancel.get(name, 0.0)) for name, kernel in out.items()]
+        return judged(items, values[:len(terms)]), values[len(terms):]
 
 
 def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
@@ -288,25 +308,25 @@ def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, co
     out, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
-    comps = [judge.compare(name, out[name], spec.arithmetic) for name in judge.ref]
+    poisoned = [is_sentinel(out[name]).sum() for name in judge.ref] if judge.memory.sentinel else []
+    comps, counts = judge.compare_all({name: out[name] for name in judge.ref}, spec.arithmetic, poisoned)
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     result = ModeResult(label, verdict, comps, loc, seconds=seconds)
-    unwritten = _unwritten(out, judge)
+    unwritten = _unwritten(out, judge, counts)
     if unwritten:
         result.verdict, result.reason = Verdict.UNWRITTEN, unwritten
     return result, out
 
 
-def _unwritten(out: dict[str, Tensor], judge: _Judge) -> str:
-    """'; '-joined descriptions of the compared outputs' slots still holding the poison, or ''."""
-    if not judge.memory.sentinel:
-        return ""
+def _unwritten(out: dict[str, Tensor], judge: _Judge, counts: Sequence[float]) -> str:
+    """'; '-joined descriptions of the compared outputs' slots still holding the poison, or ''
+    (`counts`: such slots per output of the reference, fetched with the metrics)."""
     found = []
-    for name in judge.ref:
-        mask = is_sentinel(out[name])
-        if bool(mask.any()):
-            found.append(describe_unwritten(name, mask.cpu(), name in STATE_OUTPUTS, judge.config.cu_seqlens()))
+    for name, count in zip(judge.ref, counts):
+        if count:
+            found.append(describe_unwritten(name, is_sentinel(out[name]).cpu(), name in STATE_OUTPUTS,
+                                            judge.config.cu_seqlens()))
     return "; ".join(found)
 
 
@@ -511,12 +531,13 @@ def _localize(comps: list[Comparison], out: dict[str, Tensor], ref: dict[str, Te
 
 def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
            results: dict[str, ModeResult]) -> list[PairResult]:
-    pairs = []
-    for a, b in itertools.combinations(produced, 2):
+    """Every pair of modes that produced outputs, agreement per output (one host transfer)."""
+    combos = list(itertools.combinations(produced, 2))
+    items = []
+    for a, b in combos:
         bounds_a = {c.name: c.bound_max_abs for c in results[a].outputs}
         bounds_b = {c.name: c.bound_max_abs for c in results[b].outputs}
-        pairs.append(PairResult(a, b, [
-            agreement(name, produced[a][name], produced[b][name], ref[name], bounds_a[name], bounds_b[name])
-            for name in ref
-        ]))
-    return pairs
+        items += [(name, produced[a][name], produced[b][name], ref[name], bounds_a[name], bounds_b[name])
+                  for name in ref]
+    found = agreements(items)
+    return [PairResult(a, b, found[i * len(ref):(i + 1) * len(ref)]) for i, (a, b) in enumerate(combos)]

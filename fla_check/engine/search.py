@@ -318,13 +318,15 @@ def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurre
                   examples: Optional[int] = None, seed: Optional[int] = None, max_seq_len: Optional[int] = None,
                   mask_fills: Optional[Sequence[Fill]] = None, profile: str = DEFAULT_PROFILE,
                   device: Optional[str] = None, backward: bool = False,
-                  preset: Optional[Union[str, Preset]] = None) -> list[CaseConfig]:
+                  preset: Optional[Union[str, Preset]] = None, value_ratios: Optional[Sequence[int]] = None,
+                  kernel_options: Optional[Sequence[str]] = None) -> list[CaseConfig]:
     """The configurations a search with these arguments draws when every case passes with a
     score of 0, in order, without running a kernel (the hypothesis runs and the covering phase
     as :func:`search`; a real run differs where hypothesis' targeting follows the scores)."""
     result = _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                      mask_fills=mask_fills, profile=profile, device=device, database_root=None,
-                     backward=backward, check=_passing_check, preset=preset)
+                     backward=backward, check=_passing_check, preset=preset, value_ratios=value_ratios,
+                     kernel_options=kernel_options)
     return [c.config for c in result.cases]
 
 

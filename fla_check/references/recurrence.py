@@ -46,11 +46,10 @@ def kda_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor
     return delta_step(S * g.exp()[..., None], k, v, None, beta)
 
 
-def _to_padded(x: Optional[Tensor], cu_seqlens: Tensor, t_max: int) -> Optional[Tensor]:
-    """[1, total, ...] -> [N, t_max, ...] (zeros past each sequence's end)."""
+def _to_padded(x: Optional[Tensor], bounds: list[int], t_max: int) -> Optional[Tensor]:
+    """[1, total, ...] -> [N, t_max, ...] (zeros past each sequence's end; `bounds`: cu_seqlens)."""
     if x is None:
         return None
-    bounds = cu_seqlens.tolist()
     rows = []
     for s, e in zip(bounds[:-1], bounds[1:]):
         pad = x.new_zeros((t_max - (e - s),) + tuple(x.shape[2:]))
@@ -85,9 +84,10 @@ def run_recurrence(
             raise ValueError(f"cu_seqlens needs batch size 1, got {B}")
         if reset_mask is not None:
             raise ValueError("cu_seqlens and reset_mask are exclusive")
-        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+        bounds = cu_seqlens.tolist()  # the one host read of a varlen case
+        lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
         t_max = max(lengths) if lengths else 0
-        padded = [_to_padded(x, cu_seqlens, t_max) for x in (q, k, v, g, beta)]
+        padded = [_to_padded(x, bounds, t_max) for x in (q, k, v, g, beta)]
         o_pad, ht = _loop(step, *padded, scale, initial_state, lengths)
         o = torch.cat([o_pad[i, :n] for i, n in enumerate(lengths)], 0)[None]
         return o, (ht if output_final_state else None)
@@ -114,6 +114,10 @@ def _loop(
     else:
         S = initial_state.to(q.dtype)
     outs = []
+    # which sequences are still running at each step, built once on the host: a per-step
+    # torch.tensor(..., device=cuda) is a blocking copy (a stream sync) every step
+    running = None if lengths is None else torch.tensor(
+        [[t < n for n in lengths] for t in range(T)], dtype=torch.bool).reshape(T, len(lengths)).to(q.device)
     for t in range(T):
         S_new = step(
             S if reset_mask is None else S * (~reset_mask[:, t]).to(S.dtype)[:, None, None, None],
@@ -122,9 +126,8 @@ def _loop(
             None if g is None else g[:, t],
             None if beta is None else beta[:, t],
         )
-        if lengths is not None:
-            active = torch.tensor([t < n for n in lengths], device=q.device)[:, None, None, None]
-            S_new = torch.where(active, S_new, S)
+        if running is not None:
+            S_new = torch.where(running[t][:, None, None, None], S_new, S)
         S = S_new
         outs.append((S * (scale * q[:, t])[..., None]).sum(-2))
     o = torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
 from fla_check.verdict.compare import RMS_EPS, Metrics
+from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
@@ -116,23 +117,44 @@ def _returned(rnd: Rounding, name: str, x: Tensor) -> Tensor:
 def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
                  ref: Optional[dict[str, Tensor]] = None) -> dict[str, Metrics]:
     """Per output: the samples' largest max-abs deviation from `exact` and largest RMS
-    deviation relative to rms(`ref`) (default: `exact`)."""
-    ref = exact if ref is None else ref
-    scales = {}
-    for name, x in exact.items():
-        if name not in samples:
-            continue
-        e = samples[name].double()
-        x64 = x.detach().double().to(e.device)
-        finite = torch.isfinite(x64)
-        if not bool(finite.any()):
-            scales[name] = Metrics(0.0, 0.0, 0)
-            continue
-        diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
-        if not bool(torch.isfinite(diff).all()):  # a baseline must never be infinitely loose
-            raise EmulationError(f"the emulated baseline of {name!r} is not finite where the reference is")
-        r = ref[name].detach().double()
-        rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item() if r.numel() else 0.0
-        rms = diff.square().sum(1).div(int(finite.sum())).sqrt().max().item()
-        scales[name] = Metrics(diff.abs().max().item(), rms / (rms_ref + RMS_EPS), 0)
-    return scales
+    deviation relative to rms(`ref`) (default: `exact`). Reduced on the samples' device and
+    fetched in one host transfer."""
+    pending = PendingScales(samples, exact, ref)
+    return pending.finish(to_host(pending.terms))
+
+
+class PendingScales:
+    """:func:`noise_scales` in two steps: :attr:`terms`, the device scalars to fetch (a caller
+    may fetch them with its own in one transfer), then :meth:`finish` on their values."""
+
+    def __init__(self, samples: dict[str, Tensor], exact: dict[str, Tensor],
+                 ref: Optional[dict[str, Tensor]] = None):
+        self.exact, self.ref = exact, exact if ref is None else ref
+        self.outputs = [n for n in exact if n in samples]
+        self.names = [n for n in self.outputs if exact[n].numel()]
+        self.terms: list[Tensor] = []
+        for name in self.names:
+            e = samples[name].double()
+            x64 = exact[name].detach().double().to(e.device)
+            finite = torch.isfinite(x64)
+            count = finite.sum()
+            diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
+            r = self.ref[name].detach().double().to(e.device)
+            self.terms += [count, (~torch.isfinite(diff)).sum(), diff.abs().max(),
+                           diff.square().sum(1).div(count).sqrt().max(), torch.isfinite(r).sum(),
+                           r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
+
+    def finish(self, values: Sequence[float]) -> dict[str, Metrics]:
+        """The scales from the fetched values of :attr:`terms`."""
+        scales = {n: Metrics(0.0, 0.0, 0) for n in self.outputs}  # no finite entry: no noise
+        for i, name in enumerate(self.names):
+            count, bad, max_abs, rms, ref_ok, rms_ref = values[6 * i:6 * i + 6]
+            if not count:
+                continue
+            if bad:  # a baseline must never be infinitely loose
+                raise EmulationError(f"the emulated baseline of {name!r} is not finite where the reference is")
+            r = self.ref[name].detach().double()
+            if ref_ok < r.numel():  # non-finite reference entries: masked out on the host's schedule
+                rms_ref = r[torch.isfinite(r)].square().mean().sqrt().item()
+            scales[name] = Metrics(max_abs, rms / (rms_ref + RMS_EPS), 0)
+        return scales

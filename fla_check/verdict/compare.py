@@ -31,16 +31,23 @@ the caller passes ``cancel_scale``, the magnitude of those terms
 The gate cumsum's own rounding (what a -1e4 mask fill costs a chunk kernel: ``eps32 |G|`` in
 the exponent) is not an allowance: the emulation of a chunk mode rounds its cumsum and so
 samples it, scoped to the modes that take one; recurrent modes get none.
+
+Host transfers. On a GPU every ``.item()`` waits for the device. :func:`compare_many` reduces
+every metric of every output on the case's device and fetches them with one transfer
+(:func:`fla_check.verdict.host.to_host`); :func:`agreements` does the same for the pairwise
+check. Only a reference with non-finite entries (masked out) is measured per metric.
 """
 from __future__ import annotations
 
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
+
+from fla_check.verdict.host import to_host
 
 A_FORWARD = 2.0
 A_MAX_FORWARD = 3.0
@@ -167,28 +174,98 @@ def _amax(ref: Tensor) -> float:
     return finite.abs().max().item() if finite.numel() else 0.0
 
 
+@dataclass(frozen=True)
+class Judged:
+    """One output to judge: `kernel` against `ref` by the verdict rule (:func:`compare`)."""
+
+    name: str
+    kernel: Tensor
+    ref: Tensor
+    baseline: Metrics
+    steps: int
+    backward: bool = False
+    cancel_scale: float = 0.0
+
+
 def compare(name: str, kernel: Tensor, ref: Tensor, baseline: Metrics, *, steps: int,
             backward: bool = False, cancel_scale: float = 0.0) -> Comparison:
     """Apply the verdict rule (module doc) to one output: `baseline` is the sampled error
     (max-abs m, rel-RMSE s) of the mode's declared arithmetic, `steps` the accumulation length
     (longest sequence), `cancel_scale` the magnitude of the terms of a cancelling sum (dg)."""
-    a, a_max = (A_BACKWARD, A_MAX_BACKWARD) if backward else (A_FORWARD, A_MAX_FORWARD)
-    k = measure(kernel, ref)
-    r = ref.detach().double()
-    walk = math.sqrt(max(1, steps))
-    bound_max = a_max * baseline.max_abs + SLACK_ULPS * EPS32 * _amax(r) * walk
-    bound_rms = a * baseline.rel_rms + TAU32
-    if cancel_scale > 0:
-        cancel = SLACK_ULPS * EPS32 * cancel_scale * walk
+    return compare_many([Judged(name, kernel, ref, baseline, steps, backward, cancel_scale)])[0][0]
+
+
+def compare_many(items: Sequence[Judged], extra: Sequence[Tensor] = ()) -> tuple[list[Comparison], list[float]]:
+    """:func:`compare` for each of `items`, every metric reduced on the device and fetched in
+    one host transfer together with the device scalars `extra` (returned as floats). An output
+    whose reference has non-finite entries (never for the built-in ops) is measured by
+    :func:`measure` afterwards: masking them out needs the mask's size on the host."""
+    terms = metric_terms([(item.kernel, item.ref) for item in items])
+    values = to_host(terms + list(extra))
+    return judged(items, values[:len(terms)]), values[len(terms):]
+
+
+def metric_terms(pairs: Sequence[tuple[Tensor, Tensor]]) -> list[Tensor]:
+    """The device scalars :func:`judged` needs for each (kernel, reference) pair, in order: a
+    caller can fetch them with other scalars of its own in one transfer."""
+    return [t for kernel, ref in pairs for t in _terms(kernel, ref)]
+
+
+def judged(items: Sequence[Judged], values: Sequence[float]) -> list[Comparison]:
+    """The verdict rule on each of `items` from the fetched :func:`metric_terms` of their
+    (kernel, ref) pairs."""
+    out, at = [], 0
+    for item in items:
+        n = _TERMS if item.ref.numel() else 0
+        out.append(_judge(item, list(values[at:at + n])))
+        at += n
+    return out
+
+
+_TERMS = 6  # device scalars per output (see _terms)
+
+
+def _terms(kernel: Tensor, ref: Tensor) -> list[Tensor]:
+    """Device scalars of one output: kernel non-finite where the reference is finite, finite
+    reference entries, max |k - r|, rms(k - r), rms(r), max |r| (the last four exact when the
+    reference is finite: reduced in the logical order that masking out nothing gives)."""
+    if ref.numel() == 0:
+        return []
+    x = kernel.detach().to(torch.float64)
+    r = ref.detach().to(torch.float64)
+    ok = torch.isfinite(r)
+    diff = (x - r).contiguous()
+    rc = r.contiguous()
+    return [(~torch.isfinite(x) & ok).sum(), ok.sum(), diff.abs().max(), diff.square().mean().sqrt(),
+            rc.square().mean().sqrt(), rc.abs().max()]
+
+
+def _judge(item: Judged, v: list[float]) -> Comparison:
+    """The verdict rule on one output's fetched scalars `v` (:func:`_terms`)."""
+    r = item.ref
+    if not v or v[1] == 0:  # nothing finite to compare against
+        k, rms_r, amax_r = Metrics(0.0, 0.0, 0), 0.0, 0.0
+    elif v[1] < r.numel():  # a reference with non-finite entries: masked, on the host's schedule
+        k, rms_r, amax_r = measure(item.kernel, r), _rms(r.detach().double()), _amax(r.detach().double())
+    elif v[0]:
+        k, rms_r, amax_r = Metrics(math.inf, math.inf, int(v[0])), v[4], v[5]
+    else:
+        k, rms_r, amax_r = Metrics(v[2], v[3] / (v[4] + RMS_EPS), 0), v[4], v[5]
+    a, a_max = (A_BACKWARD, A_MAX_BACKWARD) if item.backward else (A_FORWARD, A_MAX_FORWARD)
+    walk = math.sqrt(max(1, item.steps))
+    bound_max = a_max * item.baseline.max_abs + SLACK_ULPS * EPS32 * amax_r * walk
+    bound_rms = a * item.baseline.rel_rms + TAU32
+    if item.cancel_scale > 0:
+        cancel = SLACK_ULPS * EPS32 * item.cancel_scale * walk
         bound_max += cancel
-        bound_rms += cancel / (_rms(r) + RMS_EPS)
+        bound_rms += cancel / (rms_r + RMS_EPS)
     if k.nonfinite:
         verdict = Verdict.NONFINITE
     elif k.max_abs <= bound_max and k.rel_rms <= bound_rms:
         verdict = Verdict.OK
     else:
         verdict = Verdict.DIVERGED
-    return Comparison(name, k, baseline, bound_max, bound_rms, verdict)
+    return Comparison(item.name, k, item.baseline, bound_max, bound_rms, verdict)
 
 
 @dataclass(frozen=True)
@@ -211,16 +288,36 @@ class Agreement:
 
 def agreement(name: str, a: Tensor, b: Tensor, ref: Tensor, bound_a: float, bound_b: float) -> Agreement:
     """Pairwise agreement of two modes on one output (scaled by the reference's RMS)."""
-    a64, b64, r64 = (t.detach().to(torch.float64) for t in (a, b, ref))
-    diff = a64 - b64
-    if not bool(torch.isfinite(diff).all()):
-        both_nan = torch.isnan(a64) & torch.isnan(b64)
-        same = bool(((a64 == b64) | both_nan).all())
-        return Agreement(name, 0.0 if same else math.inf, 0.0 if same else math.inf, same)
-    rms_ref = r64[torch.isfinite(r64)].square().mean().sqrt().item() if r64.numel() else 0.0
-    max_abs = diff.abs().max().item() if diff.numel() else 0.0
-    rel = diff.square().mean().sqrt().item() / (rms_ref + RMS_EPS) if diff.numel() else 0.0
-    return Agreement(name, max_abs, rel, max_abs <= bound_a + bound_b)
+    return agreements([(name, a, b, ref, bound_a, bound_b)])[0]
+
+
+def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]]) -> list[Agreement]:
+    """:func:`agreement` of each (name, a, b, ref, bound_a, bound_b), fetched in one host transfer."""
+    terms: list[Tensor] = []
+    for _, a, b, ref, _, _ in items:
+        if a.numel():
+            a64, b64, r64 = (t.detach().to(torch.float64) for t in (a, b, ref))
+            diff = a64 - b64
+            same = (a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))
+            terms += [(~torch.isfinite(diff)).sum(), (~same).sum(), torch.isfinite(r64).sum(), diff.abs().max(),
+                      diff.square().mean().sqrt(), r64.contiguous().square().mean().sqrt()]
+    values = to_host(terms)
+    out, at = [], 0
+    for name, a, b, ref, bound_a, bound_b in items:
+        if not a.numel():
+            out.append(Agreement(name, 0.0, 0.0, 0.0 <= bound_a + bound_b))
+            continue
+        nonfinite, differ, ref_ok, max_abs, rms, rms_ref = values[at:at + 6]
+        at += 6
+        if nonfinite:
+            same = not differ
+            out.append(Agreement(name, 0.0 if same else math.inf, 0.0 if same else math.inf, same))
+            continue
+        if ref_ok < ref.numel():  # non-finite reference entries: masked out on the host's schedule
+            r64 = ref.detach().to(torch.float64)
+            rms_ref = r64[torch.isfinite(r64)].square().mean().sqrt().item()
+        out.append(Agreement(name, max_abs, rms / (rms_ref + RMS_EPS), max_abs <= bound_a + bound_b))
+    return out
 
 
 def _ratio(x: float, bound: float) -> float:

@@ -34,8 +34,9 @@ dtype (fp16: 2^-24): what rounding costs a value below the normal range.
 cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk kernel), larger
 ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
 
-The noise is seeded (replays are exact) and differentiable inputs flow through it: autograd on
-the emulation gives the baseline of the gradients. The float64 reference stays the simple
+The noise is seeded and drawn on the case's device (replays on the same kind of device are
+exact: :func:`noise_generator`) and differentiable inputs flow through it: autograd on the
+emulation gives the baseline of the gradients. The float64 reference stays the simple
 step-wise loop of :mod:`fla_check.references`; this module only sizes the rounding a correct
 chunk kernel of the declared arithmetic cannot avoid.
 """
@@ -68,11 +69,21 @@ def _subnormal_spacing(dtype: torch.dtype) -> float:
     return fin.smallest_normal * fin.eps  # fp16 2^-24, bf16 2^-133, fp32 2^-149
 
 
+def noise_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The seeded generator of the rounding noise, on the device the case runs on: drawing on
+    the CPU and copying to a GPU cost a blocking copy (a stream sync) per rounding point, one
+    per time step in a recurrent emulation. The stream of draws is that device type's (CPU:
+    unchanged; CUDA: Philox), so a replay is exact on the same kind of device and within the
+    sampling spread of the baseline elsewhere."""
+    device = torch.device(device)
+    return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed % 2**63)
+
+
 class Rounding:
     """Seeded rounding noise at the points a declared arithmetic rounds (module table)."""
 
     def __init__(self, arith: Arithmetic, dtype: torch.dtype, seed: int, device: torch.device):
-        self.gen = torch.Generator(device="cpu").manual_seed(seed % 2**63)
+        self.gen = noise_generator(seed, device)
         self.device = device
         self.u_in = UNIT_ROUNDOFF[dtype]
         self.half = dtype != torch.float32
@@ -87,8 +98,12 @@ class Rounding:
         cast = self.half and arith.store == "input"
         self.operand_range = (-self.u_in, self.u_in) if cast else self.fp32_operand
 
+    def _uniform(self, shape: torch.Size) -> Tensor:
+        """U[0, 1) float64 drawn on the generator's device (no host round trip)."""
+        return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
+
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
-        d = torch.rand(x.shape, generator=self.gen, dtype=torch.float64) * (hi - lo) + lo
+        d = self._uniform(x.shape) * (hi - lo) + lo
         return x * (1.0 + d.to(x.device))
 
     def relative(self, x: Tensor, u: float) -> Tensor:
@@ -104,7 +119,7 @@ class Rounding:
     def _underflow(self, x: Tensor, tiny: float) -> Tensor:
         """Absolute noise U(+-tiny/2): a format's rounding errs by max(u |x|, tiny/2), tiny its
         subnormal spacing (matters where whole outputs sit below fp16's normal range)."""
-        d = torch.rand(x.shape, generator=self.gen, dtype=torch.float64) * 2 - 1
+        d = self._uniform(x.shape) * 2 - 1
         return x + d.to(x.device) * (tiny / 2)
 
     def store(self, x: Tensor) -> Tensor:
@@ -117,7 +132,7 @@ class Rounding:
         """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
         n = a.shape[-1]
         acc = (a.abs() @ b.abs()) * (U32 * math.sqrt(max(1, n)))
-        d = torch.rand(acc.shape, generator=self.gen, dtype=torch.float64).to(acc.device) * 2 - 1
+        d = self._uniform(acc.shape).to(acc.device) * 2 - 1
         return a @ b + acc * d
 
     def fp32_dot(self, a: Tensor, b: Tensor) -> Tensor:
@@ -132,7 +147,7 @@ class Rounding:
         docs/gpu/pytest-h200-2). Infinite gates stay as they are."""
         width = (g.abs() * math.log2(math.e) + IN_KERNEL_ULPS) * U32
         width = torch.where(torch.isfinite(g), width, torch.zeros_like(width))
-        d = torch.rand(g.shape, generator=self.gen, dtype=torch.float64).to(g.device) * 2 - 1
+        d = self._uniform(g.shape).to(g.device) * 2 - 1
         return g + d.to(g.dtype) * width
 
     def gate_cumsum(self, g: Tensor, chunk: int) -> Tensor:
@@ -215,8 +230,9 @@ def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
         bounds = cu_seqlens.tolist()
         return [(0, [(s, e)]) for s, e in zip(bounds[:-1], bounds[1:])]
     spans = []
+    resets = None if reset_mask is None else reset_mask.cpu().tolist()  # one transfer, not one per step
     for b in range(B):
-        starts = [0] if reset_mask is None else [0] + [t for t in range(1, T) if bool(reset_mask[b, t])]
+        starts = [0] if resets is None else [0] + [t for t in range(1, T) if resets[b][t]]
         spans.append((b, list(zip(starts, starts[1:] + [T]))))
     return spans
 

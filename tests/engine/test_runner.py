@@ -176,3 +176,19 @@ def test_zero_examples_and_errors():
     with pytest.raises(ops.UnknownNameError, match="valid modes"):
         _search(["nope"])
 
+
+
+def test_judging_fetches_once_per_mode_and_once_for_the_pairs(monkeypatch):
+    """Reference-side and kernel-side metrics, the baselines and the poison counts of a mode reach
+    the host in one transfer; the pairwise agreement in one more (a GPU sync each)."""
+    from host_spy import host_transfers
+
+    ops.register_modes("gla", [ModeSpec("clean2", PROVIDER, make_clean(ops.get_op("gla").step))])
+    cfg = _cfg(packing="varlen", segments=((25, 15),))
+    check_case("gla", ["test:clean"], cfg, invariance="none")  # imports, lazy registries
+    calls = host_transfers(monkeypatch)
+    r = check_case("gla", ["test:clean", "test:clean2"], cfg, invariance="none")
+    assert [m.verdict for m in r.modes.values()] == [Verdict.OK, Verdict.OK]
+    assert calls.count("cpu") == 3
+    # no metric read on its own; the rest are whole-tensor reads (cu_seqlens lists, varlen masks)
+    assert not {"item", "__bool__", "__float__", "__int__"} & set(calls), calls

@@ -129,3 +129,24 @@ def test_kda_decays_each_key_channel_before_the_error():
     torch.testing.assert_close(ht[0, 0], S2, rtol=0, atol=1e-12)
     torch.testing.assert_close(o[0, 1, 0], S2.T @ q[0, 1, 0] * 5**-0.5, rtol=0, atol=1e-12)
 
+
+
+@pytest.mark.parametrize("packing", ["varlen", "mask"])
+def test_the_step_loop_makes_no_host_transfer_per_step(monkeypatch, packing):
+    """What the reference reads back to the host does not grow with T (on a GPU each read is a
+    stream sync): varlen lengths once, never a per-step device tensor or branch."""
+    from host_spy import host_transfers
+    from fla_check.cases import CaseConfig, build_case
+
+    counts = []
+    for T in (12, 40):
+        segs = ((T // 3, T - T // 3),)
+        c = CaseConfig(op="gla", dtype="float32", B=1, T=T, H=1, K=4, V=4, packing=packing, segments=segs,
+                       **({"mask_fill": -20.0} if packing == "mask" else {}))
+        x = build_case(c, "cpu")
+        calls = host_transfers(monkeypatch)
+        reference(gla_step, *x.tensors(), initial_state=x.initial_state, output_final_state=True,
+                  cu_seqlens=x.cu_seqlens, reset_mask=None if packing == "varlen" else x.reset_mask)
+        counts.append(len(calls))
+        monkeypatch.undo()
+    assert counts[0] == counts[1] <= 4

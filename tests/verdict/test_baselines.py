@@ -24,6 +24,23 @@ def test_noise_scales_take_the_worst_sample():
     assert noise_scales({"o": samples}, exact, other)["o"].rel_rms == pytest.approx(s.rel_rms / 2, rel=1e-6)
 
 
+def test_noise_scales_fetch_every_output_at_once(monkeypatch):
+    exact = {n: torch.randn(3, 5, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
+             for i, n in enumerate(("o", "ht", "dq"))}
+    samples = {n: x[None] * (1 + 1e-3 * torch.rand(4, 3, 5, dtype=torch.float64)) for n, x in exact.items()}
+    want = {}
+    for n, x in exact.items():  # the rule, a transfer per number
+        diff = samples[n] - x
+        rms = diff.flatten(1).square().sum(1).div(x.numel()).sqrt().max().item()
+        want[n] = (diff.abs().max().item(), rms / (x.square().mean().sqrt().item() + 1e-8))
+    calls = []
+    original = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    got = noise_scales(samples, exact)
+    assert len(calls) == 1
+    assert {n: (m.max_abs, m.rel_rms) for n, m in got.items()} == want
+
+
 def test_a_nonfinite_baseline_is_an_error_not_an_infinite_bound():
     exact = {"o": torch.ones(2, dtype=torch.float64)}
     bad = torch.ones(3, 2, dtype=torch.float64)

@@ -3,9 +3,10 @@ import math
 
 import pytest
 import torch
+from host_spy import host_transfers
 
-from fla_check.verdict.compare import (A_BACKWARD, A_FORWARD, A_MAX_BACKWARD, A_MAX_FORWARD, Verdict, agreement, compare,
-                               measure, worst)
+from fla_check.verdict.compare import (A_BACKWARD, A_FORWARD, A_MAX_BACKWARD, A_MAX_FORWARD, Agreement, Judged,
+                                       Metrics, Verdict, agreement, agreements, compare, compare_many, measure, worst)
 
 
 def _ref(shape=(1, 32, 2, 16), seed=0):
@@ -178,3 +179,82 @@ def test_planted_bug_margin(op, dtype, factor):
     result = _check(spec, ["chunk", "test:dropped"])
     assert result.modes["chunk"].score < 0.5
     assert result.modes["test:dropped"].score > factor
+
+
+# -- one host transfer: compare_many / agreements against the per-output rule ---------------
+def _outputs(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    r = torch.randn(2, 9, 3, 5, generator=g, dtype=torch.float64)
+    k = (r * (1 + 1e-3 * torch.randn(r.shape, generator=g, dtype=torch.float64))).float()
+    nan = k.clone()
+    nan[0, 3, 1, 2] = float("nan")
+    strided = k.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other memory order
+    return r, {"o": k, "nan": nan, "strided": strided, "far": k * 1.02}
+
+
+def _one_by_one(items):
+    """The per-output rule as it was before batching (a transfer per metric)."""
+    out = []
+    for i in items:
+        k = measure(i.kernel, i.ref)
+        a, a_max = (3.0, 4.0) if i.backward else (2.0, 3.0)
+        finite = i.ref.double()[torch.isfinite(i.ref.double())]
+        amax = finite.abs().max().item() if finite.numel() else 0.0
+        rms = finite.square().mean().sqrt().item() if finite.numel() else 0.0
+        walk = math.sqrt(max(1, i.steps))
+        bmax = a_max * i.baseline.max_abs + 8.0 * torch.finfo(torch.float32).eps * amax * walk
+        brms = a * i.baseline.rel_rms + 2e-5
+        if i.cancel_scale:
+            c = 8.0 * torch.finfo(torch.float32).eps * i.cancel_scale * walk
+            bmax, brms = bmax + c, brms + c / (rms + 1e-8)
+        out.append((k, bmax, brms))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compare_many_equals_the_per_output_rule_exactly(seed):
+    r, kernels = _outputs(seed)
+    holes = r.clone()
+    holes[1, 2, 0, 0] = float("inf")  # a reference with a non-finite entry: the masked path
+    base = Metrics(5e-3, 2e-3, 0)
+    items = [Judged(n, k, ref, base, 9, backward=n == "far", cancel_scale=1e3 * (n == "o"))
+             for n, k in kernels.items() for ref in (r, holes)]
+    items.append(Judged("empty", torch.zeros(0, 4), torch.zeros(0, 4, dtype=torch.float64), base, 1))
+    comps, extra = compare_many(items, [torch.tensor(3.0)])
+    assert extra == [3.0]
+    for c, (k, bmax, brms) in zip(comps, _one_by_one(items)):
+        assert (c.kernel, c.bound_max_abs, c.bound_rel_rms) == (k, bmax, brms)
+    verdicts = [c.verdict for c in comps[:8]]
+    assert verdicts == [Verdict.OK, Verdict.OK, Verdict.NONFINITE, Verdict.NONFINITE, Verdict.OK, Verdict.OK,
+                        Verdict.DIVERGED, Verdict.DIVERGED]
+
+
+def test_compare_many_fetches_once(monkeypatch):
+    r, kernels = _outputs(0)
+    items = [Judged(n, k, r, Metrics(1e-4, 1e-4, 0), 9) for n, k in kernels.items()]
+    calls = host_transfers(monkeypatch)
+    compare_many(items)
+    assert calls == ["cpu", "tolist"]  # one device-to-host copy, then read on the host
+
+
+def test_agreements_equal_agreement_one_by_one_and_fetch_once(monkeypatch):
+    r, kernels = _outputs(1)
+    nan2 = kernels["nan"].clone()
+    items = [(n, k, kernels["o"], r, 1e-3, 1e-3) for n, k in kernels.items()] + [("nan2", kernels["nan"], nan2, r,
+                                                                                    0.0, 0.0)]
+    calls = host_transfers(monkeypatch)
+    batched = agreements(items)
+    assert calls == ["cpu", "tolist"]
+    monkeypatch.undo()
+    for got, (name, a, b, ref, ba, bb) in zip(batched, items):
+        a64, b64, r64 = a.double(), b.double(), ref.double()
+        diff = a64 - b64
+        if not bool(torch.isfinite(diff).all()):
+            same = bool(((a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))).all())
+            assert got == Agreement(name, 0.0 if same else math.inf, 0.0 if same else math.inf, same)
+            continue
+        rms_ref = r64.square().mean().sqrt().item()
+        want = Agreement(name, diff.abs().max().item(), diff.square().mean().sqrt().item() / (rms_ref + 1e-8),
+                         diff.abs().max().item() <= ba + bb)
+        assert got == want
+    assert [a.agree for a in batched] == [True, False, True, False, True]

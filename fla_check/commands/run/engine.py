@@ -11,7 +11,7 @@ memory need checked against the budget before the search starts).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig, Fill
@@ -22,9 +22,11 @@ from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_i
 from fla_check.engine import large_index as large
 from fla_check.engine.runner import resolve_modes, unsupported_reason
 from fla_check.engine.profiles import get_profile
+from fla_check.engine import warmup as warmup_module
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
+from fla_check.engine.warmup import Bucket
 from fla_check.errors import RunInterrupted, UsageError
 from fla_check.ops import OpSpec
 from fla_check.report.storage import Checkpoints, default_report_path, write_report
@@ -41,7 +43,9 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
         invariance_scope: Optional[str] = None, large_index: bool = False,
-        large_index_budget: Optional[float] = None) -> tuple[SearchResult, Path]:
+        large_index_budget: Optional[float] = None, warmup: str = "off", warmup_buckets: Optional[int] = None,
+        warmup_seconds: Optional[float] = None,
+        warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
     (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
@@ -54,6 +58,10 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     check after the search, within `large_index_budget` GiB (default
     :func:`fla_check.engine.large_index.default_budget`; a UsageError naming the need, before
     the search, when a dtype's case does not fit); its results are ``large_index`` of the report.
+    `warmup` (auto: on a GPU, on, off) compiles the run's buckets first, in parallel processes,
+    before the search's clock starts (:mod:`fla_check.engine.warmup`; `warmup_buckets`: only the
+    first that many; `warmup_seconds`: at most that long; `warmup_progress` after each bucket);
+    recorded in ``options.warmup`` when it ran.
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
@@ -65,7 +73,6 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
                          "shards); use fewer shards or more --examples")
     path = report or default_report_path(op.name)
     extra = dict(shard=str(shard) if shard else None, commit=git_commit(), isolation=isolation.to_json())
-    checkpoints = Checkpoints(path, extra)
     plans = []
     if large_index_wanted(large_index, profile, device) and (shard is None or shard.index == 1):  # once per run
         budget = large_index_budget
@@ -74,6 +81,12 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         plans = large_index_plans(op, modes, dtypes, device, budget)
         extra["large_index"] = {"budget_gib": budget, "min_elements": large.INDEX_LIMIT,
                                 "cases": len(plans)}
+    if warmup_module.wanted(warmup, get_backend(device).interpreter):
+        extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
+                                   dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
+                                   mask_fills=mask_fills, profile=profile, device=device, backward=backward,
+                                   preset=preset, value_ratios=value_ratios, kernel_options=kernel_options)
+    checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt():
             result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
@@ -148,6 +161,19 @@ def replay_large_index(op: OpSpec, modes: Sequence[str], case_json: dict, device
     large.check_device(case, backend.device)
     large.check_budget([case], specs, backend.device, budget_gib)
     return check_large_index(op, modes, case, device, progress)
+def _warm_up(op: OpSpec, modes: Sequence[str], providers: Sequence[str], limit: Optional[int],
+             seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]],
+             **search_args: Any) -> dict:
+    """Warm the buckets of the cases the run's search will draw (:mod:`fla_check.engine.warmup`);
+    the record for ``options.warmup``."""
+    device = get_backend(search_args["device"]).device
+    buckets = warmup_module.run_buckets(op.name, modes, limit=limit, **search_args)
+    try:
+        warmed = warmup_module.warm(buckets, device, backward=search_args["backward"], providers=providers,
+                                    seconds=seconds, progress=progress)
+    except KeyboardInterrupt:
+        raise RunInterrupted("interrupted while warming the compile cache; no report") from None
+    return warmed.to_json()
 
 
 def unchecked_reason(result: SearchResult) -> Optional[str]:

@@ -34,6 +34,7 @@ class SearchProgress(ProgressFeed):
 
     def __init__(self, no_color: bool):
         super().__init__(make_progress(no_color=no_color))
+        self.warm_task: Optional[Any] = None
 
     def update(self, event: Any) -> None:
         if isinstance(event, str):  # a line of the large-index check (building its tensors, running a mode)
@@ -46,6 +47,15 @@ class SearchProgress(ProgressFeed):
         desc = f"{event.mode} {verb} ({event.examples} cases{failing})".lstrip()
         self.bar.update(self.task, completed=min(event.calls, event.budget), total=event.budget,
                         description=desc)
+
+    def warming(self, done: int, total: int, bucket: Any) -> None:
+        """The compile warm-up's progress (before the search): buckets done of `total`."""
+        if self.warm_task is None:
+            self.warm_task = self.bar.add_task("warming compile buckets", total=total)
+        self.bar.update(self.warm_task, completed=done,
+                        description=f"warming compile buckets ({bucket.describe()})")
+        if done >= total:
+            self.bar.remove_task(self.warm_task)
 
 
 

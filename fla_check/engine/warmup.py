@@ -1,0 +1,187 @@
+"""Compile warm-up: compile the kernels a run will launch before its search's clock starts.
+
+On a GPU a cold ``run`` spends 96-99 % of its time compiling Triton kernels, one compile bucket
+at a time as hypothesis draws them (docs/gpu/harness_throughput.md). :func:`warm` compiles them
+first, in parallel ``spawn`` processes: each runs tiny cases of its buckets through the same
+call path as the run (:func:`fla_check.engine.runner.check_case`, memory checks included) and
+throws the results away. What it leaves behind is Triton's on-disk cache, which every process
+of the machine shares (``TRITON_CACHE_DIR``, default ``~/.triton/cache``; docs/PERFORMANCE.md,
+"Compile cache"), so the run's own process and its isolation worker load those kernels in
+milliseconds instead of compiling them. Nothing else crosses back: the run's results cannot
+depend on it.
+
+A bucket is one (mode, dtype, H, K, V, value ratio, in-kernel options) (H, K, V are
+``tl.constexpr`` in the built-in kernels, docs/PERFORMANCE.md section 4); the chunk size is the
+mode's (its declared arithmetic). The run's buckets are those of the cases its search will draw
+(:func:`run_buckets`: the search replayed with every case passing), in the order drawn, so the
+first buckets warmed are the first the search needs. Each is warmed with :data:`SHAPES`: an unpacked case without and a ``cu_seqlens`` case with an
+initial state, one T a multiple of 16 and one not (Triton specializes integer arguments on
+divisibility by 16), forward and, for a backward run, backward. What the real search draws
+beyond that plan (where its targeting or shrinking departs from it; B > 1) compiles during it.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+from fla_check.cases import CaseConfig
+from fla_check.errors import UsageError
+
+WARMUP_POLICIES = ("auto", "on", "off")
+JOBS_ENV = "FLA_CHECK_WARMUP_JOBS"
+MAX_JOBS = 16  # processes: each holds a CUDA context (~0.5 GB) and compiles on its own core
+# (packing, T, varlen segments, initial state): see the module doc
+SHAPES: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
+    ("none", 64, (), False),
+    ("varlen", 37, (20, 17), True),
+)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One compile bucket of a run: a mode (as the run names it: 'chunk', 'fla:chunk') at one
+    dtype, head count and head dims."""
+
+    op: str
+    mode: str
+    dtype: str
+    H: int
+    K: int
+    V: int
+    value_ratio: int = 1
+    options: tuple[str, ...] = ()  # in-kernel options (names of fla_check.cases.KERNEL_OPTIONS), all on
+
+    def describe(self) -> str:
+        extra = (f" HV={self.H * self.value_ratio}" if self.value_ratio > 1 else "") + "".join(
+            f" {o}" for o in self.options)
+        return f"{self.mode} {self.dtype} H={self.H} K={self.K} V={self.V}{extra}"
+
+
+@dataclass(frozen=True)
+class WarmupResult:
+    """What a warm-up did: buckets warmed (cases run without raising) and those that failed."""
+
+    buckets: int
+    warmed: int
+    failed: tuple[str, ...]  # 'bucket: why' (a raising mode still warms what it compiled)
+    jobs: int
+    seconds: float
+    cache_dir: str
+    stopped: str = ""  # why it stopped before every bucket was done ('' when it did them all)
+
+    def to_json(self) -> dict:
+        return {"buckets": self.buckets, "warmed": self.warmed, "failed": list(self.failed), "jobs": self.jobs,
+                "seconds": round(self.seconds, 3), "cache_dir": self.cache_dir, "stopped": self.stopped}
+
+
+def wanted(policy: str, interpreter: bool) -> bool:
+    """Whether to warm up: ``auto`` on a GPU only (the interpreter compiles nothing), ``on``, ``off``."""
+    if policy not in WARMUP_POLICIES:
+        raise UsageError(f"--warmup {policy!r}; valid: {', '.join(WARMUP_POLICIES)}")
+    return policy == "on" or (policy == "auto" and not interpreter)
+
+
+def buckets_of(configs: Sequence[CaseConfig], modes: Sequence[str]) -> list[Bucket]:
+    """The distinct buckets of `configs` for each of `modes`, in the order first drawn."""
+    found = [Bucket(c.op, mode, c.dtype, c.H, c.K, c.V, c.value_ratio, c.options) for c in configs for mode in modes]
+    return list(dict.fromkeys(found))
+
+
+def run_buckets(op: str, modes: Sequence[str], *, limit: Optional[int] = None, **search_args: Any) -> list[Bucket]:
+    """The buckets of the cases a run with `search_args` (those of
+    :func:`fla_check.engine.search.planned_cases`: dtypes, examples, seed, max_seq_len,
+    mask_fills, profile, device, backward, preset) draws, in draw order: its search replayed
+    with every case passing, no kernel run (a real run differs only where hypothesis'
+    targeting follows the scores, and in what shrinking draws). The first `limit` when given."""
+    from fla_check.engine.search import planned_cases
+
+    found = buckets_of(planned_cases(op, modes=modes, **search_args), modes)
+    return found if limit is None else found[:limit]
+
+
+def cache_dir() -> str:
+    """Where Triton keeps compiled kernels for this process and its children."""
+    return os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
+
+
+def default_jobs(buckets: int) -> int:
+    """``FLA_CHECK_WARMUP_JOBS``, else one process per core up to :data:`MAX_JOBS`, at most one per bucket."""
+    env = os.environ.get(JOBS_ENV)
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise UsageError(f"{JOBS_ENV}={env!r}: a positive number of processes")
+        return min(int(env), max(1, buckets))
+    return max(1, min(MAX_JOBS, os.cpu_count() or 1, buckets))
+
+
+def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs: Optional[int] = None,
+         providers: Sequence[str] = (), seconds: Optional[float] = None,
+         progress: Optional[Callable[[int, int, Bucket], None]] = None) -> WarmupResult:
+    """Run every bucket's warm-up cases in `jobs` spawned processes (they share Triton's disk
+    cache with this one); `progress(done, total, bucket)` after each bucket. A bucket that
+    raises is counted in ``failed`` (the search will judge that mode); a process that dies
+    ends the warm-up early (the buckets left compile during the search, as without one).
+    `seconds`: return after that long; buckets not started are dropped, the ones being
+    compiled finish in the background (their processes exit after them)."""
+    start = time.perf_counter()
+    jobs = jobs or default_jobs(len(buckets))
+    failed: list[str] = []
+    warmed, stopped = 0, ""
+    if not buckets:
+        return WarmupResult(0, 0, (), jobs, 0.0, cache_dir())
+    if progress:
+        progress(0, len(buckets), buckets[0])
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:  # spawn: never fork a process that may hold CUDA
+        futures = {pool.submit(warm_bucket, b, device, backward, tuple(providers), tuple(sys.path)): b
+                   for b in buckets}
+        done = 0
+        for future in concurrent.futures.as_completed(futures, timeout=seconds):
+            done += 1
+            bucket = futures[future]
+            try:
+                why = future.result()
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                failed.append(f"{bucket.describe()}: warm-up process died ({exc})")
+                break
+            if why:
+                failed.append(f"{bucket.describe()}: {why}")
+            else:
+                warmed += 1
+            if progress:
+                progress(done, len(buckets), bucket)
+    except concurrent.futures.TimeoutError:
+        stopped = f"after {seconds:g} s: {len(buckets) - done} bucket(s) left to the search"
+    finally:
+        pool.shutdown(wait=not stopped, cancel_futures=True)
+    return WarmupResult(len(buckets), warmed, tuple(failed), jobs, time.perf_counter() - start, cache_dir(), stopped)
+
+
+def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[str, ...] = (),
+                path: tuple[str, ...] = ()) -> str:
+    """In a warm-up process: run `bucket`'s :data:`SHAPES` through the mode; '' or why it failed."""
+    sys.path.extend(p for p in path if p not in sys.path)
+    try:
+        from fla_check.cases import CaseConfig
+        from fla_check.engine.runner import check_case
+        from fla_check.providers import load_provider
+
+        for spec in providers:
+            load_provider(spec)
+        for packing, T, segments, h0 in SHAPES:
+            config = CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=T, H=bucket.H, K=bucket.K, V=bucket.V,
+                                packing=packing, segments=(segments,) if segments else (), initial_state=h0,
+                                value_ratio=bucket.value_ratio, **{o: True for o in bucket.options})
+            result = check_case(bucket.op, [bucket.mode], config, device=device, backward=backward,
+                                invariance="none")
+            mode = next(iter(result.modes.values()))
+            if mode.verdict.value in ("ERROR", "CRASHED", "TIMEOUT"):
+                return f"{mode.verdict.value}: {mode.reason}"
+    except Exception as exc:  # noqa: BLE001 - a warm-up never fails the run; the search judges the mode
+        return f"{type(exc).__name__}: {exc}"
+    return ""

@@ -1,0 +1,42 @@
+"""``fla-check run --warmup on`` (forced on the interpreter, one bucket): the warm-up is
+recorded and the run's results are those of a run without it."""
+import json
+
+from click.testing import CliRunner
+from device import DEVICE
+
+from fla_check.cli import main
+
+
+def _run(tmp_path, name, *extra):
+    report = tmp_path / f"{name}.json"
+    out = CliRunner().invoke(main, ["run", "--op", "gla", "--modes", "recurrent,chunk", "--dtypes", "fp32",
+                                    "--examples", "3", "--max-seq-len", "24", "--seed", "0", "--device", DEVICE,
+                                    "--mask-fill=-0.1max", "--report", str(report), "--no-color", *extra])
+    return out, json.loads(report.read_text())
+
+
+def _facts(report: dict) -> dict:
+    """The report without wall-clock times and the run's own options."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("seconds", "first_failure", "options")}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return strip(report)
+
+
+def test_a_forced_warmup_is_recorded_and_changes_no_result(tmp_path):
+    warm_out, warm = _run(tmp_path, "warm", "--warmup", "on", "--warmup-buckets", "1")
+    cold_out, cold = _run(tmp_path, "cold", "--warmup", "off")
+    assert warm_out.exit_code == cold_out.exit_code == 1, warm_out.output + cold_out.output
+    record = warm["options"]["warmup"]
+    assert (record["buckets"], record["warmed"], record["failed"]) == (1, 1, [])
+    assert "warmup" not in cold["options"]
+    assert _facts(warm) == _facts(cold) and warm["cases"]
+
+
+def test_warmup_buckets_must_be_positive():
+    out = CliRunner().invoke(main, ["run", "--op", "gla", "--modes", "chunk", "--warmup-buckets", "0"])
+    assert out.exit_code == 2 and "--warmup-buckets must be >= 1" in out.output

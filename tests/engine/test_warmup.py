@@ -1,0 +1,65 @@
+"""The compile warm-up: which buckets a run warms, in which order, and that warming runs the
+mode's kernels in other processes (a mode that raises is reported, not fatal)."""
+import pytest
+
+from fla_check.engine import warmup
+from fla_check.errors import UsageError
+from fla_check.engine.search import planned_cases
+
+
+def test_auto_warms_on_a_gpu_only():
+    assert warmup.wanted("auto", interpreter=False) and not warmup.wanted("auto", interpreter=True)
+    assert warmup.wanted("on", interpreter=True) and not warmup.wanted("off", interpreter=False)
+    with pytest.raises(UsageError):
+        warmup.wanted("sometimes", interpreter=False)
+
+
+def test_the_plan_is_the_buckets_the_search_draws_in_draw_order():
+    args = dict(dtypes=["fp32", "fp16"], examples=6, seed=3, profile="ci", device="cpu", max_seq_len=64)
+    drawn = planned_cases("gla", modes=["recurrent", "chunk"], **args)
+    buckets = warmup.run_buckets("gla", ["recurrent", "chunk"], **args)
+    first = drawn[0]
+    assert buckets[:2] == [warmup.Bucket("gla", m, first.dtype, first.H, first.K, first.V) for m in ("recurrent", "chunk")]
+    assert set(buckets) == {warmup.Bucket("gla", m, c.dtype, c.H, c.K, c.V) for c in drawn for m in ("recurrent", "chunk")}
+    assert len(buckets) == len(set(buckets)) < 2 * len(drawn) + 1
+    order = [(b.dtype, b.H, b.K, b.V) for b in buckets[::2]]
+    assert order == list(dict.fromkeys((c.dtype, c.H, c.K, c.V) for c in drawn))  # first drawn, first warmed
+    assert warmup.run_buckets("gla", ["recurrent", "chunk"], limit=3, **args) == buckets[:3]
+
+
+def test_a_preset_plan_stays_in_the_preset():
+    from fla_check.presets import get_preset
+
+    p = get_preset("qwen3-next")
+    buckets = warmup.run_buckets("gated_delta", ["chunk"], dtypes=["bf16"], examples=4, seed=0, device="cpu",
+                                 preset="qwen3-next")
+    assert buckets and {(b.K, b.V, b.value_ratio, b.options) for b in buckets} == {
+        (p.K, p.V, p.value_ratio, p.kernel_options)}
+    assert {b.H for b in buckets} <= {h for _, h in p.heads()}
+
+
+def test_warming_runs_each_bucket_in_another_process_and_reports_failures(monkeypatch):
+    monkeypatch.setenv(warmup.JOBS_ENV, "2")
+    seen = []
+    good = warmup.Bucket("gla", "recurrent", "float32", 1, 16, 16)
+    bad = warmup.Bucket("gla", "nosuchmode", "float32", 1, 16, 16)
+    result = warmup.warm([good, bad], "cpu", progress=lambda done, total, b: seen.append((done, total)))
+    assert (result.buckets, result.warmed, result.jobs) == (2, 1, 2)
+    assert len(result.failed) == 1 and result.failed[0].startswith("nosuchmode float32 H=1 K=16 V=16: ")
+    assert seen[0] == (0, 2) and sorted(seen[1:]) == [(1, 2), (2, 2)]
+    assert result.to_json()["cache_dir"] == warmup.cache_dir()
+
+
+def test_the_jobs_setting_is_checked(monkeypatch):
+    monkeypatch.setenv(warmup.JOBS_ENV, "0")
+    with pytest.raises(UsageError):
+        warmup.default_jobs(4)
+    monkeypatch.setenv(warmup.JOBS_ENV, "8")
+    assert warmup.default_jobs(3) == 3
+
+
+def test_a_time_limit_stops_the_warmup_and_says_so():
+    buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
+    result = warmup.warm(buckets, "cpu", jobs=1, seconds=0.2)
+    assert result.warmed == 0 and result.seconds < 2.0
+    assert result.stopped == "after 0.2 s: 3 bucket(s) left to the search"
