@@ -91,7 +91,7 @@ def test_plus_and_kernel_pass_minus_is_flagged():
     assert result.conclusion().startswith("correct sign: +")
     data = json.loads(json.dumps(result.to_json(), allow_nan=False))
     assert data["correct_sign"] == "+" and data["verdict"] == "OK" and len(data["cases"]) == n
-    assert data["arithmetic"]["kernel"] == {"store": "fp32", "dot": "ieee", "inverse": "substitution"}
+    assert data["arithmetic"]["kernel"] == {"store": "fp32", "dot": "fp32-ieee", "inverse": "blocked"}
     out = data["cases"][0]["variants"]["kernel"]["outputs"][0]
     assert out["name"] == "A_inv" and {"baseline", "bound_rel_rms", "bound_max_abs", "score", "scale"} <= set(out)
 
