@@ -23,7 +23,8 @@ chunk's rows of the A_inv output in place (barriers between block rows).
 Precision: q/k/v-only products (K K^T) take the inputs in their own dtype with fp32
 accumulation (exact products); dots on fp32 operands (the merges, A_inv K, A_inv V) run at
 `DOT_PRECISION` = `dot_precision(input dtype)`: IEEE for fp32 inputs, TF32 for fp16/bf16
-inputs (declared `dot="fp32-ieee"`, `inverse="blocked"` in fla_check.ops). A_inv, W, U are
+inputs (declared `dot="fp32-ieee"`, `inverse="blocked"` in fla_check.ops); the public
+`ut_transform` entry passes IEEE at every dtype (declared `dot="ieee"`). A_inv, W, U are
 stored in fp32. Huge negative gates are not guarded against (same as fla).
 
 Backward (`ut_transform_bwd`, fla's prepare_wy_repr_bwd), per chunk, from dW and dU, with
@@ -241,11 +242,12 @@ def check_chunk_size(chunk_size: int) -> None:
 def ut_transform_fwd(
     k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g_cum: Optional[torch.Tensor],
     chunk_size: int, cu_seqlens: Optional[torch.Tensor] = None,
-    chunk_indices: Optional[torch.Tensor] = None,
+    chunk_indices: Optional[torch.Tensor] = None, precision: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the UT kernel with an already chunk-local-cumsummed gate `g_cum` (fp32 [B,T,HV]).
     k [B,T,H,K]; v, beta, g_cum and the outputs per value head (HV = r H: GVA). fp32-operand
-    dots run at `dot_precision(v.dtype)`: IEEE for fp32 inputs, TF32 for half inputs."""
+    dots run at `precision` ("ieee" or "tf32"); None: `dot_precision(v.dtype)`, IEEE for fp32
+    inputs and TF32 for half inputs (the chunk kernels' choice)."""
     check_chunk_size(chunk_size)
     B, T, HK, K = k.shape
     H, V = v.shape[2], v.shape[-1]
@@ -262,7 +264,7 @@ def ut_transform_fwd(
             k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T,
             H=H, HK=HK, K=K, V=V, BT=chunk_size, BC=BLOCK, BK=min(64, next_pow2(K)),
             BV=min(64, next_pow2(V)), USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
-            DOT_PRECISION=dot_precision(v.dtype),
+            DOT_PRECISION=precision or dot_precision(v.dtype),
         )
     return A_inv, w, u
 
@@ -308,7 +310,9 @@ def ut_transform(
 
     `g` is the RAW per-head log gate [B,T,H] (or None for DeltaNet); its chunk-local cumsum
     (reset at chunk and sequence starts) is computed here. Row t of A_inv holds the row of
-    its chunk's inverse, columns indexed within the chunk.
+    its chunk's inverse, columns indexed within the chunk. Unlike the chunk kernels, every
+    fp32-operand dot here is IEEE at every input dtype (declared ``dot="ieee"`` by the
+    ``ut-transform`` command's kernel variant).
     """
     B, T, _, K = k.shape
     H = v.shape[2]
@@ -317,4 +321,4 @@ def ut_transform(
     check_chunk_size(chunk_size)
     chunk_indices = None if cu_seqlens is None else prepare_chunk_indices(cu_seqlens, chunk_size)
     g_cum = None if g is None else chunk_local_cumsum(g, chunk_size, cu_seqlens, chunk_indices)
-    return ut_transform_fwd(k, v, beta, g_cum, chunk_size, cu_seqlens, chunk_indices)
+    return ut_transform_fwd(k, v, beta, g_cum, chunk_size, cu_seqlens, chunk_indices, precision="ieee")
