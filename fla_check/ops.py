@@ -147,7 +147,8 @@ OPS: dict[str, OpSpec] = {
                                   backward=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
                               arithmetic=_DELTA_CHUNK,
-                              description="WY/UT transform by forward substitution, state passing"),
+                              description="WY/UT transform, blocked inverse (16x16 blocks merged by dots), "
+                                          "state passing"),
         },
     ),
     "gated_delta": OpSpec(
@@ -161,7 +162,8 @@ OPS: dict[str, OpSpec] = {
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM,
                               option_reasons=_NO_GATE_BETA,
-                              description="gated UT transform, state passing; q/k l2norm by a Triton kernel before it"),
+                              description="gated UT transform (blocked inverse), state passing; q/k l2norm by a "
+                                          "Triton kernel before it"),
         },
     ),
     "simple_gla": OpSpec(
