@@ -30,7 +30,9 @@ from fla_check.errors import UnknownNameError, ModeRegistrationError, DuplicateM
 # What the built-in kernels do (read off their sources; docs/verdict.md):
 _GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and operands in the input dtype
 _GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 operands, TF32 dots for half inputs
-_DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")  # fp32 throughout
+# delta chunk: fp32 intermediates, q/k-only products in the input dtype (exact), fp32-operand dots
+# IEEE for fp32 inputs and TF32 for half inputs, 16x16 blocks of the UT inverse merged with dots
+_DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="fp32-ieee", inverse="blocked")
 _SIMPLE_GLA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee")  # loads to fp32, h fp32, IEEE dots
 # KDA chunk: fp32 intermediates, IEEE fp32 dots, substitution inverse (fla_check/kernels/kda/chunk.py)
 _KDA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
@@ -145,7 +147,8 @@ OPS: dict[str, OpSpec] = {
                                   backward=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
                               arithmetic=_DELTA_CHUNK,
-                              description="WY/UT transform by forward substitution, state passing"),
+                              description="WY/UT transform, blocked inverse (16x16 blocks merged by dots), "
+                                          "state passing"),
         },
     ),
     "gated_delta": OpSpec(
@@ -159,7 +162,8 @@ OPS: dict[str, OpSpec] = {
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM,
                               option_reasons=_NO_GATE_BETA,
-                              description="gated UT transform, state passing; q/k l2norm by a Triton kernel before it"),
+                              description="gated UT transform (blocked inverse), state passing; q/k l2norm by a "
+                                          "Triton kernel before it"),
         },
     ),
     "simple_gla": OpSpec(

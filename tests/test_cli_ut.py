@@ -34,7 +34,7 @@ def test_table_and_conclusion(no_fla):
     out = res.stdout
     assert "closed(-)" in out and "DIVERGED" in out and "conclusion: correct sign: +" in out
     assert "verdict: OK" in out and "\x1b[" not in out
-    assert "kernel: stores fp32, ieee fp32 dots, substitution inverse" in out and "OK iff relrms <= 2 s" in out
+    assert "kernel: stores fp32, ieee fp32 dots, blocked inverse" in out and "OK iff relrms <= 2 s" in out
     assert max(len(line) for line in out.splitlines() if "│" in line or "─" in line) <= 80
 
 

@@ -10,7 +10,7 @@ from fla_check.commands.selftest.mutate import load_mutant
 from fla_check.commands.ut_transform.cases import UTCase, build_inputs, regimes
 from fla_check.commands.ut_transform.engine import (TOLERANCE_RULE, _check_variant, baseline_scales, check_ut, condition,
                                 draw_cases, emulated_samples, ground_truth, inverse_recursion)
-from fla_check.commands.ut_transform.variants import (FLA_BLOCKED, FP32_SUBSTITUTION, Variant, VariantUnsupported, closed_minus,
+from fla_check.commands.ut_transform.variants import (FLA_BLOCKED, FP32_BLOCKED, Variant, VariantUnsupported, closed_minus,
                                    closed_plus, fla_variant, kernel_variant)
 from fla_check.verdict.emulation import SAMPLES
 from optional_deps import FLA_HINT, require
@@ -43,7 +43,7 @@ def test_inverse_recursion_is_the_inverse():
 def test_baseline_is_the_emulated_declaration():
     """Samples of a partial chunk (T < BT, padded like the kernels; the blocked inverse needs the
     full 64 rows) have the outputs' shapes, are seeded by the case, and are looser for fla's
-    declaration (input-dtype stores, TF32) than for fp32 substitution."""
+    declaration (input-dtype stores, TF32) than for the kernel's (fp32 stores, IEEE, blocked)."""
     case = UTCase(64, "fp16", T=40, H=2, K=32, V=16, beta_max=2.0, keys="unnormalized", decay="moderate", seed=5)
     x = build_inputs(case)
     refs, _ = ground_truth(x, 64)
@@ -53,7 +53,7 @@ def test_baseline_is_the_emulated_declaration():
     assert samples["A_inv"][..., 40:].abs().max() < 1e-7  # columns of the padding: zero (+ underflow noise)
     fla = baseline_scales(case, x, FLA_BLOCKED, refs)
     assert fla == baseline_scales(case, x, FLA_BLOCKED, refs)  # seeded: replays are exact
-    fp32 = baseline_scales(case, x, FP32_SUBSTITUTION, refs)
+    fp32 = baseline_scales(case, x, FP32_BLOCKED, refs)
     for name in refs:
         assert 1e-8 < fp32[name].rel_rms < 1e-5 < 1e-4 < fla[name].rel_rms < 1e-2, (name, fp32[name], fla[name])
         assert fp32[name].max_abs < fla[name].max_abs
@@ -91,7 +91,7 @@ def test_plus_and_kernel_pass_minus_is_flagged():
     assert result.conclusion().startswith("correct sign: +")
     data = json.loads(json.dumps(result.to_json(), allow_nan=False))
     assert data["correct_sign"] == "+" and data["verdict"] == "OK" and len(data["cases"]) == n
-    assert data["arithmetic"]["kernel"] == {"store": "fp32", "dot": "ieee", "inverse": "substitution"}
+    assert data["arithmetic"]["kernel"] == {"store": "fp32", "dot": "ieee", "inverse": "blocked"}
     out = data["cases"][0]["variants"]["kernel"]["outputs"][0]
     assert out["name"] == "A_inv" and {"baseline", "bound_rel_rms", "bound_max_abs", "score", "scale"} <= set(out)
 
@@ -111,7 +111,7 @@ def test_gated_kernel_passes_on_every_regime():
 
 @pytest.mark.parametrize("old,new", [
     ("b_Ai = -tl.where(m_A, b_A, 0.0)", "b_Ai = tl.where(m_A, b_A, 0.0)"),  # the sign trick's negation
-    ("b_a += tl.sum(b_a[:, None] * b_Ai, 0)", "b_a -= tl.sum(b_a[:, None] * b_Ai, 0)"),  # substitution step
+    ("b_a += tl.sum(b_a[:, None] * b_D, 0)", "b_a -= tl.sum(b_a[:, None] * b_D, 0)"),  # substitution step
 ], ids=["negation", "substitution"])
 def test_planted_sign_flip_in_the_kernel_is_flagged(old, new):
     mutant = load_mutant(UT_MODULE, [(old, new)], tag=f"ut_check_{'neg' if '-tl' in old else 'sub'}")
@@ -150,7 +150,7 @@ def test_fla_like_step_passes_at_its_declaration_and_not_at_fp32():
     the declaration is what the bound follows."""
     from ut_fla_like import fla_like_variant
 
-    variants = [fla_like_variant(), fla_like_variant("fla-like@fp32", arithmetic=FP32_SUBSTITUTION)]
+    variants = [fla_like_variant(), fla_like_variant("fla-like@fp32", arithmetic=FP32_BLOCKED)]
     for gated, chunk in ((True, 64), (False, 32)):
         result = check_ut((chunk,), gated=gated, dtypes=("float32", "float16"), examples=1, seed=2,
                           variants=variants)

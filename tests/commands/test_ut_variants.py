@@ -23,11 +23,12 @@ def test_plus_form_is_the_recursion_and_minus_is_not():
 
 
 def test_declared_arithmetic_of_each_variant():
-    """kernel: fp32 throughout, IEEE dots, substitution (its source: ``.to(tl.float32)`` loads,
-    ``dot_precision(torch.float32)``, fp32 stores); fla: input-dtype stores, TF32 merges of a
-    blocked inverse; the closed forms are judged at the kernel's (the tightest) declaration."""
+    """kernel (the public ``ut_transform`` entry): fp32 stores, IEEE fp32-operand dots at every
+    input dtype (it passes ``precision="ieee"``), a blocked inverse; fla: input-dtype stores, TF32
+    merges of a blocked inverse; the closed forms are judged at the kernel's (the tightest)
+    declaration."""
     kernel = kernel_variant().declared(32)
-    assert kernel == Arithmetic("chunk", 32, store="fp32", dot="ieee", inverse="substitution")
+    assert kernel == Arithmetic("chunk", 32, store="fp32", dot="ieee", inverse="blocked")
     assert fla_variant().declared(16) == Arithmetic("chunk", 16, store="input", dot="tf32", inverse="blocked")
     assert closed_plus().declared(32) == closed_minus().declared(32) == kernel
     assert closed_plus().float64 and not kernel_variant().float64

@@ -43,7 +43,7 @@ from fla_check import __version__
 from fla_check.verdict.compare import (A_FORWARD, A_MAX_FORWARD, SLACK_ULPS, TAU32, Comparison, Metrics, Verdict, compare,
                                json_float, worst)
 from fla_check.commands.ut_transform.cases import UTCase, UTInputs, build_inputs, free_params, regimes
-from fla_check.commands.ut_transform.variants import (FP32_SUBSTITUTION, OUTPUT_NAMES, Variant, VariantUnsupported,
+from fla_check.commands.ut_transform.variants import (FP32_BLOCKED, OUTPUT_NAMES, Variant, VariantUnsupported,
                                                      default_variants)
 from fla_check.references.ut import condition, inverse_recursion, lower_matrix, ut_recursion  # noqa: F401 (re-exported)
 from fla_check.verdict.arithmetic import Arithmetic
@@ -279,7 +279,7 @@ class UTResult:
         descriptions and declared arithmetic but cannot run again."""
         float64 = {s["variant"] for s in d.get("summary", []) if s["dtype"] == "float64"}
         declared = d.get("arithmetic", {})
-        variants = [Variant(name, text, _not_rerunnable, replace(FP32_SUBSTITUTION, **declared.get(name, {})),
+        variants = [Variant(name, text, _not_rerunnable, replace(FP32_BLOCKED, **declared.get(name, {})),
                             float64=name in float64) for name, text in d.get("variants", {}).items()]
         cases = [CaseCheck(UTCase.from_json(c["config"]), float(c["cond"]), {
             n: VariantCheck(n, Verdict(v["verdict"]),

@@ -6,12 +6,15 @@ filled in per case), from which its baseline is emulated (:mod:`fla_check.comman
 
 - ``closed(+)``: float64 ``(I + A)^-1`` by ``torch.linalg.inv`` (the DeltaNet paper's form);
 - ``closed(-)``: float64 ``(I - A)^-1``, the sign printed in the Gated DeltaNet paper. Both
-  closed forms are judged against the tightest declaration any variant makes (the built-in
-  kernel's: fp32 throughout, IEEE dots, substitution): closed(+) is float64, thousands of times
+  closed forms are judged against the tightest declaration any variant makes (the kernel
+  variant's: fp32 stores, IEEE dots, blocked inverse): closed(+) is float64, thousands of times
   inside it; a sign error is an O(1) error, thousands of times outside it;
-- ``kernel``: fla-check's Triton ``ut_transform`` (the step inside the built-in delta /
-  gated_delta chunk kernels): inputs loaded in the case dtype and converted to fp32, IEEE fp32
-  dots, forward substitution over the whole chunk, A_inv, w, u stored in fp32;
+- ``kernel``: fla-check's public Triton ``ut_transform`` entry (the step inside the built-in
+  delta / gated_delta chunk kernels): K K^T on the inputs in the case dtype (exact products,
+  fp32 accumulation), the inverse blocked (16x16 diagonal blocks by forward substitution,
+  merged with dots), every fp32-operand dot IEEE at every dtype (the entry passes
+  ``precision="ieee"``; the chunk kernels themselves use TF32 for half inputs and declare
+  ``fp32-ieee`` in :mod:`fla_check.ops`), A_inv, w, u stored in fp32;
 - ``fla``: flash-linear-attention's own step, when fla-core is importable: DeltaNet
   ``prepare_wy_repr_fwd`` (``chunk_scaled_dot_kkt_fwd`` + ``solve_tril`` + ``recompute_w_u_fwd``),
   Gated DeltaNet ``chunk_local_cumsum(scale=1/ln 2)`` + ``chunk_gated_delta_rule_fwd_intra``
@@ -33,16 +36,15 @@ from typing import Callable, Optional
 from torch import Tensor
 
 from fla_check.commands.ut_transform.cases import UTInputs
-from fla_check.ops import get_op
 from fla_check.providers.fla import FLA_DELTA_CHUNK
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.errors import VariantUnsupported  # noqa: F401 (re-exported)
 
 UTOutputs = tuple[Tensor, Tensor, Tensor]
 OUTPUT_NAMES = ("A_inv", "w", "u")
-# the built-in delta chunk kernel's declaration: fp32 throughout, IEEE dots, forward substitution
-# (also the closed forms' judge)
-FP32_SUBSTITUTION = get_op("delta").modes["chunk"].arithmetic
+# the public ut_transform entry's declaration: fp32 stores, IEEE fp32-operand dots at every input
+# dtype, blocked inverse (also the closed forms' judge: the tightest any variant makes)
+FP32_BLOCKED = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="blocked")
 # fla's delta-rule chunk declaration: A_inv, w, u stored in the input dtype, 16x16 blocks merged with TF32 dots
 FLA_BLOCKED = FLA_DELTA_CHUNK
 
@@ -54,7 +56,7 @@ class Variant:
     name: str
     description: str
     run: Callable[[UTInputs, int], UTOutputs]
-    arithmetic: Arithmetic = FP32_SUBSTITUTION  # its chunk is replaced by the case's chunk size
+    arithmetic: Arithmetic = FP32_BLOCKED  # its chunk is replaced by the case's chunk size
     float64: bool = False  # closed forms: float64, summarised once over every dtype
     external: bool = False  # a provider's kernel (errors under the interpreter -> UNSUPPORTED)
 
@@ -79,13 +81,13 @@ def _closed(sign: int) -> Callable[[UTInputs, int], UTOutputs]:
 
 
 def closed_plus() -> Variant:
-    return Variant("closed(+)", "(I + A)^-1, float64 torch.linalg.inv", _closed(+1), arithmetic=FP32_SUBSTITUTION,
+    return Variant("closed(+)", "(I + A)^-1, float64 torch.linalg.inv", _closed(+1), arithmetic=FP32_BLOCKED,
                    float64=True)
 
 
 def closed_minus() -> Variant:
     return Variant("closed(-)", "(I - A)^-1 (GDN paper's printed sign), float64", _closed(-1),
-                   arithmetic=FP32_SUBSTITUTION, float64=True)
+                   arithmetic=FP32_BLOCKED, float64=True)
 
 
 def kernel_variant(fn: Optional[Callable] = None, name: str = "kernel") -> Variant:
@@ -97,8 +99,8 @@ def kernel_variant(fn: Optional[Callable] = None, name: str = "kernel") -> Varia
             from fla_check.kernels.common.ut_transform import ut_transform as entry
         return entry(x.k, x.v, x.beta, x.g, chunk_size=chunk_size)
 
-    return Variant(name, "fla_check.kernels.common.ut_transform (Triton, in-kernel inverse)", run,
-                   arithmetic=FP32_SUBSTITUTION)
+    return Variant(name, "fla_check.kernels.common.ut_transform (Triton, blocked in-kernel inverse)", run,
+                   arithmetic=FP32_BLOCKED)
 
 
 # -- fla ------------------------------------------------------------------------------------

@@ -5,12 +5,26 @@
     W     = A_inv diag(beta) K                           gated: rows of K times exp(g_i)
     U     = A_inv diag(beta) V
 
-with g the chunk-local inclusive cumsum of the per-head natural-log gate. The inverse uses
-fla's sign trick: negate the strictly-lower part, then forward-substitute row by row with
-additions only (row i of A_inv - I is a_i + sum_{m<i} a_im (A_inv - I)_m with a_i = -A_i),
-then add the identity. Unlike fla's solve_tril (16x16 diagonal blocks merged by block
-inversion with tl.dot), the substitution here runs directly on the whole BTxBT block, so the
-inverse has no tl.dot and no TF32 on any chunk size. Everything is fp32; A_inv, W, U are
+with g the chunk-local inclusive cumsum of the per-head natural-log gate.
+
+The inverse, blocked as fla's solve_tril. Write N = -A (fla's sign trick: every later step
+is additions only) and split the chunk into 16x16 blocks, N_ij the block in block-row i and
+block-column j (N_ij = 0 for j > i, N_ii strictly lower). Then (I + A)^-1 = (I - N)^-1 = Y is
+block lower-triangular with
+    Y_ii = X_i = (I - N_ii)^-1,   found by forward substitution on the 16x16 block: row s of
+           X_i - I is n_s + sum_{m<s} n_sm (X_i - I)_m, 14 serial steps, all diagonal blocks
+           of the chunk at once (their columns do not overlap);
+    Y_ij = X_i sum_{j<=m<i} N_im Y_mj   for i > j (from sum_m (I - N)_im Y_mj = 0),
+           block row by block row, each a handful of 16x16 tl.dot.
+For BT = 32 that is Y_10 = X_1 N_10 X_0; for BT = 64 the ten blocks below the diagonal need
+sixteen 16x16 dots. The diagonal blocks live in registers; the merges read and write the
+chunk's rows of the A_inv output in place (barriers between block rows).
+
+Precision: q/k/v-only products (K K^T) take the inputs in their own dtype with fp32
+accumulation (exact products); dots on fp32 operands (the merges, A_inv K, A_inv V) run at
+`DOT_PRECISION` = `dot_precision(input dtype)`: IEEE for fp32 inputs, TF32 for fp16/bf16
+inputs (declared `dot="fp32-ieee"`, `inverse="blocked"` in fla_check.ops); the public
+`ut_transform` entry passes IEEE at every dtype (declared `dot="ieee"`). A_inv, W, U are
 stored in fp32. Huge negative gates are not guarded against (same as fla).
 
 Backward (`ut_transform_bwd`, fla's prepare_wy_repr_bwd), per chunk, from dW and dU, with
@@ -34,14 +48,63 @@ from fla_check.kernels.common.varlen import chunk_bounds
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
 
 CHUNK_SIZES = (16, 32, 64)
+BLOCK = 16  # diagonal blocks of the inverse
 
 
 @triton.jit
+def invert_diagonal_blocks(b_N, BT: tl.constexpr, BC: tl.constexpr):
+    """(I - N_dd)^-1 of every BCxBC diagonal block d of a strictly-lower BTxBT tile N, all blocks
+    at once: BC - 2 steps of forward substitution with additions only (row s of each block is
+    n_s + sum_{m<s} n_sm (X - I)_m). Off-diagonal blocks come back as they went in."""
+    o_i = tl.arange(0, BT)
+    m_D = (o_i[:, None] // BC) == (o_i[None, :] // BC)
+    b_D = tl.where(m_D, b_N, 0.0)
+    for s in range(2, BC):
+        m_row = ((o_i % BC) == s)[:, None]
+        b_a = tl.sum(tl.where(m_row, b_D, 0.0), 0)  # row s of every block, in its own columns
+        b_a += tl.sum(b_a[:, None] * b_D, 0)
+        b_D = tl.where(m_row & m_D, b_a[None, :], b_D)
+    b_D += tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)
+    return tl.where(m_D, b_D, b_N)
+
+
+@triton.jit
+def _block_ptrs(A, stride, n, i: tl.constexpr, j: tl.constexpr, BC: tl.constexpr):
+    """Pointers and row mask of block (i, j) of a chunk's BTxBT tile (row r at A + r * stride)."""
+    o_c = tl.arange(0, BC)
+    r = i * BC + o_c
+    return A + r[:, None] * stride + j * BC + o_c[None, :], (r < n)[:, None]
+
+
+@triton.jit
+def merge_blocks(A, stride, n, BT: tl.constexpr, BC: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """In place in memory: a tile holding X_i = (I - N_ii)^-1 on its diagonal blocks and the
+    negated strictly-lower N elsewhere becomes (I - N)^-1, block row by block row:
+    Y_ij = X_i sum_{j<=m<i} N_im Y_mj (i > j), tl.dot at DOT_PRECISION. Only the `n` valid
+    rows are read or written; barriers order the stores against other threads' loads."""
+    tl.debug_barrier()
+    for i in tl.static_range(1, BT // BC):
+        p_X, m_X = _block_ptrs(A, stride, n, i, i, BC)
+        b_X = tl.load(p_X, mask=m_X, other=0.0)
+        for j in tl.static_range(i):
+            b_acc = tl.zeros([BC, BC], dtype=tl.float32)
+            for m in tl.static_range(j, i):
+                p_N, m_N = _block_ptrs(A, stride, n, i, m, BC)
+                p_Y, m_Y = _block_ptrs(A, stride, n, m, j, BC)
+                b_acc += tl.dot(tl.load(p_N, mask=m_N, other=0.0), tl.load(p_Y, mask=m_Y, other=0.0),
+                                input_precision=DOT_PRECISION)
+            b_Y = tl.dot(b_X, b_acc, input_precision=DOT_PRECISION)
+            p_Y, m_Y = _block_ptrs(A, stride, n, i, j, BC)
+            tl.debug_barrier()  # every thread has read N_ij before it is overwritten
+            tl.store(p_Y, b_Y, mask=m_Y)
+        tl.debug_barrier()  # block row i is final before row i + 1 reads it
+
+
+@triton.jit(do_not_specialize=["T"])
 def ut_transform_fwd_kernel(
-    k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T, H, HK, K, V,
+    BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
+    IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """One program per (chunk, batch*head): A, its inverse, then W and U."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
@@ -58,7 +121,7 @@ def ut_transform_fwd_kernel(
     for i_k in range(0, tl.cdiv(K, BK)):
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
-        b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)  # input dtype: exact products
         b_A += tl.dot(b_k, tl.trans(b_k), input_precision=DOT_PRECISION)
     b_A = b_A * b_beta[:, None]
     m_A = (o_i[:, None] > o_i[None, :]) & m_t[:, None] & m_t[None, :]
@@ -66,15 +129,14 @@ def ut_transform_fwd_kernel(
         b_g = tl.load(g_cum + row, mask=m_t, other=0.0).to(tl.float32)
         b_A = b_A * tl.where(m_A, tl.exp(b_g[:, None] - b_g[None, :]), 0.0)
 
-    # sign trick: negated strictly-lower part, then forward substitution row by row
+    # sign trick: negated strictly-lower part; diagonal blocks by substitution, then merged
     b_Ai = -tl.where(m_A, b_A, 0.0)
-    for i in range(2, BT):
-        m_row = (o_i == i)[:, None]
-        b_a = tl.sum(tl.where(m_row, b_Ai, 0.0), 0)
-        b_a += tl.sum(b_a[:, None] * b_Ai, 0)
-        b_Ai = tl.where(m_row, b_a[None, :], b_Ai)
-    b_Ai += tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)
+    b_Ai = invert_diagonal_blocks(b_Ai, BT, BC)
     tl.store(A_inv + row[:, None] * BT + o_i[None, :], b_Ai, mask=m_t[:, None])
+    if BT > BC:
+        merge_blocks(A_inv + ((bos + i_t * BT) * H + i_h) * BT, H * BT, eos - bos - i_t * BT, BT, BC,
+                     DOT_PRECISION)
+        b_Ai = tl.load(A_inv + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
 
     b_kscale = b_beta
     if USE_G:
@@ -180,10 +242,12 @@ def check_chunk_size(chunk_size: int) -> None:
 def ut_transform_fwd(
     k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g_cum: Optional[torch.Tensor],
     chunk_size: int, cu_seqlens: Optional[torch.Tensor] = None,
-    chunk_indices: Optional[torch.Tensor] = None,
+    chunk_indices: Optional[torch.Tensor] = None, precision: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the UT kernel with an already chunk-local-cumsummed gate `g_cum` (fp32 [B,T,HV]).
-    k [B,T,H,K]; v, beta, g_cum and the outputs per value head (HV = r H: GVA)."""
+    k [B,T,H,K]; v, beta, g_cum and the outputs per value head (HV = r H: GVA). fp32-operand
+    dots run at `precision` ("ieee" or "tf32"); None: `dot_precision(v.dtype)`, IEEE for fp32
+    inputs and TF32 for half inputs (the chunk kernels' choice)."""
     check_chunk_size(chunk_size)
     B, T, HK, K = k.shape
     H, V = v.shape[2], v.shape[-1]
@@ -198,9 +262,9 @@ def ut_transform_fwd(
     if NT > 0 and B * H > 0:
         ut_transform_fwd_kernel[(NT, B * H)](
             k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T,
-            H=H, HK=HK, K=K, V=V, BT=chunk_size, BK=min(64, next_pow2(K)), BV=min(64, next_pow2(V)),
-            USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
-            DOT_PRECISION=dot_precision(torch.float32),
+            H=H, HK=HK, K=K, V=V, BT=chunk_size, BC=BLOCK, BK=min(64, next_pow2(K)),
+            BV=min(64, next_pow2(V)), USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
+            DOT_PRECISION=precision or dot_precision(v.dtype),
         )
     return A_inv, w, u
 
@@ -246,7 +310,9 @@ def ut_transform(
 
     `g` is the RAW per-head log gate [B,T,H] (or None for DeltaNet); its chunk-local cumsum
     (reset at chunk and sequence starts) is computed here. Row t of A_inv holds the row of
-    its chunk's inverse, columns indexed within the chunk.
+    its chunk's inverse, columns indexed within the chunk. Unlike the chunk kernels, every
+    fp32-operand dot here is IEEE at every input dtype (declared ``dot="ieee"`` by the
+    ``ut-transform`` command's kernel variant).
     """
     B, T, _, K = k.shape
     H = v.shape[2]
@@ -255,4 +321,4 @@ def ut_transform(
     check_chunk_size(chunk_size)
     chunk_indices = None if cu_seqlens is None else prepare_chunk_indices(cu_seqlens, chunk_size)
     g_cum = None if g is None else chunk_local_cumsum(g, chunk_size, cu_seqlens, chunk_indices)
-    return ut_transform_fwd(k, v, beta, g_cum, chunk_size, cu_seqlens, chunk_indices)
+    return ut_transform_fwd(k, v, beta, g_cum, chunk_size, cu_seqlens, chunk_indices, precision="ieee")

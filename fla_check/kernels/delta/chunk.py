@@ -1,6 +1,8 @@
 """Chunked delta rule forward, shared by DeltaNet (no gate) and Gated DeltaNet (USE_G).
 
-Pipeline (all fp32 inside, gates in natural log, `exp` not `exp2`):
+Pipeline (fp32 intermediates, gates in natural log, `exp` not `exp2`; products of q/k inputs
+only take them in their own dtype with fp32 accumulation, dots on fp32 operands run at
+`dot_precision(v.dtype)`: IEEE for fp32 inputs, TF32 for fp16/bf16 inputs):
   1. g_cum = chunk-local cumsum of the per-head gate (fla_check.kernels.common.cumsum);
   2. A_inv, W, U = UT transform per chunk (fla_check.kernels.common.ut_transform, the same
      code path as the public `ut_transform` entry);
@@ -37,10 +39,9 @@ from fla_check.kernels.utils import (
 MAX_HEAD_DIM = 256
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def chunk_delta_h_kernel(
-    k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
-    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -87,10 +88,9 @@ def chunk_delta_h_kernel(
         tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])
 def chunk_delta_o_kernel(
-    q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -110,12 +110,13 @@ def chunk_delta_o_kernel(
     m_v = o_v < V
 
     b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                  other=0.0).to(tl.float32)
+                  other=0.0)
     b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
-                   other=0.0).to(tl.float32)
+                   other=0.0)
     b_h = tl.load(h + (i_tg * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :],
                   mask=m_k[:, None] & m_v[None, :], other=0.0)
-    b_A = tl.dot(b_q, b_kt, input_precision=DOT_PRECISION)
+    b_A = tl.dot(b_q, b_kt, input_precision=DOT_PRECISION)  # input dtype: exact products, fp32 sum
+    b_q = b_q.to(tl.float32)
     if USE_G:
         b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
         b_q = b_q * tl.exp(b_g)[:, None]
@@ -128,6 +129,12 @@ def chunk_delta_o_kernel(
     b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale
     tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty),
              mask=m_t[:, None] & m_v[None, :])
+
+
+def state_tiles(BK: int, V: int) -> tuple[int, int]:
+    """(BV, num_warps) of the state-passing kernel for a [BK, BV] fp32 state tile."""
+    BV = min(64 if BK <= 64 else 32, next_pow2(V))
+    return BV, 4 if BK <= 64 else 8
 
 
 def chunk_layout(B: int, T: int, cu_seqlens: Optional[torch.Tensor], chunk_size: int,
@@ -180,19 +187,22 @@ def chunk_fwd(
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     BK = next_pow2(K)
-    BV = min(64, next_pow2(V))
-    NV = triton.cdiv(V, BV)
-    meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, BK=BK, BV=BV, USE_G=g is not None,
-                IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=dot_precision(torch.float32))
+    meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, BK=BK, USE_G=g is not None,
+                IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=dot_precision(v.dtype))
     if N * H > 0:
-        chunk_delta_h_kernel[(NV, N * H)](
-            k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
+        # the whole-K state tile [BK, BV] stays in registers across chunks: narrower V-blocks
+        # and more warps for wide heads (more programs in flight on the serial chunk loop)
+        BV, warps = state_tiles(BK, V)
+        chunk_delta_h_kernel[(triton.cdiv(V, BV), N * H)](
+            k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, BV=BV, num_warps=warps,
             USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta,
         )
     NT = triton.cdiv(T, BT) if cu_seqlens is None else NT_total
     if NT * B * H > 0:
-        chunk_delta_o_kernel[(NV, NT, B * H)](
-            q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, **meta,
+        BV = min(64, next_pow2(V))
+        chunk_delta_o_kernel[(triton.cdiv(V, BV), NT, B * H)](
+            q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, BV=BV,
+            num_warps=8 if BK > 64 else 4, **meta,
         )
     return ChunkFwdOutput(o, ht, g_cum, A_inv, w, u, h, v_new)
 

@@ -1,0 +1,106 @@
+"""Compile evidence without a GPU: the built-in delta / gated_delta chunk forward compiled for sm_90.
+
+    python bench/compile_sm90.py --dtype bfloat16               # delta chunk forward
+    python bench/compile_sm90.py --dtype bfloat16 --gated       # gated_delta chunk forward
+    KD=100 VD=60 python bench/compile_sm90.py --dtype float16   # other head dims
+
+Compiles (never runs) every kernel of ``fla_check.kernels.delta.chunk.chunk_fwd`` (chunk 64, B=1
+T=128 H=2, K = V = 128 unless ``KD`` / ``VD``) for an H100/H200 target (sm_90) on a CPU-only
+machine: a fake driver reports the target, each ``JITFunction.run`` is turned into a warm-up
+compile into an empty ``TRITON_CACHE_DIR``. Per kernel it prints the compile seconds, the
+registers / stack / shared / local bytes of the cubin (``cuobjdump --dump-resource-usage``,
+from Triton's bundled ptxas tools: STACK > 0 means spills), and how many ``wgmma.mma_async``
+(Hopper tensor cores), ``mma.sync`` (Ampere-style tensor cores) and ``fma.rn.f32`` (scalar FMA
+dots) instructions its PTX holds. Compile seconds are CPU-bound: compare runs on one machine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.pop("TRITON_INTERPRET", None)  # compile for real, not the interpreter
+os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="compile_sm90_cache_")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+torch.cuda.is_available = lambda: True  # fla_check's backend selection: take the GPU path
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.runtime import driver as _driver  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
+
+
+class FakeDriver:
+    """Just enough of a CUDA driver for Triton to compile for sm_90."""
+
+    def get_current_target(self) -> GPUTarget:
+        return GPUTarget("cuda", 90, 32)
+
+    def get_current_device(self) -> int:
+        return 0
+
+    def get_current_stream(self, device: int | None = None) -> int:
+        return 0
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"fake driver: {name}")
+
+
+CUOBJDUMP = Path(triton.__file__).parent / "backends/nvidia/bin/cuobjdump"
+ROWS: list[tuple[str, float, str, dict[str, int]]] = []
+_original_run = JITFunction.run
+
+
+def _compile_only(self, *args, grid, warmup, **kwargs):
+    """JITFunction.run as a warm-up compile, timed, with the cubin's resource usage recorded."""
+    start = time.perf_counter()
+    kernel = _original_run(self, *args, grid=grid, warmup=True, **kwargs)
+    seconds = time.perf_counter() - start
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        usage = subprocess.run([str(CUOBJDUMP), "--dump-resource-usage", f.name], capture_output=True,
+                               text=True).stdout
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", usage)
+    resources = "REG {} STACK {} SHARED {} LOCAL {}".format(*m.groups()) if m else "(no cuobjdump)"
+    ptx = kernel.asm["ptx"]
+    counts = {"wgmma": ptx.count("wgmma.mma_async"), "mma": len(re.findall(r"\bmma\.sync", ptx)),
+              "fma.f32": ptx.count("fma.rn.f32")}
+    ROWS.append((self.__name__, seconds, resources, counts))
+    return kernel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    parser.add_argument("--gated", action="store_true", help="gated_delta (a log gate g) instead of delta")
+    args = parser.parse_args()
+    _driver.set_active(FakeDriver())
+    JITFunction.run = _compile_only
+    from fla_check.kernels.delta.chunk import chunk_fwd
+
+    dtype = getattr(torch, args.dtype)
+    B, T, H = 1, 128, 2
+    K, V = int(os.environ.get("KD", 128)), int(os.environ.get("VD", 128))
+    q, k = torch.randn(B, T, H, K, dtype=dtype), torch.randn(B, T, H, K, dtype=dtype)
+    v = torch.randn(B, T, H, V, dtype=dtype)
+    beta = torch.rand(B, T, H, dtype=dtype)
+    g = -torch.rand(B, T, H, dtype=torch.float32) if args.gated else None
+    start = time.perf_counter()
+    chunk_fwd(q, k, v, beta, g, K ** -0.5, None, True, None, 64)
+    print(f"{args.dtype} {'gated_delta' if args.gated else 'delta'} K={K} V={V}: "
+          f"total compile {time.perf_counter() - start:.1f} s")
+    for name, seconds, resources, counts in ROWS:
+        print(f"  {name:28s} {seconds:6.1f} s  {resources}  wgmma {counts['wgmma']} mma {counts['mma']} "
+              f"fma.f32 {counts['fma.f32']}")
+
+
+if __name__ == "__main__":
+    main()
