@@ -29,6 +29,14 @@ def no_shrink(monkeypatch):
     monkeypatch.setitem(PROFILES, "ci", dataclasses.replace(PROFILES["ci"], shrink_cases=0))
 
 
+@pytest.fixture
+def short_smoke(monkeypatch):
+    """The smoke profile cut to 3 cases: the tests that use it check the score, status and exit
+    code of a mutant that is broken on every case or equivalent on every case (3 cases show it
+    as well as 8)."""
+    monkeypatch.setitem(PROFILES, "smoke", dataclasses.replace(PROFILES["smoke"], examples=3))
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
 def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
     if mutant.gpu_only and get_backend().interpreter:
@@ -46,7 +54,10 @@ def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
 
 @pytest.mark.parametrize("case", USAGE_CASES, ids=lambda c: c.id)
 def test_mask_fill_flags_chunk_and_not_recurrent(case, no_shrink):
-    (r,) = run_usage(case, profile="ci")
+    """T <= 128 (two 64-chunks; the ci default on CPU is 256): a reset inside a chunk with gates
+    after it is all the chunk cumsum bug needs, and the clean recurrent run's 30 cases cost about
+    a third less. `fla-check selftest` itself runs at the default cap."""
+    (r,) = run_usage(case, profile="ci", max_seq_len=128)
     assert r.caught, r.note
     assert r.mode == "chunk" and r.control_failures == 0 and "recurrent: OK" in r.shrunk_control
 
@@ -84,7 +95,7 @@ def test_cli_json_and_exit_0_when_caught(no_shrink):
     assert row["id"] == "gla.recurrent.scale" and row["examples"] >= 1 and row["seconds"] >= 0
 
 
-def test_cli_table_and_exit_1_when_a_mutant_escapes(monkeypatch):
+def test_cli_table_and_exit_1_when_a_mutant_escapes(monkeypatch, short_smoke):
     # an equivalent mutant (multiplies by one): nothing can catch it
     same = Mutant("gla.recurrent.times-one", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
                   "gla_recurrent_fwd_kernel", (("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
@@ -116,14 +127,14 @@ NOT_COMPILING = Mutant("gla.recurrent.not-compiling", "scale", "gla", ("recurren
                        "a rewrite that does not compile")
 
 
-def test_a_mutant_that_does_not_compile_is_broken_not_caught():
+def test_a_mutant_that_does_not_compile_is_broken_not_caught(short_smoke):
     (r,) = run_mutant(NOT_COMPILING, profile="smoke")
     assert (r.caught, r.status) == (False, BROKEN)
     assert r.errors == r.searched > 0 and "name_that_is_not_defined" in r.error
     assert r.examples is None and r.verdict == "" and "broken mutant" in r.note
 
 
-def test_broken_counts_as_not_caught_in_the_score_and_the_cli(monkeypatch):
+def test_broken_counts_as_not_caught_in_the_score_and_the_cli(monkeypatch, short_smoke):
     monkeypatch.setattr(catalog, "MUTANTS", (NOT_COMPILING,))
     result = run_selftest(ids=["gla.recurrent"], profile="smoke")
     assert (result.caught, result.total, result.broken, result.all_caught) == (0, 1, 1, False)
