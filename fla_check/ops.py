@@ -34,8 +34,8 @@ _GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 oper
 # IEEE for fp32 inputs and TF32 for half inputs, 16x16 blocks of the UT inverse merged with dots
 _DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="fp32-ieee", inverse="blocked")
 _SIMPLE_GLA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee")  # loads to fp32, h fp32, IEEE dots
-# KDA chunk: fp32 intermediates, IEEE fp32 dots, substitution inverse (fla_check/kernels/kda/chunk.py)
-_KDA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
+# KDA chunk: fp32 intermediates, IEEE fp32 dots, blocked inverse merged with IEEE dots (fla_check/kernels/kda/chunk.py)
+_KDA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="blocked")
 
 ALL_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16})
 

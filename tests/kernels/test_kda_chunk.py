@@ -11,6 +11,7 @@ CASES = {  # name: (chunk_size, B, T, H, K, V, cu_seqlens, gate_norm)
     "BT32_K60_V100": (32, 1, 45, 1, 60, 100, None, 1.0),
     "BT64_T70_strong": (64, 1, 70, 1, 16, 16, None, 0.01),
     "BT16_varlen_empty_len1": (16, 1, 50, 2, 16, 16, [0, 1, 1, 20, 50], 1.0),
+    "BT32_varlen_partial": (32, 1, 70, 1, 16, 16, [0, 5, 45, 70], 1.0),  # merged blocks cut by sequence ends
 }
 
 

@@ -866,7 +866,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "38e31c25476c39c7",
     "fla_check.kernels.kda.chunk:kda_h_kernel": "1596ee2b45792f65",
     "fla_check.kernels.kda.chunk:kda_o_kernel": "674862d48417f701",
-    "fla_check.kernels.kda.chunk:kda_ut_kernel": "98bfda53fa4ae0e4",
+    "fla_check.kernels.kda.chunk:kda_ut_kernel": "a361e1e80e205089",
     "fla_check.kernels.kda.recurrent:kda_recurrent_bwd_kernel": "d5c1472205234a42",
     "fla_check.kernels.kda.recurrent:kda_recurrent_fwd_kernel": "bdd6e25b700def2d",
     "fla_check.kernels.simple_gla.chunk:_fwd_h": "e37d9db63bf2a445",

@@ -18,7 +18,8 @@ block lower-triangular with
            block row by block row, each a handful of 16x16 tl.dot.
 For BT = 32 that is Y_10 = X_1 N_10 X_0; for BT = 64 the ten blocks below the diagonal need
 sixteen 16x16 dots. The diagonal blocks live in registers; the merges read and write the
-chunk's rows of the A_inv output in place (barriers between block rows).
+chunk's rows of the A_inv output in place (barriers between block rows). KDA's
+`kda_ut_kernel` (fla_check.kernels.kda.chunk) inverts its Akk with the same two helpers.
 
 Precision: q/k/v-only products (K K^T) take the inputs in their own dtype with fp32
 accumulation (exact products); dots on fp32 operands (the merges, A_inv K, A_inv V) run at

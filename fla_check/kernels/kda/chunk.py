@@ -9,8 +9,9 @@ Pipeline (all fp32 inside, natural-log gates, `exp`), per chunk of BT in {16, 32
      off-diagonal sub-chunk blocks by one dot of (x_i exp(G_i - G_n)) (k_j exp(G_n - G_j))^T with
      G_n the first row of row i's sub-chunk (j < n <= i: both exponents <= 0, nothing overflows);
      diagonal blocks column by column with the exact exp(G_i - G_j), upper part discarded;
-  3. UT transform: A_inv = (I + Akk)^-1 by negated forward substitution (the "+" form),
-     w = A_inv (beta k exp(G)), u = A_inv (beta v);
+  3. UT transform: A_inv = (I + Akk)^-1 (the "+" form), blocked as fla's solve_tril: 16x16
+     diagonal blocks by negated forward substitution, merged with IEEE fp32 dots (the shared
+     helpers of fla_check.kernels.common.ut_transform), w = A_inv (beta k exp(G)), u = A_inv (beta v);
   4. state passing, one program per (sequence, head, V-block): h_c stored, v_new = u - w h_c,
      h_{c+1} = Diag(exp G_last) h_c + (k exp(G_last - G))^T v_new;
   5. output: o = scale (q exp(G)) h_c + Aqk v_new.
@@ -26,7 +27,8 @@ import triton
 import triton.language as tl
 
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
-from fla_check.kernels.common.ut_transform import check_chunk_size
+from fla_check.kernels.common.ut_transform import BLOCK as UT_BLOCK
+from fla_check.kernels.common.ut_transform import check_chunk_size, invert_diagonal_blocks, merge_blocks
 from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chunk, sequence_bounds
 from fla_check.kernels.delta.chunk import chunk_layout
 from fla_check.kernels.utils import check_varlen, dot_precision, next_pow2, num_sequences
@@ -92,9 +94,10 @@ def kda_intra_kernel(
 def kda_ut_kernel(
     k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
-    BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BV: tl.constexpr, BC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """One program per (chunk, batch*head): A_inv = (I + Akk)^-1, w, u."""
+    """One program per (chunk, batch*head): A_inv = (I + Akk)^-1 (blocked; overwrites Akk's rows
+    of the chunk when BT > BC), w, u."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
@@ -103,14 +106,15 @@ def kda_ut_kernel(
     row = (bos + i_t * BT + o_i) * H + i_h
     m_A = (o_i[:, None] > o_i[None, :]) & m_t[:, None] & m_t[None, :]
     b_A = tl.load(Akk + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
-    # sign trick: negated strictly-lower part, then forward substitution row by row
+    # sign trick: negated strictly-lower part; 16x16 diagonal blocks by substitution, then merged
+    # with dots in place in Akk (fla_check.kernels.common.ut_transform's blocked inverse)
     b_Ai = -tl.where(m_A, b_A, 0.0)
-    for i in range(2, BT):
-        m_row = (o_i == i)[:, None]
-        b_a = tl.sum(tl.where(m_row, b_Ai, 0.0), 0)
-        b_a += tl.sum(b_a[:, None] * b_Ai, 0)
-        b_Ai = tl.where(m_row, b_a[None, :], b_Ai)
-    b_Ai += tl.where(o_i[:, None] == o_i[None, :], 1.0, 0.0)
+    b_Ai = invert_diagonal_blocks(b_Ai, BT, BC)
+    if BT > BC:
+        tl.store(Akk + row[:, None] * BT + o_i[None, :], b_Ai, mask=m_t[:, None])
+        merge_blocks(Akk + ((bos + i_t * BT) * H + i_h) * BT, H * BT, eos - bos - i_t * BT, BT, BC,
+                     DOT_PRECISION)
+        b_Ai = tl.load(Akk + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
 
     b_beta = tl.load(beta + row, mask=m_t, other=0.0).to(tl.float32)
     o_k = tl.arange(0, BK)
@@ -247,7 +251,7 @@ def kda_chunk_fwd(
     kda_intra_kernel[(NT, grid_b * H)](q, k, g_cum, beta, Aqk, Akk, cu_seqlens, chunk_indices, scale, T,
                                        BC=min(BC, BT), NC=BT // min(BC, BT), num_stages=1, **meta)
     kda_ut_kernel[(NT, grid_b * H)](k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
-                                    V=V, BV=BV, **meta)
+                                    V=V, BV=BV, BC=UT_BLOCK, **meta)
     kda_h_kernel[(NV, N * H)](k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, V=V, BV=BV,
                               USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state,
                               num_stages=1, **meta)  # pipelined [BT, BK] fp32 tiles overflow an H200's smem
