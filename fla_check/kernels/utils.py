@@ -12,6 +12,15 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
+def operands_precision(k: torch.Tensor, v: torch.Tensor) -> str:
+    """The delta-rule chunk kernels' precision of dots on fp32 operands: TF32 only when both
+    the keys and the values arrive in half precision. fp32 keys with half values (q/k after an
+    in-kernel fp32 l2norm) dot at IEEE: more exact than declared, and TF32 tensor-core dots on
+    fp32 [64, 128] key and w tiles overflowed an H200's shared memory in the state pass
+    (246 KB > 232 KB, docs/gpu/pytest-h200-3)."""
+    return dot_precision(torch.promote_types(k.dtype, v.dtype))
+
+
 def next_pow2(n: int, minimum: int = 16) -> int:
     """Block size covering a head dim (masked loads handle 60, 100, ...)."""
     return max(minimum, triton.next_power_of_2(n))

@@ -847,7 +847,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.common.varlen:sequence_bounds": "cc8f82763ab6d097",
     "fla_check.kernels.delta.chunk:chunk_delta_h_kernel": "bfcab3e497e0eb96",
     "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "feef75ec3962d131",
-    "fla_check.kernels.delta.chunk:chunk_fwd": "9ba3cc1740759eec",
+    "fla_check.kernels.delta.chunk:chunk_fwd": "6494508a74d2769d",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "666e95520de5667d",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "c256443d34f170e3",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "39ccb4366562484b",

@@ -46,7 +46,7 @@ import triton.language as tl
 
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.varlen import chunk_bounds
-from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
+from fla_check.kernels.utils import dot_precision, next_pow2, operands_precision, prepare_chunk_indices
 
 CHUNK_SIZES = (16, 32, 64)
 BLOCK = 16  # diagonal blocks of the inverse
@@ -247,7 +247,7 @@ def ut_transform_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the UT kernel with an already chunk-local-cumsummed gate `g_cum` (fp32 [B,T,HV]).
     k [B,T,H,K]; v, beta, g_cum and the outputs per value head (HV = r H: GVA). fp32-operand
-    dots run at `precision` ("ieee" or "tf32"); None: `dot_precision(v.dtype)`, IEEE for fp32
+    dots run at `precision` ("ieee" or "tf32"); None: `operands_precision(k, v)`, IEEE for fp32
     inputs and TF32 for half inputs (the chunk kernels' choice)."""
     check_chunk_size(chunk_size)
     B, T, HK, K = k.shape
@@ -265,7 +265,7 @@ def ut_transform_fwd(
             k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T,
             H=H, HK=HK, K=K, V=V, BT=chunk_size, BC=BLOCK, BK=min(64, next_pow2(K)),
             BV=min(64, next_pow2(V)), USE_G=g_cum is not None, IS_VARLEN=cu_seqlens is not None,
-            DOT_PRECISION=precision or dot_precision(v.dtype),
+            DOT_PRECISION=precision or operands_precision(k, v),
         )
     return A_inv, w, u
 

@@ -2,7 +2,7 @@
 
 Pipeline (fp32 intermediates, gates in natural log, `exp` not `exp2`; products of q/k inputs
 only take them in their own dtype with fp32 accumulation, dots on fp32 operands run at
-`dot_precision(v.dtype)`: IEEE for fp32 inputs, TF32 for fp16/bf16 inputs):
+`operands_precision(k, v)`: IEEE for fp32 inputs, TF32 for fp16/bf16 ones):
   1. g_cum = chunk-local cumsum of the per-head gate (fla_check.kernels.common.cumsum);
   2. A_inv, W, U = UT transform per chunk (fla_check.kernels.common.ut_transform, the same
      code path as the public `ut_transform` entry);
@@ -33,7 +33,7 @@ from fla_check.kernels.common.ut_transform import check_chunk_size, ut_transform
 from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chunk, sequence_bounds
 from fla_check.kernels.delta.chunk_bwd import chunk_bwd
 from fla_check.kernels.utils import (
-    check_value_heads, check_varlen, dot_precision, next_pow2, num_sequences, prepare_chunk_indices,
+    check_value_heads, check_varlen, next_pow2, operands_precision, num_sequences, prepare_chunk_indices,
 )
 
 MAX_HEAD_DIM = 256
@@ -188,7 +188,7 @@ def chunk_fwd(
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     BK = next_pow2(K)
     meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, BK=BK, USE_G=g is not None,
-                IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=dot_precision(v.dtype))
+                IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=operands_precision(k, v))
     if N * H > 0:
         # the whole-K state tile [BK, BV] stays in registers across chunks: narrower V-blocks
         # and more warps for wide heads (more programs in flight on the serial chunk loop)
