@@ -30,7 +30,8 @@ def _facts(report: dict) -> dict:
 def test_a_forced_warmup_is_recorded_and_changes_no_result(tmp_path):
     warm_out, warm = _run(tmp_path, "warm", "--warmup", "on", "--warmup-buckets", "1")
     cold_out, cold = _run(tmp_path, "cold", "--warmup", "off")
-    assert warm_out.exit_code == cold_out.exit_code == 1, warm_out.output + cold_out.output
+    # the -0.1max fill fails the chunk mode on the interpreter; on a GPU these 3 cases may pass
+    assert warm_out.exit_code == cold_out.exit_code in (0, 1), warm_out.output + cold_out.output
     record = warm["options"]["warmup"]
     assert (record["buckets"], record["warmed"], record["failed"]) == (1, 1, [])
     assert "warmup" not in cold["options"]

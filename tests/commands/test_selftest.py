@@ -47,6 +47,8 @@ def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
     # wrong numbers, wrong memory (UNWRITTEN / OVERREAD: the memory checks), a failed invariance
     # check (NOT_INVARIANT) or a second call that differs (NONDETERMINISTIC): the killing verdicts; not ERROR
     assert r.verdict in {v.value for v in KILLING} and r.examples <= PROFILES["ci"].examples
+    if mutant.large_index:  # caught on the one large-index case (GPU): nothing to shrink
+        return
     assert r.shrunk is not None and r.shrunk_control == "OK"  # the reported case kills it
     if mutant.modes != ("fused_chunk",):  # the clean fused_chunk fails strong decay on its own
         assert r.control_failures == 0  # the clean kernel passes every case of that run
@@ -253,17 +255,10 @@ def test_subtle_mutant_diverges_on_a_two_chunk_fp16_case(mutant):
     _assert_caught(mutant, _subtle_case(mutant, "float16"))
 
 
-FP16_STATE_FP32_DOTS = [m for m in SUBTLE if m.kind == "fp16-state" and m.op in ("delta", "gated_delta")]
-
-
-@pytest.mark.parametrize("mutant", FP16_STATE_FP32_DOTS, ids=lambda m: m.id)
-def test_fp16_chunk_state_diverges_on_fp16_inputs(mutant):
-    """The delta-rule chunk kernels compute in fp32 with IEEE dots whatever the input dtype:
-    their ht error on this fp16 case is ~1e-7, the fp16 state's ~2e-4. (Not decisive for GLA on
-    fp16 inputs, by declared arithmetic: chunk stores h in the input dtype, clean ht error
-    ~8e-5; fused_chunk's fp32 dots are TF32 for fp16 inputs, clean ht error ~1.8e-4. Their
-    fp16 state is caught on fp32 inputs, above.)"""
-    _assert_caught(mutant, _subtle_case(mutant, "float16"))
+# No fp16-input test for the fp16-state mutants: every chunk mode declares TF32 (or half-precision)
+# dots for half inputs (the delta-rule chunk forward since its tensor-core rewrite), so a clean
+# kernel's ht error on fp16 inputs is of the fp16 state's size (delta chunk: bound 5.9e-3, fp16
+# state 1.1e-3). The fp16 states are caught on fp32 inputs (test_subtle_mutant_diverges_on_a_two_chunk_fp32_case).
 
 
 O_SMALL = next(m for m in SUBTLE if m.kind == "o-small")

@@ -2,6 +2,7 @@
 mode's kernels in other processes (a mode that raises is reported, not fatal)."""
 import pytest
 
+from device import DEVICE
 from fla_check.engine import warmup
 from fla_check.errors import UsageError
 from fla_check.engine.search import planned_cases
@@ -15,7 +16,7 @@ def test_auto_warms_on_a_gpu_only():
 
 
 def test_the_plan_is_the_buckets_the_search_draws_in_draw_order():
-    args = dict(dtypes=["fp32", "fp16"], examples=6, seed=3, profile="ci", device="cpu", max_seq_len=64)
+    args = dict(dtypes=["fp32", "fp16"], examples=6, seed=3, profile="ci", device=DEVICE, max_seq_len=64)
     drawn = planned_cases("gla", modes=["recurrent", "chunk"], **args)
     buckets = warmup.run_buckets("gla", ["recurrent", "chunk"], **args)
     first = drawn[0]
@@ -31,7 +32,7 @@ def test_a_preset_plan_stays_in_the_preset():
     from fla_check.presets import get_preset
 
     p = get_preset("qwen3-next")
-    buckets = warmup.run_buckets("gated_delta", ["chunk"], dtypes=["bf16"], examples=4, seed=0, device="cpu",
+    buckets = warmup.run_buckets("gated_delta", ["chunk"], dtypes=["bf16"], examples=4, seed=0, device=DEVICE,
                                  preset="qwen3-next")
     assert buckets and {(b.K, b.V, b.value_ratio, b.options) for b in buckets} == {
         (p.K, p.V, p.value_ratio, p.kernel_options)}
@@ -43,7 +44,7 @@ def test_warming_runs_each_bucket_in_another_process_and_reports_failures(monkey
     seen = []
     good = warmup.Bucket("gla", "recurrent", "float32", 1, 16, 16)
     bad = warmup.Bucket("gla", "nosuchmode", "float32", 1, 16, 16)
-    result = warmup.warm([good, bad], "cpu", progress=lambda done, total, b: seen.append((done, total)))
+    result = warmup.warm([good, bad], DEVICE, progress=lambda done, total, b: seen.append((done, total)))
     assert (result.buckets, result.warmed, result.jobs) == (2, 1, 2)
     assert len(result.failed) == 1 and result.failed[0].startswith("nosuchmode float32 H=1 K=16 V=16: ")
     assert seen[0] == (0, 2) and sorted(seen[1:]) == [(1, 2), (2, 2)]
@@ -60,6 +61,6 @@ def test_the_jobs_setting_is_checked(monkeypatch):
 
 def test_a_time_limit_stops_the_warmup_and_says_so():
     buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
-    result = warmup.warm(buckets, "cpu", jobs=1, seconds=0.2)
+    result = warmup.warm(buckets, DEVICE, jobs=1, seconds=0.2)
     assert result.warmed == 0 and result.seconds < 2.0
     assert result.stopped == "after 0.2 s: 3 bucket(s) left to the search"
