@@ -56,6 +56,17 @@ def test_pin_runs_the_first_config_and_unpin_restores():
     assert Autotuner.prune_configs is original and not shims.is_pinned()
 
 
+def test_a_config_cached_before_the_pin_is_not_used_under_it():
+    """A config picked while unpinned (here: planted in the autotuner's cache) stays cached; the
+    pinned call must still run the first config (it leaked into later checks before)."""
+    shims.unpin_autotune()
+    kernel = _make_kernel()
+    kernel.cache[(40, "torch.float32", "torch.float32")] = kernel.configs[2]
+    with shims.pinned_autotune():
+        x, y = _launch(kernel)
+    assert torch.equal(x, y) and kernel.best_config.kwargs == {"BLOCK": 16}
+
+
 def test_pin_keeps_the_kernels_own_pruning():
     shims.unpin_autotune()
     with shims.pinned_autotune():

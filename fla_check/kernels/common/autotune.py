@@ -4,7 +4,8 @@
 lacks ("0 active drivers"). Pinning replaces ``Autotuner.prune_configs`` with the kernel's own
 ``early_config_prune`` followed by its first surviving config (Triton's single-config path, no
 benchmark). The pin is process-wide (autograd runs backward kernels outside any scope);
-:func:`unpin_autotune` restores Triton's behaviour (configs already chosen stay cached).
+:func:`unpin_autotune` restores Triton's behaviour. While pinned, configs cached by an unpinned
+call are ignored (every call prunes anew): a picked config never leaks into a pinned check.
 Built-in autotuned kernels call :func:`pin_on_interpreter` before they launch.
 """
 from __future__ import annotations
@@ -14,6 +15,17 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 _ORIGINAL: Optional[Callable] = None
+_ORIGINAL_RUN: Optional[Callable] = None  # Triton's Autotuner.run, kept from the first pin on
+
+
+def _pinned_run(self, *args, **kwargs):
+    """Autotuner.run while pinned: a config cached by an unpinned call (``--configs picked``,
+    an earlier check in the same process) must not outlive the pin, so every pinned call prunes
+    anew (one config: Triton's no-benchmark path). A wrapper that captured this function and
+    runs after an unpin (autotune_scope's) gets Triton's plain run."""
+    if is_pinned():
+        self.cache.clear()
+    return _ORIGINAL_RUN(self, *args, **kwargs)
 
 
 def _first_config(self, kwargs: dict) -> list:
@@ -31,24 +43,26 @@ def is_interpreter() -> bool:
 
 def pin_autotune() -> bool:
     """Make every triton.autotune kernel use its first config; True if this call installed it."""
-    global _ORIGINAL
+    global _ORIGINAL, _ORIGINAL_RUN
     from triton.runtime.autotuner import Autotuner
 
     if _ORIGINAL is not None:
         return False
     _ORIGINAL = Autotuner.prune_configs
-    Autotuner.prune_configs = _first_config
+    if Autotuner.run is not _pinned_run:
+        _ORIGINAL_RUN = Autotuner.run
+    Autotuner.prune_configs, Autotuner.run = _first_config, _pinned_run
     return True
 
 
 def unpin_autotune() -> None:
     """Undo :func:`pin_autotune` (no-op when not pinned)."""
-    global _ORIGINAL
+    global _ORIGINAL, _ORIGINAL_RUN
     if _ORIGINAL is None:
         return
     from triton.runtime.autotuner import Autotuner
 
-    Autotuner.prune_configs = _ORIGINAL
+    Autotuner.prune_configs, Autotuner.run = _ORIGINAL, _ORIGINAL_RUN
     _ORIGINAL = None
 
 
