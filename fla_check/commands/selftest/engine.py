@@ -36,6 +36,9 @@ entries are listed but count neither as caught nor in the total. A mutant with `
 not searched: on a GPU its mutated and clean modes run on the large-index case of its op
 (:func:`run_large_mutant`, :mod:`fla_check.engine.large_index`: a pack past 2^31 elements), and it is
 caught when the mutant fails there and the clean mode passes.
+
+:func:`replay_mutant` / :func:`replay_usage` judge one recorded case (a ``killing`` case of an
+earlier run) with the same kill rule: the fast catalog test (tests/commands/killing_cases.json).
 """
 from __future__ import annotations
 
