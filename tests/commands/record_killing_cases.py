@@ -60,9 +60,19 @@ def merge(updates: dict[str, dict[str, Any]], path: Path = PATH) -> None:
         os.replace(tmp, path)
 
 
-def record(ops: Optional[list[str]] = None, ids: Optional[list[str]] = None, path: Path = PATH) -> int:
-    """Run the selftest on the selection and merge each caught entry; the number not caught."""
-    PROFILES["ci"] = dataclasses.replace(PROFILES["ci"], shrink_cases=0)
+def record(ops: Optional[list[str]] = None, ids: Optional[list[str]] = None, path: Path = PATH,
+           examples: Optional[int] = None) -> int:
+    """Run the selftest on the selection (`examples`: the search budget, None: the ci profile's)
+    and merge each caught entry; the number not caught (skipped GPU-only entries excluded)."""
+    ci = PROFILES["ci"]
+    PROFILES["ci"] = dataclasses.replace(ci, shrink_cases=0)
+    try:
+        return _record(ops, ids, path, examples)
+    finally:
+        PROFILES["ci"] = ci
+
+
+def _record(ops: Optional[list[str]], ids: Optional[list[str]], path: Path, examples: Optional[int]) -> int:
     entries = {e.id: e for e in all_entries()}
     backend = "interpreter" if get_backend().interpreter else "cuda"
     missed = 0
@@ -83,10 +93,10 @@ def record(ops: Optional[list[str]] = None, ids: Optional[list[str]] = None, pat
               and (not ids or any(e.id == i or e.id.startswith(i + ".") for i in ids))]
     chosen = [e.id for e in picked if isinstance(e, Mutant)]
     if chosen:
-        run_selftest(ids=chosen, on_result=on_result)
+        run_selftest(ids=chosen, examples=examples, on_result=on_result)
     usage = [e for e in picked if isinstance(e, UsageCase)]
     for case in usage:
-        for result in run_usage(case, profile="ci", max_seq_len=USAGE_MAX_SEQ_LEN):
+        for result in run_usage(case, profile="ci", examples=examples, max_seq_len=USAGE_MAX_SEQ_LEN):
             on_result(result)
     return missed
 
