@@ -1,11 +1,16 @@
-"""`fla-check selftest` on CPU: every planted bug is caught by the ci search, the clean kernels
-pass the same runs, and the CLI reports the mutation score with the right exit code.
+"""`fla-check selftest` on CPU: every planted bug is caught, the clean kernels pass the same
+cases, and the CLI reports the mutation score with the right exit code.
 
-Budget: the ci profile's strategies and example budget, but no shrinking (the shrink budget
+Every mutant is replayed on its recorded killing case (tests/commands/killing_cases.json, written by
+tests/commands/record_killing_cases.py), with the selftest's kill rule; a case that no longer kills
+falls back to the full ci search. The search itself stays proven on one mutant of every bug class
+(and on every mutant caught by a check other than the reference comparison) and on the gla usage
+case. Budget: the ci profile's strategies and example budget, but no shrinking (the shrink budget
 only polishes the reported case, it never decides a catch) -- see docs/selftest.md.
 """
 import dataclasses
 import json
+import warnings
 
 import pytest
 from click.testing import CliRunner
@@ -15,13 +20,19 @@ from fla_check.commands.selftest import mutants as catalog
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
 from fla_check.verdict.compare import Verdict
-from fla_check.commands.selftest.mutants import MUTANTS, SUBTLE, USAGE_CASES, Mutant
+from fla_check.commands.selftest.mutants import MUTANTS, SUBTLE, USAGE_CASES, Mutant, UsageCase
+
 from fla_check.engine.profiles import PROFILES
 from fla_check.engine.runner import CaseResult, ModeResult, check_case
 from fla_check.engine.search import SearchResult
 from fla_check.commands.selftest.engine import (KILLING, BROKEN, CAUGHT, EntryResult, _check_broken, _Clock,
-                                                _Control, _find_kill, run_mutant, run_selftest, run_usage)
+                                                _Control, _find_kill, replay_mutant, replay_usage, run_mutant,
+                                                run_selftest, run_usage)
 from fla_check.commands.selftest.render import results_table
+from tests.commands.record_killing_cases import RECORDER, load
+
+RECORDED = load()
+MUTANTS_BY_ID = {m.id: m for m in MUTANTS}
 
 
 @pytest.fixture
@@ -37,31 +48,130 @@ def short_smoke(monkeypatch):
     monkeypatch.setitem(PROFILES, "smoke", dataclasses.replace(PROFILES["smoke"], examples=3))
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
-def test_every_mutant_is_caught_by_the_ci_search(mutant, no_shrink):
-    if mutant.gpu_only and get_backend().interpreter:
-        pytest.skip(f"GPU only: {mutant.gpu_only}")  # its CPU skip is tested in tests/commands/selftest/
-    (r,) = run_mutant(mutant, profile="ci")
-    assert r.caught and r.status == CAUGHT, r.note
+# checks other than the comparison with the reference: the memory checks (UNWRITTEN / OVERREAD),
+# the invariance checks (NOT_INVARIANT), the determinism check (NONDETERMINISTIC)
+OTHER_CHECKS = {"unwritten-tail", "unwritten-state", "overread-last-row", "past-cu-seqlens", "non-contiguous",
+                "split-state", "row-mixing", "nondeterministic"}
+_RUNNABLE = [m for m in MUTANTS if not m.gpu_only]
+# the full ci search: the first mutant of every bug class, and every field mutant of another check
+SEARCHED = [m for i, m in enumerate(_RUNNABLE) if m.kind not in {n.kind for n in _RUNNABLE[:i]}
+            or (m.field and m.kind in OTHER_CHECKS)]
+
+
+def _assert_caught_by(r: EntryResult, mutant: Mutant, how: str) -> None:
+    assert r.caught and r.status == CAUGHT, f"{mutant.id} ({how}): {r.status}: {r.note}"
     assert r.backward == mutant.backward
     # wrong numbers, wrong memory (UNWRITTEN / OVERREAD: the memory checks), a failed invariance
     # check (NOT_INVARIANT) or a second call that differs (NONDETERMINISTIC): the killing verdicts; not ERROR
-    assert r.verdict in {v.value for v in KILLING} and r.examples <= PROFILES["ci"].examples
-    if mutant.large_index:  # caught on the one large-index case (GPU): nothing to shrink
-        return
+    assert r.verdict in {v.value for v in KILLING} and r.examples <= PROFILES["ci"].examples, how
+
+
+@pytest.mark.parametrize("mutant", SEARCHED, ids=lambda m: m.id)
+def test_the_ci_search_catches_every_bug_class(mutant, no_shrink):
+    (r,) = run_mutant(mutant, profile="ci")
+    _assert_caught_by(r, mutant, "the ci search")
     assert r.shrunk is not None and r.shrunk_control == "OK"  # the reported case kills it
-    if mutant.modes != ("fused_chunk",):  # the clean fused_chunk fails strong decay on its own
+    if mutant.modes != ("fused_chunk",) or mutant.kind in OTHER_CHECKS:  # the clean fused_chunk fails strong decay
         assert r.control_failures == 0  # the clean kernel passes every case of that run
 
 
-@pytest.mark.parametrize("case", USAGE_CASES, ids=lambda c: c.id)
+def catch_on_recorded_case(mutant: Mutant, recorded: dict) -> tuple[EntryResult, str]:
+    """The mutant's result on its recorded killing case (replayed with the selftest's kill rule),
+    or, when that case does not kill it (another backend, a kernel or verdict change), on the full
+    ci search, with a warning to re-record; and which of the two it was."""
+    rec = recorded.get(mutant.id)
+    assert rec is not None, (f"{mutant.id} has no recorded killing case in tests/commands/killing_cases.json: "
+                             f"run `{RECORDER} --ids {mutant.id}` and commit the file")
+    config = CaseConfig.from_json(rec["killing"])
+    (r,) = replay_mutant(mutant, config)
+    if r.caught:
+        return r, f"recorded case {config.short()}"
+    how = (f"full ci search (fallback: the recorded case {config.short()}, recorded on {rec['backend']}, "
+           f"did not kill it here: {r.status}, mutant {r.verdict or '-'}, clean {r.shrunk_control}; {r.note})")
+    warnings.warn(f"{mutant.id}: {how}; re-record with `{RECORDER} --ids {mutant.id}`")
+    (r,) = run_mutant(mutant, profile="ci")
+    return r, how
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.id)
+def test_every_mutant_is_caught_on_its_killing_case(mutant, no_shrink):
+    if mutant.gpu_only and get_backend().interpreter:
+        pytest.skip(f"GPU only: {mutant.gpu_only}")  # its CPU skip is tested in tests/commands/selftest/
+    if mutant.large_index:  # one case, the large-index pack (GPU): the selftest's own path, nothing to record
+        (r,) = run_mutant(mutant, profile="ci")
+        _assert_caught_by(r, mutant, "the large-index case")
+        return
+    r, how = catch_on_recorded_case(mutant, RECORDED)
+    _assert_caught_by(r, mutant, how)
+
+
+def test_a_mutant_without_a_recorded_case_fails_naming_the_recorder():
+    with pytest.raises(AssertionError, match="record_killing_cases.py --ids gla.recurrent.scale"):
+        catch_on_recorded_case(MUTANTS_BY_ID["gla.recurrent.scale"], {})
+
+
+def test_a_recorded_case_that_does_not_kill_falls_back_to_the_full_search(monkeypatch):
+    """o x1.02 from the second chunk on is invisible on a one-chunk case: the replay does not
+    kill it, the full search runs (stubbed here: its own test is above) and the path says so."""
+    mutant = MUTANTS_BY_ID["gla.chunk.o-late"]
+    searched = []
+
+    def fake_search(m, profile):
+        searched.append(m.id)
+        return [EntryResult(m.id, m.kind, m.op, "chunk", True, 3, 1.0, verdict="DIVERGED", status=CAUGHT)]
+
+    monkeypatch.setitem(globals(), "run_mutant", fake_search)
+    one_chunk = CaseConfig(op="gla", dtype="float32", B=1, T=8, H=1, K=16, V=16, seed=0)
+    with pytest.warns(UserWarning, match="re-record"):
+        r, how = catch_on_recorded_case(mutant, {mutant.id: {"killing": one_chunk.to_json(), "backend": "cuda"}})
+    assert searched == [mutant.id] and r.caught
+    assert how.startswith("full ci search (fallback") and "recorded on cuda" in how and "mutant OK" in how
+
+
+def test_recorded_cases_name_current_catalog_entries():
+    """No stale id: every recorded case belongs to a mutant or usage case of the catalog, on its op and mode."""
+    entries = {e.id: e for e in (*MUTANTS, *USAGE_CASES)}
+    stale = sorted(set(RECORDED) - set(entries))
+    assert not stale, f"stale ids in tests/commands/killing_cases.json: {stale}"
+    for key, rec in RECORDED.items():
+        entry = entries[key]
+        modes = entry.flagged if isinstance(entry, UsageCase) else entry.modes
+        assert rec["op"] == entry.op == rec["killing"]["op"] and rec["mode"] in modes, key
+        assert CaseConfig.from_json(rec["killing"]).to_json() == rec["killing"], key  # replays as recorded
+
+
+def test_every_field_mutant_caught_by_another_check_is_searched():
+    """A field mutant whose recorded verdict is not DIVERGED / NONFINITE (another check caught it)
+    must be among the fully searched ones."""
+    plain = {Verdict.DIVERGED.value, Verdict.NONFINITE.value}
+    other = [m for m in MUTANTS if m.field and m.id in RECORDED and RECORDED[m.id]["verdict"] not in plain]
+    assert [m.id for m in other if m not in SEARCHED] == []
+
+
+@pytest.mark.parametrize("case", [c for c in USAGE_CASES if c.op == "gla"], ids=lambda c: c.id)
 def test_mask_fill_flags_chunk_and_not_recurrent(case, no_shrink):
-    """T <= 128 (two 64-chunks; the ci default on CPU is 256): a reset inside a chunk with gates
-    after it is all the chunk cumsum bug needs, and the clean recurrent run's 30 cases cost about
-    a third less. `fla-check selftest` itself runs at the default cap."""
+    """The full search of one usage case. T <= 128 (two 64-chunks; the ci default on CPU is 256):
+    a reset inside a chunk with gates after it is all the chunk cumsum bug needs, and the clean
+    recurrent run's 30 cases cost about a third less. `fla-check selftest` itself runs at the
+    default cap."""
     (r,) = run_usage(case, profile="ci", max_seq_len=128)
     assert r.caught, r.note
     assert r.mode == "chunk" and r.control_failures == 0 and "recurrent: OK" in r.shrunk_control
+
+
+@pytest.mark.parametrize("case", USAGE_CASES, ids=lambda c: c.id)
+def test_mask_fill_flags_chunk_and_not_recurrent_on_its_recorded_case(case, no_shrink):
+    rec = RECORDED.get(case.id)
+    assert rec is not None, f"{case.id}: no recorded killing case: run `{RECORDER} --ids {case.id}`"
+    config = CaseConfig.from_json(rec["killing"])
+    (r,) = replay_usage(case, config)
+    how = f"recorded case {config.short()}"
+    if not r.caught:
+        how = f"full ci search (fallback: the recorded case {config.short()} did not flag it: {r.note})"
+        warnings.warn(f"{case.id}: {how}; re-record with `{RECORDER} --ids {case.id}`")
+        (r,) = run_usage(case, profile="ci", max_seq_len=128)
+    assert r.caught, f"{how}: {r.note}"
+    assert r.mode == "chunk" and r.control_failures == 0 and "recurrent: OK" in r.shrunk_control, how
 
 
 FP16_STATE = [m for m in MUTANTS if m.kind == "fp16-accumulator"]

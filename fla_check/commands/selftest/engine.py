@@ -36,6 +36,9 @@ entries are listed but count neither as caught nor in the total. A mutant with `
 not searched: on a GPU its mutated and clean modes run on the large-index case of its op
 (:func:`run_large_mutant`, :mod:`fla_check.engine.large_index`: a pack past 2^31 elements), and it is
 caught when the mutant fails there and the clean mode passes.
+
+:func:`replay_mutant` / :func:`replay_usage` judge one recorded case (a ``killing`` case of an
+earlier run) with the same kill rule: the fast catalog test (tests/commands/killing_cases.json).
 """
 from __future__ import annotations
 
@@ -239,6 +242,42 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
     return out
 
 
+def replay_mutant(mutant: Mutant, config: CaseConfig, *, device: Optional[str] = None) -> list[EntryResult]:
+    """Run `mutant` and its clean modes on one recorded case (e.g. the ``killing`` case of an
+    earlier selftest) under the mutant's gradient, autotune-config and determinism policies, and
+    judge it with the search's kill rule (:func:`_find_kill`, :func:`_check_broken`): caught when
+    the mutant's verdict is a KILLING one and the clean mode passes; broken when it raises where
+    the clean mode runs. The invariance checks run with scope ``all`` on both (the search's
+    ``bucket`` scope depends on the cases seen before in the process). ``examples`` is 1 when
+    caught. A ``gpu_only`` mutant on the interpreter is skipped; an unappliable rewrite is broken."""
+    if mutant.large_index or (mutant.gpu_only and get_backend(device).interpreter):
+        return run_mutant(mutant, device=device)  # skipped, or its one large-index case
+    try:
+        specs = mutant.mode_specs()
+    except MutationError:
+        return run_mutant(mutant, device=device)
+    policy = parse_policy(mutant.configs)
+    clock = _Clock()
+    with _repeat_policy(mutant.repeat):
+        case = check_case(mutant.op, specs, config, device=device, backward=mutant.backward, configs=policy,
+                          invariance_scope="all")
+    result = SearchResult(mutant.op, [mode_label(s) for s in specs], {}, cases=[case],
+                          seconds=time.perf_counter() - clock.start)
+    out = []
+    for spec in specs:
+        label = mode_label(spec)
+        control = _Control(mutant.op, mode_label(get_op(mutant.op).modes[spec.name]), device, mutant.backward,
+                           policy, mutant.repeat, invariance_scope="all")
+        entry = EntryResult(mutant.id, mutant.kind, mutant.op, spec.name, caught=False, field=mutant.field,
+                            search_seconds=round(result.seconds, 3), searched=1, backward=mutant.backward)
+        _find_kill(entry, result, label, control, clock)
+        _check_broken(entry, result, label, control)
+        entry.verdict = case.modes[label].verdict.value  # the mutant's verdict on the case, killing or not
+        entry.shrunk_control = control.verdict(config).value
+        out.append(entry)
+    return out
+
+
 def run_large_mutant(mutant: Mutant, specs: Optional[list] = None, *, device: Optional[str] = None,
                      dtypes: Optional[Sequence[str]] = None, shape: Optional[dict[str, int]] = None,
                      budget_gib: Optional[float] = None) -> list[EntryResult]:
@@ -303,18 +342,22 @@ def _repeat_policy(policy: str):
 
 class _Control:
     """The clean mode's results on the cases of a mutant's run (memoised by configuration), under
-    the mutant's autotune-config and determinism policies."""
+    the mutant's autotune-config and determinism policies (`invariance_scope`: None, the
+    search's default, or "all" for a replayed case)."""
 
     def __init__(self, op: str, clean: str, device: Optional[str], backward: bool = False,
-                 configs: Optional[ConfigPolicy] = None, repeat: Optional[str] = None):
+                 configs: Optional[ConfigPolicy] = None, repeat: Optional[str] = None,
+                 invariance_scope: Optional[str] = None):
         self.op, self.clean, self.device, self.backward, self.configs = op, clean, device, backward, configs
         self.repeat = None if repeat == "off" else repeat
+        self.invariance_scope = invariance_scope
         self.cache: dict[CaseConfig, CaseResult] = {}
 
     def verdict(self, config: CaseConfig):
         if config not in self.cache:
             self.cache[config] = check_case(self.op, [self.clean], config, device=self.device,
-                                            backward=self.backward, configs=self.configs, repeat=self.repeat)
+                                            backward=self.backward, configs=self.configs, repeat=self.repeat,
+                                            invariance_scope=self.invariance_scope)
         return self.cache[config].modes[self.clean].verdict
 
     def passes(self, config: CaseConfig) -> bool:
@@ -410,5 +453,34 @@ def run_usage(case: UsageCase, *, profile: str = DEFAULT_PROFILE, examples: Opti
             entry.note = f"{mode} had no DIVERGED/NONFINITE case in {len(result.cases)} case(s)"
         elif failed_clean:
             entry.note = "a mode that must pass failed: " + ", ".join(failed_clean)
+        out.append(entry)
+    return out
+
+
+def replay_usage(case: UsageCase, config: CaseConfig, *, device: Optional[str] = None) -> list[EntryResult]:
+    """Run every mode of usage case `case` on one recorded case (its mask fill in `config`): per
+    flagged mode, caught when that mode's verdict is a KILLING one and every clean mode passes
+    (broken when the flagged mode raises). The one-case form of :func:`run_usage`, whose clean
+    modes must pass their whole search."""
+    start = time.perf_counter()
+    result = check_case(case.op, list(case.modes), config, device=device)
+    seconds = round(time.perf_counter() - start, 3)
+    failed_clean = [m for m in case.clean if result.modes[m].verdict.failed]
+    out = []
+    for mode in case.flagged:
+        mine = result.modes[mode]
+        entry = EntryResult(case.id, case.kind, case.op, mode, caught=False, field=case.field, search_seconds=seconds,
+                            searched=1, verdict=mine.verdict.value, killing=config.to_json(),
+                            control_failures=len(failed_clean),
+                            shrunk_control=", ".join(f"{m}: {result.modes[m].verdict.value}" for m in case.clean))
+        if mine.verdict is Verdict.ERROR:
+            entry.status, entry.errors, entry.error = BROKEN, 1, mine.reason
+            entry.note = f"{mode} raised: {mine.reason.splitlines()[0] if mine.reason else 'ERROR'}"
+        elif mine.verdict in KILLING and not failed_clean:
+            entry.caught, entry.status, entry.examples, entry.seconds = True, CAUGHT, 1, seconds
+        else:
+            entry.status = ESCAPED
+            entry.note = (f"{mode} {mine.verdict.value} on the case; " if mine.verdict not in KILLING else "") + \
+                (f"a mode that must pass failed: {', '.join(failed_clean)}" if failed_clean else "")
         out.append(entry)
     return out
