@@ -142,16 +142,11 @@ class PairResult:
         return cls(d["a"], d["b"], [Agreement.from_json(o) for o in d.get("outputs", [])])
 
 
-@dataclass
-class CaseResult:
-    """Every requested mode on one case."""
+class _ModesVerdict:
+    """The verdict of a result holding per-mode results in ``modes``: the worst mode's, and
+    the modes that failed."""
 
-    config: CaseConfig
-    modes: dict[str, ModeResult]
-    pairs: list[PairResult] = field(default_factory=list)
-    baseline: dict[str, Metrics] = field(default_factory=dict)  # the first judged mode's baseline, per output
-    seconds: float = 0.0
-    backward: bool = False  # gradients were checked too
+    modes: dict[str, "ModeResult"]
 
     @property
     def verdict(self) -> Verdict:
@@ -160,6 +155,18 @@ class CaseResult:
     @property
     def failed_modes(self) -> list[str]:
         return [m for m, r in self.modes.items() if r.verdict.failed]
+
+
+@dataclass
+class CaseResult(_ModesVerdict):
+    """Every requested mode on one case."""
+
+    config: CaseConfig
+    modes: dict[str, ModeResult]
+    pairs: list[PairResult] = field(default_factory=list)
+    baseline: dict[str, Metrics] = field(default_factory=dict)  # the first judged mode's baseline, per output
+    seconds: float = 0.0
+    backward: bool = False  # gradients were checked too
 
     def to_json(self) -> dict[str, Any]:
         return {"config": self.config.to_json(), "verdict": self.verdict.value,
@@ -198,7 +205,7 @@ class SequenceResult:
 
 
 @dataclass
-class LargeIndexResult:
+class LargeIndexResult(_ModesVerdict):
     """The large-index check (``--large-index``) of one op and dtype: every mode on one varlen pack
     whose index arithmetic passes 2^31, judged on its sampled sequences. ``case`` is the pack's
     JSON (:class:`fla_check.engine.large_index.LargeIndexCase`); ``modes`` the verdict per mode
@@ -210,14 +217,6 @@ class LargeIndexResult:
     sequences: dict[str, list[SequenceResult]] = field(default_factory=dict)
     seconds: float = 0.0
     label: str = "large-index"
-
-    @property
-    def verdict(self) -> Verdict:
-        return worst(r.verdict for r in self.modes.values())
-
-    @property
-    def failed_modes(self) -> list[str]:
-        return [m for m, r in self.modes.items() if r.verdict.failed]
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "case": self.case, "verdict": self.verdict.value,
