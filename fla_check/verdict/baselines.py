@@ -21,6 +21,7 @@ from fla_check.verdict.compare import RMS_EPS, Metrics
 from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
+from fla_check.references import reference
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
 from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate
 from fla_check.errors import EmulationError  # noqa: F401 (re-exported)
@@ -47,15 +48,46 @@ def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: t
     `exact`: the float64 answer of the same problem, when the caller has it. A recurrent mode
     with an fp32 state then needs no emulated loop: its only rounding above fp32 level is each
     output's rounding to the dtype it is returned in (the state's fp32 rounding is inside the
-    verdict's fp32 slack), so the samples are `exact` rounded that way -- except the delta rule's
+    verdict's fp32 slack), so the samples are `exact` rounded that way, plus, for decay-only ops,
+    the readout's K-term fp32 sum (:func:`_with_readout_noise`) -- except the delta rule's
     gradients, whose dbeta sums stored terms (emulation._stored_delta_step)."""
     if exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32" and not (
             up is not None and inputs.beta is not None) and inputs.prepare is None:
         # emulated instead: dbeta (a cancelling sum of stored terms); in-kernel options (fp32
         # transcendentals on the kernel's own inputs, emulation._computed_in_kernel)
-        return rounded_outputs(exact, dtype, seed)
+        samples = rounded_outputs(exact, dtype, seed)
+        readout = _readout_terms(op, inputs, truth)
+        if readout is not None and "o" in samples:
+            samples["o"] = _with_readout_noise(samples["o"], readout, inputs.tensors()[0].shape[-1], seed)
+        return samples
     with single_thread():
         return _emulated_samples(op, arith, inputs, dtype, seed, up, truth)
+
+
+_READOUT_SALT = 0x9E3779B9
+
+
+def _readout_terms(op: OpSpec, inputs: CaseInputs, truth: bool) -> Optional[Tensor]:
+    """sum_k |q_k| |S_kv| per output element, for ops whose state only decays (no beta): the
+    float64 recurrence on |q|, |k|, |v| (and |h0|) bounds every term of the readout o = S^T q.
+    None for the delta rule, whose state has no such bound."""
+    q, k, v, g, beta = inputs.tensors()
+    if beta is not None:
+        return None
+    h0 = inputs.initial_state
+    split = {"reset_mask": inputs.reset_mask} if truth and inputs.reset_mask is not None else {}
+    o_abs, _ = reference(op.step, q.abs(), k.abs(), v.abs(), g, None,
+                         initial_state=None if h0 is None else h0.abs(), cu_seqlens=inputs.cu_seqlens, **split)
+    return o_abs
+
+
+def _with_readout_noise(o: Tensor, terms: Tensor, K: int, seed: int) -> Tensor:
+    """The readout's fp32 accumulation, as :meth:`Rounding.dot` samples it for chunk modes:
+    ``U(+-1) u32 sqrt(K) sum_k |q_k S_kv|``. Without it a recurrent fp32 mode whose o cancels
+    (q . k ~ 0) was a false alarm: built-in recurrent GLA, fp32, T=1, K=V=60, o at 2.7x its bound."""
+    rnd = Rounding(RECURRENT_FP32, torch.float32, seed ^ _READOUT_SALT, o.device)
+    d = rnd._uniform(o.shape).to(o.device) * 2 - 1
+    return o + d * terms.to(o)[None] * (U32 * K ** 0.5)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 leave every reported number unchanged: seeded cases through built-in kernels, compared with
 ``tests/goldens/judge_cases.json``, recorded by the per-metric code they replaced (commit
 43c1782; re-recorded when the delta-rule chunk declaration changed to fp32-ieee + blocked, which
-moved the two delta-rule cases' baselines only; ``FLA_CHECK_UPDATE_GOLDENS=1`` rewrites it).
+moved the two delta-rule cases' baselines only, and when recurrent baselines of decay-only ops
+gained the readout's fp32 sum; ``FLA_CHECK_UPDATE_GOLDENS=1`` rewrites it).
 Floats are compared to 1e-9 relative (another CPU may round float64 sums differently in the last bits)."""
 import json
 import math

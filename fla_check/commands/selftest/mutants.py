@@ -712,8 +712,8 @@ _INVARIANCE = [
            "q, k, v, g passed to the kernel as given: a non-contiguous view is read as if contiguous"),
     Mutant("gla.recurrent.split-state", "split-state", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            (("b_h += tl.load(h0 + p_s, mask=m_h, other=0.0)",
-             "b_h += tl.where(seq_len >= 16, 1.0, 0.0) * tl.load(h0 + p_s, mask=m_h, other=0.0)"),),
-           "initial state ignored for sequences shorter than 16 (a short second part after a split starts "
+             "b_h += tl.where(seq_len >= 64, 1.0, 0.0) * tl.load(h0 + p_s, mask=m_h, other=0.0)"),),
+           "initial state ignored for sequences shorter than 64 (a short second part after a split starts "
            "from zero)"),
     Mutant("gla.recurrent.row-mixing", "row-mixing", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            (("    p_q = q + (bos * H + i_h) * K + o_k\n",
