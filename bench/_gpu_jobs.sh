@@ -1,5 +1,5 @@
 # Shared by bench/gpu_calibration.sh and bench/gpu_features.sh (sourced after OUT and CAP are set):
-# the environment, WORK (a temporary folder of logs and reports), versions.txt, and job().
+# the environment, WORK (a temporary folder of logs and reports), versions.txt, job() and finish().
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 WORK=$(mktemp -d)
 export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100 PYTHONPATH=$PWD:${PYTHONPATH:-}
@@ -22,4 +22,12 @@ job() {  # job NAME "ENV=VAL ..." fla-check-args...   (run jobs also write WORK/
       > "$WORK/$name.json" 2> "$WORK/$name.log"
     echo "[$name exit $? in $(( $(date +%s) - start )) s] fla-check $*" >> "$WORK/$name.log"
   ) &
+}
+
+finish() {  # finish ARCHIVE: after `wait`, summary.md, exits.txt, versions.txt and WORK as ARCHIVE under OUT
+  python3 bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
+  for f in "$WORK"/*.log; do tail -n 3 "$f"; done > "$WORK/exits.txt"
+  mkdir -p "$OUT"
+  cp "$WORK/summary.md" "$WORK/exits.txt" "$WORK/versions.txt" "$OUT/"
+  tar czf "$OUT/$1" -C "$WORK" .
 }

@@ -23,14 +23,7 @@ TD_BUDGET=${TD_BUDGET:-65}
 CACHE_ROOT=$(mktemp -d /tmp/fla_check_bench_XXXXXX)
 trap 'rm -rf "$CACHE_ROOT"' EXIT
 
-step() {  # step NAME BUDGET ARGS...: one bench script, fresh Triton cache, hard cap BUDGET+10 s
-  local name=$1 budget=$2; shift 2
-  local cap=$(( ${budget%.*} + 10 ))
-  echo "=== $name (budget ${budget}s, cap ${cap}s) $(date +%T)"
-  TRITON_CACHE_DIR="$CACHE_ROOT/$name" timeout -s INT -k 5 "$cap" \
-    python "bench/$name.py" --out "$OUT" --budget "$budget" "$@"
-  echo "=== $name exit $? $(date +%T)"
-}
+source bench/_step.sh
 
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 # 1. built-in vs fla: big shape forward first; fla's first calls autotune (about 89 s for chunk_gla)

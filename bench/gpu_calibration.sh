@@ -39,8 +39,4 @@ job ut-gated $PICKED ut-transform --gated --dtypes fp32,fp16,bf16 --seed 0
 [[ proxies =~ ${ONLY:-.} ]] && ( timeout -s INT "$CAP" python3 bench/fla_like_vs_fla.py --out "$WORK/proxies" --budget $((CAP - 60)) \
     > "$WORK/proxies.log" 2>&1; echo "[proxies exit $?]" >> "$WORK/proxies.log" ) &
 wait
-python3 bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
-for f in "$WORK"/*.log; do tail -n 3 "$f"; done > "$WORK/exits.txt"
-mkdir -p "$OUT"
-cp "$WORK/summary.md" "$WORK/exits.txt" "$WORK/versions.txt" "$OUT/"
-tar czf "$OUT/calibration.tar.gz" -C "$WORK" .
+finish calibration.tar.gz

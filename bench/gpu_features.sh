@@ -37,10 +37,6 @@ XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 12")
 [[ pytest =~ ${ONLY:-.} ]] && ( start=$(date +%s); timeout -s INT -k 30 "$CAP" python3 -m pytest -q -p no:cacheprovider $XDIST \
     > "$WORK/pytest.log" 2>&1; echo "[pytest exit $? in $(( $(date +%s) - start )) s] python3 -m pytest -q $XDIST" >> "$WORK/pytest.log" ) &
 wait
-python3 bench/calibration_summary.py "$WORK"/*.report.json > "$WORK/summary.md" 2>&1
-for f in "$WORK"/*.log; do tail -n 3 "$f"; done > "$WORK/exits.txt"
-mkdir -p "$OUT"
-cp "$WORK/summary.md" "$WORK/exits.txt" "$WORK/versions.txt" "$OUT/"
+finish features.tar.gz
 tail -n 40 "$WORK/pytest.log" > "$OUT/pytest-tail.txt" 2>/dev/null
 cp "$WORK"/recurrent-dq-margin.jsonl "$OUT/" 2>/dev/null
-tar czf "$OUT/features.tar.gz" -C "$WORK" .

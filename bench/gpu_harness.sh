@@ -19,14 +19,8 @@ HT_BUDGET=${HT_BUDGET:-190}
 CACHE_ROOT=$(mktemp -d /tmp/fla_check_harness_XXXXXX)
 trap 'rm -rf "$CACHE_ROOT"' EXIT
 
-step() {  # step NAME BUDGET ARGS...
-  local name=$1 budget=$2; shift 2
-  local cap=$(( ${budget%.*} + 15 ))
-  echo "=== $name (budget ${budget}s, cap ${cap}s) $(date +%T)"
-  TRITON_CACHE_DIR="$CACHE_ROOT/$name" timeout -s INT -k 5 "$cap" \
-    python "bench/$name.py" --out "$OUT" --budget "$budget" "$@"
-  echo "=== $name exit $? $(date +%T)"
-}
+STEP_SLACK=15
+source bench/_step.sh
 
 python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 # 1. process start -> first failing masking case: cold/warm cache x --warmup off/on, gla then gated_delta
