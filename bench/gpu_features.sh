@@ -24,6 +24,10 @@ job fla-configs-all-gla "" run --op gla $P --modes fla:chunk --dtypes bf16 --con
 for op in gla delta gated_delta; do
   job fla-repeat-$op "$FIRST FLA_CHECK_REPEAT=all" run --op $op $P $FLA --dtypes fp32,fp16,bf16 --examples 20 --seed 3
 done
+for preset in $(python3 -c "from fla_check.presets import PRESETS; print(*PRESETS)"); do
+  job preset-$preset-fwd $FIRST run --preset $preset $P $FLA,chunk --examples 8
+  job preset-$preset-bwd $FIRST run --preset $preset $P --modes fla:chunk,fla:recurrent --backward --examples 8
+done
 job selftest-config-specific "" selftest --mutants simple_gla.chunk.config-specific
 for op in gla delta gated_delta; do
   job fla-invariance-$op $FIRST run --op $op $P $FLA --isolation none --invariance all --invariance-scope all \
