@@ -95,6 +95,11 @@ class FlaSetupError(ProviderError):
     """fla was imported before fla-check could pin its Triton path."""
 
 
+class FlaUnguardedError(ProviderError, UsageError):
+    """An unknown value of ``FLA_CHECK_FLA_UNGUARDED`` (the fla guards fla-check may lift), or a
+    guard this fla version no longer has where fla-check lifts it."""
+
+
 # -- commands -----------------------------------------------------------------------------
 class ReportError(FlaCheckError, ValueError):
     """A report file that cannot be read: unreadable, not JSON, not a report, or a schema version

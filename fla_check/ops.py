@@ -59,6 +59,8 @@ class ModeSpec:
     gva: bool = False  # takes HV = r*H value heads (value head j reads key head j // r)
     options: frozenset = frozenset()  # in-kernel options it takes (names of fla_check.cases.KERNEL_OPTIONS)
     option_reasons: tuple = ()  # (option, why not) for options it does not take, shown as the reason
+    caveat: str = ""  # non-empty: the provider changed how the library behaves for this mode (e.g. lifted a
+    # guard); every run that checks the mode records it (options.caveats) and prints it
 
     @property
     def qualified(self) -> str:

@@ -362,6 +362,9 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
                           options=_options_json(space, prof.name, budget, seed, device))
     if backward:
         result.options["backward"] = True
+    caveats = {label: spec.caveat for label, spec in zip(labels, specs) if spec.caveat}
+    if caveats:  # a provider changed how its library behaves for these modes (e.g. lifted a guard)
+        result.options["caveats"] = caveats
     if configs is not None and configs != FIRST:
         result.options.update(configs.to_json())
         check = functools.partial(check, configs=configs)

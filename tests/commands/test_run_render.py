@@ -1,4 +1,5 @@
-"""The run renderer: 80 columns, no colour when asked, strict JSON reports."""
+"""The run renderer: 80 columns, no colour when asked, strict JSON reports, provider caveats."""
+import dataclasses
 import json
 
 import pytest
@@ -58,6 +59,23 @@ def test_report_json_is_strict(failing_run, tmp_path):
     path = write_report(failing_run.to_json(), tmp_path / "r.json")
     data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
     assert data["schema_version"] == SCHEMA_VERSION and data["failures"] and data["cases"][data["failures"]["test:dropped"]]["config"]["op"] == "gla"
+
+
+def test_a_mode_caveat_is_recorded_and_printed():
+    """A provider's caveat (e.g. fla's #640 guard lifted) goes into options.caveats and the console."""
+    from fla_check.ops import get_mode, get_op
+    from fla_check.verdict.results import SearchResult
+
+    with registered("gla"):
+        clean = get_mode(get_op("gla"), "test:clean")
+        noted = dataclasses.replace(clean, caveat="guard lifted in this process")
+        result = search("gla", [noted], examples=1, seed=0, max_seq_len=8, dtypes=["fp32"],
+                        database_root=None, profile="smoke")
+    assert result.options["caveats"] == {"test:clean": "guard lifted in this process"}
+    reread = SearchResult.from_json(json.loads(json.dumps(result.to_json())))
+    assert reread.options["caveats"] == result.options["caveats"]
+    assert "caveat test:clean: guard lifted in this process" in _render(render_run, result)
+    assert "caveat" not in _render(render_run, dataclasses.replace(result, options={**result.options, "caveats": {}}))
 
 
 def test_replay_command(tmp_path):

@@ -19,6 +19,7 @@ def _mode_info(mode: ModeSpec, interpreter: bool) -> dict[str, Any]:
         "backward_reason": "" if mode.backward else (mode.backward_reason or "no backward"),
         "unavailable": mode.interpreter_reason if interpreter else "",
         "description": mode.description,
+        **({"caveat": mode.caveat} if mode.caveat else {}),  # only where a provider set one (goldens)
     }
 
 

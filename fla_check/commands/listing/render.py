@@ -29,7 +29,8 @@ def render_inventory(console: Console, info: dict[str, Any]) -> None:
     console.print(table)
     for op in info["ops"]:
         for m in op["modes"]:
-            for label, text in (("no backward", m["backward_reason"]), ("n/a here", m["unavailable"])):
+            for label, text in (("no backward", m["backward_reason"]), ("n/a here", m["unavailable"]),
+                                ("caveat", m.get("caveat", ""))):
                 if text:
                     console.print(f"  {op['name']}/{m['name']} {label}: {text}", soft_wrap=True)
     for op in info["ops"]:

@@ -86,6 +86,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         console.print(f"autotune configs: {opts['configs']}{forced}{note}", soft_wrap=True, markup=False)
     if opts.get("preset"):
         console.print(preset_line(opts["preset"], opts), soft_wrap=True, markup=False)
+    for mode, caveat in opts.get("caveats", {}).items():
+        console.print(f"caveat {mode}: {caveat}", style="yellow", soft_wrap=True, markup=False)
     console.print(mode_table(result))
     if result.options.get("backward"):
         console.print(output_summary_table(result))
