@@ -28,6 +28,11 @@ for preset in $(python3 -c "from fla_check.presets import PRESETS; print(*PRESET
   job preset-$preset-fwd $FIRST run --preset $preset $P $FLA,chunk --examples 8
   job preset-$preset-bwd $FIRST run --preset $preset $P --modes fla:chunk,fla:recurrent --backward --examples 8
 done
+UNGUARDED="$FIRST FLA_CHECK_FLA_UNGUARDED=640"  # fla's #640 guard lifted: does its gated chunk backward go wrong on Hopper?
+for op in simple_gla gated_delta; do
+  job fla-unguarded-$op "$UNGUARDED" run --op $op $P --modes fla:chunk --dtypes fp32,fp16,bf16 --backward
+done
+job fla-unguarded-preset-qwen3-next "$UNGUARDED" run --preset qwen3-next $P --modes fla:chunk --backward --examples 8
 job selftest-config-specific "" selftest --mutants simple_gla.chunk.config-specific
 for op in gla delta gated_delta; do
   job fla-invariance-$op $FIRST run --op $op $P $FLA --isolation none --invariance all --invariance-scope all \
