@@ -17,8 +17,12 @@ Grouped value heads and in-kernel options (Gated DeltaNet, as fla 0.6.0 takes th
 ``qk_l2norm`` passes raw q, k (scaled by ``qk_scale``: small norms make fla's 1e-6 epsilon
 count) for ``use_qk_l2norm_in_kernel``; ``gate_in_kernel`` passes the raw gate input ``a``
 (``logsigmoid`` skipped, the gate regime spreads ``a``) plus ``A_log``, ``dt_bias`` [HV];
-``beta_sigmoid`` passes beta logits. The reference applies each exactly
-(:mod:`fla_check.references.options`).
+``beta_sigmoid`` passes beta logits. KDA takes the same three (its ``dt_bias`` per key channel,
+[HV * K]) plus ``lower_bound`` (a float < 0, with ``gate_in_kernel``: the bounded gate
+``lower_bound * sigmoid(exp(A_log) (a + dt_bias))``) and ``safe_gate`` (fla's kernel path for gates
+bounded in [-5, 0); fla requires ``lower_bound`` in [-5, 0) with the in-kernel gate, and pre-computed
+gates must be bounded by the caller: only the former is drawn, so ``safe_gate`` needs both). The
+reference applies each exactly (:mod:`fla_check.references.options`).
 
 Mask fills are floats or the symbols ``-0.1max``, ``-max``, ``-inf``, resolved against
 ``torch.finfo`` of the kernel dtype; a float beyond the dtype's range becomes -inf, as casting
@@ -53,13 +57,35 @@ GATE_OPS = {"gla": "key", "gated_delta": "head", "delta": None, "simple_gla": "h
 BETA_OPS = {"gla": False, "delta": True, "gated_delta": True, "simple_gla": False, "kda": True}
 GVA_RATIOS = (1, 2, 3, 4, 8)  # HV / H as shipped models use them (Qwen3-Next 2, Qwen3.5 up to 4, ratio 3 too)
 GVA_OPS = frozenset({"gated_delta"})
-# case field -> fla keyword of the in-kernel option; the ops that take them
+# case field -> fla keyword of the in-kernel option (passed as True; lower_bound passes its value)
 KERNEL_OPTIONS = {"qk_l2norm": "use_qk_l2norm_in_kernel", "gate_in_kernel": "use_gate_in_kernel",
-                  "beta_sigmoid": "use_beta_sigmoid_in_kernel"}
-OPTION_OPS = frozenset({"gated_delta"})
+                  "beta_sigmoid": "use_beta_sigmoid_in_kernel", "lower_bound": "lower_bound",
+                  "safe_gate": "safe_gate"}
+_GDN_OPTIONS = ("qk_l2norm", "gate_in_kernel", "beta_sigmoid")
+OP_OPTIONS: dict[str, tuple[str, ...]] = {"gated_delta": _GDN_OPTIONS, "kda": _GDN_OPTIONS + ("lower_bound", "safe_gate")}
+OPTION_OPS = frozenset(OP_OPTIONS)
+OPTION_REQUIRES = {"lower_bound": ("gate_in_kernel",), "safe_gate": ("gate_in_kernel", "lower_bound")}
+SAFE_GATE_MIN = -5.0  # fla 0.6.0 chunk_kda: safe_gate with the in-kernel gate needs lower_bound in [-5, 0)
+DEFAULT_LOWER_BOUND = -5.0  # fla's recommended value (chunk_kda docstring), the one models ship
 SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
 GUARD_STEPS = 64  # NaN padding around every kernel input, in time steps (one chunk)
 _FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")
+
+
+def op_options(op: str) -> tuple[str, ...]:
+    """The in-kernel options `op` takes (names of KERNEL_OPTIONS, in catalog order)."""
+    return OP_OPTIONS.get(op, ())
+
+
+def usable_options(names) -> tuple[str, ...]:
+    """`names` without the options whose prerequisites (OPTION_REQUIRES) are missing from them."""
+    names = tuple(names)
+    return tuple(n for n in names if all(r in names for r in OPTION_REQUIRES.get(n, ())))
+
+
+def option_values(names) -> dict[str, Any]:
+    """Case field values that switch the options `names` on (lower_bound: DEFAULT_LOWER_BOUND)."""
+    return {n: DEFAULT_LOWER_BOUND if n == "lower_bound" else True for n in names}
 
 
 def dtype_name(dtype: Union[str, torch.dtype]) -> str:
@@ -135,12 +161,18 @@ class CaseConfig:
     qk_scale: float = 1.0  # magnitude of the raw q, k of qk_l2norm cases (1 otherwise)
     gate_in_kernel: bool = False  # use_gate_in_kernel: raw a, A_log, dt_bias are passed
     beta_sigmoid: bool = False  # use_beta_sigmoid_in_kernel: beta logits are passed
+    lower_bound: Optional[float] = None  # KDA with gate_in_kernel: g = lower_bound * sigmoid(exp(A_log) (a + dt_bias))
+    safe_gate: bool = False  # KDA: fla's safe_gate kernel path (needs lower_bound in [-5, 0))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
         object.__setattr__(self, "segments", tuple(tuple(int(n) for n in row) for row in self.segments))
         if self.mask_fill is not None:
             object.__setattr__(self, "mask_fill", canonical_fill(self.mask_fill))
+        if self.lower_bound is not None:
+            if isinstance(self.lower_bound, bool):
+                raise CaseError(f"lower_bound must be a float, got {self.lower_bound!r}")
+            object.__setattr__(self, "lower_bound", float(self.lower_bound))
         _validate(self)
 
     # -- derived views -------------------------------------------------------------------
@@ -156,7 +188,7 @@ class CaseConfig:
     @property
     def options(self) -> tuple[str, ...]:
         """The in-kernel options this case asks for (names of KERNEL_OPTIONS)."""
-        return tuple(name for name in KERNEL_OPTIONS if getattr(self, name))
+        return tuple(name for name in KERNEL_OPTIONS if getattr(self, name) not in (False, None))
 
     @property
     def varlen(self) -> bool:
@@ -199,7 +231,7 @@ class CaseConfig:
         """One-line id in the spirit of fla's test ids."""
         heads = f"H{self.H}" + (f"HV{self.HV}" if self.value_ratio > 1 else "")
         parts = [self.op, self.dtype, f"B{self.B}T{self.T}{heads}K{self.K}V{self.V}"]
-        parts += list(self.options)
+        parts += [f"lower_bound={self.lower_bound:g}" if o == "lower_bound" else o for o in self.options]
         if self.qk_l2norm and self.qk_scale != 1.0:
             parts.append(f"qk{self.qk_scale:g}")
         if GATE_OPS[self.op]:
@@ -237,7 +269,7 @@ class CaseConfig:
         return cls(**data)
 
 
-_OPTIONAL_FIELDS = ("value_ratio", "qk_l2norm", "qk_scale", "gate_in_kernel", "beta_sigmoid")
+_OPTIONAL_FIELDS = ("value_ratio", "qk_l2norm", "qk_scale", "gate_in_kernel", "beta_sigmoid", "lower_bound", "safe_gate")
 _DEFAULTS = {f.name: f.default for f in fields(CaseConfig)}
 
 
@@ -267,6 +299,10 @@ def _validate_options(c: CaseConfig) -> None:
                         f"GVA ops: {', '.join(sorted(GVA_OPS))}")
     if c.options and c.op not in OPTION_OPS:
         raise CaseError(f"op {c.op} takes no in-kernel options ({', '.join(c.options)})")
+    other = [o for o in c.options if o not in op_options(c.op)]
+    if other:
+        raise CaseError(f"op {c.op} does not take {', '.join(other)}; it takes {', '.join(op_options(c.op))}")
+    _validate_bound(c)
     if not c.qk_scale > 0 or (not c.qk_l2norm and c.qk_scale != 1.0):
         raise CaseError(f"qk_scale must be > 0, and 1 unless qk_l2norm is set; got {c.qk_scale}")
     if c.beta_sigmoid and c.beta_max != 1.0:
@@ -274,6 +310,19 @@ def _validate_options(c: CaseConfig) -> None:
     if c.gate_in_kernel and c.packing == "mask":
         raise CaseError("gate_in_kernel cannot pack by a gate fill (the fill would go through softplus); "
                         "pack with cu_seqlens")
+
+
+def _validate_bound(c: CaseConfig) -> None:
+    """lower_bound and safe_gate, as fla 0.6.0 takes them (see the module doc)."""
+    if c.lower_bound is not None:
+        if not (math.isfinite(c.lower_bound) and c.lower_bound < 0):
+            raise CaseError(f"lower_bound must be a finite log-decay < 0, got {c.lower_bound}")
+        if not c.gate_in_kernel:
+            raise CaseError("lower_bound needs gate_in_kernel (fla uses it only for the gate it computes: "
+                            "lower_bound * sigmoid(exp(A_log) (a + dt_bias)))")
+    if c.safe_gate and (not c.gate_in_kernel or c.lower_bound is None or not SAFE_GATE_MIN <= c.lower_bound < 0):
+        raise CaseError(f"safe_gate needs gate_in_kernel and lower_bound in [{SAFE_GATE_MIN:g}, 0) (fla's "
+                        "ValueError; pre-computed gates bounded by the caller are not drawn)")
 
 
 def _validate_segments(c: CaseConfig) -> None:
@@ -334,7 +383,8 @@ class CaseInputs:
     reset_mask: Optional[Tensor]  # bool [B,T], True at segment starts > 0 (mask packing)
     options: tuple[str, ...] = ()  # in-kernel options (names of KERNEL_OPTIONS)
     A_log: Optional[Tensor] = None  # float32 [HV] (gate_in_kernel)
-    dt_bias: Optional[Tensor] = None  # float32 [HV] (gate_in_kernel)
+    dt_bias: Optional[Tensor] = None  # float32 [HV], KDA's [HV * K] (gate_in_kernel)
+    lower_bound: Optional[float] = None  # KDA's bounded in-kernel gate
 
     @property
     def prepare(self) -> Optional[Prepare]:
@@ -343,11 +393,14 @@ class CaseInputs:
         if not self.options:
             return None
         return make_prepare(qk_l2norm="qk_l2norm" in self.options, beta_sigmoid="beta_sigmoid" in self.options,
-                            A_log=self.A_log, dt_bias=self.dt_bias)
+                            A_log=self.A_log, dt_bias=self.dt_bias, key_gate=self.g is not None and self.g.dim() == 4,
+                            lower_bound=self.lower_bound)
 
     def option_kwargs(self) -> dict[str, Any]:
         """The options' keywords for a mode call (fla's names; A_log, dt_bias as fp32 copies)."""
         out: dict[str, Any] = {KERNEL_OPTIONS[name]: True for name in self.options}
+        if "lower_bound" in self.options:
+            out["lower_bound"] = self.lower_bound
         if "gate_in_kernel" in self.options:
             out.update(A_log=self.A_log.clone(), dt_bias=None if self.dt_bias is None else self.dt_bias.clone())
         return out
@@ -385,7 +438,8 @@ def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> 
     A_log = dt_bias = None
     if config.gate_in_kernel:  # as models initialize them: A = U(1, 16), dt = logU(1e-3, 0.1)
         A_log = torch.empty(HV).uniform_(1.0, 16.0, generator=gen).log()
-        dt = torch.empty(HV).uniform_(math.log(1e-3), math.log(0.1), generator=gen).exp()
+        channels = HV * K if GATE_OPS[config.op] == "key" else HV  # KDA: dt_bias per key channel
+        dt = torch.empty(channels).uniform_(math.log(1e-3), math.log(0.1), generator=gen).exp()
         dt_bias = dt + torch.log(-torch.expm1(-dt))  # softplus(dt_bias) = dt
     if beta is not None and config.beta_sigmoid:  # logits whose sigmoid spreads over (0, 1)
         beta = torch.logit((beta / config.beta_max).clamp(1e-3, 1 - 1e-3))
@@ -404,6 +458,7 @@ def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> 
         options=config.options,
         A_log=None if A_log is None else A_log.to(device),
         dt_bias=None if dt_bias is None else dt_bias.to(device),
+        lower_bound=config.lower_bound,
     )
 
 

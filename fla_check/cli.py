@@ -170,16 +170,20 @@ def _parse_value_ratios(text: Optional[str], op) -> Optional[tuple[int, ...]]:
 
 
 def _parse_kernel_options(text: Optional[str], op) -> Optional[tuple[str, ...]]:
-    from fla_check.cases import KERNEL_OPTIONS, OPTION_OPS
+    from fla_check.cases import OPTION_REQUIRES, op_options
 
     if text is None:
         return None
     names = tuple(o.strip() for o in text.split(",") if o.strip() and o.strip() != "none")
-    allowed = tuple(KERNEL_OPTIONS) if op.name in OPTION_OPS else ()
+    allowed = op_options(op.name)
     bad = [o for o in names if o not in allowed]
     if bad:
         raise UsageError(f"--kernel-options: {', '.join(bad)} not taken by {_op_title(op.name)}; "
                         f"valid: {', '.join(allowed) or 'none'}")
+    for name in names:
+        missing = [r for r in OPTION_REQUIRES.get(name, ()) if r not in names]
+        if missing:
+            raise UsageError(f"--kernel-options: {name} needs {', '.join(missing)} too (fla uses it only with them)")
     return names
 
 
@@ -272,7 +276,8 @@ def _warn(lines: Sequence[str]) -> None:
 @click.option("--value-ratios", default=None, metavar="R,..",
               help="Grouped value heads HV/H to draw (gated_delta: 1,2,3,4,8, the default).")
 @click.option("--kernel-options", default=None, metavar="NAME,..",
-              help="In-kernel options to draw (gated_delta: qk_l2norm, gate_in_kernel, beta_sigmoid, or none; "
+              help="In-kernel options to draw (gated_delta: qk_l2norm, gate_in_kernel, beta_sigmoid; kda also "
+                   "lower_bound (-5, -1, -3, -0.1; needs gate_in_kernel) and safe_gate (needs both); or none; "
                    "default: those the modes declare).")
 @click.option("--invariance", default=None, metavar="CHECK,..",
               help="Metamorphic checks of passing modes: split, packing, batch, layout, all or none "

@@ -9,7 +9,8 @@ Every mode callable has the uniform keyword signature::
 grouped value heads (``ModeSpec.gva``) also takes v, g, beta with HV = r H heads (o and the
 states have HV), and a mode that declares in-kernel options (``ModeSpec.options``) takes their
 keywords (fla's: ``use_qk_l2norm_in_kernel=True``, ``use_gate_in_kernel=True, A_log, dt_bias``,
-``use_beta_sigmoid_in_kernel=True``); it is never called with what it does not declare. Modes with
+``use_beta_sigmoid_in_kernel=True``, KDA's ``lower_bound=<float>``, ``safe_gate=True``); it is never
+called with what it does not declare. Modes with
 backward are differentiable under torch autograd. Kernel modules are imported lazily
 (``"module:attr"``) so that importing the registry never imports triton.
 """
@@ -127,6 +128,15 @@ _L2NORM = frozenset({"qk_l2norm"})
 _NO_GATE_BETA = (("gate_in_kernel", "the built-in kernels take a log gate (no A_log / dt_bias)"),
                  ("beta_sigmoid", "the built-in kernels take beta, not logits"))
 
+_KDA_NO_OPTIONS = (
+    ("qk_l2norm", "the built-in kda kernels take normalized q, k"),
+    ("gate_in_kernel", "the built-in kda kernels take a log gate (no A_log / dt_bias)"),
+    ("beta_sigmoid", "the built-in kda kernels take beta, not logits"),
+    ("lower_bound", "the built-in kda kernels take a log gate (no in-kernel lower_bound * sigmoid gate)"),
+    ("safe_gate", "fla's safe_gate selects its tensor-core path for bounded gates; the built-in kda kernels "
+                  "have one path and no in-kernel gate to bound"),
+)
+
 OPS: dict[str, OpSpec] = {
     "gla": OpSpec(
         "gla", gla_step, gate="key", has_beta=False,
@@ -184,8 +194,9 @@ OPS: dict[str, OpSpec] = {
         description="Kimi Delta Attention, per-key-channel log gate, decay before the delta update",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.kda.recurrent:kda_recurrent", backward=True,
+                                  option_reasons=_KDA_NO_OPTIONS,
                                   description="per-step fused recurrence, checkpointed backward"),
-            "chunk": ModeSpec("chunk", "builtin", f"{_K}.kda.chunk:kda_chunk",
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.kda.chunk:kda_chunk", option_reasons=_KDA_NO_OPTIONS,
                               backward_reason="builtin:chunk of kda is forward only", arithmetic=_KDA_CHUNK,
                               description="per-channel gated UT transform (sub-chunk bounded exponents), state passing"),
         },

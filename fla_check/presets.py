@@ -83,9 +83,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("kimi-linear", "Kimi-Linear-48B-A3B", "kda", 32, 32, 128, 128, ("bfloat16",), (),
            "config.json of moonshotai/Kimi-Linear-48B-A3B-Instruct (linear_attn_config: num_heads 32, head_dim 128); "
            "fla's KimiDeltaAttention layer",
-           "the model calls chunk_kda with use_qk_l2norm_in_kernel, the gate from A_log/dt_bias (fp32, safe_gate with "
-           "lower_bound=-5) and beta = sigmoid(b); kda cases take no in-kernel options yet, so q/k arrive normalized, "
-           "g as a log gate and beta in (0, 1), all bf16"),
+           "the model calls chunk_kda with use_qk_l2norm_in_kernel and use_gate_in_kernel (A_log/dt_bias fp32, the "
+           "softplus gate: no lower_bound/safe_gate) and beta = sigmoid(b); the preset leaves kda's in-kernel options "
+           "off (the built-in kda kernels take none), so q/k arrive normalized, g as a log gate and beta in (0, 1), "
+           "all bf16"),
 )}
 
 

@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
 from fla_check.cases import (
-    BETA_OPS, GATE_OPS, GVA_OPS, GVA_RATIOS, KERNEL_OPTIONS, OPTION_OPS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case,
-    canonical_fill, dtype_name,
+    BETA_OPS, GATE_OPS, GVA_OPS, GVA_RATIOS, OPTION_REQUIRES, SAFE_GATE_MIN, SYMBOLIC_FILLS, CaseConfig, Fill,
+    build_case, canonical_fill, dtype_name, op_options, option_values,
 )
 from fla_check.presets import Preset
 from fla_check.references.options import expand_heads
@@ -48,6 +48,8 @@ ZERO_GATE_FRACS = (0.0, 0.5, 1.0, 0.1)
 # GVA ratios by index: 1 first (shrinking goes there), then r > 1 in 7 draws of 8, 3 the most often
 RATIO_DRAWS = (1, 3, 2, 3, 4, 8, 3, 2)
 QK_SCALES = (1.0, 1e-3, 1e-2)  # raw q/k magnitude of l2norm cases: small norms make its 1e-6 epsilon count
+# KDA's lower_bound by index: fla's recommended -5 first (shrinking goes there), then weaker bounds
+LOWER_BOUNDS = (-5.0, -1.0, -3.0, -0.1)
 SMALL_MAX_VALUE_HEADS = 8  # CPU: HV = r H <= 8 (the interpreter runs one program per value head)
 
 
@@ -89,10 +91,13 @@ class SpaceOptions:
                 raise ValueError(f"value ratios {list(self.value_ratios)}: op {self.op} takes "
                                  f"{list(GVA_RATIOS) if self.op in GVA_OPS else [1]}")
         if self.kernel_options is not None:
-            bad = [o for o in self.kernel_options if o not in KERNEL_OPTIONS or self.op not in OPTION_OPS]
+            bad = [o for o in self.kernel_options if o not in op_options(self.op)]
             if bad:
-                raise ValueError(f"kernel options {bad}: op {self.op} takes "
-                                 f"{list(KERNEL_OPTIONS) if self.op in OPTION_OPS else []}")
+                raise ValueError(f"kernel options {bad}: op {self.op} takes {list(op_options(self.op))}")
+            for name in self.kernel_options:
+                missing = [r for r in OPTION_REQUIRES.get(name, ()) if r not in self.kernel_options]
+                if missing:
+                    raise ValueError(f"kernel option {name} needs {', '.join(missing)} among the kernel options")
 
     def ratios(self) -> tuple[int, ...]:
         """GVA ratios to draw, by index (the first shrinks simplest: 1 when allowed)."""
@@ -108,7 +113,7 @@ class SpaceOptions:
             return self.preset.kernel_options
         if self.kernel_options is not None:
             return self.kernel_options
-        return tuple(KERNEL_OPTIONS) if self.op in OPTION_OPS else ()
+        return op_options(self.op)
 
     def allowed_packings(self) -> tuple[str, ...]:
         base = ("none", "mask", "varlen") if GATE_OPS[self.op] else ("none", "varlen")
@@ -254,7 +259,7 @@ def _preset_config(draw, options: SpaceOptions, dtype: str, packing: str, seed: 
     initial_state = draw(st.booleans())
     T = draw(seq_lens(options.max_seq_len, min_len=options.min_seq_len))
     segments = (draw(varlen_segments(T)),) if packing == "varlen" else ()
-    kernel = {name: True for name in p.kernel_options}
+    kernel = option_values(p.kernel_options)
     if kernel.get("qk_l2norm"):
         kernel["qk_scale"] = draw(st.sampled_from(QK_SCALES))
     gate = _draw_gate(draw) if GATE_OPS[p.op] else {}
@@ -264,13 +269,19 @@ def _preset_config(draw, options: SpaceOptions, dtype: str, packing: str, seed: 
 
 def _draw_kernel_options(draw, allowed: tuple[str, ...], packing: str) -> dict:
     """On/off per allowed in-kernel option (off shrinks first); l2norm cases draw the raw q/k
-    scale; gate_in_kernel is not drawn for mask packing (a fill cannot go through softplus)."""
+    scale; gate_in_kernel is not drawn for mask packing (a fill cannot go through softplus);
+    lower_bound (a value of LOWER_BOUNDS) and safe_gate only on top of what they need
+    (OPTION_REQUIRES; safe_gate with a bound in fla's safe range)."""
     out: dict = {}
     for name in allowed:
         if name == "gate_in_kernel" and packing == "mask":
             continue
+        if any(r not in out for r in OPTION_REQUIRES.get(name, ())):
+            continue
+        if name == "safe_gate" and out["lower_bound"] < SAFE_GATE_MIN:
+            continue
         if draw(st.booleans()):
-            out[name] = True
+            out[name] = draw(st.sampled_from(LOWER_BOUNDS)) if name == "lower_bound" else True
     if out.get("qk_l2norm"):
         out["qk_scale"] = draw(st.sampled_from(QK_SCALES))
     return out

@@ -40,6 +40,12 @@ def test_an_unversioned_report_reads_as_version_1(tmp_path):
     (["ut-transform", "--chunk-size", "16,x"], "--chunk-size: not a comma list of integers"),
     (["run", "--op", "gla", "--modes", "recurrent", "--shard", "3/2"], "--shard: "),
     (["run", "--op", "nope", "--modes", "recurrent"], "nope"),
+    (["run", "--op", "kda", "--modes", "recurrent", "--kernel-options", "lower_bound"],
+     "--kernel-options: lower_bound needs gate_in_kernel"),
+    (["run", "--op", "kda", "--modes", "recurrent", "--kernel-options", "gate_in_kernel,safe_gate"],
+     "safe_gate needs lower_bound"),
+    (["run", "--op", "gated_delta", "--modes", "recurrent", "--kernel-options", "safe_gate"],
+     "safe_gate not taken by"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, message):
     out = _run(*args, "--device", DEVICE)

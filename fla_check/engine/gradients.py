@@ -131,7 +131,7 @@ def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream
     state = (ref["ht"].double() * up.dht).abs().sum(-1)  # [N,HV,K]
     if step is not None and (inputs.options or inputs.v.shape[2] != inputs.q.shape[2]):
         terms, slope = _effective_terms(inputs, up, step)
-        return {"dg": slope * _largest(terms, state.sum(-1))}
+        return {"dg": slope * _largest(terms, state if inputs.g.dim() == 4 else state.sum(-1))}
     terms = (inputs.q.double() * ref["dq"]).abs() + (inputs.k.double() * ref["dk"]).abs()  # [B,T,H,K]
     if inputs.g.dim() == 3:
         terms, state = terms.sum(-1), state.sum(-1)
@@ -145,7 +145,8 @@ def _largest(*xs: Tensor) -> float:
 
 def _effective_terms(inputs: CaseInputs, up: Upstream, step: Callable) -> tuple[Tensor, float]:
     """|q_e . dq_e| + |k_e . dk_e| per (t, value head) for the prepared (expanded, normalized)
-    q_e, k_e of a per-head gate, and the largest |d g_log / d g_passed| (1 without gate_in_kernel)."""
+    q_e, k_e of a per-head gate (per key channel too for KDA's), and the largest
+    |d g_log / d g_passed| (1 without gate_in_kernel)."""
     from fla_check.references import reference
     from fla_check.references.options import expand_heads
 
@@ -159,5 +160,5 @@ def _effective_terms(inputs: CaseInputs, up: Upstream, step: Callable) -> tuple[
         o, ht = reference(step, q_e, k_e, v, g.detach(), None if beta is None else beta.detach(),
                           initial_state=x["initial_state"], output_final_state=True, cu_seqlens=inputs.cu_seqlens)
         dq, dk = torch.autograd.grad(up.loss(o, ht), [q_e, k_e])
-    terms = (q_e.detach() * dq).abs().sum(-1) + (k_e.detach() * dk).abs().sum(-1)  # [B,T,HV]
-    return terms, slope
+    terms = (q_e.detach() * dq).abs() + (k_e.detach() * dk).abs()  # [B,T,HV,K]
+    return (terms if g.dim() == 4 else terms.sum(-1)), slope  # per key channel for a per-channel gate (KDA)

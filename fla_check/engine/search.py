@@ -38,7 +38,7 @@ import hypothesis
 from hypothesis import given, reject, target
 
 from fla_check.backend import get_backend
-from fla_check.cases import DTYPES, KERNEL_OPTIONS, OPTION_OPS, CaseConfig, Fill, dtype_name
+from fla_check.cases import DTYPES, OPTION_OPS, CaseConfig, Fill, dtype_name, op_options, usable_options
 from fla_check.engine import invariance as invariance_checks
 from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.isolation import Isolation
@@ -467,7 +467,7 @@ def _drawn_options(op: str, specs: Sequence[ModeSpec], wanted: Optional[Sequence
         return tuple(wanted)
     if op not in OPTION_OPS:
         return None
-    return tuple(o for o in KERNEL_OPTIONS if any(o in s.options for s in specs))
+    return usable_options(o for o in op_options(op) if any(o in s.options for s in specs))
 
 
 def _hypothesis_test(space: SpaceOptions, evaluate: _Evaluator, mode: str, settings, seed: Optional[int]):

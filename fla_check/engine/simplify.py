@@ -51,7 +51,9 @@ def candidates(config: CaseConfig, loc: Optional[Localization]) -> Iterator[Case
     yield _replace(c, H=1)
     yield _replace(c, value_ratio=1)  # grouped value heads off (HV = H)
     yield _replace(c, qk_l2norm=False, qk_scale=1.0)  # in-kernel options off, one at a time
-    yield _replace(c, gate_in_kernel=False)
+    yield _replace(c, safe_gate=False)
+    yield _replace(c, lower_bound=None, safe_gate=False)
+    yield _replace(c, gate_in_kernel=False, lower_bound=None, safe_gate=False)
     yield _replace(c, beta_sigmoid=False)
     yield _replace(c, qk_scale=1.0)
     yield _replace(c, K=16)

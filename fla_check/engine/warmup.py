@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from fla_check.cases import CaseConfig
+from fla_check.cases import CaseConfig, option_values
 from fla_check.errors import UsageError
 
 WARMUP_POLICIES = ("auto", "on", "off")
@@ -176,7 +176,7 @@ def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[st
         for packing, T, segments, h0 in SHAPES:
             config = CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=T, H=bucket.H, K=bucket.K, V=bucket.V,
                                 packing=packing, segments=(segments,) if segments else (), initial_state=h0,
-                                value_ratio=bucket.value_ratio, **{o: True for o in bucket.options})
+                                value_ratio=bucket.value_ratio, **option_values(bucket.options))
             result = check_case(bucket.op, [bucket.mode], config, device=device, backward=backward,
                                 invariance="none")
             mode = next(iter(result.modes.values()))

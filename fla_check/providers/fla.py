@@ -6,7 +6,8 @@ orders differ between modes (``chunk_gla(q,k,v,g)`` but ``fused_recurrent_gla(q,
 so every argument is passed by keyword. Gated DeltaNet modes take grouped value heads (fla 0.6.0:
 v, g, beta with HV = r H heads, ``i_h = i_hv // (HV // H)``) and the in-kernel options
 ``use_qk_l2norm_in_kernel``, ``use_gate_in_kernel`` (with ``A_log``, ``dt_bias``) and
-``use_beta_sigmoid_in_kernel``, passed by keyword as the case asks for them. fla is imported lazily, after
+``use_beta_sigmoid_in_kernel``, passed by keyword as the case asks for them; KDA modes take the same
+three (``dt_bias`` per key channel) and ``lower_bound``, ``chunk_kda`` also ``safe_gate``. fla is imported lazily, after
 ``FLA_DISABLE_BACKEND_DISPATCH=1`` (test the Triton path, not FlashQLA/TileLang) and the
 backend selection; this module itself imports neither fla nor triton. :func:`build` imports one
 fla module, ``fla.ops.common.chunk_o``, to read fla's own flags for its #640 guard (below).
@@ -170,6 +171,13 @@ kda_recurrent = _adapter("fused_recurrent_kda", "g", True)
 
 
 GDN_OPTIONS = frozenset({"qk_l2norm", "gate_in_kernel", "beta_sigmoid"})  # fla 0.6.0, both GDN entry points
+# fla 0.6.0: chunk_kda takes lower_bound and safe_gate, fused_recurrent_kda lower_bound only
+KDA_CHUNK_OPTIONS = GDN_OPTIONS | {"lower_bound", "safe_gate"}
+KDA_RECURRENT_OPTIONS = GDN_OPTIONS | {"lower_bound"}
+KDA_RECURRENT_NO_SAFE_GATE = (
+    "fla's fused_recurrent_kda has no safe_gate (a chunk-kernel path for bounded gates; its **kwargs would "
+    "swallow the keyword unchecked)"
+)
 
 
 def unguarded() -> frozenset[str]:
@@ -263,10 +271,11 @@ def _guarded(modes: dict[str, list[ModeSpec]], guard: Guard) -> dict[str, list[M
 
 def _mode(name: str, fn: Callable[..., ModeOutput], *, dtypes: frozenset = ALL, backward: bool = True,
           backward_reason: str = "", interpreter_reason: str = "", arithmetic: Arithmetic = RECURRENT_FP32,
-          description: str = "", gva: bool = False, options: frozenset = frozenset()) -> ModeSpec:
+          description: str = "", gva: bool = False, options: frozenset = frozenset(),
+          option_reasons: tuple = ()) -> ModeSpec:
     return ModeSpec(name, NAME, fn, dtypes=dtypes, backward=backward, backward_reason=backward_reason,
                     interpreter_reason=interpreter_reason, arithmetic=arithmetic, description=description,
-                    gva=gva, options=options)
+                    gva=gva, options=options, option_reasons=option_reasons)
 
 
 def build() -> Provider:
@@ -299,8 +308,10 @@ def build() -> Provider:
                                   description="fla.ops.gated_delta_rule.fused_recurrent_gated_delta_rule")],
         # chunk_kda: fla's KDA chunk pipeline stores Akk/Aqk, A_inv, w, u, h in the input dtype like the
         # GDN one (declared as it, the loosest fla arithmetic); fused_recurrent_kda: fp32 state, fp32 u
-        "kda": [delta_chunk_mode(kda_chunk, description="fla.ops.kda.chunk_kda (g [B,T,H,K], beta by keyword)"),
+        "kda": [delta_chunk_mode(kda_chunk, options=KDA_CHUNK_OPTIONS,
+                                 description="fla.ops.kda.chunk_kda (g [B,T,H,K], beta by keyword)"),
                 recurrent(kda_recurrent, backward=False, backward_reason=KDA_RECURRENT_NO_BWD,
+                          options=KDA_RECURRENT_OPTIONS, option_reasons=(("safe_gate", KDA_RECURRENT_NO_SAFE_GATE),),
                           description="fla.ops.kda.fused_recurrent_kda (forward only)")],
     }, guard), description="flash-linear-attention (fla-core) Triton kernels")
 

@@ -189,9 +189,12 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
 
 def _computed_in_kernel(rnd: Rounding, prepare: Prepare, raw: tuple, prepared: tuple) -> tuple:
     """The inputs a kernel computes from raw ones in fp32 (the in-kernel options: l2-normed q, k,
-    the gate -exp(A_log) softplus(a + dt_bias), sigmoid beta) with that fp32 arithmetic's error:
-    IN_KERNEL_ULPS relative, and for the gate the same absolute per unit exp(A_log), since
-    softplus as log(1 + exp(x)) errs by ~u32 absolute where it is small. Accumulated over T
+    the gate -exp(A_log) softplus(a + dt_bias), per head or per key channel (KDA), KDA's bounded
+    gate lower_bound * sigmoid(exp(A_log) (a + dt_bias)), sigmoid beta) with that fp32 arithmetic's
+    error: IN_KERNEL_ULPS relative, and for the gate the same absolute per unit of the prepare's
+    ``gate_scale`` (references.options.gate_scale: exp(A_log), since softplus as log(1 + exp(x))
+    errs by ~u32 absolute where it is small; |lower_bound| for the bounded gate, whose sigmoid
+    argument's rounding moves it by < 0.23 |lower_bound| u). Accumulated over T
     decays this is what fla's gate-in-kernel recurrence shows on an H200 (ht ~1e-5 rel-RMSE,
     docs/gpu/features-h200-1); the CPU interpreter's exact numpy transcendentals do not."""
     u = IN_KERNEL_ULPS * U32

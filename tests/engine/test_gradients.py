@@ -219,3 +219,22 @@ def test_planted_dg_bug_in_the_chunk_kernel_is_flagged():
     assert verdicts.pop("dg") is Verdict.DIVERGED and set(verdicts.values()) == {Verdict.OK}
     dg = next(c for c in r.modes[bad].outputs if c.name == "dg")
     assert dg.score > 10  # far outside the bound, not a borderline call
+
+
+def test_kda_option_cancellation_scale_is_per_key_channel():
+    """KDA's gate is per key channel: with in-kernel options the dg cancellation scale takes the
+    largest per-channel term (times the gate's slope), not the per-head sum over K a GDN gate has."""
+    import torch
+
+    from fla_check.cases import CaseConfig, build_case, upstream
+    from fla_check.engine.gradients import _effective_terms, cancellation_scales
+    from fla_check.ops import get_op
+
+    config = CaseConfig(op="kda", dtype="float32", B=1, T=9, H=1, K=16, V=16, seed=2, initial_state=True,
+                        gate_in_kernel=True, lower_bound=-5.0)
+    inputs, up, step = build_case(config), upstream(config), get_op("kda").step
+    terms, slope = _effective_terms(inputs, up, step)
+    assert terms.shape == (1, 9, 1, 16) and 0 < slope <= 5.0 * 16 / 4  # |lb| max exp(A_log) / 4
+    ht = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    scale = cancellation_scales(inputs, {"dg": torch.zeros(1), "ht": ht}, up, step)["dg"]
+    assert scale == pytest.approx(slope * float(terms.max())) and scale < slope * float(terms.sum(-1).max())

@@ -192,3 +192,45 @@ def test_judging_fetches_once_per_mode_and_once_for_the_pairs(monkeypatch):
     assert calls.count("cpu") == 3
     # no metric read on its own; the rest are whole-tensor reads (cu_seqlens lists, varlen masks)
     assert not {"item", "__bool__", "__float__", "__int__"} & set(calls), calls
+
+
+def _kda_gate_mode(bound_factor: float) -> ModeSpec:
+    """A plain-torch kda mode that takes the in-kernel gate and its lower_bound and computes the gate
+    in fp32 as fla does, with the bound scaled by `bound_factor` (1: exact)."""
+    from fla_check.references import kda_step, run_recurrence
+    from fla_check.references.options import kda_gate
+
+    def fn(q, k, v, *, g=None, beta=None, scale=None, initial_state=None, output_final_state=False,
+           cu_seqlens=None, use_gate_in_kernel=False, A_log=None, dt_bias=None, lower_bound=None):
+        assert use_gate_in_kernel and cu_seqlens is None
+        bound = None if lower_bound is None else lower_bound * bound_factor
+        gate = kda_gate(g.float(), A_log.float(), dt_bias.float(), bound)
+        o, ht = run_recurrence(kda_step, q.float(), k.float(), v.float(), gate, beta.float(), scale=scale,
+                               initial_state=initial_state, output_final_state=True)
+        return o.to(q.dtype), ht
+
+    return ModeSpec(f"bound{bound_factor}", "test", fn, triton=False, options=frozenset({"gate_in_kernel",
+                                                                                         "lower_bound"}))
+
+
+@pytest.mark.parametrize("factor,verdict", [(1.0, Verdict.OK), (1.01, Verdict.DIVERGED), (0.98, Verdict.DIVERGED)])
+def test_kda_lower_bound_used_exactly_passes_and_off_by_a_percent_is_caught(factor, verdict):
+    config = CaseConfig(op="kda", dtype="float32", B=1, T=24, H=1, K=16, V=16, seed=3, initial_state=True,
+                        gate_norm=0.05, gate_in_kernel=True, lower_bound=-5.0)
+    r = check_case("kda", [_kda_gate_mode(factor)], config)
+    assert r.modes[f"test:bound{factor}"].verdict is verdict, r.modes[f"test:bound{factor}"].reason
+
+
+def test_kda_options_a_mode_does_not_declare_are_unsupported_with_the_reason():
+    config = CaseConfig(op="kda", dtype="float32", B=1, T=8, H=1, K=16, V=16, gate_in_kernel=True,
+                        lower_bound=-5.0, safe_gate=True)
+    r = check_case("kda", [_kda_gate_mode(1.0)], config)
+    mode = r.modes["test:bound1.0"]
+    assert mode.verdict is Verdict.UNSUPPORTED and "safe_gate" in mode.reason
+
+
+def test_kda_bound_case_result_json_round_trip_keeps_the_bound():
+    config = CaseConfig(op="kda", dtype="float32", B=1, T=8, H=1, K=16, V=16, gate_in_kernel=True, lower_bound=-3.0)
+    r = check_case("kda", [_kda_gate_mode(1.01)], config)
+    back = CaseResult.from_json(json.loads(json.dumps(r.to_json(), allow_nan=False)))
+    assert back.to_json() == r.to_json() and back.config == config and back.config.lower_bound == -3.0

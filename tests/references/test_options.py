@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fla_check.references import gated_delta_step, reference
-from fla_check.references.options import L2NORM_EPS, expand_heads, gdn_gate, l2norm, make_prepare
+from fla_check.references.options import L2NORM_EPS, expand_heads, gate_scale, gdn_gate, kda_gate, l2norm, make_prepare
 
 
 def test_l2norm_is_fla_formula_with_eps_inside_the_root():
@@ -58,3 +58,31 @@ def test_prepare_applies_each_option_and_gradients_flow_to_the_raw_inputs():
     assert torch.allclose(ge, gdn_gate(a, A_log, dt_bias)) and torch.allclose(be, torch.sigmoid(b))
     (dq,) = torch.autograd.grad(qe.sum(), [q])
     assert torch.isfinite(dq).all() and dq.abs().max() > 0
+
+
+def test_kda_gate_by_hand_softplus_and_lower_bound_forms():
+    """KDA's gate per key channel: A_log per value head, dt_bias per (head, channel) as fla's flat [HV * K]."""
+    a = torch.tensor([[[1.0, -2.0], [0.0, 40.0]]], dtype=torch.float64)  # [1, HV=2, K=2]
+    A_log, dt_bias = torch.tensor([math.log(2.0), 0.0]), torch.tensor([0.5, 0.0, -1.0, -50.0])
+    soft = [[-2.0 * math.log1p(math.exp(1.5)), -2.0 * math.log1p(math.exp(-2.0))],
+            [-math.log1p(math.exp(-1.0)), -math.log1p(math.exp(-10.0))]]
+    assert torch.allclose(kda_gate(a, A_log, dt_bias), torch.tensor([soft], dtype=torch.float64), rtol=1e-14)
+    sig = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    bounded = [[-5.0 * sig(3.0), -5.0 * sig(-4.0)], [-5.0 * sig(-1.0), -5.0 * sig(-10.0)]]
+    got = kda_gate(a, A_log, dt_bias, lower_bound=-5.0)
+    assert torch.allclose(got, torch.tensor([bounded], dtype=torch.float64), rtol=1e-14)
+    assert float(got.min()) > -5.0 and float(got.max()) < 0  # inside (lower_bound, 0)
+    assert torch.allclose(kda_gate(a, A_log, None, -1.0), -torch.sigmoid(a * A_log.exp().view(2, 1)))
+
+
+def test_prepare_applies_kda_gate_and_its_error_scale_broadcasts_over_channels():
+    a = torch.randn(1, 3, 2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    A_log, dt_bias = torch.tensor([0.5, 1.0]), torch.linspace(-3.0, -1.0, 8)
+    x = (a, a, a, a, None)
+    for bound in (None, -5.0):
+        prep = make_prepare(A_log=A_log, dt_bias=dt_bias, key_gate=True, lower_bound=bound)
+        assert torch.equal(prep(*x)[3], kda_gate(a, A_log, dt_bias, bound))
+    assert gate_scale(A_log, True, None).shape == (2, 1) and gate_scale(A_log, False, None).shape == (2,)
+    assert float(gate_scale(A_log, True, -3.0)) == 3.0 and gate_scale(None, True, None) is None
+    with pytest.raises(ValueError, match="KDA"):
+        make_prepare(A_log=A_log, lower_bound=-5.0)  # a per-head (GDN) gate has no bounded form

@@ -115,6 +115,28 @@ def test_a_gate_computed_in_kernel_carries_fp32_transcendental_error_into_the_st
     assert scales[True]["ht"].rel_rms > 20 * 2.0**-24
 
 
+@pytest.mark.parametrize("bound", [None, -5.0])
+def test_kda_in_kernel_gate_softplus_or_bounded_carries_fp32_transcendental_error(bound):
+    """KDA's gate per key channel (-exp(A_log) softplus(a + dt_bias), or lower_bound * sigmoid(exp(A_log)
+    (a + dt_bias))) is computed in fp32 like Gated DeltaNet's: the same model (emulation.
+    _computed_in_kernel, absolute scale exp(A_log) per head over the channels, or |lower_bound|)."""
+    from fla_check.references import reference
+
+    base = dict(op="kda", dtype="float16", B=1, T=32, H=2, K=16, V=16, initial_state=True, seed=5, gate_norm=0.1)
+    op = get_op("kda")
+    scales = {}
+    for gate_in_kernel in (False, True):
+        inputs = build_case(CaseConfig(**base, gate_in_kernel=gate_in_kernel,
+                                       lower_bound=bound if gate_in_kernel else None))
+        o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True,
+                          prepare=inputs.prepare)
+        exact = {"o": o, "ht": ht}
+        scales[gate_in_kernel] = noise_scales(baseline_samples(op, RECURRENT_FP32, inputs, torch.float16, 1,
+                                                               exact=exact), exact)
+    assert scales[False]["ht"].rel_rms <= 2.0**-24
+    assert scales[True]["ht"].rel_rms > 20 * 2.0**-24
+
+
 def test_a_cancelling_readout_is_no_false_alarm_and_a_small_error_still_is_caught():
     """Built-in recurrent GLA, fp32, T=1, K=V=60: q . k cancels, so the readout's 60-term fp32 sum
     errs far above o's own rounding; it scored 2.74 (DIVERGED) before the readout was sampled.
