@@ -117,7 +117,7 @@ def fla_ops() -> SimpleNamespace:
 
     _before_import()
     if interpreter_shims.is_interpreter() or os.environ.get(PIN_AUTOTUNE_ENV) == "1":
-        interpreter_shims.pin_autotune()
+        interpreter_shims.pin_autotune(process_wide=True)
     with warnings.catch_warnings():  # fla warns that Triton is unsupported on CPU; the interpreter runs it
         warnings.filterwarnings("ignore", message="Triton is not supported on current platform")
         from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule

@@ -83,6 +83,24 @@ def test_scoped_pin_leaves_an_outer_pin():
     assert shims.is_pinned()
 
 
+def test_a_process_wide_pin_made_inside_a_scope_outlives_it():
+    """The fla provider pins once per process; if its first call happens inside a runner's scoped
+    pin, the scope's exit must not take the pin away (fla's later calls ran unpinned before)."""
+    shims.unpin_autotune()
+    with shims.pinned_autotune():
+        assert shims.pin_autotune(process_wide=True) is False
+    assert shims.is_pinned()
+    with shims.unpinned_autotune():
+        assert not shims.is_pinned()
+    with shims.pinned_autotune():
+        pass
+    assert shims.is_pinned()
+    shims.unpin_autotune()
+    with shims.pinned_autotune():
+        pass
+    assert not shims.is_pinned()
+
+
 @pytest.mark.skipif(not get_backend().interpreter, reason="only the interpreter lacks a benchmarker")
 def test_unpinned_autotune_fails_in_the_interpreter():
     shims.unpin_autotune()

@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Optional
 
 _ORIGINAL: Optional[Callable] = None
 _ORIGINAL_RUN: Optional[Callable] = None  # Triton's Autotuner.run, kept from the first pin on
+_PROCESS_WIDE = False  # pinned by pin_autotune(process_wide=True): scopes leave it in place
 
 
 def _pinned_run(self, *args, **kwargs):
@@ -41,11 +42,14 @@ def is_interpreter() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def pin_autotune() -> bool:
-    """Make every triton.autotune kernel use its first config; True if this call installed it."""
-    global _ORIGINAL, _ORIGINAL_RUN
+def pin_autotune(process_wide: bool = False) -> bool:
+    """Make every triton.autotune kernel use its first config; True if this call installed it.
+    `process_wide`: the pin outlives any :func:`pinned_autotune` scope it happens inside (the fla
+    provider pins once per process, possibly while a runner's scope is open)."""
+    global _ORIGINAL, _ORIGINAL_RUN, _PROCESS_WIDE
     from triton.runtime.autotuner import Autotuner
 
+    _PROCESS_WIDE = _PROCESS_WIDE or process_wide
     if _ORIGINAL is not None:
         return False
     _ORIGINAL = Autotuner.prune_configs
@@ -56,14 +60,14 @@ def pin_autotune() -> bool:
 
 
 def unpin_autotune() -> None:
-    """Undo :func:`pin_autotune` (no-op when not pinned)."""
-    global _ORIGINAL, _ORIGINAL_RUN
+    """Undo :func:`pin_autotune` (no-op when not pinned), a process-wide pin too."""
+    global _ORIGINAL, _ORIGINAL_RUN, _PROCESS_WIDE
     if _ORIGINAL is None:
         return
     from triton.runtime.autotuner import Autotuner
 
     Autotuner.prune_configs, Autotuner.run = _ORIGINAL, _ORIGINAL_RUN
-    _ORIGINAL = None
+    _ORIGINAL, _PROCESS_WIDE = None, False
 
 
 def is_pinned() -> bool:
@@ -78,22 +82,22 @@ def pin_on_interpreter() -> None:
 
 @contextmanager
 def pinned_autotune() -> Iterator[None]:
-    """Scoped pin; leaves an outer pin in place."""
+    """Scoped pin; leaves an outer pin in place, and a process-wide pin made inside the scope."""
     installed = pin_autotune()
     try:
         yield
     finally:
-        if installed:
+        if installed and not _PROCESS_WIDE:
             unpin_autotune()
 
 
 @contextmanager
 def unpinned_autotune() -> Iterator[None]:
     """Scoped free autotuning (the autotuner benchmarks and picks); re-pins if it was pinned."""
-    was = is_pinned()
+    was, process_wide = is_pinned(), _PROCESS_WIDE
     unpin_autotune()
     try:
         yield
     finally:
         if was:
-            pin_autotune()
+            pin_autotune(process_wide)
