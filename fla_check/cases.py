@@ -24,6 +24,13 @@ bounded in [-5, 0); fla requires ``lower_bound`` in [-5, 0) with the in-kernel g
 gates must be bounded by the caller: only the former is drawn, so ``safe_gate`` needs both). The
 reference applies each exactly (:mod:`fla_check.references.options`).
 
+Chunking and state layout (every op): ``chunk_size`` (None: not passed, the kernel's own default,
+64 for fla's and the built-in chunk kernels; else 16, 32 or 64, passed as ``chunk_size=``) and
+``state_v_first`` (states in fla's V-first ``[N, HV, V, K]`` layout: the case's initial state is
+handed to the mode transposed and the mode's final state read back transposed, in one place,
+:meth:`CaseInputs.state_layout`; the reference is unchanged). Which modes take them:
+:class:`fla_check.ops.ModeSpec` (``chunk_sizes``, ``state_v_first``).
+
 Mask fills are floats or the symbols ``-0.1max``, ``-max``, ``-inf``, resolved against
 ``torch.finfo`` of the kernel dtype; a float beyond the dtype's range becomes -inf, as casting
 an fp32 gate would make it.
@@ -34,7 +41,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +74,8 @@ OPTION_OPS = frozenset(OP_OPTIONS)
 OPTION_REQUIRES = {"lower_bound": ("gate_in_kernel",), "safe_gate": ("gate_in_kernel", "lower_bound")}
 SAFE_GATE_MIN = -5.0  # fla 0.6.0 chunk_kda: safe_gate with the in-kernel gate needs lower_bound in [-5, 0)
 DEFAULT_LOWER_BOUND = -5.0  # fla's recommended value (chunk_kda docstring), the one models ship
+CHUNK_SIZES = (16, 32, 64)  # explicit chunk_size values a case may ask for (None: the kernel's default)
+STATE_LAYOUTS = ("kv", "vk")  # state layouts: [K, V] (the default) and [V, K] (state_v_first)
 SYMBOLIC_FILLS = ("-0.1max", "-max", "-inf")
 GUARD_STEPS = 64  # NaN padding around every kernel input, in time steps (one chunk)
 _FILL_RE = re.compile(r"^-(\d*\.?\d*)\*?(?:finfo\.)?max$")
@@ -163,6 +172,8 @@ class CaseConfig:
     beta_sigmoid: bool = False  # use_beta_sigmoid_in_kernel: beta logits are passed
     lower_bound: Optional[float] = None  # KDA with gate_in_kernel: g = lower_bound * sigmoid(exp(A_log) (a + dt_bias))
     safe_gate: bool = False  # KDA: fla's safe_gate kernel path (needs lower_bound in [-5, 0))
+    chunk_size: Optional[int] = None  # chunk_size= passed to the mode (None: its default, 64)
+    state_v_first: bool = False  # states handed over and read back as [.., V, K] (state_v_first=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", dtype_name(self.dtype))
@@ -189,6 +200,11 @@ class CaseConfig:
     def options(self) -> tuple[str, ...]:
         """The in-kernel options this case asks for (names of KERNEL_OPTIONS)."""
         return tuple(name for name in KERNEL_OPTIONS if getattr(self, name) not in (False, None))
+
+    @property
+    def state_layout(self) -> str:
+        """'kv' ([K, V] states, the default) or 'vk' (state_v_first)."""
+        return "vk" if self.state_v_first else "kv"
 
     @property
     def varlen(self) -> bool:
@@ -232,6 +248,10 @@ class CaseConfig:
         heads = f"H{self.H}" + (f"HV{self.HV}" if self.value_ratio > 1 else "")
         parts = [self.op, self.dtype, f"B{self.B}T{self.T}{heads}K{self.K}V{self.V}"]
         parts += [f"lower_bound={self.lower_bound:g}" if o == "lower_bound" else o for o in self.options]
+        if self.chunk_size is not None:
+            parts.append(f"chunk{self.chunk_size}")
+        if self.state_v_first:
+            parts.append("vk")
         if self.qk_l2norm and self.qk_scale != 1.0:
             parts.append(f"qk{self.qk_scale:g}")
         if GATE_OPS[self.op]:
@@ -247,8 +267,8 @@ class CaseConfig:
 
     # -- JSON ----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """Every field, but the GVA and in-kernel option fields only when not at their default
-        (reports of cases without them read as before)."""
+        """Every field, but the GVA, in-kernel option, chunk size and state layout fields only
+        when not at their default (reports of cases without them read as before)."""
         data = asdict(self)
         data["segments"] = [list(row) for row in self.segments]
         for name in _OPTIONAL_FIELDS:
@@ -269,7 +289,8 @@ class CaseConfig:
         return cls(**data)
 
 
-_OPTIONAL_FIELDS = ("value_ratio", "qk_l2norm", "qk_scale", "gate_in_kernel", "beta_sigmoid", "lower_bound", "safe_gate")
+_OPTIONAL_FIELDS = ("value_ratio", "qk_l2norm", "qk_scale", "gate_in_kernel", "beta_sigmoid", "lower_bound", "safe_gate",
+                    "chunk_size", "state_v_first")
 _DEFAULTS = {f.name: f.default for f in fields(CaseConfig)}
 
 
@@ -310,6 +331,11 @@ def _validate_options(c: CaseConfig) -> None:
     if c.gate_in_kernel and c.packing == "mask":
         raise CaseError("gate_in_kernel cannot pack by a gate fill (the fill would go through softplus); "
                         "pack with cu_seqlens")
+    if c.chunk_size is not None and (isinstance(c.chunk_size, bool) or c.chunk_size not in CHUNK_SIZES):
+        raise CaseError(f"chunk_size must be one of {', '.join(map(str, CHUNK_SIZES))} or None (the kernel's "
+                        f"default), got {c.chunk_size!r}")
+    if not isinstance(c.state_v_first, bool):
+        raise CaseError(f"state_v_first must be true or false, got {c.state_v_first!r}")
 
 
 def _validate_bound(c: CaseConfig) -> None:
@@ -385,6 +411,8 @@ class CaseInputs:
     A_log: Optional[Tensor] = None  # float32 [HV] (gate_in_kernel)
     dt_bias: Optional[Tensor] = None  # float32 [HV], KDA's [HV * K] (gate_in_kernel)
     lower_bound: Optional[float] = None  # KDA's bounded in-kernel gate
+    chunk_size: Optional[int] = None  # chunk_size= for the mode (None: not passed)
+    state_v_first: bool = False  # the mode takes and returns [.., V, K] states (see state_layout)
 
     @property
     def prepare(self) -> Optional[Prepare]:
@@ -403,7 +431,25 @@ class CaseInputs:
             out["lower_bound"] = self.lower_bound
         if "gate_in_kernel" in self.options:
             out.update(A_log=self.A_log.clone(), dt_bias=None if self.dt_bias is None else self.dt_bias.clone())
+        if self.chunk_size is not None:
+            out["chunk_size"] = self.chunk_size
         return out
+
+    def state_layout(self, fn: Callable, guard: float = math.nan) -> Callable:
+        """`fn` as the harness calls every mode: [K, V] states in and out. For a state_v_first
+        case the mode gets ``state_v_first=True`` and the initial state transposed to [.., V, K]
+        (a contiguous copy inside a `guard`-filled buffer, :func:`guarded`), and its final state
+        is read back transposed; autograd flows through both transposes (dh0 comes back [K, V]).
+        Otherwise `fn` itself. This is the only place the layout is adapted: modes never are."""
+        if not self.state_v_first:
+            return fn
+
+        def v_first(q: Tensor, k: Tensor, v: Tensor, *, initial_state: Optional[Tensor] = None, **kwargs):
+            h0 = None if initial_state is None else guarded(initial_state.transpose(-1, -2), guard)
+            return _state_read_back(fn(q, k, v, initial_state=h0, state_v_first=True, **kwargs))
+
+        v_first.__name__ = v_first.__qualname__ = f"{getattr(fn, '__name__', 'mode')}_state_v_first"
+        return v_first
 
     def mode_args(self, guard: float = math.nan) -> tuple[Tensor, Tensor, Tensor]:
         """q, k, v for one mode call: NaN-guarded copies (see :func:`guarded`; `guard`: the fill)."""
@@ -419,6 +465,14 @@ class CaseInputs:
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         return self.q, self.k, self.v, self.g, self.beta
+
+
+def _state_read_back(raw: Any) -> Any:
+    """(o, ht^T) of a v-first mode's (o, ht [.., V, K]); anything else unchanged (a malformed
+    return value is the runner's to report)."""
+    if isinstance(raw, (tuple, list)) and len(raw) == 2 and isinstance(raw[1], Tensor) and raw[1].dim() >= 2:
+        return raw[0], raw[1].transpose(-1, -2)
+    return raw
 
 
 def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> CaseInputs:
@@ -459,6 +513,7 @@ def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> 
         A_log=None if A_log is None else A_log.to(device),
         dt_bias=None if dt_bias is None else dt_bias.to(device),
         lower_bound=config.lower_bound,
+        chunk_size=config.chunk_size, state_v_first=config.state_v_first,
     )
 
 

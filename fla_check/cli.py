@@ -187,6 +187,38 @@ def _parse_kernel_options(text: Optional[str], op) -> Optional[tuple[str, ...]]:
     return names
 
 
+def _parse_drawn_chunk_sizes(text: Optional[str]) -> Optional[tuple[Optional[int], ...]]:
+    """run --chunk-sizes: 'default' (the kernel's own, not passed), 16, 32, 64 or 'all'; None when not given."""
+    from fla_check.cases import CHUNK_SIZES
+
+    if text is None:
+        return None
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return (None, *CHUNK_SIZES)
+    valid = {"default": None, **{str(c): c for c in CHUNK_SIZES}}
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise UsageError(f"--chunk-sizes {text!r}: a comma list of default, {', '.join(map(str, CHUNK_SIZES))} "
+                        "(or all)")
+    return tuple(dict.fromkeys(valid[n] for n in names))
+
+
+def _parse_state_layouts(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    """--state-layouts: kv ([K, V], the default), vk ([V, K]: state_v_first) or all; None when not given."""
+    from fla_check.cases import STATE_LAYOUTS
+
+    if text is None:
+        return None
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return STATE_LAYOUTS
+    if not names or any(n not in STATE_LAYOUTS for n in names):
+        raise UsageError(f"--state-layouts {text!r}: a comma list of kv ([K, V] states) and vk ([V, K], "
+                        "state_v_first), or all")
+    return tuple(dict.fromkeys(names))
+
+
 def _parse_configs(text: Optional[str], refs: Sequence[str], device: str):
     """--configs / --config -> a ConfigPolicy (picked needs a GPU: the interpreter cannot time configs)."""
     from fla_check.engine.configs import parse_policy
@@ -279,6 +311,12 @@ def _warn(lines: Sequence[str]) -> None:
               help="In-kernel options to draw (gated_delta: qk_l2norm, gate_in_kernel, beta_sigmoid; kda also "
                    "lower_bound (-5, -1, -3, -0.1; needs gate_in_kernel) and safe_gate (needs both); or none; "
                    "default: those the modes declare).")
+@click.option("--chunk-sizes", default=None, metavar="C,..",
+              help="chunk_size values to draw: default (the kernel's, not passed), 16, 32, 64 or all (default: "
+                   "not drawn). Modes without that chunk size: UNSUPPORTED; recurrent modes run unchanged.")
+@click.option("--state-layouts", default=None, metavar="kv,vk",
+              help="State layouts to draw: kv ([K, V]), vk ([V, K], state_v_first=True: h0 handed over and ht read "
+                   "back transposed) or all (default: kv). Modes without state_v_first: UNSUPPORTED.")
 @click.option("--invariance", default=None, metavar="CHECK,..",
               help="Metamorphic checks of passing modes: split, packing, batch, layout, all or none "
                    "(default: layout, or FLA_CHECK_INVARIANCE).")
@@ -318,10 +356,9 @@ def _warn(lines: Sequence[str]) -> None:
               help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
 @_guard
 def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len, mask_fill, backward, value_ratios,
-        kernel_options, invariance, invariance_scope, providers, configs_text, config_refs, profile, large_index,
-        large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json, warmup,
-        warmup_buckets, warmup_seconds,
-        sanitizer_text) -> None:
+        kernel_options, chunk_sizes, state_layouts, invariance, invariance_scope, providers, configs_text, config_refs,
+        profile, large_index, large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json,
+        warmup, warmup_buckets, warmup_seconds, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
     isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
@@ -339,6 +376,7 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
     fills = _parse_fills(mask_fill, op)
     ratios = _parse_value_ratios(value_ratios, op)
     options = _parse_kernel_options(kernel_options, op)
+    chunks, layouts = _parse_drawn_chunk_sizes(chunk_sizes), _parse_state_layouts(state_layouts)
     dtype_list = _parse_dtypes(dtypes, device)
     shard = _parse_shard(shard_text)
     policy = _parse_configs(configs_text, config_refs, device)
@@ -358,7 +396,8 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
         result, path = run_command(op, mode_names, dtypes=dtype_list, examples=examples, seed=seed,
                                    max_seq_len=max_seq_len, mask_fills=fills, backward=backward, profile=profile,
                                    shard=shard, device=device, report=report, progress=on_progress,
-                                   value_ratios=ratios, kernel_options=options, configs=policy, isolation=isolation,
+                                   value_ratios=ratios, kernel_options=options, chunk_sizes=chunks,
+                                   state_layouts=layouts, configs=policy, isolation=isolation,
                                    sanitizer=sanitizer, providers=providers, preset=preset_name, invariance=checks,
                                    invariance_scope=invariance_scope, large_index=large_index,
                                    large_index_budget=budget, warmup=warmup, warmup_buckets=warmup_buckets,

@@ -11,14 +11,25 @@ states have HV), and a mode that declares in-kernel options (``ModeSpec.options`
 keywords (fla's: ``use_qk_l2norm_in_kernel=True``, ``use_gate_in_kernel=True, A_log, dt_bias``,
 ``use_beta_sigmoid_in_kernel=True``, KDA's ``lower_bound=<float>``, ``safe_gate=True``); it is never
 called with what it does not declare. Modes with
-backward are differentiable under torch autograd. Kernel modules are imported lazily
+backward are differentiable under torch autograd.
+
+Chunk size and state layout (``CaseConfig.chunk_size``, ``state_v_first``): a mode that lists a
+chunk size in ``ModeSpec.chunk_sizes`` takes ``chunk_size=`` with it and is judged with its
+declared arithmetic at that chunk length. A mode declared recurrent (``arithmetic.algorithm``)
+has no chunks: a case's chunk_size is irrelevant to it, so it runs the case unchanged (without
+the keyword) rather than being UNSUPPORTED -- its verdict on the case stays meaningful, and the
+other dimensions of the case stay covered for it. Any other mode is UNSUPPORTED for a chunk size
+it does not list. ``ModeSpec.state_v_first``: takes ``state_v_first=True`` with its initial and
+final states as ``[N, HV, V, K]`` (the harness transposes them, :meth:`fla_check.cases.CaseInputs.state_layout`);
+else UNSUPPORTED for v-first cases. ``option_reasons`` give the why-not of ``chunk_size`` and
+``state_v_first`` too. Kernel modules are imported lazily
 (``"module:attr"``) so that importing the registry never imports triton.
 """
 from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Optional
 
 import torch
@@ -62,6 +73,23 @@ class ModeSpec:
     option_reasons: tuple = ()  # (option, why not) for options it does not take, shown as the reason
     caveat: str = ""  # non-empty: the provider changed how the library behaves for this mode (e.g. lifted a
     # guard); every run that checks the mode records it (options.caveats) and prints it
+    chunk_sizes: frozenset = frozenset()  # chunk_size= values it takes (module doc: recurrent modes need none)
+    state_v_first: bool = False  # takes state_v_first=True ([.., V, K] initial and final states)
+
+    @property
+    def chunked(self) -> bool:
+        """Whether it computes in chunks (declared arithmetic): a recurrent mode has no chunk size."""
+        return self.arithmetic.algorithm == "chunk"
+
+    def takes_chunk_size(self, chunk_size: Optional[int]) -> bool:
+        """Whether a case's `chunk_size` is passed to this mode (not for None, nor a recurrent mode)."""
+        return chunk_size is not None and self.chunked and chunk_size in self.chunk_sizes
+
+    def declared(self, chunk_size: Optional[int] = None) -> Arithmetic:
+        """Its declared arithmetic on a case with `chunk_size` (the chunk length it runs at)."""
+        if self.takes_chunk_size(chunk_size):
+            return replace(self.arithmetic, chunk=chunk_size)
+        return self.arithmetic
 
     @property
     def qualified(self) -> str:
@@ -80,7 +108,8 @@ class ModeSpec:
 
     def unsupported_reason(self, *, dtype: torch.dtype, varlen: bool, initial_state: bool,
                            backward: bool, interpreter: Optional[bool] = None, value_ratio: int = 1,
-                           options: Iterable[str] = ()) -> Optional[str]:
+                           options: Iterable[str] = (), chunk_size: Optional[int] = None,
+                           state_v_first: bool = False) -> Optional[str]:
         """Why this mode cannot run a case with these features, or None.
 
         `interpreter=None` means "as selected in this process" (TRITON_INTERPRET=1).
@@ -101,9 +130,16 @@ class ModeSpec:
             return f"{self.qualified} does not support grouped value heads (HV = {value_ratio} H)"
         for option in options:
             if option not in self.options:
-                why = dict(self.option_reasons).get(option, "")
-                return f"{self.qualified} does not support {option}" + (f": {why}" if why else "")
+                return self._why_not(option)
+        if chunk_size is not None and self.chunked and chunk_size not in self.chunk_sizes:
+            return self._why_not("chunk_size", f"chunk_size={chunk_size}")
+        if state_v_first and not self.state_v_first:
+            return self._why_not("state_v_first", "state_v_first ([V, K] states)")
         return None
+
+    def _why_not(self, option: str, what: str = "") -> str:
+        why = dict(self.option_reasons).get(option, "")
+        return f"{self.qualified} does not support {what or option}" + (f": {why}" if why else "")
 
 
 @dataclass(frozen=True)
@@ -125,8 +161,13 @@ class OpSpec:
 _K = "fla_check.kernels"
 _NO_BWD = "forward only (as in fla: no backward for the per-step gated delta rule)"
 _L2NORM = frozenset({"qk_l2norm"})
+_CHUNKS = frozenset({16, 32, 64})  # every built-in chunk kernel takes chunk_size (16/32/64)
+# the built-in kernels index their states [K, V] (row stride V): a V-first state would need every
+# state load and store (h0, ht, and dh0, dht in the backward kernels) given its strides
+_KV_ONLY = ("state_v_first", "the built-in kernels index their states [K, V]")
 _NO_GATE_BETA = (("gate_in_kernel", "the built-in kernels take a log gate (no A_log / dt_bias)"),
-                 ("beta_sigmoid", "the built-in kernels take beta, not logits"))
+                 ("beta_sigmoid", "the built-in kernels take beta, not logits"), _KV_ONLY)
+_BUILTIN = (_KV_ONLY,)
 
 _KDA_NO_OPTIONS = (
     ("qk_l2norm", "the built-in kda kernels take normalized q, k"),
@@ -135,6 +176,7 @@ _KDA_NO_OPTIONS = (
     ("lower_bound", "the built-in kda kernels take a log gate (no in-kernel lower_bound * sigmoid gate)"),
     ("safe_gate", "fla's safe_gate selects its tensor-core path for bounded gates; the built-in kda kernels "
                   "have one path and no in-kernel gate to bound"),
+    _KV_ONLY,
 )
 
 OPS: dict[str, OpSpec] = {
@@ -143,11 +185,13 @@ OPS: dict[str, OpSpec] = {
         description="Gated Linear Attention, per-key-channel log gate",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.gla.recurrent:gla_recurrent",
-                                  backward=True, description="per-step fused recurrence"),
+                                  backward=True, option_reasons=_BUILTIN, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gla.chunk:gla_chunk", backward=True,
-                              arithmetic=_GLA_CHUNK, description="chunk-local cumsum, sub-chunk blocks, state passing"),
+                              arithmetic=_GLA_CHUNK, chunk_sizes=_CHUNKS, option_reasons=_BUILTIN,
+                              description="chunk-local cumsum, sub-chunk blocks, state passing"),
             "fused_chunk": ModeSpec("fused_chunk", "builtin", f"{_K}.gla.fused_chunk:gla_fused_chunk",
                                     backward_reason="builtin:fused_chunk is forward only", arithmetic=_GLA_FUSED,
+                                    option_reasons=(("chunk_size", "its chunk length is fixed (BT=16)"), _KV_ONLY),
                                     description="one program per (batch, head), q*exp(G)/k*exp(-G), BT=16"),
         },
     ),
@@ -156,9 +200,9 @@ OPS: dict[str, OpSpec] = {
         description="DeltaNet (delta rule, no gate)",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.delta.recurrent:delta_recurrent",
-                                  backward=True, description="per-step fused recurrence"),
+                                  backward=True, option_reasons=_BUILTIN, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
-                              arithmetic=_DELTA_CHUNK,
+                              arithmetic=_DELTA_CHUNK, chunk_sizes=_CHUNKS, option_reasons=_BUILTIN,
                               description="WY/UT transform, blocked inverse (16x16 blocks merged by dots), "
                                           "state passing"),
         },
@@ -172,7 +216,7 @@ OPS: dict[str, OpSpec] = {
                                   backward_reason=_NO_BWD, gva=True, options=_L2NORM, option_reasons=_NO_GATE_BETA,
                                   description="per-step fused recurrence, q/k l2norm in the kernel"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
-                              backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM,
+                              backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM, chunk_sizes=_CHUNKS,
                               option_reasons=_NO_GATE_BETA,
                               description="gated UT transform (blocked inverse), state passing; q/k l2norm by a "
                                           "Triton kernel before it"),
@@ -183,9 +227,9 @@ OPS: dict[str, OpSpec] = {
         description="simple GLA, one scalar log gate per head (RetNet/Mamba2-style decay)",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.simple_gla.recurrent:simple_gla_recurrent",
-                                  backward=True, description="per-step fused recurrence"),
+                                  backward=True, option_reasons=_BUILTIN, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
-                              arithmetic=_SIMPLE_GLA_CHUNK,
+                              arithmetic=_SIMPLE_GLA_CHUNK, chunk_sizes=_CHUNKS, option_reasons=_BUILTIN,
                               description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
         },
     ),
@@ -198,6 +242,7 @@ OPS: dict[str, OpSpec] = {
                                   description="per-step fused recurrence, checkpointed backward"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.kda.chunk:kda_chunk", option_reasons=_KDA_NO_OPTIONS,
                               backward_reason="builtin:chunk of kda is forward only", arithmetic=_KDA_CHUNK,
+                              chunk_sizes=_CHUNKS,
                               description="per-channel gated UT transform (sub-chunk bounded exponents), state passing"),
         },
     ),

@@ -32,8 +32,9 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
 from fla_check.cases import (
-    BETA_OPS, GATE_OPS, GVA_OPS, GVA_RATIOS, OPTION_REQUIRES, SAFE_GATE_MIN, SYMBOLIC_FILLS, CaseConfig, Fill,
-    build_case, canonical_fill, dtype_name, op_options, option_values,
+    BETA_OPS, CHUNK_SIZES as CASE_CHUNK_SIZES, GATE_OPS, GVA_OPS, GVA_RATIOS,
+    OPTION_REQUIRES, SAFE_GATE_MIN, STATE_LAYOUTS, SYMBOLIC_FILLS, CaseConfig, Fill, build_case, canonical_fill,
+    dtype_name, op_options, option_values,
 )
 from fla_check.presets import Preset
 from fla_check.references.options import expand_heads
@@ -51,6 +52,10 @@ QK_SCALES = (1.0, 1e-3, 1e-2)  # raw q/k magnitude of l2norm cases: small norms 
 # KDA's lower_bound by index: fla's recommended -5 first (shrinking goes there), then weaker bounds
 LOWER_BOUNDS = (-5.0, -1.0, -3.0, -0.1)
 SMALL_MAX_VALUE_HEADS = 8  # CPU: HV = r H <= 8 (the interpreter runs one program per value head)
+# chunk_size / state layout by index when a run draws them: the default first (shrinking goes
+# there) and most often; 16 and 32 (and an explicit 64) sometimes; v-first one draw in three
+CHUNK_DRAWS: tuple[Optional[int], ...] = (None, None, 16, None, 32, 64)
+LAYOUT_DRAWS = ("kv", "kv", "vk")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class SpaceOptions:
     value_ratios: Optional[tuple[int, ...]] = None  # GVA ratios HV/H to draw; None: all (GVA ops), else (1,)
     kernel_options: Optional[tuple[str, ...]] = None  # in-kernel options to draw; None: every one the op takes
     preset: Optional[Preset] = None  # a model's heads, K, V, options, packings (fla_check.presets)
+    chunk_sizes: Optional[tuple[Optional[int], ...]] = None  # chunk_size values to draw (None: the default)
+    state_layouts: Optional[tuple[str, ...]] = None  # 'kv', 'vk' to draw; None: kv only
 
     def __post_init__(self) -> None:
         if self.preset is not None and (self.op != self.preset.op or self.value_ratios or self.kernel_options
@@ -98,6 +105,26 @@ class SpaceOptions:
                 missing = [r for r in OPTION_REQUIRES.get(name, ()) if r not in self.kernel_options]
                 if missing:
                     raise ValueError(f"kernel option {name} needs {', '.join(missing)} among the kernel options")
+
+        if self.chunk_sizes is not None and (not self.chunk_sizes or any(
+                c is not None and c not in CASE_CHUNK_SIZES for c in self.chunk_sizes)):
+            raise ValueError(f"chunk sizes {list(self.chunk_sizes)}: use some of None (the kernel's default), "
+                             f"{', '.join(map(str, CASE_CHUNK_SIZES))}")
+        if self.state_layouts is not None and (not self.state_layouts or any(
+                s not in STATE_LAYOUTS for s in self.state_layouts)):
+            raise ValueError(f"state layouts {list(self.state_layouts)}: use some of {', '.join(STATE_LAYOUTS)}")
+
+    def chunk_draws(self) -> tuple[Optional[int], ...]:
+        """chunk_size values by index (the first shrinks simplest); (None,) unless asked for."""
+        if self.chunk_sizes is None:
+            return (None,)
+        return tuple(c for c in CHUNK_DRAWS if c in self.chunk_sizes)
+
+    def layout_draws(self) -> tuple[str, ...]:
+        """State layouts by index ('kv' first when allowed); ('kv',) unless asked for."""
+        if self.state_layouts is None:
+            return ("kv",)
+        return tuple(s for s in LAYOUT_DRAWS if s in self.state_layouts)
 
     def ratios(self) -> tuple[int, ...]:
         """GVA ratios to draw, by index (the first shrinks simplest: 1 when allowed)."""
@@ -247,6 +274,7 @@ def case_configs(draw, options: SpaceOptions) -> CaseConfig:
     return CaseConfig(
         op=op, dtype=dtype, B=B, T=T, H=H, K=K, V=V, beta_max=beta_max, initial_state=initial_state,
         packing=packing, segments=segments, mask_fill=fill, seed=seed, value_ratio=ratio, **gate, **kernel,
+        **_draw_layout(draw, options),
     )
 
 
@@ -264,7 +292,21 @@ def _preset_config(draw, options: SpaceOptions, dtype: str, packing: str, seed: 
         kernel["qk_scale"] = draw(st.sampled_from(QK_SCALES))
     gate = _draw_gate(draw) if GATE_OPS[p.op] else {}
     return CaseConfig(op=p.op, dtype=dtype, B=B, T=T, H=H, K=p.K, V=p.V, initial_state=initial_state, packing=packing,
-                      segments=segments, seed=seed, value_ratio=p.value_ratio, **gate, **kernel)
+                      segments=segments, seed=seed, value_ratio=p.value_ratio, **gate, **kernel,
+                      **_draw_layout(draw, options))
+
+
+def _draw_layout(draw, options: SpaceOptions) -> dict:
+    """chunk_size and state_v_first from the run's allowed values (nothing drawn where there is
+    one: a run that does not ask for them draws exactly as before they existed)."""
+    out: dict = {}
+    for name, values in (("chunk_size", options.chunk_draws()), ("state_layout", options.layout_draws())):
+        value = draw(st.sampled_from(values)) if len(set(values)) > 1 else values[0]
+        if name == "chunk_size":
+            out["chunk_size"] = value
+        else:
+            out["state_v_first"] = value == "vk"
+    return out
 
 
 def _draw_kernel_options(draw, allowed: tuple[str, ...], packing: str) -> dict:
@@ -374,7 +416,7 @@ def digits_at_risk(config: CaseConfig) -> float:
       updates grow like a random walk;
     - ``log10(1 + |G|)``, G the largest chunk-local cumulative log-gate (64-chunks, per
       sequence): chunked kernels take exp of differences of such sums, losing ``eps |G|``;
-    - ``log10 ||A^-1||_inf``, A = I + tril(diag(beta) K K^T, -1) of a 64-chunk (delta rule):
+    - ``log10 ||A^-1||_inf``, A = I + tril(diag(beta) K K^T, -1) of a chunk (delta rule):
       the UT transform's amplification of the errors of its inputs.
     """
     x = build_case(config)
@@ -384,7 +426,8 @@ def digits_at_risk(config: CaseConfig) -> float:
     k = expand_heads(k, v.shape[2])
     spans = [(s, s + n) for s, n in zip(config.segment_starts(0), config.segments[0])] if config.varlen \
         else [(0, config.T)]
-    chunks = [(a, min(a + CHUNK, e)) for s, e in spans for a in range(s, e, CHUNK)]
+    size = config.chunk_size or CHUNK
+    chunks = [(a, min(a + size, e)) for s, e in spans for a in range(s, e, size)]
     digits = 0.5 * math.log10(max(1, config.max_segment_len()))
     if g is not None and chunks:
         G = max(float(g[:, a:e].cumsum(1).abs().max()) for a, e in chunks)

@@ -115,6 +115,28 @@ def chunk_cumsum_gla(q, k, v, *, g=None, beta=None, scale=None, initial_state=No
     return o.to(q.dtype), (ht if output_final_state else None)
 
 
+def chunked_gla(q, k, v, *, chunk_size: int = 64, **kw):
+    """:func:`chunk_cumsum_gla` in chunks of the `chunk_size` keyword (a mode that takes it)."""
+    return chunk_cumsum_gla(q, k, v, chunk=chunk_size, **kw)
+
+
+def make_v_first(step, read_as_kv: bool = False) -> Callable:
+    """The clean recurrence taking ``state_v_first`` ([N, H, V, K] initial and final states).
+    `read_as_kv`: planted bug, a v-first initial state read as if it were [K, V] (its buffer
+    reshaped, not transposed: what a kernel with the wrong strides loads)."""
+    clean = make_clean(step)
+
+    def v_first(q, k, v, *, initial_state=None, state_v_first=False, **kw):
+        h0 = initial_state
+        if state_v_first and h0 is not None:
+            kv = h0.shape[:-2] + (h0.shape[-1], h0.shape[-2])
+            h0 = h0.reshape(kv) if read_as_kv else h0.transpose(-1, -2)
+        o, ht = clean(q, k, v, initial_state=h0, **kw)
+        return o, (ht.transpose(-1, -2).contiguous() if state_v_first and ht is not None else ht)
+
+    return v_first
+
+
 def wrong_shape(q, k, v, **kw):
     """Planted bug: drops the last time step."""
     o = torch.zeros_like(v)[:, :-1] if v.shape[1] > 1 else torch.zeros_like(v)[:, :, :, :1]

@@ -157,3 +157,70 @@ def test_mode_inputs_are_guarded_copies():
                       (kw["initial_state"], inputs.initial_state)):
         assert torch.equal(got, want) and got.data_ptr() != want.data_ptr()
         assert got.untyped_storage().nbytes() > want.untyped_storage().nbytes()
+
+
+# -- chunk size and state layout ----------------------------------------------------------
+@pytest.mark.parametrize("kw, msg", [
+    (dict(chunk_size=8), "chunk_size must be one of 16, 32, 64"),
+    (dict(chunk_size=128), "chunk_size must be one of"),
+    (dict(chunk_size=True), "chunk_size must be one of"),
+    (dict(state_v_first=1), "state_v_first must be true or false"),
+])
+def test_chunk_size_and_state_layout_are_validated(kw, msg):
+    with pytest.raises(CaseError, match=msg):
+        _cfg(**kw)
+
+
+def test_chunk_size_and_state_layout_round_trip_and_stay_out_of_default_json():
+    assert "chunk_size" not in _cfg().to_json() and "state_v_first" not in _cfg().to_json()
+    c = _cfg(chunk_size=16, state_v_first=True, initial_state=True)
+    data = json.loads(json.dumps(c.to_json()))
+    assert data["chunk_size"] == 16 and data["state_v_first"] is True
+    assert CaseConfig.from_json(data) == c and c.state_layout == "vk"
+    assert "-chunk16-vk-" in c.short() and "chunk" not in _cfg().short()
+
+
+def test_chunk_size_goes_to_the_mode_by_keyword():
+    assert "chunk_size" not in build_case(_cfg()).option_kwargs()
+    assert build_case(_cfg(chunk_size=32)).mode_kwargs()["chunk_size"] == 32
+
+
+def _v_first_spy(seen: dict):
+    def mode(q, k, v, *, initial_state=None, state_v_first=False, **kw):
+        seen.update(h0=initial_state, v_first=state_v_first)
+        N, H, V, K = initial_state.shape
+        ht = (initial_state * 2).contiguous()  # a v-first final state: [N, H, V, K]
+        return torch.zeros_like(v), ht
+    return mode
+
+
+def test_state_layout_is_identity_for_kv_cases():
+    inputs = build_case(_cfg(initial_state=True))
+    fn = _v_first_spy({})
+    assert inputs.state_layout(fn) is fn
+
+
+def test_state_layout_hands_h0_over_as_vk_and_reads_ht_back_transposed():
+    inputs = build_case(_cfg(initial_state=True, state_v_first=True))  # K=16, V=8
+    seen: dict = {}
+    o, ht = inputs.state_layout(_v_first_spy(seen))(*inputs.mode_args(), **inputs.mode_kwargs())
+    h0 = inputs.initial_state
+    assert seen["v_first"] is True and tuple(seen["h0"].shape) == (1, 2, 8, 16)
+    assert torch.equal(seen["h0"], h0.transpose(-1, -2)) and seen["h0"].is_contiguous()
+    whole = torch.empty(0).set_(seen["h0"].untyped_storage())  # the transposed copy is NaN-guarded too
+    assert whole.isnan().sum() == whole.numel() - h0.numel()
+    assert tuple(ht.shape) == tuple(h0.shape) and torch.equal(ht, 2 * h0)
+
+
+def test_state_layout_passes_gradients_back_in_kv_layout():
+    inputs = build_case(_cfg(initial_state=True, state_v_first=True))
+    h0 = inputs.initial_state.clone().requires_grad_()
+    weights = torch.randn(h0.shape)
+    _, ht = inputs.state_layout(_v_first_spy({}))(inputs.q, inputs.k, inputs.v, initial_state=h0)
+    (ht * weights).sum().backward()
+    assert torch.equal(h0.grad, 2 * weights)  # dh0 = d(2 h0 . w)/dh0, [K, V] like h0
+
+
+def test_state_layout_leaves_malformed_returns_to_the_runner():
+    inputs = build_case(_cfg(state_v_first=True))
+    assert inputs.state_layout(lambda *a, **kw: "nonsense")(inputs.q, inputs.k, inputs.v) == "nonsense"

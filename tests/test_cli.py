@@ -43,6 +43,8 @@ FAST = ["--examples", 3, "--seed", 1, "--max-seq-len", 20, "--dtypes", "fp32"]
      "DeltaNet has no gate; pack with cu_seqlens"),
     (["--op", "gla", "--modes", "chunk", "--mask-fill", "-0.3max"], "only -0.1max and -max are symbolic"),
     (["--op", "gla", "--modes", "chunk", "--max-seq-len", "0"], "--max-seq-len must be >= 1"),
+    (["--op", "gla", "--modes", "chunk", "--chunk-sizes", "8"], "--chunk-sizes '8': a comma list of default, 16, 32"),
+    (["--op", "gla", "--modes", "chunk", "--state-layouts", "kv,xy"], "--state-layouts 'kv,xy': a comma list of kv"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, message):
     r = _run("run", *args)
@@ -233,3 +235,25 @@ def test_builtin_masking_failure_found_shrunk_and_replayed(op, modes, tmp_path, 
     replay = _run(*shlex.split(cmd)[1:], "--json")
     assert replay.exit_code == 1
     assert json.loads(replay.stdout)["modes"]["chunk"]["verdict"] == summary["chunk"]["verdict"]
+
+
+def test_chunk_sizes_and_state_layouts_are_drawn_reported_and_replayed(tmp_path):
+    from _fake_modes import make_v_first
+
+    ops.register_modes("gla", [ModeSpec("vk", PROVIDER, make_v_first(ops.get_op("gla").step), state_v_first=True)])
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", "gla", "--modes", "test:vk,test:clean", "--examples", 12, "--seed", 2, "--max-seq-len",
+             12, "--dtypes", "fp32", "--chunk-sizes", "default,16", "--state-layouts", "all", "--report", path,
+             "--no-color")
+    assert r.exit_code == 0, r.output
+    assert "drawn: chunk sizes default, 16; state layouts kv, vk" in " ".join(r.stdout.split())
+    report = json.loads(path.read_text())
+    assert report["options"]["chunk_sizes"] == [None, 16] and report["options"]["state_layouts"] == ["kv", "vk"]
+    cases = report["cases"]
+    vk = next(i for i, c in enumerate(cases) if c["config"].get("state_v_first"))
+    assert {c["config"].get("chunk_size") for c in cases} == {None, 16}
+    assert cases[vk]["modes"]["test:vk"]["verdict"] == "OK"
+    assert cases[vk]["modes"]["test:clean"]["verdict"] == "UNSUPPORTED"
+    replay = _run("replay", path, "--case", vk, "--no-color")
+    assert replay.exit_code == 0, replay.output
+    assert "state_v_first: h0 handed over as [N, HV, V, K]" in " ".join(replay.stdout.split())

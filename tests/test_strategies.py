@@ -142,3 +142,38 @@ def test_digits_at_risk_grow_with_decay_fills_and_length():
     assert d(strong) > d(base) + 1.5 and d(filled) > d(base) + 2 and d(longer) > d(base)
     delta = CaseConfig(op="delta", dtype="float32", B=1, T=64, H=1, K=16, V=16, seed=0)
     assert d(delta) > 0.5 * math.log10(64)  # the UT inverse's amplification counts
+
+
+# -- chunk size and state layout --------------------------------------------------------------
+def test_chunk_sizes_and_state_layouts_are_not_drawn_unless_asked():
+    opts = SpaceOptions(op="gla", max_seq_len=20)
+    assert opts.chunk_draws() == (None,) and opts.layout_draws() == ("kv",)
+    plain = find(case_configs(opts), lambda c: c.T > 5, settings=FIND)
+    same = find(case_configs(dataclasses.replace(opts, chunk_sizes=(None,), state_layouts=("kv",))),
+                lambda c: c.T > 5, settings=FIND)
+    assert plain == same and plain.chunk_size is None and not plain.state_v_first
+
+
+@pytest.mark.parametrize("name, cond", [
+    ("chunk 16", lambda c: c.chunk_size == 16), ("chunk 32", lambda c: c.chunk_size == 32),
+    ("explicit chunk 64", lambda c: c.chunk_size == 64), ("v-first states", lambda c: c.state_v_first),
+    ("v-first with h0 and chunk 16", lambda c: c.state_v_first and c.initial_state and c.chunk_size == 16),
+])
+def test_asked_chunk_sizes_and_layouts_are_all_reached(name, cond):
+    opts = SpaceOptions(op="kda", max_seq_len=20, chunk_sizes=(None, 16, 32, 64), state_layouts=("kv", "vk"))
+    find(case_configs(opts), cond, settings=FIND)
+
+
+def test_chunk_and_layout_draws_shrink_to_the_defaults_and_respect_restrictions():
+    opts = SpaceOptions(op="gla", max_seq_len=20, chunk_sizes=(None, 16), state_layouts=("kv", "vk"))
+    c = find(case_configs(opts), lambda c: True, settings=FIND)
+    assert c.chunk_size is None and not c.state_v_first
+    only = SpaceOptions(op="gla", max_seq_len=20, chunk_sizes=(32,), state_layouts=("vk",))
+    c = find(case_configs(only), lambda c: True, settings=FIND)
+    assert c.chunk_size == 32 and c.state_v_first
+
+
+@pytest.mark.parametrize("kw", [dict(chunk_sizes=(8,)), dict(chunk_sizes=()), dict(state_layouts=("kv", "xy"))])
+def test_bad_chunk_sizes_and_layouts(kw):
+    with pytest.raises(ValueError):
+        SpaceOptions(op="gla", **kw)

@@ -23,11 +23,13 @@ def call_mode(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream]
     kernels it launched. The call runs under the autotune `policy` (`force`: config indices
     forced per kernel, see :func:`fla_check.engine.configs.autotune_scope`) and the `memory`
     checks (None: all of them, :mod:`fla_check.engine.memory`): guarded inputs, padded tokens
-    after ``cu_seqlens[-1]`` (cut off the outputs again), poisoned allocations."""
+    after ``cu_seqlens[-1]`` (cut off the outputs again), poisoned allocations. States go in and
+    come out [K, V] whatever the case's layout (:meth:`fla_check.cases.CaseInputs.state_layout`)."""
     memory = memory or MemoryChecks()
     T = inputs.q.shape[1]
     padded = with_slack(inputs, memory.slack, memory.slack_fill)
     guard = memory.guard_fill
+    fn = padded.state_layout(fn, guard)
     with autotune_scope(policy, force) as seen, warnings.catch_warnings(), \
             poisoned_allocations(memory.poison, memory.fill):
         warnings.simplefilter("ignore", RuntimeWarning)  # overflow in discarded lanes is the verdict's business

@@ -90,7 +90,7 @@ def parse_scope(text: Optional[str]) -> str:
 def wanted(mode: str, check: str, config: CaseConfig, scope: str) -> bool:
     """Whether to run `check` for `mode` on `config`: always with scope ``all``; with ``bucket``
     the first case with T >= 2 of each compile bucket (dtype, H, HV, K, V, packing, initial
-    state, options) and length class (T <= 16, <= 64, longer): one row of one step has no
+    state, options, chunk size, state layout) and length class (T <= 16, <= 64, longer): one row of one step has no
     split and no layout that differs in memory, and short and multi-chunk sequences take other
     paths through a chunk kernel."""
     if scope == "all":
@@ -99,7 +99,7 @@ def wanted(mode: str, check: str, config: CaseConfig, scope: str) -> bool:
         return False
     length = 0 if config.T <= 16 else 1 if config.T <= 64 else 2
     key = (mode, check, config.dtype, config.H, config.HV, config.K, config.V, config.packing,
-           config.initial_state, config.options, length)
+           config.initial_state, config.options, config.chunk_size, config.state_v_first, length)
     if key in _SEEN:
         return False
     _SEEN.add(key)

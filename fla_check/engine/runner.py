@@ -186,7 +186,8 @@ def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
     reason = spec.unsupported_reason(dtype=config.torch_dtype, varlen=config.varlen,
                                      initial_state=config.initial_state, backward=backward,
                                      interpreter=backend.interpreter, value_ratio=config.value_ratio,
-                                     options=config.options)
+                                     options=config.options, chunk_size=config.chunk_size,
+                                     state_v_first=config.state_v_first)
     return reason or backend.dtype_unsupported_reason(config.torch_dtype, triton=spec.triton)
 
 
@@ -246,6 +247,7 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
         return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
+    inputs = mode_inputs(spec, inputs)
     start = time.perf_counter()
     again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation, policy,
                               memory=judge.memory)
@@ -273,6 +275,14 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     if not result.verdict.failed:
         _check_invariance(result, spec, out, config, inputs, judge, backend, isolation, policy, checks, scope)
     return result, out
+
+
+def mode_inputs(spec: ModeSpec, inputs: CaseInputs) -> CaseInputs:
+    """The case's inputs as `spec` is called with them: without the chunk size where the mode
+    has no chunks (a recurrent mode runs a chunk_size case unchanged: :mod:`fla_check.ops`)."""
+    if inputs.chunk_size is None or spec.takes_chunk_size(inputs.chunk_size):
+        return inputs
+    return dataclasses.replace(inputs, chunk_size=None)
 
 
 def _invoke(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.Upstream], backend: Backend,
@@ -309,7 +319,8 @@ def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, co
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
     poisoned = [is_sentinel(out[name]).sum() for name in judge.ref] if judge.memory.sentinel else []
-    comps, counts = judge.compare_all({name: out[name] for name in judge.ref}, spec.arithmetic, poisoned)
+    comps, counts = judge.compare_all({name: out[name] for name in judge.ref}, spec.declared(config.chunk_size),
+                                      poisoned)
     verdict = worst(c.verdict for c in comps)
     loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
     result = ModeResult(label, verdict, comps, loc, seconds=seconds)
@@ -368,7 +379,7 @@ def _check_invariance(result: ModeResult, spec: ModeSpec, out: dict[str, Tensor]
         return _pair(raw)
 
     def in_process(q, k, v, g, beta, h0, cu):
-        fn = spec.load()
+        fn = inputs.state_layout(spec.load(), plain.guard_fill)
         with warnings.catch_warnings(), poisoned_allocations(plain.poison, plain.fill):
             warnings.simplefilter("ignore", RuntimeWarning)
             raw = fn(q, k, v, g=g, beta=beta, scale=None, initial_state=h0, output_final_state=True,
@@ -387,7 +398,7 @@ def _check_invariance(result: ModeResult, spec: ModeSpec, out: dict[str, Tensor]
             continue
         found = invariance_checks.run_check(
             check, config, inputs, in_process if check == "layout" else via_invoke,
-            lambda name, t: judge.compare(name, t, spec.arithmetic), whole,
+            lambda name, t: judge.compare(name, t, spec.declared(config.chunk_size)), whole,
             varlen_ok=spec.varlen, h0_ok=spec.initial_state)
         result.invariance += found
         for r in found:
@@ -486,7 +497,7 @@ def repeat_wanted(spec: ModeSpec, config: CaseConfig, backward: bool, policy: Op
     if policy != "bucket":
         return policy == "all"
     key = (spec.qualified, config.dtype, config.H, config.HV, config.K, config.V, config.varlen, config.initial_state,
-           config.options, backward)
+           config.options, config.chunk_size, config.state_v_first, backward)
     if key in _REPEATED:
         return False
     _REPEATED.add(key)

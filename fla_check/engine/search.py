@@ -259,6 +259,7 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
            failing: Optional[Callable[[CaseResult], Sequence[str]]] = None,
            value_ratios: Optional[Sequence[int]] = None,
            kernel_options: Optional[Sequence[str]] = None,
+           chunk_sizes: Optional[Sequence[Optional[int]]] = None, state_layouts: Optional[Sequence[str]] = None,
            configs: Optional[ConfigPolicy] = None,
            preset: Optional[Union[str, Preset]] = None, isolation: Union[Isolation, str, None] = None,
            checkpoint: Optional[Callable[[SearchResult], None]] = None, invariance: Optional[str] = None,
@@ -286,6 +287,11 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
     `value_ratios` restricts the grouped-value-head ratios drawn (GVA ops; default all of
     GVA_RATIOS); `kernel_options` the in-kernel options (default: every option at least one of
     `modes` declares; a case asking for one a mode lacks is UNSUPPORTED for that mode).
+    `chunk_sizes` (None for the kernel's default, 16, 32, 64) and `state_layouts` ('kv', 'vk')
+    are drawn only when given (default: the kernel's chunk size and [K, V] states, drawn as
+    before these dimensions existed, so seeded runs keep their cases); a mode that does not take
+    one a case asks for is UNSUPPORTED, a recurrent mode runs it without the chunk size
+    (:mod:`fla_check.ops`).
     `configs`: the autotune-config policy every case runs under (:mod:`fla_check.engine.configs`;
     default first configs), recorded in the options when it is not the default.
     `preset` (a name of :data:`fla_check.presets.PRESETS` or a Preset) draws only what that model
@@ -310,7 +316,8 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
                    mask_fills=mask_fills, profile=profile, device=device, progress=progress,
                    database_root=database_root, backward=backward, failing=failing, check=check,
                    value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
-                   checkpoint=checkpoint, preset=preset, invariance=(checks, scope))
+                   checkpoint=checkpoint, preset=preset, invariance=(checks, scope),
+                   layouts=(chunk_sizes, state_layouts))
 
 
 def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurrent",),
@@ -319,14 +326,16 @@ def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurre
                   mask_fills: Optional[Sequence[Fill]] = None, profile: str = DEFAULT_PROFILE,
                   device: Optional[str] = None, backward: bool = False,
                   preset: Optional[Union[str, Preset]] = None, value_ratios: Optional[Sequence[int]] = None,
-                  kernel_options: Optional[Sequence[str]] = None) -> list[CaseConfig]:
+                  kernel_options: Optional[Sequence[str]] = None,
+                  chunk_sizes: Optional[Sequence[Optional[int]]] = None,
+                  state_layouts: Optional[Sequence[str]] = None) -> list[CaseConfig]:
     """The configurations a search with these arguments draws when every case passes with a
     score of 0, in order, without running a kernel (the hypothesis runs and the covering phase
     as :func:`search`; a real run differs where hypothesis' targeting follows the scores)."""
     result = _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                      mask_fills=mask_fills, profile=profile, device=device, database_root=None,
                      backward=backward, check=_passing_check, preset=preset, value_ratios=value_ratios,
-                     kernel_options=kernel_options)
+                     kernel_options=kernel_options, layouts=(chunk_sizes, state_layouts))
     return [c.config for c in result.cases]
 
 
@@ -341,7 +350,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
             check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
             configs: Optional[ConfigPolicy] = None, preset=None,
             checkpoint: Optional[Callable[[SearchResult], None]] = None,
-            invariance: Optional[tuple[str, str]] = None) -> SearchResult:
+            invariance: Optional[tuple[str, str]] = None,
+            layouts: tuple[Optional[Sequence], Optional[Sequence]] = (None, None)) -> SearchResult:
     if preset is not None:
         preset = get_preset(preset)
         op = preset_op(preset, None if op is None else resolve_op(op).name)
@@ -355,7 +365,7 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     prof = get_profile(profile)
     options = None if preset is not None else _drawn_options(op_spec.name, specs, kernel_options)
     space = _space(op_spec.name, prof, dtypes, max_seq_len or default_max_seq_len(device, backward), mask_fills,
-                   device, value_ratios, options, preset)
+                   device, value_ratios, options, preset, layouts)
     labels = [mode_label(s) for s in specs]
     budget = prof.examples if examples is None else examples
     result = SearchResult(op=op_spec.name, modes=labels,
@@ -451,14 +461,18 @@ def _preset_dtypes(preset: Preset, dtypes, device, value_ratios, kernel_options,
 
 
 def _space(op: str, prof, dtypes, max_seq_len, mask_fills, device, value_ratios=None,
-           kernel_options=None, preset: Optional[Preset] = None) -> SpaceOptions:
+           kernel_options=None, preset: Optional[Preset] = None,
+           layouts: tuple[Optional[Sequence], Optional[Sequence]] = (None, None)) -> SpaceOptions:
+    chunk_sizes, state_layouts = layouts
     return SpaceOptions(
         op=op, dtypes=tuple(dtypes) if dtypes else default_dtypes(device),
         max_seq_len=max_seq_len or default_max_seq_len(device),
         mask_fills=tuple(mask_fills) if mask_fills else None, extreme_fills=prof.extreme_fills,
         small=get_backend(device).interpreter,
         value_ratios=tuple(value_ratios) if value_ratios else None,
-        kernel_options=None if kernel_options is None else tuple(kernel_options), preset=preset)
+        kernel_options=None if kernel_options is None else tuple(kernel_options), preset=preset,
+        chunk_sizes=None if chunk_sizes is None else tuple(chunk_sizes),
+        state_layouts=None if state_layouts is None else tuple(state_layouts))
 
 
 def _drawn_options(op: str, specs: Sequence[ModeSpec], wanted: Optional[Sequence[str]]) -> Optional[tuple[str, ...]]:
@@ -531,7 +545,8 @@ def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int,
 
 
 def _size(c: CaseConfig) -> tuple:
-    return (c.T, c.B * c.HV, c.K + c.V, sum(len(r) for r in c.segments), c.initial_state, len(c.options), c.seed)
+    return (c.T, c.B * c.HV, c.K + c.V, sum(len(r) for r in c.segments), c.initial_state, len(c.options),
+            c.chunk_size is not None, c.state_v_first, c.seed)
 
 
 def _options_json(space: SpaceOptions, profile: str, budget: int, seed: Optional[int],
@@ -544,6 +559,10 @@ def _options_json(space: SpaceOptions, profile: str, budget: int, seed: Optional
         out["preset"] = space.preset.name
     if space.ratios() != (1,) or space.options_to_draw():  # GVA / option ops only
         out.update(value_ratios=sorted(set(space.ratios())), kernel_options=list(space.options_to_draw()))
+    if space.chunk_sizes is not None:  # recorded only when drawn (reports of other runs read as before)
+        out["chunk_sizes"] = list(dict.fromkeys(space.chunk_draws()))
+    if space.state_layouts is not None:
+        out["state_layouts"] = list(dict.fromkeys(space.layout_draws()))
     return out
 
 

@@ -5,7 +5,8 @@ interpreter its budget often runs out on a large case. The localization of a fai
 where to cut: outputs are causal, so the first bad step ``t`` of row ``b`` and head ``h``
 suggests ``T = t + 1``, ``B = 1`` (that row's segment layout), ``H = 1``. Further candidates
 reset the other knobs to their simplest values (no grouped value heads, no in-kernel options,
-K = V = 16, moderate gate, no initial state, fewer segments, seed 0). A candidate is kept when the mode still fails the same way; the loop
+the default chunk size and state layout, K = V = 16, moderate gate, no initial state, fewer
+segments, seed 0). A candidate is kept when the mode still fails the same way; the loop
 restarts from the first candidate after every success, within a budget of candidate runs.
 """
 from __future__ import annotations
@@ -55,6 +56,8 @@ def candidates(config: CaseConfig, loc: Optional[Localization]) -> Iterator[Case
     yield _replace(c, lower_bound=None, safe_gate=False)
     yield _replace(c, gate_in_kernel=False, lower_bound=None, safe_gate=False)
     yield _replace(c, beta_sigmoid=False)
+    yield _replace(c, chunk_size=None)  # the kernel's default chunks
+    yield _replace(c, state_v_first=False)  # [K, V] states
     yield _replace(c, qk_scale=1.0)
     yield _replace(c, K=16)
     yield _replace(c, V=16)

@@ -55,10 +55,13 @@ class Bucket:
     V: int
     value_ratio: int = 1
     options: tuple[str, ...] = ()  # in-kernel options (names of fla_check.cases.KERNEL_OPTIONS), all on
+    chunk_size: Optional[int] = None  # chunk_size= (a compile-time chunk length); None: the default
+    state_v_first: bool = False  # [V, K] states (another state indexing)
 
     def describe(self) -> str:
         extra = (f" HV={self.H * self.value_ratio}" if self.value_ratio > 1 else "") + "".join(
-            f" {o}" for o in self.options)
+            f" {o}" for o in self.options) + (f" chunk_size={self.chunk_size}" if self.chunk_size else "") + (
+            " state_v_first" if self.state_v_first else "")
         return f"{self.mode} {self.dtype} H={self.H} K={self.K} V={self.V}{extra}"
 
 
@@ -88,7 +91,8 @@ def wanted(policy: str, interpreter: bool) -> bool:
 
 def buckets_of(configs: Sequence[CaseConfig], modes: Sequence[str]) -> list[Bucket]:
     """The distinct buckets of `configs` for each of `modes`, in the order first drawn."""
-    found = [Bucket(c.op, mode, c.dtype, c.H, c.K, c.V, c.value_ratio, c.options) for c in configs for mode in modes]
+    found = [Bucket(c.op, mode, c.dtype, c.H, c.K, c.V, c.value_ratio, c.options, c.chunk_size, c.state_v_first)
+             for c in configs for mode in modes]
     return list(dict.fromkeys(found))
 
 
@@ -176,7 +180,8 @@ def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[st
         for packing, T, segments, h0 in SHAPES:
             config = CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=T, H=bucket.H, K=bucket.K, V=bucket.V,
                                 packing=packing, segments=(segments,) if segments else (), initial_state=h0,
-                                value_ratio=bucket.value_ratio, **option_values(bucket.options))
+                                value_ratio=bucket.value_ratio, chunk_size=bucket.chunk_size,
+                                state_v_first=bucket.state_v_first, **option_values(bucket.options))
             result = check_case(bucket.op, [bucket.mode], config, device=device, backward=backward,
                                 invariance="none")
             mode = next(iter(result.modes.values()))

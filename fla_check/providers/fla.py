@@ -7,7 +7,15 @@ so every argument is passed by keyword. Gated DeltaNet modes take grouped value 
 v, g, beta with HV = r H heads, ``i_h = i_hv // (HV // H)``) and the in-kernel options
 ``use_qk_l2norm_in_kernel``, ``use_gate_in_kernel`` (with ``A_log``, ``dt_bias``) and
 ``use_beta_sigmoid_in_kernel``, passed by keyword as the case asks for them; KDA modes take the same
-three (``dt_bias`` per key channel) and ``lower_bound``, ``chunk_kda`` also ``safe_gate``. fla is imported lazily, after
+three (``dt_bias`` per key channel) and ``lower_bound``, ``chunk_kda`` also ``safe_gate``.
+
+Chunk size and state layout, per fla 0.6.0's signatures (:data:`CHUNK_SIZES`, :data:`STATE_V_FIRST`):
+``chunk_size`` is read from ``**kwargs`` by chunk_simple_gla (a power of 2), chunk_delta_rule and
+chunk_gated_delta_rule (16/32/64) and chunk_kda (32/64 only); chunk_gla has no ``**kwargs`` and
+no chunk_size (64). ``state_v_first`` is a parameter of chunk_gla, chunk_simple_gla,
+chunk_gated_delta_rule, chunk_kda and their fused_recurrent counterparts; the delta rule's two
+entry points have none (chunk_delta_rule would swallow it in ``**kwargs``: a silently ignored
+layout, so those modes are UNSUPPORTED for v-first cases). fla is imported lazily, after
 ``FLA_DISABLE_BACKEND_DISPATCH=1`` (test the Triton path, not FlashQLA/TileLang) and the
 backend selection; this module itself imports neither fla nor triton. :func:`build` imports one
 fla module, ``fla.ops.common.chunk_o``, to read fla's own flags for its #640 guard (below).
@@ -143,7 +151,8 @@ def _adapter(fla_name: str, gate_kw: Optional[str], takes_beta: bool) -> Callabl
     def call(q: Tensor, k: Tensor, v: Tensor, *, g: Optional[Tensor] = None, beta: Optional[Tensor] = None,
              scale: Optional[float] = None, initial_state: Optional[Tensor] = None,
              output_final_state: bool = False, cu_seqlens: Optional[Tensor] = None, **options) -> ModeOutput:
-        """`options`: in-kernel option keywords (only those the mode declares are ever passed)."""
+        """`options`: in-kernel option keywords, chunk_size and state_v_first (only those the mode
+        declares are ever passed)."""
         kwargs = dict(q=q, k=k, v=v, scale=scale, initial_state=_fp32(initial_state),
                       output_final_state=output_final_state, cu_seqlens=cu_seqlens, **options)
         if gate_kw is not None:
@@ -269,13 +278,32 @@ def _guarded(modes: dict[str, list[ModeSpec]], guard: Guard) -> dict[str, list[M
             for op, specs in modes.items()}
 
 
+_CHUNKS = frozenset({16, 32, 64})
+# fla 0.6.0: chunk_size accepted by each chunk entry point (from **kwargs), and why not where it is not
+CHUNK_SIZES = {"chunk_gla": frozenset(), "chunk_simple_gla": _CHUNKS, "chunk_delta_rule": _CHUNKS,
+               "chunk_gated_delta_rule": _CHUNKS, "chunk_kda": frozenset({32, 64})}
+NO_CHUNK_SIZE = {"chunk_gla": "chunk_gla has no chunk_size parameter (nor **kwargs): its chunks are 64",
+                 "chunk_kda": "chunk_kda takes chunk_size 32 or 64 (ValueError otherwise)"}
+# entry points with a state_v_first parameter ([N, H, V, K] initial and final states)
+STATE_V_FIRST = frozenset({"chunk_gla", "fused_recurrent_gla", "chunk_simple_gla", "fused_recurrent_simple_gla",
+                           "chunk_gated_delta_rule", "fused_recurrent_gated_delta_rule", "chunk_kda",
+                           "fused_recurrent_kda"})
+NO_STATE_V_FIRST = {"chunk_delta_rule": "chunk_delta_rule has no state_v_first (its **kwargs would swallow it)",
+                    "fused_recurrent_delta_rule": "fused_recurrent_delta_rule has no state_v_first parameter"}
+
+
 def _mode(name: str, fn: Callable[..., ModeOutput], *, dtypes: frozenset = ALL, backward: bool = True,
           backward_reason: str = "", interpreter_reason: str = "", arithmetic: Arithmetic = RECURRENT_FP32,
           description: str = "", gva: bool = False, options: frozenset = frozenset(),
           option_reasons: tuple = ()) -> ModeSpec:
+    """A ModeSpec of `fn` (chunk size and state layout as fla's entry point takes them)."""
+    entry = fn.__name__.removeprefix("fla_")
+    reasons = tuple((option, why) for option, why in (("chunk_size", NO_CHUNK_SIZE.get(entry)),
+                                                      ("state_v_first", NO_STATE_V_FIRST.get(entry))) if why)
     return ModeSpec(name, NAME, fn, dtypes=dtypes, backward=backward, backward_reason=backward_reason,
                     interpreter_reason=interpreter_reason, arithmetic=arithmetic, description=description,
-                    gva=gva, options=options, option_reasons=option_reasons)
+                    gva=gva, options=options, option_reasons=option_reasons + reasons,
+                    chunk_sizes=CHUNK_SIZES.get(entry, frozenset()), state_v_first=entry in STATE_V_FIRST)
 
 
 def build() -> Provider:

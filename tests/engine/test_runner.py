@@ -234,3 +234,59 @@ def test_kda_bound_case_result_json_round_trip_keeps_the_bound():
     r = check_case("kda", [_kda_gate_mode(1.01)], config)
     back = CaseResult.from_json(json.loads(json.dumps(r.to_json(), allow_nan=False)))
     assert back.to_json() == r.to_json() and back.config == config and back.config.lower_bound == -3.0
+
+
+# -- chunk size and state layout --------------------------------------------------------------
+def test_v_first_state_read_as_kv_diverges_and_the_correct_one_passes():
+    from _fake_modes import make_v_first
+
+    step = ops.get_op("gla").step
+    ops.register_modes("gla", [ModeSpec("vk", PROVIDER, make_v_first(step), state_v_first=True),
+                               ModeSpec("vk_bug", PROVIDER, make_v_first(step, read_as_kv=True),
+                                        state_v_first=True)])
+    modes = ["test:vk", "test:vk_bug", "test:clean"]
+    r = check_case("gla", modes, _cfg(K=16, V=32, initial_state=True, state_v_first=True))
+    assert r.modes["test:vk"].verdict is Verdict.OK
+    assert r.modes["test:vk_bug"].verdict is Verdict.DIVERGED
+    assert r.modes["test:clean"].verdict is Verdict.UNSUPPORTED
+    assert r.modes["test:clean"].reason == "test:clean does not support state_v_first ([V, K] states)"
+    kv = check_case("gla", modes, _cfg(K=16, V=32, initial_state=True))  # [K, V] cases: all three pass
+    assert {m.verdict for m in kv.modes.values()} == {Verdict.OK}
+
+
+def test_v_first_gradients_come_back_in_kv_layout():
+    from _fake_modes import make_v_first
+
+    ops.register_modes("gla", [ModeSpec("vk", PROVIDER, make_v_first(ops.get_op("gla").step), state_v_first=True,
+                                        backward=True)])
+    r = check_case("gla", ["test:vk"], _cfg(T=6, K=16, V=32, initial_state=True, state_v_first=True), backward=True)
+    assert r.modes["test:vk"].verdict is Verdict.OK
+    assert "dh0" in [c.name for c in r.modes["test:vk"].outputs]
+
+
+def test_chunk_size_is_passed_to_modes_that_take_it_and_recurrent_modes_run_unchanged():
+    from _fake_modes import chunk_cumsum_gla, chunked_gla
+    from fla_check.verdict.arithmetic import Arithmetic
+
+    seen = []
+
+    def spy(q, k, v, *, chunk_size=64, **kw):
+        seen.append(chunk_size)
+        return chunked_gla(q, k, v, chunk_size=chunk_size, **kw)
+
+    chunk = Arithmetic("chunk", 64, store="fp32", dot="ieee")
+    ops.register_modes("gla", [
+        ModeSpec("chunked", PROVIDER, spy, arithmetic=chunk, chunk_sizes=frozenset({16, 32, 64})),
+        # claims chunk_size but always runs 64-chunks: not distinguishable numerically (fine)
+        ModeSpec("ignores", PROVIDER, lambda q, k, v, chunk_size=64, **kw: chunk_cumsum_gla(q, k, v, chunk=64, **kw),
+                 arithmetic=chunk, chunk_sizes=frozenset({16, 32, 64})),
+        ModeSpec("fixed", PROVIDER, chunk_cumsum_gla, arithmetic=chunk,
+                 option_reasons=(("chunk_size", "fixed 16-token chunks"),)),
+    ])
+    r = check_case("gla", ["test:chunked", "test:ignores", "test:fixed", "test:clean"],
+                   _cfg(T=40, chunk_size=16, initial_state=True))
+    assert seen and set(seen) == {16}  # the main call and the layout check's
+    assert r.modes["test:chunked"].verdict is Verdict.OK and r.modes["test:ignores"].verdict is Verdict.OK
+    assert r.modes["test:clean"].verdict is Verdict.OK  # declared recurrent: no chunks, called without chunk_size
+    assert r.modes["test:fixed"].verdict is Verdict.UNSUPPORTED
+    assert r.modes["test:fixed"].reason == "test:fixed does not support chunk_size=16: fixed 16-token chunks"

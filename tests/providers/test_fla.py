@@ -161,3 +161,34 @@ def test_forward_check_catches_a_gate_passed_to_the_wrong_keyword():
     o, _ = mutant.gla_recurrent(q, k, v, g=g, initial_state=h0)
     ro, _ = reference(ops.get_op("gla").step, q, k, v, g, initial_state=h0)
     assert _rel(o, ro) > 1e-2
+
+
+def test_chunk_size_and_state_v_first_are_declared_per_fla_signature():
+    modes = {(op, m.name): m for op, specs in fla_provider.build().modes.items() for m in specs}
+    kw = dict(dtype=torch.float16, varlen=False, initial_state=True, backward=False, interpreter=False)
+    for op in ("simple_gla", "delta", "gated_delta"):  # chunk_size read from **kwargs (16/32/64)
+        assert modes[op, "chunk"].chunk_sizes == {16, 32, 64}
+    assert modes["kda", "chunk"].chunk_sizes == {32, 64}
+    assert "chunk_kda takes chunk_size 32 or 64" in modes["kda", "chunk"].unsupported_reason(**kw, chunk_size=16)
+    assert "chunk_gla has no chunk_size" in modes["gla", "chunk"].unsupported_reason(**kw, chunk_size=32)
+    for op in OPS:  # fused_recurrent_*: no chunks, run unchanged
+        assert modes[op, "recurrent"].unsupported_reason(**kw, chunk_size=16) is None
+    for op in ("gla", "simple_gla", "gated_delta", "kda"):
+        for name in ("chunk", "recurrent"):
+            assert modes[op, name].unsupported_reason(**kw, state_v_first=True) is None
+    assert "swallow" in modes["delta", "chunk"].unsupported_reason(**kw, state_v_first=True)
+    assert "no state_v_first" in modes["delta", "recurrent"].unsupported_reason(**kw, state_v_first=True)
+
+
+@needs_fla
+@pytest.mark.parametrize("op", ["gla", "simple_gla", "gated_delta", "kda"])
+def test_fla_recurrent_v_first_states_pass_through_the_harness(fla_modes, op):
+    """fla's fused_recurrent kernels with state_v_first=True: [V, K] h0 in, [V, K] ht out (K != V),
+    judged against the unchanged reference."""
+    from fla_check.cases import CaseConfig
+    from fla_check.engine.runner import check_case
+
+    config = CaseConfig(op=op, dtype="float32", B=1, T=5, H=1, K=16, V=32, initial_state=True, state_v_first=True,
+                        seed=2)
+    r = check_case(op, ["fla:recurrent"], config, invariance="none")
+    assert r.modes["fla:recurrent"].verdict.value == "OK", r.modes["fla:recurrent"].reason

@@ -39,6 +39,7 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         report: Optional[Path] = None, progress: Optional[Callable[[ProgressEvent], None]] = None,
         value_ratios: Optional[Sequence[int]] = None,
         kernel_options: Optional[Sequence[str]] = None,
+        chunk_sizes: Optional[Sequence[Optional[int]]] = None, state_layouts: Optional[Sequence[str]] = None,
         configs: Optional[ConfigPolicy] = None, isolation: Optional[Isolation] = None,
         sanitizer: Optional[SanitizerPolicy] = None, providers: Sequence[str] = (),
         preset: Optional[str] = None, invariance: Optional[str] = None,
@@ -48,7 +49,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         warmup_progress: Optional[Callable[[int, int, Bucket], None]] = None) -> tuple[SearchResult, Path]:
     """Search `modes` of `op` within the (shard's share of the) budget; the result and where its
     report was written. `preset` draws only what that model calls `op` with
-    (:mod:`fla_check.presets`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
+    (:mod:`fla_check.presets`). `chunk_sizes` and `state_layouts` draw those dimensions
+    (:func:`fla_check.engine.search.search`). The report is checkpointed as the run goes; Ctrl-C or SIGTERM during the
     search ends it with a partial result (``interrupted``), written too. `isolation` (default: no
     isolation) is recorded in ``options.isolation``, with ``in_process``: the modes the worker
     could not load. With `sanitizer`, the picked cases' replays are re-run under
@@ -85,14 +87,16 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
                                    dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                                    mask_fills=mask_fills, profile=profile, device=device, backward=backward,
-                                   preset=preset, value_ratios=value_ratios, kernel_options=kernel_options)
+                                   preset=preset, value_ratios=value_ratios, kernel_options=kernel_options,
+                                   chunk_sizes=chunk_sizes, state_layouts=state_layouts)
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt():
             result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
                                           max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile,
                                           device=device, progress=progress, backward=backward,
-                                          value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
+                                          value_ratios=value_ratios, kernel_options=kernel_options,
+                                          chunk_sizes=chunk_sizes, state_layouts=state_layouts, configs=configs,
                                           isolation=isolation, checkpoint=checkpoints, preset=preset,
                                           invariance=invariance, invariance_scope=invariance_scope)
     except KeyboardInterrupt:  # outside the search's own handling (e.g. while it was setting up)

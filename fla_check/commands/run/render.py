@@ -88,6 +88,11 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         console.print(preset_line(opts["preset"], opts), soft_wrap=True, markup=False)
     for mode, caveat in opts.get("caveats", {}).items():
         console.print(f"caveat {mode}: {caveat}", style="yellow", soft_wrap=True, markup=False)
+    drawn = [f"{what} {', '.join(map(str, opts[key]))}" for key, what in (("chunk_sizes", "chunk sizes"),
+                                                                         ("state_layouts", "state layouts"))
+             if opts.get(key)]
+    if drawn:  # None (the kernel's default chunk size) prints as such
+        console.print("drawn: " + "; ".join(drawn).replace("None", "default"), soft_wrap=True, markup=False)
     console.print(mode_table(result))
     if result.options.get("backward"):
         console.print(output_summary_table(result))
@@ -366,7 +371,8 @@ def output_table(*results: ModeResult, mode_column: bool = False) -> Table:
 
 
 def describe_config(c: CaseConfig) -> list[str]:
-    """The configuration as a few readable lines (shape, gate, packing and segment layout, seed)."""
+    """The configuration as a few readable lines (shape, gate, packing and segment layout, seed;
+    chunk size and state layout when not the default)."""
     lines = [f"op {c.op}  dtype {c.dtype}  B={c.B} T={c.T} H={c.H} K={c.K} V={c.V}  "
              f"initial state {'yes' if c.initial_state else 'no'}  seed {c.seed}"]
     gate = []
@@ -381,6 +387,10 @@ def describe_config(c: CaseConfig) -> list[str]:
     if c.packing == "mask":
         packing += f"; fill {c.mask_fill} (= {resolve_fill(c.mask_fill, c.torch_dtype):.3g})"
     lines.append(packing)
+    kernel = ([f"chunk_size={c.chunk_size} (recurrent modes run without it)"] if c.chunk_size is not None else []) + (
+        ["state_v_first: h0 handed over as [N, HV, V, K], ht read back transposed"] if c.state_v_first else [])
+    if kernel:
+        lines.append("; ".join(kernel))
     return lines
 
 

@@ -47,8 +47,8 @@ from fla_check.ops import ModeSpec, OpSpec
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
-from fla_check.engine.runner import (ModeLike, OpLike, mode_label, named_outputs, resolve_modes, resolve_op,
-                                     unsupported_reason)
+from fla_check.engine.runner import (ModeLike, OpLike, mode_inputs, mode_label, named_outputs, resolve_modes,
+                                     resolve_op, unsupported_reason)
 from fla_check.errors import SweepError  # noqa: F401 (re-exported)
 
 CONTROL = "cu_seqlens"
@@ -412,8 +412,8 @@ class _CaseJudge:
         try:
             with warnings.catch_warnings():  # overflow in discarded lanes is the verdict's business
                 warnings.simplefilter("ignore", RuntimeWarning)
-                x = self.inputs
-                raw = mode.load()(x.q.clone(), x.k.clone(), x.v.clone(), **x.mode_kwargs())
+                x = mode_inputs(mode, self.inputs)
+                raw = x.state_layout(mode.load())(x.q.clone(), x.k.clone(), x.v.clone(), **x.mode_kwargs())
         except Exception as exc:  # noqa: BLE001 - a raising kernel is an outcome
             return CaseOutcome(index, Outcome.ERROR, reason=f"{type(exc).__name__}: {exc}",
                                seconds=time.perf_counter() - start)
@@ -421,7 +421,7 @@ class _CaseJudge:
         out, problem = named_outputs(raw, self.truth)
         if problem:
             return CaseOutcome(index, Outcome.ERROR, reason=problem, seconds=seconds)
-        return self.classify(out, index, mode.arithmetic, seconds)
+        return self.classify(out, index, mode.declared(self.config.chunk_size), seconds)
 
     def classify(self, out: dict[str, Tensor], index: int, arith: Arithmetic, seconds: float = 0.0) -> CaseOutcome:
         """OK / NONFINITE / LEAK / DIVERGED of a mode's outputs (see the module doc)."""
