@@ -129,8 +129,8 @@ class _Slot:
         return f"selftest worker process {describe_exit(code)}" + (f"\n{tail}" if tail else "")
 
     def stop(self) -> None:
-        """Ask the worker to exit, then make sure it did."""
-        if self.proc is not None and self.proc.is_alive() and self.ready:
+        """Ask an idle worker to exit, then make sure it did (a busy or starting one is killed)."""
+        if self.proc is not None and self.proc.is_alive() and self.ready and self.task is None:
             try:
                 self.conn.send(None)
                 self.proc.join(5)
