@@ -748,19 +748,31 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
 @click.option("--field", "field_only", is_flag=True,
               help="Only the field catalog: mutants planting a bug users reported (a public thread, see --list).")
 @click.option("--list", "list_only", is_flag=True, help="Print the mutant catalog and exit.")
+@click.option("--jobs", "jobs_text", default="1", show_default=True, metavar="N|auto",
+              help="Run the entries in N worker processes (auto: one per CPU core); results in catalog order.")
+@click.option("--shard", "shard_text", default=None, metavar="I/N",
+              help="Run shard I of N (1-based) of the selected entries: every N-th by id (CI jobs).")
+@click.option("--costs", "costs_path", default=None, type=click.Path(dir_okay=False),
+              help="A previous `selftest --json` result: hand the slowest entries out first (with --jobs).")
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
 @_guard
-def selftest(ops, mutants, profile, device, field_only, list_only, no_color, as_json) -> None:
+def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, shard_text, costs_path, no_color,
+             as_json) -> None:
     """Plant known kernel bugs and check that the normal search catches each (exit 1: one escaped or broken)."""
     device = _select_device(device)
     op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
     ids = [m.strip() for m in mutants.split(",") if m.strip()] if mutants is not None else None
+    from fla_check.commands.selftest.jobs import parse_jobs
     from fla_check.commands.selftest.mutants import select
     from fla_check.report.console import make_console
     from fla_check.commands.selftest.engine import run_selftest
     from fla_check.commands.selftest.render import catalog_table, render_selftest
 
+    with _about("--jobs"):
+        jobs = parse_jobs(jobs_text)
+    shard = _parse_shard(shard_text)
+    costs = _load_costs(costs_path)
     entries = select(op_names, ids, field_only)
     if not entries:
         raise UsageError("no mutant selected" + (" (--field: none of them has a field thread)" if field_only else ""))
@@ -768,21 +780,40 @@ def selftest(ops, mutants, profile, device, field_only, list_only, no_color, as_
         make_console(no_color=no_color).print(catalog_table(entries))
         return
 
-    def on_result(r) -> None:
+    def on_result(r, done: int, total: int) -> None:
         if not as_json:
             how = f"after {r.examples} example(s), {r.seconds:.1f} s" if r.caught else r.note
             what = ("caught" if r.caught else "BROKEN" if r.status == "broken"
                     else "skipped" if r.status == "skipped" else "MISSED")
             mode = f"{r.mode} bwd" if r.backward else r.mode
-            click.echo(f"{what} {r.id} ({r.op}/{mode}): {how}", err=True)
+            click.echo(f"[{done}/{total}] {what} {r.id} ({r.op}/{mode}): {how}", err=True)
 
-    result = run_selftest(op_names, ids, profile=profile, device=device, field_only=field_only,
-                          on_result=on_result)
+    result = run_selftest(op_names, ids, profile=profile, device=device, field_only=field_only, shard=shard,
+                          jobs=jobs, costs=costs, on_result=on_result)
+    if shard is not None and not result.results:
+        click.echo(f"fla-check: shard {shard}: no entry of the {len(entries)} selected", err=True)
     if as_json:
         _echo_json(result.to_json())
     else:
         render_selftest(make_console(no_color=no_color), result)
     sys.exit(EXIT_OK if result.all_caught else EXIT_FAIL)
+
+
+def _load_costs(path: Optional[str]) -> Optional[dict[str, float]]:
+    """--costs PATH: seconds per entry id of a previous selftest JSON result."""
+    if path is None:
+        return None
+    import json
+
+    from fla_check.commands.selftest.jobs import costs_from
+
+    with _about(f"--costs {path}"):
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read it: {exc}") from None
+        return costs_from(data)
 
 
 if __name__ == "__main__":  # pragma: no cover

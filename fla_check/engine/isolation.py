@@ -176,7 +176,7 @@ class Worker:
                 raise
 
     def _start_once(self) -> None:
-        ctx = _context(self.device)
+        ctx = process_context(self.device)
         fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
         os.close(fd)
         parent, child = ctx.Pipe()
@@ -290,7 +290,7 @@ class Worker:
 PRELOAD = ["torch", "triton", "fla_check.engine.worker"]  # imported once by the fork server
 
 
-def _context(device: str) -> multiprocessing.context.BaseContext:
+def process_context(device: str) -> multiprocessing.context.BaseContext:
     """``spawn`` for a GPU worker; on CPU ``forkserver`` where the platform has it (a fresh
     process that imports torch and triton once and forks a worker from that state in
     milliseconds, so a restart after a crash does not pay torch's import). On an H200 a worker

@@ -504,6 +504,11 @@ def repeat_wanted(spec: ModeSpec, config: CaseConfig, backward: bool, policy: Op
     return True
 
 
+def forget_repeated() -> None:
+    """Forget which buckets policy ``bucket`` already ran twice in this process."""
+    _REPEATED.clear()
+
+
 def named_outputs(raw: Any, ref: dict[str, Tensor],
                   grads: Optional[dict[str, Optional[Tensor]]] = None) -> tuple[dict[str, Tensor], str]:
     """Check a mode's return value (and gradients) against the reference shapes;

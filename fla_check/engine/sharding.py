@@ -7,8 +7,13 @@ the budget) and, when the run is deterministic (a derandomized profile or an exp
 seed of its own derived from (seed, i, n), so the shards draw different cases and every shard
 repeats its cases on every run. A random profile (nightly) stays random per shard.
 
+A shard of a list of items (``fla-check selftest --shard i/n``: catalog entries) is every n-th
+item in the order of a stable key (:meth:`Shard.pick`): disjoint, their union is the list, sizes
+differ by at most one, and the same key always lands in the same shard of the same list.
+
 GPU pinning: worker ``gwN`` of pytest-xdist gets ``CUDA_VISIBLE_DEVICES = gpus[N % len(gpus)]``,
-set before anything initialises CUDA; nothing changes on a host with fewer than two GPUs.
+set before anything initialises CUDA; nothing changes on a host with fewer than two GPUs. Other
+process pools (``selftest --jobs``) pin their worker w the same way (:func:`gpu_for_index`).
 """
 from __future__ import annotations
 
@@ -16,12 +21,13 @@ import hashlib
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from fla_check.errors import ShardError  # noqa: F401 (re-exported)
 
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _WORKER_RE = re.compile(r"^gw(\d+)$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,13 @@ class Shard:
             return seed
         digest = hashlib.sha256(f"fla-check-shard:{seed or 0}:{self.index}/{self.count}".encode()).digest()
         return int.from_bytes(digest[:4], "big")
+
+    def pick(self, items: Sequence[T], key: Callable[[T], str]) -> list[T]:
+        """This shard's items, in their given order: rank r of `items` sorted by `key` (ties in
+        the given order) belongs to shard ``r % count + 1``."""
+        ranked = sorted(range(len(items)), key=lambda i: key(items[i]))
+        mine = {i for rank, i in enumerate(ranked) if rank % self.count == self.index - 1}
+        return [item for i, item in enumerate(items) if i in mine]
 
     def split(self, index: int, count: int) -> "Shard":
         """Sub-shard `index` of `count` of this shard (a shard of the n*count global split)."""
@@ -97,9 +110,13 @@ def gpu_for_worker(worker_id: Optional[str], gpus: Sequence[str]) -> Optional[st
     ``gpus[N % len(gpus)]`` (more workers than GPUs share them round-robin).
     """
     n = worker_index(worker_id)
-    if n is None or len(gpus) < 2:
-        return None
-    return gpus[n % len(gpus)]
+    return None if n is None else gpu_for_index(n, gpus)
+
+
+def gpu_for_index(n: int, gpus: Sequence[str]) -> Optional[str]:
+    """The CUDA_VISIBLE_DEVICES value of worker `n` (0-based) of a pool: ``gpus[n % len(gpus)]``;
+    None (leave it alone) with fewer than two GPUs."""
+    return gpus[n % len(gpus)] if len(gpus) >= 2 else None
 
 
 def query_gpus(timeout: float = 20.0) -> list[str]:

@@ -77,7 +77,7 @@ def _record(ops: Optional[list[str]], ids: Optional[list[str]], path: Path, exam
     backend = "interpreter" if get_backend().interpreter else "cuda"
     missed = 0
 
-    def on_result(result: EntryResult) -> None:
+    def on_result(result: EntryResult, done: int = 0, total: int = 0) -> None:
         nonlocal missed
         entry = entries[result.id]
         if result.status == CAUGHT and result.killing is not None:

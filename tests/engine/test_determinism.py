@@ -9,7 +9,7 @@ from fla_check import ops
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
 from fla_check.ops import ModeSpec
-from fla_check.engine.runner import RepeatPolicyError, check_case, repeat_wanted
+from fla_check.engine.runner import RepeatPolicyError, check_case, forget_repeated, repeat_wanted
 
 
 def _flaky(step, scale=1e-6):
@@ -60,6 +60,15 @@ def test_bucket_policy_repeats_the_first_case_of_each_bucket_only(modes):
     assert repeat_wanted(spec, first, True, "bucket")  # backward is its own bucket
     with pytest.raises(RepeatPolicyError):
         repeat_wanted(spec, first, False, "sometimes")
+
+
+def test_forget_repeated_reopens_every_bucket(modes):
+    flaky, _ = modes
+    spec = ops.get_mode(ops.get_op("gla"), flaky)
+    config = _cfg(seed=21, K=64)
+    assert repeat_wanted(spec, config, False, "bucket") and not repeat_wanted(spec, config, False, "bucket")
+    forget_repeated()
+    assert repeat_wanted(spec, config, False, "bucket")
 
 
 def test_default_is_off_until_calibrated_on_a_gpu(modes, monkeypatch):

@@ -119,6 +119,13 @@ def test_bucket_scope_checks_the_first_case_of_a_bucket_and_length_class_only():
     assert [i.check for i in layout(T=17, seed=13)] == ["layout"]  # another length class
 
 
+def test_forget_seen_reopens_every_bucket():
+    config = _cfg(T=9, K=64, seed=31)
+    assert invariance.wanted("m", "layout", config, "bucket") and not invariance.wanted("m", "layout", config, "bucket")
+    invariance.forget_seen()
+    assert invariance.wanted("m", "layout", config, "bucket")
+
+
 def test_search_keeps_a_bucket_scope_failure_in_the_report():
     from fla_check.engine.search import search
 

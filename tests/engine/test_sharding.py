@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from fla_check.engine import sharding
-from fla_check.engine.sharding import Shard, ShardError, gpu_for_worker, parse_shard, pin_worker_gpu, run_budget
+from fla_check.engine.sharding import (Shard, ShardError, gpu_for_index, gpu_for_worker, parse_shard, pin_worker_gpu,
+                                      run_budget)
 
 
 def test_parse_shard_and_errors():
@@ -29,6 +30,27 @@ def test_seeds_distinct_per_shard_deterministic_and_random_stays_random():
     assert Shard(2, 4).seed(7, derandomize=False) != Shard(2, 4).seed(8, derandomize=False)
     assert Shard(2, 4).seed(None, derandomize=False) is None  # nightly: random per shard
     assert Shard(1, 1).seed(5, derandomize=True) == 5  # a whole run is untouched
+
+
+@pytest.mark.parametrize("size,n", [(10, 3), (2, 4), (0, 2), (7, 1), (64, 8)])
+def test_pick_partitions_items_balanced_by_count_and_keeps_their_order(size, n):
+    items = [f"e{(i * 7) % size:03d}" for i in range(size)]  # not in key order
+    shards = [Shard(i, n).pick(items, key=str) for i in range(1, n + 1)]
+    assert sorted(x for s in shards for x in s) == sorted(items)  # disjoint, union = all
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    for share in shards:
+        assert share == [x for x in items if x in share]  # the given order
+
+
+def test_pick_is_a_function_of_the_keys_not_of_their_order():
+    items = ["b", "a", "d", "c", "e"]
+    assert Shard(1, 2).pick(items, key=str) == ["a", "c", "e"] and Shard(2, 2).pick(items, key=str) == ["b", "d"]
+    assert Shard(1, 2).pick(list(reversed(items)), key=str) == ["e", "c", "a"]
+
+
+def test_gpu_for_index_round_robin_and_none_below_two_gpus():
+    assert [gpu_for_index(w, ["0", "1", "3"]) for w in range(5)] == ["0", "1", "3", "0", "1"]
+    assert gpu_for_index(4, ["0"]) is None and gpu_for_index(0, []) is None
 
 
 def test_run_budget():
