@@ -33,6 +33,12 @@ for op in simple_gla gated_delta; do
   job fla-unguarded-$op "$UNGUARDED" run --op $op $P --modes fla:chunk --dtypes fp32,fp16,bf16 --backward
 done
 job fla-unguarded-preset-qwen3-next "$UNGUARDED" run --preset qwen3-next $P --modes fla:chunk --backward --examples 8
+KDA_OPTS="--kernel-options qk_l2norm,gate_in_kernel,beta_sigmoid,lower_bound,safe_gate"
+job fla-kda-options-fwd $FIRST run --op kda $P $FLA --dtypes fp32,fp16,bf16 $KDA_OPTS
+job fla-kda-options-bwd $FIRST run --op kda $P --modes fla:chunk --dtypes fp32,fp16,bf16 --backward $KDA_OPTS
+for op in gla simple_gla delta gated_delta kda; do
+  job fla-layouts-$op $FIRST run --op $op $P $FLA --dtypes fp32,bf16 --chunk-sizes all --state-layouts all
+done
 job selftest-config-specific "" selftest --mutants simple_gla.chunk.config-specific
 for op in gla delta gated_delta; do
   job fla-invariance-$op $FIRST run --op $op $P $FLA --isolation none --invariance all --invariance-scope all \
