@@ -9,7 +9,9 @@ T=128 H=2, K = V = 128 unless ``KD`` / ``VD``) for an H100/H200 target (sm_90) o
 machine: a fake driver reports the target, each ``JITFunction.run`` is turned into a warm-up
 compile into an empty ``TRITON_CACHE_DIR``. Per kernel it prints the compile seconds, the
 registers / stack / shared / local bytes of the cubin (``cuobjdump --dump-resource-usage``,
-from Triton's bundled ptxas tools: STACK > 0 means spills), and how many ``wgmma.mma_async``
+from Triton's bundled ptxas tools: STACK > 0 means spills; SHARED is only the static part),
+the dynamic shared memory Triton allocates (``smem``), num_warps / num_stages, the programs an SM
+holds at once by registers, shared memory and warps (``per-SM``), and how many ``wgmma.mma_async``
 (Hopper tensor cores), ``mma.sync`` (Ampere-style tensor cores) and ``fma.rn.f32`` (scalar FMA
 dots) instructions its PTX holds. Compile seconds are CPU-bound: compare runs on one machine.
 """
@@ -58,6 +60,15 @@ ROWS: list[tuple[str, float, str, dict[str, int]]] = []
 _original_run = JITFunction.run
 
 
+def per_sm(regs: int, warps: int, smem: int) -> int:
+    """Resident programs per H100/H200 SM: 64K registers (allocated per warp in 256-register
+    units), 228 KB shared memory (1 KB reserved per block), 64 warps."""
+    reg_warp = -(-regs * 32 // 256) * 256
+    by_regs = 65536 // (reg_warp * warps)
+    by_smem = 233472 // (smem + 1024) if smem else 64
+    return min(by_regs, by_smem, 64 // warps)
+
+
 def _compile_only(self, *args, grid, warmup, **kwargs):
     """JITFunction.run as a warm-up compile, timed, with the cubin's resource usage recorded."""
     start = time.perf_counter()
@@ -73,6 +84,10 @@ def _compile_only(self, *args, grid, warmup, **kwargs):
     ptx = kernel.asm["ptx"]
     counts = {"wgmma": ptx.count("wgmma.mma_async"), "mma": len(re.findall(r"\bmma\.sync", ptx)),
               "fma.f32": ptx.count("fma.rn.f32")}
+    md = kernel.metadata
+    counts.update(smem=md.shared, warps=md.num_warps, stages=md.num_stages)
+    if m:
+        counts["per_sm"] = per_sm(int(m.group(1)), md.num_warps, md.shared)
     ROWS.append((self.__name__, seconds, resources, counts))
     return kernel
 
@@ -98,8 +113,9 @@ def main() -> None:
     print(f"{args.dtype} {'gated_delta' if args.gated else 'delta'} K={K} V={V}: "
           f"total compile {time.perf_counter() - start:.1f} s")
     for name, seconds, resources, counts in ROWS:
-        print(f"  {name:28s} {seconds:6.1f} s  {resources}  wgmma {counts['wgmma']} mma {counts['mma']} "
-              f"fma.f32 {counts['fma.f32']}")
+        print(f"  {name:28s} {seconds:6.1f} s  {resources}  smem {counts['smem']} warps {counts['warps']} "
+              f"stages {counts['stages']} per-SM {counts.get('per_sm', '?')}  wgmma {counts['wgmma']} "
+              f"mma {counts['mma']} fma.f32 {counts['fma.f32']}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,18 @@ def test_matches_reference_fp32(chunk_size, B, T, K, V):
                              initial_state=initial_state(B, 2, K, V))
 
 
+@pytest.mark.parametrize("dtype,K,tf32", [
+    (torch.float32, 100, False),  # IEEE: four key blocks of 32 in the state pass, the last one masked
+    (torch.float16, 80, True),    # TF32: two key blocks of 64, the second masked; output loops over both
+])
+def test_state_in_key_blocks(dtype, K, tf32):
+    """The state pass keeps the state in several key blocks and the output kernel loops over
+    key blocks: every block (masked rows included) must carry and read the state correctly."""
+    x = make_inputs(1, 40, 1, K, 24, gated=False, dtype=dtype, seed=3)
+    assert_matches_reference(delta_chunk, x, chunk_size=16, initial_state=initial_state(1, 1, K, 24),
+                             tf32=tf32)
+
+
 def test_default_chunk_size_without_initial_state():
     x = make_inputs(1, 66, 1, 16, 16, gated=False)
     assert_matches_reference(delta_chunk, x)
@@ -65,7 +77,8 @@ def test_planted_state_not_carried_is_caught():
     """Resetting the state at every chunk start must make the chunk kernel diverge."""
     loop = "    for i_t in range(0, NT):\n"
     mutant = load_mutant("fla_check.kernels.delta.chunk",
-                         [(loop, loop + "        b_h = tl.zeros([BK, BV], dtype=tl.float32)\n")],
+                         [(loop, loop + "".join(f"        b_h{i} = tl.zeros([BK, BV], dtype=tl.float32)\n"
+                                                for i in range(1, 5)))],
                          tag="state_not_carried")
     x = make_inputs(1, 40, 1, 16, 16, gated=False)
     o, _ = mutant.delta_chunk(x["q"], x["k"], x["v"], beta=x["beta"], chunk_size=16)

@@ -254,12 +254,15 @@ _DELTA_R_STEP = ("        if USE_G:\n"
 _DELTA_R_WRITE = ("        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
                   "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
 _DELTA_C_LOOP = ("    for i_t in range(0, NT):\n"
-                 "        tl.store(h + ((boh + i_t) * H + i_h) * K * V + p_state, b_h, mask=m_h)\n")
+                 "        p_h = h + ((boh + i_t) * H + i_h) * K * V\n")
+_DELTA_BLOCKS = (1, 2, 3, 4)  # the state pass keeps its state in key blocks b_h1..b_h4
 _GLA_C_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
                "        tl.store(h + ((boh + i_t) * H + i_h) * K * V + o_s, b_h.to(h.dtype.element_ty), mask=m_h)\n")
 _GLA_F_LOOP = ("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n"
                "        o_t = i_t * BT + o_c\n")
 _RESET = "        if i_t > 0:\n            b_h = tl.zeros([BK, BV], dtype=tl.float32)\n"
+_DELTA_RESET = "        if i_t > 0:\n" + "".join(f"            b_h{i} = tl.zeros([BK, BV], dtype=tl.float32)\n"
+                                              for i in _DELTA_BLOCKS)
 
 
 def _delta_family(op: str) -> list[Mutant]:
@@ -267,7 +270,7 @@ def _delta_family(op: str) -> list[Mutant]:
     p = op
     return [
         Mutant(f"{p}.chunk.no-carry", "no-carry", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
-               ((_DELTA_C_LOOP, _DELTA_C_LOOP.replace("    for i_t in range(0, NT):\n", "    for i_t in range(0, NT):\n" + _RESET)),),
+               ((_DELTA_C_LOOP, _DELTA_C_LOOP.replace("    for i_t in range(0, NT):\n", "    for i_t in range(0, NT):\n" + _DELTA_RESET)),),
                "state passing restarts from zero at every chunk after the first"),
         Mutant(f"{p}.chunk.ut-sign", "ut-sign", op, ("chunk",), _UT, "ut_transform_fwd_kernel",
                (("    b_Ai = -tl.where(m_A, b_A, 0.0)\n", "    b_Ai = tl.where(m_A, b_A, 0.0)\n"),),
@@ -287,8 +290,8 @@ def _delta_family(op: str) -> list[Mutant]:
                ((_SEQ_BOUNDS_CALL, _SEQ_BOUNDS_CALL + _BOS_LATE),),
                "state passing reads each sequence start one token late (cu_seqlens[n] + 1)"),
         Mutant(f"{p}.chunk.unmasked-load", "unmasked-load", op, ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
-               (("    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],\n",
-                 "    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
+               (("        b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],\n",
+                 "        b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
                "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
         Mutant(f"{p}.recurrent.scale", "scale", op, ("recurrent",), _DELTA_R, "delta_rule_recurrent_fwd_kernel",
                ((_DELTA_R_NORM, _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
@@ -337,7 +340,7 @@ _GATED_ONLY = [
 
 # GVA and in-kernel options (issue 16): Gated DeltaNet only
 _DELTA_C_O_GVA = ("    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)\n"
-                  "    o_k = tl.arange(0, BK)\n")
+                  "    o_v = i_v * BV + tl.arange(0, BV)\n")
 _EPS_OUT = ("            b_q = b_q / (tl.sqrt(tl.sum(b_q * b_q, 0)) + L2NORM_EPS)\n"
             "            b_k = b_k / (tl.sqrt(tl.sum(b_k * b_k, 0)) + L2NORM_EPS)\n")
 _GATED_OPTIONS = [
@@ -459,8 +462,9 @@ _GLA_F_H = ("        b_h = b_h * tl.exp(b_gl)[:, None] + tl.dot(tl.trans(b_kd), 
             "input_precision=DOT_PRECISION)\n")
 _DELTA_C_O = "    b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale\n"
 _DELTA_C_HT = ("    if STORE_FINAL_STATE:\n"
-               "        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)\n")
-_DELTA_C_H = "        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)\n"
+               "        p_ht = ht + i_nh.to(tl.int64) * K * V\n")
+_DELTA_C_H = ("        if NK > 3:\n"
+              "            b_h4 = _kt_times_v(k, row_k, m_t, 3, BK, K, b_v, b_h4, DOT_PRECISION)\n")
 _O_LATE = "o x1.02 in every chunk after the first (chunk index >= 1)"
 _HT_LATE = "final state x0.98 when the sequence has more than one chunk"
 _FP16_STATE = "the running inter-chunk state is rounded to fp16 after every chunk (h and ht from it)"
@@ -523,11 +527,12 @@ def _subtle_delta(op: str) -> list[Mutant]:
         Mutant(f"{p}.chunk.o-late", "o-late", op, ("chunk",), _DELTA_C, "chunk_delta_o_kernel",
                ((_DELTA_C_O, _DELTA_C_O + "    if i_t >= 1:\n        b_o = b_o * 1.02\n"),), _O_LATE),
         Mutant(f"{p}.chunk.ht-late", "ht-late", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
-               ((_DELTA_C_HT, _DELTA_C_HT.replace("        tl.store(", "        if NT > 1:\n"
-                                                  "            b_h = b_h * 0.98\n        tl.store(")),),
+               ((_DELTA_C_HT, _DELTA_C_HT + "        if NT > 1:\n" + "".join(
+                   f"            b_h{i} = b_h{i} * 0.98\n" for i in _DELTA_BLOCKS)),),
                _HT_LATE),
         Mutant(f"{p}.chunk.fp16-state", "fp16-state", op, ("chunk",), _DELTA_C, "chunk_delta_h_kernel",
-               ((_DELTA_C_H, _DELTA_C_H + f"        b_h = b_h{_F16}\n"),), _FP16_STATE),
+               ((_DELTA_C_H, _DELTA_C_H + "".join(f"        b_h{i} = b_h{i}{_F16}\n" for i in _DELTA_BLOCKS)),),
+               _FP16_STATE),
         Mutant(f"{p}.chunk.dbeta-scale", "grad-scale", op, ("chunk",), _UT, "ut_transform_bwd_kernel",
                (("    tl.store(dbeta + row, b_dbeta, mask=m_t)\n",
                  "    tl.store(dbeta + row, b_dbeta * 1.02, mask=m_t)\n"),),
@@ -845,9 +850,9 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.common.ut_transform:ut_transform_bwd_kernel": "be7d002758837b72",
     "fla_check.kernels.common.ut_transform:ut_transform_fwd_kernel": "1057e929616de73f",
     "fla_check.kernels.common.varlen:sequence_bounds": "cc8f82763ab6d097",
-    "fla_check.kernels.delta.chunk:chunk_delta_h_kernel": "bfcab3e497e0eb96",
-    "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "feef75ec3962d131",
-    "fla_check.kernels.delta.chunk:chunk_fwd": "6494508a74d2769d",
+    "fla_check.kernels.delta.chunk:chunk_delta_h_kernel": "1aa38a20ffa648d9",
+    "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "5fc1ba7ef9461d37",
+    "fla_check.kernels.delta.chunk:chunk_fwd": "76c3238161d73754",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "666e95520de5667d",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "c256443d34f170e3",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "39ccb4366562484b",

@@ -6,11 +6,12 @@ only take them in their own dtype with fp32 accumulation, dots on fp32 operands 
   1. g_cum = chunk-local cumsum of the per-head gate (fla_check.kernels.common.cumsum);
   2. A_inv, W, U = UT transform per chunk (fla_check.kernels.common.ut_transform, the same
      code path as the public `ut_transform` entry);
-  3. state passing, one program per (sequence, head, V-block), looping over chunks:
+  3. state passing, one program per (sequence, head, V-block), looping over chunks, the state
+     held as up to 4 key blocks of <= 64 rows (state_tiles):
      h_c is stored (state before chunk c), v_new = U - W h_c,
      h_{c+1} = exp(g_last) h_c + (K * exp(g_last - g))^T v_new;
-  4. output, one program per (chunk, head, V-block):
-     o = scale * ((q * exp(g)) h_c + tril(q k^T * exp(g_i - g_j)) v_new),
+  4. output, one program per (chunk, head, V-block), q h_c and q k^T summed over key blocks:
+     o = scale * (exp(g) * (q h_c) + tril(q k^T * exp(g_i - g_j)) v_new),
      the upper triangle is discarded by tl.where selection (overflow there never leaks).
 No guard against huge negative gates: like fla, a -0.1*finfo.max fill at a reset inside a
 chunk is absorbed by the chunk-local cumsum (silently wrong) and -inf gives NaN.
@@ -39,53 +40,120 @@ from fla_check.kernels.utils import (
 MAX_HEAD_DIM = 256
 
 
+@triton.jit
+def _state_block(i: tl.constexpr, BK: tl.constexpr, K, o_v, m_v, V):
+    """Offsets (row-major [K, V]) and mask of key block i ([BK, BV] rows i*BK..) of a state tile."""
+    o_k = i * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    return o_k[:, None] * V + o_v[None, :], m_k[:, None] & m_v[None, :]
+
+
+@triton.jit
+def _w_times_h(w, row, m_t, i: tl.constexpr, BK: tl.constexpr, K, b_h, b_acc,
+               DOT_PRECISION: tl.constexpr):
+    """b_acc + W[:, block i] h_i for the chunk rows `row` (W fp32 [.., K])."""
+    o_k = i * BK + tl.arange(0, BK)
+    b_w = tl.load(w + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0.0)
+    return tl.dot(b_w, b_h, b_acc, input_precision=DOT_PRECISION)
+
+
+@triton.jit
+def _kt_times_v(k, row_k, m_t, i: tl.constexpr, BK: tl.constexpr, K, b_v, b_acc,
+                DOT_PRECISION: tl.constexpr):
+    """b_acc + K[:, block i]^T v for the chunk rows `row_k` (keys in their own dtype, exact in fp32)."""
+    o_k = i * BK + tl.arange(0, BK)
+    b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=(o_k < K)[:, None] & m_t[None, :],
+                   other=0.0).to(tl.float32)
+    return tl.dot(b_kt, b_v, b_acc, input_precision=DOT_PRECISION)
+
+
 @triton.jit(do_not_specialize=["T"])
 def chunk_delta_h_kernel(
     k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, H, HK, K, V, BT: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
+    BK: tl.constexpr, NK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Inter-chunk state passing; writes h (before each chunk) and v_new = U - W h."""
+    """Inter-chunk state passing; writes h (before each chunk) and v_new = U - W h.
+
+    The [K, BV] state lives in registers as NK <= 4 key blocks b_h1..b_h4 of [BK, BV] (BK <= 64):
+    every dot of a chunk works on one block (smaller tiles, fewer live registers)."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
     NT = tl.cdiv(eos - bos, BT)
     boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
     o_i = tl.arange(0, BT)
-    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
     m_v = o_v < V
-    m_h = m_k[:, None] & m_v[None, :]
-    p_state = o_k[:, None] * V + o_v[None, :]
+    p_s1, m_s1 = _state_block(0, BK, K, o_v, m_v, V)
+    p_s2, m_s2 = _state_block(1, BK, K, o_v, m_v, V)
+    p_s3, m_s3 = _state_block(2, BK, K, o_v, m_v, V)
+    p_s4, m_s4 = _state_block(3, BK, K, o_v, m_v, V)
 
-    b_h = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h1 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h2 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h3 = tl.zeros([BK, BV], dtype=tl.float32)
+    b_h4 = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
-        b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + p_state, mask=m_h, other=0.0).to(tl.float32)
+        p_h0 = h0 + i_nh.to(tl.int64) * K * V
+        b_h1 += tl.load(p_h0 + p_s1, mask=m_s1, other=0.0).to(tl.float32)
+        if NK > 1:
+            b_h2 += tl.load(p_h0 + p_s2, mask=m_s2, other=0.0).to(tl.float32)
+        if NK > 2:
+            b_h3 += tl.load(p_h0 + p_s3, mask=m_s3, other=0.0).to(tl.float32)
+        if NK > 3:
+            b_h4 += tl.load(p_h0 + p_s4, mask=m_s4, other=0.0).to(tl.float32)
     for i_t in range(0, NT):
-        tl.store(h + ((boh + i_t) * H + i_h) * K * V + p_state, b_h, mask=m_h)
+        p_h = h + ((boh + i_t) * H + i_h) * K * V
+        tl.store(p_h + p_s1, b_h1, mask=m_s1)
+        if NK > 1:
+            tl.store(p_h + p_s2, b_h2, mask=m_s2)
+        if NK > 2:
+            tl.store(p_h + p_s3, b_h3, mask=m_s3)
+        if NK > 3:
+            tl.store(p_h + p_s4, b_h4, mask=m_s4)
         o_t = i_t * BT + o_i
         m_t = o_t < eos - bos
         row = (bos + o_t) * H + i_h
         row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
-        m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
-        b_w = tl.load(w + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
+        b_wh = _w_times_h(w, row, m_t, 0, BK, K, b_h1, tl.zeros([BT, BV], dtype=tl.float32), DOT_PRECISION)
+        if NK > 1:
+            b_wh = _w_times_h(w, row, m_t, 1, BK, K, b_h2, b_wh, DOT_PRECISION)
+        if NK > 2:
+            b_wh = _w_times_h(w, row, m_t, 2, BK, K, b_h3, b_wh, DOT_PRECISION)
+        if NK > 3:
+            b_wh = _w_times_h(w, row, m_t, 3, BK, K, b_h4, b_wh, DOT_PRECISION)
         b_u = tl.load(u + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
-        b_v = b_u - tl.dot(b_w, b_h, input_precision=DOT_PRECISION)
+        b_v = b_u - b_wh
         tl.store(v_new + row[:, None] * V + o_v[None, :], b_v, mask=m_tv)
-        b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
-                       other=0.0).to(tl.float32)
         if USE_G:
             last = tl.minimum(i_t * BT + BT, eos - bos) - 1
             b_g_last = tl.load(g_cum + (bos + last) * H + i_h)
             b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
             b_v = b_v * tl.where(m_t, tl.exp(b_g_last - b_g), 0.0)[:, None]
-            b_h *= tl.exp(b_g_last)
-        b_h += tl.dot(b_kt, b_v, input_precision=DOT_PRECISION)
+            b_decay = tl.exp(b_g_last)
+            b_h1 *= b_decay
+            b_h2 *= b_decay
+            b_h3 *= b_decay
+            b_h4 *= b_decay
+        b_h1 = _kt_times_v(k, row_k, m_t, 0, BK, K, b_v, b_h1, DOT_PRECISION)
+        if NK > 1:
+            b_h2 = _kt_times_v(k, row_k, m_t, 1, BK, K, b_v, b_h2, DOT_PRECISION)
+        if NK > 2:
+            b_h3 = _kt_times_v(k, row_k, m_t, 2, BK, K, b_v, b_h3, DOT_PRECISION)
+        if NK > 3:
+            b_h4 = _kt_times_v(k, row_k, m_t, 3, BK, K, b_v, b_h4, DOT_PRECISION)
     if STORE_FINAL_STATE:
-        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)
+        p_ht = ht + i_nh.to(tl.int64) * K * V
+        tl.store(p_ht + p_s1, b_h1, mask=m_s1)
+        if NK > 1:
+            tl.store(p_ht + p_s2, b_h2, mask=m_s2)
+        if NK > 2:
+            tl.store(p_ht + p_s3, b_h3, mask=m_s3)
+        if NK > 3:
+            tl.store(p_ht + p_s4, b_h4, mask=m_s4)
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -94,7 +162,8 @@ def chunk_delta_o_kernel(
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """o = scale * ((q * exp(g)) h_c + tril(q k^T * exp(g_i - g_j)) v_new) for one chunk."""
+    """o = scale * (exp(g) * (q h_c) + tril(q k^T * exp(g_i - g_j)) v_new) for one chunk, one
+    V-block; q k^T and q h_c accumulate over key blocks of BK."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
@@ -104,24 +173,26 @@ def chunk_delta_o_kernel(
     m_t = o_t < eos - bos
     row = (bos + o_t) * H + i_h
     row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)
-    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
     m_v = o_v < V
+    p_h = h + (i_tg * H + i_h) * K * V
 
-    b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                  other=0.0)
-    b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
-                   other=0.0)
-    b_h = tl.load(h + (i_tg * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :],
-                  mask=m_k[:, None] & m_v[None, :], other=0.0)
-    b_A = tl.dot(b_q, b_kt, input_precision=DOT_PRECISION)  # input dtype: exact products, fp32 sum
-    b_q = b_q.to(tl.float32)
-    if USE_G:
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):  # K in blocks of BK: smaller tiles, loads pipelined
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
+                      other=0.0)
+        b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :],
+                       other=0.0)
+        b_h = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_A = tl.dot(b_q, b_kt, b_A, input_precision=DOT_PRECISION)  # input dtype: exact products, fp32 sum
+        b_o = tl.dot(b_q.to(tl.float32), b_h, b_o, input_precision=DOT_PRECISION)
+    if USE_G:  # (q * exp(g)) h = exp(g) * (q h): the decay applied to the fp32 sum
         b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
-        b_q = b_q * tl.exp(b_g)[:, None]
+        b_o = b_o * tl.exp(b_g)[:, None]
         b_A = b_A * tl.exp(b_g[:, None] - b_g[None, :])
-    b_o = tl.dot(b_q, b_h, input_precision=DOT_PRECISION)
     m_A = (o_i[:, None] >= o_i[None, :]) & m_t[:, None] & m_t[None, :]
     b_A = tl.where(m_A, b_A, 0.0)
     b_v = tl.load(v_new + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :],
@@ -131,10 +202,26 @@ def chunk_delta_o_kernel(
              mask=m_t[:, None] & m_v[None, :])
 
 
-def state_tiles(BK: int, V: int) -> tuple[int, int]:
-    """(BV, num_warps) of the state-passing kernel for a [BK, BV] fp32 state tile."""
-    BV = min(64 if BK <= 64 else 32, next_pow2(V))
-    return BV, 4 if BK <= 64 else 8
+def state_tiles(K: int, V: int, ieee: bool) -> tuple[int, int, int, int]:
+    """(BK, NK, BV, num_warps) of the state-passing kernel: NK <= 4 key blocks of BK rows.
+
+    The grid is V / BV programs per (sequence, head), each looping over its chunks: at the
+    benchmark shape (B*H = 128, K = V = 128, half inputs) 512 programs of 4 warps, two per SM
+    (177 registers, 112 KB shared memory with 2 pipeline stages, bench/compile_sm90.py). IEEE
+    fp32 dots (fp32 inputs) are FMA loops holding whole operand rows per thread: narrower tiles."""
+    if ieee:
+        BK, BV = min(32 if K <= 128 else 64, next_pow2(K)), min(16, next_pow2(V))
+    else:
+        BK = min(64, next_pow2(K))
+        BV = min(64 if BK <= 32 else 32, next_pow2(V))
+    return BK, triton.cdiv(next_pow2(K), BK), BV, 4
+
+
+def output_tiles(K: int, V: int, ieee: bool) -> tuple[int, int, int]:
+    """(BK, BV, num_warps) of the output kernel: one program per (V-block, chunk, head), looping
+    over key blocks of BK. Half inputs: the whole V = 128 in one block (q k^T once per chunk),
+    8 warps, two programs per SM; IEEE FMA dots: narrower V-blocks."""
+    return min(64, next_pow2(K)), min(32 if ieee else 128, next_pow2(V)), 8
 
 
 def chunk_layout(B: int, T: int, cu_seqlens: Optional[torch.Tensor], chunk_size: int,
@@ -186,23 +273,21 @@ def chunk_fwd(
     ht = torch.empty(N, H, K, V, **f32) if output_final_state else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    BK = next_pow2(K)
-    meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, BK=BK, USE_G=g is not None,
-                IS_VARLEN=cu_seqlens is not None, DOT_PRECISION=operands_precision(k, v))
+    precision = operands_precision(k, v)
+    meta = dict(H=H, HK=HK, K=K, V=V, BT=BT, USE_G=g is not None, IS_VARLEN=cu_seqlens is not None,
+                DOT_PRECISION=precision, num_stages=2 if K % 16 == 0 and V % 16 == 0 else 1)
     if N * H > 0:
-        # the whole-K state tile [BK, BV] stays in registers across chunks: narrower V-blocks
-        # and more warps for wide heads (more programs in flight on the serial chunk loop)
-        BV, warps = state_tiles(BK, V)
+        BK, NK, BV, warps = state_tiles(K, V, precision == "ieee")
         chunk_delta_h_kernel[(triton.cdiv(V, BV), N * H)](
-            k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, BV=BV, num_warps=warps,
-            USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta,
+            k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, BK=BK, NK=NK, BV=BV,
+            num_warps=warps, USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state, **meta,
         )
     NT = triton.cdiv(T, BT) if cu_seqlens is None else NT_total
     if NT * B * H > 0:
-        BV = min(64, next_pow2(V))
+        BK, BV, warps = output_tiles(K, V, precision == "ieee")
         chunk_delta_o_kernel[(triton.cdiv(V, BV), NT, B * H)](
-            q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, BV=BV,
-            num_warps=8 if BK > 64 else 4, **meta,
+            q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, BK=BK, BV=BV, num_warps=warps,
+            **meta,
         )
     return ChunkFwdOutput(o, ht, g_cum, A_inv, w, u, h, v_new)
 
