@@ -10,7 +10,7 @@
   (``--child-first``): seconds from spawning the process to the first failing case, with an
   empty Triton cache (cold) and with the cache a warm-up filled (warm), each with ``--warmup``
   off and on (:mod:`fla_check.engine.warmup`); the process stops at the first failure.
-- ``selftest.<id>``: per planted mutant, :func:`fla_check.commands.selftest.engine.run_selftest` (the same
+- ``selftest.<id>``: per planted mutant, :func:`fla_check.commands.selftest.suite.run_selftest` (the same
   search on the mutated mode): examples / seconds to the first *killing* case (the mutant fails
   and the clean mode passes it), whole-search seconds, the shrunk case.
 
@@ -187,7 +187,7 @@ def pick_mutants(spec: str, ops: list[str]) -> list[str]:
 def selftest_entries(bench: Bench, args, device: str) -> None:
     """One run_selftest call per entry (sections), until the budget runs out."""
     try:
-        from fla_check.commands.selftest.engine import run_selftest
+        from fla_check.commands.selftest.suite import run_selftest
     except ImportError as exc:  # TODO(selftest): fla_check.commands.selftest.engine not present in this checkout
         bench.data["sections"]["selftest"] = {"todo": f"fla_check.commands.selftest.engine unavailable ({exc}); "
                                                       "hook: run_selftest(ids=[id], profile=..., examples=...)"}

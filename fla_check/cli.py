@@ -766,7 +766,7 @@ def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, sh
     from fla_check.commands.selftest.jobs import parse_jobs
     from fla_check.commands.selftest.mutants import select
     from fla_check.report.console import make_console
-    from fla_check.commands.selftest.engine import run_selftest
+    from fla_check.commands.selftest.suite import run_selftest
     from fla_check.commands.selftest.render import catalog_table, render_selftest
 
     with _about("--jobs"):

@@ -2,7 +2,7 @@
 
     python3 tests/commands/record_killing_cases.py [--ops OP,...] [--ids ID,...]
 
-Runs the selftest (:func:`fla_check.commands.selftest.engine.run_selftest`: the ci profile's
+Runs the selftest (:func:`fla_check.commands.selftest.suite.run_selftest`: the ci profile's
 search, without shrinking, like tests/commands/test_selftest.py; usage cases at T <= 128) and
 merges, per caught entry, its first killing case (``killing``) and what replaying it needs
 (gradients, autotune-config and determinism policies, the mutant's verdict there) into
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fla_check.backend import get_backend
-from fla_check.commands.selftest.engine import CAUGHT, SKIPPED, EntryResult, run_selftest, run_usage
+from fla_check.commands.selftest.engine import CAUGHT, SKIPPED, EntryResult, run_usage
+from fla_check.commands.selftest.suite import run_selftest
 from fla_check.commands.selftest.mutants import Mutant, UsageCase, all_entries
 from fla_check.engine.profiles import PROFILES
 

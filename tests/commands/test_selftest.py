@@ -25,9 +25,9 @@ from fla_check.commands.selftest.mutants import MUTANTS, SUBTLE, USAGE_CASES, Mu
 from fla_check.engine.profiles import PROFILES
 from fla_check.engine.runner import CaseResult, ModeResult, check_case
 from fla_check.engine.search import SearchResult
-from fla_check.commands.selftest.engine import (KILLING, BROKEN, CAUGHT, EntryResult, _check_broken, _Clock,
-                                                _Control, _find_kill, replay_mutant, replay_usage, run_mutant,
-                                                run_selftest, run_usage)
+from fla_check.commands.selftest.engine import (KILLING, BROKEN, CAUGHT, EntryResult, _check_broken, _Clock, _Control,
+                                                _find_kill, replay_mutant, replay_usage, run_mutant, run_usage)
+from fla_check.commands.selftest.suite import run_selftest
 from fla_check.commands.selftest.render import results_table
 from tests.commands.record_killing_cases import RECORDER, load
 

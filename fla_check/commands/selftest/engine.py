@@ -38,7 +38,7 @@ not searched: on a GPU its mutated and clean modes run on the large-index case o
 caught when the mutant fails there and the clean mode passes.
 
 Entries are independent: :func:`run_entry` runs one as if alone in its process, so ``--jobs N``
-(worker processes, :mod:`fla_check.commands.selftest.jobs`) and ``--shard i/n`` (a CI job's share
+(:mod:`fla_check.commands.selftest.suite` over the worker pool of :mod:`fla_check.commands.selftest.jobs`) and ``--shard i/n`` (a CI job's share
 of the entries) report, per entry, what a sequential run of the whole catalog reports.
 
 :func:`replay_mutant` / :func:`replay_usage` judge one recorded case (a ``killing`` case of an
@@ -50,14 +50,13 @@ import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from fla_check import __version__
-from fla_check.backend import get_backend, select_backend
+from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
-from fla_check.commands.selftest.jobs import Jobs, handout_order, resolve_jobs, run_jobs
-from fla_check.commands.selftest.mutants import Mutant, UsageCase, select
+from fla_check.commands.selftest.mutants import Mutant, UsageCase
 from fla_check.errors import MutationError, UsageError
 from fla_check.ops import get_op
 from fla_check.engine.configs import ConfigPolicy, parse_policy
@@ -66,7 +65,6 @@ from fla_check.engine.large_index import check_budget, default_budget, large_ind
 from fla_check.engine.profiles import DEFAULT_PROFILE
 from fla_check.engine.runner import REPEAT_ENV, CaseResult, check_case, forget_repeated, mode_label
 from fla_check.engine.search import ProgressEvent, SearchResult, search
-from fla_check.engine.sharding import Shard
 
 # the verdicts that can kill a mutant (not ERROR); UNWRITTEN/OVERREAD: the memory checks (engine/memory.py);
 # NOT_INVARIANT: the metamorphic checks (engine/invariance.py); NONDETERMINISTIC: the determinism check
@@ -160,56 +158,6 @@ class SelftestResult:
 
 
 OnResult = Callable[[EntryResult, int, int], None]  # (result, entries finished so far, entries in the run)
-
-
-def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = None, *,
-                 profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
-                 max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
-                 device: Optional[str] = None, field_only: bool = False, shard: Optional[Shard] = None,
-                 jobs: Jobs = 1, costs: Optional[Mapping[str, float]] = None,
-                 on_result: Optional[OnResult] = None) -> SelftestResult:
-    """Run every selected catalog entry (see :func:`fla_check.commands.selftest.mutants.select`;
-    `field_only`: the field catalog only; `shard`: its share of them, :meth:`Shard.pick` by id).
-
-    `jobs`: worker processes (:mod:`fla_check.commands.selftest.jobs`; 'auto': one per core);
-    1 runs every entry in this process. Each entry runs as if alone in its process
-    (:func:`run_entry`), so the results do not depend on `jobs` nor on the order; they are
-    reported in catalog order. `costs` (seconds per id, e.g. of a previous result): hand the
-    costliest entries out first. ``on_result(result, done, total)`` as each entry finishes."""
-    entries = select(ops, ids, field_only)
-    if shard is not None:
-        entries = shard.pick(entries, key=lambda e: e.id)
-    workers = resolve_jobs(jobs, len(entries))
-    options = {"profile": profile, "examples": examples, "max_seq_len": max_seq_len,
-               "dtypes": list(dtypes) if dtypes else None, "ops": list(ops) if ops else None,
-               "mutants": [e.id for e in entries]}
-    if field_only:
-        options["field"] = True
-    if shard is not None:
-        options["shard"] = str(shard)
-    if workers > 1:
-        options["jobs"] = workers
-    out = SelftestResult(options)
-    start = time.perf_counter()
-    done: dict[int, list[EntryResult]] = {}
-
-    def finish(index: int, results: list[EntryResult]) -> None:
-        done[index] = results
-        for result in results:
-            if on_result:
-                on_result(result, len(done), len(entries))
-
-    run = dict(profile=profile, examples=examples, max_seq_len=max_seq_len, dtypes=dtypes, device=device)
-    if workers > 1 and len(entries) > 1:
-        run_jobs(entries, run, jobs=workers, device=select_backend(device),
-                 order=handout_order([e.id for e in entries], costs),
-                 finish=lambda i, rows: finish(i, [EntryResult.from_json(r) for r in rows]), crashed=crashed_entry)
-    else:
-        for index in handout_order([e.id for e in entries], costs):
-            finish(index, run_entry(entries[index], **run))
-    out.results = [r for index in range(len(entries)) for r in done[index]]
-    out.seconds = time.perf_counter() - start
-    return out
 
 
 def run_entry(entry: Mutant | UsageCase, **options: Any) -> list[EntryResult]:

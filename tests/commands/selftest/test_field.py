@@ -12,7 +12,8 @@ from rich.console import Console
 from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
-from fla_check.commands.selftest.engine import SKIPPED, EntryResult, SelftestResult, run_mutant, run_selftest
+from fla_check.commands.selftest.engine import SKIPPED, EntryResult, SelftestResult, run_mutant
+from fla_check.commands.selftest.suite import run_selftest
 from fla_check.commands.selftest.mutants import MUTANTS, all_entries, select
 from fla_check.commands.selftest.render import catalog_table, render_selftest, results_table
 from fla_check.engine.profiles import PROFILES

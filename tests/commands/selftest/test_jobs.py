@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from fla_check.cli import main
-from fla_check.commands.selftest.engine import BROKEN, CAUGHT, crashed_entry, run_entry, run_selftest
+from fla_check.commands.selftest.engine import BROKEN, CAUGHT, crashed_entry, run_entry
+from fla_check.commands.selftest.suite import run_selftest
 from fla_check.commands.selftest.job_worker import CRASH_ENV
 from fla_check.commands.selftest.jobs import (SelftestJobError, costs_from, handout_order, parse_jobs,
                                               resolve_jobs, run_jobs)
