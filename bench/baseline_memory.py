@@ -3,10 +3,11 @@
     python bench/baseline_memory.py [--cases NAME,..] [--budget-mib N]
 
 Each measurement runs in a fresh process: the case, its float64 reference (and gradients) are
-built first, then :class:`~fla_check.verdict.baselines.PendingScales` consumes
-:func:`~fla_check.verdict.baselines.sample_groups` under a budget; the peak RSS growth past
-the setup (``ru_maxrss``; torch's CPU allocator hands large blocks back to the OS, so RSS
-follows what is held) is the baseline's peak. ``ungrouped`` is all SAMPLES at once (fla-check
+built first, then the peak RSS is reset (``/proc/self/clear_refs``) and
+:class:`~fla_check.verdict.baselines.PendingScales` consumes
+:func:`~fla_check.verdict.baselines.sample_groups` under a budget; the peak RSS (``VmHWM``)
+past the RSS before it is the baseline's peak (torch's CPU allocator hands large blocks back to
+the OS, so RSS follows what is held). Linux only. ``ungrouped`` is all SAMPLES at once (fla-check
 before the grouping), ``1`` one sample per group (the floor: what one sample costs, which
 :func:`~fla_check.verdict.baselines.sample_bytes` estimates, shown as ``estimate``).
 """
@@ -21,14 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # name: (op, arithmetic, backward, config keywords)
 CASES = {
-    "chunk-fwd": ("gated_delta", ("chunk", 64), False, dict(B=2, T=1024, H=4, value_ratio=2, K=64, V=64)),
+    "chunk-fwd": ("gated_delta", ("chunk", 64), False, dict(B=2, T=512, H=4, value_ratio=2, K=64, V=64)),
     "chunk-bwd": ("gated_delta", ("chunk", 64), True, dict(B=1, T=512, H=2, value_ratio=2, K=64, V=64)),
-    "recurrent-fwd": ("gated_delta", ("recurrent",), False, dict(B=2, T=1024, H=4, value_ratio=2, K=64, V=64)),
+    "recurrent-fwd": ("gated_delta", ("recurrent",), False, dict(B=2, T=512, H=4, value_ratio=2, K=64, V=64)),
     "recurrent-bwd": ("gated_delta", ("recurrent",), True, dict(B=1, T=128, H=2, value_ratio=2, K=64, V=64)),
 }
 
 CHILD = r"""
-import json, resource, sys, torch
+import json, re, sys, torch
 from fla_check.cases import CaseConfig, build_case
 from fla_check.engine import gradients
 from fla_check.ops import get_op
@@ -48,10 +49,14 @@ else:
 shortcut = bl._shortcut(arith, inputs, up, exact)
 per = bl.sample_bytes(inputs, arith, backward, shortcut)
 budget = 2**62 if budget is None else (per if budget == 1 else budget)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def status(key):
+    return int(re.search(rf"{key}:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
+open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
+before = status("VmRSS")
 bl.PendingScales(bl.sample_groups(op, arith, inputs, torch.bfloat16, 5, up=up, exact=exact, budget=budget), exact)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mib": (peak - before) / 1024, "estimate_mib": per / 2**20, "group": bl.group_size(per, budget)}))
+peak = status("VmHWM")
+group = bl.group_size(per, budget)
+print(json.dumps({"peak_mib": (peak - before) / 1024, "estimate_mib": per / 2**20, "group": group}))
 """
 
 
@@ -71,7 +76,8 @@ def main() -> None:
     from fla_check.verdict.baselines import CPU_BUDGET
 
     budget = CPU_BUDGET if args.budget_mib is None else args.budget_mib * 2**20
-    print(f"| case | ungrouped MiB | grouped (budget {budget / 2**20:.0f} MiB) MiB [group] | one sample MiB | estimate MiB |")
+    print(f"| case | ungrouped MiB | grouped (budget {budget / 2**20:.0f} MiB) MiB [group] | one sample MiB "
+          "| estimate MiB |")
     print("|---|---|---|---|---|")
     for case in args.cases.split(","):
         whole, grouped, one = (measure(case, b) for b in (None, budget, 1))

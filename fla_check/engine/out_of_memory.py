@@ -42,7 +42,8 @@ def describe(stage: str, config: CaseConfig, device: Union[str, torch.device]) -
     free memory when it is a GPU."""
     device = torch.device(device)
     where = "GPU" if device.type == "cuda" else "CPU"
-    text = f"{where} out of memory in {stage} for a case of {input_elements(config):,} input elements ({config.short()})"
+    text = (f"{where} out of memory in {stage} for a case of {input_elements(config):,} input elements "
+            f"({config.short()})")
     if device.type == "cuda" and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info(device)
         text += f"; {free / 2**30:.1f} of {total / 2**30:.1f} GiB of the GPU free after releasing this process's cache"

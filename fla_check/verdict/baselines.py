@@ -117,10 +117,11 @@ def _rounded_samples(exact: dict[str, Tensor], readout: Optional[Tensor], inputs
     return samples
 
 
-# Peak bytes of one sample, per float64 element of the case (fitted on CPU, bench/baseline_memory.py,
-# with margin): tokens x value heads x (2K + 2V) for q, k (expanded per value head), v and o; the
-# states an autograd graph keeps (one per step recurrent, one per chunk chunked) on top
-IO_COPIES = {False: 12, True: 40}  # forward / with gradients
+# Peak bytes of one sample, per float64 element of the case (fitted on CPU with about 2x margin,
+# bench/baseline_memory.py): tokens x value heads x (2K + 2V + C) for q, k (expanded per value
+# head), v, o and the chunk-square score matrices (C = 0 recurrent); the states an autograd
+# graph keeps (one per step recurrent, one per chunk chunked) on top
+IO_COPIES = {False: 4, True: 40}  # forward / with gradients
 STATE_COPIES = {False: 8, True: 6}
 SHORTCUT_COPIES = 6  # rounded outputs: the samples, their noise, one temporary
 
@@ -129,12 +130,12 @@ def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut
     """Estimated peak memory of one sample's emulation (or rounding, `shortcut`) of a case."""
     q, _, v, _, beta = inputs.tensors()
     tokens, HV, K, V = q.shape[0] * q.shape[1], v.shape[-2], q.shape[-1], v.shape[-1]
-    io = tokens * HV * (2 * K + 2 * V)
     if shortcut:
-        return 8 * SHORTCUT_COPIES * io
-    state = HV * K * V * (2 if beta is not None and arith.algorithm == "recurrent" else 1)
-    states = 1 + (tokens if arith.algorithm == "recurrent" else -(-tokens // arith.chunk) + q.shape[0]) \
-        if backward else 1
+        return 8 * SHORTCUT_COPIES * tokens * HV * 2 * V
+    chunked = arith.algorithm != "recurrent"
+    io = tokens * HV * (2 * K + 2 * V + (arith.chunk if chunked else 0))
+    state = HV * K * V * (2 if beta is not None and not chunked else 1)
+    states = 1 + (-(-tokens // arith.chunk) + q.shape[0] if chunked else tokens) if backward else 1
     return 8 * (IO_COPIES[backward] * io + STATE_COPIES[backward] * states * state)
 
 

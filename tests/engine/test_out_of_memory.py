@@ -85,7 +85,8 @@ def _oom_on_call(monkeypatch, module, name, n):
                                          ("sample_groups", "the float64 baseline emulation (recurrent)")])
 def test_check_case_raises_a_harness_out_of_memory_naming_the_stage(monkeypatch, name, stage):
     _oom_on_call(monkeypatch, runner, name, 1)
-    with pytest.raises(HarnessOutOfMemory, match=rf"CPU out of memory in {re.escape(stage)} for a case of [\d,]+ input"):
+    want = rf"CPU out of memory in {re.escape(stage)} for a case of [\d,]+ input"
+    with pytest.raises(HarnessOutOfMemory, match=want):
         check_case("gla", ["test:clean"], CFG)
 
 
