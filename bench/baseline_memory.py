@@ -3,13 +3,13 @@
     python bench/baseline_memory.py [--cases NAME,..] [--budget-mib N]
 
 Each measurement runs in a fresh process: the case, its float64 reference (and gradients) are
-built first, then the peak RSS is reset (``/proc/self/clear_refs``) and
-:class:`~fla_check.verdict.baselines.PendingScales` consumes
-:func:`~fla_check.verdict.baselines.sample_groups` under a budget; the peak RSS (``VmHWM``)
-past the RSS before it is the baseline's peak (torch's CPU allocator hands large blocks back to
-the OS, so RSS follows what is held). Linux only. ``ungrouped`` is all SAMPLES at once (fla-check
-before the grouping), ``1`` one sample per group (the floor: what one sample costs, which
-:func:`~fla_check.verdict.baselines.sample_bytes` estimates, shown as ``estimate``).
+built first, then :class:`~fla_check.verdict.baselines.PendingScales` consumes
+:func:`~fla_check.verdict.baselines.sample_groups` with groups of a given size while a thread
+polls the RSS every millisecond (``/proc/self/statm``; torch's CPU allocator hands large blocks
+back to the OS, so RSS follows what is held): the largest RSS past the one before is the
+baseline's peak. Linux only. ``ungrouped`` is all SAMPLES at once (fla-check
+before the grouping), then groups of ``--group`` samples and of one (what one sample costs,
+which :func:`~fla_check.verdict.baselines.sample_bytes` estimates, shown as ``estimate``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ CASES = {
 }
 
 CHILD = r"""
-import json, re, sys, torch
+import json, os, sys, threading, time, torch
 from fla_check.cases import CaseConfig, build_case
 from fla_check.engine import gradients
 from fla_check.ops import get_op
@@ -48,13 +48,20 @@ else:
     exact = {"o": o, "ht": ht}
 shortcut = bl._shortcut(arith, inputs, up, exact)
 per = bl.sample_bytes(inputs, arith, backward, shortcut)
-budget = 2**62 if budget is None else (per if budget == 1 else budget)
-def status(key):
-    return int(re.search(rf"{key}:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
-open("/proc/self/clear_refs", "w").write("5")  # VmHWM := VmRSS
-before = status("VmRSS")
+budget = 2**62 if budget is None else budget * per  # all at once, or groups of `budget` samples
+page = os.sysconf("SC_PAGE_SIZE") / 1024
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page  # noqa: E731 - kB
+before, peak, done = rss(), [0.0], threading.Event()
+def poll():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.001)
+watcher = threading.Thread(target=poll)
+watcher.start()
 bl.PendingScales(bl.sample_groups(op, arith, inputs, torch.bfloat16, 5, up=up, exact=exact, budget=budget), exact)
-peak = status("VmHWM")
+done.set()
+watcher.join()
+peak = peak[0]
 group = bl.group_size(per, budget)
 print(json.dumps({"peak_mib": (peak - before) / 1024, "estimate_mib": per / 2**20, "group": group}))
 """
@@ -70,19 +77,14 @@ def measure(case: str, budget) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--budget-mib", type=int, default=None, help="grouped run's budget (default: the CPU budget)")
+    parser.add_argument("--group", type=int, default=4, help="samples per group of the grouped column")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from fla_check.verdict.baselines import CPU_BUDGET
-
-    budget = CPU_BUDGET if args.budget_mib is None else args.budget_mib * 2**20
-    print(f"| case | ungrouped MiB | grouped (budget {budget / 2**20:.0f} MiB) MiB [group] | one sample MiB "
-          "| estimate MiB |")
+    print(f"| case | ungrouped MiB | groups of {args.group} MiB | groups of 1 MiB | estimate of 1 MiB |")
     print("|---|---|---|---|---|")
     for case in args.cases.split(","):
-        whole, grouped, one = (measure(case, b) for b in (None, budget, 1))
-        print(f"| {case} | {whole['peak_mib']:.0f} | {grouped['peak_mib']:.0f} [{grouped['group']}] | "
-              f"{one['peak_mib']:.0f} | {one['estimate_mib']:.0f} |", flush=True)
+        whole, grouped, one = (measure(case, b) for b in (None, args.group, 1))
+        print(f"| {case} | {whole['peak_mib']:.0f} | {grouped['peak_mib']:.0f} | {one['peak_mib']:.0f} | "
+              f"{one['estimate_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
