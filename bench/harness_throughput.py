@@ -108,7 +108,8 @@ class Recorder:
 
         patches = [(runner, "build_case", self._timed("build", runner.build_case)),
                    (runner, "reference", self._timed("reference", runner.reference)),
-                   (runner, "baseline_samples", self._timed("baseline", runner.baseline_samples)),
+                   # the baseline's sample groups are computed as PendingScales consumes them
+                   (runner, "PendingScales", self._timed("baseline", runner.PendingScales)),
                    (runner, "_pairs", self._timed("judge", runner._pairs)),
                    (runner, "_check_invariance", self._timed("invariance", runner._check_invariance)),
                    (runner, "_run_mode", self._run_mode(runner._run_mode)),

@@ -2,7 +2,9 @@
 
 Exit codes: 0 every mode consistent, 1 a mode diverged / was non-finite / raised / crashed / timed out,
 2 usage error (one line on stderr; also a run that checked no case: `--examples 0`, an empty
-shard, every mode UNSUPPORTED), 3 internal error of fla-check itself,
+shard, every mode UNSUPPORTED), 3 internal error of fla-check itself, or a run stopped before
+anything failed because fla-check's own work on a case ran out of memory (the message names the
+case and what ran out; the partial report is written; ``replay --stopped`` re-runs the case),
 130 interrupted before anything failed (the partial report is still written).
 
 Errors: every error fla-check raises derives from :class:`fla_check.errors.FlaCheckError`;
@@ -21,15 +23,16 @@ from typing import Callable, Iterator, Optional, Sequence
 import click
 
 from fla_check import __version__
-from fla_check.errors import FlaCheckError, RunInterrupted, UsageError
+from fla_check.errors import FlaCheckError, HarnessOutOfMemory, RunInterrupted, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _guard(fn: Callable) -> Callable:
     """The one place errors become exit codes: a usage :class:`FlaCheckError` -> one line and
-    exit 2; :class:`RunInterrupted` -> one line and exit 130; any other exception (fla-check's
-    own failures included) -> 'internal error', exit 3."""
+    exit 2; :class:`RunInterrupted` -> one line and exit 130; :class:`HarnessOutOfMemory` (e.g.
+    in a replay) -> one line and exit 3; any other exception (fla-check's own failures
+    included) -> 'internal error', exit 3."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
@@ -40,6 +43,9 @@ def _guard(fn: Callable) -> Callable:
         except RunInterrupted as exc:  # stopped by Ctrl-C / SIGTERM: what was saved, exit 130
             click.echo(f"fla-check: {exc}", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except HarnessOutOfMemory as exc:  # fla-check's own work on a case did not fit: no traceback needed
+            click.echo(f"fla-check: {exc}", err=True)
+            sys.exit(EXIT_INTERNAL)
         except FlaCheckError as exc:
             if not exc.usage:
                 _internal(exc)
@@ -404,7 +410,11 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
                                    warmup_seconds=warmup_seconds, warmup_progress=feed.warming)
     if not as_json:  # --json: the report's options.isolation.in_process says it
         _warn(in_process_warnings(result.options["isolation"].get("in_process", {})))
-    if result.interrupted:
+    if result.stopped:
+        from fla_check.commands.run.render import stopped_message
+
+        click.echo(f"fla-check: {stopped_message(result, path)}", err=True)
+    elif result.interrupted:
         click.echo(f"fla-check: interrupted after {len(result.cases)} case(s); partial report: {path}", err=True)
     if as_json:
         _echo_json(result.to_json())
@@ -412,6 +422,8 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
         render_run(make_console(no_color=no_color), result, path)
     if result.failed or sanitizer_failed(result.options.get("sanitizer")):
         sys.exit(EXIT_FAIL)
+    if result.stopped:  # the harness ran out of memory: not a kernel's failure, not a clean run
+        sys.exit(EXIT_INTERNAL)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     unchecked = unchecked_reason(result)
@@ -435,6 +447,8 @@ def _parse_budget(gib: Optional[float], device: str) -> float:
 @click.argument("report_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--case", "case_index", type=int, default=None,
               help="Case index in the report (default: the first failing case, else 0).")
+@click.option("--stopped", "stopped", is_flag=True,
+              help="Replay the case a run stopped on (fla-check itself ran out of memory on it).")
 @click.option("--large-index", "large_index", type=int, default=None, metavar="I",
               help="Replay the report's large-index case I instead (a pack past 2^31 elements: GPU).")
 @click.option("--large-index-budget", type=float, default=None, metavar="GIB",
@@ -451,8 +465,8 @@ def _parse_budget(gib: Optional[float], device: str) -> float:
 @click.option("--config", "config_refs", multiple=True, metavar="KERNEL:INDEX",
               help="Run every call with config INDEX of autotuned kernel KERNEL (repeatable; replays one config).")
 @_guard
-def replay(report_file, case_index, large_index, large_index_budget, device, providers, isolation_kind, case_timeout,
-           no_color, as_json, configs_text, config_refs) -> None:
+def replay(report_file, case_index, stopped, large_index, large_index_budget, device, providers, isolation_kind,
+           case_timeout, no_color, as_json, configs_text, config_refs) -> None:
     """Rebuild one case of a report exactly (gradients too for --backward runs) and re-run its modes."""
     _parse_isolation(isolation_kind, case_timeout)  # usage errors first
     device = _select_device(device)
@@ -465,6 +479,11 @@ def replay(report_file, case_index, large_index, large_index_budget, device, pro
         case_timeout = ((data.get("options") or {}).get("isolation") or {}).get("case_timeout")
     isolation = _parse_isolation(isolation_kind, case_timeout)
     cases = data["cases"]
+    if stopped:
+        if case_index is not None or not data.get("stopped"):
+            raise UsageError("--stopped: " + ("give --case or --stopped, not both" if case_index is not None
+                                              else "this report's run was not stopped on a case"))
+        cases, case_index = cases + [{"config": data["stopped"]["config"]}], len(cases)
     if case_index is None:
         case_index = min(data.get("failures", {}).values(), default=0)
     if not 0 <= case_index < len(cases):
@@ -492,7 +511,8 @@ def replay(report_file, case_index, large_index, large_index_budget, device, pro
     if as_json:
         _echo_json(result.to_json())
     else:
-        render_case(make_console(no_color=no_color), result, f"replay of case #{case_index} from {report_file}")
+        title = "the case the run stopped on" if stopped else f"case #{case_index}"
+        render_case(make_console(no_color=no_color), result, f"replay of {title} from {report_file}")
     if result.verdict is Verdict.UNSUPPORTED:  # no mode could run the case here: nothing was replayed
         reasons = "; ".join(f"{m}: {r.reason}" for m, r in result.modes.items())
         raise UsageError(f"nothing was checked: every mode is UNSUPPORTED here ({reasons})")

@@ -164,6 +164,19 @@ class IsolationError(FlaCheckError, RuntimeError):
     usage = False
 
 
+class HarnessOutOfMemory(FlaCheckError, RuntimeError):
+    """fla-check's own work on a case (inputs, float64 reference, gradients, baseline emulation,
+    judging) ran out of memory: not a kernel's failure, so a run stops there instead of shrinking
+    the case (exit 3, the report of the cases before it kept). `stage` says what ran out,
+    `elements` the case's input elements; a mode that runs out of memory is that mode's ERROR."""
+
+    usage = False
+
+    def __init__(self, message: str, stage: str = "", elements: int = 0):
+        super().__init__(message)
+        self.stage, self.elements = stage, elements
+
+
 class RunInterrupted(FlaCheckError, RuntimeError):
     """Ctrl-C or SIGTERM stopped a run outside the search's own handling; the message says what
     report was left. The CLI ends with exit 130 (interrupted), not 2 or 3."""

@@ -180,6 +180,45 @@ def test_ctrl_c_writes_the_partial_report(tmp_path):
     assert data["interrupted"] and data["examples"] == 2
 
 
+def test_a_harness_out_of_memory_stops_the_run_with_exit_3_and_keeps_the_report(tmp_path, monkeypatch):
+    import torch
+
+    import fla_check.engine.runner as runner
+
+    calls, reference = [], runner.reference
+
+    def third_runs_out(*a, **kw):  # the float64 reference of the third case does not fit
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
+        return reference(*a, **kw)
+
+    monkeypatch.setattr(runner, "reference", third_runs_out)
+    path = tmp_path / "r.json"
+    r = _run("run", "--op", "gla", "--modes", "test:clean", "--examples", 10, "--seed", 1, "--max-seq-len", 20,
+             "--dtypes", "fp32", "--report", path)
+    assert r.exit_code == 3 and len(calls) == 3  # not shrunk: no case after the third
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert re.search(r"stopped: CPU out of memory in the float64 reference for a case of [\d,]+ input elements "
+                     r"\(gla-float32-B\d+T\d+", r.stderr)
+    assert "not a kernel's failure" in r.stderr and "--max-seq-len" in r.stderr
+    assert f"fla-check replay {path} --stopped" in r.stderr.replace("\n", "")
+    data = json.loads(path.read_text())
+    assert data["interrupted"] and data["examples"] == 2 and data["stopped"]["stage"] == "the float64 reference"
+    replayed = _run("replay", path, "--stopped")  # the reference fits now
+    assert replayed.exit_code == 0 and "replay of the case the run stopped on" in replayed.stdout
+    as_json = json.loads(_run("replay", path, "--stopped", "--json").stdout)
+    assert as_json["config"] == data["stopped"]["config"]
+    assert _run("replay", path, "--stopped", "--case", 0).exit_code == 2
+
+
+def test_replay_stopped_needs_a_stopped_run(tmp_path):
+    path = tmp_path / "r.json"
+    assert _run("run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", path).exit_code == 0
+    r = _run("replay", path, "--stopped")
+    assert r.exit_code == 2 and "this report's run was not stopped on a case" in r.stderr
+
+
 def test_no_color(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)  # the caller's shell may set it
     args = ["run", "--op", "gla", "--modes", "test:clean", *FAST, "--report", tmp_path / "r.json"]

@@ -12,7 +12,7 @@ The kernel runs on the whole pack; the float64 reference only on the sampled seq
 first, a middle one, the one that straddles ``min_elements``, the first one wholly past it, the
 last), each alone on its slice (:func:`fla_check.references.reference`), compared with the
 kernel's slice of ``o`` and its final state by the run's error model
-(:func:`fla_check.verdict.baselines.baseline_samples`, :func:`fla_check.verdict.compare.compare`).
+(:func:`fla_check.verdict.baselines.sample_groups`, :func:`fla_check.verdict.compare.compare`).
 
 Inputs are drawn on the device, block by block, each block from its own seeded generator
 (:func:`block_seed`): no full-size temporaries, no host round trip, and a replay on the same kind
@@ -45,7 +45,7 @@ from fla_check.engine.configs import FIRST, ConfigPolicy, autotune_scope
 from fla_check.errors import CaseError, UsageError
 from fla_check.ops import ModeSpec, OpSpec
 from fla_check.references import reference
-from fla_check.verdict.baselines import baseline_samples, noise_scales, sample_seed
+from fla_check.verdict.baselines import noise_scales, sample_groups, sample_seed
 from fla_check.verdict.compare import Comparison, Verdict, compare, worst
 from fla_check.verdict.results import LargeIndexResult, ModeResult, SequenceResult
 
@@ -320,9 +320,9 @@ def judge_sequence(op: OpSpec, spec: ModeSpec, case: LargeIndexCase, inputs: dic
         cache[seq] = {"o": o, "ht": ht}
     ref = cache[seq]
     arith = spec.arithmetic
-    samples = baseline_samples(op, arith, part, DTYPES[case.dtype], sample_seed(case.seed * 1_000_003 + seq, arith),
-                               exact=ref)
-    scales = noise_scales(samples, ref)
+    groups = sample_groups(op, arith, part, DTYPES[case.dtype], sample_seed(case.seed * 1_000_003 + seq, arith),
+                           exact=ref)
+    scales = noise_scales(groups, ref)
     t = slice(seq * case.seq_len, (seq + 1) * case.seq_len)
     got = {"o": kernel["o"][:, t], "ht": kernel["ht"][seq:seq + 1]}
     comps = [compare(name, got[name], ref[name], scales[name], steps=case.seq_len) for name in ("o", "ht")]

@@ -76,13 +76,14 @@ from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, INTERPRETER_NOTE, ConfigPolicy, TunedKernel, sweep_plan
 from fla_check.engine.isolation import (Isolation, NotPortable, RemoteError, WorkerFailure, call_isolated,
                                         in_process_modes)
+from fla_check.engine.out_of_memory import harness_stage, release
 from fla_check.engine.memory import (MemoryChecks, describe_unwritten, finite_variants, is_sentinel,
                                      poisoned_allocations)
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
-from fla_check.verdict.baselines import PendingScales, baseline_samples, sample_seed
+from fla_check.verdict.baselines import PendingScales, sample_groups, sample_seed
 from fla_check.verdict.compare import Comparison, Judged, Metrics, Verdict, agreements, judged, metric_terms, worst
 from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
@@ -144,26 +145,31 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     if policy.kind == "picked" and backend.interpreter:
         raise ConfigPolicyError("--configs picked needs a GPU: the Triton interpreter cannot time configs "
                                 "(autotuning benchmarks each one)")
-    inputs = build_case(config, backend.device)
-    up = gradients.upstream(config, backend.device) if backward else None
-    ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
-    judge = _Judge(config, op_spec, inputs, ref, up,
-                   gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {},
-                   memory=memory or MemoryChecks())
+    with harness_stage("building the inputs", config, backend.device):
+        inputs = build_case(config, backend.device)
+        up = gradients.upstream(config, backend.device) if backward else None
+    with harness_stage("the float64 reference" + (" and its gradients" if backward else ""), config, backend.device):
+        ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
+    with harness_stage("the gradients' cancellation scales", config, backend.device):
+        cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
+    judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks())
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
-    for spec in specs:
-        label = mode_label(spec)
-        results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels,
-                                        isolation, checks, scope)
-        if out is not None:
-            produced[label] = out
+    # a mode's own out-of-memory is its ERROR (_run_mode); one that gets out is the harness's
+    with harness_stage("judging the modes' outputs", config, backend.device):
+        for spec in specs:
+            label = mode_label(spec)
+            results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels,
+                                            isolation, checks, scope)
+            if out is not None:
+                produced[label] = out
     unknown = [name for name, _ in policy.force if name not in kernels]
     if unknown and any(r.verdict is not Verdict.UNSUPPORTED for r in results.values()):
         raise ConfigPolicyError(f"--config {', '.join(unknown)}: no mode launched such an autotuned kernel "
                                 f"(launched: {', '.join(sorted(kernels)) or 'none'})")
-    pairs = _pairs(produced, ref, results)
+    with harness_stage("comparing the modes pairwise", config, backend.device):
+        pairs = _pairs(produced, ref, results)
     baseline = next(iter(judge.scales.values()), {})
     return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
 
@@ -213,9 +219,10 @@ class _Judge:
 
     def _pending(self, arith: Arithmetic) -> PendingScales:
         c = self.config
-        samples = baseline_samples(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
+        with harness_stage(f"the float64 baseline emulation ({arith.algorithm})", c, self.inputs.q.device):
+            groups = sample_groups(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
                                    up=self.up, exact=self.ref)
-        return PendingScales(samples, self.ref)
+            return PendingScales(groups, self.ref)
 
     def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:
         return self.compare_all({name: kernel}, arith)[0][0]
@@ -258,7 +265,8 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
     except WorkerFailure as exc:
         return ModeResult(label, exc.verdict, reason=exc.reason, stderr=exc.stderr,
                           seconds=time.perf_counter() - start), None
-    except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict
+    except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict (out of memory too: its cache freed)
+        release(exc)
         return ModeResult(label, Verdict.ERROR, reason=_summary(exc), traceback=_traceback(exc),
                           seconds=time.perf_counter() - start), None
     if kernels is not None:
@@ -435,6 +443,7 @@ def _sweep_configs(result: ModeResult, spec: ModeSpec, again: Callable[..., tupl
             except ConfigPolicyError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a config that raises (or crashes its worker) is a verdict
+                release(exc)
                 crash = isinstance(exc, WorkerFailure)
                 verdict, why = (exc.verdict, exc.reason) if crash else (Verdict.ERROR, _summary(exc))
                 result.configs.append(ConfigResult(name, index, desc, verdict, 1e6, why))
@@ -471,6 +480,7 @@ def _check_repeat(result: ModeResult, again: Callable[[], tuple], first: dict[st
         result.verdict, result.reason, result.stderr = exc.verdict, f"second call: {exc.reason}", exc.stderr
         return
     except Exception as exc:  # noqa: BLE001 - a kernel that raises on its second call
+        release(exc)
         result.verdict, result.reason = Verdict.ERROR, f"second call raised {_summary(exc)}"
         result.traceback = _traceback(exc)
         return

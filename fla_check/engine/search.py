@@ -24,6 +24,9 @@ After ``Profile.shrink_cases`` new cases past a run's first failure, new shrink 
 are rejected (a count, not a time, so runs stay deterministic); then the case is cut further
 by :func:`fla_check.engine.simplify.simplify` within the same count. Ctrl-C returns what was found so far
 (``interrupted=True``; a mode without a finished shrink gets its smallest failing case).
+An out-of-memory of the harness on a case (:class:`~fla_check.errors.HarnessOutOfMemory`: the
+reference, the baseline, ... not a kernel) is no failing example: the run stops there like an
+interrupt, hypothesis does not shrink it, and :attr:`SearchResult.stopped` says why and holds the case.
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
 from fla_check.engine.simplify import simplify
-from fla_check.errors import PresetError
+from fla_check.errors import HarnessOutOfMemory, PresetError
 from fla_check.ops import ModeSpec
 from fla_check.presets import GPU_MAX_SEQ_LEN as PRESET_GPU_MAX_SEQ_LEN
 from fla_check.presets import Preset, get_preset, preset_op
@@ -73,6 +76,22 @@ class _BudgetSpent(BaseException):
     (a BaseException, so hypothesis does not take it for a failure of the test). Rejecting the
     repeated draws instead would make hypothesis report a flaky test: it sometimes replays a
     choice sequence it has run, which must then give the same outcome."""
+
+
+class _HarnessStop(BaseException):
+    """Ends the run on a harness out-of-memory (a BaseException, so hypothesis neither takes it
+    for a failure of the test nor shrinks it). :meth:`record` is the report's ``stopped``."""
+
+    def __init__(self, error: HarnessOutOfMemory, config: CaseConfig):
+        super().__init__(str(error))
+        self.error, self.config = error, config
+
+    def record(self) -> dict[str, Any]:
+        return {"reason": str(self.error), "stage": self.error.stage, "elements": self.error.elements,
+                "config": self.config.to_json()}
+
+
+_STOPS = (KeyboardInterrupt, _HarnessStop)  # what ends a run early, keeping what it found
 
 
 class ModeFailure(Exception):
@@ -195,9 +214,15 @@ class _Evaluator:
                 result = self._evaluate(config, missing)
             self._report(result)
 
+    def _check(self, config: CaseConfig, specs: list[ModeSpec]) -> CaseResult:
+        """check(config) with `specs`; a harness out-of-memory ends the run (:class:`_HarnessStop`)."""
+        try:
+            return self.check(self.op, specs, config, device=self.device, backward=self.backward)
+        except HarnessOutOfMemory as exc:
+            raise _HarnessStop(exc, config) from exc
+
     def _evaluate(self, config: CaseConfig, labels: list[str]) -> CaseResult:
-        fresh = self.check(self.op, [self.specs[m] for m in labels], config, device=self.device,
-                           backward=self.backward)
+        fresh = self._check(config, [self.specs[m] for m in labels])
         result = self.cache.get(config)
         if result is None:
             result = self.cache[config] = fresh
@@ -226,8 +251,7 @@ class _Evaluator:
         """Re-run `case` with every mode (pairs included) if shrinking ran only some."""
         if list(case.modes) == list(self.specs) and len(case.pairs) == len(self.specs) * (len(self.specs) - 1) // 2:
             return
-        full = self.check(self.op, list(self.specs.values()), case.config, device=self.device,
-                          backward=self.backward)
+        full = self._check(case.config, list(self.specs.values()))
         for mode, old in case.modes.items():  # a failure that does not reproduce (a crash on the
             new = full.modes.get(mode)  # worker's n-th call, a race) keeps its evidence
             if old.verdict.failed and new is not None and not new.verdict.failed:
@@ -400,16 +424,16 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
             _hypothesis_test(space, evaluate, label, settings, seed)()
         except _BudgetSpent:
             pass
-        except KeyboardInterrupt:
-            result.interrupted = True
+        except _STOPS as exc:
+            _stop(result, exc)
             break
         except ModeFailure as exc:
             shrunk[label] = exc.case
     if cover and not result.interrupted:
         try:
             evaluate.cover(cover)
-        except KeyboardInterrupt:
-            result.interrupted = True
+        except _STOPS as exc:
+            _stop(result, exc)
     result.first_failure = evaluate.first_failure
     _assign_failures(result, shrunk, evaluate.cases, evaluate.counts)
     if not result.interrupted:
@@ -418,10 +442,17 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     try:
         for index in sorted(set(result.failures.values())) if not result.interrupted else []:
             evaluate.complete(result.cases[index])
-    except KeyboardInterrupt:
-        result.interrupted = True
+    except _STOPS as exc:
+        _stop(result, exc)
     result.seconds = evaluate.elapsed()
     return result
+
+
+def _stop(result: SearchResult, exc: BaseException) -> None:
+    """Mark `result` ended early by `exc` (an interrupt, or a harness out-of-memory: recorded)."""
+    result.interrupted = True
+    if isinstance(exc, _HarnessStop):
+        result.stopped = exc.record()
 
 
 def _partial(result: SearchResult, evaluate: _Evaluator) -> SearchResult:
@@ -535,8 +566,8 @@ def _simplify_failures(result: SearchResult, evaluate: _Evaluator, budget: int,
 
         try:
             config = simplify(case.config, case.modes[mode], fails, budget, allowed)
-        except KeyboardInterrupt:
-            result.interrupted = True
+        except _STOPS as exc:
+            _stop(result, exc)
             return
         if config != case.config:
             found = evaluate.cache[config]

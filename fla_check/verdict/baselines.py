@@ -1,8 +1,10 @@
 """A mode's baseline: the error its declared arithmetic makes on a case, sampled.
 
-:func:`baseline_samples` runs :func:`~fla_check.verdict.emulation.emulate` for a case (all
-``SAMPLES`` at once, each sample its own autograd leaves, so gradients come per sample) and
-:func:`noise_scales` reduces the samples to the two numbers the verdict scales by, per output:
+:func:`sample_groups` runs :func:`~fla_check.verdict.emulation.emulate` for a case (the
+``SAMPLES`` in as few groups as fit a memory budget, :func:`memory_budget`; each sample its own
+autograd leaves, so gradients come per sample; a group's samples are exactly those of an
+ungrouped run) and :func:`noise_scales` reduces them, group by group, to the two numbers the
+verdict scales by, per output:
 ``s = max_j rms(e_j - x) / rms(r)`` and ``m = max_j max|e_j - x|`` where ``x`` is the exact
 answer of the problem the samples solve and ``r`` the reference the kernel is judged against
 (the same tensor in ``run``; the per-segment truth in ``sweep-mask-values``).
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -39,11 +41,52 @@ def sample_seed(case_seed: int, arith: Arithmetic, truth: bool = False) -> int:
     return (case_seed * 1_000_003 + zlib.crc32(tag)) % 2**63
 
 
+Samples = dict[str, Tensor]  # output name -> samples on a leading dimension
+
+CPU_BUDGET = 4 * 2**30  # bytes the samples of one CPU emulation may hold at once
+GPU_SHARE = 0.5  # of the device memory free to this process: the rest is headroom (fragmentation, kernels)
+
+
+def memory_budget(device: Union[str, torch.device]) -> int:
+    """Bytes an emulation may hold on `device`: on a GPU GPU_SHARE of what this process can still
+    allocate (free device memory plus its allocator's cached blocks), on the CPU CPU_BUDGET."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return CPU_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(GPU_SHARE * (free + cached))
+
+
+def sample_groups(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
+                  up: Optional[Upstream] = None, truth: bool = False, exact: Optional[dict[str, Tensor]] = None,
+                  budget: Optional[int] = None) -> Iterator[Samples]:
+    """:func:`baseline_samples` in consecutive groups of samples, each group's peak memory
+    (:func:`sample_bytes`) within `budget` bytes (default :func:`memory_budget`; a group holds
+    one sample at least). The concatenated groups equal the ungrouped samples: every group
+    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``)."""
+    shortcut = _shortcut(arith, inputs, up, exact)
+    budget = memory_budget(inputs.q.device) if budget is None else budget
+    size = group_size(sample_bytes(inputs, arith, up is not None, shortcut), budget)
+    readout = _readout_terms(op, inputs, truth) if shortcut else None
+    for lo in range(0, SAMPLES, size):
+        rows = None if size >= SAMPLES else slice(lo, min(lo + size, SAMPLES))
+        if shortcut:
+            group = _rounded_samples(exact, readout, inputs, dtype, seed, rows)
+        else:
+            with single_thread():
+                group = _emulated_samples(op, arith, inputs, dtype, seed, up, truth, rows)
+        yield group
+        del group  # not held while the next group is computed
+
+
 def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
                      up: Optional[Upstream] = None, truth: bool = False,
-                     exact: Optional[dict[str, Tensor]] = None) -> dict[str, Tensor]:
+                     exact: Optional[dict[str, Tensor]] = None, budget: Optional[int] = None) -> Samples:
     """Named outputs (o, ht and, with `up`, the gradients) of the emulation, each with a
-    leading sample dimension. `truth`: run each reset-mask segment on its own.
+    leading sample dimension of SAMPLES (the groups of :func:`sample_groups`, concatenated: a
+    caller that reduces them should iterate the groups instead). `truth`: run each reset-mask
+    segment on its own.
 
     `exact`: the float64 answer of the same problem, when the caller has it. A recurrent mode
     with an fp32 state then needs no emulated loop: its only rounding above fp32 level is each
@@ -51,17 +94,54 @@ def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: t
     verdict's fp32 slack), so the samples are `exact` rounded that way, plus, for decay-only ops,
     the readout's K-term fp32 sum (:func:`_with_readout_noise`) -- except the delta rule's
     gradients, whose dbeta sums stored terms (emulation._stored_delta_step)."""
-    if exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32" and not (
-            up is not None and inputs.beta is not None) and inputs.prepare is None:
-        # emulated instead: dbeta (a cancelling sum of stored terms); in-kernel options (fp32
-        # transcendentals on the kernel's own inputs, emulation._computed_in_kernel)
-        samples = rounded_outputs(exact, dtype, seed)
-        readout = _readout_terms(op, inputs, truth)
-        if readout is not None and "o" in samples:
-            samples["o"] = _with_readout_noise(samples["o"], readout, inputs.tensors()[0].shape[-1], seed)
-        return samples
-    with single_thread():
-        return _emulated_samples(op, arith, inputs, dtype, seed, up, truth)
+    groups = list(sample_groups(op, arith, inputs, dtype, seed, up=up, truth=truth, exact=exact, budget=budget))
+    if len(groups) == 1:
+        return groups[0]
+    return {n: torch.cat([g[n] for g in groups]) for n in groups[0]}
+
+
+def _shortcut(arith: Arithmetic, inputs: CaseInputs, up: Optional[Upstream],
+              exact: Optional[dict[str, Tensor]]) -> bool:
+    """Whether the samples are `exact` rounded (:func:`baseline_samples`) rather than emulated:
+    emulated are dbeta (a cancelling sum of stored terms) and in-kernel options (fp32
+    transcendentals on the kernel's own inputs, emulation._computed_in_kernel)."""
+    return (exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32"
+            and not (up is not None and inputs.beta is not None) and inputs.prepare is None)
+
+
+def _rounded_samples(exact: dict[str, Tensor], readout: Optional[Tensor], inputs: CaseInputs, dtype: torch.dtype,
+                     seed: int, rows: Optional[slice]) -> Samples:
+    samples = rounded_outputs(exact, dtype, seed, rows)
+    if readout is not None and "o" in samples:
+        samples["o"] = _with_readout_noise(samples["o"], readout, inputs.tensors()[0].shape[-1], seed, rows)
+    return samples
+
+
+# Peak bytes of one sample, per float64 element of the case (fitted on CPU with about 2x margin,
+# bench/baseline_memory.py): tokens x value heads x (2K + 2V + C) for q, k (expanded per value
+# head), v, o and the chunk-square score matrices (C = 0 recurrent); the states an autograd
+# graph keeps (one per step recurrent, one per chunk chunked) on top
+IO_COPIES = {False: 4, True: 40}  # forward / with gradients
+STATE_COPIES = {False: 8, True: 6}
+SHORTCUT_COPIES = 6  # rounded outputs: the samples, their noise, one temporary
+
+
+def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut: bool = False) -> int:
+    """Estimated peak memory of one sample's emulation (or rounding, `shortcut`) of a case."""
+    q, _, v, _, beta = inputs.tensors()
+    tokens, HV, K, V = q.shape[0] * q.shape[1], v.shape[-2], q.shape[-1], v.shape[-1]
+    if shortcut:
+        return 8 * SHORTCUT_COPIES * tokens * HV * 2 * V
+    chunked = arith.algorithm != "recurrent"
+    io = tokens * HV * (2 * K + 2 * V + (arith.chunk if chunked else 0))
+    state = HV * K * V * (2 if beta is not None and not chunked else 1)
+    states = 1 + (-(-tokens // arith.chunk) + q.shape[0] if chunked else tokens) if backward else 1
+    return 8 * (IO_COPIES[backward] * io + STATE_COPIES[backward] * states * state)
+
+
+def group_size(per_sample: int, budget: int) -> int:
+    """Samples per group: as many as fit `budget` (1 at least, SAMPLES at most)."""
+    return max(1, min(SAMPLES, budget // max(1, per_sample)))
 
 
 _READOUT_SALT = 0x9E3779B9
@@ -81,11 +161,11 @@ def _readout_terms(op: OpSpec, inputs: CaseInputs, truth: bool) -> Optional[Tens
     return o_abs
 
 
-def _with_readout_noise(o: Tensor, terms: Tensor, K: int, seed: int) -> Tensor:
+def _with_readout_noise(o: Tensor, terms: Tensor, K: int, seed: int, rows: Optional[slice] = None) -> Tensor:
     """The readout's fp32 accumulation, as :meth:`Rounding.dot` samples it for chunk modes:
     ``U(+-1) u32 sqrt(K) sum_k |q_k S_kv|``. Without it a recurrent fp32 mode whose o cancels
     (q . k ~ 0) was a false alarm: built-in recurrent GLA, fp32, T=1, K=V=60, o at 2.7x its bound."""
-    rnd = Rounding(RECURRENT_FP32, torch.float32, seed ^ _READOUT_SALT, o.device)
+    rnd = Rounding(RECURRENT_FP32, torch.float32, seed ^ _READOUT_SALT, o.device, rows)
     d = rnd._uniform(o.shape).to(o.device) * 2 - 1
     return o + d * terms.to(o)[None] * (U32 * K ** 0.5)
 
@@ -103,9 +183,10 @@ def single_thread() -> Iterator[None]:
 
 
 def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int,
-                      up: Optional[Upstream], truth: bool) -> dict[str, Tensor]:
+                      up: Optional[Upstream], truth: bool, rows: Optional[slice] = None) -> Samples:
     tensors = dict(zip(_INPUTS, (*inputs.tensors(), inputs.initial_state)))
-    leaves = {n: None if x is None else _sampled(x) for n, x in tensors.items()}
+    count = _count(rows)
+    leaves = {n: None if x is None else _sampled(x, count) for n, x in tensors.items()}
     if up is not None:
         for x in leaves.values():
             if x is not None:
@@ -113,31 +194,36 @@ def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: 
     with torch.enable_grad() if up is not None else torch.no_grad():
         o, ht = emulate(op.name, op.step, arith, *(leaves[n] for n in _INPUTS), inputs.cu_seqlens, dtype=dtype,
                         seed=seed, reset_mask=inputs.reset_mask if truth else None,
-                        prepare=inputs.prepare)
+                        prepare=inputs.prepare, rows=rows)
         out = {"o": o, "ht": ht}
         if up is not None:
             loss = (o * up.do).sum() + (ht * up.dht).sum()
             present = {n: x for n, x in leaves.items() if x is not None}
             grads = torch.autograd.grad(loss, list(present.values()), allow_unused=True)
-            rnd = Rounding(arith, dtype, seed ^ _GRAD_SALT, o.device)
+            rnd = Rounding(arith, dtype, seed ^ _GRAD_SALT, o.device, rows)
             for (n, x), d in zip(present.items(), grads):
                 out[GRAD_NAMES[n]] = _returned(rnd, GRAD_NAMES[n], torch.zeros_like(x) if d is None else d)
     return {n: x.detach() for n, x in out.items()}
 
 
-def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int) -> dict[str, Tensor]:
-    """SAMPLES copies of each output rounded to the dtype it is returned in: the final state and
-    dh0 in fp32, everything else in the input dtype (x -> x (1 + d), d ~ U(+-u))."""
-    rnd = Rounding(RECURRENT_FP32, dtype, seed, next(iter(exact.values())).device)
+def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int,
+                    rows: Optional[slice] = None) -> Samples:
+    """SAMPLES copies (`rows`: those samples) of each output rounded to the dtype it is returned
+    in: the final state and dh0 in fp32, everything else in the input dtype (x -> x (1 + d), d ~ U(+-u))."""
+    rnd = Rounding(RECURRENT_FP32, dtype, seed, next(iter(exact.values())).device, rows)
     out = {}
     for name, x in exact.items():
-        out[name] = _returned(rnd, name, _sampled(x))
+        out[name] = _returned(rnd, name, _sampled(x, _count(rows)))
     return out
 
 
-def _sampled(x: Tensor) -> Tensor:
-    """SAMPLES float64 copies of `x` on a leading dimension."""
-    return x.detach().double()[None].repeat((SAMPLES,) + (1,) * x.dim())
+def _count(rows: Optional[slice]) -> int:
+    return SAMPLES if rows is None else len(range(SAMPLES)[rows])
+
+
+def _sampled(x: Tensor, count: int = SAMPLES) -> Tensor:
+    """`count` float64 copies of `x` on a leading dimension."""
+    return x.detach().double()[None].repeat((count,) + (1,) * x.dim())
 
 
 def _returned(rnd: Rounding, name: str, x: Tensor) -> Tensor:
@@ -146,10 +232,11 @@ def _returned(rnd: Rounding, name: str, x: Tensor) -> Tensor:
     return rnd.relative(x, U32) if name in FP32_OUTPUTS else rnd.output(x)
 
 
-def noise_scales(samples: dict[str, Tensor], exact: dict[str, Tensor],
+def noise_scales(samples: Union[Samples, Iterable[Samples]], exact: dict[str, Tensor],
                  ref: Optional[dict[str, Tensor]] = None) -> dict[str, Metrics]:
     """Per output: the samples' largest max-abs deviation from `exact` and largest RMS
-    deviation relative to rms(`ref`) (default: `exact`). Reduced on the samples' device and
+    deviation relative to rms(`ref`) (default: `exact`). `samples`: all of them, or their
+    groups (:func:`sample_groups`, reduced one at a time). Reduced on the samples' device and
     fetched in one host transfer."""
     pending = PendingScales(samples, exact, ref)
     return pending.finish(to_host(pending.terms))
@@ -159,22 +246,39 @@ class PendingScales:
     """:func:`noise_scales` in two steps: :attr:`terms`, the device scalars to fetch (a caller
     may fetch them with its own in one transfer), then :meth:`finish` on their values."""
 
-    def __init__(self, samples: dict[str, Tensor], exact: dict[str, Tensor],
+    def __init__(self, samples: Union[Samples, Iterable[Samples]], exact: dict[str, Tensor],
                  ref: Optional[dict[str, Tensor]] = None):
         self.exact, self.ref = exact, exact if ref is None else ref
-        self.outputs = [n for n in exact if n in samples]
-        self.names = [n for n in self.outputs if exact[n].numel()]
+        self.outputs: list[str] = []
+        self.names: list[str] = []
+        worst: dict[str, list[Tensor]] = {}  # per output: non-finite count, max |e - x|, max per-sample RMS
+        groups = iter([samples] if isinstance(samples, dict) else samples)
+        for group in groups:
+            if not worst:
+                self.outputs = [n for n in exact if n in group]
+                self.names = [n for n in self.outputs if exact[n].numel()]
+            for name in self.names:
+                found = self._deviations(group[name], exact[name])
+                worst[name] = found if name not in worst else [
+                    worst[name][0] + found[0], torch.maximum(worst[name][1], found[1]),
+                    torch.maximum(worst[name][2], found[2])]
+            del group  # not held while the next group is computed
         self.terms: list[Tensor] = []
         for name in self.names:
-            e = samples[name].double()
-            x64 = exact[name].detach().double().to(e.device)
-            finite = torch.isfinite(x64)
-            count = finite.sum()
-            diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
-            r = self.ref[name].detach().double().to(e.device)
-            self.terms += [count, (~torch.isfinite(diff)).sum(), diff.abs().max(),
-                           diff.square().sum(1).div(count).sqrt().max(), torch.isfinite(r).sum(),
+            x = exact[name]
+            r = self.ref[name].detach().double().to(worst[name][0].device)
+            self.terms += [torch.isfinite(x).sum().to(r.device), *worst[name], torch.isfinite(r).sum(),
                            r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
+
+    @staticmethod
+    def _deviations(samples: Tensor, exact: Tensor) -> list[Tensor]:
+        """Non-finite deviations, the largest |e - x| and the largest per-sample RMS of e - x,
+        over the finite entries of `exact` (device scalars)."""
+        e = samples.double()
+        x64 = exact.detach().double().to(e.device)
+        finite = torch.isfinite(x64)
+        diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
+        return [(~torch.isfinite(diff)).sum(), diff.abs().max(), diff.square().sum(1).div(finite.sum()).sqrt().max()]
 
     def finish(self, values: Sequence[float]) -> dict[str, Metrics]:
         """The scales from the fetched values of :attr:`terms`."""

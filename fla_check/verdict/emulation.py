@@ -32,10 +32,12 @@ cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk 
 ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
 
 The noise is seeded and drawn on the case's device (replays on the same kind of device are
-exact: :func:`noise_generator`) and differentiable inputs flow through it: autograd on the
-emulation gives the baseline of the gradients. The float64 reference stays the simple
-step-wise loop of :mod:`fla_check.references`; this module only sizes the rounding a correct
-chunk kernel of the declared arithmetic cannot avoid.
+exact: :func:`noise_generator`); an emulation of some of the samples only (``rows``: memory
+bounded, :func:`fla_check.verdict.baselines.sample_groups`) draws every sample's noise and keeps
+its rows, so a group's samples are the ungrouped run's. Differentiable inputs flow through it:
+autograd on the emulation gives the baseline of the gradients. The float64 reference stays the
+simple step-wise loop of :mod:`fla_check.references`; this module only sizes the rounding a
+correct chunk kernel of the declared arithmetic cannot avoid.
 """
 from __future__ import annotations
 
@@ -79,9 +81,11 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
 class Rounding:
     """Seeded rounding noise at the points a declared arithmetic rounds (module table)."""
 
-    def __init__(self, arith: Arithmetic, dtype: torch.dtype, seed: int, device: torch.device):
+    def __init__(self, arith: Arithmetic, dtype: torch.dtype, seed: int, device: torch.device,
+                 rows: Optional[slice] = None):
         self.gen = noise_generator(seed, device)
         self.device = device
+        self.rows = rows  # the samples held, of SAMPLES drawn (None: all of them)
         self.u_in = UNIT_ROUNDOFF[dtype]
         self.half = dtype != torch.float32
         self.u_store = self.u_in if arith.store == "input" else U32
@@ -96,7 +100,23 @@ class Rounding:
         self.operand_range = (-self.u_in, self.u_in) if cast else self.fp32_operand
 
     def _uniform(self, shape: torch.Size) -> Tensor:
-        """U[0, 1) float64 drawn on the generator's device (no host round trip)."""
+        """U[0, 1) float64 drawn on the generator's device (no host round trip). With `rows`,
+        every sample's noise is drawn (the stream of an ungrouped run) and the rows held are
+        kept: on the CPU row by row (its draws are serial: the same stream, one row at a time
+        in memory), on a GPU in one draw of all rows (Philox's stream depends on the draw's size)."""
+        if self.rows is None:
+            return self._draw(shape)
+        rest = tuple(shape[1:])
+        if self.gen.device.type == "cpu":
+            held, kept = range(SAMPLES)[self.rows], []
+            for i in range(SAMPLES):
+                row = self._draw(rest)  # drawn either way: the rows outside `held` advance the stream
+                if i in held:
+                    kept.append(row)
+            return torch.stack(kept)
+        return self._draw((SAMPLES,) + rest)[self.rows].clone()
+
+    def _draw(self, shape: tuple) -> Tensor:
         return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
 
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
@@ -146,7 +166,8 @@ class Rounding:
 def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor],
             beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
             dtype: torch.dtype, seed: int, scale: Optional[float] = None,
-            reset_mask: Optional[Tensor] = None, prepare: Optional[Prepare] = None) -> tuple[Tensor, Tensor]:
+            reset_mask: Optional[Tensor] = None, prepare: Optional[Prepare] = None,
+            rows: Optional[slice] = None) -> tuple[Tensor, Tensor]:
     """o [S,B,T,HV,V] and the final state [S,N,HV,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta', 'kda';
     `step` its reference step) computed by the algorithm `arith` declares, with rounding noise.
 
@@ -154,8 +175,9 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     values in float64. `reset_mask` [B,T] splits rows into segments run on their own (state
     zeroed at each marked step, as the reference's reset_mask), the truth of packing.
     `prepare` (the case's in-kernel options) is applied exactly first; grouped value heads
-    are emulated on q, k expanded per value head (gradients sum over the group)."""
-    rnd = Rounding(arith, dtype, seed, q.device)
+    are emulated on q, k expanded per value head (gradients sum over the group).
+    `rows`: the inputs hold these of the SAMPLES samples only (:class:`Rounding`)."""
+    rnd = Rounding(arith, dtype, seed, q.device, rows)
     if prepare is not None:
         raw = (q, k, v, g, beta)
         q, k, v, g, beta = _computed_in_kernel(rnd, prepare, raw, prepare(*raw))

@@ -279,6 +279,8 @@ class SearchResult:
     interrupted: bool = False
     first_failure: dict[str, dict[str, Any]] = field(default_factory=dict)  # mode -> {"example", "seconds"}
     large_index: list[LargeIndexResult] = field(default_factory=list)  # --large-index: one per dtype
+    # a run the harness's out-of-memory stopped: {"reason", "stage", "elements", "config"} (the case)
+    stopped: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -310,6 +312,8 @@ class SearchResult:
         out = self._to_json()
         if self.large_index:  # only runs with the large-index check carry it
             out["large_index"] = [r.to_json() for r in self.large_index]
+        if self.stopped:  # only runs a harness out-of-memory stopped
+            out["stopped"] = self.stopped
         return out
 
     def _to_json(self) -> dict[str, Any]:
@@ -332,7 +336,8 @@ class SearchResult:
                    failures={m: int(i) for m, i in d.get("failures", {}).items()},
                    shrunk=list(d.get("shrunk", [])), simplified=list(d.get("simplified", [])), seconds=float(d.get("seconds", 0.0)),
                    interrupted=bool(d.get("interrupted", False)), first_failure=dict(d.get("first_failure") or {}),
-                   large_index=[LargeIndexResult.from_json(r) for r in d.get("large_index", [])])
+                   large_index=[LargeIndexResult.from_json(r) for r in d.get("large_index", [])],
+                   stopped=dict(d.get("stopped") or {}))
 
 
 def _opt(x: Optional[float]) -> Any:

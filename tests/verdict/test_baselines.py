@@ -158,3 +158,64 @@ def test_a_cancelling_readout_is_no_false_alarm_and_a_small_error_still_is_caugh
     o = next(c for c in r.modes["recurrent"].outputs if c.name == "o")
     assert r.modes["recurrent"].verdict is Verdict.OK and o.score < 0.5, o
     assert r.modes["test:wrong"].verdict is Verdict.DIVERGED, r.modes["test:wrong"]
+
+
+def _exact(op, inputs, up):
+    from fla_check.references import reference
+
+    if up is not None:
+        return gradients.recurrence_outputs(op, inputs, up, reference, torch.float64)
+    o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True)
+    return {"o": o, "ht": ht}
+
+
+@pytest.mark.parametrize("op_name, arith, backward, ratio", [
+    ("gated_delta", Arithmetic("chunk", 16), True, 2),  # chunked emulation with autograd, grouped value heads
+    ("gated_delta", RECURRENT_FP32, True, 1),  # the emulated recurrent loop (dbeta)
+    ("gla", Arithmetic("chunk", 16), False, 1),
+    ("gla", RECURRENT_FP32, False, 1),  # the rounded-exact shortcut with the readout's noise
+])
+def test_grouped_samples_equal_the_ungrouped_ones_bit_for_bit(op_name, arith, backward, ratio):
+    from fla_check.verdict.baselines import sample_bytes, sample_groups
+
+    cfg = CaseConfig(op=op_name, dtype="bfloat16", B=2, T=40, H=2, K=16, V=16, initial_state=True, seed=1,
+                     value_ratio=ratio)
+    op, inputs = get_op(op_name), build_case(cfg)
+    up = gradients.upstream(cfg) if backward else None
+    exact = _exact(op, inputs, up)
+    whole = baseline_samples(op, arith, inputs, torch.bfloat16, 5, up=up, exact=exact)
+    one = sample_bytes(inputs, arith, backward, shortcut=not backward and arith is RECURRENT_FP32)
+    for size in (1, 5):  # 16 samples as 16 groups, and as 5 + 5 + 5 + 1
+        groups = list(sample_groups(op, arith, inputs, torch.bfloat16, 5, up=up, exact=exact, budget=size * one))
+        assert [g["o"].shape[0] for g in groups] == ([1] * SAMPLES if size == 1 else [5, 5, 5, 1])
+        assert all(torch.equal(whole[n], torch.cat([g[n] for g in groups])) for n in whole)
+        assert noise_scales(iter(groups), exact) == noise_scales(whole, exact)
+
+
+def test_a_group_drawing_its_own_noise_would_differ():
+    """What the grouping must not do: a group of samples emulated with its own draws (the
+    generator reseeded per group) gives other samples than the same rows of the ungrouped run."""
+    from fla_check.verdict.baselines import _emulated_samples
+
+    cfg = CaseConfig(op="gla", dtype="bfloat16", B=1, T=20, H=2, K=16, V=16, seed=1)
+    op, inputs, arith = get_op("gla"), build_case(cfg), Arithmetic("chunk", 16)
+    whole = _emulated_samples(op, arith, inputs, torch.bfloat16, 5, None, False)
+    held = _emulated_samples(op, arith, inputs, torch.bfloat16, 5, None, False, slice(4, 8))
+    assert torch.equal(held["o"], whole["o"][4:8])
+    naive = _emulated_samples(op, arith, inputs, torch.bfloat16, 5, None, False)["o"][:4]  # rows 0-3's noise
+    assert not torch.equal(naive, whole["o"][4:8])
+
+
+def test_groups_are_sized_by_the_budget():
+    from fla_check.verdict.baselines import CPU_BUDGET, group_size, memory_budget, sample_bytes
+
+    assert memory_budget("cpu") == CPU_BUDGET
+    assert group_size(100, 10**9) == SAMPLES and group_size(100, 450) == 4 and group_size(100, 50) == 1
+    cfg = CaseConfig(op="gated_delta", dtype="bfloat16", B=1, T=128, H=2, K=16, V=16, seed=1)
+    inputs = build_case(cfg)
+    chunk, rec = Arithmetic("chunk", 64), RECURRENT_FP32
+    assert sample_bytes(inputs, chunk, True) > sample_bytes(inputs, chunk, False)
+    assert sample_bytes(inputs, rec, True) > sample_bytes(inputs, chunk, True)  # a state per step, not per chunk
+    longer = build_case(CaseConfig(op="gated_delta", dtype="bfloat16", B=1, T=256, H=2, K=16, V=16, seed=1))
+    ratio = sample_bytes(longer, chunk, False) / sample_bytes(inputs, chunk, False)
+    assert 1.9 < ratio < 2  # linear in T, plus a state

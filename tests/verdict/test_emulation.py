@@ -9,7 +9,7 @@ from fla_check.ops import get_op
 from fla_check.references import reference
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
-from fla_check.verdict.emulation import SAMPLES, emulate, emulate_ut
+from fla_check.verdict.emulation import SAMPLES, Rounding, emulate, emulate_ut
 
 FLA_LIKE = Arithmetic("chunk", 64, store="input", dot="tf32", inverse="blocked")
 EXACT_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="substitution")
@@ -216,3 +216,16 @@ def test_the_emulation_makes_no_host_transfer_per_step(monkeypatch, algorithm):
         counts.append(len(calls))
         monkeypatch.undo()
     assert counts[0] == counts[1] <= 4
+
+
+def test_rounding_of_some_samples_draws_the_rows_of_the_full_draw():
+    """A group's noise is the ungrouped run's rows (the CPU draws row by row: torch's CPU
+    generator fills a tensor serially, so this also guards that assumption across torch versions)."""
+    cpu = torch.device("cpu")
+    arith = Arithmetic("chunk", 16)
+    full = Rounding(arith, torch.bfloat16, 7, cpu)
+    part = Rounding(arith, torch.bfloat16, 7, cpu, slice(3, 9))
+    shifted = Rounding(arith, torch.bfloat16, 7, cpu, slice(4, 10))  # a group off by one row
+    for shape in [(3, 5), (2, 4, 3)]:  # successive draws stay aligned
+        a, b, c = full._uniform((SAMPLES,) + shape), part._uniform((6,) + shape), shifted._uniform((6,) + shape)
+        assert torch.equal(a[3:9], b) and torch.equal(a[4:10], c) and not torch.equal(b, c)

@@ -414,3 +414,15 @@ def replay_command(report_path: Path, index: int, config: str = "") -> str:
     """The command that re-runs case `index` (under one autotune config ``KERNEL:INDEX`` when given)."""
     return f"fla-check replay {shlex.quote(str(report_path))} --case {index}" + (
         f" --configs first --config {shlex.quote(config)}" if config else "")
+
+
+def stopped_message(result: SearchResult, report_path: Path) -> str:
+    """What a run a harness out-of-memory stopped says: what ran out on which case, what to do,
+    the partial report and the stopped case's replay command."""
+    stopped = result.stopped
+    hint = ("free GPU memory (other processes on the GPU hold part of it) or lower --max-seq-len"
+            if stopped["reason"].startswith("GPU") else "free memory or lower --max-seq-len")
+    replay = f"fla-check replay {shlex.quote(str(report_path))} --stopped"
+    return (f"stopped: {stopped['reason']}. This is fla-check's own work, not a kernel's failure: {hint}. "
+            f"Partial report with the {len(result.cases)} finished case(s): {report_path}; "
+            f"re-run the case: {replay}")
