@@ -199,7 +199,10 @@ def test_a_harness_out_of_memory_stops_the_run_with_exit_3_and_keeps_the_report(
              "--dtypes", "fp32", "--report", path)
     assert r.exit_code == 3 and len(calls) == 3  # not shrunk: no case after the third
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr
-    assert re.search(r"stopped: CPU out of memory in the float64 reference for a case of [\d,]+ input elements "
+    from fla_check.backend import get_backend
+
+    where = "GPU" if get_backend().device == "cuda" else "CPU"  # the harness runs on the backend's device
+    assert re.search(rf"stopped: {where} out of memory in the float64 reference for a case of [\d,]+ input elements "
                      r"\(gla-float32-B\d+T\d+", r.stderr)
     assert "not a kernel's failure" in r.stderr and "--max-seq-len" in r.stderr
     assert f"fla-check replay {path} --stopped" in r.stderr.replace("\n", "")

@@ -5,6 +5,7 @@ import re
 import pytest
 import torch
 from _fake_modes import PROVIDER, make_clean, registered
+from device import DEVICE
 
 import fla_check.engine.runner as runner
 from fla_check import ops
@@ -17,6 +18,7 @@ from fla_check.ops import ModeSpec
 from fla_check.verdict.compare import Verdict
 
 CFG = CaseConfig(op="gla", dtype="float32", B=2, T=40, H=2, K=16, V=8, seed=1)
+WHERE = "GPU" if DEVICE == "cuda" else "CPU"  # what the harness runs on (the backend's device)
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +87,7 @@ def _oom_on_call(monkeypatch, module, name, n):
                                          ("sample_groups", "the float64 baseline emulation (recurrent)")])
 def test_check_case_raises_a_harness_out_of_memory_naming_the_stage(monkeypatch, name, stage):
     _oom_on_call(monkeypatch, runner, name, 1)
-    want = rf"CPU out of memory in {re.escape(stage)} for a case of [\d,]+ input"
+    want = rf"{WHERE} out of memory in {re.escape(stage)} for a case of [\d,]+ input"
     with pytest.raises(HarnessOutOfMemory, match=want):
         check_case("gla", ["test:clean"], CFG)
 
@@ -109,7 +111,7 @@ def test_a_harness_out_of_memory_stops_the_search_unshrunk_keeping_the_cases_bef
     assert len(calls) == 3  # hypothesis did not shrink it: no case ran after the third
     assert r.interrupted and len(r.cases) == 2 and [len(p.cases) for p in partial] == [1, 2]
     assert r.stopped["stage"] == "the float64 reference"
-    assert r.stopped["reason"].startswith("CPU out of memory in the float64 reference for a case of")
+    assert r.stopped["reason"].startswith(f"{WHERE} out of memory in the float64 reference for a case of")
     stopped = CaseConfig.from_json(r.stopped["config"])
     assert stopped not in [c.config for c in r.cases] and stopped.short() in r.stopped["reason"]
 
