@@ -322,9 +322,7 @@ def _draw_kernel_options(draw, allowed: tuple[str, ...], packing: str) -> dict:
             continue
         if name == "safe_gate" and out["lower_bound"] < SAFE_GATE_MIN:
             continue
-        # an option resting on others is on in 2 of 3 draws once they are (a fair coin on top of
-        # theirs left KDA's bound in 4% of drawn cases); off still shrinks first
-        if draw(st.sampled_from((False, True, True)) if name in OPTION_REQUIRES else st.booleans()):
+        if draw(st.booleans()):
             out[name] = draw(st.sampled_from(LOWER_BOUNDS)) if name == "lower_bound" else True
     if out.get("qk_l2norm"):
         out["qk_scale"] = draw(st.sampled_from(QK_SCALES))
