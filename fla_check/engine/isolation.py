@@ -271,20 +271,22 @@ class Worker:
 
     def _discard(self) -> None:
         """Kill the worker if it still runs; forget it and its log."""
-        if self.proc is not None:
-            if self.proc.is_alive():
-                self.proc.kill()
-                self.proc.join(10)
-            self.proc = None
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.log_path:
-            try:
-                os.unlink(self.log_path)
-            except OSError:
-                pass
-            self.log_path = ""
+        dispose(self.proc, self.conn, self.log_path)
+        self.proc, self.conn, self.log_path = None, None, ""
+
+
+def dispose(proc, conn, log_path: str) -> None:
+    """Kill worker process `proc` if it still runs and reap it, close its pipe `conn`, remove its
+    log `log_path` (each may be None / empty). Shared with the selftest's worker pool."""
+    if proc is not None:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(10)
+    if conn is not None:
+        conn.close()
+    if log_path:
+        with contextlib.suppress(OSError):
+            os.unlink(log_path)
 
 
 PRELOAD = ["torch", "triton", "fla_check.engine.worker"]  # imported once by the fork server

@@ -23,7 +23,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from fla_check.commands.selftest import job_worker
-from fla_check.engine.isolation import START_TIMEOUT, describe_exit, process_context, stack_excerpt
+from fla_check.engine.isolation import START_TIMEOUT, describe_exit, dispose, process_context, stack_excerpt
 from fla_check.engine.sharding import gpu_for_index, visible_gpus
 from fla_check.errors import FlaCheckError, UsageError
 
@@ -139,20 +139,8 @@ class _Slot:
         self.discard()
 
     def discard(self) -> None:
-        if self.proc is not None:
-            if self.proc.is_alive():
-                self.proc.kill()
-            self.proc.join(10)
-            self.proc = None
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-        if self.log_path:
-            try:
-                os.unlink(self.log_path)
-            except OSError:
-                pass
-            self.log_path = ""
+        dispose(self.proc, self.conn, self.log_path)
+        self.proc, self.conn, self.log_path = None, None, ""
 
 
 class _Pool:
