@@ -38,6 +38,7 @@ from fla_check.engine import gradients
 from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.memory import MemoryChecks
+from fla_check.engine.worker_log import redirect_output, truncate_log
 from fla_check.errors import ConfigPolicyError
 
 FATAL_EXIT = 70  # the worker's exit code after a fatal device error
@@ -143,24 +144,10 @@ def serve(req: CallRequest, device: str, loaded: set[str]) -> tuple:
     return ("ok", raw, grads, time.perf_counter() - start, kernels)
 
 
-def _redirect_output(log_path: str) -> None:
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-def _truncate_log() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.ftruncate(2, 0)
-
 
 def main(conn, device: str, log_path: str) -> None:
     """The worker process: select the backend, then serve requests until told to stop."""
-    _redirect_output(log_path)
+    redirect_output(log_path)
     faulthandler.enable(all_threads=False)
     faulthandler.register(DUMP_SIGNAL, all_threads=False)  # the parent's "where are you stuck?"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -181,7 +168,7 @@ def main(conn, device: str, log_path: str) -> None:
         request = pickle.loads(data)
         if request is None:
             return
-        _truncate_log()
+        truncate_log()
         reply = serve(request, device, loaded)
         conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
         if reply[0] == "fatal":

@@ -25,6 +25,8 @@ import sys
 import traceback
 from typing import Any, Mapping, Optional, Sequence
 
+from fla_check.engine.worker_log import redirect_output, truncate_log
+
 CRASH_ENV = "FLA_CHECK_SELFTEST_CRASH"  # tests only: the entry id on which a worker kills itself (SIGSEGV)
 
 
@@ -38,20 +40,6 @@ def adopt(env: Mapping[str, str], gpu: Optional[str], path: Sequence[str]) -> No
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     sys.path.extend(p for p in path if p not in sys.path)
 
-
-def _redirect_output(log_path: str) -> None:
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-def _truncate_log() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.ftruncate(2, 0)
 
 
 def serve(index: int, entry: Any, options: dict) -> tuple:
@@ -73,7 +61,7 @@ def serve(index: int, entry: Any, options: dict) -> tuple:
 def main(conn, device: str, gpu: Optional[str], env: dict, path: tuple, log_path: str) -> None:
     """The worker process: pin, select the backend, then run entries until told to stop."""
     adopt(env, gpu, path)
-    _redirect_output(log_path)
+    redirect_output(log_path)
     faulthandler.enable(all_threads=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -91,5 +79,5 @@ def main(conn, device: str, gpu: Optional[str], env: dict, path: tuple, log_path
             return
         if request is None:
             return
-        _truncate_log()
+        truncate_log()
         conn.send(serve(*request))
