@@ -5,6 +5,7 @@ import torch
 from fla_check.kernels.delta.recurrent import delta_recurrent
 from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs
+import v_first
 
 
 @pytest.mark.parametrize("B,T,H,K,V", [(1, 1, 1, 16, 16), (2, 37, 2, 32, 16), (1, 20, 1, 60, 100)])
@@ -45,3 +46,10 @@ def test_gate_is_rejected():
     x = make_inputs(1, 4, 1, 16, 16, gated=True)
     with pytest.raises(ValueError, match="no gate"):
         delta_recurrent(x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"])
+
+
+@pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
+def test_v_first_states_equal_k_first_transposed(varlen):
+    """state_v_first ([N, H, V, K] h0 / ht, dht / dh0): forward and backward equal the [K, V] run's, transposed."""
+    x, h0, cu = v_first.make_inputs(gate=None, beta=True, varlen=varlen)
+    v_first.assert_v_first_matches_k_first(delta_recurrent, x, h0, cu)

@@ -6,6 +6,7 @@ from fla_check.kernels.gated_delta.recurrent import gated_delta_recurrent
 from fla_check.references import gated_delta_step, reference
 from device import DEVICE
 from delta_inputs import assert_matches_reference, initial_state, make_inputs, max_err
+import v_first
 
 
 @pytest.mark.parametrize("B,T,H,K,V", [(1, 1, 1, 16, 16), (2, 37, 2, 32, 16), (1, 20, 1, 60, 100)])
@@ -47,3 +48,10 @@ def test_gate_is_required():
     x = make_inputs(1, 4, 1, 16, 16, gated=False)
     with pytest.raises(ValueError, match="gate"):
         gated_delta_recurrent(x["q"], x["k"], x["v"], beta=x["beta"])
+
+
+@pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
+def test_v_first_states_equal_k_first_transposed(varlen):
+    """state_v_first ([N, H, V, K] h0 / ht): forward (the mode has no backward) equal the [K, V] run's, transposed."""
+    x, h0, cu = v_first.make_inputs(gate="head", beta=True, varlen=varlen)
+    v_first.assert_v_first_matches_k_first(gated_delta_recurrent, x, h0, cu, backward=False)

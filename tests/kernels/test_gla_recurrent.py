@@ -6,8 +6,13 @@ import fla_check.kernels  # noqa: F401  (selects the backend before triton)
 from fla_check.kernels.gla.recurrent import gla_recurrent
 from fla_check.references import gla_step, reference
 
+import v_first
 from device import DEVICE
+from fla_check.commands.selftest.mutants import MUTANTS
+from fla_check.commands.selftest.mutate import load_mutant
 from gla_inputs import make_inputs, rel_err
+
+_GLA_R = "fla_check.kernels.gla.recurrent"
 
 
 CASES = {  # name: (B, T, H, K, V, cu_seqlens, use_h0, gate_norm)
@@ -82,3 +87,39 @@ def test_backward_without_state_grads():
     reference(gla_step, *ref[:3], ref[3], None)[0].pow(2).sum().backward()
     for a, b in zip(leaves, ref):
         assert rel_err(a.grad, b.grad) < 1e-5
+
+
+# -- state_v_first: [N, H, V, K] initial / final states indexed so by the kernels ----------------------
+@pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
+def test_v_first_states_equal_k_first_transposed(varlen):
+    x, h0, cu = v_first.make_inputs(gate="key", varlen=varlen)
+    v_first.assert_v_first_matches_k_first(gla_recurrent, x, h0, cu)
+
+
+def test_v_first_states_across_value_blocks():
+    """V = 72 > BV = 64: the second value block's tile lies at v*K + k offsets too."""
+    x, h0, cu = v_first.make_inputs(gate="key", V=72, T=4)
+    v_first.assert_v_first_matches_k_first(gla_recurrent, x, h0, cu)
+
+
+def test_v_first_check_catches_a_state_stored_k_first():
+    """Controls: the catalog's planted bug (ht stored at k*V + v offsets under STATE_V_FIRST), and
+    dh0 stored so in the backward kernel, each fail the check (forward, then gradients only)."""
+    x, h0, cu = v_first.make_inputs(gate="key", varlen=True)
+    (ht_bug,) = [m for m in MUTANTS if m.id == "gla.recurrent.v-first-transposed"]
+    bad = load_mutant(ht_bug.module, list(ht_bug.replacements), tag="test_vfirst_ht", function=ht_bug.function)
+    with pytest.raises(AssertionError):
+        v_first.assert_v_first_matches_k_first(bad.gla_recurrent, x, h0, cu, backward=False)
+    bad = load_mutant(_GLA_R, [("        tl.store(dh0 + p_s, b_dh.to(dh0.dtype.element_ty), mask=m_h)\n",
+                                "        tl.store(dh0 + i_nh * K * V + o_k[:, None] * V + o_v[None, :], "
+                                "b_dh.to(dh0.dtype.element_ty), mask=m_h)\n")],
+                      tag="test_vfirst_dh0", function="gla_recurrent_bwd_kernel")
+    v_first.assert_v_first_matches_k_first(bad.gla_recurrent, x, h0, cu, backward=False)  # forward clean
+    with pytest.raises(AssertionError):
+        v_first.assert_v_first_matches_k_first(bad.gla_recurrent, x, h0, cu)
+
+
+def test_v_first_initial_state_shape_is_checked():
+    x, h0, _ = v_first.make_inputs(gate="key")
+    with pytest.raises(ValueError, match=r"initial_state must be \(2, 2, 24, 16\)"):
+        gla_recurrent(x["q"], x["k"], x["v"], g=x["g"], initial_state=h0, state_v_first=True)

@@ -5,6 +5,7 @@ import torch
 from fla_check.kernels.kda.recurrent import kda_recurrent
 from fla_check.commands.selftest.mutate import load_mutant
 from kda_inputs import kda_case, kda_reference, max_rel, run
+import v_first
 
 CASES = {  # name: (B, T, H, K, V, cu_seqlens, h0)
     "B2_T37_h0": (2, 37, 2, 16, 32, None, True),
@@ -60,3 +61,10 @@ def test_rejects_a_per_head_gate():
     x = kda_case(1, 4, 1, 16, 16)
     with pytest.raises(ValueError, match="per-key-channel"):
         kda_recurrent(x["q"], x["k"], x["v"], g=x["g"][..., 0], beta=x["beta"])
+
+
+@pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
+def test_v_first_states_equal_k_first_transposed(varlen):
+    """state_v_first ([N, H, V, K] h0 / ht, dht / dh0): forward and backward equal the [K, V] run's, transposed."""
+    x, h0, cu = v_first.make_inputs(gate="key", beta=True, varlen=varlen)
+    v_first.assert_v_first_matches_k_first(kda_recurrent, x, h0, cu)

@@ -8,6 +8,7 @@ from fla_check.kernels.simple_gla.recurrent import simple_gla_recurrent
 from device import DEVICE
 from gla_inputs import rel_err
 from simple_gla_inputs import CASES, grads, make_inputs, ref
+import v_first
 
 
 def _kernel(q, k, v, g, h0, cu):
@@ -44,3 +45,10 @@ def test_gate_is_per_head_not_per_channel():
     (q, k, v, g, _), _ = make_inputs("T13_B2")
     with pytest.raises(ValueError, match=r"\[B,T,H\]"):
         simple_gla_recurrent(q, k, v, g=g[..., None].expand_as(q))
+
+
+@pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
+def test_v_first_states_equal_k_first_transposed(varlen):
+    """state_v_first ([N, H, V, K] h0 / ht, dht / dh0): forward and backward equal the [K, V] run's, transposed."""
+    x, h0, cu = v_first.make_inputs(gate="head", varlen=varlen)
+    v_first.assert_v_first_matches_k_first(simple_gla_recurrent, x, h0, cu)

@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.state import state_offsets
 from fla_check.kernels.common.varlen import sequence_bounds
 from fla_check.kernels.utils import check_varlen, check_value_heads, next_pow2, num_sequences
 
@@ -32,7 +33,7 @@ def delta_rule_recurrent_fwd_kernel(
     q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
-    IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr, USE_QK_L2NORM: tl.constexpr,
+    IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr, USE_QK_L2NORM: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """Forward; with STORE_ERR also writes e_t = v_t - S'^T k_t (fp32) for the backward.
     One program per (sequence, value head, V-block); value head i_hv reads key head i_hv // (HV // H)."""
@@ -45,7 +46,7 @@ def delta_rule_recurrent_fwd_kernel(
     m_k = o_k < K
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
-    p_state = i_nh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    p_state = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)  # h0, ht / dht, dh0
 
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
@@ -94,7 +95,7 @@ def delta_rule_recurrent_bwd_reverse_kernel(
     q, k, err, beta, do, dht, dk, dv, dbeta, dh0, cu_seqlens, scale, T, PART_K, PART_B,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
-    IS_VARLEN: tl.constexpr,
+    IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """Pass 1 (reverse in time): dv (fp32, complete), partial dk = dS (beta e), partial dbeta, dh0.
     PART_K / PART_B: element counts of one V-block slice of dk / dbeta."""
@@ -106,7 +107,7 @@ def delta_rule_recurrent_bwd_reverse_kernel(
     m_k = o_k < K
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
-    p_state = i_nh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    p_state = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)  # h0, ht / dht, dh0
 
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
@@ -149,7 +150,7 @@ def delta_rule_recurrent_bwd_reverse_kernel(
 def delta_rule_recurrent_bwd_forward_kernel(
     k, err, beta, do, dv, h0, dq, dk, cu_seqlens, scale, T, PART_K,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr,
+    USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """Pass 2 (forward in time, S recomputed from h0 and e): dk -= S_{t-1} dv, dq = scale S_t do."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
@@ -163,7 +164,7 @@ def delta_rule_recurrent_bwd_forward_kernel(
 
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
-        p_state = i_nh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+        p_state = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)
         b_h += tl.load(h0 + p_state, mask=m_h, other=0.0).to(tl.float32)
     p_k = k + (bos * H + i_h) * K + o_k
     p_dq = dq + i_v * PART_K + (bos * H + i_h) * K + o_k
@@ -204,15 +205,17 @@ def delta_rule_recurrent_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
     beta: torch.Tensor, scale: float, initial_state: Optional[torch.Tensor],
     output_final_state: bool, cu_seqlens: Optional[torch.Tensor], store_err: bool = False,
-    qk_l2norm: bool = False,
+    qk_l2norm: bool = False, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Launch the forward kernel on contiguous inputs: (o, final state or None, e or None).
-    v, g, beta may have HV = r H heads (grouped value heads); o and the states have HV."""
+    v, g, beta may have HV = r H heads (grouped value heads); o and the states have HV.
+    The states are [N, HV, K, V] or, `state_v_first`, [N, HV, V, K]."""
     B, T, H, K = q.shape
     HV, V = v.shape[2], v.shape[-1]
     N = num_sequences(B, cu_seqlens)
     o = torch.empty(B, T, HV, V, device=q.device, dtype=q.dtype)
-    ht = q.new_empty(N, HV, K, V, dtype=torch.float32) if output_final_state else None
+    state = (N, HV, V, K) if state_v_first else (N, HV, K, V)
+    ht = q.new_empty(state, dtype=torch.float32) if output_final_state else None
     err = q.new_zeros(B, T, HV, V, dtype=torch.float32) if store_err else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     BK = next_pow2(K)
@@ -223,7 +226,7 @@ def delta_rule_recurrent_fwd(
             H=H, HV=HV, K=K, V=V, BK=BK, BV=BV,
             USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,
             STORE_FINAL_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
-            STORE_ERR=store_err, USE_QK_L2NORM=qk_l2norm,
+            STORE_ERR=store_err, USE_QK_L2NORM=qk_l2norm, STATE_V_FIRST=state_v_first,
         )
     return o, ht, err
 
@@ -231,9 +234,10 @@ def delta_rule_recurrent_fwd(
 def delta_rule_recurrent_bwd(
     q: torch.Tensor, k: torch.Tensor, err: torch.Tensor, beta: torch.Tensor, do: torch.Tensor,
     dht: Optional[torch.Tensor], scale: float, initial_state: Optional[torch.Tensor],
-    cu_seqlens: Optional[torch.Tensor],
+    cu_seqlens: Optional[torch.Tensor], state_v_first: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """DeltaNet gradients (fp32): dq, dk, dv, dbeta, dh0 (None without an initial state)."""
+    """DeltaNet gradients (fp32): dq, dk, dv, dbeta, dh0 (None without an initial state); dht,
+    h0 and dh0 in the layout of the forward's states (`state_v_first`: [N, H, V, K])."""
     B, T, H, K = q.shape
     V = err.shape[-1]
     N = num_sequences(B, cu_seqlens)
@@ -248,7 +252,7 @@ def delta_rule_recurrent_bwd(
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     dh0 = None if h0 is None else torch.empty_like(h0)
     meta = dict(H=H, K=K, V=V, BK=BK, BV=BV, USE_INITIAL_STATE=h0 is not None,
-                IS_VARLEN=cu_seqlens is not None)
+                IS_VARLEN=cu_seqlens is not None, STATE_V_FIRST=state_v_first)
     if N * H > 0:
         delta_rule_recurrent_bwd_reverse_kernel[(NV, N * H)](
             q, k, err, beta, do, dht, dk, dv, dbeta, dh0, cu_seqlens, scale, T,
@@ -264,11 +268,12 @@ class DeltaRuleRecurrentFunction(torch.autograd.Function):
     """DeltaNet (no gate) recurrence with the Triton backward above."""
 
     @staticmethod
-    def forward(ctx, q, k, v, beta, scale, initial_state, output_final_state, cu_seqlens):
+    def forward(ctx, q, k, v, beta, scale, initial_state, output_final_state, cu_seqlens, state_v_first):
         o, ht, err = delta_rule_recurrent_fwd(q, k, v, None, beta, scale, initial_state,
-                                              output_final_state, cu_seqlens, store_err=True)
+                                              output_final_state, cu_seqlens, store_err=True,
+                                              state_v_first=state_v_first)
         ctx.save_for_backward(q, k, err, beta, initial_state, cu_seqlens)
-        ctx.scale = scale
+        ctx.scale, ctx.state_v_first = scale, state_v_first
         ctx.dtypes = (v.dtype, beta.dtype)
         return o, ht
 
@@ -277,13 +282,13 @@ class DeltaRuleRecurrentFunction(torch.autograd.Function):
         q, k, err, beta, initial_state, cu_seqlens = ctx.saved_tensors
         dq, dk, dv, dbeta, dh0 = delta_rule_recurrent_bwd(
             q, k, err, beta, do.contiguous(), None if dht is None else dht.contiguous(),
-            ctx.scale, initial_state, cu_seqlens,
+            ctx.scale, initial_state, cu_seqlens, ctx.state_v_first,
         )
         v_dtype, beta_dtype = ctx.dtypes
         if dh0 is not None:
             dh0 = dh0.to(initial_state.dtype)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v_dtype), dbeta.to(beta_dtype), None, dh0,
-                None, None)
+                None, None, None)
 
 
 def delta_rule_recurrent(
@@ -291,9 +296,11 @@ def delta_rule_recurrent(
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
     output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
-    use_qk_l2norm_in_kernel: bool = False,
+    use_qk_l2norm_in_kernel: bool = False, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Uniform-signature forward; `g` (per-head log gate [B,T,HV]) selects Gated DeltaNet.
+    `state_v_first`: initial and final states [N, HV, V, K] (fla's layout of that name), read
+    and written in place by the kernels (dht, dh0 too); else [N, HV, K, V].
 
     `beta=None` means ones (as in fla's fused_recurrent_delta_rule). Without a gate the result
     is differentiable (q, k, v, beta, initial_state); with a gate it is forward-only, and then
@@ -310,20 +317,23 @@ def delta_rule_recurrent(
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     if g is not None:
         o, ht, _ = delta_rule_recurrent_fwd(q, k, v, g.contiguous(), beta, scale, initial_state,
-                                            output_final_state, cu_seqlens, qk_l2norm=use_qk_l2norm_in_kernel)
+                                            output_final_state, cu_seqlens, qk_l2norm=use_qk_l2norm_in_kernel,
+                                            state_v_first=state_v_first)
         return o, ht
     return DeltaRuleRecurrentFunction.apply(q, k, v, beta, scale, initial_state,
-                                            output_final_state, cu_seqlens)
+                                            output_final_state, cu_seqlens, state_v_first)
 
 
 def delta_recurrent(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
-    output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+    output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """DeltaNet, per-step fused recurrence. DeltaNet has no gate: `g` must be None."""
+    """DeltaNet, per-step fused recurrence. DeltaNet has no gate: `g` must be None.
+    `state_v_first`: [N, H, V, K] initial and final states (see :func:`delta_rule_recurrent`)."""
     if g is not None:
         raise ValueError("DeltaNet takes no gate g; use the gated_delta op for a gated delta rule")
     return delta_rule_recurrent(q, k, v, beta=beta, scale=scale, initial_state=initial_state,
-                                output_final_state=output_final_state, cu_seqlens=cu_seqlens)
+                                output_final_state=output_final_state, cu_seqlens=cu_seqlens,
+                                state_v_first=state_v_first)

@@ -16,11 +16,12 @@ def gated_delta_recurrent(
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
     output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
-    use_qk_l2norm_in_kernel: bool = False,
+    use_qk_l2norm_in_kernel: bool = False, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Decay first (S' = exp(g_t) S), then the delta rule on S'. `g` [B,T,HV] is required."""
+    """Decay first (S' = exp(g_t) S), then the delta rule on S'. `g` [B,T,HV] is required.
+    `state_v_first`: [N, HV, V, K] initial and final states, indexed so by the kernel."""
     if g is None:
         raise ValueError("Gated DeltaNet needs a per-head log gate g [B,T,HV]")
     return delta_rule_recurrent(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
                                 output_final_state=output_final_state, cu_seqlens=cu_seqlens,
-                                use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+                                use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel, state_v_first=state_v_first)

@@ -26,9 +26,11 @@ class GlaArgs:
 def prepare_gla_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
                      beta: Optional[torch.Tensor], scale: Optional[float],
                      initial_state: Optional[torch.Tensor],
-                     cu_seqlens: Optional[torch.Tensor], per_head_gate: bool = False) -> GlaArgs:
+                     cu_seqlens: Optional[torch.Tensor], per_head_gate: bool = False,
+                     state_v_first: bool = False) -> GlaArgs:
     """Check shapes (fla's contract), default the scale to K**-0.5 and a missing gate to 0. The
-    gate is per key channel [B,T,H,K] (GLA) or, `per_head_gate`, one per head [B,T,H] (simple GLA)."""
+    gate is per key channel [B,T,H,K] (GLA) or, `per_head_gate`, one per head [B,T,H] (simple GLA);
+    the initial state is [N,H,K,V] or, `state_v_first`, [N,H,V,K]."""
     name = "simple GLA" if per_head_gate else "GLA"
     if beta is not None:
         raise ValueError(f"{name} takes no beta")
@@ -43,8 +45,9 @@ def prepare_gla_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optio
         raise ValueError(f"{name} gate must be {layout} = {gate_shape}, got {tuple(g.shape)}")
     check_varlen(q, cu_seqlens, initial_state)
     N = num_sequences(B, cu_seqlens)
-    if initial_state is not None and tuple(initial_state.shape) != (N, H, K, v.shape[-1]):
-        raise ValueError(f"initial_state must be {(N, H, K, v.shape[-1])}, got {tuple(initial_state.shape)}")
+    state = (N, H, v.shape[-1], K) if state_v_first else (N, H, K, v.shape[-1])
+    if initial_state is not None and tuple(initial_state.shape) != state:
+        raise ValueError(f"initial_state must be {state}, got {tuple(initial_state.shape)}")
     if cu_seqlens is not None:
         cu_seqlens = cu_seqlens.to(device=q.device, dtype=torch.int64).contiguous()
     return GlaArgs(

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.state import state_offsets
 from fla_check.kernels.common.varlen import sequence_bounds
 from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import next_pow2
@@ -23,7 +24,7 @@ from fla_check.kernels.utils import next_pow2
 def gla_recurrent_fwd_kernel(
     q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_h = i_nh // H, i_nh % H
@@ -39,7 +40,7 @@ def gla_recurrent_fwd_kernel(
     p_g = g + (bos * H + i_h) * K + o_k
     p_v = v + (bos * H + i_h) * V + o_v
     p_o = o + (bos * H + i_h) * V + o_v
-    p_s = i_nh * K * V + o_k[:, None] * V + o_v[None, :]
+    p_s = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)  # h0, ht / dht, dh0
 
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
@@ -65,7 +66,7 @@ def gla_recurrent_fwd_kernel(
 def gla_recurrent_bwd_kernel(
     q, k, v, g, do, h0, dht, dq, dk, dv, dh0, dg_last, cu_seqlens, scale, T, PART,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    USE_H0: tl.constexpr, USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    USE_H0: tl.constexpr, USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """dq, dk are partial sums over this V-block ([NV, ...]); dv, dh0 are complete.
     dg_last[i_v] = sum_v dht * S_T (the final-state term of dg), also partial over V.
@@ -79,7 +80,7 @@ def gla_recurrent_bwd_kernel(
     m_k = o_k < K
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
-    p_s = i_nh * K * V + o_k[:, None] * V + o_v[None, :]
+    p_s = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)  # h0, ht / dht, dh0
 
     # forward in time: recompute S_t, dq_t = scale * S_t do_t
     base_k = (bos * H + i_h) * K + o_k
@@ -173,22 +174,25 @@ def _blocks(K: int, V: int) -> tuple[int, int, int]:
     return BK, BV, triton.cdiv(V, BV)
 
 
-def gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N):
+def gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N,
+                      state_v_first: bool = False):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BK, BV, NV = _blocks(K, V)
     o = torch.empty_like(v, dtype=q.dtype)
-    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    state = (N, H, V, K) if state_v_first else (N, H, K, V)
+    ht = q.new_empty(state, dtype=torch.float32) if output_final_state else None
     if N * H > 0:
         gla_recurrent_fwd_kernel[(NV, N * H)](
             q, k, v, g, o, initial_state, ht, cu_seqlens, scale, T,
             H=H, K=K, V=V, BK=BK, BV=BV, USE_H0=initial_state is not None,
-            STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None,
+            STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None, STATE_V_FIRST=state_v_first,
         )
     return o, ht
 
 
-def gla_recurrent_bwd(q, k, v, g, do, dht, scale, initial_state, cu_seqlens, N):
+def gla_recurrent_bwd(q, k, v, g, do, dht, scale, initial_state, cu_seqlens, N,
+                      state_v_first: bool = False):
     B, T, H, K = q.shape
     V = v.shape[-1]
     BK, BV, NV = _blocks(K, V)
@@ -202,7 +206,7 @@ def gla_recurrent_bwd(q, k, v, g, do, dht, scale, initial_state, cu_seqlens, N):
         gla_recurrent_bwd_kernel[(NV, N * H)](
             q, k, v, g, do, initial_state, dht, dq, dk, dv, dh0, dg_last, cu_seqlens, scale, T,
             B * T * H * K, H=H, K=K, V=V, BK=BK, BV=BV, USE_H0=initial_state is not None,
-            USE_DHT=dht is not None, IS_VARLEN=is_varlen,
+            USE_DHT=dht is not None, IS_VARLEN=is_varlen, STATE_V_FIRST=state_v_first,
         )
     dq, dk = dq.sum(0), dk.sum(0)
     dg = torch.empty_like(g)
@@ -216,10 +220,11 @@ def gla_recurrent_bwd(q, k, v, g, do, dht, scale, initial_state, cu_seqlens, N):
 
 class GlaRecurrentFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N):
-        o, ht = gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N)
+    def forward(ctx, q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N, state_v_first):
+        o, ht = gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N,
+                                  state_v_first)
         ctx.save_for_backward(q, k, v, g, initial_state, cu_seqlens)
-        ctx.scale, ctx.N = scale, N
+        ctx.scale, ctx.N, ctx.state_v_first = scale, N, state_v_first
         return o, ht
 
     @staticmethod
@@ -227,20 +232,22 @@ class GlaRecurrentFunction(torch.autograd.Function):
         q, k, v, g, initial_state, cu_seqlens = ctx.saved_tensors
         dq, dk, dv, dg, dh0 = gla_recurrent_bwd(
             q, k, v, g, do.contiguous(), None if dht is None else dht.contiguous(), ctx.scale,
-            initial_state, cu_seqlens, ctx.N,
+            initial_state, cu_seqlens, ctx.N, ctx.state_v_first,
         )
         if dh0 is not None:
             dh0 = dh0.to(initial_state.dtype)
-        return dq, dk, dv, dg, None, dh0, None, None, None
+        return dq, dk, dv, dg, None, dh0, None, None, None, None
 
 
 def gla_recurrent(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: Optional[torch.Tensor] = None,
     beta: Optional[torch.Tensor] = None, scale: Optional[float] = None,
     initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False,
-    cu_seqlens: Optional[torch.Tensor] = None,
+    cu_seqlens: Optional[torch.Tensor] = None, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """GLA by the per-step recurrence; differentiable in q, k, v, g and initial_state."""
-    a = prepare_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens)
+    """GLA by the per-step recurrence; differentiable in q, k, v, g and initial_state.
+    `state_v_first`: initial and final states [N, H, V, K] (fla's layout of that name), read and
+    written in place by the kernels (dht, dh0 too); else [N, H, K, V]."""
+    a = prepare_gla_args(q, k, v, g, beta, scale, initial_state, cu_seqlens, state_v_first=state_v_first)
     return GlaRecurrentFunction.apply(a.q, a.k, a.v, a.g, a.scale, a.initial_state,
-                                      output_final_state, a.cu_seqlens, a.N)
+                                      output_final_state, a.cu_seqlens, a.N, state_v_first)

@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fla_check.kernels.common.state import state_offsets
 from fla_check.kernels.common.varlen import first_chunk, sequence_bounds
 from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
 
@@ -33,7 +34,7 @@ def kda_recurrent_fwd_kernel(
     q, k, v, g, beta, o, h0, ht, ckpt, ckpt_offsets, cu_seqlens, scale, T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     CK: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
-    SAVE_CKPT: tl.constexpr, IS_VARLEN: tl.constexpr,
+    SAVE_CKPT: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """Forward; with SAVE_CKPT also stores the state entering every block of CK steps."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
@@ -45,11 +46,12 @@ def kda_recurrent_fwd_kernel(
     m_k = o_k < K
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
-    p_state = o_k[:, None] * V + o_v[None, :]
+    p_state = o_k[:, None] * V + o_v[None, :]  # in a checkpoint ([K, V])
+    p_io = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)  # h0, ht / dht, dh0
 
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_INITIAL_STATE:
-        b_h += tl.load(h0 + i_nh.to(tl.int64) * K * V + p_state, mask=m_h, other=0.0).to(tl.float32)
+        b_h += tl.load(h0 + p_io, mask=m_h, other=0.0).to(tl.float32)
     p_q = q + (bos * H + i_h) * K + o_k
     p_k = k + (bos * H + i_h) * K + o_k
     p_g = g + (bos * H + i_h) * K + o_k
@@ -77,7 +79,7 @@ def kda_recurrent_fwd_kernel(
         p_o += H * V
         p_beta += H
     if STORE_FINAL_STATE:
-        tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)
+        tl.store(ht + p_io, b_h, mask=m_h)
 
 
 @triton.jit
@@ -86,7 +88,7 @@ def kda_recurrent_bwd_kernel(
     cu_seqlens, scale, T, PART_K, PART_B,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     CK: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
-    IS_VARLEN: tl.constexpr,
+    IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """Reverse over checkpoint blocks: recompute S' into scratch, then step backward.
     PART_K / PART_B: element counts of one V-block slice of the partial dq, dk, dg / dbeta."""
@@ -100,13 +102,14 @@ def kda_recurrent_bwd_kernel(
     m_k = o_k < K
     m_v = o_v < V
     m_h = m_k[:, None] & m_v[None, :]
-    p_state = o_k[:, None] * V + o_v[None, :]
+    p_state = o_k[:, None] * V + o_v[None, :]  # in a checkpoint ([K, V])
+    p_io = state_offsets(i_nh, o_k, o_v, K, V, STATE_V_FIRST)  # h0, ht / dht, dh0
     p_scratch = scratch + (i_v * tl.num_programs(1) + i_nh).to(tl.int64) * CK * BK * BV \
         + o_k[:, None] * BV + tl.arange(0, BV)[None, :]
 
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_FINAL_STATE_GRADIENT:
-        b_dh += tl.load(dht + i_nh.to(tl.int64) * K * V + p_state, mask=m_h, other=0.0).to(tl.float32)
+        b_dh += tl.load(dht + p_io, mask=m_h, other=0.0).to(tl.float32)
     NB = tl.cdiv(seq_len, CK)
     for i_s in range(0, NB):
         i_b = NB - 1 - i_s
@@ -150,7 +153,7 @@ def kda_recurrent_bwd_kernel(
             tl.store(dg + i_v * PART_K + p_tk, tl.sum(b_dh * b_hp, 1), mask=m_k)
             b_dh *= tl.exp(b_g)[:, None]
     if USE_INITIAL_STATE:
-        tl.store(dh0 + i_nh.to(tl.int64) * K * V + p_state, b_dh, mask=m_h)
+        tl.store(dh0 + p_io, b_dh, mask=m_h)
 
 
 def _ckpt_layout(B: int, T: int, cu_seqlens: Optional[torch.Tensor]) -> tuple[Optional[torch.Tensor], int]:
@@ -165,14 +168,17 @@ def _ckpt_layout(B: int, T: int, cu_seqlens: Optional[torch.Tensor]) -> tuple[Op
 def kda_recurrent_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
     scale: float, initial_state: Optional[torch.Tensor], output_final_state: bool,
-    cu_seqlens: Optional[torch.Tensor], save_ckpt: bool = False,
+    cu_seqlens: Optional[torch.Tensor], save_ckpt: bool = False, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Launch the forward on contiguous inputs: (o, final state or None, checkpoints or None)."""
+    """Launch the forward on contiguous inputs: (o, final state or None, checkpoints or None).
+    Initial and final states are [N, H, K, V] or, `state_v_first`, [N, H, V, K]; the
+    checkpoints are [K, V] either way."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     N = num_sequences(B, cu_seqlens)
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    ht = q.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
+    state = (N, H, V, K) if state_v_first else (N, H, K, V)
+    ht = q.new_empty(state, dtype=torch.float32) if output_final_state else None
     offsets, n_ckpt = _ckpt_layout(B, T, cu_seqlens)
     ckpt = q.new_empty(n_ckpt, H, K, V, dtype=torch.float32) if save_ckpt else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
@@ -183,6 +189,7 @@ def kda_recurrent_fwd(
             q, k, v, g, beta, o, h0, ht, ckpt, offsets, cu_seqlens, scale, T,
             H=H, K=K, V=V, BK=BK, BV=BV, CK=CKPT, USE_INITIAL_STATE=h0 is not None,
             STORE_FINAL_STATE=output_final_state, SAVE_CKPT=save_ckpt, IS_VARLEN=cu_seqlens is not None,
+            STATE_V_FIRST=state_v_first,
         )
     return o, ht, ckpt
 
@@ -190,9 +197,10 @@ def kda_recurrent_fwd(
 def kda_recurrent_bwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
     ckpt: torch.Tensor, do: torch.Tensor, dht: Optional[torch.Tensor], scale: float,
-    initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
+    initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor], state_v_first: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """KDA gradients (fp32): dq, dk, dv, dg, dbeta, dh0 (None without an initial state)."""
+    """KDA gradients (fp32): dq, dk, dv, dg, dbeta, dh0 (None without an initial state); dht and
+    dh0 in the layout of the forward's states (`state_v_first`: [N, H, V, K])."""
     B, T, H, K = q.shape
     V = v.shape[-1]
     N = num_sequences(B, cu_seqlens)
@@ -203,7 +211,7 @@ def kda_recurrent_bwd(
     dq, dk, dg = (torch.zeros(NV, B, T, H, K, **f32) for _ in range(3))
     dbeta = torch.zeros(NV, B, T, H, **f32)
     dv = torch.zeros(B, T, H, V, **f32)
-    dh0 = None if initial_state is None else torch.empty(N, H, K, V, **f32)
+    dh0 = None if initial_state is None else torch.empty((N, H, V, K) if state_v_first else (N, H, K, V), **f32)
     offsets, _ = _ckpt_layout(B, T, cu_seqlens)
     if N * H > 0:
         scratch = torch.empty(NV * N * H, CKPT, BK, BV, **f32)
@@ -212,6 +220,7 @@ def kda_recurrent_bwd(
             cu_seqlens, scale, T, B * T * H * K, B * T * H,
             H=H, K=K, V=V, BK=BK, BV=BV, CK=CKPT, USE_INITIAL_STATE=dh0 is not None,
             USE_FINAL_STATE_GRADIENT=dht is not None, IS_VARLEN=cu_seqlens is not None,
+            STATE_V_FIRST=state_v_first,
         )
     return dq.sum(0), dk.sum(0), dv, dg.sum(0), dbeta.sum(0), dh0
 
@@ -220,12 +229,12 @@ class KdaRecurrentFunction(torch.autograd.Function):
     """The KDA recurrence with the checkpointed Triton backward above."""
 
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens):
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens, state_v_first):
         save = any(ctx.needs_input_grad)
         o, ht, ckpt = kda_recurrent_fwd(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                        cu_seqlens, save_ckpt=save)
+                                        cu_seqlens, save_ckpt=save, state_v_first=state_v_first)
         ctx.save_for_backward(q, k, v, g, beta, ckpt, initial_state, cu_seqlens)
-        ctx.scale = scale
+        ctx.scale, ctx.state_v_first = scale, state_v_first
         return o, ht
 
     @staticmethod
@@ -233,22 +242,24 @@ class KdaRecurrentFunction(torch.autograd.Function):
         q, k, v, g, beta, ckpt, initial_state, cu_seqlens = ctx.saved_tensors
         dq, dk, dv, dg, dbeta, dh0 = kda_recurrent_bwd(
             q, k, v, g, beta, ckpt, do.contiguous(), None if dht is None else dht.contiguous(),
-            ctx.scale, initial_state, cu_seqlens,
+            ctx.scale, initial_state, cu_seqlens, ctx.state_v_first,
         )
         if dh0 is not None:
             dh0 = dh0.to(initial_state.dtype)
         return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dg.to(g.dtype), dbeta.to(beta.dtype),
-                None, dh0, None, None)
+                None, dh0, None, None, None)
 
 
 def kda_recurrent(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
-    output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
+    output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None, state_v_first: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Uniform-signature KDA recurrence: `g` [B,T,H,K] natural-log gate (required), `beta`
-    [B,T,H] (None: ones). Differentiable in q, k, v, g, beta and initial_state."""
+    [B,T,H] (None: ones). Differentiable in q, k, v, g, beta and initial_state. `state_v_first`:
+    initial and final states [N, H, V, K] (fla's layout of that name), read and written in place
+    by the kernels (dht, dh0 too); else [N, H, K, V]."""
     B, T, H, K = q.shape
     check_varlen(q, cu_seqlens, initial_state)
     if g is None or tuple(g.shape) != (B, T, H, K):
@@ -260,4 +271,5 @@ def kda_recurrent(
         raise ValueError(f"beta must be [B,T,H]={(B, T, H)}, got {tuple(beta.shape)}")
     scale = K**-0.5 if scale is None else scale
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
-    return KdaRecurrentFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)
+    return KdaRecurrentFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens,
+                                      state_v_first)
