@@ -162,11 +162,12 @@ _K = "fla_check.kernels"
 _NO_BWD = "forward only (as in fla: no backward for the per-step gated delta rule)"
 _L2NORM = frozenset({"qk_l2norm"})
 _CHUNKS = frozenset({16, 32, 64})  # every built-in chunk kernel takes chunk_size (16/32/64)
-# the built-in kernels index their states [K, V] (row stride V): a V-first state would need every
-# state load and store (h0, ht, and dh0, dht in the backward kernels) given its strides
-_KV_ONLY = ("state_v_first", "the built-in kernels index their states [K, V]")
+# The built-in recurrent kernels take state_v_first: their h0 / ht (dht / dh0) loads and stores
+# switch offsets on a STATE_V_FIRST constexpr (fla_check.kernels.common.state). The chunk kernels
+# index their states [K, V] (row stride V) throughout the state pass.
+_KV_ONLY = ("state_v_first", "the built-in chunk kernels index their states [K, V]")
 _NO_GATE_BETA = (("gate_in_kernel", "the built-in kernels take a log gate (no A_log / dt_bias)"),
-                 ("beta_sigmoid", "the built-in kernels take beta, not logits"), _KV_ONLY)
+                 ("beta_sigmoid", "the built-in kernels take beta, not logits"))
 _BUILTIN = (_KV_ONLY,)
 
 _KDA_NO_OPTIONS = (
@@ -176,7 +177,6 @@ _KDA_NO_OPTIONS = (
     ("lower_bound", "the built-in kda kernels take a log gate (no in-kernel lower_bound * sigmoid gate)"),
     ("safe_gate", "fla's safe_gate selects its tensor-core path for bounded gates; the built-in kda kernels "
                   "have one path and no in-kernel gate to bound"),
-    _KV_ONLY,
 )
 
 OPS: dict[str, OpSpec] = {
@@ -185,7 +185,7 @@ OPS: dict[str, OpSpec] = {
         description="Gated Linear Attention, per-key-channel log gate",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.gla.recurrent:gla_recurrent",
-                                  backward=True, option_reasons=_BUILTIN, description="per-step fused recurrence"),
+                                  backward=True, state_v_first=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gla.chunk:gla_chunk", backward=True,
                               arithmetic=_GLA_CHUNK, chunk_sizes=_CHUNKS, option_reasons=_BUILTIN,
                               description="chunk-local cumsum, sub-chunk blocks, state passing"),
@@ -200,7 +200,7 @@ OPS: dict[str, OpSpec] = {
         description="DeltaNet (delta rule, no gate)",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.delta.recurrent:delta_recurrent",
-                                  backward=True, option_reasons=_BUILTIN, description="per-step fused recurrence"),
+                                  backward=True, state_v_first=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.delta.chunk:delta_chunk", backward=True,
                               arithmetic=_DELTA_CHUNK, chunk_sizes=_CHUNKS, option_reasons=_BUILTIN,
                               description="WY/UT transform, blocked inverse (16x16 blocks merged by dots), "
@@ -214,10 +214,11 @@ OPS: dict[str, OpSpec] = {
             "recurrent": ModeSpec("recurrent", "builtin",
                                   f"{_K}.gated_delta.recurrent:gated_delta_recurrent",
                                   backward_reason=_NO_BWD, gva=True, options=_L2NORM, option_reasons=_NO_GATE_BETA,
+                                  state_v_first=True,
                                   description="per-step fused recurrence, q/k l2norm in the kernel"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM, chunk_sizes=_CHUNKS,
-                              option_reasons=_NO_GATE_BETA,
+                              option_reasons=_NO_GATE_BETA + (_KV_ONLY,),
                               description="gated UT transform (blocked inverse), state passing; q/k l2norm by a "
                                           "Triton kernel before it"),
         },
@@ -227,7 +228,7 @@ OPS: dict[str, OpSpec] = {
         description="simple GLA, one scalar log gate per head (RetNet/Mamba2-style decay)",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.simple_gla.recurrent:simple_gla_recurrent",
-                                  backward=True, option_reasons=_BUILTIN, description="per-step fused recurrence"),
+                                  backward=True, state_v_first=True, description="per-step fused recurrence"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.simple_gla.chunk:simple_gla_chunk", backward=True,
                               arithmetic=_SIMPLE_GLA_CHUNK, chunk_sizes=_CHUNKS, option_reasons=_BUILTIN,
                               description="scalar chunk-local cumsum, exp(G_i - G_j) decay matrix, state passing"),
@@ -238,9 +239,10 @@ OPS: dict[str, OpSpec] = {
         description="Kimi Delta Attention, per-key-channel log gate, decay before the delta update",
         modes={
             "recurrent": ModeSpec("recurrent", "builtin", f"{_K}.kda.recurrent:kda_recurrent", backward=True,
-                                  option_reasons=_KDA_NO_OPTIONS,
+                                  option_reasons=_KDA_NO_OPTIONS, state_v_first=True,
                                   description="per-step fused recurrence, checkpointed backward"),
-            "chunk": ModeSpec("chunk", "builtin", f"{_K}.kda.chunk:kda_chunk", option_reasons=_KDA_NO_OPTIONS,
+            "chunk": ModeSpec("chunk", "builtin", f"{_K}.kda.chunk:kda_chunk",
+                              option_reasons=_KDA_NO_OPTIONS + (_KV_ONLY,),
                               backward_reason="builtin:chunk of kda is forward only", arithmetic=_KDA_CHUNK,
                               chunk_sizes=_CHUNKS,
                               description="per-channel gated UT transform (sub-chunk bounded exponents), state passing"),

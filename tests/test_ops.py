@@ -38,10 +38,18 @@ def test_fixed_chunk_and_kv_only_modes_say_why():
         "builtin:fused_chunk does not support chunk_size=32: its chunk length is fixed (BT=16)")
     for op in ops.OPS:
         for mode in ops.get_op(op).modes.values():
-            if mode.provider == "builtin":
+            if mode.provider == "builtin" and mode.chunked:
                 assert mode.unsupported_reason(**KW, state_v_first=True) == (
-                    f"{mode.qualified} does not support state_v_first ([V, K] states): the built-in kernels "
+                    f"{mode.qualified} does not support state_v_first ([V, K] states): the built-in chunk kernels "
                     "index their states [K, V]")
+
+
+def test_builtin_recurrent_modes_take_v_first_states():
+    """Every built-in recurrent kernel indexes h0 / ht (dht / dh0) by the STATE_V_FIRST layout."""
+    for op in ops.OPS:
+        rec = _mode(op, "recurrent")
+        assert rec.state_v_first and rec.unsupported_reason(**KW, state_v_first=True) is None
+        assert rec.unsupported_reason(**{**KW, "backward": rec.backward, "varlen": True}, state_v_first=True) is None
 
 
 def test_a_mode_that_declares_state_v_first_runs_v_first_cases():
