@@ -14,6 +14,7 @@ from fla_check.commands.selftest.mutants import (KINDS, MUTANTS, REHASH_COMMAND,
                                                  _chain, all_entries, current_hashes, rehash, review_message, select,
                                                  stale_targets)
 from fla_check.commands.selftest.mutate import MutationError, function_source
+from fla_check.cases import STATE_LAYOUTS
 from fla_check.ops import OPS
 
 
@@ -126,6 +127,16 @@ def test_catalog_is_consistent():
     assert covered == {(op, mode) for op, spec in OPS.items() for mode, m in spec.modes.items()
                        if m.provider == "builtin"}
 
+
+
+def test_layout_mutants_search_v_first_states_in_modes_that_take_them():
+    """A mutant of the V-first state path draws v-first cases (a search of [K, V] cases alone
+    never reaches it), in modes that declare state_v_first."""
+    layout = [m for m in MUTANTS if m.state_layouts is not None]
+    assert [m.id for m in layout] == ["gla.recurrent.v-first-transposed"]
+    for m in layout:
+        assert set(m.state_layouts) == set(STATE_LAYOUTS)
+        assert all(OPS[m.op].modes[mode].state_v_first for mode in m.modes)
 
 def test_mode_specs_call_the_mutated_code_through_the_registered_entry():
     m = next(m for m in MUTANTS if m.id == "gated_delta.chunk.ut-sign")

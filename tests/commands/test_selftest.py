@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from fla_check.backend import get_backend
+from fla_check.commands.selftest import engine as selftest_engine
 from fla_check.commands.selftest import mutants as catalog
 from fla_check.cases import CaseConfig
 from fla_check.cli import main
@@ -310,6 +311,20 @@ def test_an_error_alone_does_not_kill():
     _find_kill(entry, result, "mutant:recurrent", control, _Clock())
     assert not entry.caught and entry.examples is None
 
+
+
+def test_run_mutant_draws_the_mutant_state_layouts(monkeypatch):
+    """Mutant.state_layouts reaches the search (``--state-layouts``); other mutants draw [K, V] only."""
+    seen = []
+
+    def fake_search(op, modes, **kwargs):
+        seen.append(kwargs["state_layouts"])
+        return SearchResult(op, [f"mutant:{m.name}" for m in modes], {}, cases=[])
+
+    monkeypatch.setattr(selftest_engine, "search", fake_search)
+    run_mutant(MUTANTS_BY_ID["gla.recurrent.v-first-transposed"])
+    run_mutant(MUTANTS_BY_ID["gla.recurrent.scale"])
+    assert seen == [("kv", "vk"), None]
 
 def test_report_marks_backward_entries():
     from rich.console import Console

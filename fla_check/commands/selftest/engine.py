@@ -192,17 +192,18 @@ class _Clock:
 
 
 def _search(op: str, modes: list, clock: _Clock, *, profile, examples, max_seq_len, dtypes, device,
-            mask_fills=None, failing=None, backward: bool = False, configs=None) -> SearchResult:
+            mask_fills=None, failing=None, backward: bool = False, configs=None,
+            state_layouts: Optional[Sequence[str]] = None) -> SearchResult:
     return search(op, modes, dtypes=dtypes, examples=examples, max_seq_len=max_seq_len, mask_fills=mask_fills,
                   profile=profile, device=device, progress=clock, database_root=None, failing=failing,
-                  backward=backward, configs=configs)
+                  backward=backward, configs=configs, state_layouts=state_layouts)
 
 
 def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
                max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
                device: Optional[str] = None) -> list[EntryResult]:
-    """Search the mutated modes of `mutant` (with gradients for a backward mutant); one result
-    per affected mode. A mutant whose rewrite cannot be applied (its function is missing, or a
+    """Search the mutated modes of `mutant` (with gradients for a backward mutant, drawing the
+    mutant's state layouts); one result per affected mode. A mutant whose rewrite cannot be applied (its function is missing, or a
     pattern does not match exactly once inside it) is broken, with the reason, and not searched;
     a ``gpu_only`` mutant on the CPU interpreter is skipped, with its reason."""
     if mutant.gpu_only and get_backend(device).interpreter:
@@ -230,7 +231,8 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
 
     with _repeat_policy(mutant.repeat):
         result = _search(mutant.op, specs, clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
-                         dtypes=dtypes, device=device, failing=failing, backward=mutant.backward, configs=policy)
+                         dtypes=dtypes, device=device, failing=failing, backward=mutant.backward, configs=policy,
+                         state_layouts=mutant.state_layouts)
     out = []
     for spec in specs:
         label = mode_label(spec)

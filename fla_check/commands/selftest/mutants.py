@@ -26,7 +26,9 @@ docs/field-bugs-caught.md); ``repeat`` turns the determinism check on for its se
 caught by NONDETERMINISTIC); ``gpu_only`` (the reason) marks one that needs shapes or hardware
 the CPU interpreter cannot reach: skipped there, with the reason shown; ``large_index`` makes the
 selftest check it on the large-index case (``fla-check run --large-index``, docs/large-index.md)
-instead of searching: a pack past 2^31 elements (GPU).
+instead of searching: a pack past 2^31 elements (GPU). ``state_layouts`` makes its search draw
+those state layouts (``fla-check run --state-layouts``): a bug in the V-first ([V, K]) state path
+is only reached by a search that draws v-first cases.
 
 :class:`UsageCase` is not a source mutant: a clean kernel used in a way known to break it
 (packing by a -0.1*finfo.max gate fill), which the normal search must flag in the chunk mode
@@ -89,6 +91,7 @@ KINDS: dict[str, str] = {
     "gate-bf16": "gate rounded to bf16 inside the fp32 recurrence",
     "gate-overflow": "exp(g_last - g) factorised as exp(g_last) * exp(-g): overflow, inf * 0 = NaN",
     "int32-offset": "int32 pointer offsets: wrap past 2^31 elements (GPU-only shapes)",
+    "v-first-transposed": "state stored with the [K, V] offsets under state_v_first ([V, K] states)",
 }
 
 
@@ -110,6 +113,8 @@ class Mutant:
     gpu_only: str = ""  # why it can only be planted and caught on a GPU (skipped on CPU with this reason)
     repeat: str = "off"  # the determinism check's policy the selftest searches under (FLA_CHECK_REPEAT)
     large_index: bool = False  # checked on the large-index case (fla_check.engine.large_index), not searched
+    state_layouts: Optional[tuple[str, ...]] = None  # the state layouts its search draws (``--state-layouts``;
+    # None: [K, V] only, as every run that does not ask for them)
 
     @property
     def target(self) -> str:
@@ -401,6 +406,13 @@ _GLA = [
     Mutant("gla.recurrent.unmasked-load", "unmasked-load", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            ((_GLA_R_LOOP, _GLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
            "q loaded without the K mask (reads past K when K < BK)"),
+    Mutant("gla.recurrent.v-first-transposed", "v-first-transposed", "gla", ("recurrent",), _GLA_R,
+           "gla_recurrent_fwd_kernel",
+           (("    if STORE_HT:\n        tl.store(ht + p_s, b_h, mask=m_h)\n",
+             "    if STORE_HT:\n        tl.store(ht + i_nh * K * V + o_k[:, None] * V + o_v[None, :], b_h, mask=m_h)\n"),),
+           "the final state stored at the [K, V] offsets k*V + v whatever the layout: under state_v_first the "
+           "[N, H, V, K] ht gets the state written K-first (a transposed, for K != V scrambled, final state)",
+           state_layouts=("kv", "vk")),
     Mutant("gla.chunk.no-carry", "no-carry", "gla", ("chunk",), _GLA_C, "chunk_fwd_h_kernel",
            ((_GLA_C_LOOP, _GLA_C_LOOP.replace("    for i_t in range(0, tl.cdiv(seq_len, BT)):\n",
                                               "    for i_t in range(0, tl.cdiv(seq_len, BT)):\n" + _RESET)),),
@@ -760,7 +772,7 @@ _MEMORY = [
 ]
 
 # -- the field catalog (issue 15 part 7): bugs users reported (research/field-bugs.md) --------
-_GLA_R_WRAPPER_END = ("            STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None,\n"
+_GLA_R_WRAPPER_END = ("            STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None, STATE_V_FIRST=state_v_first,\n"
                       "        )\n    return o, ht\n")
 _FIELD = [
     Mutant("gla.recurrent.nondeterministic", "nondeterministic", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd",
@@ -853,9 +865,9 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.delta.chunk:chunk_delta_h_kernel": "1aa38a20ffa648d9",
     "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "5fc1ba7ef9461d37",
     "fla_check.kernels.delta.chunk:chunk_fwd": "76c3238161d73754",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "666e95520de5667d",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "c256443d34f170e3",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "39ccb4366562484b",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "03012473a46da3e7",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "a92b9f38e34bbe07",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "abe8c50b86589bbb",
     "fla_check.kernels.gla.chunk:chunk_bwd_dqkg_kernel": "3a47cf9f8e6b7168",
     "fla_check.kernels.gla.chunk:chunk_fwd_A_intra_kernel": "7e9805042a3e04ba",
     "fla_check.kernels.gla.chunk:chunk_fwd_h": "b46a02570a2ae1e7",
@@ -864,23 +876,23 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.chunk:chunk_local_cumsum_kernel": "6a52f59893a49f4b",
     "fla_check.kernels.gla.fused_chunk:gla_fused_chunk": "05866702b0a4001f",
     "fla_check.kernels.gla.fused_chunk:gla_fused_chunk_fwd_kernel": "1240e8df8994eb8a",
-    "fla_check.kernels.gla.inputs:prepare_gla_args": "084b2be0ef680f4a",
+    "fla_check.kernels.gla.inputs:prepare_gla_args": "d8d8b70b4e6b1202",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_dg_kernel": "efb66441c73e01df",
-    "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "4e2f562ae8011e1c",
-    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "4a0c504e84577767",
-    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "38e31c25476c39c7",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "517aacdc1fb728b2",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "930b0704efc482af",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "fc7b69123efe7436",
     "fla_check.kernels.kda.chunk:kda_h_kernel": "1596ee2b45792f65",
     "fla_check.kernels.kda.chunk:kda_o_kernel": "674862d48417f701",
     "fla_check.kernels.kda.chunk:kda_ut_kernel": "a361e1e80e205089",
-    "fla_check.kernels.kda.recurrent:kda_recurrent_bwd_kernel": "d5c1472205234a42",
-    "fla_check.kernels.kda.recurrent:kda_recurrent_fwd_kernel": "bdd6e25b700def2d",
+    "fla_check.kernels.kda.recurrent:kda_recurrent_bwd_kernel": "3a66a722a66a3c64",
+    "fla_check.kernels.kda.recurrent:kda_recurrent_fwd_kernel": "086f34e81becd95b",
     "fla_check.kernels.simple_gla.chunk:_fwd_h": "e37d9db63bf2a445",
     "fla_check.kernels.simple_gla.chunk:simple_gla_bwd_dqkg_kernel": "a6129639361c7265",
     "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_h_kernel": "93b8c5b51ff311bb",
     "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_o_kernel": "59e397d45c0540b4",
     "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_bwd_dg_kernel": "e9cbab4a08774afa",
-    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd": "2e8b08e669ed475b",
-    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd_kernel": "68a45b11f0d21483",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd": "6acc4f88be6652e5",
+    "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd_kernel": "d6a90d054e96f841",
 }  # rehash: end
 REHASH_COMMAND = f"python3 -m {__spec__.name if __spec__ else 'fla_check.commands.selftest.mutants'} --rehash"
 
