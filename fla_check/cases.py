@@ -490,11 +490,8 @@ def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> 
     beta = torch.rand(B, T, HV, generator=gen) * config.beta_max if BETA_OPS[config.op] else None
     h0 = torch.randn(config.num_states, HV, K, V, generator=gen) if config.initial_state else None
     A_log = dt_bias = None
-    if config.gate_in_kernel:  # as models initialize them: A = U(1, 16), dt = logU(1e-3, 0.1)
-        A_log = torch.empty(HV).uniform_(1.0, 16.0, generator=gen).log()
-        channels = HV * K if GATE_OPS[config.op] == "key" else HV  # KDA: dt_bias per key channel
-        dt = torch.empty(channels).uniform_(math.log(1e-3), math.log(0.1), generator=gen).exp()
-        dt_bias = dt + torch.log(-torch.expm1(-dt))  # softplus(dt_bias) = dt
+    if config.gate_in_kernel:
+        A_log, dt_bias = _gate_parameters(GATE_OPS[config.op], HV, K, gen)
     if beta is not None and config.beta_sigmoid:  # logits whose sigmoid spreads over (0, 1)
         beta = torch.logit((beta / config.beta_max).clamp(1e-3, 1 - 1e-3))
     reset = _reset_mask(config)
@@ -515,6 +512,25 @@ def build_case(config: CaseConfig, device: Union[str, torch.device] = "cpu") -> 
         lower_bound=config.lower_bound,
         chunk_size=config.chunk_size, state_v_first=config.state_v_first,
     )
+
+
+def _gate_parameters(kind: str, HV: int, K: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(A_log [HV], dt_bias) of an in-kernel gate, as models initialize them. KDA (`kind` "key",
+    dt_bias per key channel [HV * K]): A = U(1, 16), dt_bias = softplus^-1(dt), dt = logU(1e-3, 0.1)
+    (fla's tests). Gated DeltaNet (per head): A = U(0, 16) and, per head by a fair coin, fla's
+    GatedDeltaNet layer's dt_bias = softplus^-1(logU(1e-3, 0.1)) or Qwen3-Next / Qwen3.5's
+    dt_bias = 1; the latter puts a + dt_bias into softplus's bend and linear part (x in [2, 20))
+    for ordinary a, where a wrong saturation threshold shows."""
+    if kind == "key":
+        A_log = torch.empty(HV).uniform_(1.0, 16.0, generator=gen).log()
+    else:
+        A_log = (16.0 * (1.0 - torch.rand(HV, generator=gen))).log()  # U(0, 16], never log 0
+    channels = HV * K if kind == "key" else HV
+    dt = torch.empty(channels).uniform_(math.log(1e-3), math.log(0.1), generator=gen).exp()
+    dt_bias = dt + torch.log(-torch.expm1(-dt))  # softplus(dt_bias) = dt
+    if kind != "key":
+        dt_bias = torch.where(torch.rand(HV, generator=gen) < 0.5, torch.ones(HV), dt_bias)
+    return A_log, dt_bias
 
 
 def _build_gate(config: CaseConfig, gen: torch.Generator) -> Optional[Tensor]:

@@ -161,13 +161,15 @@ class OpSpec:
 _K = "fla_check.kernels"
 _NO_BWD = "forward only (as in fla: no backward for the per-step gated delta rule)"
 _L2NORM = frozenset({"qk_l2norm"})
+# the built-in recurrent kernel computes all three of fla's GDN options in fp32 (kernels/delta/recurrent.py)
+_GDN_IN_KERNEL = frozenset({"qk_l2norm", "gate_in_kernel", "beta_sigmoid"})
 _CHUNKS = frozenset({16, 32, 64})  # every built-in chunk kernel takes chunk_size (16/32/64)
 # The built-in recurrent kernels take state_v_first: their h0 / ht (dht / dh0) loads and stores
 # switch offsets on a STATE_V_FIRST constexpr (fla_check.kernels.common.state). The chunk kernels
 # index their states [K, V] (row stride V) throughout the state pass.
 _KV_ONLY = ("state_v_first", "the built-in chunk kernels index their states [K, V]")
-_NO_GATE_BETA = (("gate_in_kernel", "the built-in kernels take a log gate (no A_log / dt_bias)"),
-                 ("beta_sigmoid", "the built-in kernels take beta, not logits"))
+_NO_GATE_BETA = (("gate_in_kernel", "the built-in chunk kernels take a log gate (no A_log / dt_bias)"),
+                 ("beta_sigmoid", "the built-in chunk kernels take beta, not logits"))
 _BUILTIN = (_KV_ONLY,)
 
 _KDA_NO_OPTIONS = (
@@ -213,9 +215,10 @@ OPS: dict[str, OpSpec] = {
         modes={
             "recurrent": ModeSpec("recurrent", "builtin",
                                   f"{_K}.gated_delta.recurrent:gated_delta_recurrent",
-                                  backward_reason=_NO_BWD, gva=True, options=_L2NORM, option_reasons=_NO_GATE_BETA,
+                                  backward_reason=_NO_BWD, gva=True, options=_GDN_IN_KERNEL,
                                   state_v_first=True,
-                                  description="per-step fused recurrence, q/k l2norm in the kernel"),
+                                  description="per-step fused recurrence; q/k l2norm, the gate "
+                                              "-exp(A_log) softplus(a + dt_bias) and sigmoid beta in the kernel"),
             "chunk": ModeSpec("chunk", "builtin", f"{_K}.gated_delta.chunk:gated_delta_chunk",
                               backward=True, arithmetic=_DELTA_CHUNK, gva=True, options=_L2NORM, chunk_sizes=_CHUNKS,
                               option_reasons=_NO_GATE_BETA + (_KV_ONLY,),

@@ -96,6 +96,24 @@ def test_gate_regimes():
     assert float(strong.mean()) < -20 and -1e-2 < float(weak.mean()) < 0 and bool((zero == 0).all())
 
 
+def test_in_kernel_gate_parameters_are_drawn_as_models_initialize_them():
+    """Gated DeltaNet: A = U(0, 16] and per head fla's dt_bias (softplus^-1 of dt in [1e-3, 0.1]) or
+    Qwen3-Next / Qwen3.5's 1.0, both seen over a few seeds; KDA keeps fla's tests' A = U(1, 16)
+    and the fla dt_bias per key channel."""
+    A, dt = [], []
+    for seed in range(6):
+        x = build_case(_cfg(op="gated_delta", H=4, gate_in_kernel=True, seed=seed))
+        A.append(x.A_log.exp())
+        dt.append(x.dt_bias)
+    A, dt = torch.cat(A), torch.cat(dt)
+    assert bool(((A > 0) & (A <= 16)).all()) and float(A.min()) < 1.0
+    qwen = dt == 1.0
+    fla = torch.nn.functional.softplus(dt[~qwen])
+    assert 0 < int(qwen.sum()) < len(dt) and bool(((fla > 0.99e-3) & (fla < 0.101)).all())
+    kda = build_case(_cfg(op="kda", H=4, gate_in_kernel=True))
+    assert bool((kda.A_log.exp() >= 1).all()) and not bool((kda.dt_bias == 1.0).any())
+
+
 def test_mask_fill_applied_at_segment_starts_only():
     c = _cfg(op="gated_delta", B=2, packing="mask", segments=((5, 1, 6), (12,)), mask_fill="-0.1max")
     x = build_case(c)

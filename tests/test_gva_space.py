@@ -77,7 +77,8 @@ def test_ratio_3_is_drawn_and_everything_shrinks_to_r1_without_options():
 def test_run_draws_r3_early_and_flags_restrict_the_space():
     drawn = planned_cases("gated_delta", modes=["recurrent", "chunk"], dtypes=["fp32"], profile="smoke")
     assert any(c.value_ratio > 1 for c in drawn[:4]) and any(c.value_ratio == 3 for c in drawn)
-    assert {o for c in drawn for o in c.options} == {"qk_l2norm"}  # what the built-ins declare
+    # what the built-ins declare: builtin:recurrent all three (in its kernel), builtin:chunk qk_l2norm
+    assert {o for c in drawn for o in c.options} == {"qk_l2norm", "gate_in_kernel", "beta_sigmoid"}
     space = SpaceOptions(op="gated_delta", value_ratios=(3,), kernel_options=())
     assert space.ratios() == (3,) and space.options_to_draw() == ()
     with pytest.raises(ValueError, match="takes"):
@@ -85,11 +86,14 @@ def test_run_draws_r3_early_and_flags_restrict_the_space():
 
 
 def test_modes_declare_gva_and_options_the_rest_is_unsupported_with_the_reason():
-    for name, mode in OPS["gated_delta"].modes.items():
-        assert mode.gva and mode.options == {"qk_l2norm"}
-        why = mode.unsupported_reason(dtype=torch.float32, varlen=False, initial_state=False, backward=False,
-                                      interpreter=False, options=("gate_in_kernel",))
-        assert "gate_in_kernel" in why and "A_log" in why
+    recurrent, chunk = OPS["gated_delta"].modes["recurrent"], OPS["gated_delta"].modes["chunk"]
+    assert recurrent.gva and recurrent.options == {"qk_l2norm", "gate_in_kernel", "beta_sigmoid"}
+    assert chunk.gva and chunk.options == {"qk_l2norm"}
+    kw = dict(dtype=torch.float32, varlen=False, initial_state=False, backward=False, interpreter=False)
+    assert recurrent.unsupported_reason(**kw, options=("qk_l2norm", "gate_in_kernel", "beta_sigmoid")) is None
+    for option, words in (("gate_in_kernel", "A_log"), ("beta_sigmoid", "logits")):
+        why = chunk.unsupported_reason(**kw, options=(option,))
+        assert option in why and words in why and "chunk" in why
     gla = OPS["gla"].modes["chunk"]
     assert "grouped value heads" in gla.unsupported_reason(dtype=torch.float32, varlen=False, initial_state=False,
                                                            backward=False, interpreter=False, value_ratio=3)

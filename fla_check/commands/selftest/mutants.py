@@ -78,6 +78,8 @@ KINDS: dict[str, str] = {
     "gva-map": "grouped value heads: value head j reads key head j (or j mod H) instead of j // r",
     "l2norm-eps": "q/k l2norm epsilon outside the square root (x / (|x| + eps))",
     "l2norm-order": "q scaled before the l2norm (the norm removes the scale)",
+    "softplus-saturation": "in-kernel gate: softplus(x) replaced by x too early (saturation threshold 1, not 20)",
+    "beta-sigmoid": "in-kernel beta: the logits used without their sigmoid",
     "config-specific": "wrong at one autotune config only (fla #640-like miscompile at one block size)",
     "unwritten-tail": "output of a sequence's last partial chunk never stored (memory check: poisoned outputs)",
     "unwritten-state": "final state of an empty sequence never stored (memory check: poisoned outputs)",
@@ -221,6 +223,7 @@ _DELTA_R = f"{_KERNELS}.delta.recurrent"
 _DELTA_C = f"{_KERNELS}.delta.chunk"
 _CUMSUM = f"{_KERNELS}.common.cumsum"
 _L2NORM = f"{_KERNELS}.common.l2norm"
+_GATES = f"{_KERNELS}.common.gates"
 _UT = f"{_KERNELS}.common.ut_transform"
 _KDA_R = f"{_KERNELS}.kda.recurrent"
 _KDA_C = f"{_KERNELS}.kda.chunk"
@@ -248,9 +251,13 @@ _DELTA_R_NORM = ("        if USE_QK_L2NORM:\n"
                  "            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)\n"
                  "            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)\n"
                  "        b_q = b_q * scale\n")
-_DELTA_R_STEP = ("        if USE_G:\n"
-                 "            b_h *= tl.exp(tl.load(p_g).to(tl.float32))\n"
-                 "            p_g += HV\n"
+_DELTA_R_GATE = ("        if USE_G:\n"
+                 "            b_g = tl.load(p_g).to(tl.float32)\n"
+                 "            if USE_GATE_IN_KERNEL:\n"
+                 "                b_g = -b_A * softplus(b_g + b_dt)\n"
+                 "            b_h *= tl.exp(b_g)\n"
+                 "            p_g += HV\n")
+_DELTA_R_STEP = (_DELTA_R_GATE +
                  "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
                  "        if STORE_ERR:\n"
                  "            tl.store(p_err, b_v, mask=m_v)\n"
@@ -330,10 +337,7 @@ _GATED_ONLY = [
              "        if STORE_ERR:\n"
              "            tl.store(p_err, b_v, mask=m_v)\n"
              "            p_err += HV * V\n"
-             "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
-             "        if USE_G:\n"
-             "            b_h *= tl.exp(tl.load(p_g).to(tl.float32))\n"
-             "            p_g += HV\n"),),
+             "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n" + _DELTA_R_GATE),),
            "decay applied after the delta update instead of before it"),
     Mutant("gated_delta.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gated_delta", ("chunk",), _CUMSUM,
            "chunk_local_cumsum_kernel",
@@ -377,6 +381,19 @@ _GATED_OPTIONS = [
            (("    b_rstd = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) + eps)\n",
              "    b_rstd = 1.0 / (tl.sqrt(tl.sum(b_x * b_x, 1)) + eps)\n"),),
            "l2norm kernel: x / (|x| + 1e-6) instead of x / sqrt(|x|^2 + 1e-6)"),
+    # the in-kernel gate -exp(A_log) softplus(a + dt_bias): off by A log(1 + e^-x) for x in [1, 20)
+    # (31% of softplus at x = 1, 13% at 2, 0.25% at 6): only cases whose a + dt_bias lands there see it.
+    # At threshold 2 the ci search never does (a + dt_bias in [2, 5] needs a > 1 on a head with
+    # Qwen's dt_bias = 1 and a small A, in an fp32 case: < 1e-5 of o otherwise); at 1 every a >= 0 there
+    Mutant("gated_delta.recurrent.softplus-saturation", "softplus-saturation", "gated_delta", ("recurrent",), _GATES,
+           "softplus",
+           (("    return tl.where(x < 20.0, tl.log(1 + tl.exp(x)), x)\n",
+             "    return tl.where(x < 1.0, tl.log(1 + tl.exp(x)), x)\n"),),
+           "in-kernel gate: softplus(x) = x from x >= 1 instead of fla's 20 (log(1 + e^-x) lost in [1, 20))"),
+    Mutant("gated_delta.recurrent.beta-sigmoid-missing", "beta-sigmoid", "gated_delta", ("recurrent",), _DELTA_R,
+           "delta_rule_recurrent_fwd_kernel",
+           (("        if USE_BETA_SIGMOID:\n            b_beta = tl.sigmoid(b_beta)\n", ""),),
+           "use_beta_sigmoid_in_kernel ignored: beta logits used as beta"),
 ]
 
 _GLA = [
@@ -858,6 +875,7 @@ def select(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str]] = N
 # resolve a merge (then rehash).
 REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.common.cumsum:chunk_local_cumsum_kernel": "bf4f69cde51aec39",
+    "fla_check.kernels.common.gates:softplus": "cc21d2ccacd4fca9",
     "fla_check.kernels.common.l2norm:l2norm_fwd_kernel": "f68af65484d41d58",
     "fla_check.kernels.common.ut_transform:ut_transform_bwd_kernel": "be7d002758837b72",
     "fla_check.kernels.common.ut_transform:ut_transform_fwd_kernel": "1057e929616de73f",
@@ -866,8 +884,8 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "5fc1ba7ef9461d37",
     "fla_check.kernels.delta.chunk:chunk_fwd": "76c3238161d73754",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "03012473a46da3e7",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "a92b9f38e34bbe07",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "abe8c50b86589bbb",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "196339b91fadf514",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "1f986b9177afaae7",
     "fla_check.kernels.gla.chunk:chunk_bwd_dqkg_kernel": "3a47cf9f8e6b7168",
     "fla_check.kernels.gla.chunk:chunk_fwd_A_intra_kernel": "7e9805042a3e04ba",
     "fla_check.kernels.gla.chunk:chunk_fwd_h": "b46a02570a2ae1e7",

@@ -4,6 +4,11 @@ Per step (fp32 state in registers): S' = exp(g_t) S (only when USE_G),
 S = S' + k_t (beta_t e_t)^T with e_t = v_t - S'^T k_t, o_t = S^T (scale q_t).
 One program per (sequence, head, V-block) holds the full K in one block (next_pow2 + masks).
 
+Gated DeltaNet's in-kernel options (fla's fused_recurrent_gated_delta_rule keywords), in fp32
+per step: USE_GATE_IN_KERNEL reads the raw gate input a_t and computes
+g_t = -exp(A_log[hv]) * softplus(a_t + dt_bias[hv]) (fla's softplus, kernels/common/gates.py);
+USE_BETA_SIGMOID reads beta logits and takes their sigmoid.
+
 Backward (DeltaNet only; Gated DeltaNet's recurrent mode is forward-only, as in fla). The
 forward stores the prediction errors e_t (fp32 [B,T,H,V]: the only extra memory, no per-step
 states). Then two passes per (sequence, head, V-block):
@@ -22,6 +27,7 @@ import triton
 import triton.language as tl
 
 from fla_check.kernels.common.state import state_offsets
+from fla_check.kernels.common.gates import softplus
 from fla_check.kernels.common.varlen import sequence_bounds
 from fla_check.kernels.utils import check_varlen, check_value_heads, next_pow2, num_sequences
 
@@ -30,13 +36,16 @@ L2NORM_EPS = tl.constexpr(1e-6)  # use_qk_l2norm_in_kernel: x / sqrt(sum x^2 + e
 
 @triton.jit
 def delta_rule_recurrent_fwd_kernel(
-    q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
+    q, k, v, g, beta, A_log, dt_bias, o, h0, ht, err, cu_seqlens, scale, T,
     H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr, USE_QK_L2NORM: tl.constexpr, STATE_V_FIRST: tl.constexpr,
+    USE_GATE_IN_KERNEL: tl.constexpr, HAS_DT_BIAS: tl.constexpr, USE_BETA_SIGMOID: tl.constexpr,
 ):
     """Forward; with STORE_ERR also writes e_t = v_t - S'^T k_t (fp32) for the backward.
-    One program per (sequence, value head, V-block); value head i_hv reads key head i_hv // (HV // H)."""
+    One program per (sequence, value head, V-block); value head i_hv reads key head i_hv // (HV // H).
+    USE_GATE_IN_KERNEL: g holds the raw a; g_t = -exp(A_log[i_hv]) softplus(a_t + dt_bias[i_hv])
+    (HAS_DT_BIAS, else no bias). USE_BETA_SIGMOID: beta holds logits; beta_t = sigmoid(logit)."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
     i_n, i_hv = i_nh // HV, i_nh % HV
     i_h = i_hv // (HV // H)
@@ -61,6 +70,11 @@ def delta_rule_recurrent_fwd_kernel(
         p_err = err + (bos * HV + i_hv) * V + o_v
     if USE_G:
         p_g = g + bos * HV + i_hv
+    if USE_GATE_IN_KERNEL:
+        b_A = tl.exp(tl.load(A_log + i_hv).to(tl.float32))
+        b_dt = 0.0
+        if HAS_DT_BIAS:
+            b_dt = tl.load(dt_bias + i_hv).to(tl.float32)
     for _ in range(0, eos - bos):
         b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)
         b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
@@ -70,8 +84,13 @@ def delta_rule_recurrent_fwd_kernel(
             b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)
         b_q = b_q * scale
         b_beta = tl.load(p_beta).to(tl.float32)
+        if USE_BETA_SIGMOID:
+            b_beta = tl.sigmoid(b_beta)
         if USE_G:
-            b_h *= tl.exp(tl.load(p_g).to(tl.float32))
+            b_g = tl.load(p_g).to(tl.float32)
+            if USE_GATE_IN_KERNEL:
+                b_g = -b_A * softplus(b_g + b_dt)
+            b_h *= tl.exp(b_g)
             p_g += HV
         b_v = b_v - tl.sum(b_h * b_k[:, None], 0)
         if STORE_ERR:
@@ -201,15 +220,32 @@ def _check_args(q, v, g, beta):
         raise ValueError(f"beta must be [B,T,HV]={(B, T, HV)}, got {tuple(beta.shape)}")
 
 
+def _gate_params(g: Optional[torch.Tensor], heads: int, A_log: Optional[torch.Tensor],
+                 dt_bias: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Contiguous fp32 (A_log, dt_bias) of use_gate_in_kernel, checked as fla requires them
+    (A_log and a raw gate g given; per value head, [HV])."""
+    if A_log is None:
+        raise ValueError("`A_log` must be provided when `use_gate_in_kernel=True`")
+    if g is None:
+        raise ValueError("`g` (raw pre-activation) must be provided when `use_gate_in_kernel=True`")
+    for name, x in (("A_log", A_log), ("dt_bias", dt_bias)):
+        if x is not None and tuple(x.shape) != (heads,):
+            raise ValueError(f"{name} must be [HV]=[{heads}] (one per value head), got {tuple(x.shape)}")
+    return A_log.to(torch.float32).contiguous(), None if dt_bias is None else dt_bias.to(torch.float32).contiguous()
+
+
 def delta_rule_recurrent_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: Optional[torch.Tensor],
     beta: torch.Tensor, scale: float, initial_state: Optional[torch.Tensor],
     output_final_state: bool, cu_seqlens: Optional[torch.Tensor], store_err: bool = False,
-    qk_l2norm: bool = False, state_v_first: bool = False,
+    qk_l2norm: bool = False, state_v_first: bool = False, A_log: Optional[torch.Tensor] = None,
+    dt_bias: Optional[torch.Tensor] = None, beta_sigmoid: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """Launch the forward kernel on contiguous inputs: (o, final state or None, e or None).
     v, g, beta may have HV = r H heads (grouped value heads); o and the states have HV.
-    The states are [N, HV, K, V] or, `state_v_first`, [N, HV, V, K]."""
+    The states are [N, HV, K, V] or, `state_v_first`, [N, HV, V, K].
+    `A_log` (fp32 [HV], with optional `dt_bias`): g is the raw gate input, the gate is computed
+    in the kernel; `beta_sigmoid`: beta holds logits."""
     B, T, H, K = q.shape
     HV, V = v.shape[2], v.shape[-1]
     N = num_sequences(B, cu_seqlens)
@@ -222,11 +258,12 @@ def delta_rule_recurrent_fwd(
     BV = min(64, next_pow2(V))
     if N * HV > 0:
         delta_rule_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * HV)](
-            q, k, v, g, beta, o, h0, ht, err, cu_seqlens, scale, T,
+            q, k, v, g, beta, A_log, dt_bias, o, h0, ht, err, cu_seqlens, scale, T,
             H=H, HV=HV, K=K, V=V, BK=BK, BV=BV,
             USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,
             STORE_FINAL_STATE=output_final_state, IS_VARLEN=cu_seqlens is not None,
             STORE_ERR=store_err, USE_QK_L2NORM=qk_l2norm, STATE_V_FIRST=state_v_first,
+            USE_GATE_IN_KERNEL=A_log is not None, HAS_DT_BIAS=dt_bias is not None, USE_BETA_SIGMOID=beta_sigmoid,
         )
     return o, ht, err
 
@@ -296,7 +333,9 @@ def delta_rule_recurrent(
     g: Optional[torch.Tensor] = None, beta: Optional[torch.Tensor] = None,
     scale: Optional[float] = None, initial_state: Optional[torch.Tensor] = None,
     output_final_state: bool = False, cu_seqlens: Optional[torch.Tensor] = None,
-    use_qk_l2norm_in_kernel: bool = False, state_v_first: bool = False,
+    use_qk_l2norm_in_kernel: bool = False, state_v_first: bool = False, use_gate_in_kernel: bool = False,
+    A_log: Optional[torch.Tensor] = None, dt_bias: Optional[torch.Tensor] = None,
+    use_beta_sigmoid_in_kernel: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Uniform-signature forward; `g` (per-head log gate [B,T,HV]) selects Gated DeltaNet.
     `state_v_first`: initial and final states [N, HV, V, K] (fla's layout of that name), read
@@ -304,21 +343,25 @@ def delta_rule_recurrent(
 
     `beta=None` means ones (as in fla's fused_recurrent_delta_rule). Without a gate the result
     is differentiable (q, k, v, beta, initial_state); with a gate it is forward-only, and then
-    takes grouped value heads (v, g, beta with HV = r H heads) and `use_qk_l2norm_in_kernel`.
+    takes grouped value heads (v, g, beta with HV = r H heads) and fla's in-kernel options:
+    `use_qk_l2norm_in_kernel`, `use_gate_in_kernel` (g is the raw `a`; `A_log`, `dt_bias` [HV];
+    ignored without it, as in fla) and `use_beta_sigmoid_in_kernel` (beta holds logits).
     """
     B, T, H, K = q.shape
     check_varlen(q, cu_seqlens, initial_state)
     _check_args(q, v, g, beta)
-    if g is None and (v.shape[2] != H or use_qk_l2norm_in_kernel):
-        raise ValueError("grouped value heads and use_qk_l2norm_in_kernel need the gated (forward-only) path")
+    if g is None and (v.shape[2] != H or use_qk_l2norm_in_kernel or use_gate_in_kernel or use_beta_sigmoid_in_kernel):
+        raise ValueError("grouped value heads and the in-kernel options need the gated (forward-only) path")
     if beta is None:
         beta = q.new_ones(B, T, v.shape[2])
     scale = K**-0.5 if scale is None else scale
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     if g is not None:
+        A_log, dt_bias = _gate_params(g, v.shape[2], A_log, dt_bias) if use_gate_in_kernel else (None, None)
         o, ht, _ = delta_rule_recurrent_fwd(q, k, v, g.contiguous(), beta, scale, initial_state,
                                             output_final_state, cu_seqlens, qk_l2norm=use_qk_l2norm_in_kernel,
-                                            state_v_first=state_v_first)
+                                            state_v_first=state_v_first, A_log=A_log, dt_bias=dt_bias,
+                                            beta_sigmoid=use_beta_sigmoid_in_kernel)
         return o, ht
     return DeltaRuleRecurrentFunction.apply(q, k, v, beta, scale, initial_state,
                                             output_final_state, cu_seqlens, state_v_first)
