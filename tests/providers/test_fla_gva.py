@@ -26,11 +26,8 @@ def test_fla_recurrent_gva_ratio_3_with_options(fla_modes, options):
                         initial_state=True, seed=5, **options)
     r = check_case("gated_delta", ["fla:recurrent", "recurrent"], config)
     assert r.modes["fla:recurrent"].verdict is Verdict.OK, r.modes["fla:recurrent"].reason
-    builtin = r.modes["recurrent"]
-    if options:  # the built-in takes l2norm only: UNSUPPORTED with the reason
-        assert builtin.verdict is Verdict.UNSUPPORTED and "gate_in_kernel" in builtin.reason
-    else:
-        assert builtin.verdict is Verdict.OK
+    # the built-in recurrent kernel takes the same in-kernel options (l2norm, gate, beta sigmoid)
+    assert r.modes["recurrent"].verdict is Verdict.OK, r.modes["recurrent"].reason
 
 
 @needs_fla
