@@ -288,8 +288,14 @@ def test_chunk_sizes_and_state_layouts_are_drawn_reported_and_replayed(tmp_path)
              12, "--dtypes", "fp32", "--chunk-sizes", "default,16", "--state-layouts", "all", "--report", path,
              "--no-color")
     assert r.exit_code == 0, r.output
-    assert "drawn: chunk sizes default, 16; state layouts kv, vk" in " ".join(r.stdout.split())
     report = json.loads(path.read_text())
+    counts = {v: sum(c["config"].get(k) == x for c in report["cases"])
+              for v, k, x in (("chunk default", "chunk_size", None), ("chunk 16", "chunk_size", 16),
+                              ("state vk", "state_v_first", True))}
+    out = " ".join(r.stdout.split())
+    assert (f"drawn (of {len(report['cases'])} cases): chunk default {counts['chunk default']}, chunk 16 "
+            f"{counts['chunk 16']}, state kv {len(report['cases']) - counts['state vk']}, state vk {counts['state vk']}") in out
+    assert "never drawn" not in out
     assert report["options"]["chunk_sizes"] == [None, 16] and report["options"]["state_layouts"] == ["kv", "vk"]
     cases = report["cases"]
     vk = next(i for i, c in enumerate(cases) if c["config"].get("state_v_first"))

@@ -299,6 +299,21 @@ class SearchResult:
             max_abs=worst_of("max_abs"), rel_rms=worst_of("rel_rms"), ratio=worst_of("ratio"),
             nonfinite=sum(r.nonfinite for r in measured), reason=reason)
 
+    def drawn(self) -> list[tuple[str, int]]:
+        """(value, cases that drew it) for every value the run asked to draw along a case
+        dimension with a choice: in-kernel options, GVA ratios, chunk sizes, state layouts (a
+        value no case drew was asked for but never checked)."""
+        opts, configs = self.options, [c.config for c in self.cases]
+        out = [(name, sum(name in c.options for c in configs)) for name in opts.get("kernel_options") or ()]
+        choices = (("value_ratios", lambda r: f"HV={r}H", lambda c, r: c.value_ratio == r),
+                   ("chunk_sizes", lambda s: f"chunk {s or 'default'}", lambda c, s: c.chunk_size == s),
+                   ("state_layouts", lambda lay: f"state {lay}", lambda c, lay: c.state_v_first == (lay == "vk")))
+        for key, label, has in choices:
+            values = opts.get(key) or ()
+            if len(values) > 1:
+                out += [(label(v), sum(has(c, v) for c in configs)) for v in values]
+        return out
+
     def pair_summaries(self) -> list[PairSummary]:
         out: dict[tuple[str, str], list] = {}
         for case in self.cases:

@@ -3,9 +3,10 @@ import dataclasses
 import json
 
 import pytest
+from rich.console import Console
 from _fake_modes import registered
 
-from fla_check.commands.run.render import render_case, render_run, replay_command
+from fla_check.commands.run.render import _print_drawn, render_case, render_run, replay_command
 from fla_check.report.console import make_console
 from fla_check.report.storage import SCHEMA_VERSION, write_report
 from fla_check.engine.search import search
@@ -96,3 +97,21 @@ def test_long_mode_names_wrap_instead_of_cutting_numbers():
     tables = out.split("mode vs mode")[0]
     assert "…" not in tables, tables
     assert "9.2e+04" in tables and "9/25 bad" in tables and "3.0e-06" in tables
+
+
+def test_a_value_asked_for_but_never_drawn_is_named():
+    """--kernel-options lower_bound,safe_gate in 19 cases that drew neither (as an H200 run did):
+    the view counts each option and names the ones no case checked."""
+    from fla_check.cases import CaseConfig
+    from fla_check.verdict.results import CaseResult, SearchResult
+
+    plain = CaseConfig(op="kda", dtype="float32", B=1, T=4, H=1, K=16, V=16)
+    gated = CaseConfig(op="kda", dtype="float32", B=1, T=4, H=1, K=16, V=16, gate_in_kernel=True)
+    result = SearchResult("kda", ["fla:chunk"], {"kernel_options": ["gate_in_kernel", "lower_bound", "safe_gate"]},
+                          cases=[CaseResult(plain, {}), CaseResult(gated, {})])
+    assert result.drawn() == [("gate_in_kernel", 1), ("lower_bound", 0), ("safe_gate", 0)]
+    console = Console(width=80, record=True, no_color=True)
+    _print_drawn(console, result)
+    text = " ".join(console.export_text().split())
+    assert "drawn (of 2 cases): gate_in_kernel 1, lower_bound 0, safe_gate 0" in text
+    assert "never drawn: lower_bound, safe_gate" in text

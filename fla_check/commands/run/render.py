@@ -73,6 +73,20 @@ def render_sanitizer(console: Console, record: Optional[dict]) -> None:
         console.print("  no case to check (nothing failed; use --sanitizer sample:N)", markup=False)
 
 
+def _print_drawn(console: Console, result: SearchResult) -> None:
+    """How many cases drew each asked-for option / ratio / chunk size / layout; the ones no case
+    drew in yellow (asked for, never checked)."""
+    drawn = result.drawn()
+    if not drawn or not result.cases:
+        return
+    console.print(f"drawn (of {len(result.cases)} cases): " + ", ".join(f"{v} {n}" for v, n in drawn),
+                  soft_wrap=True, markup=False)
+    never = [v for v, n in drawn if n == 0]
+    if never:
+        console.print(f"never drawn: {', '.join(never)}: asked for, not checked by this run (more --examples, "
+                      "or narrow the space to them)", style="yellow", soft_wrap=True, markup=False)
+
+
 def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
     """The human view of a run."""
     opts = result.options
@@ -88,11 +102,7 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         console.print(preset_line(opts["preset"], opts), soft_wrap=True, markup=False)
     for mode, caveat in opts.get("caveats", {}).items():
         console.print(f"caveat {mode}: {caveat}", style="yellow", soft_wrap=True, markup=False)
-    drawn = [f"{what} {', '.join(map(str, opts[key]))}" for key, what in (("chunk_sizes", "chunk sizes"),
-                                                                         ("state_layouts", "state layouts"))
-             if opts.get(key)]
-    if drawn:  # None (the kernel's default chunk size) prints as such
-        console.print("drawn: " + "; ".join(drawn).replace("None", "default"), soft_wrap=True, markup=False)
+    _print_drawn(console, result)
     console.print(mode_table(result))
     if result.options.get("backward"):
         console.print(output_summary_table(result))
