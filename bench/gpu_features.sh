@@ -36,6 +36,9 @@ job fla-unguarded-preset-qwen3-next "$UNGUARDED" run --preset qwen3-next $P --mo
 KDA_OPTS="--kernel-options qk_l2norm,gate_in_kernel,beta_sigmoid,lower_bound,safe_gate"
 job fla-kda-options-fwd $FIRST run --op kda $P $FLA --dtypes fp32,fp16,bf16 $KDA_OPTS
 job fla-kda-options-bwd $FIRST run --op kda $P --modes fla:chunk --dtypes fp32,fp16,bf16 --backward $KDA_OPTS
+# the bound and safe_gate rest on the in-kernel gate: narrowed to them so a run draws each (check its "drawn" line)
+job fla-kda-safe-gate $FIRST run --op kda $P --modes fla:chunk --dtypes fp32,bf16 --examples 40 \
+  --kernel-options gate_in_kernel,lower_bound,safe_gate
 for op in gla simple_gla delta gated_delta kda; do
   job fla-layouts-$op $FIRST run --op $op $P $FLA --dtypes fp32,bf16 --chunk-sizes all --state-layouts all
 done
