@@ -74,8 +74,8 @@ def render_sanitizer(console: Console, record: Optional[dict]) -> None:
 
 
 def _print_drawn(console: Console, result: SearchResult) -> None:
-    """How many cases drew each asked-for option / ratio / chunk size / layout; the ones no case
-    drew in yellow (asked for, never checked)."""
+    """How many cases drew each value of the run's space along the option / ratio / chunk size /
+    layout dimensions; the ones no case drew in yellow (in the space, never checked)."""
     drawn = result.drawn()
     if not drawn or not result.cases:
         return
@@ -83,7 +83,7 @@ def _print_drawn(console: Console, result: SearchResult) -> None:
                   soft_wrap=True, markup=False)
     never = [v for v, n in drawn if n == 0]
     if never:
-        console.print(f"never drawn: {', '.join(never)}: asked for, not checked by this run (more --examples, "
+        console.print(f"never drawn: {', '.join(never)}: in the space, not checked by this run (more --examples, "
                       "or narrow the space to them)", style="yellow", soft_wrap=True, markup=False)
 
 
