@@ -21,7 +21,6 @@ SIGINT is ignored: Ctrl-C is the parent's to handle.
 from __future__ import annotations
 
 import dataclasses
-import faulthandler
 import os
 import pickle
 import signal
@@ -38,7 +37,7 @@ from fla_check.engine import gradients
 from fla_check.engine.call import call_mode
 from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.memory import MemoryChecks
-from fla_check.engine.worker_log import redirect_output, truncate_log
+from fla_check.engine.worker_process import start, truncate_log
 from fla_check.errors import ConfigPolicyError
 
 FATAL_EXIT = 70  # the worker's exit code after a fatal device error
@@ -147,18 +146,8 @@ def serve(req: CallRequest, device: str, loaded: set[str]) -> tuple:
 
 def main(conn, device: str, log_path: str) -> None:
     """The worker process: select the backend, then serve requests until told to stop."""
-    redirect_output(log_path)
-    faulthandler.enable(all_threads=False)
-    faulthandler.register(DUMP_SIGNAL, all_threads=False)  # the parent's "where are you stuck?"
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        from fla_check.backend import get_backend
-
-        get_backend(device)
-    except BaseException as exc:  # noqa: BLE001 - tell the parent why, then exit
-        conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    if not start(conn, device, log_path, dump_signal=DUMP_SIGNAL):
         return
-    conn.send(("ready", os.getpid()))
     loaded: set[str] = set()
     while True:
         try:

@@ -17,7 +17,6 @@ SIGINT is ignored: Ctrl-C is the parent's to handle.
 """
 from __future__ import annotations
 
-import faulthandler
 import os
 import pickle
 import signal
@@ -25,7 +24,7 @@ import sys
 import traceback
 from typing import Any, Mapping, Optional, Sequence
 
-from fla_check.engine.worker_log import redirect_output, truncate_log
+from fla_check.engine.worker_process import start, truncate_log
 
 CRASH_ENV = "FLA_CHECK_SELFTEST_CRASH"  # tests only: the entry id on which a worker kills itself (SIGSEGV)
 
@@ -61,17 +60,8 @@ def serve(index: int, entry: Any, options: dict) -> tuple:
 def main(conn, device: str, gpu: Optional[str], env: dict, path: tuple, log_path: str) -> None:
     """The worker process: pin, select the backend, then run entries until told to stop."""
     adopt(env, gpu, path)
-    redirect_output(log_path)
-    faulthandler.enable(all_threads=False)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        from fla_check.backend import get_backend
-
-        get_backend(device)
-    except BaseException as exc:  # noqa: BLE001 - tell the parent why, then exit
-        conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    if not start(conn, device, log_path):
         return
-    conn.send(("ready", os.getpid()))
     while True:
         try:
             request = conn.recv()

@@ -8,7 +8,7 @@ def test_redirect_then_truncate_keeps_only_the_current_task(tmp_path):
     log = tmp_path / "worker.log"
     code = textwrap.dedent(f"""
         import os, sys
-        from fla_check.engine.worker_log import redirect_output, truncate_log
+        from fla_check.engine.worker_process import redirect_output, truncate_log
         redirect_output({str(log)!r})
         print("task 1 out"); print("task 1 err", file=sys.stderr)
         truncate_log()
