@@ -93,24 +93,26 @@ def test_recurrent_shortcut_agrees_with_the_emulated_loop(dtype):
         assert 0.5 < short["o"].rel_rms / loop["o"].rel_rms < 2
 
 
+def _recurrent_fp16_scales(config: CaseConfig) -> dict:
+    """The fp16 baseline's noise scales of `config` under the recurrent fp32-state arithmetic,
+    against its float64 reference (options applied exactly)."""
+    from fla_check.references import reference
+
+    op, inputs = get_op(config.op), build_case(config)
+    o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True,
+                      prepare=inputs.prepare)
+    exact = {"o": o, "ht": ht}
+    return noise_scales(baseline_samples(op, RECURRENT_FP32, inputs, torch.float16, 1, exact=exact), exact)
+
+
 def test_a_gate_computed_in_kernel_carries_fp32_transcendental_error_into_the_state():
     """fla computes the gate -exp(A_log) softplus(a + dt_bias) in fp32 with a GPU's approximate
     exp/log; accumulated over T decays its error reached ht rel-RMSE 1e-5 on an H200 (a false
     alarm at 2.4x before it was modelled). The baseline of such a case carries it; the same case
     without the option keeps the shortcut's fp32 output rounding only."""
-    from fla_check.references import reference
-
     base = dict(op="gated_delta", dtype="float16", B=1, T=32, H=1, K=16, V=16, initial_state=True, seed=5,
                 value_ratio=2)
-    op = get_op("gated_delta")
-    scales = {}
-    for gate_in_kernel in (False, True):
-        inputs = build_case(CaseConfig(**base, gate_in_kernel=gate_in_kernel))
-        o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True,
-                          prepare=inputs.prepare)
-        exact = {"o": o, "ht": ht}
-        scales[gate_in_kernel] = noise_scales(baseline_samples(op, RECURRENT_FP32, inputs, torch.float16, 1,
-                                                               exact=exact), exact)
+    scales = {gik: _recurrent_fp16_scales(CaseConfig(**base, gate_in_kernel=gik)) for gik in (False, True)}
     assert scales[False]["ht"].rel_rms <= 2.0**-24
     assert scales[True]["ht"].rel_rms > 20 * 2.0**-24
 
@@ -120,19 +122,9 @@ def test_kda_in_kernel_gate_softplus_or_bounded_carries_fp32_transcendental_erro
     """KDA's gate per key channel (-exp(A_log) softplus(a + dt_bias), or lower_bound * sigmoid(exp(A_log)
     (a + dt_bias))) is computed in fp32 like Gated DeltaNet's: the same model (emulation.
     _computed_in_kernel, absolute scale exp(A_log) per head over the channels, or |lower_bound|)."""
-    from fla_check.references import reference
-
     base = dict(op="kda", dtype="float16", B=1, T=32, H=2, K=16, V=16, initial_state=True, seed=5, gate_norm=0.1)
-    op = get_op("kda")
-    scales = {}
-    for gate_in_kernel in (False, True):
-        inputs = build_case(CaseConfig(**base, gate_in_kernel=gate_in_kernel,
-                                       lower_bound=bound if gate_in_kernel else None))
-        o, ht = reference(op.step, *inputs.tensors(), initial_state=inputs.initial_state, output_final_state=True,
-                          prepare=inputs.prepare)
-        exact = {"o": o, "ht": ht}
-        scales[gate_in_kernel] = noise_scales(baseline_samples(op, RECURRENT_FP32, inputs, torch.float16, 1,
-                                                               exact=exact), exact)
+    scales = {gik: _recurrent_fp16_scales(CaseConfig(**base, gate_in_kernel=gik, lower_bound=bound if gik else None))
+              for gik in (False, True)}
     assert scales[False]["ht"].rel_rms <= 2.0**-24
     assert scales[True]["ht"].rel_rms > 20 * 2.0**-24
 
