@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fla_check import ops
 from fla_check.commands.selftest.mutate import load_mutant
-from fla_check.providers import ProviderUnavailableError, load_provider, resolve, unload_provider
+from fla_check.providers import ProviderUnavailableError, resolve
 from fla_check.providers import fla as fla_provider
 from fla_check.references import reference
 from device import DEVICE
@@ -22,13 +22,6 @@ from op_inputs import random_inputs
 from optional_deps import HAVE_FLA, needs_fla, require
 OPS = ["gla", "simple_gla", "delta", "gated_delta", "kda"]
 SPEC = "fla_check.providers.fla:provider"
-
-
-@pytest.fixture
-def fla_modes():
-    load_provider(SPEC)
-    yield
-    unload_provider("fla")
 
 
 def _interpreter() -> bool:

@@ -5,18 +5,8 @@ import pytest
 
 from fla_check.cases import CaseConfig
 from fla_check.verdict.compare import Verdict
-from fla_check.providers import load_provider, unload_provider
 from fla_check.engine.runner import check_case
 from optional_deps import needs_fla
-
-SPEC = "fla_check.providers.fla:provider"
-
-
-@pytest.fixture
-def fla_modes():
-    load_provider(SPEC)
-    yield
-    unload_provider("fla")
 
 
 @needs_fla

@@ -8,21 +8,12 @@ import torch
 
 from fla_check.cases import CaseConfig
 from fla_check.ops import get_op
-from fla_check.providers import load_provider, unload_provider
 from fla_check.engine.runner import check_case
 from fla_check.verdict.compare import Verdict
 from optional_deps import needs_fla
 
-SPEC = "fla_check.providers.fla:provider"
 CASE = dict(op="kda", dtype="fp32", B=1, T=21, H=1, K=16, V=16, initial_state=True, seed=4, gate_norm=0.05,
             gate_in_kernel=True)
-
-
-@pytest.fixture
-def fla_modes():
-    load_provider(SPEC)
-    yield
-    unload_provider("fla")
 
 
 @needs_fla
