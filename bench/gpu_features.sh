@@ -32,7 +32,16 @@ UNGUARDED="$FIRST FLA_CHECK_FLA_UNGUARDED=640"  # fla's #640 guard lifted: does 
 for op in simple_gla gated_delta; do
   job fla-unguarded-$op "$UNGUARDED" run --op $op $P --modes fla:chunk --dtypes fp32,fp16,bf16 --backward
 done
-job fla-unguarded-preset-qwen3-next "$UNGUARDED" run --preset qwen3-next $P --modes fla:chunk --backward --examples 8
+for preset in $(python3 -c "from fla_check.presets import PRESETS; print(*(p for p in PRESETS if p.startswith('qwen')))"); do
+  job fla-unguarded-preset-$preset "$UNGUARDED" run --preset $preset $P --modes fla:chunk --backward --examples 8
+done
+# replay the cases features-h200-4 shrunk with the guard lifted, as run and under every autotune config of fla's kernels
+R4=$(mktemp -d) && tar xzf docs/gpu/features-h200-4/features.tar.gz -C "$R4"
+for name_case in preset-qwen3-next:15 gated_delta:0 simple_gla:0; do
+  name=${name_case%:*} case=${name_case#*:}
+  job replay-640-$name "$UNGUARDED" replay "$R4/fla-unguarded-$name.report.json" --case "$case" $P
+  job replay-640-$name-configs "$UNGUARDED" replay "$R4/fla-unguarded-$name.report.json" --case "$case" $P --configs all
+done
 KDA_OPTS="--kernel-options qk_l2norm,gate_in_kernel,beta_sigmoid,lower_bound,safe_gate"
 job fla-kda-options-fwd $FIRST run --op kda $P $FLA --dtypes fp32,fp16,bf16 $KDA_OPTS
 job fla-kda-options-bwd $FIRST run --op kda $P --modes fla:chunk --dtypes fp32,fp16,bf16 --backward $KDA_OPTS
