@@ -1,7 +1,9 @@
 """The state-layout check shared by the recurrent kernel tests: a kernel run with
 ``state_v_first=True`` ([N, H, V, K] initial / final states, dht in and dh0 out in that layout)
-must equal its run on [N, H, K, V] states with the states transposed -- exactly: the same
-arithmetic, only the state offsets differ."""
+must equal its run on [N, H, K, V] states with the states transposed: the same arithmetic, only
+the state offsets differ. Exactly under the CPU interpreter; on a GPU the compiler may order the
+fp32 operations of the two layouts differently (H200: up to 1.9e-6 apart, docs/gpu/pytest-h200-6),
+so there a few fp32 ulps relative to the output's scale are allowed -- a layout mix-up is O(1) off."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -57,10 +59,13 @@ def run_layout(fn: Callable, inputs: dict[str, torch.Tensor], h0: torch.Tensor, 
 
 def assert_v_first_matches_k_first(fn: Callable, inputs: dict[str, torch.Tensor], h0: torch.Tensor,
                                    cu: Optional[torch.Tensor], backward: bool = True) -> None:
-    """The v-first run returns [.., V, K] states equal (bit for bit) to the k-first run's transposed."""
+    """The v-first run returns [.., V, K] states equal to the k-first run's transposed: bit for bit on
+    the CPU, within 8 fp32 ulps of the tensor's largest value on a GPU."""
     kv_shape, want = run_layout(fn, inputs, h0, cu, v_first=False, backward=backward)
     vk_shape, got = run_layout(fn, inputs, h0, cu, v_first=True, backward=backward)
     assert vk_shape == kv_shape[:-2] + kv_shape[:-3:-1], (vk_shape, kv_shape)
     assert len(got) == len(want)
     for i, (a, b) in enumerate(zip(got, want)):
-        assert torch.equal(a, b), (i, (a.double() - b.double()).abs().max().item())
+        diff = (a.double() - b.double()).abs().max().item()
+        allowed = 0.0 if DEVICE == "cpu" else 8 * torch.finfo(torch.float32).eps * b.double().abs().max().item()
+        assert diff <= allowed, (i, diff, allowed)

@@ -8,6 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from device import DEVICE
 from fla_check.cli import main
 from fla_check.commands.selftest.engine import BROKEN, CAUGHT, crashed_entry, run_entry
 from fla_check.commands.selftest.suite import run_selftest
@@ -64,7 +65,7 @@ def test_an_entry_that_raises_in_a_worker_ends_the_run_with_its_error():
     scale = select(ids=CHEAP[:1])
     with pytest.raises(UnknownNameError, match="nope"):
         run_jobs([scale[0], bad], {"profile": "ci", "examples": 1, "max_seq_len": None, "dtypes": None,
-                                          "device": "cpu"}, jobs=2, device="cpu", order=[0, 1],
+                                          "device": DEVICE}, jobs=2, device=DEVICE, order=[0, 1],
                         finish=lambda i, rows: None, crashed=crashed_entry)
 
 
