@@ -241,8 +241,9 @@ class _Judge:
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
         scales = self.scales[arith]
+        allowance = arith.cancellation_allowance(half_inputs=c.torch_dtype != torch.float32)
         items = [Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
-                        self.cancel.get(name, 0.0)) for name, kernel in out.items()]
+                        self.cancel.get(name, 0.0), allowance) for name, kernel in out.items()]
         return judged(items, values[:len(terms)]), values[len(terms):]
 
 

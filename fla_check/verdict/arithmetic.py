@@ -27,10 +27,14 @@ from typing import Any, Optional
 
 from fla_check.errors import DeclarationError  # noqa: F401 (re-exported)
 
+EPS32 = 2.0**-23  # fp32 machine epsilon
+CANCEL_ULPS = 8.0  # fp32 ulps a cancelling fp32 sum may err by, per term scale and sqrt(step)
+
 ALGORITHMS = ("recurrent", "chunk")
 STORES = ("input", "fp32")
 DOTS = ("ieee", "tf32", "fp32-ieee")
 INVERSES = (None, "substitution", "blocked")
+TF32_TRUNC = 2.0**-10  # TF32 truncation of an fp32 operand: relative, round toward zero
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ class Arithmetic:
     def tf32(self, half_inputs: bool) -> bool:
         """Whether fp32-operand dots truncate to TF32 for inputs of this kind."""
         return self.dot == "tf32" or (self.dot == "fp32-ieee" and half_inputs)
+
+    def cancellation_allowance(self, half_inputs: bool) -> float:
+        """How far a cancelling sum (dg = reverse cumsum of ``q dq - k dk``) may err, relative to its
+        terms' magnitude, per sqrt(step): 8 fp32 ulps (its fp32 accumulation), or one TF32
+        truncation (2^-10) for fp32 inputs through TF32 dots -- there every operand of the dots
+        forming dq and dk, the inputs included, is truncated independently, so terms equal in exact
+        arithmetic differ by a fraction of 2^-10 of their size (measured on an H200: 1.4-1.6 % of it,
+        docs/gpu/features-h200-5). Half inputs are exact in TF32 (bf16 keeps 7 mantissa bits, fp16
+        10): fp32-sized there."""
+        return TF32_TRUNC if self.tf32(half_inputs) and not half_inputs else CANCEL_ULPS * EPS32
 
     def to_json(self) -> dict[str, Any]:
         return {"algorithm": self.algorithm, "chunk": self.chunk, "store": self.store, "dot": self.dot,

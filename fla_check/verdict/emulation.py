@@ -50,12 +50,11 @@ from torch import Tensor
 
 from fla_check.references.options import Prepare, expand_heads
 from fla_check.references.recurrence import StepFn, run_recurrence
-from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.verdict.arithmetic import TF32_TRUNC, Arithmetic
 
 SAMPLES = 16
 GATE_CLAMP = 1e5
 U32 = 2.0**-24
-TF32_TRUNC = 2.0**-10
 UNIT_ROUNDOFF = {torch.float32: U32, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 BLOCK = 16  # diagonal block of a blocked inverse
 
