@@ -49,7 +49,7 @@ class RemoteError(Exception):
 
     def __init__(self, name: str, message: str, traceback: str):
         super().__init__(f"{name}: {message}")
-        self.summary, self.traceback = f"{name}: {message}", traceback
+        self.name, self.summary, self.traceback = name, f"{name}: {message}", traceback
 
 
 class WorkerFailure(Exception):

@@ -313,6 +313,13 @@ def _invoke(spec: ModeSpec, op: str, inputs: CaseInputs, up: Optional[gradients.
     return raw, grads, time.perf_counter() - start, kernels
 
 
+def _out_of_resources(exc: BaseException) -> bool:
+    """Whether a launch failed because its config does not fit this GPU (Triton's OutOfResources:
+    shared memory, registers), here or in the isolation worker."""
+    name = exc.name if isinstance(exc, RemoteError) else type(exc).__name__
+    return name == "OutOfResources"
+
+
 def _summary(exc: BaseException) -> str:
     return exc.summary if isinstance(exc, RemoteError) else f"{type(exc).__name__}: {exc}"
 
@@ -445,6 +452,10 @@ def _sweep_configs(result: ModeResult, spec: ModeSpec, again: Callable[..., tupl
                 raise
             except Exception as exc:  # noqa: BLE001 - a config that raises (or crashes its worker) is a verdict
                 release(exc)
+                if _out_of_resources(exc):  # Triton's autotuner prunes such a config itself: never run for users
+                    result.configs.append(ConfigResult(name, index, desc, Verdict.UNSUPPORTED, reason=(
+                        f"not runnable on this GPU ({_summary(exc)}); Triton's autotuner skips it too")))
+                    continue
                 crash = isinstance(exc, WorkerFailure)
                 verdict, why = (exc.verdict, exc.reason) if crash else (Verdict.ERROR, _summary(exc))
                 result.configs.append(ConfigResult(name, index, desc, verdict, 1e6, why))

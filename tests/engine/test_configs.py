@@ -136,3 +136,31 @@ def test_picked_refused_on_the_interpreter():
         pytest.skip("GPU: picked runs the autotuner")
     with pytest.raises(ConfigPolicyError, match="needs a GPU"):
         check_case("simple_gla", ["chunk"], CASE, configs=parse_policy("picked"))
+
+
+def test_a_config_that_does_not_fit_the_gpu_is_skipped_not_an_error():
+    """H200, fla's gated chunk backward under --configs all: a dhu config needing 255 KB of shared
+    memory (227 KB there) made the whole mode ERROR (docs/gpu/features-h200-5). Triton's autotuner
+    prunes such configs itself, so the sweep lists it as not runnable and judges the others."""
+    from triton.runtime.errors import OutOfResources
+
+    from fla_check.engine.isolation import RemoteError
+    from fla_check.engine.runner import _out_of_resources
+    from fla_check.ops import ModeSpec, get_op
+
+    toy, chunk = _kernel(), get_op("simple_gla").modes["chunk"].load()
+
+    def fits_only_small_blocks(q, k, v, **kw):
+        if _launch(toy) == 32:  # the config this GPU cannot hold
+            raise OutOfResources(255500, 232448, "shared memory")
+        return chunk(q, k, v, **kw)
+
+    spec = ModeSpec("smem", "test", fits_only_small_blocks, arithmetic=get_op("simple_gla").modes["chunk"].arithmetic)
+    mode = check_case("simple_gla", [spec], CASE, configs=parse_policy("all")).modes["test:smem"]
+    assert mode.verdict is Verdict.OK, mode.reason
+    skipped = {c.ref: c for c in mode.configs}["toy_copy:1"]
+    assert skipped.verdict is Verdict.UNSUPPORTED and "not runnable on this GPU (OutOfResources: out of resource: " \
+        "shared memory, Required: 255500" in skipped.reason
+    assert _out_of_resources(RemoteError("OutOfResources", "out of resource", "")) \
+        and not _out_of_resources(RemoteError("RuntimeError", "out of resource", "")) \
+        and not _out_of_resources(ValueError("OutOfResources"))
