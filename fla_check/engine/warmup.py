@@ -10,9 +10,9 @@ of the machine shares (``TRITON_CACHE_DIR``, default ``~/.triton/cache``; docs/P
 milliseconds instead of compiling them. Nothing else crosses back: the run's results cannot
 depend on it.
 
-A bucket is one (mode, dtype, H, K, V, value ratio, in-kernel options) (H, K, V are
-``tl.constexpr`` in the built-in kernels, docs/PERFORMANCE.md section 4); the chunk size is the
-mode's (its declared arithmetic). The run's buckets are those of the cases its search will draw
+A bucket is one (mode, dtype, H, K, V, value ratio, in-kernel options) (the built-in kernels
+compile per block size of K and V, not per H or T: docs/compile_buckets.md; a provider's may
+differ); the chunk size is the mode's (its declared arithmetic). The run's buckets are those of the cases its search will draw
 (:func:`run_buckets`: the search replayed with every case passing), in the order drawn, so the
 first buckets warmed are the first the search needs. Each is warmed with :data:`SHAPES`: an unpacked case without and a ``cu_seqlens`` case with an
 initial state, one T a multiple of 16 and one not (Triton specializes integer arguments on

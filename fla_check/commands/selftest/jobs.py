@@ -4,8 +4,9 @@ Each worker (:mod:`fla_check.commands.selftest.job_worker`) is a process of its 
 CUDA context: ``spawn`` on a GPU, the fork server on CPU, as the isolation workers), runs one
 whole entry at a time through :func:`fla_check.commands.selftest.engine.run_entry` and sends
 its results back. Entries are handed out longest-first when there are cost hints (a previous
-result's seconds per entry, :func:`costs_from`), else in catalog order; the caller puts the
-results back in catalog order. With several GPUs visible, worker slot w is pinned to GPU
+result's seconds per entry, :func:`costs_from`, or the shipped ones of
+:mod:`fla_check.commands.selftest.costs`), else in catalog order; the caller puts the results
+back in catalog order. With several GPUs visible, worker slot w is pinned to GPU
 ``w % n_gpus`` (:func:`fla_check.engine.sharding.gpu_for_index`, as pytest-xdist workers are).
 
 A worker that dies (segfault, abort, a CUDA fault that kills it) loses only the entry it ran:

@@ -10,6 +10,7 @@ import time
 from typing import Mapping, Optional, Sequence
 
 from fla_check.backend import select_backend
+from fla_check.commands.selftest.costs import default_costs
 from fla_check.commands.selftest.engine import (
     DEFAULT_PROFILE, EntryResult, OnResult, SelftestResult, crashed_entry, run_entry,
 )
@@ -31,7 +32,9 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
     1 runs every entry in this process. Each entry runs as if alone in its process
     (:func:`run_entry`), so the results do not depend on `jobs` nor on the order; they are
     reported in catalog order. `costs` (seconds per id, e.g. of a previous result): hand the
-    costliest entries out first. ``on_result(result, done, total)`` as each entry finishes."""
+    costliest entries out first; None with several workers: the shipped GPU seconds
+    (:func:`fla_check.commands.selftest.costs.default_costs`). ``on_result(result, done, total)``
+    as each entry finishes."""
     entries = select(ops, ids, field_only)
     if shard is not None:
         entries = shard.pick(entries, key=lambda e: e.id)
@@ -57,6 +60,7 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
 
     run = dict(profile=profile, examples=examples, max_seq_len=max_seq_len, dtypes=dtypes, device=device)
     if workers > 1 and len(entries) > 1:
+        costs = default_costs() if costs is None else costs
         run_jobs(entries, run, jobs=workers, device=select_backend(device),
                  order=handout_order([e.id for e in entries], costs),
                  finish=lambda i, rows: finish(i, [EntryResult.from_json(r) for r in rows]), crashed=crashed_entry)

@@ -21,10 +21,10 @@ from fla_check.kernels.common.varlen import chunk_bounds
 from fla_check.kernels.utils import prepare_chunk_indices
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_local_cumsum_kernel(
     g, g_cum, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, BT: tl.constexpr, IS_VARLEN: tl.constexpr, REVERSE: tl.constexpr,
+    H, BT: tl.constexpr, IS_VARLEN: tl.constexpr, REVERSE: tl.constexpr,
 ):
     """One program per (chunk, batch*head): inclusive (reverse with REVERSE) cumsum of BT gates."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)

@@ -13,7 +13,7 @@ import triton.language as tl
 
 
 @triton.jit
-def state_offsets(i_nh, o_k, o_v, K: tl.constexpr, V: tl.constexpr, V_FIRST: tl.constexpr):
+def state_offsets(i_nh, o_k, o_v, K, V, V_FIRST: tl.constexpr):
     """[BK, BV] int64 offsets of state i_nh's tile (rows o_k, columns o_v) in a [.., K, V]
     state tensor (offset k*V + v) or, V_FIRST, a [.., V, K] one (offset v*K + k)."""
     base = tl.cast(i_nh, tl.int64) * K * V

@@ -29,10 +29,10 @@ from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chun
 from fla_check.kernels.utils import dot_precision, next_pow2, num_sequences
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
 def chunk_delta_bwd_dv_local_kernel(
     q, k, g_cum, do, dv, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -66,10 +66,10 @@ def chunk_delta_bwd_dv_local_kernel(
         tl.store(dv + p, tl.dot(b_At, b_do, input_precision=DOT_PRECISION), mask=m_tv)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
 def chunk_delta_bwd_dh_kernel(
     q, k, w, g_cum, do, dv_local, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
-    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -124,10 +124,10 @@ def chunk_delta_bwd_dh_kernel(
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + p_state, b_dh, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
 def chunk_delta_bwd_dqkw_kernel(
     q, k, v_new, h, dh, g_cum, do, dv2, dq, dk, dw, dg_cum, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, HK: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr,
+    H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):

@@ -34,10 +34,10 @@ from fla_check.kernels.utils import check_varlen, check_value_heads, next_pow2, 
 L2NORM_EPS = tl.constexpr(1e-6)  # use_qk_l2norm_in_kernel: x / sqrt(sum x^2 + eps), fla's epsilon
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "HV", "K", "V"])
 def delta_rule_recurrent_fwd_kernel(
     q, k, v, g, beta, A_log, dt_bias, o, h0, ht, err, cu_seqlens, scale, T,
-    H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, HV, K, V, BK: tl.constexpr, BV: tl.constexpr,
     USE_G: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, STORE_ERR: tl.constexpr, USE_QK_L2NORM: tl.constexpr, STATE_V_FIRST: tl.constexpr,
     USE_GATE_IN_KERNEL: tl.constexpr, HAS_DT_BIAS: tl.constexpr, USE_BETA_SIGMOID: tl.constexpr,
@@ -109,10 +109,10 @@ def delta_rule_recurrent_fwd_kernel(
         tl.store(ht + p_state, b_h, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "PART_K", "PART_B", "H", "K", "V"])
 def delta_rule_recurrent_bwd_reverse_kernel(
     q, k, err, beta, do, dht, dk, dv, dbeta, dh0, cu_seqlens, scale, T, PART_K, PART_B,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K, V, BK: tl.constexpr, BV: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
     IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
@@ -165,10 +165,10 @@ def delta_rule_recurrent_bwd_reverse_kernel(
         tl.store(dh0 + p_state, b_dh, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "PART_K", "H", "K", "V"])
 def delta_rule_recurrent_bwd_forward_kernel(
     k, err, beta, do, dv, h0, dq, dk, cu_seqlens, scale, T, PART_K,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K, V, BK: tl.constexpr, BV: tl.constexpr,
     USE_INITIAL_STATE: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """Pass 2 (forward in time, S recomputed from h0 and e): dk -= S_{t-1} dv, dq = scale S_t do."""

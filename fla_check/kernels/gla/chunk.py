@@ -31,10 +31,10 @@ BC_MAX = 16
 RCP_LN2 = tl.constexpr(1.4426950408889634)  # 1 / ln 2, as fla's chunk_local_cumsum scale
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K"])
 def chunk_local_cumsum_kernel(
     g, gc, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, IS_VARLEN: tl.constexpr,
+    H, K, BT: tl.constexpr, BK: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):
     """gc = inclusive cumsum of g along time, restarting at every chunk, in base 2 (fp32)."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
@@ -49,10 +49,10 @@ def chunk_local_cumsum_kernel(
     tl.store(gc + offs, tl.cumsum(b_g, axis=0) * RCP_LN2, mask=m)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def chunk_fwd_h_kernel(
     k, v, gc, h, h0, ht, cu_seqlens, chunk_offsets, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -90,10 +90,10 @@ def chunk_fwd_h_kernel(
         tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K"])
 def chunk_fwd_A_inter_kernel(
     q, k, gc, A, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     NC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Off-diagonal sub-chunk block (i, j), i > j, of A with the bounded factorisation."""
@@ -126,10 +126,10 @@ def chunk_fwd_A_inter_kernel(
     tl.store(p_A, b_A, mask=m_i[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K"])
 def chunk_fwd_A_intra_kernel(
     q, k, gc, A, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     """Diagonal sub-chunk block i of A, one column at a time with exact gate differences."""
@@ -159,10 +159,10 @@ def chunk_fwd_A_intra_kernel(
         tl.store(A + row_i * BT + i_i * BC + j, b_A, mask=m_i)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def chunk_fwd_o_kernel(
     q, v, gc, h, A, o, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """o = scale * (q * exp2(gc)) h[c] + tril(A) v for one chunk and V-block."""
@@ -197,10 +197,10 @@ def chunk_fwd_o_kernel(
 # ---------------------------------------------------------------- backward kernels
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def chunk_bwd_dh_kernel(
     q, gc, do, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -240,10 +240,10 @@ def chunk_bwd_dh_kernel(
         tl.store(dh0 + i_nh * K * V + o_s, b_dh, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "V"])
 def chunk_bwd_dA_kernel(
     v, do, dA, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+    H, V, BT: tl.constexpr, BV: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """dA = scale * tril(do v^T) within one chunk: the gradient w.r.t. A / scale."""
@@ -266,10 +266,10 @@ def chunk_bwd_dA_kernel(
     tl.store(dA + row[:, None] * BT + o_c[None, :], b_dA, mask=m_t[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def chunk_bwd_dv_kernel(
     k, gc, A, do, dh, dv, cu_seqlens, chunk_indices, chunk_offsets, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """dv = tril(A)^T do + (k * exp2(gc_last - gc)) dh[c]."""
@@ -303,10 +303,10 @@ def chunk_bwd_dv_kernel(
     tl.store(dv + row[:, None] * V + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K"])
 def chunk_bwd_intra_kernel(
     q, k, gc, dA, dq, dk, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     NC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Intra-chunk dq, dk of sub-chunk i: off-diagonal sub-chunk blocks by the bounded
@@ -381,10 +381,10 @@ def chunk_bwd_intra_kernel(
     tl.store(dk + p_i, b_dk, mask=m_ik)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def chunk_bwd_dqkg_kernel(
     q, k, v, gc, h, do, dh, dq, dk, dg, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Inter-chunk dq, dk, plus the intra parts already in dq/dk; then

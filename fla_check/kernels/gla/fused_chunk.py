@@ -23,10 +23,10 @@ from fla_check.kernels.utils import dot_precision, next_pow2
 CHUNK = 16
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def gla_fused_chunk_fwd_kernel(
     q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):

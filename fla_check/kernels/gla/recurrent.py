@@ -20,10 +20,10 @@ from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import next_pow2
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def gla_recurrent_fwd_kernel(
     q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K, V, BK: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
@@ -62,10 +62,10 @@ def gla_recurrent_fwd_kernel(
         tl.store(ht + p_s, b_h, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "PART", "H", "K", "V"])
 def gla_recurrent_bwd_kernel(
     q, k, v, g, do, h0, dht, dq, dk, dv, dh0, dg_last, cu_seqlens, scale, T, PART,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K, V, BK: tl.constexpr, BV: tl.constexpr,
     USE_H0: tl.constexpr, USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
     """dq, dk are partial sums over this V-block ([NV, ...]); dv, dh0 are complete.
@@ -136,10 +136,10 @@ def gla_recurrent_bwd_kernel(
         tl.store(dh0 + p_s, b_dh.to(dh0.dtype.element_ty), mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K"])
 def gla_recurrent_bwd_dg_kernel(
     q, k, dq, dk, dg_last, dg, cu_seqlens, T,
-    H: tl.constexpr, K: tl.constexpr, BK: tl.constexpr,
+    H, K, BK: tl.constexpr,
     USE_DHT: tl.constexpr, IS_VARLEN: tl.constexpr,
 ):
     """dg_t = sum_{s >= t} (q_s dq_s - k_s dk_s) + dg_last, reverse in time, one program per (n, h)."""

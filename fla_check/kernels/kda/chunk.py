@@ -37,10 +37,10 @@ MAX_HEAD_DIM = 256
 BC = 16  # sub-chunk rows of the intra-chunk scores
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K"])
 def kda_intra_kernel(
     q, k, g_cum, beta, Aqk, Akk, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
+    H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
     NC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """One program per (chunk, batch*head): Aqk (scale folded in) and Akk (beta folded in)."""
@@ -90,10 +90,10 @@ def kda_intra_kernel(
             tl.store(Akk + p_col, tl.where(o_c > j, b_akk * b_beta, 0.0), mask=m_i)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def kda_ut_kernel(
     k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, BC: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """One program per (chunk, batch*head): A_inv = (I + Akk)^-1 (blocked; overwrites Akk's rows
@@ -132,10 +132,10 @@ def kda_ut_kernel(
         tl.store(u + p_v, tl.dot(b_Ai, b_v * b_beta[:, None], input_precision=DOT_PRECISION), mask=m_tv)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def kda_h_kernel(
     k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
@@ -179,10 +179,10 @@ def kda_h_kernel(
         tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def kda_o_kernel(
     q, g_cum, Aqk, v_new, h, o, cu_seqlens, chunk_indices, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """o = scale (q exp(G)) h_c + Aqk v_new for one chunk and V-block."""

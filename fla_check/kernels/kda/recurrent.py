@@ -29,10 +29,10 @@ from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
 CKPT = 16  # steps between stored states in the forward (the backward recomputes inside a block)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def kda_recurrent_fwd_kernel(
     q, k, v, g, beta, o, h0, ht, ckpt, ckpt_offsets, cu_seqlens, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K, V, BK: tl.constexpr, BV: tl.constexpr,
     CK: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     SAVE_CKPT: tl.constexpr, IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):
@@ -82,11 +82,11 @@ def kda_recurrent_fwd_kernel(
         tl.store(ht + p_io, b_h, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "PART_K", "PART_B", "H", "K", "V"])
 def kda_recurrent_bwd_kernel(
     q, k, v, g, beta, do, dht, ckpt, ckpt_offsets, scratch, dq, dk, dv, dg, dbeta, dh0,
     cu_seqlens, scale, T, PART_K, PART_B,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    H, K, V, BK: tl.constexpr, BV: tl.constexpr,
     CK: tl.constexpr, USE_INITIAL_STATE: tl.constexpr, USE_FINAL_STATE_GRADIENT: tl.constexpr,
     IS_VARLEN: tl.constexpr, STATE_V_FIRST: tl.constexpr,
 ):

@@ -36,10 +36,10 @@ CHUNK_SIZES = (16, 32, 64)
 MAX_HEAD_DIM = 256
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def simple_gla_fwd_h_kernel(
     k, v, g_cum, h, h0, ht, cu_seqlens, chunk_offsets, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -92,10 +92,10 @@ FWD_O_CONFIGS = [triton.Config({"BV": 64}, num_warps=4), triton.Config({"BV": 32
 
 
 @triton.autotune(configs=FWD_O_CONFIGS, key=["K", "V", "BT"], prune_configs_by={"early_config_prune": _prune_bv})
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def simple_gla_fwd_o_kernel(
     q, k, v, g_cum, h, o, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """o = scale * ((q * exp(G)) h[c] + tril(q k^T * exp(G_i - G_j)) v) for one chunk and V-block."""
@@ -131,10 +131,10 @@ def simple_gla_fwd_o_kernel(
 # ---------------------------------------------------------------- backward kernels
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def simple_gla_bwd_dh_kernel(
     q, g_cum, do, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
@@ -174,10 +174,10 @@ def simple_gla_bwd_dh_kernel(
         tl.store(dh0 + i_nh * K * V + o_s, b_dh, mask=m_h)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def simple_gla_bwd_dv_kernel(
     q, k, g_cum, do, dh, dv, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """dv = A^T do + (k * exp(G_last - G)) dh[c], A = scale tril(q k^T * exp(G_i - G_j))."""
@@ -211,10 +211,10 @@ def simple_gla_bwd_dv_kernel(
     tl.store(dv + row[:, None] * V + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "H", "K", "V"])
 def simple_gla_bwd_dqkg_kernel(
     q, k, v, g_cum, h, do, dh, dq, dk, dg, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr,
+    H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """dq, dk and dg of one chunk (all V-blocks looped here: dg needs complete dq, dk)."""
