@@ -3,8 +3,10 @@ its per-case integers out of Triton's specialization key.
 
 A ``tl.constexpr`` argument compiles a new binary per value; a plain int argument compiles one
 per class (== 1, % 16 == 0, other) unless it is listed in ``do_not_specialize``. The kernels'
-convention: upper-case arguments are integers or flags; the per-case ones (lengths, head counts,
-head dims, partial-sum sizes) are runtime and unspecialized, block sizes and flags constexpr.
+convention: upper-case arguments are integers or flags; the per-case ones are runtime: lengths,
+head counts and partial-sum sizes unspecialized, head dims (K, V, D) specialized on % 16 only (the
+divisibility lets Triton vectorize the loads of rows K or V apart: K = 64 and 128 share a binary,
+60 and 100 another); block sizes and flags constexpr.
 Works on the interpreter's InterpretedFunction and on a GPU's JITFunction (and through
 ``triton.autotune``).
 """
@@ -21,7 +23,8 @@ import pytest
 import fla_check.kernels
 import fla_check.kernels.gla.recurrent
 
-PER_CASE_INTS = {"T", "N", "PART", "PART_K", "PART_B", "H", "HV", "HK", "K", "V", "D"}
+HEAD_DIMS = {"K", "V", "D"}  # runtime, specialized on % 16 (alignment of rows)
+PER_CASE_INTS = {"T", "N", "PART", "PART_K", "PART_B", "H", "HV", "HK"} | HEAD_DIMS
 TENSORS = {"A"}  # upper-case tensor arguments (the GLA chunk kernels' intra-chunk matrix)
 
 
@@ -71,8 +74,9 @@ def test_per_case_integers_do_not_specialize(module, name):
     assert PER_CASE_INTS & set(params), f"{name}: no per-case integer argument (a new convention?)"
     constexpr = {p for p, v in params.items() if "constexpr" in str(v.annotation)}
     assert not constexpr & PER_CASE_INTS, f"{name}: head counts / dims / lengths as tl.constexpr"
-    runtime_caps = {p for p in params if p.isupper() and p not in constexpr | TENSORS}
+    runtime_caps = {p for p in params if p.isupper() and p not in constexpr | TENSORS | HEAD_DIMS}
     assert runtime_caps <= dns, f"{name}: {sorted(runtime_caps - dns)} specialize on == 1 / % 16"
+    assert not dns & HEAD_DIMS, f"{name}: head dims {sorted(dns & HEAD_DIMS)} lose their % 16 alignment"
     assert dns <= set(params), f"{name}: do_not_specialize names {sorted(dns - set(params))}, not arguments"
 
 

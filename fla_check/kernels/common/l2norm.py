@@ -17,7 +17,7 @@ L2NORM_EPS = 1e-6
 ROWS = 16  # rows per program
 
 
-@triton.jit(do_not_specialize=["N", "D"])
+@triton.jit(do_not_specialize=["N"])
 def l2norm_fwd_kernel(x, y, rstd, eps, N, D, BD: tl.constexpr, BR: tl.constexpr):
     """y = x * rstd, rstd = 1 / sqrt(sum x^2 + eps) for BR rows of D (fp32)."""
     o_r = tl.program_id(0) * BR + tl.arange(0, BR)
@@ -31,7 +31,7 @@ def l2norm_fwd_kernel(x, y, rstd, eps, N, D, BD: tl.constexpr, BR: tl.constexpr)
     tl.store(rstd + o_r, b_rstd, mask=m_r)
 
 
-@triton.jit(do_not_specialize=["N", "D"])
+@triton.jit(do_not_specialize=["N"])
 def l2norm_bwd_kernel(y, rstd, dy, dx, N, D, BD: tl.constexpr, BR: tl.constexpr):
     """dx = rstd (dy - y sum(dy y)) for BR rows of D (fp32)."""
     o_r = tl.program_id(0) * BR + tl.arange(0, BR)

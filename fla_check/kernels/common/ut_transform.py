@@ -101,7 +101,7 @@ def merge_blocks(A, stride, n, BT: tl.constexpr, BC: tl.constexpr, DOT_PRECISION
         tl.debug_barrier()  # block row i is final before row i + 1 reads it
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def ut_transform_fwd_kernel(
     k, v, beta, g_cum, A_inv, w, u, cu_seqlens, chunk_indices, T, H, HK, K, V,
     BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
@@ -156,7 +156,7 @@ def ut_transform_fwd_kernel(
         tl.store(u + row[:, None] * V + o_v[None, :], b_u, mask=m_tv)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def ut_transform_bwd_kernel(
     k, v, beta, g_cum, A_inv, dw, du, dk, dv, dbeta, dg_cum, cu_seqlens, chunk_indices, T,
     H, HK, K, V, BT: tl.constexpr,

@@ -67,7 +67,7 @@ def _kt_times_v(k, row_k, m_t, i: tl.constexpr, BK: tl.constexpr, K, b_v, b_acc,
     return tl.dot(b_kt, b_v, b_acc, input_precision=DOT_PRECISION)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def chunk_delta_h_kernel(
     k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, NK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
@@ -156,7 +156,7 @@ def chunk_delta_h_kernel(
             tl.store(p_ht + p_s4, b_h4, mask=m_s4)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def chunk_delta_o_kernel(
     q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, H, HK, K, V, BT: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr, IS_VARLEN: tl.constexpr,

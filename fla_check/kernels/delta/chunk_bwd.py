@@ -29,7 +29,7 @@ from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chun
 from fla_check.kernels.utils import dot_precision, next_pow2, num_sequences
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def chunk_delta_bwd_dv_local_kernel(
     q, k, g_cum, do, dv, cu_seqlens, chunk_indices, scale, T,
     H, HK, K, V, BT: tl.constexpr,
@@ -66,7 +66,7 @@ def chunk_delta_bwd_dv_local_kernel(
         tl.store(dv + p, tl.dot(b_At, b_do, input_precision=DOT_PRECISION), mask=m_tv)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def chunk_delta_bwd_dh_kernel(
     q, k, w, g_cum, do, dv_local, dv2, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
     H, HK, K, V, BT: tl.constexpr,
@@ -124,7 +124,7 @@ def chunk_delta_bwd_dh_kernel(
         tl.store(dh0 + i_nh.to(tl.int64) * K * V + p_state, b_dh, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "H", "HK", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HK"])
 def chunk_delta_bwd_dqkw_kernel(
     q, k, v_new, h, dh, g_cum, do, dv2, dq, dk, dw, dg_cum, cu_seqlens, chunk_indices, scale, T,
     H, HK, K, V, BT: tl.constexpr,

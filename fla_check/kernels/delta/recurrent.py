@@ -34,7 +34,7 @@ from fla_check.kernels.utils import check_varlen, check_value_heads, next_pow2, 
 L2NORM_EPS = tl.constexpr(1e-6)  # use_qk_l2norm_in_kernel: x / sqrt(sum x^2 + eps), fla's epsilon
 
 
-@triton.jit(do_not_specialize=["T", "H", "HV", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H", "HV"])
 def delta_rule_recurrent_fwd_kernel(
     q, k, v, g, beta, A_log, dt_bias, o, h0, ht, err, cu_seqlens, scale, T,
     H, HV, K, V, BK: tl.constexpr, BV: tl.constexpr,
@@ -109,7 +109,7 @@ def delta_rule_recurrent_fwd_kernel(
         tl.store(ht + p_state, b_h, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "PART_K", "PART_B", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "PART_K", "PART_B", "H"])
 def delta_rule_recurrent_bwd_reverse_kernel(
     q, k, err, beta, do, dht, dk, dv, dbeta, dh0, cu_seqlens, scale, T, PART_K, PART_B,
     H, K, V, BK: tl.constexpr, BV: tl.constexpr,
@@ -165,7 +165,7 @@ def delta_rule_recurrent_bwd_reverse_kernel(
         tl.store(dh0 + p_state, b_dh, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "PART_K", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "PART_K", "H"])
 def delta_rule_recurrent_bwd_forward_kernel(
     k, err, beta, do, dv, h0, dq, dk, cu_seqlens, scale, T, PART_K,
     H, K, V, BK: tl.constexpr, BV: tl.constexpr,

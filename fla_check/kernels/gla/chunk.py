@@ -31,7 +31,7 @@ BC_MAX = 16
 RCP_LN2 = tl.constexpr(1.4426950408889634)  # 1 / ln 2, as fla's chunk_local_cumsum scale
 
 
-@triton.jit(do_not_specialize=["T", "H", "K"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_local_cumsum_kernel(
     g, gc, cu_seqlens, chunk_indices, T,
     H, K, BT: tl.constexpr, BK: tl.constexpr, IS_VARLEN: tl.constexpr,
@@ -49,7 +49,7 @@ def chunk_local_cumsum_kernel(
     tl.store(gc + offs, tl.cumsum(b_g, axis=0) * RCP_LN2, mask=m)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_fwd_h_kernel(
     k, v, gc, h, h0, ht, cu_seqlens, chunk_offsets, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -90,7 +90,7 @@ def chunk_fwd_h_kernel(
         tl.store(ht + i_nh * K * V + o_s, b_h, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_fwd_A_inter_kernel(
     q, k, gc, A, cu_seqlens, chunk_indices, scale, T,
     H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
@@ -126,7 +126,7 @@ def chunk_fwd_A_inter_kernel(
     tl.store(p_A, b_A, mask=m_i[:, None])
 
 
-@triton.jit(do_not_specialize=["T", "H", "K"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_fwd_A_intra_kernel(
     q, k, gc, A, cu_seqlens, chunk_indices, scale, T,
     H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
@@ -159,7 +159,7 @@ def chunk_fwd_A_intra_kernel(
         tl.store(A + row_i * BT + i_i * BC + j, b_A, mask=m_i)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_fwd_o_kernel(
     q, v, gc, h, A, o, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -197,7 +197,7 @@ def chunk_fwd_o_kernel(
 # ---------------------------------------------------------------- backward kernels
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_bwd_dh_kernel(
     q, gc, do, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -240,7 +240,7 @@ def chunk_bwd_dh_kernel(
         tl.store(dh0 + i_nh * K * V + o_s, b_dh, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "H", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_bwd_dA_kernel(
     v, do, dA, cu_seqlens, chunk_indices, scale, T,
     H, V, BT: tl.constexpr, BV: tl.constexpr,
@@ -266,7 +266,7 @@ def chunk_bwd_dA_kernel(
     tl.store(dA + row[:, None] * BT + o_c[None, :], b_dA, mask=m_t[:, None])
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_bwd_dv_kernel(
     k, gc, A, do, dh, dv, cu_seqlens, chunk_indices, chunk_offsets, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -303,7 +303,7 @@ def chunk_bwd_dv_kernel(
     tl.store(dv + row[:, None] * V + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_bwd_intra_kernel(
     q, k, gc, dA, dq, dk, cu_seqlens, chunk_indices, T,
     H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
@@ -381,7 +381,7 @@ def chunk_bwd_intra_kernel(
     tl.store(dk + p_i, b_dk, mask=m_ik)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def chunk_bwd_dqkg_kernel(
     q, k, v, gc, h, do, dh, dq, dk, dg, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,

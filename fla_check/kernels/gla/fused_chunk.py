@@ -23,7 +23,7 @@ from fla_check.kernels.utils import dot_precision, next_pow2
 CHUNK = 16
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def gla_fused_chunk_fwd_kernel(
     q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,

@@ -20,7 +20,7 @@ from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import next_pow2
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def gla_recurrent_fwd_kernel(
     q, k, v, g, o, h0, ht, cu_seqlens, scale, T,
     H, K, V, BK: tl.constexpr, BV: tl.constexpr,
@@ -62,7 +62,7 @@ def gla_recurrent_fwd_kernel(
         tl.store(ht + p_s, b_h, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "PART", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "PART", "H"])
 def gla_recurrent_bwd_kernel(
     q, k, v, g, do, h0, dht, dq, dk, dv, dh0, dg_last, cu_seqlens, scale, T, PART,
     H, K, V, BK: tl.constexpr, BV: tl.constexpr,
@@ -136,7 +136,7 @@ def gla_recurrent_bwd_kernel(
         tl.store(dh0 + p_s, b_dh.to(dh0.dtype.element_ty), mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K"])
+@triton.jit(do_not_specialize=["T", "H"])
 def gla_recurrent_bwd_dg_kernel(
     q, k, dq, dk, dg_last, dg, cu_seqlens, T,
     H, K, BK: tl.constexpr,

@@ -37,7 +37,7 @@ MAX_HEAD_DIM = 256
 BC = 16  # sub-chunk rows of the intra-chunk scores
 
 
-@triton.jit(do_not_specialize=["T", "H", "K"])
+@triton.jit(do_not_specialize=["T", "H"])
 def kda_intra_kernel(
     q, k, g_cum, beta, Aqk, Akk, cu_seqlens, chunk_indices, scale, T,
     H, K, BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr,
@@ -90,7 +90,7 @@ def kda_intra_kernel(
             tl.store(Akk + p_col, tl.where(o_c > j, b_akk * b_beta, 0.0), mask=m_i)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def kda_ut_kernel(
     k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -132,7 +132,7 @@ def kda_ut_kernel(
         tl.store(u + p_v, tl.dot(b_Ai, b_v * b_beta[:, None], input_precision=DOT_PRECISION), mask=m_tv)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def kda_h_kernel(
     k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -179,7 +179,7 @@ def kda_h_kernel(
         tl.store(ht + i_nh.to(tl.int64) * K * V + p_state, b_h, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def kda_o_kernel(
     q, g_cum, Aqk, v_new, h, o, cu_seqlens, chunk_indices, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,

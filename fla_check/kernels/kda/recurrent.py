@@ -29,7 +29,7 @@ from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
 CKPT = 16  # steps between stored states in the forward (the backward recomputes inside a block)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def kda_recurrent_fwd_kernel(
     q, k, v, g, beta, o, h0, ht, ckpt, ckpt_offsets, cu_seqlens, scale, T,
     H, K, V, BK: tl.constexpr, BV: tl.constexpr,
@@ -82,7 +82,7 @@ def kda_recurrent_fwd_kernel(
         tl.store(ht + p_io, b_h, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "PART_K", "PART_B", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "PART_K", "PART_B", "H"])
 def kda_recurrent_bwd_kernel(
     q, k, v, g, beta, do, dht, ckpt, ckpt_offsets, scratch, dq, dk, dv, dg, dbeta, dh0,
     cu_seqlens, scale, T, PART_K, PART_B,

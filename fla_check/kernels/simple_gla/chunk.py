@@ -36,7 +36,7 @@ CHUNK_SIZES = (16, 32, 64)
 MAX_HEAD_DIM = 256
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def simple_gla_fwd_h_kernel(
     k, v, g_cum, h, h0, ht, cu_seqlens, chunk_offsets, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -92,7 +92,7 @@ FWD_O_CONFIGS = [triton.Config({"BV": 64}, num_warps=4), triton.Config({"BV": 32
 
 
 @triton.autotune(configs=FWD_O_CONFIGS, key=["K", "V", "BT"], prune_configs_by={"early_config_prune": _prune_bv})
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def simple_gla_fwd_o_kernel(
     q, k, v, g_cum, h, o, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -131,7 +131,7 @@ def simple_gla_fwd_o_kernel(
 # ---------------------------------------------------------------- backward kernels
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def simple_gla_bwd_dh_kernel(
     q, g_cum, do, dh, dht, dh0, cu_seqlens, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -174,7 +174,7 @@ def simple_gla_bwd_dh_kernel(
         tl.store(dh0 + i_nh * K * V + o_s, b_dh, mask=m_h)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def simple_gla_bwd_dv_kernel(
     q, k, g_cum, do, dh, dv, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -211,7 +211,7 @@ def simple_gla_bwd_dv_kernel(
     tl.store(dv + row[:, None] * V + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
 
 
-@triton.jit(do_not_specialize=["T", "H", "K", "V"])
+@triton.jit(do_not_specialize=["T", "H"])
 def simple_gla_bwd_dqkg_kernel(
     q, k, v, g_cum, h, do, dh, dq, dk, dg, cu_seqlens, chunk_indices, chunk_offsets, scale, T,
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
