@@ -42,9 +42,11 @@ from fla_check.errors import UnknownNameError, ModeRegistrationError, DuplicateM
 # What the built-in kernels do (read off their sources; docs/verdict.md):
 _GLA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee")  # h and operands in the input dtype
 _GLA_FUSED = Arithmetic("chunk", 16, store="fp32", dot="fp32-ieee")  # fp32 operands, TF32 dots for half inputs
-# delta chunk: fp32 intermediates, q/k-only products in the input dtype (exact), fp32-operand dots
-# IEEE for fp32 inputs and TF32 for half inputs, 16x16 blocks of the UT inverse merged with dots
-_DELTA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="fp32-ieee", inverse="blocked")
+# delta chunk: w, u, v_new, h stored in the input dtype and dotted as half operands for half inputs
+# (A_inv kept fp32, rounded as a W/U operand), q/k-only products exact, the remaining fp32-operand
+# dots (the inverse's merges; all dots of fp32 inputs) IEEE for fp32 inputs and TF32 for half
+# inputs, 16x16 blocks of the UT inverse merged with dots (fla_check/kernels/delta/chunk.py)
+_DELTA_CHUNK = Arithmetic("chunk", 64, store="input", dot="fp32-ieee", inverse="blocked")
 _SIMPLE_GLA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee")  # loads to fp32, h fp32, IEEE dots
 # KDA chunk: fp32 intermediates, IEEE fp32 dots, blocked inverse merged with IEEE dots (fla_check/kernels/kda/chunk.py)
 _KDA_CHUNK = Arithmetic("chunk", 64, store="fp32", dot="ieee", inverse="blocked")

@@ -21,6 +21,16 @@ def operands_precision(k: torch.Tensor, v: torch.Tensor) -> str:
     return dot_precision(torch.promote_types(k.dtype, v.dtype))
 
 
+def store_dtype(*inputs: torch.Tensor) -> torch.dtype:
+    """The delta-rule chunk kernels' store dtype of their intermediates (W, U, v_new, h): the
+    inputs' common dtype when they are all of one half dtype (fla's arithmetic, half x half
+    tensor-core dots), fp32 otherwise (fp32 or mixed inputs)."""
+    dtype = inputs[0].dtype
+    for x in inputs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
+    return dtype if dtype in (torch.float16, torch.bfloat16) else torch.float32
+
+
 def next_pow2(n: int, minimum: int = 16) -> int:
     """Block size covering a head dim (masked loads handle 60, 100, ...)."""
     return max(minimum, triton.next_power_of_2(n))

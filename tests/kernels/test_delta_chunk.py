@@ -93,3 +93,12 @@ def test_gate_and_bad_chunk_size_are_rejected():
         delta_chunk(x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"])
     with pytest.raises(ValueError, match="chunk_size"):
         delta_chunk(x["q"], x["k"], x["v"], beta=x["beta"], chunk_size=128)
+
+
+@pytest.mark.parametrize("dtype,stored", [(torch.float16, torch.float16), (torch.float32, torch.float32)])
+def test_intermediates_are_stored_in_the_declared_dtype(dtype, stored):
+    """store="input" (fla_check.ops): w, u, v_new, h in the half input dtype; A_inv and ht fp32."""
+    x = make_inputs(1, 20, 1, 16, 16, gated=False, dtype=dtype)
+    out = chunk_fwd(x["q"], x["k"], x["v"], x["beta"], None, 0.25, None, True, None, 16)
+    assert out.w.dtype == out.u.dtype == out.v_new.dtype == out.h.dtype == stored
+    assert out.A_inv.dtype == out.final_state.dtype == torch.float32

@@ -22,11 +22,15 @@ chunk's rows of the A_inv output in place (barriers between block rows). KDA's
 `kda_ut_kernel` (fla_check.kernels.kda.chunk) inverts its Akk with the same two helpers.
 
 Precision: q/k/v-only products (K K^T) take the inputs in their own dtype with fp32
-accumulation (exact products); dots on fp32 operands (the merges, A_inv K, A_inv V) run at
-`DOT_PRECISION` = `dot_precision(input dtype)`: IEEE for fp32 inputs, TF32 for fp16/bf16
-inputs (declared `dot="fp32-ieee"`, `inverse="blocked"` in fla_check.ops); the public
-`ut_transform` entry passes IEEE at every dtype (declared `dot="ieee"`). A_inv, W, U are
-stored in fp32. Huge negative gates are not guarded against (same as fla).
+accumulation (exact products); dots on fp32 operands (the merges) run at `DOT_PRECISION` =
+`dot_precision(input dtype)`: IEEE for fp32 inputs, TF32 for fp16/bf16 inputs (declared
+`dot="fp32-ieee"`, `inverse="blocked"` in fla_check.ops). A_inv is stored in fp32. W and U are
+stored in the caller's `store` dtype: the chunk kernels pass the half input dtype for half
+inputs (declared `store="input"`), and then A_inv K and A_inv V take A_inv and the scaled K, V
+rounded to it (half x half dots, fp32 accumulation, as fla's recompute_w_u); fp32 otherwise
+(A_inv K, A_inv V at DOT_PRECISION). The public `ut_transform` entry stores fp32 and passes
+IEEE at every dtype (declared `dot="ieee"`). Huge negative gates are not guarded against
+(same as fla).
 
 Backward (`ut_transform_bwd`, fla's prepare_wy_repr_bwd), per chunk, from dW and dU, with
 Kb = diag(beta e^g) K and Vb = diag(beta) V:
@@ -107,7 +111,8 @@ def ut_transform_fwd_kernel(
     BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_G: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """One program per (chunk, batch*head): A, its inverse, then W and U."""
+    """One program per (chunk, batch*head): A, its inverse (fp32, in A_inv), then W and U in the
+    dtype of `w` / `u`, the inverse and the scaled K / V rounded to it as dot operands."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
@@ -138,6 +143,7 @@ def ut_transform_fwd_kernel(
         merge_blocks(A_inv + ((bos + i_t * BT) * H + i_h) * BT, H * BT, eos - bos - i_t * BT, BT, BC,
                      DOT_PRECISION)
         b_Ai = tl.load(A_inv + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
+    b_Ai = b_Ai.to(w.dtype.element_ty)  # W and U dots in the store dtype (half: half x half)
 
     b_kscale = b_beta
     if USE_G:
@@ -146,14 +152,14 @@ def ut_transform_fwd_kernel(
         o_k = i_k * BK + tl.arange(0, BK)
         m_tk = m_t[:, None] & (o_k < K)[None, :]
         b_k = tl.load(k + row_k[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_w = tl.dot(b_Ai, b_k * b_kscale[:, None], input_precision=DOT_PRECISION)
-        tl.store(w + row[:, None] * K + o_k[None, :], b_w, mask=m_tk)
+        b_w = tl.dot(b_Ai, (b_k * b_kscale[:, None]).to(b_Ai.dtype), input_precision=DOT_PRECISION)
+        tl.store(w + row[:, None] * K + o_k[None, :], b_w.to(w.dtype.element_ty), mask=m_tk)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
         b_v = tl.load(v + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
-        b_u = tl.dot(b_Ai, b_v * b_beta[:, None], input_precision=DOT_PRECISION)
-        tl.store(u + row[:, None] * V + o_v[None, :], b_u, mask=m_tv)
+        b_u = tl.dot(b_Ai, (b_v * b_beta[:, None]).to(b_Ai.dtype), input_precision=DOT_PRECISION)
+        tl.store(u + row[:, None] * V + o_v[None, :], b_u.to(u.dtype.element_ty), mask=m_tv)
 
 
 @triton.jit(do_not_specialize=["T", "H", "HK"])
@@ -244,19 +250,22 @@ def ut_transform_fwd(
     k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor, g_cum: Optional[torch.Tensor],
     chunk_size: int, cu_seqlens: Optional[torch.Tensor] = None,
     chunk_indices: Optional[torch.Tensor] = None, precision: Optional[str] = None,
+    store: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the UT kernel with an already chunk-local-cumsummed gate `g_cum` (fp32 [B,T,HV]).
     k [B,T,H,K]; v, beta, g_cum and the outputs per value head (HV = r H: GVA). fp32-operand
     dots run at `precision` ("ieee" or "tf32"); None: `operands_precision(k, v)`, IEEE for fp32
-    inputs and TF32 for half inputs (the chunk kernels' choice)."""
+    inputs and TF32 for half inputs (the chunk kernels' choice). W and U are stored in `store`
+    (a half dtype: the W / U dots take half operands, A_inv and the scaled K, V rounded to it);
+    A_inv is fp32 whatever `store` (the merges' scratch, and what the backward reads)."""
     check_chunk_size(chunk_size)
     B, T, HK, K = k.shape
     H, V = v.shape[2], v.shape[-1]
     k, v, beta = k.contiguous(), v.contiguous(), beta.contiguous()
     f32 = dict(device=k.device, dtype=torch.float32)
     A_inv = torch.empty(B, T, H, chunk_size, **f32)
-    w = torch.empty(B, T, H, K, **f32)
-    u = torch.empty(B, T, H, V, **f32)
+    w = torch.empty(B, T, H, K, device=k.device, dtype=store)
+    u = torch.empty(B, T, H, V, device=k.device, dtype=store)
     if cu_seqlens is not None and chunk_indices is None:
         chunk_indices = prepare_chunk_indices(cu_seqlens, chunk_size)
     NT = triton.cdiv(T, chunk_size) if cu_seqlens is None else chunk_indices.shape[0]

@@ -1,11 +1,16 @@
 """Chunked delta rule forward, shared by DeltaNet (no gate) and Gated DeltaNet (USE_G).
 
-Pipeline (fp32 intermediates, gates in natural log, `exp` not `exp2`; products of q/k inputs
-only take them in their own dtype with fp32 accumulation, dots on fp32 operands run at
-`operands_precision(k, v)`: IEEE for fp32 inputs, TF32 for fp16/bf16 ones):
+Arithmetic (fla's): W, U, v_new and the states h are stored in `store_dtype(q, k, v)`, the
+input dtype when q, k, v share one half dtype (fp32 for fp32 or mixed inputs); A_inv and
+g_cum are fp32. Every dot takes its operands in the store dtype with fp32 accumulation -- half
+inputs: half x half tensor-core dots, fp32 values (the state in registers, masked scores, the
+scaled K, V of the UT transform) rounded to it as operands; q/k products in the inputs' own
+dtype (exact). Dots left on fp32 operands (the UT inverse's merges, everything for fp32 or
+mixed inputs) run at `operands_precision(k, v)`: IEEE for fp32 inputs, TF32 for half ones.
+Gates in natural log, `exp` not `exp2`. Pipeline:
   1. g_cum = chunk-local cumsum of the per-head gate (fla_check.kernels.common.cumsum);
   2. A_inv, W, U = UT transform per chunk (fla_check.kernels.common.ut_transform, the same
-     code path as the public `ut_transform` entry);
+     kernel as the public `ut_transform` entry, which stores W, U in fp32);
   3. state passing, one program per (sequence, head, V-block), looping over chunks, the state
      held as up to 4 key blocks of <= 64 rows (state_tiles):
      h_c is stored (state before chunk c), v_new = U - W h_c,
@@ -18,7 +23,7 @@ chunk is absorbed by the chunk-local cumsum (silently wrong) and -inf gives NaN.
 `chunk_fwd` returns every intermediate; the public entries are differentiable (q, k, v, beta,
 g, initial_state) through `ChunkDeltaRuleFunction`, whose Triton backward
 (fla_check.kernels.delta.chunk_bwd) reuses them: the autograd graph keeps g_cum, A_inv, w,
-v_new ([B,T,H,*] fp32) and the per-chunk states h ([chunks,H,K,V] fp32) alive until backward.
+v_new ([B,T,H,*]) and the per-chunk states h ([chunks,H,K,V]) alive until backward.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chun
 from fla_check.kernels.delta.chunk_bwd import chunk_bwd
 from fla_check.kernels.utils import (
     check_value_heads, check_varlen, next_pow2, operands_precision, num_sequences, prepare_chunk_indices,
+    store_dtype,
 )
 
 MAX_HEAD_DIM = 256
@@ -51,19 +57,21 @@ def _state_block(i: tl.constexpr, BK: tl.constexpr, K, o_v, m_v, V):
 @triton.jit
 def _w_times_h(w, row, m_t, i: tl.constexpr, BK: tl.constexpr, K, b_h, b_acc,
                DOT_PRECISION: tl.constexpr):
-    """b_acc + W[:, block i] h_i for the chunk rows `row` (W fp32 [.., K])."""
+    """b_acc + W[:, block i] h_i for the chunk rows `row` (W [.., K] in the store dtype; the fp32
+    state block is rounded to it for the dot: a half x half tensor-core dot for half inputs)."""
     o_k = i * BK + tl.arange(0, BK)
     b_w = tl.load(w + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & (o_k < K)[None, :], other=0.0)
-    return tl.dot(b_w, b_h, b_acc, input_precision=DOT_PRECISION)
+    return tl.dot(b_w, b_h.to(b_w.dtype), b_acc, input_precision=DOT_PRECISION)
 
 
 @triton.jit
 def _kt_times_v(k, row_k, m_t, i: tl.constexpr, BK: tl.constexpr, K, b_v, b_acc,
                 DOT_PRECISION: tl.constexpr):
-    """b_acc + K[:, block i]^T v for the chunk rows `row_k` (keys in their own dtype, exact in fp32)."""
+    """b_acc + K[:, block i]^T v for the chunk rows `row_k`: both operands in the dtype of `b_v`
+    (the store dtype: keys exact in it, the gated v_new rounded to it by the caller)."""
     o_k = i * BK + tl.arange(0, BK)
     b_kt = tl.load(k + row_k[None, :] * K + o_k[:, None], mask=(o_k < K)[:, None] & m_t[None, :],
-                   other=0.0).to(tl.float32)
+                   other=0.0).to(b_v.dtype)
     return tl.dot(b_kt, b_v, b_acc, input_precision=DOT_PRECISION)
 
 
@@ -74,7 +82,8 @@ def chunk_delta_h_kernel(
     USE_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
     IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Inter-chunk state passing; writes h (before each chunk) and v_new = U - W h.
+    """Inter-chunk state passing; writes h (before each chunk) and v_new = U - W h, both in the
+    store dtype of `h` / `v_new` (the fp32 state itself never leaves registers but for ht).
 
     The [K, BV] state lives in registers as NK <= 4 key blocks b_h1..b_h4 of [BK, BV] (BK <= 64):
     every dot of a chunk works on one block (smaller tiles, fewer live registers)."""
@@ -106,13 +115,13 @@ def chunk_delta_h_kernel(
             b_h4 += tl.load(p_h0 + p_s4, mask=m_s4, other=0.0).to(tl.float32)
     for i_t in range(0, NT):
         p_h = h + ((boh + i_t) * H + i_h) * K * V
-        tl.store(p_h + p_s1, b_h1, mask=m_s1)
+        tl.store(p_h + p_s1, b_h1.to(h.dtype.element_ty), mask=m_s1)
         if NK > 1:
-            tl.store(p_h + p_s2, b_h2, mask=m_s2)
+            tl.store(p_h + p_s2, b_h2.to(h.dtype.element_ty), mask=m_s2)
         if NK > 2:
-            tl.store(p_h + p_s3, b_h3, mask=m_s3)
+            tl.store(p_h + p_s3, b_h3.to(h.dtype.element_ty), mask=m_s3)
         if NK > 3:
-            tl.store(p_h + p_s4, b_h4, mask=m_s4)
+            tl.store(p_h + p_s4, b_h4.to(h.dtype.element_ty), mask=m_s4)
         o_t = i_t * BT + o_i
         m_t = o_t < eos - bos
         row = (bos + o_t) * H + i_h
@@ -125,9 +134,9 @@ def chunk_delta_h_kernel(
             b_wh = _w_times_h(w, row, m_t, 2, BK, K, b_h3, b_wh, DOT_PRECISION)
         if NK > 3:
             b_wh = _w_times_h(w, row, m_t, 3, BK, K, b_h4, b_wh, DOT_PRECISION)
-        b_u = tl.load(u + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
+        b_u = tl.load(u + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
         b_v = b_u - b_wh
-        tl.store(v_new + row[:, None] * V + o_v[None, :], b_v, mask=m_tv)
+        tl.store(v_new + row[:, None] * V + o_v[None, :], b_v.to(v_new.dtype.element_ty), mask=m_tv)
         if USE_G:
             last = tl.minimum(i_t * BT + BT, eos - bos) - 1
             b_g_last = tl.load(g_cum + (bos + last) * H + i_h)
@@ -138,6 +147,7 @@ def chunk_delta_h_kernel(
             b_h2 *= b_decay
             b_h3 *= b_decay
             b_h4 *= b_decay
+        b_v = b_v.to(v_new.dtype.element_ty)  # the update's operand in the store dtype (as fla)
         b_h1 = _kt_times_v(k, row_k, m_t, 0, BK, K, b_v, b_h1, DOT_PRECISION)
         if NK > 1:
             b_h2 = _kt_times_v(k, row_k, m_t, 1, BK, K, b_v, b_h2, DOT_PRECISION)
@@ -163,7 +173,9 @@ def chunk_delta_o_kernel(
     DOT_PRECISION: tl.constexpr,
 ):
     """o = scale * (exp(g) * (q h_c) + tril(q k^T * exp(g_i - g_j)) v_new) for one chunk, one
-    V-block; q k^T and q h_c accumulate over key blocks of BK."""
+    V-block; q k^T and q h_c accumulate over key blocks of BK. h_c and v_new arrive in the store
+    dtype; q meets h_c in it, the masked fp32 scores are rounded to it to meet v_new (half
+    inputs: every dot a half x half tensor-core dot with fp32 accumulation)."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
@@ -188,13 +200,13 @@ def chunk_delta_o_kernel(
                        other=0.0)
         b_h = tl.load(p_h + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :], other=0.0)
         b_A = tl.dot(b_q, b_kt, b_A, input_precision=DOT_PRECISION)  # input dtype: exact products, fp32 sum
-        b_o = tl.dot(b_q.to(tl.float32), b_h, b_o, input_precision=DOT_PRECISION)
+        b_o = tl.dot(b_q.to(b_h.dtype), b_h, b_o, input_precision=DOT_PRECISION)
     if USE_G:  # (q * exp(g)) h = exp(g) * (q h): the decay applied to the fp32 sum
         b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
         b_o = b_o * tl.exp(b_g)[:, None]
         b_A = b_A * tl.exp(b_g[:, None] - b_g[None, :])
     m_A = (o_i[:, None] >= o_i[None, :]) & m_t[:, None] & m_t[None, :]
-    b_A = tl.where(m_A, b_A, 0.0)
+    b_A = tl.where(m_A, b_A, 0.0).to(v_new.dtype.element_ty)
     b_v = tl.load(v_new + row[:, None] * V + o_v[None, :], mask=m_t[:, None] & m_v[None, :],
                   other=0.0)
     b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale
@@ -217,10 +229,14 @@ def state_tiles(K: int, V: int, ieee: bool) -> tuple[int, int, int, int]:
     return BK, triton.cdiv(next_pow2(K), BK), BV, 4
 
 
-def output_tiles(K: int, V: int, ieee: bool) -> tuple[int, int, int]:
+def output_tiles(K: int, V: int, ieee: bool, half: bool) -> tuple[int, int, int]:
     """(BK, BV, num_warps) of the output kernel: one program per (V-block, chunk, head), looping
-    over key blocks of BK. Half inputs: the whole V = 128 in one block (q k^T once per chunk),
-    8 warps, two programs per SM; IEEE FMA dots: narrower V-blocks."""
+    over key blocks of BK. Half operands (`half`: h and v_new stored in the half input dtype):
+    [64, 64] tiles, one warpgroup, about 56 KB of shared memory with 2 stages (three programs per
+    SM; q k^T is recomputed per V-block, a small share of the work). fp32 operands: TF32 dots
+    on the whole V = 128 in one block, 8 warps; IEEE FMA dots: narrower V-blocks."""
+    if half:
+        return min(64, next_pow2(K)), min(64, next_pow2(V)), 4
     return min(64, next_pow2(K)), min(32 if ieee else 128, next_pow2(V)), 8
 
 
@@ -237,10 +253,11 @@ def chunk_layout(B: int, T: int, cu_seqlens: Optional[torch.Tensor], chunk_size:
 
 @dataclass
 class ChunkFwdOutput:
-    """The output, the final state and every intermediate a backward pass may reuse (fp32)."""
+    """The output, the final state and every intermediate a backward pass may reuse (w, u, h,
+    v_new in the store dtype, the rest fp32)."""
 
     o: torch.Tensor  # [B,T,H,V], q.dtype
-    final_state: Optional[torch.Tensor]  # [N,H,K,V] or None
+    final_state: Optional[torch.Tensor]  # [N,H,K,V] fp32, or None
     g_cum: Optional[torch.Tensor]  # [B,T,H] chunk-local cumsum of g (natural log)
     A_inv: torch.Tensor  # [B,T,H,BT]
     w: torch.Tensor  # [B,T,H,K]
@@ -265,11 +282,13 @@ def chunk_fwd(
     q, k, v, beta = (x.contiguous() for x in (q, k, v, beta))
     chunk_indices, chunk_offsets, NT_total = chunk_layout(B, T, cu_seqlens, BT)
     g_cum = None if g is None else chunk_local_cumsum(g, BT, cu_seqlens, chunk_indices)
-    A_inv, w, u = ut_transform_fwd(k, v, beta, g_cum, BT, cu_seqlens, chunk_indices)
+    A_inv, w, u = ut_transform_fwd(k, v, beta, g_cum, BT, cu_seqlens, chunk_indices,
+                                   store=store_dtype(q, k, v))
 
     f32 = dict(device=q.device, dtype=torch.float32)
-    h = torch.empty(NT_total, H, K, V, **f32)
-    v_new = torch.empty(B, T, H, V, **f32)
+    stored = dict(device=q.device, dtype=store_dtype(q, k, v))
+    h = torch.empty(NT_total, H, K, V, **stored)
+    v_new = torch.empty(B, T, H, V, **stored)
     ht = torch.empty(N, H, K, V, **f32) if output_final_state else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
@@ -284,7 +303,7 @@ def chunk_fwd(
         )
     NT = triton.cdiv(T, BT) if cu_seqlens is None else NT_total
     if NT * B * H > 0:
-        BK, BV, warps = output_tiles(K, V, precision == "ieee")
+        BK, BV, warps = output_tiles(K, V, precision == "ieee", h.dtype != torch.float32)
         chunk_delta_o_kernel[(triton.cdiv(V, BV), NT, B * H)](
             q, k, v_new, h, g_cum, o, cu_seqlens, chunk_indices, scale, T, BK=BK, BV=BV, num_warps=warps,
             **meta,

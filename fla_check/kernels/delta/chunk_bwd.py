@@ -12,7 +12,8 @@ dh' = gradient of the state after it, E_ij = exp(g_i - g_j) on i >= j, P = scale
        dg_cum = rowsum(Q dq) - rowsum(K dk)  (+ exp(G) <dh', h> + rowsum(K dk_state) at the last row)
   4. the UT-transform backward (fla_check.kernels.common.ut_transform.ut_transform_bwd) turns
      dW, dU into dk, dv, dbeta, dg_cum; dg = reverse chunk-local cumsum of the summed dg_cum.
-Everything is fp32; the forward's intermediates (g_cum, A_inv, w, h, v_new) are reused.
+Everything is fp32; the forward's intermediates (g_cum, A_inv, w, h, v_new) are reused, w, h
+and v_new read as stored (the half input dtype for half inputs) and taken to fp32.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def chunk_delta_bwd_dh_kernel(
         p_qk = row_k[:, None] * K + o_k[None, :]
         b_k = tl.load(k + p_qk, mask=m_tk, other=0.0).to(tl.float32)
         b_q = tl.load(q + p_qk, mask=m_tk, other=0.0).to(tl.float32) * scale
-        b_w = tl.load(w + p_tk, mask=m_tk, other=0.0)
+        b_w = tl.load(w + p_tk, mask=m_tk, other=0.0).to(tl.float32)
         b_do = tl.load(do + p_tv, mask=m_tv, other=0.0).to(tl.float32)
         b_dv = tl.load(dv_local + p_tv, mask=m_tv, other=0.0)
         if USE_G:
@@ -158,10 +159,10 @@ def chunk_delta_bwd_dqkw_kernel(
         m_tv = m_t[:, None] & m_v[None, :]
         m_h = m_k[:, None] & m_v[None, :]
         p_tv = row[:, None] * V + o_v[None, :]
-        b_h = tl.load(h + p_h + o_k[:, None] * V + o_v[None, :], mask=m_h, other=0.0)
+        b_h = tl.load(h + p_h + o_k[:, None] * V + o_v[None, :], mask=m_h, other=0.0).to(tl.float32)
         b_dh = tl.load(dh + p_h + o_k[:, None] * V + o_v[None, :], mask=m_h, other=0.0)
         b_do = tl.load(do + p_tv, mask=m_tv, other=0.0).to(tl.float32)
-        b_vn = tl.load(v_new + p_tv, mask=m_tv, other=0.0)
+        b_vn = tl.load(v_new + p_tv, mask=m_tv, other=0.0).to(tl.float32)
         b_dv = tl.load(dv2 + p_tv, mask=m_tv, other=0.0)
         b_ds += tl.dot(b_do, tl.trans(b_vn), input_precision=DOT_PRECISION)
         b_dq += tl.dot(b_do, tl.trans(b_h), input_precision=DOT_PRECISION)
@@ -227,7 +228,7 @@ def chunk_bwd(
     f32 = dict(device=q.device, dtype=torch.float32)
     dv_local = torch.empty(B, T, H, V, **f32)
     dv2 = torch.empty(B, T, H, V, **f32)
-    dh = torch.empty_like(h)
+    dh = torch.empty(h.shape, **f32)
     dh0 = None if initial_state is None else torch.empty(N, H, K, V, **f32)
     dq = torch.empty(B, T, H, K, **f32)
     dk = torch.empty(B, T, H, K, **f32)
