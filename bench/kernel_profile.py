@@ -12,6 +12,7 @@ Writes <out>/kernel_profile.json and .md (bench/_common.py).
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from _common import Bench, Table, add_common_args, environment, log, sync
@@ -20,12 +21,15 @@ from kernel_speed import PAIRS, builtin_call, fla_call, make_inputs, parse_shape
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def kernel_times(fn, x: dict, device: str, calls: int) -> list[dict[str, Any]]:
-    """Per-kernel ms per call (device time on a GPU, CPU op time otherwise), largest first."""
+def kernel_times(fn, x: dict, device: str, calls: int) -> tuple[list[dict[str, Any]], float]:
+    """Per-kernel ms per call (device time on a GPU, CPU op time otherwise), largest first, and the
+    first call's wall seconds (compilation included)."""
     from torch.profiler import ProfilerActivity, profile
 
+    start = time.perf_counter()
     fn(x)
     sync(device)
+    first_call_s = time.perf_counter() - start
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(calls):
@@ -34,7 +38,10 @@ def kernel_times(fn, x: dict, device: str, calls: int) -> list[dict[str, Any]]:
     rows = []
     for ev in prof.key_averages():
         total_us = ev.self_cpu_time_total
-        if device == "cuda":  # kernels only: their own device time, not the CPU ops that launched them
+        if device == "cuda":  # kernels only: the ranges that launched them (autograd Functions,
+            # aten ops) also report the device time of their kernels, which would count twice
+            if str(getattr(ev, "device_type", "")).split(".")[-1] != "CUDA":
+                continue
             total_us = ev.self_device_time_total
         if total_us <= 0:
             continue
@@ -43,7 +50,7 @@ def kernel_times(fn, x: dict, device: str, calls: int) -> list[dict[str, Any]]:
     total = sum(r["ms"] for r in rows) or 1.0
     for r in rows:
         r["share"] = r["ms"] / total
-    return rows
+    return rows, first_call_s
 
 
 def render(bench: Bench) -> list[Table]:
@@ -53,7 +60,8 @@ def render(bench: Bench) -> list[Table]:
         rows = rec.get("kernels", [])
         total = sum(r["ms"] for r in rows)
         tables.append(Table(
-            f"{key} chunk forward: {total:.3f} ms of kernels per call ({args['dtype']}, {args['shape']})",
+            f"{key} chunk forward: {total:.3f} ms of kernels per call ({args['dtype']}, {args['shape']}; "
+            f"first call {rec.get('first_call_s', float('nan')):.2f} s)",
             bench.command, ["kernel", "ms/call", "launches/call", "share"],
             [[r["kernel"][:70], f"{r['ms']:.4f}", f"{r['launches']:g}", f"{100 * r['share']:.1f} %"]
              for r in rows[:12]]))
@@ -89,8 +97,9 @@ def main() -> None:
                 continue
             with bench.section(key) as rec:
                 x = make_inputs(op, shape, dtype, device, grad=False)
-                rec["kernels"] = kernel_times(make(pair), x, device, args.calls)
-                log(f"{key}: {sum(r['ms'] for r in rec['kernels']):.3f} ms per forward")
+                rec["kernels"], rec["first_call_s"] = kernel_times(make(pair), x, device, args.calls)
+                log(f"{key}: {sum(r['ms'] for r in rec['kernels']):.3f} ms per forward, "
+                    f"first call {rec['first_call_s']:.2f} s")
             if device == "cuda":
                 torch.cuda.empty_cache()
     bench.write()
