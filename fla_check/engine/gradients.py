@@ -30,6 +30,7 @@ from fla_check.cases import (GRAD_NAMES, GRADIENTS, CaseInputs, Upstream, guarde
                              upstream)  # noqa: F401
 from fla_check.errors import GradientError
 from fla_check.ops import OpSpec
+from fla_check.verdict.compare import Cancellation
 from fla_check.verdict.host import to_host
 
 def grad_names(inputs: CaseInputs) -> list[str]:
@@ -114,33 +115,50 @@ def _well_formed(raw: Any, up: Upstream) -> bool:
 
 
 def cancellation_scales(inputs: CaseInputs, ref: dict[str, Tensor], up: Upstream,
-                        step: Optional[Callable] = None) -> dict[str, float]:
-    """Per gradient, the magnitude of the terms it is a cancelling sum of (see
+                        step: Optional[Callable] = None) -> dict[str, Cancellation]:
+    """Per gradient, how far the terms it is a cancelling sum of reach (see
     :mod:`fla_check.verdict.compare`, "Cancelling sums"); only ``dg`` has one.
 
     Kernels compute the log-gate gradient from ``dL/dG_t = q_t dq_t - k_t dk_t`` (plus
     ``sum_v ht dht`` for the final state) by a reverse cumulative sum over t; a per-head gate
-    (Gated DeltaNet) sums those terms over K as well. The scale is the largest such term
-    (absolute values, float64 reference gradients). With grouped value heads or in-kernel
-    options (and the op's reference `step`), the terms are those of the kernel's own variables:
-    q, k per value head after the options, the log gate (times its slope when the kernel
-    computes it from a raw input), from one more float64 pass (:func:`_effective_terms`).
+    (Gated DeltaNet) sums those terms over K as well. The terms are taken in absolute value from
+    the float64 reference gradients; their reach per entry is :func:`_reach`. With grouped value
+    heads or in-kernel options (and the op's reference `step`), the terms are those of the
+    kernel's own variables: q, k per value head after the options, the log gate (times its slope
+    when the kernel computes it from a raw input), from one more float64 pass (:func:`_effective_terms`).
     """
     if "dg" not in ref or inputs.g is None:
         return {}
     state = (ref["ht"].double() * up.dht).abs().sum(-1)  # [N,HV,K]
     if step is not None and (inputs.options or inputs.v.shape[2] != inputs.q.shape[2]):
         terms, slope = _effective_terms(inputs, up, step)
-        return {"dg": slope * _largest(terms, state if inputs.g.dim() == 4 else state.sum(-1))}
+        reach = _reach(terms, state if inputs.g.dim() == 4 else state.sum(-1), inputs.cu_seqlens)
+        return {"dg": Cancellation(slope * reach.walk_max, slope * reach.walk_rms)}
     terms = (inputs.q.double() * ref["dq"]).abs() + (inputs.k.double() * ref["dk"]).abs()  # [B,T,H,K]
     if inputs.g.dim() == 3:
         terms, state = terms.sum(-1), state.sum(-1)
-    return {"dg": _largest(terms, state)}
+    return {"dg": _reach(terms, state, inputs.cu_seqlens)}
 
 
-def _largest(*xs: Tensor) -> float:
-    """The largest entry over the non-empty `xs` (0 when all are empty), in one host transfer."""
-    return max(to_host([x.max() for x in xs if x.numel()]), default=0.0)
+def _reach(terms: Tensor, state: Tensor, cu_seqlens: Optional[Tensor]) -> Cancellation:
+    """For each entry t of dg, ``sqrt(sum_{s >= t} terms_s^2 + state^2)`` within its sequence (a
+    batch row, or a segment of a varlen pack): its largest value and its RMS, in one transfer.
+    `terms` [B, T, H(, K)], `state` [N, H(, K)] (the final-state term of each sequence)."""
+    if terms.numel() == 0:
+        return Cancellation(0.0, 0.0)
+    squares = terms.square()
+    after = squares.flip(1).cumsum(1).flip(1)  # sum over s >= t along the row
+    if cu_seqlens is None:
+        per_t_state = state.unsqueeze(1)  # [B, 1, H(, K)]
+    else:
+        ends = cu_seqlens[1:].long()
+        seg = torch.searchsorted(ends, torch.arange(terms.shape[1], device=terms.device), right=True)
+        padded = torch.cat([after, torch.zeros_like(after[:, :1])], dim=1)
+        after = after - padded[:, ends[seg]]  # sum over t <= s < the segment's end
+        per_t_state = state[seg].unsqueeze(0)
+    walk = (after.clamp_min(0) + per_t_state.square()).sqrt()
+    walk_max, walk_rms = to_host([walk.max(), walk.square().mean().sqrt()])
+    return Cancellation(walk_max, walk_rms)
 
 
 def _effective_terms(inputs: CaseInputs, up: Upstream, step: Callable) -> tuple[Tensor, float]:

@@ -84,7 +84,7 @@ from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import PendingScales, sample_groups, sample_seed
-from fla_check.verdict.compare import Comparison, Judged, Metrics, Verdict, agreements, judged, metric_terms, worst
+from fla_check.verdict.compare import Cancellation, Comparison, Judged, Metrics, Verdict, agreements, judged, metric_terms, worst
 from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
@@ -206,7 +206,7 @@ class _Judge:
     inputs: CaseInputs
     ref: dict[str, Tensor]
     up: Optional[gradients.Upstream] = None  # upstream gradients (backward cases)
-    cancel: dict[str, float] = field(default_factory=dict)  # cancelling-sum scales (dg)
+    cancel: dict[str, Cancellation] = field(default_factory=dict)  # cancelling sums' reach (dg)
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
     memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
 
@@ -243,7 +243,7 @@ class _Judge:
         scales = self.scales[arith]
         allowance = arith.cancellation_allowance(half_inputs=c.torch_dtype != torch.float32)
         items = [Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
-                        self.cancel.get(name, 0.0), allowance) for name, kernel in out.items()]
+                        self.cancel.get(name), allowance) for name, kernel in out.items()]
         return judged(items, values[:len(terms)]), values[len(terms):]
 
 

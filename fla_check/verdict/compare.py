@@ -23,16 +23,19 @@ is itself at fp32 level, and are 100x below a 0.3% error.
 Cancelling sums (backward). The log-gate gradient ``dg`` is computed by every fast algorithm
 (recurrent and chunk) as a reverse cumulative sum of ``q*dq - k*dk``, terms much larger than
 the result, accumulated in fp32, while autograd on the emulation never forms them. For ``dg``
-the caller passes ``cancel_scale``, the magnitude of those terms
-(:func:`fla_check.engine.gradients.cancellation_scales`), and both bounds grow by ::
+the caller passes a :class:`Cancellation` (:func:`fla_check.engine.gradients.cancellation_scales`):
+for each entry ``t`` of dg, ``w_t = sqrt(sum_{s >= t} term_s^2)`` over its sequence (the spread of a
+reverse cumsum of per-step errors proportional to the terms, plus the final-state term), of which
+it keeps the largest and the RMS. Both bounds grow by ::
 
-    cancel = c * cancel_scale * sqrt(L)     (max-abs; / rms(r) for rel-RMSE)
+    cancel = c * max_t w_t   (max-abs)        c * rms_t w_t / rms(r)   (rel-RMSE)
 
 with ``c`` from the mode's arithmetic (:meth:`Arithmetic.cancellation_allowance`): 8 fp32 ulps
-(the sum's fp32 accumulation), or one TF32 truncation, 2^-10, for fp32 inputs through TF32
+(the sum's fp32 accumulation), or a quarter of a TF32 truncation, 2^-12, for fp32 inputs through TF32
 dots, whose independently truncated operands make the terms themselves differ (fla's gated
 chunk backward on an H200: dg 1.6 % of 2^-10 of the terms off; 4.8e-7 with IEEE dots,
-docs/gpu/features-h200-5).
+docs/gpu/features-h200-5). ``w_t <= max term * sqrt(L)``, the cruder bound
+(:meth:`Cancellation.bound`) used when only the largest term is known.
 
 The gate cumsum's own rounding (what a -1e4 mask fill costs a chunk kernel: ``eps32 |G|`` in
 the exponent) is not an allowance: the emulation of a chunk mode rounds its cumsum and so
@@ -181,6 +184,21 @@ def _amax(ref: Tensor) -> float:
 
 
 @dataclass(frozen=True)
+class Cancellation:
+    """How far the terms of a cancelling sum reach (module doc, "Cancelling sums"): the largest and
+    the RMS over the output's entries of ``sqrt(sum of the squared terms it sums)``."""
+
+    walk_max: float
+    walk_rms: float
+
+    @classmethod
+    def bound(cls, largest: float, steps: int) -> "Cancellation":
+        """The crude form from the largest term alone: ``largest * sqrt(steps)`` for both."""
+        w = largest * math.sqrt(max(1, steps))
+        return cls(w, w)
+
+
+@dataclass(frozen=True)
 class Judged:
     """One output to judge: `kernel` against `ref` by the verdict rule (:func:`compare`)."""
 
@@ -190,8 +208,8 @@ class Judged:
     baseline: Metrics
     steps: int
     backward: bool = False
-    cancel_scale: float = 0.0
-    cancel_allowance: float = SLACK_ULPS * EPS32  # per term scale and sqrt(step) (Arithmetic.cancellation_allowance)
+    cancel: Optional[Cancellation] = None  # a cancelling sum's reach (dg)
+    cancel_allowance: float = SLACK_ULPS * EPS32  # relative to it (Arithmetic.cancellation_allowance)
 
 
 def compare(name: str, kernel: Tensor, ref: Tensor, baseline: Metrics, *, steps: int,
@@ -199,10 +217,10 @@ def compare(name: str, kernel: Tensor, ref: Tensor, baseline: Metrics, *, steps:
             cancel_allowance: float = SLACK_ULPS * EPS32) -> Comparison:
     """Apply the verdict rule (module doc) to one output: `baseline` is the sampled error
     (max-abs m, rel-RMSE s) of the mode's declared arithmetic, `steps` the accumulation length
-    (longest sequence), `cancel_scale` the magnitude of the terms of a cancelling sum (dg) and
-    `cancel_allowance` its relative allowance."""
-    return compare_many([Judged(name, kernel, ref, baseline, steps, backward, cancel_scale,
-                                cancel_allowance)])[0][0]
+    (longest sequence), `cancel_scale` the largest term of a cancelling sum (dg; its reach taken
+    as :meth:`Cancellation.bound`) and `cancel_allowance` the allowance relative to it."""
+    cancel = Cancellation.bound(cancel_scale, steps) if cancel_scale > 0 else None
+    return compare_many([Judged(name, kernel, ref, baseline, steps, backward, cancel, cancel_allowance)])[0][0]
 
 
 def compare_many(items: Sequence[Judged], extra: Sequence[Tensor] = ()) -> tuple[list[Comparison], list[float]]:
@@ -265,10 +283,9 @@ def _judge(item: Judged, v: list[float]) -> Comparison:
     walk = math.sqrt(max(1, item.steps))
     bound_max = a_max * item.baseline.max_abs + SLACK_ULPS * EPS32 * amax_r * walk
     bound_rms = a * item.baseline.rel_rms + TAU32
-    if item.cancel_scale > 0:
-        cancel = item.cancel_allowance * item.cancel_scale * walk
-        bound_max += cancel
-        bound_rms += cancel / (rms_r + RMS_EPS)
+    if item.cancel is not None:
+        bound_max += item.cancel_allowance * item.cancel.walk_max
+        bound_rms += item.cancel_allowance * item.cancel.walk_rms / (rms_r + RMS_EPS)
     if k.nonfinite:
         verdict = Verdict.NONFINITE
     elif k.max_abs <= bound_max and k.rel_rms <= bound_rms:

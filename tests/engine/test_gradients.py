@@ -222,8 +222,8 @@ def test_planted_dg_bug_in_the_chunk_kernel_is_flagged():
 
 
 def test_kda_option_cancellation_scale_is_per_key_channel():
-    """KDA's gate is per key channel: with in-kernel options the dg cancellation scale takes the
-    largest per-channel term (times the gate's slope), not the per-head sum over K a GDN gate has."""
+    """KDA's gate is per key channel: with in-kernel options the dg cancellation reach is that of
+    the per-channel terms (times the gate's slope), not of the per-head sums over K a GDN gate has."""
     import torch
 
     from fla_check.cases import CaseConfig, build_case, upstream
@@ -236,5 +236,23 @@ def test_kda_option_cancellation_scale_is_per_key_channel():
     terms, slope = _effective_terms(inputs, up, step)
     assert terms.shape == (1, 9, 1, 16) and 0 < slope <= 5.0 * 16 / 4  # |lb| max exp(A_log) / 4
     ht = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
-    scale = cancellation_scales(inputs, {"dg": torch.zeros(1), "ht": ht}, up, step)["dg"]
-    assert scale == pytest.approx(slope * float(terms.max())) and scale < slope * float(terms.sum(-1).max())
+    reach = cancellation_scales(inputs, {"dg": torch.zeros(1), "ht": ht}, up, step)["dg"]
+    per_channel = slope * float(terms.square().sum(1).sqrt().max())  # t = 0 sees every later term
+    assert reach.walk_max == pytest.approx(per_channel) and 0 < reach.walk_rms < reach.walk_max
+    assert reach.walk_max < slope * float(terms.sum(-1).square().sum(1).sqrt().max())  # not the per-head sum
+
+
+def test_cancellation_reach_is_a_reverse_walk_per_sequence():
+    """w_t = sqrt(sum_{s >= t} term_s^2 + state^2), within each batch row or varlen segment."""
+    import torch
+
+    from fla_check.engine.gradients import _reach
+
+    terms = torch.tensor([[3.0, 4.0, 12.0], [0.0, 0.0, 5.0]], dtype=torch.float64).view(2, 3, 1)
+    state = torch.tensor([[0.0], [12.0]], dtype=torch.float64)
+    rows = _reach(terms, state, None)  # row 0: 13, 12.65, 12; row 1: 13, 13, 13
+    walks = torch.tensor([13.0, (16 + 144) ** 0.5, 12.0, 13.0, 13.0, 13.0])
+    assert rows.walk_max == pytest.approx(13.0) and rows.walk_rms == pytest.approx(float(walks.square().mean().sqrt()))
+    packed = _reach(torch.tensor([[[3.0], [4.0], [12.0]]], dtype=torch.float64), torch.tensor([[0.0], [5.0]],
+                    dtype=torch.float64), torch.tensor([0, 2, 3]))  # segments [3, 4] and [12] + state 5
+    assert packed.walk_max == pytest.approx(13.0) and packed.walk_rms == pytest.approx(((25 + 16 + 169) / 3) ** 0.5)

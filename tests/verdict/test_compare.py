@@ -5,7 +5,7 @@ import pytest
 import torch
 from host_spy import host_transfers
 
-from fla_check.verdict.compare import (A_BACKWARD, A_FORWARD, A_MAX_BACKWARD, A_MAX_FORWARD, Agreement, Judged,
+from fla_check.verdict.compare import (A_BACKWARD, Cancellation, A_FORWARD, A_MAX_BACKWARD, A_MAX_FORWARD, Agreement, Judged,
                                        Metrics, Verdict, agreement, agreements, compare, compare_many, measure, worst)
 
 
@@ -113,19 +113,22 @@ def test_cancelling_sum_term_only_where_passed():
 
 def test_cancelling_terms_through_tf32_dots_allow_their_truncation_and_no_more():
     """fla's gated chunk backward on fp32 inputs, H200 (docs/gpu/features-h200-5): dg off by 1.4-1.6 %
-    of 2^-10 of its terms where the exact dg is 0 (IEEE dots: 4.8e-7). Such an error is OK with the
-    TF32 allowance and DIVERGED with fp32's; a dg 2 % off stays DIVERGED."""
-    tf32, fp32_sum = 2.0**-10, 8 * torch.finfo(torch.float32).eps
-    r = _ref()  # a dg of rms ~1 whose terms are of the same size (cancel_scale = max |r|)
-    scale = r.abs().max().item()
-    truncated = r + 0.05 * tf32 * scale * torch.randn(r.shape, generator=torch.Generator().manual_seed(2),
-                                                      dtype=torch.float64)
+    of 2^-10 of its terms' reach where the exact dg is 0 (IEEE dots: 4.8e-7). Such an error is OK with
+    the TF32 allowance and DIVERGED with fp32's; a dg 2 % off stays DIVERGED."""
+    from fla_check.verdict.arithmetic import Arithmetic
+
+    tf32, fp32_sum = (Arithmetic("chunk", 64, dot=d).cancellation_allowance(False) for d in ("tf32", "ieee"))
+    r = _ref()  # a dg of rms ~1 whose terms' reach is of the same size
+    reach = Cancellation(r.abs().max().item(), r.square().mean().sqrt().item())
+    truncated = r + 0.05 * 2.0**-10 * reach.walk_max * torch.randn(
+        r.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     exact = _scale(r, r)
-    kw = dict(backward=True, cancel_scale=scale)
-    assert compare("dg", truncated, r, exact, steps=1, **kw, cancel_allowance=tf32).verdict is Verdict.OK
-    assert compare("dg", truncated, r, exact, steps=1, **kw, cancel_allowance=fp32_sum).verdict is Verdict.DIVERGED
-    for steps in (1, 4):
-        assert compare("dg", r * 1.02, r, exact, steps=steps, **kw, cancel_allowance=tf32).verdict is Verdict.DIVERGED
+
+    def verdict(kernel, allowance):
+        return compare_many([Judged("dg", kernel, r, exact, 64, True, reach, allowance)])[0][0].verdict
+
+    assert verdict(truncated, tf32) is Verdict.OK and verdict(truncated, fp32_sum) is Verdict.DIVERGED
+    assert verdict(r * 1.02, tf32) is Verdict.DIVERGED
 
 
 def test_agreement():
@@ -221,9 +224,9 @@ def _one_by_one(items):
         walk = math.sqrt(max(1, i.steps))
         bmax = a_max * i.baseline.max_abs + 8.0 * torch.finfo(torch.float32).eps * amax * walk
         brms = a * i.baseline.rel_rms + 2e-5
-        if i.cancel_scale:
-            c = i.cancel_allowance * i.cancel_scale * walk
-            bmax, brms = bmax + c, brms + c / (rms + 1e-8)
+        if i.cancel is not None:
+            bmax += i.cancel_allowance * i.cancel.walk_max
+            brms += i.cancel_allowance * i.cancel.walk_rms / (rms + 1e-8)
         out.append((k, bmax, brms))
     return out
 
@@ -234,7 +237,8 @@ def test_compare_many_equals_the_per_output_rule_exactly(seed):
     holes = r.clone()
     holes[1, 2, 0, 0] = float("inf")  # a reference with a non-finite entry: the masked path
     base = Metrics(5e-3, 2e-3, 0)
-    items = [Judged(n, k, ref, base, 9, backward=n == "far", cancel_scale=1e3 * (n == "o"),
+    items = [Judged(n, k, ref, base, 9, backward=n == "far",
+                    cancel=Cancellation(3e3, 1e3) if n == "o" else None,
                     cancel_allowance=2.0**-10 if n == "o" and ref is holes else 8 * torch.finfo(torch.float32).eps)
              for n, k in kernels.items() for ref in (r, holes)]
     items.append(Judged("empty", torch.zeros(0, 4), torch.zeros(0, 4, dtype=torch.float64), base, 1))
