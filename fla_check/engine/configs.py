@@ -6,7 +6,9 @@ kernel name, its configs and which of them the kernel's own ``early_config_prune
 this case). The same wrapper forces one config of a named kernel by setting the Autotuner's
 ``configs`` to ``[config]`` for that launch (Triton's single-config path), restoring it after.
 
-Policies: ``first`` pins every kernel to its first surviving config (the default, as before);
+Policies: ``first`` pins every kernel to its first surviving config that fits the GPU (the
+default; one that raises ``OutOfResources`` is passed over, :func:`fla_check.kernels.common.
+autotune.run_fitting`);
 ``picked`` lets the autotuner benchmark and choose, as users run it (GPU only: the interpreter
 cannot time configs); ``all`` re-runs the case under each other surviving config of each kernel,
 one kernel at a time with the others at their first config; ``sample:N`` does so for N seeded
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from fla_check.errors import ConfigPolicyError
-from fla_check.kernels.common.autotune import pinned_autotune, unpinned_autotune
+from fla_check.kernels.common.autotune import pinned_autotune, run_fitting, unpinned_autotune
 
 KINDS = ("first", "picked", "all", "sample")
 INTERPRETER_NOTE = ("Triton interpreter: num_warps and num_stages are ignored, only block-size "
@@ -138,7 +140,7 @@ def autotune_scope(policy: ConfigPolicy, force: Optional[Mapping[str, int]] = No
         if name not in seen.kernels:
             seen.kernels[name] = TunedKernel(name, list(self.configs), _valid(self, args, kwargs))
         if name not in force:
-            return original(self, *args, **kwargs)
+            return run_fitting(original, self, *args, **kwargs)
         index = force[name]
         if not 0 <= index < len(self.configs):
             raise ConfigPolicyError(f"--config {name}:{index}: {name} has {len(self.configs)} configs "

@@ -164,3 +164,30 @@ def test_a_config_that_does_not_fit_the_gpu_is_skipped_not_an_error():
     assert _out_of_resources(RemoteError("OutOfResources", "out of resource", "")) \
         and not _out_of_resources(RemoteError("RuntimeError", "out of resource", "")) \
         and not _out_of_resources(ValueError("OutOfResources"))
+
+
+def test_a_first_config_that_does_not_fit_is_passed_over_under_the_default_policy(monkeypatch):
+    """The runner's scope (first configs) takes the next config where the first does not fit."""
+    from triton.runtime.errors import OutOfResources
+
+    from fla_check.ops import ModeSpec, get_op
+
+    toy, clean = _kernel(), get_op("simple_gla").modes["chunk"]
+    real = toy.fn.run
+
+    def run(*args, **kwargs):
+        if kwargs.get("BLOCK") == 16:
+            raise OutOfResources(255500, 232448, "shared memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(toy.fn, "run", run)
+    chunk = clean.load()
+    blocks = []
+
+    def mode(q, k, v, **kw):
+        blocks.append(_launch(toy))
+        return chunk(q, k, v, **kw)
+
+    spec = ModeSpec("first-unfit", "test", mode, arithmetic=clean.arithmetic)
+    result = check_case("simple_gla", [spec], CASE).modes["test:first-unfit"]
+    assert result.verdict is Verdict.OK and blocks and set(blocks) == {32}

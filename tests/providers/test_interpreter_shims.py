@@ -106,3 +106,35 @@ def test_unpinned_autotune_fails_in_the_interpreter():
     shims.unpin_autotune()
     with pytest.raises(RuntimeError, match="active drivers"):
         _launch(_make_kernel())
+
+
+def _too_large_at(kernel, block, monkeypatch):
+    """Make `kernel`'s config BLOCK=`block` fail as a config too large for the GPU does."""
+    from triton.runtime.errors import OutOfResources
+
+    real = kernel.fn.run
+
+    def run(*args, **kwargs):
+        if kwargs.get("BLOCK") == block:
+            raise OutOfResources(255500, 232448, "shared memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernel.fn, "run", run)
+
+
+def test_a_pinned_config_too_large_for_the_gpu_is_passed_over(monkeypatch):
+    """fla's first config of a kernel may not fit a smaller GPU's shared memory; the autotuner
+    would skip it, so the pin takes the next surviving config instead of failing the mode."""
+    from triton.runtime.errors import OutOfResources
+
+    shims.unpin_autotune()
+    kernel = _make_kernel()
+    _too_large_at(kernel, 16, monkeypatch)
+    with shims.pinned_autotune():
+        x, y = _launch(kernel)
+        assert torch.equal(x, y) and kernel.best_config.kwargs == {"BLOCK": 32}
+        x, y = _launch(kernel)  # remembered: no second failure needed
+        assert torch.equal(x, y) and kernel.best_config.kwargs == {"BLOCK": 32}
+    kernel.configs = [kernel.configs[0]]  # one config left (a forced --config): its failure is the answer
+    with shims.pinned_autotune(), pytest.raises(OutOfResources):
+        _launch(kernel)

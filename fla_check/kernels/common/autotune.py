@@ -6,6 +6,9 @@ lacks ("0 active drivers"). Pinning replaces ``Autotuner.prune_configs`` with th
 benchmark). The pin is process-wide (autograd runs backward kernels outside any scope);
 :func:`unpin_autotune` restores Triton's behaviour. While pinned, configs cached by an unpinned
 call are ignored (every call prunes anew): a picked config never leaks into a pinned check.
+A pinned config that does not fit the GPU (Triton's ``OutOfResources``: shared memory,
+registers) is passed over for the next surviving one, as the autotuner's benchmark passes over
+it (:func:`run_fitting`); the tuner remembers it for the rest of the process.
 Built-in autotuned kernels call :func:`pin_on_interpreter` before they launch.
 """
 from __future__ import annotations
@@ -25,16 +28,42 @@ def _pinned_run(self, *args, **kwargs):
     anew (one config: Triton's no-benchmark path). A wrapper that captured this function and
     runs after an unpin (autotune_scope's) gets Triton's plain run."""
     if is_pinned():
-        self.cache.clear()
+        return run_fitting(_ORIGINAL_RUN, self, *args, **kwargs)
     return _ORIGINAL_RUN(self, *args, **kwargs)
 
 
+def run_fitting(run: Callable, tuner, *args, **kwargs):
+    """``run(tuner, *args, **kwargs)``; while pinned, a config that raises ``OutOfResources`` on
+    this GPU is marked unfit on the tuner (:func:`_first_config` skips it) and the call retried
+    with the next one. A tuner down to one config (a forced ``--config``) raises as it is."""
+    from triton.runtime.errors import OutOfResources
+
+    while True:
+        if is_pinned():
+            tuner.cache.clear()  # the single config this call prunes to is then the one cached
+        try:
+            return run(tuner, *args, **kwargs)
+        except OutOfResources:
+            chosen = tuner.cache and next(iter(tuner.cache.values()), None)
+            if not is_pinned() or len(tuner.configs) <= 1 or chosen is None:
+                raise
+            unfit = tuner.__dict__.setdefault("fla_check_unfit", set())
+            index = next(i for i, c in enumerate(tuner.configs) if c is chosen)
+            if index in unfit or len(unfit) + 1 >= len(tuner.configs):
+                raise
+            unfit.add(index)
+            tuner.cache.clear()
+
+
 def _first_config(self, kwargs: dict) -> list:
-    """Autotuner.prune_configs replacement: the kernel's own pruning, then its first config."""
+    """Autotuner.prune_configs replacement: the kernel's own pruning, then its first config that
+    has not been found too large for this GPU (:func:`run_fitting`)."""
     configs = self.configs
     if self.early_config_prune:
         configs = self.early_config_prune(self.configs, self.nargs, **kwargs) or configs
-    return list(configs[:1])
+    unfit = {id(self.configs[i]) for i in self.__dict__.get("fla_check_unfit", ())}
+    fitting = [c for c in configs if id(c) not in unfit]
+    return list((fitting or configs)[:1])
 
 
 def is_interpreter() -> bool:
