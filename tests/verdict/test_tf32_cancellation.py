@@ -3,9 +3,10 @@ fp32 inputs through TF32 dots leaves dg's check sharp.
 
 The fla-like GLA proxy (TF32-truncated fp32 dots, forward and backward) run as simple GLA (a
 per-head gate, whose dg sums the terms over K: the widest allowance) with dg formed from its own
-dq and dk as kernels form it (tests/controls/kernel_dg.py): OK, and the same kernel with dg 2 %
-off DIVERGED in dg alone. (The proxy's own baseline already covers its formed dg: the H200 false
-alarm, fla's dg off where the exact dg is 0, is not reproduced by the proxy; docs/gpu/features-h200-5.)"""
+dq and dk as kernels form it (tests/controls/kernel_dg.py) reproduces the H200 false alarm
+(docs/gpu/features-h200-5): at T=1 the exact dg is 0 and the formed one is TF32-sized, DIVERGED
+under the fp32-only allowance, OK under the TF32 one; and the same kernel with dg 2 % off is
+DIVERGED in dg alone."""
 import pytest
 import torch
 from controls import fla_like
@@ -14,6 +15,7 @@ from controls.kernel_dg import formed_dg, kernel_dg_mode
 from fla_check.cases import CaseConfig, build_case, upstream
 from fla_check.engine.runner import check_case
 from fla_check.ops import ModeSpec
+from fla_check.verdict.arithmetic import EPS32, Arithmetic
 from fla_check.verdict.compare import Verdict
 
 PROXY = fla_like.make_mode("gla", 64)
@@ -45,6 +47,19 @@ def test_formed_dg_equals_autograd_dg_in_exact_arithmetic():
                       initial_state=leaves[4], output_final_state=True)
     dq, dk, _, dg, _ = torch.autograd.grad(up.loss(o, ht), leaves)
     assert torch.allclose(formed_dg(leaves[0], leaves[1], dq, dk, ht, up.dht), dg, rtol=1e-10, atol=1e-12)
+
+
+def test_tf32_formed_dg_at_t1_needs_the_tf32_allowance(monkeypatch):
+    """The H200 case's shape: T=1, K=V=16, no initial state, so the exact dg is 0."""
+    cfg = CaseConfig(op="simple_gla", dtype="float32", B=1, T=1, H=1, K=16, V=16, seed=8)
+
+    def dg_score():
+        mode = check_case("simple_gla", [_spec("formed")], cfg, backward=True).modes["kernel-dg:formed"]
+        return next(c for c in mode.outputs if c.name == "dg").score
+
+    assert dg_score() < 1 / 3
+    monkeypatch.setattr(Arithmetic, "cancellation_allowance", lambda self, half_inputs: 8 * EPS32)
+    assert dg_score() > 1  # fp32 ulps of the terms: the false alarm
 
 
 @pytest.mark.parametrize("T, K, h0", [(35, 16, True), (176, 64, False)])
