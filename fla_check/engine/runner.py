@@ -84,7 +84,8 @@ from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import PendingScales, sample_groups, sample_seed
-from fla_check.verdict.compare import Cancellation, Comparison, Judged, Metrics, Verdict, agreements, judged, metric_terms, worst
+from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, Verdict, agreements, judged,
+                                       metric_terms, worst)
 from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)

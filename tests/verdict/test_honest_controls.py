@@ -22,7 +22,6 @@ import functools
 from typing import Optional
 
 import pytest
-import torch
 from controls import fla_like
 
 from fla_check.cases import CaseConfig
@@ -69,12 +68,7 @@ CASES = _cases()
 IDS = [f"{op}-{dtype}-{name}-{'bwd' if bwd else 'fwd'}" for op, dtype, name, bwd in CASES]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/verdict/conftest.py
 
 
 @functools.lru_cache(maxsize=None)

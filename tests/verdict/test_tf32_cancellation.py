@@ -27,12 +27,7 @@ def _spec(name: str, factor: float = 1.0) -> ModeSpec:
                     description=f"fla-like GLA proxy, kernel-formed dg x{factor}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/verdict/conftest.py
 
 
 def test_formed_dg_equals_autograd_dg_in_exact_arithmetic():

@@ -44,15 +44,14 @@ def run_fitting(run: Callable, tuner, *args, **kwargs):
         try:
             return run(tuner, *args, **kwargs)
         except OutOfResources:
-            chosen = tuner.cache and next(iter(tuner.cache.values()), None)
+            chosen = next(iter(tuner.cache.values()), None)
             if not is_pinned() or len(tuner.configs) <= 1 or chosen is None:
                 raise
             unfit = tuner.__dict__.setdefault("fla_check_unfit", set())
             index = next(i for i, c in enumerate(tuner.configs) if c is chosen)
             if index in unfit or len(unfit) + 1 >= len(tuner.configs):
                 raise
-            unfit.add(index)
-            tuner.cache.clear()
+            unfit.add(index)  # the next pass (cache cleared above) prunes past it
 
 
 def _first_config(self, kwargs: dict) -> list:

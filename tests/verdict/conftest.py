@@ -1,0 +1,13 @@
+"""Shared fixtures of the verdict tests."""
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-tensor torch controls (a second intra-op thread costs
+    several times the CPU on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
