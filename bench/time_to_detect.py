@@ -8,8 +8,8 @@
   including shrinking, and the shrunk case. The chunk mode must fail, the recurrent one pass.
 - ``first.<op>``: the same masking run as a user starts it, in a fresh process per row
   (``--child-first``): seconds from spawning the process to the first failing case, with an
-  empty Triton cache (cold) and with the cache a warm-up filled (warm), each with ``--warmup``
-  off and on (:mod:`fla_check.engine.warmup`); the process stops at the first failure.
+  empty Triton cache (cold) and with the cache a first run filled (warm), each with ``--warmup``
+  off and background (:mod:`fla_check.engine.warmup`); the process stops at the first failure.
 - ``selftest.<id>``: per planted mutant, :func:`fla_check.commands.selftest.suite.run_selftest` (the same
   search on the mutated mode): examples / seconds to the first *killing* case (the mutant fails
   and the clean mode passes it), whole-search seconds, the shrunk case.
@@ -30,9 +30,11 @@ from typing import Any, Optional
 
 from _common import Bench, Table, add_common_args, environment, fmt, log
 
-# (label, which cache dir, --warmup): cold rows start from an empty TRITON_CACHE_DIR; the warm rows
-# reuse the one the cold warm-up row filled (every bucket of the run compiled), as a second run would
-FIRST_ROWS = (("cold", "off", "fresh"), ("cold", "on", "filled"), ("warm", "off", "filled"), ("warm", "on", "filled"))
+# (label, --warmup, which cache dir): cold rows start from an empty TRITON_CACHE_DIR; the warm rows
+# reuse the one the cold background row filled (what its search and warm-up compiled up to its first
+# failure), as a second run of the same seed would
+FIRST_ROWS = (("cold", "off", "fresh"), ("cold", "background", "filled"), ("warm", "off", "filled"),
+              ("warm", "background", "filled"))
 
 
 def first_failure_child(op: str, args, spawned_at: float) -> None:
@@ -125,7 +127,7 @@ def _first_table(bench: Bench, args) -> Optional[Table]:
     return Table("Masking failure (-0.1*finfo.max fill): process start to the first failing case", bench.command,
                  ["op", "triton cache", "--warmup", "import s", "warm-up", "cases to 1st failure",
                   "spawn to 1st failure s", "failing", "first failing case"], rows,
-                 note="cold = empty TRITON_CACHE_DIR; warm = the cache the cold warm-up row filled. Equivalent CLI: "
+                 note="cold = empty TRITON_CACHE_DIR; warm = the cache the cold background row filled. Equivalent CLI: "
                       + "; ".join(commands))
 
 

@@ -349,10 +349,10 @@ def _warn(lines: Sequence[str]) -> None:
 @_isolation_options
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout instead of tables.")
-@click.option("--warmup", type=click.Choice(["auto", "on", "off"]), default="off", show_default=True,
-              help="Compile the run's kernels first, in parallel processes sharing TRITON_CACHE_DIR, before the "
-                   "search starts (auto: on a GPU; the interpreter compiles nothing). Off by default: it delays "
-                   "the first failure (17.7 s -> 45.7 s cold on an H200, docs/PERFORMANCE.md).")
+@click.option("--warmup", type=click.Choice(["auto", "on", "off", "background"]), default="auto", show_default=True,
+              help="Compile the run's kernels in parallel processes sharing TRITON_CACHE_DIR: background (while the "
+                   "search runs, ahead of it), on (before the search starts: delays the first failure), off. "
+                   "auto: background on a GPU, off in the interpreter (it compiles nothing).")
 @click.option("--warmup-buckets", type=int, default=None, metavar="N",
               help="Warm only the first N compile buckets (mode, dtype, H, K, V), the ones drawn first.")
 @click.option("--warmup-seconds", type=float, default=None, metavar="S",

@@ -22,9 +22,11 @@ beyond that plan (where its targeting or shrinking departs from it; B > 1) compi
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -32,7 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 from fla_check.cases import CaseConfig, option_values
 from fla_check.errors import UsageError
 
-WARMUP_POLICIES = ("auto", "on", "off")
+WARMUP_POLICIES = ("auto", "on", "off", "background")
 JOBS_ENV = "FLA_CHECK_WARMUP_JOBS"
 MAX_JOBS = 16  # processes: each holds a CUDA context (~0.5 GB) and compiles on its own core
 # (packing, T, varlen segments, initial state): see the module doc
@@ -76,17 +78,28 @@ class WarmupResult:
     seconds: float
     cache_dir: str
     stopped: str = ""  # why it stopped before every bucket was done ('' when it did them all)
+    background: bool = False  # warmed while the search ran (its processes ended with the search)
 
     def to_json(self) -> dict:
         return {"buckets": self.buckets, "warmed": self.warmed, "failed": list(self.failed), "jobs": self.jobs,
-                "seconds": round(self.seconds, 3), "cache_dir": self.cache_dir, "stopped": self.stopped}
+                "seconds": round(self.seconds, 3), "cache_dir": self.cache_dir, "stopped": self.stopped,
+                **({"background": True} if self.background else {})}
 
 
 def wanted(policy: str, interpreter: bool) -> bool:
-    """Whether to warm up: ``auto`` on a GPU only (the interpreter compiles nothing), ``on``, ``off``."""
+    """Whether to warm up: ``auto`` on a GPU only (the interpreter compiles nothing), ``on``,
+    ``background``, ``off``."""
+    return resolve(policy, interpreter) != "off"
+
+
+def resolve(policy: str, interpreter: bool) -> str:
+    """What `policy` does here: ``off``, ``on`` (warm, then search) or ``background`` (warm while
+    the search runs). ``auto``: background on a GPU, off in the interpreter."""
     if policy not in WARMUP_POLICIES:
         raise UsageError(f"--warmup {policy!r}; valid: {', '.join(WARMUP_POLICIES)}")
-    return policy == "on" or (policy == "auto" and not interpreter)
+    if policy == "auto":
+        return "off" if interpreter else "background"
+    return policy
 
 
 def buckets_of(configs: Sequence[CaseConfig], modes: Sequence[str]) -> list[Bucket]:
@@ -113,14 +126,15 @@ def cache_dir() -> str:
     return os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
 
 
-def default_jobs(buckets: int) -> int:
-    """``FLA_CHECK_WARMUP_JOBS``, else one process per core up to :data:`MAX_JOBS`, at most one per bucket."""
+def default_jobs(buckets: int, spare: int = 0) -> int:
+    """``FLA_CHECK_WARMUP_JOBS``, else one process per core (less `spare` cores) up to
+    :data:`MAX_JOBS`, at most one per bucket."""
     env = os.environ.get(JOBS_ENV)
     if env:
         if not env.isdigit() or int(env) < 1:
             raise UsageError(f"{JOBS_ENV}={env!r}: a positive number of processes")
         return min(int(env), max(1, buckets))
-    return max(1, min(MAX_JOBS, os.cpu_count() or 1, buckets))
+    return max(1, min(MAX_JOBS, (os.cpu_count() or 1) - spare, buckets))
 
 
 def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs: Optional[int] = None,
@@ -164,6 +178,75 @@ def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs
     finally:
         pool.shutdown(wait=not stopped, cancel_futures=True)
     return WarmupResult(len(buckets), warmed, tuple(failed), jobs, time.perf_counter() - start, cache_dir(), stopped)
+
+
+class BackgroundWarmup:
+    """Warm-up processes that compile a run's buckets while its search runs (``--warmup background``).
+
+    The first process works out the buckets (`plan`, e.g. :func:`run_buckets` as a partial:
+    replaying the search's draws takes seconds the search should not wait for); the buckets
+    are then compiled in draw order, skipping the first `skip` (the search compiles those
+    itself while the processes start), one core left to the search. The search finds a bucket
+    compiled, or half-compiled, when it gets there, and its first failure is not held back as
+    by a warm-up before it. Nothing crosses back but Triton's disk cache. :meth:`stop` ends the
+    processes; a bucket being compiled then is abandoned (Triton writes a cache entry whole or
+    not at all)."""
+
+    def __init__(self, plan: Callable[[], Sequence[Bucket]], device: str, *, backward: bool = False,
+                 providers: Sequence[str] = (), jobs: Optional[int] = None, skip: int = 1) -> None:
+        self.jobs = jobs or default_jobs(MAX_JOBS, spare=1)
+        self.started = time.perf_counter()
+        self.buckets: list[Bucket] = []
+        self.planned = False
+        self.warmed = 0
+        self.failed: list[str] = []
+        self.finished = 0
+        self.lock = threading.Lock()
+        self.args = (device, backward, tuple(providers), tuple(sys.path))
+        self.skip = skip
+        self.pool = multiprocessing.get_context("spawn").Pool(self.jobs)  # spawn: never fork CUDA
+        self.pool.apply_async(_planned, (plan, tuple(sys.path)), callback=self._submit,
+                              error_callback=lambda exc: self._failed_plan(exc))
+
+    def _submit(self, buckets: Sequence[Bucket]) -> None:
+        with self.lock:
+            self.buckets, self.planned = list(buckets[self.skip:]), True
+        for bucket in self.buckets:
+            try:
+                self.pool.apply_async(warm_bucket, (bucket,) + self.args,
+                                      callback=functools.partial(self._done, bucket),
+                                      error_callback=lambda exc, b=bucket: self._done(b, f"{type(exc).__name__}: {exc}"))
+            except ValueError:  # stopped meanwhile: the pool no longer takes work
+                return
+
+    def _failed_plan(self, exc: BaseException) -> None:
+        with self.lock:
+            self.failed.append(f"planning the buckets: {type(exc).__name__}: {exc}")
+
+    def _done(self, bucket: Bucket, why: str) -> None:
+        with self.lock:
+            self.finished += 1
+            if why:
+                self.failed.append(f"{bucket.describe()}: {why}")
+            else:
+                self.warmed += 1
+
+    def stop(self) -> WarmupResult:
+        """End the processes (the search is over); what they warmed by then."""
+        self.pool.terminate()
+        self.pool.join()
+        with self.lock:
+            left = len(self.buckets) - self.finished
+            stopped = ("the search ended before the buckets were planned" if not self.planned and not self.failed
+                       else f"the search ended first: {left} bucket(s) not warmed" if left else "")
+            return WarmupResult(len(self.buckets), self.warmed, tuple(self.failed), self.jobs,
+                                time.perf_counter() - self.started, cache_dir(), stopped, background=True)
+
+
+def _planned(plan: Callable[[], Sequence[Bucket]], path: tuple[str, ...]) -> list[Bucket]:
+    """In a warm-up process: the buckets of `plan`."""
+    sys.path.extend(p for p in path if p not in sys.path)
+    return list(plan())
 
 
 def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[str, ...] = (),

@@ -1,5 +1,5 @@
-"""``fla-check run --warmup on`` (forced on the interpreter, one bucket): the warm-up is
-recorded and the run's results are those of a run without it."""
+"""``fla-check run --warmup on`` and ``background`` (forced on the interpreter, few buckets):
+the warm-up is recorded and the run's results are those of a run without it."""
 import json
 
 from click.testing import CliRunner
@@ -36,6 +36,18 @@ def test_a_forced_warmup_is_recorded_and_changes_no_result(tmp_path):
     assert (record["buckets"], record["warmed"], record["failed"]) == (1, 1, [])
     assert "warmup" not in cold["options"]
     assert _facts(warm) == _facts(cold) and warm["cases"]
+    ahead_out, ahead = _run(tmp_path, "ahead", "--warmup", "background", "--warmup-buckets", "2")
+    assert ahead_out.exit_code == cold_out.exit_code and _facts(ahead) == _facts(cold)
+    record = ahead["options"]["warmup"]  # the search compiles the first bucket itself: one left
+    assert record["background"] is True and record["failed"] == []
+    assert (record["buckets"], record["warmed"], record["stopped"]) in (
+        (1, 1, ""), (1, 0, "the search ended first: 1 bucket(s) not warmed"),
+        (0, 0, "the search ended before the buckets were planned"))
+
+
+def test_auto_is_off_in_the_interpreter(tmp_path):
+    out, report = _run(tmp_path, "auto")
+    assert out.exit_code in (0, 1) and "warmup" not in report["options"]
 
 
 def test_warmup_buckets_must_be_positive():

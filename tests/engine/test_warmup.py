@@ -1,5 +1,8 @@
 """The compile warm-up: which buckets a run warms, in which order, and that warming runs the
 mode's kernels in other processes (a mode that raises is reported, not fatal)."""
+import functools
+import time
+
 import pytest
 
 from device import DEVICE
@@ -8,9 +11,11 @@ from fla_check.errors import UsageError
 from fla_check.engine.search import planned_cases
 
 
-def test_auto_warms_on_a_gpu_only():
-    assert warmup.wanted("auto", interpreter=False) and not warmup.wanted("auto", interpreter=True)
+def test_auto_warms_in_the_background_on_a_gpu_only():
+    assert warmup.resolve("auto", interpreter=False) == "background"
+    assert warmup.resolve("auto", interpreter=True) == "off" and not warmup.wanted("auto", interpreter=True)
     assert warmup.wanted("on", interpreter=True) and not warmup.wanted("off", interpreter=False)
+    assert warmup.resolve("background", interpreter=True) == "background"
     with pytest.raises(UsageError):
         warmup.wanted("sometimes", interpreter=False)
 
@@ -64,3 +69,36 @@ def test_a_time_limit_stops_the_warmup_and_says_so():
     result = warmup.warm(buckets, DEVICE, jobs=1, seconds=0.2)
     assert result.warmed == 0 and result.seconds < 2.0
     assert result.stopped == "after 0.2 s: 3 bucket(s) left to the search"
+
+
+def test_background_warming_skips_the_searchs_first_bucket_and_reports_failures(monkeypatch):
+    first = warmup.Bucket("gla", "recurrent", "float32", 1, 32, 16)
+    good = warmup.Bucket("gla", "recurrent", "float32", 1, 16, 16)
+    bad = warmup.Bucket("gla", "nosuchmode", "float32", 1, 16, 16)
+    background = warmup.BackgroundWarmup(functools.partial(list, [first, good, bad]), DEVICE, jobs=1)
+    deadline = time.monotonic() + 120
+    while background.finished < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = background.stop()
+    assert (result.buckets, result.warmed, result.jobs, result.stopped) == (2, 1, 1, "")
+    assert len(result.failed) == 1 and result.failed[0].startswith("nosuchmode float32 H=1 K=16 V=16: ")
+    assert result.to_json()["background"] is True
+
+
+def test_stopping_the_background_ends_its_processes_at_once():
+    buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
+    background = warmup.BackgroundWarmup(functools.partial(list, buckets), DEVICE, jobs=1)
+    processes = list(background.pool._pool)
+    result = background.stop()
+    assert result.warmed == 0 and result.seconds < 10.0
+    assert result.stopped == "the search ended before the buckets were planned"
+    assert not any(p.is_alive() for p in processes)
+
+
+def test_a_plan_that_raises_is_reported():
+    background = warmup.BackgroundWarmup(functools.partial(warmup.run_buckets, "nosuchop", ("chunk",)), DEVICE, jobs=1)
+    deadline = time.monotonic() + 120
+    while not background.failed and time.monotonic() < deadline:
+        time.sleep(0.2)
+    result = background.stop()
+    assert result.buckets == 0 and len(result.failed) == 1 and result.failed[0].startswith("planning the buckets: ")

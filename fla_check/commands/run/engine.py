@@ -10,8 +10,10 @@ memory need checked against the budget before the search starts).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig, Fill
@@ -60,10 +62,11 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     check after the search, within `large_index_budget` GiB (default
     :func:`fla_check.engine.large_index.default_budget`; a UsageError naming the need, before
     the search, when a dtype's case does not fit); its results are ``large_index`` of the report.
-    `warmup` (auto: on a GPU, on, off) compiles the run's buckets first, in parallel processes,
-    before the search's clock starts (:mod:`fla_check.engine.warmup`; `warmup_buckets`: only the
-    first that many; `warmup_seconds`: at most that long; `warmup_progress` after each bucket);
-    recorded in ``options.warmup`` when it ran.
+    `warmup` compiles the run's buckets in parallel processes (:mod:`fla_check.engine.warmup`):
+    ``on`` before the search's clock starts (`warmup_seconds`: at most that long;
+    `warmup_progress` after each bucket), ``background`` while the search runs (``auto``: that
+    on a GPU, off in the interpreter); `warmup_buckets`: only the first that many; recorded in
+    ``options.warmup`` when it ran.
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
@@ -83,15 +86,23 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         plans = large_index_plans(op, modes, dtypes, device, budget)
         extra["large_index"] = {"budget_gib": budget, "min_elements": large.INDEX_LIMIT,
                                 "cases": len(plans)}
-    if warmup_module.wanted(warmup, get_backend(device).interpreter):
-        extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
-                                   dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
-                                   mask_fills=mask_fills, profile=profile, device=device, backward=backward,
-                                   preset=preset, value_ratios=value_ratios, kernel_options=kernel_options,
-                                   chunk_sizes=chunk_sizes, state_layouts=state_layouts)
+    warming = warmup_module.resolve(warmup, get_backend(device).interpreter)
+    background = None
+    if warming != "off":
+        plan_args = dict(dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len, mask_fills=mask_fills,
+                         profile=profile, device=device, backward=backward, preset=preset, value_ratios=value_ratios,
+                         kernel_options=kernel_options, chunk_sizes=chunk_sizes, state_layouts=state_layouts)
+        if warming == "on":
+            extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
+                                       **plan_args)
+        else:
+            plan = functools.partial(warmup_module.run_buckets, op.name, tuple(modes), limit=warmup_buckets,
+                                     **plan_args)
+            background = warmup_module.BackgroundWarmup(plan, get_backend(device).device, backward=backward,
+                                                        providers=providers)
     checkpoints = Checkpoints(path, extra)
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), _stopped_with_search(background, extra):
             result = search_module.search(op, list(modes), dtypes=dtypes, examples=examples, seed=seed,
                                           max_seq_len=max_seq_len, mask_fills=mask_fills, profile=profile,
                                           device=device, progress=progress, backward=backward,
@@ -165,6 +176,16 @@ def replay_large_index(op: OpSpec, modes: Sequence[str], case_json: dict, device
     large.check_device(case, backend.device)
     large.check_budget([case], specs, backend.device, budget_gib)
     return check_large_index(op, modes, case, device, progress)
+@contextlib.contextmanager
+def _stopped_with_search(background: Optional["warmup_module.BackgroundWarmup"], extra: dict) -> Iterator[None]:
+    """Around the search: end `background` warm-up processes with it, their record in ``extra``."""
+    try:
+        yield
+    finally:
+        if background is not None:
+            extra["warmup"] = background.stop().to_json()
+
+
 def _warm_up(op: OpSpec, modes: Sequence[str], providers: Sequence[str], limit: Optional[int],
              seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]],
              **search_args: Any) -> dict:
