@@ -105,25 +105,43 @@ def gpu_space_cases(op: str, modes: tuple[str, ...], profile: str, seed: int) ->
         search.get_backend = real
 
 
-def count(op: str, modes: tuple[str, ...], profile: str = "ci", seed: int = 0) -> dict:
+def record(op: str, runs: list[tuple[tuple[str, ...], Any]]) -> tuple[Recorder, Counter]:
+    """Launch keys of each (modes, case config) of `runs`, and the errors modes raised."""
     from fla_check.cases import build_case
     from fla_check.engine.call import call_mode
     from fla_check.engine.runner import mode_inputs, resolve_modes, resolve_op, unsupported_reason
 
-    specs = resolve_modes(resolve_op(op), modes)
-    configs = gpu_space_cases(op, modes, profile, seed)
     errors: Counter = Counter()
     backend = gpu_backend()
     with Recorder() as rec:
-        for config in configs:
+        for modes, config in runs:
             inputs = build_case(config, "cpu")
-            for spec in specs:
+            for spec in resolve_modes(resolve_op(op), modes):
                 if unsupported_reason(spec, config, backend):
                     continue
                 try:
                     call_mode(spec.load(), mode_inputs(spec, inputs), None, "cpu")
                 except Exception as exc:  # noqa: BLE001 - a mode that refuses a case launches nothing more
                     errors[f"{spec.name}: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+    return rec, errors
+
+
+def warmup_coverage(op: str, modes: tuple[str, ...], profile: str = "ci", seed: int = 0) -> dict:
+    """Binaries the planned cases need against those the warm-up of their buckets compiles
+    (:func:`fla_check.engine.warmup.warm_case` per bucket)."""
+    from fla_check.engine import warmup
+
+    configs = gpu_space_cases(op, modes, profile, seed)
+    need = set(record(op, [(modes, c) for c in configs])[0].launches)
+    buckets = warmup.buckets_of(configs, modes)
+    warmed = set(record(op, [((b.mode,), warmup.warm_case(b)) for b in buckets])[0].launches)
+    return {"op": op, "cases": len(configs), "buckets": len(buckets), "needed": len(need),
+            "warm_up_compiles": len(warmed), "covered": len(need & warmed)}
+
+
+def count(op: str, modes: tuple[str, ...], profile: str = "ci", seed: int = 0) -> dict:
+    configs = gpu_space_cases(op, modes, profile, seed)
+    rec, errors = record(op, [(modes, c) for c in configs])
     per_kernel = Counter(name for name, _ in rec.launches)
     varying: dict[str, dict[str, int]] = {}
     for name, key in rec.launches:
@@ -144,7 +162,15 @@ def main() -> None:
     ap.add_argument("--profile", default="ci")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--warmup-coverage", action="store_true",
+                    help="compare the binaries the planned cases need with those the warm-up compiles")
     a = ap.parse_args()
+    if a.warmup_coverage:
+        for op in (OPS if a.all else (a.op,)):
+            r = warmup_coverage(op, tuple(a.modes.split(",")), a.profile, a.seed)
+            print(f"{r['op']}: {r['cases']} cases, {r['buckets']} warm-up buckets; binaries needed {r['needed']}, "
+                  f"warm-up compiles {r['warm_up_compiles']}, of them needed {r['covered']}", flush=True)
+        return
     results = [count(op, tuple(a.modes.split(",")), a.profile, a.seed) for op in (OPS if a.all else (a.op,))]
     for r in results:
         print(f"{r['op']}: {r['cases']} cases, {r['buckets']} compile buckets, {r['launches']} launches; "

@@ -1,8 +1,10 @@
-"""Compile warm-up: compile the kernels a run will launch before its search's clock starts.
+"""Compile warm-up: compile the kernels a run will launch in other processes, before or while
+its search runs.
 
 On a GPU a cold ``run`` spends 96-99 % of its time compiling Triton kernels, one compile bucket
 at a time as hypothesis draws them (docs/gpu/harness_throughput.md). :func:`warm` compiles them
-first, in parallel ``spawn`` processes: each runs tiny cases of its buckets through the same
+first, :class:`BackgroundWarmup` ahead of the search while it runs, in parallel ``spawn``
+processes: each runs tiny cases of its buckets through the same
 call path as the run (:func:`fla_check.engine.runner.check_case`, memory checks included) and
 throws the results away. What it leaves behind is Triton's on-disk cache, which every process
 of the machine shares (``TRITON_CACHE_DIR``, default ``~/.triton/cache``; docs/PERFORMANCE.md,
@@ -10,14 +12,19 @@ of the machine shares (``TRITON_CACHE_DIR``, default ``~/.triton/cache``; docs/P
 milliseconds instead of compiling them. Nothing else crosses back: the run's results cannot
 depend on it.
 
-A bucket is one (mode, dtype, H, K, V, value ratio, in-kernel options) (the built-in kernels
-compile per block size of K and V, not per H or T: docs/compile_buckets.md; a provider's may
-differ); the chunk size is the mode's (its declared arithmetic). The run's buckets are those of the cases its search will draw
-(:func:`run_buckets`: the search replayed with every case passing), in the order drawn, so the
-first buckets warmed are the first the search needs. Each is warmed with :data:`SHAPES`: an unpacked case without and a ``cu_seqlens`` case with an
-initial state, one T a multiple of 16 and one not (Triton specializes integer arguments on
-divisibility by 16), forward and, for a backward run, backward. What the real search draws
-beyond that plan (where its targeting or shrinking departs from it; B > 1) compiles during it.
+A bucket is one (mode, dtype, H, K, V, value ratio, in-kernel options, chunk size, state
+layout, ``cu_seqlens`` or not, initial state or not): what decides which binaries a mode's kernels
+compile (the built-in kernels compile per block size of K and V and per flag, not per H or T:
+docs/compile_buckets.md; a provider's may differ). The run's buckets are those of the cases its
+search will draw (:func:`run_buckets`: the search replayed with every case passing), in the
+order drawn, so the first buckets warmed are the first the search needs. Each is warmed with one
+small case of its kind (:func:`warm_case`: T = 64, or two segments of 20 and 17 tokens), forward
+and, for a backward run, backward: counted on the CPU (bench/compile_buckets.py keys), that
+compiles exactly the binaries the ci profile's planned cases need (gla 112, delta 87), where a
+fixed pair of shapes per (mode, dtype, H, K, V) compiled 186 / 164 and missed 22 / 21
+(``python bench/compile_buckets.py --op gla --warmup-coverage``). What the
+real search draws beyond that plan (where its targeting or shrinking departs from it) compiles
+during it.
 """
 from __future__ import annotations
 
@@ -37,11 +44,8 @@ from fla_check.errors import UsageError
 WARMUP_POLICIES = ("auto", "on", "off", "background")
 JOBS_ENV = "FLA_CHECK_WARMUP_JOBS"
 MAX_JOBS = 16  # processes: each holds a CUDA context (~0.5 GB) and compiles on its own core
-# (packing, T, varlen segments, initial state): see the module doc
-SHAPES: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
-    ("none", 64, (), False),
-    ("varlen", 37, (20, 17), True),
-)
+WARM_SEGMENTS = (20, 17)  # the cu_seqlens case of a varlen bucket: T = 37
+WARM_T = 64  # the case of any other bucket
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,14 @@ class Bucket:
     options: tuple[str, ...] = ()  # in-kernel options (names of fla_check.cases.KERNEL_OPTIONS), all on
     chunk_size: Optional[int] = None  # chunk_size= (a compile-time chunk length); None: the default
     state_v_first: bool = False  # [V, K] states (another state indexing)
+    varlen: bool = False  # cu_seqlens given
+    initial_state: bool = False  # h0 given
 
     def describe(self) -> str:
         extra = (f" HV={self.H * self.value_ratio}" if self.value_ratio > 1 else "") + "".join(
             f" {o}" for o in self.options) + (f" chunk_size={self.chunk_size}" if self.chunk_size else "") + (
-            " state_v_first" if self.state_v_first else "")
+            " state_v_first" if self.state_v_first else "") + (" varlen" if self.varlen else "") + (
+            " h0" if self.initial_state else "")
         return f"{self.mode} {self.dtype} H={self.H} K={self.K} V={self.V}{extra}"
 
 
@@ -104,8 +111,8 @@ def resolve(policy: str, interpreter: bool) -> str:
 
 def buckets_of(configs: Sequence[CaseConfig], modes: Sequence[str]) -> list[Bucket]:
     """The distinct buckets of `configs` for each of `modes`, in the order first drawn."""
-    found = [Bucket(c.op, mode, c.dtype, c.H, c.K, c.V, c.value_ratio, c.options, c.chunk_size, c.state_v_first)
-             for c in configs for mode in modes]
+    found = [Bucket(c.op, mode, c.dtype, c.H, c.K, c.V, c.value_ratio, c.options, c.chunk_size, c.state_v_first,
+                    c.packing == "varlen", c.initial_state) for c in configs for mode in modes]
     return list(dict.fromkeys(found))
 
 
@@ -249,27 +256,30 @@ def _planned(plan: Callable[[], Sequence[Bucket]], path: tuple[str, ...]) -> lis
     return list(plan())
 
 
+def warm_case(bucket: Bucket) -> CaseConfig:
+    """The small case that compiles `bucket`'s binaries (see the module doc)."""
+    return CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=sum(WARM_SEGMENTS) if bucket.varlen else WARM_T,
+                      H=bucket.H, K=bucket.K, V=bucket.V, packing="varlen" if bucket.varlen else "none",
+                      segments=(WARM_SEGMENTS,) if bucket.varlen else (), initial_state=bucket.initial_state,
+                      value_ratio=bucket.value_ratio, chunk_size=bucket.chunk_size,
+                      state_v_first=bucket.state_v_first, **option_values(bucket.options))
+
+
 def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[str, ...] = (),
                 path: tuple[str, ...] = ()) -> str:
-    """In a warm-up process: run `bucket`'s :data:`SHAPES` through the mode; '' or why it failed."""
+    """In a warm-up process: run `bucket`'s :func:`warm_case` through the mode; '' or why it failed."""
     sys.path.extend(p for p in path if p not in sys.path)
     try:
-        from fla_check.cases import CaseConfig
         from fla_check.engine.runner import check_case
         from fla_check.providers import load_provider
 
         for spec in providers:
             load_provider(spec)
-        for packing, T, segments, h0 in SHAPES:
-            config = CaseConfig(op=bucket.op, dtype=bucket.dtype, B=1, T=T, H=bucket.H, K=bucket.K, V=bucket.V,
-                                packing=packing, segments=(segments,) if segments else (), initial_state=h0,
-                                value_ratio=bucket.value_ratio, chunk_size=bucket.chunk_size,
-                                state_v_first=bucket.state_v_first, **option_values(bucket.options))
-            result = check_case(bucket.op, [bucket.mode], config, device=device, backward=backward,
-                                invariance="none")
-            mode = next(iter(result.modes.values()))
-            if mode.verdict.value in ("ERROR", "CRASHED", "TIMEOUT"):
-                return f"{mode.verdict.value}: {mode.reason}"
+        result = check_case(bucket.op, [bucket.mode], warm_case(bucket), device=device, backward=backward,
+                            invariance="none")
+        mode = next(iter(result.modes.values()))
+        if mode.verdict.value in ("ERROR", "CRASHED", "TIMEOUT"):
+            return f"{mode.verdict.value}: {mode.reason}"
     except Exception as exc:  # noqa: BLE001 - a warm-up never fails the run; the search judges the mode
         return f"{type(exc).__name__}: {exc}"
     return ""

@@ -24,13 +24,26 @@ def test_the_plan_is_the_buckets_the_search_draws_in_draw_order():
     args = dict(dtypes=["fp32", "fp16"], examples=6, seed=3, profile="ci", device=DEVICE, max_seq_len=64)
     drawn = planned_cases("gla", modes=["recurrent", "chunk"], **args)
     buckets = warmup.run_buckets("gla", ["recurrent", "chunk"], **args)
+    def kind(c):
+        return (c.dtype, c.H, c.K, c.V, c.packing == "varlen", c.initial_state)
+
     first = drawn[0]
-    assert buckets[:2] == [warmup.Bucket("gla", m, first.dtype, first.H, first.K, first.V) for m in ("recurrent", "chunk")]
-    assert set(buckets) == {warmup.Bucket("gla", m, c.dtype, c.H, c.K, c.V) for c in drawn for m in ("recurrent", "chunk")}
+    assert buckets[:2] == [warmup.Bucket("gla", m, first.dtype, first.H, first.K, first.V, varlen=kind(first)[4],
+                                         initial_state=first.initial_state) for m in ("recurrent", "chunk")]
+    assert set(buckets) == {warmup.Bucket("gla", m, *kind(c)[:4], varlen=kind(c)[4], initial_state=c.initial_state)
+                            for c in drawn for m in ("recurrent", "chunk")}
     assert len(buckets) == len(set(buckets)) < 2 * len(drawn) + 1
-    order = [(b.dtype, b.H, b.K, b.V) for b in buckets[::2]]
-    assert order == list(dict.fromkeys((c.dtype, c.H, c.K, c.V) for c in drawn))  # first drawn, first warmed
+    assert {b.varlen for b in buckets} == {True, False} and {b.initial_state for b in buckets} == {True, False}
+    order = [(b.dtype, b.H, b.K, b.V, b.varlen, b.initial_state) for b in buckets[::2]]
+    assert order == list(dict.fromkeys(kind(c) for c in drawn))  # first drawn, first warmed
     assert warmup.run_buckets("gla", ["recurrent", "chunk"], limit=3, **args) == buckets[:3]
+
+
+def test_a_bucket_is_warmed_with_a_small_case_of_its_kind():
+    plain = warmup.warm_case(warmup.Bucket("gla", "chunk", "bfloat16", 2, 60, 100))
+    assert (plain.T, plain.packing, plain.initial_state, plain.H, plain.K, plain.V) == (64, "none", False, 2, 60, 100)
+    packed = warmup.warm_case(warmup.Bucket("gla", "chunk", "float32", 1, 16, 16, varlen=True, initial_state=True))
+    assert (packed.T, packed.packing, packed.segments, packed.initial_state) == (37, "varlen", ((20, 17),), True)
 
 
 def test_a_preset_plan_stays_in_the_preset():
