@@ -12,6 +12,7 @@ Errors: every error fla-check raises derives from :class:`fla_check.errors.FlaCh
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 import traceback
@@ -86,6 +87,18 @@ def main() -> None:
 
 
 # -- parsing helpers (each raises a FlaCheckError with one clear line) ----------------------
+def _prestart_worker(isolation_kind: str, device: Optional[str]) -> None:
+    """Spawn the CUDA isolation worker before this process imports torch (their start-ups overlap:
+    :func:`fla_check.engine.worker_process.prestart`), when the run will want one: process
+    isolation, and --device cuda, or no --device on a machine with an NVIDIA driver."""
+    from fla_check.engine import worker_process
+
+    device = device or os.environ.get("FLA_CHECK_DEVICE")
+    gpu_likely = device == "cuda" or (device is None and os.path.exists("/dev/nvidiactl"))
+    if isolation_kind == "process" and gpu_likely:
+        worker_process.prestart("cuda")
+
+
 def _select_device(device: Optional[str]) -> str:
     """Select the backend BEFORE anything imports triton or a kernel module."""
     from fla_check.backend import select_backend
@@ -366,6 +379,7 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
         profile, large_index, large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json,
         warmup, warmup_buckets, warmup_seconds, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
+    _prestart_worker(isolation_kind, device)
     isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
     _load_providers(providers)

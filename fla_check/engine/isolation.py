@@ -31,6 +31,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from fla_check.cases import CaseInputs
 from fla_check.engine import gradients
 from fla_check.engine import worker as _worker
+from fla_check.engine import worker_process
 from fla_check.engine.configs import FIRST, ConfigPolicy, TunedKernel
 from fla_check.engine.memory import MemoryChecks
 from fla_check.engine.worker import CallRequest, to_device
@@ -176,14 +177,18 @@ class Worker:
                 raise
 
     def _start_once(self) -> None:
-        ctx = process_context(self.device)
-        fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
-        os.close(fd)
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker.main, args=(child, self.device, self.log_path), daemon=True,
-                                name=f"fla-check-worker-{self.device}")
-        self.proc.start()
-        child.close()  # so the parent sees EOF when the worker dies
+        prestarted = worker_process.take_prestarted(self.device)
+        if prestarted is not None:  # spawned before this process imported torch (the CLI's `run`)
+            self.proc, parent, self.log_path = prestarted
+        else:
+            ctx = process_context(self.device)
+            fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
+            os.close(fd)
+            parent, child = ctx.Pipe()
+            self.proc = ctx.Process(target=_worker.main, args=(child, self.device, self.log_path), daemon=True,
+                                    name=f"fla-check-worker-{self.device}")
+            self.proc.start()
+            child.close()  # so the parent sees EOF when the worker dies
         self.conn, self.starts = parent, self.starts + 1
         if not parent.poll(START_TIMEOUT):
             self._discard()
