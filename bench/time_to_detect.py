@@ -39,9 +39,15 @@ FIRST_ROWS = (("cold", "off", "fresh"), ("cold", "background", "filled"), ("warm
 
 def first_failure_child(op: str, args, spawned_at: float) -> None:
     """In a fresh process: the masking run as ``fla-check run`` starts it; stops at the first
-    failing case and prints one ``RESULT`` JSON line (seconds counted from `spawned_at`)."""
+    failing case and prints one ``RESULT`` JSON line (seconds counted from `spawned_at`). Mode
+    calls go to an isolation worker, as the CLI's default ``--isolation process``, spawned as the
+    CLI spawns it: before this process imports torch."""
+    from fla_check import cli
+
+    cli._prestart_worker("process", args.device)
     from fla_check.backend import get_backend
     from fla_check.commands.run.engine import run
+    from fla_check.engine.isolation import Isolation
     from fla_check.ops import get_op
 
     device = get_backend(args.device).device
@@ -63,6 +69,7 @@ def first_failure_child(op: str, args, spawned_at: float) -> None:
         result, _ = run(get_op(op), args.modes.split(","), mask_fills=[args.fill], seed=args.seed,
                         profile=args.profile, device=device, examples=args.examples, max_seq_len=args.max_seq_len,
                         report=os.path.join(tmp, "run.json"), progress=progress, warmup=args.child_warmup,
+                        isolation=Isolation.of("process"),
                         warmup_buckets=args.warmup_buckets, warmup_seconds=args.warmup_seconds,
                         warmup_progress=on_warm)
     out.update(cases=len(result.cases), warmup_record=result.options.get("warmup"), **warm,
