@@ -136,32 +136,29 @@ def _loop(
     else:
         S = initial_state.to(q.dtype)
     # per-step factors taken for all steps at once (elementwise: the same values, one op instead
-    # of one per step): the reset mask's keep factor and, unless autograd differentiates q or g
-    # (it would then sum their per-step gradients otherwise: zeros of dg could change sign), the
-    # scaled queries and the decays exp(g) of a built-in gated step (DECAYED)
+    # of one per step): the reset mask's keep factor and, unless autograd differentiates an input
+    # (it would then sum per-step gradients otherwise: zeros of dg could change sign), the scaled
+    # queries and the decays exp(g) of a built-in gated step (DECAYED), each input's steps taken
+    # as views by one unbind (not a select per step)
     keep = None if reset_mask is None else (~reset_mask).to(S.dtype)
-    queries = None
-    if not (torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, g))):
-        queries = scale * q
+    if not (torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta))):
         if g is not None and step in DECAYED:
             step, g = DECAYED[step], g.exp()
+        columns = [None if x is None else x.unbind(1) for x in (scale * q, k, v, g, beta)]
+        at = lambda t: [None if c is None else c[t] for c in columns]  # noqa: E731
+    else:
+        at = lambda t: [scale * q[:, t]] + [None if x is None else x[:, t] for x in (k, v, g, beta)]  # noqa: E731
     outs = []
     # which sequences are still running at each step, built once on the host: a per-step
     # torch.tensor(..., device=cuda) is a blocking copy (a stream sync) every step
     running = None if lengths is None else torch.tensor(
         [[t < n for n in lengths] for t in range(T)], dtype=torch.bool).reshape(T, len(lengths)).to(q.device)
     for t in range(T):
-        S_new = step(
-            S if keep is None else S * keep[:, t, None, None, None],
-            k[:, t],
-            v[:, t],
-            None if g is None else g[:, t],
-            None if beta is None else beta[:, t],
-        )
+        q_t, k_t, v_t, g_t, beta_t = at(t)
+        S_new = step(S if keep is None else S * keep[:, t, None, None, None], k_t, v_t, g_t, beta_t)
         if running is not None:
             S_new = torch.where(running[t][:, None, None, None], S_new, S)
         S = S_new
-        q_t = scale * q[:, t] if queries is None else queries[:, t]
         outs.append((S * q_t[..., None]).sum(-2))
     o = torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)
     return o, S
