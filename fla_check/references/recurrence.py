@@ -21,12 +21,12 @@ StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]], 
 
 def gla_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
     """S_t = diag(exp g_t) S_{t-1} + k_t v_t^T.  S: [B,H,K,V], k/g: [B,H,K], v: [B,H,V]."""
-    return S * g.exp()[..., None] + k[..., None] * v[..., None, :]
+    return _gla_decayed(S, k, v, g.exp(), beta)
 
 
 def simple_gla_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Optional[Tensor]) -> Tensor:
     """S_t = exp(g_t) S_{t-1} + k_t v_t^T, one scalar log-gate per head.  g: [B,H]."""
-    return S * g.exp()[..., None, None] + k[..., None] * v[..., None, :]
+    return _simple_gla_decayed(S, k, v, g.exp(), beta)
 
 
 def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
@@ -37,13 +37,35 @@ def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tenso
 
 def gated_delta_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor:
     """Decay first: S' = exp(g_t) S_{t-1}; then the delta rule on S'.  g: [B,H]."""
-    return delta_step(S * g.exp()[..., None, None], k, v, None, beta)
+    return _gated_delta_decayed(S, k, v, g.exp(), beta)
 
 
 def kda_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor:
     """KDA: decay first, per key channel: S' = Diag(exp g_t) S_{t-1}; then the delta rule on S'.
     g: [B,H,K]."""
-    return delta_step(S * g.exp()[..., None], k, v, None, beta)
+    return _kda_decayed(S, k, v, g.exp(), beta)
+
+
+# The gated steps with the decay a_t = exp(g_t) given: the loop (_loop) takes the exp of every
+# step's gate in one op (elementwise: the same values) instead of one op per step.
+def _gla_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Optional[Tensor]) -> Tensor:
+    return S * a[..., None] + k[..., None] * v[..., None, :]
+
+
+def _simple_gla_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Optional[Tensor]) -> Tensor:
+    return S * a[..., None, None] + k[..., None] * v[..., None, :]
+
+
+def _gated_delta_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor) -> Tensor:
+    return delta_step(S * a[..., None, None], k, v, None, beta)
+
+
+def _kda_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor) -> Tensor:
+    return delta_step(S * a[..., None], k, v, None, beta)
+
+
+DECAYED: dict[StepFn, StepFn] = {gla_step: _gla_decayed, simple_gla_step: _simple_gla_decayed,
+                                 gated_delta_step: _gated_delta_decayed, kda_step: _kda_decayed}
 
 
 def _to_padded(x: Optional[Tensor], bounds: list[int], t_max: int) -> Optional[Tensor]:
@@ -113,23 +135,31 @@ def _loop(
         S = q.new_zeros(B, H, K, V)
     else:
         S = initial_state.to(q.dtype)
+    # per-step factors taken for all steps at once (elementwise: the same values, one op instead
+    # of one per step): the reset mask's keep factor and, unless autograd differentiates an input
+    # (it would then sum per-step gradients otherwise: zeros of dg could change sign), the scaled
+    # queries and the decays exp(g) of a built-in gated step (DECAYED), each input's steps taken
+    # as views by one unbind (not a select per step)
+    keep = None if reset_mask is None else (~reset_mask).to(S.dtype)
+    if not (torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta))):
+        if g is not None and step in DECAYED:
+            step, g = DECAYED[step], g.exp()
+        columns = [None if x is None else x.unbind(1) for x in (scale * q, k, v, g, beta)]
+        at = lambda t: [None if c is None else c[t] for c in columns]  # noqa: E731
+    else:
+        at = lambda t: [scale * q[:, t]] + [None if x is None else x[:, t] for x in (k, v, g, beta)]  # noqa: E731
     outs = []
     # which sequences are still running at each step, built once on the host: a per-step
     # torch.tensor(..., device=cuda) is a blocking copy (a stream sync) every step
     running = None if lengths is None else torch.tensor(
         [[t < n for n in lengths] for t in range(T)], dtype=torch.bool).reshape(T, len(lengths)).to(q.device)
     for t in range(T):
-        S_new = step(
-            S if reset_mask is None else S * (~reset_mask[:, t]).to(S.dtype)[:, None, None, None],
-            k[:, t],
-            v[:, t],
-            None if g is None else g[:, t],
-            None if beta is None else beta[:, t],
-        )
+        q_t, k_t, v_t, g_t, beta_t = at(t)
+        S_new = step(S if keep is None else S * keep[:, t, None, None, None], k_t, v_t, g_t, beta_t)
         if running is not None:
             S_new = torch.where(running[t][:, None, None, None], S_new, S)
         S = S_new
-        outs.append((S * (scale * q[:, t])[..., None]).sum(-2))
+        outs.append((S * q_t[..., None]).sum(-2))
     o = torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)
     return o, S
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
-from fla_check.verdict.compare import RMS_EPS, Metrics
+from fla_check.verdict.compare import RMS_EPS, Metrics, finite_mask, nonfinite_mask
 from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
@@ -267,7 +267,7 @@ class PendingScales:
         for name in self.names:
             x = exact[name]
             r = self.ref[name].detach().double().to(worst[name][0].device)
-            self.terms += [torch.isfinite(x).sum().to(r.device), *worst[name], torch.isfinite(r).sum(),
+            self.terms += [finite_mask(x).sum().to(r.device), *worst[name], finite_mask(r).sum(),
                            r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
 
     @staticmethod
@@ -276,9 +276,9 @@ class PendingScales:
         over the finite entries of `exact` (device scalars)."""
         e = samples.double()
         x64 = exact.detach().double().to(e.device)
-        finite = torch.isfinite(x64)
-        diff = torch.where(finite, e - x64, torch.zeros_like(e)).flatten(1)
-        return [(~torch.isfinite(diff)).sum(), diff.abs().max(), diff.square().sum(1).div(finite.sum()).sqrt().max()]
+        ok = finite_mask(x64)
+        diff = torch.where(ok, e - x64, torch.zeros_like(e)).flatten(1)
+        return [nonfinite_mask(diff).sum(), diff.abs().max(), diff.square().sum(1).div(ok.sum()).sqrt().max()]
 
     def finish(self, values: Sequence[float]) -> dict[str, Metrics]:
         """The scales from the fetched values of :attr:`terms`."""

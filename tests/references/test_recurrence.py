@@ -150,3 +150,41 @@ def test_the_step_loop_makes_no_host_transfer_per_step(monkeypatch, packing):
         counts.append(len(calls))
         monkeypatch.undo()
     assert counts[0] == counts[1] <= 4
+
+
+def _bits(x):
+    return x.detach().view(torch.int64)
+
+
+@pytest.mark.parametrize("op", list(STEPS))
+@pytest.mark.parametrize("packing", ["none", "varlen", "mask"])
+def test_factors_of_all_steps_at_once_give_the_per_step_bits(op, packing):
+    """The loop takes exp(g) and the scaled queries of every step at once for a built-in step;
+    a wrapped step (not in DECAYED, as the emulation's) runs the per-step form: same bits, and
+    one exp for the whole sequence instead of one per step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Exps(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Exps.count += func is torch.ops.aten.exp.default
+            return func(*args, **(kwargs or {}))
+
+    B = 1 if packing == "varlen" else 2
+    xs = [None if x is None else x.double() for x in _inputs(op, B=B, T=13)]
+    if xs[3] is not None:
+        xs[3][:, 4] = -1e300  # a mask-like fill: exp underflows to 0
+    h0 = torch.randn(3 if packing == "varlen" else B, 2, 5, 3, generator=torch.Generator().manual_seed(3),
+                     dtype=torch.float64)
+    kw = dict(initial_state=h0, output_final_state=True, scale=0.3)
+    if packing == "varlen":
+        kw["cu_seqlens"] = torch.tensor([0, 4, 4, 13])
+    if packing == "mask":
+        kw["reset_mask"] = torch.zeros(B, 13, dtype=torch.bool)
+        kw["reset_mask"][:, 6] = True
+    with Exps():
+        o, ht = reference(STEPS[op], *xs, **kw)
+    o_step, ht_step = reference(lambda *a: STEPS[op](*a), *xs, **kw)
+    assert torch.equal(_bits(o), _bits(o_step)) and torch.equal(_bits(ht), _bits(ht_step))
+    assert Exps.count == (0 if op == "delta" else 1)

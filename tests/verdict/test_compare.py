@@ -280,3 +280,14 @@ def test_agreements_equal_agreement_one_by_one_and_fetch_once(monkeypatch):
                          diff.abs().max().item() <= ba + bb)
         assert got == want
     assert [a.agree for a in batched] == [True, False, True, False, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_finite_masks_are_isfinite(dtype):
+    from fla_check.verdict.compare import finite_mask, nonfinite_mask
+
+    info = torch.finfo(dtype)
+    x = torch.tensor([0.0, -0.0, 1.5, -2.0, info.max, -info.max, info.tiny, info.tiny * info.eps, -info.tiny / 2,
+                      math.inf, -math.inf, math.nan], dtype=torch.float64).to(dtype)
+    assert torch.equal(finite_mask(x), torch.isfinite(x)) and torch.equal(nonfinite_mask(x), ~torch.isfinite(x))
+    assert finite_mask(x).tolist() == [True] * 9 + [False] * 3

@@ -18,3 +18,22 @@ def test_to_host_fetches_once(monkeypatch):
     calls = host_transfers(monkeypatch)
     out = to_host(values)
     assert calls == ["cpu", "tolist"] and len(out) == 10
+
+
+def test_to_host_casts_once_per_dtype():
+    """Scalars of mixed dtypes (counts, fp32, fp64) cost a stack and a cast per dtype, not an op each."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        names: list = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Ops.names.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    values = [t for i in range(8) for t in (torch.tensor([1.0, -1.0]).isnan().sum(), torch.tensor(i + 0.5),
+                                            torch.tensor(-i / 3, dtype=torch.float64))]
+    want = [x for i in range(8) for x in (0.0, i + 0.5, -i / 3)]
+    with Ops():
+        assert to_host(values) == want
+    assert Ops.names.count("aten::_to_copy") <= 3 and Ops.names.count("aten::stack") == 3
