@@ -789,11 +789,15 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
 @click.option("--costs", "costs_path", default=None, type=click.Path(dir_okay=False),
               help="A previous `selftest --json` result: hand the slowest entries out first (with --jobs; "
                    "default: the shipped H200 seconds, new entries first).")
+@click.option("--shrink-cases", type=click.IntRange(min=0), default=None, metavar="N",
+              help="New cases per killing search for shrinking the killing case (default: the profile's, ci 40). "
+                   "On a GPU each new shape compiles the mutant's kernels again: fewer is faster, the shrunk "
+                   "case less minimal; 0 reports the killing case itself.")
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
 @_guard
-def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, shard_text, costs_path, no_color,
-             as_json) -> None:
+def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, shard_text, costs_path, shrink_cases,
+             no_color, as_json) -> None:
     """Plant known kernel bugs and check that the normal search catches each (exit 1: one escaped or broken)."""
     device = _select_device(device)
     op_names = [_parse_op(o.strip()).name for text in ops for o in text.split(",") if o.strip()]
@@ -824,7 +828,7 @@ def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, sh
             click.echo(f"[{done}/{total}] {what} {r.id} ({r.op}/{mode}): {how}", err=True)
 
     result = run_selftest(op_names, ids, profile=profile, device=device, field_only=field_only, shard=shard,
-                          jobs=jobs, costs=costs, on_result=on_result)
+                          jobs=jobs, costs=costs, on_result=on_result, shrink_cases=shrink_cases)
     if shard is not None and not result.results:
         click.echo(f"fla-check: shard {shard}: no entry of the {len(entries)} selected", err=True)
     if as_json:

@@ -287,8 +287,9 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
            configs: Optional[ConfigPolicy] = None,
            preset: Optional[Union[str, Preset]] = None, isolation: Union[Isolation, str, None] = None,
            checkpoint: Optional[Callable[[SearchResult], None]] = None, invariance: Optional[str] = None,
-           invariance_scope: Optional[str] = None) -> SearchResult:
-    """Search `op`'s configuration space for cases where some of `modes` fail.
+           invariance_scope: Optional[str] = None, shrink_cases: Optional[int] = None) -> SearchResult:
+    """Search `op`'s configuration space for cases where some of `modes` fail (`shrink_cases`:
+    new cases per failing mode for shrinking, instead of the profile's).
 
     One hypothesis run per mode, in order, each hunting (and shrinking) that mode's failures;
     every case runs all modes and is memoised, so the runs share their cases. A run draws
@@ -341,7 +342,7 @@ def search(op: Optional[OpLike], modes: Sequence[ModeLike], *, dtypes: Optional[
                    database_root=database_root, backward=backward, failing=failing, check=check,
                    value_ratios=value_ratios, kernel_options=kernel_options, configs=configs,
                    checkpoint=checkpoint, preset=preset, invariance=(checks, scope),
-                   layouts=(chunk_sizes, state_layouts))
+                   layouts=(chunk_sizes, state_layouts), shrink_cases=shrink_cases)
 
 
 def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurrent",),
@@ -374,7 +375,7 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
             check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
             configs: Optional[ConfigPolicy] = None, preset=None,
             checkpoint: Optional[Callable[[SearchResult], None]] = None,
-            invariance: Optional[tuple[str, str]] = None,
+            invariance: Optional[tuple[str, str]] = None, shrink_cases: Optional[int] = None,
             layouts: tuple[Optional[Sequence], Optional[Sequence]] = (None, None)) -> SearchResult:
     if preset is not None:
         preset = get_preset(preset)
@@ -406,7 +407,8 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
         result.options["invariance"], result.options["invariance_scope"] = invariance
     cover = _covering(space, prof, budget, seed)
     result.options["covering"] = len(cover)
-    evaluate = _Evaluator(op_spec, specs, device, budget, prof.shrink_cases, progress, backward, check)
+    shrink_cases = prof.shrink_cases if shrink_cases is None else shrink_cases
+    evaluate = _Evaluator(op_spec, specs, device, budget, shrink_cases, progress, backward, check)
     if failing is not None:
         evaluate.counts = failing
     if checkpoint is not None:
@@ -437,7 +439,7 @@ def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profi
     result.first_failure = evaluate.first_failure
     _assign_failures(result, shrunk, evaluate.cases, evaluate.counts)
     if not result.interrupted:
-        _simplify_failures(result, evaluate, prof.shrink_cases, preset)
+        _simplify_failures(result, evaluate, shrink_cases, preset)
     result.cases = evaluate.cases
     try:
         for index in sorted(set(result.failures.values())) if not result.interrupted else []:

@@ -193,15 +193,15 @@ class _Clock:
 
 def _search(op: str, modes: list, clock: _Clock, *, profile, examples, max_seq_len, dtypes, device,
             mask_fills=None, failing=None, backward: bool = False, configs=None,
-            state_layouts: Optional[Sequence[str]] = None) -> SearchResult:
+            state_layouts: Optional[Sequence[str]] = None, shrink_cases: Optional[int] = None) -> SearchResult:
     return search(op, modes, dtypes=dtypes, examples=examples, max_seq_len=max_seq_len, mask_fills=mask_fills,
                   profile=profile, device=device, progress=clock, database_root=None, failing=failing,
-                  backward=backward, configs=configs, state_layouts=state_layouts)
+                  backward=backward, configs=configs, state_layouts=state_layouts, shrink_cases=shrink_cases)
 
 
 def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
                max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
-               device: Optional[str] = None) -> list[EntryResult]:
+               device: Optional[str] = None, shrink_cases: Optional[int] = None) -> list[EntryResult]:
     """Search the mutated modes of `mutant` (with gradients for a backward mutant, drawing the
     mutant's state layouts); one result per affected mode. A mutant whose rewrite cannot be applied (its function is missing, or a
     pattern does not match exactly once inside it) is broken, with the reason, and not searched;
@@ -232,7 +232,7 @@ def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Opti
     with _repeat_policy(mutant.repeat):
         result = _search(mutant.op, specs, clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
                          dtypes=dtypes, device=device, failing=failing, backward=mutant.backward, configs=policy,
-                         state_layouts=mutant.state_layouts)
+                         state_layouts=mutant.state_layouts, shrink_cases=shrink_cases)
     out = []
     for spec in specs:
         label = mode_label(spec)
@@ -417,14 +417,15 @@ def _describe_shrunk(entry: EntryResult, result: SearchResult, label: str, contr
 
 def run_usage(case: UsageCase, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,
               max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
-              device: Optional[str] = None) -> list[EntryResult]:
+              device: Optional[str] = None, shrink_cases: Optional[int] = None) -> list[EntryResult]:
     """Search each mode of `case` with its mask fills: flagged modes must fail, clean ones pass."""
     runs: dict[str, tuple[SearchResult, _Clock]] = {}
     for mode in case.modes:  # one search per mode: a clean mode's run does not pay for the others
         clock = _Clock()
         runs[mode] = _search(case.op, [mode], clock, profile=profile, examples=examples, max_seq_len=max_seq_len,
                              dtypes=dtypes, device=device, mask_fills=case.mask_fills,
-                             failing=numeric_failures if mode in case.flagged else None), clock
+                             failing=numeric_failures if mode in case.flagged else None,
+                             shrink_cases=shrink_cases), clock
     failed_clean = [m for m in case.clean if runs[m][0].failed]
     out = []
     for mode in case.flagged:

@@ -24,7 +24,7 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
                  max_seq_len: Optional[int] = None, dtypes: Optional[Sequence[str]] = None,
                  device: Optional[str] = None, field_only: bool = False, shard: Optional[Shard] = None,
                  jobs: Jobs = 1, costs: Optional[Mapping[str, float]] = None,
-                 on_result: Optional[OnResult] = None) -> SelftestResult:
+                 on_result: Optional[OnResult] = None, shrink_cases: Optional[int] = None) -> SelftestResult:
     """Run every selected catalog entry (see :func:`fla_check.commands.selftest.mutants.select`;
     `field_only`: the field catalog only; `shard`: its share of them, :meth:`Shard.pick` by id).
 
@@ -34,7 +34,8 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
     reported in catalog order. `costs` (seconds per id, e.g. of a previous result): hand the
     costliest entries out first; None with several workers: the shipped GPU seconds
     (:func:`fla_check.commands.selftest.costs.default_costs`). ``on_result(result, done, total)``
-    as each entry finishes."""
+    as each entry finishes. `shrink_cases`: new cases per killing search for shrinking, instead of
+    the profile's (each new shape compiles the mutant's kernels again on a GPU)."""
     entries = select(ops, ids, field_only)
     if shard is not None:
         entries = shard.pick(entries, key=lambda e: e.id)
@@ -44,6 +45,8 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
                "mutants": [e.id for e in entries]}
     if field_only:
         options["field"] = True
+    if shrink_cases is not None:
+        options["shrink_cases"] = shrink_cases
     if shard is not None:
         options["shard"] = str(shard)
     if workers > 1:
@@ -58,7 +61,8 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
             if on_result:
                 on_result(result, len(done), len(entries))
 
-    run = dict(profile=profile, examples=examples, max_seq_len=max_seq_len, dtypes=dtypes, device=device)
+    run = dict(profile=profile, examples=examples, max_seq_len=max_seq_len, dtypes=dtypes, device=device,
+               shrink_cases=shrink_cases)
     if workers > 1 and len(entries) > 1:
         costs = default_costs() if costs is None else costs
         run_jobs(entries, run, jobs=workers, device=select_backend(device),
