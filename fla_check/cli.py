@@ -89,14 +89,14 @@ def main() -> None:
 # -- parsing helpers (each raises a FlaCheckError with one clear line) ----------------------
 def _prestart_worker(isolation_kind: str, device: Optional[str]) -> None:
     """Spawn the CUDA isolation worker before this process imports torch (their start-ups overlap:
-    :func:`fla_check.engine.worker_process.prestart`), when the run will want one: process
+    :func:`fla_check.engine.prestart.prestart`), when the run will want one: process
     isolation, and --device cuda, or no --device on a machine with an NVIDIA driver."""
-    from fla_check.engine import worker_process
+    from fla_check.engine import prestart
 
     device = device or os.environ.get("FLA_CHECK_DEVICE")
     gpu_likely = device == "cuda" or (device is None and os.path.exists("/dev/nvidiactl"))
     if isolation_kind == "process" and gpu_likely:
-        worker_process.prestart("cuda")
+        prestart.prestart("cuda")
 
 
 def _select_device(device: Optional[str]) -> str:

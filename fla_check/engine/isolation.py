@@ -31,7 +31,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from fla_check.cases import CaseInputs
 from fla_check.engine import gradients
 from fla_check.engine import worker as _worker
-from fla_check.engine import worker_process
+from fla_check.engine import prestart
 from fla_check.engine.configs import FIRST, ConfigPolicy, TunedKernel
 from fla_check.engine.memory import MemoryChecks
 from fla_check.engine.worker import CallRequest, to_device
@@ -177,7 +177,7 @@ class Worker:
                 raise
 
     def _start_once(self) -> None:
-        prestarted = worker_process.take_prestarted(self.device)
+        prestarted = prestart.take_prestarted(self.device)
         if prestarted is not None:  # spawned before this process imported torch (the CLI's `run`)
             self.proc, parent, self.log_path = prestarted
         else:

@@ -11,11 +11,8 @@ import faulthandler
 import os
 import signal
 import sys
-import tempfile
 import traceback
-from typing import Any, Optional
-
-_PRESTARTED: dict[str, tuple[Any, Any, str]] = {}  # device -> (process, parent end of its pipe, log path)
+from typing import Optional
 
 
 def redirect_output(log_path: str) -> None:
@@ -54,33 +51,3 @@ def start(conn, device: str, log_path: str, dump_signal: Optional[int] = None) -
     conn.send(("ready", os.getpid()))
     return True
 
-
-def prestart(device: str) -> None:
-    """Spawn the isolation worker of `device` now, before this process imports torch, so that the
-    worker's 2-5 s start (a CUDA worker is spawned and imports torch and triton itself) overlaps
-    the parent's own imports instead of following them. :class:`fla_check.engine.isolation.Worker`
-    adopts it on first use (:func:`take_prestarted`); one never adopted is a daemon, ended with
-    this process."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    fd, log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
-    os.close(fd)
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve_prestarted, args=(child, device, log_path), daemon=True,
-                       name=f"fla-check-worker-{device}")
-    proc.start()
-    child.close()  # so the parent sees EOF when the worker dies
-    _PRESTARTED[device] = (proc, parent, log_path)
-
-
-def serve_prestarted(conn, device: str, log_path: str) -> None:
-    """A prestarted worker's entry point (this module stays importable without torch)."""
-    from fla_check.engine.worker import main
-
-    main(conn, device, log_path)
-
-
-def take_prestarted(device: str) -> Optional[tuple[Any, Any, str]]:
-    """The worker :func:`prestart` started for `device` (process, pipe, log path), once; or None."""
-    return _PRESTARTED.pop(device, None)

@@ -5,6 +5,7 @@ import json
 from click.testing import CliRunner
 from device import DEVICE
 
+from fla_check.backend import get_backend
 from fla_check.cli import main
 
 
@@ -45,9 +46,13 @@ def test_a_forced_warmup_is_recorded_and_changes_no_result(tmp_path):
         (0, 0, "the search ended before the buckets were planned"))
 
 
-def test_auto_is_off_in_the_interpreter(tmp_path):
+def test_auto_is_off_in_the_interpreter_and_background_on_a_gpu(tmp_path):
     out, report = _run(tmp_path, "auto")
-    assert out.exit_code in (0, 1) and "warmup" not in report["options"]
+    assert out.exit_code in (0, 1)
+    if get_backend(DEVICE).interpreter:
+        assert "warmup" not in report["options"]
+    else:
+        assert report["options"]["warmup"]["background"] is True
 
 
 def test_warmup_buckets_must_be_positive():
