@@ -790,9 +790,9 @@ def sweep_mask_values(op_name, modes, dtypes, values, cases, seed, device, provi
               help="A previous `selftest --json` result: hand the slowest entries out first (with --jobs; "
                    "default: the shipped H200 seconds, new entries first).")
 @click.option("--shrink-cases", type=click.IntRange(min=0), default=None, metavar="N",
-              help="New cases per killing search for shrinking the killing case (default: the profile's, ci 40). "
-                   "On a GPU each new shape compiles the mutant's kernels again: fewer is faster, the shrunk "
-                   "case less minimal; 0 reports the killing case itself.")
+              help="New cases per killing search for shrinking the killing case (default 10; `run --profile ci` "
+                   "shrinks with 40). On a GPU each new shape compiles the mutant's kernels again: fewer is "
+                   "faster, the shrunk case less minimal; 0 reports the killing case itself.")
 @click.option("--no-color", is_flag=True, help="No colour (NO_COLOR is honoured too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result on stdout instead of tables.")
 @_guard

@@ -28,6 +28,7 @@ from fla_check.engine.runner import CaseResult, ModeResult, check_case
 from fla_check.engine.search import SearchResult
 from fla_check.commands.selftest.engine import (KILLING, BROKEN, CAUGHT, EntryResult, _check_broken, _Clock, _Control,
                                                 _find_kill, replay_mutant, replay_usage, run_mutant, run_usage)
+from fla_check.commands.selftest import suite as selftest_suite
 from fla_check.commands.selftest.suite import run_selftest
 from fla_check.commands.selftest.render import results_table
 from tests.commands.record_killing_cases import RECORDER, load
@@ -39,6 +40,7 @@ MUTANTS_BY_ID = {m.id: m for m in MUTANTS}
 @pytest.fixture
 def no_shrink(monkeypatch):
     monkeypatch.setitem(PROFILES, "ci", dataclasses.replace(PROFILES["ci"], shrink_cases=0))
+    monkeypatch.setattr(selftest_suite, "SHRINK_CASES", 0)
 
 
 @pytest.fixture
@@ -408,3 +410,19 @@ def test_late_mutants_are_invisible_on_a_single_chunk(mutant):
     bad, clean = _run_subtle(mutant, config)
     assert bad.verdict is Verdict.OK and clean.verdict is Verdict.OK
     assert [c.kernel.rel_rms for c in bad.outputs] == [c.kernel.rel_rms for c in clean.outputs]
+
+
+def test_shrink_cases_bounds_the_shrinking_of_the_killing_case():
+    """0 reports the killing case itself; the default (10 new cases) shrinks it."""
+    def entry(*args):
+        out = _cli("--mutants", "gla.recurrent.h0-ignored", "--json", *args)
+        result = json.loads(out.stdout)
+        return result["options"]["shrink_cases"], result["results"][0]
+
+    (zero, unshrunk), (default, shrunk) = entry("--shrink-cases", "0"), entry()
+    assert (zero, default) == (0, selftest_suite.SHRINK_CASES) and unshrunk["caught"] and shrunk["caught"]
+    assert unshrunk["shrunk"] == unshrunk["killing"]
+    # hypothesis' shrinking and the simplify pass after it get the budget each
+    assert unshrunk["searched"] <= shrunk["searched"] <= unshrunk["searched"] + 2 * selftest_suite.SHRINK_CASES + 1
+    if get_backend().interpreter:  # the CPU space's killing case (T=2) shrinks (to T=1)
+        assert shrunk["shrunk"] != shrunk["killing"] and unshrunk["searched"] < shrunk["searched"]
