@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Every issue-17 goal figure in one device call on a two-GPU host (nvidia-h200-x2), <= ~9.5 minutes,
+# in three phases so that the compile-bound figures do not share the CPU cores with each other:
+#   1. side by side (each light on the CPU but the first-failure rows): GPU 0 the warm cases/s with
+#      the float64 reference (harness_throughput) then the process-start-to-first-failure rows of the
+#      masking search (time_to_detect, cold and warm Triton cache, --warmup off and background);
+#      GPU 1 the built-in vs fla chunk forward (kernel_profile: device time per kernel, first calls),
+#      then TESTS (pytest ids, if given);
+#   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
+#   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1.
+#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET KP_CAP ST_CAP CI_CAP seconds)
+# Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md.
+set -u
+OUT=${1:?usage: bash bench/gpu_goals.sh OUT_DIR [JOBS]}
+JOBS=${2:-15}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 2
+cd "$(dirname "$0")/.." || exit 2
+W=$(mktemp -d)
+export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
+{
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
+  python3 -c "import fla; print('fla-core', fla.__version__)" 2>&1 | tail -1
+  echo "cores $(nproc)"; date -u
+} > "$W/versions.txt" 2>&1
+stamp() { echo "[$(date -u +%T)] $*" >> "$W/phases.txt"; }
+
+stamp "phase 1"
+(
+  export CUDA_VISIBLE_DEVICES=0
+  timeout -s INT -k 10 $(( ${HT_BUDGET:-50} + 15 )) python3 bench/harness_throughput.py --out "$W/ht" \
+    --budget "${HT_BUDGET:-50}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 --rate-cases 32 \
+    > "$W/ht.log" 2>&1
+  timeout -s INT -k 10 $(( ${TD_BUDGET:-110} + 10 )) python3 bench/time_to_detect.py --out "$W/td" \
+    --budget "${TD_BUDGET:-110}" --first-ops gla,gated_delta --mask-ops '' --mutants none --min-entry-s 8 \
+    --child-timeout 45 > "$W/td.log" 2>&1
+) &
+(
+  export CUDA_VISIBLE_DEVICES=1
+  timeout -s INT -k 10 "${KP_CAP:-150}" python3 bench/kernel_profile.py --out "$W/kp" > "$W/kp.log" 2>&1
+  echo "[kernel_profile exit $?]" >> "$W/kp.log"
+  if [ -n "${TESTS:-}" ]; then
+    timeout -s INT -k 10 120 python3 -m pytest -q -p no:cacheprovider -n 4 $TESTS > "$W/tests.log" 2>&1
+    echo "[pytest exit $?] $TESTS" >> "$W/tests.log"
+  fi
+) &
+wait
+
+stamp "phase 2: selftest --jobs $JOBS"
+start=$(date +%s)
+CUDA_VISIBLE_DEVICES=0 timeout -s INT -k 10 "${ST_CAP:-200}" python3 -m fla_check.cli selftest --jobs "$JOBS" --json \
+  > "$W/selftest.json" 2> "$W/selftest.log"
+echo "[selftest --jobs $JOBS exit $? in $(( $(date +%s) - start )) s]" >> "$W/selftest.log"
+
+stamp "phase 3: ci profile"
+CUDA_VISIBLE_DEVICES=1 bash bench/gpu_ci_profile.sh "$W/ci" "${CI_CAP:-35}" > "$W/ci_profile.log" 2>&1
+stamp "done"
+
+{
+  echo "# issue 17 goals, one run"; echo; echo '```'; cat "$W/versions.txt" "$W/phases.txt"; echo '```'; echo
+  echo "## kernels (built-in vs fla)"; cat "$W"/kp/*.md 2>/dev/null || tail -20 "$W/kp.log"; echo
+  echo "## warm cases/s"; cat "$W"/ht/*.md 2>/dev/null || tail -20 "$W/ht.log"; echo
+  echo "## first failure"; cat "$W"/td/*.md 2>/dev/null || tail -20 "$W/td.log"; echo
+  echo "## selftest"; echo '```'; grep -c "] caught" "$W/selftest.log" | sed 's/^/caught lines: /'
+  grep -v "] caught" "$W/selftest.log" | tail -8; echo '```'; echo
+  echo "## ci profile (cold cache)"; cat "$W/ci/ci_profile.md" 2>/dev/null || tail -20 "$W/ci_profile.log"
+  [ -f "$W/tests.log" ] && { echo; echo "## tests"; echo '```'; tail -5 "$W/tests.log"; echo '```'; }
+} > "$OUT/summary.md" 2>&1
+tar czf "$OUT/goals.tar.gz" -C "$W" .
+cat "$OUT/summary.md"
