@@ -23,7 +23,6 @@ import os
 import pickle
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -177,18 +176,10 @@ class Worker:
                 raise
 
     def _start_once(self) -> None:
-        prestarted = prestart.take_prestarted(self.device)
-        if prestarted is not None:  # spawned before this process imported torch (the CLI's `run`)
-            self.proc, parent, self.log_path = prestarted
-        else:
-            ctx = process_context(self.device)
-            fd, self.log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
-            os.close(fd)
-            parent, child = ctx.Pipe()
-            self.proc = ctx.Process(target=_worker.main, args=(child, self.device, self.log_path), daemon=True,
-                                    name=f"fla-check-worker-{self.device}")
-            self.proc.start()
-            child.close()  # so the parent sees EOF when the worker dies
+        # one spawned before this process imported torch (the CLI's `run`), else a new one
+        self.proc, parent, self.log_path = (prestart.take_prestarted(self.device)
+                                            or prestart.start_worker(process_context(self.device), _worker.main,
+                                                                     self.device))
         self.conn, self.starts = parent, self.starts + 1
         if not parent.poll(START_TIMEOUT):
             self._discard()

@@ -19,15 +19,19 @@ def prestart(device: str) -> None:
     (:func:`take_prestarted`), or, never adopted, a daemon ended with this process."""
     import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn")
+    _PRESTARTED[device] = start_worker(multiprocessing.get_context("spawn"), serve_prestarted, device)
+
+
+def start_worker(ctx: Any, target: Any, device: str) -> tuple[Any, Any, str]:
+    """Start worker process ``target(conn, device, log_path)`` in multiprocessing context `ctx`
+    (a daemon, its output to a new log file): the process, the parent's end of its pipe, the log."""
     fd, log_path = tempfile.mkstemp(prefix="fla_check_worker_", suffix=".log")
     os.close(fd)
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve_prestarted, args=(child, device, log_path), daemon=True,
-                       name=f"fla-check-worker-{device}")
+    proc = ctx.Process(target=target, args=(child, device, log_path), daemon=True, name=f"fla-check-worker-{device}")
     proc.start()
     child.close()  # so the parent sees EOF when the worker dies
-    _PRESTARTED[device] = (proc, parent, log_path)
+    return proc, parent, log_path
 
 
 def serve_prestarted(conn, device: str, log_path: str) -> None:

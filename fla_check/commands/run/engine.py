@@ -176,6 +176,8 @@ def replay_large_index(op: OpSpec, modes: Sequence[str], case_json: dict, device
     large.check_device(case, backend.device)
     large.check_budget([case], specs, backend.device, budget_gib)
     return check_large_index(op, modes, case, device, progress)
+
+
 @contextlib.contextmanager
 def _stopped_with_search(background: Optional["warmup_module.BackgroundWarmup"], extra: dict) -> Iterator[None]:
     """Around the search: end `background` warm-up processes with it, their record in ``extra``."""
