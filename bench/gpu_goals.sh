@@ -9,13 +9,15 @@
 #   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
 #   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1.
 #   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET KP_CAP ST_CAP CI_CAP seconds)
-# Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md.
+# Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
+# while it runs (tar it yourself if the script is cut short).
 set -u
 OUT=${1:?usage: bash bench/gpu_goals.sh OUT_DIR [JOBS]}
 JOBS=${2:-15}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 2
 cd "$(dirname "$0")/.." || exit 2
-W=$(mktemp -d)
+W="$OUT/work"
+mkdir -p "$W"
 export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
 {
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
@@ -65,5 +67,5 @@ stamp "done"
   echo "## ci profile (cold cache)"; cat "$W/ci/ci_profile.md" 2>/dev/null || tail -20 "$W/ci_profile.log"
   [ -f "$W/tests.log" ] && { echo; echo "## tests"; echo '```'; tail -5 "$W/tests.log"; echo '```'; }
 } > "$OUT/summary.md" 2>&1
-tar czf "$OUT/goals.tar.gz" -C "$W" .
+tar czf "$OUT/goals.tar.gz" -C "$W" . && rm -rf "$W"
 cat "$OUT/summary.md"
