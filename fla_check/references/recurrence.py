@@ -67,6 +67,27 @@ def _kda_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor) -> Te
 DECAYED: dict[StepFn, StepFn] = {gla_step: _gla_decayed, simple_gla_step: _simple_gla_decayed,
                                  gated_delta_step: _gated_delta_decayed, kda_step: _kda_decayed}
 
+# The decay-only steps with the update k_t v_t^T given too: the loop takes it for a block of
+# steps in one op (elementwise: the same products) instead of one op per step.
+KvStepFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (S, a_t, k_t v_t^T) -> S_t
+
+
+def _gla_given_kv(S: Tensor, a: Tensor, kv: Tensor) -> Tensor:
+    return S * a[..., None] + kv
+
+
+def _simple_gla_given_kv(S: Tensor, a: Tensor, kv: Tensor) -> Tensor:
+    return S * a[..., None, None] + kv
+
+
+GIVEN_KV: dict[StepFn, KvStepFn] = {_gla_decayed: _gla_given_kv, _simple_gla_decayed: _simple_gla_given_kv}
+KV_BLOCK_BYTES = 32 * 2**20  # the k v^T products a block of steps holds at once (one op per block)
+
+
+def _kv_block_steps(B: int, T: int, H: int, K: int, V: int, itemsize: int) -> int:
+    """Steps whose k v^T products fit KV_BLOCK_BYTES (one at least, T at most)."""
+    return max(1, min(T, KV_BLOCK_BYTES // max(1, B * H * K * V * itemsize)))
+
 
 def _to_padded(x: Optional[Tensor], bounds: list[int], t_max: int) -> Optional[Tensor]:
     """[1, total, ...] -> [N, t_max, ...] (zeros past each sequence's end; `bounds`: cu_seqlens)."""
@@ -141,9 +162,11 @@ def _loop(
     # queries and the decays exp(g) of a built-in gated step (DECAYED), each input's steps taken
     # as views by one unbind (not a select per step)
     keep = None if reset_mask is None else (~reset_mask).to(S.dtype)
+    given_kv = None
     if not (torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta))):
         if g is not None and step in DECAYED:
             step, g = DECAYED[step], g.exp()
+            given_kv = GIVEN_KV.get(step)
         columns = [None if x is None else x.unbind(1) for x in (scale * q, k, v, g, beta)]
         at = lambda t: [None if c is None else c[t] for c in columns]  # noqa: E731
     else:
@@ -153,9 +176,17 @@ def _loop(
     # torch.tensor(..., device=cuda) is a blocking copy (a stream sync) every step
     running = None if lengths is None else torch.tensor(
         [[t < n for n in lengths] for t in range(T)], dtype=torch.bool).reshape(T, len(lengths)).to(q.device)
+    block = _kv_block_steps(B, T, H, K, V, q.element_size())
+    kv: tuple[Tensor, ...] = ()
     for t in range(T):
         q_t, k_t, v_t, g_t, beta_t = at(t)
-        S_new = step(S if keep is None else S * keep[:, t, None, None, None], k_t, v_t, g_t, beta_t)
+        S_in = S if keep is None else S * keep[:, t, None, None, None]
+        if given_kv is not None:
+            if t % block == 0:  # k_t v_t^T of the next block of steps, one op
+                kv = (k[:, t:t + block, :, :, None] * v[:, t:t + block, :, None, :]).unbind(1)
+            S_new = given_kv(S_in, g_t, kv[t % block])
+        else:
+            S_new = step(S_in, k_t, v_t, g_t, beta_t)
         if running is not None:
             S_new = torch.where(running[t][:, None, None, None], S_new, S)
         S = S_new

@@ -188,3 +188,36 @@ def test_factors_of_all_steps_at_once_give_the_per_step_bits(op, packing):
     o_step, ht_step = reference(lambda *a: STEPS[op](*a), *xs, **kw)
     assert torch.equal(_bits(o), _bits(o_step)) and torch.equal(_bits(ht), _bits(ht_step))
     assert Exps.count == (0 if op == "delta" else 1)
+
+
+@pytest.mark.parametrize("op", ["gla", "simple_gla"])
+@pytest.mark.parametrize("packing", ["none", "varlen", "mask"])
+@pytest.mark.parametrize("block_bytes", [1, 3 * 2 * 5 * 3 * 8, 2**30])  # one step, three, all at once
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kv_products_of_a_block_of_steps_give_the_per_step_bits(monkeypatch, op, packing, block_bytes, seed):
+    """k_t v_t^T taken for a block of steps in one op (GIVEN_KV) gives the bits, signed zeros
+    included, of the per-step update (GIVEN_KV emptied: the step's own form), in float64 and fp32."""
+    from fla_check.references import recurrence
+
+    gen = torch.Generator().manual_seed(seed)
+    B = 1 if packing == "varlen" else 2
+    xs = list(_inputs(op, B=B, T=13, seed=seed))
+    for x in xs[1:3]:  # signed zeros in k and v: -0.0 * a + 0.0 and friends
+        x[torch.rand(x.shape, generator=gen) < 0.2] = 0.0
+        x[torch.rand(x.shape, generator=gen) < 0.2] = -0.0
+    h0 = torch.randn(3 if packing == "varlen" else B, 2, 5, 3, generator=gen)
+    h0[0, 0] = -0.0
+    kw = dict(initial_state=h0, output_final_state=True)
+    if packing == "varlen":
+        kw["cu_seqlens"] = torch.tensor([0, 4, 4, 13])
+    if packing == "mask":
+        kw["reset_mask"] = torch.rand(B, 13, generator=gen) < 0.3
+    monkeypatch.setattr(recurrence, "KV_BLOCK_BYTES", block_bytes)
+    for fn in (reference, naive_baseline):
+        o, ht = fn(STEPS[op], *xs, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(recurrence, "GIVEN_KV", {})
+            o_step, ht_step = fn(STEPS[op], *xs, **kw)
+        for new, old in ((o, o_step), (ht, ht_step)):
+            assert torch.equal(new, old) and torch.equal(new.signbit(), old.signbit())
+            assert torch.equal(new.double().view(torch.int64), old.double().view(torch.int64))
