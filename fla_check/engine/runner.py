@@ -84,8 +84,8 @@ from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import PendingScales, sample_groups, sample_seed
-from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, Verdict, agreements, judged,
-                                       metric_terms, worst)
+from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, ReferenceTerms, Verdict,
+                                       agreements, judged, metric_terms, worst)
 from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
@@ -170,7 +170,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         raise ConfigPolicyError(f"--config {', '.join(unknown)}: no mode launched such an autotuned kernel "
                                 f"(launched: {', '.join(sorted(kernels)) or 'none'})")
     with harness_stage("comparing the modes pairwise", config, backend.device):
-        pairs = _pairs(produced, ref, results)
+        pairs = _pairs(produced, ref, results, judge.ref_terms)
     baseline = next(iter(judge.scales.values()), {})
     return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
 
@@ -210,6 +210,7 @@ class _Judge:
     cancel: dict[str, Cancellation] = field(default_factory=dict)  # cancelling sums' reach (dg)
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
     memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
+    ref_terms: ReferenceTerms = field(default_factory=ReferenceTerms)  # ref's own reductions, once each
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -223,7 +224,7 @@ class _Judge:
         with harness_stage(f"the float64 baseline emulation ({arith.algorithm})", c, self.inputs.q.device):
             groups = sample_groups(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
                                    up=self.up, exact=self.ref)
-            return PendingScales(groups, self.ref)
+            return PendingScales(groups, self.ref, refs=self.ref_terms)
 
     def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:
         return self.compare_all({name: kernel}, arith)[0][0]
@@ -234,7 +235,7 @@ class _Judge:
         declaration has none yet, and the device scalars `extra` fetched in one host transfer."""
         pending = None if arith in self.scales else self._pending(arith)
         before = pending.terms if pending else []
-        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()])
+        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()], self.ref_terms)
         values = to_host(before + terms + list(extra))
         if pending:
             self.scales[arith] = pending.finish(values[:len(before)])
@@ -569,7 +570,7 @@ def _localize(comps: list[Comparison], out: dict[str, Tensor], ref: dict[str, Te
 
 
 def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
-           results: dict[str, ModeResult]) -> list[PairResult]:
+           results: dict[str, ModeResult], ref_terms: Optional[ReferenceTerms] = None) -> list[PairResult]:
     """Every pair of modes that produced outputs, agreement per output (one host transfer)."""
     combos = list(itertools.combinations(produced, 2))
     items = []
@@ -578,5 +579,5 @@ def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
         bounds_b = {c.name: c.bound_max_abs for c in results[b].outputs}
         items += [(name, produced[a][name], produced[b][name], ref[name], bounds_a[name], bounds_b[name])
                   for name in ref]
-    found = agreements(items)
+    found = agreements(items, ref_terms)
     return [PairResult(a, b, found[i * len(ref):(i + 1) * len(ref)]) for i, (a, b) in enumerate(combos)]
