@@ -221,3 +221,43 @@ def test_kv_products_of_a_block_of_steps_give_the_per_step_bits(monkeypatch, op,
         for new, old in ((o, o_step), (ht, ht_step)):
             assert torch.equal(new, old) and torch.equal(new.signbit(), old.signbit())
             assert torch.equal(new.double().view(torch.int64), old.double().view(torch.int64))
+
+
+def _old_readout(step, q, k, v, g, h0, cu, reset):
+    """The readout bound as verdict.baselines._readout_terms computed it: its own float64 run."""
+    return reference(step, q.abs(), k.abs(), v.abs(), g, None, initial_state=None if h0 is None else h0.abs(),
+                     cu_seqlens=cu, **({} if reset is None else {"reset_mask": reset}))[0]
+
+
+@pytest.mark.parametrize("op", ["gla", "simple_gla", "wrapped"])
+@pytest.mark.parametrize("packing", ["none", "varlen", "mask"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_with_readout_gives_the_bits_of_the_two_runs(monkeypatch, op, packing, dtype, seed):
+    """reference_with_readout's (o, ht) and readout bound equal, bit for bit (signed zeros
+    included), the reference and the separate run on |q|, |k|, |v|, |h0| it replaces: run
+    alongside for the built-in decay-only steps (over several k v^T blocks), on its own for a
+    wrapped step, and under autograd (no initial state here)."""
+    from fla_check.references import reference_with_readout
+    from fla_check.references import recurrence
+
+    monkeypatch.setattr(recurrence, "KV_BLOCK_BYTES", 3 * 2 * 2 * 5 * 3 * 8)
+    step = (lambda *a: gla_step(*a)) if op == "wrapped" else STEPS[op]
+    gen = torch.Generator().manual_seed(seed)
+    B = 1 if packing == "varlen" else 2
+    q, k, v, g, _ = _inputs("gla" if op == "wrapped" else op, B=B, T=13, seed=seed)
+    for x in (q, k, v):
+        x[torch.rand(x.shape, generator=gen) < 0.2] = -0.0
+    q, k, v = (x.to(dtype) for x in (q, k, v))
+    h0 = None if seed else torch.randn(3 if packing == "varlen" else B, 2, 5, 3, generator=gen)
+    cu = torch.tensor([0, 4, 4, 13]) if packing == "varlen" else None
+    reset = (torch.rand(B, 13, generator=gen) < 0.3) if packing == "mask" else None
+    for grad in (False, True):
+        xs = [x.detach().requires_grad_(grad) for x in (q, k, v, g)]
+        o, ht, bound = reference_with_readout(step, *xs, initial_state=h0, cu_seqlens=cu, reset_mask=reset)
+        o_ref, ht_ref = reference(step, *xs, None, initial_state=h0, output_final_state=True, cu_seqlens=cu,
+                                  **({} if reset is None else {"reset_mask": reset}))
+        bound_ref = _old_readout(step, *xs, h0, cu, reset)
+        for new, old in ((o, o_ref), (ht, ht_ref), (bound, bound_ref)):
+            assert new.dtype == old.dtype == torch.float64 and new.shape == old.shape
+            assert torch.equal(_bits(new), _bits(old)) and torch.equal(new.signbit(), old.signbit())
