@@ -81,11 +81,11 @@ from fla_check.engine.memory import (MemoryChecks, describe_unwritten, finite_va
                                      poisoned_allocations)
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
-from fla_check.references import reference
+from fla_check.references import reference, reference_with_readout
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import PendingScales, sample_groups, sample_seed
-from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, Verdict, agreements, judged,
-                                       metric_terms, worst)
+from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, ReferenceTerms, Verdict,
+                                       agreements, judged, metric_terms, worst)
 from fla_check.verdict.host import to_host
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
@@ -150,10 +150,16 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         inputs = build_case(config, backend.device)
         up = gradients.upstream(config, backend.device) if backward else None
     with harness_stage("the float64 reference" + (" and its gradients" if backward else ""), config, backend.device):
-        ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
+        readout = None
+        if _wants_readout(specs, config, inputs, backend, up):
+            o, ht, readout = reference_with_readout(op_spec.step, inputs.q, inputs.k, inputs.v, inputs.g,
+                                                    initial_state=inputs.initial_state, cu_seqlens=inputs.cu_seqlens)
+            ref = {"o": o, "ht": ht}
+        else:
+            ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
     with harness_stage("the gradients' cancellation scales", config, backend.device):
         cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
-    judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks())
+    judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks(), readout=readout)
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
@@ -170,7 +176,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         raise ConfigPolicyError(f"--config {', '.join(unknown)}: no mode launched such an autotuned kernel "
                                 f"(launched: {', '.join(sorted(kernels)) or 'none'})")
     with harness_stage("comparing the modes pairwise", config, backend.device):
-        pairs = _pairs(produced, ref, results)
+        pairs = _pairs(produced, ref, results, judge.ref_terms)
     baseline = next(iter(judge.scales.values()), {})
     return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
 
@@ -184,6 +190,18 @@ def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Option
     o, ht = fn(op.step, *inputs.tensors(), initial_state=inputs.initial_state,
                output_final_state=True, cu_seqlens=inputs.cu_seqlens, prepare=inputs.prepare)
     return {"o": o, "ht": ht}
+
+
+def _wants_readout(specs: Sequence[ModeSpec], config: CaseConfig, inputs: CaseInputs, backend: Backend,
+                   up: Optional[gradients.Upstream]) -> bool:
+    """Whether a mode that can run the case will take its baseline from the reference's
+    rounding plus the readout bound (verdict.baselines: a recurrent fp32 declaration, forward, no
+    beta, no in-kernel options): the reference then computes the bound alongside."""
+    if up is not None or inputs.beta is not None or inputs.prepare is not None:
+        return False
+    return any(arith.algorithm == "recurrent" and arith.state == "fp32"
+               for arith in (spec.declared(config.chunk_size) for spec in specs
+                             if not unsupported_reason(spec, config, backend)))
 
 
 def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
@@ -210,6 +228,8 @@ class _Judge:
     cancel: dict[str, Cancellation] = field(default_factory=dict)  # cancelling sums' reach (dg)
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
     memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
+    ref_terms: ReferenceTerms = field(default_factory=ReferenceTerms)  # ref's own reductions, once each
+    readout: Optional[Tensor] = None  # the readout bound, when the reference computed it (_wants_readout)
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -222,8 +242,8 @@ class _Judge:
         c = self.config
         with harness_stage(f"the float64 baseline emulation ({arith.algorithm})", c, self.inputs.q.device):
             groups = sample_groups(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
-                                   up=self.up, exact=self.ref)
-            return PendingScales(groups, self.ref)
+                                   up=self.up, exact=self.ref, readout=self.readout)
+            return PendingScales(groups, self.ref, refs=self.ref_terms)
 
     def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:
         return self.compare_all({name: kernel}, arith)[0][0]
@@ -234,7 +254,7 @@ class _Judge:
         declaration has none yet, and the device scalars `extra` fetched in one host transfer."""
         pending = None if arith in self.scales else self._pending(arith)
         before = pending.terms if pending else []
-        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()])
+        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()], self.ref_terms)
         values = to_host(before + terms + list(extra))
         if pending:
             self.scales[arith] = pending.finish(values[:len(before)])
@@ -569,7 +589,7 @@ def _localize(comps: list[Comparison], out: dict[str, Tensor], ref: dict[str, Te
 
 
 def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
-           results: dict[str, ModeResult]) -> list[PairResult]:
+           results: dict[str, ModeResult], ref_terms: Optional[ReferenceTerms] = None) -> list[PairResult]:
     """Every pair of modes that produced outputs, agreement per output (one host transfer)."""
     combos = list(itertools.combinations(produced, 2))
     items = []
@@ -578,5 +598,5 @@ def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
         bounds_b = {c.name: c.bound_max_abs for c in results[b].outputs}
         items += [(name, produced[a][name], produced[b][name], ref[name], bounds_a[name], bounds_b[name])
                   for name in ref]
-    found = agreements(items)
+    found = agreements(items, ref_terms)
     return [PairResult(a, b, found[i * len(ref):(i + 1) * len(ref)]) for i, (a, b) in enumerate(combos)]

@@ -10,6 +10,7 @@ from fla_check.references.recurrence import (
     kda_step,
     naive_baseline,
     reference,
+    reference_with_readout,
     run_recurrence,
     simple_gla_step,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "kda_step",
     "naive_baseline",
     "reference",
+    "reference_with_readout",
     "run_recurrence",
     "simple_gla_step",
 ]

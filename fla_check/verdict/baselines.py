@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
-from fla_check.verdict.compare import RMS_EPS, Metrics, finite_mask, nonfinite_mask
+from fla_check.verdict.compare import RMS_EPS, Metrics, ReferenceTerms, nonfinite_mask
 from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
@@ -60,15 +60,18 @@ def memory_budget(device: Union[str, torch.device]) -> int:
 
 def sample_groups(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
                   up: Optional[Upstream] = None, truth: bool = False, exact: Optional[dict[str, Tensor]] = None,
-                  budget: Optional[int] = None) -> Iterator[Samples]:
+                  budget: Optional[int] = None, readout: Optional[Tensor] = None) -> Iterator[Samples]:
     """:func:`baseline_samples` in consecutive groups of samples, each group's peak memory
     (:func:`sample_bytes`) within `budget` bytes (default :func:`memory_budget`; a group holds
     one sample at least). The concatenated groups equal the ungrouped samples: every group
-    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``)."""
+    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``).
+    `readout`: the readout bound of the case (:func:`_readout_terms`) when the caller has it
+    (the runner's reference computes it alongside: references.reference_with_readout)."""
     shortcut = _shortcut(arith, inputs, up, exact)
     budget = memory_budget(inputs.q.device) if budget is None else budget
     size = group_size(sample_bytes(inputs, arith, up is not None, shortcut), budget)
-    readout = _readout_terms(op, inputs, truth) if shortcut else None
+    if shortcut and readout is None:
+        readout = _readout_terms(op, inputs, truth)
     for lo in range(0, SAMPLES, size):
         rows = None if size >= SAMPLES else slice(lo, min(lo + size, SAMPLES))
         if shortcut:
@@ -244,10 +247,12 @@ def noise_scales(samples: Union[Samples, Iterable[Samples]], exact: dict[str, Te
 
 class PendingScales:
     """:func:`noise_scales` in two steps: :attr:`terms`, the device scalars to fetch (a caller
-    may fetch them with its own in one transfer), then :meth:`finish` on their values."""
+    may fetch them with its own in one transfer), then :meth:`finish` on their values.
+    `refs`: the reductions of `exact` and `ref` kept across calls (default: computed here)."""
 
     def __init__(self, samples: Union[Samples, Iterable[Samples]], exact: dict[str, Tensor],
-                 ref: Optional[dict[str, Tensor]] = None):
+                 ref: Optional[dict[str, Tensor]] = None, refs: Optional[ReferenceTerms] = None):
+        refs = ReferenceTerms() if refs is None else refs
         self.exact, self.ref = exact, exact if ref is None else ref
         self.outputs: list[str] = []
         self.names: list[str] = []
@@ -258,7 +263,7 @@ class PendingScales:
                 self.outputs = [n for n in exact if n in group]
                 self.names = [n for n in self.outputs if exact[n].numel()]
             for name in self.names:
-                found = self._deviations(group[name], exact[name])
+                found = self._deviations(group[name], exact[name], refs)
                 worst[name] = found if name not in worst else [
                     worst[name][0] + found[0], torch.maximum(worst[name][1], found[1]),
                     torch.maximum(worst[name][2], found[2])]
@@ -266,19 +271,20 @@ class PendingScales:
         self.terms: list[Tensor] = []
         for name in self.names:
             x = exact[name]
-            r = self.ref[name].detach().double().to(worst[name][0].device)
-            self.terms += [finite_mask(x).sum().to(r.device), *worst[name], finite_mask(r).sum(),
-                           r.contiguous().square().mean().sqrt() if r.numel() else r.new_zeros(())]
+            r, device = self.ref[name], worst[name][0].device
+            self.terms += [refs.finite_count(x, device), *worst[name], refs.finite_count(r, device),
+                           refs.rms(r, device) if r.numel() else r.new_zeros((), dtype=torch.float64, device=device)]
 
     @staticmethod
-    def _deviations(samples: Tensor, exact: Tensor) -> list[Tensor]:
+    def _deviations(samples: Tensor, exact: Tensor, refs: ReferenceTerms) -> list[Tensor]:
         """Non-finite deviations, the largest |e - x| and the largest per-sample RMS of e - x,
         over the finite entries of `exact` (device scalars)."""
         e = samples.double()
         x64 = exact.detach().double().to(e.device)
-        ok = finite_mask(x64)
+        ok = refs.finite(exact, e.device)
         diff = torch.where(ok, e - x64, torch.zeros_like(e)).flatten(1)
-        return [nonfinite_mask(diff).sum(), diff.abs().max(), diff.square().sum(1).div(ok.sum()).sqrt().max()]
+        return [nonfinite_mask(diff).sum(), diff.abs().max(),
+                diff.square().sum(1).div(refs.finite_count(exact, e.device)).sqrt().max()]
 
     def finish(self, values: Sequence[float]) -> dict[str, Metrics]:
         """The scales from the fetched values of :attr:`terms`."""

@@ -115,6 +115,51 @@ def nonfinite_mask(x: Tensor) -> Tensor:
     return (x - x) != 0
 
 
+class ReferenceTerms:
+    """The reductions of a reference tensor that every comparison against it repeats (its
+    finite mask, finite count, rms and max|r| in float64), each computed once per tensor and
+    device: one judge compares several modes, baselines and pairs with the same reference.
+    Keyed by the tensor's identity, which it holds (so no other tensor takes its id); a
+    reference must not change in place while cached."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[int, torch.device], tuple[Tensor, dict[str, Tensor]]] = {}
+
+    def _cached(self, ref: Tensor, device: Optional[torch.device], what: str) -> Tensor:
+        device = ref.device if device is None else torch.device(device)
+        key = (id(ref), device)
+        if key not in self._held:
+            self._held[key] = (ref, {})
+        found = self._held[key][1]
+        if what not in found:
+            r = ref.detach().to(torch.float64).to(device)
+            if what == "finite":
+                found[what] = finite_mask(r)
+            elif what == "count":
+                found[what] = self._cached(ref, device, "finite").sum()
+            elif what == "rms":
+                found[what] = r.contiguous().square().mean().sqrt()
+            else:  # max_abs
+                found[what] = r.contiguous().abs().max()
+        return found[what]
+
+    def finite(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
+        """``finite_mask`` of `ref` in float64 (on `device`, default its own)."""
+        return self._cached(ref, device, "finite")
+
+    def finite_count(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
+        """The number of finite entries of `ref` (an int64 device scalar)."""
+        return self._cached(ref, device, "count")
+
+    def rms(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
+        """rms(`ref`) in float64, reduced in its contiguous logical order."""
+        return self._cached(ref, device, "rms")
+
+    def max_abs(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
+        """max |`ref`| in float64."""
+        return self._cached(ref, device, "max_abs")
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Error of one tensor against the float64 reference."""
@@ -244,10 +289,12 @@ def compare_many(items: Sequence[Judged], extra: Sequence[Tensor] = ()) -> tuple
     return judged(items, values[:len(terms)]), values[len(terms):]
 
 
-def metric_terms(pairs: Sequence[tuple[Tensor, Tensor]]) -> list[Tensor]:
+def metric_terms(pairs: Sequence[tuple[Tensor, Tensor]], refs: Optional[ReferenceTerms] = None) -> list[Tensor]:
     """The device scalars :func:`judged` needs for each (kernel, reference) pair, in order: a
-    caller can fetch them with other scalars of its own in one transfer."""
-    return [t for kernel, ref in pairs for t in _terms(kernel, ref)]
+    caller can fetch them with other scalars of its own in one transfer. `refs`: the
+    references' own reductions, kept across calls (default: computed for this call)."""
+    refs = ReferenceTerms() if refs is None else refs
+    return [t for kernel, ref in pairs for t in _terms(kernel, ref, refs)]
 
 
 def judged(items: Sequence[Judged], values: Sequence[float]) -> list[Comparison]:
@@ -264,7 +311,7 @@ def judged(items: Sequence[Judged], values: Sequence[float]) -> list[Comparison]
 _TERMS = 6  # device scalars per output (see _terms)
 
 
-def _terms(kernel: Tensor, ref: Tensor) -> list[Tensor]:
+def _terms(kernel: Tensor, ref: Tensor, refs: ReferenceTerms) -> list[Tensor]:
     """Device scalars of one output: kernel non-finite where the reference is finite, finite
     reference entries, max |k - r|, rms(k - r), rms(r), max |r| (the last four exact when the
     reference is finite: reduced in the logical order that masking out nothing gives)."""
@@ -272,11 +319,9 @@ def _terms(kernel: Tensor, ref: Tensor) -> list[Tensor]:
         return []
     x = kernel.detach().to(torch.float64)
     r = ref.detach().to(torch.float64)
-    ok = finite_mask(r)
     diff = (x - r).contiguous()
-    rc = r.contiguous()
-    return [(nonfinite_mask(x) & ok).sum(), ok.sum(), diff.abs().max(), diff.square().mean().sqrt(),
-            rc.square().mean().sqrt(), rc.abs().max()]
+    return [(nonfinite_mask(x) & refs.finite(ref)).sum(), refs.finite_count(ref), diff.abs().max(),
+            diff.square().mean().sqrt(), refs.rms(ref), refs.max_abs(ref)]
 
 
 def _judge(item: Judged, v: list[float]) -> Comparison:
@@ -329,16 +374,19 @@ def agreement(name: str, a: Tensor, b: Tensor, ref: Tensor, bound_a: float, boun
     return agreements([(name, a, b, ref, bound_a, bound_b)])[0]
 
 
-def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]]) -> list[Agreement]:
-    """:func:`agreement` of each (name, a, b, ref, bound_a, bound_b), fetched in one host transfer."""
+def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]],
+               refs: Optional[ReferenceTerms] = None) -> list[Agreement]:
+    """:func:`agreement` of each (name, a, b, ref, bound_a, bound_b), fetched in one host transfer
+    (`refs`: the references' own reductions, kept across calls; default: computed here)."""
+    refs = ReferenceTerms() if refs is None else refs
     terms: list[Tensor] = []
     for _, a, b, ref, _, _ in items:
         if a.numel():
-            a64, b64, r64 = (t.detach().to(torch.float64) for t in (a, b, ref))
+            a64, b64 = (t.detach().to(torch.float64) for t in (a, b))
             diff = a64 - b64
             same = (a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))
-            terms += [nonfinite_mask(diff).sum(), (~same).sum(), finite_mask(r64).sum(), diff.abs().max(),
-                      diff.square().mean().sqrt(), r64.contiguous().square().mean().sqrt()]
+            terms += [nonfinite_mask(diff).sum(), (~same).sum(), refs.finite_count(ref), diff.abs().max(),
+                      diff.square().mean().sqrt(), refs.rms(ref)]
     values = to_host(terms)
     out, at = [], 0
     for name, a, b, ref, bound_a, bound_b in items:

@@ -188,3 +188,76 @@ def test_factors_of_all_steps_at_once_give_the_per_step_bits(op, packing):
     o_step, ht_step = reference(lambda *a: STEPS[op](*a), *xs, **kw)
     assert torch.equal(_bits(o), _bits(o_step)) and torch.equal(_bits(ht), _bits(ht_step))
     assert Exps.count == (0 if op == "delta" else 1)
+
+
+@pytest.mark.parametrize("op", ["gla", "simple_gla"])
+@pytest.mark.parametrize("packing", ["none", "varlen", "mask"])
+@pytest.mark.parametrize("block_bytes", [1, 3 * 2 * 5 * 3 * 8, 2**30])  # one step, three, all at once
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kv_products_of_a_block_of_steps_give_the_per_step_bits(monkeypatch, op, packing, block_bytes, seed):
+    """k_t v_t^T taken for a block of steps in one op (GIVEN_KV) gives the bits, signed zeros
+    included, of the per-step update (GIVEN_KV emptied: the step's own form), in float64 and fp32."""
+    from fla_check.references import recurrence
+
+    gen = torch.Generator().manual_seed(seed)
+    B = 1 if packing == "varlen" else 2
+    xs = list(_inputs(op, B=B, T=13, seed=seed))
+    for x in xs[1:3]:  # signed zeros in k and v: -0.0 * a + 0.0 and friends
+        x[torch.rand(x.shape, generator=gen) < 0.2] = 0.0
+        x[torch.rand(x.shape, generator=gen) < 0.2] = -0.0
+    h0 = torch.randn(3 if packing == "varlen" else B, 2, 5, 3, generator=gen)
+    h0[0, 0] = -0.0
+    kw = dict(initial_state=h0, output_final_state=True)
+    if packing == "varlen":
+        kw["cu_seqlens"] = torch.tensor([0, 4, 4, 13])
+    if packing == "mask":
+        kw["reset_mask"] = torch.rand(B, 13, generator=gen) < 0.3
+    monkeypatch.setattr(recurrence, "KV_BLOCK_BYTES", block_bytes)
+    for fn in (reference, naive_baseline):
+        o, ht = fn(STEPS[op], *xs, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(recurrence, "GIVEN_KV", {})
+            o_step, ht_step = fn(STEPS[op], *xs, **kw)
+        for new, old in ((o, o_step), (ht, ht_step)):
+            assert torch.equal(new, old) and torch.equal(new.signbit(), old.signbit())
+            assert torch.equal(new.double().view(torch.int64), old.double().view(torch.int64))
+
+
+def _old_readout(step, q, k, v, g, h0, cu, reset):
+    """The readout bound as verdict.baselines._readout_terms computed it: its own float64 run."""
+    return reference(step, q.abs(), k.abs(), v.abs(), g, None, initial_state=None if h0 is None else h0.abs(),
+                     cu_seqlens=cu, **({} if reset is None else {"reset_mask": reset}))[0]
+
+
+@pytest.mark.parametrize("op", ["gla", "simple_gla", "wrapped"])
+@pytest.mark.parametrize("packing", ["none", "varlen", "mask"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_with_readout_gives_the_bits_of_the_two_runs(monkeypatch, op, packing, dtype, seed):
+    """reference_with_readout's (o, ht) and readout bound equal, bit for bit (signed zeros
+    included), the reference and the separate run on |q|, |k|, |v|, |h0| it replaces: run
+    alongside for the built-in decay-only steps (over several k v^T blocks), on its own for a
+    wrapped step, and under autograd (no initial state here)."""
+    from fla_check.references import reference_with_readout
+    from fla_check.references import recurrence
+
+    monkeypatch.setattr(recurrence, "KV_BLOCK_BYTES", 3 * 2 * 2 * 5 * 3 * 8)
+    step = (lambda *a: gla_step(*a)) if op == "wrapped" else STEPS[op]
+    gen = torch.Generator().manual_seed(seed)
+    B = 1 if packing == "varlen" else 2
+    q, k, v, g, _ = _inputs("gla" if op == "wrapped" else op, B=B, T=13, seed=seed)
+    for x in (q, k, v):
+        x[torch.rand(x.shape, generator=gen) < 0.2] = -0.0
+    q, k, v = (x.to(dtype) for x in (q, k, v))
+    h0 = None if seed else torch.randn(3 if packing == "varlen" else B, 2, 5, 3, generator=gen)
+    cu = torch.tensor([0, 4, 4, 13]) if packing == "varlen" else None
+    reset = (torch.rand(B, 13, generator=gen) < 0.3) if packing == "mask" else None
+    for grad in (False, True):
+        xs = [x.detach().requires_grad_(grad) for x in (q, k, v, g)]
+        o, ht, bound = reference_with_readout(step, *xs, initial_state=h0, cu_seqlens=cu, reset_mask=reset)
+        o_ref, ht_ref = reference(step, *xs, None, initial_state=h0, output_final_state=True, cu_seqlens=cu,
+                                  **({} if reset is None else {"reset_mask": reset}))
+        bound_ref = _old_readout(step, *xs, h0, cu, reset)
+        for new, old in ((o, o_ref), (ht, ht_ref), (bound, bound_ref)):
+            assert new.dtype == old.dtype == torch.float64 and new.shape == old.shape
+            assert torch.equal(_bits(new), _bits(old)) and torch.equal(new.signbit(), old.signbit())

@@ -291,3 +291,42 @@ def test_finite_masks_are_isfinite(dtype):
                       math.inf, -math.inf, math.nan], dtype=torch.float64).to(dtype)
     assert torch.equal(finite_mask(x), torch.isfinite(x)) and torch.equal(nonfinite_mask(x), ~torch.isfinite(x))
     assert finite_mask(x).tolist() == [True] * 9 + [False] * 3
+
+
+def _same_bits(a, b):
+    """Equal dtypes and bits (NaN payloads and signed zeros included)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    ints = {8: torch.int64, 4: torch.int32, 2: torch.int16}[a.element_size()]
+    return (torch.equal(a.reshape(-1).view(ints), b.reshape(-1).view(ints))
+            and torch.equal(a.signbit(), b.signbit()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "float32"])
+def test_reference_terms_give_the_bits_of_the_inline_reductions(seed, layout):
+    """ReferenceTerms' cached reductions equal, bit for bit, the inline ones they replaced in
+    _terms, agreements and PendingScales (a NaN, an inf and signed zeros in the reference; a
+    non-contiguous or fp32 one), and are computed once per tensor and device."""
+    from fla_check.verdict.compare import ReferenceTerms, finite_mask, metric_terms
+
+    ref = _ref(seed=seed)
+    ref[0, seed, 0, :3] = torch.tensor([-0.0, 0.0, -0.0], dtype=torch.float64)
+    if seed % 2:
+        ref[0, 3, 1, 2], ref[0, 5, 0, 1] = math.nan, -math.inf
+    ref = {"contiguous": ref, "transposed": ref.transpose(1, 2), "float32": ref.float()}[layout]
+    r = ref.detach().to(torch.float64)
+    refs = ReferenceTerms()
+    assert _same_bits(refs.finite(ref), finite_mask(r))
+    assert _same_bits(refs.finite_count(ref), finite_mask(ref).sum())
+    assert _same_bits(refs.rms(ref), r.contiguous().square().mean().sqrt())
+    assert _same_bits(refs.max_abs(ref), r.contiguous().abs().max())
+    assert refs.rms(ref) is refs.rms(ref) and refs.finite(ref, torch.device("cpu")) is refs.finite(ref)
+    kernel = _noise(ref.double(), 1e-3, seed=seed + 7).to(ref.dtype)
+    shared = ReferenceTerms()
+    once, twice, fresh = (metric_terms([(kernel, ref)], shared), metric_terms([(kernel, ref)], shared),
+                          metric_terms([(kernel, ref)]))
+    assert all(_same_bits(a, b) and _same_bits(a, c) for a, b, c in zip(once, twice, fresh))
+    assert twice[1] is once[1] and twice[4] is once[4] and twice[5] is once[5]
