@@ -10,8 +10,7 @@ host syncs, not their size, and both are the same on the CPU. Each case runs onc
 set by wrapping module globals of :mod:`fla_check.engine.runner` (restored afterwards; the
 library is untouched), innermost wins:
 
-- ``build``: :func:`~fla_check.cases.build_case`; ``reference``: the float64 recurrence (with the
-  readout bound of a recurrent fp32 mode's baseline when it runs alongside: ``reference_with_readout``);
+- ``build``: :func:`~fla_check.cases.build_case`; ``reference``: the float64 recurrence;
 - ``baseline``: the emulation of each declared arithmetic and its reduction (PendingScales);
 - ``kernels``: the mode calls (:func:`runner._invoke`: guarded copies, poisoned allocations) --
   without the Triton interpreter's own torch ops (``GridExecutor.__call__``: CPU only, excluded);
@@ -112,7 +111,6 @@ def installed(phases: Phases, count_syncs: bool) -> Iterator[None]:
 
     patches = [(runner, "build_case", phases.wrap("build", runner.build_case)),
                (runner, "reference", phases.wrap("reference", runner.reference)),
-               (runner, "reference_with_readout", phases.wrap("reference", runner.reference_with_readout)),
                (runner, "PendingScales", phases.wrap("baseline", runner.PendingScales)),
                (runner, "_invoke", phases.wrap("kernels", runner._invoke)),
                (runner, "_run_mode", phases.wrap("judge", runner._run_mode)),

@@ -81,7 +81,7 @@ from fla_check.engine.memory import (MemoryChecks, describe_unwritten, finite_va
                                      poisoned_allocations)
 from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
-from fla_check.references import reference, reference_with_readout
+from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import PendingScales, sample_groups, sample_seed
 from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, ReferenceTerms, Verdict,
@@ -150,16 +150,10 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         inputs = build_case(config, backend.device)
         up = gradients.upstream(config, backend.device) if backward else None
     with harness_stage("the float64 reference" + (" and its gradients" if backward else ""), config, backend.device):
-        readout = None
-        if _wants_readout(specs, config, inputs, backend, up):
-            o, ht, readout = reference_with_readout(op_spec.step, inputs.q, inputs.k, inputs.v, inputs.g,
-                                                    initial_state=inputs.initial_state, cu_seqlens=inputs.cu_seqlens)
-            ref = {"o": o, "ht": ht}
-        else:
-            ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
+        ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
     with harness_stage("the gradients' cancellation scales", config, backend.device):
         cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
-    judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks(), readout=readout)
+    judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks())
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
@@ -192,18 +186,6 @@ def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Option
     return {"o": o, "ht": ht}
 
 
-def _wants_readout(specs: Sequence[ModeSpec], config: CaseConfig, inputs: CaseInputs, backend: Backend,
-                   up: Optional[gradients.Upstream]) -> bool:
-    """Whether a mode that can run the case will take its baseline from the reference's
-    rounding plus the readout bound (verdict.baselines: a recurrent fp32 declaration, forward, no
-    beta, no in-kernel options): the reference then computes the bound alongside."""
-    if up is not None or inputs.beta is not None or inputs.prepare is not None:
-        return False
-    return any(arith.algorithm == "recurrent" and arith.state == "fp32"
-               for arith in (spec.declared(config.chunk_size) for spec in specs
-                             if not unsupported_reason(spec, config, backend)))
-
-
 def unsupported_reason(spec: ModeSpec, config: CaseConfig, backend: Backend,
                        backward: bool = False) -> Optional[str]:
     """Why `spec` cannot run `config` on `backend` (mode capabilities first), or None. The
@@ -229,7 +211,6 @@ class _Judge:
     scales: dict[Arithmetic, dict[str, Metrics]] = field(default_factory=dict)  # baselines, per declaration
     memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
     ref_terms: ReferenceTerms = field(default_factory=ReferenceTerms)  # ref's own reductions, once each
-    readout: Optional[Tensor] = None  # the readout bound, when the reference computed it (_wants_readout)
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -242,7 +223,7 @@ class _Judge:
         c = self.config
         with harness_stage(f"the float64 baseline emulation ({arith.algorithm})", c, self.inputs.q.device):
             groups = sample_groups(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
-                                   up=self.up, exact=self.ref, readout=self.readout)
+                                   up=self.up, exact=self.ref)
             return PendingScales(groups, self.ref, refs=self.ref_terms)
 
     def compare(self, name: str, kernel: Tensor, arith: Arithmetic) -> Comparison:

@@ -10,7 +10,6 @@ from fla_check.references.recurrence import (
     kda_step,
     naive_baseline,
     reference,
-    reference_with_readout,
     run_recurrence,
     simple_gla_step,
 )
@@ -22,7 +21,6 @@ __all__ = [
     "kda_step",
     "naive_baseline",
     "reference",
-    "reference_with_readout",
     "run_recurrence",
     "simple_gla_step",
 ]

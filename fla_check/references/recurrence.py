@@ -117,17 +117,6 @@ def run_recurrence(
 ) -> tuple[Tensor, Optional[Tensor]]:
     """Run `step` over time in the dtype of the inputs; returns (o [B,T,HV,V], final state or None).
     `prepare` (the case's in-kernel options and GVA mapping) is applied to the inputs first."""
-    o, ht, _ = _run(step, q, k, v, g, beta, scale=scale, initial_state=initial_state, cu_seqlens=cu_seqlens,
-                    reset_mask=reset_mask, prepare=prepare)
-    return o, (ht if output_final_state else None)
-
-
-def _run(step: StepFn, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor], *,
-         scale: Optional[float], initial_state: Optional[Tensor], cu_seqlens: Optional[Tensor],
-         reset_mask: Optional[Tensor], prepare: Optional[Prepare], absolute: bool = False,
-         ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """:func:`run_recurrence`'s (o, final state) and, with `absolute` where the loop runs it
-    alongside (:func:`_loop`), the output of the same recurrence on |q|, |k|, |v|, |h0| (else None)."""
     if prepare is not None:
         q, k, v, g, beta = prepare(q, k, v, g, beta)
     q, k = expand_heads(q, v.shape[2]), expand_heads(k, v.shape[2])
@@ -142,10 +131,11 @@ def _run(step: StepFn, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], bet
         lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
         t_max = max(lengths) if lengths else 0
         padded = [_to_padded(x, bounds, t_max) for x in (q, k, v, g, beta)]
-        o_pad, ht, o_abs_pad = _loop(step, *padded, scale, initial_state, lengths, absolute=absolute)
-        unpad = lambda x: torch.cat([x[i, :n] for i, n in enumerate(lengths)], 0)[None]  # noqa: E731
-        return unpad(o_pad), ht, None if o_abs_pad is None else unpad(o_abs_pad)
-    return _loop(step, q, k, v, g, beta, scale, initial_state, None, reset_mask, absolute=absolute)
+        o_pad, ht = _loop(step, *padded, scale, initial_state, lengths)
+        o = torch.cat([o_pad[i, :n] for i, n in enumerate(lengths)], 0)[None]
+        return o, (ht if output_final_state else None)
+    o, ht = _loop(step, q, k, v, g, beta, scale, initial_state, None, reset_mask)
+    return o, (ht if output_final_state else None)
 
 
 def _loop(
@@ -159,12 +149,7 @@ def _loop(
     initial_state: Optional[Tensor],
     lengths: Optional[list[int]],
     reset_mask: Optional[Tensor] = None,
-    absolute: bool = False,
-) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """(o, final state, o of |q|, |k|, |v|, |S0| or None). `absolute`: for a GIVEN_KV step without
-    autograd, the recurrence on the absolute values runs alongside, its state stacked under the
-    state's (a leading dim of 2: the decay, k v^T and reset/running factors are elementwise, so
-    each half gets the bits of its own run) and its readout reduced on its own product."""
+) -> tuple[Tensor, Tensor]:
     B, T, H, K = q.shape
     V = v.shape[-1]
     if initial_state is None:
@@ -191,34 +176,23 @@ def _loop(
     # torch.tensor(..., device=cuda) is a blocking copy (a stream sync) every step
     running = None if lengths is None else torch.tensor(
         [[t < n for n in lengths] for t in range(T)], dtype=torch.bool).reshape(T, len(lengths)).to(q.device)
-    pair = absolute and given_kv is not None
-    k_kv, v_kv, q_abs, outs_abs = k, v, (), []
-    if pair:
-        S, k_kv, v_kv = (torch.stack([x, x.abs()]) for x in (S, k, v))
-        q_abs = (scale * q.abs()).unbind(1)
-    block = _kv_block_steps(B * (2 if pair else 1), T, H, K, V, q.element_size())
+    block = _kv_block_steps(B, T, H, K, V, q.element_size())
     kv: tuple[Tensor, ...] = ()
     for t in range(T):
         q_t, k_t, v_t, g_t, beta_t = at(t)
         S_in = S if keep is None else S * keep[:, t, None, None, None]
         if given_kv is not None:
             if t % block == 0:  # k_t v_t^T of the next block of steps, one op
-                kv = (k_kv[..., t:t + block, :, :, None] * v_kv[..., t:t + block, :, None, :]).unbind(-4)
+                kv = (k[:, t:t + block, :, :, None] * v[:, t:t + block, :, None, :]).unbind(1)
             S_new = given_kv(S_in, g_t, kv[t % block])
         else:
             S_new = step(S_in, k_t, v_t, g_t, beta_t)
         if running is not None:
             S_new = torch.where(running[t][:, None, None, None], S_new, S)
         S = S_new
-        if pair:
-            outs.append((S[0] * q_t[..., None]).sum(-2))
-            outs_abs.append((S[1] * q_abs[t][..., None]).sum(-2))
-        else:
-            outs.append((S * q_t[..., None]).sum(-2))
+        outs.append((S * q_t[..., None]).sum(-2))
     o = torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)
-    if not pair:
-        return o, S, None
-    return o, S[0], torch.stack(outs_abs, 1) if outs_abs else q.new_zeros(B, 0, H, V)
+    return o, S
 
 
 def reference(step: StepFn, *tensors: Optional[Tensor], **kwargs) -> tuple[Tensor, Optional[Tensor]]:
@@ -227,22 +201,6 @@ def reference(step: StepFn, *tensors: Optional[Tensor], **kwargs) -> tuple[Tenso
     if kwargs.get("initial_state") is not None:
         kwargs["initial_state"] = kwargs["initial_state"].to(torch.float64)
     return run_recurrence(step, *cast, **kwargs)
-
-
-def reference_with_readout(step: StepFn, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], *,
-                           initial_state: Optional[Tensor] = None, cu_seqlens: Optional[Tensor] = None,
-                           reset_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`reference`'s (o, final state) of a case without beta, and the reference's output
-    on |q|, |k|, |v|, |h0| (g as is: the readout bound of fla_check.verdict.baselines). The
-    latter runs alongside the reference where the loop can (a decay-only built-in step without
-    autograd: one op per step then serves both, :func:`_loop`), on its own otherwise."""
-    q, k, v, g, h0 = (None if t is None else t.to(torch.float64) for t in (q, k, v, g, initial_state))
-    kw = dict(scale=None, cu_seqlens=cu_seqlens, reset_mask=reset_mask, prepare=None)
-    o, ht, o_abs = _run(step, q, k, v, g, None, initial_state=h0, absolute=True, **kw)
-    if o_abs is None:
-        o_abs, _, _ = _run(step, q.abs(), k.abs(), v.abs(), g, None,
-                           initial_state=None if h0 is None else h0.abs(), **kw)
-    return o, ht, o_abs
 
 
 def naive_baseline(step: StepFn, *tensors: Optional[Tensor], **kwargs) -> tuple[Tensor, Optional[Tensor]]:

@@ -60,18 +60,15 @@ def memory_budget(device: Union[str, torch.device]) -> int:
 
 def sample_groups(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
                   up: Optional[Upstream] = None, truth: bool = False, exact: Optional[dict[str, Tensor]] = None,
-                  budget: Optional[int] = None, readout: Optional[Tensor] = None) -> Iterator[Samples]:
+                  budget: Optional[int] = None) -> Iterator[Samples]:
     """:func:`baseline_samples` in consecutive groups of samples, each group's peak memory
     (:func:`sample_bytes`) within `budget` bytes (default :func:`memory_budget`; a group holds
     one sample at least). The concatenated groups equal the ungrouped samples: every group
-    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``).
-    `readout`: the readout bound of the case (:func:`_readout_terms`) when the caller has it
-    (the runner's reference computes it alongside: references.reference_with_readout)."""
+    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``)."""
     shortcut = _shortcut(arith, inputs, up, exact)
     budget = memory_budget(inputs.q.device) if budget is None else budget
     size = group_size(sample_bytes(inputs, arith, up is not None, shortcut), budget)
-    if shortcut and readout is None:
-        readout = _readout_terms(op, inputs, truth)
+    readout = _readout_terms(op, inputs, truth) if shortcut else None
     for lo in range(0, SAMPLES, size):
         rows = None if size >= SAMPLES else slice(lo, min(lo + size, SAMPLES))
         if shortcut:

@@ -290,26 +290,3 @@ def test_chunk_size_is_passed_to_modes_that_take_it_and_recurrent_modes_run_unch
     assert r.modes["test:clean"].verdict is Verdict.OK  # declared recurrent: no chunks, called without chunk_size
     assert r.modes["test:fixed"].verdict is Verdict.UNSUPPORTED
     assert r.modes["test:fixed"].reason == "test:fixed does not support chunk_size=16: fixed 16-token chunks"
-
-
-def _without_seconds(d):
-    if isinstance(d, dict):
-        return {k: _without_seconds(v) for k, v in d.items() if k != "seconds"}
-    return [_without_seconds(v) for v in d] if isinstance(d, list) else d
-
-
-@pytest.mark.parametrize("kw", [dict(op="gla"), dict(op="simple_gla", initial_state=True),
-                                dict(op="gla", packing="varlen", segments=((5, 11),))])
-def test_readout_bound_run_alongside_the_reference_keeps_the_result(monkeypatch, kw):
-    """A recurrent fp32 mode's baseline takes the readout bound the reference computed alongside
-    (_wants_readout); the result equals, number for number, that of its separate run."""
-    from fla_check.engine import runner
-
-    config = _cfg(**{"T": 16, **kw})
-    assert runner._wants_readout(runner.resolve_modes(runner.resolve_op(config.op), ["recurrent"]), config,
-                                 runner.build_case(config, "cpu"), runner.get_backend("cpu"), None)
-    together = check_case(config.op, ["recurrent", "chunk"], config, invariance="none").to_json()
-    monkeypatch.setattr(runner, "_wants_readout", lambda *a: False)
-    apart = check_case(config.op, ["recurrent", "chunk"], config, invariance="none").to_json()
-    assert _without_seconds(together) == _without_seconds(apart)
-    assert together["modes"]["recurrent"]["verdict"] == "OK"
