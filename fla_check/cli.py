@@ -819,13 +819,12 @@ def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, sh
         make_console(no_color=no_color).print(catalog_table(entries))
         return
 
-    def on_result(r, done: int, total: int) -> None:
-        if not as_json:
-            how = f"after {r.examples} example(s), {r.seconds:.1f} s" if r.caught else r.note
-            what = ("caught" if r.caught else "BROKEN" if r.status == "broken"
-                    else "skipped" if r.status == "skipped" else "MISSED")
-            mode = f"{r.mode} bwd" if r.backward else r.mode
-            click.echo(f"[{done}/{total}] {what} {r.id} ({r.op}/{mode}): {how}", err=True)
+    def on_result(r, done: int, total: int) -> None:  # on stderr, also with --json (stdout holds the result)
+        how = f"after {r.examples} example(s), {r.seconds:.1f} s" if r.caught else r.note
+        what = ("caught" if r.caught else "BROKEN" if r.status == "broken"
+                else "skipped" if r.status == "skipped" else "MISSED")
+        mode = f"{r.mode} bwd" if r.backward else r.mode
+        click.echo(f"[{done}/{total}] {what} {r.id} ({r.op}/{mode}): {how}", err=True)
 
     result = run_selftest(op_names, ids, profile=profile, device=device, field_only=field_only, shard=shard,
                           jobs=jobs, costs=costs, on_result=on_result, shrink_cases=shrink_cases)
@@ -835,6 +834,10 @@ def selftest(ops, mutants, profile, device, field_only, list_only, jobs_text, sh
         _echo_json(result.to_json())
     else:
         render_selftest(make_console(no_color=no_color), result)
+    if result.interrupted:
+        click.echo(f"fla-check: interrupted; {result.interrupted} entr{'y' if result.interrupted == 1 else 'ies'} "
+                   "not run", err=True)
+        sys.exit(EXIT_INTERRUPTED if result.all_caught else EXIT_FAIL)
     sys.exit(EXIT_OK if result.all_caught else EXIT_FAIL)
 
 

@@ -426,3 +426,34 @@ def test_shrink_cases_bounds_the_shrinking_of_the_killing_case():
     assert unshrunk["searched"] <= shrunk["searched"] <= unshrunk["searched"] + 2 * selftest_suite.SHRINK_CASES + 1
     if get_backend().interpreter:  # the CPU space's killing case (T=2) shrinks (to T=1)
         assert shrunk["shrunk"] != shrunk["killing"] and unshrunk["searched"] < shrunk["searched"]
+
+
+def test_an_interrupted_selftest_reports_the_entries_it_finished(monkeypatch):
+    """Ctrl-C (or SIGTERM) during the third entry: the two finished ones are the result, the JSON
+    says how many were not run, the progress lines were on stderr, and the exit is 130."""
+    from fla_check.commands.selftest import suite
+
+    ids = ["gla.recurrent.scale", "gla.recurrent.h0-ignored", "gla.chunk.scale", "gla.chunk.h0-ignored"]
+    real, calls = suite.run_entry, []
+
+    def entry(e, **options):
+        calls.append(e.id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(e, **options)
+
+    monkeypatch.setattr(suite, "run_entry", entry)
+    monkeypatch.setattr(suite, "SHRINK_CASES", 0)
+    res = _cli("--mutants", ",".join(ids), "--json")
+    assert res.exit_code == 130, res.output
+    data = json.loads(res.stdout)
+    assert data["interrupted"] == 2 and [r["id"] for r in data["results"]] == ids[:2]
+    assert data["caught"] == data["total"] == 2
+    assert "[2/4] caught gla.recurrent.h0-ignored" in res.stderr and "2 entries not run" in res.stderr
+
+
+def test_a_search_cut_by_ctrl_c_ends_the_entry_instead_of_judging_it(monkeypatch):
+    monkeypatch.setattr(selftest_engine, "search", lambda *a, **k: SearchResult("gla", ["recurrent"], {},
+                                                                             interrupted=True))
+    with pytest.raises(KeyboardInterrupt):
+        run_mutant(MUTANTS_BY_ID["gla.recurrent.scale"], profile="smoke")

@@ -119,6 +119,7 @@ class SelftestResult:
     options: dict[str, Any]
     results: list[EntryResult] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: int = 0  # entries not finished when Ctrl-C / SIGTERM ended the run (0: it ran them all)
 
     @property
     def caught(self) -> int:
@@ -149,12 +150,13 @@ class SelftestResult:
         return {"tool": "fla-check", "version": __version__, "kind": "selftest", "options": self.options,
                 "seconds": round(self.seconds, 3), "caught": self.caught, "total": self.total,
                 "broken": self.broken, "skipped": self.skipped,
-                "score": self.score, "results": [r.to_json() for r in self.results]}
+                "score": self.score, "results": [r.to_json() for r in self.results],
+                **({"interrupted": self.interrupted} if self.interrupted else {})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "SelftestResult":
         return cls(dict(d.get("options", {})), [EntryResult.from_json(r) for r in d.get("results", [])],
-                   float(d.get("seconds", 0.0)))
+                   float(d.get("seconds", 0.0)), int(d.get("interrupted", 0)))
 
 
 OnResult = Callable[[EntryResult, int, int], None]  # (result, entries finished so far, entries in the run)
@@ -194,9 +196,12 @@ class _Clock:
 def _search(op: str, modes: list, clock: _Clock, *, profile, examples, max_seq_len, dtypes, device,
             mask_fills=None, failing=None, backward: bool = False, configs=None,
             state_layouts: Optional[Sequence[str]] = None, shrink_cases: Optional[int] = None) -> SearchResult:
-    return search(op, modes, dtypes=dtypes, examples=examples, max_seq_len=max_seq_len, mask_fills=mask_fills,
-                  profile=profile, device=device, progress=clock, database_root=None, failing=failing,
-                  backward=backward, configs=configs, state_layouts=state_layouts, shrink_cases=shrink_cases)
+    result = search(op, modes, dtypes=dtypes, examples=examples, max_seq_len=max_seq_len, mask_fills=mask_fills,
+                    profile=profile, device=device, progress=clock, database_root=None, failing=failing,
+                    backward=backward, configs=configs, state_layouts=state_layouts, shrink_cases=shrink_cases)
+    if result.interrupted:  # the search turns Ctrl-C into a partial result; an entry cut short has none
+        raise KeyboardInterrupt
+    return result
 
 
 def run_mutant(mutant: Mutant, *, profile: str = DEFAULT_PROFILE, examples: Optional[int] = None,

@@ -70,6 +70,7 @@ def render_selftest(console: Console, result: SelftestResult) -> None:
     style = "green" if result.all_caught else "bold red"
     broken = f", {result.broken} broken (not caught)" if result.broken else ""
     broken += f", {result.skipped} skipped (GPU only)" if result.skipped else ""
+    broken += f", interrupted with {result.interrupted} entries not run" if result.interrupted else ""
     console.print(f"mutation score: [{style}]{result.caught}/{result.total} ({100 * result.score:.1f}%)[/]{broken} "
                   f"in {result.seconds:.1f} s (profile {result.options.get('profile')})")
 

@@ -16,6 +16,7 @@ from fla_check.commands.selftest.engine import (
 )
 from fla_check.commands.selftest.jobs import Jobs, handout_order, resolve_jobs, run_jobs
 from fla_check.commands.selftest.mutants import select
+from fla_check.engine.isolation import sigterm_as_interrupt
 from fla_check.engine.sharding import Shard
 
 
@@ -70,14 +71,19 @@ def run_selftest(ops: Optional[Sequence[str]] = None, ids: Optional[Sequence[str
 
     run = dict(profile=profile, examples=examples, max_seq_len=max_seq_len, dtypes=dtypes, device=device,
                shrink_cases=shrink_cases)
-    if workers > 1 and len(entries) > 1:
-        costs = default_costs() if costs is None else costs
-        run_jobs(entries, run, jobs=workers, device=select_backend(device),
-                 order=handout_order([e.id for e in entries], costs),
-                 finish=lambda i, rows: finish(i, [EntryResult.from_json(r) for r in rows]), crashed=crashed_entry)
-    else:
-        for index in handout_order([e.id for e in entries], costs):
-            finish(index, run_entry(entries[index], **run))
-    out.results = [r for index in range(len(entries)) for r in done[index]]
+    try:
+        with sigterm_as_interrupt():
+            if workers > 1 and len(entries) > 1:
+                costs = default_costs() if costs is None else costs
+                run_jobs(entries, run, jobs=workers, device=select_backend(device),
+                         order=handout_order([e.id for e in entries], costs),
+                         finish=lambda i, rows: finish(i, [EntryResult.from_json(r) for r in rows]),
+                         crashed=crashed_entry)
+            else:
+                for index in handout_order([e.id for e in entries], costs):
+                    finish(index, run_entry(entries[index], **run))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the entries finished so far are the result
+        out.interrupted = len(entries) - len(done)
+    out.results = [r for index in range(len(entries)) if index in done for r in done[index]]
     out.seconds = time.perf_counter() - start
     return out
