@@ -213,7 +213,7 @@ class BackgroundWarmup:
         self.skip = skip
         self.pool = multiprocessing.get_context("spawn").Pool(self.jobs)  # spawn: never fork CUDA
         self.pool.apply_async(_planned, (plan, tuple(sys.path)), callback=self._submit,
-                              error_callback=lambda exc: self._failed_plan(exc))
+                              error_callback=self._failed_plan)
 
     def _submit(self, buckets: Sequence[Bucket]) -> None:
         with self.lock:

@@ -412,20 +412,23 @@ def test_late_mutants_are_invisible_on_a_single_chunk(mutant):
     assert [c.kernel.rel_rms for c in bad.outputs] == [c.kernel.rel_rms for c in clean.outputs]
 
 
-def test_shrink_cases_bounds_the_shrinking_of_the_killing_case():
-    """0 reports the killing case itself; the default (10 new cases) shrinks it."""
-    def entry(*args):
-        out = _cli("--mutants", "gla.recurrent.h0-ignored", "--json", *args)
-        result = json.loads(out.stdout)
-        return result["options"]["shrink_cases"], result["results"][0]
+def test_shrink_cases_reaches_the_search_and_the_record(monkeypatch):
+    """--shrink-cases N is recorded and handed to every entry's search (default SHRINK_CASES; how
+    far the search then shrinks: tests/engine/test_search.py); 0 keeps the killing case itself."""
+    data = json.loads(_cli("--mutants", "gla.recurrent.scale", "--shrink-cases", "0", "--json").stdout)
+    (row,) = data["results"]
+    assert data["options"]["shrink_cases"] == 0 and row["caught"] and row["shrunk"] == row["killing"]
+    seen = []
 
-    (zero, unshrunk), (default, shrunk) = entry("--shrink-cases", "0"), entry()
-    assert (zero, default) == (0, selftest_suite.SHRINK_CASES) and unshrunk["caught"] and shrunk["caught"]
-    assert unshrunk["shrunk"] == unshrunk["killing"]
-    # hypothesis' shrinking and the simplify pass after it get the budget each
-    assert unshrunk["searched"] <= shrunk["searched"] <= unshrunk["searched"] + 2 * selftest_suite.SHRINK_CASES + 1
-    if get_backend().interpreter:  # the CPU space's killing case (T=2) shrinks (to T=1)
-        assert shrunk["shrunk"] != shrunk["killing"] and unshrunk["searched"] < shrunk["searched"]
+    def search(*args, **kwargs):
+        seen.append(kwargs["shrink_cases"])
+        return SearchResult("gla", ["recurrent"], {}, interrupted=True)
+
+    monkeypatch.setattr(selftest_engine, "search", search)
+    for args in ((), ("--shrink-cases", "3")):
+        data = json.loads(_cli("--mutants", "gla.recurrent.scale", "--json", *args).stdout)
+        assert data["interrupted"] == 1 and data["results"] == []
+    assert seen == [selftest_suite.SHRINK_CASES, 3] and data["options"]["shrink_cases"] == 3
 
 
 def test_an_interrupted_selftest_reports_the_entries_it_finished(monkeypatch):
@@ -433,7 +436,7 @@ def test_an_interrupted_selftest_reports_the_entries_it_finished(monkeypatch):
     says how many were not run, the progress lines were on stderr, and the exit is 130."""
     from fla_check.commands.selftest import suite
 
-    ids = ["gla.recurrent.scale", "gla.recurrent.h0-ignored", "gla.chunk.scale", "gla.chunk.h0-ignored"]
+    ids = ["gla.recurrent.scale", "gla.recurrent.gate-after-write", "gla.chunk.scale", "gla.chunk.h0-ignored"]
     real, calls = suite.run_entry, []
 
     def entry(e, **options):
@@ -444,12 +447,12 @@ def test_an_interrupted_selftest_reports_the_entries_it_finished(monkeypatch):
 
     monkeypatch.setattr(suite, "run_entry", entry)
     monkeypatch.setattr(suite, "SHRINK_CASES", 0)
-    res = _cli("--mutants", ",".join(ids), "--json")
+    res = _cli("--mutants", ",".join(ids), "--profile", "smoke", "--json")
     assert res.exit_code == 130, res.output
     data = json.loads(res.stdout)
     assert data["interrupted"] == 2 and [r["id"] for r in data["results"]] == ids[:2]
     assert data["caught"] == data["total"] == 2
-    assert "[2/4] caught gla.recurrent.h0-ignored" in res.stderr and "2 entries not run" in res.stderr
+    assert "[2/4] caught gla.recurrent.gate-after-write" in res.stderr and "2 entries not run" in res.stderr
 
 
 def test_a_search_cut_by_ctrl_c_ends_the_entry_instead_of_judging_it(monkeypatch):
