@@ -9,7 +9,11 @@ case costs on the host is its wall time minus the interpreter's: ``InterpretedFu
 the bucket's invariance checks), then `--calls` times timed (best per call: wall and interpreter
 ms), then `--calls` times under cProfile with a *host clock*: a timer that stops while the
 interpreter runs, so every function's tottime/cumtime is host time only (the interpreter's own
-frames show ~0). The lists are summed over all cases (ms per case = total / cases).
+frames show ~0). The lists are summed over all cases (ms per case = total / cases). The torch
+ops' own CPU time outside the interpreter (aten self time, torch.profiler) splits host ms into
+``aten`` (the ops' work and dispatch: on a GPU, launches and device time) and ``python`` (the rest).
+torch runs on one thread (``--threads``): with two on a shared machine OpenMP wake-ups made tiny
+ops take milliseconds.
 """
 from __future__ import annotations
 
