@@ -30,11 +30,14 @@ def call_mode(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream]
     padded = with_slack(inputs, memory.slack, memory.slack_fill)
     guard = memory.guard_fill
     fn = padded.state_layout(fn, guard)
+    # the guarded copies are made before the poisoned scope (they allocate with torch.full, never
+    # poisoned): its TorchFunctionMode then intercepts only the mode's own torch calls
+    args, kwargs = (padded.mode_args(guard), padded.mode_kwargs(guard)) if up is None else ((), {})
     with autotune_scope(policy, force) as seen, warnings.catch_warnings(), \
             poisoned_allocations(memory.poison, memory.fill):
         warnings.simplefilter("ignore", RuntimeWarning)  # overflow in discarded lanes is the verdict's business
         if up is None:
-            raw, grads = gradients.cut_tokens(fn(*padded.mode_args(guard), **padded.mode_kwargs(guard)), T), {}
+            raw, grads = gradients.cut_tokens(fn(*args, **kwargs), T), {}
         else:
             raw, grads = gradients.mode_outputs(fn, padded, up, guard, keep=T if padded is not inputs else None)
     if device == "cuda":
