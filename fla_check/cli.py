@@ -367,9 +367,10 @@ def _warn(lines: Sequence[str]) -> None:
                    "search runs, ahead of it), on (before the search starts: delays the first failure), off. "
                    "auto: background on a GPU, off in the interpreter (it compiles nothing).")
 @click.option("--warmup-buckets", type=int, default=None, metavar="N",
-              help="Warm only the first N compile buckets (mode, dtype, H, K, V), the ones drawn first.")
+              help="Warm only the first N compile buckets (mode, dtype, head dims, options, cu_seqlens, initial "
+                   "state), the ones drawn first.")
 @click.option("--warmup-seconds", type=float, default=None, metavar="S",
-              help="Stop warming after S seconds (the buckets left compile during the search).")
+              help="With --warmup on: stop warming after S seconds (the buckets left compile during the search).")
 @click.option("--sanitizer", "sanitizer_text", is_flag=False, flag_value="failing", default=None,
               metavar="[failing|sample:N]",
               help="Re-run the failing (or N sampled) cases' replay under compute-sanitizer memcheck (CUDA only).")
