@@ -394,6 +394,8 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
         raise UsageError(f"--warmup-buckets must be >= 1, got {warmup_buckets}")
     if warmup_seconds is not None and warmup_seconds <= 0:
         raise UsageError(f"--warmup-seconds must be > 0, got {warmup_seconds}")
+    if warmup_seconds is not None and warmup != "on":
+        raise UsageError(f"--warmup-seconds limits --warmup on (the warm-up before the search); got --warmup {warmup}")
     fills = _parse_fills(mask_fill, op)
     ratios = _parse_value_ratios(value_ratios, op)
     options = _parse_kernel_options(kernel_options, op)

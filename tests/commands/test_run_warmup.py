@@ -58,3 +58,8 @@ def test_auto_is_off_in_the_interpreter_and_background_on_a_gpu(tmp_path):
 def test_warmup_buckets_must_be_positive():
     out = CliRunner().invoke(main, ["run", "--op", "gla", "--modes", "chunk", "--warmup-buckets", "0"])
     assert out.exit_code == 2 and "--warmup-buckets must be >= 1" in out.output
+
+
+def test_a_warmup_time_limit_needs_the_warmup_before_the_search():
+    out = CliRunner().invoke(main, ["run", "--op", "gla", "--modes", "chunk", "--warmup-seconds", "5"])
+    assert out.exit_code == 2 and "--warmup-seconds limits --warmup on" in out.output and "--warmup auto" in out.output
