@@ -35,7 +35,8 @@ def test_a_forced_warmup_is_recorded_and_changes_no_result(tmp_path):
     assert warm_out.exit_code == cold_out.exit_code in (0, 1), warm_out.output + cold_out.output
     record = warm["options"]["warmup"]
     assert (record["buckets"], record["warmed"], record["failed"]) == (1, 1, [])
-    assert "warmup" not in cold["options"]
+    assert "compile warm-up before the search: 1 of 1 buckets" in warm_out.output
+    assert "warmup" not in cold["options"] and "compile warm-up" not in cold_out.output
     assert _facts(warm) == _facts(cold) and warm["cases"]
     ahead_out, ahead = _run(tmp_path, "ahead", "--warmup", "background", "--warmup-buckets", "2")
     assert ahead_out.exit_code == cold_out.exit_code and _facts(ahead) == _facts(cold)
@@ -63,3 +64,16 @@ def test_warmup_buckets_must_be_positive():
 def test_a_warmup_time_limit_needs_the_warmup_before_the_search():
     out = CliRunner().invoke(main, ["run", "--op", "gla", "--modes", "chunk", "--warmup-seconds", "5"])
     assert out.exit_code == 2 and "--warmup-seconds limits --warmup on" in out.output and "--warmup auto" in out.output
+
+
+def test_the_table_view_says_what_the_warmup_did():
+    from fla_check.commands.run.render import warmup_line
+
+    record = {"buckets": 51, "warmed": 49, "failed": [], "jobs": 16, "seconds": 27.406, "background": True,
+              "stopped": "the search ended first: 2 bucket(s) not warmed"}
+    assert warmup_line(record) == ("compile warm-up beside the search: 49 of 51 buckets in 27.4 s on 16 processes; "
+                                   "the search ended first: 2 bucket(s) not warmed")
+    before = {"buckets": 2, "warmed": 1, "failed": ["chunk float32 H=1 K=16 V=16: ERROR: boom"], "jobs": 2,
+              "seconds": 3.0, "stopped": ""}
+    assert warmup_line(before) == ("compile warm-up before the search: 1 of 2 buckets in 3.0 s on 2 processes; "
+                                   "1 failed (first: chunk float32 H=1 K=16 V=16: ERROR: boom)")

@@ -87,6 +87,18 @@ def _print_drawn(console: Console, result: SearchResult) -> None:
                       "or narrow the space to them)", style="yellow", soft_wrap=True, markup=False)
 
 
+def warmup_line(record: dict) -> str:
+    """One line for ``options.warmup``: how many compile buckets the warm-up compiled, when, and
+    why it stopped early (fla_check.engine.warmup)."""
+    when = "beside the search" if record.get("background") else "before the search"
+    line = (f"compile warm-up {when}: {record.get('warmed', 0)} of {record.get('buckets', 0)} buckets in "
+            f"{record.get('seconds', 0):.1f} s on {record.get('jobs')} processes")
+    failed = record.get("failed") or []
+    if failed:
+        line += f"; {len(failed)} failed (first: {failed[0]})"
+    return line + (f"; {record['stopped']}" if record.get("stopped") else "")
+
+
 def render_run(console: Console, result: SearchResult, report_path: Optional[Path] = None) -> None:
     """The human view of a run."""
     opts = result.options
@@ -100,6 +112,8 @@ def render_run(console: Console, result: SearchResult, report_path: Optional[Pat
         console.print(f"autotune configs: {opts['configs']}{forced}{note}", soft_wrap=True, markup=False)
     if opts.get("preset"):
         console.print(preset_line(opts["preset"], opts), soft_wrap=True, markup=False)
+    if opts.get("warmup"):
+        console.print(warmup_line(opts["warmup"]), soft_wrap=True, markup=False)
     for mode, caveat in opts.get("caveats", {}).items():
         console.print(f"caveat {mode}: {caveat}", style="yellow", soft_wrap=True, markup=False)
     _print_drawn(console, result)
