@@ -93,12 +93,6 @@ class WarmupResult:
                 **({"background": True} if self.background else {})}
 
 
-def wanted(policy: str, interpreter: bool) -> bool:
-    """Whether to warm up: ``auto`` on a GPU only (the interpreter compiles nothing), ``on``,
-    ``background``, ``off``."""
-    return resolve(policy, interpreter) != "off"
-
-
 def resolve(policy: str, interpreter: bool) -> str:
     """What `policy` does here: ``off``, ``on`` (warm, then search) or ``background`` (warm while
     the search runs). ``auto``: background on a GPU, off in the interpreter."""

@@ -13,11 +13,11 @@ from fla_check.engine.search import planned_cases
 
 def test_auto_warms_in_the_background_on_a_gpu_only():
     assert warmup.resolve("auto", interpreter=False) == "background"
-    assert warmup.resolve("auto", interpreter=True) == "off" and not warmup.wanted("auto", interpreter=True)
-    assert warmup.wanted("on", interpreter=True) and not warmup.wanted("off", interpreter=False)
+    assert warmup.resolve("auto", interpreter=True) == "off"
+    assert warmup.resolve("on", interpreter=True) == "on" and warmup.resolve("off", interpreter=False) == "off"
     assert warmup.resolve("background", interpreter=True) == "background"
     with pytest.raises(UsageError):
-        warmup.wanted("sometimes", interpreter=False)
+        warmup.resolve("sometimes", interpreter=False)
 
 
 def test_the_plan_is_the_buckets_the_search_draws_in_draw_order():
