@@ -54,13 +54,16 @@ class PhaseStats:
 class Phases:
     """A stack of phase names; the innermost one gets the ops, syncs and time."""
 
-    def __init__(self) -> None:
+    def __init__(self, sync: bool = False) -> None:
+        self.sync = sync  # wait for the device at each phase boundary (a GPU's async work charged where it ran)
         self.stack = ["other"]
         self.stats: dict[str, PhaseStats] = {p: PhaseStats() for p in PHASES + (EXCLUDED,)}
         self._since = time.perf_counter()
         self.fetched: dict[int, weakref.ref] = {}  # tensors returned by a counted cpu() (see _spy)
 
     def _charge(self) -> None:
+        if self.sync:
+            torch.cuda.synchronize()
         now = time.perf_counter()
         self.stats[self.stack[-1]].seconds += now - self._since
         self._since = now
@@ -171,7 +174,7 @@ def measure(case: dict, args) -> dict[str, PhaseStats]:
     stats = phases.stats
     times = []
     for _ in range(args.time):
-        timed = Phases()
+        timed = Phases(sync=args.sync and torch.cuda.is_available())
         with installed(timed, count_syncs=False):
             run(args.seed)
         times.append({p: s.seconds for p, s in timed.stats.items()})
@@ -214,6 +217,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--top", type=int, default=0, help="list each phase's N most frequent aten ops")
     p.add_argument("--time", type=int, default=0, help="also time each phase: best of this many runs")
+    p.add_argument("--sync", action="store_true",
+                   help="with --time on a GPU: synchronize at each phase boundary (device time charged to its phase)")
     args = p.parse_args()
     for case in parse_cases(args):
         report(case, measure(case, args), args)

@@ -1,0 +1,93 @@
+"""Where a warm ``check_case`` spends its time on a GPU: host (dispatch, launches, syncs) or device.
+
+    python bench/cuda_profile.py                          # gla + gated_delta fp32, T=64,1024
+    python bench/cuda_profile.py --calls 5 --top 20       # more profiled calls, longer op lists
+
+Each case runs once to warm (Triton JIT, the bucket's invariance checks), `--calls` times timed
+(best wall ms), then `--calls` times under torch.profiler with CPU and CUDA activity. Per case:
+wall ms, device-busy ms (the union of the GPU kernels' and copies' intervals: what the GPU did),
+kernel launches (aten launches and Triton's), the host time blocked in device syncs, and the
+aten ops with the most self CPU time (dispatch + launch cost on the host). Wall much larger than
+busy means the case is host-bound: fewer ops (batching, graphs), not faster kernels, would help.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from op_counts import make_config  # noqa: E402 (bench/ is on sys.path when run as a script)
+
+SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy",
+               "cudaEventSynchronize")
+LAUNCH_EVENTS = ("cudaLaunchKernel", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernelExC")
+
+
+def busy_ms(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end) intervals (us in, ms out)."""
+    total, end = 0.0, float("-inf")
+    for s, e in sorted(intervals):
+        if e <= end:
+            continue
+        total += e - max(s, end)
+        end = e
+    return total / 1e3
+
+
+def profile_case(case: dict, args) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from fla_check.engine.runner import check_case
+
+    modes = args.modes.split(",")
+    run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
+    verdict = run(args.seed + 1000).verdict.value  # warm
+    torch.cuda.synchronize()
+    best = float("inf")
+    for i in range(args.calls):
+        t0 = time.perf_counter()
+        run(args.seed + i)
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for i in range(args.calls):
+            run(args.seed + i)
+        torch.cuda.synchronize()
+    events = prof.events()
+    n = args.calls
+    device = [(e.time_range.start, e.time_range.end) for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    launches = sum(1 for e in events if e.name in LAUNCH_EVENTS) / n
+    sync_ms = sum(e.cpu_time_total for e in events if e.name in SYNC_EVENTS) / 1e3 / n
+    aten_ms = sum(e.self_cpu_time_total for e in events if e.name.startswith("aten::")) / 1e3 / n
+    print(f"\n#### {case['op']} {case['dtype']} T={case['T']} H={args.H} K=V={args.K} modes {args.modes} "
+          f"(verdict {verdict})\n\n| wall ms (best of {n}) | device busy ms | launches | sync/copy ms | aten self CPU ms |\n"
+          f"|---|---|---|---|---|\n| {1e3 * best:.1f} | {busy_ms(device) / n:.1f} | {launches:.0f} | {sync_ms:.1f} | "
+          f"{aten_ms:.1f} |\n")
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=40)
+    print("```\n" + table + "\n```")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ops", default="gla,gated_delta")
+    p.add_argument("--dtypes", default="float32")
+    p.add_argument("--T", default="64,1024", help="sequence lengths (comma-separated)")
+    p.add_argument("--H", type=int, default=2)
+    p.add_argument("--K", type=int, default=32, help="K = V")
+    p.add_argument("--modes", default="recurrent,chunk")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--calls", type=int, default=3)
+    p.add_argument("--top", type=int, default=15)
+    args = p.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("cuda_profile.py needs a GPU (bench/host_profile.py profiles the CPU)")
+    for op in args.ops.split(","):
+        for dtype in args.dtypes.split(","):
+            for T in (int(t) for t in args.T.split(",")):
+                profile_case(dict(op=op, dtype=dtype, T=T), args)
+
+
+if __name__ == "__main__":
+    main()
