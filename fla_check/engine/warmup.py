@@ -139,10 +139,11 @@ def default_jobs(buckets: int, spare: int = 0) -> int:
 
 
 def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs: Optional[int] = None,
-         providers: Sequence[str] = (), seconds: Optional[float] = None,
+         providers: Sequence[str] = (), seconds: Optional[float] = None, invariance: str = "none",
          progress: Optional[Callable[[int, int, Bucket], None]] = None) -> WarmupResult:
     """Run every bucket's warm-up cases in `jobs` spawned processes (they share Triton's disk
-    cache with this one); `progress(done, total, bucket)` after each bucket. A bucket that
+    cache with this one), with the run's `invariance` checks (their variants compile binaries of
+    their own); `progress(done, total, bucket)` after each bucket. A bucket that
     raises is counted in ``failed`` (the search will judge that mode); a process that dies
     ends the warm-up early (the buckets left compile during the search, as without one).
     `seconds`: return after that long; buckets not started are dropped, the ones being
@@ -157,7 +158,7 @@ def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs
         progress(0, len(buckets), buckets[0])
     pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:  # spawn: never fork a process that may hold CUDA
-        futures = {pool.submit(warm_bucket, b, device, backward, tuple(providers), tuple(sys.path)): b
+        futures = {pool.submit(warm_bucket, b, device, backward, tuple(providers), tuple(sys.path), invariance): b
                    for b in buckets}
         done = 0
         for future in concurrent.futures.as_completed(futures, timeout=seconds):
@@ -194,7 +195,8 @@ class BackgroundWarmup:
     not at all)."""
 
     def __init__(self, plan: Callable[[], Sequence[Bucket]], device: str, *, backward: bool = False,
-                 providers: Sequence[str] = (), jobs: Optional[int] = None, skip: int = 1) -> None:
+                 providers: Sequence[str] = (), jobs: Optional[int] = None, skip: int = 1,
+                 invariance: str = "none") -> None:
         self.jobs = jobs or default_jobs(MAX_JOBS, spare=1)
         self.started = time.perf_counter()
         self.buckets: list[Bucket] = []
@@ -203,7 +205,7 @@ class BackgroundWarmup:
         self.failed: list[str] = []
         self.finished = 0
         self.lock = threading.Lock()
-        self.args = (device, backward, tuple(providers), tuple(sys.path))
+        self.args = (device, backward, tuple(providers), tuple(sys.path), invariance)
         self.skip = skip
         self.pool = multiprocessing.get_context("spawn").Pool(self.jobs)  # spawn: never fork CUDA
         self.pool.apply_async(_planned, (plan, tuple(sys.path)), callback=self._submit,
@@ -260,8 +262,10 @@ def warm_case(bucket: Bucket) -> CaseConfig:
 
 
 def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[str, ...] = (),
-                path: tuple[str, ...] = ()) -> str:
-    """In a warm-up process: run `bucket`'s :func:`warm_case` through the mode; '' or why it failed."""
+                path: tuple[str, ...] = (), invariance: str = "none") -> str:
+    """In a warm-up process: run `bucket`'s :func:`warm_case` through the mode, with the run's
+    `invariance` checks (scope bucket: the search runs them on its first case of the bucket, and
+    a layout variant is a binary of its own); '' or why it failed."""
     sys.path.extend(p for p in path if p not in sys.path)
     try:
         from fla_check.engine.runner import check_case
@@ -270,7 +274,7 @@ def warm_bucket(bucket: Bucket, device: str, backward: bool, providers: tuple[st
         for spec in providers:
             load_provider(spec)
         result = check_case(bucket.op, [bucket.mode], warm_case(bucket), device=device, backward=backward,
-                            invariance="none")
+                            invariance=invariance, invariance_scope="bucket")
         mode = next(iter(result.modes.values()))
         if mode.verdict.value in ("ERROR", "CRASHED", "TIMEOUT"):
             return f"{mode.verdict.value}: {mode.reason}"

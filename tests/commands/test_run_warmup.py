@@ -77,3 +77,19 @@ def test_the_table_view_says_what_the_warmup_did():
               "seconds": 3.0, "stopped": ""}
     assert warmup_line(before) == ("compile warm-up before the search: 1 of 2 buckets in 3.0 s on 2 processes; "
                                    "1 failed (first: chunk float32 H=1 K=16 V=16: ERROR: boom)")
+
+
+def test_the_warmup_runs_the_runs_invariance_checks(tmp_path, monkeypatch):
+    from fla_check.engine import warmup
+
+    asked = {}
+
+    def fake_warm(buckets, device, **kwargs):
+        asked.update(kwargs)
+        return warmup.WarmupResult(len(buckets), 0, (), 1, 0.0, warmup.cache_dir())
+
+    monkeypatch.setattr(warmup, "warm", fake_warm)
+    for flags, checks in ((("--invariance", "batch,layout"), "batch,layout"), (("--invariance", "none"), "none")):
+        out, _ = _run(tmp_path, "checks", "--warmup", "on", "--warmup-buckets", "1", *flags)
+        assert out.exit_code in (0, 1), out.output
+        assert asked["invariance"] == checks

@@ -115,3 +115,18 @@ def test_a_plan_that_raises_is_reported():
         time.sleep(0.2)
     result = background.stop()
     assert result.buckets == 0 and len(result.failed) == 1 and result.failed[0].startswith("planning the buckets: ")
+
+
+@pytest.mark.parametrize("checks, expected", [("layout", ["layout"]), ("none", [])])
+def test_a_bucket_is_warmed_with_the_runs_invariance_checks(monkeypatch, checks, expected):
+    """The search runs its invariance checks on a bucket's first case, and their variants (a
+    transposed state layout) are binaries of their own: the warm-up compiles them too."""
+    from fla_check.engine import invariance
+
+    ran = []
+    real = invariance.run_check
+    monkeypatch.setattr(invariance, "run_check", lambda check, *a, **k: ran.append(check) or real(check, *a, **k))
+    invariance.forget_seen()
+    bucket = warmup.Bucket("gla", "recurrent", "float32", 1, 16, 16)
+    assert warmup.warm_bucket(bucket, DEVICE, False, invariance=checks) == ""
+    assert ran == expected

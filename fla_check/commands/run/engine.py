@@ -21,6 +21,7 @@ from fla_check.commands.run.sanitizer import SanitizerPolicy, sanitize
 from fla_check.commands.gate.engine import git_commit
 from fla_check.engine.configs import ConfigPolicy
 from fla_check.engine.isolation import Isolation, in_process_modes, sigterm_as_interrupt
+from fla_check.engine import invariance as invariance_checks
 from fla_check.engine import large_index as large
 from fla_check.engine.runner import resolve_modes, unsupported_reason
 from fla_check.engine.profiles import get_profile
@@ -89,17 +90,18 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     warming = warmup_module.resolve(warmup, get_backend(device).interpreter)
     background = None
     if warming != "off":
+        warm_checks = ",".join(invariance_checks.parse_checks(invariance)) or "none"
         plan_args = dict(dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len, mask_fills=mask_fills,
                          profile=profile, device=device, backward=backward, preset=preset, value_ratios=value_ratios,
                          kernel_options=kernel_options, chunk_sizes=chunk_sizes, state_layouts=state_layouts)
         if warming == "on":
             extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
-                                       **plan_args)
+                                       warm_checks, **plan_args)
         else:
             plan = functools.partial(warmup_module.run_buckets, op.name, tuple(modes), limit=warmup_buckets,
                                      **plan_args)
             background = warmup_module.BackgroundWarmup(plan, get_backend(device).device, backward=backward,
-                                                        providers=providers)
+                                                        providers=providers, invariance=warm_checks)
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt(), _stopped_with_search(background, extra):
@@ -189,7 +191,7 @@ def _stopped_with_search(background: Optional["warmup_module.BackgroundWarmup"],
 
 
 def _warm_up(op: OpSpec, modes: Sequence[str], providers: Sequence[str], limit: Optional[int],
-             seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]],
+             seconds: Optional[float], progress: Optional[Callable[[int, int, Bucket], None]], checks: str,
              **search_args: Any) -> dict:
     """Warm the buckets of the cases the run's search will draw (:mod:`fla_check.engine.warmup`);
     the record for ``options.warmup``."""
@@ -197,7 +199,7 @@ def _warm_up(op: OpSpec, modes: Sequence[str], providers: Sequence[str], limit: 
     buckets = warmup_module.run_buckets(op.name, modes, limit=limit, **search_args)
     try:
         warmed = warmup_module.warm(buckets, device, backward=search_args["backward"], providers=providers,
-                                    seconds=seconds, progress=progress)
+                                    seconds=seconds, progress=progress, invariance=checks)
     except KeyboardInterrupt:
         raise RunInterrupted("interrupted while warming the compile cache; no report") from None
     return warmed.to_json()
