@@ -93,3 +93,28 @@ def test_the_warmup_runs_the_runs_invariance_checks(tmp_path, monkeypatch):
         out, _ = _run(tmp_path, "checks", "--warmup", "on", "--warmup-buckets", "1", *flags)
         assert out.exit_code in (0, 1), out.output
         assert asked["invariance"] == checks
+
+
+def test_a_run_whose_plan_was_compiled_before_skips_its_warmup(tmp_path, monkeypatch):
+    """On a GPU (here: the backend's answer patched), a run that compiled its whole plan records
+    it in the cache's ledger; the same run again skips the warm-up and says why."""
+    import dataclasses
+
+    from fla_check.commands.run import engine
+    from fla_check.engine import warm_ledger, warmup
+
+    monkeypatch.setenv(warm_ledger.LEDGER_ENV, "on")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    real = engine.get_backend
+    monkeypatch.setattr(engine, "get_backend", lambda device=None: dataclasses.replace(real(device), interpreter=False))
+    warmed = []
+    monkeypatch.setattr(warmup, "warm", lambda buckets, device, **kw: warmed.append(len(buckets)) or
+                        warmup.WarmupResult(len(buckets), len(buckets), (), 1, 0.0, warmup.cache_dir()))
+    first_out, first = _run(tmp_path, "first", "--warmup", "on")
+    again_out, again = _run(tmp_path, "again", "--warmup", "on")
+    other_out, _ = _run(tmp_path, "other", "--warmup", "on", "--seed", "1")  # another plan: warmed
+    assert first_out.exit_code == again_out.exit_code in (0, 1), first_out.output + again_out.output
+    assert len(warmed) == 2 and first["options"]["warmup"]["warmed"] == warmed[0]
+    assert again["options"]["warmup"]["skipped"] == engine.WARMED_BEFORE
+    assert "compile warm-up skipped: an earlier run with this plan" in again_out.output
+    assert _facts(again) == _facts(first)

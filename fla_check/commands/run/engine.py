@@ -25,7 +25,7 @@ from fla_check.engine import invariance as invariance_checks
 from fla_check.engine import large_index as large
 from fla_check.engine.runner import resolve_modes, unsupported_reason
 from fla_check.engine.profiles import get_profile
-from fla_check.engine import warmup as warmup_module
+from fla_check.engine import warm_ledger, warmup as warmup_module
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
@@ -88,16 +88,21 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         extra["large_index"] = {"budget_gib": budget, "min_elements": large.INDEX_LIMIT,
                                 "cases": len(plans)}
     warming = warmup_module.resolve(warmup, get_backend(device).interpreter)
-    background = None
+    background, signature = None, None
     if warming != "off":
         warm_checks = ",".join(invariance_checks.parse_checks(invariance)) or "none"
         plan_args = dict(dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len, mask_fills=mask_fills,
                          profile=profile, device=device, backward=backward, preset=preset, value_ratios=value_ratios,
                          kernel_options=kernel_options, chunk_sizes=chunk_sizes, state_layouts=state_layouts)
+        if not providers and not get_backend(device).interpreter and warm_ledger.enabled():
+            signature = warm_ledger.fingerprint(op.name, modes, warm_checks, dict(plan_args, limit=warmup_buckets))
+            if warm_ledger.holds(signature):
+                extra["warmup"] = {"skipped": WARMED_BEFORE, "cache_dir": warmup_module.cache_dir()}
+                warming = "off"
         if warming == "on":
             extra["warmup"] = _warm_up(op, modes, providers, warmup_buckets, warmup_seconds, warmup_progress,
                                        warm_checks, **plan_args)
-        else:
+        elif warming == "background":
             plan = functools.partial(warmup_module.run_buckets, op.name, tuple(modes), limit=warmup_buckets,
                                      **plan_args)
             background = warmup_module.BackgroundWarmup(plan, get_backend(device).device, backward=backward,
@@ -116,6 +121,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         saved = f"partial report with {checkpoints.written} case(s): {path}" if checkpoints.written else "no report"
         raise RunInterrupted(f"interrupted; {saved}") from None
     result.options.update(extra)
+    if signature and _compiled_its_plan(result, extra.get("warmup")):
+        warm_ledger.add(signature)
     in_process = in_process_modes(result.modes) if isolation.isolated else {}
     if in_process:
         result.options["isolation"] = {**isolation.to_json(), "in_process": in_process}
@@ -180,6 +187,9 @@ def replay_large_index(op: OpSpec, modes: Sequence[str], case_json: dict, device
     return check_large_index(op, modes, case, device, progress)
 
 
+WARMED_BEFORE = f"an earlier run with this plan compiled its buckets into this cache ({warm_ledger.LEDGER_NAME})"
+
+
 @contextlib.contextmanager
 def _stopped_with_search(background: Optional["warmup_module.BackgroundWarmup"], extra: dict) -> Iterator[None]:
     """Around the search: end `background` warm-up processes with it, their record in ``extra``."""
@@ -203,6 +213,15 @@ def _warm_up(op: OpSpec, modes: Sequence[str], providers: Sequence[str], limit: 
     except KeyboardInterrupt:
         raise RunInterrupted("interrupted while warming the compile cache; no report") from None
     return warmed.to_json()
+
+
+def _compiled_its_plan(result: SearchResult, record: Optional[dict]) -> bool:
+    """Whether every planned bucket is compiled now: the search drew the whole plan (it ended
+    without a failure: with one, shrinking departs from the plan) or the warm-up did them all."""
+    if result.interrupted:
+        return False
+    warmed_all = bool(record) and not record.get("stopped") and record.get("warmed") == record.get("buckets")
+    return not result.failures or warmed_all
 
 
 def unchecked_reason(result: SearchResult) -> Optional[str]:

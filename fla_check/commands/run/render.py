@@ -90,6 +90,8 @@ def _print_drawn(console: Console, result: SearchResult) -> None:
 def warmup_line(record: dict) -> str:
     """One line for ``options.warmup``: how many compile buckets the warm-up compiled, when, and
     why it stopped early (fla_check.engine.warmup)."""
+    if record.get("skipped"):
+        return f"compile warm-up skipped: {record['skipped']}"
     when = "beside the search" if record.get("background") else "before the search"
     line = (f"compile warm-up {when}: {record.get('warmed', 0)} of {record.get('buckets', 0)} buckets in "
             f"{record.get('seconds', 0):.1f} s on {record.get('jobs')} processes")
