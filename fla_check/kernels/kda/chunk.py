@@ -238,7 +238,7 @@ def kda_chunk_fwd(
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
     BK = next_pow2(K)
-    BV = min(64, next_pow2(V))
+    BV = min(32, next_pow2(V))
     NV = triton.cdiv(V, BV)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else NT_total
     grid_b = 1 if cu_seqlens is not None else B
