@@ -10,6 +10,8 @@
   (``--child-first``): seconds from spawning the process to the first failing case, with an
   empty Triton cache (cold) and with the cache a first run filled (warm), each with ``--warmup``
   off and background (:mod:`fla_check.engine.warmup`); the process stops at the first failure.
+  Between the cold and the warm rows the run runs once to its end in the filled cache (a row of
+  its own: as a CI job's previous run leaves the cache, its plan in the warm-up ledger).
 - ``selftest.<id>``: per planted mutant, :func:`fla_check.commands.selftest.suite.run_selftest` (the same
   search on the mutated mode): examples / seconds to the first *killing* case (the mutant fails
   and the clean mode passes it), whole-search seconds, the shrunk case.
@@ -32,7 +34,7 @@ from _common import Bench, Table, add_common_args, environment, fmt, log
 
 # (label, --warmup, which cache dir): cold rows start from an empty TRITON_CACHE_DIR; the warm rows
 # reuse the one the cold background row filled (what its search and warm-up compiled up to its first
-# failure), as a second run of the same seed would
+# failure) and a complete run then finished, as a second run of the same seed would
 FIRST_ROWS = (("cold", "off", "fresh"), ("cold", "background", "filled"), ("warm", "off", "filled"),
               ("warm", "background", "filled"))
 
@@ -63,7 +65,8 @@ def first_failure_child(op: str, args, spawned_at: float) -> None:
         if event.failing and "first_failure_s" not in out:
             out.update(first_failure_s=time.time() - spawned_at, examples=event.examples,
                        failing=list(event.failing), first_case=event.case.config.short())
-            raise KeyboardInterrupt  # what is measured is the first failure; search returns its partial result
+            if not args.child_complete:
+                raise KeyboardInterrupt  # what is measured is the first failure; search returns its partial result
 
     with tempfile.TemporaryDirectory() as tmp:
         result, _ = run(get_op(op), args.modes.split(","), mask_fills=[args.fill], seed=args.seed,
@@ -84,6 +87,8 @@ def first_failure(bench: Bench, op: str, args) -> dict[str, Any]:
         for i, (cache, warmup, which) in enumerate(FIRST_ROWS):
             if not bench.has_time(f"first.{op}.{cache}.{warmup}", args.min_entry_s):
                 break
+            if cache == "warm" and not any(r["cache"] == "filled by a complete run" for r in rows):
+                rows.append(_fill(op, args, filled, bench))
             cache_dir = os.path.join(fresh_root, str(i)) if which == "fresh" else filled
             row = {"cache": cache, "warmup": warmup, "cache_dir": cache_dir}
             try:
@@ -99,10 +104,26 @@ def first_failure(bench: Bench, op: str, args) -> dict[str, Any]:
     return {"rows": rows, "command": command}
 
 
-def _spawn_first(op: str, args, warmup: str, cache_dir: str, timeout: float) -> dict[str, Any]:
+def _fill(op: str, args, cache_dir: str, bench: Bench) -> dict[str, Any]:
+    """The whole run once more in the cache the cold rows filled, to its end (shrinking included),
+    as a CI job's previous run leaves its cache: what it did not compile is compiled now, and its
+    plan goes into the cache's warm-up ledger (fla_check.engine.warm_ledger)."""
+    row: dict[str, Any] = {"cache": "filled by a complete run", "warmup": "background", "cache_dir": cache_dir}
+    try:
+        row.update(_spawn_first(op, args, "background", cache_dir, min(args.child_timeout, bench.remaining()),
+                                complete=True))
+    except Exception as exc:  # noqa: BLE001 - the warm rows still run, on what the cold rows left
+        row["error"] = f"{type(exc).__name__}: {str(exc)[-600:]}"
+    log(f"  {op} complete run in the filled cache: {fmt(row.get('process_s'))} s")
+    return row
+
+
+def _spawn_first(op: str, args, warmup: str, cache_dir: str, timeout: float, complete: bool = False) -> dict[str, Any]:
     env = dict(os.environ, TRITON_CACHE_DIR=cache_dir, PYTHONUNBUFFERED="1")
     cmd = [sys.executable, __file__, "--child-first", op, "--child-warmup", warmup, "--spawned-at", repr(time.time()),
            "--modes", args.modes, f"--fill={args.fill}", "--profile", args.profile, "--seed", str(args.seed)]
+    if complete:
+        cmd.append("--child-complete")
     for flag, value in (("--examples", args.examples), ("--max-seq-len", args.max_seq_len),
                         ("--warmup-buckets", args.warmup_buckets), ("--warmup-seconds", args.warmup_seconds),
                         ("--device", args.device)):
@@ -126,15 +147,21 @@ def _first_table(bench: Bench, args) -> Optional[Table]:
             w = r.get("warmup_record") or {}
             warm = (f"{fmt(w.get('seconds'))} s, {w.get('warmed', '-')}/{w.get('buckets', '-')} buckets"
                     + (" (stopped)" if w.get("stopped") else "") if w else "-")
+            if w.get("skipped"):
+                warm = "skipped (plan compiled before: warm-up ledger)"
+            last = r.get("first_case", "-")
+            if r["cache"].startswith("filled"):
+                last = f"the whole run (shrinking included) ended {fmt(r.get('process_s'))} s after spawn"
             rows.append([op, r["cache"], r["warmup"], fmt(r.get("import_s")), warm, r.get("examples", "-"),
                          fmt(r.get("first_failure_s")), ",".join(r.get("failing", [])) or "-",
-                         "ERR: " + r["error"][:80] if "error" in r else r.get("first_case", "-")])
+                         "ERR: " + r["error"][:80] if "error" in r else last])
     if not rows:
         return None
     return Table("Masking failure (-0.1*finfo.max fill): process start to the first failing case", bench.command,
                  ["op", "triton cache", "--warmup", "import s", "warm-up", "cases to 1st failure",
                   "spawn to 1st failure s", "failing", "first failing case"], rows,
-                 note="cold = empty TRITON_CACHE_DIR; warm = the cache the cold background row filled. Equivalent CLI: "
+                 note="cold = empty TRITON_CACHE_DIR; warm = the cache the cold background row filled and a complete run "
+                      "finished (the 'filled by a complete run' row: spawn to the end of that run). Equivalent CLI: "
                       + "; ".join(commands))
 
 
@@ -267,6 +294,7 @@ def main() -> None:
     p.add_argument("--warmup-seconds", type=float, default=None, help="--warmup-seconds of the warm-up rows")
     p.add_argument("--child-timeout", type=float, default=180.0, help="seconds per first-failure process")
     p.add_argument("--child-first", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-complete", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--child-warmup", default="off", help=argparse.SUPPRESS)
     p.add_argument("--spawned-at", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
