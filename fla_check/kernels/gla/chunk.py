@@ -460,7 +460,7 @@ class ChunkLayout:
 
 def _blocks(K: int, V: int) -> tuple[int, int, int]:
     BK = next_pow2(K)
-    BV = min(next_pow2(V), 64)
+    BV = min(next_pow2(V), 32)
     return BK, BV, triton.cdiv(V, BV)
 
 
