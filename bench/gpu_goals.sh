@@ -8,7 +8,7 @@
 #      then TESTS (pytest ids, if given);
 #   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
 #   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1.
-#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET KP_CAP ST_CAP CI_CAP seconds;
+#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP s;
 #                                               PHASES="2 3": only those phases, e.g. one device call each)
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
 # while it runs (tar it yourself if the script is cut short).
@@ -38,14 +38,14 @@ stamp "phase 1"
     > "$W/ht.log" 2>&1
   timeout -s INT -k 10 $(( ${TD_BUDGET:-110} + 10 )) python3 bench/time_to_detect.py --out "$W/td" \
     --budget "${TD_BUDGET:-110}" --first-ops gla,gated_delta --mask-ops '' --mutants none --min-entry-s 8 \
-    --child-timeout 45 > "$W/td.log" 2>&1
+    --child-timeout "${TD_CHILD:-45}" > "$W/td.log" 2>&1
 ) &
 (
   export CUDA_VISIBLE_DEVICES=1
   timeout -s INT -k 10 "${KP_CAP:-150}" python3 bench/kernel_profile.py --out "$W/kp" > "$W/kp.log" 2>&1
   echo "[kernel_profile exit $?]" >> "$W/kp.log"
   if [ -n "${TESTS:-}" ]; then
-    timeout -s INT -k 10 120 python3 -m pytest -q -p no:cacheprovider -n 4 $TESTS > "$W/tests.log" 2>&1
+    timeout -s INT -k 10 "${TESTS_CAP:-120}" python3 -m pytest -q -p no:cacheprovider -n 4 $TESTS > "$W/tests.log" 2>&1
     echo "[pytest exit $?] $TESTS" >> "$W/tests.log"
   fi
 ) &
