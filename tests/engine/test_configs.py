@@ -93,7 +93,7 @@ def test_builtin_autotuned_kernel_is_identical_at_every_config():
     assert outs[0] == outs[1] == outs[2]  # BV tiles the output columns: same arithmetic, same error
 
 
-# config #3 differs from #0 only in num_warps: the interpreter ignores it (not run), a GPU runs it
+# config #3 differs from #1 only in num_warps: the interpreter ignores it (not run), a GPU runs it
 WARPS_ONLY = Verdict.UNSUPPORTED if get_backend().interpreter else Verdict.OK
 
 
@@ -122,7 +122,7 @@ def test_config_specific_mutant_caught_by_all_missed_by_first():
     text = cap.get()
     assert "failing autotune config: simple_gla_fwd_o_kernel:2 (BV=16, num_warps=4, num_stages=3)" in text
     if get_backend().interpreter:  # a warps-only config is the same program there, so not run
-        assert "the same kernel as config #0" in text
+        assert "the same kernel as config #1" in text
     assert replay_command("r.json", 0, bad.config).endswith("--configs first --config simple_gla_fwd_o_kernel:2")
 
 

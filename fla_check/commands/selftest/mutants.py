@@ -727,7 +727,7 @@ _SIMPLE_GLA = [
            "simple_gla_fwd_o_kernel",
            ((_SGLA_C_O, "    if BV == 16:\n        b_o = b_o * 1.02\n" + _SGLA_C_O),),
            "output x1.02 at the BV=16 config of the autotuned output kernel only (config #2 of "
-           "simple_gla_fwd_o_kernel; the first config, BV=64 for V > 32, is exact): a miscompile at one block size",
+           "simple_gla_fwd_o_kernel; the first config, BV=32 for V > 16, is exact): a miscompile at one block size",
            configs="all"),
     Mutant("simple_gla.chunk.dq-scale", "grad-scale", "simple_gla", ("chunk",), _SGLA_C, "simple_gla_bwd_dqkg_kernel",
            (("    tl.store(dq + p_tk, b_dq, mask=m_tk)\n", "    tl.store(dq + p_tk, b_dq * 1.02, mask=m_tk)\n"),),

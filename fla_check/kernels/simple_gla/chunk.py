@@ -85,9 +85,10 @@ def _prune_bv(configs: list, named_args: dict, **kwargs) -> list:
 
 
 # The output kernel is autotuned over its V-block (each V-block is independent: the results are
-# identical at every BV) and num_warps. The first config surviving the pruning, min(next_pow2(V), 64),
-# is the block the kernel used before it was autotuned. The interpreter ignores num_warps.
-FWD_O_CONFIGS = [triton.Config({"BV": 64}, num_warps=4), triton.Config({"BV": 32}, num_warps=4),
+# identical at every BV) and num_warps. The first config surviving the pruning (what `--configs first`
+# runs) is min(next_pow2(V), 32): its fp32 IEEE dots unroll to half the code of BV=64, and sm_90
+# compiles it faster (bench/compile_seconds.py). The interpreter ignores num_warps.
+FWD_O_CONFIGS = [triton.Config({"BV": 32}, num_warps=4), triton.Config({"BV": 64}, num_warps=4),
                  triton.Config({"BV": 16}, num_warps=4), triton.Config({"BV": 64}, num_warps=8)]
 
 
@@ -291,7 +292,7 @@ class ChunkGrid:
 
 def _blocks(K: int, V: int) -> tuple[int, int, int]:
     BK = next_pow2(K)
-    BV = min(next_pow2(V), 64)
+    BV = min(next_pow2(V), 32)
     return BK, BV, triton.cdiv(V, BV)
 
 
