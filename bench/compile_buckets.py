@@ -105,24 +105,30 @@ def gpu_space_cases(op: str, modes: tuple[str, ...], profile: str, seed: int) ->
         search.get_backend = real
 
 
-def record(op: str, runs: list[tuple[tuple[str, ...], Any]]) -> tuple[Recorder, Counter]:
-    """Launch keys of each (modes, case config) of `runs`, and the errors modes raised."""
+def call_modes(op: str, modes: tuple[str, ...], config: Any, backend: Any, errors: Counter) -> None:
+    """Run `config` through each of `modes` the way the runner calls them, on CPU tensors (the
+    launches go wherever the caller pointed Triton's run); what a mode raises is counted in `errors`."""
     from fla_check.cases import build_case
     from fla_check.engine.call import call_mode
     from fla_check.engine.runner import mode_inputs, resolve_modes, resolve_op, unsupported_reason
 
+    inputs = build_case(config, "cpu")
+    for spec in resolve_modes(resolve_op(op), modes):
+        if unsupported_reason(spec, config, backend):
+            continue
+        try:
+            call_mode(spec.load(), mode_inputs(spec, inputs), None, "cpu")
+        except Exception as exc:  # noqa: BLE001 - a mode that refuses a case launches nothing more
+            errors[f"{spec.name}: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+
+
+def record(op: str, runs: list[tuple[tuple[str, ...], Any]]) -> tuple[Recorder, Counter]:
+    """Launch keys of each (modes, case config) of `runs`, and the errors modes raised."""
     errors: Counter = Counter()
     backend = gpu_backend()
     with Recorder() as rec:
         for modes, config in runs:
-            inputs = build_case(config, "cpu")
-            for spec in resolve_modes(resolve_op(op), modes):
-                if unsupported_reason(spec, config, backend):
-                    continue
-                try:
-                    call_mode(spec.load(), mode_inputs(spec, inputs), None, "cpu")
-                except Exception as exc:  # noqa: BLE001 - a mode that refuses a case launches nothing more
-                    errors[f"{spec.name}: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+            call_modes(op, modes, config, backend, errors)
     return rec, errors
 
 

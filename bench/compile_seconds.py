@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import compile_sm90  # noqa: F401,E402 (first: real compiles for sm_90, fake driver, empty cache)
 import compile_buckets  # noqa: E402
@@ -42,15 +42,11 @@ def compile_seconds(op: str, modes: tuple[str, ...], profile: str, seed: int) ->
     """{(kernel, dtype): [binaries, seconds]} of the planned cases of `op` and the errors."""
     from triton.runtime.jit import JITFunction
 
-    from fla_check.cases import build_case
-    from fla_check.engine.call import call_mode
-    from fla_check.engine.runner import mode_inputs, resolve_modes, resolve_op, unsupported_reason
-
     configs = compile_buckets.gpu_space_cases(op, modes, profile, seed)
     backend = compile_buckets.gpu_backend()
     seen: set = set()
     cost: dict = defaultdict(lambda: [0, 0.0])
-    errors: dict[str, int] = defaultdict(int)
+    errors: Counter = Counter()
     current = {"dtype": ""}
     original = JITFunction.run
 
@@ -69,14 +65,7 @@ def compile_seconds(op: str, modes: tuple[str, ...], profile: str, seed: int) ->
     try:
         for config in configs:
             current["dtype"] = config.dtype
-            inputs = build_case(config, "cpu")
-            for spec in resolve_modes(resolve_op(op), modes):
-                if unsupported_reason(spec, config, backend):
-                    continue
-                try:
-                    call_mode(spec.load(), mode_inputs(spec, inputs), None, "cpu")
-                except Exception as exc:  # noqa: BLE001 - garbage outputs may trip host-side checks
-                    errors[f"{spec.name}: {type(exc).__name__}: {str(exc)[:80]}"] += 1
+            compile_buckets.call_modes(op, modes, config, backend, errors)
     finally:
         JITFunction.run = original
     return {"cases": len(configs), "cost": dict(cost), "errors": dict(errors)}

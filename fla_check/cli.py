@@ -365,7 +365,8 @@ def _warn(lines: Sequence[str]) -> None:
 @click.option("--warmup", type=click.Choice(["auto", "on", "off", "background"]), default="auto", show_default=True,
               help="Compile the run's kernels in parallel processes sharing TRITON_CACHE_DIR: background (while the "
                    "search runs, ahead of it), on (before the search starts: delays the first failure), off. "
-                   "auto: background on a GPU, off in the interpreter (it compiles nothing).")
+                   "auto: background on a GPU, off in the interpreter (it compiles nothing). A run whose plan an "
+                   "earlier run compiled into the same cache skips it (FLA_CHECK_WARM_LEDGER=off: never).")
 @click.option("--warmup-buckets", type=int, default=None, metavar="N",
               help="Warm only the first N compile buckets (mode, dtype, head dims, options, cu_seqlens, initial "
                    "state), the ones drawn first.")

@@ -67,7 +67,8 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
     ``on`` before the search's clock starts (`warmup_seconds`: at most that long;
     `warmup_progress` after each bucket), ``background`` while the search runs (``auto``: that
     on a GPU, off in the interpreter); `warmup_buckets`: only the first that many; recorded in
-    ``options.warmup`` when it ran.
+    ``options.warmup`` when it ran. On a GPU, without providers, a run whose plan an earlier run
+    compiled into the same cache skips it (:mod:`fla_check.engine.warm_ledger`; ``skipped``).
     Raises :class:`UsageError` for a shard left without an example and
     :class:`RunInterrupted` for an interrupt outside the search's own handling (e.g. its setup)."""
     isolation = isolation or Isolation()
