@@ -907,7 +907,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.simple_gla.chunk:_fwd_h": "e37d9db63bf2a445",
     "fla_check.kernels.simple_gla.chunk:simple_gla_bwd_dqkg_kernel": "22a750469b40d77f",
     "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_h_kernel": "a54cb166de8beecb",
-    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_o_kernel": "3427d803e6e7c1f9",
+    "fla_check.kernels.simple_gla.chunk:simple_gla_fwd_o_kernel": "5b63c645e82ad280",
     "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_bwd_dg_kernel": "ab3414220e333bac",
     "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd": "6acc4f88be6652e5",
     "fla_check.kernels.simple_gla.recurrent:simple_gla_recurrent_fwd_kernel": "cf2d67a2ab766fd5",

@@ -34,6 +34,7 @@ from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indi
 
 CHUNK_SIZES = (16, 32, 64)
 MAX_HEAD_DIM = 256
+O_BLOCK_K = 32  # the output kernel's K-block: its fp32 IEEE dots unroll to FMAs, per block, not per head dim
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -99,7 +100,10 @@ def simple_gla_fwd_o_kernel(
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """o = scale * ((q * exp(G)) h[c] + tril(q k^T * exp(G_i - G_j)) v) for one chunk and V-block."""
+    """o = scale * ((q * exp(G)) h[c] + tril(q k^T * exp(G_i - G_j)) v) for one chunk and V-block.
+    Both K reductions run over K-blocks of BK in a loop, each block's dot accumulated into the
+    same fp32 accumulator (IEEE dots add the products in K order either way); a loop body of one
+    block compiles to a fraction of the code of one dot over the whole head dim."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
@@ -109,21 +113,24 @@ def simple_gla_fwd_o_kernel(
     o_t = i_t * BT + o_i
     m_t = o_t < seq_len
     row = (bos + o_t) * H + i_h
-    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
     m_v = o_v < V
     m_tv = m_t[:, None] & m_v[None, :]
 
-    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
-    b_kt = tl.load(k + row[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :], other=0.0).to(tl.float32)
-    b_h = tl.load(h + (i_s * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :],
-                  other=0.0)
     b_g = tl.load(g_cum + row, mask=m_t, other=0.0)
-    b_A = tl.dot(b_q, b_kt, input_precision=DOT_PRECISION)
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+        b_kt = tl.load(k + row[None, :] * K + o_k[:, None], mask=m_k[:, None] & m_t[None, :], other=0.0).to(tl.float32)
+        b_h = tl.load(h + (i_s * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :], mask=m_k[:, None] & m_v[None, :],
+                      other=0.0)
+        b_A = tl.dot(b_q, b_kt, b_A, input_precision=DOT_PRECISION)
+        b_o = tl.dot(b_q * tl.exp(b_g)[:, None], b_h, b_o, input_precision=DOT_PRECISION)
     b_A = b_A * tl.exp(b_g[:, None] - b_g[None, :])
     b_A = tl.where((o_i[:, None] >= o_i[None, :]) & m_t[:, None] & m_t[None, :], b_A, 0.0)
-    b_o = tl.dot(b_q * tl.exp(b_g)[:, None], b_h, input_precision=DOT_PRECISION)
     b_v = tl.load(v + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
     b_o = (b_o + tl.dot(b_A, b_v, input_precision=DOT_PRECISION)) * scale
     tl.store(o + row[:, None] * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
@@ -321,7 +328,7 @@ def simple_gla_chunk_fwd(q, k, v, g, scale, h0, output_final_state, cu_seqlens, 
     g_cum = chunk_local_cumsum(g, BT, cu_seqlens, grid.indices)
     h, ht = _fwd_h(k, v, g_cum, h0, output_final_state, cu_seqlens, grid, N, BT)
     o = torch.empty_like(v, dtype=q.dtype)
-    BK = next_pow2(K)
+    BK = min(next_pow2(K), O_BLOCK_K)
     if grid.chunks * B * H > 0:
         pin_on_interpreter()
         simple_gla_fwd_o_kernel[lambda meta: (triton.cdiv(V, meta["BV"]), grid.chunks, B * H)](
