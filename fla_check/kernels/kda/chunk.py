@@ -34,6 +34,7 @@ from fla_check.kernels.delta.chunk import chunk_layout
 from fla_check.kernels.utils import check_varlen, dot_precision, next_pow2, num_sequences
 
 MAX_HEAD_DIM = 256
+LOOP_BK = 32  # K-block of the UT (w) and output kernels' loops: fp32 IEEE dots unroll to FMAs per block
 BC = 16  # sub-chunk rows of the intra-chunk scores
 
 
@@ -117,13 +118,14 @@ def kda_ut_kernel(
         b_Ai = tl.load(Akk + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
 
     b_beta = tl.load(beta + row, mask=m_t, other=0.0).to(tl.float32)
-    o_k = tl.arange(0, BK)
-    m_tk = m_t[:, None] & (o_k < K)[None, :]
-    p_k = row[:, None] * K + o_k[None, :]
-    b_k = tl.load(k + p_k, mask=m_tk, other=0.0).to(tl.float32)
-    b_g = tl.load(g_cum + p_k, mask=m_tk, other=0.0)
-    b_kb = b_k * tl.where(m_tk, tl.exp(b_g), 0.0) * b_beta[:, None]
-    tl.store(w + p_k, tl.dot(b_Ai, b_kb, input_precision=DOT_PRECISION), mask=m_tk)
+    for i_k in range(0, tl.cdiv(K, BK)):  # w by K-blocks: each column's dot is the same, less code
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_tk = m_t[:, None] & (o_k < K)[None, :]
+        p_k = row[:, None] * K + o_k[None, :]
+        b_k = tl.load(k + p_k, mask=m_tk, other=0.0).to(tl.float32)
+        b_g = tl.load(g_cum + p_k, mask=m_tk, other=0.0)
+        b_kb = b_k * tl.where(m_tk, tl.exp(b_g), 0.0) * b_beta[:, None]
+        tl.store(w + p_k, tl.dot(b_Ai, b_kb, input_precision=DOT_PRECISION), mask=m_tk)
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_tv = m_t[:, None] & (o_v < V)[None, :]
@@ -185,7 +187,9 @@ def kda_o_kernel(
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """o = scale (q exp(G)) h_c + Aqk v_new for one chunk and V-block."""
+    """o = scale (q exp(G)) h_c + Aqk v_new for one chunk and V-block; the K reduction over
+    K-blocks of BK in a loop, each block's dot accumulated into one fp32 accumulator (an IEEE dot
+    adds the products in K order either way; one block's body compiles to a fraction of the code)."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
@@ -193,18 +197,21 @@ def kda_o_kernel(
     o_i = tl.arange(0, BT)
     m_t = i_t * BT + o_i < eos - bos
     row = (bos + i_t * BT + o_i) * H + i_h
-    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
-    m_k = o_k < K
     m_v = o_v < V
-    m_tk = m_t[:, None] & m_k[None, :]
     m_tv = m_t[:, None] & m_v[None, :]
-    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_g = tl.load(g_cum + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
-    b_qg = b_q * tl.where(m_tk, tl.exp(b_g), 0.0)
-    b_h = tl.load(h + (i_tg * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :],
-                  mask=m_k[:, None] & m_v[None, :], other=0.0)
-    b_o = tl.dot(b_qg, b_h, input_precision=DOT_PRECISION) * scale
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m_tk = m_t[:, None] & m_k[None, :]
+        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_g = tl.load(g_cum + row[:, None] * K + o_k[None, :], mask=m_tk, other=0.0)
+        b_qg = b_q * tl.where(m_tk, tl.exp(b_g), 0.0)
+        b_h = tl.load(h + (i_tg * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :],
+                      mask=m_k[:, None] & m_v[None, :], other=0.0)
+        b_o = tl.dot(b_qg, b_h, b_o, input_precision=DOT_PRECISION)
+    b_o = b_o * scale
     b_A = tl.load(Aqk + row[:, None] * BT + o_i[None, :], mask=m_t[:, None], other=0.0)
     b_A = tl.where((o_i[:, None] >= o_i[None, :]) & m_t[None, :], b_A, 0.0)
     b_v = tl.load(v_new + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
@@ -251,12 +258,12 @@ def kda_chunk_fwd(
     kda_intra_kernel[(NT, grid_b * H)](q, k, g_cum, beta, Aqk, Akk, cu_seqlens, chunk_indices, scale, T,
                                        BC=min(BC, BT), NC=BT // min(BC, BT), num_stages=1, **meta)
     kda_ut_kernel[(NT, grid_b * H)](k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
-                                    V=V, BV=BV, BC=UT_BLOCK, **meta)
+                                    V=V, BV=BV, BC=UT_BLOCK, **dict(meta, BK=min(BK, LOOP_BK)))
     kda_h_kernel[(NV, N * H)](k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, V=V, BV=BV,
                               USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state,
                               num_stages=1, **meta)  # pipelined [BT, BK] fp32 tiles overflow an H200's smem
     kda_o_kernel[(NV, NT, grid_b * H)](q, g_cum, Aqk, v_new, h, o, cu_seqlens, chunk_indices, scale, T,
-                                       V=V, BV=BV, **meta)
+                                       V=V, BV=BV, **dict(meta, BK=min(BK, LOOP_BK)))
     return o, ht
 
 
