@@ -28,6 +28,7 @@ from fla_check.kernels.gla.inputs import prepare_gla_args
 from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
 
 BC_MAX = 16
+LOOP_BK = 32  # K-block of the forward state and output kernels: fp32 IEEE dots unroll to FMAs per block
 RCP_LN2 = tl.constexpr(1.4426950408889634)  # 1 / ln 2, as fla's chunk_local_cumsum scale
 
 
@@ -56,13 +57,16 @@ def chunk_fwd_h_kernel(
     BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """Walk the chunks of one (sequence, head, V-block); h[c] = state entering chunk c."""
+    """Walk the chunks of one (sequence, head, V-block, K-block); h[c] = state entering chunk c.
+    A state row (one key channel) is updated from its own channel only: K-blocks are independent
+    programs, each compiled for BK channels rather than the whole head dim."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_k = tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
     seq_len = eos - bos
     boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
-    o_k = tl.arange(0, BK)
+    o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
@@ -165,28 +169,32 @@ def chunk_fwd_o_kernel(
     H, K, V, BT: tl.constexpr, BK: tl.constexpr,
     BV: tl.constexpr, IS_VARLEN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """o = scale * (q * exp2(gc)) h[c] + tril(A) v for one chunk and V-block."""
+    """o = scale * (q * exp2(gc)) h[c] + tril(A) v for one chunk and V-block; the K reduction
+    over K-blocks of BK in a loop, each block's dot accumulated into one fp32 accumulator."""
     i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     i_b, i_h = i_bh // H, i_bh % H
     i_n, i_t, bos, eos = chunk_bounds(cu_seqlens, chunk_indices, i_c, i_b, T, IS_VARLEN)
     seq_len = eos - bos
     boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
-    o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     o_c = tl.arange(0, BT)
     o_t = i_t * BT + o_c
-    m_k = o_k < K
     m_v = o_v < V
     m_t = o_t < seq_len
     row = (bos + o_t) * H + i_h
-    m_qk = m_t[:, None] & m_k[None, :]
     m_tv = m_t[:, None] & m_v[None, :]
-    b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)
-    b_g = tl.load(gc + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)
-    b_qg = (b_q * tl.exp2(b_g)).to(b_q.dtype)
-    p_h = h + ((boh + i_t) * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :]
-    b_h = tl.load(p_h, mask=m_k[:, None] & m_v[None, :], other=0.0).to(b_qg.dtype)
-    b_o = tl.dot(b_qg, b_h, input_precision=DOT_PRECISION) * scale
+    b_o = tl.zeros([BT, BV], dtype=tl.float32)
+    for i_k in range(0, tl.cdiv(K, BK)):
+        o_k = i_k * BK + tl.arange(0, BK)
+        m_k = o_k < K
+        m_qk = m_t[:, None] & m_k[None, :]
+        b_q = tl.load(q + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)
+        b_g = tl.load(gc + row[:, None] * K + o_k[None, :], mask=m_qk, other=0.0)
+        b_qg = (b_q * tl.exp2(b_g)).to(b_q.dtype)
+        p_h = h + ((boh + i_t) * H + i_h) * K * V + o_k[:, None] * V + o_v[None, :]
+        b_h = tl.load(p_h, mask=m_k[:, None] & m_v[None, :], other=0.0).to(b_qg.dtype)
+        b_o = tl.dot(b_qg, b_h, b_o, input_precision=DOT_PRECISION)
+    b_o = b_o * scale
     b_A = tl.load(A + row[:, None] * BT + o_c[None, :], mask=m_t[:, None], other=0.0)
     b_v = tl.load(v + row[:, None] * V + o_v[None, :], mask=m_tv, other=0.0)
     b_A = tl.where(o_c[:, None] >= o_c[None, :], b_A, 0.0).to(b_v.dtype)
@@ -479,11 +487,12 @@ def chunk_fwd_h(k, v, gc, h0, output_final_state, cu_seqlens, lay: ChunkLayout, 
                 state_dtype: torch.dtype):
     B, T, H, K = k.shape
     V = v.shape[-1]
-    BK, BV, NV = _blocks(K, V)
+    _, BV, NV = _blocks(K, V)
+    BK = min(next_pow2(K), LOOP_BK)
     h = k.new_empty(lay.num_states, H, K, V, dtype=state_dtype)
     ht = k.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     if N * H > 0:
-        chunk_fwd_h_kernel[(NV, N * H)](
+        chunk_fwd_h_kernel[(NV, N * H, triton.cdiv(K, BK))](
             k, v, gc, h, h0, ht, cu_seqlens, lay.offsets, T, H=H, K=K, V=V, BT=lay.BT, BK=BK,
             BV=BV, USE_H0=h0 is not None, STORE_HT=output_final_state, IS_VARLEN=lay.varlen,
             DOT_PRECISION=dot_precision(k.dtype),
@@ -514,7 +523,8 @@ def chunk_fwd_A(q, k, gc, scale, cu_seqlens, lay: ChunkLayout) -> torch.Tensor:
 def chunk_fwd_o(q, v, gc, h, A, scale, cu_seqlens, lay: ChunkLayout) -> torch.Tensor:
     B, T, H, K = q.shape
     V = v.shape[-1]
-    BK, BV, NV = _blocks(K, V)
+    _, BV, NV = _blocks(K, V)
+    BK = min(next_pow2(K), LOOP_BK)
     o = torch.empty_like(v, dtype=q.dtype)
     if lay.grid_chunks * B * H > 0:
         chunk_fwd_o_kernel[(NV, lay.grid_chunks, B * H)](
