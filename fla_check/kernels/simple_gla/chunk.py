@@ -34,7 +34,7 @@ from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indi
 
 CHUNK_SIZES = (16, 32, 64)
 MAX_HEAD_DIM = 256
-O_BLOCK_K = 32  # the output kernel's K-block: its fp32 IEEE dots unroll to FMAs, per block, not per head dim
+O_BLOCK_K = 32  # the forward kernels' K-block: fp32 IEEE dots unroll to FMAs per block, not per head dim
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -44,13 +44,16 @@ def simple_gla_fwd_h_kernel(
     BV: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr, IS_VARLEN: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
-    """Walk the chunks of one (sequence, head, V-block); h[c] = state entering chunk c."""
+    """Walk the chunks of one (sequence, head, V-block, K-block); h[c] = state entering chunk c.
+    A state row (one key channel) is updated from its own channel only: K-blocks are independent
+    programs, each compiled for BK channels rather than the whole head dim."""
     i_v, i_nh = tl.program_id(0), tl.program_id(1)
+    i_k = tl.program_id(2)
     i_n, i_h = i_nh // H, i_nh % H
     bos, eos = sequence_bounds(cu_seqlens, i_n, T, IS_VARLEN)
     seq_len = eos - bos
     boh = first_chunk(chunk_offsets, i_n, T, BT, IS_VARLEN)
-    o_k = tl.arange(0, BK)
+    o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k = o_k < K
     m_v = o_v < V
@@ -306,11 +309,12 @@ def _blocks(K: int, V: int) -> tuple[int, int, int]:
 def _fwd_h(k, v, g_cum, h0, output_final_state, cu_seqlens, grid: ChunkGrid, N: int, BT: int):
     B, T, H, K = k.shape
     V = v.shape[-1]
-    BK, BV, NV = _blocks(K, V)
+    _, BV, NV = _blocks(K, V)
+    BK = min(next_pow2(K), O_BLOCK_K)
     h = k.new_empty(grid.states, H, K, V, dtype=torch.float32)
     ht = k.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     if N * H > 0:
-        simple_gla_fwd_h_kernel[(NV, N * H)](
+        simple_gla_fwd_h_kernel[(NV, N * H, triton.cdiv(K, BK))](
             k, v, g_cum, h, h0, ht, cu_seqlens, grid.offsets, T, H=H, K=K, V=V, BT=BT, BK=BK, BV=BV,
             USE_H0=h0 is not None, STORE_HT=output_final_state, IS_VARLEN=grid.varlen,
             DOT_PRECISION=dot_precision(torch.float32),
