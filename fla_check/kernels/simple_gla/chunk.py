@@ -4,9 +4,9 @@ The gate is one scalar natural-log decay per (token, head), so a chunk's decays 
 cumulative sum per head and the intra-chunk decay is one [BT, BT] matrix, not one per channel:
   1. G = chunk-local inclusive cumsum of g (fla_check.kernels.common.cumsum, fp32, restarts at
      every chunk of BT in {16, 32, 64} tokens and every sequence start);
-  2. state passing, one program per (sequence, head, V-block), looping over chunks:
+  2. state passing, one program per (sequence, head, V-block, K-block), looping over chunks:
      h[c] = state entering chunk c (stored, fp32);  h = exp(G_last) h + (k * exp(G_last - G))^T v;
-  3. output, one program per (chunk, head, V-block), autotuned over BV (FWD_O_CONFIGS):
+  3. output, one program per (chunk, head, V-block), autotuned over BV (FWD_O_CONFIGS), K in blocks:
      o = scale * ((q * exp(G)) h[c] + tril(q k^T * exp(G_i - G_j)) v),
      the upper triangle discarded by tl.where selection (its overflow never leaks).
 Everything is loaded to fp32 and every tl.dot is IEEE fp32 (declared: store fp32, dot ieee).
