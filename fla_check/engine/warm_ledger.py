@@ -87,6 +87,7 @@ def add(signature: str, directory: Optional[str] = None) -> None:
     entries = _entries(path)
     entries[signature] = time.time()
     kept = dict(sorted(entries.items(), key=lambda kv: kv[1])[-MAX_ENTRIES:])
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".fla-check-warmed.")
@@ -94,4 +95,5 @@ def add(signature: str, directory: Optional[str] = None) -> None:
             json.dump(kept, f)
         os.replace(tmp, path)
     except OSError:
-        pass
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)

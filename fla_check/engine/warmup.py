@@ -19,7 +19,8 @@ docs/compile_buckets.md; a provider's may differ). The run's buckets are those o
 search will draw (:func:`run_buckets`: the search replayed with every case passing), in the
 order drawn, so the first buckets warmed are the first the search needs. Each is warmed with one
 small case of its kind (:func:`warm_case`: T = 64, or two segments of 20 and 17 tokens), forward
-and, for a backward run, backward: counted on the CPU (bench/compile_buckets.py keys), that
+and, for a backward run, backward, with the run's invariance checks (their variants are binaries
+of their own, which the search would otherwise compile on its first case of the bucket): counted on the CPU (bench/compile_buckets.py keys), that
 compiles exactly the binaries the ci profile's planned cases need (gla 112, delta 87), where a
 fixed pair of shapes per (mode, dtype, H, K, V) compiled 186 / 164 and missed 22 / 21
 (``python bench/compile_buckets.py --op gla --warmup-coverage``). What the
