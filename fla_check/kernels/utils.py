@@ -36,6 +36,16 @@ def next_pow2(n: int, minimum: int = 16) -> int:
     return max(minimum, triton.next_power_of_2(n))
 
 
+FMA_BLOCK = 32  # the widest block of a head dim whose fp32 IEEE dots unroll to scalar FMAs per tile
+
+
+def fma_block(dim: int) -> int:
+    """The block of a head dim for a chunk kernel whose fp32 IEEE dots unroll to scalar FMAs per
+    tile: next_pow2(dim), at most FMA_BLOCK (the compile time grows with the tile, docs/kernels.md;
+    the gla, simple_gla and kda chunk kernels' V blocks and their looped or gridded K blocks)."""
+    return min(next_pow2(dim), FMA_BLOCK)
+
+
 def prepare_chunk_indices(cu_seqlens: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """[num_chunks, 2] int32 rows (sequence index, chunk index within it) for varlen grids."""
     lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()

@@ -25,10 +25,9 @@ import triton.language as tl
 
 from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, sequence_bounds
 from fla_check.kernels.gla.inputs import prepare_gla_args
-from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
+from fla_check.kernels.utils import dot_precision, fma_block, next_pow2, prepare_chunk_indices
 
 BC_MAX = 16
-LOOP_BK = 32  # K-block of the forward state and output kernels: fp32 IEEE dots unroll to FMAs per block
 RCP_LN2 = tl.constexpr(1.4426950408889634)  # 1 / ln 2, as fla's chunk_local_cumsum scale
 
 
@@ -468,7 +467,7 @@ class ChunkLayout:
 
 def _blocks(K: int, V: int) -> tuple[int, int, int]:
     BK = next_pow2(K)
-    BV = min(next_pow2(V), 32)
+    BV = fma_block(V)
     return BK, BV, triton.cdiv(V, BV)
 
 
@@ -488,7 +487,7 @@ def chunk_fwd_h(k, v, gc, h0, output_final_state, cu_seqlens, lay: ChunkLayout, 
     B, T, H, K = k.shape
     V = v.shape[-1]
     _, BV, NV = _blocks(K, V)
-    BK = min(next_pow2(K), LOOP_BK)
+    BK = fma_block(K)
     h = k.new_empty(lay.num_states, H, K, V, dtype=state_dtype)
     ht = k.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     if N * H > 0:
@@ -524,7 +523,7 @@ def chunk_fwd_o(q, v, gc, h, A, scale, cu_seqlens, lay: ChunkLayout) -> torch.Te
     B, T, H, K = q.shape
     V = v.shape[-1]
     _, BV, NV = _blocks(K, V)
-    BK = min(next_pow2(K), LOOP_BK)
+    BK = fma_block(K)
     o = torch.empty_like(v, dtype=q.dtype)
     if lay.grid_chunks * B * H > 0:
         chunk_fwd_o_kernel[(NV, lay.grid_chunks, B * H)](

@@ -30,11 +30,10 @@ from fla_check.kernels.common.autotune import pin_on_interpreter
 from fla_check.kernels.common.cumsum import chunk_local_cumsum
 from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, sequence_bounds
 from fla_check.kernels.gla.inputs import prepare_gla_args
-from fla_check.kernels.utils import dot_precision, next_pow2, prepare_chunk_indices
+from fla_check.kernels.utils import dot_precision, fma_block, next_pow2, prepare_chunk_indices
 
 CHUNK_SIZES = (16, 32, 64)
 MAX_HEAD_DIM = 256
-O_BLOCK_K = 32  # the forward kernels' K-block: fp32 IEEE dots unroll to FMAs per block, not per head dim
 
 
 @triton.jit(do_not_specialize=["T", "H"])
@@ -302,7 +301,7 @@ class ChunkGrid:
 
 def _blocks(K: int, V: int) -> tuple[int, int, int]:
     BK = next_pow2(K)
-    BV = min(next_pow2(V), 32)
+    BV = fma_block(V)
     return BK, BV, triton.cdiv(V, BV)
 
 
@@ -310,7 +309,7 @@ def _fwd_h(k, v, g_cum, h0, output_final_state, cu_seqlens, grid: ChunkGrid, N: 
     B, T, H, K = k.shape
     V = v.shape[-1]
     _, BV, NV = _blocks(K, V)
-    BK = min(next_pow2(K), O_BLOCK_K)
+    BK = fma_block(K)
     h = k.new_empty(grid.states, H, K, V, dtype=torch.float32)
     ht = k.new_empty(N, H, K, V, dtype=torch.float32) if output_final_state else None
     if N * H > 0:
@@ -332,7 +331,7 @@ def simple_gla_chunk_fwd(q, k, v, g, scale, h0, output_final_state, cu_seqlens, 
     g_cum = chunk_local_cumsum(g, BT, cu_seqlens, grid.indices)
     h, ht = _fwd_h(k, v, g_cum, h0, output_final_state, cu_seqlens, grid, N, BT)
     o = torch.empty_like(v, dtype=q.dtype)
-    BK = min(next_pow2(K), O_BLOCK_K)
+    BK = fma_block(K)
     if grid.chunks * B * H > 0:
         pin_on_interpreter()
         simple_gla_fwd_o_kernel[lambda meta: (triton.cdiv(V, meta["BV"]), grid.chunks, B * H)](
