@@ -21,7 +21,8 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
 everything compiled. The ``rate`` section runs fixed shapes (T from ``--rate-T``, up to 1024)
 warm through ``check_case`` with every built-in mode -- float64 reference, baselines, kernels,
 judge, under ``--rate-isolation`` (``fla-check run`` uses a worker process) -- and reports
-cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports. The
+cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports;
+``--rate-procs N`` runs that loop in N processes at once on one device (as N ``--shard`` jobs). The
 ``scaling`` section times one reference, baseline and warm kernel call per mode over T (and B)
 at fixed head dims -- on a GPU also a CUDA-graph replay of the reference, the cheapest fix for
 its per-step launch overhead.
@@ -37,6 +38,7 @@ from typing import Callable, Iterator
 
 from _common import Bench, Table, add_common_args, environment, fmt, log, sync
 
+PROCS_TIMEOUT_S = 300  # longest wait for one result of --rate-procs' processes
 PIECES = ("build", "reference", "baseline", "kernels", "judge", "invariance", "other")
 
 
@@ -216,6 +218,62 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
     return rows
 
 
+def _rate_worker(rank: int, op: str, args, device: str, barrier, results) -> None:
+    """One of `args.rate_procs` processes of :func:`parallel_rate`: compile, wait for the others,
+    run its own seeded cases per T (seeds offset by `rank`), report (T, cases, wall) per T."""
+    import torch  # noqa: F401  (imported before the barrier: no process times another's import)
+    from fla_check.cases import CaseConfig
+    from fla_check.engine.runner import check_case
+    from fla_check.engine.search import default_dtypes
+    from fla_check.ops import get_op
+
+    modes = [m for m, s in get_op(op).modes.items() if s.provider == "builtin"]
+    dtypes = list(default_dtypes(device))
+    for T in args.rate_T:
+        configs = [CaseConfig(op=op, dtype=dtypes[i % len(dtypes)], B=1, T=T, H=args.scale_H, K=args.scale_K,
+                              V=args.scale_K, seed=rank * 100_000 + i) for i in range(args.rate_cases)]
+        run = lambda c: check_case(op, modes, c, device=device, isolation=args.rate_isolation)  # noqa: E731
+        for c in configs[:len(dtypes)]:
+            run(c)
+        sync(device)
+        barrier.wait()
+        t0 = time.perf_counter()
+        for c in configs:
+            run(c)
+        sync(device)
+        results.put((rank, T, len(configs), time.perf_counter() - t0))
+        barrier.wait()  # the next T starts together
+
+
+def parallel_rate(op: str, args, device: str) -> list[dict]:
+    """Warm cases/s of `args.rate_procs` processes sharing one device, each running
+    :func:`warm_rate`'s loop on its own seeds, timed between barriers: cases of all / the slowest
+    process's wall (what `fla-check run --shard I/N` in N processes on one GPU adds up to)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # never fork CUDA
+    barrier, results = ctx.Barrier(args.rate_procs), ctx.Queue()
+    procs = [ctx.Process(target=_rate_worker, args=(r, op, args, device, barrier, results))
+             for r in range(args.rate_procs)]
+    for pr in procs:
+        pr.start()
+    try:  # a process that dies breaks the barrier for the rest: the section fails after the timeout
+        got = [results.get(timeout=PROCS_TIMEOUT_S) for _ in range(args.rate_procs * len(args.rate_T))]
+    finally:
+        for pr in procs:
+            pr.join(timeout=5)
+            if pr.is_alive():
+                pr.terminate()
+    rows = []
+    for T in args.rate_T:
+        mine = [g for g in got if g[1] == T]
+        cases, wall = sum(g[2] for g in mine), max(g[3] for g in mine)
+        rows.append({"op": op, "T": T, "procs": args.rate_procs, "cases": cases, "wall_s": wall,
+                     "cases_per_s": cases / wall, "per_process_cases_per_s": [g[2] / g[3] for g in mine]})
+        log(f"  rate {op} T={T}, {args.rate_procs} processes: {cases / wall:.1f} cases/s")
+    return rows
+
+
 def _syncs(fn: Callable) -> int:
     """Host syncs torch reports (sync debug mode 'warn') during `fn()`."""
     import warnings
@@ -343,6 +401,14 @@ def tables(bench: Bench, args) -> list[Table]:
             srows.append([op, r["B"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", fmt(r["reference_s"]),
                           fmt(1e3 * r["reference_s"] / r["T"]),
                           base_cols, fmt(r.get("reference_graph_s")), ", ".join(mode_cols)])
+    prows = [[r["op"], r["T"], r["procs"], r["cases"], fmt(r["wall_s"]), fmt(r["cases_per_s"]),
+              fmt(min(r["per_process_cases_per_s"])) + "-" + fmt(max(r["per_process_cases_per_s"]))]
+             for op in args.ops for r in secs.get(f"rate_procs.{op}", {}).get("rows", [])]
+    if prows:
+        out.append(Table("Warm cases/s of N processes on one device (as --shard I/N runs)", bench.command,
+                         ["op", "T", "processes", "cases", "wall s", "cases/s", "per process"], prows,
+                         note="the rate loop above in N spawned processes at once, own seeds each, timed "
+                              "between barriers after each compiled its cases: all cases / the slowest wall."))
     out.append(Table("Reference vs kernels, one call each (seconds, fp32 inputs)", bench.command,
                      ["op", "B", "T", "H/K/V", "reference f64", "ref ms/step", "baselines (per mode)", "reference f64, CUDA graph",
                       "kernels (warm)"], srows))
@@ -368,6 +434,8 @@ def main() -> None:
     p.add_argument("--rate-cases", type=int, default=None,
                    help="cases per T in the warm-rate section (CPU 4, GPU 32)")
     p.add_argument("--rate-isolation", choices=("none", "process"), default="none")
+    p.add_argument("--rate-procs", type=int, default=0,
+                   help="also run the warm-rate loop in this many processes at once on the device (0: not)")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")
     args = p.parse_args()
     from fla_check.backend import get_backend
@@ -399,6 +467,10 @@ def main() -> None:
             if bench.has_time(f"rate.{op}", 10.0):
                 with bench.section(f"rate.{op}") as rec:
                     rec["rows"] = warm_rate(bench, op, args, device)
+        for op in args.ops if args.rate_procs > 1 else []:
+            if bench.has_time(f"rate_procs.{op}", 20.0):
+                with bench.section(f"rate_procs.{op}") as rec:
+                    rec["rows"] = parallel_rate(op, args, device)
         for op in [] if args.no_scaling else args.ops:
             if bench.has_time(f"scaling.{op}", 10.0):
                 with bench.section(f"scaling.{op}") as rec:
