@@ -7,9 +7,10 @@
 #      GPU 1 the built-in vs fla chunk forward (kernel_profile: device time per kernel, first calls),
 #      then TESTS (pytest ids, if given);
 #   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
-#   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1.
-#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP s;
-#                                               PHASES="2 3": only those phases, e.g. one device call each)
+#   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1;
+#   4. alone: the warm cases/s of RATE_PROCS processes (default 14) sharing GPU 0 (harness_throughput --rate-procs).
+#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s; RATE_PROCS;
+#                                               PHASES="2 3": only those phases; default "1 2 3", e.g. one device call each)
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
 # while it runs (tar it yourself if the script is cut short).
 set -u
@@ -27,7 +28,7 @@ export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
 } > "$W/versions.txt" 2>&1
 stamp() { echo "[$(date -u +%T)] $*" >> "$W/phases.txt"; }
 
-want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }
+want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phase 4 only when named
 
 if want 1; then
 stamp "phase 1"
@@ -64,12 +65,19 @@ if want 3; then
   stamp "phase 3: ci profile"
   CUDA_VISIBLE_DEVICES=1 bash bench/gpu_ci_profile.sh "$W/ci" "${CI_CAP:-60}" > "$W/ci_profile.log" 2>&1
 fi
+if want 4; then
+  stamp "phase 4: warm cases/s of RATE_PROCS processes on GPU 0"
+  CUDA_VISIBLE_DEVICES=0 timeout -s INT -k 10 $(( ${RP_BUDGET:-120} + 15 )) python3 bench/harness_throughput.py \
+    --out "$W/rp" --budget "${RP_BUDGET:-120}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 \
+    --rate-cases 16 --rate-procs "${RATE_PROCS:-14}" > "$W/rp.log" 2>&1
+fi
 stamp "done"
 
 {
   echo "# issue 17 goals, one run"; echo; echo '```'; cat "$W/versions.txt" "$W/phases.txt"; echo '```'; echo
   echo "## kernels (built-in vs fla)"; cat "$W"/kp/*.md 2>/dev/null || tail -20 "$W/kp.log"; echo
   echo "## warm cases/s"; cat "$W"/ht/*.md 2>/dev/null || tail -20 "$W/ht.log"; echo
+  echo "## warm cases/s, N processes"; cat "$W"/rp/*.md 2>/dev/null || tail -20 "$W/rp.log" 2>/dev/null; echo
   echo "## first failure"; cat "$W"/td/*.md 2>/dev/null || tail -20 "$W/td.log"; echo
   echo "## selftest"; echo '```'; grep -c "] caught" "$W/selftest.log" 2>/dev/null | sed 's/^/caught lines: /'
   grep -v "] caught" "$W/selftest.log" 2>/dev/null | tail -8; echo '```'; echo
