@@ -9,7 +9,7 @@
 #   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
 #   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1;
 #   4. alone: the warm cases/s of RATE_PROCS processes (default 14) sharing GPU 0 (harness_throughput --rate-procs).
-#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s; RATE_PROCS;
+#   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s; RATE_PROCS, RP_OPS;
 #                                               PHASES="2 3": only those phases; default "1 2 3", e.g. one device call each)
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
 # while it runs (tar it yourself if the script is cut short).
@@ -68,7 +68,7 @@ fi
 if want 4; then
   stamp "phase 4: warm cases/s of RATE_PROCS processes on GPU 0"
   CUDA_VISIBLE_DEVICES=0 timeout -s INT -k 10 $(( ${RP_BUDGET:-120} + 15 )) python3 bench/harness_throughput.py \
-    --out "$W/rp" --budget "${RP_BUDGET:-120}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 \
+    --out "$W/rp" --budget "${RP_BUDGET:-120}" --ops "${RP_OPS:-gla,gated_delta}" --no-search --no-scaling --rate-T 64,256,1024 \
     --rate-cases 16 --rate-procs "${RATE_PROCS:-14}" > "$W/rp.log" 2>&1
 fi
 stamp "done"
