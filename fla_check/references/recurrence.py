@@ -138,6 +138,28 @@ def run_recurrence(
     return o, (ht if output_final_state else None)
 
 
+def run_rows(
+    step: StepFn,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Optional[Tensor] = None,
+    beta: Optional[Tensor] = None,
+    *,
+    scale: float,
+    initial_state: Optional[Tensor] = None,
+    lengths: Optional[list[int]] = None,
+    reset_mask: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """`step` over time for a batch of rows `[R,T,H,*]` (heads already per value head), row `r`
+    running for its first `lengths[r]` steps (default all: the state of a finished row is kept, its
+    outputs past the end are not meaningful) and its state zeroed before the steps `reset_mask`
+    `[R,T]` marks: (o [R,T,H,V], final states [R,H,K,V])."""
+    if lengths is not None and len(lengths) != q.shape[0]:
+        raise ValueError(f"lengths needs one entry per row ({q.shape[0]}), got {len(lengths)}")
+    return _loop(step, q, k, v, g, beta, scale, initial_state, lengths, reset_mask)
+
+
 def _loop(
     step: StepFn,
     q: Tensor,

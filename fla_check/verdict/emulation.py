@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from fla_check.references.options import Prepare, expand_heads
-from fla_check.references.recurrence import StepFn, run_recurrence
+from fla_check.references.recurrence import StepFn, run_rows
 from fla_check.verdict.arithmetic import TF32_TRUNC, Arithmetic
 
 SAMPLES = 16
@@ -99,21 +99,24 @@ class Rounding:
         self.operand_range = (-self.u_in, self.u_in) if cast else self.fp32_operand
 
     def _uniform(self, shape: torch.Size) -> Tensor:
-        """U[0, 1) float64 drawn on the generator's device (no host round trip). With `rows`,
-        every sample's noise is drawn (the stream of an ungrouped run) and the rows held are
-        kept: on the CPU row by row (its draws are serial: the same stream, one row at a time
-        in memory), on a GPU in one draw of all rows (Philox's stream depends on the draw's size)."""
+        """U[0, 1) float64 drawn on the generator's device (no host round trip). The leading
+        dimension holds the samples, each with an equal block of rows after it (sample-major:
+        the recurrent emulation's loop rows are samples x sequences). With `rows`, every
+        sample's noise is drawn (the stream of an ungrouped run) and the samples held are kept:
+        on the CPU sample by sample (its draws are serial: the same stream, one sample at a time
+        in memory), on a GPU in one draw of all samples (Philox's stream depends on the draw's size)."""
         if self.rows is None:
             return self._draw(shape)
-        rest = tuple(shape[1:])
+        held = range(SAMPLES)[self.rows]
+        inner = (shape[0] // len(held),) + tuple(shape[1:])  # one sample's block
         if self.gen.device.type == "cpu":
-            held, kept = range(SAMPLES)[self.rows], []
+            kept = []
             for i in range(SAMPLES):
-                row = self._draw(rest)  # drawn either way: the rows outside `held` advance the stream
+                block = self._draw(inner)  # drawn either way: the samples outside `held` advance the stream
                 if i in held:
-                    kept.append(row)
-            return torch.stack(kept)
-        return self._draw((SAMPLES,) + rest)[self.rows].clone()
+                    kept.append(block)
+            return torch.stack(kept).reshape(shape)
+        return self._draw((SAMPLES,) + inner)[self.rows].reshape(shape).clone()
 
     def _draw(self, shape: tuple) -> Tensor:
         return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
@@ -185,10 +188,11 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     V = v.shape[-1]
     scale = K**-0.5 if scale is None else scale
     if arith.algorithm == "recurrent":
-        run = functools.partial(_recurrent_sequence, rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step)
-    else:
-        sequence = {"gla": _gla_sequence, "simple_gla": _simple_gla_sequence}.get(op, _delta_sequence)
-        run = functools.partial(sequence, rnd, arith.chunk, arith)
+        o, ht = _recurrent_rows(rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step,
+                                q, k, v, g, beta, h0, cu_seqlens, reset_mask, scale)
+        return rnd.output(o), rnd.relative(ht, U32)
+    sequence = {"gla": _gla_sequence, "simple_gla": _simple_gla_sequence}.get(op, _delta_sequence)
+    run = functools.partial(sequence, rnd, arith.chunk, arith)
     o_rows: list[Tensor] = []
     states = []
     for n, (b, cuts) in enumerate(_spans(B, T, cu_seqlens, reset_mask)):
@@ -230,6 +234,45 @@ def _computed_in_kernel(rnd: Rounding, prepare: Prepare, raw: tuple, prepared: t
             noisy = noisy + (rnd.relative(torch.ones_like(after), 1.0) - 1.0) * u * scale.to(after)
         out.append(noisy)
     return tuple(out)
+
+
+def _recurrent_rows(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0: Optional[Tensor],
+                    cu_seqlens: Optional[Tensor], reset_mask: Optional[Tensor], scale: float) -> tuple[Tensor, Tensor]:
+    """Every sequence of a case [S,B,T,*] in one step loop (o [S,B,T,HV,V], states [S,N,HV,K,V]):
+    the loop's rows are the samples x the batch rows, or x the varlen sequences zero-padded to the
+    longest (each row stops at its length), sample-major, so each step draws one noise tensor for
+    all of them. A reset mask (the truth of packing) zeroes a row's state at its marked steps but
+    the first (where h0 enters), as running each segment on its own does."""
+    S, B, T = q.shape[:3]
+    lengths = None
+    if cu_seqlens is not None:
+        bounds = cu_seqlens.tolist()
+        spans = list(zip(bounds[:-1], bounds[1:]))
+        lengths = [e - s for s, e in spans]
+        t_max = max(lengths, default=0)
+
+        def rows(x: Optional[Tensor]) -> Optional[Tensor]:
+            if x is None:
+                return None
+            padded = [torch.cat([x[:, 0, s:e], x.new_zeros((S, t_max - (e - s)) + tuple(x.shape[3:]))], 1)
+                      for s, e in spans]
+            return torch.stack(padded, 1).flatten(0, 1)
+        resets = None
+    else:
+        rows = lambda x: None if x is None else x.flatten(0, 1)  # noqa: E731
+        resets = None
+        if reset_mask is not None:
+            resets = reset_mask.clone()
+            resets[:, 0] = False
+            resets = resets.repeat(S, 1)
+    N = len(lengths) if lengths is not None else B
+    o, ht = _recurrent_sequence(rnd, arith, step, *(rows(x) for x in (q, k, v, g, beta)),
+                                None if h0 is None else h0.flatten(0, 1), scale,
+                                lengths=None if lengths is None else lengths * S, reset_mask=resets)
+    o, ht = o.unflatten(0, (S, N)), ht.unflatten(0, (S, N))
+    if lengths is not None:
+        o = torch.cat([o[:, n, :length] for n, length in enumerate(lengths)], 1)[:, None]
+    return o, ht
 
 
 def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
@@ -274,18 +317,20 @@ def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
     return step
 
 
-def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale):
-    """One sequence [S,T,H,*] step by step (the samples as the batch), the state rounded at
-    every step in the declared state dtype. A paired step (:func:`_stored_delta_step`) runs on
-    [values | gradient path] states: outputs take the first half's values, the second's gradients."""
+def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale, *,
+                        lengths: Optional[list[int]] = None, reset_mask: Optional[Tensor] = None):
+    """Rows [R,T,H,*] step by step (the samples x sequences as the batch, sample-major:
+    :func:`_recurrent_rows`), the state rounded at every step in the declared state dtype. A
+    paired step (:func:`_stored_delta_step`) runs on [values | gradient path] states: outputs
+    take the first half's values, the second's gradients."""
     u_state = rnd.u_in if arith.state == "input" else U32
     noisy = lambda S, *xs: rnd.relative(step(S, *xs), u_state)  # noqa: E731
+    loop = functools.partial(run_rows, scale=scale, lengths=lengths, reset_mask=reset_mask)
     if not getattr(step, "paired", False):
-        return run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=h0, output_final_state=True)
+        return loop(noisy, q, k, v, g, beta, initial_state=h0)
     V = v.shape[-1]
     h0 = q.new_zeros(*q.shape[:1], q.shape[2], q.shape[3], V) if h0 is None else h0
-    o, ht = run_recurrence(noisy, q, k, v, g, beta, scale=scale, initial_state=torch.cat([h0, h0], -1),
-                           output_final_state=True)
+    o, ht = loop(noisy, q, k, v, g, beta, initial_state=torch.cat([h0, h0], -1))
     values_with_path = lambda x: x[..., V:] + (x[..., :V] - x[..., V:]).detach()  # noqa: E731
     return o if o.shape[-1] == V else values_with_path(o), values_with_path(ht)  # o [.., 0, H, V] when T = 0
 

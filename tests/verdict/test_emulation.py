@@ -70,13 +70,28 @@ def test_without_noise_the_emulation_is_the_reference(no_noise, corner, arith):
     assert torch.allclose(ht[0], ht_ref, rtol=1e-9, atol=1e-10)
 
 
-def test_truth_runs_each_reset_segment_on_its_own(no_noise):
-    cfg = CaseConfig(op="gla", dtype="float32", B=1, T=70, H=1, K=16, V=16, packing="mask",
-                     segments=((5, 1, 40, 24),), mask_fill=-1.0, initial_state=True, seed=2)
-    o, ht, o_ref, ht_ref = _run(cfg, FLA_LIKE, truth=True)
+@pytest.mark.parametrize("op", ["gla", "gated_delta"])  # the recurrent loop with a plain and a paired step
+@pytest.mark.parametrize("arith", [FLA_LIKE, RECURRENT_FP32], ids=["chunk64-blocked", "recurrent"])
+def test_truth_runs_each_reset_segment_on_its_own(no_noise, arith, op):
+    cfg = CaseConfig(op=op, dtype="float32", B=3, T=70, H=1, K=16, V=16, packing="mask",
+                     segments=((5, 1, 40, 24), (70,), (30, 40)), mask_fill=-1.0, initial_state=True, seed=2)
+    o, ht, o_ref, ht_ref = _run(cfg, arith, truth=True)
     assert torch.allclose(o[0], o_ref, rtol=1e-9, atol=1e-10) and torch.allclose(ht[0], ht_ref, rtol=1e-9)
-    o_lit, *_ = _run(cfg, FLA_LIKE)
+    o_lit, *_ = _run(cfg, arith)
     assert _rel(o_lit[0], o_ref) > 1e-3  # a -1 fill leaks: the literal problem is another one
+
+
+@pytest.mark.parametrize("op", ["gla", "gated_delta"])
+def test_the_recurrent_loop_steps_every_row_and_sequence_at_once(monkeypatch, op):
+    """One step loop for all samples x sequences (not one per batch row or varlen sequence): a
+    varlen case of 3 sequences and a 3-row case take as many steps as their longest row."""
+    calls = []
+    real = emulation.run_rows
+    monkeypatch.setattr(emulation, "run_rows", lambda *a, **kw: calls.append(a[1].shape) or real(*a, **kw))
+    for extra in (dict(B=1, packing="varlen", segments=((9, 0, 14),)), dict(B=3)):
+        cfg = CaseConfig(op=op, dtype="float32", T=23 if extra["B"] == 1 else 14, H=1, K=16, V=16, seed=3, **extra)
+        _run(cfg, RECURRENT_FP32)
+    assert calls == [(SAMPLES * 3, 14, 1, 16)] * 2
 
 
 @pytest.mark.parametrize("dtype, arith, lo, hi", [
