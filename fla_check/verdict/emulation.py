@@ -122,8 +122,9 @@ class Rounding:
         return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
 
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
-        d = self._uniform(x.shape) * (hi - lo) + lo
-        return x * (1.0 + d.to(x.device))
+        """x (1 + d), d ~ U(lo, hi), as x (1 + lo) + x u (hi - lo), u ~ U[0, 1): two ops besides
+        the draw (a launch each on a GPU, where the emulation's step loops are launch-bound)."""
+        return torch.addcmul(x * (1.0 + lo), x, self._uniform(x.shape).to(x.device), value=hi - lo)
 
     def relative(self, x: Tensor, u: float) -> Tensor:
         return self._noise(x, -u, u)
@@ -138,8 +139,7 @@ class Rounding:
     def _underflow(self, x: Tensor, tiny: float) -> Tensor:
         """Absolute noise U(+-tiny/2): a format's rounding errs by max(u |x|, tiny/2), tiny its
         subnormal spacing (matters where whole outputs sit below fp16's normal range)."""
-        d = self._uniform(x.shape) * 2 - 1
-        return x + d.to(x.device) * (tiny / 2)
+        return torch.add(x - tiny / 2, self._uniform(x.shape).to(x.device), alpha=tiny)
 
     def store(self, x: Tensor) -> Tensor:
         return self._underflow(self.relative(x, self.u_store), self.tiny_store)
@@ -151,8 +151,7 @@ class Rounding:
         """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
         n = a.shape[-1]
         acc = (a.abs() @ b.abs()) * (U32 * math.sqrt(max(1, n)))
-        d = self._uniform(acc.shape).to(acc.device) * 2 - 1
-        return a @ b + acc * d
+        return torch.addcmul(a @ b - acc, acc, self._uniform(acc.shape).to(acc.device), value=2.0)  # + acc (2u - 1)
 
     def fp32_dot(self, a: Tensor, b: Tensor) -> Tensor:
         """A dot on fp32 operands at the declared precision (inverse merges)."""
