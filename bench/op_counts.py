@@ -3,6 +3,7 @@
     python bench/op_counts.py                      # the default cases, op counts + syncs
     python bench/op_counts.py --top 12             # and each phase's most frequent aten ops
     python bench/op_counts.py --time 3             # and wall ms per phase, best of 3 (no counting)
+    python bench/op_counts.py --report R.json --cases 10   # the first cases of a run report, as drawn
 
 The harness is launch-bound on a GPU: the cost of a warm case is the number of torch ops and
 host syncs, not their size, and both are the same on the CPU. Each case runs once to warm up
@@ -206,6 +207,32 @@ def report(case: dict, stats: dict[str, PhaseStats], args) -> None:
                 print(f"\n- {p}: {top}" + (f"; syncs {dict(s.syncs)}" if s.syncs else ""))
 
 
+def report_cases(path: str, count: int) -> None:
+    """Launch ops per phase of each of the first `count` cases of a ``fla-check run`` report
+    (the cases as the search drew them: packing, rows, options), each warm, and their sum."""
+    import json
+
+    from fla_check.cases import CaseConfig
+    from fla_check.engine.runner import check_case
+
+    data = json.loads(open(path).read())
+    modes = [m for m in data["modes"]]
+    configs = [CaseConfig.from_json(c["config"]) for c in data["cases"][:count]]
+    print(f"\n#### launch ops per warm case: first {len(configs)} cases of {path} (modes {','.join(modes)})\n")
+    print("| case | " + " | ".join(PHASES) + " | total |\n|" + "---|" * (len(PHASES) + 2))
+    total = dict.fromkeys(PHASES, 0)
+    for config in configs:
+        check_case(config.op, modes, config)  # warm: JIT, the bucket's invariance checks
+        phases = Phases()
+        with installed(phases, count_syncs=False), OpCounter(phases):
+            check_case(config.op, modes, config)
+        row = {p: phases.stats[p].launches for p in PHASES}
+        total = {p: total[p] + row[p] for p in PHASES}
+        label = f"B={config.B} T={config.T} {config.packing} {'+'.join(config.options) or '-'}"
+        print(f"| {label} | " + " | ".join(str(row[p]) for p in PHASES) + f" | {sum(row.values())} |")
+    print("| **sum** | " + " | ".join(f"**{total[p]}**" for p in PHASES) + f" | **{sum(total.values())}** |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ops", default="gla,gated_delta")
@@ -219,7 +246,12 @@ def main() -> None:
     p.add_argument("--time", type=int, default=0, help="also time each phase: best of this many runs")
     p.add_argument("--sync", action="store_true",
                    help="with --time on a GPU: synchronize at each phase boundary (device time charged to its phase)")
+    p.add_argument("--report", default=None, help="count the cases of this run report instead (--cases of them)")
+    p.add_argument("--cases", type=int, default=10, help="with --report: its first N cases")
     args = p.parse_args()
+    if args.report:
+        report_cases(args.report, args.cases)
+        return
     for case in parse_cases(args):
         report(case, measure(case, args), args)
 
