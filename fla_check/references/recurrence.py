@@ -149,15 +149,13 @@ def run_rows(
     scale: float,
     initial_state: Optional[Tensor] = None,
     lengths: Optional[list[int]] = None,
-    reset_mask: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """`step` over time for a batch of rows `[R,T,H,*]` (heads already per value head), row `r`
     running for its first `lengths[r]` steps (default all: the state of a finished row is kept, its
-    outputs past the end are not meaningful) and its state zeroed before the steps `reset_mask`
-    `[R,T]` marks: (o [R,T,H,V], final states [R,H,K,V])."""
+    outputs past the end are not meaningful): (o [R,T,H,V], final states [R,H,K,V])."""
     if lengths is not None and len(lengths) != q.shape[0]:
         raise ValueError(f"lengths needs one entry per row ({q.shape[0]}), got {len(lengths)}")
-    return _loop(step, q, k, v, g, beta, scale, initial_state, lengths, reset_mask)
+    return _loop(step, q, k, v, g, beta, scale, initial_state, lengths)
 
 
 def _loop(

@@ -186,29 +186,58 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     S, B, T, H, K = q.shape
     V = v.shape[-1]
     scale = K**-0.5 if scale is None else scale
+    pieces = _Pieces(B, T, cu_seqlens, reset_mask, S)
+    args = [pieces.rows(x) for x in (q, k, v, g, beta)] + [pieces.initial(h0, (S, H, K, V)), scale]
     if arith.algorithm == "recurrent":
-        o, ht = _recurrent_rows(rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step,
-                                q, k, v, g, beta, h0, cu_seqlens, reset_mask, scale)
-        return rnd.output(o), rnd.relative(ht, U32)
-    sequence = {"gla": _gla_sequence, "simple_gla": _simple_gla_sequence}.get(op, _delta_sequence)
-    run = functools.partial(sequence, rnd, arith.chunk, arith)
-    o_rows: list[Tensor] = []
-    states = []
-    for n, (b, cuts) in enumerate(_spans(B, T, cu_seqlens, reset_mask)):
-        parts = []
-        state = None if h0 is None else h0[:, n]
-        for i, (s, e) in enumerate(cuts):
-            part = [None if x is None else x[:, b, s:e] for x in (q, k, v, g, beta)]
-            o_n, state = run(*part, state if i == 0 or reset_mask is None else None, scale)
-            parts.append(o_n)
-        if cu_seqlens is None:
-            o_rows.append(torch.cat(parts, 1))
-        else:
-            o_rows.extend(parts)
-        states.append(state if state is not None else q.new_zeros(S, H, K, V))
-    o = torch.cat(o_rows, 1)[:, None] if cu_seqlens is not None else torch.stack(o_rows, 1)
-    ht = torch.stack(states, 1) if states else q.new_zeros(S, 0, H, K, V)
+        o, h = _recurrent_sequence(rnd, arith, _stored_delta_step(rnd, op) if beta is not None else step, *args,
+                                   lengths=pieces.row_lengths)
+    else:
+        sequence = {"gla": _gla_sequence, "simple_gla": _simple_gla_sequence}.get(op, _delta_sequence)
+        o, h = sequence(rnd, arith.chunk, arith, *args, lengths=pieces.row_lengths)
+    o, ht = pieces.outputs(o, h)
     return rnd.output(o), rnd.relative(ht, U32)
+
+
+class _Pieces:
+    """A case's independent pieces as the rows of one emulation run: each batch row, each varlen
+    sequence or, with a truth reset mask, each segment (run on its own: h0 enters a row's first
+    piece only), zero-padded to the longest (a row stops at its length: its state is taken there),
+    samples x pieces on the leading dimension, sample-major (:class:`Rounding` folds the pieces
+    into the samples). Zero padding keeps a chunked state (k, v, beta, g all 0) as :func:`_pad` does."""
+
+    def __init__(self, B: int, T: int, cu_seqlens: Optional[Tensor], reset_mask: Optional[Tensor], S: int):
+        self.S, self.varlen = S, cu_seqlens is not None
+        self.spans = [(n, b, s, e, i == 0) for n, (b, cuts) in enumerate(_spans(B, T, cu_seqlens, reset_mask))
+                      for i, (s, e) in enumerate(cuts)]
+        self.lengths = [e - s for _, _, s, e, _ in self.spans]
+        self.t_max = max(self.lengths, default=0)
+        self.row_lengths = self.lengths * S  # per row of the run, sample-major
+
+    def rows(self, x: Optional[Tensor]) -> Optional[Tensor]:
+        """[S,B,T,*] -> [S*P,t_max,*]."""
+        if x is None:
+            return None
+        return torch.stack([torch.cat([x[:, b, s:e], x.new_zeros((self.S, self.t_max - (e - s)) + tuple(x.shape[3:]))], 1)
+                            for _, b, s, e, _ in self.spans], 1).flatten(0, 1)
+
+    def initial(self, h0: Optional[Tensor], shape: tuple) -> Optional[Tensor]:
+        """Each piece's initial state [S*P,H,K,V]: h0 of its sequence for a first piece, else zeros."""
+        if h0 is None:
+            return None
+        zeros = h0.new_zeros(shape)
+        return torch.stack([h0[:, n] if first else zeros for n, _, _, _, first in self.spans], 1).flatten(0, 1)
+
+    def outputs(self, o: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The run's [S*P,t,H,V] outputs and [S*P,H,K,V] states back to o [S,B,T,H,V] (varlen:
+        [S,1,total,H,V]) and the final state of each sequence [S,N,H,K,V] (its last piece's)."""
+        o, h = o.unflatten(0, (self.S, len(self.spans))), h.unflatten(0, (self.S, len(self.spans)))
+        parts = [o[:, p, :length] for p, length in enumerate(self.lengths)]
+        last = {n: p for p, (n, *_) in enumerate(self.spans)}
+        ht = torch.stack([h[:, last[n]] for n in sorted(last)], 1)
+        if self.varlen:
+            return torch.cat(parts, 1)[:, None], ht
+        rows = [torch.cat([parts[p] for p, (m, *_) in enumerate(self.spans) if m == n], 1) for n in sorted(last)]
+        return torch.stack(rows, 1), ht
 
 
 def _computed_in_kernel(rnd: Rounding, prepare: Prepare, raw: tuple, prepared: tuple) -> tuple:
@@ -233,45 +262,6 @@ def _computed_in_kernel(rnd: Rounding, prepare: Prepare, raw: tuple, prepared: t
             noisy = noisy + (rnd.relative(torch.ones_like(after), 1.0) - 1.0) * u * scale.to(after)
         out.append(noisy)
     return tuple(out)
-
-
-def _recurrent_rows(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0: Optional[Tensor],
-                    cu_seqlens: Optional[Tensor], reset_mask: Optional[Tensor], scale: float) -> tuple[Tensor, Tensor]:
-    """Every sequence of a case [S,B,T,*] in one step loop (o [S,B,T,HV,V], states [S,N,HV,K,V]):
-    the loop's rows are the samples x the batch rows, or x the varlen sequences zero-padded to the
-    longest (each row stops at its length), sample-major, so each step draws one noise tensor for
-    all of them. A reset mask (the truth of packing) zeroes a row's state at its marked steps but
-    the first (where h0 enters), as running each segment on its own does."""
-    S, B, T = q.shape[:3]
-    lengths = None
-    if cu_seqlens is not None:
-        bounds = cu_seqlens.tolist()
-        spans = list(zip(bounds[:-1], bounds[1:]))
-        lengths = [e - s for s, e in spans]
-        t_max = max(lengths, default=0)
-
-        def rows(x: Optional[Tensor]) -> Optional[Tensor]:
-            if x is None:
-                return None
-            padded = [torch.cat([x[:, 0, s:e], x.new_zeros((S, t_max - (e - s)) + tuple(x.shape[3:]))], 1)
-                      for s, e in spans]
-            return torch.stack(padded, 1).flatten(0, 1)
-        resets = None
-    else:
-        rows = lambda x: None if x is None else x.flatten(0, 1)  # noqa: E731
-        resets = None
-        if reset_mask is not None:
-            resets = reset_mask.clone()
-            resets[:, 0] = False
-            resets = resets.repeat(S, 1)
-    N = len(lengths) if lengths is not None else B
-    o, ht = _recurrent_sequence(rnd, arith, step, *(rows(x) for x in (q, k, v, g, beta)),
-                                None if h0 is None else h0.flatten(0, 1), scale,
-                                lengths=None if lengths is None else lengths * S, reset_mask=resets)
-    o, ht = o.unflatten(0, (S, N)), ht.unflatten(0, (S, N))
-    if lengths is not None:
-        o = torch.cat([o[:, n, :length] for n, length in enumerate(lengths)], 1)[:, None]
-    return o, ht
 
 
 def _spans(B: int, T: int, cu_seqlens: Optional[Tensor],
@@ -317,14 +307,14 @@ def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
 
 
 def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v, g, beta, h0, scale, *,
-                        lengths: Optional[list[int]] = None, reset_mask: Optional[Tensor] = None):
-    """Rows [R,T,H,*] step by step (the samples x sequences as the batch, sample-major:
-    :func:`_recurrent_rows`), the state rounded at every step in the declared state dtype. A
+                        lengths: Optional[list[int]] = None):
+    """Rows [R,T,H,*] step by step (the samples x pieces as the batch, sample-major:
+    :class:`_Pieces`), each stopping at its length, the state rounded at every step in the declared state dtype. A
     paired step (:func:`_stored_delta_step`) runs on [values | gradient path] states: outputs
     take the first half's values, the second's gradients."""
     u_state = rnd.u_in if arith.state == "input" else U32
     noisy = lambda S, *xs: rnd.relative(step(S, *xs), u_state)  # noqa: E731
-    loop = functools.partial(run_rows, scale=scale, lengths=lengths, reset_mask=reset_mask)
+    loop = functools.partial(run_rows, scale=scale, lengths=lengths)
     if not getattr(step, "paired", False):
         return loop(noisy, q, k, v, g, beta, initial_state=h0)
     V = v.shape[-1]
@@ -332,6 +322,22 @@ def _recurrent_sequence(rnd: Rounding, arith: Arithmetic, step: StepFn, q, k, v,
     o, ht = loop(noisy, q, k, v, g, beta, initial_state=torch.cat([h0, h0], -1))
     values_with_path = lambda x: x[..., V:] + (x[..., :V] - x[..., V:]).detach()  # noqa: E731
     return o if o.shape[-1] == V else values_with_path(o), values_with_path(ht)  # o [.., 0, H, V] when T = 0
+
+
+def _chunk_keep(lengths: Optional[list[int]], chunk: int, chunks: int, device) -> Optional[Tensor]:
+    """[chunks, R] bool: chunk c still inside row r (rows of :class:`_Pieces` stop at their own
+    length); None when every row runs every chunk. Built on the host once per run."""
+    if lengths is None:
+        return None
+    counts = [-(-length // chunk) for length in lengths]
+    if all(n == chunks for n in counts):
+        return None
+    return torch.tensor([[c < n for n in counts] for c in range(chunks)], dtype=torch.bool).to(device)
+
+
+def _kept(keep: Optional[Tensor], c: int, h: Tensor, h_new: Tensor) -> Tensor:
+    """The state after chunk c: `h_new` in the rows still running, `h` in those past their end."""
+    return h_new if keep is None else torch.where(keep[c][:, None, None, None], h_new, h)
 
 
 def _pad(x: Optional[Tensor], chunk: int) -> Optional[Tensor]:
@@ -349,7 +355,8 @@ def _chunks(x: Tensor, chunk: int) -> Tensor:
     return x.transpose(2, 3)
 
 
-def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
+def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale, *,
+                  lengths: Optional[list[int]] = None):
     """One GLA sequence [S,T,H,*]: chunk-local cumsum, intra scores, state passing."""
     S, T, H, K = q.shape
     V = v.shape[-1]
@@ -364,12 +371,13 @@ def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0
     g_last = G[..., -1:, :]  # [S,NT,H,1,K]
     kg = rnd.operand(kc * (g_last - G).exp())
     h = q.new_zeros(S, H, K, V) if h0 is None else h0
+    keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
     o_inter = []
     for c in range(qc.shape[1]):
         hs = rnd.store(h)
         o_inter.append(rnd.dot(qg[:, c], rnd.operand(hs, stored=True)) * scale)
-        h = rnd.relative(h * g_last[:, c, :, 0, :, None].exp() + rnd.dot(kg[:, c].transpose(-1, -2),
-                                                                          rnd.operand(vc[:, c])), U32)
+        h = _kept(keep, c, h, rnd.relative(h * g_last[:, c, :, 0, :, None].exp()
+                                           + rnd.dot(kg[:, c].transpose(-1, -2), rnd.operand(vc[:, c])), U32))
     o = (torch.stack(o_inter, 1) + o_intra) if o_inter else o_intra
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
@@ -398,7 +406,8 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
     return blocks.transpose(-3, -2).reshape(q.shape[:-2] + (C, C))
 
 
-def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
+def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale, *,
+                         lengths: Optional[list[int]] = None):
     """One simple GLA sequence [S,T,H,*] (scalar gate per head): chunk-local cumsum, one
     exp(G_i - G_j) decay matrix per chunk, state passing (values decayed to the chunk's end)."""
     S, T, H, K = q.shape
@@ -415,15 +424,17 @@ def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, b
     g_last = G[..., -1:, :]  # [S,NT,H,1,1]
     vg = rnd.operand(vc * (g_last - G).exp())
     h = q.new_zeros(S, H, K, V) if h0 is None else h0
+    keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
     o_inter = []
     for c in range(qc.shape[1]):
         o_inter.append(rnd.dot(qg[:, c], rnd.operand(rnd.store(h), stored=True)))
-        h = rnd.relative(h * g_last[:, c].exp() + rnd.dot(kop[:, c].transpose(-1, -2), vg[:, c]), U32)
+        h = _kept(keep, c, h, rnd.relative(h * g_last[:, c].exp() + rnd.dot(kop[:, c].transpose(-1, -2), vg[:, c]), U32))
     o = (torch.stack(o_inter, 1) + o_intra) * scale
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
 
-def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale):
+def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale, *,
+                    lengths: Optional[list[int]] = None):
     """One DeltaNet / Gated DeltaNet / KDA sequence [S,T,H,*]: UT transform, state passing, output."""
     S, T, H, K = q.shape
     V = v.shape[-1]
@@ -451,6 +462,7 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
     g_last = G[..., -1:, :]
     kg = rnd.operand(kc * (g_last - G).exp())
     h = q.new_zeros(S, H, K, V) if h0 is None else h0
+    keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
     outs = []
     for c in range(qc.shape[1]):
         hs = rnd.store(h)
@@ -458,7 +470,8 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
         v_new = rnd.store(u[:, c] - rnd.dot(rnd.operand(w[:, c], stored=True), hs_op))
         vn_op = rnd.operand(v_new, stored=True)
         outs.append(rnd.dot(qg[:, c], hs_op) * scale + rnd.dot(Aqk[:, c], vn_op))
-        h = rnd.relative(h * g_last[:, c, :, 0, :, None].exp() + rnd.dot(kg[:, c].transpose(-1, -2), vn_op), U32)
+        h = _kept(keep, c, h, rnd.relative(h * g_last[:, c, :, 0, :, None].exp()
+                                           + rnd.dot(kg[:, c].transpose(-1, -2), vn_op), U32))
     o = torch.stack(outs, 1)
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 

@@ -81,16 +81,19 @@ def test_truth_runs_each_reset_segment_on_its_own(no_noise, arith, op):
     assert _rel(o_lit[0], o_ref) > 1e-3  # a -1 fill leaks: the literal problem is another one
 
 
-@pytest.mark.parametrize("op", ["gla", "gated_delta"])
-def test_the_recurrent_loop_steps_every_row_and_sequence_at_once(monkeypatch, op):
-    """One step loop for all samples x sequences (not one per batch row or varlen sequence): a
-    varlen case of 3 sequences and a 3-row case take as many steps as their longest row."""
+@pytest.mark.parametrize("op, sequence", [("gla", "_gla_sequence"), ("gated_delta", "_delta_sequence")])
+@pytest.mark.parametrize("arith", [RECURRENT_FP32, Arithmetic("chunk", 16)], ids=["recurrent", "chunk16"])
+def test_one_run_covers_every_row_and_sequence(monkeypatch, op, sequence, arith):
+    """One emulation run for all samples x pieces (not one per batch row or varlen sequence):
+    a varlen case of 3 sequences and a 3-row case run 3 rows per sample, as long as the longest."""
     calls = []
-    real = emulation.run_rows
-    monkeypatch.setattr(emulation, "run_rows", lambda *a, **kw: calls.append(a[1].shape) or real(*a, **kw))
+    target = "run_rows" if arith is RECURRENT_FP32 else sequence
+    real = getattr(emulation, target)
+    shape_at = 1 if target == "run_rows" else 3  # the step function / (rnd, C, arith) come first
+    monkeypatch.setattr(emulation, target, lambda *a, **kw: calls.append(tuple(a[shape_at].shape)) or real(*a, **kw))
     for extra in (dict(B=1, packing="varlen", segments=((9, 0, 14),)), dict(B=3)):
         cfg = CaseConfig(op=op, dtype="float32", T=23 if extra["B"] == 1 else 14, H=1, K=16, V=16, seed=3, **extra)
-        _run(cfg, RECURRENT_FP32)
+        _run(cfg, arith)
     assert calls == [(SAMPLES * 3, 14, 1, 16)] * 2
 
 
