@@ -357,7 +357,7 @@ def _chunks(x: Tensor, chunk: int) -> Tensor:
 
 def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale, *,
                   lengths: Optional[list[int]] = None):
-    """One GLA sequence [S,T,H,*]: chunk-local cumsum, intra scores, state passing."""
+    """GLA rows [R,T,H,*] (samples x pieces, :class:`_Pieces`): chunk-local cumsum, intra scores, state passing."""
     S, T, H, K = q.shape
     V = v.shape[-1]
     if T == 0:
@@ -408,7 +408,7 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
 
 def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale, *,
                          lengths: Optional[list[int]] = None):
-    """One simple GLA sequence [S,T,H,*] (scalar gate per head): chunk-local cumsum, one
+    """Simple GLA rows [R,T,H,*] (scalar gate per head; samples x pieces): chunk-local cumsum, one
     exp(G_i - G_j) decay matrix per chunk, state passing (values decayed to the chunk's end)."""
     S, T, H, K = q.shape
     V = v.shape[-1]
@@ -435,7 +435,7 @@ def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, b
 
 def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0, scale, *,
                     lengths: Optional[list[int]] = None):
-    """One DeltaNet / Gated DeltaNet / KDA sequence [S,T,H,*]: UT transform, state passing, output."""
+    """DeltaNet / Gated DeltaNet / KDA rows [R,T,H,*] (samples x pieces): UT transform, state passing, output."""
     S, T, H, K = q.shape
     V = v.shape[-1]
     if T == 0:
