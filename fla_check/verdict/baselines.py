@@ -25,7 +25,7 @@ from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
-from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate
+from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate, padded_tokens
 from fla_check.errors import EmulationError  # noqa: F401 (re-exported)
 
 _INPUTS = ("q", "k", "v", "g", "beta", "initial_state")
@@ -67,7 +67,7 @@ def sample_groups(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torc
     draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``)."""
     shortcut = _shortcut(arith, inputs, up, exact)
     budget = memory_budget(inputs.q.device) if budget is None else budget
-    size = group_size(sample_bytes(inputs, arith, up is not None, shortcut), budget)
+    size = group_size(sample_bytes(inputs, arith, up is not None, shortcut, truth), budget)
     readout = _readout_terms(op, inputs, truth) if shortcut else None
     for lo in range(0, SAMPLES, size):
         rows = None if size >= SAMPLES else slice(lo, min(lo + size, SAMPLES))
@@ -126,12 +126,17 @@ STATE_COPIES = {False: 8, True: 6}
 SHORTCUT_COPIES = 6  # rounded outputs: the samples, their noise, one temporary
 
 
-def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut: bool = False) -> int:
-    """Estimated peak memory of one sample's emulation (or rounding, `shortcut`) of a case."""
+def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut: bool = False,
+                 truth: bool = False) -> int:
+    """Estimated peak memory of one sample's emulation (or rounding, `shortcut`) of a case. The
+    emulation runs the case's pieces zero-padded to the longest (emulation.padded_tokens: varlen
+    sequences, truth segments), so its tokens are those padded ones."""
     q, _, v, _, beta = inputs.tensors()
     tokens, HV, K, V = q.shape[0] * q.shape[1], v.shape[-2], q.shape[-1], v.shape[-1]
     if shortcut:
         return 8 * SHORTCUT_COPIES * tokens * HV * 2 * V
+    if inputs.cu_seqlens is not None or (truth and inputs.reset_mask is not None):
+        tokens = padded_tokens(q.shape[0], q.shape[1], inputs.cu_seqlens, inputs.reset_mask if truth else None)
     chunked = arith.algorithm != "recurrent"
     io = tokens * HV * (2 * K + 2 * V + (arith.chunk if chunked else 0))
     state = HV * K * V * (2 if beta is not None and not chunked else 1)

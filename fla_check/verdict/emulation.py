@@ -198,6 +198,13 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     return rnd.output(o), rnd.relative(ht, U32)
 
 
+def padded_tokens(B: int, T: int, cu_seqlens: Optional[Tensor], reset_mask: Optional[Tensor]) -> int:
+    """Tokens per sample the emulation runs: the case's pieces times the longest (:class:`_Pieces`;
+    for a varlen case of uneven sequences more than its total). Reads cu_seqlens / the mask on the host."""
+    pieces = _Pieces(B, T, cu_seqlens, reset_mask, 1)
+    return len(pieces.spans) * pieces.t_max
+
+
 class _Pieces:
     """A case's independent pieces as the rows of one emulation run: each batch row, each varlen
     sequence or, with a truth reset mask, each segment (run on its own: h0 enters a row's first

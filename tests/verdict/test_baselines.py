@@ -258,3 +258,17 @@ def test_pending_scales_with_shared_reference_terms_keep_the_inline_bits(seed):
             assert a.dtype == b.dtype and torch.equal(a.signbit(), b.signbit()) and torch.equal(
                 a.reshape(-1).view(torch.int64), b.reshape(-1).view(torch.int64))
     assert second[4] is first[4] and second[5] is first[5]
+
+
+def test_a_varlen_case_is_sized_by_its_padded_pieces():
+    """The emulation runs uneven sequences zero-padded to the longest: their memory estimate
+    counts those padded tokens (3 x 60 here, not the 62 the case holds)."""
+    from fla_check.verdict.baselines import sample_bytes
+
+    arith = Arithmetic("chunk", 16)
+    even = build_case(CaseConfig(op="gla", dtype="float32", B=1, T=180, H=1, K=16, V=16, packing="varlen",
+                                 segments=((60, 60, 60),), seed=1))
+    uneven = build_case(CaseConfig(op="gla", dtype="float32", B=1, T=62, H=1, K=16, V=16, packing="varlen",
+                                   segments=((1, 1, 60),), seed=1))
+    assert sample_bytes(uneven, arith, False) == sample_bytes(even, arith, False)
+    assert sample_bytes(uneven, arith, False, shortcut=True) < sample_bytes(even, arith, False, shortcut=True)

@@ -233,7 +233,7 @@ def test_the_emulation_makes_no_host_transfer_per_step(monkeypatch, algorithm):
         baseline_samples(get_op("gla"), arith, x, torch.float16, 1, truth=True)  # per-segment: reads the mask
         counts.append(len(calls))
         monkeypatch.undo()
-    assert counts[0] == counts[1] <= 4
+    assert counts[0] == counts[1] <= 5  # the mask read for sizing the groups (padded pieces) and per group
 
 
 def test_rounding_of_some_samples_draws_the_rows_of_the_full_draw():
