@@ -101,7 +101,7 @@ class Rounding:
     def _uniform(self, shape: torch.Size) -> Tensor:
         """U[0, 1) float64 drawn on the generator's device (no host round trip). The leading
         dimension holds the samples, each with an equal block of rows after it (sample-major:
-        the recurrent emulation's loop rows are samples x sequences). With `rows`, every
+        the emulation's rows are samples x pieces, :class:`_Pieces`). With `rows`, every
         sample's noise is drawn (the stream of an ungrouped run) and the samples held are kept:
         on the CPU sample by sample (its draws are serial: the same stream, one sample at a time
         in memory), on a GPU in one draw of all samples (Philox's stream depends on the draw's size)."""
