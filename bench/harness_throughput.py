@@ -186,8 +186,10 @@ def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dic
             "max_T": max((c.T for c in configs), default=None), "check_case": check_case.__module__}
 
 
-def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
-    """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
+def _rate_cases(op: str, args, device: str, T: int, seed0: int = 0) -> tuple[Callable, list, list[str], list[str]]:
+    """The rate loop's `args.rate_cases` seeded cases at length T (seeds from `seed0`), a check_case
+    call on one with every built-in mode, already run on one case per dtype (compiled, the per-bucket
+    checks done): (run, configs, modes, dtypes)."""
     from fla_check.cases import CaseConfig
     from fla_check.engine.runner import check_case
     from fla_check.engine.search import default_dtypes
@@ -195,16 +197,22 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
 
     modes = [m for m, s in get_op(op).modes.items() if s.provider == "builtin"]
     dtypes = list(default_dtypes(device))
+    configs = [CaseConfig(op=op, dtype=dtypes[i % len(dtypes)], B=1, T=T, H=args.scale_H, K=args.scale_K,
+                          V=args.scale_K, seed=seed0 + i) for i in range(args.rate_cases)]
+    run = lambda c: check_case(op, modes, c, device=device, isolation=args.rate_isolation)  # noqa: E731
+    for c in configs[:len(dtypes)]:  # compile; the per-bucket checks (invariance) run here
+        run(c)
+    sync(device)
+    return run, configs, modes, dtypes
+
+
+def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
+    """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
     rows = []
     for T in args.rate_T:
         if not bench.has_time(f"rate.{op}.T{T}", 5.0):
             break
-        configs = [CaseConfig(op=op, dtype=dtypes[i % len(dtypes)], B=1, T=T, H=args.scale_H, K=args.scale_K,
-                              V=args.scale_K, seed=i) for i in range(args.rate_cases)]
-        run = lambda c: check_case(op, modes, c, device=device, isolation=args.rate_isolation)  # noqa: E731
-        for c in configs[:len(dtypes)]:  # compile; the per-bucket checks (invariance) run here
-            run(c)
-        sync(device)
+        run, configs, modes, dtypes = _rate_cases(op, args, device, T)
         t0 = time.perf_counter()
         verdicts = [run(c).verdict.value for c in configs]
         sync(device)
@@ -222,20 +230,9 @@ def _rate_worker(rank: int, op: str, args, device: str, barrier, results) -> Non
     """One of `args.rate_procs` processes of :func:`parallel_rate`: compile, wait for the others,
     run its own seeded cases per T (seeds offset by `rank`), report (T, cases, wall) per T."""
     import torch  # noqa: F401  (imported before the barrier: no process times another's import)
-    from fla_check.cases import CaseConfig
-    from fla_check.engine.runner import check_case
-    from fla_check.engine.search import default_dtypes
-    from fla_check.ops import get_op
 
-    modes = [m for m, s in get_op(op).modes.items() if s.provider == "builtin"]
-    dtypes = list(default_dtypes(device))
     for T in args.rate_T:
-        configs = [CaseConfig(op=op, dtype=dtypes[i % len(dtypes)], B=1, T=T, H=args.scale_H, K=args.scale_K,
-                              V=args.scale_K, seed=rank * 100_000 + i) for i in range(args.rate_cases)]
-        run = lambda c: check_case(op, modes, c, device=device, isolation=args.rate_isolation)  # noqa: E731
-        for c in configs[:len(dtypes)]:
-            run(c)
-        sync(device)
+        run, configs, _, _ = _rate_cases(op, args, device, T, seed0=rank * 100_000)
         barrier.wait()
         t0 = time.perf_counter()
         for c in configs:
