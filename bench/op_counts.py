@@ -161,6 +161,14 @@ def make_config(case: dict, args, seed: int):
                       seed=seed)
 
 
+def counted(call: Callable, count_syncs: bool) -> tuple[dict[str, PhaseStats], object]:
+    """Ops (and host syncs) per phase of one `call()`, and what it returned."""
+    phases = Phases()
+    with installed(phases, count_syncs=count_syncs), OpCounter(phases):
+        result = call()
+    return phases.stats, result
+
+
 def measure(case: dict, args) -> dict[str, PhaseStats]:
     """Ops and syncs of one warm case per phase (counted once), and with --time the best of
     `args.time` uncounted runs' wall seconds per phase."""
@@ -169,10 +177,8 @@ def measure(case: dict, args) -> dict[str, PhaseStats]:
     modes = args.modes.split(",")
     run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
     run(args.seed + 1000)  # warm: JIT, the bucket's invariance checks
-    phases = Phases()
-    with installed(phases, count_syncs=True), OpCounter(phases):
-        verdict = run(args.seed).verdict.value
-    stats = phases.stats
+    stats, result = counted(lambda: run(args.seed), count_syncs=True)
+    verdict = result.verdict.value
     times = []
     for _ in range(args.time):
         timed = Phases(sync=args.sync and torch.cuda.is_available())
@@ -216,17 +222,15 @@ def report_cases(path: str, count: int) -> None:
     from fla_check.engine.runner import check_case
 
     data = json.loads(open(path).read())
-    modes = [m for m in data["modes"]]
+    modes = list(data["modes"])
     configs = [CaseConfig.from_json(c["config"]) for c in data["cases"][:count]]
     print(f"\n#### launch ops per warm case: first {len(configs)} cases of {path} (modes {','.join(modes)})\n")
     print("| case | " + " | ".join(PHASES) + " | total |\n|" + "---|" * (len(PHASES) + 2))
     total = dict.fromkeys(PHASES, 0)
     for config in configs:
         check_case(config.op, modes, config)  # warm: JIT, the bucket's invariance checks
-        phases = Phases()
-        with installed(phases, count_syncs=False), OpCounter(phases):
-            check_case(config.op, modes, config)
-        row = {p: phases.stats[p].launches for p in PHASES}
+        stats, _ = counted(lambda: check_case(config.op, modes, config), count_syncs=False)
+        row = {p: stats[p].launches for p in PHASES}
         total = {p: total[p] + row[p] for p in PHASES}
         label = f"B={config.B} T={config.T} {config.packing} {'+'.join(config.options) or '-'}"
         print(f"| {label} | " + " | ".join(str(row[p]) for p in PHASES) + f" | {sum(row.values())} |")
