@@ -218,12 +218,16 @@ class _Pieces:
                       for i, (s, e) in enumerate(cuts)]
         self.lengths = [e - s for _, _, s, e, _ in self.spans]
         self.t_max = max(self.lengths, default=0)
+        # each piece one whole batch row, in order (no varlen, no truth segments): a reshape
+        self.whole_rows = not self.varlen and [(b, s, e) for _, b, s, e, _ in self.spans] == [(b, 0, T) for b in range(B)]
         self.row_lengths = self.lengths * S  # per row of the run, sample-major
 
     def rows(self, x: Optional[Tensor]) -> Optional[Tensor]:
         """[S,B,T,*] -> [S*P,t_max,*]."""
         if x is None:
             return None
+        if self.whole_rows:
+            return x.flatten(0, 1)
         return torch.stack([torch.cat([x[:, b, s:e], x.new_zeros((self.S, self.t_max - (e - s)) + tuple(x.shape[3:]))], 1)
                             for _, b, s, e, _ in self.spans], 1).flatten(0, 1)
 
@@ -238,6 +242,8 @@ class _Pieces:
         """The run's [S*P,t,H,V] outputs and [S*P,H,K,V] states back to o [S,B,T,H,V] (varlen:
         [S,1,total,H,V]) and the final state of each sequence [S,N,H,K,V] (its last piece's)."""
         o, h = o.unflatten(0, (self.S, len(self.spans))), h.unflatten(0, (self.S, len(self.spans)))
+        if self.whole_rows:
+            return o, h
         parts = [o[:, p, :length] for p, length in enumerate(self.lengths)]
         last = {n: p for p, (n, *_) in enumerate(self.spans)}
         ht = torch.stack([h[:, last[n]] for n in sorted(last)], 1)
