@@ -9,6 +9,7 @@
 #   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
 #   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1;
 #   4. alone: the warm cases/s of RATE_PROCS processes (default 14) sharing GPU 0 (harness_throughput --rate-procs).
+# Before them, the Python bytecode cache (BYTECODE, below).
 #   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s; RATE_PROCS, RP_OPS;
 #                                               PHASES="2 3": only those phases; default "1 2 3", e.g. one device call each)
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
@@ -27,6 +28,25 @@ export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
   echo "cores $(nproc)"; date -u
 } > "$W/versions.txt" 2>&1
 stamp() { echo "[$(date -u +%T)] $*" >> "$W/phases.txt"; }
+
+# Python bytecode. A pip-installed environment has .pyc files; if this host's site-packages has none and
+# cannot keep them, every timed process compiles torch's sources again (perf-h200-9's warm profile: 913
+# sources, 4.1 s). BYTECODE=1 (default) gives Python a writable cache (PYTHONPYCACHEPREFIX) and fills it
+# once, after timing `import torch, triton` without it; bytecode.txt has both.
+import_s() { local s=$EPOCHREALTIME; python3 -c "import torch, triton" > /dev/null 2>&1; awk "BEGIN{printf \"%.2f\", $EPOCHREALTIME - $s}"; }
+if [ "${BYTECODE:-1}" = 1 ]; then
+  {
+    python3 -c "import sys, os, torch; print('dont_write_bytecode', sys.flags.dont_write_bytecode, 'prefix', os.environ.get('PYTHONPYCACHEPREFIX')); print(torch.__file__)"
+    ls -d "$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/__pycache__" 2>&1 | head -1
+    echo "import torch, triton, no prefix: $(import_s) s, $(import_s) s"
+    export PYTHONPYCACHEPREFIX=/tmp/fla-check-pyc PYTHONDONTWRITEBYTECODE=
+    python3 -c "import torch, triton, hypothesis, rich, click, numpy, fla_check.cli, fla_check.engine.search" 2>&1 | tail -1
+    python3 -c "import fla" > /dev/null 2>&1
+    echo "import torch, triton, PYTHONPYCACHEPREFIX filled: $(import_s) s, $(import_s) s"
+  } > "$W/bytecode.txt" 2>&1
+  export PYTHONPYCACHEPREFIX=/tmp/fla-check-pyc
+  unset PYTHONDONTWRITEBYTECODE
+fi
 
 want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phase 4 only when named
 
@@ -74,7 +94,7 @@ fi
 stamp "done"
 
 {
-  echo "# issue 17 goals, one run"; echo; echo '```'; cat "$W/versions.txt" "$W/phases.txt"; echo '```'; echo
+  echo "# issue 17 goals, one run"; echo; echo '```'; cat "$W/versions.txt" "$W/bytecode.txt" "$W/phases.txt" 2>/dev/null; echo '```'; echo
   echo "## kernels (built-in vs fla)"; cat "$W"/kp/*.md 2>/dev/null || tail -20 "$W/kp.log"; echo
   echo "## warm cases/s"; cat "$W"/ht/*.md 2>/dev/null || tail -20 "$W/ht.log"; echo
   echo "## warm cases/s, N processes"; cat "$W"/rp/*.md 2>/dev/null || tail -20 "$W/rp.log" 2>/dev/null; echo
