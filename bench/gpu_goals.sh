@@ -8,10 +8,11 @@
 #      then TESTS (pytest ids, if given);
 #   2. alone: `fla-check selftest --jobs JOBS --json` on GPU 0 (the whole catalog, ci profile);
 #   3. alone: the ci profile of each op from an empty Triton cache (gpu_ci_profile.sh), GPU 1;
-#   4. alone: the warm cases/s of RATE_PROCS processes (default 14) sharing GPU 0 (harness_throughput --rate-procs).
+#   4. alone: the warm cases/s of RATE_PROCS processes (default 14) sharing GPU 0 (harness_throughput --rate-procs);
+#   5. alone: the selftest on every GPU of the host (--jobs JOBS2, default 2 x JOBS: worker w on GPU w % n).
 # Before them, the Python bytecode cache (BYTECODE, below).
 #   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s; RATE_PROCS, RP_OPS;
-#                                               PHASES="2 3": only those phases; default "1 2 3", e.g. one device call each)
+#                                               PHASES="2 5 3": only those, in the order 1 2 5 3 4; default "1 2 3")
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
 # while it runs (tar it yourself if the script is cut short).
 set -u
@@ -48,7 +49,7 @@ if [ "${BYTECODE:-1}" = 1 ]; then
   unset PYTHONDONTWRITEBYTECODE
 fi
 
-want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phase 4 only when named
+want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phases 4 and 5 only when named
 
 if want 1; then
 stamp "phase 1"
@@ -81,6 +82,16 @@ if want 2; then
   echo "[selftest --jobs $JOBS exit $? in $(( $(date +%s) - start )) s]" >> "$W/selftest.log"
 fi
 
+if want 5; then
+  stamp "phase 5: selftest --jobs ${JOBS2:-$(( 2 * JOBS ))} on every GPU"
+  start=$(date +%s)
+  timeout -s INT -k 10 "${ST2_CAP:-200}" python3 -m fla_check.cli selftest --jobs "${JOBS2:-$(( 2 * JOBS ))}" --json \
+    > "$W/selftest-all-gpus.json" 2> "$W/selftest-all-gpus.log"
+  rc=$?
+  echo "[selftest --jobs ${JOBS2:-$(( 2 * JOBS ))}, GPUs: $(nvidia-smi -L 2>/dev/null | wc -l), exit $rc in $(( $(date +%s) - start )) s]" \
+    >> "$W/selftest-all-gpus.log"
+fi
+
 if want 3; then
   stamp "phase 3: ci profile"
   CUDA_VISIBLE_DEVICES=1 bash bench/gpu_ci_profile.sh "$W/ci" "${CI_CAP:-60}" > "$W/ci_profile.log" 2>&1
@@ -101,6 +112,8 @@ stamp "done"
   echo "## first failure"; cat "$W"/td/*.md 2>/dev/null || tail -20 "$W/td.log"; echo
   echo "## selftest"; echo '```'; grep -c "] caught" "$W/selftest.log" 2>/dev/null | sed 's/^/caught lines: /'
   grep -v "] caught" "$W/selftest.log" 2>/dev/null | tail -8; echo '```'; echo
+  echo "## selftest, every GPU"; echo '```'; grep -c "] caught" "$W/selftest-all-gpus.log" 2>/dev/null | sed 's/^/caught lines: /'
+  grep -v "] caught" "$W/selftest-all-gpus.log" 2>/dev/null | tail -8; echo '```'; echo
   echo "## ci profile (cold cache)"; cat "$W/ci/ci_profile.md" 2>/dev/null || tail -20 "$W/ci_profile.log"
   [ -f "$W/tests.log" ] && { echo; echo "## tests"; echo '```'; tail -5 "$W/tests.log"; echo '```'; }
 } > "$OUT/summary.md" 2>&1
