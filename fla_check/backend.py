@@ -88,6 +88,7 @@ def select_backend(device: str | None = None) -> str:
 
 
 TF32_ENV = "FLA_CHECK_INTERPRETER_TF32"  # "0": exact fp32 dots on the interpreter (no TF32 emulation)
+FASTPATH_ENV = "FLA_CHECK_INTERPRETER_FASTPATH"  # "0": Triton's own device-function calls (fla_check.interpreter_fastpath)
 
 
 def _probe_bf16_dot(device: str) -> tuple[bool, str]:
@@ -164,11 +165,14 @@ def _probe_tf32_dot(device: str) -> tuple[str, str]:
 
 
 def _interpreter_capabilities(device: str) -> Backend:
-    """Install the interpreter shim (TF32 on unless FLA_CHECK_INTERPRETER_TF32=0) and prove it:
+    """Install the interpreter fast path (unless FLA_CHECK_INTERPRETER_FASTPATH=0) and the
+    interpreter shim (TF32 on unless FLA_CHECK_INTERPRETER_TF32=0), and prove the shim:
     bf16 is allowed only when the bf16 probe passes, TF32 counts only when the tf32 probe sees
     truncation. A shim that fails the bf16 probe is uninstalled again (Triton's own behaviour)."""
-    from fla_check import interpreter_shim
+    from fla_check import interpreter_fastpath, interpreter_shim
 
+    if os.environ.get(FASTPATH_ENV, "1") != "0":
+        interpreter_fastpath.install()  # speed only; on a Triton it does not fit, the interpreter's own path
     want_tf32 = os.environ.get(TF32_ENV, "1") != "0"
     status = interpreter_shim.install(tf32=want_tf32)
     ok, reason = _probe_bf16_dot(device)

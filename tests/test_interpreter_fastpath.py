@@ -1,0 +1,124 @@
+"""fla_check.interpreter_fastpath: device-function calls inside a launch stop re-patching
+triton.language, with results unchanged. Kernel tests only under the interpreter (on a GPU the
+process runs compiled Triton and the fast path is not installed)."""
+import pytest
+import torch
+
+import fla_check.kernels  # noqa: F401  (selects the backend before triton)
+import triton
+import triton.language as tl
+from triton.language import core as tl_core
+
+from fla_check import interpreter_fastpath as fastpath
+from fla_check.backend import get_backend
+
+interpreter_only = pytest.mark.skipif(not get_backend().interpreter or fastpath.check_internals() is not None,
+                                      reason="the fast path patches Triton 3.9's CPU interpreter")
+
+
+@triton.jit
+def _decay(x, g):
+    return x * tl.exp(g)
+
+
+@triton.jit
+def _step(h, x, g):
+    return _decay(h, g) + tl.sigmoid(x)
+
+
+@triton.jit
+def _scan_kernel(x_ptr, g_ptr, o_ptr, T: tl.constexpr, N: tl.constexpr):
+    """h_t = h_{t-1} * exp(g_t) + sigmoid(x_t) over T steps of N lanes: two nested helpers per step."""
+    offs = tl.arange(0, N)
+    h = tl.zeros([N], dtype=tl.float32)
+    for t in range(T):
+        h = _step(h, tl.load(x_ptr + t * N + offs), tl.load(g_ptr + t * N + offs))
+        tl.store(o_ptr + t * N + offs, h)
+
+
+def _scan(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    o = torch.empty_like(x)
+    _scan_kernel[(1,)](x, g, o, T=x.shape[0], N=x.shape[1])
+    return o
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the interpreter's own _patch_lang runs (the scans the fast path saves)."""
+    calls = []
+    original = fastpath._ORIGINALS.get("_patch_lang")
+    if original is None:
+        pytest.skip("fast path not installed")
+
+    def counting(fn):
+        calls.append(fn.__name__)
+        return original(fn)
+
+    monkeypatch.setitem(fastpath._ORIGINALS, "_patch_lang", counting)
+    return calls
+
+
+@pytest.fixture
+def restore():
+    """Leave the process-wide fast path as get_backend installed it."""
+    was = fastpath.installed()
+    yield
+    fastpath.uninstall()
+    if was:
+        fastpath.install()
+
+
+@interpreter_only
+def test_helpers_inside_a_launch_do_not_patch_again_and_results_are_bit_identical(counted, restore):
+    gen = torch.Generator().manual_seed(0)
+    x, g = torch.randn(12, 16, generator=gen), -torch.rand(12, 16, generator=gen)
+    fast = _scan(x, g)
+    assert counted == ["_scan_kernel"]  # one patch per launch; the 24 helper calls reuse it
+    fastpath.uninstall()
+    slow = _scan(x, g)
+    assert torch.equal(fast, slow)
+    expected, h = torch.empty_like(x), torch.zeros(16)
+    for t in range(12):
+        h = h * g[t].exp() + x[t].sigmoid()
+        expected[t] = h
+    torch.testing.assert_close(fast, expected)
+
+
+@triton.jit
+def _core_helper(x):
+    return tl_core.abs(x)  # this module's globals name triton.language.core too
+
+
+@interpreter_only
+def test_a_launch_patches_again_only_for_a_language_module_it_has_not_patched(counted):
+    fastpath._LAUNCHES.append({id(tl)})
+    try:
+        fastpath._patch_lang(_core_helper.fn)  # sees tl and tl.core: tl.core is new, so it patches
+        fastpath._patch_lang(_core_helper.fn)  # both patched now: skipped
+    finally:
+        patched = fastpath._LAUNCHES.pop()
+    assert counted == ["_core_helper"]
+    assert patched == {id(tl), id(tl_core)}
+
+
+def test_outside_a_launch_and_uninstalled_the_interpreters_own_function_runs(monkeypatch, restore):
+    if fastpath.check_internals() is not None:
+        pytest.skip(fastpath.check_internals())
+    fastpath.install()
+    from triton.runtime import interpreter
+
+    assert interpreter._patch_lang is fastpath._patch_lang
+    calls = []
+    monkeypatch.setitem(fastpath._ORIGINALS, "_patch_lang", lambda fn: calls.append(fn) or "scope")
+    assert fastpath._patch_lang(_decay.fn) == "scope" and calls == [_decay.fn]  # no launch running
+    monkeypatch.undo()
+    fastpath.uninstall()
+    assert interpreter._patch_lang is not fastpath._patch_lang and not fastpath.installed()
+    fastpath.uninstall()  # idempotent
+
+
+def test_a_triton_whose_internals_differ_is_left_alone(monkeypatch, restore):
+    fastpath.uninstall()
+    monkeypatch.setattr(fastpath, "check_internals", lambda: "triton.runtime.interpreter._patch_lang is missing")
+    assert fastpath.install() == "triton.runtime.interpreter._patch_lang is missing"
+    assert not fastpath.installed()
