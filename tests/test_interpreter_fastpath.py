@@ -122,3 +122,18 @@ def test_a_triton_whose_internals_differ_is_left_alone(monkeypatch, restore):
     monkeypatch.setattr(fastpath, "check_internals", lambda: "triton.runtime.interpreter._patch_lang is missing")
     assert fastpath.install() == "triton.runtime.interpreter._patch_lang is missing"
     assert not fastpath.installed()
+
+
+def test_np_dtypes_are_the_interpreters_own(restore):
+    if fastpath.check_internals() is not None:
+        pytest.skip(fastpath.check_internals())
+    fastpath.install()
+    original = fastpath._ORIGINALS["_get_np_dtype"]
+    scalars = [tl.int1, tl.float16, tl.float32, tl.float64, tl.int8, tl.uint8, tl.int16, tl.uint16, tl.int32,
+               tl.uint32, tl.int64, tl.uint64, tl.bfloat16, tl.float8e5, tl.float8e4nv]
+    types = scalars + [tl.block_type(t, [4, 2]) for t in scalars] + [tl.pointer_type(tl.float32),
+                                                                     tl.block_type(tl.pointer_type(tl.bfloat16), [8])]
+    for t in types + types:  # the second pass answers from the memo
+        assert fastpath._np_dtype(t) == original(t), t
+    with pytest.raises(KeyError):
+        fastpath._np_dtype(tl.void)  # what the interpreter raises for a type it does not store
