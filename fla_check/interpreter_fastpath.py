@@ -62,7 +62,7 @@ def _patch_lang(fn: Callable):
     if patched is None:
         return _ORIGINALS["_patch_lang"](fn)
     wanted = _language_modules(fn)
-    if patched and wanted <= patched:
+    if patched and wanted and wanted <= patched:  # (none visible: the original's own assertion)
         return _interp()._LangPatchScope()  # already patched by this launch: nothing to undo
     scope = _ORIGINALS["_patch_lang"](fn)
     patched |= wanted

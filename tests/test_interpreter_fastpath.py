@@ -1,6 +1,8 @@
 """fla_check.interpreter_fastpath: device-function calls inside a launch stop re-patching
 triton.language, with results unchanged. Kernel tests only under the interpreter (on a GPU the
 process runs compiled Triton and the fast path is not installed)."""
+import types
+
 import pytest
 import torch
 
@@ -99,6 +101,17 @@ def test_a_launch_patches_again_only_for_a_language_module_it_has_not_patched(co
         patched = fastpath._LAUNCHES.pop()
     assert counted == ["_core_helper"]
     assert patched == {id(tl), id(tl_core)}
+
+
+@interpreter_only
+def test_a_helper_that_sees_no_language_module_still_gets_the_interpreters_error():
+    blind = types.FunctionType(_decay.fn.__code__, {}, "blind")  # its globals name no triton.language
+    fastpath._LAUNCHES.append({id(tl), id(tl_core)})
+    try:
+        with pytest.raises(AssertionError, match="triton.language must be visible"):
+            fastpath._patch_lang(blind)
+    finally:
+        fastpath._LAUNCHES.pop()
 
 
 def test_outside_a_launch_and_uninstalled_the_interpreters_own_function_runs(monkeypatch, restore):
