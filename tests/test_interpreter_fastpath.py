@@ -1,6 +1,8 @@
 """fla_check.interpreter_fastpath: device-function calls inside a launch stop re-patching
 triton.language, with results unchanged. Kernel tests only under the interpreter (on a GPU the
 process runs compiled Triton and the fast path is not installed)."""
+import resource
+import sys
 import types
 
 import pytest
@@ -62,7 +64,8 @@ def counted(monkeypatch):
 
 @pytest.fixture
 def restore():
-    """Leave the process-wide fast path as get_backend installed it."""
+    """Leave the process-wide fast path as get_backend installed it (list it before `monkeypatch`:
+    teardown runs in reverse, so the patches are undone before it reinstalls)."""
     was = fastpath.installed()
     yield
     fastpath.uninstall()
@@ -114,7 +117,7 @@ def test_a_helper_that_sees_no_language_module_still_gets_the_interpreters_error
         fastpath._LAUNCHES.pop()
 
 
-def test_outside_a_launch_and_uninstalled_the_interpreters_own_function_runs(monkeypatch, restore):
+def test_outside_a_launch_and_uninstalled_the_interpreters_own_function_runs(restore, monkeypatch):
     if fastpath.check_internals() is not None:
         pytest.skip(fastpath.check_internals())
     fastpath.install()
@@ -130,7 +133,7 @@ def test_outside_a_launch_and_uninstalled_the_interpreters_own_function_runs(mon
     fastpath.uninstall()  # idempotent
 
 
-def test_a_triton_whose_internals_differ_is_left_alone(monkeypatch, restore):
+def test_a_triton_whose_internals_differ_is_left_alone(restore, monkeypatch):
     fastpath.uninstall()
     monkeypatch.setattr(fastpath, "check_internals", lambda: "triton.runtime.interpreter._patch_lang is missing")
     assert fastpath.install() == "triton.runtime.interpreter._patch_lang is missing"
@@ -150,3 +153,29 @@ def test_np_dtypes_are_the_interpreters_own(restore):
         assert fastpath._np_dtype(t) == original(t), t
     with pytest.raises(KeyError):
         fastpath._np_dtype(tl.void)  # what the interpreter raises for a type it does not store
+
+
+def _at_depth(n: int, fn):
+    return fn() if n == 0 else _at_depth(n - 1, fn)
+
+
+def _page_faults_of_launches_at_many_depths() -> int:
+    """Minor page faults of 40 launches started at call depths spread over more than a 16 KiB frame chunk."""
+    x, g = torch.randn(64, 16), -torch.rand(64, 16)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for depth in range(0, 160, 4):
+        _at_depth(depth, lambda: _scan(x, g))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@interpreter_only
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="frames live on a chunked data stack from CPython 3.11")
+def test_launches_run_below_the_stack_padding_and_stop_mapping_frame_chunks(monkeypatch):
+    assert fastpath.installed()
+    _page_faults_of_launches_at_many_depths()  # warm: compiled helpers, allocator pools
+    padded = _page_faults_of_launches_at_many_depths()
+    monkeypatch.setattr(fastpath, "_call_below_padding", lambda call, args, kwargs: call(*args, **kwargs))
+    unpadded = _page_faults_of_launches_at_many_depths()
+    # unpadded, some depths put a 16 KiB chunk boundary inside the helpers' calls: a fresh chunk is
+    # mapped and touched at each crossing (measured: 23,567 faults against 415 padded)
+    assert unpadded > 10 * padded, (padded, unpadded)
