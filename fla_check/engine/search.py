@@ -47,6 +47,7 @@ from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
+from fla_check.engine.seeded_draws import only_seeded_draws
 from fla_check.engine.simplify import simplify
 from fla_check.errors import HarnessOutOfMemory, PresetError
 from fla_check.ops import ModeSpec
@@ -370,6 +371,7 @@ def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool
                       backward=backward)
 
 
+@only_seeded_draws()  # every draw of the run, the covering phase's included
 def _search(op, modes, *, dtypes, examples, seed, max_seq_len, mask_fills, profile, device,
             database_root, backward, failing=None, progress=None,
             check: Callable[..., CaseResult] = check_case, value_ratios=None, kernel_options=None,
