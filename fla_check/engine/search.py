@@ -47,7 +47,7 @@ from fla_check.engine.configs import FIRST, ConfigPolicy
 from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
-from fla_check.engine.seeded_draws import only_seeded_draws
+from fla_check.seeded_draws import only_seeded_draws
 from fla_check.engine.simplify import simplify
 from fla_check.errors import HarnessOutOfMemory, PresetError
 from fla_check.ops import ModeSpec

@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from torch import Tensor
 
 from fla_check import __version__
-from fla_check.engine.seeded_draws import only_seeded_draws
+from fla_check.seeded_draws import only_seeded_draws
 from fla_check.verdict.compare import (A_FORWARD, A_MAX_FORWARD, SLACK_ULPS, TAU32, Comparison, Metrics, Verdict, compare,
                                json_float, worst)
 from fla_check.commands.ut_transform.cases import UTCase, UTInputs, build_inputs, free_params, regimes

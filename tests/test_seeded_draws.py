@@ -1,4 +1,4 @@
-"""fla_check.engine.seeded_draws: a seeded search draws the same cases whatever local modules
+"""fla_check.seeded_draws: a seeded search draws the same cases whatever local modules
 (a kernel repository's own code, with its constants) are loaded."""
 import importlib
 import sys
@@ -8,7 +8,8 @@ from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from fla_check.engine.search import planned_cases
-from fla_check.engine.seeded_draws import only_seeded_draws
+from fla_check.seeded_draws import only_seeded_draws
+from fla_check.strategies import SpaceOptions, covering_configs
 
 providers = pytest.importorskip("hypothesis.internal.conjecture.providers")
 if not hasattr(providers, "_get_local_constants"):
@@ -64,3 +65,10 @@ def test_a_seeded_search_draws_the_same_cases_with_a_local_module_loaded(local_m
     before = planned()
     local_module()
     assert planned() == before
+
+
+def test_covering_draws_are_the_same_with_a_local_module_loaded(local_module):
+    space = SpaceOptions(op="gla", dtypes=("float32",), max_seq_len=70, small=True)
+    before = covering_configs(space, seed=0)
+    local_module()
+    assert covering_configs(space, seed=0) == before

@@ -1,6 +1,6 @@
 """Keep a seeded search's draws a function of its seed and options only.
 
-Hypothesis (6.131 and later) draws about one number in twenty from the integer and float
+Recent hypothesis releases (6.155 here) draw about one number in twenty from the integer and float
 constants of the *local* modules in ``sys.modules``: every module outside site-packages and the
 standard library, tests excepted. For fla-check that is fla-check itself in an editable install, and
 a kernel repository's own provider and kernels. A seeded search then draws different cases when:
@@ -9,12 +9,13 @@ a kernel repository's own provider and kernels. A seeded search then draws diffe
 - the same command runs from a wheel instead of a checkout.
 
 Measured: importing a module of eleven integers changed 16 of the 30 planned ci cases of gla, seed 0,
-from the 4th on; ``tests/engine/test_seeded_draws.py`` checks the same with a module of its own. A gate whose PR run draws other cases than
-main's, because the PR touched a kernel, could miss the failing case without a word.
+from the 4th on; ``tests/test_seeded_draws.py`` checks the same with a module of its own. A gate
+whose PR run draws other cases than main's, because the PR touched a kernel, could miss the failing
+case without a word.
 
-:func:`only_seeded_draws` switches the local constants off around a search: hypothesis still draws
-its own built-in constants (0, 1, powers of two, ...), as its global pool. On a hypothesis
-without the mechanism it does nothing.
+:func:`only_seeded_draws` switches the local constants off around every seeded draw of fla-check
+(the search, its covering phase, the UT check's cases). Hypothesis still draws its own built-in
+constants (0, 1, powers of two, ...). On a hypothesis without the mechanism it does nothing.
 """
 from __future__ import annotations
 
