@@ -23,11 +23,11 @@ Thrashing CPython's frame stack. CPython 3.11+ keeps frames on a per-thread data
 chunks: a call that does not fit maps a new chunk (``mmap``), and the chunk is unmapped when that
 frame returns. The interpreter's deep per-op call chains crossed a chunk boundary back and forth:
 in the same test, 228,075 ``mmap``s of 16 KiB in a minute under strace, 8.3 s of system time out of
-20 s. Each launch now runs below a padding frame of :data:`_STACK_PAD_SLOTS` unused locals (34 KiB):
-it never fits the current chunk, so CPython maps a 64 KiB chunk with the padding at its start, and the
-launch begins at the same offset whatever the caller's depth, with about 30 KiB of room before the next
-boundary (the test: 8.9 s, 0.35 s of system time). On older Pythons, whose frames are heap objects, the padding costs
-one 34 KiB frame per launch.
+20 s. Each launch now runs below a padding frame of :data:`_STACK_PAD_SLOTS` unused locals
+(34 KiB): it never fits the current chunk, so CPython maps a 64 KiB chunk with the padding at its
+start, and the launch begins at the same offset whatever the caller's depth, with about 30 KiB of
+room before the next boundary (the test: 8.9 s, 0.35 s of system time). On older Pythons, whose
+frames are heap objects, the padding costs one 34 KiB frame per launch.
 """
 from __future__ import annotations
 
