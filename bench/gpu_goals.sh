@@ -30,24 +30,10 @@ export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
 } > "$W/versions.txt" 2>&1
 stamp() { echo "[$(date -u +%T)] $*" >> "$W/phases.txt"; }
 
-# Python bytecode. A pip-installed environment has .pyc files; if this host's site-packages has none and
-# cannot keep them, every timed process compiles torch's sources again (perf-h200-9's warm profile: 913
-# sources, 4.1 s). BYTECODE=1 (default) gives Python a writable cache (PYTHONPYCACHEPREFIX) and fills it
-# once, after timing `import torch, triton` without it; bytecode.txt has both.
-import_s() { local s=$EPOCHREALTIME; python3 -c "import torch, triton" > /dev/null 2>&1; awk "BEGIN{printf \"%.2f\", $EPOCHREALTIME - $s}"; }
-if [ "${BYTECODE:-1}" = 1 ]; then
-  {
-    python3 -c "import sys, os, torch; print('dont_write_bytecode', sys.flags.dont_write_bytecode, 'prefix', os.environ.get('PYTHONPYCACHEPREFIX')); print(torch.__file__)"
-    ls -d "$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')/__pycache__" 2>&1 | head -1
-    echo "import torch, triton, no prefix: $(import_s) s, $(import_s) s"
-    export PYTHONPYCACHEPREFIX=/tmp/fla-check-pyc PYTHONDONTWRITEBYTECODE=
-    python3 -c "import torch, triton, hypothesis, rich, click, numpy, fla_check.cli, fla_check.engine.search" 2>&1 | tail -1
-    python3 -c "import fla" > /dev/null 2>&1
-    echo "import torch, triton, PYTHONPYCACHEPREFIX filled: $(import_s) s, $(import_s) s"
-  } > "$W/bytecode.txt" 2>&1
-  export PYTHONPYCACHEPREFIX=/tmp/fla-check-pyc
-  unset PYTHONDONTWRITEBYTECODE
-fi
+# Python bytecode (bench/_bytecode.sh): BYTECODE=1 (default) times the import without and with a filled cache
+# (bytecode.txt) and runs every phase with the cache.
+. bench/_bytecode.sh
+use_bytecode_cache "$W/bytecode.txt"
 
 want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phases 4 and 5 only when named
 

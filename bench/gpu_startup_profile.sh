@@ -4,7 +4,8 @@
 #   bash bench/gpu_startup_profile.sh OUT_DIR [OPS]      (OPS default "gla gated_delta")
 # Per op: OUT/<op>-fill.log (the filling run), OUT/<op>-times.txt (wall seconds of a bare `import torch, triton`,
 # the warm run through the isolation worker and with --isolation none), OUT/<op>.prof (cProfile of the warm
-# --isolation none run: `python -m pstats`), OUT/<op>-importtime.txt (python -X importtime of the CLI's import).
+# --isolation none run: `python -m pstats`), OUT/<op>-importtime.txt (python -X importtime of the CLI's import);
+# OUT/bytecode.txt (bench/_bytecode.sh).
 # The runs stop after the first failing case's example count (--examples), shrinking included.
 set -u
 OUT=${1:?usage: bash bench/gpu_startup_profile.sh OUT_DIR [OPS]}
@@ -12,6 +13,8 @@ OPS=${2:-gla gated_delta}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 2
 cd "$(dirname "$0")/.." || exit 2
 export FLA_CHECK_WARM_LEDGER=off NO_COLOR=1 COLUMNS=100
+. bench/_bytecode.sh
+use_bytecode_cache "$OUT/bytecode.txt"  # as a pip-installed torch has (BYTECODE=0: leave Python as it is)
 wall() { local s=$EPOCHREALTIME rc; "$@" > /dev/null 2>&1; rc=$?; echo "rc $rc $(awk "BEGIN{printf \"%.2f\", $EPOCHREALTIME - $s}") s: $*"; }
 for op in $OPS; do
   export TRITON_CACHE_DIR="$OUT/cache-$op"
