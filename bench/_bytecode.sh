@@ -17,7 +17,5 @@ use_bytecode_cache() {
     python3 -c "import torch, triton, hypothesis, rich, click, numpy, fla_check.cli, fla_check.engine.search" 2>&1 | tail -1
     python3 -c "import fla" > /dev/null 2>&1
     echo "import torch, triton, PYTHONPYCACHEPREFIX filled: $(import_s) s, $(import_s) s"
-  } > "$1" 2>&1
-  export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/fla-check-pyc}
-  unset PYTHONDONTWRITEBYTECODE
+  } > "$1" 2>&1  # a brace group: its export and unset stay in this shell
 }

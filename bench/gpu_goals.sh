@@ -69,12 +69,13 @@ if want 2; then
 fi
 
 if want 5; then
-  stamp "phase 5: selftest --jobs ${JOBS2:-$(( 2 * JOBS ))} on every GPU"
+  jobs2=${JOBS2:-$(( 2 * JOBS ))}
+  stamp "phase 5: selftest --jobs $jobs2 on every GPU"
   start=$(date +%s)
-  timeout -s INT -k 10 "${ST2_CAP:-200}" python3 -m fla_check.cli selftest --jobs "${JOBS2:-$(( 2 * JOBS ))}" --json \
+  timeout -s INT -k 10 "${ST2_CAP:-200}" python3 -m fla_check.cli selftest --jobs "$jobs2" --json \
     > "$W/selftest-all-gpus.json" 2> "$W/selftest-all-gpus.log"
   rc=$?
-  echo "[selftest --jobs ${JOBS2:-$(( 2 * JOBS ))}, GPUs: $(nvidia-smi -L 2>/dev/null | wc -l), exit $rc in $(( $(date +%s) - start )) s]" \
+  echo "[selftest --jobs $jobs2, GPUs: $(nvidia-smi -L 2>/dev/null | wc -l), exit $rc in $(( $(date +%s) - start )) s]" \
     >> "$W/selftest-all-gpus.log"
 fi
 

@@ -35,6 +35,10 @@ import inspect
 from typing import Any, Callable, Optional
 
 _ORIGINALS: dict[str, Any] = {}
+# triton.language and numpy's uint64, bound by install(): the hot paths import nothing, and this module
+# imports no triton before the backend is chosen (fla_check.backend)
+_TL: Any = None
+_UINT64: Any = None
 _LAUNCHES: list[set[int]] = []  # per running launch: ids of the language modules patched in it
 
 
@@ -62,9 +66,7 @@ def check_internals() -> Optional[str]:
 
 def _language_modules(fn: Callable) -> set[int]:
     """Ids of the language modules `fn`'s globals name (the ones ``_patch_lang`` patches for it)."""
-    import triton.language as tl
-
-    return {id(v) for v in fn.__globals__.values() if inspect.ismodule(v) and (v is tl or v is tl.core)}
+    return {id(v) for v in fn.__globals__.values() if inspect.ismodule(v) and (v is _TL or v is _TL.core)}
 
 
 def _patch_lang(fn: Callable):
@@ -85,12 +87,9 @@ _NP_DTYPES: dict[Any, Any] = {}
 def _np_dtype(tt_dtype: Any):
     """The interpreter's ``_get_np_dtype``, memoised per scalar dtype: a block answers for its
     element type, a pointer (or a block of pointers) is uint64, as in the original."""
-    import numpy as np
-    import triton.language as tl
-
-    scalar = tt_dtype.element_ty if isinstance(tt_dtype, tl.block_type) else tt_dtype
-    if isinstance(scalar, tl.pointer_type):
-        return np.dtype(np.uint64)
+    scalar = tt_dtype.element_ty if isinstance(tt_dtype, _TL.block_type) else tt_dtype
+    if isinstance(scalar, _TL.pointer_type):
+        return _UINT64
     try:
         return _NP_DTYPES[scalar]
     except KeyError:
@@ -133,6 +132,11 @@ def install() -> Optional[str]:
     problem = check_internals()
     if problem:
         return problem
+    global _TL, _UINT64
+    import numpy as np
+    import triton.language as tl
+
+    _TL, _UINT64 = tl, np.dtype(np.uint64)
     interp = _interp()
     _ORIGINALS["_patch_lang"] = interp._patch_lang
     _ORIGINALS["GridExecutor.__call__"] = interp.GridExecutor.__dict__["__call__"]
