@@ -43,10 +43,10 @@ def first_failure_child(op: str, args, spawned_at: float) -> None:
     """In a fresh process: the masking run as ``fla-check run`` starts it; stops at the first
     failing case and prints one ``RESULT`` JSON line (seconds counted from `spawned_at`). Mode
     calls go to an isolation worker, as the CLI's default ``--isolation process``, spawned as the
-    CLI spawns it: before this process imports torch."""
+    CLI spawns it, with the warm-up's processes: before this process imports torch."""
     from fla_check import cli
 
-    cli._prestart_worker("process", args.device)
+    cli._prestart("process", args.device, args.child_warmup)
     from fla_check.backend import get_backend
     from fla_check.commands.run.engine import run
     from fla_check.engine.isolation import Isolation

@@ -87,16 +87,21 @@ def main() -> None:
 
 
 # -- parsing helpers (each raises a FlaCheckError with one clear line) ----------------------
-def _prestart_worker(isolation_kind: str, device: Optional[str]) -> None:
-    """Spawn the CUDA isolation worker before this process imports torch (their start-ups overlap:
-    :func:`fla_check.engine.prestart.prestart`), when the run will want one: process
-    isolation, and --device cuda, or no --device on a machine with an NVIDIA driver."""
-    from fla_check.engine import prestart
+def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
+    """Spawn, before this process imports torch (their start-ups overlap:
+    :mod:`fla_check.engine.prestart`), what a GPU run (--device cuda, or no --device on a machine
+    with an NVIDIA driver) will want: the CUDA isolation worker (process isolation) and the
+    background warm-up's processes (--warmup auto or background, unless the compile cache has a
+    warm-up ledger: then the run decides, and may skip the warm-up)."""
+    from fla_check.engine import prestart, warm_ledger
 
     device = device or os.environ.get("FLA_CHECK_DEVICE")
-    gpu_likely = device == "cuda" or (device is None and os.path.exists("/dev/nvidiactl"))
-    if isolation_kind == "process" and gpu_likely:
+    if not (device == "cuda" or (device is None and os.path.exists("/dev/nvidiactl"))):
+        return
+    if isolation_kind == "process":
         prestart.prestart("cuda")
+    if warmup in ("auto", "background") and not warm_ledger.present():
+        prestart.prestart_warmup("cuda")
 
 
 def _select_device(device: Optional[str]) -> str:
@@ -381,7 +386,7 @@ def run(op_name, modes, preset_name, dtypes, examples, seed, device, max_seq_len
         profile, large_index, large_index_budget, shard_text, report, isolation_kind, case_timeout, no_color, as_json,
         warmup, warmup_buckets, warmup_seconds, sanitizer_text) -> None:
     """Search for cases where kernel modes disagree with the float64 reference."""
-    _prestart_worker(isolation_kind, device)
+    _prestart(isolation_kind, device, warmup)
     isolation = _parse_isolation(isolation_kind, case_timeout)
     device = _select_device(device)
     _load_providers(providers)

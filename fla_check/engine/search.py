@@ -354,15 +354,24 @@ def planned_cases(op: Optional[OpLike], *, modes: Sequence[ModeLike] = ("recurre
                   preset: Optional[Union[str, Preset]] = None, value_ratios: Optional[Sequence[int]] = None,
                   kernel_options: Optional[Sequence[str]] = None,
                   chunk_sizes: Optional[Sequence[Optional[int]]] = None,
-                  state_layouts: Optional[Sequence[str]] = None) -> list[CaseConfig]:
+                  state_layouts: Optional[Sequence[str]] = None,
+                  on_case: Optional[Callable[[CaseConfig], None]] = None) -> list[CaseConfig]:
     """The configurations a search with these arguments draws when every case passes with a
     score of 0, in order, without running a kernel (the hypothesis runs and the covering phase
-    as :func:`search`; a real run differs where hypothesis' targeting follows the scores)."""
+    as :func:`search`; a real run differs where hypothesis' targeting follows the scores).
+    `on_case(config)` as each is drawn (a warm-up starts compiling before the plan is done)."""
+    check = _passing_check if on_case is None else functools.partial(_reporting_check, on_case)
     result = _search(op, modes, dtypes=dtypes, examples=examples, seed=seed, max_seq_len=max_seq_len,
                      mask_fills=mask_fills, profile=profile, device=device, database_root=None,
-                     backward=backward, check=_passing_check, preset=preset, value_ratios=value_ratios,
+                     backward=backward, check=check, preset=preset, value_ratios=value_ratios,
                      kernel_options=kernel_options, layouts=(chunk_sizes, state_layouts))
     return [c.config for c in result.cases]
+
+
+def _reporting_check(on_case: Callable[[CaseConfig], None], op, modes, config: CaseConfig, **kwargs) -> CaseResult:
+    """:func:`_passing_check`, telling `on_case` first."""
+    on_case(config)
+    return _passing_check(op, modes, config, **kwargs)
 
 
 def _passing_check(op, modes, config: CaseConfig, *, device=None, backward: bool = False) -> CaseResult:

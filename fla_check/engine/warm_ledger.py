@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from fla_check.engine.prestart import triton_cache_dir
+
 LEDGER_NAME = "fla-check-warmed.json"
 LEDGER_ENV = "FLA_CHECK_WARM_LEDGER"
 MAX_ENTRIES = 256  # fingerprints kept (the newest)
@@ -60,9 +62,13 @@ def fingerprint(op: str, modes: Sequence[str], checks: str, plan_args: dict[str,
 
 
 def _path(directory: Optional[str]) -> Path:
-    from fla_check.engine.warmup import cache_dir
+    return Path(directory or triton_cache_dir()) / LEDGER_NAME
 
-    return Path(directory or cache_dir()) / LEDGER_NAME
+
+def present(directory: Optional[str] = None) -> bool:
+    """Whether the cache has a ledger at all (standard library only: the CLI asks before its
+    imports; a cache without one cannot skip a warm-up)."""
+    return enabled() and _path(directory).is_file()
 
 
 def _entries(path: Path) -> dict[str, float]:

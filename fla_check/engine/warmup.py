@@ -40,13 +40,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from fla_check.cases import CaseConfig, option_values
+from fla_check.engine.prestart import (JOBS_ENV, MAX_JOBS, WarmupPool, default_jobs,  # noqa: F401 (re-exported)
+                                       planned_bucket_queue, start_warmup_pool, triton_cache_dir)
 from fla_check.errors import UsageError
 
 WARMUP_POLICIES = ("auto", "on", "off", "background")
-JOBS_ENV = "FLA_CHECK_WARMUP_JOBS"
-MAX_JOBS = 16  # processes: each holds a CUDA context (~0.5 GB) and compiles on its own core
 WARM_SEGMENTS = (20, 17)  # the cu_seqlens case of a varlen bucket: T = 37
 WARM_T = 64  # the case of any other bucket
+POLL_S = 0.02  # how often the background warm-up looks for newly planned buckets
 
 
 @dataclass(frozen=True)
@@ -111,32 +112,39 @@ def buckets_of(configs: Sequence[CaseConfig], modes: Sequence[str]) -> list[Buck
     return list(dict.fromkeys(found))
 
 
-def run_buckets(op: str, modes: Sequence[str], *, limit: Optional[int] = None, **search_args: Any) -> list[Bucket]:
+def run_buckets(op: str, modes: Sequence[str], *, limit: Optional[int] = None,
+                on_bucket: Optional[Callable[[Bucket], None]] = None, **search_args: Any) -> list[Bucket]:
     """The buckets of the cases a run with `search_args` (those of
     :func:`fla_check.engine.search.planned_cases`: dtypes, examples, seed, max_seq_len,
     mask_fills, profile, device, backward, preset) draws, in draw order: its search replayed
     with every case passing, no kernel run (a real run differs only where hypothesis'
-    targeting follows the scores, and in what shrinking draws). The first `limit` when given."""
+    targeting follows the scores, and in what shrinking draws). The first `limit` when given;
+    `on_bucket(bucket)` for each as soon as its case is drawn."""
     from fla_check.engine.search import planned_cases
 
-    found = buckets_of(planned_cases(op, modes=modes, **search_args), modes)
-    return found if limit is None else found[:limit]
+    found: dict[Bucket, None] = {}
+
+    def drawn(config: CaseConfig) -> None:
+        for bucket in buckets_of([config], modes):
+            if bucket not in found and (limit is None or len(found) < limit):
+                found[bucket] = None
+                if on_bucket is not None:
+                    on_bucket(bucket)
+
+    planned_cases(op, modes=modes, on_case=drawn, **search_args)
+    return list(found)
+
+
+def fixed_plan(buckets: Sequence[Bucket], on_bucket: Callable[[Bucket], None]) -> list[Bucket]:
+    """A plan of given buckets (as :func:`run_buckets` streams its own)."""
+    for bucket in buckets:
+        on_bucket(bucket)
+    return list(buckets)
 
 
 def cache_dir() -> str:
     """Where Triton keeps compiled kernels for this process and its children."""
-    return os.environ.get("TRITON_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".triton", "cache")
-
-
-def default_jobs(buckets: int, spare: int = 0) -> int:
-    """``FLA_CHECK_WARMUP_JOBS``, else one process per core (less `spare` cores) up to
-    :data:`MAX_JOBS`, at most one per bucket."""
-    env = os.environ.get(JOBS_ENV)
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise UsageError(f"{JOBS_ENV}={env!r}: a positive number of processes")
-        return min(int(env), max(1, buckets))
-    return max(1, min(MAX_JOBS, (os.cpu_count() or 1) - spare, buckets))
+    return triton_cache_dir()
 
 
 def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs: Optional[int] = None,
@@ -186,20 +194,23 @@ def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs
 class BackgroundWarmup:
     """Warm-up processes that compile a run's buckets while its search runs (``--warmup background``).
 
-    The first process works out the buckets (`plan`, e.g. :func:`run_buckets` as a partial:
-    replaying the search's draws takes seconds the search should not wait for); the buckets
-    are then compiled in draw order, skipping the first `skip` (the search compiles those
-    itself while the processes start), one core left to the search. The search finds a bucket
-    compiled, or half-compiled, when it gets there, and its first failure is not held back as
-    by a warm-up before it. Nothing crosses back but Triton's disk cache. :meth:`stop` ends the
-    processes; a bucket being compiled then is abandoned (Triton writes a cache entry whole or
-    not at all)."""
+    One process works out the buckets (`plan`, e.g. :func:`run_buckets` as a partial, called
+    with ``on_bucket=``: replaying the search's draws takes seconds the search should not wait
+    for) and streams each as it is drawn; the others compile them in draw order as they come,
+    skipping the first `skip` (the search compiles those itself while the processes start),
+    one core left to the search. `pool`: processes the CLI started before its imports
+    (:func:`fla_check.engine.prestart.prestart_warmup`); else started here. The search finds a
+    bucket compiled, or half-compiled, when it gets there, and its first failure is not held
+    back as by a warm-up before it. Nothing crosses back but Triton's disk cache. :meth:`stop`
+    ends the processes; a bucket being compiled then is abandoned (Triton writes a cache entry
+    whole or not at all)."""
 
-    def __init__(self, plan: Callable[[], Sequence[Bucket]], device: str, *, backward: bool = False,
+    def __init__(self, plan: Callable[..., Sequence[Bucket]], device: str, *, backward: bool = False,
                  providers: Sequence[str] = (), jobs: Optional[int] = None, skip: int = 1,
-                 invariance: str = "none") -> None:
-        self.jobs = jobs or default_jobs(MAX_JOBS, spare=1)
+                 invariance: str = "none", pool: Optional[WarmupPool] = None) -> None:
         self.started = time.perf_counter()
+        self.warmup = pool or start_warmup_pool(device, jobs or default_jobs(MAX_JOBS, spare=1))
+        self.pool, self.jobs = self.warmup.pool, self.warmup.jobs
         self.buckets: list[Bucket] = []
         self.planned = False
         self.warmed = 0
@@ -208,14 +219,32 @@ class BackgroundWarmup:
         self.lock = threading.Lock()
         self.args = (device, backward, tuple(providers), tuple(sys.path), invariance)
         self.skip = skip
-        self.pool = multiprocessing.get_context("spawn").Pool(self.jobs)  # spawn: never fork CUDA
-        self.pool.apply_async(_planned, (plan, tuple(sys.path)), callback=self._submit,
-                              error_callback=self._failed_plan)
+        self.stopping = threading.Event()
+        self.pool.apply_async(_planned, (plan, tuple(sys.path)), error_callback=self._failed_plan)
+        self.reader = threading.Thread(target=self._submit_planned, name="fla-check-warmup-plan", daemon=True)
+        self.reader.start()
 
-    def _submit(self, buckets: Sequence[Bucket]) -> None:
-        with self.lock:
-            self.buckets, self.planned = list(buckets[self.skip:]), True
-        for bucket in self.buckets:
+    def _submit_planned(self) -> None:
+        """Submit each bucket the plan streams (the first `skip` left to the search) until the
+        plan's end (None) or :meth:`stop`."""
+        seen: set[Bucket] = set()
+        while not self.stopping.is_set():
+            if self.warmup.buckets.empty():  # polled: a blocking get could outlive stop()
+                self.stopping.wait(POLL_S)
+                continue
+            bucket = self.warmup.buckets.get()  # whole: a bucket's message is one atomic pipe write
+            if bucket is None:  # the plan's end
+                with self.lock:
+                    self.planned = True
+                    self._close_when_done()
+                return
+            if bucket in seen:
+                continue
+            seen.add(bucket)
+            if len(seen) <= self.skip:
+                continue
+            with self.lock:
+                self.buckets.append(bucket)
             try:
                 self.pool.apply_async(warm_bucket, (bucket,) + self.args,
                                       callback=functools.partial(self._done, bucket),
@@ -234,23 +263,39 @@ class BackgroundWarmup:
                 self.failed.append(f"{bucket.describe()}: {why}")
             else:
                 self.warmed += 1
+            self._close_when_done()
+
+    def _close_when_done(self) -> None:
+        """With the lock held: once every planned bucket is done, let the processes exit now
+        (their CUDA contexts and cores go back while the search runs; :meth:`stop` is then quick)."""
+        if self.planned and self.finished == len(self.buckets) and not self.stopping.is_set():
+            self.pool.close()
 
     def stop(self) -> WarmupResult:
         """End the processes (the search is over); what they warmed by then."""
+        self.stopping.set()
+        self.reader.join()
         self.pool.terminate()
         self.pool.join()
         with self.lock:
             left = len(self.buckets) - self.finished
             stopped = ("the search ended before the buckets were planned" if not self.planned and not self.failed
-                       else f"the search ended first: {left} bucket(s) not warmed" if left else "")
+                       and not self.buckets else
+                       f"the search ended while the buckets were planned: {left} of {len(self.buckets)} not warmed"
+                       if not self.planned and not self.failed else
+                       f"the search ended first: {left} bucket(s) not warmed" if left else "")
             return WarmupResult(len(self.buckets), self.warmed, tuple(self.failed), self.jobs,
                                 time.perf_counter() - self.started, cache_dir(), stopped, background=True)
 
 
-def _planned(plan: Callable[[], Sequence[Bucket]], path: tuple[str, ...]) -> list[Bucket]:
-    """In a warm-up process: the buckets of `plan`."""
+def _planned(plan: Callable[..., Sequence[Bucket]], path: tuple[str, ...]) -> int:
+    """In a warm-up process: stream the buckets of `plan` into the pool's queue, then None."""
     sys.path.extend(p for p in path if p not in sys.path)
-    return list(plan())
+    queue = planned_bucket_queue()
+    try:
+        return len(plan(on_bucket=queue.put))
+    finally:
+        queue.put(None)
 
 
 def warm_case(bucket: Bucket) -> CaseConfig:

@@ -16,16 +16,52 @@ def test_a_prestarted_worker_is_adopted_on_first_use_and_serves():
     assert not proc.is_alive()
 
 
-def test_the_cli_prestarts_a_cuda_worker_only_for_an_isolated_gpu_run(monkeypatch):
+def test_the_cli_prestarts_a_cuda_worker_only_for_an_isolated_gpu_run(monkeypatch, tmp_path):
     from fla_check import cli
     from fla_check.engine import prestart
 
     started = []
     monkeypatch.setattr(prestart, "prestart", started.append)
+    monkeypatch.setattr(prestart, "prestart_warmup", lambda device: None)
     monkeypatch.delenv("FLA_CHECK_DEVICE", raising=False)
-    cli._prestart_worker("process", "cuda")
-    cli._prestart_worker("none", "cuda")
-    cli._prestart_worker("process", "cpu")
+    cli._prestart("process", "cuda", "off")
+    cli._prestart("none", "cuda", "off")
+    cli._prestart("process", "cpu", "off")
     monkeypatch.setenv("FLA_CHECK_DEVICE", "cpu")
-    cli._prestart_worker("process", None)
+    cli._prestart("process", None, "off")
     assert started == ["cuda"]
+
+
+def test_the_cli_prestarts_the_warmup_for_a_background_gpu_run_without_a_ledger(monkeypatch, tmp_path):
+    from fla_check import cli
+    from fla_check.engine import prestart, warm_ledger
+
+    started = []
+    monkeypatch.setattr(prestart, "prestart", lambda device: None)
+    monkeypatch.setattr(prestart, "prestart_warmup", started.append)
+    monkeypatch.delenv("FLA_CHECK_DEVICE", raising=False)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(warm_ledger.LEDGER_ENV, "on")
+    for warmup in ("auto", "background", "on", "off"):
+        cli._prestart("none", "cuda", warmup)
+    cli._prestart("process", "cpu", "auto")
+    assert started == ["cuda", "cuda"]
+    (tmp_path / warm_ledger.LEDGER_NAME).write_text("{}")  # the run may skip its warm-up: it decides
+    cli._prestart("process", "cuda", "auto")
+    assert started == ["cuda", "cuda"]
+
+
+def test_a_prestarted_warmup_pool_is_taken_once_and_a_discarded_one_ends():
+    from fla_check.engine import prestart
+
+    prestart.prestart_warmup("cpu")
+    pool = prestart.take_prestarted_warmup("cpu")
+    assert pool is not None and pool.device == "cpu" and prestart.take_prestarted_warmup("cpu") is None
+    pool.pool.terminate()
+    prestart.prestart_warmup("cpu")
+    processes = list(prestart._WARMUP.pool._pool)
+    prestart.discard_prestarted_warmup()
+    assert prestart._WARMUP is None
+    for p in processes:
+        p.join(timeout=30)
+    assert not any(p.is_alive() for p in processes)

@@ -37,6 +37,9 @@ def test_the_plan_is_the_buckets_the_search_draws_in_draw_order():
     order = [(b.dtype, b.H, b.K, b.V, b.varlen, b.initial_state) for b in buckets[::2]]
     assert order == list(dict.fromkeys(kind(c) for c in drawn))  # first drawn, first warmed
     assert warmup.run_buckets("gla", ["recurrent", "chunk"], limit=3, **args) == buckets[:3]
+    streamed = []
+    assert warmup.run_buckets("gla", ["recurrent", "chunk"], on_bucket=streamed.append, **args) == buckets
+    assert streamed == buckets  # as drawn: a background warm-up compiles before the plan is done
 
 
 def test_a_bucket_is_warmed_with_a_small_case_of_its_kind():
@@ -88,7 +91,7 @@ def test_background_warming_skips_the_searchs_first_bucket_and_reports_failures(
     first = warmup.Bucket("gla", "recurrent", "float32", 1, 32, 16)
     good = warmup.Bucket("gla", "recurrent", "float32", 1, 16, 16)
     bad = warmup.Bucket("gla", "nosuchmode", "float32", 1, 16, 16)
-    background = warmup.BackgroundWarmup(functools.partial(list, [first, good, bad]), DEVICE, jobs=1)
+    background = warmup.BackgroundWarmup(functools.partial(warmup.fixed_plan, [first, good, bad]), DEVICE, jobs=1)
     deadline = time.monotonic() + 120
     while background.finished < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -98,9 +101,27 @@ def test_background_warming_skips_the_searchs_first_bucket_and_reports_failures(
     assert result.to_json()["background"] is True
 
 
+def test_the_background_warmup_adopts_a_prestarted_pool():
+    from fla_check.engine import prestart
+
+    pool = prestart.start_warmup_pool(DEVICE, 1)
+    buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32)]
+    background = warmup.BackgroundWarmup(functools.partial(warmup.fixed_plan, buckets), DEVICE, pool=pool)
+    assert background.pool is pool.pool and background.jobs == 1
+    processes = list(pool.pool._pool)
+    deadline = time.monotonic() + 120
+    while background.finished < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for p in processes:  # every planned bucket done: the processes exit before the search ends
+        p.join(timeout=60)
+    assert not any(p.is_alive() for p in processes)
+    result = background.stop()
+    assert (result.buckets, result.warmed, result.stopped) == (1, 1, "")
+
+
 def test_stopping_the_background_ends_its_processes_at_once():
     buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
-    background = warmup.BackgroundWarmup(functools.partial(list, buckets), DEVICE, jobs=1)
+    background = warmup.BackgroundWarmup(functools.partial(warmup.fixed_plan, buckets), DEVICE, jobs=1)
     processes = list(background.pool._pool)
     result = background.stop()
     assert result.warmed == 0 and result.seconds < 10.0

@@ -25,7 +25,7 @@ from fla_check.engine import invariance as invariance_checks
 from fla_check.engine import large_index as large
 from fla_check.engine.runner import resolve_modes, unsupported_reason
 from fla_check.engine.profiles import get_profile
-from fla_check.engine import warm_ledger, warmup as warmup_module
+from fla_check.engine import prestart, warm_ledger, warmup as warmup_module
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
@@ -106,8 +106,12 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
         elif warming == "background":
             plan = functools.partial(warmup_module.run_buckets, op.name, tuple(modes), limit=warmup_buckets,
                                      **plan_args)
-            background = warmup_module.BackgroundWarmup(plan, get_backend(device).device, backward=backward,
-                                                        providers=providers, invariance=warm_checks)
+            backend_device = get_backend(device).device
+            background = warmup_module.BackgroundWarmup(plan, backend_device, backward=backward,
+                                                        providers=providers, invariance=warm_checks,
+                                                        pool=prestart.take_prestarted_warmup(backend_device))
+    if background is None:
+        prestart.discard_prestarted_warmup()  # the CLI started processes this run does not warm with
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt(), _stopped_with_search(background, extra):
