@@ -72,15 +72,29 @@ def default_jobs(buckets: int, spare: int = 0) -> int:
     return max(1, min(MAX_JOBS, (os.cpu_count() or 1) - spare, buckets))
 
 
+WARMUP_NICE = 10  # compile processes' CPU priority below the search's (main process, isolation worker, planner)
+
+
 @dataclass
 class WarmupPool:
-    """The warm-up's processes (a ``spawn`` pool) and the queue their planning task streams
-    buckets into (:func:`planned_bucket_queue` in a pool process)."""
+    """The warm-up's processes (``spawn`` pools): one planner at normal priority, which streams
+    the buckets into `buckets` as it draws them (:func:`planned_bucket_queue` there), and `jobs`
+    compile processes at :data:`WARMUP_NICE`, so that compiling ahead never takes a core from
+    the search's own critical path."""
 
+    planner: Any
     pool: Any
     buckets: Any  # multiprocessing SimpleQueue: planned buckets, then None when the plan is done
     jobs: int
     device: str
+
+    def terminate(self) -> None:
+        for pool in (self.planner, self.pool):
+            pool.terminate()
+
+    def join(self) -> None:
+        for pool in (self.planner, self.pool):
+            pool.join()
 
 
 _BUCKET_QUEUE: Any = None  # in a warm-up process: the pool's bucket queue
@@ -88,14 +102,16 @@ _WARMUP: Optional[WarmupPool] = None  # the prestarted pool, until adopted or di
 
 
 def start_warmup_pool(device: str, jobs: int) -> WarmupPool:
-    """`jobs` spawned warm-up processes for `device` (spawn: never fork a process that may hold
-    CUDA); each imports what a warm-up needs as it starts."""
+    """The planner and `jobs` compile processes for `device` (spawn: never fork a process that may
+    hold CUDA); each imports what a warm-up needs as it starts."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
-    pool = ctx.Pool(jobs, initializer=_init_warmup_process, initargs=(queue, device, tuple(sys.path)))
-    return WarmupPool(pool, queue, jobs, device)
+    path = tuple(sys.path)
+    planner = ctx.Pool(1, initializer=_init_warmup_process, initargs=(queue, device, path, 0))
+    pool = ctx.Pool(jobs, initializer=_init_warmup_process, initargs=(queue, device, path, WARMUP_NICE))
+    return WarmupPool(planner, pool, queue, jobs, device)
 
 
 def planned_bucket_queue() -> Any:
@@ -105,15 +121,18 @@ def planned_bucket_queue() -> Any:
     return _BUCKET_QUEUE
 
 
-def _init_warmup_process(queue: Any, device: str, path: tuple[str, ...]) -> None:
-    """A warm-up process's start: keep the queue, select and probe the backend (its probe kernels
-    compile, the CUDA context is created) and import the search and the runner now, while the
-    parent is still starting. Never raises (a raising initializer makes the pool respawn its
-    processes forever): what fails here fails again, with its reason, in the first task."""
+def _init_warmup_process(queue: Any, device: str, path: tuple[str, ...], nice: int) -> None:
+    """A warm-up process's start: lower its priority by `nice`, keep the queue, select and probe
+    the backend (its probe kernels compile, the CUDA context is created) and import the search
+    and the runner now, while the parent is still starting. Never raises (a raising initializer
+    makes the pool respawn its processes forever): what fails here fails again, with its reason,
+    in the first task."""
     global _BUCKET_QUEUE
     _BUCKET_QUEUE = queue
     sys.path.extend(p for p in path if p not in sys.path)
     try:
+        if nice:
+            os.nice(nice)
         from fla_check.backend import get_backend
 
         get_backend(device)
@@ -138,7 +157,7 @@ def take_prestarted_warmup(device: str) -> Optional[WarmupPool]:
     global _WARMUP
     pool, _WARMUP = _WARMUP, None
     if pool is not None and pool.device != device:
-        pool.pool.terminate()
+        pool.terminate()
         return None
     return pool
 
@@ -147,5 +166,5 @@ def discard_prestarted_warmup() -> None:
     """End a prestarted warm-up pool nobody will adopt (the run does not warm)."""
     global _WARMUP
     if _WARMUP is not None:
-        _WARMUP.pool.terminate()
+        _WARMUP.terminate()
         _WARMUP = None

@@ -220,7 +220,7 @@ class BackgroundWarmup:
         self.args = (device, backward, tuple(providers), tuple(sys.path), invariance)
         self.skip = skip
         self.stopping = threading.Event()
-        self.pool.apply_async(_planned, (plan, tuple(sys.path)), error_callback=self._failed_plan)
+        self.warmup.planner.apply_async(_planned, (plan, tuple(sys.path)), error_callback=self._failed_plan)
         self.reader = threading.Thread(target=self._submit_planned, name="fla-check-warmup-plan", daemon=True)
         self.reader.start()
 
@@ -234,6 +234,7 @@ class BackgroundWarmup:
                 continue
             bucket = self.warmup.buckets.get()  # whole: a bucket's message is one atomic pipe write
             if bucket is None:  # the plan's end
+                self.warmup.planner.close()
                 with self.lock:
                     self.planned = True
                     self._close_when_done()
@@ -275,8 +276,8 @@ class BackgroundWarmup:
         """End the processes (the search is over); what they warmed by then."""
         self.stopping.set()
         self.reader.join()
-        self.pool.terminate()
-        self.pool.join()
+        self.warmup.terminate()
+        self.warmup.join()
         with self.lock:
             left = len(self.buckets) - self.finished
             stopped = ("the search ended before the buckets were planned" if not self.planned and not self.failed

@@ -57,11 +57,25 @@ def test_a_prestarted_warmup_pool_is_taken_once_and_a_discarded_one_ends():
     prestart.prestart_warmup("cpu")
     pool = prestart.take_prestarted_warmup("cpu")
     assert pool is not None and pool.device == "cpu" and prestart.take_prestarted_warmup("cpu") is None
-    pool.pool.terminate()
+    pool.terminate()
     prestart.prestart_warmup("cpu")
-    processes = list(prestart._WARMUP.pool._pool)
+    processes = list(prestart._WARMUP.pool._pool) + list(prestart._WARMUP.planner._pool)
     prestart.discard_prestarted_warmup()
     assert prestart._WARMUP is None
     for p in processes:
         p.join(timeout=30)
     assert not any(p.is_alive() for p in processes)
+
+
+def test_warmup_compile_processes_run_below_the_searchs_priority_and_the_planner_does_not():
+    import os
+
+    from fla_check.engine import prestart
+
+    pool = prestart.start_warmup_pool("cpu", 1)
+    try:
+        mine = os.nice(0)
+        assert pool.pool.apply(os.nice, (0,)) == min(19, mine + prestart.WARMUP_NICE)
+        assert pool.planner.apply(os.nice, (0,)) == mine
+    finally:
+        pool.terminate()
