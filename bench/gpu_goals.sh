@@ -11,6 +11,8 @@
 #   4. alone: the warm cases/s of RATE_PROCS processes (default 14) sharing GPU 0 (harness_throughput --rate-procs);
 #   5. alone: the selftest on every GPU of the host (--jobs JOBS2, default 2 x JOBS: worker w on GPU w % n).
 # Before them, the Python bytecode cache (BYTECODE, below).
+# GPU_A / GPU_B (default 0 / 1): the GPUs phases 1-4 call GPU 0 / GPU 1 (GPU_A=1 GPU_B=1: all on GPU 1, e.g. while
+# the test suite holds GPU 0 under `taskset`).
 #   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s; RATE_PROCS, RP_OPS;
 #                                               PHASES="2 5 3": only those, in the order 1 2 5 3 4; default "1 2 3")
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
@@ -40,7 +42,7 @@ want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phases 4 and 5 only when n
 if want 1; then
 stamp "phase 1"
 (
-  export CUDA_VISIBLE_DEVICES=0
+  export CUDA_VISIBLE_DEVICES=${GPU_A:-0}
   timeout -s INT -k 10 $(( ${HT_BUDGET:-50} + 15 )) python3 bench/harness_throughput.py --out "$W/ht" \
     --budget "${HT_BUDGET:-50}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 --rate-cases 32 \
     > "$W/ht.log" 2>&1
@@ -49,7 +51,7 @@ stamp "phase 1"
     --child-timeout "${TD_CHILD:-45}" > "$W/td.log" 2>&1
 ) &
 (
-  export CUDA_VISIBLE_DEVICES=1
+  export CUDA_VISIBLE_DEVICES=${GPU_B:-1}
   timeout -s INT -k 10 "${KP_CAP:-150}" python3 bench/kernel_profile.py --out "$W/kp" > "$W/kp.log" 2>&1
   echo "[kernel_profile exit $?]" >> "$W/kp.log"
   if [ -n "${TESTS:-}" ]; then
@@ -63,7 +65,7 @@ fi
 if want 2; then
   stamp "phase 2: selftest --jobs $JOBS"
   start=$(date +%s)
-  CUDA_VISIBLE_DEVICES=0 timeout -s INT -k 10 "${ST_CAP:-300}" python3 -m fla_check.cli selftest --jobs "$JOBS" --json \
+  CUDA_VISIBLE_DEVICES=${GPU_A:-0} timeout -s INT -k 10 "${ST_CAP:-300}" python3 -m fla_check.cli selftest --jobs "$JOBS" --json \
     > "$W/selftest.json" 2> "$W/selftest.log"
   echo "[selftest --jobs $JOBS exit $? in $(( $(date +%s) - start )) s]" >> "$W/selftest.log"
 fi
@@ -81,11 +83,11 @@ fi
 
 if want 3; then
   stamp "phase 3: ci profile"
-  CUDA_VISIBLE_DEVICES=1 bash bench/gpu_ci_profile.sh "$W/ci" "${CI_CAP:-60}" > "$W/ci_profile.log" 2>&1
+  CUDA_VISIBLE_DEVICES=${GPU_B:-1} bash bench/gpu_ci_profile.sh "$W/ci" "${CI_CAP:-60}" > "$W/ci_profile.log" 2>&1
 fi
 if want 4; then
   stamp "phase 4: warm cases/s of RATE_PROCS processes on GPU 0"
-  CUDA_VISIBLE_DEVICES=0 timeout -s INT -k 10 $(( ${RP_BUDGET:-120} + 15 )) python3 bench/harness_throughput.py \
+  CUDA_VISIBLE_DEVICES=${GPU_A:-0} timeout -s INT -k 10 $(( ${RP_BUDGET:-120} + 15 )) python3 bench/harness_throughput.py \
     --out "$W/rp" --budget "${RP_BUDGET:-120}" --ops "${RP_OPS:-gla,gated_delta}" --no-search --no-scaling --rate-T 64,256,1024 \
     --rate-cases 16 --rate-procs "${RATE_PROCS:-14}" > "$W/rp.log" 2>&1
 fi

@@ -38,9 +38,9 @@ def test_a_forced_warmup_is_recorded_and_changes_no_result(tmp_path):
     assert "compile warm-up before the search: 1 of 1 buckets" in warm_out.output
     assert "warmup" not in cold["options"] and "compile warm-up" not in cold_out.output
     assert _facts(warm) == _facts(cold) and warm["cases"]
-    ahead_out, ahead = _run(tmp_path, "ahead", "--warmup", "background", "--warmup-buckets", "2")
+    ahead_out, ahead = _run(tmp_path, "ahead", "--warmup", "background", "--warmup-buckets", "3")
     assert ahead_out.exit_code == cold_out.exit_code and _facts(ahead) == _facts(cold)
-    record = ahead["options"]["warmup"]  # the search compiles the first bucket itself: one left
+    record = ahead["options"]["warmup"]  # the search compiles its first case's two buckets itself: one left
     assert record["background"] is True and record["failed"] == []
     assert (record["buckets"], record["warmed"], record["stopped"]) in (
         (1, 1, ""), (1, 0, "the search ended first: 1 bucket(s) not warmed"),

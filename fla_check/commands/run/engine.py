@@ -107,8 +107,10 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
             plan = functools.partial(warmup_module.run_buckets, op.name, tuple(modes), limit=warmup_buckets,
                                      **plan_args)
             backend_device = get_backend(device).device
+            # skip: the first case's buckets, one per mode, which the search compiles at once itself (on the
+            # H200 a warm-up process compiling them beside it only took a core: docs/gpu/perf-h200-10)
             background = warmup_module.BackgroundWarmup(plan, backend_device, backward=backward,
-                                                        providers=providers, invariance=warm_checks,
+                                                        providers=providers, invariance=warm_checks, skip=len(modes),
                                                         pool=prestart.take_prestarted_warmup(backend_device))
     if background is None:
         prestart.discard_prestarted_warmup()  # the CLI started processes this run does not warm with
