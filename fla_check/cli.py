@@ -89,11 +89,11 @@ def main() -> None:
 # -- parsing helpers (each raises a FlaCheckError with one clear line) ----------------------
 def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
     """Spawn, before this process imports torch (their start-ups overlap:
-    :mod:`fla_check.engine.prestart`), what a GPU run (--device cuda, or no --device on a machine
+    :mod:`fla_check.engine.prestart`, :mod:`fla_check.engine.warmup_pool`), what a GPU run (--device cuda, or no --device on a machine
     with an NVIDIA driver) will want: the CUDA isolation worker (process isolation) and the
     background warm-up's processes (--warmup auto or background, unless the compile cache has a
     warm-up ledger: then the run decides, and may skip the warm-up)."""
-    from fla_check.engine import prestart, warm_ledger
+    from fla_check.engine import prestart, warm_ledger, warmup_pool
 
     device = device or os.environ.get("FLA_CHECK_DEVICE")
     if not (device == "cuda" or (device is None and os.path.exists("/dev/nvidiactl"))):
@@ -101,7 +101,7 @@ def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
     if isolation_kind == "process":
         prestart.prestart("cuda")
     if warmup in ("auto", "background") and not warm_ledger.present():
-        prestart.prestart_warmup("cuda")
+        warmup_pool.prestart_warmup("cuda")
 
 
 def _select_device(device: Optional[str]) -> str:

@@ -4,6 +4,7 @@ import importlib
 import sys
 
 import pytest
+from device import DEVICE
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
@@ -60,7 +61,7 @@ def test_hypothesis_draws_local_constants_and_the_guard_stops_it(local_module):
 def test_a_seeded_search_draws_the_same_cases_with_a_local_module_loaded(local_module):
     def planned():
         return [c.short() for c in planned_cases("gla", modes=("recurrent", "chunk"), profile="ci", seed=0,
-                                                 device="cpu")]
+                                                 device=DEVICE)]
 
     before = planned()
     local_module()

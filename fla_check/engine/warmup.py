@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 from fla_check.cases import CaseConfig, option_values
-from fla_check.engine.prestart import (JOBS_ENV, MAX_JOBS, WarmupPool, default_jobs,  # noqa: F401 (re-exported)
-                                       planned_bucket_queue, start_warmup_pool, triton_cache_dir)
+from fla_check.engine.prestart import triton_cache_dir
+from fla_check.engine.warmup_pool import (JOBS_ENV, MAX_JOBS, WarmupPool, default_jobs,  # noqa: F401 (re-exported)
+                                          planned_bucket_queue, start_warmup_pool)
 from fla_check.errors import UsageError
 
 WARMUP_POLICIES = ("auto", "on", "off", "background")
@@ -199,7 +200,7 @@ class BackgroundWarmup:
     for) and streams each as it is drawn; the others compile them in draw order as they come,
     skipping the first `skip` (the search compiles those itself while the processes start),
     one core left to the search. `pool`: processes the CLI started before its imports
-    (:func:`fla_check.engine.prestart.prestart_warmup`); else started here. The search finds a
+    (:func:`fla_check.engine.warmup_pool.prestart_warmup`); else started here. The search finds a
     bucket compiled, or half-compiled, when it gets there, and its first failure is not held
     back as by a warm-up before it. Nothing crosses back but Triton's disk cache. :meth:`stop`
     ends the processes; a bucket being compiled then is abandoned (Triton writes a cache entry

@@ -18,11 +18,11 @@ def test_a_prestarted_worker_is_adopted_on_first_use_and_serves():
 
 def test_the_cli_prestarts_a_cuda_worker_only_for_an_isolated_gpu_run(monkeypatch, tmp_path):
     from fla_check import cli
-    from fla_check.engine import prestart
+    from fla_check.engine import prestart, warmup_pool
 
     started = []
     monkeypatch.setattr(prestart, "prestart", started.append)
-    monkeypatch.setattr(prestart, "prestart_warmup", lambda device: None)
+    monkeypatch.setattr(warmup_pool, "prestart_warmup", lambda device: None)
     monkeypatch.delenv("FLA_CHECK_DEVICE", raising=False)
     cli._prestart("process", "cuda", "off")
     cli._prestart("none", "cuda", "off")
@@ -34,11 +34,11 @@ def test_the_cli_prestarts_a_cuda_worker_only_for_an_isolated_gpu_run(monkeypatc
 
 def test_the_cli_prestarts_the_warmup_for_a_background_gpu_run_without_a_ledger(monkeypatch, tmp_path):
     from fla_check import cli
-    from fla_check.engine import prestart, warm_ledger
+    from fla_check.engine import prestart, warm_ledger, warmup_pool
 
     started = []
     monkeypatch.setattr(prestart, "prestart", lambda device: None)
-    monkeypatch.setattr(prestart, "prestart_warmup", started.append)
+    monkeypatch.setattr(warmup_pool, "prestart_warmup", started.append)
     monkeypatch.delenv("FLA_CHECK_DEVICE", raising=False)
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv(warm_ledger.LEDGER_ENV, "on")
@@ -49,33 +49,3 @@ def test_the_cli_prestarts_the_warmup_for_a_background_gpu_run_without_a_ledger(
     (tmp_path / warm_ledger.LEDGER_NAME).write_text("{}")  # the run may skip its warm-up: it decides
     cli._prestart("process", "cuda", "auto")
     assert started == ["cuda", "cuda"]
-
-
-def test_a_prestarted_warmup_pool_is_taken_once_and_a_discarded_one_ends():
-    from fla_check.engine import prestart
-
-    prestart.prestart_warmup("cpu")
-    pool = prestart.take_prestarted_warmup("cpu")
-    assert pool is not None and pool.device == "cpu" and prestart.take_prestarted_warmup("cpu") is None
-    pool.terminate()
-    prestart.prestart_warmup("cpu")
-    processes = list(prestart._WARMUP.pool._pool) + list(prestart._WARMUP.planner._pool)
-    prestart.discard_prestarted_warmup()
-    assert prestart._WARMUP is None
-    for p in processes:
-        p.join(timeout=30)
-    assert not any(p.is_alive() for p in processes)
-
-
-def test_warmup_compile_processes_run_below_the_searchs_priority_and_the_planner_does_not():
-    import os
-
-    from fla_check.engine import prestart
-
-    pool = prestart.start_warmup_pool("cpu", 1)
-    try:
-        mine = os.nice(0)
-        assert pool.pool.apply(os.nice, (0,)) == min(19, mine + prestart.WARMUP_NICE)
-        assert pool.planner.apply(os.nice, (0,)) == mine
-    finally:
-        pool.terminate()

@@ -102,9 +102,9 @@ def test_background_warming_skips_the_searchs_first_bucket_and_reports_failures(
 
 
 def test_the_background_warmup_adopts_a_prestarted_pool():
-    from fla_check.engine import prestart
+    from fla_check.engine import warmup_pool
 
-    pool = prestart.start_warmup_pool(DEVICE, 1)
+    pool = warmup_pool.start_warmup_pool(DEVICE, 1)
     buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32)]
     background = warmup.BackgroundWarmup(functools.partial(warmup.fixed_plan, buckets), DEVICE, pool=pool)
     assert background.pool is pool.pool and background.jobs == 1

@@ -25,7 +25,7 @@ from fla_check.engine import invariance as invariance_checks
 from fla_check.engine import large_index as large
 from fla_check.engine.runner import resolve_modes, unsupported_reason
 from fla_check.engine.profiles import get_profile
-from fla_check.engine import prestart, warm_ledger, warmup as warmup_module
+from fla_check.engine import warm_ledger, warmup as warmup_module, warmup_pool
 from fla_check.engine import search as search_module  # called through the module: tests and benches wrap it
 from fla_check.engine.search import ProgressEvent
 from fla_check.engine.sharding import Shard, run_budget
@@ -111,9 +111,9 @@ def run(op: OpSpec, modes: Sequence[str], *, dtypes: Optional[Sequence[str]] = N
             # H200 a warm-up process compiling them beside it only took a core: docs/gpu/perf-h200-10)
             background = warmup_module.BackgroundWarmup(plan, backend_device, backward=backward,
                                                         providers=providers, invariance=warm_checks, skip=len(modes),
-                                                        pool=prestart.take_prestarted_warmup(backend_device))
+                                                        pool=warmup_pool.take_prestarted_warmup(backend_device))
     if background is None:
-        prestart.discard_prestarted_warmup()  # the CLI started processes this run does not warm with
+        warmup_pool.discard_prestarted_warmup()  # the CLI started processes this run does not warm with
     checkpoints = Checkpoints(path, extra)
     try:
         with sigterm_as_interrupt(), _stopped_with_search(background, extra):

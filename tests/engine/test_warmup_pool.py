@@ -1,0 +1,29 @@
+"""The warm-up's processes: prestarted and adopted once, discarded when not adopted, the compile
+processes below the search's CPU priority and the planner not."""
+import os
+
+from fla_check.engine import warmup_pool
+
+
+def test_a_prestarted_warmup_pool_is_taken_once_and_a_discarded_one_ends():
+    warmup_pool.prestart_warmup("cpu")
+    pool = warmup_pool.take_prestarted_warmup("cpu")
+    assert pool is not None and pool.device == "cpu" and warmup_pool.take_prestarted_warmup("cpu") is None
+    pool.terminate()
+    warmup_pool.prestart_warmup("cpu")
+    processes = list(warmup_pool._WARMUP.pool._pool) + list(warmup_pool._WARMUP.planner._pool)
+    warmup_pool.discard_prestarted_warmup()
+    assert warmup_pool._WARMUP is None
+    for p in processes:
+        p.join(timeout=30)
+    assert not any(p.is_alive() for p in processes)
+
+
+def test_warmup_compile_processes_run_below_the_searchs_priority_and_the_planner_does_not():
+    pool = warmup_pool.start_warmup_pool("cpu", 1)
+    try:
+        mine = os.nice(0)
+        assert pool.pool.apply(os.nice, (0,)) == min(19, mine + warmup_pool.WARMUP_NICE)
+        assert pool.planner.apply(os.nice, (0,)) == mine
+    finally:
+        pool.terminate()
