@@ -32,7 +32,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import multiprocessing
-import os
 import sys
 import threading
 import time
@@ -195,11 +194,12 @@ def warm(buckets: Sequence[Bucket], device: str, *, backward: bool = False, jobs
 class BackgroundWarmup:
     """Warm-up processes that compile a run's buckets while its search runs (``--warmup background``).
 
-    One process works out the buckets (`plan`, e.g. :func:`run_buckets` as a partial, called
-    with ``on_bucket=``: replaying the search's draws takes seconds the search should not wait
-    for) and streams each as it is drawn; the others compile them in draw order as they come,
-    skipping the first `skip` (the search compiles those itself while the processes start),
-    one core left to the search. `pool`: processes the CLI started before its imports
+    A planner process works out the buckets (`plan`, e.g. :func:`run_buckets` as a partial,
+    called with ``on_bucket=``: replaying the search's draws takes seconds the search should not
+    wait for) and streams each as it is drawn; the compile processes (at a lower CPU priority:
+    :mod:`fla_check.engine.warmup_pool`) compile them in draw order as they come, skipping the
+    first `skip` (the search compiles those itself), and exit once every planned bucket is done.
+    `pool`: processes the CLI started before its imports
     (:func:`fla_check.engine.warmup_pool.prestart_warmup`); else started here. The search finds a
     bucket compiled, or half-compiled, when it gets there, and its first failure is not held
     back as by a warm-up before it. Nothing crosses back but Triton's disk cache. :meth:`stop`
@@ -280,14 +280,18 @@ class BackgroundWarmup:
         self.warmup.terminate()
         self.warmup.join()
         with self.lock:
-            left = len(self.buckets) - self.finished
-            stopped = ("the search ended before the buckets were planned" if not self.planned and not self.failed
-                       and not self.buckets else
-                       f"the search ended while the buckets were planned: {left} of {len(self.buckets)} not warmed"
-                       if not self.planned and not self.failed else
-                       f"the search ended first: {left} bucket(s) not warmed" if left else "")
             return WarmupResult(len(self.buckets), self.warmed, tuple(self.failed), self.jobs,
-                                time.perf_counter() - self.started, cache_dir(), stopped, background=True)
+                                time.perf_counter() - self.started, cache_dir(), self._stopped_early(),
+                                background=True)
+
+    def _stopped_early(self) -> str:
+        """With the lock held: why the warm-up ended before every bucket was warmed ('' if it did not)."""
+        left = len(self.buckets) - self.finished
+        if not self.planned and not self.failed:
+            if not self.buckets:
+                return "the search ended before the buckets were planned"
+            return f"the search ended while the buckets were planned: {left} of {len(self.buckets)} not warmed"
+        return f"the search ended first: {left} bucket(s) not warmed" if left else ""
 
 
 def _planned(plan: Callable[..., Sequence[Bucket]], path: tuple[str, ...]) -> int:
