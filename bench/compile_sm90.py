@@ -2,6 +2,7 @@
 
     python bench/compile_sm90.py --dtype bfloat16               # delta chunk forward
     python bench/compile_sm90.py --dtype bfloat16 --gated       # gated_delta chunk forward
+    python bench/compile_sm90.py --dtype bfloat16 --kda         # KDA chunk forward
     KD=100 VD=60 python bench/compile_sm90.py --dtype float16   # other head dims
 
 Compiles (never runs) every kernel of ``fla_check.kernels.delta.chunk.chunk_fwd`` (chunk 64, B=1
@@ -96,10 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     parser.add_argument("--gated", action="store_true", help="gated_delta (a log gate g) instead of delta")
+    parser.add_argument("--kda", action="store_true", help="KDA's chunk forward (a per-channel log gate)")
     args = parser.parse_args()
     _driver.set_active(FakeDriver())
     JITFunction.run = _compile_only
     from fla_check.kernels.delta.chunk import chunk_fwd
+    from fla_check.kernels.kda.chunk import kda_chunk_fwd
 
     dtype = getattr(torch, args.dtype)
     B, T, H = 1, 128, 2
@@ -107,10 +110,13 @@ def main() -> None:
     q, k = torch.randn(B, T, H, K, dtype=dtype), torch.randn(B, T, H, K, dtype=dtype)
     v = torch.randn(B, T, H, V, dtype=dtype)
     beta = torch.rand(B, T, H, dtype=dtype)
-    g = -torch.rand(B, T, H, dtype=torch.float32) if args.gated else None
     start = time.perf_counter()
-    chunk_fwd(q, k, v, beta, g, K ** -0.5, None, True, None, 64)
-    print(f"{args.dtype} {'gated_delta' if args.gated else 'delta'} K={K} V={V}: "
+    if args.kda:
+        kda_chunk_fwd(q, k, v, -torch.rand(B, T, H, K, dtype=torch.float32), beta, K ** -0.5, None, True, None, 64)
+    else:
+        g = -torch.rand(B, T, H, dtype=torch.float32) if args.gated else None
+        chunk_fwd(q, k, v, beta, g, K ** -0.5, None, True, None, 64)
+    print(f"{args.dtype} {'kda' if args.kda else 'gated_delta' if args.gated else 'delta'} K={K} V={V}: "
           f"total compile {time.perf_counter() - start:.1f} s")
     for name, seconds, resources, counts in ROWS:
         print(f"  {name:28s} {seconds:6.1f} s  {resources}  smem {counts['smem']} warps {counts['warps']} "

@@ -74,7 +74,7 @@ def invert_diagonal_blocks(b_N, BT: tl.constexpr, BC: tl.constexpr):
 
 
 @triton.jit
-def _block_ptrs(A, stride, n, i: tl.constexpr, j: tl.constexpr, BC: tl.constexpr):
+def _block_ptrs(A, stride, n, i, j, BC: tl.constexpr):
     """Pointers and row mask of block (i, j) of a chunk's BTxBT tile (row r at A + r * stride)."""
     o_c = tl.arange(0, BC)
     r = i * BC + o_c
@@ -88,12 +88,12 @@ def merge_blocks(A, stride, n, BT: tl.constexpr, BC: tl.constexpr, DOT_PRECISION
     Y_ij = X_i sum_{j<=m<i} N_im Y_mj (i > j), tl.dot at DOT_PRECISION. Only the `n` valid
     rows are read or written; barriers order the stores against other threads' loads."""
     tl.debug_barrier()
-    for i in tl.static_range(1, BT // BC):
+    for i in range(1, BT // BC):  # runtime loops: unrolled, the 16 dots of BT = 64 lengthened the sm_90 compile
         p_X, m_X = _block_ptrs(A, stride, n, i, i, BC)
         b_X = tl.load(p_X, mask=m_X, other=0.0)
-        for j in tl.static_range(i):
+        for j in range(0, i):
             b_acc = tl.zeros([BC, BC], dtype=tl.float32)
-            for m in tl.static_range(j, i):
+            for m in range(j, i):
                 p_N, m_N = _block_ptrs(A, stride, n, i, m, BC)
                 p_Y, m_Y = _block_ptrs(A, stride, n, m, j, BC)
                 b_acc += tl.dot(tl.load(p_N, mask=m_N, other=0.0), tl.load(p_Y, mask=m_Y, other=0.0),

@@ -50,7 +50,7 @@ def kda_intra_kernel(
     o_c = tl.arange(0, BC)
     o_k = tl.arange(0, BK)
     m_k = o_k < K
-    for i_i in tl.static_range(NC):
+    for i_i in range(0, NC):  # runtime loops: unrolled, the four sub-chunk rows made its compile 4x longer
         o_i = i_t * BT + i_i * BC + o_c
         m_i = o_i < eos - bos
         row_i = (bos + o_i) * H + i_h
@@ -65,7 +65,7 @@ def kda_intra_kernel(
         b_en = tl.where(m_ik, tl.exp(b_g - b_gn[None, :]), 0.0)
         b_qn = b_q * b_en
         b_kn = b_k * b_en
-        for i_j in tl.static_range(i_i):  # off-diagonal blocks, j < i: bounded factorisation
+        for i_j in range(0, i_i):  # off-diagonal blocks, j < i: bounded factorisation
             o_j = i_t * BT + i_j * BC + o_c
             m_jk = m_k[:, None] & (o_j < eos - bos)[None, :]
             p_jt = ((bos + o_j) * H + i_h)[None, :] * K + o_k[:, None]  # [BK, BC]
