@@ -101,6 +101,26 @@ def test_background_warming_skips_the_searchs_first_bucket_and_reports_failures(
     assert result.to_json()["background"] is True
 
 
+def _plan_then_hang(buckets, on_bucket):
+    """A plan that streams `buckets` and then never ends (a search ending mid-plan)."""
+    for bucket in buckets:
+        on_bucket(bucket)
+    time.sleep(600)
+
+
+def test_a_search_ending_while_the_plan_streams_stops_the_planner_and_counts_what_was_warmed():
+    buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
+    background = warmup.BackgroundWarmup(functools.partial(_plan_then_hang, buckets), DEVICE, jobs=1)
+    deadline = time.monotonic() + 120
+    while background.finished < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    processes = list(background.pool._pool) + list(background.warmup.planner._pool)
+    result = background.stop()
+    assert (result.buckets, result.warmed, result.failed) == (2, 2, ())
+    assert result.stopped == "the search ended while the buckets were planned: 0 of 2 not warmed"
+    assert not any(p.is_alive() for p in processes)
+
+
 def test_the_background_warmup_adopts_a_prestarted_pool():
     from fla_check.engine import warmup_pool
 
