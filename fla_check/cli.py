@@ -89,10 +89,11 @@ def main() -> None:
 # -- parsing helpers (each raises a FlaCheckError with one clear line) ----------------------
 def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
     """Spawn, before this process imports torch (their start-ups overlap:
-    :mod:`fla_check.engine.prestart`, :mod:`fla_check.engine.warmup_pool`), what a GPU run (--device cuda, or no --device on a machine
-    with an NVIDIA driver) will want: the CUDA isolation worker (process isolation) and the
-    background warm-up's processes (--warmup auto or background, unless the compile cache has a
-    warm-up ledger: then the run decides, and may skip the warm-up)."""
+    :mod:`fla_check.engine.prestart`, :mod:`fla_check.engine.warmup_pool`), what a GPU run
+    (--device cuda, or no --device on a machine with an NVIDIA driver) will want: the CUDA
+    isolation worker (process isolation) and the background warm-up's processes (--warmup auto
+    or background, unless the compile cache has a warm-up ledger: then the run decides, and may
+    skip the warm-up)."""
     from fla_check.engine import prestart, warm_ledger, warmup_pool
 
     device = device or os.environ.get("FLA_CHECK_DEVICE")
