@@ -210,7 +210,7 @@ class BackgroundWarmup:
                  providers: Sequence[str] = (), jobs: Optional[int] = None, skip: int = 1,
                  invariance: str = "none", pool: Optional[WarmupPool] = None) -> None:
         self.started = time.perf_counter()
-        self.warmup = pool or start_warmup_pool(device, jobs or default_jobs(MAX_JOBS, spare=1))
+        self.warmup = pool or start_warmup_pool(device, jobs)
         self.pool, self.jobs = self.warmup.pool, self.warmup.jobs
         self.buckets: list[Bucket] = []
         self.planned = False

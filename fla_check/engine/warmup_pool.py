@@ -60,11 +60,13 @@ _BUCKET_QUEUE: Any = None  # in a warm-up process: the pool's bucket queue
 _WARMUP: Optional[WarmupPool] = None  # the prestarted pool, until adopted or discarded
 
 
-def start_warmup_pool(device: str, jobs: int) -> WarmupPool:
-    """The planner and `jobs` compile processes for `device` (spawn: never fork a process that may
-    hold CUDA); each imports what a warm-up needs as it starts."""
+def start_warmup_pool(device: str, jobs: Optional[int] = None) -> WarmupPool:
+    """The planner and `jobs` compile processes for `device` (default :func:`default_jobs`, one
+    core left to the search; spawn: never fork a process that may hold CUDA); each imports what a
+    warm-up needs as it starts."""
     import multiprocessing
 
+    jobs = jobs or default_jobs(MAX_JOBS, spare=1)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
     path = tuple(sys.path)
@@ -102,12 +104,12 @@ def _init_warmup_process(queue: Any, device: str, path: tuple[str, ...], nice: i
 
 
 def prestart_warmup(device: str) -> None:
-    """Spawn the warm-up pool of `device` now (:func:`default_jobs` processes, one core left to
-    the search); adopted by the run's background warm-up (:func:`take_prestarted_warmup`), or
-    discarded when the run does not warm (:func:`discard_prestarted_warmup`)."""
+    """Spawn the warm-up pool of `device` now (:func:`start_warmup_pool`); adopted by the run's
+    background warm-up (:func:`take_prestarted_warmup`), or discarded when the run does not warm
+    (:func:`discard_prestarted_warmup`)."""
     global _WARMUP
     if _WARMUP is None:
-        _WARMUP = start_warmup_pool(device, default_jobs(MAX_JOBS, spare=1))
+        _WARMUP = start_warmup_pool(device)
 
 
 def take_prestarted_warmup(device: str) -> Optional[WarmupPool]:

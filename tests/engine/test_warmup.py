@@ -11,6 +11,13 @@ from fla_check.errors import UsageError
 from fla_check.engine.search import planned_cases
 
 
+def _wait_until(done, seconds: float = 120.0) -> None:
+    """Poll `done()` until it holds or `seconds` pass (the assertions after it say which)."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_auto_warms_in_the_background_on_a_gpu_only():
     assert warmup.resolve("auto", interpreter=False) == "background"
     assert warmup.resolve("auto", interpreter=True) == "off"
@@ -92,9 +99,7 @@ def test_background_warming_skips_the_searchs_first_bucket_and_reports_failures(
     good = warmup.Bucket("gla", "recurrent", "float32", 1, 16, 16)
     bad = warmup.Bucket("gla", "nosuchmode", "float32", 1, 16, 16)
     background = warmup.BackgroundWarmup(functools.partial(warmup.fixed_plan, [first, good, bad]), DEVICE, jobs=1)
-    deadline = time.monotonic() + 120
-    while background.finished < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_until(lambda: background.finished >= 2)
     result = background.stop()
     assert (result.buckets, result.warmed, result.jobs, result.stopped) == (2, 1, 1, "")
     assert len(result.failed) == 1 and result.failed[0].startswith("nosuchmode float32 H=1 K=16 V=16: ")
@@ -111,9 +116,7 @@ def _plan_then_hang(buckets, on_bucket):
 def test_a_search_ending_while_the_plan_streams_stops_the_planner_and_counts_what_was_warmed():
     buckets = [warmup.Bucket("gla", "recurrent", "float32", 1, k, 16) for k in (16, 32, 64)]
     background = warmup.BackgroundWarmup(functools.partial(_plan_then_hang, buckets), DEVICE, jobs=1)
-    deadline = time.monotonic() + 120
-    while background.finished < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_until(lambda: background.finished >= 2)
     processes = list(background.pool._pool) + list(background.warmup.planner._pool)
     result = background.stop()
     assert (result.buckets, result.warmed, result.failed) == (2, 2, ())
@@ -129,9 +132,7 @@ def test_the_background_warmup_adopts_a_prestarted_pool():
     background = warmup.BackgroundWarmup(functools.partial(warmup.fixed_plan, buckets), DEVICE, pool=pool)
     assert background.pool is pool.pool and background.jobs == 1
     processes = list(pool.pool._pool) + list(pool.planner._pool)
-    deadline = time.monotonic() + 120
-    while background.finished < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_until(lambda: background.finished >= 1)
     for p in processes:  # every planned bucket done: the processes exit before the search ends
         p.join(timeout=60)
     assert not any(p.is_alive() for p in processes)
@@ -151,9 +152,7 @@ def test_stopping_the_background_ends_its_processes_at_once():
 
 def test_a_plan_that_raises_is_reported():
     background = warmup.BackgroundWarmup(functools.partial(warmup.run_buckets, "nosuchop", ("chunk",)), DEVICE, jobs=1)
-    deadline = time.monotonic() + 120
-    while not background.failed and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_until(lambda: background.failed)
     result = background.stop()
     assert result.buckets == 0 and len(result.failed) == 1 and result.failed[0].startswith("planning the buckets: ")
 
