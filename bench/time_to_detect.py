@@ -85,6 +85,8 @@ def first_failure(bench: Bench, op: str, args) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as fresh_root, tempfile.TemporaryDirectory() as filled:
         for i, (cache, warmup, which) in enumerate(FIRST_ROWS):
+            if warmup not in args.first_warmups:
+                continue
             if not bench.has_time(f"first.{op}.{cache}.{warmup}", args.min_entry_s):
                 break
             if cache == "warm" and not any(r["cache"] == "filled by a complete run" for r in rows):
@@ -290,6 +292,8 @@ def main() -> None:
     p.add_argument("--selftest-examples", type=int, default=None)
     p.add_argument("--min-entry-s", type=float, default=20.0, help="do not start a mutant with less time left")
     p.add_argument("--first-ops", default="", help="ops of the process-start-to-first-failure rows ('' to skip)")
+    p.add_argument("--first-warmups", default="off,background",
+                   help="--warmup values of the first-failure rows (default both; 'background': the CLI's default only)")
     p.add_argument("--warmup-buckets", type=int, default=None, help="--warmup-buckets of the warm-up rows")
     p.add_argument("--warmup-seconds", type=float, default=None, help="--warmup-seconds of the warm-up rows")
     p.add_argument("--child-timeout", type=float, default=180.0, help="seconds per first-failure process")
@@ -307,6 +311,10 @@ def main() -> None:
     args.mask_ops = [o for o in args.mask_ops.split(",") if o]
     args.mutant_ops = [o for o in args.mutant_ops.split(",") if o]
     args.first_ops = [o for o in args.first_ops.split(",") if o]
+    args.first_warmups = [w for w in args.first_warmups.split(",") if w]
+    unknown = sorted(set(args.first_warmups) - {warmup for _, warmup, _ in FIRST_ROWS})
+    if unknown:
+        p.error(f"--first-warmups: unknown {', '.join(unknown)} (off, background)")
     bench = Bench("time_to_detect", args.out, args.budget)
     bench.data["environment"] = environment(device)
     bench.data["args"] = dict(vars(args))

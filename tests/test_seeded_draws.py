@@ -22,13 +22,15 @@ CONSTANTS = (48611, 77003, 90001, 123457, 654321, 987653)  # in no strategy's po
 @pytest.fixture
 def local_module(tmp_path, monkeypatch):
     """A local module full of unusual integers, imported the way a kernel provider is; hypothesis'
-    collected constants are put back afterwards (they would leak into later tests' draws)."""
+    collected constants are put back afterwards (they would leak into later tests' draws). The
+    module count hypothesis last scanned at is reset: it rescans only when ``len(sys.modules)``
+    changed, and modules that earlier tests dropped can leave the count equal after the import
+    (a GPU run, test order dependent: docs/gpu/pytest-h200-12)."""
     from hypothesis.internal.constants_ast import Constants
 
-    for name in ("_local_constants", "_seen_modules", "_sys_modules_len"):
-        value = getattr(providers, name)
-        monkeypatch.setattr(providers, name, Constants() | value if name == "_local_constants"
-                            else set(value) if name == "_seen_modules" else value)
+    monkeypatch.setattr(providers, "_local_constants", Constants() | providers._local_constants)
+    monkeypatch.setattr(providers, "_seen_modules", set(providers._seen_modules))
+    monkeypatch.setattr(providers, "_sys_modules_len", -1)
     providers.CONSTANTS_CACHE.cache.clear()  # a cache of allowed constants per draw kind: rebuilt on demand
     (tmp_path / "kernel_consts.py").write_text(f"SHAPES = {list(CONSTANTS)}\nLIMIT = 16_000_003\n")
     monkeypatch.syspath_prepend(str(tmp_path))
