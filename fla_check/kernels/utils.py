@@ -36,6 +36,19 @@ def next_pow2(n: int, minimum: int = 16) -> int:
     return max(minimum, triton.next_power_of_2(n))
 
 
+# Compile classes of head dims (the KDA kernels): a kernel that tiles a head dim uses its widest block
+# whatever the dim, and masked loads cover a dim below it. Triton compiles a binary per block size and
+# per divisibility of the dim by 16, so the space's dims 16, 32 and 64 share one binary where each
+# power of two used to get its own (docs/compile_buckets.md, "Compile classes of head dims").
+HEAD_BLOCK = 64  # a whole head dim's smallest block
+
+
+def whole_dim_block(dim: int) -> int:
+    """The block of a kernel holding a whole head dim in one block: HEAD_BLOCK up to it, else the
+    dim's power of two (16..64 -> 64, 100 -> 128)."""
+    return max(HEAD_BLOCK, triton.next_power_of_2(dim))
+
+
 FMA_BLOCK = 32  # the widest block of a head dim whose fp32 IEEE dots unroll to scalar FMAs per tile
 
 

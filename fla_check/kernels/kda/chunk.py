@@ -31,7 +31,7 @@ from fla_check.kernels.common.ut_transform import BLOCK as UT_BLOCK
 from fla_check.kernels.common.ut_transform import check_chunk_size, invert_diagonal_blocks, merge_blocks
 from fla_check.kernels.common.varlen import chunk_bounds, first_chunk, flat_chunk, sequence_bounds
 from fla_check.kernels.delta.chunk import chunk_layout
-from fla_check.kernels.utils import check_varlen, dot_precision, fma_block, next_pow2, num_sequences
+from fla_check.kernels.utils import FMA_BLOCK, check_varlen, dot_precision, num_sequences, whole_dim_block
 
 MAX_HEAD_DIM = 256
 BC = 16  # sub-chunk rows of the intra-chunk scores
@@ -243,8 +243,8 @@ def kda_chunk_fwd(
     ht = torch.empty(N, H, K, V, **f32) if output_final_state else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     o = torch.empty(B, T, H, V, device=q.device, dtype=q.dtype)
-    BK = next_pow2(K)
-    BV = fma_block(V)
+    BK = whole_dim_block(K)
+    BV = FMA_BLOCK
     NV = triton.cdiv(V, BV)
     NT = triton.cdiv(T, BT) if cu_seqlens is None else NT_total
     grid_b = 1 if cu_seqlens is not None else B
@@ -257,12 +257,12 @@ def kda_chunk_fwd(
     kda_intra_kernel[(NT, grid_b * H)](q, k, g_cum, beta, Aqk, Akk, cu_seqlens, chunk_indices, scale, T,
                                        BC=min(BC, BT), NC=BT // min(BC, BT), num_stages=1, **meta)
     kda_ut_kernel[(NT, grid_b * H)](k, v, g_cum, beta, Akk, w, u, cu_seqlens, chunk_indices, T,
-                                    V=V, BV=BV, BC=UT_BLOCK, **dict(meta, BK=fma_block(K)))
+                                    V=V, BV=BV, BC=UT_BLOCK, **dict(meta, BK=FMA_BLOCK))
     kda_h_kernel[(NV, N * H)](k, w, u, g_cum, h, v_new, h0, ht, cu_seqlens, chunk_offsets, T, V=V, BV=BV,
                               USE_INITIAL_STATE=h0 is not None, STORE_FINAL_STATE=output_final_state,
                               num_stages=1, **meta)  # pipelined [BT, BK] fp32 tiles overflow an H200's smem
     kda_o_kernel[(NV, NT, grid_b * H)](q, g_cum, Aqk, v_new, h, o, cu_seqlens, chunk_indices, scale, T,
-                                       V=V, BV=BV, **dict(meta, BK=fma_block(K)))
+                                       V=V, BV=BV, **dict(meta, BK=FMA_BLOCK))
     return o, ht
 
 

@@ -3,7 +3,8 @@
 Per step (fp32 state in registers, natural-log gate per key channel, decay first):
     S' = Diag(exp g_t) S_{t-1},  e_t = v_t - S'^T k_t,  S_t = S' + k_t (beta_t e_t)^T,
     o_t = S_t^T (scale q_t).
-One program per (sequence, head, V-block) holds the full K in one block (next_pow2 + masks).
+One program per (sequence, head, V-block) holds the full K in one block
+(:func:`~fla_check.kernels.utils.whole_dim_block` + masks: K = 16..64 share a binary).
 
 Backward, checkpointed: with gradients the forward also stores the state entering every block
 of ``CKPT`` steps (fp32 [blocks, H, K, V]). One program per (sequence, head, V-block) then walks
@@ -24,7 +25,7 @@ import triton.language as tl
 
 from fla_check.kernels.common.state import state_offsets
 from fla_check.kernels.common.varlen import first_chunk, sequence_bounds
-from fla_check.kernels.utils import check_varlen, next_pow2, num_sequences
+from fla_check.kernels.utils import HEAD_BLOCK, check_varlen, num_sequences, whole_dim_block
 
 CKPT = 16  # steps between stored states in the forward (the backward recomputes inside a block)
 
@@ -182,8 +183,8 @@ def kda_recurrent_fwd(
     offsets, n_ckpt = _ckpt_layout(B, T, cu_seqlens)
     ckpt = q.new_empty(n_ckpt, H, K, V, dtype=torch.float32) if save_ckpt else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
-    BK = next_pow2(K)
-    BV = min(64, next_pow2(V))
+    BK = whole_dim_block(K)
+    BV = HEAD_BLOCK
     if N * H > 0:
         kda_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * H)](
             q, k, v, g, beta, o, h0, ht, ckpt, offsets, cu_seqlens, scale, T,
@@ -204,8 +205,8 @@ def kda_recurrent_bwd(
     B, T, H, K = q.shape
     V = v.shape[-1]
     N = num_sequences(B, cu_seqlens)
-    BK = next_pow2(K)
-    BV = min(64, next_pow2(V))
+    BK = whole_dim_block(K)
+    BV = HEAD_BLOCK
     NV = triton.cdiv(V, BV)
     f32 = dict(device=q.device, dtype=torch.float32)
     dq, dk, dg = (torch.zeros(NV, B, T, H, K, **f32) for _ in range(3))
