@@ -25,6 +25,7 @@ import click
 
 from fla_check import __version__
 from fla_check.errors import FlaCheckError, HarnessOutOfMemory, RunInterrupted, UsageError
+from fla_check.host_threads import one_host_thread
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -93,12 +94,14 @@ def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
     (--device cuda, or no --device on a machine with an NVIDIA driver) will want: the CUDA
     isolation worker (process isolation) and the background warm-up's processes (--warmup auto
     or background, unless the compile cache has a warm-up ledger: then the run decides, and may
-    skip the warm-up)."""
+    skip the warm-up). First torch's CPU ops get one thread, for them and this process
+    (:mod:`fla_check.host_threads`)."""
     from fla_check.engine import prestart, warm_ledger, warmup_pool
 
     device = device or os.environ.get("FLA_CHECK_DEVICE")
     if not (device == "cuda" or (device is None and os.path.exists("/dev/nvidiactl"))):
         return
+    one_host_thread()
     if isolation_kind == "process":
         prestart.prestart("cuda")
     if warmup in ("auto", "background") and not warm_ledger.present():
@@ -106,10 +109,14 @@ def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
 
 
 def _select_device(device: Optional[str]) -> str:
-    """Select the backend BEFORE anything imports triton or a kernel module."""
+    """Select the backend BEFORE anything imports triton or a kernel module; on a GPU, torch's CPU
+    ops get one thread (:mod:`fla_check.host_threads`)."""
     from fla_check.backend import select_backend
 
-    return select_backend(device)
+    selected = select_backend(device)
+    if selected == "cuda":
+        one_host_thread()
+    return selected
 
 
 def _parse_op(name: str):
