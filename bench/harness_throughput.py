@@ -206,6 +206,18 @@ def _rate_cases(op: str, args, device: str, T: int, seed0: int = 0) -> tuple[Cal
     return run, configs, modes, dtypes
 
 
+def _run_all(op: str, modes: list[str], configs: list, args, device: str, run: Callable) -> list:
+    """The results of `configs`: one check_case each, or with ``--rate-batch N`` check_cases on N at a
+    time (their float64 references in one batch)."""
+    if args.rate_batch <= 1:
+        return [run(c) for c in configs]
+    from fla_check.engine.batched import check_cases
+
+    n = args.rate_batch
+    return [r for i in range(0, len(configs), n)
+            for r in check_cases(op, modes, configs[i:i + n], device=device, isolation=args.rate_isolation)]
+
+
 def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
     """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
     rows = []
@@ -214,10 +226,11 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
             break
         run, configs, modes, dtypes = _rate_cases(op, args, device, T)
         t0 = time.perf_counter()
-        verdicts = [run(c).verdict.value for c in configs]
+        verdicts = [r.verdict.value for r in _run_all(op, modes, configs, args, device, run)]
         sync(device)
         wall = time.perf_counter() - t0
         row = {"op": op, "T": T, "H": args.scale_H, "K": args.scale_K, "V": args.scale_K, "dtypes": dtypes,
+               "batch": args.rate_batch,
                "cases": len(configs), "wall_s": wall, "cases_per_s": len(configs) / wall, "modes": modes,
                "isolation": args.rate_isolation, "verdicts": sorted(set(verdicts)),
                "syncs_per_case": _syncs(lambda: run(configs[0])) if device == "cuda" else None}
@@ -232,11 +245,10 @@ def _rate_worker(rank: int, op: str, args, device: str, barrier, results) -> Non
     import torch  # noqa: F401  (imported before the barrier: no process times another's import)
 
     for T in args.rate_T:
-        run, configs, _, _ = _rate_cases(op, args, device, T, seed0=rank * 100_000)
+        run, configs, modes, _ = _rate_cases(op, args, device, T, seed0=rank * 100_000)
         barrier.wait()
         t0 = time.perf_counter()
-        for c in configs:
-            run(c)
+        _run_all(op, modes, configs, args, device, run)
         sync(device)
         results.put((rank, T, len(configs), time.perf_counter() - t0))
         barrier.wait()  # the next T starts together
@@ -380,14 +392,15 @@ def tables(bench: Bench, args) -> list[Table]:
                            "check_case calls again (compiled). kernels = the built-in modes of the op that each "
                            "call ran (shrink candidates of a failing mode run that mode only).")]
     rrows = [[r["op"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", ",".join(r["dtypes"]), ",".join(r["modes"]),
-              r["isolation"], r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
+              r["isolation"], r.get("batch", 1), r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
               "-" if r["syncs_per_case"] is None else r["syncs_per_case"], ",".join(r["verdicts"])]
              for op in args.ops for r in secs.get(f"rate.{op}", {}).get("rows", [])]
     out.append(Table("Warm cases/s with the float64 reference included (fixed shapes, B=1)", bench.command,
-                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "cases", "cases/s", "ms/case",
+                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "batch", "cases", "cases/s", "ms/case",
                       "host syncs/case", "verdicts"], rrows,
                      note="check_case on seeded cases, every built-in mode: reference, baselines, kernels, judge; "
-                          "compiled first. Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case."))
+                          "compiled first. batch > 1: check_cases on that many at once (their float64 references "
+                          "in one loop). Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case."))
     srows = []
     for op in args.ops:
         for r in secs.get(f"scaling.{op}", {}).get("rows", []):
@@ -431,6 +444,8 @@ def main() -> None:
     p.add_argument("--rate-cases", type=int, default=None,
                    help="cases per T in the warm-rate section (CPU 4, GPU 32)")
     p.add_argument("--rate-isolation", choices=("none", "process"), default="none")
+    p.add_argument("--rate-batch", type=int, default=1,
+                   help="run the warm-rate cases N at a time through check_cases (float64 references batched)")
     p.add_argument("--rate-procs", type=int, default=0,
                    help="also run the warm-rate loop in this many processes at once on the device (0: not)")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")

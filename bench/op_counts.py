@@ -4,6 +4,7 @@
     python bench/op_counts.py --top 12             # and each phase's most frequent aten ops
     python bench/op_counts.py --time 3             # and wall ms per phase, best of 3 (no counting)
     python bench/op_counts.py --report R.json --cases 10   # the first cases of a run report, as drawn
+    python bench/op_counts.py --batch 16           # one case's share of 16 run by check_cases
 
 The harness is launch-bound on a GPU: the cost of a warm case is the number of torch ops and
 host syncs, not their size, and both are the same on the CPU. Each case runs once to warm up
@@ -111,9 +112,12 @@ def installed(phases: Phases, count_syncs: bool) -> Iterator[None]:
     """Phase wrappers around the runner's steps (and sync spies); restored on exit."""
     import triton.runtime.interpreter as interpreter
 
+    import fla_check.engine.batched as batched
     import fla_check.engine.runner as runner
 
     patches = [(runner, "build_case", phases.wrap("build", runner.build_case)),
+               (batched, "build_case", phases.wrap("build", batched.build_case)),
+               (batched, "reference_batch", phases.wrap("reference", batched.reference_batch)),
                (runner, "reference", phases.wrap("reference", runner.reference)),
                (runner, "PendingScales", phases.wrap("baseline", runner.PendingScales)),
                (runner, "_invoke", phases.wrap("kernels", runner._invoke)),
@@ -172,13 +176,14 @@ def counted(call: Callable, count_syncs: bool) -> tuple[dict[str, PhaseStats], o
 def measure(case: dict, args) -> dict[str, PhaseStats]:
     """Ops and syncs of one warm case per phase (counted once), and with --time the best of
     `args.time` uncounted runs' wall seconds per phase."""
-    from fla_check.engine.runner import check_case
+    from fla_check.engine.batched import check_cases
 
     modes = args.modes.split(",")
-    run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
+    run = lambda seed: check_cases(  # noqa: E731
+        case["op"], modes, [make_config(case, args, seed + i) for i in range(args.batch)])
     run(args.seed + 1000)  # warm: JIT, the bucket's invariance checks
-    stats, result = counted(lambda: run(args.seed), count_syncs=True)
-    verdict = result.verdict.value
+    stats, results = counted(lambda: run(args.seed), count_syncs=True)
+    verdict = ",".join(sorted({r.verdict.value for r in results}))
     times = []
     for _ in range(args.time):
         timed = Phases(sync=args.sync and torch.cuda.is_available())
@@ -187,14 +192,24 @@ def measure(case: dict, args) -> dict[str, PhaseStats]:
         times.append({p: s.seconds for p, s in timed.stats.items()})
     for p in stats:
         stats[p].seconds = min((t[p] for t in times), default=float("nan"))
+        per_case(stats[p], args.batch)
     case["verdict"] = verdict
     return stats
 
 
+def per_case(stats: PhaseStats, cases: int) -> None:
+    """`stats` of `cases` cases run together, divided into one case's share (rounded)."""
+    stats.ops = Counter({name: round(n / cases) for name, n in stats.ops.items()})
+    stats.launches = round(stats.launches / cases)
+    stats.syncs = Counter({name: round(n / cases) for name, n in stats.syncs.items()})
+    stats.seconds /= cases
+
+
 def report(case: dict, stats: dict[str, PhaseStats], args) -> None:
     timed = args.time > 0
+    batch = f", per case of {args.batch} run by check_cases" if args.batch > 1 else ""
     print(f"\n#### {case['op']} {case['dtype']} T={case['T']} H={args.H} K=V={args.K} modes {args.modes} "
-          f"(verdict {case['verdict']})\n")
+          f"(verdict {case['verdict']}{batch})\n")
     head = ["phase", "aten ops", "launch ops", "host syncs"] + (["ms (best of %d)" % args.time] if timed else [])
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     total = [0, 0, 0, 0.0]
@@ -250,6 +265,9 @@ def main() -> None:
     p.add_argument("--time", type=int, default=0, help="also time each phase: best of this many runs")
     p.add_argument("--sync", action="store_true",
                    help="with --time on a GPU: synchronize at each phase boundary (device time charged to its phase)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="run this many seeded cases at once (engine.batched.check_cases: their float64 references "
+                        "in one batch) and report one case's share")
     p.add_argument("--report", default=None, help="count the cases of this run report instead (--cases of them)")
     p.add_argument("--cases", type=int, default=10, help="with --report: its first N cases")
     args = p.parse_args()

@@ -121,7 +121,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
                configs: Optional[ConfigPolicy] = None,
                isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None,
                invariance: Optional[Union[str, Sequence[str]]] = None,
-               invariance_scope: Optional[str] = None) -> CaseResult:
+               invariance_scope: Optional[str] = None, built: Optional["BuiltCase"] = None) -> CaseResult:
     """Run `config` through reference, baseline and each of `modes`; judge every output
     (and, with `backward`, every gradient). `repeat`: the determinism check's policy
     (:func:`repeat_wanted`: off / bucket / all; None: ``FLA_CHECK_REPEAT`` or off).
@@ -131,8 +131,12 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     `memory`: the memory checks each mode call runs under (None: all of them;
     ``MemoryChecks.off()``: a plain call).
     `invariance`: the metamorphic checks ('split,layout', 'all', 'none' or a sequence of names;
-    None: ``FLA_CHECK_INVARIANCE`` or layout), `invariance_scope`: bucket or all."""
+    None: ``FLA_CHECK_INVARIANCE`` or layout), `invariance_scope`: bucket or all.
+    `built`: the case's inputs and float64 reference computed ahead (forward cases only:
+    :func:`fla_check.engine.batched.check_cases`)."""
     start = time.perf_counter()
+    if built is not None and backward:
+        raise ValueError("a case built ahead has no reference gradients: backward cases build their own")
     isolation = Isolation.of(isolation)
     checks = invariance_checks.parse_checks(
         invariance if invariance is None or isinstance(invariance, str) else ",".join(invariance) or "none")
@@ -147,10 +151,10 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         raise ConfigPolicyError("--configs picked needs a GPU: the Triton interpreter cannot time configs "
                                 "(autotuning benchmarks each one)")
     with harness_stage("building the inputs", config, backend.device):
-        inputs = build_case(config, backend.device)
+        inputs = build_case(config, backend.device) if built is None else built.inputs
         up = gradients.upstream(config, backend.device) if backward else None
     with harness_stage("the float64 reference" + (" and its gradients" if backward else ""), config, backend.device):
-        ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64)
+        ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64) if built is None else built.ref
     with harness_stage("the gradients' cancellation scales", config, backend.device):
         cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
     judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks())
@@ -173,6 +177,14 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         pairs = _pairs(produced, ref, results, judge.ref_terms)
     baseline = next(iter(judge.scales.values()), {})
     return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
+
+
+@dataclass(frozen=True)
+class BuiltCase:
+    """A forward case's inputs and float64 reference outputs ({"o", "ht"}), computed ahead."""
+
+    inputs: CaseInputs
+    ref: dict[str, Tensor]
 
 
 def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Optional[gradients.Upstream],

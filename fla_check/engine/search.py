@@ -44,9 +44,10 @@ from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, OPTION_OPS, CaseConfig, Fill, dtype_name, op_options, usable_options
 from fla_check.engine import invariance as invariance_checks
 from fla_check.engine.configs import FIRST, ConfigPolicy
+from fla_check.engine.batched import build_ahead, takes_built
 from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
-from fla_check.engine.runner import ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
+from fla_check.engine.runner import BuiltCase, ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
 from fla_check.seeded_draws import only_seeded_draws
 from fla_check.engine.simplify import simplify
 from fla_check.errors import HarnessOutOfMemory, PresetError
@@ -201,9 +202,11 @@ class _Evaluator:
         return time.perf_counter() - self.start
 
     def cover(self, configs: Sequence[CaseConfig]) -> None:
-        """The covering phase: run `configs` with every mode that has not failed yet."""
+        """The covering phase: run `configs` with every mode that has not failed yet (their float64
+        references in one batch, :func:`_built_ahead`)."""
         self.mode, self.mode_failed_at, self.phase = "", None, "cover"
         self.calls = self.budget - len(configs)  # the progress bar's last steps
+        built = self._built_ahead([c for c in configs if c not in self.cache])
         for config in configs:
             wanted = [m for m in self.specs if m not in self.failing]
             if not wanted:
@@ -212,18 +215,30 @@ class _Evaluator:
             result = self.cache.get(config)
             missing = [m for m in wanted if result is None or m not in result.modes]
             if missing:
-                result = self._evaluate(config, missing)
+                result = self._evaluate(config, missing, built.pop(config, None))
             self._report(result)
 
-    def _check(self, config: CaseConfig, specs: list[ModeSpec]) -> CaseResult:
-        """check(config) with `specs`; a harness out-of-memory ends the run (:class:`_HarnessStop`)."""
+    def _built_ahead(self, configs: list[CaseConfig]) -> dict[CaseConfig, BuiltCase]:
+        """`configs`' inputs and float64 references, the references in one step loop
+        (:mod:`fla_check.engine.batched`); none for a backward run or a check that is not check_case."""
+        if self.backward or len(configs) < 2 or not takes_built(self.check):
+            return {}
         try:
-            return self.check(self.op, specs, config, device=self.device, backward=self.backward)
+            return dict(zip(configs, build_ahead(self.op, configs, self.device)))
+        except HarnessOutOfMemory as exc:
+            raise _HarnessStop(exc, configs[0]) from exc
+
+    def _check(self, config: CaseConfig, specs: list[ModeSpec], built: Optional[BuiltCase] = None) -> CaseResult:
+        """check(config) with `specs` (`built`: its inputs and reference computed ahead); a harness
+        out-of-memory ends the run (:class:`_HarnessStop`)."""
+        extra = {} if built is None else {"built": built}
+        try:
+            return self.check(self.op, specs, config, device=self.device, backward=self.backward, **extra)
         except HarnessOutOfMemory as exc:
             raise _HarnessStop(exc, config) from exc
 
-    def _evaluate(self, config: CaseConfig, labels: list[str]) -> CaseResult:
-        fresh = self._check(config, [self.specs[m] for m in labels])
+    def _evaluate(self, config: CaseConfig, labels: list[str], built: Optional[BuiltCase] = None) -> CaseResult:
+        fresh = self._check(config, [self.specs[m] for m in labels], built)
         result = self.cache.get(config)
         if result is None:
             result = self.cache[config] = fresh
