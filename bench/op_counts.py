@@ -177,10 +177,14 @@ def measure(case: dict, args) -> dict[str, PhaseStats]:
     """Ops and syncs of one warm case per phase (counted once), and with --time the best of
     `args.time` uncounted runs' wall seconds per phase."""
     from fla_check.engine.batched import check_cases
+    from fla_check.engine.runner import check_case
 
     modes = args.modes.split(",")
-    run = lambda seed: check_cases(  # noqa: E731
-        case["op"], modes, [make_config(case, args, seed + i) for i in range(args.batch)])
+    if args.batch > 1:
+        run = lambda seed: check_cases(  # noqa: E731
+            case["op"], modes, [make_config(case, args, seed + i) for i in range(args.batch)])
+    else:
+        run = lambda seed: [check_case(case["op"], modes, make_config(case, args, seed))]  # noqa: E731
     run(args.seed + 1000)  # warm: JIT, the bucket's invariance checks
     stats, results = counted(lambda: run(args.seed), count_syncs=True)
     verdict = ",".join(sorted({r.verdict.value for r in results}))
