@@ -23,6 +23,9 @@ from fla_check.errors import CaseError
 from fla_check.references.batch import RowCase, batch_key, reference_batch
 
 
+BATCH_ELEMENTS = 2**25  # float64 elements of one batch's padded q, k, g, v and o (256 MB): longer runs split
+
+
 def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], *,
                 device: Optional[str] = None, backward: bool = False, **kwargs: Any) -> list[CaseResult]:
     """:func:`check_case` of each of `configs` (same keywords), in order, the forward cases'
@@ -52,11 +55,29 @@ def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str]
         groups[batch_key(op_spec.step, case)].append((i, case))
     refs: dict[int, dict[str, Tensor]] = {}
     for group in groups.values():
-        with harness_stage(f"the float64 reference of {len(group)} cases in one batch", configs[group[0][0]], dev):
-            outs = reference_batch(op_spec.step, [case for _, case in group])
-        for (i, _), (o, ht) in zip(group, outs):
-            refs[i] = {"o": o, "ht": ht}
+        for batch in _within(group, configs, BATCH_ELEMENTS):
+            with harness_stage(f"the float64 reference of {len(batch)} cases in one batch", configs[batch[0][0]], dev):
+                outs = reference_batch(op_spec.step, [case for _, case in batch])
+            for (i, _), (o, ht) in zip(batch, outs):
+                refs[i] = {"o": o, "ht": ht}
     return [BuiltCase(x, refs[i]) for i, x in enumerate(inputs)]
+
+
+def _within(group: list[tuple[int, RowCase]], configs: Sequence[CaseConfig], elements: int) -> list[list]:
+    """`group` cut into consecutive batches whose padded float64 inputs and outputs stay within
+    about `elements` (one case at least per batch)."""
+    batches: list[list] = [[]]
+    rows = width = steps = 0
+    for i, case in group:
+        c = configs[i]
+        own = (len(c.segments[0]) if c.varlen else c.B) * c.HV  # the case's rows: sequences x value heads
+        r, w, t = rows + own, max(width, 3 * c.K + 2 * c.V), max(steps, c.T)
+        if batches[-1] and r * w * t > elements:
+            batches.append([])
+            r, w, t = own, 3 * c.K + 2 * c.V, c.T
+        batches[-1].append((i, case))
+        rows, width, steps = r, w, t
+    return batches
 
 
 def takes_built(check: Callable[..., Any]) -> bool:

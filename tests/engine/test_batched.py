@@ -113,3 +113,17 @@ def test_a_search_covers_with_one_batched_reference_and_the_same_results(monkeyp
     assert covering > 1 and sizes == [covering]
     for case in result.cases[-covering:]:  # the modes that had not failed yet
         _assert_same(check_case("gla", modes, case.config), case)
+
+
+def test_a_long_group_is_cut_into_batches_within_the_memory_cap(monkeypatch):
+    from fla_check.engine import batched
+
+    sizes = []
+    real = batched.reference_batch
+    monkeypatch.setattr(batched, "reference_batch", lambda step, cases: sizes.append(len(cases)) or real(step, cases))
+    monkeypatch.setattr(batched, "BATCH_ELEMENTS", 40_000)  # a few small cases per batch
+    configs = [c for seed in (2, 3, 4) for c in covering_configs(SpaceOptions(op="gla", max_seq_len=40), seed=seed)]
+    results = check_cases("gla", ["test:clean"], configs, isolation="none", invariance="none")
+    assert len(sizes) > 1 and sum(sizes) == len(configs) and max(sizes) < len(configs)
+    for config, got in zip(configs, results):
+        _assert_same(check_case("gla", ["test:clean"], config, isolation="none", invariance="none"), got)
