@@ -5,7 +5,10 @@ step loop (:func:`fla_check.references.batch.reference_batch`: whatever their dt
 head dims and packings; cases with and without an in-kernel gate input apart) and then judges
 each case as :func:`~fla_check.engine.runner.check_case` does, with that reference. The verdicts are the
 same; on a GPU the reference's launches are paid once per batch instead of once per case.
-Backward cases (reference gradients through autograd) run one by one.
+Backward cases (reference gradients through autograd) run one by one. A batch holds at most
+:data:`BATCH_ELEMENTS` padded float64 elements; a longer list is cut into several. The search's
+covering phase (:meth:`fla_check.engine.search._Evaluator.cover`) builds its cases this way
+(:func:`build_ahead`).
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ from fla_check.engine.out_of_memory import harness_stage
 from fla_check.engine.runner import BuiltCase, CaseResult, ModeLike, OpLike, check_case, resolve_op
 from fla_check.errors import CaseError
 from fla_check.references.batch import RowCase, batch_key, reference_batch
-
 
 BATCH_ELEMENTS = 2**25  # float64 elements of one batch's padded q, k, g, v and o (256 MB): longer runs split
 
