@@ -1,5 +1,5 @@
 """Seconds to plan a run's cases (the warm-up's planner, the search's own draws) alone and beside busy
-processes, with torch's default CPU threads and with one (fla_check.host_threads).
+processes, with torch's default CPU threads and with one (fla_check.engine.host_threads).
 
     python bench/plan_contention.py --ops gated_delta,delta --busy 16
 

@@ -25,7 +25,7 @@ import click
 
 from fla_check import __version__
 from fla_check.errors import FlaCheckError, HarnessOutOfMemory, RunInterrupted, UsageError
-from fla_check.host_threads import one_host_thread
+from fla_check.engine.host_threads import one_host_thread
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -95,7 +95,7 @@ def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
     isolation worker (process isolation) and the background warm-up's processes (--warmup auto
     or background, unless the compile cache has a warm-up ledger: then the run decides, and may
     skip the warm-up). First torch's CPU ops get one thread, for them and this process
-    (:mod:`fla_check.host_threads`)."""
+    (:mod:`fla_check.engine.host_threads`)."""
     from fla_check.engine import prestart, warm_ledger, warmup_pool
 
     device = device or os.environ.get("FLA_CHECK_DEVICE")
@@ -110,7 +110,7 @@ def _prestart(isolation_kind: str, device: Optional[str], warmup: str) -> None:
 
 def _select_device(device: Optional[str]) -> str:
     """Select the backend BEFORE anything imports triton or a kernel module; on a GPU, torch's CPU
-    ops get one thread (:mod:`fla_check.host_threads`)."""
+    ops get one thread (:mod:`fla_check.engine.host_threads`)."""
     from fla_check.backend import select_backend
 
     selected = select_backend(device)

@@ -1,9 +1,9 @@
-"""tests/conftest.py's worker count: the whole suite spreads over the usable cores under xdist; a
-named selection, an explicit ``-n``, a worker process or a missing xdist keep one process."""
+"""tests/suite_workers.py, the conftest's xdist worker count: the whole suite spreads over the usable
+cores; a named selection, an explicit ``-n``, a worker process or a missing xdist keep one process."""
 from types import SimpleNamespace
 
 import pytest
-from conftest import WORKERS_ENV, suite_workers
+from suite_workers import WORKERS_ENV, suite_workers
 
 
 class _Config:

@@ -1,4 +1,4 @@
-"""fla_check.host_threads: one CPU thread for torch in fla-check's GPU processes, inherited by the
+"""fla_check.engine.host_threads: one CPU thread for torch in fla-check's GPU processes, inherited by the
 processes they start; a user's own OMP_NUM_THREADS wins. The CLI sets it once the device is CUDA."""
 import os
 import subprocess
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fla_check import cli
-from fla_check.host_threads import ENV, one_host_thread
+from fla_check.engine.host_threads import ENV, one_host_thread
 
 
 @pytest.fixture
