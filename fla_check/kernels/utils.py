@@ -46,7 +46,7 @@ HEAD_BLOCK = 64  # a whole head dim's smallest block
 def whole_dim_block(dim: int) -> int:
     """The block of a kernel holding a whole head dim in one block: HEAD_BLOCK up to it, else the
     dim's power of two (16..64 -> 64, 100 -> 128)."""
-    return max(HEAD_BLOCK, triton.next_power_of_2(dim))
+    return next_pow2(dim, minimum=HEAD_BLOCK)
 
 
 FMA_BLOCK = 32  # the widest block of a head dim whose fp32 IEEE dots unroll to scalar FMAs per tile
