@@ -220,8 +220,9 @@ class _Evaluator:
 
     def _built_ahead(self, configs: list[CaseConfig]) -> dict[CaseConfig, BuiltCase]:
         """`configs`' inputs and float64 references, the references in one step loop
-        (:mod:`fla_check.engine.batched`); none for a backward run or a check that is not check_case."""
-        if self.backward or len(configs) < 2 or not takes_built(self.check):
+        (:mod:`fla_check.engine.batched`); none for a backward run, a check that is not check_case,
+        or when every mode has failed already (the covering phase then runs nothing)."""
+        if self.backward or len(configs) < 2 or not takes_built(self.check) or set(self.specs) <= set(self.failing):
             return {}
         try:
             return dict(zip(configs, build_ahead(self.op, configs, self.device)))
