@@ -445,7 +445,8 @@ def main() -> None:
                    help="cases per T in the warm-rate section (CPU 4, GPU 32)")
     p.add_argument("--rate-isolation", choices=("none", "process"), default="none")
     p.add_argument("--rate-batch", type=int, default=1,
-                   help="run the warm-rate cases N at a time through check_cases (float64 references batched)")
+                   help="run the warm-rate cases N at a time through check_cases (float64 references batched, the "
+                        "baselines of cases of one dtype emulated together)")
     p.add_argument("--rate-procs", type=int, default=0,
                    help="also run the warm-rate loop in this many processes at once on the device (0: not)")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")

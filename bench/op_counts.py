@@ -118,6 +118,7 @@ def installed(phases: Phases, count_syncs: bool) -> Iterator[None]:
     patches = [(runner, "build_case", phases.wrap("build", runner.build_case)),
                (batched, "build_case", phases.wrap("build", batched.build_case)),
                (batched, "reference_batch", phases.wrap("reference", batched.reference_batch)),
+               (batched, "emulated_batch", phases.wrap("baseline", batched.emulated_batch)),
                (runner, "reference", phases.wrap("reference", runner.reference)),
                (runner, "PendingScales", phases.wrap("baseline", runner.PendingScales)),
                (runner, "_invoke", phases.wrap("kernels", runner._invoke)),
@@ -271,7 +272,7 @@ def main() -> None:
                    help="with --time on a GPU: synchronize at each phase boundary (device time charged to its phase)")
     p.add_argument("--batch", type=int, default=1,
                    help="run this many seeded cases at once (engine.batched.check_cases: their float64 references "
-                        "in one batch) and report one case's share")
+                        "in one batch, the baselines of each dtype in one emulation) and report one case's share")
     p.add_argument("--report", default=None, help="count the cases of this run report instead (--cases of them)")
     p.add_argument("--cases", type=int, default=10, help="with --report: its first N cases")
     args = p.parse_args()

@@ -8,12 +8,16 @@ same; on a GPU the reference's launches are paid once per batch instead of once 
 Backward cases (reference gradients through autograd) run one by one. A batch holds at most
 :data:`BATCH_ELEMENTS` padded float64 elements; a longer list is cut into several. The search's
 covering phase (:meth:`fla_check.engine.search._Evaluator.cover`) builds its cases this way
-(:func:`build_ahead`).
+(:func:`build_ahead`). The readout terms of recurrent fp32 baselines (a second reference, on
+absolute values) join the same loop. :func:`check_cases` also emulates the baselines of cases of one
+shape, dtype and declaration together (:func:`emulate_ahead`): the same samples, one emulation's
+launches; the search draws cases of different shapes, so its covering phase does not.
 """
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
 from torch import Tensor
@@ -21,9 +25,13 @@ from torch import Tensor
 from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig, build_case
 from fla_check.engine.out_of_memory import harness_stage
-from fla_check.engine.runner import BuiltCase, CaseResult, ModeLike, OpLike, check_case, resolve_op
+from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, resolve_modes, resolve_op,
+                                     unsupported_reason)
 from fla_check.errors import CaseError
 from fla_check.references.batch import RowCase, batch_key, reference_batch
+from fla_check.verdict.baselines import (emulated_batch, emulation_key, memory_budget, readout_inputs, rounds_exact,
+                                        sample_bytes, sample_seed)
+from fla_check.verdict.emulation import SAMPLES
 
 BATCH_ELEMENTS = 2**25  # float64 elements of one batch's padded q, k, g, v and o (256 MB): longer runs split
 
@@ -35,49 +43,98 @@ def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseCon
     op_spec = resolve_op(op)
     if backward:
         return [check_case(op_spec, modes, c, device=device, backward=True, **kwargs) for c in configs]
-    built = build_ahead(op_spec, configs, device)
+    built = build_ahead(op_spec, configs, device, readout=wants_readout(op_spec, modes))
+    built = emulate_ahead(op_spec, modes, configs, built, device)
     return [check_case(op_spec, modes, c, device=device, built=b, **kwargs) for c, b in zip(configs, built)]
 
 
-def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str] = None) -> list[BuiltCase]:
+def wants_readout(op: OpLike, modes: Sequence[ModeLike]) -> bool:
+    """Whether one of `modes` has a recurrent fp32 baseline, whose readout terms
+    (:func:`~fla_check.verdict.baselines.readout_inputs`) :func:`build_ahead` can batch too."""
+    return any(rounds_exact(spec.arithmetic) for spec in resolve_modes(resolve_op(op), modes))
+
+
+def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str] = None, *,
+                readout: bool = False) -> list[BuiltCase]:
     """Each forward case's inputs and float64 reference (``check_case(..., built=)``), the
-    references of cases of one :func:`batch_key` in one loop."""
+    references of cases of one :func:`batch_key` in one loop; with `readout`, the readout terms
+    of the recurrent fp32 baselines in the same loop (more rows, no more steps)."""
     op_spec = resolve_op(op)
     foreign = [c.short() for c in configs if c.op != op_spec.name]
     if foreign:
         raise CaseError(f"cases for another op than {op_spec.name!r}: {', '.join(foreign[:3])}")
     dev = get_backend(device).device
     inputs = []
-    groups: dict[Any, list[tuple[int, RowCase]]] = defaultdict(list)
+    groups: dict[Any, list[tuple[int, str, RowCase]]] = defaultdict(list)  # (case, output, problem)
     for i, config in enumerate(configs):
         with harness_stage("building the inputs", config, dev):
             x = build_case(config, dev)
         inputs.append(x)
-        case = RowCase(x.tensors(), x.initial_state, x.cu_seqlens, x.prepare)
-        groups[batch_key(op_spec.step, case)].append((i, case))
-    refs: dict[int, dict[str, Tensor]] = {}
+        problems = {"ref": RowCase(x.tensors(), x.initial_state, x.cu_seqlens, x.prepare)}
+        absolute = readout_inputs(x) if readout else None
+        if absolute is not None:
+            problems["readout"] = RowCase(absolute[0], absolute[1], x.cu_seqlens)
+        for name, case in problems.items():
+            groups[batch_key(op_spec.step, case)].append((i, name, case))
+    outs: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
     for group in groups.values():
         for batch in _within(group, configs, BATCH_ELEMENTS):
-            with harness_stage(f"the float64 reference of {len(batch)} cases in one batch", configs[batch[0][0]], dev):
-                outs = reference_batch(op_spec.step, [case for _, case in batch])
-            for (i, _), (o, ht) in zip(batch, outs):
-                refs[i] = {"o": o, "ht": ht}
-    return [BuiltCase(x, refs[i]) for i, x in enumerate(inputs)]
+            with harness_stage(f"the float64 reference of {len(batch)} problems in one batch",
+                               configs[batch[0][0]], dev):
+                results = reference_batch(op_spec.step, [case for _, _, case in batch])
+            outs.update({(i, name): out for (i, name, _), out in zip(batch, results)})
+    return [BuiltCase(x, dict(zip(("o", "ht"), outs[i, "ref"])), outs.get((i, "readout"), (None,))[0])
+            for i, x in enumerate(inputs)]
 
 
-def _within(group: list[tuple[int, RowCase]], configs: Sequence[CaseConfig], elements: int) -> list[list]:
+def emulate_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
+                  device: Optional[str] = None) -> list[BuiltCase]:
+    """`built` with the emulated baseline samples of every mode that runs each case, cases of one
+    :func:`~fla_check.verdict.baselines.emulation_key` (declaration, dtype, shapes) emulated
+    together (:func:`~fla_check.verdict.baselines.emulated_batch`: each case's samples are those it
+    gets alone), as many at once as fit the emulation's memory budget. A case alone in its key,
+    or too large for a batch, is left to its judge."""
+    op_spec, backend = resolve_op(op), get_backend(device)
+    specs = resolve_modes(op_spec, modes)
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, (config, case) in enumerate(zip(configs, built)):
+        arithmetics = {spec.declared(config.chunk_size) for spec in specs
+                       if unsupported_reason(spec, config, backend) is None}
+        for arith in arithmetics:
+            key = emulation_key(arith, case.inputs, config.torch_dtype)
+            if key is not None:
+                groups[key].append(i)
+    ready: list[dict] = [dict(case.samples) for case in built]
+    budget = memory_budget(backend.device)
+    for (arith, dtype, *_), members in groups.items():
+        each = SAMPLES * sample_bytes(built[members[0]].inputs, arith, backward=False)
+        size = max(1, budget // each)
+        for lo in range(0, len(members), size):
+            batch = members[lo:lo + size]
+            if len(batch) < 2:
+                continue
+            with harness_stage(f"the float64 baseline emulation ({arith.algorithm}) of {len(batch)} cases in one batch",
+                               configs[batch[0]], backend.device):
+                samples = emulated_batch(op_spec, arith, [built[i].inputs for i in batch], dtype,
+                                         [sample_seed(configs[i].seed, arith) for i in batch])
+            for i, got in zip(batch, samples):
+                ready[i][arith] = got
+    return [replace(case, samples=own) for case, own in zip(built, ready)]
+
+
+def _within(group: list[tuple[int, str, RowCase]], configs: Sequence[CaseConfig], elements: int) -> list[list]:
     """`group` cut into consecutive batches whose padded float64 inputs and outputs stay within
-    about `elements` (one case at least per batch)."""
+    about `elements` (one problem at least per batch)."""
     batches: list[list] = [[]]
     rows = width = steps = 0
-    for i, case in group:
-        c = configs[i]
-        own = (len(c.segments[0]) if c.varlen else c.B) * c.HV  # the case's rows: sequences x value heads
+    for entry in group:
+        c = configs[entry[0]]
+        own = (len(c.segments[0]) if c.varlen else c.B) * c.HV  # the problem's rows: sequences x value heads
         r, w, t = rows + own, max(width, 3 * c.K + 2 * c.V), max(steps, c.T)
         if batches[-1] and r * w * t > elements:
             batches.append([])
             r, w, t = own, 3 * c.K + 2 * c.V, c.T
-        batches[-1].append((i, case))
+        batches[-1].append(entry)
         rows, width, steps = r, w, t
     return batches
 

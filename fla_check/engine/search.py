@@ -44,7 +44,7 @@ from fla_check.backend import get_backend
 from fla_check.cases import DTYPES, OPTION_OPS, CaseConfig, Fill, dtype_name, op_options, usable_options
 from fla_check.engine import invariance as invariance_checks
 from fla_check.engine.configs import FIRST, ConfigPolicy
-from fla_check.engine.batched import build_ahead, takes_built
+from fla_check.engine.batched import build_ahead, takes_built, wants_readout
 from fla_check.engine.isolation import Isolation
 from fla_check.engine.profiles import DEFAULT_PROFILE, REPORTS_DIR, database_dir, get_profile, hypothesis_settings
 from fla_check.engine.runner import BuiltCase, ModeLike, OpLike, check_case, mode_label, resolve_modes, resolve_op
@@ -225,7 +225,8 @@ class _Evaluator:
         if self.backward or len(configs) < 2 or not takes_built(self.check) or set(self.specs) <= set(self.failing):
             return {}
         try:
-            return dict(zip(configs, build_ahead(self.op, configs, self.device)))
+            live = [spec for label, spec in self.specs.items() if label not in self.failing]
+            return dict(zip(configs, build_ahead(self.op, configs, self.device, readout=wants_readout(self.op, live))))
         except HarnessOutOfMemory as exc:
             raise _HarnessStop(exc, configs[0]) from exc
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Hashable, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -60,15 +60,21 @@ def memory_budget(device: Union[str, torch.device]) -> int:
 
 def sample_groups(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype, seed: int, *,
                   up: Optional[Upstream] = None, truth: bool = False, exact: Optional[dict[str, Tensor]] = None,
-                  budget: Optional[int] = None) -> Iterator[Samples]:
+                  budget: Optional[int] = None, readout: Optional[Tensor] = None) -> Iterator[Samples]:
     """:func:`baseline_samples` in consecutive groups of samples, each group's peak memory
     (:func:`sample_bytes`) within `budget` bytes (default :func:`memory_budget`; a group holds
     one sample at least). The concatenated groups equal the ungrouped samples: every group
-    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``)."""
+    draws every sample's noise and keeps its own rows (:class:`Rounding` ``rows``).
+    `readout`: :func:`readout_inputs`' reference output, computed ahead (not for `truth`)."""
+    if readout is not None and truth:
+        raise ValueError("a readout computed ahead is the run's, not the per-segment truth's")
     shortcut = _shortcut(arith, inputs, up, exact)
     budget = memory_budget(inputs.q.device) if budget is None else budget
     size = group_size(sample_bytes(inputs, arith, up is not None, shortcut, truth), budget)
-    readout = _readout_terms(op, inputs, truth) if shortcut else None
+    if shortcut and readout is None:
+        readout = _readout_terms(op, inputs, truth)
+    elif not shortcut:
+        readout = None
     for lo in range(0, SAMPLES, size):
         rows = None if size >= SAMPLES else slice(lo, min(lo + size, SAMPLES))
         if shortcut:
@@ -105,8 +111,14 @@ def _shortcut(arith: Arithmetic, inputs: CaseInputs, up: Optional[Upstream],
     """Whether the samples are `exact` rounded (:func:`baseline_samples`) rather than emulated:
     emulated are dbeta (a cancelling sum of stored terms) and in-kernel options (fp32
     transcendentals on the kernel's own inputs, emulation._computed_in_kernel)."""
-    return (exact is not None and arith.algorithm == "recurrent" and arith.state == "fp32"
+    return (exact is not None and rounds_exact(arith)
             and not (up is not None and inputs.beta is not None) and inputs.prepare is None)
+
+
+def rounds_exact(arith: Arithmetic) -> bool:
+    """Whether `arith`'s baseline is the exact answer rounded (a recurrent mode with an fp32
+    state, :func:`baseline_samples`) where the case allows it: the modes that take a readout."""
+    return arith.algorithm == "recurrent" and arith.state == "fp32"
 
 
 def _rounded_samples(exact: dict[str, Tensor], readout: Optional[Tensor], inputs: CaseInputs, dtype: torch.dtype,
@@ -152,17 +164,27 @@ def group_size(per_sample: int, budget: int) -> int:
 _READOUT_SALT = 0x9E3779B9
 
 
-def _readout_terms(op: OpSpec, inputs: CaseInputs, truth: bool) -> Optional[Tensor]:
-    """sum_k |q_k| |S_kv| per output element, for ops whose state only decays (no beta): the
-    float64 recurrence on |q|, |k|, |v| (and |h0|) bounds every term of the readout o = S^T q.
-    None for the delta rule, whose state has no such bound."""
+def readout_inputs(inputs: CaseInputs) -> Optional[tuple[tuple[Optional[Tensor], ...], Optional[Tensor]]]:
+    """The reference problem whose output o bounds the readout terms of a recurrent fp32 mode's
+    baseline (:func:`_readout_terms`): (q, k, v, g, beta) and h0, all but the gate in absolute
+    value, beta None. None where the shortcut takes no readout: the delta rule (its state has no
+    such bound) and in-kernel options (those modes are emulated)."""
     q, k, v, g, beta = inputs.tensors()
-    if beta is not None:
+    if beta is not None or inputs.prepare is not None:
         return None
     h0 = inputs.initial_state
+    return (q.abs(), k.abs(), v.abs(), g, None), None if h0 is None else h0.abs()
+
+
+def _readout_terms(op: OpSpec, inputs: CaseInputs, truth: bool) -> Optional[Tensor]:
+    """sum_k |q_k| |S_kv| per output element, for ops whose state only decays (no beta): the
+    float64 recurrence on |q|, |k|, |v| (and |h0|) bounds every term of the readout o = S^T q."""
+    problem = readout_inputs(inputs)
+    if problem is None:
+        return None
+    tensors, h0 = problem
     split = {"reset_mask": inputs.reset_mask} if truth and inputs.reset_mask is not None else {}
-    o_abs, _ = reference(op.step, q.abs(), k.abs(), v.abs(), g, None,
-                         initial_state=None if h0 is None else h0.abs(), cu_seqlens=inputs.cu_seqlens, **split)
+    o_abs, _ = reference(op.step, *tensors, initial_state=h0, cu_seqlens=inputs.cu_seqlens, **split)
     return o_abs
 
 
@@ -209,6 +231,33 @@ def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: 
             for (n, x), d in zip(present.items(), grads):
                 out[GRAD_NAMES[n]] = _returned(rnd, GRAD_NAMES[n], torch.zeros_like(x) if d is None else d)
     return {n: x.detach() for n, x in out.items()}
+
+
+def emulation_key(arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype) -> Optional[Hashable]:
+    """Forward cases with equal keys can share one emulation (:func:`emulated_batch`): the same
+    declaration, dtype, tensor shapes and packing. None for a case whose samples are not
+    emulated (the rounded-exact shortcut) or whose in-kernel options are (their constants are per case)."""
+    if inputs.prepare is not None or rounds_exact(arith):
+        return None
+    shapes = tuple(None if x is None else tuple(x.shape) for x in (*inputs.tensors(), inputs.initial_state))
+    packing = None if inputs.cu_seqlens is None else tuple(inputs.cu_seqlens.tolist())
+    return arith, dtype, shapes, packing, inputs.q.device
+
+
+def emulated_batch(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
+                   seeds: Sequence[int]) -> list[Samples]:
+    """The forward samples of each of `cases` (one :func:`emulation_key`), as :func:`baseline_samples`
+    gives them alone with its seed, from one emulation: the cases stacked on the sample
+    dimension, each drawing its own noise (emulation.Rounding), so the step and chunk loops'
+    launches are paid once."""
+    keys = {emulation_key(arith, x, dtype) for x in cases}
+    if len(keys) != 1 or None in keys or len(seeds) != len(cases):
+        raise ValueError("emulated_batch needs emulated forward cases of one emulation_key, a seed each")
+    columns = zip(*[(*c.tensors(), c.initial_state) for c in cases])  # per input: every case's tensor
+    stacked = [None if col[0] is None else torch.cat([_sampled(x) for x in col]) for col in columns]
+    with torch.no_grad(), single_thread():
+        o, ht = emulate(op.name, op.step, arith, *stacked, cases[0].cu_seqlens, dtype=dtype, seed=list(seeds))
+    return [{"o": o_c, "ht": ht_c} for o_c, ht_c in zip(o.chunk(len(cases)), ht.chunk(len(cases)))]
 
 
 def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int,

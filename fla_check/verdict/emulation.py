@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -80,9 +80,14 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
 class Rounding:
     """Seeded rounding noise at the points a declared arithmetic rounds (module table)."""
 
-    def __init__(self, arith: Arithmetic, dtype: torch.dtype, seed: int, device: torch.device,
+    def __init__(self, arith: Arithmetic, dtype: torch.dtype, seed: Union[int, Sequence[int]], device: torch.device,
                  rows: Optional[slice] = None):
-        self.gen = noise_generator(seed, device)
+        seeds = [seed] if isinstance(seed, int) else list(seed)
+        if len(seeds) > 1 and rows is not None:
+            raise ValueError("the samples of several cases are drawn whole: no `rows`")
+        # one generator per case: several cases run as one, case-major on the leading dimension
+        self.gens = [noise_generator(s, device) for s in seeds]
+        self.gen = self.gens[0]
         self.device = device
         self.rows = rows  # the samples held, of SAMPLES drawn (None: all of them)
         self.u_in = UNIT_ROUNDOFF[dtype]
@@ -119,7 +124,15 @@ class Rounding:
         return self._draw((SAMPLES,) + inner)[self.rows].reshape(shape).clone()
 
     def _draw(self, shape: tuple) -> Tensor:
-        return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
+        """U[0, 1) of `shape`; with several cases' generators, each draws its own equal block of the
+        leading dimension (what it draws alone: the same stream, the same values)."""
+        if len(self.gens) == 1:
+            return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
+        n = len(self.gens)
+        if shape[0] % n:
+            raise ValueError(f"a draw of {tuple(shape)} does not split into {n} cases")
+        own = (shape[0] // n,) + tuple(shape[1:])
+        return torch.cat([torch.rand(own, generator=g, dtype=torch.float64, device=g.device) for g in self.gens])
 
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
         """x (1 + d), d ~ U(lo, hi), as x (1 + lo) + x u (hi - lo), u ~ U[0, 1): two ops besides
@@ -166,7 +179,7 @@ class Rounding:
 
 def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor],
             beta: Optional[Tensor], h0: Optional[Tensor], cu_seqlens: Optional[Tensor], *,
-            dtype: torch.dtype, seed: int, scale: Optional[float] = None,
+            dtype: torch.dtype, seed: Union[int, Sequence[int]], scale: Optional[float] = None,
             reset_mask: Optional[Tensor] = None, prepare: Optional[Prepare] = None,
             rows: Optional[slice] = None) -> tuple[Tensor, Tensor]:
     """o [S,B,T,HV,V] and the final state [S,N,HV,K,V] of `op` ('gla', 'simple_gla', 'delta', 'gated_delta', 'kda';
@@ -177,7 +190,9 @@ def emulate(op: str, step: StepFn, arith: Arithmetic, q: Tensor, k: Tensor, v: T
     zeroed at each marked step, as the reference's reset_mask), the truth of packing.
     `prepare` (the case's in-kernel options) is applied exactly first; grouped value heads
     are emulated on q, k expanded per value head (gradients sum over the group).
-    `rows`: the inputs hold these of the SAMPLES samples only (:class:`Rounding`)."""
+    `rows`: the inputs hold these of the SAMPLES samples only (:class:`Rounding`).
+    Several `seed`s: as many cases of one shape, case-major on S (each its SAMPLES samples), each
+    drawing its own noise: each case's samples are those it gets alone."""
     rnd = Rounding(arith, dtype, seed, q.device, rows)
     if prepare is not None:
         raw = (q, k, v, g, beta)

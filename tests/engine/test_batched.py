@@ -13,7 +13,11 @@ from fla_check.engine.runner import check_case
 from fla_check.errors import CaseError
 from fla_check.ops import ModeSpec
 from fla_check.strategies import SpaceOptions, covering_configs
+from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.compare import Verdict
+
+
+CHUNK16 = Arithmetic("chunk", 16)  # an emulated baseline (the fake modes compute in fp32 either way)
 
 
 def _off_by(step, factor):
@@ -30,7 +34,10 @@ def _off_by(step, factor):
 def fake_modes():
     with registered():
         for name in ("gla", "gated_delta", "kda"):
-            ops.register_modes(name, [ModeSpec("off2pct", PROVIDER, _off_by(ops.get_op(name).step, 1.015))])
+            step = ops.get_op(name).step
+            ops.register_modes(name, [ModeSpec("off2pct", PROVIDER, _off_by(step, 1.015)),
+                                      ModeSpec("emulated16", PROVIDER, make_clean(step), arithmetic=CHUNK16),
+                                      ModeSpec("emulated16off", PROVIDER, _off_by(step, 1.015), arithmetic=CHUNK16)])
         yield
 
 
@@ -38,19 +45,25 @@ def _numbers(result):
     """Verdict and metrics of every mode's outputs, without the timings."""
     out = {}
     for label, r in result.modes.items():
-        out[label] = (r.verdict, [(o.name, o.kernel.max_abs, o.kernel.rel_rms) for o in r.outputs])
+        out[label] = (r.verdict, [(o.name, o.kernel.max_abs, o.kernel.rel_rms, o.baseline.max_abs, o.baseline.rel_rms)
+                                  for o in r.outputs])
     return out
 
 
 def _assert_same(alone, got):
-    """`got` judged every mode it ran as `alone` did: verdicts, and metrics to float64 rounding."""
+    """`got` judged every mode it ran as `alone` did: verdicts, and metrics and baseline scales
+    to float64 rounding."""
     a, b = _numbers(alone), _numbers(got)
     assert b and b.keys() <= a.keys()
+    assert alone.baseline.keys() == got.baseline.keys()
+    for name, scale in got.baseline.items():
+        assert math.isclose(scale.max_abs, alone.baseline[name].max_abs, rel_tol=1e-9, abs_tol=1e-15), name
+        assert math.isclose(scale.rel_rms, alone.baseline[name].rel_rms, rel_tol=1e-9, abs_tol=1e-15), name
     for label in b:
         assert a[label][0] is b[label][0], (got.config.short(), label)
-        for (name, ma, ra), (_, mb, rb) in zip(a[label][1], b[label][1]):
-            assert math.isclose(ma, mb, rel_tol=1e-9, abs_tol=1e-15), (got.config.short(), label, name)
-            assert math.isclose(ra, rb, rel_tol=1e-9, abs_tol=1e-15), (got.config.short(), label, name)
+        for (name, *numbers_a), (_, *numbers_b) in zip(a[label][1], b[label][1]):
+            for x, y in zip(numbers_a, numbers_b):
+                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-15), (got.config.short(), label, name)
 
 
 @pytest.mark.parametrize("op", ["gla", "gated_delta", "kda"])
@@ -110,7 +123,7 @@ def test_a_search_covers_with_one_batched_reference_and_the_same_results(monkeyp
     modes = ["test:clean", "test:off2pct"]
     result = search("gla", modes, dtypes=["fp32"], profile="ci", seed=0, device="cpu")
     covering = result.options["covering"]
-    assert covering > 1 and sizes == [covering]
+    assert covering > 1 and sizes == [2 * covering]  # each case's reference and its readout terms
     for case in result.cases[-covering:]:  # the modes that had not failed yet
         _assert_same(check_case("gla", modes, case.config), case)
 
@@ -122,8 +135,52 @@ def test_a_long_group_is_cut_into_batches_within_the_memory_cap(monkeypatch):
     real = batched.reference_batch
     monkeypatch.setattr(batched, "reference_batch", lambda step, cases: sizes.append(len(cases)) or real(step, cases))
     monkeypatch.setattr(batched, "BATCH_ELEMENTS", 40_000)  # a few small cases per batch
-    configs = [c for seed in (2, 3, 4) for c in covering_configs(SpaceOptions(op="gla", max_seq_len=40), seed=seed)]
+    space = SpaceOptions(op="gla", max_seq_len=40, kernel_options=())  # every case has readout terms
+    configs = [c for seed in (2, 3, 4) for c in covering_configs(space, seed=seed)]
     results = check_cases("gla", ["test:clean"], configs, isolation="none", invariance="none")
-    assert len(sizes) > 1 and sum(sizes) == len(configs) and max(sizes) < len(configs)
+    assert len(sizes) > 1 and sum(sizes) == 2 * len(configs) and max(sizes) < len(configs)
     for config, got in zip(configs, results):
         _assert_same(check_case("gla", ["test:clean"], config, isolation="none", invariance="none"), got)
+
+
+def test_the_readout_terms_join_the_reference_loop():
+    """With `readout`, a decay-only case's recurrent fp32 readout terms come from the batch, equal
+    to what the baseline computes alone; none for the delta rule or without `readout`."""
+    from fla_check.engine.batched import build_ahead, wants_readout
+    from fla_check.verdict.baselines import _readout_terms
+
+    configs = covering_configs(SpaceOptions(op="gla", max_seq_len=40, kernel_options=()), seed=3)[:6]
+    assert wants_readout("gla", ["recurrent", "chunk"]) and not wants_readout("gla", ["chunk"])
+    for built in build_ahead("gla", configs, readout=True):
+        alone = _readout_terms(ops.get_op("gla"), built.inputs, truth=False)
+        torch.testing.assert_close(built.readout, alone, rtol=1e-12, atol=1e-300)
+    assert all(b.readout is None for b in build_ahead("gla", configs[:2]))
+    delta = covering_configs(SpaceOptions(op="delta", max_seq_len=40), seed=3)[:2]
+    assert all(b.readout is None for b in build_ahead("delta", delta, readout=True))
+
+
+@pytest.mark.parametrize("op", ["gla", "gated_delta"])
+def test_cases_of_one_shape_share_one_baseline_emulation_with_their_own_samples(op, monkeypatch):
+    """check_cases emulates the chunk baselines of same-shaped cases per dtype in one batch: each
+    case gets the samples it gets alone (same scales, same verdicts), a clean chunk-declared mode
+    passes and one 1.5 % off is caught in every case."""
+    from dataclasses import replace
+
+    from fla_check.engine import batched
+
+    sizes = []
+    real = batched.emulated_batch
+    monkeypatch.setattr(batched, "emulated_batch", lambda op_, arith, cases, *a: sizes.append(len(cases)) or
+                        real(op_, arith, cases, *a))
+    shape = covering_configs(SpaceOptions(op=op, max_seq_len=40, value_ratios=(1,), kernel_options=()), seed=1)[0]
+    configs = [replace(shape, dtype=dtype, seed=seed) for dtype in ("float32", "bfloat16") for seed in (1, 2, 3)]
+    modes = ["test:emulated16", "test:emulated16off", "test:clean"]
+    batched_results = check_cases(op, modes, configs, isolation="none", invariance="none")
+    assert sizes == [3, 3]  # one emulation per dtype (emulated16 and emulated16off share their declaration)
+    scales = set()
+    for config, got in zip(configs, batched_results):
+        _assert_same(check_case(op, modes, config, isolation="none", invariance="none"), got)
+        assert got.modes["test:emulated16"].verdict is Verdict.OK, config.short()
+        assert got.modes["test:emulated16off"].verdict is Verdict.DIVERGED, config.short()
+        scales.add(got.modes["test:emulated16"].outputs[0].baseline.rel_rms)
+    assert len(scales) == len(configs)  # every case its own samples

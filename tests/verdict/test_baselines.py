@@ -184,6 +184,24 @@ def test_grouped_samples_equal_the_ungrouped_ones_bit_for_bit(op_name, arith, ba
         assert noise_scales(iter(groups), exact) == noise_scales(whole, exact)
 
 
+def test_a_readout_given_ahead_is_used_and_refused_for_the_truth():
+    """sample_groups takes the readout terms computed ahead (the batched reference's) instead of
+    its own loop: a readout scaled up widens o's samples; the per-segment truth refuses one."""
+    from fla_check.verdict.baselines import _readout_terms, sample_groups
+
+    cfg = CaseConfig(op="gla", dtype="float32", B=1, T=20, H=2, K=16, V=16, seed=1)
+    op, inputs = get_op("gla"), build_case(cfg)
+    exact = _exact(op, inputs, None)
+    terms = _readout_terms(op, inputs, truth=False)
+    own = noise_scales(sample_groups(op, RECURRENT_FP32, inputs, torch.float32, 5, exact=exact), exact)
+    given = noise_scales(sample_groups(op, RECURRENT_FP32, inputs, torch.float32, 5, exact=exact, readout=terms), exact)
+    wide = noise_scales(sample_groups(op, RECURRENT_FP32, inputs, torch.float32, 5, exact=exact,
+                                      readout=1e3 * terms), exact)
+    assert given == own and wide["o"].max_abs > 100 * own["o"].max_abs
+    with pytest.raises(ValueError, match="truth"):
+        next(sample_groups(op, RECURRENT_FP32, inputs, torch.float32, 5, exact=exact, readout=terms, truth=True))
+
+
 def test_a_group_drawing_its_own_noise_would_differ():
     """What the grouping must not do: a group of samples emulated with its own draws (the
     generator reseeded per group) gives other samples than the same rows of the ungrouped run."""
@@ -272,3 +290,35 @@ def test_a_varlen_case_is_sized_by_its_padded_pieces():
                                    segments=((1, 1, 60),), seed=1))
     assert sample_bytes(uneven, arith, False) == sample_bytes(even, arith, False)
     assert sample_bytes(uneven, arith, False, shortcut=True) < sample_bytes(even, arith, False, shortcut=True)
+
+
+@pytest.mark.parametrize("op_name, arith", [("gla", Arithmetic("chunk", 16)), ("gated_delta", Arithmetic("chunk", 32)),
+                                            ("kda", Arithmetic("chunk", 16)), ("simple_gla", Arithmetic("chunk", 16))])
+def test_an_emulated_batch_gives_each_case_its_alone_samples_bit_for_bit(op_name, arith):
+    from fla_check.verdict.baselines import emulated_batch
+
+    op = get_op(op_name)
+    cases = [build_case(CaseConfig(op=op_name, dtype="bfloat16", B=2, T=40, H=2, K=16, V=16, initial_state=True,
+                                   seed=seed)) for seed in (1, 2, 3)]
+    got = emulated_batch(op, arith, cases, torch.bfloat16, [11, 12, 13])
+    for inputs, seed, samples in zip(cases, (11, 12, 13), got):
+        alone = baseline_samples(op, arith, inputs, torch.bfloat16, seed)
+        assert samples.keys() == alone.keys() and all(torch.equal(alone[n], samples[n]) for n in alone)
+    assert not torch.equal(got[0]["o"], got[1]["o"])
+
+
+def test_an_emulated_batch_refuses_cases_of_different_keys():
+    from fla_check.verdict.baselines import emulated_batch, emulation_key
+    from fla_check.verdict.emulation import Rounding
+
+    op, arith = get_op("gla"), Arithmetic("chunk", 16)
+    a, b = (build_case(CaseConfig(op="gla", dtype="float32", B=1, T=T, H=2, K=16, V=16, seed=1)) for T in (20, 24))
+    assert emulation_key(RECURRENT_FP32, a, torch.float32) is None  # the rounded-exact shortcut: nothing to batch
+    with pytest.raises(ValueError, match="one emulation_key"):
+        emulated_batch(op, arith, [a, b], torch.float32, [1, 2])
+    with pytest.raises(ValueError, match="one emulation_key"):
+        emulated_batch(op, arith, [a, a], torch.float32, [1])  # a seed each
+    with pytest.raises(ValueError, match="no `rows`"):
+        Rounding(arith, torch.float32, [1, 2], torch.device("cpu"), rows=slice(0, 4))
+    with pytest.raises(ValueError, match="does not split"):
+        Rounding(arith, torch.float32, [1, 2], torch.device("cpu"))._draw((3, 4))
