@@ -2,6 +2,7 @@
 
     python bench/host_profile.py                       # gla + gated_delta, fp32 + bf16, T=64 H=2 K=V=32
     python bench/host_profile.py --calls 10 --top 40   # more calls per case, longer lists
+    python bench/host_profile.py --batch 16            # one case's share of 16 run by check_cases
 
 On a GPU the Triton interpreter does not exist (the kernel runs on the device), so what a warm
 case costs on the host is its wall time minus the interpreter's: ``InterpretedFunction.run``
@@ -88,11 +89,16 @@ def measure(case: dict, args) -> tuple[float, float, float, pstats.Stats]:
     """(best wall ms, its interpreter ms, aten ms outside it, host-clock profile of `args.calls`
     calls) of one case."""
     from fla_check.engine.runner import check_case  # first: it sets TRITON_INTERPRET=1 on a CPU
+    from fla_check.engine.batched import check_cases
 
     import triton.runtime.interpreter as interpreter
 
     modes = args.modes.split(",")
-    run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
+    if args.batch > 1:  # seeds seed .. seed + batch - 1 through check_cases; figures are per case below
+        run = lambda seed: check_cases(  # noqa: E731
+            case["op"], modes, [make_config(case, args, seed * args.batch + i) for i in range(args.batch)])
+    else:
+        run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
     run(args.seed + 1000)  # warm: JIT, the bucket's invariance checks
     clock = HostClock()
     original = interpreter.InterpretedFunction.run
@@ -110,7 +116,8 @@ def measure(case: dict, args) -> tuple[float, float, float, pstats.Stats]:
     finally:
         interpreter.InterpretedFunction.run = original
     aten = min(aten_ms(lambda i=i: run(args.seed + i), interpreter.InterpretedFunction) for i in range(args.calls))
-    return 1e3 * best[0], 1e3 * best[1], aten, pstats.Stats(prof)
+    n = max(1, args.batch)
+    return 1e3 * best[0] / n, 1e3 * best[1] / n, aten / n, pstats.Stats(prof)
 
 
 def top(stats: pstats.Stats, key: str, n: int, cases: int) -> list[str]:
@@ -134,6 +141,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--calls", type=int, default=5, help="timed calls per case, and as many profiled")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--batch", type=int, default=1,
+                   help="run this many seeded cases of each row at once (engine.batched.check_cases) and report "
+                        "one case's share")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: no OpenMP wake-ups on a shared machine; a GPU host drives one)")
     args = p.parse_args()
@@ -141,7 +151,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cases = [dict(op=op, dtype=dtype, T=args.T) for op in args.ops.split(",") for dtype in args.dtypes.split(",")]
-    print(f"warm check_case, T={args.T} H={args.H} K=V={args.K}, modes {args.modes}; ms per case, "
+    print(f"warm check_case{f' (one of {args.batch} run by check_cases)' if args.batch > 1 else ''}, T={args.T} H={args.H} K=V={args.K}, modes {args.modes}; ms per case, "
           f"best of {args.calls}; aten = self CPU time of the torch ops outside the interpreter (best "
           f"of {args.calls} calls under torch.profiler); python = host - aten, an estimate (+-2 ms)\n\n"
           "| case | wall ms | interpreter ms | host ms | aten ms | python ms |\n|---|---|---|---|---|---|")
@@ -155,7 +165,7 @@ def main() -> None:
               f"{wall - interp - aten:.1f} |", flush=True)
     host, aten = (x / len(cases) for x in sums)
     print(f"| **mean** | | | **{host:.1f}** | **{aten:.1f}** | **{host - aten:.1f}** |")
-    profiled = args.calls * len(cases)
+    profiled = args.calls * len(cases) * max(1, args.batch)
     for key in ("tottime", "cumtime"):
         print(f"\nTop {args.top} by {key} (host clock, ms per case over all {profiled} profiled calls)\n\n"
               "| function | calls/case | tottime ms | cumtime ms |\n|---|---|---|---|")
