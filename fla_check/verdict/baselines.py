@@ -45,6 +45,9 @@ Samples = dict[str, Tensor]  # output name -> samples on a leading dimension
 
 CPU_BUDGET = 4 * 2**30  # bytes the samples of one CPU emulation may hold at once
 GPU_SHARE = 0.5  # of the device memory free to this process: the rest is headroom (fragmentation, kernels)
+# an emulation this small runs whole without asking the device what is free (on a GPU the query walks
+# the allocator's statistics: about 1 ms, docs/gpu/perf-h200-15)
+SMALL_EMULATION = 64 * 2**20
 
 
 def memory_budget(device: Union[str, torch.device]) -> int:
@@ -69,8 +72,10 @@ def sample_groups(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: torc
     if readout is not None and truth:
         raise ValueError("a readout computed ahead is the run's, not the per-segment truth's")
     shortcut = _shortcut(arith, inputs, up, exact)
-    budget = memory_budget(inputs.q.device) if budget is None else budget
-    size = group_size(sample_bytes(inputs, arith, up is not None, shortcut, truth), budget)
+    one = sample_bytes(inputs, arith, up is not None, shortcut, truth)
+    if budget is None:
+        budget = SMALL_EMULATION if SAMPLES * one <= SMALL_EMULATION else memory_budget(inputs.q.device)
+    size = group_size(one, budget)
     if shortcut and readout is None:
         readout = _readout_terms(op, inputs, truth)
     elif not shortcut:

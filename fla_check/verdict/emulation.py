@@ -32,9 +32,10 @@ cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk 
 ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
 
 The noise is seeded and drawn on the case's device (replays on the same kind of device are
-exact: :func:`noise_generator`); an emulation of some of the samples only (``rows``: memory
-bounded, :func:`fla_check.verdict.baselines.sample_groups`) draws every sample's noise and keeps
-its rows, so a group's samples are the ungrouped run's. Differentiable inputs flow through it:
+exact: :func:`noise_generator`; on a GPU in blocks drawn ahead, :class:`_Stream`); an
+emulation of some of the samples only (``rows``: memory bounded,
+:func:`fla_check.verdict.baselines.sample_groups`) draws every sample's noise and keeps its rows,
+so a group's samples are the ungrouped run's. Differentiable inputs flow through it:
 autograd on the emulation gives the baseline of the gradients. The float64 reference stays the
 simple step-wise loop of :mod:`fla_check.references`; this module only sizes the rounding a
 correct chunk kernel of the declared arithmetic cannot avoid.
@@ -77,6 +78,43 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed % 2**63)
 
 
+NOISE_BLOCK = 2**22  # most uniforms a CUDA stream draws ahead at once (32 MB of float64)
+BLOCK_AHEAD = 256  # a block holds this many draws of the size of the draw that starts it (NOISE_BLOCK at most)
+
+
+def drawn_ahead(device: torch.device) -> bool:
+    """Whether noise on `device` is drawn in blocks ahead (:class:`_Stream`): on a GPU."""
+    return device.type == "cuda"
+
+
+class _Stream:
+    """One case's uniforms. On the CPU each draw is its own ``torch.rand``. On a GPU, where every
+    draw is a launch and an emulation draws at several points per chunk, draws are consecutive
+    slices of blocks drawn ahead; a block is sized by the draw that starts it, so what a draw
+    returns depends on the case's seed and its sequence of draw sizes only: the same values
+    alone and in a batch of cases of its shape (:func:`fla_check.verdict.baselines.emulated_batch`)."""
+
+    def __init__(self, gen: torch.Generator):
+        self.gen = gen
+        self.ahead = drawn_ahead(gen.device)
+        self.block: Optional[Tensor] = None
+        self.used = 0
+
+    def take(self, shape: tuple) -> Tensor:
+        if not self.ahead:
+            return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
+        m = math.prod(shape)
+        if m == 0:
+            return torch.empty(shape, dtype=torch.float64, device=self.gen.device)
+        if self.block is None or self.used + m > self.block.numel():
+            size = max(m, min(NOISE_BLOCK, BLOCK_AHEAD * m))
+            self.block = torch.rand(size, generator=self.gen, dtype=torch.float64, device=self.gen.device)
+            self.used = 0
+        out = self.block[self.used:self.used + m].view(shape)
+        self.used += m
+        return out
+
+
 class Rounding:
     """Seeded rounding noise at the points a declared arithmetic rounds (module table)."""
 
@@ -86,8 +124,8 @@ class Rounding:
         if len(seeds) > 1 and rows is not None:
             raise ValueError("the samples of several cases are drawn whole: no `rows`")
         # one generator per case: several cases run as one, case-major on the leading dimension
-        self.gens = [noise_generator(s, device) for s in seeds]
-        self.gen = self.gens[0]
+        self.streams = [_Stream(noise_generator(s, device)) for s in seeds]
+        self.gen = self.streams[0].gen
         self.device = device
         self.rows = rows  # the samples held, of SAMPLES drawn (None: all of them)
         self.u_in = UNIT_ROUNDOFF[dtype]
@@ -109,12 +147,13 @@ class Rounding:
         the emulation's rows are samples x pieces, :class:`_Pieces`). With `rows`, every
         sample's noise is drawn (the stream of an ungrouped run) and the samples held are kept:
         on the CPU sample by sample (its draws are serial: the same stream, one sample at a time
-        in memory), on a GPU in one draw of all samples (Philox's stream depends on the draw's size)."""
+        in memory), on a GPU in one draw of all samples (its blocks and Philox's stream depend on
+        the draw's size)."""
         if self.rows is None:
             return self._draw(shape)
         held = range(SAMPLES)[self.rows]
         inner = (shape[0] // len(held),) + tuple(shape[1:])  # one sample's block
-        if self.gen.device.type == "cpu":
+        if not self.streams[0].ahead:
             kept = []
             for i in range(SAMPLES):
                 block = self._draw(inner)  # drawn either way: the samples outside `held` advance the stream
@@ -126,13 +165,13 @@ class Rounding:
     def _draw(self, shape: tuple) -> Tensor:
         """U[0, 1) of `shape`; with several cases' generators, each draws its own equal block of the
         leading dimension (what it draws alone: the same stream, the same values)."""
-        if len(self.gens) == 1:
-            return torch.rand(shape, generator=self.gen, dtype=torch.float64, device=self.gen.device)
-        n = len(self.gens)
+        if len(self.streams) == 1:
+            return self.streams[0].take(tuple(shape))
+        n = len(self.streams)
         if shape[0] % n:
             raise ValueError(f"a draw of {tuple(shape)} does not split into {n} cases")
         own = (shape[0] // n,) + tuple(shape[1:])
-        return torch.cat([torch.rand(own, generator=g, dtype=torch.float64, device=g.device) for g in self.gens])
+        return torch.cat([stream.take(own) for stream in self.streams])
 
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
         """x (1 + d), d ~ U(lo, hi), as x (1 + lo) + x u (hi - lo), u ~ U[0, 1): two ops besides

@@ -322,3 +322,16 @@ def test_an_emulated_batch_refuses_cases_of_different_keys():
         Rounding(arith, torch.float32, [1, 2], torch.device("cpu"), rows=slice(0, 4))
     with pytest.raises(ValueError, match="does not split"):
         Rounding(arith, torch.float32, [1, 2], torch.device("cpu"))._draw((3, 4))
+
+
+def test_a_small_emulation_does_not_ask_the_device_for_its_free_memory(monkeypatch):
+    from fla_check.verdict import baselines
+
+    asked = []
+    monkeypatch.setattr(baselines, "memory_budget", lambda device: asked.append(device) or 2**40)
+    cfg = CaseConfig(op="gla", dtype="float32", B=1, T=20, H=2, K=16, V=16, seed=1)
+    op, inputs, arith = get_op("gla"), build_case(cfg), Arithmetic("chunk", 16)
+    small = list(baselines.sample_groups(op, arith, inputs, torch.float32, 5))
+    assert not asked and len(small) == 1
+    monkeypatch.setattr(baselines, "SMALL_EMULATION", 0)  # every emulation "large": the budget decides
+    assert len(list(baselines.sample_groups(op, arith, inputs, torch.float32, 5))) == 1 and len(asked) == 1

@@ -247,3 +247,49 @@ def test_rounding_of_some_samples_draws_the_rows_of_the_full_draw():
     for shape in [(3, 5), (2, 4, 3)]:  # successive draws stay aligned
         a, b, c = full._uniform((SAMPLES,) + shape), part._uniform((6,) + shape), shifted._uniform((6,) + shape)
         assert torch.equal(a[3:9], b) and torch.equal(a[4:10], c) and not torch.equal(b, c)
+
+
+@pytest.fixture
+def ahead(monkeypatch):
+    """The GPU's noise path (blocks drawn ahead, emulation._Stream) on the CPU, with small blocks
+    so that an emulation crosses several of them."""
+    from fla_check.verdict import emulation
+
+    monkeypatch.setattr(emulation, "drawn_ahead", lambda device: True)
+    monkeypatch.setattr(emulation, "NOISE_BLOCK", 5000)
+    monkeypatch.setattr(emulation, "BLOCK_AHEAD", 3)
+
+
+def test_noise_drawn_ahead_keeps_a_group_the_rows_of_the_full_draw(ahead):
+    cpu, arith = torch.device("cpu"), Arithmetic("chunk", 16)
+    full, part = Rounding(arith, torch.bfloat16, 7, cpu), Rounding(arith, torch.bfloat16, 7, cpu, slice(3, 9))
+    for shape in [(3, 5), (2, 400, 3), (1, 7)]:  # the second draw starts a block of its own size
+        a, b = full._uniform((SAMPLES,) + shape), part._uniform((6,) + shape)
+        assert torch.equal(a[3:9], b)
+
+
+def test_noise_drawn_ahead_is_one_launch_per_block_and_the_same_alone_and_in_a_batch(ahead, monkeypatch):
+    from fla_check.cases import CaseConfig, build_case
+    from fla_check.ops import get_op
+    from fla_check.verdict import emulation
+    from fla_check.verdict.baselines import baseline_samples, emulated_batch
+
+    draws = []
+    real = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: draws.append(1) or real(*a, **k))
+    monkeypatch.setattr(emulation, "NOISE_BLOCK", 200_000)
+    for op_name in ("gla", "gated_delta"):
+        op, arith = get_op(op_name), Arithmetic("chunk", 16)
+        cases = [build_case(CaseConfig(op=op_name, dtype="bfloat16", B=1, T=40, H=2, K=16, V=16, seed=s)) for s in (1, 2)]
+        draws.clear()
+        alone = [baseline_samples(op, arith, x, torch.bfloat16, seed) for x, seed in zip(cases, (5, 6))]
+        blocks = len(draws) / 2
+        with monkeypatch.context() as plain:  # a launch per draw point
+            plain.setattr(emulation, "drawn_ahead", lambda device: False)
+            draws.clear()
+            baseline_samples(op, arith, cases[0], torch.bfloat16, 5)
+        got = emulated_batch(op, arith, cases, torch.bfloat16, [5, 6])
+        for a, b in zip(alone, got):
+            assert all(torch.equal(a[n], b[n]) for n in a)
+        assert not torch.equal(got[0]["o"], got[1]["o"])
+        assert 1 < blocks <= len(draws) / 3, (blocks, len(draws))  # several blocks, far fewer than draw points
