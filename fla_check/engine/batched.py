@@ -29,7 +29,7 @@ from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, ch
                                      unsupported_reason)
 from fla_check.errors import CaseError
 from fla_check.references.batch import RowCase, batch_key, reference_batch
-from fla_check.verdict.baselines import (emulated_batch, emulation_key, memory_budget, readout_inputs, rounds_exact,
+from fla_check.verdict.baselines import (emulated_deviations, emulation_key, memory_budget, readout_inputs, rounds_exact,
                                         sample_bytes, sample_seed)
 from fla_check.verdict.emulation import SAMPLES
 
@@ -89,11 +89,11 @@ def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str]
 
 def emulate_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
                   device: Optional[str] = None) -> list[BuiltCase]:
-    """`built` with the emulated baseline samples of every mode that runs each case, cases of one
-    :func:`~fla_check.verdict.baselines.emulation_key` (declaration, dtype, shapes) emulated
-    together (:func:`~fla_check.verdict.baselines.emulated_batch`: each case's samples are those it
-    gets alone), as many at once as fit the emulation's memory budget. A case alone in its key,
-    or too large for a batch, is left to its judge."""
+    """`built` with the emulated baselines of every mode that runs each case, cases of one
+    :func:`~fla_check.verdict.baselines.emulation_key` (declaration, dtype, shapes) emulated and
+    reduced together (:func:`~fla_check.verdict.baselines.emulated_deviations`: each case's samples
+    are those it gets alone), as many at once as fit the emulation's memory budget. A case alone
+    in its key, or too large for a batch, is left to its judge."""
     op_spec, backend = resolve_op(op), get_backend(device)
     specs = resolve_modes(op_spec, modes)
     groups: dict[Any, list[int]] = defaultdict(list)
@@ -104,7 +104,7 @@ def emulate_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseC
             key = emulation_key(arith, case.inputs, config.torch_dtype)
             if key is not None:
                 groups[key].append(i)
-    ready: list[dict] = [dict(case.samples) for case in built]
+    ready: list[dict] = [dict(case.baselines) for case in built]
     budget = memory_budget(backend.device)
     for (arith, dtype, *_), members in groups.items():
         each = SAMPLES * sample_bytes(built[members[0]].inputs, arith, backward=False)
@@ -115,11 +115,12 @@ def emulate_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseC
                 continue
             with harness_stage(f"the float64 baseline emulation ({arith.algorithm}) of {len(batch)} cases in one batch",
                                configs[batch[0]], backend.device):
-                samples = emulated_batch(op_spec, arith, [built[i].inputs for i in batch], dtype,
-                                         [sample_seed(configs[i].seed, arith) for i in batch])
-            for i, got in zip(batch, samples):
-                ready[i][arith] = got
-    return [replace(case, samples=own) for case, own in zip(built, ready)]
+                found = emulated_deviations(op_spec, arith, [built[i].inputs for i in batch], dtype,
+                                            [sample_seed(configs[i].seed, arith) for i in batch],
+                                            [built[i].ref for i in batch])
+            for i, worst in zip(batch, found):
+                ready[i][arith] = worst
+    return [replace(case, baselines=own) for case, own in zip(built, ready)]
 
 
 def _within(group: list[tuple[int, str, RowCase]], configs: Sequence[CaseConfig], elements: int) -> list[list]:

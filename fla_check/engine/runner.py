@@ -83,7 +83,7 @@ from fla_check.errors import CaseError, ConfigPolicyError, RepeatPolicyError
 from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
-from fla_check.verdict.baselines import PendingScales, Samples, sample_groups, sample_seed
+from fla_check.verdict.baselines import Deviations, PendingScales, sample_groups, sample_seed
 from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, ReferenceTerms, Verdict,
                                        agreements, judged, metric_terms, worst)
 from fla_check.verdict.host import to_host
@@ -158,7 +158,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     with harness_stage("the gradients' cancellation scales", config, backend.device):
         cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
     judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks(),
-                   readout=None if built is None else built.readout, ready={} if built is None else dict(built.samples))
+                   readout=None if built is None else built.readout, ready={} if built is None else dict(built.baselines))
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
@@ -184,12 +184,12 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
 class BuiltCase:
     """A forward case's inputs and float64 reference outputs ({"o", "ht"}), computed ahead; the
     readout terms of its recurrent fp32 baselines (:func:`~fla_check.verdict.baselines.readout_inputs`)
-    and its emulated baseline samples per declaration, where they were computed with it."""
+    and its emulated baselines' deviations per declaration, where they were computed with it."""
 
     inputs: CaseInputs
     ref: dict[str, Tensor]
     readout: Optional[Tensor] = None
-    samples: dict[Arithmetic, Samples] = field(default_factory=dict)
+    baselines: dict[Arithmetic, Deviations] = field(default_factory=dict)
 
 
 def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Optional[gradients.Upstream],
@@ -229,7 +229,7 @@ class _Judge:
     memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
     ref_terms: ReferenceTerms = field(default_factory=ReferenceTerms)  # ref's own reductions, once each
     readout: Optional[Tensor] = None  # the recurrent fp32 baselines' readout terms, computed ahead
-    ready: dict[Arithmetic, Samples] = field(default_factory=dict)  # emulated samples computed ahead (forward)
+    ready: dict[Arithmetic, Deviations] = field(default_factory=dict)  # emulated baselines reduced ahead (forward)
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""
@@ -241,7 +241,7 @@ class _Judge:
     def _pending(self, arith: Arithmetic) -> PendingScales:
         c = self.config
         if arith in self.ready and self.up is None:
-            return PendingScales(self.ready.pop(arith), self.ref, refs=self.ref_terms)
+            return PendingScales(None, self.ref, refs=self.ref_terms, worst=self.ready.pop(arith))
         with harness_stage(f"the float64 baseline emulation ({arith.algorithm})", c, self.inputs.q.device):
             groups = sample_groups(self.op, arith, self.inputs, c.torch_dtype, sample_seed(c.seed, arith),
                                    up=self.up, exact=self.ref, readout=self.readout)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
-from fla_check.verdict.compare import RMS_EPS, Metrics, ReferenceTerms, nonfinite_mask
+from fla_check.verdict.compare import RMS_EPS, Metrics, ReferenceTerms, finite_mask, nonfinite_mask
 from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
@@ -42,6 +42,8 @@ def sample_seed(case_seed: int, arith: Arithmetic, truth: bool = False) -> int:
 
 
 Samples = dict[str, Tensor]  # output name -> samples on a leading dimension
+# output name -> its samples' non-finite deviations, max |e - x| and max per-sample RMS (device scalars)
+Deviations = dict[str, list[Tensor]]
 
 CPU_BUDGET = 4 * 2**30  # bytes the samples of one CPU emulation may hold at once
 GPU_SHARE = 0.5  # of the device memory free to this process: the rest is headroom (fragmentation, kernels)
@@ -249,12 +251,34 @@ def emulation_key(arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype) -> 
     return arith, dtype, shapes, packing, inputs.q.device
 
 
+def emulated_deviations(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
+                        seeds: Sequence[int], exact: Sequence[dict[str, Tensor]]) -> list[Deviations]:
+    """Per case, what :class:`PendingScales` reduces its :func:`emulated_batch` samples to against
+    its `exact` answer (``worst``), reduced for all the cases at once: a few ops per output
+    instead of a few per output and case."""
+    stacked = emulated_batch(op, arith, cases, dtype, seeds)
+    out: list[Deviations] = [{} for _ in cases]
+    for name, samples in stacked.items():
+        if name not in exact[0] or not exact[0][name].numel():
+            continue
+        e = samples.double().unflatten(0, (len(cases), -1))  # [cases, SAMPLES, ...]
+        x = torch.stack([d[name].detach().double().to(e.device) for d in exact])[:, None]
+        ok = finite_mask(x)
+        diff = torch.where(ok, e - x, torch.zeros((), dtype=e.dtype, device=e.device)).flatten(2)
+        count = ok.flatten(1).sum(1)
+        worst = [nonfinite_mask(diff).flatten(1).sum(1), diff.abs().flatten(1).amax(1),
+                 diff.square().sum(2).div(count[:, None]).sqrt().amax(1)]
+        for case, found in zip(out, zip(*worst)):
+            case[name] = list(found)
+    return out
+
+
 def emulated_batch(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
-                   seeds: Sequence[int]) -> list[Samples]:
-    """The forward samples of each of `cases` (one :func:`emulation_key`), as :func:`baseline_samples`
-    gives them alone with its seed, from one emulation: the cases stacked on the sample
-    dimension, each drawing its own noise (emulation.Rounding), so the step and chunk loops'
-    launches are paid once."""
+                   seeds: Sequence[int]) -> Samples:
+    """The forward samples of `cases` (one :func:`emulation_key`) from one emulation, case-major
+    on the leading dimension (``chunk(len(cases))`` splits them): each case's are those
+    :func:`baseline_samples` gives it alone with its seed (each case draws its own noise,
+    emulation.Rounding), while the chunk and step loops' launches are paid once."""
     keys = {emulation_key(arith, x, dtype) for x in cases}
     if len(keys) != 1 or None in keys or len(seeds) != len(cases):
         raise ValueError("emulated_batch needs emulated forward cases of one emulation_key, a seed each")
@@ -262,7 +286,7 @@ def emulated_batch(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], d
     stacked = [None if col[0] is None else torch.cat([_sampled(x) for x in col]) for col in columns]
     with torch.no_grad(), single_thread():
         o, ht = emulate(op.name, op.step, arith, *stacked, cases[0].cu_seqlens, dtype=dtype, seed=list(seeds))
-    return [{"o": o_c, "ht": ht_c} for o_c, ht_c in zip(o.chunk(len(cases)), ht.chunk(len(cases)))]
+    return {"o": o, "ht": ht}
 
 
 def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int,
@@ -304,15 +328,29 @@ def noise_scales(samples: Union[Samples, Iterable[Samples]], exact: dict[str, Te
 class PendingScales:
     """:func:`noise_scales` in two steps: :attr:`terms`, the device scalars to fetch (a caller
     may fetch them with its own in one transfer), then :meth:`finish` on their values.
-    `refs`: the reductions of `exact` and `ref` kept across calls (default: computed here)."""
+    `refs`: the reductions of `exact` and `ref` kept across calls (default: computed here).
+    `worst`: the samples' deviations reduced already (:func:`emulated_deviations`), no samples."""
 
-    def __init__(self, samples: Union[Samples, Iterable[Samples]], exact: dict[str, Tensor],
-                 ref: Optional[dict[str, Tensor]] = None, refs: Optional[ReferenceTerms] = None):
+    def __init__(self, samples: Union[Samples, Iterable[Samples], None], exact: dict[str, Tensor],
+                 ref: Optional[dict[str, Tensor]] = None, refs: Optional[ReferenceTerms] = None,
+                 worst: Optional[Deviations] = None):
         refs = ReferenceTerms() if refs is None else refs
         self.exact, self.ref = exact, exact if ref is None else ref
-        self.outputs: list[str] = []
-        self.names: list[str] = []
-        worst: dict[str, list[Tensor]] = {}  # per output: non-finite count, max |e - x|, max per-sample RMS
+        self.outputs: list[str] = [n for n in exact if n in worst] if worst is not None else []
+        self.names: list[str] = [n for n in self.outputs if exact[n].numel()]
+        if worst is None:
+            worst = self._worst(samples, exact, refs)
+        self.terms: list[Tensor] = []
+        for name in self.names:
+            x = exact[name]
+            r, device = self.ref[name], worst[name][0].device
+            self.terms += [refs.finite_count(x, device), *worst[name], refs.finite_count(r, device),
+                           refs.rms(r, device) if r.numel() else r.new_zeros((), dtype=torch.float64, device=device)]
+
+    def _worst(self, samples: Union[Samples, Iterable[Samples]], exact: dict[str, Tensor],
+               refs: ReferenceTerms) -> Deviations:
+        """Per output the deviations of every group of samples, reduced (sets :attr:`outputs`, :attr:`names`)."""
+        worst: Deviations = {}
         groups = iter([samples] if isinstance(samples, dict) else samples)
         for group in groups:
             if not worst:
@@ -324,12 +362,7 @@ class PendingScales:
                     worst[name][0] + found[0], torch.maximum(worst[name][1], found[1]),
                     torch.maximum(worst[name][2], found[2])]
             del group  # not held while the next group is computed
-        self.terms: list[Tensor] = []
-        for name in self.names:
-            x = exact[name]
-            r, device = self.ref[name], worst[name][0].device
-            self.terms += [refs.finite_count(x, device), *worst[name], refs.finite_count(r, device),
-                           refs.rms(r, device) if r.numel() else r.new_zeros((), dtype=torch.float64, device=device)]
+        return worst
 
     @staticmethod
     def _deviations(samples: Tensor, exact: Tensor, refs: ReferenceTerms) -> list[Tensor]:

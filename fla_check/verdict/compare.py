@@ -382,10 +382,8 @@ def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]]
     terms: list[Tensor] = []
     for _, a, b, ref, _, _ in items:
         if a.numel():
-            a64, b64 = (t.detach().to(torch.float64) for t in (a, b))
-            diff = a64 - b64
-            same = (a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))
-            terms += [nonfinite_mask(diff).sum(), (~same).sum(), refs.finite_count(ref), diff.abs().max(),
+            diff = a.detach().to(torch.float64) - b.detach().to(torch.float64)
+            terms += [nonfinite_mask(diff).sum(), refs.finite_count(ref), diff.abs().max(),
                       diff.square().mean().sqrt(), refs.rms(ref)]
     values = to_host(terms)
     out, at = [], 0
@@ -393,10 +391,10 @@ def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]]
         if not a.numel():
             out.append(Agreement(name, 0.0, 0.0, 0.0 <= bound_a + bound_b))
             continue
-        nonfinite, differ, ref_ok, max_abs, rms, rms_ref = values[at:at + 6]
-        at += 6
-        if nonfinite:
-            same = not differ
+        nonfinite, ref_ok, max_abs, rms, rms_ref = values[at:at + 5]
+        at += 5
+        if nonfinite:  # NaN / Inf in a difference (rare): agreement is bitwise equality, fetched on its own
+            same = _bitwise_same(a, b)
             out.append(Agreement(name, 0.0 if same else math.inf, 0.0 if same else math.inf, same))
             continue
         if ref_ok < ref.numel():  # non-finite reference entries: masked out on the host's schedule
@@ -404,6 +402,12 @@ def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]]
             rms_ref = r64[torch.isfinite(r64)].square().mean().sqrt().item()
         out.append(Agreement(name, max_abs, rms / (rms_ref + RMS_EPS), max_abs <= bound_a + bound_b))
     return out
+
+
+def _bitwise_same(a: Tensor, b: Tensor) -> bool:
+    """Whether `a` and `b` hold the same values, NaN where the other has NaN."""
+    a64, b64 = a.detach().to(torch.float64), b.detach().to(torch.float64)
+    return bool(((a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))).all())
 
 
 def _ratio(x: float, bound: float) -> float:

@@ -169,8 +169,8 @@ def test_cases_of_one_shape_share_one_baseline_emulation_with_their_own_samples(
     from fla_check.engine import batched
 
     sizes = []
-    real = batched.emulated_batch
-    monkeypatch.setattr(batched, "emulated_batch", lambda op_, arith, cases, *a: sizes.append(len(cases)) or
+    real = batched.emulated_deviations
+    monkeypatch.setattr(batched, "emulated_deviations", lambda op_, arith, cases, *a: sizes.append(len(cases)) or
                         real(op_, arith, cases, *a))
     shape = covering_configs(SpaceOptions(op=op, max_seq_len=40, value_ratios=(1,), kernel_options=()), seed=1)[0]
     configs = [replace(shape, dtype=dtype, seed=seed) for dtype in ("float32", "bfloat16") for seed in (1, 2, 3)]

@@ -11,3 +11,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def per_case():
+    """Split samples of several cases, case-major on the leading dimension (baselines.emulated_batch),
+    into each case's."""
+    return lambda stacked, n: [dict(zip(stacked, part)) for part in zip(*(x.chunk(n) for x in stacked.values()))]

@@ -294,13 +294,13 @@ def test_a_varlen_case_is_sized_by_its_padded_pieces():
 
 @pytest.mark.parametrize("op_name, arith", [("gla", Arithmetic("chunk", 16)), ("gated_delta", Arithmetic("chunk", 32)),
                                             ("kda", Arithmetic("chunk", 16)), ("simple_gla", Arithmetic("chunk", 16))])
-def test_an_emulated_batch_gives_each_case_its_alone_samples_bit_for_bit(op_name, arith):
+def test_an_emulated_batch_gives_each_case_its_alone_samples_bit_for_bit(op_name, arith, per_case):
     from fla_check.verdict.baselines import emulated_batch
 
     op = get_op(op_name)
     cases = [build_case(CaseConfig(op=op_name, dtype="bfloat16", B=2, T=40, H=2, K=16, V=16, initial_state=True,
                                    seed=seed)) for seed in (1, 2, 3)]
-    got = emulated_batch(op, arith, cases, torch.bfloat16, [11, 12, 13])
+    got = per_case(emulated_batch(op, arith, cases, torch.bfloat16, [11, 12, 13]), 3)
     for inputs, seed, samples in zip(cases, (11, 12, 13), got):
         alone = baseline_samples(op, arith, inputs, torch.bfloat16, seed)
         assert samples.keys() == alone.keys() and all(torch.equal(alone[n], samples[n]) for n in alone)
@@ -335,3 +335,26 @@ def test_a_small_emulation_does_not_ask_the_device_for_its_free_memory(monkeypat
     assert not asked and len(small) == 1
     monkeypatch.setattr(baselines, "SMALL_EMULATION", 0)  # every emulation "large": the budget decides
     assert len(list(baselines.sample_groups(op, arith, inputs, torch.float32, 5))) == 1 and len(asked) == 1
+
+
+def test_emulated_deviations_reduce_each_case_as_pending_scales_does(per_case):
+    """The batch's reduction per case equals PendingScales on the case's own samples, a reference
+    with a non-finite entry (masked out) included."""
+    from fla_check.verdict.baselines import PendingScales, emulated_batch, emulated_deviations
+    from fla_check.verdict.host import to_host
+
+    op, arith = get_op("gla"), Arithmetic("chunk", 16)
+    cases = [build_case(CaseConfig(op="gla", dtype="bfloat16", B=1, T=24, H=2, K=16, V=16, seed=s)) for s in (1, 2, 3)]
+    exact = [_exact(op, x, None) for x in cases]
+    exact[1]["o"] = exact[1]["o"].clone()
+    exact[1]["o"][0, 3, 0, 0] = math.inf
+    seeds = [7, 8, 9]
+    worst = emulated_deviations(op, arith, cases, torch.bfloat16, seeds, exact)
+    for samples, x, found in zip(per_case(emulated_batch(op, arith, cases, torch.bfloat16, seeds), 3), exact, worst):
+        alone, ahead = PendingScales(samples, x), PendingScales(None, x, worst=found)
+        assert ahead.outputs == alone.outputs == ["o", "ht"]
+        want, got = alone.finish(to_host(alone.terms)), ahead.finish(to_host(ahead.terms))
+        for name in want:
+            assert math.isclose(got[name].max_abs, want[name].max_abs, rel_tol=1e-12)
+            assert math.isclose(got[name].rel_rms, want[name].rel_rms, rel_tol=1e-12)
+    assert len({w["o"][1].item() for w in worst}) == 3

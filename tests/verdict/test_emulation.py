@@ -268,7 +268,7 @@ def test_noise_drawn_ahead_keeps_a_group_the_rows_of_the_full_draw(ahead):
         assert torch.equal(a[3:9], b)
 
 
-def test_noise_drawn_ahead_is_one_launch_per_block_and_the_same_alone_and_in_a_batch(ahead, monkeypatch):
+def test_noise_drawn_ahead_is_one_launch_per_block_and_the_same_alone_and_in_a_batch(ahead, monkeypatch, per_case):
     from fla_check.cases import CaseConfig, build_case
     from fla_check.ops import get_op
     from fla_check.verdict import emulation
@@ -288,7 +288,7 @@ def test_noise_drawn_ahead_is_one_launch_per_block_and_the_same_alone_and_in_a_b
             plain.setattr(emulation, "drawn_ahead", lambda device: False)
             draws.clear()
             baseline_samples(op, arith, cases[0], torch.bfloat16, 5)
-        got = emulated_batch(op, arith, cases, torch.bfloat16, [5, 6])
+        got = per_case(emulated_batch(op, arith, cases, torch.bfloat16, [5, 6]), 2)
         for a, b in zip(alone, got):
             assert all(torch.equal(a[n], b[n]) for n in a)
         assert not torch.equal(got[0]["o"], got[1]["o"])
