@@ -118,7 +118,7 @@ def installed(phases: Phases, count_syncs: bool) -> Iterator[None]:
     patches = [(runner, "build_case", phases.wrap("build", runner.build_case)),
                (batched, "build_case", phases.wrap("build", batched.build_case)),
                (batched, "reference_batch", phases.wrap("reference", batched.reference_batch)),
-               (batched, "emulated_deviations", phases.wrap("baseline", batched.emulated_deviations)),
+               (batched, "batched_deviations", phases.wrap("baseline", batched.batched_deviations)),
                (runner, "reference", phases.wrap("reference", runner.reference)),
                (runner, "PendingScales", phases.wrap("baseline", runner.PendingScales)),
                (runner, "_invoke", phases.wrap("kernels", runner._invoke)),

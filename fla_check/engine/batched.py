@@ -9,9 +9,9 @@ Backward cases (reference gradients through autograd) run one by one. A batch ho
 :data:`BATCH_ELEMENTS` padded float64 elements; a longer list is cut into several. The search's
 covering phase (:meth:`fla_check.engine.search._Evaluator.cover`) builds its cases this way
 (:func:`build_ahead`). The readout terms of recurrent fp32 baselines (a second reference, on
-absolute values) join the same loop. :func:`check_cases` also emulates the baselines of cases of one
-shape, dtype and declaration together (:func:`emulate_ahead`): the same samples, one emulation's
-launches; the search draws cases of different shapes, so its covering phase does not.
+absolute values) join the same loop. :func:`check_cases` also samples and reduces the baselines of
+cases of one shape, dtype and declaration together (:func:`baselines_ahead`): the same samples, one
+emulation's launches; the search draws cases of different shapes, so its covering phase does not.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, ch
                                      unsupported_reason)
 from fla_check.errors import CaseError
 from fla_check.references.batch import RowCase, batch_key, reference_batch
-from fla_check.verdict.baselines import (emulated_deviations, emulation_key, memory_budget, readout_inputs, rounds_exact,
+from fla_check.verdict.baselines import (baseline_key, batched_deviations, memory_budget, readout_inputs, rounds_exact,
                                         sample_bytes, sample_seed)
 from fla_check.verdict.emulation import SAMPLES
 
@@ -44,7 +44,7 @@ def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseCon
     if backward:
         return [check_case(op_spec, modes, c, device=device, backward=True, **kwargs) for c in configs]
     built = build_ahead(op_spec, configs, device, readout=wants_readout(op_spec, modes))
-    built = emulate_ahead(op_spec, modes, configs, built, device)
+    built = baselines_ahead(op_spec, modes, configs, built, device)
     return [check_case(op_spec, modes, c, device=device, built=b, **kwargs) for c, b in zip(configs, built)]
 
 
@@ -87,12 +87,12 @@ def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str]
             for i, x in enumerate(inputs)]
 
 
-def emulate_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
-                  device: Optional[str] = None) -> list[BuiltCase]:
-    """`built` with the emulated baselines of every mode that runs each case, cases of one
-    :func:`~fla_check.verdict.baselines.emulation_key` (declaration, dtype, shapes) emulated and
-    reduced together (:func:`~fla_check.verdict.baselines.emulated_deviations`: each case's samples
-    are those it gets alone), as many at once as fit the emulation's memory budget. A case alone
+def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
+                   device: Optional[str] = None) -> list[BuiltCase]:
+    """`built` with the baselines of every mode that runs each case, cases of one
+    :func:`~fla_check.verdict.baselines.baseline_key` (declaration, dtype, shapes) sampled and
+    reduced together (:func:`~fla_check.verdict.baselines.batched_deviations`: each case's samples
+    are those it gets alone), as many at once as fit the baseline's memory budget. A case alone
     in its key, or too large for a batch, is left to its judge."""
     op_spec, backend = resolve_op(op), get_backend(device)
     specs = resolve_modes(op_spec, modes)
@@ -101,23 +101,26 @@ def emulate_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseC
         arithmetics = {spec.declared(config.chunk_size) for spec in specs
                        if unsupported_reason(spec, config, backend) is None}
         for arith in arithmetics:
-            key = emulation_key(arith, case.inputs, config.torch_dtype)
+            key = baseline_key(arith, case.inputs, config.torch_dtype)
             if key is not None:
                 groups[key].append(i)
     ready: list[dict] = [dict(case.baselines) for case in built]
     budget = memory_budget(backend.device)
     for (arith, dtype, *_), members in groups.items():
-        each = SAMPLES * sample_bytes(built[members[0]].inputs, arith, backward=False)
+        rounded = rounds_exact(arith)
+        each = SAMPLES * sample_bytes(built[members[0]].inputs, arith, backward=False, shortcut=rounded)
         size = max(1, budget // each)
         for lo in range(0, len(members), size):
             batch = members[lo:lo + size]
             if len(batch) < 2:
                 continue
-            with harness_stage(f"the float64 baseline emulation ({arith.algorithm}) of {len(batch)} cases in one batch",
+            readouts = [built[i].readout for i in batch]  # computed with the references, where they were
+            with harness_stage(f"the float64 baseline ({arith.algorithm}) of {len(batch)} cases in one batch",
                                configs[batch[0]], backend.device):
-                found = emulated_deviations(op_spec, arith, [built[i].inputs for i in batch], dtype,
-                                            [sample_seed(configs[i].seed, arith) for i in batch],
-                                            [built[i].ref for i in batch])
+                found = batched_deviations(op_spec, arith, [built[i].inputs for i in batch], dtype,
+                                           [sample_seed(configs[i].seed, arith) for i in batch],
+                                           [built[i].ref for i in batch],
+                                           None if None in readouts else readouts)
             for i, worst in zip(batch, found):
                 ready[i][arith] = worst
     return [replace(case, baselines=own) for case, own in zip(built, ready)]

@@ -105,7 +105,7 @@ def baseline_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: t
     with an fp32 state then needs no emulated loop: its only rounding above fp32 level is each
     output's rounding to the dtype it is returned in (the state's fp32 rounding is inside the
     verdict's fp32 slack), so the samples are `exact` rounded that way, plus, for decay-only ops,
-    the readout's K-term fp32 sum (:func:`_with_readout_noise`) -- except the delta rule's
+    the readout's K-term fp32 sum (:func:`_rounded_cases`) -- except the delta rule's
     gradients, whose dbeta sums stored terms (emulation._stored_delta_step)."""
     groups = list(sample_groups(op, arith, inputs, dtype, seed, up=up, truth=truth, exact=exact, budget=budget))
     if len(groups) == 1:
@@ -130,10 +130,32 @@ def rounds_exact(arith: Arithmetic) -> bool:
 
 def _rounded_samples(exact: dict[str, Tensor], readout: Optional[Tensor], inputs: CaseInputs, dtype: torch.dtype,
                      seed: int, rows: Optional[slice]) -> Samples:
-    samples = rounded_outputs(exact, dtype, seed, rows)
-    if readout is not None and "o" in samples:
-        samples["o"] = _with_readout_noise(samples["o"], readout, inputs.tensors()[0].shape[-1], seed, rows)
-    return samples
+    return _rounded_cases({name: x[None] for name, x in exact.items()}, None if readout is None else readout[None],
+                          inputs.q.shape[-1], dtype, [seed], rows)
+
+
+def _rounded_cases(exact: dict[str, Tensor], readout: Optional[Tensor], K: int, dtype: torch.dtype,
+                   seeds: Sequence[int], rows: Optional[slice] = None) -> Samples:
+    """SAMPLES copies (`rows`: those samples) of each case's outputs rounded to the dtype each is
+    returned in: the final state and dh0 in fp32, everything else in the input dtype (x -> x (1 + d),
+    d ~ U(+-u)); with `readout`, o also carries the readout's fp32 accumulation, as
+    :meth:`Rounding.dot` samples it for chunk modes: ``U(+-1) u32 sqrt(K) sum_k |q_k S_kv|``
+    (without it a recurrent fp32 mode whose o cancels, q . k ~ 0, was a false alarm: built-in
+    recurrent GLA, fp32, T=1, K=V=60, o at 2.7x its bound). `exact` and `readout` hold one case
+    per seed on a leading dimension; the samples are case-major."""
+    cases, count = len(seeds), _count(rows)
+    device = next(iter(exact.values())).device
+    rnd = Rounding(RECURRENT_FP32, dtype, seeds, device, rows)
+    out = {name: _returned(rnd, name, x.detach().double()[:, None].expand((cases, count) + tuple(x.shape[1:]))
+                           .reshape((cases * count,) + tuple(x.shape[1:])))
+           for name, x in exact.items()}
+    if readout is not None and "o" in out:
+        noise = Rounding(RECURRENT_FP32, torch.float32, [s ^ _READOUT_SALT for s in seeds], device, rows)
+        o = out["o"]
+        d = noise._uniform(o.shape) * 2 - 1
+        out["o"] = (o.unflatten(0, (cases, -1)) + d.unflatten(0, (cases, -1)) * readout.to(o)[:, None]
+                    * (U32 * K ** 0.5)).flatten(0, 1)
+    return out
 
 
 # Peak bytes of one sample, per float64 element of the case (fitted on CPU with about 2x margin,
@@ -195,15 +217,6 @@ def _readout_terms(op: OpSpec, inputs: CaseInputs, truth: bool) -> Optional[Tens
     return o_abs
 
 
-def _with_readout_noise(o: Tensor, terms: Tensor, K: int, seed: int, rows: Optional[slice] = None) -> Tensor:
-    """The readout's fp32 accumulation, as :meth:`Rounding.dot` samples it for chunk modes:
-    ``U(+-1) u32 sqrt(K) sum_k |q_k S_kv|``. Without it a recurrent fp32 mode whose o cancels
-    (q . k ~ 0) was a false alarm: built-in recurrent GLA, fp32, T=1, K=V=60, o at 2.7x its bound."""
-    rnd = Rounding(RECURRENT_FP32, torch.float32, seed ^ _READOUT_SALT, o.device, rows)
-    d = rnd._uniform(o.shape).to(o.device) * 2 - 1
-    return o + d * terms.to(o)[None] * (U32 * K ** 0.5)
-
-
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
     """One intra-op torch thread: the emulation's tensors are small, and on a busy 2-core
@@ -240,64 +253,71 @@ def _emulated_samples(op: OpSpec, arith: Arithmetic, inputs: CaseInputs, dtype: 
     return {n: x.detach() for n, x in out.items()}
 
 
-def emulation_key(arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype) -> Optional[Hashable]:
-    """Forward cases with equal keys can share one emulation (:func:`emulated_batch`): the same
-    declaration, dtype, tensor shapes and packing. None for a case whose samples are not
-    emulated (the rounded-exact shortcut) or whose in-kernel options are (their constants are per case)."""
-    if inputs.prepare is not None or rounds_exact(arith):
+def baseline_key(arith: Arithmetic, inputs: CaseInputs, dtype: torch.dtype) -> Optional[Hashable]:
+    """Forward cases with equal keys can share one baseline computation (:func:`batched_deviations`):
+    the same declaration, dtype, tensor shapes and packing. None for a case with in-kernel options
+    (their constants are per case)."""
+    if inputs.prepare is not None:
         return None
     shapes = tuple(None if x is None else tuple(x.shape) for x in (*inputs.tensors(), inputs.initial_state))
     packing = None if inputs.cu_seqlens is None else tuple(inputs.cu_seqlens.tolist())
     return arith, dtype, shapes, packing, inputs.q.device
 
 
-def emulated_deviations(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
-                        seeds: Sequence[int], exact: Sequence[dict[str, Tensor]]) -> list[Deviations]:
-    """Per case, what :class:`PendingScales` reduces its :func:`emulated_batch` samples to against
-    its `exact` answer (``worst``), reduced for all the cases at once: a few ops per output
-    instead of a few per output and case."""
-    stacked = emulated_batch(op, arith, cases, dtype, seeds)
-    out: list[Deviations] = [{} for _ in cases]
-    for name, samples in stacked.items():
+def batched_deviations(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
+                       seeds: Sequence[int], exact: Sequence[dict[str, Tensor]],
+                       readouts: Optional[Sequence[Optional[Tensor]]] = None) -> list[Deviations]:
+    """Per forward case (one :func:`baseline_key`), what :class:`PendingScales` reduces its samples to
+    against its `exact` answer (``worst``), every case's samples those :func:`baseline_samples` gives
+    it alone with its seed: a recurrent fp32 declaration's exact answers rounded (with `readouts`,
+    the readout terms computed ahead, else computed here), any other's :func:`emulated_batch`;
+    sampled and reduced for all the cases at once, a few ops per output instead of a few per output
+    and case."""
+    keys = {baseline_key(arith, x, dtype) for x in cases}
+    if len(keys) != 1 or None in keys or len(seeds) != len(cases) or len(exact) != len(cases):
+        raise ValueError("batched baselines need forward cases of one baseline_key, a seed and an answer each")
+    if not rounds_exact(arith):
+        return _reduced(emulated_batch(op, arith, cases, dtype, seeds), exact)
+    if readouts is None:
+        readouts = [_readout_terms(op, x, truth=False) for x in cases]
+    stacked = {name: torch.stack([d[name] for d in exact]) for name in exact[0]}
+    readout = None if readouts[0] is None else torch.stack(list(readouts))
+    return _reduced(_rounded_cases(stacked, readout, cases[0].q.shape[-1], dtype, seeds), exact)
+
+
+def _reduced(samples: Samples, exact: Sequence[dict[str, Tensor]]) -> list[Deviations]:
+    """:meth:`PendingScales._deviations` of each case's samples (case-major on the leading
+    dimension of `samples`) against its `exact`, for all the cases in one set of ops per output."""
+    out: list[Deviations] = [{} for _ in exact]
+    for name, found in samples.items():
         if name not in exact[0] or not exact[0][name].numel():
             continue
-        e = samples.double().unflatten(0, (len(cases), -1))  # [cases, SAMPLES, ...]
+        e = found.double().unflatten(0, (len(exact), -1))  # [cases, SAMPLES, ...]
         x = torch.stack([d[name].detach().double().to(e.device) for d in exact])[:, None]
         ok = finite_mask(x)
         diff = torch.where(ok, e - x, torch.zeros((), dtype=e.dtype, device=e.device)).flatten(2)
         count = ok.flatten(1).sum(1)
         worst = [nonfinite_mask(diff).flatten(1).sum(1), diff.abs().flatten(1).amax(1),
                  diff.square().sum(2).div(count[:, None]).sqrt().amax(1)]
-        for case, found in zip(out, zip(*worst)):
-            case[name] = list(found)
+        for case, per_case in zip(out, zip(*worst)):
+            case[name] = list(per_case)
     return out
 
 
 def emulated_batch(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
                    seeds: Sequence[int]) -> Samples:
-    """The forward samples of `cases` (one :func:`emulation_key`) from one emulation, case-major
+    """The forward samples of `cases` (one :func:`baseline_key`, emulated) from one emulation, case-major
     on the leading dimension (``chunk(len(cases))`` splits them): each case's are those
     :func:`baseline_samples` gives it alone with its seed (each case draws its own noise,
     emulation.Rounding), while the chunk and step loops' launches are paid once."""
-    keys = {emulation_key(arith, x, dtype) for x in cases}
-    if len(keys) != 1 or None in keys or len(seeds) != len(cases):
-        raise ValueError("emulated_batch needs emulated forward cases of one emulation_key, a seed each")
+    keys = {baseline_key(arith, x, dtype) for x in cases}
+    if len(keys) != 1 or None in keys or len(seeds) != len(cases) or rounds_exact(arith):
+        raise ValueError("emulated_batch needs emulated forward cases of one baseline_key, a seed each")
     columns = zip(*[(*c.tensors(), c.initial_state) for c in cases])  # per input: every case's tensor
     stacked = [None if col[0] is None else torch.cat([_sampled(x) for x in col]) for col in columns]
     with torch.no_grad(), single_thread():
         o, ht = emulate(op.name, op.step, arith, *stacked, cases[0].cu_seqlens, dtype=dtype, seed=list(seeds))
     return {"o": o, "ht": ht}
-
-
-def rounded_outputs(exact: dict[str, Tensor], dtype: torch.dtype, seed: int,
-                    rows: Optional[slice] = None) -> Samples:
-    """SAMPLES copies (`rows`: those samples) of each output rounded to the dtype it is returned
-    in: the final state and dh0 in fp32, everything else in the input dtype (x -> x (1 + d), d ~ U(+-u))."""
-    rnd = Rounding(RECURRENT_FP32, dtype, seed, next(iter(exact.values())).device, rows)
-    out = {}
-    for name, x in exact.items():
-        out[name] = _returned(rnd, name, _sampled(x, _count(rows)))
-    return out
 
 
 def _count(rows: Optional[slice]) -> int:
@@ -329,7 +349,7 @@ class PendingScales:
     """:func:`noise_scales` in two steps: :attr:`terms`, the device scalars to fetch (a caller
     may fetch them with its own in one transfer), then :meth:`finish` on their values.
     `refs`: the reductions of `exact` and `ref` kept across calls (default: computed here).
-    `worst`: the samples' deviations reduced already (:func:`emulated_deviations`), no samples."""
+    `worst`: the samples' deviations reduced already (:func:`batched_deviations`), no samples."""
 
     def __init__(self, samples: Union[Samples, Iterable[Samples], None], exact: dict[str, Tensor],
                  ref: Optional[dict[str, Tensor]] = None, refs: Optional[ReferenceTerms] = None,

@@ -161,7 +161,7 @@ def test_the_readout_terms_join_the_reference_loop():
 
 @pytest.mark.parametrize("op", ["gla", "gated_delta"])
 def test_cases_of_one_shape_share_one_baseline_emulation_with_their_own_samples(op, monkeypatch):
-    """check_cases emulates the chunk baselines of same-shaped cases per dtype in one batch: each
+    """check_cases samples the baselines of same-shaped cases per dtype in one batch: each
     case gets the samples it gets alone (same scales, same verdicts), a clean chunk-declared mode
     passes and one 1.5 % off is caught in every case."""
     from dataclasses import replace
@@ -169,14 +169,15 @@ def test_cases_of_one_shape_share_one_baseline_emulation_with_their_own_samples(
     from fla_check.engine import batched
 
     sizes = []
-    real = batched.emulated_deviations
-    monkeypatch.setattr(batched, "emulated_deviations", lambda op_, arith, cases, *a: sizes.append(len(cases)) or
-                        real(op_, arith, cases, *a))
+    real = batched.batched_deviations
+    monkeypatch.setattr(batched, "batched_deviations", lambda op_, arith, cases, *a: sizes.append(
+        (arith.algorithm, len(cases))) or real(op_, arith, cases, *a))
     shape = covering_configs(SpaceOptions(op=op, max_seq_len=40, value_ratios=(1,), kernel_options=()), seed=1)[0]
     configs = [replace(shape, dtype=dtype, seed=seed) for dtype in ("float32", "bfloat16") for seed in (1, 2, 3)]
     modes = ["test:emulated16", "test:emulated16off", "test:clean"]
     batched_results = check_cases(op, modes, configs, isolation="none", invariance="none")
-    assert sizes == [3, 3]  # one emulation per dtype (emulated16 and emulated16off share their declaration)
+    # per dtype one emulation (emulated16 and emulated16off share their declaration) and one rounding (clean)
+    assert sorted(sizes) == [("chunk", 3), ("chunk", 3), ("recurrent", 3), ("recurrent", 3)]
     scales = set()
     for config, got in zip(configs, batched_results):
         _assert_same(check_case(op, modes, config, isolation="none", invariance="none"), got)

@@ -307,17 +307,20 @@ def test_an_emulated_batch_gives_each_case_its_alone_samples_bit_for_bit(op_name
     assert not torch.equal(got[0]["o"], got[1]["o"])
 
 
-def test_an_emulated_batch_refuses_cases_of_different_keys():
-    from fla_check.verdict.baselines import emulated_batch, emulation_key
+def test_batched_baselines_refuse_cases_of_different_keys():
+    from fla_check.verdict.baselines import baseline_key, batched_deviations, emulated_batch
     from fla_check.verdict.emulation import Rounding
 
     op, arith = get_op("gla"), Arithmetic("chunk", 16)
     a, b = (build_case(CaseConfig(op="gla", dtype="float32", B=1, T=T, H=2, K=16, V=16, seed=1)) for T in (20, 24))
-    assert emulation_key(RECURRENT_FP32, a, torch.float32) is None  # the rounded-exact shortcut: nothing to batch
-    with pytest.raises(ValueError, match="one emulation_key"):
-        emulated_batch(op, arith, [a, b], torch.float32, [1, 2])
-    with pytest.raises(ValueError, match="one emulation_key"):
-        emulated_batch(op, arith, [a, a], torch.float32, [1])  # a seed each
+    exact = [_exact(op, x, None) for x in (a, b)]
+    assert baseline_key(arith, a, torch.float32) != baseline_key(arith, b, torch.float32)
+    with pytest.raises(ValueError, match="one baseline_key"):
+        batched_deviations(op, arith, [a, b], torch.float32, [1, 2], exact)
+    with pytest.raises(ValueError, match="one baseline_key"):
+        batched_deviations(op, RECURRENT_FP32, [a, a], torch.float32, [1], exact)  # a seed each
+    with pytest.raises(ValueError, match="one baseline_key"):
+        emulated_batch(op, RECURRENT_FP32, [a, a], torch.float32, [1, 2])  # rounded, not emulated
     with pytest.raises(ValueError, match="no `rows`"):
         Rounding(arith, torch.float32, [1, 2], torch.device("cpu"), rows=slice(0, 4))
     with pytest.raises(ValueError, match="does not split"):
@@ -337,24 +340,32 @@ def test_a_small_emulation_does_not_ask_the_device_for_its_free_memory(monkeypat
     assert len(list(baselines.sample_groups(op, arith, inputs, torch.float32, 5))) == 1 and len(asked) == 1
 
 
-def test_emulated_deviations_reduce_each_case_as_pending_scales_does(per_case):
-    """The batch's reduction per case equals PendingScales on the case's own samples, a reference
-    with a non-finite entry (masked out) included."""
-    from fla_check.verdict.baselines import PendingScales, emulated_batch, emulated_deviations
+@pytest.mark.parametrize("op_name, arith, ahead", [
+    ("gla", Arithmetic("chunk", 16), False),  # emulated
+    ("gla", RECURRENT_FP32, False),  # exact answers rounded, the readout computed here
+    ("gla", RECURRENT_FP32, True),  # ... the readout computed ahead (the batched reference's)
+    ("gated_delta", RECURRENT_FP32, False),  # rounded, no readout (the delta rule)
+])
+def test_batched_deviations_reduce_each_case_as_its_own_baseline_does(op_name, arith, ahead):
+    """Per case, the batch's reduction equals PendingScales on the samples the case gets alone, a
+    reference with a non-finite entry (masked out) included."""
+    from fla_check.verdict.baselines import PendingScales, _readout_terms, batched_deviations
     from fla_check.verdict.host import to_host
 
-    op, arith = get_op("gla"), Arithmetic("chunk", 16)
-    cases = [build_case(CaseConfig(op="gla", dtype="bfloat16", B=1, T=24, H=2, K=16, V=16, seed=s)) for s in (1, 2, 3)]
+    op = get_op(op_name)
+    cases = [build_case(CaseConfig(op=op_name, dtype="bfloat16", B=1, T=24, H=2, K=16, V=16, seed=s)) for s in (1, 2, 3)]
     exact = [_exact(op, x, None) for x in cases]
     exact[1]["o"] = exact[1]["o"].clone()
     exact[1]["o"][0, 3, 0, 0] = math.inf
     seeds = [7, 8, 9]
-    worst = emulated_deviations(op, arith, cases, torch.bfloat16, seeds, exact)
-    for samples, x, found in zip(per_case(emulated_batch(op, arith, cases, torch.bfloat16, seeds), 3), exact, worst):
-        alone, ahead = PendingScales(samples, x), PendingScales(None, x, worst=found)
-        assert ahead.outputs == alone.outputs == ["o", "ht"]
-        want, got = alone.finish(to_host(alone.terms)), ahead.finish(to_host(ahead.terms))
+    readouts = [_readout_terms(op, x, truth=False) for x in cases] if ahead else None
+    worst = batched_deviations(op, arith, cases, torch.bfloat16, seeds, exact, readouts)
+    for x, seed, answer, found in zip(cases, seeds, exact, worst):
+        alone = PendingScales(baseline_samples(op, arith, x, torch.bfloat16, seed, exact=answer), answer)
+        ahead_of = PendingScales(None, answer, worst=found)
+        assert ahead_of.outputs == alone.outputs == ["o", "ht"]
+        want, got = alone.finish(to_host(alone.terms)), ahead_of.finish(to_host(ahead_of.terms))
         for name in want:
-            assert math.isclose(got[name].max_abs, want[name].max_abs, rel_tol=1e-12)
-            assert math.isclose(got[name].rel_rms, want[name].rel_rms, rel_tol=1e-12)
+            assert math.isclose(got[name].max_abs, want[name].max_abs, rel_tol=1e-12), name
+            assert math.isclose(got[name].rel_rms, want[name].rel_rms, rel_tol=1e-12), name
     assert len({w["o"][1].item() for w in worst}) == 3
