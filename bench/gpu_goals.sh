@@ -14,7 +14,8 @@
 # GPU_A / GPU_B (default 0 / 1): the GPUs phases 1-4 call GPU 0 / GPU 1 (GPU_A=1 GPU_B=1: all on GPU 1, e.g. while
 # the test suite holds GPU 0 under `taskset`).
 #   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s,
-#                                               HT_BUDGET=0 skips the cases/s; TD_OPS, TD_WARMUPS: time_to_detect's
+#                                               HT_BUDGET=0 skips the cases/s, HT_BATCH (64) cases per T run through
+#                                               check_cases at once; TD_OPS, TD_WARMUPS: time_to_detect's
 #                                               --first-ops / --first-warmups; RATE_PROCS, RP_OPS;
 #                                               PHASES="2 5 3": only those, in the order 1 2 5 3 4; default "1 2 3")
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
@@ -46,7 +47,8 @@ stamp "phase 1"
 (
   export CUDA_VISIBLE_DEVICES=${GPU_A:-0}
   [ "${HT_BUDGET:-50}" = 0 ] || timeout -s INT -k 10 $(( ${HT_BUDGET:-50} + 15 )) python3 bench/harness_throughput.py --out "$W/ht" \
-    --budget "${HT_BUDGET:-50}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 --rate-cases 32 \
+    --budget "${HT_BUDGET:-50}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 \
+    --rate-cases "${HT_BATCH:-64}" --rate-batch "${HT_BATCH:-64}" \
     > "$W/ht.log" 2>&1
   timeout -s INT -k 10 $(( ${TD_BUDGET:-110} + 10 )) python3 bench/time_to_detect.py --out "$W/td" \
     --budget "${TD_BUDGET:-110}" --first-ops "${TD_OPS:-gla,gated_delta}" --first-warmups "${TD_WARMUPS:-off,background}" \
