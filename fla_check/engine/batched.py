@@ -120,7 +120,7 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
                 found = batched_deviations(op_spec, arith, [built[i].inputs for i in batch], dtype,
                                            [sample_seed(configs[i].seed, arith) for i in batch],
                                            [built[i].ref for i in batch],
-                                           None if None in readouts else readouts)
+                                           None if any(r is None for r in readouts) else readouts)
             for i, worst in zip(batch, found):
                 ready[i][arith] = worst
     return [replace(case, baselines=own) for case, own in zip(built, ready)]
