@@ -7,6 +7,8 @@ pytest plugin stays import-light)::
     result = check_case("gla", ["recurrent", "chunk"], CaseConfig(op="gla", dtype="bf16", B=1, T=130,
                                                                   H=2, K=64, V=64, seed=0))
 
+- :func:`check_cases` many cases, each judged as :func:`check_case` judges it, their references and
+  baselines batched;
 - :func:`check_case` one case through modes, judged against the float64 reference (the
   hypothesis search ``fla-check run`` drives is ``fla_check.engine.search.search``: the name ``search``
   stays the submodule's);
@@ -23,6 +25,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "check_case": "fla_check.engine.runner",
+    "check_cases": "fla_check.engine.batched",
     "CaseResult": "fla_check.verdict.results",
     "SearchResult": "fla_check.verdict.results",
     "CaseConfig": "fla_check.cases",

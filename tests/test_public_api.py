@@ -31,3 +31,12 @@ def test_check_case_through_the_public_names():
 
     cfg = CaseConfig(op="gla", dtype="float32", B=1, T=20, H=1, K=16, V=16, seed=1)
     assert check_case("gla", ["recurrent"], cfg).modes["recurrent"].verdict is Verdict.OK
+
+
+def test_check_cases_through_the_public_names():
+    from fla_check import CaseConfig, Verdict, check_cases
+
+    configs = [CaseConfig(op="gla", dtype="float32", B=1, T=20, H=1, K=16, V=16, seed=seed) for seed in (1, 2)]
+    results = check_cases("gla", ["recurrent"], configs)
+    assert [r.config.seed for r in results] == [1, 2]
+    assert all(r.modes["recurrent"].verdict is Verdict.OK for r in results)
