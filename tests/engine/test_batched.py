@@ -121,7 +121,7 @@ def test_a_search_covers_with_one_batched_reference_and_the_same_results(monkeyp
 
     monkeypatch.setattr(batched, "reference_batch", counting)
     modes = ["test:clean", "test:off2pct"]
-    result = search("gla", modes, dtypes=["fp32"], profile="ci", seed=0, device="cpu")
+    result = search("gla", modes, dtypes=["fp32"], profile="ci", seed=0)  # on the backend's device
     covering = result.options["covering"]
     assert covering > 1 and sizes == [2 * covering]  # each case's reference and its readout terms
     for case in result.cases[-covering:]:  # the modes that had not failed yet
