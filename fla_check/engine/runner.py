@@ -157,8 +157,9 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
         ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64) if built is None else built.ref
     with harness_stage("the gradients' cancellation scales", config, backend.device):
         cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
+    ahead = built or BuiltCase(inputs, ref)
     judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks(),
-                   readout=None if built is None else built.readout, ready={} if built is None else dict(built.baselines))
+                   readout=ahead.readout, ready=dict(ahead.baselines))
     results: dict[str, ModeResult] = {}
     produced: dict[str, dict[str, Tensor]] = {}
     kernels: set[str] = set()
@@ -184,7 +185,7 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
 class BuiltCase:
     """A forward case's inputs and float64 reference outputs ({"o", "ht"}), computed ahead; the
     readout terms of its recurrent fp32 baselines (:func:`~fla_check.verdict.baselines.readout_inputs`)
-    and its emulated baselines' deviations per declaration, where they were computed with it."""
+    and its baselines' deviations per declaration, where they were computed with it."""
 
     inputs: CaseInputs
     ref: dict[str, Tensor]
@@ -229,7 +230,7 @@ class _Judge:
     memory: MemoryChecks = field(default_factory=MemoryChecks)  # the checks mode calls run under
     ref_terms: ReferenceTerms = field(default_factory=ReferenceTerms)  # ref's own reductions, once each
     readout: Optional[Tensor] = None  # the recurrent fp32 baselines' readout terms, computed ahead
-    ready: dict[Arithmetic, Deviations] = field(default_factory=dict)  # emulated baselines reduced ahead (forward)
+    ready: dict[Arithmetic, Deviations] = field(default_factory=dict)  # baselines reduced ahead (forward)
 
     def baseline(self, arith: Arithmetic) -> dict[str, Metrics]:
         """The sampled error of `arith` on this case, per output (computed once per declaration)."""

@@ -125,7 +125,6 @@ class Rounding:
             raise ValueError("the samples of several cases are drawn whole: no `rows`")
         # one generator per case: several cases run as one, case-major on the leading dimension
         self.streams = [_Stream(noise_generator(s, device)) for s in seeds]
-        self.gen = self.streams[0].gen
         self.device = device
         self.rows = rows  # the samples held, of SAMPLES drawn (None: all of them)
         self.u_in = UNIT_ROUNDOFF[dtype]

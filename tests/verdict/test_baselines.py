@@ -353,7 +353,8 @@ def test_batched_deviations_reduce_each_case_as_its_own_baseline_does(op_name, a
     from fla_check.verdict.host import to_host
 
     op = get_op(op_name)
-    cases = [build_case(CaseConfig(op=op_name, dtype="bfloat16", B=1, T=24, H=2, K=16, V=16, seed=s)) for s in (1, 2, 3)]
+    cases = [build_case(CaseConfig(op=op_name, dtype="bfloat16", B=1, T=24, H=2, K=16, V=16, seed=s))
+             for s in (1, 2, 3)]
     exact = [_exact(op, x, None) for x in cases]
     exact[1]["o"] = exact[1]["o"].clone()
     exact[1]["o"][0, 3, 0, 0] = math.inf
