@@ -6,7 +6,7 @@ head dims and packings; cases with and without an in-kernel gate input apart) an
 each case as :func:`~fla_check.engine.runner.check_case` does, with that reference. The verdicts are the
 same; on a GPU the reference's launches are paid once per batch instead of once per case.
 Backward cases (reference gradients through autograd) run one by one. A batch holds at most
-:data:`BATCH_ELEMENTS` padded float64 elements; a longer list is cut into several. The search's
+:func:`reference_elements` padded float64 elements; a longer list is cut into several. The search's
 covering phase (:meth:`fla_check.engine.search._Evaluator.cover`) builds its cases this way
 (:func:`build_ahead`). The readout terms of recurrent fp32 baselines (a second reference, on
 absolute values) join the same loop. :func:`check_cases` also samples and reduces the baselines of
@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
+import torch
 from torch import Tensor
 
 from fla_check.backend import get_backend
@@ -34,6 +35,17 @@ from fla_check.verdict.baselines import (baseline_key, batched_deviations, memor
 from fla_check.verdict.emulation import SAMPLES
 
 BATCH_ELEMENTS = 2**25  # float64 elements of one batch's padded q, k, g, v and o (256 MB): longer runs split
+REFERENCE_COPIES = 4  # on a GPU: a batch's padded elements held at once (inputs, outputs, the step's temporaries)
+
+
+def reference_elements(device: Any) -> int:
+    """Padded float64 elements one reference batch may hold: :data:`BATCH_ELEMENTS`, on a GPU as many
+    as fit :data:`REFERENCE_COPIES` times in the harness's share of its free memory
+    (:func:`~fla_check.verdict.baselines.memory_budget`) when that is more: a batch's launches do not
+    grow with its size, so at T = 1024 one batch instead of three (64 cases, H=4, K=V=64)."""
+    if torch.device(device).type != "cuda":
+        return BATCH_ELEMENTS
+    return max(BATCH_ELEMENTS, memory_budget(device) // (8 * REFERENCE_COPIES))
 
 
 def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], *,
@@ -77,8 +89,9 @@ def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str]
         for name, case in problems.items():
             groups[batch_key(op_spec.step, case)].append((i, name, case))
     outs: dict[tuple[int, str], tuple[Tensor, Tensor]] = {}
+    elements = reference_elements(dev)
     for group in groups.values():
-        for batch in _within(group, configs, BATCH_ELEMENTS):
+        for batch in _within(group, configs, elements):
             with harness_stage(f"the float64 reference of {len(batch)} problems in one batch",
                                configs[batch[0][0]], dev):
                 results = reference_batch(op_spec.step, [case for _, _, case in batch])

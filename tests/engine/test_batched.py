@@ -134,7 +134,7 @@ def test_a_long_group_is_cut_into_batches_within_the_memory_cap(monkeypatch):
     sizes = []
     real = batched.reference_batch
     monkeypatch.setattr(batched, "reference_batch", lambda step, cases: sizes.append(len(cases)) or real(step, cases))
-    monkeypatch.setattr(batched, "BATCH_ELEMENTS", 40_000)  # a few small cases per batch
+    monkeypatch.setattr(batched, "reference_elements", lambda device: 40_000)  # a few small cases per batch
     space = SpaceOptions(op="gla", max_seq_len=40, kernel_options=())  # every case has readout terms
     configs = [c for seed in (2, 3, 4) for c in covering_configs(space, seed=seed)]
     results = check_cases("gla", ["test:clean"], configs, isolation="none", invariance="none")
@@ -185,3 +185,13 @@ def test_cases_of_one_shape_share_one_baseline_emulation_with_their_own_samples(
         assert got.modes["test:emulated16off"].verdict is Verdict.DIVERGED, config.short()
         scales.add(got.modes["test:emulated16"].outputs[0].baseline.rel_rms)
     assert len(scales) == len(configs)  # every case its own samples
+
+
+def test_a_gpu_batch_holds_what_fits_its_memory_and_the_cpu_keeps_the_fixed_cap(monkeypatch):
+    from fla_check.engine import batched
+
+    monkeypatch.setattr(batched, "memory_budget", lambda device: 2**36)  # 64 GiB free to the harness
+    assert batched.reference_elements("cpu") == batched.BATCH_ELEMENTS
+    assert batched.reference_elements("cuda") == 2**36 // (8 * batched.REFERENCE_COPIES)
+    monkeypatch.setattr(batched, "memory_budget", lambda device: 2**20)  # a nearly full GPU: the fixed cap still
+    assert batched.reference_elements("cuda") == batched.BATCH_ELEMENTS
