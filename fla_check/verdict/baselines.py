@@ -273,27 +273,39 @@ def batched_deviations(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs
     the readout terms computed ahead, else computed here), any other's :func:`emulated_batch`;
     sampled and reduced for all the cases at once, a few ops per output instead of a few per output
     and case."""
-    keys = {baseline_key(arith, x, dtype) for x in cases}
-    if len(keys) != 1 or None in keys or len(seeds) != len(cases) or len(exact) != len(cases):
-        raise ValueError("batched baselines need forward cases of one baseline_key, a seed and an answer each")
+    _check_batch(arith, cases, dtype, seeds)
+    if len(exact) != len(cases):
+        raise ValueError("batched baselines need an answer per case")
+    answers = {name: torch.stack([d[name].detach().double() for d in exact]) for name in exact[0]}  # [cases, ...]
     if not rounds_exact(arith):
-        return _reduced(emulated_batch(op, arith, cases, dtype, seeds), exact)
+        return _reduced(_emulated_stack(op, arith, cases, dtype, seeds), answers)
     if readouts is None:
         readouts = [_readout_terms(op, x, truth=False) for x in cases]
-    stacked = {name: torch.stack([d[name] for d in exact]) for name in exact[0]}
     readout = None if readouts[0] is None else torch.stack(list(readouts))
-    return _reduced(_rounded_cases(stacked, readout, cases[0].q.shape[-1], dtype, seeds), exact)
+    return _reduced(_rounded_cases(answers, readout, cases[0].q.shape[-1], dtype, seeds), answers)
 
 
-def _reduced(samples: Samples, exact: Sequence[dict[str, Tensor]]) -> list[Deviations]:
+def _check_batch(arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype, seeds: Sequence[int],
+                 emulated: bool = False) -> None:
+    """ValueError unless `cases` share one :func:`baseline_key` and have a seed each (`emulated`: and
+    `arith` is emulated, not rounded exactly)."""
+    keys = {baseline_key(arith, x, dtype) for x in cases}
+    if len(keys) != 1 or None in keys or len(seeds) != len(cases) or (emulated and rounds_exact(arith)):
+        what = "emulated_batch needs emulated" if emulated else "batched baselines need"
+        raise ValueError(f"{what} forward cases of one baseline_key, a seed each")
+
+
+def _reduced(samples: Samples, answers: dict[str, Tensor]) -> list[Deviations]:
     """:meth:`PendingScales._deviations` of each case's samples (case-major on the leading
-    dimension of `samples`) against its `exact`, for all the cases in one set of ops per output."""
-    out: list[Deviations] = [{} for _ in exact]
+    dimension of `samples`) against its answer (`answers`: stacked per output, [cases, ...]), for
+    all the cases in one set of ops per output."""
+    cases = len(next(iter(answers.values())))
+    out: list[Deviations] = [{} for _ in range(cases)]
     for name, found in samples.items():
-        if name not in exact[0] or not exact[0][name].numel():
+        if name not in answers or not answers[name][0].numel():
             continue
-        e = found.double().unflatten(0, (len(exact), -1))  # [cases, SAMPLES, ...]
-        x = torch.stack([d[name].detach().double().to(e.device) for d in exact])[:, None]
+        e = found.double().unflatten(0, (cases, -1))  # [cases, SAMPLES, ...]
+        x = answers[name].to(e.device)[:, None]
         ok = finite_mask(x)
         diff = torch.where(ok, e - x, torch.zeros((), dtype=e.dtype, device=e.device)).flatten(2)
         count = ok.flatten(1).sum(1)
@@ -310,9 +322,13 @@ def emulated_batch(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], d
     on the leading dimension (``chunk(len(cases))`` splits them): each case's are those
     :func:`baseline_samples` gives it alone with its seed (each case draws its own noise,
     emulation.Rounding), while the chunk and step loops' launches are paid once."""
-    keys = {baseline_key(arith, x, dtype) for x in cases}
-    if len(keys) != 1 or None in keys or len(seeds) != len(cases) or rounds_exact(arith):
-        raise ValueError("emulated_batch needs emulated forward cases of one baseline_key, a seed each")
+    _check_batch(arith, cases, dtype, seeds, emulated=True)
+    return _emulated_stack(op, arith, cases, dtype, seeds)
+
+
+def _emulated_stack(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
+                    seeds: Sequence[int]) -> Samples:
+    """:func:`emulated_batch` on cases already checked."""
     columns = zip(*[(*c.tensors(), c.initial_state) for c in cases])  # per input: every case's tensor
     stacked = [None if col[0] is None else torch.cat([_sampled(x) for x in col]) for col in columns]
     with torch.no_grad(), single_thread():
