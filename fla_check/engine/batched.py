@@ -51,7 +51,8 @@ def reference_elements(device: Any) -> int:
 def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], *,
                 device: Optional[str] = None, backward: bool = False, **kwargs: Any) -> list[CaseResult]:
     """:func:`check_case` of each of `configs` (same keywords), in order, the forward cases'
-    float64 references computed in one batch (one per :func:`batch_key`)."""
+    float64 references computed in one batch (one per :func:`batch_key`, :func:`build_ahead`) and
+    their baselines per shape, dtype and declaration (:func:`baselines_ahead`)."""
     op_spec = resolve_op(op)
     if backward:
         return [check_case(op_spec, modes, c, device=device, backward=True, **kwargs) for c in configs]
