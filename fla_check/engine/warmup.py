@@ -221,7 +221,8 @@ class BackgroundWarmup:
         self.args = (device, backward, tuple(providers), tuple(sys.path), invariance)
         self.skip = skip
         self.stopping = threading.Event()
-        self.warmup.planner.apply_async(_planned, (plan, tuple(sys.path)), error_callback=self._failed_plan)
+        self.warmup.planner.apply_async(_planned, (plan, tuple(sys.path), tuple(providers)),
+                                        error_callback=self._failed_plan)
         self.reader = threading.Thread(target=self._submit_planned, name="fla-check-warmup-plan", daemon=True)
         self.reader.start()
 
@@ -294,11 +295,16 @@ class BackgroundWarmup:
         return f"the search ended first: {left} bucket(s) not warmed" if left else ""
 
 
-def _planned(plan: Callable[..., Sequence[Bucket]], path: tuple[str, ...]) -> int:
-    """In a warm-up process: stream the buckets of `plan` into the pool's queue, then None."""
+def _planned(plan: Callable[..., Sequence[Bucket]], path: tuple[str, ...], providers: tuple[str, ...] = ()) -> int:
+    """In a warm-up process: stream the buckets of `plan` into the pool's queue, then None. The
+    run's `providers` are loaded first: the plan resolves their modes (``fla:chunk``)."""
     sys.path.extend(p for p in path if p not in sys.path)
     queue = planned_bucket_queue()
     try:
+        from fla_check.providers import load_provider
+
+        for spec in providers:
+            load_provider(spec)
         return len(plan(on_bucket=queue.put))
     finally:
         queue.put(None)

@@ -157,6 +157,23 @@ def test_a_plan_that_raises_is_reported():
     assert result.buckets == 0 and len(result.failed) == 1 and result.failed[0].startswith("planning the buckets: ")
 
 
+def test_the_plan_resolves_the_runs_provider_modes(monkeypatch):
+    """A run with ``--provider`` plans its buckets in a spawned process, which must load the
+    provider to know its modes (on the H200 every ``--provider fla...`` run's plan failed with
+    UnknownNameError and nothing was warmed: docs/gpu/verify-h200-1)."""
+    from pathlib import Path
+
+    providers = str(Path(__file__).resolve().parents[1] / "providers")
+    monkeypatch.syspath_prepend(providers)
+    plan = functools.partial(warmup.run_buckets, "gla", ("thirdparty:ref",), dtypes=("float32",), examples=3,
+                             seed=1, max_seq_len=16)
+    background = warmup.BackgroundWarmup(plan, DEVICE, jobs=1, skip=0, providers=("thirdparty_provider:provider",))
+    _wait_until(lambda: background.planned or background.failed)
+    result = background.stop()
+    assert not [f for f in result.failed if f.startswith("planning")], result.failed
+    assert result.buckets >= 1 and {b.mode for b in background.buckets} == {"thirdparty:ref"}
+
+
 @pytest.mark.parametrize("checks, expected", [("layout", ["layout"]), ("none", [])])
 def test_a_bucket_is_warmed_with_the_runs_invariance_checks(monkeypatch, checks, expected):
     """The search runs its invariance checks on a bucket's first case, and their variants (a
