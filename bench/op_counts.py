@@ -122,7 +122,9 @@ def installed(phases: Phases, count_syncs: bool) -> Iterator[None]:
                (runner, "reference", phases.wrap("reference", runner.reference)),
                (runner, "PendingScales", phases.wrap("baseline", runner.PendingScales)),
                (runner, "_invoke", phases.wrap("kernels", runner._invoke)),
-               (runner, "_run_mode", phases.wrap("judge", runner._run_mode)),
+               (runner, "_call", phases.wrap("judge", runner._call)),
+               (runner, "judged_together", phases.wrap("judge", runner.judged_together)),
+               (runner, "_followed_up", phases.wrap("judge", runner._followed_up)),
                (runner, "_pairs", phases.wrap("judge", runner._pairs)),
                (runner, "_check_invariance", phases.wrap("invariance", runner._check_invariance)),
                (interpreter.GridExecutor, "__call__", phases.wrap(EXCLUDED, interpreter.GridExecutor.__call__))]

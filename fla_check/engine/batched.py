@@ -2,16 +2,19 @@
 
 :func:`check_cases` builds every case's inputs, runs the references of the forward cases in one
 step loop (:func:`fla_check.references.batch.reference_batch`: whatever their dtypes, head counts,
-head dims and packings; cases with and without an in-kernel gate input apart) and then judges
-each case as :func:`~fla_check.engine.runner.check_case` does, with that reference. The verdicts are the
-same; on a GPU the reference's launches are paid once per batch instead of once per case.
-Backward cases (reference gradients through autograd) run one by one. A batch holds at most
-:func:`reference_elements` padded float64 elements; a longer list is cut into several. The search's
-covering phase (:meth:`fla_check.engine.search._Evaluator.cover`) builds its cases this way
-(:func:`build_ahead`). The readout terms of recurrent fp32 baselines (a second reference, on
-absolute values) join the same loop. :func:`check_cases` also samples and reduces the baselines of
-cases of one shape, dtype and declaration together (:func:`baselines_ahead`): the same samples, one
-emulation's launches; the search draws cases of different shapes, so its covering phase does not.
+head dims and packings; cases with and without an in-kernel gate input apart) and then checks the
+cases together with :func:`~fla_check.engine.runner.check_many`: every case through every mode,
+every output of every case judged in one set of stacked reductions and one host transfer, the
+pairwise agreements in one more. The verdicts are those of :func:`~fla_check.engine.runner.check_case`
+case by case; on a GPU the launches of the references and the judge are paid once per batch
+instead of once per case. Backward cases (reference gradients through autograd) build their
+references one by one. A reference batch holds at most :func:`reference_elements` padded float64
+elements; a longer list is cut into several. The search's covering phase
+(:meth:`fla_check.engine.search._Evaluator.cover`) builds its cases this way (:func:`build_ahead`).
+The readout terms of recurrent fp32 baselines (a second reference, on absolute values) join the
+same loop. :func:`check_cases` also samples and reduces the baselines of cases of one shape, dtype
+and declaration together (:func:`baselines_ahead`): the same samples, one emulation's launches;
+the search draws cases of different shapes, so its covering phase does not.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ from torch import Tensor
 from fla_check.backend import get_backend
 from fla_check.cases import CaseConfig, build_case
 from fla_check.engine.out_of_memory import harness_stage
-from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, resolve_modes, resolve_op,
-                                     unsupported_reason)
+from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, check_many, resolve_modes,
+                                     resolve_op, unsupported_reason)
 from fla_check.errors import CaseError
 from fla_check.references.batch import RowCase, batch_key, reference_batch
 from fla_check.verdict.baselines import (baseline_key, batched_deviations, memory_budget, readout_inputs, rounds_exact,
@@ -52,13 +55,14 @@ def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseCon
                 device: Optional[str] = None, backward: bool = False, **kwargs: Any) -> list[CaseResult]:
     """:func:`check_case` of each of `configs` (same keywords), in order, the forward cases'
     float64 references computed in one batch (one per :func:`batch_key`, :func:`build_ahead`) and
-    their baselines per shape, dtype and declaration (:func:`baselines_ahead`)."""
+    their baselines per shape, dtype and declaration (:func:`baselines_ahead`), the cases judged
+    together (:func:`~fla_check.engine.runner.check_many`)."""
     op_spec = resolve_op(op)
     if backward:
-        return [check_case(op_spec, modes, c, device=device, backward=True, **kwargs) for c in configs]
+        return check_many(op_spec, modes, configs, device=device, backward=True, **kwargs)
     built = build_ahead(op_spec, configs, device, readout=wants_readout(op_spec, modes))
     built = baselines_ahead(op_spec, modes, configs, built, device)
-    return [check_case(op_spec, modes, c, device=device, built=b, **kwargs) for c, b in zip(configs, built)]
+    return check_many(op_spec, modes, configs, device=device, built=built, **kwargs)
 
 
 def wants_readout(op: OpLike, modes: Sequence[ModeLike]) -> bool:

@@ -5,6 +5,9 @@ Public API (the CLI, the pytest plugin, the gate and the selftest build on it):
 - :func:`check_case` runs one :class:`~fla_check.cases.CaseConfig` through the float64
   reference, the same-dtype baseline and every requested mode, and returns a
   :class:`CaseResult` (per-mode :class:`ModeResult`, pairwise :class:`PairResult`).
+- :func:`check_many` does it for several cases in stages (every mode called on every case, then
+  one judgment of all their outputs, then each mode's follow-ups, then all the pairs):
+  :func:`check_case` is its one-case form, :func:`fla_check.engine.batched.check_cases` its batched one.
 - :func:`search` (in :mod:`fla_check.engine.search`) drives hypothesis over a configuration space.
 
 Semantics of one case:
@@ -84,9 +87,10 @@ from fla_check.ops import ModeSpec, OpSpec, get_mode, get_op
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import Arithmetic
 from fla_check.verdict.baselines import Deviations, PendingScales, sample_groups, sample_seed
-from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, ReferenceTerms, Verdict,
-                                       agreements, judged, metric_terms, worst)
+from fla_check.verdict.compare import (Cancellation, Comparison, Judged, Metrics, Verdict, agreements, judged,
+                                       metric_terms, worst)
 from fla_check.verdict.host import to_host
+from fla_check.verdict.reductions import OUTPUT_TERMS, ReferenceTerms
 from fla_check.verdict.localize import Localization, localize_output, localize_state
 from fla_check.verdict.results import (  # noqa: F401 (CaseResult: re-exported)
     CaseResult, ConfigResult, ModeResult, PairResult,
@@ -134,51 +138,72 @@ def check_case(op: OpLike, modes: Sequence[ModeLike], config: CaseConfig, *,
     None: ``FLA_CHECK_INVARIANCE`` or layout), `invariance_scope`: bucket or all.
     `built`: the case's inputs and float64 reference computed ahead (forward cases only:
     :func:`fla_check.engine.batched.check_cases`)."""
-    start = time.perf_counter()
-    if built is not None and backward:
+    return check_many(op, modes, [config], device=device, backward=backward, repeat=repeat, configs=configs,
+                      isolation=isolation, memory=memory, invariance=invariance, invariance_scope=invariance_scope,
+                      built=[built])[0]
+
+
+def check_many(op: OpLike, modes: Sequence[ModeLike], cases: Sequence[CaseConfig], *,
+               device: Optional[str] = None, backward: bool = False, repeat: Optional[str] = None,
+               configs: Optional[ConfigPolicy] = None,
+               isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None,
+               invariance: Optional[Union[str, Sequence[str]]] = None, invariance_scope: Optional[str] = None,
+               built: Optional[Sequence[Optional["BuiltCase"]]] = None) -> list[CaseResult]:
+    """:func:`check_case` of each of `cases` (same keywords; `built`: one or None per case), in
+    stages: every case through every mode, then every output of every case judged in one set of
+    stacked reductions and one host transfer, then each mode's follow-ups (localization, the
+    memory diagnosis, repeats, config sweeps, invariance) case by case, then the pairwise
+    agreements of all cases at once. The verdicts and numbers are those of one case at a time
+    (sums to float64 rounding)."""
+    built = list(built) if built is not None else [None] * len(cases)
+    if len(built) != len(cases):
+        raise ValueError(f"{len(built)} cases built ahead for {len(cases)} cases")
+    if backward and any(b is not None for b in built):
         raise ValueError("a case built ahead has no reference gradients: backward cases build their own")
     isolation = Isolation.of(isolation)
     checks = invariance_checks.parse_checks(
         invariance if invariance is None or isinstance(invariance, str) else ",".join(invariance) or "none")
     scope = invariance_checks.parse_scope(invariance_scope)
     op_spec = resolve_op(op)
-    if config.op != op_spec.name:
-        raise CaseError(f"case is for op {config.op!r}, not {op_spec.name!r}")
+    foreign = [c for c in cases if c.op != op_spec.name]
+    if foreign:
+        raise CaseError(f"case is for op {foreign[0].op!r}, not {op_spec.name!r}")
     specs = resolve_modes(op_spec, modes)
     backend = get_backend(device)
     policy = configs or FIRST
     if policy.kind == "picked" and backend.interpreter:
         raise ConfigPolicyError("--configs picked needs a GPU: the Triton interpreter cannot time configs "
                                 "(autotuning benchmarks each one)")
-    with harness_stage("building the inputs", config, backend.device):
-        inputs = build_case(config, backend.device) if built is None else built.inputs
-        up = gradients.upstream(config, backend.device) if backward else None
-    with harness_stage("the float64 reference" + (" and its gradients" if backward else ""), config, backend.device):
-        ref = _recurrence_outputs(op_spec, inputs, reference, up, torch.float64) if built is None else built.ref
-    with harness_stage("the gradients' cancellation scales", config, backend.device):
-        cancel = gradients.cancellation_scales(inputs, ref, up, op_spec.step) if up is not None else {}
-    ahead = built or BuiltCase(inputs, ref)
-    judge = _Judge(config, op_spec, inputs, ref, up, cancel, memory=memory or MemoryChecks(),
-                   readout=ahead.readout, ready=dict(ahead.baselines))
-    results: dict[str, ModeResult] = {}
-    produced: dict[str, dict[str, Tensor]] = {}
-    kernels: set[str] = set()
-    # a mode's own out-of-memory is its ERROR (_run_mode); one that gets out is the harness's
-    with harness_stage("judging the modes' outputs", config, backend.device):
-        for spec in specs:
-            label = mode_label(spec)
-            results[label], out = _run_mode(spec, label, config, inputs, judge, backend, repeat, policy, kernels,
-                                            isolation, checks, scope)
-            if out is not None:
-                produced[label] = out
-    unknown = [name for name, _ in policy.force if name not in kernels]
-    if unknown and any(r.verdict is not Verdict.UNSUPPORTED for r in results.values()):
-        raise ConfigPolicyError(f"--config {', '.join(unknown)}: no mode launched such an autotuned kernel "
-                                f"(launched: {', '.join(sorted(kernels)) or 'none'})")
-    with harness_stage("comparing the modes pairwise", config, backend.device):
-        pairs = _pairs(produced, ref, results, judge.ref_terms)
-    baseline = next(iter(judge.scales.values()), {})
-    return CaseResult(config, results, pairs, baseline, time.perf_counter() - start, backward)
+    refs = ReferenceTerms()  # the references' reductions, shared by the judges of all the cases
+    runs = [_called(op_spec, specs, config, ahead, backward, refs, memory or MemoryChecks(), backend, policy,
+                    isolation) for config, ahead in zip(cases, built)]
+    joint = time.perf_counter()
+    calls = [call for run in runs for call in run.calls]
+    with harness_stage(f"judging the modes' outputs of {len(runs)} cases" if len(runs) > 1 else
+                       "judging the modes' outputs", cases[0], backend.device):
+        judged_together([(call.judge, call.out, call.arith, call.poisoned) for call in calls], refs,
+                        [call.finish for call in calls])
+    shared = (time.perf_counter() - joint) / max(1, len(runs))
+    for run in runs:
+        start = time.perf_counter()
+        with harness_stage("judging the modes' outputs", run.config, backend.device):
+            for call in run.calls:
+                run.results[call.label] = _followed_up(call, run, backend, repeat, policy, isolation, checks, scope)
+        unknown = [name for name, _ in policy.force if name not in run.kernels]
+        if unknown and any(r.verdict is not Verdict.UNSUPPORTED for r in run.results.values()):
+            raise ConfigPolicyError(f"--config {', '.join(unknown)}: no mode launched such an autotuned kernel "
+                                    f"(launched: {', '.join(sorted(run.kernels)) or 'none'})")
+        run.seconds += time.perf_counter() - start + shared
+    joint = time.perf_counter()
+    with harness_stage("comparing the modes pairwise", cases[0], backend.device):
+        pairs = _pairs([(run.produced, run.judge.ref, run.results) for run in runs], refs)
+    shared = (time.perf_counter() - joint) / max(1, len(runs))
+    results = []
+    for run, found in zip(runs, pairs):
+        ordered = {mode_label(spec): run.results[mode_label(spec)] for spec in specs}
+        baseline = next(iter(run.judge.scales.values()), {})
+        results.append(CaseResult(run.config, ordered, found, baseline, run.seconds + shared, backward))
+    return results
 
 
 @dataclass(frozen=True)
@@ -191,6 +216,69 @@ class BuiltCase:
     ref: dict[str, Tensor]
     readout: Optional[Tensor] = None
     baselines: dict[Arithmetic, Deviations] = field(default_factory=dict)
+
+
+@dataclass
+class _Call:
+    """A mode's call on a case that returned well-formed outputs: its verdict is judged with the
+    other calls' (:func:`judged_together`), then followed up (:func:`_followed_up`)."""
+
+    spec: ModeSpec
+    label: str
+    judge: "_Judge"
+    inputs: CaseInputs  # as the mode is called with them (mode_inputs)
+    out: dict[str, Tensor]
+    arith: Arithmetic
+    poisoned: list[Tensor]  # per output of the reference: slots still holding the poison (device scalars)
+    seconds: float
+    seen: dict[str, TunedKernel]
+    again: Callable[..., tuple]  # the same call once more (memory=, force= to vary it)
+    result: Optional[ModeResult] = None
+
+    def finish(self, comps: list[Comparison], counts: Sequence[float]) -> None:
+        self.result = _mode_result(self.label, comps, counts, self.out, self.judge, self.seconds)
+
+
+@dataclass
+class _CaseRun:
+    """One case of :func:`check_many` between its stages."""
+
+    config: CaseConfig
+    judge: "_Judge"
+    calls: list[_Call] = field(default_factory=list)
+    results: dict[str, ModeResult] = field(default_factory=dict)
+    produced: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    kernels: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+def _called(op: OpSpec, specs: Sequence[ModeSpec], config: CaseConfig, built: Optional[BuiltCase], backward: bool,
+            refs: ReferenceTerms, memory: MemoryChecks, backend: Backend, policy: ConfigPolicy,
+            isolation: Isolation) -> _CaseRun:
+    """A case's inputs, reference and judge (from `built` where given), and every mode called on
+    it: an UNSUPPORTED, raising or crashing call has its result, the others a pending :class:`_Call`."""
+    start = time.perf_counter()
+    with harness_stage("building the inputs", config, backend.device):
+        inputs = build_case(config, backend.device) if built is None else built.inputs
+        up = gradients.upstream(config, backend.device) if backward else None
+    with harness_stage("the float64 reference" + (" and its gradients" if backward else ""), config, backend.device):
+        ref = _recurrence_outputs(op, inputs, reference, up, torch.float64) if built is None else built.ref
+    with harness_stage("the gradients' cancellation scales", config, backend.device):
+        cancel = gradients.cancellation_scales(inputs, ref, up, op.step) if up is not None else {}
+    ahead = built or BuiltCase(inputs, ref)
+    run = _CaseRun(config, _Judge(config, op, inputs, ref, up, cancel, memory=memory, ref_terms=refs,
+                                  readout=ahead.readout, ready=dict(ahead.baselines)))
+    # a mode's own out-of-memory is its ERROR (_call); one that gets out is the harness's
+    with harness_stage("running the modes", config, backend.device):
+        for spec in specs:
+            label = mode_label(spec)
+            found = _call(spec, label, config, inputs, run.judge, backend, policy, run.kernels, isolation)
+            if isinstance(found, ModeResult):
+                run.results[label] = found
+            else:
+                run.calls.append(found)
+    run.seconds = time.perf_counter() - start
+    return run
 
 
 def _recurrence_outputs(op: OpSpec, inputs: CaseInputs, fn: Callable, up: Optional[gradients.Upstream],
@@ -255,30 +343,59 @@ class _Judge:
                     extra: Sequence[Tensor] = ()) -> tuple[list[Comparison], list[float]]:
         """Each of `out` (names of the reference) judged; its metrics, the baseline's when this
         declaration has none yet, and the device scalars `extra` fetched in one host transfer."""
-        pending = None if arith in self.scales else self._pending(arith)
-        before = pending.terms if pending else []
-        terms = metric_terms([(kernel, self.ref[name]) for name, kernel in out.items()], self.ref_terms)
-        values = to_host(before + terms + list(extra))
-        if pending:
-            self.scales[arith] = pending.finish(values[:len(before)])
-        values = values[len(before):]
+        return judged_together([(self, out, arith, extra)], self.ref_terms)[0]
+
+    def items(self, out: dict[str, Tensor], arith: Arithmetic) -> list[Judged]:
+        """What the verdict rule needs to judge each of `out` (its baseline computed already)."""
         c = self.config
         steps = c.max_segment_len() if c.varlen else c.T
         scales = self.scales[arith]
         allowance = arith.cancellation_allowance(half_inputs=c.torch_dtype != torch.float32)
-        items = [Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
-                        self.cancel.get(name), allowance) for name, kernel in out.items()]
-        return judged(items, values[:len(terms)]), values[len(terms):]
+        return [Judged(name, kernel, self.ref[name], scales[name], steps, name in gradients.GRADIENTS,
+                       self.cancel.get(name), allowance) for name, kernel in out.items()]
 
 
-def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge,
-              backend: Backend, repeat: Optional[str] = None, policy: ConfigPolicy = FIRST,
-              kernels: Optional[set[str]] = None, isolation: Isolation = Isolation(),
-              checks: Sequence[str] = (), scope: str = "bucket",
-              ) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
+Judgment = tuple[_Judge, dict[str, Tensor], Arithmetic, Sequence[Tensor]]  # judge, outputs, declaration, extra
+
+
+def judged_together(judgments: Sequence[Judgment], refs: ReferenceTerms,
+                    finishers: Optional[Sequence[Callable[[list[Comparison], list[float]], None]]] = None,
+                    ) -> list[tuple[list[Comparison], list[float]]]:
+    """Each judgment's outputs judged against its judge's reference (:meth:`_Judge.compare_all`),
+    all of them in one set of stacked reductions (`refs`: the references' reductions, shared) and
+    one host transfer with the baselines they still need and their `extra` device scalars; each
+    (comparisons, extra values) also handed to its finisher when given."""
+    terms = metric_terms([(kernel, judge.ref[name]) for judge, out, _, _ in judgments for name, kernel in out.items()],
+                         refs)
+    pending: dict[tuple[int, Arithmetic], tuple[_Judge, Arithmetic, PendingScales]] = {}
+    for judge, _, arith, _ in judgments:  # after the outputs' reductions: the references' are kept by then
+        if arith not in judge.scales and (id(judge), arith) not in pending:
+            pending[id(judge), arith] = (judge, arith, judge._pending(arith))
+    before = [t for _, _, p in pending.values() for t in p.terms]
+    values = to_host(before + terms + [t for *_, extra in judgments for t in extra])
+    at = 0
+    for judge, arith, p in pending.values():
+        judge.scales[arith] = p.finish(values[at:at + len(p.terms)])
+        at += len(p.terms)
+    found, extra_at = [], at + len(terms)
+    for judge, out, arith, extra in judgments:
+        items = judge.items(out, arith)
+        n = sum(OUTPUT_TERMS for item in items if item.ref.numel())
+        found.append((judged(items, values[at:at + n]), values[extra_at:extra_at + len(extra)]))
+        at, extra_at = at + n, extra_at + len(extra)
+    for finish, (comps, counts) in zip(finishers or (), found):
+        finish(comps, counts)
+    return found
+
+
+def _call(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, judge: _Judge, backend: Backend,
+          policy: ConfigPolicy, kernels: set[str], isolation: Isolation) -> Union[ModeResult, _Call]:
+    """`spec` called on the case: its result when it cannot run it, raises, crashes or returns
+    something malformed; otherwise the call, to be judged (the autotuned kernels it launched
+    added to `kernels`)."""
     reason = unsupported_reason(spec, config, backend, backward=judge.up is not None)
     if reason:
-        return ModeResult(label, Verdict.UNSUPPORTED, reason=reason), None
+        return ModeResult(label, Verdict.UNSUPPORTED, reason=reason)
     inputs = mode_inputs(spec, inputs)
     start = time.perf_counter()
     again = functools.partial(_invoke, spec, judge.op.name, inputs, judge.up, backend, isolation, policy,
@@ -289,25 +406,43 @@ def _run_mode(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs
         raise
     except WorkerFailure as exc:
         return ModeResult(label, exc.verdict, reason=exc.reason, stderr=exc.stderr,
-                          seconds=time.perf_counter() - start), None
+                          seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a raising kernel is a verdict (out of memory too: its cache freed)
         release(exc)
         return ModeResult(label, Verdict.ERROR, reason=_summary(exc), traceback=_traceback(exc),
-                          seconds=time.perf_counter() - start), None
-    if kernels is not None:
-        kernels.update(seen)
-    result, out = _judged(label, raw, grads, spec, judge, config, seconds)
-    if out is None:
-        return result, None
+                          seconds=time.perf_counter() - start)
+    kernels.update(seen)
+    out, problem = named_outputs(raw, judge.ref, grads)
+    if problem:
+        return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds)
+    out = {name: out[name] for name in judge.ref}  # what is judged and compared (named_outputs checked them)
+    return _Call(spec, label, judge, inputs, out, spec.declared(config.chunk_size), _poisoned(out, judge), seconds,
+                 seen, again)
+
+
+def _poisoned(out: dict[str, Tensor], judge: _Judge) -> list[Tensor]:
+    """Per output of the reference, its slots still holding the poison (device scalars; none
+    without the sentinel check)."""
+    return [is_sentinel(out[name]).sum() for name in judge.ref] if judge.memory.sentinel else []
+
+
+def _followed_up(call: _Call, run: _CaseRun, backend: Backend, repeat: Optional[str], policy: ConfigPolicy,
+                 isolation: Isolation, checks: Sequence[str], scope: str) -> ModeResult:
+    """A judged call's result after its follow-ups: the memory diagnosis of a NONFINITE result,
+    the determinism check, the config sweep and, for a passing mode, the invariance checks."""
+    result, spec, judge = call.result, call.spec, call.judge
+    assert result is not None, "a call is judged before it is followed up"
+    run.produced[call.label] = call.out
     if result.verdict is Verdict.NONFINITE and judge.memory.nan_guarded:
-        _diagnose_overread(result, again, judge)
-    if repeat_wanted(spec, config, judge.up is not None, repeat):
-        _check_repeat(result, again, out, judge)
+        _diagnose_overread(result, call.again, judge)
+    if repeat_wanted(spec, run.config, judge.up is not None, repeat):
+        _check_repeat(result, call.again, call.out, judge)
     if policy.sweeps:
-        _sweep_configs(result, spec, again, seen, judge, backend, policy)
+        _sweep_configs(result, spec, call.again, call.seen, judge, backend, policy)
     if not result.verdict.failed:
-        _check_invariance(result, spec, out, config, inputs, judge, backend, isolation, policy, checks, scope)
-    return result, out
+        _check_invariance(result, spec, call.out, run.config, call.inputs, judge, backend, isolation, policy, checks,
+                          scope)
+    return result
 
 
 def mode_inputs(spec: ModeSpec, inputs: CaseInputs) -> CaseInputs:
@@ -354,20 +489,26 @@ def _traceback(exc: BaseException) -> str:
 
 def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, config: CaseConfig,
             seconds: float) -> tuple[ModeResult, Optional[dict[str, Tensor]]]:
-    """A mode's return value judged against the reference (ERROR for a malformed one)."""
+    """A mode's return value judged against the reference on its own (ERROR for a malformed one)."""
     out, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
-    poisoned = [is_sentinel(out[name]).sum() for name in judge.ref] if judge.memory.sentinel else []
     comps, counts = judge.compare_all({name: out[name] for name in judge.ref}, spec.declared(config.chunk_size),
-                                      poisoned)
+                                      _poisoned(out, judge))
+    return _mode_result(label, comps, counts, out, judge, seconds), out
+
+
+def _mode_result(label: str, comps: list[Comparison], counts: Sequence[float], out: dict[str, Tensor],
+                 judge: _Judge, seconds: float) -> ModeResult:
+    """The result of a mode whose outputs were judged (`counts`: the poisoned slots per output,
+    :func:`_poisoned`): the worst output's verdict, where a failure starts, UNWRITTEN slots."""
     verdict = worst(c.verdict for c in comps)
-    loc = _localize(comps, out, judge.ref, config) if verdict.failed else None
+    loc = _localize(comps, out, judge.ref, judge.config) if verdict.failed else None
     result = ModeResult(label, verdict, comps, loc, seconds=seconds)
     unwritten = _unwritten(out, judge, counts)
     if unwritten:
         result.verdict, result.reason = Verdict.UNWRITTEN, unwritten
-    return result, out
+    return result
 
 
 def _unwritten(out: dict[str, Tensor], judge: _Judge, counts: Sequence[float]) -> str:
@@ -591,15 +732,21 @@ def _localize(comps: list[Comparison], out: dict[str, Tensor], ref: dict[str, Te
     return loc
 
 
-def _pairs(produced: dict[str, dict[str, Tensor]], ref: dict[str, Tensor],
-           results: dict[str, ModeResult], ref_terms: Optional[ReferenceTerms] = None) -> list[PairResult]:
-    """Every pair of modes that produced outputs, agreement per output (one host transfer)."""
-    combos = list(itertools.combinations(produced, 2))
-    items = []
-    for a, b in combos:
-        bounds_a = {c.name: c.bound_max_abs for c in results[a].outputs}
-        bounds_b = {c.name: c.bound_max_abs for c in results[b].outputs}
-        items += [(name, produced[a][name], produced[b][name], ref[name], bounds_a[name], bounds_b[name])
-                  for name in ref]
-    found = agreements(items, ref_terms)
-    return [PairResult(a, b, found[i * len(ref):(i + 1) * len(ref)]) for i, (a, b) in enumerate(combos)]
+def _pairs(cases: Sequence[tuple[dict[str, dict[str, Tensor]], dict[str, Tensor], dict[str, ModeResult]]],
+           refs: Optional[ReferenceTerms] = None) -> list[list[PairResult]]:
+    """Per case (the outputs each mode produced, the reference, the modes' results), every pair of
+    modes that produced outputs, agreement per output: all the cases' pairs in one host transfer."""
+    items, shape = [], []
+    for produced, ref, results in cases:
+        combos = list(itertools.combinations(produced, 2))
+        shape.append(combos)
+        for a, b in combos:
+            bounds_a = {c.name: c.bound_max_abs for c in results[a].outputs}
+            bounds_b = {c.name: c.bound_max_abs for c in results[b].outputs}
+            items += [(name, produced[a][name], produced[b][name], ref[name], bounds_a[name], bounds_b[name])
+                      for name in ref]
+    found, at, out = agreements(items, refs), 0, []
+    for (_, ref, _), combos in zip(cases, shape):
+        out.append([PairResult(a, b, found[at + i * len(ref):at + (i + 1) * len(ref)]) for i, (a, b) in enumerate(combos)])
+        at += len(combos) * len(ref)
+    return out

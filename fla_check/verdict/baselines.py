@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from fla_check.cases import CaseInputs
-from fla_check.verdict.compare import RMS_EPS, Metrics, ReferenceTerms, finite_mask, nonfinite_mask
+from fla_check.verdict.compare import RMS_EPS, Metrics
+from fla_check.verdict.reductions import ReferenceTerms, finite_mask, nonfinite_mask
 from fla_check.verdict.host import to_host
 from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec

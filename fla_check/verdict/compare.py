@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from fla_check.verdict.host import to_host
+from fla_check.verdict.reductions import OUTPUT_TERMS, ReferenceTerms, difference_terms, output_terms
 
 A_FORWARD = 2.0
 A_MAX_FORWARD = 3.0
@@ -102,62 +103,6 @@ def worst(verdicts) -> Verdict:
     too far), then a call that did not return normally (raised; never returned; killed its process)."""
     verdicts = list(verdicts)
     return max(verdicts, key=_SEVERITY.__getitem__) if verdicts else Verdict.UNSUPPORTED
-
-
-def finite_mask(x: Tensor) -> Tensor:
-    """``torch.isfinite(x)`` of a float tensor in two ops instead of its four: ``x - x`` is exactly 0
-    for a finite x, NaN otherwise."""
-    return (x - x) == 0
-
-
-def nonfinite_mask(x: Tensor) -> Tensor:
-    """``~torch.isfinite(x)`` of a float tensor in two ops (see :func:`finite_mask`)."""
-    return (x - x) != 0
-
-
-class ReferenceTerms:
-    """The reductions of a reference tensor that every comparison against it repeats (its
-    finite mask, finite count, rms and max|r| in float64), each computed once per tensor and
-    device: one judge compares several modes, baselines and pairs with the same reference.
-    Keyed by the tensor's identity, which it holds (so no other tensor takes its id); a
-    reference must not change in place while cached."""
-
-    def __init__(self) -> None:
-        self._held: dict[tuple[int, torch.device], tuple[Tensor, dict[str, Tensor]]] = {}
-
-    def _cached(self, ref: Tensor, device: Optional[torch.device], what: str) -> Tensor:
-        device = ref.device if device is None else torch.device(device)
-        key = (id(ref), device)
-        if key not in self._held:
-            self._held[key] = (ref, {})
-        found = self._held[key][1]
-        if what not in found:
-            r = ref.detach().to(torch.float64).to(device)
-            if what == "finite":
-                found[what] = finite_mask(r)
-            elif what == "count":
-                found[what] = self._cached(ref, device, "finite").sum()
-            elif what == "rms":
-                found[what] = r.contiguous().square().mean().sqrt()
-            else:  # max_abs
-                found[what] = r.contiguous().abs().max()
-        return found[what]
-
-    def finite(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
-        """``finite_mask`` of `ref` in float64 (on `device`, default its own)."""
-        return self._cached(ref, device, "finite")
-
-    def finite_count(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
-        """The number of finite entries of `ref` (an int64 device scalar)."""
-        return self._cached(ref, device, "count")
-
-    def rms(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
-        """rms(`ref`) in float64, reduced in its contiguous logical order."""
-        return self._cached(ref, device, "rms")
-
-    def max_abs(self, ref: Tensor, device: Optional[torch.device] = None) -> Tensor:
-        """max |`ref`| in float64."""
-        return self._cached(ref, device, "max_abs")
 
 
 @dataclass(frozen=True)
@@ -292,9 +237,9 @@ def compare_many(items: Sequence[Judged], extra: Sequence[Tensor] = ()) -> tuple
 def metric_terms(pairs: Sequence[tuple[Tensor, Tensor]], refs: Optional[ReferenceTerms] = None) -> list[Tensor]:
     """The device scalars :func:`judged` needs for each (kernel, reference) pair, in order: a
     caller can fetch them with other scalars of its own in one transfer. `refs`: the
-    references' own reductions, kept across calls (default: computed for this call)."""
-    refs = ReferenceTerms() if refs is None else refs
-    return [t for kernel, ref in pairs for t in _terms(kernel, ref, refs)]
+    references' own reductions, kept across calls (default: computed for this call). Pairs of
+    one shape and dtype are reduced together (:func:`~fla_check.verdict.reductions.output_terms`)."""
+    return [t for terms in output_terms(pairs, ReferenceTerms() if refs is None else refs) for t in terms]
 
 
 def judged(items: Sequence[Judged], values: Sequence[float]) -> list[Comparison]:
@@ -302,30 +247,14 @@ def judged(items: Sequence[Judged], values: Sequence[float]) -> list[Comparison]
     (kernel, ref) pairs."""
     out, at = [], 0
     for item in items:
-        n = _TERMS if item.ref.numel() else 0
+        n = OUTPUT_TERMS if item.ref.numel() else 0
         out.append(_judge(item, list(values[at:at + n])))
         at += n
     return out
 
 
-_TERMS = 6  # device scalars per output (see _terms)
-
-
-def _terms(kernel: Tensor, ref: Tensor, refs: ReferenceTerms) -> list[Tensor]:
-    """Device scalars of one output: kernel non-finite where the reference is finite, finite
-    reference entries, max |k - r|, rms(k - r), rms(r), max |r| (the last four exact when the
-    reference is finite: reduced in the logical order that masking out nothing gives)."""
-    if ref.numel() == 0:
-        return []
-    x = kernel.detach().to(torch.float64)
-    r = ref.detach().to(torch.float64)
-    diff = (x - r).contiguous()
-    return [(nonfinite_mask(x) & refs.finite(ref)).sum(), refs.finite_count(ref), diff.abs().max(),
-            diff.square().mean().sqrt(), refs.rms(ref), refs.max_abs(ref)]
-
-
 def _judge(item: Judged, v: list[float]) -> Comparison:
-    """The verdict rule on one output's fetched scalars `v` (:func:`_terms`)."""
+    """The verdict rule on one output's fetched scalars `v` (:func:`~fla_check.verdict.reductions.output_terms`)."""
     r = item.ref
     if not v or v[1] == 0:  # nothing finite to compare against
         k, rms_r, amax_r = Metrics(0.0, 0.0, 0), 0.0, 0.0
@@ -378,13 +307,8 @@ def agreements(items: Sequence[tuple[str, Tensor, Tensor, Tensor, float, float]]
                refs: Optional[ReferenceTerms] = None) -> list[Agreement]:
     """:func:`agreement` of each (name, a, b, ref, bound_a, bound_b), fetched in one host transfer
     (`refs`: the references' own reductions, kept across calls; default: computed here)."""
-    refs = ReferenceTerms() if refs is None else refs
-    terms: list[Tensor] = []
-    for _, a, b, ref, _, _ in items:
-        if a.numel():
-            diff = a.detach().to(torch.float64) - b.detach().to(torch.float64)
-            terms += [nonfinite_mask(diff).sum(), refs.finite_count(ref), diff.abs().max(),
-                      diff.square().mean().sqrt(), refs.rms(ref)]
+    found = difference_terms([(a, b, ref) for _, a, b, ref, _, _ in items], ReferenceTerms() if refs is None else refs)
+    terms = [t for each in found for t in each]
     values = to_host(terms)
     out, at = [], 0
     for name, a, b, ref, bound_a, bound_b in items:

@@ -195,3 +195,22 @@ def test_a_gpu_batch_holds_what_fits_its_memory_and_the_cpu_keeps_the_fixed_cap(
     assert batched.reference_elements("cuda") == 2**36 // (8 * batched.REFERENCE_COPIES)
     monkeypatch.setattr(batched, "memory_budget", lambda device: 2**20)  # a nearly full GPU: the fixed cap still
     assert batched.reference_elements("cuda") == batched.BATCH_ELEMENTS
+
+
+def test_the_judging_fetches_do_not_grow_with_the_cases(monkeypatch):
+    """Every case's outputs are judged in one host transfer and the pairwise agreements in one
+    more, however many cases check_cases gets (one of each per case before check_many)."""
+    from host_spy import host_transfers
+
+    space = SpaceOptions(op="gla", dtypes=("float32",), max_seq_len=40, value_ratios=(1,), kernel_options=())
+    configs = [c for seed in (3, 4, 5) for c in covering_configs(space, seed=seed)]  # cu_seqlens: tolist(), not cpu()
+    modes = ["test:clean", "test:off2pct", "test:emulated16"]
+    check_cases("gla", modes, configs[:2], isolation="none", invariance="none")  # imports, lazy registries
+    fetches = []
+    for n in (2, len(configs)):
+        calls = host_transfers(monkeypatch)
+        results = check_cases("gla", modes, configs[:n], isolation="none", invariance="none")
+        assert {r.modes["test:off2pct"].verdict for r in results} == {Verdict.DIVERGED}
+        fetches.append(calls.count("cpu"))
+        monkeypatch.undo()
+    assert len(configs) > 4 and fetches[0] == fetches[1] == 2

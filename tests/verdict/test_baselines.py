@@ -233,7 +233,7 @@ def test_groups_are_sized_by_the_budget():
 
 def _inline_pending_terms(groups, exact, ref):
     """PendingScales.terms as computed before ReferenceTerms (every reduction inline)."""
-    from fla_check.verdict.compare import finite_mask, nonfinite_mask
+    from fla_check.verdict.reductions import finite_mask, nonfinite_mask
 
     worst, terms = {}, []
     for group in groups:
@@ -258,7 +258,7 @@ def test_pending_scales_with_shared_reference_terms_keep_the_inline_bits(seed):
     the bits of the inline reductions, for several groups, a non-finite exact entry and a
     reference other than `exact`; the second call reuses the first call's reductions."""
     from fla_check.verdict.baselines import PendingScales
-    from fla_check.verdict.compare import ReferenceTerms
+    from fla_check.verdict.reductions import ReferenceTerms
 
     gen = torch.Generator().manual_seed(seed)
     exact = {n: torch.randn(2, 6, 3, generator=gen, dtype=torch.float64) for n in ("o", "ht")}

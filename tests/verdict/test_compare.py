@@ -287,7 +287,7 @@ def test_agreements_equal_agreement_one_by_one_and_fetch_finite_ones_at_once(mon
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
 def test_finite_masks_are_isfinite(dtype):
-    from fla_check.verdict.compare import finite_mask, nonfinite_mask
+    from fla_check.verdict.reductions import finite_mask, nonfinite_mask
 
     info = torch.finfo(dtype)
     x = torch.tensor([0.0, -0.0, 1.5, -2.0, info.max, -info.max, info.tiny, info.tiny * info.eps, -info.tiny / 2,
@@ -313,7 +313,8 @@ def test_reference_terms_give_the_bits_of_the_inline_reductions(seed, layout):
     """ReferenceTerms' cached reductions equal, bit for bit, the inline ones they replaced in
     _terms, agreements and PendingScales (a NaN, an inf and signed zeros in the reference; a
     non-contiguous or fp32 one), and are computed once per tensor and device."""
-    from fla_check.verdict.compare import ReferenceTerms, finite_mask, metric_terms
+    from fla_check.verdict.compare import metric_terms
+    from fla_check.verdict.reductions import ReferenceTerms, finite_mask
 
     ref = _ref(seed=seed)
     ref[0, seed, 0, :3] = torch.tensor([-0.0, 0.0, -0.0], dtype=torch.float64)
