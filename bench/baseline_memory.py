@@ -26,6 +26,7 @@ CASES = {
     "chunk-bwd": ("gated_delta", ("chunk", 64), True, dict(B=1, T=512, H=2, value_ratio=2, K=64, V=64)),
     "recurrent-fwd": ("gated_delta", ("recurrent",), False, dict(B=2, T=512, H=4, value_ratio=2, K=64, V=64)),
     "recurrent-bwd": ("gated_delta", ("recurrent",), True, dict(B=1, T=128, H=2, value_ratio=2, K=64, V=64)),
+    "gla-chunk-fwd": ("gla", ("chunk", 64), False, dict(B=2, T=512, H=4, K=64, V=64)),  # a per-key gate's scores
 }
 
 CHILD = r"""

@@ -26,7 +26,7 @@ from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
-from fla_check.verdict.emulation import SAMPLES, U32, Rounding, emulate, padded_tokens
+from fla_check.verdict.emulation import BLOCK, SAMPLES, U32, Rounding, emulate, padded_tokens
 from fla_check.errors import EmulationError  # noqa: F401 (re-exported)
 
 _INPUTS = ("q", "k", "v", "g", "beta", "initial_state")
@@ -166,6 +166,13 @@ def _rounded_cases(exact: dict[str, Tensor], readout: Optional[Tensor], K: int, 
 IO_COPIES = {False: 4, True: 40}  # forward / with gradients
 STATE_COPIES = {False: 8, True: 6}
 SHORTCUT_COPIES = 6  # rounded outputs: the samples, their noise, one temporary
+# A per-key gate (GLA, KDA) has no rank-one decay matrix: the chunked emulation forms each diagonal
+# sub-block's scores elementwise, [BLOCK, BLOCK, K] per sub-chunk row (emulation._gla_scores), so
+# tokens x value heads x BLOCK x K elements, about four of them live at once (the product, the gate
+# differences, their exp and the masked copy); six with margin. `python bench/baseline_memory.py --cases
+# gla-chunk-fwd`: one sample 195 MiB, the estimate 233 MiB (41 MiB without this term). Missing before:
+# 64 gla cases at T = 1024 asked the H200 for 32 GiB in one batch (docs/gpu/perf-h200-18).
+SCORES_COPIES = {False: 6, True: 40}
 
 
 def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut: bool = False,
@@ -173,7 +180,7 @@ def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut
     """Estimated peak memory of one sample's emulation (or rounding, `shortcut`) of a case. The
     emulation runs the case's pieces zero-padded to the longest (emulation.padded_tokens: varlen
     sequences, truth segments), so its tokens are those padded ones."""
-    q, _, v, _, beta = inputs.tensors()
+    q, _, v, g, beta = inputs.tensors()
     tokens, HV, K, V = q.shape[0] * q.shape[1], v.shape[-2], q.shape[-1], v.shape[-1]
     if shortcut:
         return 8 * SHORTCUT_COPIES * tokens * HV * 2 * V
@@ -183,7 +190,9 @@ def sample_bytes(inputs: CaseInputs, arith: Arithmetic, backward: bool, shortcut
     io = tokens * HV * (2 * K + 2 * V + (arith.chunk if chunked else 0))
     state = HV * K * V * (2 if beta is not None and not chunked else 1)
     states = 1 + (-(-tokens // arith.chunk) + q.shape[0] if chunked else tokens) if backward else 1
-    return 8 * (IO_COPIES[backward] * io + STATE_COPIES[backward] * states * state)
+    per_key = chunked and g is not None and g.dim() == q.dim()
+    scores = tokens * HV * min(BLOCK, arith.chunk) * K if per_key else 0
+    return 8 * (IO_COPIES[backward] * io + STATE_COPIES[backward] * states * state + SCORES_COPIES[backward] * scores)
 
 
 def group_size(per_sample: int, budget: int) -> int:

@@ -231,6 +231,33 @@ def test_groups_are_sized_by_the_budget():
     assert 1.9 < ratio < 2  # linear in T, plus a state
 
 
+def test_a_per_key_gates_estimate_covers_its_largest_temporaries():
+    """GLA's chunked emulation forms [BLOCK, BLOCK, K] scores per sub-chunk row: the estimate holds
+    four tensors of the largest size one sample's emulation allocates (it held less than one, and
+    64 cases at T = 1024 in one batch ran the H200 out of memory)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fla_check.verdict.baselines import sample_bytes, sample_groups
+
+    class Largest(TorchDispatchMode):
+        bytes = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and not func.is_view:
+                    Largest.bytes = max(Largest.bytes, t.numel() * t.element_size())
+            return out
+
+    cfg = CaseConfig(op="gla", dtype="bfloat16", B=1, T=256, H=2, K=64, V=16, seed=1)
+    op, inputs = get_op("gla"), build_case(cfg)
+    arith = Arithmetic("chunk", 64)
+    exact = _exact(op, inputs, None)
+    with Largest():
+        next(iter(sample_groups(op, arith, inputs, torch.bfloat16, 1, exact=exact, budget=1)))  # one sample
+    assert sample_bytes(inputs, arith, False) >= 4 * Largest.bytes
+
+
 def _inline_pending_terms(groups, exact, ref):
     """PendingScales.terms as computed before ReferenceTerms (every reduction inline)."""
     from fla_check.verdict.reductions import finite_mask, nonfinite_mask
