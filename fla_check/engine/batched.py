@@ -19,7 +19,9 @@ the search draws cases of different shapes, so its covering phase does not.
 from __future__ import annotations
 
 import functools
+import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable, Optional, Sequence
 
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 from fla_check.backend import get_backend
-from fla_check.cases import CaseConfig, build_case
+from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine.out_of_memory import harness_stage
 from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, check_many, resolve_modes,
                                      resolve_op, unsupported_reason)
@@ -37,6 +39,7 @@ from fla_check.verdict.baselines import (baseline_key, batched_deviations, memor
                                         sample_bytes, sample_seed)
 from fla_check.verdict.emulation import SAMPLES
 
+BUILD_THREADS = 8  # threads drawing the cases' inputs (built_inputs)
 BATCH_ELEMENTS = 2**25  # float64 elements of one batch's padded q, k, g, v and o (256 MB): longer runs split
 REFERENCE_COPIES = 4  # on a GPU: a batch's padded elements held at once (inputs, outputs, the step's temporaries)
 
@@ -81,12 +84,9 @@ def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str]
     if foreign:
         raise CaseError(f"cases for another op than {op_spec.name!r}: {', '.join(foreign[:3])}")
     dev = get_backend(device).device
-    inputs = []
+    inputs = built_inputs(configs, dev)
     groups: dict[Any, list[tuple[int, str, RowCase]]] = defaultdict(list)  # (case, output, problem)
-    for i, config in enumerate(configs):
-        with harness_stage("building the inputs", config, dev):
-            x = build_case(config, dev)
-        inputs.append(x)
+    for i, x in enumerate(inputs):
         problems = {"ref": RowCase(x.tensors(), x.initial_state, x.cu_seqlens, x.prepare)}
         absolute = readout_inputs(x) if readout else None
         if absolute is not None:
@@ -103,6 +103,22 @@ def build_ahead(op: OpLike, configs: Sequence[CaseConfig], device: Optional[str]
             outs.update({(i, name): out for (i, name, _), out in zip(batch, results)})
     return [BuiltCase(x, dict(zip(("o", "ht"), outs[i, "ref"])), outs.get((i, "readout"), (None,))[0])
             for i, x in enumerate(inputs)]
+
+
+def built_inputs(configs: Sequence[CaseConfig], device: Any) -> list[CaseInputs]:
+    """Each case's inputs (:func:`~fla_check.cases.build_case`), built in up to :data:`BUILD_THREADS`
+    threads: a case draws its tensors on the CPU from its own generator (the same case on every
+    device), torch's ops let go of the GIL meanwhile, and at T = 1024 the draws were a third of a
+    warm case on the H200 (5.6 of 16.6 ms, docs/gpu/perf-h200-19). The same tensors as one by one."""
+    def one(config: CaseConfig) -> CaseInputs:
+        with harness_stage("building the inputs", config, device):
+            return build_case(config, device)
+
+    threads = min(BUILD_THREADS, len(configs), os.cpu_count() or 1)
+    if threads < 2:
+        return [one(c) for c in configs]
+    with ThreadPoolExecutor(threads, thread_name_prefix="fla-check-build") as pool:
+        return list(pool.map(one, configs))
 
 
 def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],

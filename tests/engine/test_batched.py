@@ -214,3 +214,27 @@ def test_the_judging_fetches_do_not_grow_with_the_cases(monkeypatch):
         fetches.append(calls.count("cpu"))
         monkeypatch.undo()
     assert len(configs) > 4 and fetches[0] == fetches[1] == 2
+
+
+def test_inputs_built_in_threads_are_those_built_one_by_one(monkeypatch):
+    from fla_check.cases import build_case
+    from fla_check.engine import batched
+
+    space = SpaceOptions(op="gated_delta", max_seq_len=40)
+    configs = [c for seed in (1, 2) for c in covering_configs(space, seed=seed)]
+    fields = ("q", "k", "v", "g", "beta", "initial_state", "cu_seqlens", "reset_mask", "A_log", "dt_bias")
+    for got, config in zip(batched.built_inputs(configs, "cpu"), configs, strict=True):
+        want = build_case(config)
+        for name in fields:
+            a, b = getattr(got, name), getattr(want, name)
+            assert (a is None and b is None) or torch.equal(a, b), (config.short(), name)
+    real = batched.build_case
+
+    def failing(config, device):
+        if config is configs[3]:
+            raise RuntimeError("no inputs for this one")
+        return real(config, device)
+
+    monkeypatch.setattr(batched, "build_case", failing)
+    with pytest.raises(RuntimeError, match="no inputs for this one"):
+        batched.built_inputs(configs, "cpu")
