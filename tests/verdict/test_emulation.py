@@ -293,3 +293,42 @@ def test_noise_drawn_ahead_is_one_launch_per_block_and_the_same_alone_and_in_a_b
             assert all(torch.equal(a[n], b[n]) for n in a)
         assert not torch.equal(got[0]["o"], got[1]["o"])
         assert 1 < blocks <= len(draws) / 3, (blocks, len(draws))  # several blocks, far fewer than draw points
+
+
+@pytest.mark.parametrize("fill", [None, -1e4])
+def test_diagonal_scores_are_exact_as_a_matmul_and_elementwise(fill):
+    """GLA's diagonal sub-chunk scores sum_k q_ik k_jk exp(G_ik - G_jk), j <= i: as one matmul of
+    factors split at the sub-chunk's first row when no factor can overflow (the largest tensor it
+    makes is the inputs' size), elementwise where a fill puts exp(G_r - G_j) out of range (a -1e4
+    fill: there the split would give inf * 0). Both equal the direct sum to float64 rounding."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fla_check.verdict.emulation import _diagonal_scores
+
+    gen = torch.Generator().manual_seed(3)
+    shape = (2, 3, 4, 16, 32)  # [..., NS, BC, K]
+    qs, ks = torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(shape, generator=gen, dtype=torch.float64)
+    g = -3 * torch.rand(shape, generator=gen, dtype=torch.float64)  # log-gates <= 0
+    if fill is not None:
+        g[0, 1, 2, 5, :] = fill
+    Gs = g.cumsum(-2)
+    Gr = Gs[..., :1, :]
+    want = torch.zeros(shape[:-1] + (16,), dtype=torch.float64)
+    for i in range(16):
+        for j in range(i + 1):
+            want[..., i, j] = (qs[..., i, :] * ks[..., j, :] * (Gs[..., i, :] - Gs[..., j, :]).exp()).sum(-1)
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                Largest.numel = max(Largest.numel, out.numel())
+            return out
+
+    with Largest():
+        got = _diagonal_scores(qs, ks, Gs, Gr, qs * (Gs - Gr).exp())
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12 * want.abs().max().item())
+    assert (Largest.numel <= qs.numel()) == (fill is None)  # the elementwise form makes [BC, BC, K] per row
