@@ -32,7 +32,9 @@ cancellation (``eps32 |G|`` in the exponent: what a -1e4 fill costs every chunk 
 ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
 
 The noise is seeded and drawn on the case's device (replays on the same kind of device are
-exact: :func:`noise_generator`; on a GPU in blocks drawn ahead, :class:`_Stream`); an
+exact: :func:`noise_generator`; on a GPU one Triton launch per rounding point draws and applies it,
+:mod:`fla_check.verdict.noise_kernel`, and points autograd differentiates draw in blocks ahead,
+:class:`_Stream`); an
 emulation of some of the samples only (``rows``: memory bounded,
 :func:`fla_check.verdict.baselines.sample_groups`) draws every sample's noise and keeps its rows,
 so a group's samples are the ungrouped run's. Differentiable inputs flow through it:
@@ -83,6 +85,13 @@ NOISE_BLOCK = 2**22  # most uniforms a CUDA stream draws ahead at once (32 MB of
 BLOCK_AHEAD = 256  # a block holds this many draws of the size of the draw that starts it (NOISE_BLOCK at most)
 
 
+def fused_noise(device: torch.device) -> bool:
+    """Whether the rounding noise on `device` is applied by one Triton kernel per rounding point
+    (:mod:`fla_check.verdict.noise_kernel`): on a GPU, where the emulation is bound by memory
+    traffic. Points that autograd differentiates keep the torch ops."""
+    return device.type == "cuda"
+
+
 def drawn_ahead(device: torch.device) -> bool:
     """Whether noise on `device` is drawn in blocks ahead (:class:`_Stream`): on a GPU."""
     return device.type == "cuda"
@@ -126,6 +135,10 @@ class Rounding:
             raise ValueError("the samples of several cases are drawn whole: no `rows`")
         # one generator per case: several cases run as one, case-major on the leading dimension
         self.streams = [_Stream(noise_generator(s, device)) for s in seeds]
+        self.seeds = seeds
+        self.fused = fused_noise(torch.device(device))
+        self._seeds_held: Optional[Tensor] = None  # `seeds` on the device, for the fused noise
+        self.draws = 0  # draws so far: the fused noise's key (with the case's seed)
         self.device = device
         self.rows = rows  # the samples held, of SAMPLES drawn (None: all of them)
         self.u_in = UNIT_ROUNDOFF[dtype]
@@ -162,6 +175,22 @@ class Rounding:
             return torch.stack(kept).reshape(shape)
         return self._draw((SAMPLES,) + inner)[self.rows].reshape(shape).clone()
 
+    def _fused(self, x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str) -> Optional[Tensor]:
+        """``x + m (lo + w u)`` in one launch (:func:`fla_check.verdict.noise_kernel.perturbed`) on a
+        GPU, where no gradient flows through it; None elsewhere (the torch ops then)."""
+        if not self.fused or x.dtype != torch.float64 or (
+                torch.is_grad_enabled() and (x.requires_grad or (m is not None and m.requires_grad))):
+            return None
+        from fla_check.verdict.noise_kernel import perturbed
+
+        if self._seeds_held is None:
+            self._seeds_held = torch.tensor([s % 2**63 for s in self.seeds], dtype=torch.int64, device=x.device)
+        start = 0
+        if self.rows is not None:  # the held samples' rows of the full draw
+            start = range(SAMPLES)[self.rows][0] * (x.numel() // len(range(SAMPLES)[self.rows]))
+        self.draws += 1
+        return perturbed(x, m, lo, w, mode, self._seeds_held, self.draws, start)
+
     def _draw(self, shape: tuple) -> Tensor:
         """U[0, 1) of `shape`; with several cases' generators, each draws its own equal block of the
         leading dimension (what it draws alone: the same stream, the same values)."""
@@ -176,6 +205,9 @@ class Rounding:
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
         """x (1 + d), d ~ U(lo, hi), as x (1 + lo) + x u (hi - lo), u ~ U[0, 1): two ops besides
         the draw (a launch each on a GPU, where the emulation's step loops are launch-bound)."""
+        fused = self._fused(x, None, lo, hi - lo, "relative")
+        if fused is not None:
+            return fused
         return torch.addcmul(x * (1.0 + lo), x, self._uniform(x.shape).to(x.device), value=hi - lo)
 
     def relative(self, x: Tensor, u: float) -> Tensor:
@@ -191,6 +223,9 @@ class Rounding:
     def _underflow(self, x: Tensor, tiny: float) -> Tensor:
         """Absolute noise U(+-tiny/2): a format's rounding errs by max(u |x|, tiny/2), tiny its
         subnormal spacing (matters where whole outputs sit below fp16's normal range)."""
+        fused = self._fused(x, None, -tiny / 2, tiny, "absolute")
+        if fused is not None:
+            return fused
         return torch.add(x - tiny / 2, self._uniform(x.shape).to(x.device), alpha=tiny)
 
     def store(self, x: Tensor) -> Tensor:
@@ -203,7 +238,11 @@ class Rounding:
         """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
         n = a.shape[-1]
         acc = (a.abs() @ b.abs()) * (U32 * math.sqrt(max(1, n)))
-        return torch.addcmul(a @ b - acc, acc, self._uniform(acc.shape).to(acc.device), value=2.0)  # + acc (2u - 1)
+        ab = a @ b
+        fused = self._fused(ab, acc, -1.0, 2.0, "scaled")
+        if fused is not None:
+            return fused
+        return torch.addcmul(ab - acc, acc, self._uniform(acc.shape).to(acc.device), value=2.0)  # + acc (2u - 1)
 
     def fp32_dot(self, a: Tensor, b: Tensor) -> Tensor:
         """A dot on fp32 operands at the declared precision (inverse merges)."""

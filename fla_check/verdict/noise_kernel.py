@@ -1,0 +1,71 @@
+"""Rounding noise in one Triton launch per rounding point, on a GPU (issue 17, goal 3).
+
+:func:`perturbed` returns ``y = x + m (lo + w u)``, ``u ~ U[0, 1)`` from Philox (``tl.rand``):
+relative noise (``m = x``), absolute noise (``m = 1``) or a dot's accumulation noise (``m`` its
+bound). With torch ops a rounding point is a draw, a copy of every case's draws into one tensor
+and two elementwise ops, about 72 bytes of memory traffic per float64 element; here one read of
+``x`` (and ``m``) and one write. The emulation is bound by memory traffic at T = 1024 on an H200
+(bench/op_counts.py, docs/gpu/perf-h200-19), so the noise was about 40 % of a gla case's baseline.
+
+What a case draws depends on its seed, the index of the draw and the element's place in its
+case's block only: the same values alone and in a batch of cases (the leading dimension holds
+the cases, case-major), and an emulation of some samples (`start`: the first held element's place
+in the full draw) gets the rows the full draw would. The CPU keeps ``torch.rand`` (the goldens'
+stream): a GPU's noise is another stream of the same distribution, as it was with torch's Philox.
+``u`` has float32 resolution (2^-24 of the noise's width): plenty for a rounding model.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+MODES = {"relative": 0, "absolute": 1, "scaled": 2}  # m = x, m = 1, m = a tensor of its own
+BLOCK = 1024  # elements per program on a GPU; the CPU interpreter runs a program's block as numpy, so larger there
+
+
+@triton.jit
+def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, w,
+                    MODE: tl.constexpr, BLOCK: tl.constexpr):
+    case = tl.program_id(1)
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    keep = idx < per_case
+    seed = tl.load(seeds_ptr + case) ^ key  # the case's seed, mixed with the draw's index
+    u = tl.rand(seed, start + idx).to(tl.float64)
+    at = case.to(tl.int64) * per_case + idx
+    x = tl.load(x_ptr + at, mask=keep, other=0.0)
+    d = lo + w * u
+    if MODE == 0:
+        y = x + x * d
+    elif MODE == 1:
+        y = x + d
+    else:
+        y = x + tl.load(m_ptr + at, mask=keep, other=0.0) * d
+    tl.store(out_ptr + at, y, mask=keep)
+
+
+def perturbed(x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str, seeds: Tensor, draw: int,
+              start: int = 0) -> Tensor:
+    """``x + m (lo + w u)`` of float64 `x` (`m`: x for `mode` "relative", 1 for "absolute", the given
+    tensor of x's shape for "scaled"), the leading dimension split evenly between the cases of `seeds` (int64,
+    on x's device), `draw` the emulation's count of draws so far, `start` the place of x's first
+    element in the case's full draw."""
+    x = x.contiguous()
+    m = x if m is None else m.to(x).contiguous()
+    out = torch.empty_like(x)
+    cases = seeds.numel()
+    if x.numel() % cases:
+        raise ValueError(f"a draw of {tuple(x.shape)} does not split into {cases} cases")
+    per_case = x.numel() // cases
+    if per_case + start >= 2**31:
+        raise ValueError(f"a case's draw of {per_case + start} elements is past Philox's 32-bit offsets")
+    if per_case:
+        block = BLOCK if x.is_cuda else 2**16
+        grid = (triton.cdiv(per_case, block), cases)
+        key = (draw * 0x9E3779B97F4A7C15) % 2**62
+        _perturb_kernel[grid](x, m, out, seeds, key, per_case, start, float(lo), float(w), MODE=MODES[mode],
+                              BLOCK=block)
+    return out
