@@ -9,6 +9,11 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1
 nvidia-smi -L
+mkdir -p "$OUT"
+# the fused noise first: if it fails on the GPU, every baseline below would, so stop here
+timeout 120 python3 -m pytest -q -x -p no:cacheprovider tests/verdict/test_noise_kernel.py tests/verdict/test_emulation.py \
+  > "$OUT/noise_tests.log" 2>&1 || { tail -30 "$OUT/noise_tests.log"; echo "noise kernel tests failed: stopping"; exit 1; }
+tail -1 "$OUT/noise_tests.log"
 HT_BUDGET=60 HT_BATCH=64 TD_OPS=gated_delta,gla TD_WARMUPS=background TD_BUDGET=150 TD_CHILD=60 KP_CAP=150 \
   ST_CAP=230 CI_CAP=45 TESTS_CAP=240 \
   TESTS="tests/verdict tests/engine/test_batched.py tests/engine/test_runner.py tests/engine/test_judge_unchanged.py tests/providers/test_fla.py" \
