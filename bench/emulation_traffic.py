@@ -1,0 +1,77 @@
+"""Bytes the batched baseline emulation moves per case, by aten op: a CPU proxy of its GPU memory traffic.
+
+    TRITON_INTERPRET=1 python bench/emulation_traffic.py --op gla --dtype float32 --modes recurrent,chunk
+
+On an H200 the emulated baselines of a warm case at T = 1024 are bound by memory traffic, not by
+launches (docs/gpu/perf-h200-19: gla fp32, 93 launch ops and 6.2 ms per case). Each aten op that
+is not a view is charged the bytes of its tensor inputs and outputs (what it reads and writes,
+once each), summed over :func:`fla_check.engine.batched.baselines_ahead` of `--cases` cases of one
+shape (every case in one batch: the memory budget lifted); printed per case, the largest first.
+Triton kernels are not aten ops: the GPU's fused noise (fla_check.verdict.noise_kernel) is not on
+the CPU's path, which this measures (the torch ops it replaces on a GPU are: rand, cat, addcmul and
+the mul before it).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+class Traffic(TorchDispatchMode):
+    """Bytes read and written per aten op (inputs + outputs of every op that is not a view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes: Counter = Counter()
+        self.calls: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) + list(args)
+                       if isinstance(t, torch.Tensor)]
+            self.bytes[func.__name__] += sum(t.numel() * t.element_size() for t in tensors)
+            self.calls[func.__name__] += 1
+        return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--op", default="gla")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--modes", default="recurrent,chunk")
+    p.add_argument("--T", type=int, default=1024)
+    p.add_argument("--H", type=int, default=4)
+    p.add_argument("--K", type=int, default=64, help="K = V")
+    p.add_argument("--cases", type=int, default=4)
+    p.add_argument("--top", type=int, default=15)
+    args = p.parse_args()
+
+    from fla_check.cases import CaseConfig
+    from fla_check.engine import batched
+
+    modes = args.modes.split(",")
+    configs = [CaseConfig(op=args.op, dtype=args.dtype, B=1, T=args.T, H=args.H, K=args.K, V=args.K, seed=i)
+               for i in range(args.cases)]
+    built = batched.build_ahead(args.op, configs, "cpu", readout=batched.wants_readout(args.op, modes))
+    batched.memory_budget = lambda device: 10**13  # every case in one batch, as on a GPU
+    traffic = Traffic()
+    start = time.perf_counter()
+    with traffic:
+        batched.baselines_ahead(args.op, modes, configs, built, "cpu")
+    seconds = time.perf_counter() - start
+    n = len(configs)
+    print(f"{args.op} {args.dtype} T={args.T} H={args.H} K=V={args.K} modes {args.modes}, {n} cases: "
+          f"{sum(traffic.bytes.values()) / 1e9 / n:.2f} GB and {sum(traffic.calls.values()) / n:.0f} ops per case "
+          f"({seconds:.1f} s on this CPU)\n")
+    print("| aten op | GB per case | ops per case |\n|---|---:|---:|")
+    for name, size in traffic.bytes.most_common(args.top):
+        print(f"| {name} | {size / 1e9 / n:.2f} | {traffic.calls[name] / n:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
