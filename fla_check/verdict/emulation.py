@@ -236,9 +236,12 @@ class Rounding:
 
     def dot(self, a: Tensor, b: Tensor) -> Tensor:
         """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
-        n = a.shape[-1]
-        acc = (a.abs() @ b.abs()) * (U32 * math.sqrt(max(1, n)))
-        ab = a @ b
+        return self.accumulated(a @ b, a.abs() @ b.abs(), a.shape[-1])
+
+    def accumulated(self, ab: Tensor, bound: Tensor, n: int) -> Tensor:
+        """`ab`, a dot of n-term sums whose |a| @ |b| is `bound`, with its fp32 accumulation noise
+        (:meth:`dot` when the caller forms the products itself)."""
+        acc = bound * (U32 * math.sqrt(max(1, n)))
         fused = self._fused(ab, acc, -1.0, 2.0, "scaled")
         if fused is not None:
             return fused
@@ -503,7 +506,10 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
     keep = torch.ones(ns, ns, dtype=torch.bool, device=q.device).tril(-1)[:, :, None, None]  # b < a
     expo = (Gr[..., :, None, :, :] - Gs[..., None, :, :, :]).masked_fill(~keep, -math.inf)  # never exp(+big)
     kf = ks[..., None, :, :, :] * expo.exp()  # [...,a,b,BC,K]
-    blocks = rnd.dot(qf[..., :, None, :, :], kf.transpose(-1, -2))  # [...,a,b,BC,BC]
+    # one [BC, K] x [K, NS*BC] product per a (not qf expanded over b: a copy NS times its size)
+    rows = kf.reshape(kf.shape[:-4] + (ns, ns * bc, K)).transpose(-1, -2)  # [...,a,K,b*BC]
+    split = lambda x: x.reshape(x.shape[:-1] + (ns, bc)).transpose(-3, -2)  # noqa: E731 - [...,a,b,BC,BC]
+    blocks = rnd.accumulated(split(qf @ rows), split(qf.abs() @ rows.abs()), K)
     diag = _diagonal_scores(qs, ks, Gs, Gr, qf)  # [...,NS,BC,BC]
     eye = torch.eye(ns, dtype=torch.bool, device=q.device)[:, :, None, None]
     blocks = torch.where(eye, diag[..., :, None, :, :], blocks)

@@ -40,6 +40,7 @@ def no_noise(monkeypatch):
     """Every rounding point rounds by 0: the emulation must be the exact chunked algorithm."""
     monkeypatch.setattr(emulation.Rounding, "_noise", lambda self, x, lo, hi: x)
     monkeypatch.setattr(emulation.Rounding, "dot", lambda self, a, b: a @ b)
+    monkeypatch.setattr(emulation.Rounding, "accumulated", lambda self, ab, bound, n: ab)
 
 
 CORNERS = [
