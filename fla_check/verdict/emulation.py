@@ -81,6 +81,7 @@ def noise_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed % 2**63)
 
 
+OFFSETS = 2**31  # elements one case's fused draw can number (Philox offsets are 32-bit)
 NOISE_BLOCK = 2**22  # most uniforms a CUDA stream draws ahead at once (32 MB of float64)
 BLOCK_AHEAD = 256  # a block holds this many draws of the size of the draw that starts it (NOISE_BLOCK at most)
 
@@ -188,6 +189,8 @@ class Rounding:
         start = 0
         if self.rows is not None:  # the held samples' rows of the full draw
             start = range(SAMPLES)[self.rows][0] * (x.numel() // len(range(SAMPLES)[self.rows]))
+        if start + x.numel() // len(self.seeds) >= OFFSETS:  # past Philox's 32-bit offsets: the torch ops
+            return None
         self.draws += 1
         return perturbed(x, m, lo, w, mode, self._seeds_held, self.draws, start)
 

@@ -42,6 +42,8 @@ def test_a_case_draws_the_same_alone_and_in_a_batch_and_a_group_the_rows_of_the_
     assert not torch.equal(batch[:16], batch[16:32])  # the cases' own seeds
     with pytest.raises(ValueError, match="does not split"):
         perturbed(x[:47], None, 0.0, 1.0, "relative", SEEDS, 1)
+    with pytest.raises(ValueError, match="32-bit offsets"):
+        perturbed(x[:16], None, 0.0, 1.0, "relative", SEEDS[:1], 1, start=2**31 - 100)
 
 
 def test_an_emulation_with_the_fused_noise_is_the_same_alone_and_in_a_batch(monkeypatch, per_case):
@@ -73,6 +75,10 @@ def test_an_emulation_with_the_fused_noise_is_the_same_alone_and_in_a_batch(monk
     x = cases[0]
     groups = list(sample_groups(op, arith, x, torch.bfloat16, 5, budget=1))  # one sample per group
     assert all(torch.equal(torch.cat([g[n] for g in groups]), alone[0][n]) for n in alone[0])
+    monkeypatch.setattr(emulation, "OFFSETS", 1000)  # draws past the offsets take the torch ops, never fail
+    launches.clear()
+    too_long = baseline_samples(op, arith, x, torch.bfloat16, 5)
+    assert draws and all(torch.isfinite(t).all() for t in too_long.values())
     o, ht = reference(op.step, *x.tensors(), initial_state=x.initial_state, output_final_state=True)
     exact = {"o": o, "ht": ht}
     fused = noise_scales(alone[0], exact)
