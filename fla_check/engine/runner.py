@@ -155,6 +155,8 @@ def check_many(op: OpLike, modes: Sequence[ModeLike], cases: Sequence[CaseConfig
     memory diagnosis, repeats, config sweeps, invariance) case by case, then the pairwise
     agreements of all cases at once. The verdicts and numbers are those of one case at a time
     (sums to float64 rounding)."""
+    if not cases:
+        return []
     built = list(built) if built is not None else [None] * len(cases)
     if len(built) != len(cases):
         raise ValueError(f"{len(built)} cases built ahead for {len(cases)} cases")
@@ -747,6 +749,7 @@ def _pairs(cases: Sequence[tuple[dict[str, dict[str, Tensor]], dict[str, Tensor]
                       for name in ref]
     found, at, out = agreements(items, refs), 0, []
     for (_, ref, _), combos in zip(cases, shape):
-        out.append([PairResult(a, b, found[at + i * len(ref):at + (i + 1) * len(ref)]) for i, (a, b) in enumerate(combos)])
+        n = len(ref)
+        out.append([PairResult(a, b, found[at + i * n:at + (i + 1) * n]) for i, (a, b) in enumerate(combos)])
         at += len(combos) * len(ref)
     return out

@@ -207,7 +207,7 @@ class Rounding:
 
     def _noise(self, x: Tensor, lo: float, hi: float) -> Tensor:
         """x (1 + d), d ~ U(lo, hi), as x (1 + lo) + x u (hi - lo), u ~ U[0, 1): two ops besides
-        the draw (a launch each on a GPU, where the emulation's step loops are launch-bound)."""
+        the draw; on a GPU one launch for all of it (:meth:`_fused`)."""
         fused = self._fused(x, None, lo, hi - lo, "relative")
         if fused is not None:
             return fused

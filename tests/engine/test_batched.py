@@ -90,6 +90,11 @@ def test_backward_cases_run_one_by_one():
     assert all(any(o.name == "dq" for o in r.modes["recurrent"].outputs) for r in results)  # gradients judged
 
 
+def test_no_cases_no_results():
+    assert check_cases("gla", ["test:clean"], []) == []
+    assert check_cases("gla", ["test:clean"], [], backward=True) == []
+
+
 def test_a_case_of_another_op_is_refused_before_anything_runs():
     configs = covering_configs(SpaceOptions(op="delta", max_seq_len=40), seed=0)[:1]
     with pytest.raises(CaseError, match="another op"):

@@ -308,7 +308,7 @@ def test_diagonal_scores_are_exact_as_a_matmul_and_elementwise(fill):
 
     gen = torch.Generator().manual_seed(3)
     shape = (2, 3, 4, 16, 32)  # [..., NS, BC, K]
-    qs, ks = torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(shape, generator=gen, dtype=torch.float64)
+    qs, ks = (torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(2))
     g = -3 * torch.rand(shape, generator=gen, dtype=torch.float64)  # log-gates <= 0
     if fill is not None:
         g[0, 1, 2, 5, :] = fill

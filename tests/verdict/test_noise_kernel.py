@@ -32,7 +32,8 @@ def test_each_form_adds_its_noise_uniform_over_its_interval(mode):
 
 
 def test_a_case_draws_the_same_alone_and_in_a_batch_and_a_group_the_rows_of_the_full_draw():
-    x = torch.randn(3 * 16, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(DEVICE)  # 3 cases x 16
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3 * 16, 50, dtype=torch.float64, generator=gen).to(DEVICE)  # three cases x 16 samples
     batch = perturbed(x, None, -1e-2, 2e-2, "relative", SEEDS, 1)
     for c in range(3):
         alone = perturbed(x[16 * c:16 * (c + 1)], None, -1e-2, 2e-2, "relative", SEEDS[c:c + 1], 1)
