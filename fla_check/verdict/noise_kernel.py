@@ -5,7 +5,8 @@ relative noise (``m = x``), absolute noise (``m = 1``) or a dot's accumulation n
 bound). With torch ops a rounding point is a draw, a copy of every case's draws into one tensor
 and two elementwise ops, about 72 bytes of memory traffic per float64 element; here one read of
 ``x`` (and ``m``) and one write. The emulation is bound by memory traffic at T = 1024 on an H200
-(bench/op_counts.py, docs/gpu/perf-h200-19), so the noise was about 40 % of a gla case's baseline.
+(bench/op_counts.py, docs/gpu/perf-h200-19); the draws, copies and ``addcmul`` alone were 9.8 of
+the 33 GB a gla fp16 case's emulation moved there (bench/emulation_traffic.py, before this).
 
 What a case draws depends on its seed, the index of the draw and the element's place in its
 case's block only: the same values alone and in a batch of cases (the leading dimension holds
