@@ -417,7 +417,6 @@ def _call(spec: ModeSpec, label: str, config: CaseConfig, inputs: CaseInputs, ju
     out, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds)
-    out = {name: out[name] for name in judge.ref}  # what is judged and compared (named_outputs checked them)
     return _Call(spec, label, judge, inputs, out, spec.declared(config.chunk_size), _poisoned(out, judge), seconds,
                  seen, again)
 
@@ -495,8 +494,7 @@ def _judged(label: str, raw: Any, grads: dict, spec: ModeSpec, judge: _Judge, co
     out, problem = named_outputs(raw, judge.ref, grads)
     if problem:
         return ModeResult(label, Verdict.ERROR, reason=problem, seconds=seconds), None
-    comps, counts = judge.compare_all({name: out[name] for name in judge.ref}, spec.declared(config.chunk_size),
-                                      _poisoned(out, judge))
+    comps, counts = judge.compare_all(out, spec.declared(config.chunk_size), _poisoned(out, judge))
     return _mode_result(label, comps, counts, out, judge, seconds), out
 
 
@@ -700,8 +698,8 @@ def forget_repeated() -> None:
 
 def named_outputs(raw: Any, ref: dict[str, Tensor],
                   grads: Optional[dict[str, Optional[Tensor]]] = None) -> tuple[dict[str, Tensor], str]:
-    """Check a mode's return value (and gradients) against the reference shapes;
-    ('', problem) on mismatch."""
+    """Check a mode's return value (and gradients) against the reference shapes: its outputs
+    of the reference's names, in its order, or ({}, problem) on mismatch."""
     if not isinstance(raw, (tuple, list)) or len(raw) != 2:
         return {}, f"expected (o, final_state), got {type(raw).__name__}"
     out = {**dict(zip(("o", "ht"), raw)), **(grads or {})}
@@ -713,7 +711,7 @@ def named_outputs(raw: Any, ref: dict[str, Tensor],
             return {}, f"wrong output: {what} (got {type(got).__name__})"
         if tuple(got.shape) != tuple(want.shape):
             return {}, f"wrong output shape: {name} is {tuple(got.shape)}, expected {tuple(want.shape)}"
-    return out, ""
+    return {name: out[name] for name in ref}, ""
 
 
 def _localize(comps: list[Comparison], out: dict[str, Tensor], ref: dict[str, Tensor],

@@ -317,13 +317,19 @@ def _reduced(samples: Samples, answers: dict[str, Tensor]) -> list[Deviations]:
         e = found.double().unflatten(0, (cases, -1))  # [cases, SAMPLES, ...]
         x = answers[name].to(e.device)[:, None]
         ok = finite_mask(x)
-        diff = torch.where(ok, e - x, torch.zeros((), dtype=e.dtype, device=e.device)).flatten(2)
-        count = ok.flatten(1).sum(1)
-        worst = [nonfinite_mask(diff).flatten(1).sum(1), diff.abs().flatten(1).amax(1),
-                 diff.square().sum(2).div(count[:, None]).sqrt().amax(1)]
+        worst = _deviation_rows(e, x, ok, ok.flatten(1).sum(1))
         for case, per_case in zip(out, zip(*worst)):
             case[name] = list(per_case)
     return out
+
+
+def _deviation_rows(e: Tensor, x: Tensor, ok: Tensor, count: Tensor) -> list[Tensor]:
+    """Per case of samples `e` [cases, samples, ...] against its answer `x` (`ok`: x's finite
+    entries, both [cases, 1, ...]; `count`: how many, [cases]): the non-finite deviations, the
+    largest |e - x| and the largest per-sample RMS of e - x over the finite entries, each [cases]."""
+    diff = torch.where(ok, e - x, torch.zeros((), dtype=e.dtype, device=e.device)).flatten(2)
+    return [nonfinite_mask(diff).flatten(1).sum(1), diff.abs().flatten(1).amax(1),
+            diff.square().sum(2).div(count[:, None]).sqrt().amax(1)]
 
 
 def emulated_batch(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], dtype: torch.dtype,
@@ -416,10 +422,9 @@ class PendingScales:
         over the finite entries of `exact` (device scalars)."""
         e = samples.double()
         x64 = exact.detach().double().to(e.device)
-        ok = refs.finite(exact, e.device)
-        diff = torch.where(ok, e - x64, torch.zeros_like(e)).flatten(1)
-        return [nonfinite_mask(diff).sum(), diff.abs().max(),
-                diff.square().sum(1).div(refs.finite_count(exact, e.device)).sqrt().max()]
+        rows = _deviation_rows(e[None], x64[None, None], refs.finite(exact, e.device)[None, None],
+                               refs.finite_count(exact, e.device)[None])
+        return [row[0] for row in rows]
 
     def finish(self, values: Sequence[float]) -> dict[str, Metrics]:
         """The scales from the fetched values of :attr:`terms`."""

@@ -188,7 +188,8 @@ class Rounding:
             self._seeds_held = torch.tensor([s % 2**63 for s in self.seeds], dtype=torch.int64, device=x.device)
         start = 0
         if self.rows is not None:  # the held samples' rows of the full draw
-            start = range(SAMPLES)[self.rows][0] * (x.numel() // len(range(SAMPLES)[self.rows]))
+            held = range(SAMPLES)[self.rows]
+            start = held[0] * (x.numel() // len(held))
         if start + x.numel() // len(self.seeds) >= OFFSETS:  # past Philox's 32-bit offsets: the torch ops
             return None
         self.draws += 1

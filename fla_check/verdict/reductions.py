@@ -117,8 +117,7 @@ def _stacked_output_terms(pairs: Sequence[tuple[Tensor, Tensor]], refs: Referenc
     """:func:`output_terms` of same-shaped pairs, one row each of stacked operands. A reference
     that several pairs share (the modes of one case) is stacked once per pair: fewer ops than
     gathering it. The references' own rows are kept in `refs` for the judge's later reductions."""
-    x = torch.stack([k.detach() for k, _ in pairs]).to(torch.float64).flatten(1)
-    r = torch.stack([ref.detach() for _, ref in pairs]).to(torch.float64).flatten(1)
+    x, r = _stacked([k for k, _ in pairs]), _stacked([ref for _, ref in pairs])
     finite = finite_mask(r)
     count, rms, largest = finite.sum(1), r.square().mean(1).sqrt(), r.abs().amax(1)
     diff = x - r
@@ -141,9 +140,7 @@ def difference_terms(items: Sequence[tuple[Tensor, Tensor, Tensor]], refs: Refer
             diff = a.detach().to(torch.float64) - b.detach().to(torch.float64)
             found = [nonfinite_mask(diff).sum(), diff.abs().max(), diff.square().mean().sqrt()]
         else:
-            a = torch.stack([items[i][0].detach() for i in group]).to(torch.float64).flatten(1)
-            b = torch.stack([items[i][1].detach() for i in group]).to(torch.float64).flatten(1)
-            diff = a - b
+            diff = _stacked([items[i][0] for i in group]) - _stacked([items[i][1] for i in group])
             rows = torch.stack([nonfinite_mask(diff).sum(1).to(torch.float64), diff.abs().amax(1),
                                 diff.square().mean(1).sqrt()], 1)
         for j, i in enumerate(group):
@@ -151,6 +148,11 @@ def difference_terms(items: Sequence[tuple[Tensor, Tensor, Tensor]], refs: Refer
             ref = items[i][2]
             out[i] = [nonfinite, refs.finite_count(ref), largest, rms, refs.rms(ref)]
     return out
+
+
+def _stacked(tensors: Sequence[Tensor]) -> Tensor:
+    """Same-shaped `tensors` as the float64 rows [len, numel] of one tensor."""
+    return torch.stack([t.detach() for t in tensors]).to(torch.float64).flatten(1)
 
 
 def _groups(indices: Sequence[int], key: Callable[[int], tuple]) -> list[list[int]]:
