@@ -34,7 +34,7 @@ import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 from _common import Bench, Table, add_common_args, environment, fmt, log, sync
 
@@ -206,36 +206,39 @@ def _rate_cases(op: str, args, device: str, T: int, seed0: int = 0) -> tuple[Cal
     return run, configs, modes, dtypes
 
 
-def _run_all(op: str, modes: list[str], configs: list, args, device: str, run: Callable) -> list:
+def _run_all(op: str, modes: list[str], configs: list, args, device: str, run: Callable,
+             overlap: Optional[bool] = None) -> list:
     """The results of `configs`: one check_case each, or with ``--rate-batch N`` check_cases on N at a
-    time (their float64 references in one batch)."""
+    time (their float64 references in one batch; `overlap`: check_cases' keyword)."""
     if args.rate_batch <= 1:
         return [run(c) for c in configs]
     from fla_check.engine.batched import check_cases
 
     n = args.rate_batch
     return [r for i in range(0, len(configs), n)
-            for r in check_cases(op, modes, configs[i:i + n], device=device, isolation=args.rate_isolation)]
+            for r in check_cases(op, modes, configs[i:i + n], device=device, isolation=args.rate_isolation,
+                                 overlap=overlap)]
 
 
 def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
     """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
     rows = []
-    for T in args.rate_T:
+    for T, overlap in [(T, o) for T in args.rate_T for o in args.rate_overlap]:
         if not bench.has_time(f"rate.{op}.T{T}", 5.0):
             break
         run, configs, modes, dtypes = _rate_cases(op, args, device, T)
         t0 = time.perf_counter()
-        verdicts = [r.verdict.value for r in _run_all(op, modes, configs, args, device, run)]
+        verdicts = [r.verdict.value for r in _run_all(op, modes, configs, args, device, run, overlap)]
         sync(device)
         wall = time.perf_counter() - t0
         row = {"op": op, "T": T, "H": args.scale_H, "K": args.scale_K, "V": args.scale_K, "dtypes": dtypes,
-               "batch": args.rate_batch,
+               "batch": args.rate_batch, "overlap": overlap,
                "cases": len(configs), "wall_s": wall, "cases_per_s": len(configs) / wall, "modes": modes,
                "isolation": args.rate_isolation, "verdicts": sorted(set(verdicts)),
                "syncs_per_case": _syncs(lambda: run(configs[0])) if device == "cuda" else None}
         rows.append(row)
-        log(f"  rate {op} T={T}: {row['cases_per_s']:.1f} cases/s, syncs/case {row['syncs_per_case']}")
+        log(f"  rate {op} T={T}{'' if overlap is None else f' overlap {overlap}'}: {row['cases_per_s']:.1f} "
+            f"cases/s, syncs/case {row['syncs_per_case']}")
     return rows
 
 
@@ -392,15 +395,16 @@ def tables(bench: Bench, args) -> list[Table]:
                            "check_case calls again (compiled). kernels = the built-in modes of the op that each "
                            "call ran (shrink candidates of a failing mode run that mode only).")]
     rrows = [[r["op"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", ",".join(r["dtypes"]), ",".join(r["modes"]),
-              r["isolation"], r.get("batch", 1), r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
+              r["isolation"], r.get("batch", 1), {None: "default", True: "on", False: "off"}[r.get("overlap")], r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
               "-" if r["syncs_per_case"] is None else r["syncs_per_case"], ",".join(r["verdicts"])]
              for op in args.ops for r in secs.get(f"rate.{op}", {}).get("rows", [])]
     out.append(Table("Warm cases/s with the float64 reference included (fixed shapes, B=1)", bench.command,
-                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "batch", "cases", "cases/s", "ms/case",
+                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "batch", "overlap", "cases", "cases/s", "ms/case",
                       "host syncs/case", "verdicts"], rrows,
                      note="check_case on seeded cases, every built-in mode: reference, baselines, kernels, judge; "
                           "compiled first. batch > 1: check_cases on that many at once (their float64 references "
-                          "in one loop). Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case."))
+                          "in one loop); overlap: its baselines computed while the modes run (default: on a GPU). "
+                          "Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case."))
     srows = []
     for op in args.ops:
         for r in secs.get(f"scaling.{op}", {}).get("rows", []):
@@ -447,6 +451,9 @@ def main() -> None:
     p.add_argument("--rate-batch", type=int, default=1,
                    help="run the warm-rate cases N at a time through check_cases (float64 references batched, the "
                         "baselines of cases of one dtype emulated together)")
+    p.add_argument("--rate-overlap", choices=("default", "on", "off", "both"), default="default",
+                   help="check_cases' overlap with --rate-batch: the baselines computed while the modes run "
+                        "(default: on a GPU); both: each T off, then on")
     p.add_argument("--rate-procs", type=int, default=0,
                    help="also run the warm-rate loop in this many processes at once on the device (0: not)")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")
@@ -456,6 +463,7 @@ def main() -> None:
     device = get_backend(args.device).device
     gpu = device == "cuda"
     args.ops = [o for o in args.ops.split(",") if o]
+    args.rate_overlap = {"default": [None], "on": [True], "off": [False], "both": [False, True]}[args.rate_overlap]
     args.examples = args.examples if args.examples is not None else (30 if gpu else 6)
     args.scale_T = [int(t) for t in (args.scale_T or ("64,256,1024" if gpu else "32,64")).split(",")]
     args.scale_Bs = [int(b) for b in (args.scale_Bs or ("1,8,32" if gpu else "1")).split(",")]

@@ -55,17 +55,19 @@ def reference_elements(device: Any) -> int:
 
 
 def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], *,
-                device: Optional[str] = None, backward: bool = False, **kwargs: Any) -> list[CaseResult]:
+                device: Optional[str] = None, backward: bool = False, overlap: Optional[bool] = None,
+                **kwargs: Any) -> list[CaseResult]:
     """:func:`check_case` of each of `configs` (same keywords), in order, the forward cases'
     float64 references computed in one batch (one per :func:`batch_key`, :func:`build_ahead`) and
     their baselines per shape, dtype and declaration (:func:`baselines_ahead`), the cases judged
-    together (:func:`~fla_check.engine.runner.check_many`)."""
+    together (:func:`~fla_check.engine.runner.check_many`). `overlap`: the baselines computed
+    while the modes run (:class:`baselines_behind`; default: on a GPU); the same numbers either way."""
     op_spec = resolve_op(op)
     if backward:
         return check_many(op_spec, modes, configs, device=device, backward=True, **kwargs)
     built = build_ahead(op_spec, configs, device, readout=wants_readout(op_spec, modes))
-    built = baselines_ahead(op_spec, modes, configs, built, device)
-    return check_many(op_spec, modes, configs, device=device, built=built, **kwargs)
+    with baselines_behind(op_spec, modes, configs, built, device, thread=overlap) as baselines:
+        return check_many(op_spec, modes, configs, device=device, built=built, baselines=baselines, **kwargs)
 
 
 def wants_readout(op: OpLike, modes: Sequence[ModeLike]) -> bool:
@@ -122,12 +124,12 @@ def built_inputs(configs: Sequence[CaseConfig], device: Any) -> list[CaseInputs]
 
 
 def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
-                   device: Optional[str] = None) -> list[BuiltCase]:
+                   device: Optional[str] = None, budget: Optional[int] = None) -> list[BuiltCase]:
     """`built` with the baselines of every mode that runs each case, cases of one
     :func:`~fla_check.verdict.baselines.baseline_key` (declaration, dtype, shapes) sampled and
     reduced together (:func:`~fla_check.verdict.baselines.batched_deviations`: each case's samples
-    are those it gets alone), as many at once as fit the baseline's memory budget. A case alone
-    in its key, or too large for a batch, is left to its judge."""
+    are those it gets alone), as many at once as fit `budget` bytes (default: the baseline's
+    memory budget). A case alone in its key, or too large for a batch, is left to its judge."""
     op_spec, backend = resolve_op(op), get_backend(device)
     specs = resolve_modes(op_spec, modes)
     groups: dict[Any, list[int]] = defaultdict(list)
@@ -139,7 +141,7 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
             if key is not None:
                 groups[key].append(i)
     ready: list[dict] = [dict(case.baselines) for case in built]
-    budget = memory_budget(backend.device)
+    budget = memory_budget(backend.device) if budget is None else budget
     for (arith, dtype, *_), members in groups.items():
         rounded = rounds_exact(arith)
         each = SAMPLES * sample_bytes(built[members[0]].inputs, arith, backward=False, shortcut=rounded)
@@ -158,6 +160,65 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
             for i, worst in zip(batch, found):
                 ready[i][arith] = worst
     return [replace(case, baselines=own) for case, own in zip(built, ready)]
+
+
+BEHIND_SHARE = 0.5  # of the baseline's memory budget, for baselines computed beside the kernels' calls
+
+
+class baselines_behind:
+    """:func:`baselines_ahead`'s baselines of `built`, computed while the caller runs the cases'
+    modes (a context manager; calling it returns each case's baselines, as
+    :attr:`~fla_check.engine.runner.BuiltCase.baselines`, for ``check_many(baselines=)``).
+
+    On a GPU (or with `thread`) they run in a background thread, on a CUDA stream of their own:
+    the emulated baselines are bound by the GPU's memory traffic, the modes' calls by launches,
+    synchronizations and the recurrent kernels' latency, so the two overlap. The stream starts
+    after the caller's (the inputs and references), the caller's stream waits for it before it
+    reads them, and they hold :data:`BEHIND_SHARE` of the memory budget (the rest stays for the
+    kernels). Elsewhere they are computed at once, as :func:`baselines_ahead`."""
+
+    def __init__(self, op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig],
+                 built: Sequence[BuiltCase], device: Optional[str] = None, thread: Optional[bool] = None):
+        dev = torch.device(get_backend(device).device)
+        cuda = dev.type == "cuda"
+        self.stream = torch.cuda.Stream(dev) if cuda else None
+        compute = functools.partial(baselines_ahead, op, modes, configs, built, device)
+        if not (cuda if thread is None else thread):
+            self.pool, self.found = None, compute()
+            return
+        budget = int(BEHIND_SHARE * memory_budget(dev))
+        if self.stream is not None:
+            self.stream.wait_stream(torch.cuda.current_stream(dev))
+
+        def behind() -> list[BuiltCase]:
+            if self.stream is None:
+                return compute(budget=budget)
+            with torch.cuda.stream(self.stream):
+                return compute(budget=budget)
+
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="fla-check-baselines")
+        self.future = self.pool.submit(behind)
+
+    def __call__(self) -> list[dict]:
+        """Each case's baselines (joining the thread; its errors raise here)."""
+        if self.pool is not None:
+            self.found = self.future.result()
+            if self.stream is not None:
+                reader = torch.cuda.current_stream(self.stream.device)
+                reader.wait_stream(self.stream)
+                for case in self.found:  # tensors of the baselines' stream, read and freed on the caller's
+                    for deviations in case.baselines.values():
+                        for rows in deviations.values():
+                            for t in rows:
+                                t.record_stream(reader)
+        return [dict(case.baselines) for case in self.found]
+
+    def __enter__(self) -> "baselines_behind":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:  # the thread ends before the caller goes on, even after an error
+            self.pool.shutdown(wait=True)
 
 
 def _within(group: list[tuple[int, str, RowCase]], configs: Sequence[CaseConfig], elements: int) -> list[list]:

@@ -40,6 +40,6 @@ def call_mode(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream]
             raw, grads = gradients.cut_tokens(fn(*args, **kwargs), T), {}
         else:
             raw, grads = gradients.mode_outputs(fn, padded, up, guard, keep=T if padded is not inputs else None)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device == "cuda":  # the caller's stream only: baselines may run meanwhile on another (engine.batched)
+        torch.cuda.current_stream().synchronize()
     return raw, grads, seen.kernels

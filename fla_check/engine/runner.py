@@ -148,9 +148,12 @@ def check_many(op: OpLike, modes: Sequence[ModeLike], cases: Sequence[CaseConfig
                configs: Optional[ConfigPolicy] = None,
                isolation: Union[Isolation, str, None] = None, memory: Optional[MemoryChecks] = None,
                invariance: Optional[Union[str, Sequence[str]]] = None, invariance_scope: Optional[str] = None,
-               built: Optional[Sequence[Optional["BuiltCase"]]] = None) -> list[CaseResult]:
+               built: Optional[Sequence[Optional["BuiltCase"]]] = None,
+               baselines: Optional[Callable[[], Sequence[dict[Arithmetic, Deviations]]]] = None) -> list[CaseResult]:
     """:func:`check_case` of each of `cases` (same keywords; `built`: one or None per case), in
-    stages: every case through every mode, then every output of every case judged in one set of
+    stages: every case through every mode (`baselines`, when given, is then called for each
+    forward case's baselines computed meanwhile, as :attr:`BuiltCase.baselines`:
+    :func:`fla_check.engine.batched.baselines_behind`), then every output of every case judged in one set of
     stacked reductions and one host transfer, then each mode's follow-ups (localization, the
     memory diagnosis, repeats, config sweeps, invariance) case by case, then the pairwise
     agreements of all cases at once. The verdicts and numbers are those of one case at a time
@@ -179,6 +182,12 @@ def check_many(op: OpLike, modes: Sequence[ModeLike], cases: Sequence[CaseConfig
     refs = ReferenceTerms()  # the references' reductions, shared by the judges of all the cases
     runs = [_called(op_spec, specs, config, ahead, backward, refs, memory or MemoryChecks(), backend, policy,
                     isolation) for config, ahead in zip(cases, built)]
+    if baselines is not None:
+        meanwhile = baselines()
+        if len(meanwhile) != len(runs):
+            raise ValueError(f"{len(meanwhile)} cases' baselines for {len(runs)} cases")
+        for run, ready in zip(runs, meanwhile):
+            run.judge.ready.update(ready)
     joint = time.perf_counter()
     calls = [call for run in runs for call in run.calls]
     with harness_stage(f"judging the modes' outputs of {len(runs)} cases" if len(runs) > 1 else

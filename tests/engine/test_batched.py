@@ -243,3 +243,74 @@ def test_inputs_built_in_threads_are_those_built_one_by_one(monkeypatch):
     monkeypatch.setattr(batched, "build_case", failing)
     with pytest.raises(RuntimeError, match="no inputs for this one"):
         batched.built_inputs(configs, "cpu")
+
+
+def _same_shape_cases(op="gla"):
+    from dataclasses import replace
+
+    shape = covering_configs(SpaceOptions(op=op, max_seq_len=40, value_ratios=(1,), kernel_options=()), seed=1)[0]
+    return [replace(shape, dtype=dtype, seed=seed) for dtype in ("float32", "bfloat16") for seed in (1, 2)]
+
+
+def test_baselines_behind_in_a_thread_are_those_computed_ahead():
+    """The baselines a background thread computes beside the calls (as on a GPU) are the very
+    numbers baselines_ahead computes in the caller, and check_cases judges with them."""
+    from fla_check.engine import batched
+
+    configs = _same_shape_cases()
+    modes = ["test:emulated16", "test:clean"]
+    built = batched.build_ahead("gla", configs, readout=True)
+    ahead = [case.baselines for case in batched.baselines_ahead("gla", modes, configs, built)]
+    with batched.baselines_behind("gla", modes, configs, built, thread=True) as behind:
+        assert behind.pool is not None  # a thread, not the at-once path
+        found = behind()
+    assert len(found) == len(ahead) and all(len(case) == 2 for case in ahead)  # both declarations, every case
+    for mine, theirs in zip(found, ahead):
+        assert mine.keys() == theirs.keys()
+        for arith in mine:
+            for name in mine[arith]:
+                assert [float(t) for t in mine[arith][name]] == [float(t) for t in theirs[arith][name]]
+
+
+def test_check_many_judges_with_the_baselines_it_is_handed(monkeypatch):
+    """check_many reads the baselines computed meanwhile instead of sampling its own: handed
+    baselines a million times too large, a mode 1.5 % off passes (the check of the hand-off is
+    one that can fail); with none handed it is caught again; a count that does not match the
+    cases is refused."""
+    from fla_check.engine import batched
+    from fla_check.engine.runner import check_many
+
+    configs = _same_shape_cases()[:2]
+    modes = ["test:emulated16off"]
+    built = batched.build_ahead("gla", configs)
+    with batched.baselines_behind("gla", modes, configs, built, thread=True) as behind:
+        honest = behind()
+    inflated = [{arith: {name: [t * 1e6 for t in rows] for name, rows in dev.items()} for arith, dev in case.items()}
+                for case in honest]
+    run = lambda given: check_many("gla", modes, configs, built=built, baselines=given,  # noqa: E731
+                                   isolation="none", invariance="none")
+    assert {r.modes["test:emulated16off"].verdict for r in run(lambda: honest)} == {Verdict.DIVERGED}
+    assert {r.modes["test:emulated16off"].verdict for r in run(lambda: inflated)} == {Verdict.OK}
+    with pytest.raises(ValueError, match="1 cases' baselines for 2 cases"):
+        run(lambda: honest[:1])
+
+
+def test_an_error_behind_raises_where_the_baselines_are_read_and_the_thread_ends_first(monkeypatch):
+    import threading
+
+    from fla_check.engine import batched
+
+    configs = _same_shape_cases()
+    built = batched.build_ahead("gla", configs)
+    started = threading.Event()
+
+    def failing(*args, **kwargs):
+        started.set()
+        raise RuntimeError("emulation broke")
+
+    monkeypatch.setattr(batched, "batched_deviations", failing)
+    with pytest.raises(RuntimeError, match="emulation broke"):
+        with batched.baselines_behind("gla", ["test:emulated16"], configs, built, thread=True) as behind:
+            assert started.wait(30)
+            behind()
+    assert not [t for t in threading.enumerate() if t.name.startswith("fla-check-baselines")]
