@@ -179,3 +179,86 @@ def test_launches_run_below_the_stack_padding_and_stop_mapping_frame_chunks(monk
     # unpadded, some depths put a 16 KiB chunk boundary inside the helpers' calls: a fresh chunk is
     # mapped and touched at each crossing (measured: 23,567 faults against 415 padded)
     assert unpadded > 10 * padded, (padded, unpadded)
+
+
+@triton.jit
+def _mixed_kernel(x_ptr, y_ptr, h_ptr, i_ptr, o_ptr, oh_ptr, oi_ptr, N: tl.constexpr):
+    """Binary operations of every kind the fast operands meet: same-type fp32 and fp16 tensors,
+    fp16 division (promoted to fp32), a Python scalar, a broadcast, integer index arithmetic and
+    modulo, pointer offsets."""
+    offs = tl.arange(0, N)
+    x = tl.load(x_ptr + offs)
+    y = tl.load(y_ptr + offs)
+    h = tl.load(h_ptr + offs)
+    i = tl.load(i_ptr + offs)
+    outer = x[:, None] * y[None, :] - 0.5 * x[:, None]
+    same = x * y + x - y
+    half = h * h + h / (h + 2.0)
+    index = (i * 3 + i) % 5 - i
+    tl.store(o_ptr + offs[:, None] * N + offs[None, :], outer + same[None, :])
+    tl.store(oh_ptr + offs, half)
+    tl.store(oi_ptr + offs, index)
+
+
+def _mixed(x, y, h, i):
+    N = x.numel()
+    o, oh, oi = x.new_empty(N, N), torch.empty_like(h), torch.empty_like(i)
+    _mixed_kernel[(1,)](x, y, h, i, o, oh, oi, N=N)
+    return o, oh, oi
+
+
+@interpreter_only
+def test_operands_of_one_type_skip_the_checking_and_every_result_is_bit_identical(restore, monkeypatch):
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, generator=gen), torch.randn(16, generator=gen)
+    h = torch.randn(16, generator=gen).half()
+    i = torch.randint(-50, 50, (16,), generator=gen, dtype=torch.int32)
+    fastpath.install()
+    checked = []
+    original = fastpath._ORIGINALS["checking"]
+    monkeypatch.setitem(fastpath._ORIGINALS, "checking", lambda *a: checked.append(1) or original(*a))
+    fast = _mixed(x, y, h, i)
+    checked_fast = len(checked)
+    monkeypatch.undo()
+    fastpath.uninstall()
+    from triton.runtime import interpreter
+
+    semantic = type(interpreter.interpreter_semantic)
+    checked.clear()
+    monkeypatch.setattr(semantic, "binary_op_type_checking_impl",
+                        lambda *a, _own=semantic.binary_op_type_checking_impl: checked.append(1) or _own(*a))
+    slow = _mixed(x, y, h, i)
+    for a, b in zip(fast, slow, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    # scalars, broadcasts, the division, pointers still take the interpreter's own checking; same types do not
+    assert 0 < checked_fast < len(checked)
+    torch.testing.assert_close(slow[0], (x[:, None] * y[None, :] - 0.5 * x[:, None]) + (x * y + x - y)[None, :])
+
+
+@triton.jit
+def _overflow_kernel(i_ptr, o_ptr):
+    i = tl.load(i_ptr)
+    tl.store(o_ptr, i * i)
+
+
+@interpreter_only
+def test_the_int32_overflow_check_runs_where_its_assert_would_fire(restore, monkeypatch):
+    """The interpreter's int32 overflow check is built only to be handed to device_assert, which
+    drops it without the debug option: skipped then (the product wraps either way), the
+    interpreter's own check when debugging."""
+    import dataclasses
+
+    from triton.runtime import interpreter
+    from triton.runtime.errors import InterpreterError
+
+    fastpath.install()
+    big, out = torch.tensor([70_000], dtype=torch.int32), torch.zeros(1, dtype=torch.int32)
+    _overflow_kernel[(1,)](big, out)
+    assert int(out) == (70_000 * 70_000 + 2**31) % 2**32 - 2**31  # wrapped, no assert (as uninstalled)
+    builder = interpreter.interpreter_semantic.builder
+    monkeypatch.setattr(builder, "options", dataclasses.replace(builder.options, debug=True))
+    with pytest.raises(InterpreterError, match="int32 overflow detected for operation mul"):
+        _overflow_kernel[(1,)](big, out)
+    fastpath.uninstall()
+    with pytest.raises(InterpreterError, match="int32 overflow detected for operation mul"):
+        _overflow_kernel[(1,)](big, out)  # the interpreter's own behaviour, for comparison
