@@ -2,13 +2,18 @@
 
     python bench/cuda_profile.py                          # gla + gated_delta fp32, T=64,1024
     python bench/cuda_profile.py --calls 5 --top 20       # more profiled calls, longer op lists
+    python bench/cuda_profile.py --batch 64 --dtypes bfloat16 --T 1024 --H 4 --K 64 \
+        --modes recurrent,chunk,fused_chunk               # one case's share of 64 run by check_cases
 
 Each case runs once to warm (Triton JIT, the bucket's invariance checks), `--calls` times timed
 (best wall ms), then `--calls` times under torch.profiler with CPU and CUDA activity. Per case:
 wall ms, device-busy ms (the union of the GPU kernels' and copies' intervals: what the GPU did),
 kernel launches (aten launches and Triton's), the host time blocked in device syncs, and the
-aten ops with the most self CPU time (dispatch + launch cost on the host). Wall much larger than
-busy means the case is host-bound: fewer ops (batching, graphs), not faster kernels, would help.
+aten ops with the most self CPU time (dispatch + launch cost on the host) and the GPU kernels with
+the most device time. Wall much larger than busy means the case is host-bound: fewer ops (batching,
+graphs), not faster kernels, would help; busy near wall means the GPU's work itself is the cost.
+With ``--batch N`` each call is check_cases on N seeded cases (``--overlap``: its keyword) and
+every figure is one case's share.
 """
 from __future__ import annotations
 
@@ -37,34 +42,39 @@ def profile_case(case: dict, args) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from fla_check.engine.runner import check_case
+    from fla_check.engine.batched import check_cases
 
     modes = args.modes.split(",")
-    run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
-    verdict = run(args.seed + 1000).verdict.value  # warm
+    overlap = {"default": None, "on": True, "off": False}[args.overlap]
+    run = lambda seed: check_cases(case["op"], modes, [make_config(case, args, seed + i)  # noqa: E731
+                                                       for i in range(args.batch)], overlap=overlap)
+    verdict = ",".join(sorted({r.verdict.value for r in run(args.seed + 1000)}))  # warm
     torch.cuda.synchronize()
     best = float("inf")
     for i in range(args.calls):
         t0 = time.perf_counter()
         run(args.seed + i)
         torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, (time.perf_counter() - t0) / args.batch)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for i in range(args.calls):
             run(args.seed + i)
         torch.cuda.synchronize()
     events = prof.events()
-    n = args.calls
+    n = args.calls * args.batch  # figures per case
     device = [(e.time_range.start, e.time_range.end) for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
     launches = sum(1 for e in events if e.name in LAUNCH_EVENTS) / n
     sync_ms = sum(e.cpu_time_total for e in events if e.name in SYNC_EVENTS) / 1e3 / n
     aten_ms = sum(e.self_cpu_time_total for e in events if e.name.startswith("aten::")) / 1e3 / n
-    print(f"\n#### {case['op']} {case['dtype']} T={case['T']} H={args.H} K=V={args.K} modes {args.modes} "
-          f"(verdict {verdict})\n\n| wall ms (best of {n}) | device busy ms | launches | sync/copy ms | aten self CPU ms |\n"
+    batch = f", one case's share of {args.batch} (check_cases, overlap {args.overlap})" if args.batch > 1 else ""
+    print(f"\n#### {case['op']} {case['dtype']} T={case['T']} H={args.H} K=V={args.K} modes {args.modes}{batch} "
+          f"(verdict {verdict})\n\n| wall ms (best of {args.calls}) | device busy ms | launches | sync/copy ms | aten self CPU ms |\n"
           f"|---|---|---|---|---|\n| {1e3 * best:.1f} | {busy_ms(device) / n:.1f} | {launches:.0f} | {sync_ms:.1f} | "
           f"{aten_ms:.1f} |\n")
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=40)
-    print("```\n" + table + "\n```")
+    averages = prof.key_averages()
+    for key in ("self_cpu_time_total", "self_device_time_total"):
+        print(f"{key} ({n} cases):\n```\n" + averages.table(sort_by=key, row_limit=args.top, max_name_column_width=50)
+              + "\n```")
 
 
 def main() -> None:
@@ -78,6 +88,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--batch", type=int, default=1, help="cases per check_cases call (figures per case)")
+    p.add_argument("--overlap", choices=("default", "on", "off"), default="default", help="check_cases' overlap")
     args = p.parse_args()
     import torch
 
