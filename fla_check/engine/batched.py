@@ -28,12 +28,13 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from fla_check.backend import get_backend
+from fla_check.backend import Backend, get_backend
 from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine.out_of_memory import harness_stage
 from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, check_many, resolve_modes,
                                      resolve_op, unsupported_reason)
 from fla_check.errors import CaseError
+from fla_check.ops import OpSpec
 from fla_check.references.batch import RowCase, batch_key, reference_batch
 from fla_check.verdict.baselines import (baseline_key, batched_deviations, memory_budget, readout_inputs, rounds_exact,
                                         sample_bytes, sample_seed)
@@ -131,20 +132,9 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
     are those it gets alone), as many at once as fit `budget` bytes (default: the baseline's
     memory budget). A case alone in its key, or too large for a batch, is left to its judge."""
     op_spec, backend = resolve_op(op), get_backend(device)
-    specs = resolve_modes(op_spec, modes)
-    groups: dict[Any, list[int]] = defaultdict(list)
-    for i, (config, case) in enumerate(zip(configs, built)):
-        arithmetics = {spec.declared(config.chunk_size) for spec in specs
-                       if unsupported_reason(spec, config, backend) is None}
-        for arith in arithmetics:
-            key = baseline_key(arith, case.inputs, config.torch_dtype)
-            if key is not None:
-                groups[key].append(i)
     ready: list[dict] = [dict(case.baselines) for case in built]
     budget = memory_budget(backend.device) if budget is None else budget
-    for (arith, dtype, *_), members in groups.items():
-        rounded = rounds_exact(arith)
-        each = SAMPLES * sample_bytes(built[members[0]].inputs, arith, backward=False, shortcut=rounded)
+    for (arith, dtype, *_), (members, each) in _baseline_groups(op_spec, modes, configs, built, backend).items():
         size = max(1, budget // each)
         for lo in range(0, len(members), size):
             batch = members[lo:lo + size]
@@ -162,7 +152,37 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
     return [replace(case, baselines=own) for case, own in zip(built, ready)]
 
 
+def _baseline_groups(op: OpSpec, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
+                     backend: Backend) -> dict[Any, tuple[list[int], int]]:
+    """Per :func:`~fla_check.verdict.baselines.baseline_key` of the modes that run the cases: its
+    cases (indices) and the peak bytes of one case's samples."""
+    specs = resolve_modes(op, modes)
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, (config, case) in enumerate(zip(configs, built)):
+        arithmetics = {spec.declared(config.chunk_size) for spec in specs
+                       if unsupported_reason(spec, config, backend) is None}
+        for arith in arithmetics:
+            key = baseline_key(arith, case.inputs, config.torch_dtype)
+            if key is not None:
+                groups[key].append(i)
+    return {key: (members, SAMPLES * sample_bytes(built[members[0]].inputs, key[0], backward=False,
+                                                  shortcut=rounds_exact(key[0])))
+            for key, members in groups.items()}
+
+
 BEHIND_SHARE = 0.5  # of the baseline's memory budget, for baselines computed beside the kernels' calls
+# a case's baselines worth a thread: their peak bytes per case, a proxy of their GPU work (H200, perf-h200-24/25:
+# a gain from gla T = 256 (2 GiB per case) and gated_delta T = 1024 (1 GiB), none or a loss below, where the
+# thread's hold on the interpreter lock costs the host-bound calls more than it hides)
+BEHIND_BYTES = 2**30
+
+
+def worth_a_thread(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
+                   backend: Backend) -> bool:
+    """Whether the cases' baselines hold :data:`BEHIND_BYTES` per case on average (at their peak):
+    enough GPU work for :class:`baselines_behind` to run them in a thread."""
+    groups = _baseline_groups(resolve_op(op), modes, configs, built, backend)
+    return bool(built) and sum(len(members) * each for members, each in groups.values()) >= BEHIND_BYTES * len(built)
 
 
 class baselines_behind:
@@ -170,20 +190,24 @@ class baselines_behind:
     modes (a context manager; calling it returns each case's baselines, as
     :attr:`~fla_check.engine.runner.BuiltCase.baselines`, for ``check_many(baselines=)``).
 
-    On a GPU (or with `thread`) they run in a background thread, on a CUDA stream of their own:
-    the emulated baselines are bound by the GPU's memory traffic, the modes' calls by launches,
-    synchronizations and the recurrent kernels' latency, so the two overlap. The stream starts
+    With `thread` (default: on a GPU, for cases whose baselines hold :data:`BEHIND_BYTES` each on
+    average) they run in a background thread, on a CUDA stream of their own: the emulated
+    baselines' GPU work overlaps the modes' calls (launches, synchronizations, the recurrent
+    kernels' latency). The stream starts
     after the caller's (the inputs and references), the caller's stream waits for it before it
     reads them, and they hold :data:`BEHIND_SHARE` of the memory budget (the rest stays for the
     kernels). Elsewhere they are computed at once, as :func:`baselines_ahead`."""
 
     def __init__(self, op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig],
                  built: Sequence[BuiltCase], device: Optional[str] = None, thread: Optional[bool] = None):
-        dev = torch.device(get_backend(device).device)
+        backend = get_backend(device)
+        dev = torch.device(backend.device)
         cuda = dev.type == "cuda"
         self.stream = torch.cuda.Stream(dev) if cuda else None
         compute = functools.partial(baselines_ahead, op, modes, configs, built, device)
-        if not (cuda if thread is None else thread):
+        if thread is None:
+            thread = cuda and worth_a_thread(op, modes, configs, built, backend)
+        if not thread:
             self.pool, self.found = None, compute()
             return
         budget = int(BEHIND_SHARE * memory_budget(dev))

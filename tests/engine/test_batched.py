@@ -314,3 +314,22 @@ def test_an_error_behind_raises_where_the_baselines_are_read_and_the_thread_ends
             assert started.wait(30)
             behind()
     assert not [t for t in threading.enumerate() if t.name.startswith("fla-check-baselines")]
+
+
+def test_a_thread_is_worth_it_for_long_cases_only():
+    """On a GPU the baselines go behind the calls when they are large (gla at T = 256 holds about
+    2 GiB per case at its peak, gated_delta at T = 1024 about 1 GiB); short cases keep one thread."""
+    from fla_check.backend import get_backend
+    from fla_check.cases import CaseConfig
+    from fla_check.engine import batched
+
+    def worth(op, modes, T):
+        configs = [CaseConfig(op=op, dtype="float32", B=1, T=T, H=4, K=64, V=64, seed=s) for s in (1, 2)]
+        built = [batched.BuiltCase(batched.build_case(c), {}) for c in configs]
+        return batched.worth_a_thread(op, modes, configs, built, get_backend("cpu"))
+
+    gla = ["recurrent", "chunk", "fused_chunk"]
+    assert worth("gla", gla, 256) and worth("gla", gla, 1024) and not worth("gla", gla, 64)
+    assert worth("gated_delta", ["recurrent", "chunk"], 1024) and not worth("gated_delta", ["recurrent", "chunk"], 256)
+    assert not worth("gla", ["recurrent"], 1024)  # the recurrent baseline rounds the exact answer: little work
+    assert not batched.worth_a_thread("gla", gla, [], [], get_backend("cpu"))
