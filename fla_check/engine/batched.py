@@ -241,8 +241,10 @@ class baselines_behind:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:  # the thread ends before the caller goes on, even after an error
+        if self.pool is not None:  # the thread and its GPU work end before the caller goes on, even after an error
             self.pool.shutdown(wait=True)
+            if self.stream is not None:
+                self.stream.synchronize()  # nothing of it still reads the caller's inputs once they are freed
 
 
 def _within(group: list[tuple[int, str, RowCase]], configs: Sequence[CaseConfig], elements: int) -> list[list]:
