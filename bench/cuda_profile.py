@@ -68,7 +68,8 @@ def profile_case(case: dict, args) -> None:
     aten_ms = sum(e.self_cpu_time_total for e in events if e.name.startswith("aten::")) / 1e3 / n
     batch = f", one case's share of {args.batch} (check_cases, overlap {args.overlap})" if args.batch > 1 else ""
     print(f"\n#### {case['op']} {case['dtype']} T={case['T']} H={args.H} K=V={args.K} modes {args.modes}{batch} "
-          f"(verdict {verdict})\n\n| wall ms (best of {args.calls}) | device busy ms | launches | sync/copy ms | aten self CPU ms |\n"
+          f"(verdict {verdict})\n\n| wall ms (best of {args.calls}) | device busy ms | launches | sync/copy ms "
+          f"| aten self CPU ms |\n"
           f"|---|---|---|---|---|\n| {1e3 * best:.1f} | {busy_ms(device) / n:.1f} | {launches:.0f} | {sync_ms:.1f} | "
           f"{aten_ms:.1f} |\n")
     averages = prof.key_averages()

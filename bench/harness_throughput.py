@@ -38,6 +38,7 @@ from typing import Callable, Iterator, Optional
 
 from _common import Bench, Table, add_common_args, environment, fmt, log, sync
 
+OVERLAP_LABEL = {None: "default", True: "on", False: "off"}  # check_cases' overlap keyword in the tables
 PROCS_TIMEOUT_S = 300  # longest wait for one result of --rate-procs' processes
 PIECES = ("build", "reference", "baseline", "kernels", "judge", "invariance", "other")
 
@@ -395,11 +396,12 @@ def tables(bench: Bench, args) -> list[Table]:
                            "check_case calls again (compiled). kernels = the built-in modes of the op that each "
                            "call ran (shrink candidates of a failing mode run that mode only).")]
     rrows = [[r["op"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", ",".join(r["dtypes"]), ",".join(r["modes"]),
-              r["isolation"], r.get("batch", 1), {None: "default", True: "on", False: "off"}[r.get("overlap")], r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
+              r["isolation"], r.get("batch", 1), OVERLAP_LABEL[r.get("overlap")], r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
               "-" if r["syncs_per_case"] is None else r["syncs_per_case"], ",".join(r["verdicts"])]
              for op in args.ops for r in secs.get(f"rate.{op}", {}).get("rows", [])]
     out.append(Table("Warm cases/s with the float64 reference included (fixed shapes, B=1)", bench.command,
-                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "batch", "overlap", "cases", "cases/s", "ms/case",
+                     ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "batch", "overlap", "cases", "cases/s",
+                      "ms/case",
                       "host syncs/case", "verdicts"], rrows,
                      note="check_case on seeded cases, every built-in mode: reference, baselines, kernels, judge; "
                           "compiled first. batch > 1: check_cases on that many at once (their float64 references "

@@ -1,7 +1,8 @@
 """Seconds of one mutant's full ci search on the CPU interpreter, with parts of the interpreter fast path removed.
 
     TRITON_INTERPRET=1 python bench/selftest_search_time.py --id gla.recurrent.unwritten-state
-    TRITON_INTERPRET=1 python bench/selftest_search_time.py --id gla.recurrent.unwritten-state --without overflow,operands
+    TRITON_INTERPRET=1 python bench/selftest_search_time.py --id gla.recurrent.unwritten-state \
+        --without overflow,operands
 
 What ``tests/commands/test_selftest.py::test_the_ci_search_catches_every_bug_class`` runs for the
 mutant (no shrinking), timed. ``--without`` restores the interpreter's own int32 overflow check

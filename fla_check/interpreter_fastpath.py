@@ -22,10 +22,10 @@ function.
 An integer-overflow check that is thrown away. The interpreter runs with ``sanitize_overflow`` on,
 so every int32 ``+``, ``-`` and ``*`` (index arithmetic) first casts both operands to int64, redoes
 the operation, compares it with the int32 range and hands the result to ``device_assert``, which
-drops it unless the launch runs with ``debug`` (``TRITON_DEBUG=1``). In the selftest's recurrent GLA
-searches that was 28 % of the interpreter's time (cProfile). :func:`_sanitize_overflow` returns at
-once when ``debug`` is off, and runs the original otherwise: nothing is checked either way that was
-checked before.
+drops it unless the interpreter's builder runs with ``debug`` (its options leave it off). In the
+selftest's recurrent GLA searches that was 28 % of the interpreter's time (cProfile).
+:func:`_sanitize_overflow` returns at once when ``debug`` is off and runs the original otherwise:
+what was checked before is checked still.
 
 Type checking two operands of one type. Every binary operation runs ``binary_op_type_checking_impl``:
 promotion to a computation type, a cast to it and a broadcast, each building types and comparing

@@ -173,7 +173,7 @@ def _baseline_groups(op: OpSpec, modes: Sequence[ModeLike], configs: Sequence[Ca
 BEHIND_SHARE = 0.5  # of the baseline's memory budget, for baselines computed beside the kernels' calls
 # a case's baselines worth a thread: their peak bytes per case, a proxy of their GPU work (H200, perf-h200-24/25:
 # a gain from gla T = 256 (2 GiB per case) and gated_delta T = 1024 (1 GiB), none or a loss below, where the
-# thread's hold on the interpreter lock costs the host-bound calls more than it hides)
+# thread's hold on Python's interpreter lock costs the host-bound calls more than it hides)
 BEHIND_BYTES = 2**30
 
 
@@ -193,25 +193,26 @@ class baselines_behind:
     With `thread` (default: on a GPU, for cases whose baselines hold :data:`BEHIND_BYTES` each on
     average) they run in a background thread, on a CUDA stream of their own: the emulated
     baselines' GPU work overlaps the modes' calls (launches, synchronizations, the recurrent
-    kernels' latency). The stream starts
-    after the caller's (the inputs and references), the caller's stream waits for it before it
-    reads them, and they hold :data:`BEHIND_SHARE` of the memory budget (the rest stays for the
-    kernels). Elsewhere they are computed at once, as :func:`baselines_ahead`."""
+    kernels' latency). Their stream starts after the caller's (the inputs and references), the
+    caller's stream waits for theirs before it reads them, and they hold :data:`BEHIND_SHARE` of
+    the memory budget (the rest stays for the kernels). Otherwise they are computed at once, as
+    :func:`baselines_ahead` computes them."""
 
     def __init__(self, op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig],
                  built: Sequence[BuiltCase], device: Optional[str] = None, thread: Optional[bool] = None):
         backend = get_backend(device)
         dev = torch.device(backend.device)
         cuda = dev.type == "cuda"
-        self.stream = torch.cuda.Stream(dev) if cuda else None
         compute = functools.partial(baselines_ahead, op, modes, configs, built, device)
         if thread is None:
             thread = cuda and worth_a_thread(op, modes, configs, built, backend)
+        self.stream: Optional[torch.cuda.Stream] = None
         if not thread:
             self.pool, self.found = None, compute()
             return
         budget = int(BEHIND_SHARE * memory_budget(dev))
-        if self.stream is not None:
+        if cuda:
+            self.stream = torch.cuda.Stream(dev)
             self.stream.wait_stream(torch.cuda.current_stream(dev))
 
         def behind() -> list[BuiltCase]:
