@@ -34,7 +34,6 @@ from fla_check.engine.out_of_memory import harness_stage
 from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, check_many, resolve_modes,
                                      resolve_op, unsupported_reason)
 from fla_check.errors import CaseError
-from fla_check.ops import OpSpec
 from fla_check.references.batch import RowCase, batch_key, reference_batch
 from fla_check.verdict.baselines import (baseline_key, batched_deviations, memory_budget, readout_inputs, rounds_exact,
                                         sample_bytes, sample_seed)
@@ -43,6 +42,7 @@ from fla_check.verdict.emulation import SAMPLES
 BUILD_THREADS = 8  # threads drawing the cases' inputs (built_inputs)
 BATCH_ELEMENTS = 2**25  # float64 elements of one batch's padded q, k, g, v and o (256 MB): longer runs split
 REFERENCE_COPIES = 4  # on a GPU: a batch's padded elements held at once (inputs, outputs, the step's temporaries)
+BaselineGroups = dict[Any, tuple[list[int], int]]  # baseline_key -> (its cases' indices, one case's peak bytes)
 
 
 def reference_elements(device: Any) -> int:
@@ -125,16 +125,20 @@ def built_inputs(configs: Sequence[CaseConfig], device: Any) -> list[CaseInputs]
 
 
 def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
-                   device: Optional[str] = None, budget: Optional[int] = None) -> list[BuiltCase]:
+                   device: Optional[str] = None, budget: Optional[int] = None,
+                   groups: Optional[BaselineGroups] = None) -> list[BuiltCase]:
     """`built` with the baselines of every mode that runs each case, cases of one
     :func:`~fla_check.verdict.baselines.baseline_key` (declaration, dtype, shapes) sampled and
     reduced together (:func:`~fla_check.verdict.baselines.batched_deviations`: each case's samples
     are those it gets alone), as many at once as fit `budget` bytes (default: the baseline's
-    memory budget). A case alone in its key, or too large for a batch, is left to its judge."""
+    memory budget). A case alone in its key, or too large for a batch, is left to its judge.
+    `groups`: :func:`baseline_groups` of these cases, where the caller has them already."""
     op_spec, backend = resolve_op(op), get_backend(device)
     ready: list[dict] = [dict(case.baselines) for case in built]
     budget = memory_budget(backend.device) if budget is None else budget
-    for (arith, dtype, *_), (members, each) in _baseline_groups(op_spec, modes, configs, built, backend).items():
+    if groups is None:
+        groups = baseline_groups(op_spec, modes, configs, built, backend)
+    for (arith, dtype, *_), (members, each) in groups.items():
         size = max(1, budget // each)
         for lo in range(0, len(members), size):
             batch = members[lo:lo + size]
@@ -152,11 +156,11 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
     return [replace(case, baselines=own) for case, own in zip(built, ready)]
 
 
-def _baseline_groups(op: OpSpec, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
-                     backend: Backend) -> dict[Any, tuple[list[int], int]]:
+def baseline_groups(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
+                    backend: Backend) -> BaselineGroups:
     """Per :func:`~fla_check.verdict.baselines.baseline_key` of the modes that run the cases: its
     cases (indices) and the peak bytes of one case's samples."""
-    specs = resolve_modes(op, modes)
+    specs = resolve_modes(resolve_op(op), modes)
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, (config, case) in enumerate(zip(configs, built)):
         arithmetics = {spec.declared(config.chunk_size) for spec in specs
@@ -177,12 +181,11 @@ BEHIND_SHARE = 0.5  # of the baseline's memory budget, for baselines computed be
 BEHIND_BYTES = 2**30
 
 
-def worth_a_thread(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
-                   backend: Backend) -> bool:
-    """Whether the cases' baselines hold :data:`BEHIND_BYTES` per case on average (at their peak):
-    enough GPU work for :class:`baselines_behind` to run them in a thread."""
-    groups = _baseline_groups(resolve_op(op), modes, configs, built, backend)
-    return bool(built) and sum(len(members) * each for members, each in groups.values()) >= BEHIND_BYTES * len(built)
+def worth_a_thread(groups: BaselineGroups, cases: int) -> bool:
+    """Whether the baselines of `cases` cases (their :func:`baseline_groups`) hold :data:`BEHIND_BYTES`
+    per case on average (at their peak): enough GPU work for :class:`baselines_behind` to run them
+    in a thread."""
+    return cases > 0 and sum(len(members) * each for members, each in groups.values()) >= BEHIND_BYTES * cases
 
 
 class baselines_behind:
@@ -203,9 +206,10 @@ class baselines_behind:
         backend = get_backend(device)
         dev = torch.device(backend.device)
         cuda = dev.type == "cuda"
-        compute = functools.partial(baselines_ahead, op, modes, configs, built, device)
+        groups = baseline_groups(op, modes, configs, built, backend)  # once: the choice and the batches
+        compute = functools.partial(baselines_ahead, op, modes, configs, built, device, groups=groups)
         if thread is None:
-            thread = cuda and worth_a_thread(op, modes, configs, built, backend)
+            thread = cuda and worth_a_thread(groups, len(built))
         self.stream: Optional[torch.cuda.Stream] = None
         if not thread:
             self.pool, self.found = None, compute()

@@ -326,10 +326,11 @@ def test_a_thread_is_worth_it_for_long_cases_only():
     def worth(op, modes, T):
         configs = [CaseConfig(op=op, dtype="float32", B=1, T=T, H=4, K=64, V=64, seed=s) for s in (1, 2)]
         built = [batched.BuiltCase(batched.build_case(c), {}) for c in configs]
-        return batched.worth_a_thread(op, modes, configs, built, get_backend())  # the process's own backend
+        groups = batched.baseline_groups(op, modes, configs, built, get_backend())  # the process's own backend
+        return batched.worth_a_thread(groups, len(built))
 
     gla = ["recurrent", "chunk", "fused_chunk"]
     assert worth("gla", gla, 256) and worth("gla", gla, 1024) and not worth("gla", gla, 64)
     assert worth("gated_delta", ["recurrent", "chunk"], 1024) and not worth("gated_delta", ["recurrent", "chunk"], 256)
     assert not worth("gla", ["recurrent"], 1024)  # the recurrent baseline rounds the exact answer: little work
-    assert not batched.worth_a_thread("gla", gla, [], [], get_backend())
+    assert not batched.worth_a_thread(batched.baseline_groups("gla", gla, [], [], get_backend()), 0)
