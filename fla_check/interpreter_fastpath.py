@@ -53,6 +53,7 @@ _ORIGINALS: dict[str, Any] = {}
 # imports no triton before the backend is chosen (fla_check.backend)
 _TL: Any = None
 _UINT64: Any = None
+_SEMANTIC: Any = None  # the interpreter's TritonSemantic instance, bound by install() too
 _LAUNCHES: list[set[int]] = []  # per running launch: ids of the language modules patched in it
 
 
@@ -123,9 +124,8 @@ def _np_dtype(tt_dtype: Any):
 
 def _sanitize_overflow(lhs: Any, rhs: Any, binary_op: Callable) -> None:
     """The interpreter's int32 overflow check, only where its ``device_assert`` would keep it (debug)."""
-    semantic = _interp().interpreter_semantic
-    if semantic.builder.options.debug:
-        _ORIGINALS["sanitize"](semantic, lhs, rhs, binary_op)
+    if _SEMANTIC.builder.options.debug:
+        _ORIGINALS["sanitize"](_SEMANTIC, lhs, rhs, binary_op)
 
 
 _CHECKING_PARAMETERS = ("lhs", "rhs", "allow_lhs_ptr", "allow_rhs_ptr", "arithmetic_check", "div_or_mod")
@@ -140,8 +140,7 @@ def _binary_operands(lhs: Any, rhs: Any, allow_lhs_ptr: bool = False, allow_rhs_
         ty = lhs.type
         if (ty is rhs.type or ty == rhs.type) and not ty.scalar.is_ptr():
             return lhs, rhs
-    return _ORIGINALS["checking"](_interp().interpreter_semantic, lhs, rhs, allow_lhs_ptr, allow_rhs_ptr,
-                                  arithmetic_check, div_or_mod)
+    return _ORIGINALS["checking"](_SEMANTIC, lhs, rhs, allow_lhs_ptr, allow_rhs_ptr, arithmetic_check, div_or_mod)
 
 
 _STACK_PAD_SLOTS = 4200  # locals of the padding frame: 8 bytes each, more than two 16 KiB chunks
@@ -177,7 +176,7 @@ def install() -> Optional[str]:
     problem = check_internals()
     if problem:
         return problem
-    global _TL, _UINT64
+    global _TL, _UINT64, _SEMANTIC
     import numpy as np
     import triton.language as tl
 
@@ -189,7 +188,7 @@ def install() -> Optional[str]:
     interp._patch_lang = _patch_lang
     interp.GridExecutor.__call__ = _launch
     interp._get_np_dtype = _np_dtype
-    semantic = interp.interpreter_semantic
+    semantic = _SEMANTIC = interp.interpreter_semantic
     _ORIGINALS["sanitize"] = type(semantic).binary_op_sanitize_overflow_impl
     semantic.binary_op_sanitize_overflow_impl = _sanitize_overflow  # this instance only: not the GPU compiler's
     _ORIGINALS["checking"] = type(semantic).binary_op_type_checking_impl
