@@ -31,7 +31,7 @@ def call_mode(fn: Callable, inputs: CaseInputs, up: Optional[gradients.Upstream]
     guard = memory.guard_fill
     fn = padded.state_layout(fn, guard)
     # the guarded copies are made before the poisoned scope (they allocate with torch.full, never
-    # poisoned): its TorchFunctionMode then intercepts only the mode's own torch calls
+    # poisoned): its dispatch mode then sees only the mode's own aten ops
     args, kwargs = (padded.mode_args(guard), padded.mode_kwargs(guard)) if up is None else ((), {})
     with autotune_scope(policy, force) as seen, warnings.catch_warnings(), \
             poisoned_allocations(memory.poison, memory.fill):

@@ -12,13 +12,13 @@ from fla_check.engine.memory import is_sentinel
 
 def test_guards_are_built_before_the_poisoned_scope_and_the_mode_is_poisoned(monkeypatch):
     intercepted: list[str] = []
-    original = memory._Poison.__torch_function__
+    original = memory._Poison.__torch_dispatch__
 
     def spy(self, func, types, args=(), kwargs=None):
-        intercepted.append(getattr(func, "__name__", str(func)))
+        intercepted.append(func.overloadpacket.__name__)
         return original(self, func, types, args, kwargs)
 
-    monkeypatch.setattr(memory._Poison, "__torch_function__", spy)
+    monkeypatch.setattr(memory._Poison, "__torch_dispatch__", spy)
     seen = {}
 
     def mode(q, k, v, g=None, beta=None, scale=None, initial_state=None, output_final_state=True,
