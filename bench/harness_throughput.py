@@ -221,6 +221,14 @@ def _run_all(op: str, modes: list[str], configs: list, args, device: str, run: C
                                  overlap=overlap)]
 
 
+def _behind_share() -> Optional[float]:
+    try:
+        from fla_check.engine.batched import BEHIND_SHARE
+    except ImportError:  # a tree before it
+        return None
+    return BEHIND_SHARE
+
+
 def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
     """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
     rows = []
@@ -233,7 +241,7 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
         sync(device)
         wall = time.perf_counter() - t0
         row = {"op": op, "T": T, "H": args.scale_H, "K": args.scale_K, "V": args.scale_K, "dtypes": dtypes,
-               "batch": args.rate_batch, "overlap": overlap,
+               "batch": args.rate_batch, "overlap": overlap, "behind_share": _behind_share(),
                "cases": len(configs), "wall_s": wall, "cases_per_s": len(configs) / wall, "modes": modes,
                "isolation": args.rate_isolation, "verdicts": sorted(set(verdicts)),
                "syncs_per_case": _syncs(lambda: run(configs[0])) if device == "cuda" else None}
@@ -456,6 +464,9 @@ def main() -> None:
     p.add_argument("--rate-overlap", choices=("default", "on", "off", "both"), default="default",
                    help="check_cases' overlap with --rate-batch: the baselines computed while the modes run "
                         "(default: on a GPU); both: each T off, then on")
+    p.add_argument("--rate-behind-share", type=float, default=None,
+                   help="engine.batched.BEHIND_SHARE for this run: the share of the baselines' memory budget their "
+                        "thread may hold (default: the library's; 0.5 before the twelfth session)")
     p.add_argument("--rate-procs", type=int, default=0,
                    help="also run the warm-rate loop in this many processes at once on the device (0: not)")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")
@@ -465,6 +476,10 @@ def main() -> None:
     device = get_backend(args.device).device
     gpu = device == "cuda"
     args.ops = [o for o in args.ops.split(",") if o]
+    if args.rate_behind_share is not None:
+        import fla_check.engine.batched as batched
+
+        batched.BEHIND_SHARE = args.rate_behind_share
     args.rate_overlap = {"default": [None], "on": [True], "off": [False], "both": [False, True]}[args.rate_overlap]
     args.examples = args.examples if args.examples is not None else (30 if gpu else 6)
     args.scale_T = [int(t) for t in (args.scale_T or ("64,256,1024" if gpu else "32,64")).split(",")]

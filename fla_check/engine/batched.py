@@ -33,7 +33,7 @@ from fla_check.cases import CaseConfig, CaseInputs, build_case
 from fla_check.engine.out_of_memory import harness_stage
 from fla_check.engine.runner import (BuiltCase, CaseResult, ModeLike, OpLike, check_case, check_many, resolve_modes,
                                      resolve_op, unsupported_reason)
-from fla_check.errors import CaseError
+from fla_check.errors import CaseError, HarnessOutOfMemory
 from fla_check.references.batch import RowCase, batch_key, reference_batch
 from fla_check.verdict.baselines import (baseline_key, batched_deviations, memory_budget, readout_inputs, rounds_exact,
                                         sample_bytes, sample_seed)
@@ -139,21 +139,34 @@ def baselines_ahead(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
     if groups is None:
         groups = baseline_groups(op_spec, modes, configs, built, backend)
     for (arith, dtype, *_), (members, each) in groups.items():
-        size = max(1, budget // each)
-        for lo in range(0, len(members), size):
-            batch = members[lo:lo + size]
+        pending = even_batches(members, max(1, budget // each))
+        while pending:
+            batch = pending.pop(0)
             if len(batch) < 2:
                 continue
             readouts = [built[i].readout for i in batch]  # computed with the references, where they were
-            with harness_stage(f"the float64 baseline ({arith.algorithm}) of {len(batch)} cases in one batch",
-                               configs[batch[0]], backend.device):
-                found = batched_deviations(op_spec, arith, [built[i].inputs for i in batch], dtype,
-                                           [sample_seed(configs[i].seed, arith) for i in batch],
-                                           [built[i].ref for i in batch],
-                                           None if any(r is None for r in readouts) else readouts)
+            try:
+                with harness_stage(f"the float64 baseline ({arith.algorithm}) of {len(batch)} cases in one batch",
+                                   configs[batch[0]], backend.device):
+                    found = batched_deviations(op_spec, arith, [built[i].inputs for i in batch], dtype,
+                                               [sample_seed(configs[i].seed, arith) for i in batch],
+                                               [built[i].ref for i in batch],
+                                               None if any(r is None for r in readouts) else readouts)
+            except HarnessOutOfMemory:  # the budget is an estimate: halves (their cache released), down to one
+                half = len(batch) // 2
+                pending[:0] = [batch[:half], batch[half:]]
+                continue
             for i, worst in zip(batch, found):
                 ready[i][arith] = worst
     return [replace(case, baselines=own) for case, own in zip(built, ready)]
+
+
+def even_batches(members: list[int], size: int) -> list[list[int]]:
+    """`members` cut into as few consecutive batches of at most `size` as can be, their sizes within
+    one of each other (64 by 21: 16 each, not 21, 21, 21 and one left alone)."""
+    count = -(-len(members) // max(1, size))
+    bounds = [len(members) * j // count for j in range(count + 1)] if members else [0]
+    return [members[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def baseline_groups(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig], built: Sequence[BuiltCase],
@@ -174,7 +187,10 @@ def baseline_groups(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[Cas
             for key, members in groups.items()}
 
 
-BEHIND_SHARE = 0.5  # of the baseline's memory budget, for baselines computed beside the kernels' calls
+# of the baselines' memory budget (itself GPU_SHARE of the free memory: the rest stays for the kernels), for baselines
+# computed beside the kernels' calls. 0.5 before: at T = 1024 (gla chunk, 3.7 GiB per case) that cut 64 cases into
+# 8 emulations instead of 4, each paying the chunk loops' launches again
+BEHIND_SHARE = 1.0
 # a case's baselines worth a thread: their peak bytes per case, a proxy of their GPU work (H200, perf-h200-24/25:
 # a gain from gla T = 256 (2 GiB per case) and gated_delta T = 1024 (1 GiB), none or a loss below, where the
 # thread's hold on Python's interpreter lock costs the host-bound calls more than it hides)
@@ -198,8 +214,8 @@ class baselines_behind:
     baselines' GPU work overlaps the modes' calls (launches, synchronizations, the recurrent
     kernels' latency). Their stream starts after the caller's (the inputs and references), the
     caller's stream waits for theirs before it reads them, and they hold :data:`BEHIND_SHARE` of
-    the memory budget (the rest stays for the kernels). Otherwise they are computed at once, as
-    :func:`baselines_ahead` computes them."""
+    the memory budget (itself a share of the free memory: the rest stays for the kernels).
+    Otherwise they are computed at once, as :func:`baselines_ahead` computes them."""
 
     def __init__(self, op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseConfig],
                  built: Sequence[BuiltCase], device: Optional[str] = None, thread: Optional[bool] = None):

@@ -334,3 +334,61 @@ def test_a_thread_is_worth_it_for_long_cases_only():
     assert worth("gated_delta", ["recurrent", "chunk"], 1024) and not worth("gated_delta", ["recurrent", "chunk"], 256)
     assert not worth("gla", ["recurrent"], 1024)  # the recurrent baseline rounds the exact answer: little work
     assert not batched.worth_a_thread(batched.baseline_groups("gla", gla, [], [], get_backend()), 0)
+
+
+def test_even_batches_cut_as_few_batches_as_fit_of_near_equal_size():
+    from fla_check.engine.batched import even_batches
+
+    members = list(range(64))
+    assert [len(b) for b in even_batches(members, 21)] == [16, 16, 16, 16]  # not 21, 21, 21 and one alone
+    assert [len(b) for b in even_batches(members, 9)] == [8] * 8
+    assert even_batches(members, 64) == [members] and even_batches([], 5) == []
+    assert sum(even_batches(members, 7), []) == members
+
+
+def test_a_baseline_batch_out_of_memory_is_halved_with_the_same_numbers(monkeypatch):
+    """The memory budget is an estimate: a batch that runs out of memory is split in halves (down
+    to cases left to their judges) instead of stopping the run, and every case gets the numbers
+    it gets in the batch that fits. The check can fail: without harness_stage's translation of
+    the error (what the split catches) it escapes."""
+    from dataclasses import replace
+
+    from fla_check.engine import batched
+
+    shapes = _same_shape_cases()
+    configs = shapes + [replace(shapes[0], seed=3)]  # fp32: 3 cases, bf16: 2
+    modes = ["test:emulated16"]
+    built = batched.build_ahead("gla", configs)
+    ahead = [case.baselines for case in batched.baselines_ahead("gla", modes, configs, built)]
+    real, failed = batched.batched_deviations, []
+
+    def tight(op, arith, cases, *args, **kwargs):
+        if len(cases) > 2:
+            failed.append(len(cases))
+            raise torch.OutOfMemoryError("CUDA out of memory (planted)")
+        return real(op, arith, cases, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "batched_deviations", tight)
+    halved = [case.baselines for case in batched.baselines_ahead("gla", modes, configs, built)]
+    assert failed == [3]  # fp32's batch of 3 ran out; its halves (1: left to its judge, 2) and bf16's 2 did not
+    assert [bool(case) for case in halved] == [False, True, True, True, True]  # seed 1 of fp32 left alone
+    for mine, theirs in zip(halved, ahead):
+        for arith in mine:
+            assert {n: [float(t) for t in r] for n, r in mine[arith].items()} == \
+                {n: [float(t) for t in r] for n, r in theirs[arith].items()}
+    monkeypatch.setattr(batched, "harness_stage", _no_stage)
+    with pytest.raises(torch.OutOfMemoryError):
+        batched.baselines_ahead("gla", modes, configs, built)
+
+
+class _no_stage:
+    """harness_stage without its translation of out-of-memory errors."""
+
+    def __init__(self, *args):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
