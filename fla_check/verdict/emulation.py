@@ -483,16 +483,27 @@ def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0
     qg = rnd.operand(qc * G.exp())
     g_last = G[..., -1:, :]  # [S,NT,H,1,K]
     kg = rnd.operand(kc * (g_last - G).exp())
-    h = q.new_zeros(S, H, K, V) if h0 is None else h0
-    keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
-    o_inter = []
-    for c in range(qc.shape[1]):
-        hs = rnd.store(h)
-        o_inter.append(rnd.dot(qg[:, c], rnd.operand(hs, stored=True)) * scale)
-        h = _kept(keep, c, h, rnd.relative(h * g_last[:, c, :, 0, :, None].exp()
-                                           + rnd.dot(kg[:, c].transpose(-1, -2), rnd.operand(vc[:, c])), U32))
-    o = (torch.stack(o_inter, 1) + o_intra) if o_inter else o_intra
+    # what the state passing adds per chunk, k^T v, does not depend on the state: every chunk's at once
+    kv = rnd.dot(kg.transpose(-1, -2), rnd.operand(vc))  # [S,NT,H,K,V]
+    stored, h = _passed(rnd, h0, g_last[..., 0, :, None].exp(), kv, lengths, C)
+    o = rnd.dot(qg, rnd.operand(stored, stored=True)) * scale + o_intra  # each chunk's q on its stored state
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
+
+
+def _passed(rnd: Rounding, h0: Optional[Tensor], decay: Tensor, added: Tensor, lengths: Optional[list[int]],
+            C: int) -> tuple[Tensor, Tensor]:
+    """The chunked state passing h <- round(h * decay_c + added_c) over the chunks of `added`
+    [S,NT,H,K,V] (`decay` [S,NT,H,K or 1,1]): (the state each chunk starts from as the kernel
+    stores it [S,NT,H,K,V], the final state). Only these launches are paid per chunk; what reads
+    the stored states runs once on all of them."""
+    S, NT, H, K, V = added.shape
+    h = added.new_zeros(S, H, K, V) if h0 is None else h0
+    keep = _chunk_keep(lengths, C, NT, added.device)
+    stored = []
+    for c in range(NT):
+        stored.append(rnd.store(h))
+        h = _kept(keep, c, h, rnd.relative(h * decay[:, c] + added[:, c], U32))
+    return torch.stack(stored, 1) if stored else added.new_zeros(S, 0, H, K, V), h
 
 
 def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
@@ -555,13 +566,9 @@ def _simple_gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, b
     qg = rnd.operand(qc * G.exp())
     g_last = G[..., -1:, :]  # [S,NT,H,1,1]
     vg = rnd.operand(vc * (g_last - G).exp())
-    h = q.new_zeros(S, H, K, V) if h0 is None else h0
-    keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
-    o_inter = []
-    for c in range(qc.shape[1]):
-        o_inter.append(rnd.dot(qg[:, c], rnd.operand(rnd.store(h), stored=True)))
-        h = _kept(keep, c, h, rnd.relative(h * g_last[:, c].exp() + rnd.dot(kop[:, c].transpose(-1, -2), vg[:, c]), U32))
-    o = (torch.stack(o_inter, 1) + o_intra) * scale
+    kv = rnd.dot(kop.transpose(-1, -2), vg)  # [S,NT,H,K,V]: every chunk's at once (_passed)
+    stored, h = _passed(rnd, h0, g_last.exp(), kv, lengths, C)
+    o = (rnd.dot(qg, rnd.operand(stored, stored=True)) + o_intra) * scale
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
 
@@ -595,16 +602,17 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
     kg = rnd.operand(kc * (g_last - G).exp())
     h = q.new_zeros(S, H, K, V) if h0 is None else h0
     keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
-    outs = []
+    w_op, decay = rnd.operand(w, stored=True), g_last[..., 0, :, None].exp()  # every chunk's at once
+    states, values = [], []  # per chunk: its stored state and new values, as dot operands
     for c in range(qc.shape[1]):
-        hs = rnd.store(h)
-        hs_op = rnd.operand(hs, stored=True)
-        v_new = rnd.store(u[:, c] - rnd.dot(rnd.operand(w[:, c], stored=True), hs_op))
-        vn_op = rnd.operand(v_new, stored=True)
-        outs.append(rnd.dot(qg[:, c], hs_op) * scale + rnd.dot(Aqk[:, c], vn_op))
-        h = _kept(keep, c, h, rnd.relative(h * g_last[:, c, :, 0, :, None].exp()
-                                           + rnd.dot(kg[:, c].transpose(-1, -2), vn_op), U32))
-    o = torch.stack(outs, 1)
+        hs_op = rnd.operand(rnd.store(h), stored=True)
+        vn_op = rnd.operand(rnd.store(u[:, c] - rnd.dot(w_op[:, c], hs_op)), stored=True)
+        states.append(hs_op)
+        values.append(vn_op)
+        h = _kept(keep, c, h, rnd.relative(h * decay[:, c] + rnd.dot(kg[:, c].transpose(-1, -2), vn_op), U32))
+    # the outputs read the states and new values only: once for all the chunks, after the loop
+    hs_all, vn_all = torch.stack(states, 1), torch.stack(values, 1)
+    o = rnd.dot(qg, hs_all) * scale + rnd.dot(Aqk, vn_all)
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
 
