@@ -8,6 +8,7 @@ from fla_check.commands.selftest import mutants as catalog
 from fla_check.commands.selftest.engine import replay_mutant
 from fla_check.commands.selftest.mutants import MUTANTS
 from tests.commands.record_killing_cases import load, merge, record
+from tests.gla_recurrent_source import STORE_O, TIMES_ONE
 
 SCALE = next(m for m in MUTANTS if m.id == "gla.recurrent.scale")
 
@@ -28,9 +29,7 @@ def test_a_caught_mutant_is_recorded_and_its_case_kills_it_again(tmp_path):
 
 def test_an_escaping_mutant_is_not_recorded(tmp_path, monkeypatch):
     """An equivalent rewrite (times one) cannot be caught: counted as not caught, nothing written."""
-    same = dataclasses.replace(SCALE, id="gla.recurrent.times-one", replacements=(
-        ("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
-         "        tl.store(p_o, (b_o * 1.0).to(p_o.dtype.element_ty), mask=m_v)\n"),))
+    same = dataclasses.replace(SCALE, id="gla.recurrent.times-one", replacements=((STORE_O, TIMES_ONE),))
     monkeypatch.setattr(catalog, "MUTANTS", (same,))
     monkeypatch.setattr(catalog, "USAGE_CASES", ())
     path = tmp_path / "cases.json"

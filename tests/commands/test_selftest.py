@@ -32,6 +32,7 @@ from fla_check.commands.selftest import suite as selftest_suite
 from fla_check.commands.selftest.suite import run_selftest
 from fla_check.commands.selftest.render import results_table
 from tests.commands.record_killing_cases import RECORDER, load
+from tests.gla_recurrent_source import STORE_O, TIMES_ONE
 
 RECORDED = load()
 MUTANTS_BY_ID = {m.id: m for m in MUTANTS}
@@ -213,8 +214,7 @@ def test_cli_json_and_exit_0_when_caught(no_shrink):
 def test_cli_table_and_exit_1_when_a_mutant_escapes(monkeypatch, short_smoke):
     # an equivalent mutant (multiplies by one): nothing can catch it
     same = Mutant("gla.recurrent.times-one", "scale", "gla", ("recurrent",), "fla_check.kernels.gla.recurrent",
-                  "gla_recurrent_fwd_kernel", (("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
-                    "        tl.store(p_o, (b_o * 1.0).to(p_o.dtype.element_ty), mask=m_v)\n"),), "no-op")
+                  "gla_recurrent_fwd_kernel", ((STORE_O, TIMES_ONE),), "no-op")
     monkeypatch.setattr(catalog, "MUTANTS", (same,))
     res = _cli("--mutants", "gla.recurrent", "--profile", "smoke", "--no-color")
     assert res.exit_code == 1, res.output
@@ -263,7 +263,7 @@ def test_broken_counts_as_not_caught_in_the_score_and_the_cli(monkeypatch, short
 @pytest.mark.parametrize("function, old, reason", [
     ("gla_recurrent_gone", "b_o", "'gla_recurrent_gone' is defined 0 times"),
     ("gla_recurrent_bwd_kernel", "        b_o = tl.sum(b_h * b_q[:, None], 0)\n", "occurs 0 times in gla_recurrent_bwd_kernel"),
-    ("gla_recurrent_fwd_kernel", "mask=m_k, other=0.0)", "occurs 3 times in gla_recurrent_fwd_kernel"),
+    ("gla_recurrent_fwd_kernel", "mask=n_mk, other=0.0)", "occurs 3 times in gla_recurrent_fwd_kernel"),
 ])
 def test_a_rewrite_that_does_not_apply_to_its_function_is_broken(monkeypatch, function, old, reason):
     """Missing function, pattern only elsewhere in the module, pattern twice in the function:

@@ -18,11 +18,11 @@ from fla_check.ops import get_mode, get_op
 from fla_check.verdict.compare import Verdict
 from fla_check.verdict.results import LargeIndexResult, SearchResult
 from tests.device import DEVICE
+from tests.gla_recurrent_source import STORE_O
 
 TINY = dict(H=1, K=16, V=16, seq_len=4, min_elements=300, grid_limits=False)  # 64 elements per sequence
 _GLA_R = "fla_check.kernels.gla.recurrent"
 _P_Q = "    p_q = q + (bos * H + i_h) * K + o_k\n"
-_STORE_O = "        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n"
 
 
 def _mutant(name: str, old: str, new: str) -> Mutant:
@@ -39,9 +39,9 @@ SIGNED = _mutant("signed-wrap-256", _P_Q,
                  "    p_q = q + tl.where((bos * H + i_h) * K >= 256, (bos * H + i_h) * K - 512, (bos * H + i_h) * K)"
                  " + o_k\n")
 # o x1.02 for sequences whose offsets start at or past 320
-LATE = _mutant("o-late-past-320", _STORE_O,
+LATE = _mutant("o-late-past-320", STORE_O,
                "        tl.store(p_o, (b_o * tl.where(bos * H * K >= 320, 1.02, 1.0)).to(p_o.dtype.element_ty), "
-               "mask=m_v)\n")
+               "mask=m_v & (o_v * 0 + t > 0))\n")
 
 
 def test_real_pack_passes_2_31_with_launch_axes_of_1024_to_65535_blocks():

@@ -238,9 +238,8 @@ _BOS_LATE = "    if IS_VARLEN:\n        bos = bos + 1\n"
 
 # GLA recurrent forward: the loop head and the state update (both also exist in the backward
 # kernel; the function scope picks the forward one, the context lines pin the spot).
-_GLA_R_LOOP = ("        b_h += tl.load(h0 + p_s, mask=m_h, other=0.0).to(tl.float32)\n"
-               "    for _ in range(0, seq_len):\n"
-               "        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32) * scale\n")
+_GLA_R_LOOP = ("        n_mv = m_v & (o_v * 0 + t < seq_len)\n"
+               "        n_q = tl.load(p_q, mask=n_mk, other=0.0).to(tl.float32) * scale\n")
 _GLA_R_UPDATE = ("        b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]\n"
                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
 _DELTA_R_GVA = "    i_h = i_hv // (HV // H)\n"
@@ -421,7 +420,7 @@ _GLA = [
                ".to(tl.float32)")),),
            "the state is rounded to the input dtype after every step"),
     Mutant("gla.recurrent.unmasked-load", "unmasked-load", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
-           ((_GLA_R_LOOP, _GLA_R_LOOP.replace("b_q = tl.load(p_q, mask=m_k, other=0.0)", "b_q = tl.load(p_q)")),),
+           ((_GLA_R_LOOP, _GLA_R_LOOP.replace("n_q = tl.load(p_q, mask=n_mk, other=0.0)", "n_q = tl.load(p_q)")),),
            "q loaded without the K mask (reads past K when K < BK)"),
     Mutant("gla.recurrent.v-first-transposed", "v-first-transposed", "gla", ("recurrent",), _GLA_R,
            "gla_recurrent_fwd_kernel",
@@ -778,8 +777,8 @@ _MEMORY = [
              "    if STORE_HT:\n        if seq_len > 0:\n            tl.store(ht + p_s, b_h, mask=m_h)\n"),),
            "the forward kernel stores no final state for an empty sequence (an early exit)"),
     Mutant("gla.recurrent.overread-last-row", "overread-last-row", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
-           (("b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32)  # masked: #1165",
-             "b_g = tl.load(p_g, mask=o_k <= K, other=0.0).to(tl.float32)"),),
+           (("n_g = tl.load(p_g, mask=n_mk, other=0.0).to(tl.float32)  # masked: #1165",
+             "n_g = tl.load(p_g, mask=(o_k <= K) & (o_k * 0 + t < seq_len), other=0.0).to(tl.float32)"),),
            "g loaded with mask o_k <= K: one element past each row, past the tensor on the last row (K < BK)"),
     Mutant("gla.recurrent.past-cu-seqlens", "past-cu-seqlens", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
            (("    p_q = q + (bos * H + i_h) * K + o_k\n",
@@ -809,8 +808,8 @@ _FIELD = [
            "beta rounded to bf16 before the fp32 state update (fp32 and fp16 inputs lose beta's low bits)",
            field="vLLM #53877"),
     Mutant("gla.recurrent.gate-bf16", "gate-bf16", "gla", ("recurrent",), _GLA_R, "gla_recurrent_fwd_kernel",
-           (("b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32)  # masked: #1165",
-             "b_g = tl.load(p_g, mask=m_k, other=0.0).to(tl.float32).to(tl.bfloat16).to(tl.float32)"),),
+           (("n_g = tl.load(p_g, mask=n_mk, other=0.0).to(tl.float32)  # masked: #1165",
+             "n_g = tl.load(p_g, mask=n_mk, other=0.0).to(tl.float32).to(tl.bfloat16).to(tl.float32)"),),
            "the log-gate g rounded to bf16 inside the fp32 recurrence (the bf16-gate half of vLLM #42076)",
            field="vLLM #42076"),
     Mutant("gla.chunk.gate-overflow", "gate-overflow", "gla", ("chunk",), _GLA_C, "chunk_fwd_h_kernel",
@@ -897,8 +896,8 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.inputs:prepare_gla_args": "d8d8b70b4e6b1202",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_dg_kernel": "44df75a08afa34b6",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "c9325adde87cb992",
-    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "930b0704efc482af",
-    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "3bb43d3f8f82451f",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "c5f680b4d92a6e91",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "071bd9b6c34fca4f",
     "fla_check.kernels.kda.chunk:kda_h_kernel": "86e5f83de8aba517",
     "fla_check.kernels.kda.chunk:kda_o_kernel": "e4bb38d66b409014",
     "fla_check.kernels.kda.chunk:kda_ut_kernel": "74e0fda448a6cf46",

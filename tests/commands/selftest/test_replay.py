@@ -6,6 +6,7 @@ import dataclasses
 from fla_check.cases import CaseConfig
 from fla_check.commands.selftest.engine import BROKEN, CAUGHT, ESCAPED, replay_mutant, replay_usage
 from fla_check.commands.selftest.mutants import MUTANTS, USAGE_CASES
+from tests.gla_recurrent_source import STORE_O, TIMES_ONE
 
 SCALE = next(m for m in MUTANTS if m.id == "gla.recurrent.scale")
 O_LATE = next(m for m in MUTANTS if m.id == "gla.chunk.o-late")
@@ -27,9 +28,7 @@ def test_a_bug_the_case_cannot_show_is_not_caught():
 
 
 def test_an_equivalent_rewrite_escapes_and_a_raising_one_is_broken():
-    same = dataclasses.replace(SCALE, id="gla.recurrent.times-one", replacements=(
-        ("        tl.store(p_o, b_o.to(p_o.dtype.element_ty), mask=m_v)\n",
-         "        tl.store(p_o, (b_o * 1.0).to(p_o.dtype.element_ty), mask=m_v)\n"),))
+    same = dataclasses.replace(SCALE, id="gla.recurrent.times-one", replacements=((STORE_O, TIMES_ONE),))
     (r,) = replay_mutant(same, ONE_STEP)
     assert (r.caught, r.status) == (False, ESCAPED)
     raising = dataclasses.replace(SCALE, id="gla.recurrent.not-compiling", replacements=(
