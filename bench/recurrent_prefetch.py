@@ -2,13 +2,14 @@
 
     python bench/recurrent_prefetch.py [--T 256,1024] [--H 4] [--K 64] [--BV 64,16]
 
-The built-in kernel (``fla_check.kernels.gla.recurrent.gla_recurrent_fwd_kernel``) loads a step's
-q, k, g, v after the previous step's output is stored. Two variants, here only (the library is
-untouched): ``stages`` runs the same loop as ``tl.range(..., num_stages=2)`` (Triton's software
+The built-in kernel (``fla_check.kernels.gla.recurrent.gla_recurrent_fwd_kernel``) against two
+variants, here only: ``stages`` runs the loop as it was before the built-in loaded ahead (a step's
+loads after the previous step's store) as ``tl.range(..., num_stages=2)`` (Triton's software
 pipelining of the loop's loads, where it applies); ``prefetch`` runs seq_len + 1 iterations and in
 iteration t loads step t while it computes step t - 1 from the previous iteration's loads (step -1
-is neutral: k = v = g = 0 leave the state as it is; its output store is masked off). Each variant's
-output must equal the built-in's bit for bit; the table gives microseconds per call (median of
+is neutral: k = v = g = 0 leave the state as it is; its output store is masked off), what the
+built-in does since perf-h200-31 (where "built-in" was still the old loop). Each variant's output
+must equal the built-in's bit for bit; the table gives microseconds per call (median of
 `--reps`, CUDA events), bf16 inputs, B = 1, no initial state, for each V-block width `--BV`.
 """
 from __future__ import annotations
