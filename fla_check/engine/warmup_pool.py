@@ -9,6 +9,7 @@ prestarted, at 4.3-5 s (docs/gpu/perf-h200-10).
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from dataclasses import dataclass
@@ -110,6 +111,9 @@ def prestart_warmup(device: str) -> None:
     global _WARMUP
     if _WARMUP is None:
         _WARMUP = start_warmup_pool(device)
+        # a pool still pending at exit is ended here, not by multiprocessing's finalizer at shutdown
+        # ("Exception ignored in: Pool.__del__", seen after GPU test runs)
+        atexit.register(discard_prestarted_warmup)
 
 
 def take_prestarted_warmup(device: str) -> Optional[WarmupPool]:

@@ -27,3 +27,26 @@ def test_warmup_compile_processes_run_below_the_searchs_priority_and_the_planner
         assert pool.planner.apply(os.nice, (0,)) == mine
     finally:
         pool.terminate()
+
+
+def test_a_prestarted_pool_nobody_adopts_is_ended_at_exit(monkeypatch):
+    """prestart_warmup registers its discard with atexit: a pool left pending is terminated by us
+    at exit, not by multiprocessing's finalizer during interpreter shutdown."""
+    import fla_check.engine.warmup_pool as wp
+
+    class FakePool:
+        device, ended = "cuda", 0
+
+        def terminate(self):
+            FakePool.ended += 1
+
+    at_exit = []
+    monkeypatch.setattr(wp, "_WARMUP", None)
+    monkeypatch.setattr(wp, "start_warmup_pool", lambda device: FakePool())
+    monkeypatch.setattr(wp.atexit, "register", at_exit.append)
+    wp.prestart_warmup("cuda")
+    assert at_exit == [wp.discard_prestarted_warmup] and FakePool.ended == 0
+    at_exit[0]()
+    assert FakePool.ended == 1 and wp._WARMUP is None
+    at_exit[0]()  # adopted or discarded already: nothing left to end
+    assert FakePool.ended == 1
