@@ -503,7 +503,7 @@ def _passed(rnd: Rounding, h0: Optional[Tensor], decay: Tensor, added: Tensor, l
     for c in range(NT):
         stored.append(rnd.store(h))
         h = _kept(keep, c, h, rnd.relative(h * decay[:, c] + added[:, c], U32))
-    return torch.stack(stored, 1) if stored else added.new_zeros(S, 0, H, K, V), h
+    return torch.stack(stored, 1), h  # NT >= 1: the callers return before at T = 0
 
 
 def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:

@@ -180,20 +180,21 @@ def gla_recurrent_bwd_dg_kernel(
         p_dg -= H * K
 
 
-def _blocks(K: int, V: int, widest: int = 64) -> tuple[int, int, int]:
+BV_MAX = 64  # widest V-block (the backward's; the forward's on the CPU interpreter, which pays per program)
+FWD_BV = 16  # the forward's V-block on a GPU: more, shorter programs (H200, T = 1024: 1445 us at 64 -> 346 us)
+
+
+def _blocks(K: int, V: int, widest: int = BV_MAX) -> tuple[int, int, int]:
     BK = next_pow2(K)
     BV = min(next_pow2(V), widest)
     return BK, BV, triton.cdiv(V, BV)
-
-
-FWD_BV = 16  # the forward's V-block: more programs, shorter steps (H200, T = 1024: 1445 us at 64 -> 346 us, loads ahead)
 
 
 def gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_seqlens, N,
                       state_v_first: bool = False):
     B, T, H, K = q.shape
     V = v.shape[-1]
-    BK, BV, NV = _blocks(K, V, FWD_BV if q.is_cuda else 64)  # the CPU interpreter pays per program
+    BK, BV, NV = _blocks(K, V, FWD_BV if q.is_cuda else BV_MAX)
     o = torch.empty_like(v, dtype=q.dtype)
     state = (N, H, V, K) if state_v_first else (N, H, K, V)
     ht = q.new_empty(state, dtype=torch.float32) if output_final_state else None
