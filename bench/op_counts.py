@@ -184,8 +184,9 @@ def measure(case: dict, args) -> dict[str, PhaseStats]:
 
     modes = args.modes.split(",")
     if args.batch > 1:
+        overlap = {"default": None, "on": True, "off": False}[args.overlap]
         run = lambda seed: check_cases(  # noqa: E731
-            case["op"], modes, [make_config(case, args, seed + i) for i in range(args.batch)])
+            case["op"], modes, [make_config(case, args, seed + i) for i in range(args.batch)], overlap=overlap)
     else:
         run = lambda seed: [check_case(case["op"], modes, make_config(case, args, seed))]  # noqa: E731
     run(args.seed + 1000)  # warm: JIT, the bucket's invariance checks
@@ -275,6 +276,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1,
                    help="run this many seeded cases at once (engine.batched.check_cases: their float64 references "
                         "in one batch, the baselines of each dtype in one emulation) and report one case's share")
+    p.add_argument("--overlap", choices=("default", "on", "off"), default="default",
+                   help="with --batch: check_cases' overlap (the baselines in a thread while the modes run); "
+                        "off charges the baselines' time to their phase")
     p.add_argument("--report", default=None, help="count the cases of this run report instead (--cases of them)")
     p.add_argument("--cases", type=int, default=10, help="with --report: its first N cases")
     args = p.parse_args()
