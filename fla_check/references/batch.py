@@ -79,7 +79,8 @@ def reference_batch(step: StepFn, cases: Sequence[RowCase]) -> list[tuple[Tensor
               for name, width in widths.items()]
     states = torch.cat([_initial_rows(p, K, V) for p in prepared])
     ragged = any(n != t_max for n in lengths)  # rows of one length need no per-step mask
-    o, ht = run_rows(step, *padded, scale=1.0, initial_state=states, lengths=lengths if ragged else None)
+    o, ht = run_rows(step, *padded, scale=1.0, initial_state=states, lengths=lengths if ragged else None,
+                     windows=True)
     out, first = [], 0
     for p in prepared:
         n, HV, Kc, Vc = len(p.bounds), p.v.shape[2], p.q.shape[-1], p.v.shape[-1]

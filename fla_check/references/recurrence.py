@@ -9,11 +9,13 @@ step, which is exactly "each packed segment run on its own" (the ground truth of
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
+from fla_check.references.graphs import over_windows
 from fla_check.references.options import Prepare, expand_heads
 
 StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]], Tensor]
@@ -31,8 +33,8 @@ def simple_gla_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Optional[T
 
 def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
     """S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T.  beta: [B,H]."""
-    err = v - (S * k[..., None]).sum(-2)
-    return S + k[..., None] * (beta[..., None] * err)[..., None, :]
+    err = v - readout(S, k)
+    return torch.addcmul(S, k[..., None], (beta[..., None] * err)[..., None, :])
 
 
 def gated_delta_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor:
@@ -46,14 +48,21 @@ def kda_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor
     return _kda_decayed(S, k, v, g.exp(), beta)
 
 
+def readout(S: Tensor, x: Tensor) -> Tensor:
+    """S^T x per row: [..., K, V] states, [..., K] vectors -> [..., V] (one batched product: a
+    launch per step on a GPU, not a product and a sum). The leading dims of S and x must agree."""
+    K, V = S.shape[-2:]
+    return torch.bmm(x.reshape(-1, 1, K), S.reshape(-1, K, V)).view(x.shape[:-1] + (V,))
+
+
 # The gated steps with the decay a_t = exp(g_t) given: the loop (_loop) takes the exp of every
 # step's gate in one op (elementwise: the same values) instead of one op per step.
 def _gla_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Optional[Tensor]) -> Tensor:
-    return S * a[..., None] + k[..., None] * v[..., None, :]
+    return _gla_given_kv(S, a, k[..., None] * v[..., None, :])
 
 
 def _simple_gla_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Optional[Tensor]) -> Tensor:
-    return S * a[..., None, None] + k[..., None] * v[..., None, :]
+    return _simple_gla_given_kv(S, a, k[..., None] * v[..., None, :])
 
 
 def _gated_delta_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor) -> Tensor:
@@ -73,11 +82,11 @@ KvStepFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (S, a_t, k_t v_t^T) -> 
 
 
 def _gla_given_kv(S: Tensor, a: Tensor, kv: Tensor) -> Tensor:
-    return S * a[..., None] + kv
+    return torch.addcmul(kv, S, a[..., None])
 
 
 def _simple_gla_given_kv(S: Tensor, a: Tensor, kv: Tensor) -> Tensor:
-    return S * a[..., None, None] + kv
+    return torch.addcmul(kv, S, a[..., None, None])
 
 
 GIVEN_KV: dict[StepFn, KvStepFn] = {_gla_decayed: _gla_given_kv, _simple_gla_decayed: _simple_gla_given_kv}
@@ -149,13 +158,16 @@ def run_rows(
     scale: float,
     initial_state: Optional[Tensor] = None,
     lengths: Optional[list[int]] = None,
+    windows: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """`step` over time for a batch of rows `[R,T,H,*]` (heads already per value head), row `r`
     running for its first `lengths[r]` steps (default all: the state of a finished row is kept, its
-    outputs past the end are not meaningful): (o [R,T,H,V], final states [R,H,K,V])."""
+    outputs past the end are not meaningful): (o [R,T,H,V], final states [R,H,K,V]). With `windows`
+    (a deterministic `step`: no random draws) and no autograd, on a GPU the loop runs as a CUDA graph
+    of a window of steps replayed (:func:`fla_check.references.graphs.over_windows`): the same bits."""
     if lengths is not None and len(lengths) != q.shape[0]:
         raise ValueError(f"lengths needs one entry per row ({q.shape[0]}), got {len(lengths)}")
-    return _loop(step, q, k, v, g, beta, scale, initial_state, lengths)
+    return _loop(step, q, k, v, g, beta, scale, initial_state, lengths, windows=windows)
 
 
 def _loop(
@@ -169,6 +181,7 @@ def _loop(
     initial_state: Optional[Tensor],
     lengths: Optional[list[int]],
     reset_mask: Optional[Tensor] = None,
+    windows: bool = False,
 ) -> tuple[Tensor, Tensor]:
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -176,43 +189,66 @@ def _loop(
         S = q.new_zeros(B, H, K, V)
     else:
         S = initial_state.to(q.dtype)
-    # per-step factors taken for all steps at once (elementwise: the same values, one op instead
-    # of one per step): the reset mask's keep factor and, unless autograd differentiates an input
-    # (it would then sum per-step gradients otherwise: zeros of dg could change sign), the scaled
-    # queries and the decays exp(g) of a built-in gated step (DECAYED), each input's steps taken
-    # as views by one unbind (not a select per step)
     keep = None if reset_mask is None else (~reset_mask).to(S.dtype)
-    given_kv = None
-    if not (torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta))):
-        if g is not None and step in DECAYED:
-            step, g = DECAYED[step], g.exp()
-            given_kv = GIVEN_KV.get(step)
-        columns = [None if x is None else x.unbind(1) for x in (scale * q, k, v, g, beta)]
-        at = lambda t: [None if c is None else c[t] for c in columns]  # noqa: E731
-    else:
-        at = lambda t: [scale * q[:, t]] + [None if x is None else x[:, t] for x in (k, v, g, beta)]  # noqa: E731
-    outs = []
-    # which sequences are still running at each step, built once on the host: a per-step
+    # which sequences are still running at each step [B,T], built once on the host: a per-step
     # torch.tensor(..., device=cuda) is a blocking copy (a stream sync) every step
     running = None if lengths is None else torch.tensor(
-        [[t < n for n in lengths] for t in range(T)], dtype=torch.bool).reshape(T, len(lengths)).to(q.device)
+        [[t < n for t in range(T)] for n in lengths], dtype=torch.bool).reshape(len(lengths), T).to(q.device)
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (q, k, v, g, beta)):
+        return _autograd_steps(step, S, [q, k, v, g, beta], scale, running, keep)
+    # per-step factors taken for all steps at once (elementwise: the same values, one op instead
+    # of one per step): the scaled queries and the decays exp(g) of a built-in gated step (DECAYED)
+    if g is not None and step in DECAYED:
+        step, g = DECAYED[step], g.exp()
+    xs = [scale * q, k, v, g, beta, running, keep]
+    body = functools.partial(_plain_steps, step)
+    if windows:
+        return over_windows(body, step, S, xs)
+    return body(S, xs)
+
+
+def _plain_steps(step: StepFn, S: Tensor, xs: list[Optional[Tensor]]) -> tuple[Tensor, Tensor]:
+    """The steps of `xs` (scaled q, k, v, g, beta, running [B,T] bool, keep [B,T]; time on dim 1)
+    from state S without autograd: (o [B,T,H,V], final state). Each input's steps are views of
+    one unbind (not a select per step); a decay-only step (GIVEN_KV) takes k_t v_t^T for a block
+    of steps in one op."""
+    q, k, v, g, beta, running, keep = xs
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    given_kv = GIVEN_KV.get(step)
+    columns = [None if x is None else x.unbind(1) for x in xs]
     block = _kv_block_steps(B, T, H, K, V, q.element_size())
     kv: tuple[Tensor, ...] = ()
+    outs = []
     for t in range(T):
-        q_t, k_t, v_t, g_t, beta_t = at(t)
-        S_in = S if keep is None else S * keep[:, t, None, None, None]
+        q_t, k_t, v_t, g_t, beta_t, running_t, keep_t = [None if c is None else c[t] for c in columns]
+        S_in = S if keep_t is None else S * keep_t[:, None, None, None]
         if given_kv is not None:
             if t % block == 0:  # k_t v_t^T of the next block of steps, one op
                 kv = (k[:, t:t + block, :, :, None] * v[:, t:t + block, :, None, :]).unbind(1)
             S_new = given_kv(S_in, g_t, kv[t % block])
         else:
             S_new = step(S_in, k_t, v_t, g_t, beta_t)
-        if running is not None:
-            S_new = torch.where(running[t][:, None, None, None], S_new, S)
-        S = S_new
-        outs.append((S * q_t[..., None]).sum(-2))
-    o = torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)
-    return o, S
+        S = S_new if running_t is None else torch.where(running_t[:, None, None, None], S_new, S)
+        outs.append(readout(S, q_t))
+    return (torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)), S
+
+
+def _autograd_steps(step: StepFn, S: Tensor, xs: list[Optional[Tensor]], scale: float, running: Optional[Tensor],
+                    keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """The steps with autograd through them: each step selects its inputs and scales its query
+    itself (factors taken for all steps at once would sum per-step gradients: zeros of dg could
+    change sign)."""
+    q, k, v, g, beta = xs
+    B, T, H, K = q.shape
+    outs = []
+    for t in range(T):
+        k_t, v_t, g_t, beta_t = [None if x is None else x[:, t] for x in (k, v, g, beta)]
+        S_in = S if keep is None else S * keep[:, t, None, None, None]
+        S_new = step(S_in, k_t, v_t, g_t, beta_t)
+        S = S_new if running is None else torch.where(running[:, t, None, None, None], S_new, S)
+        outs.append(readout(S, scale * q[:, t]))
+    return (torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, v.shape[-1])), S
 
 
 def reference(step: StepFn, *tensors: Optional[Tensor], **kwargs) -> tuple[Tensor, Optional[Tensor]]:

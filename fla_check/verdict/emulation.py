@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from fla_check.references.options import Prepare, expand_heads
-from fla_check.references.recurrence import StepFn, run_rows
+from fla_check.references.recurrence import StepFn, readout, run_rows
 from fla_check.verdict.arithmetic import TF32_TRUNC, Arithmetic
 
 SAMPLES = 16
@@ -408,11 +408,11 @@ def _stored_delta_step(rnd: Rounding, op: str) -> StepFn:
             pair = pair * (g.exp()[..., None, None] if g.dim() == pair.dim() - 2 else g.exp()[..., None])
         V = v.shape[-1]
         S, R = pair[..., :V], pair[..., V:]
-        along_r = v - (R * k[..., None]).sum(-2)
-        err = along_r + (v - (S * k[..., None]).sum(-2) - along_r).detach()  # value: S's; gradient: R's
+        along_r = v - readout(R, k)
+        err = along_r + (v - readout(S, k) - along_r).detach()  # value: S's; gradient: R's
         u = err + (rnd.store(err) - err).detach()  # value: as stored
-        S = (S + k[..., None] * (beta[..., None] * err)[..., None, :]).detach()
-        R = R + k[..., None] * (beta[..., None] * u)[..., None, :]
+        S = torch.addcmul(S, k[..., None], (beta[..., None] * err)[..., None, :]).detach()
+        R = torch.addcmul(R, k[..., None], (beta[..., None] * u)[..., None, :])
         return torch.cat([S, R], -1)
 
     step.paired = True  # type: ignore[attr-defined]

@@ -12,7 +12,9 @@ changes in the baselines: at most 3e-9 relative, no verdict moved), and when the
 case's rows and sequences as one batch (the multi-row cases' chunk baselines drawn anew: max-abs within
 their sampling spread, up to 23 % apart, no verdict moved), and when the chunked emulations drew the
 state-independent products and the outputs once for all chunks instead of chunk by chunk (the chunk
-baselines drawn anew: max-abs up to 27 % apart in the smallest, no verdict moved); ``FLA_CHECK_UPDATE_GOLDENS=1``
+baselines drawn anew: max-abs up to 27 % apart in the smallest, no verdict moved), and when the step loops'
+readouts became one batched product and their updates addcmul (float64 last-bit changes of the references:
+the kernels' error numbers at most 1.4e-9 relative, one ulp of an output against an error of 3e-7); ``FLA_CHECK_UPDATE_GOLDENS=1``
 rewrites it).
 Floats are compared to 1e-9 relative (another CPU may round float64 sums differently in the last bits)."""
 import json
