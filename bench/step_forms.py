@@ -2,12 +2,14 @@
 
     python bench/step_forms.py --rows 256,512 --T 1024 --reps 3
 
-Forms (patched into fla_check.references.recurrence for the run, restored after):
+Forms (patched into fla_check.references.recurrence for the run, as both its ``readout`` and its
+``batched_readout``, restored after):
 
 - ``sum``: the readout S^T x as a product and a sum over K, the delta rule's update S + k (beta err)^T
   and the decay-only update S a + k v^T as products and adds (the loop before the thirteenth session);
-- ``bmm``: the readout one batched product (reshapes), both updates addcmul (the library's form);
-- ``sum+addcmul``: the readout as ``sum``, the updates as ``bmm``.
+- ``bmm``: the readout one batched product (reshapes), both updates addcmul (the library's form in
+  a replayed graph);
+- ``sum+addcmul``: the readout as ``sum``, the updates as ``bmm`` (the library's form otherwise).
 
 Per op (gated_delta and gla's decay-only step on `--rows` rows of one head, K = V = `--K`, float64)
 and form: the eager loop (``run_rows``) and the windows of a replayed CUDA graph
@@ -27,17 +29,16 @@ import torch
 def form(name: str) -> Iterator[None]:
     from fla_check.references import graphs, recurrence as r
 
-    saved = (r.readout, r.delta_step, dict(r.GIVEN_KV))
+    saved = (r.readout, r.batched_readout, r.delta_step, dict(r.GIVEN_KV))
 
     def readout_sum(S, x):
         return (S * x[..., None]).sum(-2)
 
-    def delta_sum(S, k, v, g, beta):
-        err = v - r.readout(S, k)
+    def delta_sum(S, k, v, g, beta, read=None):
+        err = v - readout_sum(S, k)
         return S + k[..., None] * (beta[..., None] * err)[..., None, :]
 
-    if name in ("sum", "sum+addcmul"):
-        r.readout = readout_sum
+    r.readout = r.batched_readout = saved[1] if name == "bmm" else readout_sum
     if name == "sum":
         r.delta_step = delta_sum
         r.GIVEN_KV[r._gla_decayed] = lambda S, a, kv: S * a[..., None] + kv
@@ -45,9 +46,9 @@ def form(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        r.readout, r.delta_step = saved[0], saved[1]
+        r.readout, r.batched_readout, r.delta_step = saved[:3]
         r.GIVEN_KV.clear()
-        r.GIVEN_KV.update(saved[2])
+        r.GIVEN_KV.update(saved[3])
         graphs._graphs.clear()
 
 

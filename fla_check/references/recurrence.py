@@ -19,6 +19,7 @@ from fla_check.references.graphs import over_windows
 from fla_check.references.options import Prepare, expand_heads
 
 StepFn = Callable[[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]], Tensor]
+Readout = Optional[Callable[[Tensor, Tensor], Tensor]]  # S^T x: readout or batched_readout (None: readout)
 
 
 def gla_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
@@ -31,9 +32,10 @@ def simple_gla_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Optional[T
     return _simple_gla_decayed(S, k, v, g.exp(), beta)
 
 
-def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor) -> Tensor:
-    """S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T.  beta: [B,H]."""
-    err = v - readout(S, k)
+def delta_step(S: Tensor, k: Tensor, v: Tensor, g: Optional[Tensor], beta: Tensor, read: Readout = None) -> Tensor:
+    """S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T.  beta: [B,H]. `read`: the form of S^T k
+    (default :func:`readout`)."""
+    err = v - (read or readout)(S, k)
     return torch.addcmul(S, k[..., None], (beta[..., None] * err)[..., None, :])
 
 
@@ -49,8 +51,14 @@ def kda_step(S: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor) -> Tensor
 
 
 def readout(S: Tensor, x: Tensor) -> Tensor:
-    """S^T x per row: [..., K, V] states, [..., K] vectors -> [..., V] (one batched product: a
-    launch per step on a GPU, not a product and a sum). The leading dims of S and x must agree."""
+    """S^T x per row: [..., K, V] states, [..., K] vectors -> [..., V], a product and a sum over K."""
+    return (S * x[..., None]).sum(-2)
+
+
+def batched_readout(S: Tensor, x: Tensor) -> Tensor:
+    """:func:`readout` as one batched product (the leading dims of S and x must agree): slower than
+    the product and sum launched op by op, faster in a replayed graph (H200, float64, 256 rows,
+    K = V = 64, bench/step_forms.py: 22 against 34 us per Gated DeltaNet step, docs/gpu/perf-h200-35)."""
     K, V = S.shape[-2:]
     return torch.bmm(x.reshape(-1, 1, K), S.reshape(-1, K, V)).view(x.shape[:-1] + (V,))
 
@@ -65,12 +73,12 @@ def _simple_gla_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Option
     return _simple_gla_given_kv(S, a, k[..., None] * v[..., None, :])
 
 
-def _gated_delta_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor) -> Tensor:
-    return delta_step(S * a[..., None, None], k, v, None, beta)
+def _gated_delta_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor, read: Readout = None) -> Tensor:
+    return delta_step(S * a[..., None, None], k, v, None, beta, read)
 
 
-def _kda_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor) -> Tensor:
-    return delta_step(S * a[..., None], k, v, None, beta)
+def _kda_decayed(S: Tensor, k: Tensor, v: Tensor, a: Tensor, beta: Tensor, read: Readout = None) -> Tensor:
+    return delta_step(S * a[..., None], k, v, None, beta, read)
 
 
 DECAYED: dict[StepFn, StepFn] = {gla_step: _gla_decayed, simple_gla_step: _simple_gla_decayed,
@@ -163,8 +171,9 @@ def run_rows(
     """`step` over time for a batch of rows `[R,T,H,*]` (heads already per value head), row `r`
     running for its first `lengths[r]` steps (default all: the state of a finished row is kept, its
     outputs past the end are not meaningful): (o [R,T,H,V], final states [R,H,K,V]). With `windows`
-    (a deterministic `step`: no random draws) and no autograd, on a GPU the loop runs as a CUDA graph
-    of a window of steps replayed (:func:`fla_check.references.graphs.over_windows`): the same bits."""
+    (a built-in `step`: deterministic, taking ``read=``) and no autograd, on a GPU the loop runs as a
+    CUDA graph of a window of steps replayed (:func:`fla_check.references.graphs.over_windows`), its
+    readouts batched products (:func:`batched_readout`)."""
     if lengths is not None and len(lengths) != q.shape[0]:
         raise ValueError(f"lengths needs one entry per row ({q.shape[0]}), got {len(lengths)}")
     return _loop(step, q, k, v, g, beta, scale, initial_state, lengths, windows=windows)
@@ -201,17 +210,16 @@ def _loop(
     if g is not None and step in DECAYED:
         step, g = DECAYED[step], g.exp()
     xs = [scale * q, k, v, g, beta, running, keep]
-    body = functools.partial(_plain_steps, step)
-    if windows:
-        return over_windows(body, step, S, xs)
-    return body(S, xs)
+    if windows and q.is_cuda:
+        return over_windows(functools.partial(_plain_steps, step, read=batched_readout), step, S, xs)
+    return _plain_steps(step, S, xs)
 
 
-def _plain_steps(step: StepFn, S: Tensor, xs: list[Optional[Tensor]]) -> tuple[Tensor, Tensor]:
+def _plain_steps(step: StepFn, S: Tensor, xs: list[Optional[Tensor]], read: Readout = None) -> tuple[Tensor, Tensor]:
     """The steps of `xs` (scaled q, k, v, g, beta, running [B,T] bool, keep [B,T]; time on dim 1)
     from state S without autograd: (o [B,T,H,V], final state). Each input's steps are views of
     one unbind (not a select per step); a decay-only step (GIVEN_KV) takes k_t v_t^T for a block
-    of steps in one op."""
+    of steps in one op. `read`: the readouts' form, the delta rule's too (None: readout)."""
     q, k, v, g, beta, running, keep = xs
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -227,10 +235,12 @@ def _plain_steps(step: StepFn, S: Tensor, xs: list[Optional[Tensor]]) -> tuple[T
             if t % block == 0:  # k_t v_t^T of the next block of steps, one op
                 kv = (k[:, t:t + block, :, :, None] * v[:, t:t + block, :, None, :]).unbind(1)
             S_new = given_kv(S_in, g_t, kv[t % block])
-        else:
+        elif read is None:
             S_new = step(S_in, k_t, v_t, g_t, beta_t)
+        else:
+            S_new = step(S_in, k_t, v_t, g_t, beta_t, read=read)
         S = S_new if running_t is None else torch.where(running_t[:, None, None, None], S_new, S)
-        outs.append(readout(S, q_t))
+        outs.append((read or readout)(S, q_t))
     return (torch.stack(outs, 1) if outs else q.new_zeros(B, 0, H, V)), S
 
 

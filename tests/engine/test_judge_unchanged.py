@@ -14,7 +14,9 @@ their sampling spread, up to 23 % apart, no verdict moved), and when the chunked
 state-independent products and the outputs once for all chunks instead of chunk by chunk (the chunk
 baselines drawn anew: max-abs up to 27 % apart in the smallest, no verdict moved), and when the step loops'
 readouts became one batched product and their updates addcmul (float64 last-bit changes of the references:
-the kernels' error numbers at most 1.4e-9 relative, one ulp of an output against an error of 3e-7); ``FLA_CHECK_UPDATE_GOLDENS=1``
+the kernels' error numbers at most 1.4e-9 relative, one ulp of an output against an error of 3e-7), and when
+the readouts outside a replayed graph went back to a product and a sum (again at most 1.4e-9 relative);
+``FLA_CHECK_UPDATE_GOLDENS=1``
 rewrites it).
 Floats are compared to 1e-9 relative (another CPU may round float64 sums differently in the last bits)."""
 import json

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fla_check.references import graphs
-from fla_check.references.recurrence import DECAYED, _plain_steps
+from fla_check.references.recurrence import DECAYED, _plain_steps, batched_readout
 from fla_check.ops import get_op
 
 OPS = ("gla", "simple_gla", "delta", "gated_delta", "kda")
@@ -16,9 +16,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs nee
 
 
 def _loop_inputs(op: str, rows: int, T: int, K: int = 5, V: int = 3, seed: int = 0, device: str = "cpu",
-                 ragged: bool = True):
-    """A plain loop's body, state and inputs (scaled q, k, v, decay, beta, running, keep) for `op`,
-    rows of one head, float64; with `ragged`, rows stopping at their own lengths."""
+                 ragged: bool = True, read=None):
+    """A plain loop's body (readouts of the form `read`), state and inputs (scaled q, k, v, decay,
+    beta, running, keep) for `op`, rows of one head, float64; with `ragged`, rows stopping at their
+    own lengths."""
     gen = torch.Generator().manual_seed(seed)
     spec = get_op(op)
     rand = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
@@ -37,17 +38,21 @@ def _loop_inputs(op: str, rows: int, T: int, K: int = 5, V: int = 3, seed: int =
     state = rand(rows, 1, K, V)
     xs = [q, k, v, g, beta, running, None]
     move = lambda x: None if x is None else x.to(device)  # noqa: E731
-    return functools.partial(_plain_steps, step), step, move(state), [move(x) for x in xs]
+    return functools.partial(_plain_steps, step, read=read), step, move(state), [move(x) for x in xs]
 
 
 def _bits(x: torch.Tensor) -> torch.Tensor:
     return x.view(torch.int64)
 
 
+READS = pytest.mark.parametrize("read", [None, batched_readout], ids=["sum", "bmm"])
+
+
+@READS
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("window", [1, 4, 7, 13])
-def test_window_by_window_gives_the_bits_of_the_whole_loop(op, window):
-    body, _, state, xs = _loop_inputs(op, rows=3, T=13, seed=window)
+def test_window_by_window_gives_the_bits_of_the_whole_loop(op, window, read):
+    body, _, state, xs = _loop_inputs(op, rows=3, T=13, seed=window, read=read)
     o, ht = body(state, xs)
     o_w, ht_w = graphs.windowed(body, body, state, xs, window)
     assert torch.equal(_bits(o), _bits(o_w)) and torch.equal(_bits(ht), _bits(ht_w))
@@ -72,14 +77,15 @@ def test_the_cpu_runs_the_loop_whole(monkeypatch):
 
 
 @cuda
+@READS
 @pytest.mark.parametrize("op", OPS)
-def test_the_replayed_graph_gives_the_eager_results(op):
+def test_the_replayed_graph_gives_the_eager_results(op, read):
     """Rows not a power of two, T not a multiple of the window, ragged rows; then a loop of fewer
     rows and another state through the same graph (the graph's rows padded, its state copied in)."""
     graphs._graphs.clear()
     T = 2 * graphs.WINDOW + 5
     for rows, seed in ((6, 0), (5, 1)):
-        body, step, state, xs = _loop_inputs(op, rows=rows, T=T, K=16, V=8, seed=seed, device="cuda")
+        body, step, state, xs = _loop_inputs(op, rows=rows, T=T, K=16, V=8, seed=seed, device="cuda", read=read)
         o, ht = body(state, xs)
         o_g, ht_g = graphs.over_windows(body, step, state, xs)
         assert len(graphs._graphs) == 1

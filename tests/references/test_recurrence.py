@@ -221,3 +221,21 @@ def test_kv_products_of_a_block_of_steps_give_the_per_step_bits(monkeypatch, op,
         for new, old in ((o, o_step), (ht, ht_step)):
             assert torch.equal(new, old) and torch.equal(new.signbit(), old.signbit())
             assert torch.equal(new.double().view(torch.int64), old.double().view(torch.int64))
+
+
+def test_both_readout_forms_are_s_transposed_times_x():
+    """readout (product and sum) and batched_readout (one bmm) are S^T x per row, to rounding."""
+    from fla_check.references.recurrence import batched_readout, readout
+
+    gen = torch.Generator().manual_seed(0)
+    S = torch.randn(3, 2, 5, 4, generator=gen, dtype=torch.float64)
+    x = torch.randn(3, 2, 5, generator=gen, dtype=torch.float64)
+    exact = torch.einsum("bhkv,bhk->bhv", S, x)
+    for form in (readout, batched_readout):
+        out = form(S, x)
+        assert out.shape == (3, 2, 4)
+        torch.testing.assert_close(out, exact, rtol=1e-14, atol=1e-14)
+    wrong = S.clone()
+    wrong[1, 0, 2] += 1e-3  # one state entry off: both forms see it
+    assert not torch.allclose(readout(wrong, x), exact, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(batched_readout(wrong, x), exact, rtol=1e-9, atol=1e-9)
