@@ -53,7 +53,7 @@ def test_matching_is_scoped_to_the_function():
     with pytest.raises(MutationError, match="occurs 0 times in delta_rule_recurrent_fwd_kernel"):
         _stale("delta_rule_recurrent_fwd_kernel", "tl.store(p_dbeta", module).source()
     with pytest.raises(MutationError, match="occurs 2 times in delta_rule_recurrent_fwd_kernel"):
-        _stale("delta_rule_recurrent_fwd_kernel", "mask=m_k, other=0.0).to(tl.float32)", module).source()
+        _stale("delta_rule_recurrent_fwd_kernel", "mask=n_mk, other=0.0).to(tl.float32)", module).source()
 
 
 def test_a_missing_function_is_an_error():

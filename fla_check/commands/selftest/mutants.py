@@ -243,27 +243,22 @@ _GLA_R_LOOP = ("        n_mv = m_v & (o_v * 0 + t < seq_len)\n"
 _GLA_R_UPDATE = ("        b_h = b_h * tl.exp(b_g)[:, None] + b_k[:, None] * b_v[None, :]\n"
                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
 _DELTA_R_GVA = "    i_h = i_hv // (HV // H)\n"
-_DELTA_R_LOADS = ("        b_q = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)\n"
-                  "        b_k = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)\n"
-                  "        b_v = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)\n")
+# the delta rule's recurrent forward loads step t (n_*) while it computes step t - 1 (b_*)
+_DELTA_R_LOADS = ("        n_q = tl.load(p_q, mask=n_mk, other=0.0).to(tl.float32)\n"
+                  "        n_k = tl.load(p_k, mask=n_mk, other=0.0).to(tl.float32)\n"
+                  "        n_v = tl.load(p_v, mask=n_mv, other=0.0).to(tl.float32)\n")
 _DELTA_R_NORM = ("        if USE_QK_L2NORM:\n"
-                 "            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)\n"
-                 "            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)\n"
-                 "        b_q = b_q * scale\n")
-_DELTA_R_GATE = ("        if USE_G:\n"
-                 "            b_g = tl.load(p_g).to(tl.float32)\n"
-                 "            if USE_GATE_IN_KERNEL:\n"
-                 "                b_g = -b_A * softplus(b_g + b_dt)\n"
-                 "            b_h *= tl.exp(b_g)\n"
-                 "            p_g += HV\n")
-_DELTA_R_STEP = (_DELTA_R_GATE +
-                 "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
-                 "        if STORE_ERR:\n"
-                 "            tl.store(p_err, b_v, mask=m_v)\n"
-                 "            p_err += HV * V\n"
-                 "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n")
-_DELTA_R_WRITE = ("        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
-                  "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
+                 "            n_q = n_q / tl.sqrt(tl.sum(n_q * n_q, 0) + L2NORM_EPS)\n"
+                 "            n_k = n_k / tl.sqrt(tl.sum(n_k * n_k, 0) + L2NORM_EPS)\n"
+                 "        n_q = n_q * scale\n")
+_DELTA_R_DECAY = "            b_h *= tl.exp(b_g)\n"
+_DELTA_R_WRITE = ("        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
+                  "        if STORE_ERR:\n"
+                  "            tl.store(p_err, b_v, mask=done)\n"
+                  "            p_err += HV * V\n"
+                  "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n")
+_DELTA_R_READ = ("        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n"
+                 "        b_o = tl.sum(b_h * b_q[:, None], 0)\n")
 _DELTA_C_LOOP = ("    for i_t in range(0, NT):\n"
                  "        p_h = h + ((boh + i_t) * H + i_h) * K * V\n")
 _DELTA_BLOCKS = (1, 2, 3, 4)  # the state pass keeps its state in key blocks b_h1..b_h4
@@ -305,7 +300,7 @@ def _delta_family(op: str) -> list[Mutant]:
                  "        b_q = tl.load(q + row_k[:, None] * K + o_k[None, :], mask=m_t[:, None],\n"),),
                "q loaded in the output kernel without the K mask (reads past K when K < BK)"),
         Mutant(f"{p}.recurrent.scale", "scale", op, ("recurrent",), _DELTA_R, "delta_rule_recurrent_fwd_kernel",
-               ((_DELTA_R_NORM, _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
+               ((_DELTA_R_NORM, _DELTA_R_NORM.replace("        n_q = n_q * scale\n", "")),),
                "scale missing on q"),
         Mutant(f"{p}.recurrent.h0-ignored", "h0-ignored", op, ("recurrent",), _DELTA_R, "delta_rule_recurrent_fwd",
                (("USE_G=g is not None, USE_INITIAL_STATE=h0 is not None,",
@@ -316,14 +311,14 @@ def _delta_family(op: str) -> list[Mutant]:
                "each sequence starts one token late (cu_seqlens[n] + 1) in the forward kernel"),
         Mutant(f"{p}.recurrent.fp16-accumulator", "fp16-accumulator", op, ("recurrent",), _DELTA_R,
                "delta_rule_recurrent_fwd_kernel",
-               ((_DELTA_R_WRITE, _DELTA_R_WRITE.replace(
+               ((_DELTA_R_READ, _DELTA_R_READ.replace(
                    "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n",
                    "        b_h = (b_h + b_k[:, None] * (b_v * b_beta)[None, :]).to(p_o.dtype.element_ty).to(tl.float32)\n")),),
                "the state is rounded to the input dtype after every step"),
         Mutant(f"{p}.recurrent.unmasked-load", "unmasked-load", op, ("recurrent",), _DELTA_R,
                "delta_rule_recurrent_fwd_kernel",
-               ((_DELTA_R_LOADS, _DELTA_R_LOADS.replace("b_k = tl.load(p_k, mask=m_k, other=0.0)",
-                                                        "b_k = tl.load(p_k)")),),
+               ((_DELTA_R_LOADS, _DELTA_R_LOADS.replace("n_k = tl.load(p_k, mask=n_mk, other=0.0)",
+                                                        "n_k = tl.load(p_k, mask=o_k * 0 + t < seq_len, other=0.0)")),),
                "k loaded without the K mask (reads past K when K < BK)"),
     ]
 
@@ -331,12 +326,7 @@ def _delta_family(op: str) -> list[Mutant]:
 _GATED_ONLY = [
     Mutant("gated_delta.recurrent.gate-after-write", "gate-after-write", "gated_delta", ("recurrent",), _DELTA_R,
            "delta_rule_recurrent_fwd_kernel",
-           ((_DELTA_R_STEP,
-             "        b_v = b_v - tl.sum(b_h * b_k[:, None], 0)\n"
-             "        if STORE_ERR:\n"
-             "            tl.store(p_err, b_v, mask=m_v)\n"
-             "            p_err += HV * V\n"
-             "        b_h += b_k[:, None] * (b_v * b_beta)[None, :]\n" + _DELTA_R_GATE),),
+           ((_DELTA_R_DECAY + _DELTA_R_WRITE, _DELTA_R_WRITE + "        if USE_G:\n" + _DELTA_R_DECAY),),
            "decay applied after the delta update instead of before it"),
     Mutant("gated_delta.chunk.cumsum-off-by-one", "cumsum-off-by-one", "gated_delta", ("chunk",), _CUMSUM,
            "chunk_local_cumsum_kernel",
@@ -349,8 +339,8 @@ _GATED_ONLY = [
 # GVA and in-kernel options (issue 16): Gated DeltaNet only
 _DELTA_C_O_GVA = ("    row_k = (bos + o_t) * HK + i_h // (H // HK)  # key head of value head i_h (GVA)\n"
                   "    o_v = i_v * BV + tl.arange(0, BV)\n")
-_EPS_OUT = ("            b_q = b_q / (tl.sqrt(tl.sum(b_q * b_q, 0)) + L2NORM_EPS)\n"
-            "            b_k = b_k / (tl.sqrt(tl.sum(b_k * b_k, 0)) + L2NORM_EPS)\n")
+_EPS_OUT = ("            n_q = n_q / (tl.sqrt(tl.sum(n_q * n_q, 0)) + L2NORM_EPS)\n"
+            "            n_k = n_k / (tl.sqrt(tl.sum(n_k * n_k, 0)) + L2NORM_EPS)\n")
 _GATED_OPTIONS = [
     Mutant("gated_delta.recurrent.gva-map", "gva-map", "gated_delta", ("recurrent",), _DELTA_R,
            "delta_rule_recurrent_fwd_kernel",
@@ -368,13 +358,13 @@ _GATED_OPTIONS = [
     Mutant("gated_delta.recurrent.l2norm-eps", "l2norm-eps", "gated_delta", ("recurrent",), _DELTA_R,
            "delta_rule_recurrent_fwd_kernel",
            ((_DELTA_R_NORM, _DELTA_R_NORM.replace(
-               "            b_q = b_q / tl.sqrt(tl.sum(b_q * b_q, 0) + L2NORM_EPS)\n"
-               "            b_k = b_k / tl.sqrt(tl.sum(b_k * b_k, 0) + L2NORM_EPS)\n", _EPS_OUT)),),
+               "            n_q = n_q / tl.sqrt(tl.sum(n_q * n_q, 0) + L2NORM_EPS)\n"
+               "            n_k = n_k / tl.sqrt(tl.sum(n_k * n_k, 0) + L2NORM_EPS)\n", _EPS_OUT)),),
            "q, k divided by |x| + 1e-6 instead of sqrt(|x|^2 + 1e-6)"),
     Mutant("gated_delta.recurrent.l2norm-order", "l2norm-order", "gated_delta", ("recurrent",), _DELTA_R,
            "delta_rule_recurrent_fwd_kernel",
-           ((_DELTA_R_LOADS + _DELTA_R_NORM, _DELTA_R_LOADS + "        b_q = b_q * scale\n"
-             + _DELTA_R_NORM.replace("        b_q = b_q * scale\n", "")),),
+           ((_DELTA_R_LOADS + _DELTA_R_NORM, _DELTA_R_LOADS + "        n_q = n_q * scale\n"
+             + _DELTA_R_NORM.replace("        n_q = n_q * scale\n", "")),),
            "q scaled before the l2norm instead of after it"),
     Mutant("gated_delta.chunk.l2norm-eps", "l2norm-eps", "gated_delta", ("chunk",), _L2NORM, "l2norm_fwd_kernel",
            (("    b_rstd = 1.0 / tl.sqrt(tl.sum(b_x * b_x, 1) + eps)\n",
@@ -391,7 +381,7 @@ _GATED_OPTIONS = [
            "in-kernel gate: softplus(x) = x from x >= 1 instead of fla's 20 (log(1 + e^-x) lost in [1, 20))"),
     Mutant("gated_delta.recurrent.beta-sigmoid-missing", "beta-sigmoid", "gated_delta", ("recurrent",), _DELTA_R,
            "delta_rule_recurrent_fwd_kernel",
-           (("        if USE_BETA_SIGMOID:\n            b_beta = tl.sigmoid(b_beta)\n", ""),),
+           (("        if USE_BETA_SIGMOID:\n            n_beta = tl.sigmoid(n_beta)\n", ""),),
            "use_beta_sigmoid_in_kernel ignored: beta logits used as beta"),
 ]
 
@@ -883,8 +873,8 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "8bc31253544e448c",
     "fla_check.kernels.delta.chunk:chunk_fwd": "cd2e0fc72dcad246",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "a4a85ebcf89ff7c2",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "196339b91fadf514",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "3bef0e0ab0a6d45d",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "9263aa4ac59cc171",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "fbcf74b7db67ed89",
     "fla_check.kernels.gla.chunk:chunk_bwd_dqkg_kernel": "58e4a153eb4428c0",
     "fla_check.kernels.gla.chunk:chunk_fwd_A_intra_kernel": "7fe37b858c53045e",
     "fla_check.kernels.gla.chunk:chunk_fwd_h": "3a584e59df214255",
