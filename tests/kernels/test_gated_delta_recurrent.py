@@ -150,3 +150,25 @@ def test_in_kernel_options_need_their_parameters_and_the_gate():
     o1, _ = gated_delta_recurrent(q, k, v, g=g, beta=torch.sigmoid(logits), A_log=torch.zeros(2, device=DEVICE))
     o2, _ = gated_delta_recurrent(q, k, v, g=g, beta=torch.sigmoid(logits))
     assert torch.equal(o1, o2)
+
+
+def test_narrow_v_blocks_compute_what_wide_ones_do(monkeypatch):
+    """The forward's V-block width (8 on a GPU, 64 in the interpreter) changes no output: varlen with an
+    empty and a length-one sequence, a V tail the last block masks, an initial and a final state. The
+    interpreter's bits are equal; compiled, a block's reductions over K may round differently."""
+    from fla_check.kernels.delta import recurrent
+
+    x = make_inputs(1, 21, 2, 24, 100, gated=True)
+    cu = torch.tensor([0, 1, 1, 13, 21], device=DEVICE)
+    runs = []
+    for width in (8, 64):
+        monkeypatch.setattr(recurrent, "FWD_BV", width)
+        monkeypatch.setattr(recurrent, "INTERPRETER_BV", width)
+        runs.append(gated_delta_recurrent(x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"], cu_seqlens=cu,
+                                          initial_state=initial_state(4, 2, 24, 100), output_final_state=True))
+    (o8, h8), (o64, h64) = runs
+    if DEVICE == "cpu":
+        assert torch.equal(o8, o64) and torch.equal(h8, h64)
+    else:
+        torch.testing.assert_close(o8, o64, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(h8, h64, rtol=1e-5, atol=1e-5)

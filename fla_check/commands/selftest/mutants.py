@@ -873,7 +873,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.delta.chunk:chunk_delta_o_kernel": "8bc31253544e448c",
     "fla_check.kernels.delta.chunk:chunk_fwd": "cd2e0fc72dcad246",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_bwd_reverse_kernel": "a4a85ebcf89ff7c2",
-    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "9263aa4ac59cc171",
+    "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd": "ed8ee55deb9aac62",
     "fla_check.kernels.delta.recurrent:delta_rule_recurrent_fwd_kernel": "fbcf74b7db67ed89",
     "fla_check.kernels.gla.chunk:chunk_bwd_dqkg_kernel": "58e4a153eb4428c0",
     "fla_check.kernels.gla.chunk:chunk_fwd_A_intra_kernel": "7fe37b858c53045e",

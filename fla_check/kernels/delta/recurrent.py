@@ -36,6 +36,7 @@ from fla_check.kernels.utils import check_varlen, check_value_heads, next_pow2, 
 L2NORM_EPS = tl.constexpr(1e-6)  # use_qk_l2norm_in_kernel: x / sqrt(sum x^2 + eps), fla's epsilon
 FWD_BV = 8  # the forward's V-block on a GPU: more, shorter programs (H200, T = 1024: 850 us at 64 -> 361-385 us)
 FWD_WARPS = 4  # the forward's warps per program
+INTERPRETER_BV = 64  # its V-block in the CPU interpreter, which pays per program
 
 
 @triton.jit(do_not_specialize=["T", "H", "HV"])
@@ -280,7 +281,7 @@ def delta_rule_recurrent_fwd(
     err = q.new_zeros(B, T, HV, V, dtype=torch.float32) if store_err else None
     h0 = None if initial_state is None else initial_state.to(torch.float32).contiguous()
     BK = next_pow2(K)
-    BV = min(FWD_BV if q.is_cuda else 64, next_pow2(V))
+    BV = min(FWD_BV if q.is_cuda else INTERPRETER_BV, next_pow2(V))
     if N * HV > 0:
         delta_rule_recurrent_fwd_kernel[(triton.cdiv(V, BV), N * HV)](
             q, k, v, g, beta, A_log, dt_bias, o, h0, ht, err, cu_seqlens, scale, T,
