@@ -1,13 +1,13 @@
 """Microseconds per call of the built-in delta-rule recurrent forward (DeltaNet and Gated DeltaNet), GPU only.
 
-    python bench/delta_recurrent_speed.py [--T 256,1024] [--H 4] [--K 64] [--BV 64,16]
+    python bench/delta_recurrent_speed.py [--T 256,1024] [--H 4] [--K 64] [--BV 64,16] [--warps 4]
     PYTHONPATH=.old python bench/delta_recurrent_speed.py ...   # another tree's kernel (its own V-block)
 
 ``fla_check.kernels.delta.recurrent.delta_rule_recurrent_fwd`` on bf16 inputs, B = 1, no initial state, with
-and without the gate, for each V-block width `--BV` and warps per program `--warps` (the module's ``FWD_BV`` and
-``FWD_WARPS``; a tree without them has one of each, printed as "fixed"). Median of `--reps` calls by CUDA events. Every width's largest distance from
-the first width's output and final state is printed: the compiled reductions over K are laid out by the
-block's shape, so the bits may differ (the interpreter's do not).
+and without the gate, for each V-block width `--BV` and warps per program `--warps` (the module's ``FWD_BV``
+and ``FWD_WARPS``; a tree without them has one of each, printed as "fixed"). Median of `--reps` calls by CUDA
+events. Each row's largest distance from the first row's output and final state is printed: the compiled
+reductions over K are laid out by the block's shape, so the bits may differ (the interpreter's do not).
 """
 from __future__ import annotations
 

@@ -58,6 +58,10 @@ def _numbers(result):
 FLOAT64_REORDERING = 1e-12
 
 
+def _close(x: float, y: float) -> bool:
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=FLOAT64_REORDERING)
+
+
 def _assert_same(alone, got):
     """`got` judged every mode it ran as `alone` did: verdicts exactly, metrics and baseline scales
     to the float64 rounding of a reordered reference."""
@@ -65,13 +69,13 @@ def _assert_same(alone, got):
     assert b and b.keys() <= a.keys()
     assert alone.baseline.keys() == got.baseline.keys()
     for name, scale in got.baseline.items():
-        assert math.isclose(scale.max_abs, alone.baseline[name].max_abs, rel_tol=1e-9, abs_tol=FLOAT64_REORDERING), name
-        assert math.isclose(scale.rel_rms, alone.baseline[name].rel_rms, rel_tol=1e-9, abs_tol=FLOAT64_REORDERING), name
+        assert _close(scale.max_abs, alone.baseline[name].max_abs), name
+        assert _close(scale.rel_rms, alone.baseline[name].rel_rms), name
     for label in b:
         assert a[label][0] is b[label][0], (got.config.short(), label)
         for (name, *numbers_a), (_, *numbers_b) in zip(a[label][1], b[label][1]):
             for x, y in zip(numbers_a, numbers_b):
-                assert math.isclose(x, y, rel_tol=1e-9, abs_tol=FLOAT64_REORDERING), (got.config.short(), label, name)
+                assert _close(x, y), (got.config.short(), label, name)
 
 
 @pytest.mark.parametrize("op", ["gla", "gated_delta", "kda"])
