@@ -2,18 +2,23 @@
 
     python bench/baseline_batch.py --op gla --T 256,1024 --modes chunk,fused_chunk
     python bench/baseline_batch.py --op gated_delta --T 1024 --modes chunk --cases 4 --calls 3
+    python bench/baseline_batch.py --op gla --T 1024 --cases 16 --sections   # where a batch's time goes
 
 `--cases` seeded bf16 cases of one shape (B=1, H=4, K=V=64 by default) are built with their float64
 references, then each mode's declared arithmetic is sampled and reduced for all of them in one
 batch (the memory budget lifted, so the batch is never split): the aten ops of one batch (a
 ``TorchDispatchMode`` count, views included: on a GPU roughly the launches) and the wall seconds
 of `--calls` calls. The ops are the GPU's launch cost, the seconds this device's (on the CPU,
-memory traffic and caches).
+memory traffic and caches). `--sections`: one more call with the emulation's functions timed
+(:data:`SECTIONS`, the device synchronized on entry and exit: inclusive and self ms per case; the
+synchronizations cost a little, so the sections add up to a bit more than a plain call).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import time
+from collections import defaultdict
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -31,6 +36,70 @@ class OpCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+SECTIONS = {  # module -> its functions (Class.method) timed by --sections
+    "fla_check.verdict.emulation": (
+        "emulate", "_gla_sequence", "_simple_gla_sequence", "_delta_sequence", "_gla_scores", "_diagonal_scores",
+        "_passed", "_ut_transform", "Rounding.gate_cumsum", "Rounding.dot", "Rounding.accumulated",
+        "Rounding.operand", "Rounding.store", "Rounding.output", "Rounding.relative", "Rounding._fused"),
+    "fla_check.verdict.baselines": ("_emulated_stack", "_reduced", "_rounded_cases"),
+}
+
+
+class Sections:
+    """Inclusive and self seconds of the :data:`SECTIONS` functions, the device synchronized around each."""
+
+    def __init__(self, device: str) -> None:
+        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        self.inclusive: dict[str, float] = defaultdict(float)
+        self.own: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.stack: list[float] = []  # per open section: the seconds of its children so far
+        self.undo: list[tuple[object, str, object]] = []
+
+    def __enter__(self) -> "Sections":
+        import importlib
+
+        for module_name, names in SECTIONS.items():
+            module = importlib.import_module(module_name)
+            for name in names:
+                owner, attr = (module, name) if "." not in name else (getattr(module, name.split(".")[0]),
+                                                                      name.split(".")[1])
+                original = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+                if original is None:
+                    continue
+                setattr(owner, attr, self._timed(name, original))
+                self.undo.append((owner, attr, original))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, original in reversed(self.undo):
+            setattr(owner, attr, original)
+
+    def _timed(self, name: str, fn):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            self.sync()
+            self.stack.append(0.0)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.sync()
+                took = time.perf_counter() - t0
+                children = self.stack.pop()
+                self.inclusive[name] += took
+                self.own[name] += took - children
+                self.calls[name] += 1
+                if self.stack:
+                    self.stack[-1] += took
+        return timed
+
+    def rows(self, cases: int) -> list[str]:
+        order = sorted(self.inclusive, key=lambda n: -self.own[n])
+        return [f"| {n} | {self.calls[n] / cases:.1f} | {1e3 * self.inclusive[n] / cases:.2f} | "
+                f"{1e3 * self.own[n] / cases:.2f} |" for n in order]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--op", default="gla")
@@ -41,6 +110,7 @@ def main() -> None:
     p.add_argument("--H", type=int, default=4)
     p.add_argument("--K", type=int, default=64, help="K = V")
     p.add_argument("--device", default=None)
+    p.add_argument("--sections", action="store_true", help="then one call with the emulation's functions timed")
     args = p.parse_args()
     from fla_check.backend import get_backend
     from fla_check.cases import CaseConfig
@@ -65,6 +135,12 @@ def main() -> None:
                     torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - t0)
             print(f"| {T} | {mode} | {count.ops} | {' / '.join(f'{s:.2f}' for s in seconds)} |", flush=True)
+            if args.sections:
+                with Sections(device) as timed:
+                    run()
+                print(f"\n{mode} at T = {T}, ms per case (of {args.cases}):\n\n| function | calls per case | "
+                      "inclusive ms | self ms |\n|---|---|---|---|\n" + "\n".join(timed.rows(args.cases)) + "\n",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Callable
 from op_counts import make_config  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 INTERPRETER = "triton_interpreter"  # the profiler range around InterpretedFunction.run
+OVERLAP = {"default": None, "on": True, "off": False}  # --overlap: check_cases' baselines in a thread or not
 
 
 class HostClock:
@@ -96,7 +97,8 @@ def measure(case: dict, args) -> tuple[float, float, float, pstats.Stats]:
     modes = args.modes.split(",")
     if args.batch > 1:  # seeds seed .. seed + batch - 1 through check_cases; figures are per case below
         run = lambda seed: check_cases(  # noqa: E731
-            case["op"], modes, [make_config(case, args, seed * args.batch + i) for i in range(args.batch)])
+            case["op"], modes, [make_config(case, args, seed * args.batch + i) for i in range(args.batch)],
+            overlap=OVERLAP[args.overlap])
     else:
         run = lambda seed: check_case(case["op"], modes, make_config(case, args, seed))  # noqa: E731
     run(args.seed + 1000)  # warm: JIT, the bucket's invariance checks
@@ -144,6 +146,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1,
                    help="run this many seeded cases of each row at once (engine.batched.check_cases) and report "
                         "one case's share")
+    p.add_argument("--overlap", choices=tuple(OVERLAP), default="default",
+                   help="with --batch: the baselines in a thread beside the calls (on; cProfile then sees the main "
+                        "thread only) or before them (off)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: no OpenMP wake-ups on a shared machine; a GPU host drives one)")
     args = p.parse_args()

@@ -89,6 +89,31 @@ def test_backward_without_state_grads():
         assert rel_err(a.grad, b.grad) < 1e-5
 
 
+
+@pytest.mark.parametrize("v_first_states", [False, True], ids=["k_first", "v_first"])
+def test_narrow_v_blocks_compute_what_wide_ones_do(monkeypatch, v_first_states):
+    """The forward's V-block width (4 on a GPU, 64 in the interpreter) changes no output: varlen with an
+    empty and a length-one sequence, a V tail the last block masks, an initial and a final state in both
+    layouts. The interpreter's bits are equal; compiled, a block's reductions over K may round differently."""
+    from fla_check.kernels.gla import recurrent
+
+    cu = torch.tensor([0, 1, 1, 13, 21], device=DEVICE)
+    q, k, v, g, h0 = make_inputs(1, 21, 2, 24, 70, cu.numel() - 1)
+    if v_first_states:
+        h0 = h0.transpose(-1, -2).contiguous()
+    runs = []
+    for width in (4, 64):
+        monkeypatch.setattr(recurrent, "FWD_BV", width)
+        monkeypatch.setattr(recurrent, "INTERPRETER_BV", width)
+        runs.append(recurrent.gla_recurrent_fwd(q, k, v, g, 24**-0.5, h0, True, cu, cu.numel() - 1,
+                                                state_v_first=v_first_states))
+    (o4, h4), (o64, h64) = runs
+    if DEVICE == "cpu":
+        assert torch.equal(o4, o64) and torch.equal(h4, h64)
+    else:
+        torch.testing.assert_close(o4, o64, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(h4, h64, rtol=1e-5, atol=1e-5)
+
 # -- state_v_first: [N, H, V, K] initial / final states indexed so by the kernels ----------------------
 @pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
 def test_v_first_states_equal_k_first_transposed(varlen):

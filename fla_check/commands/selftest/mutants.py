@@ -886,7 +886,7 @@ REVIEWED_HASHES: dict[str, str] = {  # rehash: begin
     "fla_check.kernels.gla.inputs:prepare_gla_args": "d8d8b70b4e6b1202",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_dg_kernel": "44df75a08afa34b6",
     "fla_check.kernels.gla.recurrent:gla_recurrent_bwd_kernel": "c9325adde87cb992",
-    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "8fb38b8dcb3b929f",
+    "fla_check.kernels.gla.recurrent:gla_recurrent_fwd": "fb40e011bc6d1197",
     "fla_check.kernels.gla.recurrent:gla_recurrent_fwd_kernel": "071bd9b6c34fca4f",
     "fla_check.kernels.kda.chunk:kda_h_kernel": "86e5f83de8aba517",
     "fla_check.kernels.kda.chunk:kda_o_kernel": "e4bb38d66b409014",

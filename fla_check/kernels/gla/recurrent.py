@@ -180,8 +180,11 @@ def gla_recurrent_bwd_dg_kernel(
         p_dg -= H * K
 
 
-BV_MAX = 64  # widest V-block (the backward's; the forward's on the CPU interpreter, which pays per program)
-FWD_BV = 16  # the forward's V-block on a GPU: more, shorter programs (H200, T = 1024: 1445 us at 64 -> 346 us)
+BV_MAX = 64  # widest V-block (the backward's)
+# the forward's V-block on a GPU: more, shorter programs (H200, bf16, T = 1024: 1445 us at 64, 346 at 16, 275 at 4;
+# docs/gpu/perf-h200-31, -38)
+FWD_BV = 4
+INTERPRETER_BV = BV_MAX  # the forward's V-block in the CPU interpreter, which pays per program
 
 
 def _blocks(K: int, V: int, widest: int = BV_MAX) -> tuple[int, int, int]:
@@ -194,7 +197,7 @@ def gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_s
                       state_v_first: bool = False):
     B, T, H, K = q.shape
     V = v.shape[-1]
-    BK, BV, NV = _blocks(K, V, FWD_BV if q.is_cuda else BV_MAX)
+    BK, BV, NV = _blocks(K, V, FWD_BV if q.is_cuda else INTERPRETER_BV)
     o = torch.empty_like(v, dtype=q.dtype)
     state = (N, H, V, K) if state_v_first else (N, H, K, V)
     ht = q.new_empty(state, dtype=torch.float32) if output_final_state else None
