@@ -253,16 +253,16 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
 
 def _rate_worker(rank: int, op: str, args, device: str, barrier, results) -> None:
     """One of `args.rate_procs` processes of :func:`parallel_rate`: compile, wait for the others,
-    run its own seeded cases per T (seeds offset by `rank`), report (T, cases, wall) per T."""
+    run its own seeded cases per T (seeds offset by `rank`), report (T, cases, wall, verdicts) per T."""
     import torch  # noqa: F401  (imported before the barrier: no process times another's import)
 
     for T in args.rate_T:
         run, configs, modes, _ = _rate_cases(op, args, device, T, seed0=rank * 100_000)
         barrier.wait()
         t0 = time.perf_counter()
-        _run_all(op, modes, configs, args, device, run)
+        verdicts = [r.verdict.value for r in _run_all(op, modes, configs, args, device, run)]
         sync(device)
-        results.put((rank, T, len(configs), time.perf_counter() - t0))
+        results.put((rank, T, len(configs), time.perf_counter() - t0, sorted(set(verdicts))))
         barrier.wait()  # the next T starts together
 
 
@@ -290,7 +290,8 @@ def parallel_rate(op: str, args, device: str) -> list[dict]:
         mine = [g for g in got if g[1] == T]
         cases, wall = sum(g[2] for g in mine), max(g[3] for g in mine)
         rows.append({"op": op, "T": T, "procs": args.rate_procs, "cases": cases, "wall_s": wall,
-                     "cases_per_s": cases / wall, "per_process_cases_per_s": [g[2] / g[3] for g in mine]})
+                     "cases_per_s": cases / wall, "per_process_cases_per_s": [g[2] / g[3] for g in mine],
+                     "verdicts": sorted({v for g in mine for v in g[4]})})
         log(f"  rate {op} T={T}, {args.rate_procs} processes: {cases / wall:.1f} cases/s")
     return rows
 
@@ -426,11 +427,12 @@ def tables(bench: Bench, args) -> list[Table]:
                           fmt(1e3 * r["reference_s"] / r["T"]),
                           base_cols, fmt(r.get("reference_graph_s")), ", ".join(mode_cols)])
     prows = [[r["op"], r["T"], r["procs"], r["cases"], fmt(r["wall_s"]), fmt(r["cases_per_s"]),
-              fmt(min(r["per_process_cases_per_s"])) + "-" + fmt(max(r["per_process_cases_per_s"]))]
+              fmt(min(r["per_process_cases_per_s"])) + "-" + fmt(max(r["per_process_cases_per_s"])),
+              ",".join(r.get("verdicts", []))]
              for op in args.ops for r in secs.get(f"rate_procs.{op}", {}).get("rows", [])]
     if prows:
         out.append(Table("Warm cases/s of N processes on one device (as --shard I/N runs)", bench.command,
-                         ["op", "T", "processes", "cases", "wall s", "cases/s", "per process"], prows,
+                         ["op", "T", "processes", "cases", "wall s", "cases/s", "per process", "verdicts"], prows,
                          note="the rate loop above in N spawned processes at once, own seeds each, timed "
                               "between barriers after each compiled its cases: all cases / the slowest wall."))
     out.append(Table("Reference vs kernels, one call each (seconds, fp32 inputs)", bench.command,

@@ -8,7 +8,7 @@ import torch
 from fla_check.kernels.gated_delta.recurrent import gated_delta_recurrent
 from fla_check.references import gated_delta_step, reference
 from fla_check.references.options import make_prepare
-from device import DEVICE
+from device import DEVICE, assert_same_outputs
 from delta_inputs import assert_matches_reference, initial_state, make_inputs, max_err
 import v_first
 
@@ -166,9 +166,4 @@ def test_narrow_v_blocks_compute_what_wide_ones_do(monkeypatch):
         monkeypatch.setattr(recurrent, "INTERPRETER_BV", width)
         runs.append(gated_delta_recurrent(x["q"], x["k"], x["v"], g=x["g"], beta=x["beta"], cu_seqlens=cu,
                                           initial_state=initial_state(4, 2, 24, 100), output_final_state=True))
-    (o8, h8), (o64, h64) = runs
-    if DEVICE == "cpu":
-        assert torch.equal(o8, o64) and torch.equal(h8, h64)
-    else:
-        torch.testing.assert_close(o8, o64, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(h8, h64, rtol=1e-5, atol=1e-5)
+    assert_same_outputs(*runs)

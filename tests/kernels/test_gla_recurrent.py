@@ -7,7 +7,7 @@ from fla_check.kernels.gla.recurrent import gla_recurrent
 from fla_check.references import gla_step, reference
 
 import v_first
-from device import DEVICE
+from device import DEVICE, assert_same_outputs
 from fla_check.commands.selftest.mutants import MUTANTS
 from fla_check.commands.selftest.mutate import load_mutant
 from gla_inputs import make_inputs, rel_err
@@ -107,12 +107,7 @@ def test_narrow_v_blocks_compute_what_wide_ones_do(monkeypatch, v_first_states):
         monkeypatch.setattr(recurrent, "INTERPRETER_BV", width)
         runs.append(recurrent.gla_recurrent_fwd(q, k, v, g, 24**-0.5, h0, True, cu, cu.numel() - 1,
                                                 state_v_first=v_first_states))
-    (o4, h4), (o64, h64) = runs
-    if DEVICE == "cpu":
-        assert torch.equal(o4, o64) and torch.equal(h4, h64)
-    else:
-        torch.testing.assert_close(o4, o64, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(h4, h64, rtol=1e-5, atol=1e-5)
+    assert_same_outputs(*runs)
 
 # -- state_v_first: [N, H, V, K] initial / final states indexed so by the kernels ----------------------
 @pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
