@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +37,22 @@ def sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def cuda_median_us(fn: Callable[[], Any], reps: int) -> float:
+    """Median microseconds of `reps` calls of `fn`, each timed by CUDA events around it (GPU only; the
+    caller makes the first, compiling call)."""
+    import torch
+
+    samples = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(1e3 * start.elapsed_time(end))
+    return statistics.median(samples)
 
 
 def fmt(x: Optional[float], digits: int = 3) -> str:

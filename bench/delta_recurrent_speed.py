@@ -12,23 +12,9 @@ reductions over K are laid out by the block's shape, so the bits may differ (the
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
-
-
-def _time(fn, reps: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
-    return statistics.median(times)
+from _common import cuda_median_us  # bench/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -62,8 +48,8 @@ def main() -> None:
                 if tunable:
                     recurrent.FWD_BV, recurrent.FWD_WARPS = width, warp
                 call = lambda: recurrent.delta_rule_recurrent_fwd(q, k, v, g, beta, args.K ** -0.5, None, True, None)
-                us = _time(call, args.reps)
-                o, ht, _ = call()
+                o, ht, _ = call()  # compiles
+                us = cuda_median_us(call, args.reps)
                 first = (o, ht) if first is None else first
                 apart = max((a.float() - b.float()).abs().max().item() for a, b in zip(first, (o, ht)))
                 print(f"| {op} | {T} | {width or 'fixed'} | {warp or 'fixed'} | {us:.1f} | {apart:.3g} |")

@@ -15,11 +15,11 @@ must equal the built-in's bit for bit; the table gives microseconds per call (me
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 import triton
 import triton.language as tl
+from _common import cuda_median_us  # bench/ is on sys.path when run as a script
 
 
 @triton.jit
@@ -123,15 +123,7 @@ def main() -> None:
                 run(o)
                 torch.cuda.synchronize()
                 outs[name] = o.clone()
-                samples = []
-                for _ in range(args.reps):
-                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    a.record()
-                    run(o)
-                    b.record()
-                    b.synchronize()
-                    samples.append(1e3 * a.elapsed_time(b))
-                times[name] = statistics.median(samples)
+                times[name] = cuda_median_us(lambda: run(o), args.reps)
             same = all(torch.equal(outs[n].view(torch.int16), outs["built-in"].view(torch.int16)) for n in outs)
             print(f"| {T} | {BV} | {times['built-in']:.0f} | {times['stages=2']:.0f} | {times['prefetch']:.0f} | "
                   f"{same} |", flush=True)

@@ -89,7 +89,6 @@ def test_backward_without_state_grads():
         assert rel_err(a.grad, b.grad) < 1e-5
 
 
-
 @pytest.mark.parametrize("v_first_states", [False, True], ids=["k_first", "v_first"])
 def test_narrow_v_blocks_compute_what_wide_ones_do(monkeypatch, v_first_states):
     """The forward's V-block width (4 on a GPU, 64 in the interpreter) changes no output: varlen with an
@@ -108,6 +107,7 @@ def test_narrow_v_blocks_compute_what_wide_ones_do(monkeypatch, v_first_states):
         runs.append(recurrent.gla_recurrent_fwd(q, k, v, g, 24**-0.5, h0, True, cu, cu.numel() - 1,
                                                 state_v_first=v_first_states))
     assert_same_outputs(*runs)
+
 
 # -- state_v_first: [N, H, V, K] initial / final states indexed so by the kernels ----------------------
 @pytest.mark.parametrize("varlen", [False, True], ids=["batch", "varlen"])
