@@ -40,7 +40,8 @@ SECTIONS = {  # module -> its functions (Class.method) timed by --sections
     "fla_check.verdict.emulation": (
         "emulate", "_gla_sequence", "_simple_gla_sequence", "_delta_sequence", "_gla_scores", "_diagonal_scores",
         "_passed", "_ut_transform", "Rounding.gate_cumsum", "Rounding.dot", "Rounding.accumulated",
-        "Rounding.operand", "Rounding.store", "Rounding.output", "Rounding.relative", "Rounding._fused"),
+        "Rounding.operand", "Rounding.store", "Rounding.output", "Rounding.relative", "Rounding._fused",
+        "Rounding.fused_passing"),
     "fla_check.verdict.baselines": ("_emulated_stack", "_reduced", "_rounded_cases"),
 }
 
@@ -118,7 +119,7 @@ def main() -> None:
 
     device = get_backend(args.device).device
     print(f"{args.op} bf16 B=1 H={args.H} K=V={args.K}, {args.cases} cases in one batch on {device}\n\n"
-          "| T | mode | aten ops per batch | seconds per call |\n|---|---|---|---|")
+          "| T | mode | aten ops per batch | seconds per call | ms per case (median call) |\n|---|---|---|---|---|")
     for T in (int(t) for t in args.T.split(",")):
         configs = [CaseConfig(op=args.op, dtype="bfloat16", B=1, T=T, H=args.H, K=args.K, V=args.K, seed=s)
                    for s in range(1, args.cases + 1)]
@@ -134,7 +135,8 @@ def main() -> None:
                 if device == "cuda":
                     torch.cuda.synchronize()
                 seconds.append(time.perf_counter() - t0)
-            print(f"| {T} | {mode} | {count.ops} | {' / '.join(f'{s:.2f}' for s in seconds)} |", flush=True)
+            print(f"| {T} | {mode} | {count.ops} | {' / '.join(f'{s:.3f}' for s in seconds)} | "
+                  f"{1e3 * sorted(seconds)[len(seconds) // 2] / args.cases:.2f} |", flush=True)
             if args.sections:
                 with Sections(device) as timed:
                     run()

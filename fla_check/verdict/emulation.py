@@ -184,16 +184,42 @@ class Rounding:
             return None
         from fla_check.verdict.noise_kernel import perturbed
 
-        if self._seeds_held is None:
-            self._seeds_held = torch.tensor([s % 2**63 for s in self.seeds], dtype=torch.int64, device=x.device)
-        start = 0
-        if self.rows is not None:  # the held samples' rows of the full draw
-            held = range(SAMPLES)[self.rows]
-            start = held[0] * (x.numel() // len(held))
+        start = self._start(x)
         if start + x.numel() // len(self.seeds) >= OFFSETS:  # past Philox's 32-bit offsets: the torch ops
             return None
         self.draws += 1
-        return perturbed(x, m, lo, w, mode, self._seeds_held, self.draws, start)
+        return perturbed(x, m, lo, w, mode, self._seeds_on(x.device), self.draws, start)
+
+    def fused_passing(self, h0: Optional[Tensor], decay: Tensor, added: Tensor,
+                      keep: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor]]:
+        """:func:`_passed` in one launch (:func:`fla_check.verdict.passing_kernel.passed`: the noise
+        :meth:`_fused` draws at each chunk's three rounding points) where :meth:`_fused` applies; else None."""
+        tensors = [x for x in (h0, decay, added) if x is not None]
+        if not self.fused or any(x.dtype != torch.float64 for x in tensors) or (
+                torch.is_grad_enabled() and any(x.requires_grad for x in tensors)):
+            return None
+        from fla_check.verdict.passing_kernel import passed
+
+        start = self._start(added[:, 0])
+        if start + added[:, 0].numel() // len(self.seeds) >= OFFSETS:
+            return None
+        out = passed(h0, decay, added, keep, self._seeds_on(added.device), self.draws, start,
+                     self.u_store, self.tiny_store, U32)
+        self.draws += 3 * added.shape[1]
+        return out
+
+    def _seeds_on(self, device: torch.device) -> Tensor:
+        """The cases' seeds on `device` (int64), the fused kernels' keys."""
+        if self._seeds_held is None:
+            self._seeds_held = torch.tensor([s % 2**63 for s in self.seeds], dtype=torch.int64, device=device)
+        return self._seeds_held
+
+    def _start(self, x: Tensor) -> int:
+        """The place of `x`'s first element in its case's full draw: with `rows`, the held samples' rows."""
+        if self.rows is None:
+            return 0
+        held = range(SAMPLES)[self.rows]
+        return held[0] * (x.numel() // len(held))
 
     def _draw(self, shape: tuple) -> Tensor:
         """U[0, 1) of `shape`; with several cases' generators, each draws its own equal block of the
@@ -497,8 +523,11 @@ def _passed(rnd: Rounding, h0: Optional[Tensor], decay: Tensor, added: Tensor, l
     stores it [S,NT,H,K,V], the final state). Only these launches are paid per chunk; what reads
     the stored states runs once on all of them."""
     S, NT, H, K, V = added.shape
-    h = added.new_zeros(S, H, K, V) if h0 is None else h0
     keep = _chunk_keep(lengths, C, NT, added.device)
+    fused = rnd.fused_passing(h0, decay, added, keep)
+    if fused is not None:
+        return fused
+    h = added.new_zeros(S, H, K, V) if h0 is None else h0
     stored = []
     for c in range(NT):
         stored.append(rnd.store(h))

@@ -1,0 +1,104 @@
+"""A chunked state passing with its rounding noise in one Triton launch, on a GPU (issue 17, goal 3).
+
+The emulation's state passing (:func:`fla_check.verdict.emulation._passed`) runs, per chunk c::
+
+    stored[c] = round_store(h)                   # relative U(+-u_store), then absolute U(+-tiny/2)
+    h         = round_fp32(h * decay[c] + added[c])   # kept only in rows still inside their length
+
+With torch ops that is five or six launches per chunk, each reading and writing every sample's
+state: fused_chunk's 64 chunks of 16 tokens at T = 1024 cost a gla case about 1.7 ms of an H200's
+time (docs/gpu/perf-h200-41). Here one program holds a block of one row's state in registers over
+all chunks: ``added`` is read once, ``stored`` written once.
+
+The noise is the one :func:`fla_check.verdict.noise_kernel.perturbed` draws at the same points,
+draw for draw (the case's seed mixed with the draw's index, the element's place in its case's
+block, Philox's 32-bit offsets): the fused and the per-chunk paths agree to float64 rounding, and a
+case gets the same values alone and in a batch.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+KEY_STEP = tl.constexpr(0x9E3779B97F4A7C15 % 2**62)  # noise_kernel's key is (draw * 0x9E3779B97F4A7C15) mod 2^62
+KEY_MASK = tl.constexpr(2**62 - 1)
+BLOCK = 1024  # state elements per program on a GPU; the interpreter takes a row's state at once
+
+
+@triton.jit
+def _next_key(key):
+    """The key of the next draw: + KEY_STEP mod 2^62 (both terms < 2^62: no int64 overflow)."""
+    return (key + KEY_STEP) & KEY_MASK
+
+
+@triton.jit
+def _passing_kernel(h0_ptr, decay_ptr, added_ptr, keep_ptr, stored_ptr, final_ptr, seeds_ptr, key0,
+                    rows, rows_per_case, start, NT, u_store, tiny_store, u_state,
+                    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, DECAY_K: tl.constexpr,
+                    HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    HKV: tl.constexpr = H * K * V
+    row = tl.program_id(1)
+    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    live = idx < HKV
+    seed = tl.load(seeds_ptr + row // rows_per_case)
+    place = start + (row % rows_per_case) * HKV + idx  # the element's place in its case's draw (int32)
+    # decay [R,NT,H,DECAY_K,1]: the element's head, and its key channel when DECAY_K = K
+    at_decay = (idx // (K * V)) * DECAY_K
+    if DECAY_K > 1:
+        at_decay += (idx // V) % K
+    row64 = row.to(tl.int64)
+    if HAS_H0:
+        h = tl.load(h0_ptr + row64 * HKV + idx, mask=live, other=0.0)
+    else:
+        h = tl.zeros([BLOCK], dtype=tl.float64)
+    key = key0
+    for c in range(NT):
+        at = (row64 * NT + c) * HKV + idx
+        key = _next_key(key)
+        s = h + h * (-u_store + 2.0 * u_store * tl.rand(seed ^ key, place).to(tl.float64))
+        key = _next_key(key)
+        s = s + (-0.5 * tiny_store + tiny_store * tl.rand(seed ^ key, place).to(tl.float64))
+        tl.store(stored_ptr + at, s, mask=live)
+        d = tl.load(decay_ptr + (row64 * NT + c) * (H * DECAY_K) + at_decay, mask=live, other=0.0)
+        new = h * d + tl.load(added_ptr + at, mask=live, other=0.0)
+        key = _next_key(key)
+        new = new + new * (-u_state + 2.0 * u_state * tl.rand(seed ^ key, place).to(tl.float64))
+        if HAS_KEEP:
+            h = tl.where(tl.load(keep_ptr + c * rows + row) != 0, new, h)
+        else:
+            h = new
+    tl.store(final_ptr + row64 * HKV + idx, h, mask=live)
+
+
+def passed(h0: Optional[Tensor], decay: Tensor, added: Tensor, keep: Optional[Tensor], seeds: Tensor, draws: int,
+           start: int, u_store: float, tiny_store: float, u_state: float) -> tuple[Tensor, Tensor]:
+    """The state passing over the chunks of `added` [R,NT,H,K,V] (float64; `decay` [R,NT,H,K or 1,1], `h0`
+    [R,H,K,V] or None: zeros, `keep` [NT,R] bool or None: every row runs every chunk), the rows split evenly
+    between the cases of `seeds` (int64 on the device), `draws` the emulation's draws so far (this takes the
+    next 3 NT), `start` the place of a row block's first element in its case's full draw: (the state each
+    chunk starts from, rounded as stored [R,NT,H,K,V]; the final state [R,H,K,V])."""
+    R, NT, H, K, V = added.shape
+    if R % seeds.numel():
+        raise ValueError(f"{R} rows do not split into {seeds.numel()} cases")
+    if decay.shape[3] not in (1, K) or tuple(decay.shape[:3]) != (R, NT, H):
+        raise ValueError(f"decay {tuple(decay.shape)} does not fit added {tuple(added.shape)}")
+    rows_per_case = R // seeds.numel()
+    if start + rows_per_case * H * K * V >= 2**31:
+        raise ValueError("a case's draw is past Philox's 32-bit offsets")
+    stored = torch.empty_like(added)
+    final = added.new_empty(R, H, K, V)
+    if R == 0 or NT == 0:
+        return stored, (added.new_zeros(R, H, K, V) if h0 is None else h0.clone())
+    block = BLOCK if added.is_cuda else triton.next_power_of_2(H * K * V)
+    keep_bytes = None if keep is None else keep.to(torch.int8).contiguous()
+    h0c = None if h0 is None else h0.to(added).contiguous()
+    _passing_kernel[(triton.cdiv(H * K * V, block), R)](
+        h0c if h0c is not None else final, decay.to(added).contiguous(), added.contiguous(),
+        keep_bytes if keep_bytes is not None else final, stored, final, seeds, (draws * KEY_STEP.value) % 2**62,
+        R, rows_per_case, start, NT, float(u_store), float(tiny_store), float(u_state),
+        H=H, K=K, V=V, DECAY_K=decay.shape[3], HAS_H0=h0 is not None, HAS_KEEP=keep is not None, BLOCK=block)
+    return stored, final
