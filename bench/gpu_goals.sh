@@ -12,11 +12,12 @@
 #   5. alone: the selftest on every GPU of the host (--jobs JOBS2, default 2 x JOBS: worker w on GPU w % n).
 # Before them, the Python bytecode cache (BYTECODE, below).
 # GPU_A / GPU_B (default 0 / 1): the GPUs phases 1-4 call GPU 0 / GPU 1 (GPU_A=1 GPU_B=1: all on GPU 1, e.g. while
-# the test suite holds GPU 0 under `taskset`).
+# the test suite holds GPU 0 under `taskset`; equal, phase 1's two halves run one after the other: a one-GPU host).
 #   bash bench/gpu_goals.sh OUT_DIR [JOBS]     (caps: HT_BUDGET TD_BUDGET TD_CHILD KP_CAP TESTS_CAP ST_CAP CI_CAP RP_BUDGET s,
 #                                               HT_BUDGET=0 skips the cases/s, HT_BATCH (64) cases per T run through
 #                                               check_cases at once; TD_OPS, TD_WARMUPS: time_to_detect's
-#                                               --first-ops / --first-warmups; RATE_PROCS, RP_OPS;
+#                                               --first-ops / --first-warmups; RATE_PROCS, RP_OPS, RP_T, RP_CASES (16),
+#                                               RP_BATCH (1): phase 4's processes, lengths, cases per T, batch;
 #                                               PHASES="2 5 3": only those, in the order 1 2 5 3 4; default "1 2 3")
 # Writes OUT_DIR/goals.tar.gz (every log, JSON and table) and OUT_DIR/summary.md; OUT_DIR/work holds them
 # while it runs (tar it yourself if the script is cut short).
@@ -44,7 +45,7 @@ want() { [[ " ${PHASES:-1 2 3} " == *" $1 "* ]]; }  # phases 4 and 5 only when n
 
 if want 1; then
 stamp "phase 1"
-(
+gpu_a() {
   export CUDA_VISIBLE_DEVICES=${GPU_A:-0}
   [ "${HT_BUDGET:-50}" = 0 ] || timeout -s INT -k 10 $(( ${HT_BUDGET:-50} + 15 )) python3 bench/harness_throughput.py --out "$W/ht" \
     --budget "${HT_BUDGET:-50}" --ops gla,gated_delta --no-search --no-scaling --rate-T 64,256,1024 \
@@ -53,8 +54,8 @@ stamp "phase 1"
   timeout -s INT -k 10 $(( ${TD_BUDGET:-110} + 10 )) python3 bench/time_to_detect.py --out "$W/td" \
     --budget "${TD_BUDGET:-110}" --first-ops "${TD_OPS:-gla,gated_delta}" --first-warmups "${TD_WARMUPS:-off,background}" \
     --mask-ops '' --mutants none --min-entry-s 8 --child-timeout "${TD_CHILD:-45}" > "$W/td.log" 2>&1
-) &
-(
+}
+gpu_b() {
   export CUDA_VISIBLE_DEVICES=${GPU_B:-1}
   timeout -s INT -k 10 "${KP_CAP:-150}" python3 bench/kernel_profile.py --out "$W/kp" > "$W/kp.log" 2>&1
   echo "[kernel_profile exit $?]" >> "$W/kp.log"
@@ -62,8 +63,12 @@ stamp "phase 1"
     timeout -s INT -k 10 "${TESTS_CAP:-120}" python3 -m pytest -q -p no:cacheprovider -n 4 $TESTS > "$W/tests.log" 2>&1
     echo "[pytest exit $?] $TESTS" >> "$W/tests.log"
   fi
-) &
-wait
+}
+if [ "${GPU_A:-0}" = "${GPU_B:-1}" ]; then  # one GPU: one after the other (each times its own device work)
+  ( gpu_a ); stamp "phase 1, GPU_B's half"; ( gpu_b )
+else
+  ( gpu_a ) & ( gpu_b ) & wait
+fi
 fi
 
 if want 2; then
@@ -92,8 +97,8 @@ fi
 if want 4; then
   stamp "phase 4: warm cases/s of RATE_PROCS processes on GPU 0"
   CUDA_VISIBLE_DEVICES=${GPU_A:-0} timeout -s INT -k 10 $(( ${RP_BUDGET:-120} + 15 )) python3 bench/harness_throughput.py \
-    --out "$W/rp" --budget "${RP_BUDGET:-120}" --ops "${RP_OPS:-gla,gated_delta}" --no-search --no-scaling --rate-T 64,256,1024 \
-    --rate-cases 16 --rate-procs "${RATE_PROCS:-14}" > "$W/rp.log" 2>&1
+    --out "$W/rp" --budget "${RP_BUDGET:-120}" --ops "${RP_OPS:-gla,gated_delta}" --no-search --no-scaling --rate-T "${RP_T:-64,256,1024}" \
+    --rate-cases "${RP_CASES:-16}" --rate-batch "${RP_BATCH:-1}" --rate-procs "${RATE_PROCS:-14}" > "$W/rp.log" 2>&1
 fi
 stamp "done"
 

@@ -45,8 +45,9 @@ def test_one_launch_computes_what_the_per_chunk_ops_do(decay_k, with_h0, lengths
     stored, final = emulation._passed(fused_rnd, *args)
     want_stored, want_final = _per_chunk(chunk_rnd, *args)
     assert fused_rnd.draws == chunk_rnd.draws == 7 + 3 * NT  # the draws after it are the per-chunk path's too
-    torch.testing.assert_close(stored, want_stored, rtol=1e-14, atol=1e-300)
-    torch.testing.assert_close(final, want_final, rtol=1e-14, atol=1e-300)
+    # to float64 rounding: a GPU contracts h * decay + added into one fma (perf-h200-45: 3e-16 apart where it cancels)
+    torch.testing.assert_close(stored, want_stored, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(final, want_final, rtol=1e-13, atol=1e-14)
     exact_first = h0 if with_h0 else torch.zeros_like(final)
     assert not torch.equal(stored[:, 0], exact_first)  # the stores carry their noise
     if lengths is not None:  # a row that ran no chunk keeps its initial state, exactly
