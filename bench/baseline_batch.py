@@ -11,7 +11,13 @@ batch (the memory budget lifted, so the batch is never split): the aten ops of o
 of `--calls` calls. The ops are the GPU's launch cost, the seconds this device's (on the CPU,
 memory traffic and caches). `--sections`: one more call with the emulation's functions timed
 (:data:`SECTIONS`, the device synchronized on entry and exit: inclusive and self ms per case; the
-synchronizations cost a little, so the sections add up to a bit more than a plain call).
+synchronizations cost a little, so the sections add up to a bit more than a plain call; they also
+cost many small launches their overlap: perf-h200-41's 1.7 ms for the state passing was 0.27 ms of
+device time, perf-h200-45). `--device-sections`: one more call under torch.profiler with the same
+functions as profiler ranges, nothing synchronized: each one's inclusive device time (the kernels
+launched inside it) and host time.
+
+    python bench/baseline_batch.py --op gla --T 1024 --cases 16 --device-sections
 """
 from __future__ import annotations
 
@@ -46,18 +52,13 @@ SECTIONS = {  # module -> its functions (Class.method) timed by --sections
 }
 
 
-class Sections:
-    """Inclusive and self seconds of the :data:`SECTIONS` functions, the device synchronized around each."""
+class Patched:
+    """The :data:`SECTIONS` functions replaced by ``self._wrap(name, fn)`` while inside the block."""
 
-    def __init__(self, device: str) -> None:
-        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        self.inclusive: dict[str, float] = defaultdict(float)
-        self.own: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.stack: list[float] = []  # per open section: the seconds of its children so far
+    def __init__(self) -> None:
         self.undo: list[tuple[object, str, object]] = []
 
-    def __enter__(self) -> "Sections":
+    def __enter__(self):
         import importlib
 
         for module_name, names in SECTIONS.items():
@@ -68,7 +69,7 @@ class Sections:
                 original = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
                 if original is None:
                     continue
-                setattr(owner, attr, self._timed(name, original))
+                setattr(owner, attr, self._wrap(name, original))
                 self.undo.append((owner, attr, original))
         return self
 
@@ -76,7 +77,22 @@ class Sections:
         for owner, attr, original in reversed(self.undo):
             setattr(owner, attr, original)
 
-    def _timed(self, name: str, fn):
+    def _wrap(self, name: str, fn):
+        raise NotImplementedError
+
+
+class Sections(Patched):
+    """Inclusive and self seconds of the :data:`SECTIONS` functions, the device synchronized around each."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__()
+        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        self.inclusive: dict[str, float] = defaultdict(float)
+        self.own: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.stack: list[float] = []  # per open section: the seconds of its children so far
+
+    def _wrap(self, name: str, fn):
         @functools.wraps(fn)
         def timed(*args, **kwargs):
             self.sync()
@@ -101,6 +117,28 @@ class Sections:
                 f"{1e3 * self.own[n] / cases:.2f} |" for n in order]
 
 
+class Ranges(Patched):
+    """The :data:`SECTIONS` functions as profiler ranges (``torch.profiler.record_function``), no
+    synchronization: under torch.profiler each range's device time is that of the kernels launched
+    inside it, measured as a plain call runs (:meth:`rows`)."""
+
+    def _wrap(self, name: str, fn):
+        @functools.wraps(fn)
+        def ranged(*args, **kwargs):
+            with torch.profiler.record_function(f"section:{name}"):
+                return fn(*args, **kwargs)
+        return ranged
+
+    @staticmethod
+    def rows(prof, cases: int) -> list[str]:
+        """Per section: calls per case, inclusive device ms and host ms per case, largest device time first."""
+        events = [e for e in prof.key_averages() if e.key.startswith("section:")]
+        device = lambda e: getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0))  # noqa: E731
+        events.sort(key=lambda e: (-device(e), -e.cpu_time_total))
+        return [f"| {e.key[len('section:'):]} | {e.count / cases:.1f} | {device(e) / 1e3 / cases:.3f} | "
+                f"{e.cpu_time_total / 1e3 / cases:.3f} |" for e in events]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--op", default="gla")
@@ -112,6 +150,9 @@ def main() -> None:
     p.add_argument("--K", type=int, default=64, help="K = V")
     p.add_argument("--device", default=None)
     p.add_argument("--sections", action="store_true", help="then one call with the emulation's functions timed")
+    p.add_argument("--device-sections", action="store_true",
+                   help="then one call under torch.profiler, the emulation's functions as ranges: each one's device "
+                        "time without synchronizing (the kernels launched inside it)")
     args = p.parse_args()
     from fla_check.backend import get_backend
     from fla_check.cases import CaseConfig
@@ -143,6 +184,16 @@ def main() -> None:
                 print(f"\n{mode} at T = {T}, ms per case (of {args.cases}):\n\n| function | calls per case | "
                       "inclusive ms | self ms |\n|---|---|---|---|\n" + "\n".join(timed.rows(args.cases)) + "\n",
                       flush=True)
+            if args.device_sections:
+                activities = [torch.profiler.ProfilerActivity.CPU] + (
+                    [torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+                with Ranges(), torch.profiler.profile(activities=activities) as prof:
+                    run()
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+                print(f"\n{mode} at T = {T}, one call profiled, ms per case (of {args.cases}), inclusive:\n\n"
+                      "| function | calls per case | device ms | host ms |\n|---|---|---|---|\n"
+                      + "\n".join(Ranges.rows(prof, args.cases)) + "\n", flush=True)
 
 
 if __name__ == "__main__":
