@@ -179,14 +179,11 @@ class Rounding:
     def _fused(self, x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str) -> Optional[Tensor]:
         """``x + m (lo + w u)`` in one launch (:func:`fla_check.verdict.noise_kernel.perturbed`) on a
         GPU, where no gradient flows through it; None elsewhere (the torch ops then)."""
-        if not self.fused or x.dtype != torch.float64 or (
-                torch.is_grad_enabled() and (x.requires_grad or (m is not None and m.requires_grad))):
+        start = self._fused_start(x, float64=[x], differentiable=[x, m])
+        if start is None:
             return None
         from fla_check.verdict.noise_kernel import perturbed
 
-        start = self._start(x)
-        if start + x.numel() // len(self.seeds) >= OFFSETS:  # past Philox's 32-bit offsets: the torch ops
-            return None
         self.draws += 1
         return perturbed(x, m, lo, w, mode, self._seeds_on(x.device), self.draws, start)
 
@@ -194,19 +191,27 @@ class Rounding:
                       keep: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor]]:
         """:func:`_passed` in one launch (:func:`fla_check.verdict.passing_kernel.passed`: the noise
         :meth:`_fused` draws at each chunk's three rounding points) where :meth:`_fused` applies; else None."""
-        tensors = [x for x in (h0, decay, added) if x is not None]
-        if not self.fused or any(x.dtype != torch.float64 for x in tensors) or (
-                torch.is_grad_enabled() and any(x.requires_grad for x in tensors)):
+        inputs = [h0, decay, added]
+        start = self._fused_start(added[:, 0], float64=inputs, differentiable=inputs)  # each draw: one chunk's state
+        if start is None:
             return None
         from fla_check.verdict.passing_kernel import passed
 
-        start = self._start(added[:, 0])
-        if start + added[:, 0].numel() // len(self.seeds) >= OFFSETS:
-            return None
         out = passed(h0, decay, added, keep, self._seeds_on(added.device), self.draws, start,
                      self.u_store, self.tiny_store, U32)
         self.draws += 3 * added.shape[1]
         return out
+
+    def _fused_start(self, drawn: Tensor, float64: list[Optional[Tensor]],
+                     differentiable: list[Optional[Tensor]]) -> Optional[int]:
+        """Where a fused launch's draw of `drawn`'s shape starts in its case's full draw (:meth:`_start`),
+        or None where the torch ops run instead: off a GPU, on inputs other than float64, where autograd
+        differentiates an input, or past Philox's 32-bit offsets."""
+        if not self.fused or any(x is not None and x.dtype != torch.float64 for x in float64) or (
+                torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in differentiable)):
+            return None
+        start = self._start(drawn)
+        return None if start + drawn.numel() // len(self.seeds) >= OFFSETS else start
 
     def _seeds_on(self, device: torch.device) -> Tensor:
         """The cases' seeds on `device` (int64), the fused kernels' keys."""

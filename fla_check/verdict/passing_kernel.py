@@ -90,9 +90,9 @@ def passed(h0: Optional[Tensor], decay: Tensor, added: Tensor, keep: Optional[Te
     if start + rows_per_case * H * K * V >= 2**31:
         raise ValueError("a case's draw is past Philox's 32-bit offsets")
     stored = torch.empty_like(added)
-    final = added.new_empty(R, H, K, V)
     if R == 0 or NT == 0:
         return stored, (added.new_zeros(R, H, K, V) if h0 is None else h0.clone())
+    final = added.new_empty(R, H, K, V)
     block = BLOCK if added.is_cuda else triton.next_power_of_2(H * K * V)
     keep_bytes = None if keep is None else keep.to(torch.int8).contiguous()
     h0c = None if h0 is None else h0.to(added).contiguous()
