@@ -47,7 +47,7 @@ SECTIONS = {  # module -> its functions (Class.method) timed by --sections
         "emulate", "_gla_sequence", "_simple_gla_sequence", "_delta_sequence", "_gla_scores", "_diagonal_scores",
         "_passed", "_ut_transform", "Rounding.gate_cumsum", "Rounding.dot", "Rounding.accumulated",
         "Rounding.operand", "Rounding.store", "Rounding.output", "Rounding.relative", "Rounding._fused",
-        "Rounding.fused_passing"),
+        "Rounding.fused_passing", "Rounding.fused_scores"),
     "fla_check.verdict.baselines": ("_emulated_stack", "_reduced", "_rounded_cases"),
 }
 
@@ -131,12 +131,18 @@ class Ranges(Patched):
 
     @staticmethod
     def rows(prof, cases: int) -> list[str]:
-        """Per section: calls per case, inclusive device ms and host ms per case, largest device time first."""
-        events = [e for e in prof.key_averages() if e.key.startswith("section:")]
+        """Per section: calls per case, the device ms of the kernels launched inside it, the device span of its
+        range on the GPU's timeline (idle gaps included) and its host ms, per case, largest kernel time first.
+        The profiler lists a range twice: the host's event (kernel time, host time) and the GPU annotation (span)."""
         device = lambda e: getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0))  # noqa: E731
-        events.sort(key=lambda e: (-device(e), -e.cpu_time_total))
-        return [f"| {e.key[len('section:'):]} | {e.count / cases:.1f} | {device(e) / 1e3 / cases:.3f} | "
-                f"{e.cpu_time_total / 1e3 / cases:.3f} |" for e in events]
+        host, span = {}, {}
+        for e in prof.key_averages():
+            if e.key.startswith("section:"):
+                (host if e.cpu_time_total > 0 else span)[e.key[len("section:"):]] = e
+        ms = lambda us: f"{us / 1e3 / cases:.3f}"  # noqa: E731
+        return [f"| {name} | {e.count / cases:.1f} | {ms(device(e))} | "
+                f"{ms(device(span[name])) if name in span else '-'} | {ms(e.cpu_time_total)} |"
+                for name, e in sorted(host.items(), key=lambda kv: -device(kv[1]))]
 
 
 def main() -> None:
@@ -192,7 +198,7 @@ def main() -> None:
                     if device == "cuda":
                         torch.cuda.synchronize()
                 print(f"\n{mode} at T = {T}, one call profiled, ms per case (of {args.cases}), inclusive:\n\n"
-                      "| function | calls per case | device ms | host ms |\n|---|---|---|---|\n"
+                      "| function | calls per case | kernels' device ms | device span ms | host ms |\n|---|---|---|---|---|\n"
                       + "\n".join(Ranges.rows(prof, args.cases)) + "\n", flush=True)
 
 

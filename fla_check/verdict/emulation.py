@@ -179,7 +179,7 @@ class Rounding:
     def _fused(self, x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str) -> Optional[Tensor]:
         """``x + m (lo + w u)`` in one launch (:func:`fla_check.verdict.noise_kernel.perturbed`) on a
         GPU, where no gradient flows through it; None elsewhere (the torch ops then)."""
-        start = self._fused_start(x, float64=[x], differentiable=[x, m])
+        start = self._fused_start(x.numel(), float64=[x], differentiable=[x, m])
         if start is None:
             return None
         from fla_check.verdict.noise_kernel import perturbed
@@ -192,7 +192,7 @@ class Rounding:
         """:func:`_passed` in one launch (:func:`fla_check.verdict.passing_kernel.passed`: the noise
         :meth:`_fused` draws at each chunk's three rounding points) where :meth:`_fused` applies; else None."""
         inputs = [h0, decay, added]
-        start = self._fused_start(added[:, 0], float64=inputs, differentiable=inputs)  # each draw: one chunk's state
+        start = self._fused_start(added[:, 0].numel(), float64=inputs, differentiable=inputs)  # a draw: one chunk's state
         if start is None:
             return None
         from fla_check.verdict.passing_kernel import passed
@@ -202,16 +202,31 @@ class Rounding:
         self.draws += 3 * added.shape[1]
         return out
 
-    def _fused_start(self, drawn: Tensor, float64: list[Optional[Tensor]],
+    def fused_scores(self, q: Tensor, k: Tensor, G: Tensor) -> Optional[Tensor]:
+        """:func:`_gla_scores` in one launch (:func:`fla_check.verdict.scores_kernel.scores`: the accumulation
+        noise :meth:`accumulated` draws) where :meth:`_fused` applies and the chunks are whole sub-chunks; else None."""
+        from fla_check.verdict.scores_kernel import fits, scores
+
+        C, K = q.shape[-2:]
+        if q.dim() != 5 or not fits(C, K):
+            return None
+        blocks = q.shape[:3].numel() * C * C  # the torch path draws [R, NT, H, NS, NS, BC, BC]: C x C per chunk
+        start = self._fused_start(blocks, float64=[q, k, G], differentiable=[q, k, G])
+        if start is None:
+            return None
+        self.draws += 1
+        return scores(q, k, G, self._seeds_on(q.device), self.draws, start, SPLIT_SPAN)
+
+    def _fused_start(self, drawn: int, float64: list[Optional[Tensor]],
                      differentiable: list[Optional[Tensor]]) -> Optional[int]:
-        """Where a fused launch's draw of `drawn`'s shape starts in its case's full draw (:meth:`_start`),
+        """Where a fused launch's draw of `drawn` elements starts in its case's full draw (:meth:`_start`),
         or None where the torch ops run instead: off a GPU, on inputs other than float64, where autograd
         differentiates an input, or past Philox's 32-bit offsets."""
         if not self.fused or any(x is not None and x.dtype != torch.float64 for x in float64) or (
                 torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in differentiable)):
             return None
         start = self._start(drawn)
-        return None if start + drawn.numel() // len(self.seeds) >= OFFSETS else start
+        return None if start + drawn // len(self.seeds) >= OFFSETS else start
 
     def _seeds_on(self, device: torch.device) -> Tensor:
         """The cases' seeds on `device` (int64), the fused kernels' keys."""
@@ -219,12 +234,13 @@ class Rounding:
             self._seeds_held = torch.tensor([s % 2**63 for s in self.seeds], dtype=torch.int64, device=device)
         return self._seeds_held
 
-    def _start(self, x: Tensor) -> int:
-        """The place of `x`'s first element in its case's full draw: with `rows`, the held samples' rows."""
+    def _start(self, drawn: int) -> int:
+        """The place of the first of a draw's `drawn` elements in its case's full draw: with `rows`, the held
+        samples' rows."""
         if self.rows is None:
             return 0
         held = range(SAMPLES)[self.rows]
-        return held[0] * (x.numel() // len(held))
+        return held[0] * (drawn // len(held))
 
     def _draw(self, shape: tuple) -> Tensor:
         """U[0, 1) of `shape`; with several cases' generators, each draws its own equal block of the
@@ -544,7 +560,11 @@ def _gla_scores(rnd: Rounding, q: Tensor, k: Tensor, G: Tensor) -> Tensor:
     """Lower-triangular sum_k q_ik k_jk exp(G_ik - G_jk) over [...,C,K] chunks, by 16-row
     sub-chunks as fla does: off-diagonal blocks as dots of (q_i exp(G_i - G_r)) and
     (k_j exp(G_r - G_j)), r the sub-chunk's first row (both factors <= 1 for log-gates <= 0,
-    so nothing overflows), diagonal blocks exactly in float64 (:func:`_diagonal_scores`)."""
+    so nothing overflows), diagonal blocks exactly in float64 (:func:`_diagonal_scores`). On a GPU one
+    launch (:meth:`Rounding.fused_scores`)."""
+    fused = rnd.fused_scores(q, k, G)
+    if fused is not None:
+        return fused
     C, K = q.shape[-2:]
     bc = min(BLOCK, C)
     ns = C // bc
