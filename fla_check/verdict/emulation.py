@@ -202,6 +202,27 @@ class Rounding:
         self.draws += 3 * added.shape[1]
         return out
 
+    def fused_delta_passing(self, h0: Optional[Tensor], w_op: Tensor, u: Tensor, kg: Tensor, decay: Tensor,
+                            keep: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor, Tensor]]:
+        """:func:`_delta_passed` in one launch (:func:`fla_check.verdict.delta_kernel.passed`: the noise the per-chunk
+        path draws at each chunk's rounding points) where :meth:`_fused` applies; else None."""
+        from fla_check.verdict.delta_kernel import Points, draws_per_chunk, fits, passed
+
+        S, NT, H, C, K = w_op.shape
+        V = u.shape[-1]
+        inputs = [h0, w_op, u, kg, decay]
+        start_state = self._fused_start(S * H * K * V, float64=inputs, differentiable=inputs)
+        start_values = self._fused_start(S * H * C * V, float64=inputs, differentiable=inputs)
+        if start_state is None or start_values is None or not fits(C, K):
+            return None
+        operand = not (self.half and self.u_store == self.u_in)  # as operand(x, stored=True): else no draw
+        lo, hi = self.operand_range if operand else (0.0, 0.0)
+        points = Points(self.u_store, self.tiny_store, lo, hi - lo, U32)
+        out = passed(h0, w_op, u, kg, decay, keep, self._seeds_on(u.device), self.draws, (start_state, start_values),
+                     points)
+        self.draws += draws_per_chunk(points) * NT
+        return out
+
     def fused_scores(self, q: Tensor, k: Tensor, G: Tensor) -> Optional[Tensor]:
         """:func:`_gla_scores` in one launch (:func:`fla_check.verdict.scores_kernel.scores`: the accumulation
         noise :meth:`accumulated` draws) where :meth:`_fused` applies and the chunks are whole sub-chunks; else None."""
@@ -654,20 +675,33 @@ def _delta_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, 
     qg = rnd.operand(qc * G.exp())
     g_last = G[..., -1:, :]
     kg = rnd.operand(kc * (g_last - G).exp())
-    h = q.new_zeros(S, H, K, V) if h0 is None else h0
-    keep = _chunk_keep(lengths, C, qc.shape[1], q.device)
-    w_op, decay = rnd.operand(w, stored=True), g_last[..., 0, :, None].exp()  # every chunk's at once
-    states, values = [], []  # per chunk: its stored state and new values, as dot operands
-    for c in range(qc.shape[1]):
+    decay = g_last[..., 0, :, None].exp()  # [S,NT,H,K or 1,1]: every chunk's at once
+    hs_all, vn_all, h = _delta_passed(rnd, h0, rnd.operand(w, stored=True), u, kg, decay, lengths, C)
+    # the outputs read the states and new values only: once for all the chunks, after the state passing
+    o = rnd.dot(qg, hs_all) * scale + rnd.dot(Aqk, vn_all)
+    return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
+
+
+def _delta_passed(rnd: Rounding, h0: Optional[Tensor], w_op: Tensor, u: Tensor, kg: Tensor, decay: Tensor,
+                  lengths: Optional[list[int]], C: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The delta rule's chunked state passing over the chunks of `w_op` (dot operands), `kg` [S,NT,H,C,K] and
+    `u` [S,NT,H,C,V] (`decay` [S,NT,H,K or 1,1]): (the state each chunk reads, as a dot operand [S,NT,H,K,V],
+    its new values u - w h as dot operands [S,NT,H,C,V], the final state). On a GPU one launch
+    (:meth:`Rounding.fused_delta_passing`)."""
+    keep = _chunk_keep(lengths, C, u.shape[1], u.device)
+    fused = rnd.fused_delta_passing(h0, w_op, u, kg, decay, keep)
+    if fused is not None:
+        return fused
+    S, NT, H, _, K = kg.shape
+    h = u.new_zeros(S, H, K, u.shape[-1]) if h0 is None else h0
+    states, values = [], []
+    for c in range(NT):
         hs_op = rnd.operand(rnd.store(h), stored=True)
         vn_op = rnd.operand(rnd.store(u[:, c] - rnd.dot(w_op[:, c], hs_op)), stored=True)
         states.append(hs_op)
         values.append(vn_op)
         h = _kept(keep, c, h, rnd.relative(h * decay[:, c] + rnd.dot(kg[:, c].transpose(-1, -2), vn_op), U32))
-    # the outputs read the states and new values only: once for all the chunks, after the loop
-    hs_all, vn_all = torch.stack(states, 1), torch.stack(values, 1)
-    o = rnd.dot(qg, hs_all) * scale + rnd.dot(Aqk, vn_all)
-    return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
+    return torch.stack(states, 1), torch.stack(values, 1), h  # NT >= 1: the callers return before at T = 0
 
 
 def _decay(G: Tensor) -> Tensor:

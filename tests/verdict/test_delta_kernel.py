@@ -1,0 +1,103 @@
+"""fla_check.verdict.delta_kernel: the delta rule's chunked state passing in one Triton launch (the GPU's path; here
+under the interpreter) computes what the per-chunk torch ops with the fused noise compute, draw for draw, in
+every form _delta_passed takes (initial state or none, per-head or per-channel decay, rows that stop early,
+operands that are or are not rounded again, value widths that are not powers of two, several cases, a group
+of samples), and a case gets the same values alone and in a batch."""
+import pytest
+import torch
+from device import DEVICE
+
+from fla_check.verdict import emulation
+from fla_check.verdict.arithmetic import Arithmetic
+from fla_check.verdict.delta_kernel import Points, passed
+
+R, NT, H, C, K, V = 4, 3, 2, 16, 8, 12
+
+
+def _inputs(decay_k: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    h0 = torch.randn(R, H, K, V, dtype=torch.float64, generator=gen)
+    w = torch.randn(R, NT, H, C, K, dtype=torch.float64, generator=gen) / 4
+    u = torch.randn(R, NT, H, C, V, dtype=torch.float64, generator=gen)
+    kg = torch.randn(R, NT, H, C, K, dtype=torch.float64, generator=gen) / 4
+    decay = torch.rand(R, NT, H, decay_k, 1, dtype=torch.float64, generator=gen)
+    return tuple(x.to(DEVICE) for x in (h0, w, u, kg, decay))
+
+
+def _rounding(seeds, rows=None, dtype=torch.float16, store="input"):
+    rnd = emulation.Rounding(Arithmetic("chunk", C, store=store, dot="tf32"), dtype, seeds, torch.device(DEVICE), rows)
+    rnd.fused = True  # the GPU's noise path, here under the interpreter
+    rnd.draws = 7  # draws before the state passing: the kernel keys its noise from there
+    return rnd
+
+
+def _per_chunk(rnd, *args):
+    """_delta_passed with the per-chunk torch ops (each rounding point one fused noise launch)."""
+    rnd.fused_delta_passing = lambda *a: None
+    return emulation._delta_passed(rnd, *args)
+
+
+@pytest.mark.parametrize("decay_k", [1, K])
+@pytest.mark.parametrize("with_h0", [True, False])
+@pytest.mark.parametrize("lengths", [None, [48, 16, 0, 33]])
+@pytest.mark.parametrize("dtype,store,draws", [(torch.float16, "input", 7), (torch.bfloat16, "fp32", 9),
+                                               (torch.float32, "fp32", 9)])
+def test_one_launch_computes_what_the_per_chunk_ops_do(decay_k, with_h0, lengths, dtype, store, draws):
+    h0, w, u, kg, decay = _inputs(decay_k)
+    h0 = h0 if with_h0 else None
+    args = (h0, w, u, kg, decay, lengths, C)
+    fused_rnd, chunk_rnd = _rounding([3, 2**62 + 5], dtype=dtype, store=store), _rounding([3, 2**62 + 5], dtype=dtype,
+                                                                                         store=store)
+    got = emulation._delta_passed(fused_rnd, *args)
+    want = _per_chunk(chunk_rnd, *args)
+    assert fused_rnd.draws == chunk_rnd.draws == 7 + draws * NT  # the draws after it are the per-chunk path's too
+    for x, y in zip(got, want, strict=True):  # states, new values, final state
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13)
+    exact_first = h0 if with_h0 else torch.zeros_like(got[2])
+    assert not torch.equal(got[0][:, 0], exact_first)  # the stored states carry their noise
+    if lengths is not None:  # a row that ran no chunk keeps its initial state, exactly
+        assert torch.equal(got[2][2], exact_first[2])
+
+
+def test_a_case_gets_the_same_values_alone_in_a_batch_and_as_a_group_of_its_samples():
+    h0, w, u, kg, decay = _inputs(K, seed=1)
+    seeds = [11, 12]
+    both = emulation._delta_passed(_rounding(seeds), h0, w, u, kg, decay, None, C)
+    half = R // 2
+    for c, seed in enumerate(seeds):
+        rows = slice(c * half, (c + 1) * half)
+        alone = emulation._delta_passed(_rounding([seed]), *(x[rows] for x in (h0, w, u, kg, decay)), None, C)
+        assert all(torch.equal(a, b[rows]) for a, b in zip(alone, both, strict=True))
+    # a group of samples (emulation.SAMPLES of them drawn; here 2 of 16, one row each) gets its rows of the full draw
+    full = [x[:1].expand((emulation.SAMPLES,) + x.shape[1:]).contiguous() for x in (h0, w, u, kg, decay)]
+    whole = emulation._delta_passed(_rounding([11]), *full, None, C)
+    group = emulation._delta_passed(_rounding([11], rows=slice(5, 7)), *(x[5:7] for x in full), None, C)
+    assert all(torch.equal(a, b[5:7]) for a, b in zip(group, whole, strict=True))
+    assert not torch.equal(whole[2][5], whole[2][6])  # the samples differ in their noise only
+
+
+def test_gradients_the_cpu_and_small_chunks_keep_the_per_chunk_ops():
+    h0, w, u, kg, decay = _inputs(1)
+    rnd = _rounding([3])
+    assert rnd.fused_delta_passing(h0, w, u.clone().requires_grad_(), kg, decay, None) is None  # autograd
+    with torch.no_grad():
+        assert rnd.fused_delta_passing(h0, w, u.clone().requires_grad_(), kg, decay, None) is not None
+    assert rnd.fused_delta_passing(h0, w[..., :8, :], u[..., :8, :], kg[..., :8, :], decay, None) is None  # C = 8
+    cpu = emulation.Rounding(Arithmetic("chunk", C), torch.float32, 3, torch.device("cpu"))
+    assert cpu.fused_delta_passing(*(x.cpu() for x in (h0, w, u, kg, decay)), None) is None  # the goldens' stream
+
+
+def test_bad_shapes_are_refused():
+    h0, w, u, kg, decay = _inputs(K)
+    seeds = torch.tensor([1, 2, 3], dtype=torch.int64, device=DEVICE)
+    points = Points(1e-3, 0.0, -1e-3, 2e-3, 1e-7)
+    with pytest.raises(ValueError, match="do not split"):
+        passed(h0, w, u, kg, decay, None, seeds, 0, (0, 0), points)
+    with pytest.raises(ValueError, match="do not fit"):
+        passed(h0, w, u[:, :2], kg, decay, None, seeds[:1], 0, (0, 0), points)
+    with pytest.raises(ValueError, match="does not fit"):
+        passed(h0, w, u, kg, decay[..., :2, :], None, seeds[:1], 0, (0, 0), points)
+    with pytest.raises(ValueError, match="powers of two"):
+        passed(h0, w[..., :8, :], u[..., :8, :], kg[..., :8, :], decay, None, seeds[:1], 0, (0, 0), points)
+    with pytest.raises(ValueError, match="32-bit offsets"):
+        passed(h0, w, u, kg, decay, None, seeds[:1], 0, (2**31 - 10, 0), points)
