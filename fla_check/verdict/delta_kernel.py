@@ -119,9 +119,14 @@ def draws_per_chunk(points: Points) -> int:
     return 9 if points.operand_w else 7
 
 
+MAX_TILE = 64 * 64  # C x padded K of the w and kg tiles: 64 x 128 asked for 304-352 KB of an H200's 227 KB of
+# shared memory (perf-h200-51: the loop's loads multi-buffered); 64 x 64 compiled and ran (perf-h200-50)
+
+
 def fits(C: int, K: int) -> bool:
-    """Whether the kernel takes chunks of C rows (a power of two, >= 16: tl.dot's and tl.arange's sizes)."""
-    return C >= 16 and C & (C - 1) == 0 and K >= 1
+    """Whether the kernel takes chunks of C rows (a power of two, >= 16: tl.dot's and tl.arange's sizes) of K key
+    channels (C times K padded to a power of two at most :data:`MAX_TILE`); else the per-chunk torch ops run."""
+    return C >= 16 and C & (C - 1) == 0 and 1 <= K and C * max(16, triton.next_power_of_2(K)) <= MAX_TILE
 
 
 def passed(h0: Optional[Tensor], w: Tensor, u: Tensor, kg: Tensor, decay: Tensor, keep: Optional[Tensor],
@@ -136,7 +141,8 @@ def passed(h0: Optional[Tensor], w: Tensor, u: Tensor, kg: Tensor, decay: Tensor
     R, NT, H, C, K = w.shape
     V = u.shape[-1]
     if not fits(C, K):
-        raise ValueError(f"chunks of {C} rows: the kernel takes powers of two from 16")
+        raise ValueError(f"chunks of {C} rows of {K} key channels: the kernel takes powers of two from 16, "
+                         f"at most {MAX_TILE} rows x padded channels")
     if tuple(kg.shape) != tuple(w.shape) or tuple(u.shape[:4]) != (R, NT, H, C):
         raise ValueError(f"w {tuple(w.shape)}, u {tuple(u.shape)}, kg {tuple(kg.shape)} do not fit")
     if decay.shape[3] not in (1, K) or tuple(decay.shape[:3]) != (R, NT, H):

@@ -50,6 +50,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from triton.runtime.errors import OutOfResources
 
 from fla_check.references.options import Prepare, expand_heads
 from fla_check.references.recurrence import StepFn, readout, run_rows
@@ -218,8 +219,11 @@ class Rounding:
         operand = not (self.half and self.u_store == self.u_in)  # as operand(x, stored=True): else no draw
         lo, hi = self.operand_range if operand else (0.0, 0.0)
         points = Points(self.u_store, self.tiny_store, lo, hi - lo, U32)
-        out = passed(h0, w_op, u, kg, decay, keep, self._seeds_on(u.device), self.draws, (start_state, start_values),
-                     points)
+        try:
+            out = passed(h0, w_op, u, kg, decay, keep, self._seeds_on(u.device), self.draws,
+                         (start_state, start_values), points)
+        except OutOfResources:  # a shape past the GPU's shared memory: the per-chunk ops, the same draws
+            return None
         self.draws += draws_per_chunk(points) * NT
         return out
 
@@ -235,8 +239,12 @@ class Rounding:
         start = self._fused_start(blocks, float64=[q, k, G], differentiable=[q, k, G])
         if start is None:
             return None
+        try:
+            out = scores(q, k, G, self._seeds_on(q.device), self.draws + 1, start, SPLIT_SPAN)
+        except OutOfResources:  # a shape past the GPU's shared memory: the torch ops, the same draws
+            return None
         self.draws += 1
-        return scores(q, k, G, self._seeds_on(q.device), self.draws, start, SPLIT_SPAN)
+        return out
 
     def _fused_start(self, drawn: int, float64: list[Optional[Tensor]],
                      differentiable: list[Optional[Tensor]]) -> Optional[int]:

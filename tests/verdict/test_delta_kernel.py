@@ -9,7 +9,7 @@ from device import DEVICE
 
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
-from fla_check.verdict.delta_kernel import Points, passed
+from fla_check.verdict.delta_kernel import Points, fits, passed
 
 R, NT, H, C, K, V = 4, 3, 2, 16, 8, 12
 
@@ -83,6 +83,7 @@ def test_gradients_the_cpu_and_small_chunks_keep_the_per_chunk_ops():
     with torch.no_grad():
         assert rnd.fused_delta_passing(h0, w, u.clone().requires_grad_(), kg, decay, None) is not None
     assert rnd.fused_delta_passing(h0, w[..., :8, :], u[..., :8, :], kg[..., :8, :], decay, None) is None  # C = 8
+    assert not fits(64, 100) and not fits(128, 64) and fits(64, 64) and fits(16, 100)  # tiles past shared memory
     cpu = emulation.Rounding(Arithmetic("chunk", C), torch.float32, 3, torch.device("cpu"))
     assert cpu.fused_delta_passing(*(x.cpu() for x in (h0, w, u, kg, decay)), None) is None  # the goldens' stream
 
@@ -101,3 +102,19 @@ def test_bad_shapes_are_refused():
         passed(h0, w[..., :8, :], u[..., :8, :], kg[..., :8, :], decay, None, seeds[:1], 0, (0, 0), points)
     with pytest.raises(ValueError, match="32-bit offsets"):
         passed(h0, w, u, kg, decay, None, seeds[:1], 0, (2**31 - 10, 0), points)
+
+
+def test_a_launch_past_shared_memory_falls_back_to_the_per_chunk_ops(monkeypatch):
+    from triton.runtime.errors import OutOfResources
+
+    def too_large(*args, **kwargs):
+        raise OutOfResources(311296, 232448, "shared memory")
+
+    h0, w, u, kg, decay = _inputs(1)
+    args = (h0, w, u, kg, decay, None, C)
+    want = _per_chunk(_rounding([3]), *args)
+    monkeypatch.setattr("fla_check.verdict.delta_kernel.passed", too_large)
+    rnd = _rounding([3])
+    got = emulation._delta_passed(rnd, *args)
+    assert rnd.draws == 7 + 7 * NT  # the per-chunk path's draws, none lost to the failed launch
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))

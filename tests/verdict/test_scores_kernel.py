@@ -97,3 +97,17 @@ def test_bad_shapes_are_refused():
         scores(q[..., :8, :], k[..., :8, :], G[..., :8, :], seeds[:1], 1, 0, 300.0)
     with pytest.raises(ValueError, match="32-bit offsets"):
         scores(q, k, G, seeds[:1], 1, 2**31 - 10, 300.0)
+
+
+def test_a_launch_past_shared_memory_falls_back_to_the_torch_ops(monkeypatch):
+    from triton.runtime.errors import OutOfResources
+
+    def too_large(*args, **kwargs):
+        raise OutOfResources(311296, 232448, "shared memory")
+
+    q, k, G = _inputs(32, 16)
+    want = _torch_path(_rounding([3]), q, k, G)
+    monkeypatch.setattr("fla_check.verdict.scores_kernel.scores", too_large)
+    rnd = _rounding([3])
+    assert torch.equal(emulation._gla_scores(rnd, q, k, G), want)
+    assert rnd.draws == 6  # the torch path's one draw, none lost to the failed launch
