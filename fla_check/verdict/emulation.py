@@ -50,7 +50,6 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
-from triton.runtime.errors import OutOfResources
 
 from fla_check.references.options import Prepare, expand_heads
 from fla_check.references.recurrence import StepFn, readout, run_rows
@@ -207,6 +206,8 @@ class Rounding:
                             keep: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor, Tensor]]:
         """:func:`_delta_passed` in one launch (:func:`fla_check.verdict.delta_kernel.passed`: the noise the per-chunk
         path draws at each chunk's rounding points) where :meth:`_fused` applies; else None."""
+        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
+
         from fla_check.verdict.delta_kernel import Points, draws_per_chunk, fits, passed
 
         S, NT, H, C, K = w_op.shape
@@ -230,6 +231,8 @@ class Rounding:
     def fused_scores(self, q: Tensor, k: Tensor, G: Tensor) -> Optional[Tensor]:
         """:func:`_gla_scores` in one launch (:func:`fla_check.verdict.scores_kernel.scores`: the accumulation
         noise :meth:`accumulated` draws) where :meth:`_fused` applies and the chunks are whole sub-chunks; else None."""
+        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
+
         from fla_check.verdict.scores_kernel import fits, scores
 
         C, K = q.shape[-2:]
