@@ -9,12 +9,12 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
 python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1
 nvidia-smi -L; date -u
-bash bench/gpu_pytest.sh "$W/fix" 140 15 tests/verdict/test_delta_kernel.py tests/verdict/test_scores_kernel.py \
+bash bench/gpu_pytest.sh "$W/fix" 130 15 tests/verdict/test_delta_kernel.py tests/verdict/test_scores_kernel.py \
   "tests/verdict/test_honest_controls.py" tests/engine/test_memory.py::test_honest_builtins_are_quiet_under_the_checks \
   tests/commands/test_selftest.py -k "K100 or honest_builtins or delta or scores or shared_memory"
 gzip -f "$W/fix/pytest.log"
 FIRST="tests/engine tests/commands tests/verdict tests/references"
-bash bench/gpu_pytest.sh "$W/b" 290 15 $(for d in $FIRST; do echo "--ignore=$d"; done)
+bash bench/gpu_pytest.sh "$W/b" 270 15 $(for d in $FIRST; do echo "--ignore=$d"; done)
 gzip -f "$W/b/pytest.log"
 date -u
 tar czf "$OUT/all_fix.tar.gz" -C "$OUT" w && rm -rf "$W"
