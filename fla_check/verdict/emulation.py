@@ -33,9 +33,10 @@ ones (-0.1*finfo.max) are not, so the damage they do stays flagged.
 
 The noise is seeded and drawn on the case's device (replays on the same kind of device are
 exact: :func:`noise_generator`; on a GPU one Triton launch per rounding point draws and applies it,
-:mod:`fla_check.verdict.noise_kernel`, the chunked state passing one launch for all its chunks with
-the same draws, :mod:`fla_check.verdict.passing_kernel`, and points autograd differentiates draw in
-blocks ahead, :class:`_Stream`); an emulation of some of the samples only (``rows``: memory bounded,
+:mod:`fla_check.verdict.noise_kernel`; with the same draws, the chunked state passing one launch for
+all its chunks, :mod:`fla_check.verdict.passing_kernel` (the delta rule's, two dots per chunk,
+:mod:`fla_check.verdict.delta_kernel`), and GLA's and KDA's intra-chunk scores one launch,
+:mod:`fla_check.verdict.scores_kernel`; points autograd differentiates draw in blocks ahead, :class:`_Stream`); an emulation of some of the samples only (``rows``: memory bounded,
 :func:`fla_check.verdict.baselines.sample_groups`) draws every sample's noise and keeps its rows,
 so a group's samples are the ungrouped run's. Differentiable inputs flow through it:
 autograd on the emulation gives the baseline of the gradients. The float64 reference stays the
