@@ -198,7 +198,8 @@ def main() -> None:
                     if device == "cuda":
                         torch.cuda.synchronize()
                 print(f"\n{mode} at T = {T}, one call profiled, ms per case (of {args.cases}), inclusive:\n\n"
-                      "| function | calls per case | kernels' device ms | device span ms | host ms |\n|---|---|---|---|---|\n"
+                      "| function | calls per case | kernels' device ms | device span ms | host ms |\n"
+                      "|---|---|---|---|---|\n"
                       + "\n".join(Ranges.rows(prof, args.cases)) + "\n", flush=True)
 
 

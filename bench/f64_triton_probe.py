@@ -60,7 +60,8 @@ def main() -> None:
             ms = _timed(run)
             rel = ((c - a @ b).abs().max() / (a.abs() @ b.abs()).max()).item()
             t_torch = _timed(lambda: a @ b)
-            print(f"f64 tl.dot {M}x{N}x{K}: max err / bound {rel:.3e}, {ms:.3f} ms per {batch} (torch bmm {t_torch:.3f} ms)")
+            print(f"f64 tl.dot {M}x{N}x{K}: max err / bound {rel:.3e}, {ms:.3f} ms per {batch} "
+                  f"(torch bmm {t_torch:.3f} ms)")
         except Exception as exc:  # noqa: BLE001
             print(f"f64 tl.dot {M}x{N}x{K} FAILED:", type(exc).__name__, str(exc)[:400])
 

@@ -36,7 +36,8 @@ exact: :func:`noise_generator`; on a GPU one Triton launch per rounding point dr
 :mod:`fla_check.verdict.noise_kernel`; with the same draws, the chunked state passing one launch for
 all its chunks, :mod:`fla_check.verdict.passing_kernel` (the delta rule's, two dots per chunk,
 :mod:`fla_check.verdict.delta_kernel`), and GLA's and KDA's intra-chunk scores one launch,
-:mod:`fla_check.verdict.scores_kernel`; points autograd differentiates draw in blocks ahead, :class:`_Stream`); an emulation of some of the samples only (``rows``: memory bounded,
+:mod:`fla_check.verdict.scores_kernel`; points autograd differentiates draw in blocks ahead,
+:class:`_Stream`); an emulation of some of the samples only (``rows``: memory bounded,
 :func:`fla_check.verdict.baselines.sample_groups`) draws every sample's noise and keeps its rows,
 so a group's samples are the ungrouped run's. Differentiable inputs flow through it:
 autograd on the emulation gives the baseline of the gradients. The float64 reference stays the
@@ -193,7 +194,8 @@ class Rounding:
         """:func:`_passed` in one launch (:func:`fla_check.verdict.passing_kernel.passed`: the noise
         :meth:`_fused` draws at each chunk's three rounding points) where :meth:`_fused` applies; else None."""
         inputs = [h0, decay, added]
-        start = self._fused_start(added[:, 0].numel(), float64=inputs, differentiable=inputs)  # a draw: one chunk's state
+        # each of its draws is one chunk's state
+        start = self._fused_start(added[:, 0].numel(), float64=inputs, differentiable=inputs)
         if start is None:
             return None
         from fla_check.verdict.passing_kernel import passed

@@ -6,6 +6,7 @@ of samples), and a case gets the same values alone and in a batch."""
 import pytest
 import torch
 from device import DEVICE
+from fused_noise import fused_rounding, torch_path
 
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
@@ -25,16 +26,11 @@ def _inputs(decay_k: int, seed: int = 0):
 
 
 def _rounding(seeds, rows=None, dtype=torch.float16, store="input"):
-    rnd = emulation.Rounding(Arithmetic("chunk", C, store=store, dot="tf32"), dtype, seeds, torch.device(DEVICE), rows)
-    rnd.fused = True  # the GPU's noise path, here under the interpreter
-    rnd.draws = 7  # draws before the state passing: the kernel keys its noise from there
-    return rnd
+    return fused_rounding(Arithmetic("chunk", C, store=store, dot="tf32"), dtype, seeds, rows)
 
 
 def _per_chunk(rnd, *args):
-    """_delta_passed with the per-chunk torch ops (each rounding point one fused noise launch)."""
-    rnd.fused_delta_passing = lambda *a: None
-    return emulation._delta_passed(rnd, *args)
+    return torch_path(rnd, "fused_delta_passing", emulation._delta_passed, *args)
 
 
 @pytest.mark.parametrize("decay_k", [1, K])

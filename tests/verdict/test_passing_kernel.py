@@ -5,6 +5,7 @@ early, several cases, a group of samples), and a case gets the same state alone 
 import pytest
 import torch
 from device import DEVICE
+from fused_noise import fused_rounding, torch_path
 
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
@@ -22,16 +23,11 @@ def _inputs(decay_k: int, seed: int = 0):
 
 
 def _rounding(seeds, rows=None, dtype=torch.float16):
-    rnd = emulation.Rounding(Arithmetic("chunk", C, store="input"), dtype, seeds, torch.device(DEVICE), rows)
-    rnd.fused = True  # the GPU's noise path, here under the interpreter
-    rnd.draws = 7  # draws before the state passing: the kernel takes its keys from there
-    return rnd
+    return fused_rounding(Arithmetic("chunk", C, store="input"), dtype, seeds, rows)
 
 
 def _per_chunk(rnd, *args):
-    """_passed with the per-chunk torch ops (each rounding point one fused noise launch)."""
-    rnd.fused_passing = lambda *a: None
-    return emulation._passed(rnd, *args)
+    return torch_path(rnd, "fused_passing", emulation._passed, *args)
 
 
 @pytest.mark.parametrize("decay_k", [1, K])

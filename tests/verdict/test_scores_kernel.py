@@ -5,6 +5,7 @@ gates whose diagonal blocks are summed channel by channel, several cases, a grou
 import pytest
 import torch
 from device import DEVICE
+from fused_noise import fused_rounding, torch_path
 
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
@@ -23,15 +24,11 @@ def _inputs(C: int, K: int, seed: int = 0, fill: float = 0.0):
 
 
 def _rounding(seeds, rows=None):
-    rnd = emulation.Rounding(Arithmetic("chunk", 64, store="input"), torch.float16, seeds, torch.device(DEVICE), rows)
-    rnd.fused = True  # the GPU's noise path, here under the interpreter
-    rnd.draws = 5  # draws before the scores: the kernel keys its noise from there
-    return rnd
+    return fused_rounding(Arithmetic("chunk", 64, store="input"), torch.float16, seeds, rows, draws=5)
 
 
 def _torch_path(rnd, *args):
-    rnd.fused_scores = lambda *a: None
-    return emulation._gla_scores(rnd, *args)
+    return torch_path(rnd, "fused_scores", emulation._gla_scores, *args)
 
 
 def _exact(q, k, G):
