@@ -4,6 +4,7 @@
     python bench/compile_sm90.py --dtype bfloat16 --gated       # gated_delta chunk forward
     python bench/compile_sm90.py --dtype bfloat16 --kda         # KDA chunk forward
     KD=100 VD=60 python bench/compile_sm90.py --dtype float16   # other head dims
+    python bench/compile_sm90.py --verdict                      # the emulation's fused float64 kernels
 
 Compiles (never runs) every kernel of ``fla_check.kernels.delta.chunk.chunk_fwd`` (chunk 64, B=1
 T=128 H=2, K = V = 128 unless ``KD`` / ``VD``) for an H100/H200 target (sm_90) on a CPU-only
@@ -15,6 +16,10 @@ the dynamic shared memory Triton allocates (``smem``), num_warps / num_stages, t
 holds at once by registers, shared memory and warps (``per-SM``), and how many ``wgmma.mma_async``
 (Hopper tensor cores), ``mma.sync`` (Ampere-style tensor cores) and ``fma.rn.f32`` (scalar FMA
 dots) instructions its PTX holds. Compile seconds are CPU-bound: compare runs on one machine.
+``--verdict`` compiles the emulated baselines' kernels instead (fla_check/verdict/*_kernel.py) at their GPU
+block sizes, over head dims 16 / 64 / 100 / 128 and chunks of 16 and 64 rows, each at two lengths and case
+counts (a second launch of one key is a cache hit: its row reads ~0 s), and whether it fits an H200's
+shared memory (227 KB).
 """
 from __future__ import annotations
 
@@ -93,14 +98,44 @@ def _compile_only(self, *args, grid, warmup, **kwargs):
     return kernel
 
 
+def compile_verdict_kernels() -> None:
+    """Every fused kernel of the emulation (verdict/*_kernel.py) at its GPU blocks, two lengths per shape."""
+    torch.Tensor.is_cuda = property(lambda self: True)  # the wrappers' GPU block sizes; nothing runs
+    from fla_check.verdict import delta_kernel, noise_kernel, passing_kernel, scores_kernel
+
+    seeds = torch.zeros(2, dtype=torch.int64)
+    f64 = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
+    points = delta_kernel.Points(2.0**-8, 2.0**-133, -2.0**-8, 2.0**-7, 2.0**-24)
+    for K in (16, 64, 100, 128):
+        for C in (16, 64):
+            for NT in (1, 5):
+                R, H, V = 32, 2, K
+                noise_kernel.perturbed(f64(R, NT, H, C, K), None, -1e-3, 2e-3, "relative", seeds, 3 + NT, 0)
+                passing_kernel.passed(f64(R, H, K, V), f64(R, NT, H, K, 1), f64(R, NT, H, K, V), None, seeds, 3 + NT,
+                                      0, 2.0**-8, 2.0**-133, 2.0**-24)
+                scores_kernel.scores(f64(R, NT, H, C, K), f64(R, NT, H, C, K), f64(R, NT, H, C, K), seeds, 3 + NT, 0,
+                                     300.0)
+                if delta_kernel.fits(C, K):
+                    delta_kernel.passed(f64(R, H, K, V), f64(R, NT, H, C, K), f64(R, NT, H, C, V),
+                                        f64(R, NT, H, C, K), f64(R, NT, H, 1, 1), None, seeds, 3 + NT, (0, 0), points)
+                print(f"K={K} C={C} NT={NT}: {len(ROWS)} launches so far", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
     parser.add_argument("--gated", action="store_true", help="gated_delta (a log gate g) instead of delta")
     parser.add_argument("--kda", action="store_true", help="KDA's chunk forward (a per-channel log gate)")
+    parser.add_argument("--verdict", action="store_true", help="the emulation's fused float64 kernels instead")
     args = parser.parse_args()
     _driver.set_active(FakeDriver())
     JITFunction.run = _compile_only
+    if args.verdict:
+        start = time.perf_counter()
+        compile_verdict_kernels()
+        print(f"verdict kernels: total compile {time.perf_counter() - start:.1f} s")
+        _print_rows()
+        return
     from fla_check.kernels.delta.chunk import chunk_fwd
     from fla_check.kernels.kda.chunk import kda_chunk_fwd
 
@@ -118,6 +153,10 @@ def main() -> None:
         chunk_fwd(q, k, v, beta, g, K ** -0.5, None, True, None, 64)
     print(f"{args.dtype} {'kda' if args.kda else 'gated_delta' if args.gated else 'delta'} K={K} V={V}: "
           f"total compile {time.perf_counter() - start:.1f} s")
+    _print_rows()
+
+
+def _print_rows() -> None:
     for name, seconds, resources, counts in ROWS:
         print(f"  {name:28s} {seconds:6.1f} s  {resources}  smem {counts['smem']} warps {counts['warps']} "
               f"stages {counts['stages']} per-SM {counts.get('per_sm', '?')}  wgmma {counts['wgmma']} "

@@ -28,6 +28,8 @@ from torch import Tensor
 from fla_check.verdict.passing_kernel import KEY_STEP, _next_key
 
 BV = 32  # value columns of the state per program on a GPU; the interpreter takes them all at once
+WARPS = 8  # the 64 x 64 tiles of w and kg across 8 warps: 4 spilled 1128 bytes a thread and took 8.2 s to compile
+# for sm_90, 8 spill 80 and take 2.9 s (`python3 bench/compile_sm90.py --verdict`, docs/compile_buckets.md)
 
 
 class Points(NamedTuple):
@@ -47,11 +49,11 @@ def _rounded(x, m, lo, w, seed, key, place):
     return x + m * (lo + w * tl.rand(seed ^ key, place).to(tl.float64))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start_state", "start_values", "NT", "H"])
 def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr, values_ptr, final_ptr, seeds_ptr,
-                  key0, rows, rows_per_case, start_state, start_values, NT, H, u_store, tiny_store, operand_lo,
+                  key0, rows, rows_per_case, start_state, start_values, NT, H, K, V, u_store, tiny_store, operand_lo,
                   operand_w, u_state, acc_w, acc_kg,
-                  C: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                   DECAY_K: tl.constexpr, OPERAND: tl.constexpr, HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr):
     row, head, vb = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rk, rc, rv = tl.arange(0, BK), tl.arange(0, C), vb * BV + tl.arange(0, BV)
@@ -162,9 +164,9 @@ def passed(h0: Optional[Tensor], w: Tensor, u: Tensor, kg: Tensor, decay: Tensor
     _delta_kernel[(R, H, triton.cdiv(V, bv))](
         h0c if h0c is not None else final, w.contiguous(), u.to(w).contiguous(), kg.to(w).contiguous(),
         decay.to(w).contiguous(), keep_bytes if keep_bytes is not None else final, states, values, final, seeds,
-        (draws * KEY_STEP.value) % 2**62, R, rows_per_case, starts[0], starts[1], NT, H,
+        (draws * KEY_STEP.value) % 2**62, R, rows_per_case, starts[0], starts[1], NT, H, K, V,
         float(points.u_store), float(points.tiny_store), float(points.operand_lo), float(points.operand_w),
         float(points.u_state), 2.0**-24 * K**0.5, 2.0**-24 * C**0.5,
-        C=C, K=K, V=V, BK=max(16, triton.next_power_of_2(K)), BV=bv, DECAY_K=decay.shape[3],
-        OPERAND=bool(points.operand_w), HAS_H0=h0 is not None, HAS_KEEP=keep is not None)
+        C=C, BK=max(16, triton.next_power_of_2(K)), BV=bv, DECAY_K=decay.shape[3],
+        OPERAND=bool(points.operand_w), HAS_H0=h0 is not None, HAS_KEEP=keep is not None, num_warps=WARPS)
     return states, values, final

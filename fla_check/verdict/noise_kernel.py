@@ -28,7 +28,7 @@ MODES = {"relative": 0, "absolute": 1, "scaled": 2}  # m = x, m = 1, m = a tenso
 BLOCK = 1024  # elements per program on a GPU; the CPU interpreter runs a program's block as numpy, so larger there
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["key", "per_case", "start"])  # per-call ints: one binary per mode (compile_buckets.md)
 def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, w,
                     MODE: tl.constexpr, BLOCK: tl.constexpr):
     case = tl.program_id(1)

@@ -35,12 +35,11 @@ def _next_key(key):
     return (key + KEY_STEP) & KEY_MASK
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start", "NT", "H"])  # K, V: % 16 only
 def _passing_kernel(h0_ptr, decay_ptr, added_ptr, keep_ptr, stored_ptr, final_ptr, seeds_ptr, key0,
-                    rows, rows_per_case, start, NT, u_store, tiny_store, u_state,
-                    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, DECAY_K: tl.constexpr,
-                    HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr, BLOCK: tl.constexpr):
-    HKV: tl.constexpr = H * K * V
+                    rows, rows_per_case, start, NT, u_store, tiny_store, u_state, H, K, V,
+                    DECAY_K: tl.constexpr, HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    HKV = H * K * V
     row = tl.program_id(1)
     idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = idx < HKV
@@ -99,6 +98,6 @@ def passed(h0: Optional[Tensor], decay: Tensor, added: Tensor, keep: Optional[Te
     _passing_kernel[(triton.cdiv(H * K * V, block), R)](
         h0c if h0c is not None else final, decay.to(added).contiguous(), added.contiguous(),
         keep_bytes if keep_bytes is not None else final, stored, final, seeds, (draws * KEY_STEP.value) % 2**62,
-        R, rows_per_case, start, NT, float(u_store), float(tiny_store), float(u_state),
-        H=H, K=K, V=V, DECAY_K=decay.shape[3], HAS_H0=h0 is not None, HAS_KEEP=keep is not None, BLOCK=block)
+        R, rows_per_case, start, NT, float(u_store), float(tiny_store), float(u_state), H, K, V,
+        DECAY_K=decay.shape[3], HAS_H0=h0 is not None, HAS_KEEP=keep is not None, BLOCK=block)
     return stored, final

@@ -29,10 +29,9 @@ BLOCK = 16  # rows of a sub-chunk (emulation.BLOCK): tl.dot needs 16 on each sid
 K_SLICE = 16  # key channels per step of a diagonal block summed channel by channel
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["key", "rows_per_case", "start", "NT", "H", "NS"])  # C, K: % 16 only
 def _scores_kernel(q_ptr, k_ptr, g_ptr, out_ptr, seeds_ptr, key, rows_per_case, start, NT, H, acc_scale, span,
-                   C: tl.constexpr, K: tl.constexpr, BK: tl.constexpr, BC: tl.constexpr, NS: tl.constexpr,
-                   K_SLICE: tl.constexpr):
+                   C, K, NS, BK: tl.constexpr, BC: tl.constexpr, K_SLICE: tl.constexpr):
     pid = tl.program_id(0)
     a = pid % NS
     chunk = (pid // NS).to(tl.int64)  # over rows x chunks x heads
@@ -106,6 +105,6 @@ def scores(q: Tensor, k: Tensor, G: Tensor, seeds: Tensor, draw: int, start: int
     if out.numel():
         _scores_kernel[(R * NT * H * ns,)](
             q.contiguous(), k.contiguous(), G.to(q).contiguous(), out, seeds, (draw * KEY_STEP.value) % 2**62,
-            rows_per_case, start, NT, H, 2.0**-24 * math.sqrt(K), float(span),
-            C=C, K=K, BK=max(triton.next_power_of_2(K), K_SLICE), BC=BLOCK, NS=ns, K_SLICE=K_SLICE)
+            rows_per_case, start, NT, H, 2.0**-24 * math.sqrt(K), float(span), C, K, ns,
+            BK=max(triton.next_power_of_2(K), K_SLICE), BC=BLOCK, K_SLICE=K_SLICE)
     return out

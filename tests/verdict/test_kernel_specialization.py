@@ -1,0 +1,68 @@
+"""The emulation's fused kernels (noise, state passing, scores, delta state passing) compile once per bucket:
+the Triton specialization keys of their launches (computed as JITFunction.run keys its cache: every constexpr
+value, ints == 1 / % 16 unless do_not_specialize) do not depend on the sequence length, the batch or the number
+of cases of one shape, only on what a warm-up bucket fixes (dtype, head dims, chunk size, initial state,
+packing). A search draws many lengths per bucket: each new key would be a compile on its clock
+(docs/compile_buckets.md)."""
+import inspect
+
+import pytest
+import torch
+from device import DEVICE  # selects the backend (TRITON_INTERPRET on a CPU) before triton loads
+
+from fla_check.verdict import emulation
+from fla_check.verdict.arithmetic import Arithmetic
+
+VERDICT_KERNELS = {"_perturb_kernel", "_passing_kernel", "_scores_kernel", "_delta_kernel"}
+
+
+def _key(fn, args: tuple, kwargs: dict) -> tuple:
+    """The cache key of one launch (bench/compile_buckets.py's, without the launch options)."""
+    from triton.backends.compiler import BaseBackend
+    from triton.runtime.jit import native_specialize_impl
+
+    params = inspect.signature(fn.fn).parameters
+    names = list(params)
+    raw = getattr(fn, "kwargs", {}).get("do_not_specialize") or getattr(fn, "do_not_specialize", None) or ()
+    dns = {names[d] if isinstance(d, int) else d for d in raw}
+    bound = dict(zip(params, args)) | {k: v for k, v in kwargs.items() if k in params}
+    return tuple((name, "constexpr", repr(bound.get(name))) if "constexpr" in str(p.annotation)
+                 else (name,) + tuple(native_specialize_impl(BaseBackend, bound.get(name), False, name not in dns, True))
+                 for name, p in params.items())
+
+
+def _launch_keys(monkeypatch, op: str, T: int, B: int, cases: int) -> set:
+    """(kernel, key) of every verdict-kernel launch of one chunk emulation of `cases` cases of one shape, on the
+    fused (GPU) path: compiled on a GPU, under the interpreter on a CPU."""
+    if DEVICE == "cpu":
+        from triton.runtime.interpreter import InterpretedFunction as Launcher
+    else:
+        from triton.runtime.jit import JITFunction as Launcher
+
+    keys, original = set(), Launcher.run
+
+    def recording(fn, *args, grid, warmup, **kwargs):
+        if fn.fn.__name__ in VERDICT_KERNELS:
+            keys.add((fn.fn.__name__, _key(fn, args, kwargs)))
+        return original(fn, *args, grid=grid, warmup=warmup, **kwargs)
+
+    monkeypatch.setattr(Launcher, "run", recording)
+    monkeypatch.setattr(emulation, "fused_noise", lambda device: True)
+    gen = torch.Generator().manual_seed(T)
+    S, H, K, V = 2 * cases, 2, 16, 16
+    x = lambda *shape: torch.randn(S, B, T, H, *shape, dtype=torch.float64, generator=gen).to(DEVICE)  # noqa: E731
+    gate = -torch.rand(S, B, T, H, *((K,) if op == "gla" else ()), dtype=torch.float64, generator=gen).to(DEVICE) / 4
+    beta = None if op == "gla" else torch.rand(S, B, T, H, dtype=torch.float64, generator=gen).to(DEVICE)
+    with torch.no_grad():
+        emulation.emulate(op, None, Arithmetic("chunk", 32, store="input"), x(K), x(K), x(V), gate, beta, None, None,
+                          dtype=torch.float16, seed=list(range(cases)))
+    return keys
+
+
+@pytest.mark.parametrize("op,kernels", [("gla", {"_perturb_kernel", "_passing_kernel", "_scores_kernel"}),
+                                        ("gated_delta", {"_perturb_kernel", "_delta_kernel"})])
+def test_lengths_batches_and_case_counts_share_one_binary_per_kernel(monkeypatch, op, kernels):
+    short = _launch_keys(monkeypatch, op, T=20, B=1, cases=1)  # one chunk
+    long = _launch_keys(monkeypatch, op, T=150, B=3, cases=3)  # five chunks, three rows, three cases
+    assert {name for name, _ in short} == kernels
+    assert short == long, sorted(name for name, _ in short ^ long)
