@@ -28,8 +28,8 @@ from torch import Tensor
 from fla_check.verdict.passing_kernel import KEY_STEP, _next_key
 
 BV = 32  # value columns of the state per program on a GPU; the interpreter takes them all at once
-WARPS = 8  # the 64 x 64 tiles of w and kg across 8 warps: 4 spilled 1128 bytes a thread and took 8.2 s to compile
-# for sm_90, 8 spill 80 and take 2.9 s (`python3 bench/compile_sm90.py --verdict`, docs/compile_buckets.md)
+WARPS = 8  # the 64 x 64 tiles of w and kg across 8 warps: compiled for sm_90 on one machine in one run, 4 warps
+# spilled 1128 bytes a thread and took 8.2 s, 8 spill 80 and take 2.8 s (docs/compile_buckets.md)
 
 
 class Points(NamedTuple):

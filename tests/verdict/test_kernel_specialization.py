@@ -26,9 +26,12 @@ def _key(fn, args: tuple, kwargs: dict) -> tuple:
     raw = getattr(fn, "kwargs", {}).get("do_not_specialize") or getattr(fn, "do_not_specialize", None) or ()
     dns = {names[d] if isinstance(d, int) else d for d in raw}
     bound = dict(zip(params, args)) | {k: v for k, v in kwargs.items() if k in params}
+
+    def specialized(name: str) -> tuple:
+        return native_specialize_impl(BaseBackend, bound.get(name), False, name not in dns, True)
+
     return tuple((name, "constexpr", repr(bound.get(name))) if "constexpr" in str(p.annotation)
-                 else (name,) + tuple(native_specialize_impl(BaseBackend, bound.get(name), False, name not in dns, True))
-                 for name, p in params.items())
+                 else (name,) + tuple(specialized(name)) for name, p in params.items())
 
 
 def _launch_keys(monkeypatch, op: str, T: int, B: int, cases: int) -> set:
