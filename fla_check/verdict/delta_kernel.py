@@ -49,6 +49,20 @@ def _rounded(x, m, lo, w, seed, key, place):
     return x + m * (lo + w * tl.rand(seed ^ key, place).to(tl.float64))
 
 
+@triton.jit
+def _stored_operand(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, OPERAND: tl.constexpr):
+    """`x` as the kernel stores it (relative, then absolute rounding) and, with OPERAND, reads it back as a dot
+    operand (relative again): (the rounded x, the key of its last draw)."""
+    key = _next_key(key)
+    x = _rounded(x, x, -u_store, 2.0 * u_store, seed, key, place)
+    key = _next_key(key)
+    x = _rounded(x, 1.0, -0.5 * tiny_store, tiny_store, seed, key, place)
+    if OPERAND:
+        key = _next_key(key)
+        x = _rounded(x, x, operand_lo, operand_w, seed, key, place)
+    return x, key
+
+
 @triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start_state", "start_values", "NT", "H"])
 def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr, values_ptr, final_ptr, seeds_ptr,
                   key0, rows, rows_per_case, start_state, start_values, NT, H, K, V, u_store, tiny_store, operand_lo,
@@ -73,13 +87,7 @@ def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr,
     key = key0
     for c in range(NT):
         chunk = (row64 * NT + c) * H + head  # [R,NT,H,...] blocks
-        key = _next_key(key)
-        hs = _rounded(h, h, -u_store, 2.0 * u_store, seed, key, place_s)
-        key = _next_key(key)
-        hs = _rounded(hs, 1.0, -0.5 * tiny_store, tiny_store, seed, key, place_s)
-        if OPERAND:
-            key = _next_key(key)
-            hs = _rounded(hs, hs, operand_lo, operand_w, seed, key, place_s)
+        hs, key = _stored_operand(h, seed, key, place_s, u_store, tiny_store, operand_lo, operand_w, OPERAND)
         hs = tl.where(live, hs, 0.0)
         tl.store(states_ptr + chunk * (K * V) + rk[:, None] * V + rv[None, :], hs, mask=live)
         at_ck = chunk * (C * K) + rc[:, None] * K + rk[None, :]
@@ -89,13 +97,7 @@ def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr,
         wh = _rounded(wh, tl.dot(tl.abs(w), tl.abs(hs)) * acc_w, -1.0, 2.0, seed, key, place_v)
         at_cv = chunk * (C * V) + rc[:, None] * V + rv[None, :]
         vn = tl.load(u_ptr + at_cv, mask=live_c, other=0.0) - wh
-        key = _next_key(key)
-        vn = _rounded(vn, vn, -u_store, 2.0 * u_store, seed, key, place_v)
-        key = _next_key(key)
-        vn = _rounded(vn, 1.0, -0.5 * tiny_store, tiny_store, seed, key, place_v)
-        if OPERAND:
-            key = _next_key(key)
-            vn = _rounded(vn, vn, operand_lo, operand_w, seed, key, place_v)
+        vn, key = _stored_operand(vn, seed, key, place_v, u_store, tiny_store, operand_lo, operand_w, OPERAND)
         vn = tl.where(live_c, vn, 0.0)
         tl.store(values_ptr + at_cv, vn, mask=live_c)
         kg = tl.load(kg_ptr + at_ck, mask=live_k[None, :], other=0.0)
