@@ -33,12 +33,17 @@ def _per_chunk(rnd, *args):
     return torch_path(rnd, "fused_delta_passing", emulation._delta_passed, *args)
 
 
-@pytest.mark.parametrize("decay_k", [1, K])
-@pytest.mark.parametrize("with_h0", [True, False])
-@pytest.mark.parametrize("lengths", [None, [48, 16, 0, 33]])
-@pytest.mark.parametrize("dtype,store,draws", [(torch.float16, "input", 7), (torch.bfloat16, "fp32", 9),
-                                               (torch.float32, "fp32", 9)])
-def test_one_launch_computes_what_the_per_chunk_ops_do(decay_k, with_h0, lengths, dtype, store, draws):
+UNEVEN = [48, 16, 0, 33]  # rows that stop early, one that runs no chunk
+ROUNDINGS = {"fp16-input": (torch.float16, "input", 7),  # stored in the input dtype: no second operand rounding
+             "bf16-fp32": (torch.bfloat16, "fp32", 9), "fp32-fp32": (torch.float32, "fp32", 9)}
+
+
+# every value of each parameter twice, each pair of decay and rounding once (the interpreter's 1-2 s a case)
+@pytest.mark.parametrize("decay_k,with_h0,lengths,rounding", [
+    (1, True, None, "fp16-input"), (K, False, UNEVEN, "fp16-input"), (1, False, UNEVEN, "bf16-fp32"),
+    (K, True, None, "bf16-fp32"), (1, True, UNEVEN, "fp32-fp32"), (K, False, None, "fp32-fp32")])
+def test_one_launch_computes_what_the_per_chunk_ops_do(decay_k, with_h0, lengths, rounding):
+    dtype, store, draws = ROUNDINGS[rounding]
     h0, w, u, kg, decay = _inputs(decay_k)
     h0 = h0 if with_h0 else None
     args = (h0, w, u, kg, decay, lengths, C)
