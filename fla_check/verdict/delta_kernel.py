@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.passing_kernel import KEY_STEP, _next_key
+from fla_check.verdict.noise_kernel import draw_key, next_key, rounded, stored
 
 BV = 32  # value columns of the state per program on a GPU; the interpreter takes them all at once
 WARPS = 8  # the 64 x 64 tiles of w and kg across 8 warps: compiled for sm_90 on one machine in one run, 4 warps
@@ -41,26 +41,6 @@ class Points(NamedTuple):
     operand_lo: float
     operand_w: float
     u_state: float
-
-
-@triton.jit
-def _rounded(x, m, lo, w, seed, key, place):
-    """``x + m (lo + w u)``, u the draw of `key` at `place` (:func:`noise_kernel.perturbed`'s)."""
-    return x + m * (lo + w * tl.rand(seed ^ key, place).to(tl.float64))
-
-
-@triton.jit
-def _stored_operand(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, OPERAND: tl.constexpr):
-    """`x` as the kernel stores it (relative, then absolute rounding) and, with OPERAND, reads it back as a dot
-    operand (relative again): (the rounded x, the key of its last draw)."""
-    key = _next_key(key)
-    x = _rounded(x, x, -u_store, 2.0 * u_store, seed, key, place)
-    key = _next_key(key)
-    x = _rounded(x, 1.0, -0.5 * tiny_store, tiny_store, seed, key, place)
-    if OPERAND:
-        key = _next_key(key)
-        x = _rounded(x, x, operand_lo, operand_w, seed, key, place)
-    return x, key
 
 
 @triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start_state", "start_values", "NT", "H"])
@@ -87,30 +67,30 @@ def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr,
     key = key0
     for c in range(NT):
         chunk = (row64 * NT + c) * H + head  # [R,NT,H,...] blocks
-        hs, key = _stored_operand(h, seed, key, place_s, u_store, tiny_store, operand_lo, operand_w, OPERAND)
+        hs, key = stored(h, seed, key, place_s, u_store, tiny_store, operand_lo, operand_w, OPERAND)
         hs = tl.where(live, hs, 0.0)
         tl.store(states_ptr + chunk * (K * V) + rk[:, None] * V + rv[None, :], hs, mask=live)
         at_ck = chunk * (C * K) + rc[:, None] * K + rk[None, :]
         w = tl.load(w_ptr + at_ck, mask=live_k[None, :], other=0.0)
         wh = tl.dot(w, hs)
-        key = _next_key(key)
-        wh = _rounded(wh, tl.dot(tl.abs(w), tl.abs(hs)) * acc_w, -1.0, 2.0, seed, key, place_v)
+        key = next_key(key)
+        wh = rounded(wh, tl.dot(tl.abs(w), tl.abs(hs)) * acc_w, -1.0, 2.0, seed, key, place_v)
         at_cv = chunk * (C * V) + rc[:, None] * V + rv[None, :]
         vn = tl.load(u_ptr + at_cv, mask=live_c, other=0.0) - wh
-        vn, key = _stored_operand(vn, seed, key, place_v, u_store, tiny_store, operand_lo, operand_w, OPERAND)
+        vn, key = stored(vn, seed, key, place_v, u_store, tiny_store, operand_lo, operand_w, OPERAND)
         vn = tl.where(live_c, vn, 0.0)
         tl.store(values_ptr + at_cv, vn, mask=live_c)
         kg = tl.load(kg_ptr + at_ck, mask=live_k[None, :], other=0.0)
         added = tl.dot(tl.trans(kg), vn)
-        key = _next_key(key)
-        added = _rounded(added, tl.dot(tl.trans(tl.abs(kg)), tl.abs(vn)) * acc_kg, -1.0, 2.0, seed, key, place_s)
+        key = next_key(key)
+        added = rounded(added, tl.dot(tl.trans(tl.abs(kg)), tl.abs(vn)) * acc_kg, -1.0, 2.0, seed, key, place_s)
         if DECAY_K > 1:  # KDA: per key channel
             d = tl.load(decay_ptr + chunk * DECAY_K + rk, mask=live_k, other=0.0)
         else:
             d = tl.load(decay_ptr + chunk + rk * 0, mask=live_k, other=0.0)
         new = h * d[:, None] + added
-        key = _next_key(key)
-        new = _rounded(new, new, -u_state, 2.0 * u_state, seed, key, place_s)
+        key = next_key(key)
+        new = rounded(new, new, -u_state, 2.0 * u_state, seed, key, place_s)
         if HAS_KEEP:
             h = tl.where(tl.load(keep_ptr + c * rows + row) != 0, new, h)
         else:
@@ -166,7 +146,7 @@ def passed(h0: Optional[Tensor], w: Tensor, u: Tensor, kg: Tensor, decay: Tensor
     _delta_kernel[(R, H, triton.cdiv(V, bv))](
         h0c if h0c is not None else final, w.contiguous(), u.to(w).contiguous(), kg.to(w).contiguous(),
         decay.to(w).contiguous(), keep_bytes if keep_bytes is not None else final, states, values, final, seeds,
-        (draws * KEY_STEP.value) % 2**62, R, rows_per_case, starts[0], starts[1], NT, H, K, V,
+        draw_key(draws), R, rows_per_case, starts[0], starts[1], NT, H, K, V,
         float(points.u_store), float(points.tiny_store), float(points.operand_lo), float(points.operand_w),
         float(points.u_state), 2.0**-24 * K**0.5, 2.0**-24 * C**0.5,
         C=C, BK=max(16, triton.next_power_of_2(K)), BV=bv, DECAY_K=decay.shape[3],

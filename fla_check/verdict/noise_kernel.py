@@ -26,6 +26,39 @@ from torch import Tensor
 
 MODES = {"relative": 0, "absolute": 1, "scaled": 2}  # m = x, m = 1, m = a tensor of its own
 BLOCK = 1024  # elements per program on a GPU; the CPU interpreter runs a program's block as numpy, so larger there
+KEY_STEP = tl.constexpr(0x9E3779B97F4A7C15 % 2**62)  # draw d's key: d * KEY_STEP mod 2^62 (:func:`draw_key`)
+KEY_MASK = tl.constexpr(2**62 - 1)
+
+
+def draw_key(draw: int) -> int:
+    """The key of an emulation's `draw`-th draw, mixed into each case's seed (every fused kernel's)."""
+    return (draw * KEY_STEP.value) % 2**62
+
+
+@triton.jit
+def next_key(key):
+    """The key of the next draw: + KEY_STEP mod 2^62 (both terms < 2^62: no int64 overflow)."""
+    return (key + KEY_STEP) & KEY_MASK
+
+
+@triton.jit
+def rounded(x, m, lo, w, seed, key, place):
+    """``x + m (lo + w u)``, u the uniform of the draw `key` at the element's `place` in its case's draw."""
+    return x + m * (lo + w * tl.rand(seed ^ key, place).to(tl.float64))
+
+
+@triton.jit
+def stored(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, OPERAND: tl.constexpr):
+    """`x` as a kernel stores it (relative, then absolute rounding: two draws after `key`) and, with OPERAND,
+    reads it back as a dot operand (relative again, a third): (the rounded x, the key of its last draw)."""
+    key = next_key(key)
+    x = rounded(x, x, -u_store, 2.0 * u_store, seed, key, place)
+    key = next_key(key)
+    x = rounded(x, 1.0, -0.5 * tiny_store, tiny_store, seed, key, place)
+    if OPERAND:
+        key = next_key(key)
+        x = rounded(x, x, operand_lo, operand_w, seed, key, place)
+    return x, key
 
 
 @triton.jit(do_not_specialize=["key", "per_case", "start"])  # per-call ints: one binary per mode (compile_buckets.md)
@@ -34,17 +67,15 @@ def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, 
     case = tl.program_id(1)
     idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     keep = idx < per_case
-    seed = tl.load(seeds_ptr + case) ^ key  # the case's seed, mixed with the draw's index
-    u = tl.rand(seed, start + idx).to(tl.float64)
+    seed = tl.load(seeds_ptr + case)  # the case's seed, mixed with the draw's key
     at = case.to(tl.int64) * per_case + idx
     x = tl.load(x_ptr + at, mask=keep, other=0.0)
-    d = lo + w * u
     if MODE == 0:
-        y = x + x * d
+        y = rounded(x, x, lo, w, seed, key, start + idx)
     elif MODE == 1:
-        y = x + d
+        y = rounded(x, 1.0, lo, w, seed, key, start + idx)
     else:
-        y = x + tl.load(m_ptr + at, mask=keep, other=0.0) * d
+        y = rounded(x, tl.load(m_ptr + at, mask=keep, other=0.0), lo, w, seed, key, start + idx)
     tl.store(out_ptr + at, y, mask=keep)
 
 
@@ -66,7 +97,6 @@ def perturbed(x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str, se
     if per_case:
         block = BLOCK if x.is_cuda else 2**16
         grid = (triton.cdiv(per_case, block), cases)
-        key = (draw * 0x9E3779B97F4A7C15) % 2**62
-        _perturb_kernel[grid](x, m, out, seeds, key, per_case, start, float(lo), float(w), MODE=MODES[mode],
+        _perturb_kernel[grid](x, m, out, seeds, draw_key(draw), per_case, start, float(lo), float(w), MODE=MODES[mode],
                               BLOCK=block)
     return out

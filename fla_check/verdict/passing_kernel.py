@@ -24,15 +24,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-KEY_STEP = tl.constexpr(0x9E3779B97F4A7C15 % 2**62)  # noise_kernel's key is (draw * 0x9E3779B97F4A7C15) mod 2^62
-KEY_MASK = tl.constexpr(2**62 - 1)
+from fla_check.verdict.noise_kernel import draw_key, next_key, rounded, stored
+
 BLOCK = 1024  # state elements per program on a GPU; the interpreter takes a row's state at once
-
-
-@triton.jit
-def _next_key(key):
-    """The key of the next draw: + KEY_STEP mod 2^62 (both terms < 2^62: no int64 overflow)."""
-    return (key + KEY_STEP) & KEY_MASK
 
 
 @triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start", "NT", "H"])  # K, V: % 16 only
@@ -57,15 +51,12 @@ def _passing_kernel(h0_ptr, decay_ptr, added_ptr, keep_ptr, stored_ptr, final_pt
     key = key0
     for c in range(NT):
         at = (row64 * NT + c) * HKV + idx
-        key = _next_key(key)
-        s = h + h * (-u_store + 2.0 * u_store * tl.rand(seed ^ key, place).to(tl.float64))
-        key = _next_key(key)
-        s = s + (-0.5 * tiny_store + tiny_store * tl.rand(seed ^ key, place).to(tl.float64))
+        s, key = stored(h, seed, key, place, u_store, tiny_store, 0.0, 0.0, False)
         tl.store(stored_ptr + at, s, mask=live)
         d = tl.load(decay_ptr + (row64 * NT + c) * (H * DECAY_K) + at_decay, mask=live, other=0.0)
         new = h * d + tl.load(added_ptr + at, mask=live, other=0.0)
-        key = _next_key(key)
-        new = new + new * (-u_state + 2.0 * u_state * tl.rand(seed ^ key, place).to(tl.float64))
+        key = next_key(key)
+        new = rounded(new, new, -u_state, 2.0 * u_state, seed, key, place)
         if HAS_KEEP:
             h = tl.where(tl.load(keep_ptr + c * rows + row) != 0, new, h)
         else:
@@ -88,16 +79,16 @@ def passed(h0: Optional[Tensor], decay: Tensor, added: Tensor, keep: Optional[Te
     rows_per_case = R // seeds.numel()
     if start + rows_per_case * H * K * V >= 2**31:
         raise ValueError("a case's draw is past Philox's 32-bit offsets")
-    stored = torch.empty_like(added)
+    stored_states = torch.empty_like(added)
     if R == 0 or NT == 0:
-        return stored, (added.new_zeros(R, H, K, V) if h0 is None else h0.clone())
+        return stored_states, (added.new_zeros(R, H, K, V) if h0 is None else h0.clone())
     final = added.new_empty(R, H, K, V)
     block = BLOCK if added.is_cuda else triton.next_power_of_2(H * K * V)
     keep_bytes = None if keep is None else keep.to(torch.int8).contiguous()
     h0c = None if h0 is None else h0.to(added).contiguous()
     _passing_kernel[(triton.cdiv(H * K * V, block), R)](
         h0c if h0c is not None else final, decay.to(added).contiguous(), added.contiguous(),
-        keep_bytes if keep_bytes is not None else final, stored, final, seeds, (draws * KEY_STEP.value) % 2**62,
+        keep_bytes if keep_bytes is not None else final, stored_states, final, seeds, draw_key(draws),
         R, rows_per_case, start, NT, float(u_store), float(tiny_store), float(u_state), H, K, V,
         DECAY_K=decay.shape[3], HAS_H0=h0 is not None, HAS_KEEP=keep is not None, BLOCK=block)
-    return stored, final
+    return stored_states, final

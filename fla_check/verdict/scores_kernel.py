@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.passing_kernel import KEY_STEP
+from fla_check.verdict.noise_kernel import draw_key, rounded
 
 BLOCK = 16  # rows of a sub-chunk (emulation.BLOCK): tl.dot needs 16 on each side
 K_SLICE = 16  # key channels per step of a diagonal block summed channel by channel
@@ -37,7 +37,7 @@ def _scores_kernel(q_ptr, k_ptr, g_ptr, out_ptr, seeds_ptr, key, rows_per_case, 
     chunk = (pid // NS).to(tl.int64)  # over rows x chunks x heads
     row = chunk // (NT * H)
     in_row = chunk - row * (NT * H)
-    seed = tl.load(seeds_ptr + row // rows_per_case) ^ key
+    seed = tl.load(seeds_ptr + row // rows_per_case)
     # the block (a, b)'s first element's place in its case's draw of [rows, NT, H, NS, NS, BC, BC]
     place0 = start + ((row % rows_per_case) * (NT * H) + in_row) * (NS * NS * BC * BC) + a * (NS * BC * BC)
     ri, rk = tl.arange(0, BC), tl.arange(0, BK)
@@ -56,8 +56,8 @@ def _scores_kernel(q_ptr, k_ptr, g_ptr, out_ptr, seeds_ptr, key, rows_per_case, 
         kf = k_b * tl.exp(g_r[None, :] - g_b)
         ab = tl.dot(qf, tl.trans(kf))
         acc = tl.dot(tl.abs(qf), tl.trans(tl.abs(kf))) * acc_scale
-        u = tl.rand(seed, (place0 + b * (BC * BC) + within).to(tl.int32)).to(tl.float64)
-        tl.store(out_rows + b * BC, ab + acc * (-1.0 + 2.0 * u))
+        place = (place0 + b * (BC * BC) + within).to(tl.int32)
+        tl.store(out_rows + b * BC, rounded(ab, acc, -1.0, 2.0, seed, key, place))
     lower = ri[:, None] >= ri[None, :]
     gap = tl.where(live_k[None, :], tl.abs(g_a - g_r[None, :]), 0.0)
     unsafe = tl.sum(tl.sum(tl.where(gap <= span, 0, 1), 1), 0)  # NaN counts as unsafe
@@ -104,7 +104,7 @@ def scores(q: Tensor, k: Tensor, G: Tensor, seeds: Tensor, draw: int, start: int
     ns = C // BLOCK
     if out.numel():
         _scores_kernel[(R * NT * H * ns,)](
-            q.contiguous(), k.contiguous(), G.to(q).contiguous(), out, seeds, (draw * KEY_STEP.value) % 2**62,
+            q.contiguous(), k.contiguous(), G.to(q).contiguous(), out, seeds, draw_key(draw),
             rows_per_case, start, NT, H, 2.0**-24 * math.sqrt(K), float(span), C, K, ns,
             BK=max(triton.next_power_of_2(K), K_SLICE), BC=BLOCK, K_SLICE=K_SLICE)
     return out
