@@ -5,11 +5,10 @@ against torch's float64 and the kernel's time.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import triton
 import triton.language as tl
+from _common import cuda_median_us  # bench/ is on sys.path when run as a script
 
 
 @triton.jit
@@ -29,13 +28,9 @@ def _dot_kernel(a_ptr, b_ptr, out_ptr, M: tl.constexpr, N: tl.constexpr, K: tl.c
 
 
 def _timed(fn) -> float:
+    """Median ms of 10 calls after a first, compiling one."""
     fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / 10 * 1e3
+    return cuda_median_us(fn, 10) / 1e3
 
 
 def main() -> None:
