@@ -10,10 +10,7 @@ PART=${1:?usage: cmd.sh check|goals OUT_DIR}
 OUT=${2:?usage: cmd.sh check|goals OUT_DIR}
 mkdir -p "$OUT/w" && OUT=$(cd "$OUT" && pwd)
 W=$OUT/w
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>/dev/null
-export PYTHONUNBUFFERED=1 NO_COLOR=1 COLUMNS=100
-python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/null 2>&1
-nvidia-smi -L; date -u
+source bench/_device_setup.sh
 if [ "$PART" = goals ]; then
   bash docs/gpu/perf-h200-46/cmd.sh "$W/goals"
 else
