@@ -10,9 +10,11 @@ from fla_check.verdict.arithmetic import Arithmetic
 
 def fused_rounding(arith: Arithmetic, dtype: torch.dtype, seeds: list[int], rows: Optional[slice] = None,
                    draws: int = 7) -> emulation.Rounding:
-    """A Rounding on the GPU's noise path, `draws` draws already taken (a fused kernel keys its noise from there)."""
+    """A Rounding on the GPU's noise path, `draws` draws already taken (a fused kernel keys its noise from there),
+    its whole-sequence kernels taking cases of any length."""
     rnd = emulation.Rounding(arith, dtype, seeds, torch.device(DEVICE), rows)
     rnd.fused = True
+    rnd.min_chunks = 1
     rnd.draws = draws
     return rnd
 

@@ -25,11 +25,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.noise_kernel import draw_key, next_key, rounded, stored
+from fla_check.verdict.noise_kernel import draw_key, next_key, one_byte, rounded, stored
 
 BV = 32  # value columns of the state per program on a GPU; the interpreter takes them all at once
 WARPS = 8  # the 64 x 64 tiles of w and kg across 8 warps: compiled for sm_90 on one machine in one run, 4 warps
 # spilled 1128 bytes a thread and took 8.2 s, 8 spill 80 and take 2.8 s (docs/compile_buckets.md)
+STAGES = 1  # no multi-buffered loads: at K = V = 64, 256 rows x 16 chunks on an H200, 8.93 ms against 3 stages'
+# 10.93, compiled in 2.84 s against 3.05 (bench/delta_kernel_variants.py, docs/gpu/perf-h200-53)
 
 
 class Points(NamedTuple):
@@ -43,12 +45,12 @@ class Points(NamedTuple):
     u_state: float
 
 
-@triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start_state", "start_values", "NT", "H"])
+@triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start_state", "start_values", "NT", "H", "operand",
+                               "has_h0", "has_keep"])
 def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr, values_ptr, final_ptr, seeds_ptr,
                   key0, rows, rows_per_case, start_state, start_values, NT, H, K, V, u_store, tiny_store, operand_lo,
-                  operand_w, u_state, acc_w, acc_kg,
-                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                  DECAY_K: tl.constexpr, OPERAND: tl.constexpr, HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr):
+                  operand_w, u_state, acc_w, acc_kg, operand, has_h0, has_keep,
+                  C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PER_KEY: tl.constexpr):
     row, head, vb = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rk, rc, rv = tl.arange(0, BK), tl.arange(0, C), vb * BV + tl.arange(0, BV)
     live = (rk[:, None] < K) & (rv[None, :] < V)
@@ -60,14 +62,11 @@ def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr,
     place_v = start_values + in_case * (C * V) + rc[:, None] * V + rv[None, :]  # of a [R,H,C,V] draw
     row64 = row.to(tl.int64)
     at_h = (row64 * H + head) * (K * V) + rk[:, None] * V + rv[None, :]
-    if HAS_H0:
-        h = tl.load(h0_ptr + at_h, mask=live, other=0.0)
-    else:
-        h = tl.zeros([BK, BV], dtype=tl.float64)
-    key = key0
+    h = tl.where(has_h0 != 0, tl.load(h0_ptr + at_h, mask=live, other=0.0), 0.0)  # no h0: zeros
+    key = key0.to(tl.int64)  # a key below 2^31 comes in as int32
     for c in range(NT):
         chunk = (row64 * NT + c) * H + head  # [R,NT,H,...] blocks
-        hs, key = stored(h, seed, key, place_s, u_store, tiny_store, operand_lo, operand_w, OPERAND)
+        hs, key = stored(h, seed, key, place_s, u_store, tiny_store, operand_lo, operand_w, operand != 0)
         hs = tl.where(live, hs, 0.0)
         tl.store(states_ptr + chunk * (K * V) + rk[:, None] * V + rv[None, :], hs, mask=live)
         at_ck = chunk * (C * K) + rc[:, None] * K + rk[None, :]
@@ -77,24 +76,21 @@ def _delta_kernel(h0_ptr, w_ptr, u_ptr, kg_ptr, decay_ptr, keep_ptr, states_ptr,
         wh = rounded(wh, tl.dot(tl.abs(w), tl.abs(hs)) * acc_w, -1.0, 2.0, seed, key, place_v)
         at_cv = chunk * (C * V) + rc[:, None] * V + rv[None, :]
         vn = tl.load(u_ptr + at_cv, mask=live_c, other=0.0) - wh
-        vn, key = stored(vn, seed, key, place_v, u_store, tiny_store, operand_lo, operand_w, OPERAND)
+        vn, key = stored(vn, seed, key, place_v, u_store, tiny_store, operand_lo, operand_w, operand != 0)
         vn = tl.where(live_c, vn, 0.0)
         tl.store(values_ptr + at_cv, vn, mask=live_c)
         kg = tl.load(kg_ptr + at_ck, mask=live_k[None, :], other=0.0)
         added = tl.dot(tl.trans(kg), vn)
         key = next_key(key)
         added = rounded(added, tl.dot(tl.trans(tl.abs(kg)), tl.abs(vn)) * acc_kg, -1.0, 2.0, seed, key, place_s)
-        if DECAY_K > 1:  # KDA: per key channel
-            d = tl.load(decay_ptr + chunk * DECAY_K + rk, mask=live_k, other=0.0)
+        if PER_KEY:  # KDA: a decay per key channel
+            d = tl.load(decay_ptr + chunk * K + rk, mask=live_k, other=0.0)
         else:
             d = tl.load(decay_ptr + chunk + rk * 0, mask=live_k, other=0.0)
         new = h * d[:, None] + added
         key = next_key(key)
         new = rounded(new, new, -u_state, 2.0 * u_state, seed, key, place_s)
-        if HAS_KEEP:
-            h = tl.where(tl.load(keep_ptr + c * rows + row) != 0, new, h)
-        else:
-            h = new
+        h = tl.where(tl.load(keep_ptr + (c * rows + row) * has_keep) != 0, new, h)  # no keep: one_byte's 1
     tl.store(final_ptr + at_h, h, mask=live)
 
 
@@ -104,7 +100,8 @@ def draws_per_chunk(points: Points) -> int:
 
 
 MAX_TILE = 64 * 64  # C x padded K of the w and kg tiles: 64 x 128 asked for 304-352 KB of an H200's 227 KB of
-# shared memory (perf-h200-51: the loop's loads multi-buffered); 64 x 64 compiled and ran (perf-h200-50)
+# shared memory at 3 stages (perf-h200-51); at 1 it fits (18.4 ms at the shape above, perf-h200-53), but is not
+# yet timed against the per-chunk torch ops it would replace
 
 
 def fits(C: int, K: int) -> bool:
@@ -141,14 +138,13 @@ def passed(h0: Optional[Tensor], w: Tensor, u: Tensor, kg: Tensor, decay: Tensor
         return states, values, (w.new_zeros(R, H, K, V) if h0 is None else h0.clone())
     final = w.new_empty(R, H, K, V)
     bv = block_v or (max(16, min(BV, triton.next_power_of_2(V))) if w.is_cuda else max(16, triton.next_power_of_2(V)))
-    keep_bytes = None if keep is None else keep.to(torch.int8).contiguous()
-    h0c = None if h0 is None else h0.to(w).contiguous()
+    keep_bytes = one_byte(w.device) if keep is None else keep.to(torch.int8).contiguous()
     _delta_kernel[(R, H, triton.cdiv(V, bv))](
-        h0c if h0c is not None else final, w.contiguous(), u.to(w).contiguous(), kg.to(w).contiguous(),
-        decay.to(w).contiguous(), keep_bytes if keep_bytes is not None else final, states, values, final, seeds,
+        final if h0 is None else h0.to(w).contiguous(), w.contiguous(), u.to(w).contiguous(), kg.to(w).contiguous(),
+        decay.to(w).contiguous(), keep_bytes, states, values, final, seeds,
         draw_key(draws), R, rows_per_case, starts[0], starts[1], NT, H, K, V,
         float(points.u_store), float(points.tiny_store), float(points.operand_lo), float(points.operand_w),
-        float(points.u_state), 2.0**-24 * K**0.5, 2.0**-24 * C**0.5,
-        C=C, BK=max(16, triton.next_power_of_2(K)), BV=bv, DECAY_K=decay.shape[3],
-        OPERAND=bool(points.operand_w), HAS_H0=h0 is not None, HAS_KEEP=keep is not None, num_warps=WARPS)
+        float(points.u_state), 2.0**-24 * K**0.5, 2.0**-24 * C**0.5, int(bool(points.operand_w)), int(h0 is not None),
+        int(keep is not None), C=C, BK=max(16, triton.next_power_of_2(K)), BV=bv, PER_KEY=decay.shape[3] > 1,
+        num_warps=WARPS, num_stages=STAGES)
     return states, values, final

@@ -63,6 +63,11 @@ U32 = 2.0**-24
 UNIT_ROUNDOFF = {torch.float32: U32, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 BLOCK = 16  # diagonal block of a blocked inverse
 SPLIT_SPAN = 300.0  # largest |G - G_r| in a sub-chunk whose diagonal scores are one matmul (exp(300) ~ 2e130)
+# The whole-sequence kernels (scores_kernel, delta_kernel) take cases of at least this many chunks: each binary
+# costs 1-3 s of compiling per process (bench/compile_sm90.py --verdict), which a search of short cases pays on
+# its clock for a few milliseconds of per-chunk launches saved (perf-h200-52: the cold first failure 18.3 ->
+# 25.1 s, the kda ci profile 26 -> 36 s); long cases (T = 1024 at 64-token chunks) gain 10-30 % (perf-h200-49/50)
+FUSED_MIN_CHUNKS = 16
 
 
 IN_KERNEL_ULPS = 4  # fp32 exp/log/sigmoid/rsqrt on a GPU: approximations a few ulp off (ex2/lg2.approx)
@@ -140,6 +145,7 @@ class Rounding:
         self.streams = [_Stream(noise_generator(s, device)) for s in seeds]
         self.seeds = seeds
         self.fused = fused_noise(torch.device(device))
+        self.min_chunks = FUSED_MIN_CHUNKS  # the fewest chunks a case takes the whole-sequence kernels at
         self._seeds_held: Optional[Tensor] = None  # `seeds` on the device, for the fused noise
         self.draws = 0  # draws so far: the fused noise's key (with the case's seed)
         self.device = device
@@ -218,7 +224,7 @@ class Rounding:
         inputs = [h0, w_op, u, kg, decay]
         start_state = self._fused_start(S * H * K * V, float64=inputs, differentiable=inputs)
         start_values = self._fused_start(S * H * C * V, float64=inputs, differentiable=inputs)
-        if start_state is None or start_values is None or not fits(C, K):
+        if start_state is None or start_values is None or not fits(C, K) or NT < self.min_chunks:
             return None
         operand = not (self.half and self.u_store == self.u_in)  # as operand(x, stored=True): else no draw
         lo, hi = self.operand_range if operand else (0.0, 0.0)
@@ -239,7 +245,7 @@ class Rounding:
         from fla_check.verdict.scores_kernel import fits, scores
 
         C, K = q.shape[-2:]
-        if q.dim() != 5 or not fits(C, K):
+        if q.dim() != 5 or not fits(C, K) or q.shape[1] < self.min_chunks:
             return None
         blocks = q.shape[:3].numel() * C * C  # the torch path draws [R, NT, H, NS, NS, BC, BC]: C x C per chunk
         start = self._fused_start(blocks, float64=[q, k, G], differentiable=[q, k, G])

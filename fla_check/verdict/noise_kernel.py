@@ -17,6 +17,7 @@ stream): a GPU's noise is another stream of the same distribution, as it was wit
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -47,15 +48,23 @@ def rounded(x, m, lo, w, seed, key, place):
     return x + m * (lo + w * tl.rand(seed ^ key, place).to(tl.float64))
 
 
+@functools.lru_cache(maxsize=None)
+def one_byte(device: torch.device) -> Tensor:
+    """An int8 stand-in for an absent byte-mask argument of a fused kernel (masked off, never read): a
+    pointer of the real argument's type, so present and absent share one binary."""
+    return torch.ones(1, dtype=torch.int8, device=device)
+
+
 @triton.jit
-def stored(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, OPERAND: tl.constexpr):
-    """`x` as a kernel stores it (relative, then absolute rounding: two draws after `key`) and, with OPERAND,
-    reads it back as a dot operand (relative again, a third): (the rounded x, the key of its last draw)."""
+def stored(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, operand):
+    """`x` as a kernel stores it (relative, then absolute rounding: two draws after `key`) and, with `operand`
+    (a constexpr or a runtime flag), reads it back as a dot operand (relative again, a third): (the rounded x,
+    the key of its last draw)."""
     key = next_key(key)
     x = rounded(x, x, -u_store, 2.0 * u_store, seed, key, place)
     key = next_key(key)
     x = rounded(x, 1.0, -0.5 * tiny_store, tiny_store, seed, key, place)
-    if OPERAND:
+    if operand:
         key = next_key(key)
         x = rounded(x, x, operand_lo, operand_w, seed, key, place)
     return x, key

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.noise_kernel import draw_key, next_key, rounded, stored
+from fla_check.verdict.noise_kernel import draw_key, next_key, one_byte, rounded, stored
 
 BLOCK = 1024  # state elements per program on a GPU; the interpreter takes a row's state at once
 
@@ -32,28 +32,31 @@ BLOCK = 1024  # state elements per program on a GPU; the interpreter takes a row
 @triton.jit(do_not_specialize=["key0", "rows", "rows_per_case", "start", "NT", "H"])  # K, V: % 16 only
 def _passing_kernel(h0_ptr, decay_ptr, added_ptr, keep_ptr, stored_ptr, final_ptr, seeds_ptr, key0,
                     rows, rows_per_case, start, NT, u_store, tiny_store, u_state, H, K, V,
-                    DECAY_K: tl.constexpr, HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr, BLOCK: tl.constexpr):
+                    PER_KEY: tl.constexpr, HAS_H0: tl.constexpr, HAS_KEEP: tl.constexpr, BLOCK: tl.constexpr):
     HKV = H * K * V
     row = tl.program_id(1)
     idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     live = idx < HKV
     seed = tl.load(seeds_ptr + row // rows_per_case)
     place = start + (row % rows_per_case) * HKV + idx  # the element's place in its case's draw (int32)
-    # decay [R,NT,H,DECAY_K,1]: the element's head, and its key channel when DECAY_K = K
-    at_decay = (idx // (K * V)) * DECAY_K
-    if DECAY_K > 1:
-        at_decay += (idx // V) % K
+    # decay [R,NT,H,K or 1,1]: the element's head, and its key channel with PER_KEY
+    if PER_KEY:
+        decay_k = K
+        at_decay = (idx // (K * V)) * K + (idx // V) % K
+    else:
+        decay_k = 1
+        at_decay = idx // (K * V)
     row64 = row.to(tl.int64)
-    if HAS_H0:
-        h = tl.load(h0_ptr + row64 * HKV + idx, mask=live, other=0.0)
+    if HAS_H0:  # constexprs here (a binary each): a runtime flag's load per chunk cost gla's baselines 14 %
+        h = tl.load(h0_ptr + row64 * HKV + idx, mask=live, other=0.0)  # (perf-h200-53)
     else:
         h = tl.zeros([BLOCK], dtype=tl.float64)
-    key = key0
+    key = key0.to(tl.int64)  # a key below 2^31 comes in as int32
     for c in range(NT):
         at = (row64 * NT + c) * HKV + idx
         s, key = stored(h, seed, key, place, u_store, tiny_store, 0.0, 0.0, False)
         tl.store(stored_ptr + at, s, mask=live)
-        d = tl.load(decay_ptr + (row64 * NT + c) * (H * DECAY_K) + at_decay, mask=live, other=0.0)
+        d = tl.load(decay_ptr + (row64 * NT + c) * (H * decay_k) + at_decay, mask=live, other=0.0)
         new = h * d + tl.load(added_ptr + at, mask=live, other=0.0)
         key = next_key(key)
         new = rounded(new, new, -u_state, 2.0 * u_state, seed, key, place)
@@ -84,11 +87,9 @@ def passed(h0: Optional[Tensor], decay: Tensor, added: Tensor, keep: Optional[Te
         return stored_states, (added.new_zeros(R, H, K, V) if h0 is None else h0.clone())
     final = added.new_empty(R, H, K, V)
     block = BLOCK if added.is_cuda else triton.next_power_of_2(H * K * V)
-    keep_bytes = None if keep is None else keep.to(torch.int8).contiguous()
-    h0c = None if h0 is None else h0.to(added).contiguous()
     _passing_kernel[(triton.cdiv(H * K * V, block), R)](
-        h0c if h0c is not None else final, decay.to(added).contiguous(), added.contiguous(),
-        keep_bytes if keep_bytes is not None else final, stored_states, final, seeds, draw_key(draws),
-        R, rows_per_case, start, NT, float(u_store), float(tiny_store), float(u_state), H, K, V,
-        DECAY_K=decay.shape[3], HAS_H0=h0 is not None, HAS_KEEP=keep is not None, BLOCK=block)
+        final if h0 is None else h0.to(added).contiguous(), decay.to(added).contiguous(), added.contiguous(),
+        one_byte(added.device) if keep is None else keep.to(torch.int8).contiguous(), stored_states, final, seeds,
+        draw_key(draws), R, rows_per_case, start, NT, float(u_store), float(tiny_store), float(u_state), H, K, V,
+        PER_KEY=decay.shape[3] > 1, HAS_H0=h0 is not None, HAS_KEEP=keep is not None, BLOCK=block)
     return stored_states, final

@@ -119,3 +119,18 @@ def test_a_launch_past_shared_memory_falls_back_to_the_per_chunk_ops(monkeypatch
     got = emulation._delta_passed(rnd, *args)
     assert rnd.draws == 7 + 7 * NT  # the per-chunk path's draws, none lost to the failed launch
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("min_chunks,launched", [(NT, True), (NT + 1, False)])
+def test_the_kernel_takes_cases_of_at_least_the_minimum_chunks(monkeypatch, min_chunks, launched):
+    h0, w, u, kg, decay = _inputs(1)
+    args = (h0, w, u, kg, decay, None, C)
+    want = _per_chunk(_rounding([3]), *args)
+    calls = []
+    monkeypatch.setattr("fla_check.verdict.delta_kernel.passed", lambda *a, **kw: calls.append(1) or passed(*a, **kw))
+    rnd = _rounding([3])
+    rnd.min_chunks = min_chunks
+    got = emulation._delta_passed(rnd, *args)
+    assert bool(calls) == launched
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13)

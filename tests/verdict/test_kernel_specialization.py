@@ -1,8 +1,8 @@
 """The emulation's fused kernels (noise, state passing, scores, delta state passing) compile once per bucket:
 the Triton specialization keys of their launches (computed as JITFunction.run keys its cache: every constexpr
 value, ints == 1 / % 16 unless do_not_specialize) do not depend on the sequence length, the batch or the number
-of cases of one shape, only on what a warm-up bucket fixes (dtype, head dims, chunk size, initial state,
-packing). A search draws many lengths per bucket: each new key would be a compile on its clock
+of cases of one shape, the head dims within one tile size, or an initial state, only on what a warm-up bucket
+fixes (dtype, head dims' tiles, chunk size). A search draws many lengths per bucket: each new key would be a compile on its clock
 (docs/compile_buckets.md)."""
 import inspect
 
@@ -34,9 +34,10 @@ def _key(fn, args: tuple, kwargs: dict) -> tuple:
                  else (name,) + tuple(specialized(name)) for name, p in params.items())
 
 
-def _launch_keys(monkeypatch, op: str, T: int, B: int, cases: int) -> set:
-    """(kernel, key) of every verdict-kernel launch of one chunk emulation of `cases` cases of one shape, on the
-    fused (GPU) path: compiled on a GPU, under the interpreter on a CPU."""
+def _launch_keys(monkeypatch, op: str, T: int, B: int, cases: int, K: int = 16, h0: bool = False) -> set:
+    """(kernel, key) of every verdict-kernel launch of one chunk emulation of `cases` cases of one shape (`h0`: with
+    an initial state), on the fused (GPU) path, whole-sequence kernels at any length: compiled on a GPU, under the
+    interpreter on a CPU."""
     if DEVICE == "cpu":
         from triton.runtime.interpreter import InterpretedFunction as Launcher
     else:
@@ -51,21 +52,27 @@ def _launch_keys(monkeypatch, op: str, T: int, B: int, cases: int) -> set:
 
     monkeypatch.setattr(Launcher, "run", recording)
     monkeypatch.setattr(emulation, "fused_noise", lambda device: True)
+    monkeypatch.setattr(emulation, "FUSED_MIN_CHUNKS", 1)
     gen = torch.Generator().manual_seed(T)
-    S, H, K, V = 2 * cases, 2, 16, 16
+    S, H, V = 2 * cases, 2, 16
     x = lambda *shape: torch.randn(S, B, T, H, *shape, dtype=torch.float64, generator=gen).to(DEVICE)  # noqa: E731
-    gate = -torch.rand(S, B, T, H, *((K,) if op == "gla" else ()), dtype=torch.float64, generator=gen).to(DEVICE) / 4
+    gate = -torch.rand(S, B, T, H, *((K,) if op in ("gla", "kda") else ()), dtype=torch.float64,
+                       generator=gen).to(DEVICE) / 4
     beta = None if op == "gla" else torch.rand(S, B, T, H, dtype=torch.float64, generator=gen).to(DEVICE)
+    state = torch.randn(S, B, H, K, V, dtype=torch.float64, generator=gen).to(DEVICE) if h0 else None
     with torch.no_grad():
-        emulation.emulate(op, None, Arithmetic("chunk", 32, store="input"), x(K), x(K), x(V), gate, beta, None, None,
+        emulation.emulate(op, None, Arithmetic("chunk", 32, store="input"), x(K), x(K), x(V), gate, beta, state, None,
                           dtype=torch.float16, seed=list(range(cases)))
     return keys
 
 
-@pytest.mark.parametrize("op,kernels", [("gla", {"_perturb_kernel", "_passing_kernel", "_scores_kernel"}),
-                                        ("gated_delta", {"_perturb_kernel", "_delta_kernel"})])
-def test_lengths_batches_and_case_counts_share_one_binary_per_kernel(monkeypatch, op, kernels):
-    short = _launch_keys(monkeypatch, op, T=20, B=1, cases=1)  # one chunk
-    long = _launch_keys(monkeypatch, op, T=150, B=3, cases=3)  # five chunks, three rows, three cases
+# gla's state passing keeps the initial state a constexpr (a runtime flag cost its baselines: passing_kernel.py)
+@pytest.mark.parametrize("op,kernels,h0", [("gla", {"_perturb_kernel", "_passing_kernel", "_scores_kernel"}, False),
+                                           ("gated_delta", {"_perturb_kernel", "_delta_kernel"}, True),
+                                           ("kda", {"_perturb_kernel", "_scores_kernel", "_delta_kernel"}, True)])
+def test_lengths_batches_case_counts_head_dims_and_initial_states_share_one_binary_per_kernel(monkeypatch, op,
+                                                                                           kernels, h0):
+    short = _launch_keys(monkeypatch, op, T=20, B=1, cases=1, K=48)  # one chunk
+    long = _launch_keys(monkeypatch, op, T=150, B=3, cases=3, K=64, h0=h0)  # five chunks, three rows and cases
     assert {name for name, _ in short} == kernels
     assert short == long, sorted(name for name, _ in short ^ long)

@@ -108,3 +108,15 @@ def test_a_launch_past_shared_memory_falls_back_to_the_torch_ops(monkeypatch):
     rnd = _rounding([3])
     assert torch.equal(emulation._gla_scores(rnd, q, k, G), want)
     assert rnd.draws == 6  # the torch path's one draw, none lost to the failed launch
+
+
+@pytest.mark.parametrize("min_chunks,launched", [(NT, True), (NT + 1, False)])
+def test_the_kernel_takes_cases_of_at_least_the_minimum_chunks(monkeypatch, min_chunks, launched):
+    q, k, G = _inputs(32, 16)
+    want = _torch_path(_rounding([3]), q, k, G)
+    calls = []
+    monkeypatch.setattr("fla_check.verdict.scores_kernel.scores", lambda *a: calls.append(1) or scores(*a))
+    rnd = _rounding([3])
+    rnd.min_chunks = min_chunks
+    torch.testing.assert_close(emulation._gla_scores(rnd, q, k, G), want, rtol=1e-12, atol=1e-13)
+    assert bool(calls) == launched
