@@ -63,10 +63,11 @@ U32 = 2.0**-24
 UNIT_ROUNDOFF = {torch.float32: U32, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 BLOCK = 16  # diagonal block of a blocked inverse
 SPLIT_SPAN = 300.0  # largest |G - G_r| in a sub-chunk whose diagonal scores are one matmul (exp(300) ~ 2e130)
-# The whole-sequence kernels (scores_kernel, delta_kernel) take cases of at least this many chunks: each binary
-# costs 1-3 s of compiling per process (bench/compile_sm90.py --verdict), which a search of short cases pays on
-# its clock for a few milliseconds of per-chunk launches saved (perf-h200-52: the cold first failure 18.3 ->
-# 25.1 s, the kda ci profile 26 -> 36 s); long cases (T = 1024 at 64-token chunks) gain 10-30 % (perf-h200-49/50)
+# The whole-sequence kernels (scores_kernel, delta_kernel) and the chunked dots (dot_kernel) take cases of at least
+# this many chunks: each binary costs 0.3-3 s of compiling per process (bench/compile_sm90.py --verdict), which a
+# search of short cases pays on its clock for a few milliseconds of per-chunk launches saved (perf-h200-52: the
+# cold first failure 18.3 -> 25.1 s, the kda ci profile 26 -> 36 s); long cases (T = 1024 at 64-token chunks)
+# gained 10-30 % from the first two (perf-h200-49/50)
 FUSED_MIN_CHUNKS = 16
 
 
@@ -328,7 +329,30 @@ class Rounding:
 
     def dot(self, a: Tensor, b: Tensor) -> Tensor:
         """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
+        fused = self.fused_dot(a, b)
+        if fused is not None:
+            return fused
         return self.accumulated(a @ b, a.abs() @ b.abs(), a.shape[-1])
+
+    def fused_dot(self, a: Tensor, b: Tensor) -> Optional[Tensor]:
+        """:meth:`dot` in one launch (:func:`fla_check.verdict.dot_kernel.noisy_dot`: the noise :meth:`accumulated`
+        draws) on chunked operands [S,NT,H,m,n] of at least ``min_chunks`` chunks where :meth:`_fused` applies;
+        else None."""
+        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
+
+        from fla_check.verdict.dot_kernel import noisy_dot
+
+        if a.dim() != 5 or a.shape[:-2] != b.shape[:-2] or a.shape[1] < self.min_chunks:
+            return None
+        start = self._fused_start(a.shape[:-1].numel() * b.shape[-1], float64=[a, b], differentiable=[a, b])
+        if start is None:
+            return None
+        try:
+            out = noisy_dot(a, b, self._seeds_on(a.device), self.draws + 1, start, U32 * math.sqrt(max(1, a.shape[-1])))
+        except OutOfResources:  # a shape past the GPU's shared memory: the torch ops, the same draws
+            return None
+        self.draws += 1
+        return out
 
     def accumulated(self, ab: Tensor, bound: Tensor, n: int) -> Tensor:
         """`ab`, a dot of n-term sums whose |a| @ |b| is `bound`, with its fp32 accumulation noise

@@ -1,9 +1,9 @@
-"""The emulation's fused kernels (noise, state passing, scores, delta state passing) compile once per bucket:
+"""The emulation's fused kernels (noise, state passing, scores, delta state passing, dots) compile once per bucket:
 the Triton specialization keys of their launches (computed as JITFunction.run keys its cache: every constexpr
 value, ints == 1 / % 16 unless do_not_specialize) do not depend on the sequence length, the batch or the number
 of cases of one shape, the head dims within one tile size, or an initial state, only on what a warm-up bucket
-fixes (dtype, head dims' tiles, chunk size). A search draws many lengths per bucket: each new key would be a compile on its clock
-(docs/compile_buckets.md)."""
+fixes (dtype, head dims' tiles, chunk size). A search draws many lengths per bucket: each new key would be a
+compile on its clock (docs/compile_buckets.md)."""
 import inspect
 
 import pytest
@@ -13,7 +13,7 @@ from device import DEVICE  # selects the backend (TRITON_INTERPRET on a CPU) bef
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
 
-VERDICT_KERNELS = {"_perturb_kernel", "_passing_kernel", "_scores_kernel", "_delta_kernel"}
+VERDICT_KERNELS = {"_perturb_kernel", "_passing_kernel", "_scores_kernel", "_delta_kernel", "_dot_kernel"}
 
 
 def _key(fn, args: tuple, kwargs: dict) -> tuple:
@@ -67,9 +67,10 @@ def _launch_keys(monkeypatch, op: str, T: int, B: int, cases: int, K: int = 16, 
 
 
 # gla's state passing keeps the initial state a constexpr (a runtime flag cost its baselines: passing_kernel.py)
-@pytest.mark.parametrize("op,kernels,h0", [("gla", {"_perturb_kernel", "_passing_kernel", "_scores_kernel"}, False),
-                                           ("gated_delta", {"_perturb_kernel", "_delta_kernel"}, True),
-                                           ("kda", {"_perturb_kernel", "_scores_kernel", "_delta_kernel"}, True)])
+@pytest.mark.parametrize("op,kernels,h0", [
+    ("gla", {"_perturb_kernel", "_passing_kernel", "_scores_kernel", "_dot_kernel"}, False),
+    ("gated_delta", {"_perturb_kernel", "_delta_kernel", "_dot_kernel"}, True),
+    ("kda", {"_perturb_kernel", "_scores_kernel", "_delta_kernel", "_dot_kernel"}, True)])
 def test_lengths_batches_case_counts_head_dims_and_initial_states_share_one_binary_per_kernel(monkeypatch, op,
                                                                                            kernels, h0):
     short = _launch_keys(monkeypatch, op, T=20, B=1, cases=1, K=48)  # one chunk
