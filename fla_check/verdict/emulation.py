@@ -146,7 +146,7 @@ class Rounding:
         self.streams = [_Stream(noise_generator(s, device)) for s in seeds]
         self.seeds = seeds
         self.fused = fused_noise(torch.device(device))
-        self.min_chunks = FUSED_MIN_CHUNKS  # the fewest chunks a case takes the whole-sequence kernels at
+        self.min_chunks = FUSED_MIN_CHUNKS  # the fewest chunks a case takes the chunk-fused kernels at
         self._seeds_held: Optional[Tensor] = None  # `seeds` on the device, for the fused noise
         self.draws = 0  # draws so far: the fused noise's key (with the case's seed)
         self.device = device
@@ -338,15 +338,15 @@ class Rounding:
         """:meth:`dot` in one launch (:func:`fla_check.verdict.dot_kernel.noisy_dot`: the noise :meth:`accumulated`
         draws) on chunked operands [S,NT,H,m,n] of at least ``min_chunks`` chunks where :meth:`_fused` applies;
         else None."""
-        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
-
-        from fla_check.verdict.dot_kernel import noisy_dot
-
         if a.dim() != 5 or a.shape[:-2] != b.shape[:-2] or a.shape[1] < self.min_chunks:
             return None
         start = self._fused_start(a.shape[:-1].numel() * b.shape[-1], float64=[a, b], differentiable=[a, b])
         if start is None:
             return None
+        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
+
+        from fla_check.verdict.dot_kernel import noisy_dot
+
         try:
             out = noisy_dot(a, b, self._seeds_on(a.device), self.draws + 1, start, U32 * math.sqrt(max(1, a.shape[-1])))
         except OutOfResources:  # a shape past the GPU's shared memory: the torch ops, the same draws

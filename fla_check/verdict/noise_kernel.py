@@ -50,8 +50,8 @@ def rounded(x, m, lo, w, seed, key, place):
 
 @functools.lru_cache(maxsize=None)
 def one_byte(device: torch.device) -> Tensor:
-    """An int8 stand-in for an absent byte-mask argument of a fused kernel (masked off, never read): a
-    pointer of the real argument's type, so present and absent share one binary."""
+    """An int8 1 standing in for an absent keep mask of a fused kernel: a pointer of the mask's type (present
+    and absent share one binary), read as "keep" where the kernel indexes it with a zero flag."""
     return torch.ones(1, dtype=torch.int8, device=device)
 
 
