@@ -8,12 +8,18 @@ is not a view is charged the bytes of its tensor inputs and outputs (what it rea
 once each), summed over :func:`fla_check.engine.batched.baselines_ahead` of `--cases` cases of one
 shape (every case in one batch: the memory budget lifted); printed per case, the largest first.
 Triton kernels are not aten ops: the GPU's fused noise (fla_check.verdict.noise_kernel) is not on
-the CPU's path, which this measures (the torch ops it replaces on a GPU are: rand, cat, addcmul and
-the mul before it).
+the CPU's path, which this measures by default (the torch ops it replaces on a GPU are: rand, cat, addcmul and
+the mul before it). `--fused` takes the GPU's path instead, its Triton kernels under the interpreter (their
+traffic uncounted: each reads and writes its tensors once); `--by function` charges each op to the innermost
+function of fla_check.verdict.emulation it ran in.
+
+    TRITON_INTERPRET=1 python bench/emulation_traffic.py --op gated_delta --dtype bfloat16 --modes chunk --cases 2 \
+        --fused --by function
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 
@@ -24,8 +30,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 class Traffic(TorchDispatchMode):
     """Bytes read and written per aten op (inputs + outputs of every op that is not a view)."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_function: bool = False) -> None:
         super().__init__()
+        self.by_function = by_function
         self.bytes: Counter = Counter()
         self.calls: Counter = Counter()
 
@@ -34,9 +41,27 @@ class Traffic(TorchDispatchMode):
         if not func.is_view:
             tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) + list(args)
                        if isinstance(t, torch.Tensor)]
-            self.bytes[func.__name__] += sum(t.numel() * t.element_size() for t in tensors)
-            self.calls[func.__name__] += 1
+            where = _caller()
+            if where is None:  # the interpreter's copies of a Triton kernel's arguments
+                return out
+            name = where if self.by_function else func.__name__
+            self.bytes[name] += sum(t.numel() * t.element_size() for t in tensors)
+            self.calls[name] += 1
         return out
+
+
+def _caller() -> str | None:
+    """The innermost function of fla_check.verdict.emulation on the stack ('-' outside it), None inside a Triton
+    launch."""
+    frame, found = sys._getframe(2), None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("triton."):
+            return None
+        if found is None and module == "fla_check.verdict.emulation":
+            found = frame.f_code.co_qualname
+        frame = frame.f_back
+    return found or "-"
 
 
 def main() -> None:
@@ -49,6 +74,8 @@ def main() -> None:
     p.add_argument("--K", type=int, default=64, help="K = V")
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--fused", action="store_true", help="the GPU's path: its Triton kernels under the interpreter")
+    p.add_argument("--by", choices=("op", "function"), default="op")
     args = p.parse_args()
 
     from fla_check.cases import CaseConfig
@@ -59,16 +86,21 @@ def main() -> None:
                for i in range(args.cases)]
     built = batched.build_ahead(args.op, configs, "cpu", readout=batched.wants_readout(args.op, modes))
     batched.memory_budget = lambda device: 10**13  # every case in one batch, as on a GPU
-    traffic = Traffic()
+    if args.fused:
+        from fla_check.verdict import emulation
+
+        emulation.fused_noise = lambda device: True
+    traffic = Traffic(by_function=args.by == "function")
     start = time.perf_counter()
     with traffic:
         batched.baselines_ahead(args.op, modes, configs, built, "cpu")
     seconds = time.perf_counter() - start
     n = len(configs)
-    print(f"{args.op} {args.dtype} T={args.T} H={args.H} K=V={args.K} modes {args.modes}, {n} cases: "
+    path = "the GPU's fused path" if args.fused else "the CPU's path"
+    print(f"{args.op} {args.dtype} T={args.T} H={args.H} K=V={args.K} modes {args.modes}, {path}, {n} cases: "
           f"{sum(traffic.bytes.values()) / 1e9 / n:.2f} GB and {sum(traffic.calls.values()) / n:.0f} ops per case "
           f"({seconds:.1f} s on this CPU)\n")
-    print("| aten op | GB per case | ops per case |\n|---|---:|---:|")
+    print(f"| {'aten op' if args.by == 'op' else 'emulation function'} | GB per case | ops per case |\n|---|---:|---:|")
     for name, size in traffic.bytes.most_common(args.top):
         print(f"| {name} | {size / 1e9 / n:.2f} | {traffic.calls[name] / n:.1f} |")
 

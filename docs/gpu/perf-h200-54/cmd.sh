@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # perf-h200-54 (prepared in the eighteenth session, not yet run): two device calls, back to back.
-#   check: the verdict tests on the GPU with the delta kernel on 1 stage (a90b163 on; perf-h200-53 ran them at 3);
-#          one batch of 16 bf16 cases' baselines at T = 1024 against .old (`git archive 98a1fe5 fla_check`), K = 64;
+#   check: the verdict tests on the GPU with the delta kernel on 1 stage (a90b163 on; perf-h200-53 ran them at 3) and
+#          the fused noisy dot (dot_kernel.py, not yet run on a GPU); one batch of 16 bf16 cases' baselines at
+#          T = 1024 against .old (`git archive e59b58e fla_check`: before dot_kernel), K = 64;
 #          and K = 128, where the delta kernel (MAX_TILE raised to 64 x 128 in-process) against the per-chunk torch
 #          ops it would replace (the tree's MAX_TILE): does 1 stage make K = 128 worth fusing?
 #   goals: every issue-17 goal in one call, as perf-h200-46.
@@ -19,8 +20,9 @@ else
   gzip -f "$W/pytest/pytest.log"
   for tree in old new; do
     if [ $tree = old ]; then export PYTHONPATH=$PWD/.old:/tmp/site; else export PYTHONPATH=/tmp/site; fi
-    for op in gated_delta kda delta; do
-      timeout -k 10 90 python3 bench/baseline_batch.py --op $op --T 1024 --modes chunk --cases 16 --calls 5 \
+    for op in gla gated_delta kda delta; do
+      modes=chunk; [ $op = gla ] && modes=chunk,fused_chunk
+      timeout -k 10 90 python3 bench/baseline_batch.py --op $op --T 1024 --modes $modes --cases 16 --calls 5 \
         > "$W/bb_${op}_$tree.md" 2>&1; echo "[exit $?]" >> "$W/bb_${op}_$tree.md"
       echo "$tree $op: $(grep -h '^| 1024\|Error' "$W/bb_${op}_$tree.md" | tr '\n' ' ')"
     done
