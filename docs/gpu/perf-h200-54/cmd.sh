@@ -18,16 +18,7 @@ if [ "$PART" = goals ]; then
 else
   bash bench/gpu_pytest.sh "$W/pytest" 200 15 tests/verdict tests/kernels/test_specialization.py
   gzip -f "$W/pytest/pytest.log"
-  for tree in old new; do
-    if [ $tree = old ]; then export PYTHONPATH=$PWD/.old:/tmp/site; else export PYTHONPATH=/tmp/site; fi
-    for op in gla gated_delta kda delta; do
-      modes=chunk; [ $op = gla ] && modes=chunk,fused_chunk
-      timeout -k 10 90 python3 bench/baseline_batch.py --op $op --T 1024 --modes $modes --cases 16 --calls 5 \
-        > "$W/bb_${op}_$tree.md" 2>&1; echo "[exit $?]" >> "$W/bb_${op}_$tree.md"
-      echo "$tree $op: $(grep -h '^| 1024\|Error' "$W/bb_${op}_$tree.md" | tr '\n' ' ')"
-    done
-  done
-  export PYTHONPATH=/tmp/site
+  bash bench/ab_baselines.sh "$W" gla gated_delta kda delta
   for tile in 4096 8192; do  # 64 x 64: K = 128 runs the per-chunk ops; 64 x 128: the kernel
     timeout -k 10 120 python3 -c "
 import runpy, sys
