@@ -4,9 +4,10 @@
 
 On an H200 the emulated baselines of a warm case at T = 1024 are bound by memory traffic, not by
 launches (docs/gpu/perf-h200-19: gla fp32, 93 launch ops and 6.2 ms per case). Each aten op that
-is not a view is charged the bytes of its tensor inputs and outputs (what it reads and writes,
-once each), summed over :func:`fla_check.engine.batched.baselines_ahead` of `--cases` cases of one
-shape (every case in one batch: the memory budget lifted); printed per case, the largest first.
+is not a view or an allocation is charged the bytes of its tensor inputs and outputs (what it reads and
+writes, once each; allocations were charged their output's bytes before the eighteenth session), summed over
+:func:`fla_check.engine.batched.baselines_ahead` of `--cases` cases of one shape (every case in one batch:
+the memory budget lifted); printed per case, the largest first.
 Triton kernels are not aten ops: the GPU's fused noise (fla_check.verdict.noise_kernel) is not on
 the CPU's path, which this measures by default (the torch ops it replaces on a GPU are: rand, cat, addcmul and
 the mul before it). `--fused` takes the GPU's path instead, its Triton kernels under the interpreter (their
@@ -27,6 +28,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
+ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}  # write nothing
+
+
 class Traffic(TorchDispatchMode):
     """Bytes read and written per aten op (inputs + outputs of every op that is not a view)."""
 
@@ -38,7 +42,7 @@ class Traffic(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not func.is_view:
+        if not func.is_view and func.__name__.split(".")[0] not in ALLOCATIONS:
             tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) + list(args)
                        if isinstance(t, torch.Tensor)]
             where = _caller()
