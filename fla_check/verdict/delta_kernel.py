@@ -25,7 +25,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.noise_kernel import draw_key, next_key, one_byte, rounded, stored
+from fla_check.verdict.noise_kernel import (cases_hold, check_offsets, draw_key, next_key, one_byte, rounded,
+                                            stored)
 
 BV = 32  # value columns of the state per program on a GPU; the interpreter takes them all at once
 WARPS = 8  # the 64 x 64 tiles of w and kg across 8 warps: compiled for sm_90 on one machine in one run, 4 warps
@@ -128,11 +129,8 @@ def passed(h0: Optional[Tensor], w: Tensor, u: Tensor, kg: Tensor, decay: Tensor
         raise ValueError(f"w {tuple(w.shape)}, u {tuple(u.shape)}, kg {tuple(kg.shape)} do not fit")
     if decay.shape[3] not in (1, K) or tuple(decay.shape[:3]) != (R, NT, H):
         raise ValueError(f"decay {tuple(decay.shape)} does not fit w {tuple(w.shape)}")
-    if R % seeds.numel():
-        raise ValueError(f"{R} rows do not split into {seeds.numel()} cases")
-    rows_per_case = R // seeds.numel()
-    if max(starts[0] + rows_per_case * H * K * V, starts[1] + rows_per_case * H * C * V) >= 2**31:
-        raise ValueError("a case's draw is past Philox's 32-bit offsets")
+    rows_per_case = cases_hold(R, seeds, "rows")
+    check_offsets(max(starts[0] + rows_per_case * H * K * V, starts[1] + rows_per_case * H * C * V))
     states, values = w.new_empty(R, NT, H, K, V), w.new_empty(R, NT, H, C, V)
     if R == 0 or NT == 0:
         return states, values, (w.new_zeros(R, H, K, V) if h0 is None else h0.clone())

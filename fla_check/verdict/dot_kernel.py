@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.noise_kernel import draw_key, rounded
+from fla_check.verdict.noise_kernel import cases_hold, check_offsets, draw_key, rounded
 
 BLOCK = 32  # rows and columns of a program's tile on a GPU (two float64 accumulators); the interpreter takes 64
 BLOCK_K = 16  # summed terms per step
@@ -63,11 +63,8 @@ def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_sc
     a3, b3 = a.reshape(-1, M, KD), b.reshape(-1, KD, N)
     batches = a3.shape[0]
     out = a.new_empty(a.shape[:-1] + (N,))
-    if batches % seeds.numel():
-        raise ValueError(f"{batches} dots do not split into {seeds.numel()} cases")
-    per_case = batches // seeds.numel()
-    if start + per_case * M * N >= 2**31:
-        raise ValueError("a case's draw is past Philox's 32-bit offsets")
+    per_case = cases_hold(batches, seeds, "dots")
+    check_offsets(start + per_case * M * N)
     if out.numel() == 0:
         return out
     bm, bn = _tile(M, a.is_cuda), _tile(N, a.is_cuda)

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import torch
 from torch import Tensor
@@ -69,6 +69,7 @@ SPLIT_SPAN = 300.0  # largest |G - G_r| in a sub-chunk whose diagonal scores are
 # cold first failure 18.3 -> 25.1 s, the kda ci profile 26 -> 36 s); long cases (T = 1024 at 64-token chunks)
 # gained 10-30 % from the first two (perf-h200-49/50)
 FUSED_MIN_CHUNKS = 16
+_Out = TypeVar("_Out")  # what a fused launch returns
 
 
 IN_KERNEL_ULPS = 4  # fp32 exp/log/sigmoid/rsqrt on a GPU: approximations a few ulp off (ex2/lg2.approx)
@@ -216,8 +217,6 @@ class Rounding:
                             keep: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor, Tensor]]:
         """:func:`_delta_passed` in one launch (:func:`fla_check.verdict.delta_kernel.passed`: the noise the per-chunk
         path draws at each chunk's rounding points) where :meth:`_fused` applies; else None."""
-        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
-
         from fla_check.verdict.delta_kernel import Points, draws_per_chunk, fits, passed
 
         S, NT, H, C, K = w_op.shape
@@ -230,19 +229,12 @@ class Rounding:
         operand = not (self.half and self.u_store == self.u_in)  # as operand(x, stored=True): else no draw
         lo, hi = self.operand_range if operand else (0.0, 0.0)
         points = Points(self.u_store, self.tiny_store, lo, hi - lo, U32)
-        try:
-            out = passed(h0, w_op, u, kg, decay, keep, self._seeds_on(u.device), self.draws,
-                         (start_state, start_values), points)
-        except OutOfResources:  # a shape past the GPU's shared memory: the per-chunk ops, the same draws
-            return None
-        self.draws += draws_per_chunk(points) * NT
-        return out
+        return self._launched(lambda: passed(h0, w_op, u, kg, decay, keep, self._seeds_on(u.device), self.draws,
+                                             (start_state, start_values), points), draws_per_chunk(points) * NT)
 
     def fused_scores(self, q: Tensor, k: Tensor, G: Tensor) -> Optional[Tensor]:
         """:func:`_gla_scores` in one launch (:func:`fla_check.verdict.scores_kernel.scores`: the accumulation
         noise :meth:`accumulated` draws) where :meth:`_fused` applies and the chunks are whole sub-chunks; else None."""
-        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
-
         from fla_check.verdict.scores_kernel import fits, scores
 
         C, K = q.shape[-2:]
@@ -252,12 +244,7 @@ class Rounding:
         start = self._fused_start(blocks, float64=[q, k, G], differentiable=[q, k, G])
         if start is None:
             return None
-        try:
-            out = scores(q, k, G, self._seeds_on(q.device), self.draws + 1, start, SPLIT_SPAN)
-        except OutOfResources:  # a shape past the GPU's shared memory: the torch ops, the same draws
-            return None
-        self.draws += 1
-        return out
+        return self._launched(lambda: scores(q, k, G, self._seeds_on(q.device), self.draws + 1, start, SPLIT_SPAN), 1)
 
     def _fused_start(self, drawn: int, float64: list[Optional[Tensor]],
                      differentiable: list[Optional[Tensor]]) -> Optional[int]:
@@ -343,15 +330,21 @@ class Rounding:
         start = self._fused_start(a.shape[:-1].numel() * b.shape[-1], float64=[a, b], differentiable=[a, b])
         if start is None:
             return None
-        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
-
         from fla_check.verdict.dot_kernel import noisy_dot
 
+        acc_scale = U32 * math.sqrt(max(1, a.shape[-1]))
+        return self._launched(lambda: noisy_dot(a, b, self._seeds_on(a.device), self.draws + 1, start, acc_scale), 1)
+
+    def _launched(self, launch: Callable[[], _Out], draws: int) -> Optional[_Out]:
+        """`launch()`, a fused kernel keyed from the draws so far, which then takes `draws` draws; None and no draw
+        taken where its shape is past the GPU's shared memory (the torch ops then run, with the same draws)."""
+        from triton.runtime.errors import OutOfResources  # triton: imported once the backend is chosen
+
         try:
-            out = noisy_dot(a, b, self._seeds_on(a.device), self.draws + 1, start, U32 * math.sqrt(max(1, a.shape[-1])))
-        except OutOfResources:  # a shape past the GPU's shared memory: the torch ops, the same draws
+            out = launch()
+        except OutOfResources:
             return None
-        self.draws += 1
+        self.draws += draws
         return out
 
     def accumulated(self, ab: Tensor, bound: Tensor, n: int) -> Tensor:

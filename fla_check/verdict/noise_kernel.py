@@ -48,6 +48,20 @@ def rounded(x, m, lo, w, seed, key, place):
     return x + m * (lo + w * tl.rand(seed ^ key, place).to(tl.float64))
 
 
+def cases_hold(count: int, seeds: Tensor, what: str) -> int:
+    """How many of `count` `what` (rows, dots) each case of `seeds` holds: they split evenly, case-major (a
+    ValueError where they do not)."""
+    if count % seeds.numel():
+        raise ValueError(f"{count} {what} do not split into {seeds.numel()} cases")
+    return count // seeds.numel()
+
+
+def check_offsets(end: int) -> None:
+    """A ValueError where a case's draw, ending at place `end` (exclusive), is past Philox's 32-bit offsets."""
+    if end >= 2**31:
+        raise ValueError("a case's draw is past Philox's 32-bit offsets")
+
+
 @functools.lru_cache(maxsize=None)
 def one_byte(device: torch.device) -> Tensor:
     """An int8 1 standing in for an absent keep mask of a fused kernel: a pointer of the mask's type (present

@@ -24,7 +24,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.noise_kernel import draw_key, next_key, one_byte, rounded, stored
+from fla_check.verdict.noise_kernel import (cases_hold, check_offsets, draw_key, next_key, one_byte, rounded,
+                                            stored)
 
 BLOCK = 1024  # state elements per program on a GPU; the interpreter takes a row's state at once
 
@@ -75,13 +76,10 @@ def passed(h0: Optional[Tensor], decay: Tensor, added: Tensor, keep: Optional[Te
     next 3 NT), `start` the place of a row block's first element in its case's full draw: (the state each
     chunk starts from, rounded as stored [R,NT,H,K,V]; the final state [R,H,K,V])."""
     R, NT, H, K, V = added.shape
-    if R % seeds.numel():
-        raise ValueError(f"{R} rows do not split into {seeds.numel()} cases")
+    rows_per_case = cases_hold(R, seeds, "rows")
     if decay.shape[3] not in (1, K) or tuple(decay.shape[:3]) != (R, NT, H):
         raise ValueError(f"decay {tuple(decay.shape)} does not fit added {tuple(added.shape)}")
-    rows_per_case = R // seeds.numel()
-    if start + rows_per_case * H * K * V >= 2**31:
-        raise ValueError("a case's draw is past Philox's 32-bit offsets")
+    check_offsets(start + rows_per_case * H * K * V)
     stored_states = torch.empty_like(added)
     if R == 0 or NT == 0:
         return stored_states, (added.new_zeros(R, H, K, V) if h0 is None else h0.clone())

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fla_check.verdict.noise_kernel import draw_key, rounded
+from fla_check.verdict.noise_kernel import cases_hold, check_offsets, draw_key, rounded
 
 BLOCK = 16  # rows of a sub-chunk (emulation.BLOCK): tl.dot needs 16 on each side
 K_SLICE = 16  # key channels per step of a diagonal block summed channel by channel
@@ -95,11 +95,8 @@ def scores(q: Tensor, k: Tensor, G: Tensor, seeds: Tensor, draw: int, start: int
     R, NT, H, C, K = q.shape
     if not fits(C, K):
         raise ValueError(f"chunks of {C} rows are not whole {BLOCK}-row sub-chunks")
-    if R % seeds.numel():
-        raise ValueError(f"{R} rows do not split into {seeds.numel()} cases")
-    rows_per_case = R // seeds.numel()
-    if start + rows_per_case * NT * H * C * C >= 2**31:
-        raise ValueError("a case's draw is past Philox's 32-bit offsets")
+    rows_per_case = cases_hold(R, seeds, "rows")
+    check_offsets(start + rows_per_case * NT * H * C * C)
     out = q.new_empty(R, NT, H, C, C)
     ns = C // BLOCK
     if out.numel():
