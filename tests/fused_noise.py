@@ -24,3 +24,11 @@ def torch_path(rnd: emulation.Rounding, fused_method: str, fn: Callable, *args):
     noise launch (what the kernel must reproduce, draw for draw)."""
     setattr(rnd, fused_method, lambda *a: None)
     return fn(rnd, *args)
+
+
+def past_shared_memory(*args, **kwargs):
+    """A fused kernel's wrapper whose launch asks for more shared memory than an H200 has (as 64 x 128 float64
+    tiles at 3 stages did: perf-h200-51)."""
+    from triton.runtime.errors import OutOfResources
+
+    raise OutOfResources(311296, 232448, "shared memory")

@@ -5,7 +5,7 @@ several cases, a group of samples), and only on cases of at least the minimum ch
 import pytest
 import torch
 from device import DEVICE
-from fused_noise import fused_rounding, torch_path
+from fused_noise import fused_rounding, past_shared_memory, torch_path
 
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
@@ -81,14 +81,9 @@ def test_broadcast_and_unchunked_operands_take_the_torch_ops(monkeypatch):
 
 
 def test_a_launch_past_shared_memory_falls_back_to_the_torch_ops(monkeypatch):
-    from triton.runtime.errors import OutOfResources
-
-    def too_large(*args, **kwargs):
-        raise OutOfResources(311296, 232448, "shared memory")
-
     a, b = _operands(64, 16, 16)
     want = _torch_dot(_rounding([3]), a, b)
-    monkeypatch.setattr("fla_check.verdict.dot_kernel.noisy_dot", too_large)
+    monkeypatch.setattr("fla_check.verdict.dot_kernel.noisy_dot", past_shared_memory)
     rnd = _rounding([3])
     assert torch.equal(rnd.dot(a, b), want)
     assert rnd.draws == 6  # the torch path's one draw, none lost to the failed launch

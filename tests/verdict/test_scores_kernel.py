@@ -5,7 +5,7 @@ gates whose diagonal blocks are summed channel by channel, several cases, a grou
 import pytest
 import torch
 from device import DEVICE
-from fused_noise import fused_rounding, torch_path
+from fused_noise import fused_rounding, past_shared_memory, torch_path
 
 from fla_check.verdict import emulation
 from fla_check.verdict.arithmetic import Arithmetic
@@ -97,14 +97,9 @@ def test_bad_shapes_are_refused():
 
 
 def test_a_launch_past_shared_memory_falls_back_to_the_torch_ops(monkeypatch):
-    from triton.runtime.errors import OutOfResources
-
-    def too_large(*args, **kwargs):
-        raise OutOfResources(311296, 232448, "shared memory")
-
     q, k, G = _inputs(32, 16)
     want = _torch_path(_rounding([3]), q, k, G)
-    monkeypatch.setattr("fla_check.verdict.scores_kernel.scores", too_large)
+    monkeypatch.setattr("fla_check.verdict.scores_kernel.scores", past_shared_memory)
     rnd = _rounding([3])
     assert torch.equal(emulation._gla_scores(rnd, q, k, G), want)
     assert rnd.draws == 6  # the torch path's one draw, none lost to the failed launch
