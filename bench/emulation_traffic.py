@@ -32,7 +32,7 @@ ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_s
 
 
 class Traffic(TorchDispatchMode):
-    """Bytes read and written per aten op (inputs + outputs of every op that is not a view)."""
+    """Bytes read and written per aten op (inputs + outputs of every op that is not a view or an allocation)."""
 
     def __init__(self, by_function: bool = False) -> None:
         super().__init__()
