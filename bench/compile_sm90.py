@@ -111,6 +111,8 @@ def compile_verdict_kernels() -> None:
             for NT in (1, 5):
                 R, H, V = 32, 2, K
                 noise_kernel.perturbed(f64(R, NT, H, C, K), None, -1e-3, 2e-3, "relative", seeds, 3 + NT, 0)
+                noise_kernel.perturbed(f64(R, NT, C, H, K).transpose(2, 3), None, -1e-3, 2e-3, "relative", seeds,
+                                       3 + NT, 0)  # a chunked view, read in place
                 passing_kernel.passed(f64(R, H, K, V), f64(R, NT, H, K, 1), f64(R, NT, H, K, V), None, seeds, 3 + NT,
                                       0, 2.0**-8, 2.0**-133, 2.0**-24)
                 scores_kernel.scores(f64(R, NT, H, C, K), f64(R, NT, H, C, K), f64(R, NT, H, C, K), seeds, 3 + NT, 0,

@@ -12,7 +12,7 @@ Triton kernels are not aten ops: the GPU's fused noise (fla_check.verdict.noise_
 the CPU's path, which this measures by default (the torch ops it replaces on a GPU are: rand, cat, addcmul and
 the mul before it). `--fused` takes the GPU's path instead, its Triton kernels under the interpreter (their
 traffic uncounted: each reads and writes its tensors once); `--by function` charges each op to the innermost
-function of fla_check.verdict.emulation it ran in.
+function of fla_check.verdict.emulation it ran in, `--by site` to the innermost line of fla_check.
 
     TRITON_INTERPRET=1 python bench/emulation_traffic.py --op gated_delta --dtype bfloat16 --modes chunk --cases 2 \
         --fused --by function
@@ -34,9 +34,9 @@ ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_s
 class Traffic(TorchDispatchMode):
     """Bytes read and written per aten op (inputs + outputs of every op that is not a view or an allocation)."""
 
-    def __init__(self, by_function: bool = False) -> None:
+    def __init__(self, by: str = "op") -> None:
         super().__init__()
-        self.by_function = by_function
+        self.by = by
         self.bytes: Counter = Counter()
         self.calls: Counter = Counter()
 
@@ -45,24 +45,26 @@ class Traffic(TorchDispatchMode):
         if not func.is_view and func.__name__.split(".")[0] not in ALLOCATIONS:
             tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) + list(args)
                        if isinstance(t, torch.Tensor)]
-            where = _caller()
+            where = _caller(self.by == "site")
             if where is None:  # the interpreter's copies of a Triton kernel's arguments
                 return out
-            name = where if self.by_function else func.__name__
+            name = func.__name__ if self.by == "op" else where if self.by == "function" else f"{where} {func.__name__}"
             self.bytes[name] += sum(t.numel() * t.element_size() for t in tensors)
             self.calls[name] += 1
         return out
 
 
-def _caller() -> str | None:
-    """The innermost function of fla_check.verdict.emulation on the stack ('-' outside it), None inside a Triton
-    launch."""
+def _caller(site: bool = False) -> str | None:
+    """The innermost function of fla_check.verdict.emulation on the stack ('-' outside it), or with `site` the
+    innermost line of fla_check (module:line); None inside a Triton launch."""
     frame, found = sys._getframe(2), None
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module.startswith("triton."):
             return None
-        if found is None and module == "fla_check.verdict.emulation":
+        if found is None and site and module.startswith("fla_check."):
+            found = f"{module.removeprefix('fla_check.')}:{frame.f_lineno}"
+        if found is None and not site and module == "fla_check.verdict.emulation":
             found = frame.f_code.co_qualname
         frame = frame.f_back
     return found or "-"
@@ -79,7 +81,8 @@ def main() -> None:
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--fused", action="store_true", help="the GPU's path: its Triton kernels under the interpreter")
-    p.add_argument("--by", choices=("op", "function"), default="op")
+    p.add_argument("--by", choices=("op", "function", "site"), default="op",
+                   help="charge each aten op by its name, its emulation function, or its line of fla_check")
     args = p.parse_args()
 
     from fla_check.cases import CaseConfig
@@ -94,7 +97,7 @@ def main() -> None:
         from fla_check.verdict import emulation
 
         emulation.fused_noise = lambda device: True
-    traffic = Traffic(by_function=args.by == "function")
+    traffic = Traffic(args.by)
     start = time.perf_counter()
     with traffic:
         batched.baselines_ahead(args.op, modes, configs, built, "cpu")
@@ -104,7 +107,8 @@ def main() -> None:
     print(f"{args.op} {args.dtype} T={args.T} H={args.H} K=V={args.K} modes {args.modes}, {path}, {n} cases: "
           f"{sum(traffic.bytes.values()) / 1e9 / n:.2f} GB and {sum(traffic.calls.values()) / n:.0f} ops per case "
           f"({seconds:.1f} s on this CPU)\n")
-    print(f"| {'aten op' if args.by == 'op' else 'emulation function'} | GB per case | ops per case |\n|---|---:|---:|")
+    column = {"op": "aten op", "function": "emulation function", "site": "line of fla_check, aten op"}[args.by]
+    print(f"| {column} | GB per case | ops per case |\n|---|---:|---:|")
     for name, size in traffic.bytes.most_common(args.top):
         print(f"| {name} | {size / 1e9 / n:.2f} | {traffic.calls[name] / n:.1f} |")
 

@@ -84,22 +84,63 @@ def stored(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, oper
     return x, key
 
 
-@triton.jit(do_not_specialize=["key", "per_case", "start"])  # per-call ints: one binary per mode (compile_buckets.md)
-def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, w,
-                    MODE: tl.constexpr, BLOCK: tl.constexpr):
-    case = tl.program_id(1)
-    idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    keep = idx < per_case
-    seed = tl.load(seeds_ptr + case)  # the case's seed, mixed with the draw's key
-    at = case.to(tl.int64) * per_case + idx
-    x = tl.load(x_ptr + at, mask=keep, other=0.0)
-    if MODE == 0:
-        y = rounded(x, x, lo, w, seed, key, start + idx)
-    elif MODE == 1:
-        y = rounded(x, 1.0, lo, w, seed, key, start + idx)
+VIEW_DIMS = 4  # dims a strided view is read through once merged (the emulation's chunked views take 3 or 4)
+
+
+@triton.jit(do_not_specialize=["key", "per_case", "start", "rows_per_case", "n1", "n3", "s0", "s1", "s2", "s3"])
+def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, w, rows_per_case, n1, n3, s0, s1, s2,
+                    s3, MODE: tl.constexpr, BLOCK: tl.constexpr, STRIDED: tl.constexpr):
+    """Contiguous `x`: program (block, case). A strided view (STRIDED) of dims [n0, n1, n2, n3] and strides s0-s3: program
+    (row, block), a row one (i0, i1) of n2 n3 elements (whole rows per case), read through its strides; `m` and the
+    output contiguous, in the view's logical order either way (the same draws as its contiguous copy)."""
+    if STRIDED:
+        row = tl.program_id(0)
+        case = row // rows_per_case
+        idx = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        row_size = per_case // rows_per_case
+        keep = idx < row_size
+        source = (row // n1).to(tl.int64) * s0 + (row % n1).to(tl.int64) * s1 + \
+            (idx // n3).to(tl.int64) * s2 + (idx % n3).to(tl.int64) * s3
+        at = row.to(tl.int64) * row_size + idx
+        place = (row % rows_per_case) * row_size + idx
     else:
-        y = rounded(x, tl.load(m_ptr + at, mask=keep, other=0.0), lo, w, seed, key, start + idx)
+        case = tl.program_id(1)
+        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        keep = idx < per_case
+        at = case.to(tl.int64) * per_case + idx
+        source = at
+        place = idx
+    seed = tl.load(seeds_ptr + case)  # the case's seed, mixed with the draw's key
+    x = tl.load(x_ptr + source, mask=keep, other=0.0)
+    if MODE == 0:
+        y = rounded(x, x, lo, w, seed, key, start + place)
+    elif MODE == 1:
+        y = rounded(x, 1.0, lo, w, seed, key, start + place)
+    else:
+        y = rounded(x, tl.load(m_ptr + at, mask=keep, other=0.0), lo, w, seed, key, start + place)
     tl.store(out_ptr + at, y, mask=keep)
+
+
+def view_dims(x: Tensor, cases: int) -> Optional[tuple[list[int], list[int]]]:
+    """The sizes and strides of non-contiguous `x` in :data:`VIEW_DIMS` dims (size-1 dims dropped, dims adjacent in
+    memory merged, a lone last dim padded in front), when its leading two hold whole rows per case of `cases` and
+    its last two fit a grid's second axis; else None (a contiguous copy is read instead)."""
+    if x.is_contiguous():
+        return None
+    merged: list[list[int]] = []
+    for size, stride in reversed([d for d in zip(x.shape, x.stride()) if d[0] != 1]):
+        if merged and stride == merged[-1][0] * merged[-1][1]:
+            merged[-1][0] *= size
+        else:
+            merged.append([size, stride])
+    if len(merged) > VIEW_DIMS or len(merged) < 2:
+        return None
+    merged.reverse()
+    padded = merged[:1] + [[1, 0]] * (VIEW_DIMS - len(merged)) + merged[1:]
+    sizes, strides = [d[0] for d in padded], [d[1] for d in padded]
+    if (sizes[0] * sizes[1]) % cases or triton.cdiv(sizes[2] * sizes[3], BLOCK) >= 2**16:
+        return None
+    return sizes, strides
 
 
 def perturbed(x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str, seeds: Tensor, draw: int,
@@ -107,19 +148,26 @@ def perturbed(x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str, se
     """``x + m (lo + w u)`` of float64 `x` (`m`: x for `mode` "relative", 1 for "absolute", the given
     tensor of x's shape for "scaled"), the leading dimension split evenly between the cases of `seeds` (int64,
     on x's device), `draw` the emulation's count of draws so far, `start` the place of x's first
-    element in the case's full draw."""
-    x = x.contiguous()
-    m = x if m is None else m.to(x).contiguous()
-    out = torch.empty_like(x)
+    element in the case's full draw. Returned contiguous; a strided view (:func:`view_dims`) is read in place."""
     cases = seeds.numel()
     if x.numel() % cases:
         raise ValueError(f"a draw of {tuple(x.shape)} does not split into {cases} cases")
     per_case = x.numel() // cases
     if per_case + start >= 2**31:
         raise ValueError(f"a case's draw of {per_case + start} elements is past Philox's 32-bit offsets")
-    if per_case:
-        block = BLOCK if x.is_cuda else 2**16
-        grid = (triton.cdiv(per_case, block), cases)
-        _perturb_kernel[grid](x, m, out, seeds, draw_key(draw), per_case, start, float(lo), float(w), MODE=MODES[mode],
-                              BLOCK=block)
+    view = view_dims(x, cases)
+    if view is None:
+        x = x.contiguous()
+    m = x if m is None else m.to(x).contiguous()
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if not per_case:
+        return out
+    block = BLOCK if x.is_cuda else 2**16
+    if view is None:
+        grid, rows_per_case, sizes, strides = (triton.cdiv(per_case, block), cases), 1, [1] * 4, [0] * 4
+    else:
+        (sizes, strides), rows = view, view[0][0] * view[0][1]
+        grid, rows_per_case = (rows, triton.cdiv(sizes[2] * sizes[3], block)), rows // cases
+    _perturb_kernel[grid](x, m, out, seeds, draw_key(draw), per_case, start, float(lo), float(w), rows_per_case,
+                          sizes[1], sizes[3], *strides, MODE=MODES[mode], BLOCK=block, STRIDED=view is not None)
     return out

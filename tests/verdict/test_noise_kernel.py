@@ -87,3 +87,43 @@ def test_an_emulation_with_the_fused_noise_is_the_same_alone_and_in_a_batch(monk
     plain = noise_scales(baseline_samples(op, arith, x, torch.bfloat16, 5), exact)
     for name in exact:  # another stream of the same noise: the same size within the sampling spread
         assert 0.5 < fused[name].rel_rms / plain[name].rel_rms < 2, name
+
+
+def _views(gen):
+    """(name, a non-contiguous float64 view whose leading dim holds 3 cases x 4 samples)."""
+    base = torch.randn(12, 3, 5, 2, 7, dtype=torch.float64, generator=gen).to(DEVICE)
+    return [("chunked", base.transpose(2, 3)),  # emulation._chunks: [S,NT,C,H,D] read as [S,NT,H,C,D]
+            ("last two swapped", base.transpose(-1, -2)),
+            ("sliced", base[..., 1:6]),
+            ("every other row", base[:, ::2]),
+            ("one chunk", base[:, :1].transpose(2, 3)),
+            ("five dims apart", base.permute(0, 4, 2, 1, 3))]  # more dims than a view is read through: a copy
+
+
+@pytest.mark.parametrize("mode", ["relative", "absolute", "scaled"])
+def test_a_strided_view_draws_what_its_contiguous_copy_draws(mode):
+    from fla_check.verdict import noise_kernel
+
+    gen = torch.Generator().manual_seed(2)
+    read = []
+    for name, x in _views(gen):
+        m = torch.rand(x.shape, dtype=torch.float64, generator=gen).to(DEVICE) if mode == "scaled" else None
+        for seeds, start in ((SEEDS, 0), (SEEDS[1:2], 40)):
+            view = x[:4] if len(seeds) == 1 else x
+            got = perturbed(view, None if m is None else m[:len(view)], -1e-2, 2e-2, mode, seeds, 3, start)
+            want = perturbed(view.contiguous(), None if m is None else m[:len(view)], -1e-2, 2e-2, mode, seeds, 3,
+                             start)
+            assert got.is_contiguous() and torch.equal(got, want), name
+        read.append(noise_kernel.view_dims(x, 3) is not None)
+    assert read == [True, True, True, True, True, False]  # read in place but for the one past VIEW_DIMS
+
+
+def test_view_dims_merge_what_memory_allows_and_keep_whole_rows_per_case():
+    from fla_check.verdict.noise_kernel import view_dims
+
+    x = torch.zeros(12, 3, 5, 2, 7, dtype=torch.float64)
+    assert view_dims(x, 3) is None  # contiguous: the plain launch
+    assert view_dims(x.transpose(2, 3), 3) == ([36, 2, 5, 7], [70, 7, 14, 1])  # S and NT merged
+    assert view_dims(x.transpose(-1, -2), 3) == ([180, 1, 7, 2], [14, 0, 1, 7])  # a lone last dim padded in front
+    assert view_dims(x.transpose(-1, -2), 7) is None  # 180 rows do not split into 7 cases
+    assert view_dims(x[:1].transpose(-1, -2), 1) == ([15, 1, 7, 2], [14, 0, 1, 7])  # a size-1 dim dropped
