@@ -101,7 +101,7 @@ def _compile_only(self, *args, grid, warmup, **kwargs):
 def compile_verdict_kernels() -> None:
     """Every fused kernel of the emulation (verdict/*_kernel.py) at its GPU blocks, two lengths per shape."""
     torch.Tensor.is_cuda = property(lambda self: True)  # the wrappers' GPU block sizes; nothing runs
-    from fla_check.verdict import delta_kernel, dot_kernel, noise_kernel, passing_kernel, scores_kernel
+    from fla_check.verdict import deviation_kernel, delta_kernel, dot_kernel, noise_kernel, passing_kernel, scores_kernel
 
     seeds = torch.zeros(2, dtype=torch.int64)
     f64 = lambda *shape: torch.zeros(*shape, dtype=torch.float64)  # noqa: E731
@@ -121,6 +121,7 @@ def compile_verdict_kernels() -> None:
                                      2.0**-24)  # q k^T: [C, C]
                 dot_kernel.noisy_dot(f64(R, NT, H, C, C), f64(R, NT, H, C, V), seeds, 3 + NT, 0, 2.0**-24)  # A v
                 dot_kernel.noisy_dot(f64(R, NT, H, K, C), f64(R, NT, H, C, V), seeds, 3 + NT, 0, 2.0**-24)  # k^T v
+                deviation_kernel.deviations(f64(2, 16, NT * C, H, K), f64(2, 1, NT * C, H, K), torch.ones(2))
                 if delta_kernel.fits(C, K):
                     delta_kernel.passed(f64(R, H, K, V), f64(R, NT, H, C, K), f64(R, NT, H, C, V),
                                         f64(R, NT, H, C, K), f64(R, NT, H, 1, 1), None, seeds, 3 + NT, (0, 0), points)

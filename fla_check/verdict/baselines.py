@@ -26,6 +26,7 @@ from fla_check.cases import GRAD_NAMES, Upstream
 from fla_check.ops import OpSpec
 from fla_check.references import reference
 from fla_check.verdict.arithmetic import RECURRENT_FP32, Arithmetic
+from fla_check.verdict import emulation
 from fla_check.verdict.emulation import BLOCK, SAMPLES, U32, Rounding, emulate, padded_tokens
 from fla_check.errors import EmulationError  # noqa: F401 (re-exported)
 
@@ -326,7 +327,12 @@ def _reduced(samples: Samples, answers: dict[str, Tensor]) -> list[Deviations]:
 def _deviation_rows(e: Tensor, x: Tensor, ok: Tensor, count: Tensor) -> list[Tensor]:
     """Per case of samples `e` [cases, samples, ...] against its answer `x` (`ok`: x's finite
     entries, both [cases, 1, ...]; `count`: how many, [cases]): the non-finite deviations, the
-    largest |e - x| and the largest per-sample RMS of e - x over the finite entries, each [cases]."""
+    largest |e - x| and the largest per-sample RMS of e - x over the finite entries, each [cases]. On a GPU one
+    launch reads the samples once (:mod:`fla_check.verdict.deviation_kernel`)."""
+    if emulation.fused_noise(e.device) and e.dtype == x.dtype == torch.float64:
+        from fla_check.verdict.deviation_kernel import deviations
+
+        return deviations(e, x, count)
     diff = torch.where(ok, e - x, torch.zeros((), dtype=e.dtype, device=e.device)).flatten(2)
     return [nonfinite_mask(diff).flatten(1).sum(1), diff.abs().flatten(1).amax(1),
             diff.square().sum(2).div(count[:, None]).sqrt().amax(1)]
@@ -346,7 +352,7 @@ def _emulated_stack(op: OpSpec, arith: Arithmetic, cases: Sequence[CaseInputs], 
                     seeds: Sequence[int]) -> Samples:
     """:func:`emulated_batch` on cases already checked."""
     columns = zip(*[(*c.tensors(), c.initial_state) for c in cases])  # per input: every case's tensor
-    stacked = [None if col[0] is None else torch.cat([_sampled(x) for x in col]) for col in columns]
+    stacked = [None if col[0] is None else _sampled_cases(col) for col in columns]
     with torch.no_grad(), single_thread():
         o, ht = emulate(op.name, op.step, arith, *stacked, cases[0].cu_seqlens, dtype=dtype, seed=list(seeds))
     return {"o": o, "ht": ht}
@@ -359,6 +365,13 @@ def _count(rows: Optional[slice]) -> int:
 def _sampled(x: Tensor, count: int = SAMPLES) -> Tensor:
     """`count` float64 copies of `x` on a leading dimension."""
     return x.detach().double()[None].repeat((count,) + (1,) * x.dim())
+
+
+def _sampled_cases(xs: Sequence[Tensor]) -> Tensor:
+    """:data:`SAMPLES` float64 copies of each of `xs` (one shape), case-major on the leading dimension: the
+    concatenation of their :func:`_sampled`, written once (not copied per case, then concatenated)."""
+    x = torch.stack([t.detach() for t in xs]).double()
+    return x[:, None].expand((len(xs), SAMPLES) + x.shape[1:]).reshape((len(xs) * SAMPLES,) + x.shape[1:])
 
 
 def _returned(rnd: Rounding, name: str, x: Tensor) -> Tensor:

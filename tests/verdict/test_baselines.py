@@ -397,3 +397,12 @@ def test_batched_deviations_reduce_each_case_as_its_own_baseline_does(op_name, a
             assert math.isclose(got[name].max_abs, want[name].max_abs, rel_tol=1e-12), name
             assert math.isclose(got[name].rel_rms, want[name].rel_rms, rel_tol=1e-12), name
     assert len({w["o"][1].item() for w in worst}) == 3
+
+
+def test_cases_are_sampled_as_the_concatenation_of_their_copies():
+    from fla_check.verdict.baselines import _sampled, _sampled_cases
+
+    xs = [torch.randn(3, 5, dtype=torch.bfloat16) for _ in range(3)]
+    got = _sampled_cases(xs)
+    assert got.dtype == torch.float64 and got.is_contiguous()
+    assert torch.equal(got, torch.cat([_sampled(x) for x in xs]))
