@@ -5,8 +5,11 @@
 #          T = 1024 against .old (`git archive e59b58e fla_check`: before dot_kernel), K = 64;
 #          and K = 128, where the delta kernel (MAX_TILE raised to 64 x 128 in-process) against the per-chunk torch
 #          ops it would replace (the tree's MAX_TILE): does 1 stage make K = 128 worth fusing?
+#          Since then (nineteenth session, no GPU lent): the noise kernel reads strided views in place, the samples'
+#          deviations take one Triton read (deviation_kernel.py), the cases are sampled in one copy; .prev holds the
+#          tree before those (`git archive b5a6103 fla_check`), so the A/B runs e59b58e, b5a6103 and this tree.
 #   goals: every issue-17 goal in one call, as perf-h200-46.
-#   bash docs/gpu/perf-h200-54/cmd.sh check|goals OUT_DIR   (carry .whl; check also .old)
+#   bash docs/gpu/perf-h200-54/cmd.sh check|goals OUT_DIR   (carry .whl; check also .old and .prev)
 PART=${1:?usage: cmd.sh check|goals OUT_DIR}
 OUT=${2:?usage: cmd.sh check|goals OUT_DIR}
 mkdir -p "$OUT/w" && OUT=$(cd "$OUT" && pwd)
@@ -18,7 +21,7 @@ if [ "$PART" = goals ]; then
 else
   bash bench/gpu_pytest.sh "$W/pytest" 200 15 tests/verdict tests/kernels/test_specialization.py
   gzip -f "$W/pytest/pytest.log"
-  bash bench/ab_baselines.sh "$W" gla gated_delta kda delta
+  AB_TREES="old prev new" bash bench/ab_baselines.sh "$W" gla gated_delta kda  # delta: gated_delta's kernels
   for tile in 4096 8192; do  # 64 x 64: K = 128 runs the per-chunk ops; 64 x 128: the kernel
     timeout -k 10 120 python3 -c "
 import runpy, sys
