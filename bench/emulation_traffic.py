@@ -5,7 +5,8 @@
 On an H200 the emulated baselines of a warm case at T = 1024 are bound by memory traffic, not by
 launches (docs/gpu/perf-h200-19: gla fp32, 93 launch ops and 6.2 ms per case). Each aten op that
 is not a view or an allocation is charged the bytes of its tensor inputs and outputs (what it reads and
-writes, once each; allocations were charged their output's bytes before the eighteenth session), summed over
+writes, once each; a broadcast input once; allocations were charged their output's bytes before the eighteenth
+session, `_unsafe_view` and broadcasts in full before the nineteenth), summed over
 :func:`fla_check.engine.batched.baselines_ahead` of `--cases` cases of one shape (every case in one batch:
 the memory budget lifted); printed per case, the largest first.
 Triton kernels are not aten ops: the GPU's fused noise (fla_check.verdict.noise_kernel) is not on
@@ -20,6 +21,7 @@ function of fla_check.verdict.emulation it ran in, `--by site` to the innermost 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
@@ -29,6 +31,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 
 ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}  # write nothing
+FREE = ALLOCATIONS | {"_unsafe_view"}  # _unsafe_view: a view of a fresh tensor (reshape's), not marked as a view
+
+
+def stored_bytes(t: torch.Tensor) -> int:
+    """The bytes `t` spans in memory once: a broadcast dim (stride 0, an expand) is read once, not per index."""
+    return math.prod(n for n, s in zip(t.shape, t.stride()) if s != 0) * t.element_size()
 
 
 class Traffic(TorchDispatchMode):
@@ -42,14 +50,14 @@ class Traffic(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not func.is_view and func.__name__.split(".")[0] not in ALLOCATIONS:
+        if not func.is_view and func.__name__.split(".")[0] not in FREE:
             tensors = [t for t in (out if isinstance(out, (tuple, list)) else [out]) + list(args)
                        if isinstance(t, torch.Tensor)]
             where = _caller(self.by == "site")
             if where is None:  # the interpreter's copies of a Triton kernel's arguments
                 return out
             name = func.__name__ if self.by == "op" else where if self.by == "function" else f"{where} {func.__name__}"
-            self.bytes[name] += sum(t.numel() * t.element_size() for t in tensors)
+            self.bytes[name] += sum(stored_bytes(t) for t in tensors)
             self.calls[name] += 1
         return out
 
