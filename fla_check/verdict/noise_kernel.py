@@ -85,6 +85,7 @@ def stored(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, oper
 
 
 VIEW_DIMS = 4  # dims a strided view is read through once merged (the emulation's chunked views take 3 or 4)
+MIN_ROW = 512  # fewest elements a strided view's row (its last two dims) holds to be read in place: a program a row
 
 
 @triton.jit(do_not_specialize=["key", "per_case", "start", "rows_per_case", "n1", "n3", "s0", "s1", "s2", "s3"])
@@ -123,8 +124,9 @@ def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, 
 
 def view_dims(x: Tensor, cases: int) -> Optional[tuple[list[int], list[int]]]:
     """The sizes and strides of non-contiguous `x` in :data:`VIEW_DIMS` dims (size-1 dims dropped, dims adjacent in
-    memory merged, a lone last dim padded in front), when its leading two hold whole rows per case of `cases` and
-    its last two fit a grid's second axis; else None (a contiguous copy is read instead)."""
+    memory merged, a lone last dim padded in front), when its leading two hold whole rows per case of `cases` and its
+    last two at least :data:`MIN_ROW` elements (a chunk's C x D: no programs of a few live lanes) that fit a grid's
+    second axis; else None (a contiguous copy is read instead)."""
     if x.is_contiguous():
         return None
     merged: list[list[int]] = []
@@ -138,7 +140,8 @@ def view_dims(x: Tensor, cases: int) -> Optional[tuple[list[int], list[int]]]:
     merged.reverse()
     padded = merged[:1] + [[1, 0]] * (VIEW_DIMS - len(merged)) + merged[1:]
     sizes, strides = [d[0] for d in padded], [d[1] for d in padded]
-    if (sizes[0] * sizes[1]) % cases or triton.cdiv(sizes[2] * sizes[3], BLOCK) >= 2**16:
+    row = sizes[2] * sizes[3]
+    if (sizes[0] * sizes[1]) % cases or row < MIN_ROW or triton.cdiv(row, BLOCK) >= 2**16:
         return None
     return sizes, strides
 

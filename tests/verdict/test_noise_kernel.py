@@ -101,9 +101,10 @@ def _views(gen):
 
 
 @pytest.mark.parametrize("mode", ["relative", "absolute", "scaled"])
-def test_a_strided_view_draws_what_its_contiguous_copy_draws(mode):
+def test_a_strided_view_draws_what_its_contiguous_copy_draws(monkeypatch, mode):
     from fla_check.verdict import noise_kernel
 
+    monkeypatch.setattr(noise_kernel, "MIN_ROW", 1)  # these small views' rows read in place too
     gen = torch.Generator().manual_seed(2)
     read = []
     for name, x in _views(gen):
@@ -118,9 +119,14 @@ def test_a_strided_view_draws_what_its_contiguous_copy_draws(mode):
     assert read == [True, True, True, True, True, False]  # read in place but for the one past VIEW_DIMS
 
 
-def test_view_dims_merge_what_memory_allows_and_keep_whole_rows_per_case():
+def test_view_dims_merge_what_memory_allows_and_keep_whole_rows_per_case(monkeypatch):
+    from fla_check.verdict import noise_kernel
     from fla_check.verdict.noise_kernel import view_dims
 
+    chunked = torch.zeros(2, 16, 64, 4, 64, dtype=torch.float64).transpose(2, 3)  # a chunk's rows of 64 x 64
+    assert view_dims(chunked, 2) == ([32, 4, 64, 64], [16384, 64, 256, 1])
+    assert view_dims(chunked[..., :4], 2) is None  # rows of 256 elements: copied first (MIN_ROW)
+    monkeypatch.setattr(noise_kernel, "MIN_ROW", 1)
     x = torch.zeros(12, 3, 5, 2, 7, dtype=torch.float64)
     assert view_dims(x, 3) is None  # contiguous: the plain launch
     assert view_dims(x.transpose(2, 3), 3) == ([36, 2, 5, 7], [70, 7, 14, 1])  # S and NT merged
