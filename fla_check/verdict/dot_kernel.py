@@ -14,6 +14,8 @@ rounding, draw for draw, and a case gets the same values alone and in a batch.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import triton
 import triton.language as tl
 from torch import Tensor
@@ -27,7 +29,8 @@ BLOCK_K = 16  # summed terms per step
 @triton.jit(do_not_specialize=["key", "batches_per_case", "start", "M", "N", "KD", "sa_b", "sa_m", "sa_k", "sb_b",
                                "sb_k", "sb_n"])
 def _dot_kernel(a_ptr, b_ptr, out_ptr, seeds_ptr, key, batches_per_case, start, M, N, KD, sa_b, sa_m, sa_k, sb_b,
-                sb_k, sb_n, acc_scale, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+                sb_k, sb_n, acc_scale, c_ptr, scale, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                HAS_ADD: tl.constexpr):
     bt, pm, pn = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rm, rn = pm * BM + tl.arange(0, BM), pn * BN + tl.arange(0, BN)
     bt64 = bt.to(tl.int64)
@@ -45,20 +48,26 @@ def _dot_kernel(a_ptr, b_ptr, out_ptr, seeds_ptr, key, batches_per_case, start, 
     seed = tl.load(seeds_ptr + bt // batches_per_case)
     place = start + (bt % batches_per_case) * (M * N) + rm[:, None] * N + rn[None, :]  # int32: checked below
     out = rounded(ab, bound * acc_scale, -1.0, 2.0, seed, key.to(tl.int64), place)
-    tl.store(out_ptr + bt64 * (M * N) + rm[:, None] * N + rn[None, :], out, mask=live)
+    at = bt64 * (M * N) + rm[:, None] * N + rn[None, :]
+    if HAS_ADD:  # the caller's `dot * scale + c`, not a pass of its own
+        out = out * scale + tl.load(c_ptr + at, mask=live, other=0.0)
+    tl.store(out_ptr + at, out, mask=live)
 
 
 def _tile(size: int, on_gpu: bool) -> int:
     return max(16, min(BLOCK if on_gpu else 64, triton.next_power_of_2(size)))
 
 
-def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_scale: float) -> Tensor:
+def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_scale: float, scale: float = 1.0,
+              add: Optional[Tensor] = None) -> Tensor:
     """``a @ b + acc (2u - 1)``, ``acc = (|a| @ |b|) acc_scale``, of float64 `a` [..., M, n] and `b` [..., n, N] with
     equal batch dims (views of any strides), the batch split evenly between the cases of `seeds` (int64 on the
     device), `draw` the emulation's count of draws (this one included), `start` the place of the result's first
-    element in its case's full draw."""
+    element in its case's full draw. With `add` (float64, the result's shape): that times `scale`, plus `add`."""
     if a.dim() < 3 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
         raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} are not a batched dot of equal batches")
+    if add is not None and (add.shape != a.shape[:-1] + b.shape[-1:] or add.dtype != a.dtype):
+        raise ValueError(f"add {tuple(add.shape)} {add.dtype} is not the float64 shape of the dot's result")
     M, KD, N = a.shape[-2], a.shape[-1], b.shape[-1]
     a3, b3 = a.reshape(-1, M, KD), b.reshape(-1, KD, N)
     batches = a3.shape[0]
@@ -70,5 +79,6 @@ def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_sc
     bm, bn = _tile(M, a.is_cuda), _tile(N, a.is_cuda)
     _dot_kernel[(batches, triton.cdiv(M, bm), triton.cdiv(N, bn))](
         a3, b3, out, seeds, draw_key(draw), per_case, start, M, N, KD, *a3.stride(), *b3.stride(), float(acc_scale),
-        BM=bm, BN=bn, BK=BLOCK_K if a.is_cuda else max(16, triton.next_power_of_2(KD)))
+        out if add is None else add.contiguous(), float(scale), BM=bm, BN=bn,
+        BK=BLOCK_K if a.is_cuda else max(16, triton.next_power_of_2(KD)), HAS_ADD=add is not None)
     return out

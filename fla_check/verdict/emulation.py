@@ -314,26 +314,30 @@ class Rounding:
     def output(self, x: Tensor) -> Tensor:
         return self._underflow(self.relative(x, self.u_in), self.tiny_in)
 
-    def dot(self, a: Tensor, b: Tensor) -> Tensor:
-        """a @ b with fp32 accumulation noise (operands already rounded by the caller)."""
-        fused = self.fused_dot(a, b)
+    def dot(self, a: Tensor, b: Tensor, scale: float = 1.0, add: Optional[Tensor] = None) -> Tensor:
+        """a @ b with fp32 accumulation noise (operands already rounded by the caller); with `add` (computed before:
+        the draws keep their order), that times `scale` plus `add`."""
+        fused = self.fused_dot(a, b, scale, add)
         if fused is not None:
             return fused
-        return self.accumulated(a @ b, a.abs() @ b.abs(), a.shape[-1])
+        out = self.accumulated(a @ b, a.abs() @ b.abs(), a.shape[-1])
+        return out if add is None else out * scale + add
 
-    def fused_dot(self, a: Tensor, b: Tensor) -> Optional[Tensor]:
+    def fused_dot(self, a: Tensor, b: Tensor, scale: float = 1.0, add: Optional[Tensor] = None) -> Optional[Tensor]:
         """:meth:`dot` in one launch (:func:`fla_check.verdict.dot_kernel.noisy_dot`: the noise :meth:`accumulated`
-        draws) on chunked operands [S,NT,H,m,n] of at least ``min_chunks`` chunks where :meth:`_fused` applies;
-        else None."""
-        if a.dim() != 5 or a.shape[:-2] != b.shape[:-2] or a.shape[1] < self.min_chunks:
+        draws, the scaling and `add` in place) on chunked operands [S,NT,H,m,n] of at least ``min_chunks`` chunks
+        where :meth:`_fused` applies; else None."""
+        if a.dim() != 5 or a.shape[:-2] != b.shape[:-2] or a.shape[1] < self.min_chunks or (
+                add is not None and add.shape != a.shape[:-1] + b.shape[-1:]):
             return None
-        start = self._fused_start(a.shape[:-1].numel() * b.shape[-1], float64=[a, b], differentiable=[a, b])
+        start = self._fused_start(a.shape[:-1].numel() * b.shape[-1], float64=[a, b, add], differentiable=[a, b, add])
         if start is None:
             return None
         from fla_check.verdict.dot_kernel import noisy_dot
 
         acc_scale = U32 * math.sqrt(max(1, a.shape[-1]))
-        return self._launched(lambda: noisy_dot(a, b, self._seeds_on(a.device), self.draws + 1, start, acc_scale), 1)
+        return self._launched(lambda: noisy_dot(a, b, self._seeds_on(a.device), self.draws + 1, start, acc_scale,
+                                                scale, add), 1)
 
     def _launched(self, launch: Callable[[], _Out], draws: int) -> Optional[_Out]:
         """`launch()`, a fused kernel keyed from the draws so far, which then takes `draws` draws; None and no draw
@@ -591,7 +595,7 @@ def _gla_sequence(rnd: Rounding, C: int, arith: Arithmetic, q, k, v, g, beta, h0
     # what the state passing adds per chunk, k^T v, does not depend on the state: every chunk's at once
     kv = rnd.dot(kg.transpose(-1, -2), rnd.operand(vc))  # [S,NT,H,K,V]
     stored, h = _passed(rnd, h0, g_last[..., 0, :, None].exp(), kv, lengths, C)
-    o = rnd.dot(qg, rnd.operand(stored, stored=True)) * scale + o_intra  # each chunk's q on its stored state
+    o = rnd.dot(qg, rnd.operand(stored, stored=True), scale, o_intra)  # each chunk's q on its stored state, + o_intra
     return o.transpose(2, 3).reshape(S, -1, H, V)[:, :T], h
 
 

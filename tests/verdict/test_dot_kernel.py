@@ -47,6 +47,26 @@ def test_one_launch_computes_what_the_torch_ops_do(m, n, p, transposed):
     assert ((got - exact).abs() <= bound * (1 + 1e-9)).all()  # and within its width
 
 
+@pytest.mark.parametrize("m,n,p", [(16, 64, 64), (20, 33, 70)])
+def test_a_scaled_dot_plus_an_addend_is_one_launch_of_the_torch_ops_values(monkeypatch, m, n, p):
+    """rnd.dot(a, b, scale, c): the torch ops' ``dot * scale + c`` (gla's output: its state term and o_intra),
+    the same draws, in the dot's launch."""
+    a, b = _operands(m, n, p, seed=3)
+    c = torch.randn(R, NT, H, m, p, dtype=torch.float64, generator=torch.Generator().manual_seed(4)).to(DEVICE)
+    seeds = [3, 2**62 + 5]
+    fused_rnd, torch_rnd, plain_rnd = _rounding(seeds), _rounding(seeds), _rounding(seeds)
+    launches = []
+    monkeypatch.setattr(emulation.Rounding, "accumulated", lambda *x: launches.append(1) or pytest.fail("torch ops"))
+    got = fused_rnd.dot(a, b, 0.125, c)
+    monkeypatch.undo()
+    want = _torch_dot(torch_rnd, a, b) * 0.125 + c
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)
+    assert fused_rnd.draws == torch_rnd.draws == 6
+    assert torch.equal(torch_path(plain_rnd, "fused_dot", emulation.Rounding.dot, a, b, 0.125, c), want)
+    off = _rounding(seeds).dot(a, b, 0.125 * 1.02, c)  # the scale 2 % off: seen
+    assert not torch.allclose(off, want, rtol=1e-6, atol=0)
+
+
 def test_a_case_gets_the_same_values_alone_in_a_batch_and_as_a_group_of_its_samples():
     a, b = _operands(64, 16, 32, seed=1)
     both = _rounding([3, 7]).dot(a, b)

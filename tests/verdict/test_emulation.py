@@ -39,7 +39,8 @@ def _rel(x, ref):
 def no_noise(monkeypatch):
     """Every rounding point rounds by 0: the emulation must be the exact chunked algorithm."""
     monkeypatch.setattr(emulation.Rounding, "_noise", lambda self, x, lo, hi: x)
-    monkeypatch.setattr(emulation.Rounding, "dot", lambda self, a, b: a @ b)
+    monkeypatch.setattr(emulation.Rounding, "dot",
+                        lambda self, a, b, scale=1.0, add=None: a @ b if add is None else (a @ b) * scale + add)
     monkeypatch.setattr(emulation.Rounding, "accumulated", lambda self, ab, bound, n: ab)
 
 
