@@ -121,6 +121,8 @@ def compile_verdict_kernels() -> None:
                                      2.0**-24)  # q k^T: [C, C]
                 dot_kernel.noisy_dot(f64(R, NT, H, C, C), f64(R, NT, H, C, V), seeds, 3 + NT, 0, 2.0**-24)  # A v
                 dot_kernel.noisy_dot(f64(R, NT, H, K, C), f64(R, NT, H, C, V), seeds, 3 + NT, 0, 2.0**-24)  # k^T v
+                dot_kernel.noisy_dot(f64(R, NT, H, C, K), f64(R, NT, H, K, V), seeds, 3 + NT, 0, 2.0**-24, 0.125,
+                                     f64(R, NT, H, C, V))  # gla's q h * scale + o_intra
                 deviation_kernel.deviations(f64(2, 16, NT * C, H, K), f64(2, 1, NT * C, H, K), torch.ones(2))
                 if delta_kernel.fits(C, K):
                     delta_kernel.passed(f64(R, H, K, V), f64(R, NT, H, C, K), f64(R, NT, H, C, V),
