@@ -6,7 +6,8 @@
 #          and K = 128, where the delta kernel (MAX_TILE raised to 64 x 128 in-process) against the per-chunk torch
 #          ops it would replace (the tree's MAX_TILE): does 1 stage make K = 128 worth fusing?
 #          Since then (nineteenth session, no GPU lent): the noise kernel reads strided views in place, the samples'
-#          deviations take one Triton read (deviation_kernel.py), the cases are sampled in one copy; .prev holds the
+#          deviations take one Triton read (deviation_kernel.py), the cases are sampled in one copy, gla's output sum
+#          runs in its dot's launch; .prev holds the
 #          tree before those (`git archive b5a6103 fla_check`), so the A/B runs e59b58e, b5a6103 and this tree.
 #   goals: every issue-17 goal in one call, as perf-h200-46.
 #   bash docs/gpu/perf-h200-54/cmd.sh check|goals OUT_DIR   (carry .whl; check also .old and .prev)
