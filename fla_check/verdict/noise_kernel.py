@@ -85,7 +85,16 @@ def stored(x, seed, key, place, u_store, tiny_store, operand_lo, operand_w, oper
 
 
 VIEW_DIMS = 4  # dims a strided view is read through once merged (the emulation's chunked views take 3 or 4)
-MIN_ROW = 512  # fewest elements a strided view's row (its last two dims) holds to be read in place: a program a row
+# fewest elements a strided view's row (its last two dims) holds to be read in place on a GPU (a program a row): every
+# chunked view of C >= 16 rows and D >= 16 channels, so the choice never differs within a bucket (compile_buckets.md)
+MIN_ROW = 256
+CPU_BLOCK = 2**16  # elements per program under the interpreter, where a program's block runs as numpy
+
+
+def min_row(on_gpu: bool) -> int:
+    """The fewest elements of a row read in place: :data:`MIN_ROW` on a GPU; under the interpreter a whole block (a
+    program per small row cost the CPU suite minutes, and a copy moves no GPU memory there)."""
+    return MIN_ROW if on_gpu else CPU_BLOCK
 
 
 @triton.jit(do_not_specialize=["key", "per_case", "start", "rows_per_case", "n1", "n3", "s0", "s1", "s2", "s3"])
@@ -125,7 +134,7 @@ def _perturb_kernel(x_ptr, m_ptr, out_ptr, seeds_ptr, key, per_case, start, lo, 
 def view_dims(x: Tensor, cases: int) -> Optional[tuple[list[int], list[int]]]:
     """The sizes and strides of non-contiguous `x` in :data:`VIEW_DIMS` dims (size-1 dims dropped, dims adjacent in
     memory merged, a lone last dim padded in front), when its leading two hold whole rows per case of `cases` and its
-    last two at least :data:`MIN_ROW` elements (a chunk's C x D: no programs of a few live lanes) that fit a grid's
+    last two at least :func:`min_row` elements (on a GPU a chunk's C x D: no programs of a few live lanes) that fit a grid's
     second axis; else None (a contiguous copy is read instead)."""
     if x.is_contiguous():
         return None
@@ -141,7 +150,7 @@ def view_dims(x: Tensor, cases: int) -> Optional[tuple[list[int], list[int]]]:
     padded = merged[:1] + [[1, 0]] * (VIEW_DIMS - len(merged)) + merged[1:]
     sizes, strides = [d[0] for d in padded], [d[1] for d in padded]
     row = sizes[2] * sizes[3]
-    if (sizes[0] * sizes[1]) % cases or row < MIN_ROW or triton.cdiv(row, BLOCK) >= 2**16:
+    if (sizes[0] * sizes[1]) % cases or row < min_row(x.is_cuda) or triton.cdiv(row, BLOCK) >= 2**16:
         return None
     return sizes, strides
 
@@ -165,7 +174,7 @@ def perturbed(x: Tensor, m: Optional[Tensor], lo: float, w: float, mode: str, se
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if not per_case:
         return out
-    block = BLOCK if x.is_cuda else 2**16
+    block = BLOCK if x.is_cuda else CPU_BLOCK
     if view is None:
         grid, rows_per_case, sizes, strides = (triton.cdiv(per_case, block), cases), 1, [1] * 4, [0] * 4
     else:

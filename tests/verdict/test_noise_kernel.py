@@ -104,7 +104,7 @@ def _views(gen):
 def test_a_strided_view_draws_what_its_contiguous_copy_draws(monkeypatch, mode):
     from fla_check.verdict import noise_kernel
 
-    monkeypatch.setattr(noise_kernel, "MIN_ROW", 1)  # these small views' rows read in place too
+    monkeypatch.setattr(noise_kernel, "min_row", lambda on_gpu: 1)  # these small views' rows read in place too
     gen = torch.Generator().manual_seed(2)
     read = []
     for name, x in _views(gen):
@@ -124,9 +124,12 @@ def test_view_dims_merge_what_memory_allows_and_keep_whole_rows_per_case(monkeyp
     from fla_check.verdict.noise_kernel import view_dims
 
     chunked = torch.zeros(2, 16, 64, 4, 64, dtype=torch.float64).transpose(2, 3)  # a chunk's rows of 64 x 64
+    assert view_dims(chunked, 2) is None  # on the CPU: rows below an interpreter block are copied
+    monkeypatch.setattr(noise_kernel, "min_row", lambda on_gpu: noise_kernel.MIN_ROW)  # a GPU's rows
     assert view_dims(chunked, 2) == ([32, 4, 64, 64], [16384, 64, 256, 1])
-    assert view_dims(chunked[..., :4], 2) is None  # rows of 256 elements: copied first (MIN_ROW)
-    monkeypatch.setattr(noise_kernel, "MIN_ROW", 1)
+    assert view_dims(chunked[:, :, :, :16, :16], 2) == ([32, 4, 16, 16], [16384, 64, 256, 1])  # the least chunk
+    assert view_dims(chunked[..., :2], 2) is None  # rows of 128 elements: copied first (MIN_ROW)
+    monkeypatch.setattr(noise_kernel, "min_row", lambda on_gpu: 1)
     x = torch.zeros(12, 3, 5, 2, 7, dtype=torch.float64)
     assert view_dims(x, 3) is None  # contiguous: the plain launch
     assert view_dims(x.transpose(2, 3), 3) == ([36, 2, 5, 7], [70, 7, 14, 1])  # S and NT merged
