@@ -3,9 +3,9 @@
 :func:`fla_check.verdict.baselines._deviation_rows` reduces a batch's samples ``e`` [cases, samples, ...] against
 each case's answer ``x``: the non-finite deviations, the largest ``|e - x|`` and the largest per-sample RMS, over the
 answer's finite entries. With torch ops that is about a dozen passes over the samples (the difference, its mask,
-its non-finite test, ``abs``, ``square`` and their sums): 1.0 of the 3.5 GB a gla bf16 case's baselines moved on the
-GPU's path at T = 1024 (`TRITON_INTERPRET=1 python3 bench/emulation_traffic.py --op gla --dtype bfloat16 --modes
-chunk,fused_chunk --cases 2 --fused --by site`). Here each program reads a stretch of one sample's row once (its
+its non-finite test, ``abs``, ``square`` and their sums): about 1.0 of the 4.19 GB a gla bf16 case's baselines moved
+on the GPU's path at T = 1024 on b5a6103 (`TRITON_INTERPRET=1 python3 bench/emulation_traffic.py --op gla --dtype
+bfloat16 --modes chunk,fused_chunk --cases 2 --fused --by site`: lines baselines:330-332 and reductions:34). Here each program reads a stretch of one sample's row once (its
 answer's stretch, shared by the case's samples, from L2) and writes three partial sums; the parts are combined by
 torch on a few floats per row. Counts and maxima are exact; the RMS sums in another order (float64 rounding).
 """
@@ -15,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from fla_check.verdict.noise_kernel import CPU_BLOCK
 
 BLOCK = 1024  # elements per step on a GPU; the interpreter takes larger steps
 STEPS = 8  # steps per program: a program reads 64 KB of samples
@@ -47,7 +49,7 @@ def _deviation_kernel(e_ptr, x_ptr, out_ptr, n, samples, parts, BLOCK: tl.conste
 def blocks(on_gpu: bool) -> tuple[int, int]:
     """(elements per step, steps per program): :data:`BLOCK` and :data:`STEPS` on a GPU, one large step under the
     interpreter (a program's block runs as numpy there)."""
-    return (BLOCK, STEPS) if on_gpu else (2**16, 1)
+    return (BLOCK, STEPS) if on_gpu else (CPU_BLOCK, 1)
 
 
 def deviations(e: Tensor, x: Tensor, count: Tensor) -> list[Tensor]:
