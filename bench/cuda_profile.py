@@ -38,6 +38,37 @@ def busy_ms(intervals: list[tuple[float, float]]) -> float:
     return total / 1e3
 
 
+ALLOCATOR_STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms", "num_sync_all_streams")
+
+
+def allocator_counts(before: dict, after: dict) -> str:
+    """The caching allocator's device allocations, frees and retries between two memory_stats()."""
+    return ", ".join(f"{k} {after.get(k, 0) - before.get(k, 0)}" for k in ALLOCATOR_STATS)
+
+
+def print_stacks(events, names: list[str], top: int) -> None:
+    """The Python stacks (innermost fla_check / bench frames) under which the runtime calls `names`
+    (e.g. cudaFree) ran: each event's nearest enclosing op that recorded a stack."""
+    from collections import Counter
+
+    stacks: Counter = Counter()
+    for e in events:
+        if e.name not in names:
+            continue
+        chain, parent = [], e.cpu_parent
+        while parent is not None and not parent.stack:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        if parent is not None:
+            chain.append(parent.name)
+        frames = [f for f in (parent.stack if parent is not None else []) if "fla_check" in f or "bench" in f]
+        stacks[(e.name, " < ".join(chain[:4]) or "?", " <- ".join(frames[:4]))] += 1
+    print(f"Python stacks of {', '.join(names)} (most frequent first):\n")
+    for (name, op, frames), n in stacks.most_common(top):
+        print(f"- {n} x {name} in {op}: {frames or '(no fla_check frame)'}")
+    print()
+
+
 def profile_case(case: dict, args) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -51,12 +82,14 @@ def profile_case(case: dict, args) -> None:
     verdict = ",".join(sorted({r.verdict.value for r in run(args.seed + 1000)}))  # warm
     torch.cuda.synchronize()
     best = float("inf")
+    before = torch.cuda.memory_stats()
     for i in range(args.calls):
         t0 = time.perf_counter()
         run(args.seed + i)
         torch.cuda.synchronize()
         best = min(best, (time.perf_counter() - t0) / args.batch)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    allocator = allocator_counts(before, torch.cuda.memory_stats())
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=bool(args.stacks)) as prof:
         for i in range(args.calls):
             run(args.seed + i)
         torch.cuda.synchronize()
@@ -72,6 +105,9 @@ def profile_case(case: dict, args) -> None:
           f"| aten self CPU ms |\n"
           f"|---|---|---|---|---|\n| {1e3 * best:.1f} | {busy_ms(device) / n:.1f} | {launches:.0f} | {sync_ms:.1f} | "
           f"{aten_ms:.1f} |\n")
+    print(f"CUDA caching allocator over the {args.calls} timed calls (not profiled): {allocator}\n")
+    if args.stacks:
+        print_stacks(events, args.stacks.split(","), args.top)
     averages = prof.key_averages()
     for key in ("self_cpu_time_total", "self_device_time_total"):
         print(f"{key} ({n} cases):\n```\n" + averages.table(sort_by=key, row_limit=args.top, max_name_column_width=50)
@@ -91,6 +127,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--batch", type=int, default=1, help="cases per check_cases call (figures per case)")
     p.add_argument("--overlap", choices=("default", "on", "off"), default="default", help="check_cases' overlap")
+    p.add_argument("--stacks", default="", help="runtime calls (e.g. cudaFree,cudaMalloc) whose Python stacks to list")
     args = p.parse_args()
     import torch
 

@@ -229,6 +229,23 @@ def _behind_share() -> Optional[float]:
     return BEHIND_SHARE
 
 
+ALLOCATOR_STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries")
+
+
+def _allocator_stats(device: str) -> dict:
+    import torch
+
+    return torch.cuda.memory_stats() if device == "cuda" else {}
+
+
+def _allocator_delta(before: dict, after: dict) -> Optional[str]:
+    """The CUDA caching allocator's device allocations, frees and out-of-memory retries between two
+    memory_stats() (a retry frees the whole cache: perf-h200-55)."""
+    if not after:
+        return None
+    return ", ".join(f"{k[4:]} {after.get(k, 0) - before.get(k, 0)}" for k in ALLOCATOR_STATS)
+
+
 def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
     """Warm cases/s of check_case (reference included) on `args.rate_cases` seeded cases per T."""
     rows = []
@@ -236,6 +253,7 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
         if not bench.has_time(f"rate.{op}.T{T}", 5.0):
             break
         run, configs, modes, dtypes = _rate_cases(op, args, device, T)
+        before = _allocator_stats(device)
         t0 = time.perf_counter()
         verdicts = [r.verdict.value for r in _run_all(op, modes, configs, args, device, run, overlap)]
         sync(device)
@@ -244,10 +262,11 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
                "batch": args.rate_batch, "overlap": overlap, "behind_share": _behind_share(),
                "cases": len(configs), "wall_s": wall, "cases_per_s": len(configs) / wall, "modes": modes,
                "isolation": args.rate_isolation, "verdicts": sorted(set(verdicts)),
+               "allocator": _allocator_delta(before, _allocator_stats(device)),
                "syncs_per_case": _syncs(lambda: run(configs[0])) if device == "cuda" else None}
         rows.append(row)
         log(f"  rate {op} T={T}{'' if overlap is None else f' overlap {overlap}'}: {row['cases_per_s']:.1f} "
-            f"cases/s, syncs/case {row['syncs_per_case']}")
+            f"cases/s, syncs/case {row['syncs_per_case']}, CUDA allocator {row['allocator']}")
     return rows
 
 
@@ -406,16 +425,18 @@ def tables(bench: Bench, args) -> list[Table]:
                            "call ran (shrink candidates of a failing mode run that mode only).")]
     rrows = [[r["op"], r["T"], f"{r['H']}/{r['K']}/{r['V']}", ",".join(r["dtypes"]), ",".join(r["modes"]),
               r["isolation"], r.get("batch", 1), OVERLAP_LABEL[r.get("overlap")], r["cases"], fmt(r["cases_per_s"]), fmt(1e3 * r["wall_s"] / r["cases"]),
-              "-" if r["syncs_per_case"] is None else r["syncs_per_case"], ",".join(r["verdicts"])]
+              "-" if r["syncs_per_case"] is None else r["syncs_per_case"], r.get("allocator") or "-",
+              ",".join(r["verdicts"])]
              for op in args.ops for r in secs.get(f"rate.{op}", {}).get("rows", [])]
     out.append(Table("Warm cases/s with the float64 reference included (fixed shapes, B=1)", bench.command,
                      ["op", "T", "H/K/V", "dtypes", "modes", "isolation", "batch", "overlap", "cases", "cases/s",
                       "ms/case",
-                      "host syncs/case", "verdicts"], rrows,
+                      "host syncs/case", "CUDA allocator", "verdicts"], rrows,
                      note="check_case on seeded cases, every built-in mode: reference, baselines, kernels, judge; "
                           "compiled first. batch > 1: check_cases on that many at once (their float64 references "
                           "in one loop); overlap: its baselines computed while the modes run (default: on a GPU). "
-                          "Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case."))
+                          "Host syncs: torch.cuda.set_sync_debug_mode('warn') over one case. CUDA allocator: its "
+                          "device allocations, frees and out-of-memory retries over the timed cases."))
     srows = []
     for op in args.ops:
         for r in secs.get(f"scaling.{op}", {}).get("rows", []):

@@ -197,6 +197,21 @@ BEHIND_SHARE = 1.0
 BEHIND_BYTES = 2**30
 
 
+_BASELINE_STREAMS: dict[torch.device, Any] = {}  # device -> the stream baselines_behind runs on
+
+
+def baselines_stream(device: torch.device) -> "torch.cuda.Stream":
+    """The CUDA stream of `device` that :class:`baselines_behind` runs on, one for the process. torch's
+    caching allocator reuses a freed block only for the stream it was allocated on, and each
+    ``torch.cuda.Stream()`` is the next of a pool of 32: a stream per batch could reuse none of the
+    last batches' blocks, so the cache grew by every batch's baselines until an allocation failed
+    and torch freed the whole cache and retried (perf-h200-55: 413 cudaFree in two batches of 64 gla
+    cases at T = 1024, after fp32 batches; none in a fresh process's first batches)."""
+    if device not in _BASELINE_STREAMS:
+        _BASELINE_STREAMS[device] = torch.cuda.Stream(device)
+    return _BASELINE_STREAMS[device]
+
+
 def worth_a_thread(groups: BaselineGroups, cases: int) -> bool:
     """Whether the baselines of `cases` cases (their :func:`baseline_groups`) hold :data:`BEHIND_BYTES`
     per case on average (at their peak): enough GPU work for :class:`baselines_behind` to run them
@@ -210,7 +225,7 @@ class baselines_behind:
     :attr:`~fla_check.engine.runner.BuiltCase.baselines`, for ``check_many(baselines=)``).
 
     With `thread` (default: on a GPU, for cases whose baselines hold :data:`BEHIND_BYTES` each on
-    average) they run in a background thread, on a CUDA stream of their own: the emulated
+    average) they run in a background thread, on a CUDA stream of their own (:func:`baselines_stream`): the emulated
     baselines' GPU work overlaps the modes' calls (launches, synchronizations, the recurrent
     kernels' latency). Their stream starts after the caller's (the inputs and references), the
     caller's stream waits for theirs before it reads them, and they hold :data:`BEHIND_SHARE` of
@@ -232,7 +247,7 @@ class baselines_behind:
             return
         budget = int(BEHIND_SHARE * memory_budget(dev))
         if cuda:
-            self.stream = torch.cuda.Stream(dev)
+            self.stream = baselines_stream(dev)
             self.stream.wait_stream(torch.cuda.current_stream(dev))
 
         def behind() -> list[BuiltCase]:

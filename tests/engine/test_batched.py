@@ -404,3 +404,23 @@ class _no_stage:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_baselines_behind_run_on_one_stream_per_device(monkeypatch):
+    """torch's caching allocator reuses a freed block only on the stream that allocated it: a new
+    stream per batch (the next of torch's pool each time) grew the cache until allocations failed and
+    torch freed all of it (perf-h200-55). Every batch's baselines on a device share one stream."""
+    from fla_check.engine import batched
+
+    made = []
+
+    def stream(device):
+        made.append(device)
+        return object()
+
+    monkeypatch.setattr(batched, "_BASELINE_STREAMS", {})
+    monkeypatch.setattr(batched.torch.cuda, "Stream", stream)
+    first, second = (torch.device("cuda", 0), torch.device("cuda", 1))
+    assert batched.baselines_stream(first) is batched.baselines_stream(first)
+    assert batched.baselines_stream(second) is not batched.baselines_stream(first)
+    assert made == [first, second]
