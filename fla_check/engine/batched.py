@@ -18,12 +18,13 @@ the search draws cases of different shapes, so its covering phase does not.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -67,7 +68,8 @@ def check_cases(op: OpLike, modes: Sequence[ModeLike], configs: Sequence[CaseCon
     if backward:
         return check_many(op_spec, modes, configs, device=device, backward=True, **kwargs)
     built = build_ahead(op_spec, configs, device, readout=wants_readout(op_spec, modes))
-    with baselines_behind(op_spec, modes, configs, built, device, thread=overlap) as baselines:
+    with baselines_behind(op_spec, modes, configs, built, device, thread=overlap) as baselines, \
+            ahead_of(baselines.stream):
         return check_many(op_spec, modes, configs, device=device, built=built, baselines=baselines, **kwargs)
 
 
@@ -197,19 +199,43 @@ BEHIND_SHARE = 1.0
 BEHIND_BYTES = 2**30
 
 
-_BASELINE_STREAMS: dict[torch.device, Any] = {}  # device -> the stream baselines_behind runs on
+_STREAMS: dict[tuple[torch.device, int], Any] = {}  # (device, priority) -> the process's stream of them
+CALL_PRIORITY = -1  # the calls' stream beside the baselines' (0, torch's default priority): a higher one
 
 
-def baselines_stream(device: torch.device) -> "torch.cuda.Stream":
-    """The CUDA stream of `device` that :class:`baselines_behind` runs on, one for the process. torch's
-    caching allocator reuses a freed block only for the stream it was allocated on, and each
-    ``torch.cuda.Stream()`` is the next of a pool of 32: a stream per batch could reuse none of the
-    last batches' blocks, so the cache grew by every batch's baselines until an allocation failed
-    and torch freed the whole cache and retried (perf-h200-55: 413 cudaFree in two batches of 64 gla
-    cases at T = 1024, after fp32 batches; none in a fresh process's first batches)."""
-    if device not in _BASELINE_STREAMS:
-        _BASELINE_STREAMS[device] = torch.cuda.Stream(device)
-    return _BASELINE_STREAMS[device]
+def process_stream(device: torch.device, priority: int = 0) -> "torch.cuda.Stream":
+    """One CUDA stream of `device` and `priority` for the whole process: what
+    :class:`baselines_behind` (priority 0) and :func:`ahead_of` run on. torch's caching allocator
+    reuses a freed block only on the stream that allocated it, and each ``torch.cuda.Stream()`` is
+    the next of a pool of 32: a stream per batch could reuse none of the last batches' blocks, so
+    the cache grew by every batch's baselines until an allocation failed and torch freed the whole
+    cache and retried (perf-h200-55: 413 cudaFree in two batches of 64 gla cases at T = 1024, after
+    fp32 batches; none in a fresh process's first batches)."""
+    key = (device, priority)
+    if key not in _STREAMS:
+        _STREAMS[key] = torch.cuda.Stream(device, priority=priority)
+    return _STREAMS[key]
+
+
+@contextlib.contextmanager
+def ahead_of(behind: Optional["torch.cuda.Stream"]) -> Iterator[None]:
+    """Within the block, the caller's GPU work runs on a high-priority stream of `behind`'s device
+    (one per device), after what the caller's stream had queued and before what it queues next: the
+    modes' kernels, each call waited for before the next (:func:`fla_check.engine.call.call_mode`),
+    are then scheduled ahead of the baselines' queued blocks on `behind` instead of after them.
+    Nothing changes with no stream behind (the CPU, baselines computed ahead)."""
+    if behind is None:
+        yield
+        return
+    device = behind.device
+    caller = torch.cuda.current_stream(device)
+    calls = process_stream(device, CALL_PRIORITY)
+    calls.wait_stream(caller)
+    try:
+        with torch.cuda.stream(calls):
+            yield
+    finally:
+        caller.wait_stream(calls)
 
 
 def worth_a_thread(groups: BaselineGroups, cases: int) -> bool:
@@ -225,7 +251,7 @@ class baselines_behind:
     :attr:`~fla_check.engine.runner.BuiltCase.baselines`, for ``check_many(baselines=)``).
 
     With `thread` (default: on a GPU, for cases whose baselines hold :data:`BEHIND_BYTES` each on
-    average) they run in a background thread, on a CUDA stream of their own (:func:`baselines_stream`): the emulated
+    average) they run in a background thread, on a CUDA stream of their own (:func:`process_stream`): the emulated
     baselines' GPU work overlaps the modes' calls (launches, synchronizations, the recurrent
     kernels' latency). Their stream starts after the caller's (the inputs and references), the
     caller's stream waits for theirs before it reads them, and they hold :data:`BEHIND_SHARE` of
@@ -247,7 +273,7 @@ class baselines_behind:
             return
         budget = int(BEHIND_SHARE * memory_budget(dev))
         if cuda:
-            self.stream = baselines_stream(dev)
+            self.stream = process_stream(dev)
             self.stream.wait_stream(torch.cuda.current_stream(dev))
 
         def behind() -> list[BuiltCase]:

@@ -409,18 +409,62 @@ class _no_stage:
 def test_the_baselines_behind_run_on_one_stream_per_device(monkeypatch):
     """torch's caching allocator reuses a freed block only on the stream that allocated it: a new
     stream per batch (the next of torch's pool each time) grew the cache until allocations failed and
-    torch freed all of it (perf-h200-55). Every batch's baselines on a device share one stream."""
+    torch freed all of it (perf-h200-55). Every batch's baselines on a device share one stream, the
+    calls beside them another."""
     from fla_check.engine import batched
 
     made = []
 
-    def stream(device):
-        made.append(device)
+    def stream(device, priority=0):
+        made.append((device, priority))
         return object()
 
-    monkeypatch.setattr(batched, "_BASELINE_STREAMS", {})
+    monkeypatch.setattr(batched, "_STREAMS", {})
     monkeypatch.setattr(batched.torch.cuda, "Stream", stream)
     first, second = (torch.device("cuda", 0), torch.device("cuda", 1))
-    assert batched.baselines_stream(first) is batched.baselines_stream(first)
-    assert batched.baselines_stream(second) is not batched.baselines_stream(first)
-    assert made == [first, second]
+    assert batched.process_stream(first) is batched.process_stream(first)
+    assert batched.process_stream(second) is not batched.process_stream(first)
+    assert batched.process_stream(first, -1) is not batched.process_stream(first)
+    assert made == [(first, 0), (second, 0), (first, -1)]
+
+
+class _FakeStream:
+    def __init__(self, device, priority=0):
+        self.device, self.priority, self.waited = device, priority, []
+
+    def wait_stream(self, other):
+        self.waited.append(other)
+
+
+def test_the_calls_beside_the_baselines_run_ahead_on_a_high_priority_stream(monkeypatch):
+    """With baselines behind on a stream, the block's work runs on the device's high-priority stream,
+    which first waits for the caller's stream, and the caller's waits for it after (an error too);
+    with none behind, the caller's stream is left alone."""
+    from fla_check.engine import batched
+
+    device = torch.device("cuda", 0)
+    caller, entered = _FakeStream(device), []
+
+    class entering:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            entered.append(self.stream)
+
+        def __exit__(self, *exc):
+            entered.append(None)
+
+    monkeypatch.setattr(batched, "_STREAMS", {})
+    monkeypatch.setattr(batched.torch.cuda, "Stream", _FakeStream)
+    monkeypatch.setattr(batched.torch.cuda, "current_stream", lambda dev=None: caller)
+    monkeypatch.setattr(batched.torch.cuda, "stream", entering)
+    behind = batched.process_stream(device)
+    with pytest.raises(RuntimeError), batched.ahead_of(behind):
+        calls = entered[0]
+        assert calls.priority < behind.priority and calls.waited == [caller] and caller.waited == []
+        raise RuntimeError("a call failed")
+    assert entered == [calls, None] and caller.waited == [calls]
+    with batched.ahead_of(None):
+        pass
+    assert entered == [calls, None] and caller.waited == [calls]
