@@ -24,6 +24,7 @@ from fla_check.verdict.noise_kernel import cases_hold, check_offsets, draw_key, 
 
 BLOCK = 32  # rows and columns of a program's tile on a GPU (two float64 accumulators); the interpreter takes 64
 BLOCK_K = 16  # summed terms per step
+WARPS, STAGES = 4, 3  # Triton's defaults on a GPU, named so bench/dot_kernel_variants.py can time others
 
 
 @triton.jit(do_not_specialize=["key", "batches_per_case", "start", "M", "N", "KD", "sa_b", "sa_m", "sa_k", "sb_b",
@@ -80,5 +81,6 @@ def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_sc
     _dot_kernel[(batches, triton.cdiv(M, bm), triton.cdiv(N, bn))](
         a3, b3, out, seeds, draw_key(draw), per_case, start, M, N, KD, *a3.stride(), *b3.stride(), float(acc_scale),
         out if add is None else add.contiguous(), float(scale), BM=bm, BN=bn,
-        BK=BLOCK_K if a.is_cuda else max(16, triton.next_power_of_2(KD)), HAS_ADD=add is not None)
+        BK=BLOCK_K if a.is_cuda else max(16, triton.next_power_of_2(KD)), HAS_ADD=add is not None,
+        num_warps=WARPS, num_stages=STAGES)
     return out

@@ -8,7 +8,8 @@
 # Per tree: the rate loop as perf-h200-54's goals run it (one process, then two), whose rows now count the CUDA
 # allocator's allocations, frees and out-of-memory retries (those of .old and .prev included: the bench is this
 # tree's); then, on this tree, gla's T = 1024 profile in fp32 then bf16 in one process (the order that showed the
-# frees). `suite`: the suite but tests/engine, tests/commands, tests/verdict, tests/references (its pytest did not
+# frees); and the noisy dot's launch settings (bench/dot_kernel_variants.py: its 0.73 ms per gla case was the
+# largest device item in perf-h200-55). `suite`: the suite but tests/engine, tests/commands, tests/verdict, tests/references (its pytest did not
 # exit within the cap in perf-h200-55; progress.csv now says when its last test ended).
 #   rm -rf .old .prev; mkdir .old .prev; git archive 1f1bef2 fla_check | tar -x -C .old
 #   git archive 6fcf7e8 fla_check | tar -x -C .prev
@@ -40,5 +41,8 @@ export PYTHONPATH=/tmp/site
    --modes recurrent,chunk,fused_chunk --batch 64 --calls 2 --top 25) > "$W/cuda_profile.md" 2>&1
 echo "[cuda_profile exit $?]" >> "$W/cuda_profile.md"
 grep -B3 -A2 "^| wall ms\|^CUDA caching" "$W/cuda_profile.md" | grep "^| [0-9]\|^CUDA\|^####"
+timeout -k 10 150 python3 bench/dot_kernel_variants.py > "$W/dot_variants.md" 2>&1
+echo "[dot_kernel_variants exit $?]" >> "$W/dot_variants.md"
+cat "$W/dot_variants.md"
 date -u
 tar czf "$OUT/all_rate.tar.gz" -C "$OUT" w && rm -rf "$W"
