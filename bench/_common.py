@@ -55,6 +55,20 @@ def cuda_median_us(fn: Callable[[], Any], reps: int) -> float:
     return statistics.median(samples)
 
 
+ALLOCATOR_STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms")
+
+
+def allocator_delta(before: dict, after: dict) -> str:
+    """The CUDA caching allocator's device allocations, frees, out-of-memory retries (each frees the whole
+    cache: docs/gpu/perf-h200-55) and raised out-of-memory errors between two ``torch.cuda.memory_stats()``."""
+    return ", ".join(f"{k[4:]} {after.get(k, 0) - before.get(k, 0)}" for k in ALLOCATOR_STATS)
+
+
+def int_list(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3] (an argparse type)."""
+    return [int(x) for x in text.split(",")]
+
+
 def fmt(x: Optional[float], digits: int = 3) -> str:
     """A number for a table cell: '-' for None/NaN, else `digits` significant digits."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):

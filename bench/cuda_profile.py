@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from _common import allocator_delta  # noqa: E402 (bench/ is on sys.path when run as a script)
 from op_counts import make_config  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "cudaMemcpy",
@@ -36,14 +37,6 @@ def busy_ms(intervals: list[tuple[float, float]]) -> float:
         total += e - max(s, end)
         end = e
     return total / 1e3
-
-
-ALLOCATOR_STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms", "num_sync_all_streams")
-
-
-def allocator_counts(before: dict, after: dict) -> str:
-    """The caching allocator's device allocations, frees and retries between two memory_stats()."""
-    return ", ".join(f"{k} {after.get(k, 0) - before.get(k, 0)}" for k in ALLOCATOR_STATS)
 
 
 def print_stacks(events, names: list[str], top: int) -> None:
@@ -88,7 +81,7 @@ def profile_case(case: dict, args) -> None:
         run(args.seed + i)
         torch.cuda.synchronize()
         best = min(best, (time.perf_counter() - t0) / args.batch)
-    allocator = allocator_counts(before, torch.cuda.memory_stats())
+    allocator = allocator_delta(before, torch.cuda.memory_stats())
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=bool(args.stacks)) as prof:
         for i in range(args.calls):
             run(args.seed + i)

@@ -13,22 +13,18 @@ import time
 os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="delta_variants_"))  # every first call compiles
 
 import torch  # noqa: E402
-from _common import cuda_median_us  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _common import cuda_median_us, int_list  # noqa: E402  (bench/ is on sys.path when run as a script)
 from triton.runtime.errors import OutOfResources  # noqa: E402
 
 from fla_check.verdict import delta_kernel  # noqa: E402
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--K", type=_ints, default=[64, 128])
-    ap.add_argument("--warps", type=_ints, default=[4, 8])
-    ap.add_argument("--stages", type=_ints, default=[1, 3])
-    ap.add_argument("--bv", type=_ints, default=[32, 64])
+    ap.add_argument("--K", type=int_list, default=[64, 128])
+    ap.add_argument("--warps", type=int_list, default=[4, 8])
+    ap.add_argument("--stages", type=int_list, default=[1, 3])
+    ap.add_argument("--bv", type=int_list, default=[32, 64])
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--chunks", type=int, default=16)
     args = ap.parse_args()

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-from _common import Bench, Table, add_common_args, environment, fmt, log, sync
+from _common import Bench, Table, add_common_args, allocator_delta, environment, fmt, log, sync
 
 OVERLAP_LABEL = {None: "default", True: "on", False: "off"}  # check_cases' overlap keyword in the tables
 PROCS_TIMEOUT_S = 300  # longest wait for one result of --rate-procs' processes
@@ -229,21 +229,10 @@ def _behind_share() -> Optional[float]:
     return BEHIND_SHARE
 
 
-ALLOCATOR_STATS = ("num_device_alloc", "num_device_free", "num_alloc_retries")
-
-
 def _allocator_stats(device: str) -> dict:
     import torch
 
     return torch.cuda.memory_stats() if device == "cuda" else {}
-
-
-def _allocator_delta(before: dict, after: dict) -> Optional[str]:
-    """The CUDA caching allocator's device allocations, frees and out-of-memory retries between two
-    memory_stats() (a retry frees the whole cache: perf-h200-55)."""
-    if not after:
-        return None
-    return ", ".join(f"{k[4:]} {after.get(k, 0) - before.get(k, 0)}" for k in ALLOCATOR_STATS)
 
 
 def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
@@ -262,7 +251,7 @@ def warm_rate(bench: Bench, op: str, args, device: str) -> list[dict]:
                "batch": args.rate_batch, "overlap": overlap, "behind_share": _behind_share(),
                "cases": len(configs), "wall_s": wall, "cases_per_s": len(configs) / wall, "modes": modes,
                "isolation": args.rate_isolation, "verdicts": sorted(set(verdicts)),
-               "allocator": _allocator_delta(before, _allocator_stats(device)),
+               "allocator": allocator_delta(before, _allocator_stats(device)) if device == "cuda" else None,
                "syncs_per_case": _syncs(lambda: run(configs[0])) if device == "cuda" else None}
         rows.append(row)
         log(f"  rate {op} T={T}{'' if overlap is None else f' overlap {overlap}'}: {row['cases_per_s']:.1f} "
