@@ -64,6 +64,23 @@ def allocator_delta(before: dict, after: dict) -> str:
     return ", ".join(f"{k[4:]} {after.get(k, 0) - before.get(k, 0)}" for k in ALLOCATOR_STATS)
 
 
+def variant_row(cells: Sequence[Any], call: Callable[[], Any], reps: int = 10) -> str:
+    """A kernel-variant table row: `cells`, then the first call's seconds (it compiles) and the median ms of `reps`
+    more (:func:`cuda_median_us`), or, where the launch asks for more than the GPU has, Triton's message."""
+    import torch
+    from triton.runtime.errors import OutOfResources
+
+    head = "| " + " | ".join(str(c) for c in cells)
+    t0 = time.perf_counter()
+    try:
+        call()
+        torch.cuda.synchronize()
+    except OutOfResources as e:
+        return f"{head} | out of resources: {e} | - |"
+    first = time.perf_counter() - t0
+    return f"{head} | {first:.2f} | {cuda_median_us(call, reps) / 1e3:.3f} |"
+
+
 def int_list(text: str) -> list[int]:
     """'1,2,3' -> [1, 2, 3] (an argparse type)."""
     return [int(x) for x in text.split(",")]

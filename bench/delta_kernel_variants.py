@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="delta_variants_"))  # every first call compiles
 
 import torch  # noqa: E402
-from _common import cuda_median_us, int_list  # noqa: E402  (bench/ is on sys.path when run as a script)
-from triton.runtime.errors import OutOfResources  # noqa: E402
+from _common import int_list, variant_row  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from fla_check.verdict import delta_kernel  # noqa: E402
 
@@ -46,16 +44,7 @@ def main() -> None:
                     delta_kernel.WARPS, delta_kernel.STAGES = warps, stages
                     call = lambda: delta_kernel.passed(None, w, u, kg, decay, None, seeds, 7, (0, 0), points,  # noqa
                                                        block_v=bv)
-                    t0 = time.perf_counter()
-                    try:
-                        call()
-                        torch.cuda.synchronize()
-                    except OutOfResources as e:
-                        print(f"| {K} | {warps} | {stages} | {bv} | out of resources: {e} | - |", flush=True)
-                        continue
-                    first = time.perf_counter() - t0
-                    print(f"| {K} | {warps} | {stages} | {bv} | {first:.2f} | {cuda_median_us(call, 10) / 1e3:.3f} |",
-                          flush=True)
+                    print(variant_row([K, warps, stages, bv], call), flush=True)
 
 
 if __name__ == "__main__":

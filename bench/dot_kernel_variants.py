@@ -10,13 +10,11 @@ import argparse
 import itertools
 import os
 import tempfile
-import time
 
 os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp(prefix="dot_variants_"))  # every first call compiles
 
 import torch  # noqa: E402
-from _common import cuda_median_us, int_list  # noqa: E402  (bench/ is on sys.path when run as a script)
-from triton.runtime.errors import OutOfResources  # noqa: E402
+from _common import int_list, variant_row  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from fla_check.verdict import dot_kernel  # noqa: E402
 
@@ -44,16 +42,7 @@ def main() -> None:
                                                                     args.warps, args.stages):
         dot_kernel.BLOCK, dot_kernel.BLOCK_K, dot_kernel.WARPS, dot_kernel.STAGES = block, bk, warps, stages
         call = lambda: dot_kernel.noisy_dot(left, b, seeds, 7, 0, 2.0**-21)  # noqa: E731
-        t0 = time.perf_counter()
-        try:
-            call()
-            torch.cuda.synchronize()
-        except OutOfResources as e:
-            print(f"| {name} | {block} | {bk} | {warps} | {stages} | out of resources: {e} | - |", flush=True)
-            continue
-        first = time.perf_counter() - t0
-        print(f"| {name} | {block} | {bk} | {warps} | {stages} | {first:.2f} | {cuda_median_us(call, 10) / 1e3:.3f} |",
-              flush=True)
+        print(variant_row([name, block, bk, warps, stages], call), flush=True)
 
 
 if __name__ == "__main__":
