@@ -22,9 +22,10 @@ from torch import Tensor
 
 from fla_check.verdict.noise_kernel import cases_hold, check_offsets, draw_key, rounded
 
-BLOCK = 32  # rows and columns of a program's tile on a GPU (two float64 accumulators); the interpreter takes 64
-BLOCK_K = 16  # summed terms per step
-WARPS, STAGES = 4, 3  # Triton's defaults on a GPU, named so bench/dot_kernel_variants.py can time others
+BLOCK = 64  # rows and columns of a program's tile (two float64 accumulators): on an H200 half the time of 32's,
+# 1.05 against 2.11 ms for a batch of 16 gla cases at T = 1024 (docs/gpu/perf-h200-56, bench/dot_kernel_variants.py)
+BLOCK_K = 16  # summed terms per step on a GPU
+WARPS, STAGES = 4, 3  # Triton's defaults on a GPU (8 warps took twice as long), named so the bench can time others
 
 
 @triton.jit(do_not_specialize=["key", "batches_per_case", "start", "M", "N", "KD", "sa_b", "sa_m", "sa_k", "sb_b",
@@ -55,8 +56,8 @@ def _dot_kernel(a_ptr, b_ptr, out_ptr, seeds_ptr, key, batches_per_case, start, 
     tl.store(out_ptr + at, out, mask=live)
 
 
-def _tile(size: int, on_gpu: bool) -> int:
-    return max(16, min(BLOCK if on_gpu else 64, triton.next_power_of_2(size)))
+def _tile(size: int) -> int:
+    return max(16, min(BLOCK, triton.next_power_of_2(size)))
 
 
 def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_scale: float, scale: float = 1.0,
@@ -77,7 +78,7 @@ def noisy_dot(a: Tensor, b: Tensor, seeds: Tensor, draw: int, start: int, acc_sc
     check_offsets(start + per_case * M * N)
     if out.numel() == 0:
         return out
-    bm, bn = _tile(M, a.is_cuda), _tile(N, a.is_cuda)
+    bm, bn = _tile(M), _tile(N)
     _dot_kernel[(batches, triton.cdiv(M, bm), triton.cdiv(N, bn))](
         a3, b3, out, seeds, draw_key(draw), per_case, start, M, N, KD, *a3.stride(), *b3.stride(), float(acc_scale),
         out if add is None else add.contiguous(), float(scale), BM=bm, BN=bn,
