@@ -19,7 +19,7 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
 "cold" is that search (fresh process: compilation included); "warm" replays the same
 ``check_case`` calls (same cases, same modes: shrink candidates run only the failing mode) with
 everything compiled. The ``rate`` section runs fixed shapes (T from ``--rate-T``, up to 1024)
-warm through ``check_case`` with every built-in mode -- float64 reference, baselines, kernels,
+warm (a batch run first with ``--rate-batch``) through ``check_case`` with every built-in mode -- float64 reference, baselines, kernels,
 judge, under ``--rate-isolation`` (``fla-check run`` uses a worker process) -- and reports
 cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports;
 ``--rate-procs N`` runs that loop in N processes at once on one device (as N ``--shard`` jobs). The
@@ -33,7 +33,7 @@ import argparse
 import statistics
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional
 
 from _common import Bench, Table, add_common_args, allocator_delta, environment, fmt, log, sync
@@ -190,7 +190,8 @@ def throughput(bench: Bench, op: str, args, device: str, deadline: float) -> dic
 def _rate_cases(op: str, args, device: str, T: int, seed0: int = 0) -> tuple[Callable, list, list[str], list[str]]:
     """The rate loop's `args.rate_cases` seeded cases at length T (seeds from `seed0`), a check_case
     call on one with every built-in mode, already run on one case per dtype (compiled, the per-bucket
-    checks done): (run, configs, modes, dtypes)."""
+    checks done) and, with ``--rate-batch N``, on one batch of N other seeds (the batched path's caches
+    and the CUDA allocator's pool grown to a batch, as in a long run): (run, configs, modes, dtypes)."""
     from fla_check.cases import CaseConfig
     from fla_check.engine.runner import check_case
     from fla_check.engine.search import default_dtypes
@@ -203,6 +204,9 @@ def _rate_cases(op: str, args, device: str, T: int, seed0: int = 0) -> tuple[Cal
     run = lambda c: check_case(op, modes, c, device=device, isolation=args.rate_isolation)  # noqa: E731
     for c in configs[:len(dtypes)]:  # compile; the per-bucket checks (invariance) run here
         run(c)
+    if args.rate_batch > 1:
+        spare = [replace(c, seed=c.seed + len(configs)) for c in configs[:args.rate_batch]]
+        _run_all(op, modes, spare, args, device, run)
     sync(device)
     return run, configs, modes, dtypes
 

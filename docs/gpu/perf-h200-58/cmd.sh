@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # perf-h200-58: every issue-17 goal in one call on ONE H200 (call `goals`: perf-h200-46's settings, but KP_CAP 150:
 # perf-h200-57's host took 45 s for fla's first delta call and the 90 s cap cut fla's gated_delta row), then goal 3's
-# T = 1024 rows with 2, 3 and 4 processes sharing the GPU (call `procs`, right after, on the same machine).
+# T = 1024 rows with 2, 3 and 4 processes sharing the GPU (call `procs`, right after, on the same machine). The rate
+# loop now runs one batch before its clock starts (bench/harness_throughput.py: perf-h200-57's timed windows of about
+# 1 s still grew the CUDA allocator's pool, 88 cudaMalloc at gla T = 1024) and times 256 cases a row (128 before).
 #   bash docs/gpu/perf-h200-58/cmd.sh goals|procs OUT_DIR   (carry .whl)
 PART=${1:?usage: cmd.sh goals|procs OUT_DIR}
 OUT=${2:?usage: cmd.sh goals|procs OUT_DIR}
@@ -11,7 +13,7 @@ export PYTHONPATH=/tmp/site
 source bench/_device_setup.sh
 if [ "$PART" = goals ]; then
   GPU_A=0 GPU_B=0 PHASES="1 2 3 4" HT_BUDGET=50 HT_BATCH=64 TD_OPS=gated_delta,gla TD_WARMUPS=background TD_BUDGET=90 \
-    TD_CHILD=45 KP_CAP=150 ST_CAP=150 CI_CAP=35 TESTS_CAP=60 RATE_PROCS=2 RP_T=256,1024 RP_CASES=128 RP_BATCH=64 \
+    TD_CHILD=45 KP_CAP=150 ST_CAP=150 CI_CAP=35 TESTS_CAP=60 RATE_PROCS=2 RP_T=256,1024 RP_CASES=256 RP_BATCH=64 \
     RP_BUDGET=60 \
     TESTS="tests/verdict/test_passing_kernel.py tests/verdict/test_noise_kernel.py tests/verdict/test_baselines.py" \
     timeout -s INT -k 10 560 bash bench/gpu_goals.sh "$W/g" 15 > "$W/goals.log" 2>&1
@@ -21,7 +23,7 @@ if [ "$PART" = goals ]; then
 else
   for n in 2 3 4; do
     timeout -k 10 100 python3 bench/harness_throughput.py --out "$W/rp$n" --budget 60 --ops gla,gated_delta \
-      --no-search --no-scaling --rate-T 1024 --rate-cases 128 --rate-batch 64 --rate-procs $n > "$W/rp$n.log" 2>&1
+      --no-search --no-scaling --rate-T 1024 --rate-cases 256 --rate-batch 64 --rate-procs $n > "$W/rp$n.log" 2>&1
     echo "[harness_throughput --rate-procs $n exit $?]" >> "$W/rp$n.log"
     grep "  rate \|exit" "$W/rp$n.log" | cut -c1-100
   done
