@@ -486,6 +486,8 @@ def main() -> None:
     p.add_argument("--rate-procs", type=int, default=0,
                    help="also run the warm-rate loop in this many processes at once on the device (0: not)")
     p.add_argument("--no-search", action="store_true", help="skip the cold/warm search section")
+    p.add_argument("--no-rate", action="store_true",
+                   help="skip the one-process warm-rate loop (with --rate-procs: only the N-process rows)")
     args = p.parse_args()
     from fla_check.backend import get_backend
 
@@ -517,7 +519,7 @@ def main() -> None:
             deadline = time.perf_counter() + share * bench.remaining() / (len(args.ops) - i) / 2
             with bench.section(f"throughput.{op}") as rec:
                 rec.update(throughput(bench, op, args, device, deadline))
-        for op in args.ops:
+        for op in [] if args.no_rate else args.ops:
             if bench.has_time(f"rate.{op}", 10.0):
                 with bench.section(f"rate.{op}") as rec:
                     rec["rows"] = warm_rate(bench, op, args, device)
