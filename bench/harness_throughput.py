@@ -19,9 +19,10 @@ Per op, the built-in modes are searched exactly as ``fla-check run --op OP`` doe
 "cold" is that search (fresh process: compilation included); "warm" replays the same
 ``check_case`` calls (same cases, same modes: shrink candidates run only the failing mode) with
 everything compiled. The ``rate`` section runs fixed shapes (T from ``--rate-T``, up to 1024)
-warm (a batch run first with ``--rate-batch``) through ``check_case`` with every built-in mode -- float64 reference, baselines, kernels,
-judge, under ``--rate-isolation`` (``fla-check run`` uses a worker process) -- and reports
-cases/s and, on a GPU, the host syncs per case that torch's sync debug mode reports;
+warm (a batch run first with ``--rate-batch``) through ``check_case`` with every built-in mode --
+float64 reference, baselines, kernels, judge, under ``--rate-isolation`` (``fla-check run`` uses a
+worker process) -- and reports cases/s and, on a GPU, the host syncs per case that torch's sync
+debug mode reports;
 ``--rate-procs N`` runs that loop in N processes at once on one device (as N ``--shard`` jobs). The
 ``scaling`` section times one reference, baseline and warm kernel call per mode over T (and B)
 at fixed head dims -- on a GPU also a CUDA-graph replay of the reference, the cheapest fix for

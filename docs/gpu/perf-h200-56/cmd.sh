@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# perf-h200-56 (prepared in the twentieth session; `rate` ran in the twenty-first, see README.md): goal 3's rate loop on three trees (call `rate`), the
-# suite's part b again (call `suite`).
+# perf-h200-56 (prepared in the twentieth session; `rate` ran in the twenty-first, see README.md): goal 3's rate
+# loop on three trees (call `rate`), the suite's part b again (call `suite`).
 #   .old  = `git archive 1f1bef2 fla_check`: a new CUDA stream per batch for the baselines behind the calls;
 #   .prev = `git archive 6fcf7e8 fla_check`: one stream per device for them (perf-h200-55 found the cache freed and
 #           refilled: 413 cudaFree in two gla batches);
