@@ -18,8 +18,8 @@ if [ "$PART" = timeline ]; then
   echo "[gpu_timelines exit $?]" >> "$W/tl.log"
   tail -n 12 "$W/tl.log"
 elif [ "$PART" = profile ]; then
-  (cd bench && timeout -s INT -k 5 100 python3 cuda_profile.py --ops gla --dtypes float32,bfloat16 --T 1024 --H 4 --K 64 \
-    --modes recurrent,chunk,fused_chunk --batch 64 --calls 2 --top 25) > "$W/profile.log" 2>&1
+  (cd bench && timeout -s INT -k 5 70 python3 cuda_profile.py --ops gla --dtypes bfloat16 --T 1024 --H 4 --K 64 \
+    --modes recurrent,chunk,fused_chunk --batch 64 --calls 1 --top 25) > "$W/profile.log" 2>&1
   echo "[cuda_profile exit $?]" >> "$W/profile.log"
   grep -v "^|" "$W/profile.log" | tail -n 20
 else
