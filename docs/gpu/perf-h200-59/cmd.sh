@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # perf-h200-59 (prepared in the twenty-second session, run in the twenty-third: README.md): every issue-17 goal
-# in one call on ONE H200, as
-# perf-h200-58 but HT_BUDGET 70 (58's one-process pass ran out of its 50 s after gated_delta's T = 64 row: the rate
-# loop now runs one batch before its clock) and without phase 1's verdict tests (the suite's parts run them) to stay
-# within a device call's 600 s. Then, on the same machine, calls that 58 and 57 prepared:
+# in one call on ONE H200, as perf-h200-58 but HT_BUDGET 70 (58's one-process pass ran out of its 50 s after
+# gated_delta's T = 64 row: the rate loop now runs one batch before its clock) and without phase 1's verdict tests
+# (the suite's parts run them) to stay within a device call's 600 s. Then, on the same machine, calls that 58 and 57
+# prepared:
 #   bash docs/gpu/perf-h200-59/cmd.sh OUT_DIR          (carry .whl; about 570 s)
 #   bash docs/gpu/perf-h200-58/cmd.sh procs OUT_DIR    (goal 3 at T = 1024 with 2, 3 and 4 processes; about 120 s)
 #   bash docs/gpu/perf-h200-57/cmd.sh b OUT_DIR        (the suite but tests/engine, commands, verdict, references)
