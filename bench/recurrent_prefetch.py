@@ -1,6 +1,6 @@
 """Does gla's recurrent forward kernel gain from loading step t + 1 before step t computes? (GPU only)
 
-    python bench/recurrent_prefetch.py [--T 256,1024] [--H 4] [--K 64] [--BV 64,16]
+    python bench/recurrent_prefetch.py [--T 256,1024] [--H 4] [--K 64] [--BV 64,16] [--warps 4]
 
 The built-in kernel (``fla_check.kernels.gla.recurrent.gla_recurrent_fwd_kernel``) against two
 variants, here only: ``stages`` runs the loop as it was before the built-in loaded ahead (a step's
@@ -95,29 +95,33 @@ def main() -> None:
     p.add_argument("--H", type=int, default=4)
     p.add_argument("--K", type=int, default=64, help="K = V")
     p.add_argument("--BV", default="64,16")
+    p.add_argument("--warps", default="4", help="warps per program, comma-separated (the module's FWD_WARPS: 4)")
     p.add_argument("--reps", type=int, default=50)
     args = p.parse_args()
     from fla_check.kernels.gla.recurrent import gla_recurrent_fwd_kernel
 
     H, K = args.H, args.K
     print(f"gla recurrent forward, bf16, B=1 H={H} K=V={K}; us per call (median of {args.reps})\n\n"
-          "| T | BV | built-in | stages=2 | prefetch | same bits |\n|---|---|---|---|---|---|")
+          "| T | BV | warps | built-in | stages=2 | prefetch | same bits |\n|---|---|---|---|---|---|---|")
     for T in (int(t) for t in args.T.split(",")):
         gen = torch.Generator().manual_seed(T)
         q, k, v = (torch.randn(1, T, H, K, generator=gen).to("cuda", torch.bfloat16) for _ in range(3))
         g = torch.nn.functional.logsigmoid(torch.randn(1, T, H, K, generator=gen)).to("cuda", torch.bfloat16)
         scale = K ** -0.5
-        for BV in (int(b) for b in args.BV.split(",")):
+        for BV, warps in ((int(b), int(w)) for b in args.BV.split(",") for w in args.warps.split(",")):
             grid = (triton.cdiv(K, BV), H)
             outs, times = {}, {}
 
             def builtin(o):
                 gla_recurrent_fwd_kernel[grid](q, k, v, g, o, None, None, None, scale, T, H=H, K=K, V=K, BK=K, BV=BV,
-                                               USE_H0=False, STORE_HT=False, IS_VARLEN=False, STATE_V_FIRST=False)
+                                               USE_H0=False, STORE_HT=False, IS_VARLEN=False, STATE_V_FIRST=False,
+                                               num_warps=warps)
 
             variants = {"built-in": builtin,
-                        "stages=2": lambda o: _stages_kernel[grid](q, k, v, g, o, scale, T, H, K, K, BK=K, BV=BV),
-                        "prefetch": lambda o: _prefetch_kernel[grid](q, k, v, g, o, scale, T, H, K, K, BK=K, BV=BV)}
+                        "stages=2": lambda o: _stages_kernel[grid](q, k, v, g, o, scale, T, H, K, K, BK=K, BV=BV,
+                                                                        num_warps=warps),
+                        "prefetch": lambda o: _prefetch_kernel[grid](q, k, v, g, o, scale, T, H, K, K, BK=K, BV=BV,
+                                                                          num_warps=warps)}
             for name, run in variants.items():
                 o = torch.empty_like(v)
                 run(o)
@@ -125,7 +129,7 @@ def main() -> None:
                 outs[name] = o.clone()
                 times[name] = cuda_median_us(lambda: run(o), args.reps)
             same = all(torch.equal(outs[n].view(torch.int16), outs["built-in"].view(torch.int16)) for n in outs)
-            print(f"| {T} | {BV} | {times['built-in']:.0f} | {times['stages=2']:.0f} | {times['prefetch']:.0f} | "
+            print(f"| {T} | {BV} | {warps} | {times['built-in']:.0f} | {times['stages=2']:.0f} | {times['prefetch']:.0f} | "
                   f"{same} |", flush=True)
 
 
