@@ -7,8 +7,12 @@
 #                                                      the kernel alone (bench/recurrent_prefetch.py), then goal 3's
 #                                                      gla T = 1024 rate with FWD_WARPS 4, 1, 2 (copies of this tree
 #                                                      in .wN/, first on PYTHONPATH), one process and three
-PART=${1:?usage: cmd.sh goals4|warps OUT_DIR}
-OUT=${2:?usage: cmd.sh goals4|warps OUT_DIR}
+#   bash docs/gpu/perf-h200-61/cmd.sh goals3 OUT_DIR   (right after warps) the goals call with RATE_PROCS=3 (inline as
+#                                                      well; its tree still had the FWD_WARPS edit that broke a mutant)
+#   bash docs/gpu/perf-h200-61/cmd.sh final OUT_DIR    (a later machine) phases 2 and 4 of the goals call (selftest, the
+#                                                      rates of three processes) on the tree with that edit reverted
+PART=${1:?usage: cmd.sh goals4|warps|goals3|final OUT_DIR}
+OUT=${2:?usage: cmd.sh goals4|warps|goals3|final OUT_DIR}
 mkdir -p "$OUT/w" && OUT=$(cd "$OUT" && pwd)
 W=$OUT/w
 export PYTHONPATH=/tmp/site
@@ -31,8 +35,9 @@ if [ "$PART" = warps ]; then
     grep "  rate \|exit" "$W/w$1p$2.log" | sed "s/^/warps $1: /" | cut -c1-100
   done
 else
-  GPU_A=0 GPU_B=0 PHASES="1 2 3 4" HT_BUDGET=70 HT_BATCH=64 TD_OPS=gated_delta,gla TD_WARMUPS=background TD_BUDGET=110 \
-    TD_CHILD=45 KP_CAP=150 ST_CAP=150 CI_CAP=35 RATE_PROCS=4 RP_T=256,1024 RP_CASES=256 RP_BATCH=64 RP_BUDGET=60 \
+  case $PART in goals4) procs=4 phases="1 2 3 4";; goals3) procs=3 phases="1 2 3 4";; *) procs=3 phases="2 4";; esac
+  GPU_A=0 GPU_B=0 PHASES="$phases" HT_BUDGET=70 HT_BATCH=64 TD_OPS=gated_delta,gla TD_WARMUPS=background TD_BUDGET=110 \
+    TD_CHILD=45 KP_CAP=150 ST_CAP=150 CI_CAP=35 RATE_PROCS=$procs RP_T=256,1024 RP_CASES=256 RP_BATCH=64 RP_BUDGET=60 \
     timeout -s INT -k 10 585 bash bench/gpu_goals.sh "$W/g" 15 > "$W/goals.log" 2>&1
   echo "[gpu_goals exit $?]" >> "$W/goals.log"
   [ -d "$W/g/work" ] && tar czf "$W/g/goals-cut.tar.gz" -C "$W/g/work" . && rm -rf "$W/g/work"

@@ -184,7 +184,6 @@ BV_MAX = 64  # widest V-block (the backward's)
 # the forward's V-block on a GPU: more, shorter programs (H200, bf16, T = 1024: 1445 us at 64, 346 at 16, 275 at 4;
 # docs/gpu/perf-h200-31, -38)
 FWD_BV = 4
-FWD_WARPS = 4  # the forward's warps per program on a GPU (bench/recurrent_prefetch.py --warps)
 INTERPRETER_BV = BV_MAX  # the forward's V-block in the CPU interpreter, which pays per program
 
 
@@ -207,7 +206,6 @@ def gla_recurrent_fwd(q, k, v, g, scale, initial_state, output_final_state, cu_s
             q, k, v, g, o, initial_state, ht, cu_seqlens, scale, T,
             H=H, K=K, V=V, BK=BK, BV=BV, USE_H0=initial_state is not None,
             STORE_HT=output_final_state, IS_VARLEN=cu_seqlens is not None, STATE_V_FIRST=state_v_first,
-            num_warps=FWD_WARPS,
         )
     return o, ht
 
