@@ -11,13 +11,19 @@
 #                                                      well; its tree still had the FWD_WARPS edit that broke a mutant)
 #   bash docs/gpu/perf-h200-61/cmd.sh final OUT_DIR    (a later machine) phases 2 and 4 of the goals call (selftest, the
 #                                                      rates of three processes) on the tree with that edit reverted
-PART=${1:?usage: cmd.sh goals4|warps|goals3|final OUT_DIR}
-OUT=${2:?usage: cmd.sh goals4|warps|goals3|final OUT_DIR}
+#   bash docs/gpu/perf-h200-61/cmd.sh rest OUT_DIR     (instead of final: 263 s of device time left) the suite but
+#                                                      the four directories perf-h200-57 part a ran, capped at 130 s
+PART=${1:?usage: cmd.sh goals4|warps|goals3|final|rest OUT_DIR}
+OUT=${2:?usage: cmd.sh goals4|warps|goals3|final|rest OUT_DIR}
 mkdir -p "$OUT/w" && OUT=$(cd "$OUT" && pwd)
 W=$OUT/w
 export PYTHONPATH=/tmp/site
 source bench/_device_setup.sh
-if [ "$PART" = warps ]; then
+if [ "$PART" = rest ]; then
+  bash bench/gpu_pytest.sh "$W/pytest" 130 15 --ignore=tests/engine --ignore=tests/commands --ignore=tests/verdict \
+    --ignore=tests/references
+  gzip -f "$W/pytest/pytest.log"
+elif [ "$PART" = warps ]; then
   for w in 4 1 2; do
     rm -rf ".w$w" && mkdir ".w$w" && cp -r fla_check ".w$w/"
     sed -i "s/^FWD_WARPS = 4 /FWD_WARPS = $w /" ".w$w/fla_check/kernels/gla/recurrent.py"
