@@ -7,6 +7,7 @@
 #                                                      the kernel alone (bench/recurrent_prefetch.py), then goal 3's
 #                                                      gla T = 1024 rate with FWD_WARPS 4, 1, 2 (copies of this tree
 #                                                      in .wN/, first on PYTHONPATH), one process and three
+#                                                      (ran on 52cde1b: later trees lack the FWD_WARPS constant)
 #   bash docs/gpu/perf-h200-61/cmd.sh goals3 OUT_DIR   (right after warps) the goals call with RATE_PROCS=3 (inline as
 #                                                      well; its tree still had the FWD_WARPS edit that broke a mutant)
 #   bash docs/gpu/perf-h200-61/cmd.sh final OUT_DIR    (a later machine) phases 2 and 4 of the goals call (selftest, the
@@ -41,13 +42,8 @@ elif [ "$PART" = warps ]; then
     grep "  rate \|exit" "$W/w$1p$2.log" | sed "s/^/warps $1: /" | cut -c1-100
   done
 else
-  case $PART in goals4) procs=4 phases="1 2 3 4";; goals3) procs=3 phases="1 2 3 4";; *) procs=3 phases="2 4";; esac
-  GPU_A=0 GPU_B=0 PHASES="$phases" HT_BUDGET=70 HT_BATCH=64 TD_OPS=gated_delta,gla TD_WARMUPS=background TD_BUDGET=110 \
-    TD_CHILD=45 KP_CAP=150 ST_CAP=150 CI_CAP=35 RATE_PROCS=$procs RP_T=256,1024 RP_CASES=256 RP_BATCH=64 RP_BUDGET=60 \
-    timeout -s INT -k 10 585 bash bench/gpu_goals.sh "$W/g" 15 > "$W/goals.log" 2>&1
-  echo "[gpu_goals exit $?]" >> "$W/goals.log"
-  [ -d "$W/g/work" ] && tar czf "$W/g/goals-cut.tar.gz" -C "$W/g/work" . && rm -rf "$W/g/work"
-  tail -n 30 "$W/g/summary.md" 2>/dev/null || tail -n 30 "$W/goals.log"
+  . bench/_goals_call.sh
+  case $PART in goals4) goals_call "$W" 4;; goals3) goals_call "$W" 3;; *) goals_call "$W" 3 "2 4";; esac
 fi
 date -u
 tar czf "$OUT/all_$PART.tar.gz" -C "$OUT" w && rm -rf "$W"
