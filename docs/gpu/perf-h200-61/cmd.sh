@@ -12,6 +12,7 @@
 #                                                      well; its tree still had the FWD_WARPS edit that broke a mutant)
 #   bash docs/gpu/perf-h200-61/cmd.sh final OUT_DIR    (a later machine) phases 2 and 4 of the goals call (selftest, the
 #                                                      rates of three processes) on the tree with that edit reverted
+#                                                      (not run: the device refused the call)
 #   bash docs/gpu/perf-h200-61/cmd.sh rest OUT_DIR     (instead of final: 263 s of device time left) the suite but
 #                                                      the four directories perf-h200-57 part a ran, capped at 130 s
 PART=${1:?usage: cmd.sh goals4|warps|goals3|final|rest OUT_DIR}
