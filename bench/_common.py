@@ -7,6 +7,7 @@ keeps what it finished. Progress goes to stdout with ``flush=True``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -112,12 +113,36 @@ def environment(device: Optional[str] = None) -> dict[str, Any]:
     if device is not None:
         env["device"] = device
         env["triton_interpret"] = os.environ.get("TRITON_INTERPRET") == "1"
+    env["commit"] = git_commit(REPO)
     try:
-        env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                       text=True, timeout=10).stdout.strip() or None
+        import fla_check
+
+        env["fla_check"] = source_digest(Path(fla_check.__file__).parent)
     except Exception:  # noqa: BLE001
-        env["commit"] = None
+        env["fla_check"] = None
     return env
+
+
+def git_commit(repo: Path) -> Optional[str]:
+    """HEAD's short hash, with "+changes" where tracked files differ from it (a device's copy of a working tree
+    keeps an older .git: perf-h200-61's headers named 48cd2bb for a tree that was 52cde1b); None without git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def source_digest(package_dir: Path) -> str:
+    """12 hex digits of SHA-256 over a package's .py files (each relative path and its bytes, in sorted order):
+    which code ran, git or not (`python3 bench/_common.py --digest DIR` for a checkout of any commit)."""
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 @dataclass
@@ -196,7 +221,7 @@ class Bench:
         env = self.data.get("environment", {})
         where = env.get("gpu") or f"CPU ({env.get('host_cpus')} cores, Triton interpreter)"
         head = [f"### {self.name} ({where}; torch {env.get('torch')}, triton {env.get('triton')}, "
-                f"fla {env.get('fla')}, commit {env.get('commit')})", ""]
+                f"fla {env.get('fla')}, commit {env.get('commit')}, fla_check {env.get('fla_check')})", ""]
         try:
             body = [t.markdown() for t in (self.render() if self.render else [])]
         except Exception as exc:  # noqa: BLE001 - a rendering bug must not lose the JSON
@@ -222,3 +247,11 @@ def add_common_args(parser, *, budget: float, out: str = "bench_out") -> None:
     parser.add_argument("--budget", type=float, default=budget,
                         help=f"wall-clock budget in seconds; sections that would start later are skipped (default {budget:g})")
     parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
+
+
+if __name__ == "__main__":  # python3 bench/_common.py --digest [PACKAGE_DIR]: the digest benches record as fla_check
+    if sys.argv[1:2] != ["--digest"] or len(sys.argv) > 3:
+        print("usage: python3 bench/_common.py --digest [PACKAGE_DIR (default: this checkout's fla_check)]",
+              file=sys.stderr)
+        sys.exit(2)
+    print(source_digest(Path(sys.argv[2]) if len(sys.argv) == 3 else REPO / "fla_check"))

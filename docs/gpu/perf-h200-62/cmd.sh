@@ -3,6 +3,8 @@
 #   bash docs/gpu/perf-h200-62/cmd.sh goals OUT_DIR   every issue-17 goal in one call on the final tree: perf-h200-61's
 #                                                     goals3 (three processes for goal 3), whose only miss was a mutant
 #                                                     its own tree's edit broke; about 400-500 s
+#                                                     (the twenty-fourth session's final fla_check: aae869630f77 in
+#                                                     the summaries' headers, `python3 bench/_common.py --digest`)
 #   bash docs/gpu/perf-h200-62/cmd.sh rest OUT_DIR    the suite but the four directories perf-h200-57 part a ran on
 #                                                     6933030 (tests/engine, commands, verdict, references), 480 s cap
 PART=${1:?usage: cmd.sh goals|rest OUT_DIR}
