@@ -95,7 +95,8 @@ def main() -> None:
     p.add_argument("--H", type=int, default=4)
     p.add_argument("--K", type=int, default=64, help="K = V")
     p.add_argument("--BV", default="64,16")
-    p.add_argument("--warps", default="4", help="warps per program, comma-separated (the built-in launches with Triton's default, 4)")
+    p.add_argument("--warps", default="4",
+                   help="warps per program, comma-separated (the built-in launches with Triton's default, 4)")
     p.add_argument("--reps", type=int, default=50)
     args = p.parse_args()
     from fla_check.kernels.gla.recurrent import gla_recurrent_fwd_kernel
