@@ -157,9 +157,13 @@ class Table:
 
     def markdown(self) -> str:
         lines = [f"#### {self.title}", "", f"`{self.command}`", ""]
-        lines.append("| " + " | ".join(self.header) + " |")
-        lines.append("|" + "---|" * len(self.header))
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in self.rows]
+        if not self.rows:  # a header alone reads as "ran, found nothing" (perf-h200-61's summaries)
+            lines.append("No rows: nothing in this run measured this table (its options left it out, or see "
+                         "Skipped and Errors below).")
+        else:
+            lines.append("| " + " | ".join(self.header) + " |")
+            lines.append("|" + "---|" * len(self.header))
+            lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in self.rows]
         if self.note:
             lines += ["", self.note]
         return "\n".join(lines) + "\n"

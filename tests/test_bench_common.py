@@ -69,3 +69,10 @@ def test_the_commit_is_flagged_when_tracked_files_differ_from_it(tmp_path):
     assert _common.git_commit(tmp_path) == head
     (tmp_path / "a.py").write_text("2\n")
     assert _common.git_commit(tmp_path) == head + "+changes"
+
+
+def test_a_table_without_rows_says_so_instead_of_printing_a_bare_header():
+    empty = _common.Table("T", "cmd", ["a", "b"]).markdown()
+    assert "No rows" in empty and "| a | b |" not in empty
+    full = _common.Table("T", "cmd", ["a", "b"], rows=[[1, 2]]).markdown()
+    assert "| a | b |" in full and "| 1 | 2 |" in full and "No rows" not in full
