@@ -36,7 +36,7 @@ def test_the_digest_follows_the_sources_and_nothing_else(tmp_path):
     assert _common.source_digest(pkg) != first
 
 
-def test_the_environment_records_the_imported_fla_check(tmp_path):
+def test_the_environment_records_the_imported_fla_check():
     import fla_check
 
     env = _common.environment()
