@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# perf-h200-62 (prepared in the twenty-fourth session, not yet run), on ONE H200, back to back (carry .whl):
+# perf-h200-62 (prepared in the twenty-fourth session, run in the twenty-fifth), on ONE H200, back to back (carry .whl):
 #   bash docs/gpu/perf-h200-62/cmd.sh goals OUT_DIR   every issue-17 goal in one call on the final tree: perf-h200-61's
 #                                                     goals3 (three processes for goal 3), whose only miss was a mutant
 #                                                     its own tree's edit broke; about 400-500 s
